@@ -1,0 +1,27 @@
+#!/bin/sh
+# Install every package the build and the tests need, from Debian's archive.
+# Safe to run again: apt-get skips what is already installed.
+set -eu
+
+packages="
+	build-essential meson ninja-build pkg-config
+	libcmocka-dev libjson-c-dev libinih-dev libedit-dev libsystemd-dev
+	libdrm-dev libnl-3-dev libnl-genl-3-dev libxrt-dev
+	clang libclang-rt-14-dev
+	dbus util-linux
+	qemu-system-x86 busybox-static kmod dwarves cpio xz-utils bc flex bison libelf-dev
+"
+
+missing=""
+for p in $packages; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing
