@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * npu debugfs (under the accel device's debugfs directory):
+ *   bo_count, ctx_count, jobs_alive  live object counts (read only)
+ *   queue                            engine queue and counters
+ *   inject_hang                      write 1: the next job hangs
+ *   inject_alloc_fail                write 1: the next BO_CREATE fails
+ *   engine_delay_us                  sleep this long before each op
+ *
+ * Copyright (c) 2026 The npud authors
+ */
+
+#include <linux/debugfs.h>
+#include <linux/seq_file.h>
+
+#include "npu_drv.h"
+
+static int npu_debugfs_queue_show(struct seq_file *m, void *unused)
+{
+	struct npu_device *ndev = m->private;
+	struct npu_engine *eng = &ndev->engine;
+	struct npu_job *job;
+
+	spin_lock(&eng->lock);
+	job = eng->current_job;
+	if (job)
+		seq_printf(m, "running: ctx %u seqno %llu ops %u\n",
+			   job->ctx->id, job->seqno, job->nops);
+	list_for_each_entry(job, &eng->queue, engine_node)
+		seq_printf(m, "queued: ctx %u seqno %llu ops %u\n",
+			   job->ctx->id, job->seqno, job->nops);
+	spin_unlock(&eng->lock);
+
+	seq_printf(m, "jobs_alive: %d\n", atomic_read(&ndev->cnt.jobs_alive));
+	seq_printf(m, "jobs_submitted: %lld\n",
+		   atomic64_read(&ndev->cnt.jobs_submitted));
+	seq_printf(m, "jobs_completed: %lld\n",
+		   atomic64_read(&ndev->cnt.jobs_completed));
+	seq_printf(m, "jobs_failed: %lld\n",
+		   atomic64_read(&ndev->cnt.jobs_failed));
+	seq_printf(m, "jobs_timedout: %lld\n",
+		   atomic64_read(&ndev->cnt.jobs_timedout));
+	seq_printf(m, "resets: %lld\n", atomic64_read(&ndev->cnt.resets));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(npu_debugfs_queue);
+
+void npu_debugfs_init(struct npu_device *ndev)
+{
+	struct dentry *root = ndev->drm.debugfs_root;
+
+	if (IS_ERR_OR_NULL(root))
+		return;
+
+	debugfs_create_atomic_t("bo_count", 0444, root, &ndev->cnt.bo_count);
+	debugfs_create_atomic_t("ctx_count", 0444, root, &ndev->cnt.ctx_count);
+	debugfs_create_atomic_t("jobs_alive", 0444, root, &ndev->cnt.jobs_alive);
+	debugfs_create_file("queue", 0444, root, ndev, &npu_debugfs_queue_fops);
+	debugfs_create_atomic_t("inject_hang", 0600, root, &ndev->inject_hang);
+	debugfs_create_atomic_t("inject_alloc_fail", 0600, root,
+				&ndev->inject_alloc_fail);
+	debugfs_create_u32("engine_delay_us", 0600, root, &ndev->engine_delay_us);
+}

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Copyright (c) 2026 The npud authors
+ */
+
+#ifndef __NPU_DRV_H__
+#define __NPU_DRV_H__
+
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/platform_device.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/xarray.h>
+
+#include <drm/drm_device.h>
+#include <drm/drm_file.h>
+#include <drm/drm_gem_shmem_helper.h>
+#include <drm/gpu_scheduler.h>
+
+#include <drm/npu_accel.h>
+
+#define NPU_DRIVER_NAME		"npu"
+#define NPU_UAPI_MAJOR		1
+#define NPU_UAPI_MINOR		0
+
+#define NPU_MAX_DEVICES		8
+#define NPU_MAX_BO_SIZE		(256ull << 20)
+#define NPU_MAX_CONTEXTS	64
+#define NPU_FENCE_WINDOW	256
+#define NPU_MAX_OPS		(NPU_ERT_MAX_COUNT / NPU_OP_WORDS)
+
+#define NPU_OPS_ALL		(GENMASK_ULL(NPU_OP_COUNT - 1, 1))
+
+struct npu_device;
+struct npu_job;
+
+/**
+ * struct npu_engine_ops - an execution back end
+ * @init: set up the engine of @ndev.
+ * @fini: stop it; no job is queued or running by then.
+ * @run: queue @job; the engine signals @job->hw_fence when the job ends,
+ *	after writing its final state with npu_job_set_state().
+ * @reset: abort @job if the engine holds it (queued or running) and end it
+ *	with -ETIMEDOUT. Returns true when it did; false when the job had
+ *	already ended.
+ */
+struct npu_engine_ops {
+	int (*init)(struct npu_device *ndev);
+	void (*fini)(struct npu_device *ndev);
+	void (*run)(struct npu_device *ndev, struct npu_job *job);
+	bool (*reset)(struct npu_device *ndev, struct npu_job *job);
+};
+
+/**
+ * struct npu_engine - the software execution engine
+ */
+struct npu_engine {
+	struct task_struct *thread;
+	/* Protects queue, current and abort. */
+	spinlock_t lock;
+	struct list_head queue;
+	struct npu_job *current_job;
+	bool abort;
+	/* Wakes the thread (new job, abort, stop). */
+	wait_queue_head_t wake;
+	/* Wakes reset() when the current job ends. */
+	wait_queue_head_t done;
+};
+
+struct npu_counters {
+	atomic64_t jobs_submitted;
+	atomic64_t jobs_completed;
+	atomic64_t jobs_failed;
+	atomic64_t jobs_timedout;
+	atomic64_t resets;
+	atomic64_t busy_ns;
+	atomic64_t bo_bytes;
+	atomic_t bo_count;
+	atomic_t ctx_count;
+	atomic_t jobs_alive;
+};
+
+struct npu_device {
+	struct drm_device drm;
+	struct platform_device *pdev;
+	u32 index;
+	/* Entry in the global device list, under npu_dev_lock. */
+	struct list_head node;
+
+	const struct npu_engine_ops *engine_ops;
+	struct npu_engine engine;
+
+	struct drm_gpu_scheduler sched;
+	struct workqueue_struct *sched_wq;
+	u64 fence_context;
+	atomic64_t fence_seqno;
+	/* Protects the state of the hardware fences (dma_fence lock). */
+	spinlock_t fence_lock;
+
+	struct npu_counters cnt;
+	/* Woken when jobs_alive drops to zero. */
+	wait_queue_head_t idle_wq;
+
+	/* Fault injection and tuning, set through debugfs. */
+	atomic_t inject_hang;
+	atomic_t inject_alloc_fail;
+	u32 engine_delay_us;
+};
+
+#define to_npu_device(dev) container_of(dev, struct npu_device, drm)
+
+struct npu_bo {
+	struct drm_gem_shmem_object base;
+	/* Kernel mapping, valid from creation to free. */
+	void *vaddr;
+};
+
+#define to_npu_bo(obj) container_of(to_drm_gem_shmem_obj(obj), struct npu_bo, base)
+
+struct npu_file {
+	struct npu_device *ndev;
+	pid_t pid;
+	/* Context id -> struct npu_ctx; the xarray's lock protects it. */
+	struct xarray ctx_xa;
+};
+
+struct npu_ctx {
+	struct kref ref;
+	struct npu_device *ndev;
+	u32 id;
+	pid_t pid;
+	struct drm_sched_entity entity;
+	/* Serializes submissions; protects seqno, ops_mask and fences. */
+	struct mutex lock;
+	u64 seqno;
+	u64 ops_mask;
+	struct dma_fence *fences[NPU_FENCE_WINDOW];
+	atomic64_t completed;
+	atomic_t faulted;
+	atomic64_t fault_seqno;
+};
+
+struct npu_job {
+	struct drm_sched_job base;
+	struct npu_device *ndev;
+	struct npu_ctx *ctx;
+	u64 seqno;
+	struct drm_gem_object *cmd_bo;
+	u64 cmd_offset;
+	u32 nops;
+	struct drm_npu_op *ops;
+	/* Resolved operands: nops * NPU_OP_MAX_BUFS entries, NULL if unused. */
+	struct npu_bo **bos;
+	struct dma_fence *hw_fence;
+	struct drm_syncobj *out_syncobj;
+	bool hang;
+	bool timed_out;
+	u32 state;
+	/* Entry in the engine queue, under npu_engine.lock. */
+	struct list_head engine_node;
+};
+
+#define to_npu_job(job) container_of(job, struct npu_job, base)
+
+extern unsigned int npu_job_timeout_ms;
+
+/* npu_gem.c */
+struct drm_gem_object *npu_gem_create_object(struct drm_device *dev, size_t size);
+struct drm_gem_object *npu_gem_prime_import_sg_table(struct drm_device *dev,
+						     struct dma_buf_attachment *attach,
+						     struct sg_table *sgt);
+struct npu_bo *npu_bo_lookup(struct drm_file *file, u32 handle);
+int npu_ioctl_bo_create(struct drm_device *dev, void *data, struct drm_file *file);
+int npu_ioctl_bo_info(struct drm_device *dev, void *data, struct drm_file *file);
+int npu_ioctl_bo_sync(struct drm_device *dev, void *data, struct drm_file *file);
+
+/* npu_ctx.c */
+int npu_ctx_file_init(struct npu_file *nfile);
+void npu_ctx_file_fini(struct npu_file *nfile);
+struct npu_ctx *npu_ctx_lookup(struct npu_file *nfile, u32 id);
+void npu_ctx_put(struct npu_ctx *ctx);
+void npu_ctx_fault(struct npu_ctx *ctx, u64 seqno);
+int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *file);
+int npu_ioctl_ctx_destroy(struct drm_device *dev, void *data, struct drm_file *file);
+int npu_ioctl_ctx_configure(struct drm_device *dev, void *data, struct drm_file *file);
+int npu_ioctl_ctx_query(struct drm_device *dev, void *data, struct drm_file *file);
+
+/* npu_job.c */
+int npu_sched_init(struct npu_device *ndev);
+void npu_sched_fini(struct npu_device *ndev);
+void npu_job_set_state(struct npu_job *job, u32 state);
+int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file);
+int npu_ioctl_wait(struct drm_device *dev, void *data, struct drm_file *file);
+
+/* npu_op.c */
+int npu_op_sizes(const struct drm_npu_op *op, u64 sizes[NPU_OP_MAX_BUFS]);
+int npu_op_check_bufs(const struct drm_npu_op *op, struct npu_bo *const *bos,
+		      const u64 sizes[NPU_OP_MAX_BUFS]);
+const char *npu_op_name(u32 opcode);
+
+/* npu_engine.c */
+extern const struct npu_engine_ops npu_sw_engine_ops;
+
+/* npu_genl.c */
+int npu_genl_register(void);
+void npu_genl_unregister(void);
+void npu_genl_device_add(struct npu_device *ndev);
+void npu_genl_device_remove(struct npu_device *ndev);
+void npu_genl_event(struct npu_device *ndev, u32 event, u32 ctx_id, u64 seqno,
+		    pid_t pid);
+
+/* npu_sysfs.c */
+extern const struct attribute_group *npu_sysfs_groups[];
+
+/* npu_debugfs.c */
+#ifdef CONFIG_DEBUG_FS
+void npu_debugfs_init(struct npu_device *ndev);
+#else
+static inline void npu_debugfs_init(struct npu_device *ndev) { }
+#endif
+
+#endif /* __NPU_DRV_H__ */

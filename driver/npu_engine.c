@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * npu software execution engine: a kernel thread per device that runs the
+ * ops of one job at a time on the BOs, with the scalar reference code of
+ * daemon/libnpu/npu_ref.c, in bounded chunks inside kernel_fpu_begin/end.
+ *
+ * Copyright (c) 2026 The npud authors
+ */
+
+#include <linux/delay.h>
+#include <linux/dma-fence.h>
+#include <linux/kthread.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+
+#include <asm/fpu/api.h>
+
+#include <drm/drm_print.h>
+
+#include "npu_drv.h"
+#include "npu_ref.h"
+
+/* Work per kernel_fpu_begin/end section, in multiply-accumulates. */
+#define NPU_CHUNK_WORK	(1u << 16)
+
+struct npu_exec {
+	struct npu_engine *eng;
+	const struct drm_npu_op *op;
+	void *p[NPU_OP_MAX_BUFS];
+	float *scratch;
+	s32 *table;
+};
+
+static bool npu_engine_aborted(struct npu_engine *eng)
+{
+	return READ_ONCE(eng->abort) || kthread_should_stop();
+}
+
+/* Between chunks: leave the FPU section and let others run. */
+static int npu_engine_yield(struct npu_engine *eng)
+{
+	kernel_fpu_end();
+	cond_resched();
+	if (npu_engine_aborted(eng))
+		return -ETIMEDOUT;
+	kernel_fpu_begin();
+	return 0;
+}
+
+static u32 npu_rows_per_chunk(u64 work_per_row)
+{
+	u64 rows = NPU_CHUNK_WORK / max_t(u64, work_per_row, 1);
+
+	return clamp_t(u64, rows, 1, U32_MAX);
+}
+
+static int npu_exec_gemm(struct npu_exec *x)
+{
+	const u32 *d = x->op->dim;
+	u32 m, n0, n1, cols = npu_rows_per_chunk(d[2]);
+	int ret;
+
+	for (m = 0; m < d[0]; m++) {
+		for (n0 = 0; n0 < d[1]; n0 = n1) {
+			n1 = min(d[1], n0 + cols);
+			switch (x->op->opcode) {
+			case NPU_OP_GEMM_W8A8:
+				npu_ref_gemm_w8a8(x->p[0], x->p[1], x->p[2], x->p[3],
+						  x->p[4], d[1], d[2], m, m + 1, n0, n1);
+				break;
+			case NPU_OP_GEMM_W8A8_I32:
+				npu_ref_gemm_w8a8_i32(x->p[0], x->p[1], x->p[4],
+						      d[1], d[2], m, m + 1, n0, n1);
+				break;
+			default:
+				npu_ref_gemm_w8a16(x->p[0], x->p[1], x->p[2], x->p[3],
+						   x->p[4], d[1], d[2], m, m + 1, n0, n1);
+				break;
+			}
+			ret = npu_engine_yield(x->eng);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+static int npu_exec_rows(struct npu_exec *x)
+{
+	const struct drm_npu_op *op = x->op;
+	const u32 *d = op->dim;
+	u32 m0, m1, step;
+	int ret;
+
+	if (op->opcode == NPU_OP_ROPE)
+		step = npu_rows_per_chunk((u64)d[1] * d[2] * 8);
+	else
+		step = npu_rows_per_chunk(d[1]);
+
+	for (m0 = 0; m0 < d[0]; m0 = m1) {
+		m1 = min(d[0], m0 + step);
+		switch (op->opcode) {
+		case NPU_OP_RMSNORM:
+			npu_ref_rmsnorm_bits(x->p[0], x->p[1], x->p[2], d[1],
+					     op->fparam[0], m0, m1);
+			break;
+		case NPU_OP_ROPE:
+			npu_ref_rope_bits(x->p[0], x->p[1], x->p[2], d[1], d[2],
+					  op->fparam[0], m0, m1);
+			break;
+		case NPU_OP_QUANT_I8:
+			npu_ref_quant_i8(x->p[0], x->p[1], x->p[2], d[1], m0, m1);
+			break;
+		default:
+			npu_ref_quant_i16(x->p[0], x->p[1], x->p[2], d[1], m0, m1);
+			break;
+		}
+		ret = npu_engine_yield(x->eng);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int npu_exec_elementwise(struct npu_exec *x)
+{
+	const struct drm_npu_op *op = x->op;
+	size_t n = op->dim[0], i0, i1;
+	int ret;
+
+	for (i0 = 0; i0 < n; i0 = i1) {
+		i1 = min_t(size_t, n, i0 + NPU_CHUNK_WORK / 8);
+		switch (op->opcode) {
+		case NPU_OP_SILU_MUL:
+			npu_ref_silu_mul(x->p[0], x->p[1], x->p[2], i0, i1);
+			break;
+		case NPU_OP_ADD:
+			npu_ref_add(x->p[0], x->p[1], x->p[2], i0, i1);
+			break;
+		case NPU_OP_CVT_F32_F16:
+			npu_ref_cvt_f32_f16(x->p[0], x->p[1], i0, i1);
+			break;
+		default:
+			memmove((u8 *)x->p[1] + i0, (u8 *)x->p[0] + i0, i1 - i0);
+			break;
+		}
+		ret = npu_engine_yield(x->eng);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int npu_exec_attention(struct npu_exec *x)
+{
+	const struct drm_npu_op *op = x->op;
+	const u32 *d = op->dim;
+	struct npu_ref_attn a = {
+		.q = x->p[0],
+		.k = x->p[1],
+		.v = x->p[2],
+		.pos = x->p[3],
+		.out = x->p[4],
+		.block_table = x->table,
+		.n_heads = d[1],
+		.n_kv_heads = d[2],
+		.head_dim = d[3],
+		.n_ctx = d[4],
+		.block_size = d[5],
+		.n_blocks = d[6],
+		.kv_f16 = !!(op->flags & NPU_OP_F_KV_F16),
+	};
+	u32 m, h;
+	int ret;
+
+	/* Copy the float's bits: no float math outside the FPU section. */
+	BUILD_BUG_ON(sizeof(a.scale) != sizeof(op->fparam[0]));
+	memcpy(&a.scale, &op->fparam[0], sizeof(a.scale));
+
+	for (m = 0; m < d[0]; m++) {
+		for (h = 0; h < d[1]; h++) {
+			if (npu_ref_attention(&a, m, h, x->scratch))
+				return -EINVAL;
+			ret = npu_engine_yield(x->eng);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+static int npu_exec_op(struct npu_device *ndev, struct npu_job *job, u32 i)
+{
+	struct npu_bo **bos = &job->bos[i * NPU_OP_MAX_BUFS];
+	const struct drm_npu_op *op = &job->ops[i];
+	struct npu_exec x = { .eng = &ndev->engine, .op = op };
+	u64 sizes[NPU_OP_MAX_BUFS];
+	int ret, j;
+
+	/* Check every operand again right before touching memory. */
+	ret = npu_op_sizes(op, sizes);
+	if (!ret)
+		ret = npu_op_check_bufs(op, bos, sizes);
+	if (ret)
+		return ret;
+	for (j = 0; j < NPU_OP_MAX_BUFS; j++)
+		if (sizes[j])
+			x.p[j] = bos[j]->vaddr + op->buf[j].offset;
+
+	if (op->opcode == NPU_OP_ATTENTION) {
+		x.scratch = kvmalloc_array(op->dim[4], sizeof(float), GFP_KERNEL);
+		if (!x.scratch)
+			return -ENOMEM;
+		if (op->dim[5]) {
+			/* The table lives in user memory: snapshot it. */
+			x.table = kvmemdup(x.p[5], sizes[5], GFP_KERNEL);
+			if (!x.table) {
+				kvfree(x.scratch);
+				return -ENOMEM;
+			}
+		}
+	}
+
+	if (ndev->engine_delay_us)
+		fsleep(ndev->engine_delay_us);
+
+	kernel_fpu_begin();
+	switch (op->opcode) {
+	case NPU_OP_GEMM_W8A8:
+	case NPU_OP_GEMM_W8A8_I32:
+	case NPU_OP_GEMM_W8A16:
+		ret = npu_exec_gemm(&x);
+		break;
+	case NPU_OP_RMSNORM:
+	case NPU_OP_ROPE:
+	case NPU_OP_QUANT_I8:
+	case NPU_OP_QUANT_I16:
+		ret = npu_exec_rows(&x);
+		break;
+	case NPU_OP_ATTENTION:
+		ret = npu_exec_attention(&x);
+		break;
+	default:
+		ret = npu_exec_elementwise(&x);
+		break;
+	}
+	/* On -ETIMEDOUT npu_engine_yield() already left the FPU section. */
+	if (ret != -ETIMEDOUT)
+		kernel_fpu_end();
+
+	kvfree(x.table);
+	kvfree(x.scratch);
+	return ret;
+}
+
+static int npu_engine_exec(struct npu_device *ndev, struct npu_job *job)
+{
+	struct npu_engine *eng = &ndev->engine;
+	u32 i;
+	int ret;
+
+	if (job->hang) {
+		/* Injected hang: do nothing until the timeout resets us. */
+		wait_event(eng->wake, npu_engine_aborted(eng));
+		return -ETIMEDOUT;
+	}
+	for (i = 0; i < job->nops; i++) {
+		if (npu_engine_aborted(eng))
+			return -ETIMEDOUT;
+		ret = npu_exec_op(ndev, job, i);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static void npu_engine_complete(struct npu_device *ndev, struct npu_job *job,
+				int err)
+{
+	u32 state;
+
+	switch (err) {
+	case 0:
+		state = NPU_ERT_STATE_COMPLETED;
+		break;
+	case -ETIMEDOUT:
+		state = NPU_ERT_STATE_TIMEOUT;
+		break;
+	default:
+		err = -EINVAL;
+		state = NPU_ERT_STATE_ERROR;
+		break;
+	}
+	npu_job_set_state(job, state);
+	if (err)
+		dma_fence_set_error(job->hw_fence, err);
+	dma_fence_signal(job->hw_fence);
+}
+
+static int npu_engine_thread(void *data)
+{
+	struct npu_device *ndev = data;
+	struct npu_engine *eng = &ndev->engine;
+	struct npu_job *job;
+	ktime_t start;
+	int ret;
+
+	while (!kthread_should_stop()) {
+		wait_event_interruptible(eng->wake, kthread_should_stop() ||
+					 !list_empty_careful(&eng->queue));
+		spin_lock(&eng->lock);
+		job = list_first_entry_or_null(&eng->queue, struct npu_job,
+					       engine_node);
+		if (job) {
+			list_del_init(&job->engine_node);
+			eng->current_job = job;
+		}
+		spin_unlock(&eng->lock);
+		if (!job)
+			continue;
+
+		start = ktime_get();
+		ret = npu_engine_exec(ndev, job);
+		atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), start)),
+			     &ndev->cnt.busy_ns);
+
+		spin_lock(&eng->lock);
+		if (eng->abort)
+			ret = -ETIMEDOUT;
+		eng->current_job = NULL;
+		spin_unlock(&eng->lock);
+
+		npu_engine_complete(ndev, job, ret);
+		wake_up_all(&eng->done);
+	}
+	return 0;
+}
+
+static int npu_sw_engine_init(struct npu_device *ndev)
+{
+	struct npu_engine *eng = &ndev->engine;
+	struct task_struct *t;
+
+	spin_lock_init(&eng->lock);
+	INIT_LIST_HEAD(&eng->queue);
+	init_waitqueue_head(&eng->wake);
+	init_waitqueue_head(&eng->done);
+
+	t = kthread_run(npu_engine_thread, ndev, "npu%u-engine", ndev->index);
+	if (IS_ERR(t))
+		return PTR_ERR(t);
+	eng->thread = t;
+	return 0;
+}
+
+static void npu_sw_engine_fini(struct npu_device *ndev)
+{
+	struct npu_engine *eng = &ndev->engine;
+
+	kthread_stop(eng->thread);
+	drm_WARN_ON(&ndev->drm, !list_empty(&eng->queue));
+}
+
+static void npu_sw_engine_run(struct npu_device *ndev, struct npu_job *job)
+{
+	struct npu_engine *eng = &ndev->engine;
+
+	spin_lock(&eng->lock);
+	list_add_tail(&job->engine_node, &eng->queue);
+	spin_unlock(&eng->lock);
+	wake_up_all(&eng->wake);
+}
+
+static bool npu_sw_engine_reset(struct npu_device *ndev, struct npu_job *job)
+{
+	struct npu_engine *eng = &ndev->engine;
+	bool queued = false;
+
+	spin_lock(&eng->lock);
+	if (eng->current_job == job) {
+		eng->abort = true;
+	} else if (!list_empty(&job->engine_node)) {
+		list_del_init(&job->engine_node);
+		queued = true;
+	} else {
+		spin_unlock(&eng->lock);
+		return false;
+	}
+	spin_unlock(&eng->lock);
+
+	if (queued) {
+		npu_engine_complete(ndev, job, -ETIMEDOUT);
+		return true;
+	}
+
+	wake_up_all(&eng->wake);
+	wait_event(eng->done, READ_ONCE(eng->current_job) != job);
+	spin_lock(&eng->lock);
+	eng->abort = false;
+	spin_unlock(&eng->lock);
+	return true;
+}
+
+const struct npu_engine_ops npu_sw_engine_ops = {
+	.init = npu_sw_engine_init,
+	.fini = npu_sw_engine_fini,
+	.run = npu_sw_engine_run,
+	.reset = npu_sw_engine_reset,
+};
