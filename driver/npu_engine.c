@@ -22,7 +22,7 @@
 #include "npu_ref.h"
 
 /* Work per kernel_fpu_begin/end section, in multiply-accumulates. */
-#define NPU_CHUNK_WORK	(1u << 16)
+#define NPU_CHUNK_WORK	BIT(16)
 
 struct npu_exec {
 	struct npu_engine *eng;

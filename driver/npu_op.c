@@ -10,9 +10,9 @@
 
 #include "npu_drv.h"
 
-#define NPU_DIM_MAX	(1u << 24)
-#define NPU_K_MAX	(1u << 16)
-#define NPU_CTX_MAX	(1u << 16)
+#define NPU_DIM_MAX	BIT(24)
+#define NPU_K_MAX	BIT(16)
+#define NPU_CTX_MAX	BIT(16)
 
 static const char *const npu_op_names[NPU_OP_COUNT] = {
 	[NPU_OP_GEMM_W8A8] = "gemm_w8a8",

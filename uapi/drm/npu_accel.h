@@ -129,7 +129,7 @@ enum drm_npu_opcode {
 };
 
 /* K and V caches of NPU_OP_ATTENTION hold f16 values. */
-#define NPU_OP_F_KV_F16		(1u << 0)
+#define NPU_OP_F_KV_F16		0x1u
 #define NPU_OP_FLAGS_MASK	NPU_OP_F_KV_F16
 
 #define NPU_OP_MAX_DIMS		8
@@ -225,8 +225,8 @@ struct drm_npu_bo_info {
 	__u64 size;
 };
 
-#define NPU_BO_SYNC_TO_DEVICE	(1u << 0)
-#define NPU_BO_SYNC_FROM_DEVICE	(1u << 1)
+#define NPU_BO_SYNC_TO_DEVICE	0x1u
+#define NPU_BO_SYNC_FROM_DEVICE	0x2u
 #define NPU_BO_SYNC_FLAGS_MASK	(NPU_BO_SYNC_TO_DEVICE | NPU_BO_SYNC_FROM_DEVICE)
 
 /**
@@ -280,7 +280,7 @@ struct drm_npu_ctx_destroy {
 };
 
 /* Largest xclbin accepted by DRM_IOCTL_NPU_CTX_CONFIGURE. */
-#define NPU_XCLBIN_MAX_SIZE	(1u << 20)
+#define NPU_XCLBIN_MAX_SIZE	0x100000u
 
 /**
  * struct drm_npu_ctx_configure - set the ops a context may run
