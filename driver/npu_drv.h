@@ -137,6 +137,8 @@ struct npu_ctx {
 	u64 seqno;
 	u64 ops_mask;
 	struct dma_fence *fences[NPU_FENCE_WINDOW];
+	/* Final state of the job in each fence slot: seqno << 8 | state. */
+	atomic64_t states[NPU_FENCE_WINDOW];
 	atomic64_t completed;
 	atomic_t faulted;
 	atomic64_t fault_seqno;

@@ -325,13 +325,15 @@ static int npu_engine_thread(void *data)
 		atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), start)),
 			     &ndev->cnt.busy_ns);
 
-		spin_lock(&eng->lock);
-		if (eng->abort)
+		if (READ_ONCE(eng->abort))
 			ret = -ETIMEDOUT;
-		eng->current_job = NULL;
-		spin_unlock(&eng->lock);
-
+		/* State and fence first: reset() returns after both. */
 		npu_engine_complete(ndev, job, ret);
+
+		spin_lock(&eng->lock);
+		eng->current_job = NULL;
+		eng->abort = false;
+		spin_unlock(&eng->lock);
 		wake_up_all(&eng->done);
 	}
 	return 0;
@@ -396,10 +398,8 @@ static bool npu_sw_engine_reset(struct npu_device *ndev, struct npu_job *job)
 
 	wake_up_all(&eng->wake);
 	wait_event(eng->done, READ_ONCE(eng->current_job) != job);
-	spin_lock(&eng->lock);
-	eng->abort = false;
-	spin_unlock(&eng->lock);
-	return true;
+	/* It may have completed just before the abort. */
+	return job->state == NPU_ERT_STATE_TIMEOUT;
 }
 
 const struct npu_engine_ops npu_sw_engine_ops = {

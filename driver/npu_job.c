@@ -57,8 +57,12 @@ static void npu_job_write_state(struct npu_job *job, u32 state);
  */
 void npu_job_set_state(struct npu_job *job, u32 state)
 {
+	atomic64_t *slot = &job->ctx->states[job->seqno % NPU_FENCE_WINDOW];
+
 	job->state = state;
 	npu_job_write_state(job, state);
+	/* Only if the slot still belongs to this job. */
+	atomic64_cmpxchg(slot, job->seqno << 8, (job->seqno << 8) | state);
 }
 
 static void npu_job_write_state(struct npu_job *job, u32 state)
@@ -367,6 +371,7 @@ int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file)
 	job->seqno = ++ctx->seqno;
 	dma_fence_put(*slot);
 	*slot = dma_fence_get(&job->base.s_fence->finished);
+	atomic64_set(&ctx->states[job->seqno % NPU_FENCE_WINDOW], job->seqno << 8);
 	if (out_sync)
 		drm_syncobj_replace_fence(out_sync, &job->base.s_fence->finished);
 	npu_job_write_state(job, NPU_ERT_STATE_SUBMITTED);
@@ -448,7 +453,13 @@ int npu_ioctl_wait(struct drm_device *dev, void *data, struct drm_file *file)
 	if (ret == 0) {
 		ret = -ETIME;
 	} else if (ret > 0) {
-		args->state = npu_state_from_error(fence->error);
+		u64 v = atomic64_read(&ctx->states[args->seqno % NPU_FENCE_WINDOW]);
+
+		/* The recorded state; the fence error can only say "aborted". */
+		if (v >> 8 == args->seqno && (v & 0xff))
+			args->state = v & 0xff;
+		else
+			args->state = npu_state_from_error(fence->error);
 		ret = 0;
 	}
 	dma_fence_put(fence);

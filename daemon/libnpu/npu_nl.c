@@ -50,6 +50,8 @@ int npu_nl_open(struct npu_nl **ret_nl)
 		free(nl);
 		return -ENOMEM;
 	}
+	/* Replies carry the answer; errors still come back without acks. */
+	nl_socket_disable_auto_ack(nl->sock);
 	r = genl_connect(nl->sock);
 	if (r < 0)
 		goto err;
