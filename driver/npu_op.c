@@ -10,9 +10,16 @@
 
 #include "npu_drv.h"
 
+/*
+ * Limits (see enum drm_npu_opcode): they keep int32 accumulation exact and
+ * bound the work done inside one kernel_fpu_begin/end section.
+ */
 #define NPU_DIM_MAX	BIT(24)
 #define NPU_K_MAX	BIT(16)
-#define NPU_CTX_MAX	BIT(16)
+#define NPU_ROW_MAX	BIT(16)
+#define NPU_HEADS_MAX	1024
+#define NPU_HEAD_DIM_MAX 512
+#define NPU_CTX_MAX	BIT(15)
 
 static const char *const npu_op_names[NPU_OP_COUNT] = {
 	[NPU_OP_GEMM_W8A8] = "gemm_w8a8",
@@ -131,7 +138,7 @@ int npu_op_sizes(const struct drm_npu_op *op, u64 sizes[NPU_OP_MAX_BUFS])
 		sizes[4] = npu_mul3(d[0], d[1], 4);
 		break;
 	case NPU_OP_RMSNORM:
-		if (!d[0] || !d[1] || !npu_f32_finite(op->fparam[0]) ||
+		if (!d[0] || !d[1] || d[1] > NPU_ROW_MAX || !npu_f32_finite(op->fparam[0]) ||
 		    (op->fparam[0] & 0x80000000u))
 			return -EINVAL;
 		sizes[0] = npu_mul3(d[0], d[1], 4);
@@ -140,6 +147,7 @@ int npu_op_sizes(const struct drm_npu_op *op, u64 sizes[NPU_OP_MAX_BUFS])
 		break;
 	case NPU_OP_ROPE:
 		if (!d[0] || !d[1] || !d[2] || (d[2] & 1) ||
+		    d[1] > NPU_HEADS_MAX || d[2] > NPU_HEAD_DIM_MAX ||
 		    !npu_f32_positive_finite(op->fparam[0]))
 			return -EINVAL;
 		sizes[0] = npu_mul3(d[0], d[1], npu_mul3(d[2], 4, 1));
@@ -156,7 +164,7 @@ int npu_op_sizes(const struct drm_npu_op *op, u64 sizes[NPU_OP_MAX_BUFS])
 		break;
 	case NPU_OP_QUANT_I8:
 	case NPU_OP_QUANT_I16:
-		if (!d[0] || !d[1])
+		if (!d[0] || !d[1] || d[1] > NPU_ROW_MAX)
 			return -EINVAL;
 		sizes[0] = npu_mul3(d[0], d[1], 4);
 		sizes[1] = npu_mul3(d[0], d[1],
@@ -166,7 +174,8 @@ int npu_op_sizes(const struct drm_npu_op *op, u64 sizes[NPU_OP_MAX_BUFS])
 	case NPU_OP_ATTENTION:
 		/* M, n_heads, n_kv_heads, head_dim, n_ctx, block_size, n_blocks */
 		if (!d[0] || !d[1] || !d[2] || !d[3] || !d[4] ||
-		    d[1] % d[2] || d[4] > NPU_CTX_MAX || d[3] > NPU_K_MAX ||
+		    d[1] % d[2] || d[4] > NPU_CTX_MAX || d[1] > NPU_HEADS_MAX ||
+		    d[3] > NPU_HEAD_DIM_MAX ||
 		    !npu_f32_finite(op->fparam[0]) ||
 		    (op->fparam[0] & 0x80000000u))
 			return -EINVAL;

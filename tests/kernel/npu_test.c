@@ -1479,18 +1479,23 @@ static void test_fuzz(void)
 	struct npu_dev *dev = open_dev();
 	uint32_t handles[32], ctxs[8];
 	int nh = 0, nc = 0, fd, i, calls = 100000;
-	struct npu_bo *cb;
+	struct npu_bo *cb, *data;
 	void *img;
 	size_t isz;
 	unsigned char arg[256];
+	int ok_submit = 0, ok_total = 0;
 
 	CHECK(dev, "open");
 	fd = npu_fd(dev);
 	rng_state = 0x1234567890abcdefull;	/* fixed seed */
 	CHECK_ERR(npu_xclbin_build(ALL_OPS, &img, &isz), 0);
 	cb = alloc_map(dev, 16384);
-	CHECK(cb, "cmd bo");
+	data = alloc_map(dev, 4096);
+	CHECK(cb && data, "cmd bo");
 	handles[nh++] = cb->handle;
+	handles[nh++] = data->handle;
+	ctxs[nc++] = new_ctx(dev, ALL_OPS);
+	ctxs[nc++] = new_ctx(dev, ALL_OPS);
 	for (i = 0; i < calls; i++) {
 		unsigned long req = fuzz_reqs[rnd() % (sizeof(fuzz_reqs) / sizeof(fuzz_reqs[0]))];
 		size_t sz = _IOC_SIZE(req), j;
@@ -1544,33 +1549,55 @@ static void test_fuzz(void)
 				*hdr ^= 1u << (rnd() % 32);
 			op = (struct drm_npu_op *)(hdr + 1);
 			for (j = 0; j < 2; j++) {
-				size_t b;
-
+				/* a valid op, then maybe one corrupted word */
 				memset(&op[j], 0, sizeof(op[j]));
-				op[j].opcode = rnd() % (NPU_OP_COUNT + 1);
-				for (b = 0; b < 4; b++)
-					op[j].dim[b] = rnd() % 4 ? rnd() % 33 : (uint32_t)fuzz_val(handles, nh);
-				for (b = 0; b < 6; b++) {
-					if (rnd() % 3 == 0)
-						continue;
-					op[j].buf[b].handle = handles[rnd() % nh];
-					op[j].buf[b].offset = rnd() % 4 ? (rnd() % 64) * 16 : fuzz_val(handles, nh);
+				switch (rnd() % 3) {
+				case 0:
+					op[j].opcode = NPU_OP_COPY;
+					op[j].dim[0] = rnd_range(1, 1024);
+					op[j].buf[0].handle = data->handle;
+					op[j].buf[1].handle = data->handle;
+					op[j].buf[1].offset = 2048;
+					break;
+				case 1:
+					op[j].opcode = NPU_OP_ADD;
+					op[j].dim[0] = rnd_range(1, 128);
+					op[j].buf[0].handle = data->handle;
+					op[j].buf[1].handle = data->handle;
+					op[j].buf[1].offset = 512;
+					op[j].buf[2].handle = data->handle;
+					op[j].buf[2].offset = 1024;
+					break;
+				default:
+					op[j].opcode = NPU_OP_GEMM_W8A8_I32;
+					op[j].dim[0] = rnd_range(1, 4);
+					op[j].dim[1] = rnd_range(1, 4);
+					op[j].dim[2] = rnd_range(1, 16);
+					op[j].buf[0].handle = data->handle;
+					op[j].buf[1].handle = data->handle;
+					op[j].buf[1].offset = 256;
+					op[j].buf[4].handle = data->handle;
+					op[j].buf[4].offset = 512;
+					break;
 				}
 				if (rnd() % 2)
-					op[j].fparam[0] = 0x3f800000u;
-				if (rnd() % 16 == 0)
-					op[j].flags = rnd() % 2;
+					((uint32_t *)&op[j])[rnd() % NPU_OP_WORDS] =
+						(uint32_t)fuzz_val(handles, nh);
 			}
 			break;
 		}
 		case DRM_IOCTL_GEM_CLOSE:
-			if (nh > 1 && rnd() % 2) {
-				int k = 1 + rnd() % (nh - 1);
+			if (nh > 2 && rnd() % 2) {
+				int k = 2 + rnd() % (nh - 2);
 
 				((struct drm_gem_close *)arg)->handle = handles[k];
 				((struct drm_gem_close *)arg)->pad = 0;
 				handles[k] = handles[--nh];
 			}
+			/* keep the command and data BOs */
+			if (((struct drm_gem_close *)arg)->handle == cb->handle ||
+			    ((struct drm_gem_close *)arg)->handle == data->handle)
+				((struct drm_gem_close *)arg)->handle = 0;
 			break;
 		case DRM_IOCTL_NPU_CTX_DESTROY:
 			if (nc && rnd() % 2) {
@@ -1582,10 +1609,22 @@ static void test_fuzz(void)
 			break;
 		}
 		r = ioc(fd, req, (rnd() % 200 == 0) ? (void *)(uintptr_t)fuzz_val(handles, nh) : arg);
+		ok_total += r == 0;
+		ok_submit += r == 0 && req == DRM_IOCTL_NPU_SUBMIT;
 		if (r == 0 && req == DRM_IOCTL_NPU_BO_CREATE && nh < 32)
 			handles[nh++] = ((struct drm_npu_bo_create *)arg)->handle;
-		if (r == 0 && req == DRM_IOCTL_NPU_CTX_CREATE && nc < 8)
+		if (r == 0 && req == DRM_IOCTL_NPU_CTX_CREATE && nc < 8) {
 			ctxs[nc++] = ((struct drm_npu_ctx_create *)arg)->ctx_id;
+			if (rnd() % 2)
+				npu_ctx_enable_ops(dev, ctxs[nc - 1], ALL_OPS);
+		}
+		if (r == 0 && req == DRM_IOCTL_NPU_CTX_DESTROY) {
+			int k;
+
+			for (k = 0; k < nc; k++)
+				if (ctxs[k] == ((struct drm_npu_ctx_destroy *)arg)->ctx_id)
+					ctxs[k--] = ctxs[--nc];
+		}
 		if (r == -EINVAL || r == -ENOENT || r == 0 || r == -E2BIG ||
 		    r == -EFAULT || r == -ETIME || r == -EPERM || r == -ENOSPC ||
 		    r == -EIO || r == -ENOMEM || r == -EOPNOTSUPP)
@@ -1594,7 +1633,11 @@ static void test_fuzz(void)
 	}
 	free(img);
 	npu_bo_free(dev, cb);
+	npu_bo_free(dev, data);
 	npu_close(dev);
+	fprintf(stderr, "  fuzz: %d calls, %d succeeded, %d submissions accepted\n",
+		calls, ok_total, ok_submit);
+	CHECK(ok_submit > 100, "too few valid submissions (%d)", ok_submit);
 	CHECK(wait_no_leaks() == 0, "leak");
 }
 

@@ -81,7 +81,9 @@ extern "C" {
  *
  * Matrices are row major and tightly packed. W is [N x K] int8, one row per
  * output channel. A is [M x K], one row per token. Exact semantics of every
- * op are in daemon/libnpu/npu_ref.h.
+ * op are in daemon/libnpu/npu_ref.h. Limits: every dim <= 2^24; GEMM K <=
+ * 65536; RMSNORM D and QUANT K <= 65536; n_heads <= 1024; head_dim <= 512
+ * (even for ROPE); n_ctx <= 32768; all buffer sizes must fit in 64 bits.
  *
  * @NPU_OP_GEMM_W8A8: dim = {M, N, K}; buf = {A s8, W s8, a_scale f32[M],
  *	w_scale f32[N], out f32[M x N]}.
