@@ -83,6 +83,11 @@ void npu_ctx_fault(struct npu_ctx *ctx, u64 seqno)
 
 static void npu_ctx_destroy(struct npu_ctx *ctx)
 {
+	/* No submission may push to the entity once it is being destroyed. */
+	mutex_lock(&ctx->lock);
+	ctx->destroyed = true;
+	mutex_unlock(&ctx->lock);
+
 	/* Waits a while for queued jobs, then aborts the rest. */
 	drm_sched_entity_destroy(&ctx->entity);
 	npu_ctx_put(ctx);

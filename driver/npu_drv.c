@@ -185,6 +185,8 @@ static struct platform_driver npu_platform_driver = {
 	.driver = {
 		.name = NPU_DRIVER_NAME,
 		.dev_groups = npu_sysfs_groups,
+		/* Devices go away only with the module, never with open files. */
+		.suppress_bind_attrs = true,
 	},
 };
 

@@ -132,8 +132,9 @@ struct npu_ctx {
 	u32 id;
 	pid_t pid;
 	struct drm_sched_entity entity;
-	/* Serializes submissions; protects seqno, ops_mask and fences. */
+	/* Serializes submissions; protects destroyed, seqno, ops_mask, fences. */
 	struct mutex lock;
+	bool destroyed;
 	u64 seqno;
 	u64 ops_mask;
 	struct dma_fence *fences[NPU_FENCE_WINDOW];

@@ -358,6 +358,11 @@ int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file)
 		goto err_job_cleanup;
 
 	mutex_lock(&ctx->lock);
+	if (ctx->destroyed) {
+		mutex_unlock(&ctx->lock);
+		ret = -ENOENT;
+		goto err_job_cleanup;
+	}
 	slot = &ctx->fences[(ctx->seqno + 1) % NPU_FENCE_WINDOW];
 	if (*slot) {
 		/* Keep the window: wait for the job NPU_FENCE_WINDOW back. */

@@ -5,6 +5,7 @@
  * Prints "PASS <name>" or "FAIL <name>: <why>" per test.
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1332,6 +1333,69 @@ static void test_concurrency(void)
 	CHECK(wait_no_leaks() == 0, "leak");
 }
 
+/* ---- destroy racing with submit ---- */
+
+struct race_arg {
+	struct npu_dev *dev;
+	struct npu_cmd *cmd;
+	uint32_t ctx;
+	int err;
+	int n;
+};
+
+static void *race_submitter(void *p)
+{
+	struct race_arg *a = p;
+	uint64_t seq;
+	int r;
+
+	for (;;) {
+		r = npu_submit(a->dev, a->ctx, a->cmd, NULL, 0, 0, &seq);
+		if (r < 0) {
+			a->err = r;
+			return NULL;
+		}
+		a->n++;
+	}
+}
+
+static void test_destroy_race(void)
+{
+	struct npu_dev *dev = open_dev();
+	struct npu_bo *cb, *data;
+	struct npu_cmd cmd;
+	struct drm_npu_op *op;
+	int i, total = 0;
+
+	CHECK(dev, "open");
+	cb = alloc_map(dev, 4096);
+	data = alloc_map(dev, 4096);
+	CHECK(cb && data, "alloc");
+	CHECK_ERR(npu_cmd_init(&cmd, cb, 0), 0);
+	op = npu_cmd_add(&cmd, NPU_OP_COPY);
+	op->dim[0] = 512;
+	npu_op_set_buf(op, 0, data, 0);
+	npu_op_set_buf(op, 1, data, 1024);
+	for (i = 0; i < 20; i++) {
+		struct race_arg a = { .dev = dev, .cmd = &cmd };
+		pthread_t t;
+
+		a.ctx = new_ctx(dev, ALL_OPS);
+		CHECK(a.ctx, "ctx");
+		CHECK(pthread_create(&t, NULL, race_submitter, &a) == 0, "thread");
+		usleep(1000 + (rnd() % 5000));
+		CHECK_ERR(npu_ctx_destroy(dev, a.ctx), 0);
+		pthread_join(t, NULL);
+		CHECK(a.err == -ENOENT, "submit after destroy: %d", a.err);
+		total += a.n;
+	}
+	fprintf(stderr, "  destroy_race: %d submissions before the destroys\n", total);
+	npu_bo_free(dev, cb);
+	npu_bo_free(dev, data);
+	npu_close(dev);
+	CHECK(wait_no_leaks() == 0, "leak");
+}
+
 /* ---- fault handling ---- */
 
 static void test_hang(void)
@@ -1661,6 +1725,7 @@ static const struct test tests[] = {
 	{ "layer_ops", test_layer_ops },
 	{ "decoder_layer", test_decoder_layer },
 	{ "concurrency", test_concurrency },
+	{ "destroy_race", test_destroy_race },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };

@@ -34,6 +34,17 @@ extern "C" {
  * Every ioctl rejects unknown flags, nonzero padding ("MBZ") and out of
  * range values with -EINVAL, unknown handles or ids with -ENOENT, bad user
  * pointers with -EFAULT and arrays above the advertised limits with -E2BIG.
+ * DRM_IOCTL_NPU_SUBMIT also returns -EPERM for an op the context's xclbin
+ * does not enable and -EIO on a faulted context. Out fields are ignored on
+ * input.
+ *
+ * An op that fails at run time (e.g. a position or block table entry out of
+ * range) ends its job with %NPU_ERT_STATE_ERROR; the context stays usable.
+ * A job that exceeds the job timeout (module parameter job_timeout_ms)
+ * ends with %NPU_ERT_STATE_TIMEOUT, the engine is reset, the context is
+ * marked faulted and its queued jobs end with %NPU_ERT_STATE_ABORT; jobs of
+ * other contexts run on. Jobs of a destroyed context that had not started
+ * are aborted.
  */
 
 #define DRM_NPU_GET_INFO	0x00
