@@ -8,8 +8,9 @@ cache=$1
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 
-if ! apt-cache show linux-headers-6.12.0 >/dev/null 2>&1 &&
-   ! apt-cache search --names-only '^linux-headers-6\.12\.[0-9]+\+deb12-amd64$' | grep -q .; then
+# Package lists may be missing on a fresh machine.
+if ! apt-cache search --names-only '^linux-headers-6\.12\.[0-9]+\+deb12-amd64$' |
+	grep -q .; then
 	SUDO=""
 	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 	$SUDO apt-get update -q >&2
