@@ -63,6 +63,8 @@ struct npu_engine {
 	struct list_head queue;
 	struct npu_job *current_job;
 	bool abort;
+	/* Use the AVX2 GEMMs; set at init. */
+	bool avx2;
 	/* Wakes the thread (new job, abort, stop). */
 	wait_queue_head_t wake;
 	/* Wakes reset() when the current job ends. */

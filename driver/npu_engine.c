@@ -20,6 +20,11 @@
 
 #include "npu_drv.h"
 #include "npu_ref.h"
+#include "npu_simd.h"
+
+static bool npu_simd = true;
+module_param_named(simd, npu_simd, bool, 0444);
+MODULE_PARM_DESC(simd, "Use AVX2 integer GEMMs when the cpu has them");
 
 /* Work per kernel_fpu_begin/end section, in multiply-accumulates. */
 #define NPU_CHUNK_WORK	BIT(16)
@@ -55,6 +60,36 @@ static u32 npu_rows_per_chunk(u64 work_per_row)
 	return clamp_t(u64, rows, 1, U32_MAX);
 }
 
+static void npu_exec_gemm_chunk(struct npu_exec *x, u32 m, u32 n0, u32 n1)
+{
+	const u32 *d = x->op->dim;
+	bool avx2 = x->eng->avx2;
+
+	switch (x->op->opcode) {
+	case NPU_OP_GEMM_W8A8:
+	case NPU_OP_GEMM_W8A8_I32:
+		if (avx2)
+			npu_simd_gemm_w8a8(x->p[0], x->p[1], x->p[2], x->p[3], x->p[4],
+					   x->op->opcode == NPU_OP_GEMM_W8A8_I32,
+					   d[1], d[2], m, n0, n1);
+		else if (x->op->opcode == NPU_OP_GEMM_W8A8)
+			npu_ref_gemm_w8a8(x->p[0], x->p[1], x->p[2], x->p[3],
+					  x->p[4], d[1], d[2], m, m + 1, n0, n1);
+		else
+			npu_ref_gemm_w8a8_i32(x->p[0], x->p[1], x->p[4],
+					      d[1], d[2], m, m + 1, n0, n1);
+		break;
+	default:
+		if (avx2)
+			npu_simd_gemm_w8a16(x->p[0], x->p[1], x->p[2], x->p[3],
+					    x->p[4], d[1], d[2], m, n0, n1);
+		else
+			npu_ref_gemm_w8a16(x->p[0], x->p[1], x->p[2], x->p[3],
+					   x->p[4], d[1], d[2], m, m + 1, n0, n1);
+		break;
+	}
+}
+
 static int npu_exec_gemm(struct npu_exec *x)
 {
 	const u32 *d = x->op->dim;
@@ -64,20 +99,7 @@ static int npu_exec_gemm(struct npu_exec *x)
 	for (m = 0; m < d[0]; m++) {
 		for (n0 = 0; n0 < d[1]; n0 = n1) {
 			n1 = min(d[1], n0 + cols);
-			switch (x->op->opcode) {
-			case NPU_OP_GEMM_W8A8:
-				npu_ref_gemm_w8a8(x->p[0], x->p[1], x->p[2], x->p[3],
-						  x->p[4], d[1], d[2], m, m + 1, n0, n1);
-				break;
-			case NPU_OP_GEMM_W8A8_I32:
-				npu_ref_gemm_w8a8_i32(x->p[0], x->p[1], x->p[4],
-						      d[1], d[2], m, m + 1, n0, n1);
-				break;
-			default:
-				npu_ref_gemm_w8a16(x->p[0], x->p[1], x->p[2], x->p[3],
-						   x->p[4], d[1], d[2], m, m + 1, n0, n1);
-				break;
-			}
+			npu_exec_gemm_chunk(x, m, n0, n1);
 			ret = npu_engine_yield(x->eng);
 			if (ret)
 				return ret;
@@ -346,6 +368,10 @@ static int npu_sw_engine_init(struct npu_device *ndev)
 
 	spin_lock_init(&eng->lock);
 	INIT_LIST_HEAD(&eng->queue);
+	eng->avx2 = npu_simd && boot_cpu_has(X86_FEATURE_AVX2) &&
+		boot_cpu_has(X86_FEATURE_OSXSAVE);
+	drm_info(&ndev->drm, "engine: %s integer GEMMs\n",
+		 eng->avx2 ? "AVX2" : "scalar");
 	init_waitqueue_head(&eng->wake);
 	init_waitqueue_head(&eng->done);
 

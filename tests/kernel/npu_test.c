@@ -1732,6 +1732,7 @@ static const struct test tests[] = {
 
 int main(int argc, char **argv)
 {
+	const char *tag = getenv("NPU_TEST_TAG") ? getenv("NPU_TEST_TAG") : "";
 	size_t i;
 	int j, nfail = 0;
 
@@ -1754,10 +1755,10 @@ int main(int argc, char **argv)
 		tests[i].fn();
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		if (failed) {
-			printf("FAIL %s: %s\n", tests[i].name, fail_msg);
+			printf("FAIL %s%s: %s\n", tests[i].name, tag, fail_msg);
 			nfail++;
 		} else {
-			printf("PASS %s (%.1fs)\n", tests[i].name,
+			printf("PASS %s%s (%.1fs)\n", tests[i].name, tag,
 			       (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
 		}
 	}
