@@ -1376,14 +1376,14 @@ static void test_destroy_race(void)
 	op->dim[0] = 512;
 	npu_op_set_buf(op, 0, data, 0);
 	npu_op_set_buf(op, 1, data, 1024);
-	for (i = 0; i < 20; i++) {
+	for (i = 0; i < 12; i++) {
 		struct race_arg a = { .dev = dev, .cmd = &cmd };
 		pthread_t t;
 
 		a.ctx = new_ctx(dev, ALL_OPS);
 		CHECK(a.ctx, "ctx");
 		CHECK(pthread_create(&t, NULL, race_submitter, &a) == 0, "thread");
-		usleep(1000 + (rnd() % 5000));
+		usleep(500 + (rnd() % 2000));
 		CHECK_ERR(npu_ctx_destroy(dev, a.ctx), 0);
 		pthread_join(t, NULL);
 		CHECK(a.err == -ENOENT, "submit after destroy: %d", a.err);
