@@ -55,19 +55,24 @@ struct npu_engine_ops {
 
 /**
  * struct npu_engine - the software execution engine
+ * @thread: the kthread that runs jobs one at a time
+ * @lock: protects @queue, @current_job and @abort
+ * @queue: jobs handed over by run() and not started yet
+ * @current_job: the job being executed, or NULL
+ * @abort: set by reset() to stop @current_job
+ * @avx2: use the AVX2 GEMMs; set at init
+ * @wake: wakes @thread (new job, abort, stop)
+ * @done: wakes reset() when @current_job ends
  */
 struct npu_engine {
 	struct task_struct *thread;
-	/* Protects queue, current and abort. */
+	/* Protects queue, current_job and abort. */
 	spinlock_t lock;
 	struct list_head queue;
 	struct npu_job *current_job;
 	bool abort;
-	/* Use the AVX2 GEMMs; set at init. */
 	bool avx2;
-	/* Wakes the thread (new job, abort, stop). */
 	wait_queue_head_t wake;
-	/* Wakes reset() when the current job ends. */
 	wait_queue_head_t done;
 };
 
