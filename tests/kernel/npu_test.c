@@ -1730,6 +1730,39 @@ static const struct test tests[] = {
 	{ "fuzz", test_fuzz },
 };
 
+/*
+ * npu_test --wait-removed FILE: subscribe to the events group, create FILE,
+ * then expect NPU_GENL_EVENT_DEVICE_REMOVED for devices 0 and 1 (rmmod).
+ */
+static int wait_removed(const char *ready)
+{
+	struct npu_nl *nl = NULL;
+	struct npu_nl_event ev;
+	int seen = 0, i;
+	FILE *f;
+
+	if (npu_nl_open(&nl) < 0 || npu_nl_subscribe_events(nl) < 0) {
+		printf("FAIL event-device-removed: subscribe\n");
+		return 1;
+	}
+	f = fopen(ready, "w");
+	if (f)
+		fclose(f);
+	for (i = 0; i < 20 && seen != 3; i++) {
+		if (npu_nl_recv_event(nl, 10000, &ev) < 0)
+			break;
+		if (ev.event == NPU_GENL_EVENT_DEVICE_REMOVED && ev.dev_index < 2)
+			seen |= 1 << ev.dev_index;
+	}
+	npu_nl_close(nl);
+	if (seen != 3) {
+		printf("FAIL event-device-removed: got mask %d\n", seen);
+		return 1;
+	}
+	printf("PASS event-device-removed\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *tag = getenv("NPU_TEST_TAG") ? getenv("NPU_TEST_TAG") : "";
@@ -1737,6 +1770,8 @@ int main(int argc, char **argv)
 	int j, nfail = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 3 && !strcmp(argv[1], "--wait-removed"))
+		return wait_removed(argv[2]);
 	find_debugfs();
 	if (!debugfs_dir[0])
 		fprintf(stderr, "npu_test: debugfs directory not found\n");
