@@ -753,6 +753,25 @@ static void test_submit(void)
 	}
 	CHECK_ERR(npu_ctx_query(dev, ctx, &(struct drm_npu_ctx_query){0}), 0);
 
+	/* more jobs than the fence window: old seqnos report state 0 */
+	{
+		struct drm_npu_get_info info;
+		struct drm_npu_ctx_query q;
+		uint64_t n;
+
+		CHECK_ERR(npu_get_info(dev, &info), 0);
+		for (n = 0; n < info.fence_window + 10; n++)
+			CHECK_ERR(npu_submit(dev, ctx, &cmd, NULL, 0, 0, &seq), 0);
+		CHECK_ERR(npu_wait(dev, ctx, seq, -1, &state), 0);
+		CHECK(state == NPU_ERT_STATE_COMPLETED, "last state");
+		CHECK_ERR(npu_wait(dev, ctx, seq - info.fence_window, 0, &state), 0);
+		CHECK(state == 0, "state outside the window %u", state);
+		CHECK_ERR(npu_wait(dev, ctx, seq - info.fence_window + 1, 0, &state), 0);
+		CHECK(state == NPU_ERT_STATE_COMPLETED, "state inside the window");
+		CHECK_ERR(npu_ctx_query(dev, ctx, &q), 0);
+		CHECK(q.submitted == seq && q.state == NPU_CTX_STATE_ACTIVE, "query");
+	}
+
 	drmSyncobjDestroy(fd, sync);
 	npu_bo_free(dev, cb);
 	npu_bo_free(dev, data);
