@@ -1260,6 +1260,52 @@ static void test_decoder_layer(void)
 	CHECK(wait_no_leaks() == 0, "leak");
 }
 
+/* ---- priority ---- */
+
+static void test_priority(void)
+{
+	struct npu_dev *dev = open_dev();
+	struct npu_bo *cb, *data;
+	struct npu_cmd cmd;
+	struct drm_npu_op *op;
+	struct drm_npu_ctx_query q;
+	uint32_t lo, hi, state;
+	uint64_t seq, last;
+	int i;
+
+	CHECK(dev, "open");
+	cb = alloc_map(dev, 4096);
+	data = alloc_map(dev, 4096);
+	CHECK(cb && data, "alloc");
+	CHECK_ERR(npu_ctx_create(dev, NPU_CTX_PRIORITY_LOW, &lo), 0);
+	CHECK_ERR(npu_ctx_create(dev, NPU_CTX_PRIORITY_HIGH, &hi), 0);
+	CHECK_ERR(npu_ctx_enable_ops(dev, lo, ALL_OPS), 0);
+	CHECK_ERR(npu_ctx_enable_ops(dev, hi, ALL_OPS), 0);
+	CHECK_ERR(npu_cmd_init(&cmd, cb, 0), 0);
+	op = npu_cmd_add(&cmd, NPU_OP_COPY);
+	op->dim[0] = 64;
+	npu_op_set_buf(op, 0, data, 0);
+	npu_op_set_buf(op, 1, data, 64);
+	CHECK_ERR(write_dbg("engine_delay_us", 20000), 0);
+	for (i = 0; i < 20; i++)
+		CHECK_ERR(npu_submit(dev, lo, &cmd, NULL, 0, 0, &last), 0);
+	usleep(50000);
+	CHECK_ERR(npu_submit(dev, hi, &cmd, NULL, 0, 0, &seq), 0);
+	CHECK_ERR(npu_wait(dev, hi, seq, -1, &state), 0);
+	CHECK(state == NPU_ERT_STATE_COMPLETED, "high state");
+	CHECK_ERR(npu_ctx_query(dev, lo, &q), 0);
+	fprintf(stderr, "  priority: %llu of 20 low jobs done when the high one finished\n",
+		(unsigned long long)q.completed);
+	CHECK(q.completed < 15, "high priority job waited for %llu low ones",
+	      (unsigned long long)q.completed);
+	CHECK_ERR(npu_wait(dev, lo, last, -1, &state), 0);
+	CHECK_ERR(write_dbg("engine_delay_us", 0), 0);
+	npu_bo_free(dev, cb);
+	npu_bo_free(dev, data);
+	npu_close(dev);
+	CHECK(wait_no_leaks() == 0, "leak");
+}
+
 /* ---- concurrency ---- */
 
 static int conc_child(int id, int nsub, int wait_all)
@@ -1743,6 +1789,7 @@ static const struct test tests[] = {
 	{ "gemm", test_gemm },
 	{ "layer_ops", test_layer_ops },
 	{ "decoder_layer", test_decoder_layer },
+	{ "priority", test_priority },
 	{ "concurrency", test_concurrency },
 	{ "destroy_race", test_destroy_race },
 	{ "hang", test_hang },
