@@ -5,6 +5,7 @@
  * Copyright (c) 2026 The npud authors
  */
 
+#include <linux/dma-mapping.h>
 #include <linux/module.h>
 #include <linux/platform_device.h>
 #include <linux/slab.h>
@@ -123,6 +124,11 @@ static int npu_probe(struct platform_device *pdev)
 				  struct npu_device, drm);
 	if (IS_ERR(ndev))
 		return PTR_ERR(ndev);
+
+	/* For dma-buf attachments of other devices to our BOs. */
+	ret = dma_coerce_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(64));
+	if (ret)
+		return ret;
 
 	ndev->pdev = pdev;
 	ndev->index = pdev->id;

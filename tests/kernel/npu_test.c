@@ -434,6 +434,15 @@ static void test_prime(void)
 	CHECK(waitpid(pid, &status, 0) == pid, "waitpid");
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
 	CHECK(((unsigned char *)bo->map)[4000] == 0x11, "copy visible in exporter");
+	/* another npu device cannot import it (no kernel mapping of foreign BOs) */
+	{
+		struct npu_dev *d1 = NULL;
+		struct npu_bo *b1 = NULL;
+
+		CHECK_ERR(npu_open_index(1, &d1), 0);
+		CHECK_ERR(npu_bo_import(d1, dmafd, &b1), -EOPNOTSUPP);
+		npu_close(d1);
+	}
 	close(dmafd);
 	npu_bo_free(dev, bo);
 	npu_close(dev);
