@@ -1595,6 +1595,8 @@ static const unsigned long fuzz_reqs[] = {
 	DRM_IOCTL_NPU_CTX_CONFIGURE, DRM_IOCTL_NPU_CTX_QUERY, DRM_IOCTL_NPU_SUBMIT,
 	DRM_IOCTL_NPU_WAIT, DRM_IOCTL_GEM_CLOSE,
 	DRM_IOCTL_NPU_SUBMIT, DRM_IOCTL_NPU_SUBMIT,
+	DRM_IOCTL_PRIME_HANDLE_TO_FD, DRM_IOCTL_PRIME_FD_TO_HANDLE,
+	DRM_IOCTL_SYNCOBJ_CREATE, DRM_IOCTL_SYNCOBJ_DESTROY,
 };
 
 static uint64_t fuzz_val(const uint32_t *handles, int nh)
@@ -1621,7 +1623,9 @@ static void test_fuzz(void)
 	void *img;
 	size_t isz;
 	unsigned char arg[256];
-	int ok_submit = 0, ok_total = 0;
+	int ok_submit = 0, ok_total = 0, dmabufs[8], ndmabuf = 0, k;
+	uint32_t syncs[8], sync_in[1];
+	int nsync = 0;
 
 	CHECK(dev, "open");
 	fd = npu_fd(dev);
@@ -1746,7 +1750,29 @@ static void test_fuzz(void)
 			}
 			break;
 		}
+		if (req == DRM_IOCTL_PRIME_FD_TO_HANDLE && ndmabuf && rnd() % 2)
+			((struct drm_prime_handle *)arg)->fd = dmabufs[rnd() % ndmabuf];
+		if (req == DRM_IOCTL_NPU_SUBMIT && nsync && rnd() % 4 == 0) {
+			struct drm_npu_submit *s = (void *)arg;
+
+			sync_in[0] = syncs[rnd() % nsync];
+			s->in_syncobjs = (uintptr_t)sync_in;
+			s->in_syncobj_count = 1;
+			s->out_syncobj = syncs[rnd() % nsync];
+		}
 		r = ioc(fd, req, (rnd() % 200 == 0) ? (void *)(uintptr_t)fuzz_val(handles, nh) : arg);
+		if (r == 0 && req == DRM_IOCTL_PRIME_HANDLE_TO_FD) {
+			int dfd = ((struct drm_prime_handle *)arg)->fd;
+
+			if (ndmabuf < 8)
+				dmabufs[ndmabuf++] = dfd;
+			else
+				close(dfd);
+		}
+		if (r == 0 && req == DRM_IOCTL_SYNCOBJ_CREATE && nsync < 8)
+			syncs[nsync++] = ((struct drm_syncobj_create *)arg)->handle;
+		if (r == 0 && req == DRM_IOCTL_PRIME_FD_TO_HANDLE && nh < 32)
+			handles[nh++] = ((struct drm_prime_handle *)arg)->handle;
 		ok_total += r == 0;
 		ok_submit += r == 0 && req == DRM_IOCTL_NPU_SUBMIT;
 		if (r == 0 && req == DRM_IOCTL_NPU_BO_CREATE && nh < 32)
@@ -1765,11 +1791,14 @@ static void test_fuzz(void)
 		}
 		if (r == -EINVAL || r == -ENOENT || r == 0 || r == -E2BIG ||
 		    r == -EFAULT || r == -ETIME || r == -EPERM || r == -ENOSPC ||
-		    r == -EIO || r == -ENOMEM || r == -EOPNOTSUPP)
+		    r == -EIO || r == -ENOMEM || r == -EOPNOTSUPP || r == -EBADF ||
+		    r == -ENODEV || r == -EOVERFLOW)
 			continue;
 		CHECK(0, "call %d req %#lx: unexpected %d (%s)", i, req, r, strerror(-r));
 	}
 	free(img);
+	for (k = 0; k < ndmabuf; k++)
+		close(dmabufs[k]);
 	npu_bo_free(dev, cb);
 	npu_bo_free(dev, data);
 	npu_close(dev);
