@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Llama forward pass over a batch of tokens from any number of sequences.
+ * Each token names its sequence and position; its K/V are written to the
+ * sequence's cache and it attends over positions [0, pos] of that sequence.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kv_cache.h"
+#include "model.h"
+#include "threadpool.h"
+
+enum attention_kind {
+        ATTENTION_DEFAULT = 0,
+        ATTENTION_FLASH = 1, /* tiled, online softmax: --flash-attention-plus */
+};
+
+struct npu_batch {
+        int32_t n;
+        const int32_t *tokens;
+        const int32_t *pos;
+        struct kv_seq *const *seqs;
+        /* which tokens want logits; NULL: only the last one */
+        const uint8_t *want_logits;
+};
+
+struct forward_scratch;
+
+struct npu_ctx {
+        const struct npu_model *model;
+        struct kv_pool *kv;
+        struct threadpool *tp;
+        enum attention_kind attention;
+        int32_t max_batch;
+        struct forward_scratch *s;
+        /* per-thread attention scores: scores_stride floats each */
+        float *scores;
+        size_t scores_stride;
+        /* cumulative counters */
+        uint64_t n_forward_tokens;
+};
+
+int ctx_new(const struct npu_model *m, struct kv_pool *kv, struct threadpool *tp, int32_t max_batch,
+            struct npu_ctx **ret, struct npu_err *err);
+void ctx_free(struct npu_ctx *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct npu_ctx *, ctx_free);
+
+/*
+ * Runs the batch; logits gets n_vocab floats per token that wants them, in
+ * batch order. The sequences must have room reserved for every position.
+ */
+int forward(struct npu_ctx *c, const struct npu_batch *b, float *logits, struct npu_err *err);
+
+/* Attention for all (token, head) pairs of a batch, after K/V are stored (attention.c). */
+void attention_batch(struct npu_ctx *c, const struct npu_batch *b, int32_t layer, const float *q, float *out);

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * GGUF v2/v3 reader over mmap, and a streaming writer.
+ *
+ * The reader checks every count, length and offset against the file before it
+ * is used: a truncated or hostile file is rejected with a message naming the
+ * key, tensor or offset at fault.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define GGUF_MAGIC 0x46554747u /* "GGUF" little endian */
+#define GGUF_DEFAULT_ALIGNMENT 32
+#define GGUF_MAX_DIMS 4
+
+enum gguf_value_type {
+        GGUF_TYPE_UINT8 = 0,
+        GGUF_TYPE_INT8 = 1,
+        GGUF_TYPE_UINT16 = 2,
+        GGUF_TYPE_INT16 = 3,
+        GGUF_TYPE_UINT32 = 4,
+        GGUF_TYPE_INT32 = 5,
+        GGUF_TYPE_FLOAT32 = 6,
+        GGUF_TYPE_BOOL = 7,
+        GGUF_TYPE_STRING = 8,
+        GGUF_TYPE_ARRAY = 9,
+        GGUF_TYPE_UINT64 = 10,
+        GGUF_TYPE_INT64 = 11,
+        GGUF_TYPE_FLOAT64 = 12,
+        _GGUF_TYPE_MAX,
+};
+
+/* Tensor element types, numbered as ggml numbers them. */
+enum ggml_type {
+        GGML_TYPE_F32 = 0,
+        GGML_TYPE_F16 = 1,
+        GGML_TYPE_Q8_0 = 8,
+        GGML_TYPE_I8 = 24,
+        GGML_TYPE_I16 = 25,
+        GGML_TYPE_I32 = 26,
+        GGML_TYPE_BF16 = 30,
+};
+
+#define QK8_0 32
+struct block_q8_0 {
+        uint16_t d; /* f16 scale */
+        int8_t qs[QK8_0];
+};
+_Static_assert(sizeof(struct block_q8_0) == 34, "block_q8_0 must be 34 bytes");
+
+/* A string inside the mapped file: not NUL terminated. */
+struct gguf_str {
+        const char *s;
+        uint64_t len;
+};
+
+struct gguf_kv {
+        struct gguf_str key;
+        enum gguf_value_type type;
+        /* scalars and strings */
+        const void *data;
+        /* arrays */
+        enum gguf_value_type arr_type;
+        uint64_t arr_n;
+        struct gguf_str *arr_strs; /* for arrays of strings: the parsed entries */
+};
+
+struct gguf_tensor {
+        struct gguf_str name;
+        uint32_t n_dims;
+        int64_t ne[GGUF_MAX_DIMS]; /* ne[0] is the innermost (row) length */
+        enum ggml_type type;
+        uint64_t offset; /* relative to the data section */
+        uint64_t nbytes;
+        const void *data;
+};
+
+struct gguf {
+        void *map;
+        size_t map_size;
+        uint32_t version;
+        uint32_t alignment;
+        uint64_t n_kv;
+        struct gguf_kv *kv;
+        uint64_t n_tensors;
+        struct gguf_tensor *tensors;
+        uint64_t data_offset;
+};
+
+int gguf_open(const char *path, struct gguf **ret, struct npu_err *err);
+/* Parse an in-memory image (not copied; must outlive the result). */
+int gguf_parse(const void *buf, size_t size, struct gguf **ret, struct npu_err *err);
+void gguf_free(struct gguf *g);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct gguf *, gguf_free);
+
+const char *ggml_type_name(enum ggml_type t);
+/* Elements per block and bytes per block; 0 for types this reader does not know. */
+size_t ggml_type_block_elems(enum ggml_type t);
+size_t ggml_type_block_bytes(enum ggml_type t);
+
+const struct gguf_kv *gguf_find_kv(const struct gguf *g, const char *key);
+const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *name);
+
+/* Typed getters: -ENOENT when absent, -EINVAL (with message) on a type mismatch. */
+int gguf_get_u32(const struct gguf *g, const char *key, uint32_t *ret, struct npu_err *err);
+int gguf_get_f32(const struct gguf *g, const char *key, float *ret, struct npu_err *err);
+int gguf_get_bool(const struct gguf *g, const char *key, bool *ret, struct npu_err *err);
+/* Returns a malloc'd NUL-terminated copy. */
+int gguf_get_str(const struct gguf *g, const char *key, char **ret, struct npu_err *err);
+int gguf_get_arr(const struct gguf *g, const char *key, enum gguf_value_type type,
+                 const struct gguf_kv **ret, struct npu_err *err);
+bool gguf_str_eq(struct gguf_str a, const char *b);
+
+/* Writer: add metadata and tensor infos, then write the header, then each tensor's data in order. */
+struct gguf_writer;
+int gguf_writer_new(const char *path, struct gguf_writer **ret, struct npu_err *err);
+void gguf_writer_free(struct gguf_writer *w);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct gguf_writer *, gguf_writer_free);
+int gguf_writer_add_u32(struct gguf_writer *w, const char *key, uint32_t v);
+int gguf_writer_add_i32(struct gguf_writer *w, const char *key, int32_t v);
+int gguf_writer_add_f32(struct gguf_writer *w, const char *key, float v);
+int gguf_writer_add_bool(struct gguf_writer *w, const char *key, bool v);
+int gguf_writer_add_str(struct gguf_writer *w, const char *key, const char *v);
+int gguf_writer_add_arr(struct gguf_writer *w, const char *key, enum gguf_value_type type,
+                        const void *data, uint64_t n);
+int gguf_writer_add_str_arr(struct gguf_writer *w, const char *key, const char *const *v, uint64_t n);
+/* Copy every key of src except those for which skip(key) returns true. */
+int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf *src, bool (*skip)(const char *key));
+int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, enum ggml_type type,
+                           uint32_t n_dims, const int64_t *ne);
+int gguf_writer_write_header(struct gguf_writer *w, struct npu_err *err);
+/* Tensors must be written in the order they were added; size must match. */
+int gguf_writer_write_tensor(struct gguf_writer *w, const void *data, size_t size, struct npu_err *err);
+int gguf_writer_finish(struct gguf_writer *w, struct npu_err *err);

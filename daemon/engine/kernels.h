@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Compute kernels. Every SIMD kernel has a portable C twin; the choice is
+ * made once, at start-up (NPU_KERNELS=scalar|avx2 forces one).
+ *
+ * Matrix kernels are batch-invariant: each output y[t][r] is reduced in the
+ * same order whether one token or many are computed together, so a sequence
+ * gives the same results alone and batched.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+enum kernel_isa {
+        KERNEL_ISA_SCALAR = 0,
+        KERNEL_ISA_AVX2 = 1,
+};
+
+void kernels_init(void);
+enum kernel_isa kernels_isa(void);
+const char *kernels_isa_name(enum kernel_isa isa);
+/* Tests use this to run every path; returns -EOPNOTSUPP when the cpu lacks it. */
+int kernels_force_isa(enum kernel_isa isa);
+
+/*
+ * y[t * y_stride + r] = dot(W[r], x[t * x_stride]) for r in [r0, r1), t < n_tok.
+ * W is a float-family weight (F32, F16, BF16 or Q8_0).
+ */
+void matmul_float_rows(const struct npu_weight *w, const float *x, int64_t n_tok, size_t x_stride,
+                       float *y, size_t y_stride, int64_t r0, int64_t r1);
+
+/* element-wise operations (ops.c) */
+void rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);
+void rope_apply(float *v, int32_t n_heads, int32_t head_dim, int32_t pos, float base);
+void softmax_inplace(float *x, int64_t n);
+void silu_mul(float *gate, const float *up, int64_t n);
+void vec_add(float *y, const float *x, int64_t n);
+float vec_dot_f32(const float *a, const float *b, int64_t n);
+
+/* f32 . f16 dot product and y += a * x(f16), for attention over an f16 KV cache */
+float vec_dot_f32_f16(const float *a, const uint16_t *b, int64_t n);
+void vec_mad_f16(float *y, const uint16_t *x, float a, int64_t n);
+void vec_mad_f32(float *y, const float *x, float a, int64_t n);
+void vec_scale(float *y, float a, int64_t n);

@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: MIT */
+#include <immintrin.h>
+#include <stdbool.h>
+
+#include "fp16.h"
+#include "kernels.h"
+
+static enum kernel_isa isa = KERNEL_ISA_SCALAR;
+static bool isa_ready;
+
+const char *kernels_isa_name(enum kernel_isa i)
+{
+        return i == KERNEL_ISA_AVX2 ? "avx2" : "scalar";
+}
+
+static bool cpu_has(enum kernel_isa i)
+{
+        if (i == KERNEL_ISA_SCALAR)
+                return true;
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+void kernels_init(void)
+{
+        const char *e = getenv("NPU_KERNELS");
+
+        if (isa_ready)
+                return;
+        isa = cpu_has(KERNEL_ISA_AVX2) ? KERNEL_ISA_AVX2 : KERNEL_ISA_SCALAR;
+        if (e && strcmp(e, "scalar") == 0)
+                isa = KERNEL_ISA_SCALAR;
+        isa_ready = true;
+}
+
+enum kernel_isa kernels_isa(void)
+{
+        kernels_init();
+        return isa;
+}
+
+int kernels_force_isa(enum kernel_isa i)
+{
+        if (!cpu_has(i))
+                return -EOPNOTSUPP;
+        isa = i;
+        isa_ready = true;
+        return 0;
+}
+
+/* --- portable C --- */
+
+static float weight_at(const struct npu_weight *w, const uint8_t *row, int64_t k)
+{
+        switch (w->type) {
+        case GGML_TYPE_F32: {
+                float f;
+                memcpy(&f, row + 4 * k, 4);
+                return f;
+        }
+        case GGML_TYPE_F16: {
+                uint16_t h;
+                memcpy(&h, row + 2 * k, 2);
+                return f16_to_f32(h);
+        }
+        case GGML_TYPE_BF16: {
+                uint16_t h;
+                memcpy(&h, row + 2 * k, 2);
+                return bf16_to_f32(h);
+        }
+        case GGML_TYPE_Q8_0: {
+                const struct block_q8_0 *b = (const struct block_q8_0 *)row + k / QK8_0;
+                return f16_to_f32(b->d) * b->qs[k % QK8_0];
+        }
+        default:
+                return 0;
+        }
+}
+
+static void matmul_scalar(const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs,
+                          float *y, size_t ys, int64_t r0, int64_t r1)
+{
+        for (int64_t r = r0; r < r1; r++) {
+                const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
+                for (int64_t t = 0; t < n_tok; t++) {
+                        const float *xt = x + t * xs;
+                        float s = 0;
+                        for (int64_t k = 0; k < w->cols; k++)
+                                s += weight_at(w, row, k) * xt[k];
+                        y[t * ys + r] = s;
+                }
+        }
+}
+
+/* --- AVX2 --- */
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+
+AVX2_INLINE __m256 load8_f32(const uint8_t *row, int64_t k)
+{
+        return _mm256_loadu_ps((const float *)row + k);
+}
+
+AVX2_INLINE __m256 load8_f16(const uint8_t *row, int64_t k)
+{
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * k)));
+}
+
+AVX2_INLINE __m256 load8_bf16(const uint8_t *row, int64_t k)
+{
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * k)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+AVX2_INLINE __m256 load8_q8_0(const uint8_t *row, int64_t k)
+{
+        const struct block_q8_0 *b = (const struct block_q8_0 *)row + k / QK8_0;
+        __m128i q = _mm_loadl_epi64((const __m128i *)(b->qs + k % QK8_0));
+        __m256 qf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+        return _mm256_mul_ps(qf, _mm256_set1_ps(f16_to_f32(b->d)));
+}
+
+AVX2_INLINE float hsum8(__m256 v)
+{
+        __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+        lo = _mm_add_ps(lo, hi);
+        lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+        lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+        return _mm_cvtss_f32(lo);
+}
+
+/*
+ * One tile of RB rows x TB tokens. Each output owns one accumulator that
+ * walks k in steps of 8, so its value does not depend on RB or TB.
+ */
+#define DEFINE_TILE(type)                                                                            \
+        AVX2_INLINE void tile_##type(const struct npu_weight *w, const uint8_t *rows, const int RB,    \
+                                     const float *x, size_t xs, const int TB, float *y, size_t ys)    \
+        {                                                                                            \
+                const int64_t K = w->cols, K8 = K & ~7;                                              \
+                __m256 acc[4][4];                                                                    \
+                for (int i = 0; i < RB; i++)                                                         \
+                        for (int j = 0; j < TB; j++)                                                 \
+                                acc[i][j] = _mm256_setzero_ps();                                     \
+                for (int64_t k = 0; k < K8; k += 8) {                                                \
+                        __m256 xv[4];                                                                \
+                        for (int j = 0; j < TB; j++)                                                 \
+                                xv[j] = _mm256_loadu_ps(x + j * xs + k);                             \
+                        for (int i = 0; i < RB; i++) {                                               \
+                                __m256 wv = load8_##type(rows + i * w->row_bytes, k);                \
+                                for (int j = 0; j < TB; j++)                                         \
+                                        acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);          \
+                        }                                                                            \
+                }                                                                                    \
+                for (int i = 0; i < RB; i++)                                                         \
+                        for (int j = 0; j < TB; j++) {                                               \
+                                float s = hsum8(acc[i][j]);                                          \
+                                for (int64_t k = K8; k < K; k++)                                     \
+                                        s += weight_at(w, rows + i * w->row_bytes, k) * x[j * xs + k]; \
+                                y[j * ys + i] = s;                                                   \
+                        }                                                                            \
+        }                                                                                            \
+                                                                                                     \
+        AVX2 static void matmul_avx2_##type(const struct npu_weight *w, const float *x, int64_t n_tok, \
+                                            size_t xs, float *y, size_t ys, int64_t r0, int64_t r1)   \
+        {                                                                                            \
+                const int64_t RBLK = 16;                                                             \
+                for (int64_t rb = r0; rb < r1; rb += RBLK) {                                         \
+                        int64_t re = MIN(rb + RBLK, r1);                                             \
+                        int64_t t = 0;                                                               \
+                        for (; t + 2 <= n_tok; t += 2) {                                             \
+                                int64_t r = rb;                                                      \
+                                for (; r + 4 <= re; r += 4)                                          \
+                                        tile_##type(w, (const uint8_t *)w->data + r * w->row_bytes, 4, \
+                                                    x + t * xs, xs, 2, y + t * ys + r, ys);          \
+                                for (; r < re; r++)                                                  \
+                                        tile_##type(w, (const uint8_t *)w->data + r * w->row_bytes, 1, \
+                                                    x + t * xs, xs, 2, y + t * ys + r, ys);          \
+                        }                                                                            \
+                        for (; t < n_tok; t++) {                                                     \
+                                int64_t r = rb;                                                      \
+                                for (; r + 4 <= re; r += 4)                                          \
+                                        tile_##type(w, (const uint8_t *)w->data + r * w->row_bytes, 4, \
+                                                    x + t * xs, xs, 1, y + t * ys + r, ys);          \
+                                for (; r < re; r++)                                                  \
+                                        tile_##type(w, (const uint8_t *)w->data + r * w->row_bytes, 1, \
+                                                    x + t * xs, xs, 1, y + t * ys + r, ys);          \
+                        }                                                                            \
+                }                                                                                    \
+        }
+
+DEFINE_TILE(f32)
+DEFINE_TILE(f16)
+DEFINE_TILE(bf16)
+DEFINE_TILE(q8_0)
+
+void matmul_float_rows(const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs,
+                       float *y, size_t ys, int64_t r0, int64_t r1)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX2) {
+                switch (w->type) {
+                case GGML_TYPE_F32: matmul_avx2_f32(w, x, n_tok, xs, y, ys, r0, r1); return;
+                case GGML_TYPE_F16: matmul_avx2_f16(w, x, n_tok, xs, y, ys, r0, r1); return;
+                case GGML_TYPE_BF16: matmul_avx2_bf16(w, x, n_tok, xs, y, ys, r0, r1); return;
+                case GGML_TYPE_Q8_0: matmul_avx2_q8_0(w, x, n_tok, xs, y, ys, r0, r1); return;
+                default: break;
+                }
+        }
+        matmul_scalar(w, x, n_tok, xs, y, ys, r0, r1);
+}
+
+/* --- attention helpers --- */
+
+AVX2 static float dot_f32_f16_avx2(const float *a, const uint16_t *b, int64_t n)
+{
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i),
+                                       _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8),
+                                       _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8))), acc1);
+        }
+        float s = hsum8(_mm256_add_ps(acc0, acc1));
+        for (; i < n; i++)
+                s += a[i] * f16_to_f32(b[i]);
+        return s;
+}
+
+AVX2 static void mad_f16_avx2(float *y, const uint16_t *x, float a, int64_t n)
+{
+        __m256 av = _mm256_set1_ps(a);
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))),
+                                                        _mm256_loadu_ps(y + i)));
+        for (; i < n; i++)
+                y[i] += a * f16_to_f32(x[i]);
+}
+
+float vec_dot_f32_f16(const float *a, const uint16_t *b, int64_t n)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX2)
+                return dot_f32_f16_avx2(a, b, n);
+        float s = 0;
+        for (int64_t i = 0; i < n; i++)
+                s += a[i] * f16_to_f32(b[i]);
+        return s;
+}
+
+void vec_mad_f16(float *y, const uint16_t *x, float a, int64_t n)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX2) {
+                mad_f16_avx2(y, x, a, n);
+                return;
+        }
+        for (int64_t i = 0; i < n; i++)
+                y[i] += a * f16_to_f32(x[i]);
+}
+
+void vec_mad_f32(float *y, const float *x, float a, int64_t n)
+{
+        for (int64_t i = 0; i < n; i++)
+                y[i] += a * x[i];
+}
+
+void vec_scale(float *y, float a, int64_t n)
+{
+        for (int64_t i = 0; i < n; i++)
+                y[i] *= a;
+}

@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: MIT */
+#include <immintrin.h>
+#include <math.h>
+
+#include "kernels.h"
+#include "quant.h"
+
+int act_q_alloc(struct act_q *a, int32_t rows, int64_t cols)
+{
+        *a = (struct act_q) { .cap_rows = rows, .cap_cols = cols };
+        /* padded by 64 bytes so SIMD loads of a ragged tail stay inside */
+        a->q8 = calloc((size_t)rows * cols + 64, 1);
+        a->q16 = calloc((size_t)rows * cols + 32, 2);
+        a->scale = calloc(rows, sizeof(float));
+        if (!a->q8 || !a->q16 || !a->scale) {
+                act_q_free(a);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+void act_q_free(struct act_q *a)
+{
+        free(a->q8);
+        free(a->q16);
+        free(a->scale);
+        *a = (struct act_q) {};
+}
+
+void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, int64_t cols, int64_t t0, int64_t t1)
+{
+        const float qmax = p == NPU_PRECISION_W8A16 ? 32767.0f : 127.0f;
+
+        a->cols = cols;
+        a->prec = p;
+        for (int64_t t = t0; t < t1; t++) {
+                const float *xt = x + t * cols;
+                float amax = 0;
+                for (int64_t k = 0; k < cols; k++)
+                        amax = fmaxf(amax, fabsf(xt[k]));
+                float inv = amax > 0 ? qmax / amax : 0;
+                a->scale[t] = amax / qmax;
+                if (p == NPU_PRECISION_W8A16) {
+                        int16_t *q = a->q16 + t * cols;
+                        for (int64_t k = 0; k < cols; k++)
+                                q[k] = (int16_t)fmaxf(-qmax, fminf(qmax, roundf(xt[k] * inv)));
+                } else {
+                        int8_t *q = a->q8 + t * cols;
+                        for (int64_t k = 0; k < cols; k++)
+                                q[k] = (int8_t)fmaxf(-qmax, fminf(qmax, roundf(xt[k] * inv)));
+                }
+        }
+}
+
+void quantize_weight_rows(const float *w, int64_t rows, int64_t cols, int8_t *q, float *scale)
+{
+        for (int64_t r = 0; r < rows; r++) {
+                const float *wr = w + r * cols;
+                float amax = 0;
+                for (int64_t k = 0; k < cols; k++)
+                        amax = fmaxf(amax, fabsf(wr[k]));
+                float inv = amax > 0 ? 127.0f / amax : 0;
+                scale[r] = amax / 127.0f;
+                for (int64_t k = 0; k < cols; k++)
+                        q[r * cols + k] = (int8_t)fmaxf(-127.0f, fminf(127.0f, roundf(wr[k] * inv)));
+        }
+}
+
+/* --- portable C --- */
+
+static int64_t dot_i8_scalar(const int8_t *w, const int8_t *a, int64_t n)
+{
+        int32_t s = 0;
+        for (int64_t k = 0; k < n; k++)
+                s += (int32_t)w[k] * a[k];
+        return s;
+}
+
+static int64_t dot_i16_scalar(const int8_t *w, const int16_t *a, int64_t n)
+{
+        int64_t s = 0;
+        for (int64_t k = 0; k < n; k++)
+                s += (int32_t)w[k] * a[k];
+        return s;
+}
+
+static void acc_scalar(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc,
+                       size_t ys, int64_t r0, int64_t r1, int w8a16)
+{
+        const int64_t K = w->cols;
+        for (int64_t r = r0; r < r1; r++) {
+                const int8_t *wr = (const int8_t *)w->data + r * K;
+                for (int64_t t = 0; t < n_tok; t++)
+                        acc[t * ys + (r - r0)] = w8a16 ? dot_i16_scalar(wr, a->q16 + t * K, K)
+                                                       : dot_i8_scalar(wr, a->q8 + t * K, K);
+        }
+}
+
+/* --- AVX2 --- */
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+
+AVX2_INLINE int32_t hsum_i32(__m256i v)
+{
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+        return _mm_cvtsi128_si32(s);
+}
+
+/*
+ * w8a8 tile of RB rows x TB tokens: |a| (unsigned) times sign(a)-adjusted w
+ * with vpmaddubsw (no saturation: both sides are within [-127, 127]), pairs
+ * widened with vpmaddwd, summed in int32.
+ */
+AVX2_INLINE void tile_w8a8(const int8_t *w, int64_t K, const int RB, const int8_t *a, const int TB, int64_t *acc,
+                           size_t ys)
+{
+        const __m256i ones = _mm256_set1_epi16(1);
+        const int64_t K32 = K & ~31;
+        __m256i s[4][4];
+
+        for (int i = 0; i < RB; i++)
+                for (int j = 0; j < TB; j++)
+                        s[i][j] = _mm256_setzero_si256();
+        for (int64_t k = 0; k < K32; k += 32) {
+                __m256i av[4], aa[4];
+                for (int j = 0; j < TB; j++) {
+                        av[j] = _mm256_loadu_si256((const __m256i *)(a + j * K + k));
+                        aa[j] = _mm256_abs_epi8(av[j]);
+                }
+                for (int i = 0; i < RB; i++) {
+                        __m256i wv = _mm256_loadu_si256((const __m256i *)(w + i * K + k));
+                        for (int j = 0; j < TB; j++) {
+                                __m256i p = _mm256_maddubs_epi16(aa[j], _mm256_sign_epi8(wv, av[j]));
+                                s[i][j] = _mm256_add_epi32(s[i][j], _mm256_madd_epi16(p, ones));
+                        }
+                }
+        }
+        for (int i = 0; i < RB; i++)
+                for (int j = 0; j < TB; j++) {
+                        int32_t v = hsum_i32(s[i][j]);
+                        for (int64_t k = K32; k < K; k++)
+                                v += (int32_t)w[i * K + k] * a[j * K + k];
+                        acc[j * ys + i] = v;
+                }
+}
+
+/* w8a16: sign-extended weights times int16 activations with vpmaddwd; int32 lanes flushed to int64. */
+AVX2_INLINE void tile_w8a16(const int8_t *w, int64_t K, const int RB, const int16_t *a, const int TB, int64_t *acc,
+                            size_t ys)
+{
+        const int64_t K16 = K & ~15;
+        /* 128 steps x 2 products per lane x 32767 x 127 < 2^31 */
+        const int64_t FLUSH = 128 * 16;
+        int64_t tot[4][4] = {};
+
+        for (int64_t k0 = 0; k0 < K16; k0 += FLUSH) {
+                const int64_t k1 = MIN(k0 + FLUSH, K16);
+                __m256i s[4][4];
+                for (int i = 0; i < RB; i++)
+                        for (int j = 0; j < TB; j++)
+                                s[i][j] = _mm256_setzero_si256();
+                for (int64_t k = k0; k < k1; k += 16) {
+                        __m256i av[4];
+                        for (int j = 0; j < TB; j++)
+                                av[j] = _mm256_loadu_si256((const __m256i *)(a + j * K + k));
+                        for (int i = 0; i < RB; i++) {
+                                __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + i * K + k)));
+                                for (int j = 0; j < TB; j++)
+                                        s[i][j] = _mm256_add_epi32(s[i][j], _mm256_madd_epi16(wv, av[j]));
+                        }
+                }
+                for (int i = 0; i < RB; i++)
+                        for (int j = 0; j < TB; j++)
+                                tot[i][j] += hsum_i32(s[i][j]);
+        }
+        for (int i = 0; i < RB; i++)
+                for (int j = 0; j < TB; j++) {
+                        int64_t v = tot[i][j];
+                        for (int64_t k = K16; k < K; k++)
+                                v += (int32_t)w[i * K + k] * a[j * K + k];
+                        acc[j * ys + i] = v;
+                }
+}
+
+#define DEFINE_ACC_AVX2(kind, atype, afield)                                                              \
+        AVX2 static void acc_avx2_##kind(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, \
+                                         int64_t *acc, size_t ys, int64_t r0, int64_t r1)                 \
+        {                                                                                                 \
+                const int64_t K = w->cols, RBLK = 16;                                                     \
+                const int8_t *W = w->data;                                                                \
+                const atype *A = a->afield;                                                               \
+                for (int64_t rb = r0; rb < r1; rb += RBLK) {                                              \
+                        int64_t re = MIN(rb + RBLK, r1), t = 0;                                           \
+                        for (; t + 2 <= n_tok; t += 2) {                                                  \
+                                int64_t r = rb;                                                           \
+                                for (; r + 4 <= re; r += 4)                                               \
+                                        tile_##kind(W + r * K, K, 4, A + t * K, 2, acc + t * ys + (r - r0), ys); \
+                                for (; r < re; r++)                                                       \
+                                        tile_##kind(W + r * K, K, 1, A + t * K, 2, acc + t * ys + (r - r0), ys); \
+                        }                                                                                 \
+                        for (; t < n_tok; t++) {                                                          \
+                                int64_t r = rb;                                                           \
+                                for (; r + 4 <= re; r += 4)                                               \
+                                        tile_##kind(W + r * K, K, 4, A + t * K, 1, acc + t * ys + (r - r0), ys); \
+                                for (; r < re; r++)                                                       \
+                                        tile_##kind(W + r * K, K, 1, A + t * K, 1, acc + t * ys + (r - r0), ys); \
+                        }                                                                                 \
+                }                                                                                         \
+        }
+
+DEFINE_ACC_AVX2(w8a8, int8_t, q8)
+DEFINE_ACC_AVX2(w8a16, int16_t, q16)
+
+static void acc_dispatch(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc, size_t ys,
+                         int64_t r0, int64_t r1, int w8a16)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX2) {
+                if (w8a16)
+                        acc_avx2_w8a16(w, a, n_tok, acc, ys, r0, r1);
+                else
+                        acc_avx2_w8a8(w, a, n_tok, acc, ys, r0, r1);
+                return;
+        }
+        acc_scalar(w, a, n_tok, acc, ys, r0, r1, w8a16);
+}
+
+void matmul_int8_acc(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc,
+                     int64_t r0, int64_t r1)
+{
+        acc_dispatch(w, a, n_tok, acc, r1 - r0, r0, r1, a->prec == NPU_PRECISION_W8A16);
+}
+
+#define ACC_CHUNK_ROWS 64
+
+void matmul_int8_rows(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, float *y, size_t ys,
+                      int64_t r0, int64_t r1)
+{
+        /* exact sums for a chunk of rows x a block of tokens, then dequantize */
+        int64_t acc[ACC_CHUNK_ROWS * 8];
+        const int w8a16 = a->prec == NPU_PRECISION_W8A16;
+
+        for (int64_t c0 = r0; c0 < r1; c0 += ACC_CHUNK_ROWS) {
+                int64_t c1 = MIN(c0 + ACC_CHUNK_ROWS, r1);
+                for (int64_t t0 = 0; t0 < n_tok; t0 += 8) {
+                        int64_t nt = MIN(8, n_tok - t0);
+                        struct act_q sub = *a;
+                        sub.q8 = a->q8 + t0 * a->cols;
+                        sub.q16 = a->q16 + t0 * a->cols;
+                        acc_dispatch(w, &sub, nt, acc, c1 - c0, c0, c1, w8a16);
+                        for (int64_t t = 0; t < nt; t++)
+                                for (int64_t r = c0; r < c1; r++)
+                                        y[(t0 + t) * ys + r] = ((float)acc[t * (c1 - c0) + (r - c0)] *
+                                                                a->scale[t0 + t]) * w->scale[r];
+                }
+        }
+}

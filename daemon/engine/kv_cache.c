@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+#include <sys/mman.h>
+
+#include "kv_cache.h"
+
+int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_size, size_t budget_bytes,
+                struct kv_pool **ret, struct npu_err *err)
+{
+        _cleanup_(kv_pool_freep) struct kv_pool *p = calloc(1, sizeof(*p));
+        size_t n;
+
+        if (!p)
+                return -ENOMEM;
+        if (block_size <= 0 || block_size > 4096)
+                return npu_err_set(err, -EINVAL, "KV block size %d out of range", block_size);
+        p->type = type;
+        p->block_size = block_size;
+        p->n_layers = hp->n_layers;
+        p->kv_dim = hp->n_kv_heads * hp->head_dim;
+        p->elem_bytes = type == KV_TYPE_F16 ? 2 : 4;
+        p->block_bytes = (size_t)p->n_layers * 2 * block_size * p->kv_dim * p->elem_bytes;
+        n = budget_bytes / p->block_bytes;
+        if (n == 0)
+                return npu_err_set(err, -EINVAL, "KV budget of %zu bytes holds no block of %zu bytes", budget_bytes,
+                                   p->block_bytes);
+        if (n > INT32_MAX / 2)
+                n = INT32_MAX / 2;
+        p->n_blocks = (int32_t)n;
+        /* anonymous mapping: pages are touched only when blocks are used */
+        p->mem = mmap(NULL, n * p->block_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                      -1, 0);
+        if (p->mem == MAP_FAILED) {
+                p->mem = NULL;
+                return npu_err_set(err, -ENOMEM, "cannot map a KV pool of %zu bytes", n * p->block_bytes);
+        }
+        p->refcount = calloc(n, sizeof(*p->refcount));
+        p->free_list = malloc(n * sizeof(*p->free_list));
+        if (!p->refcount || !p->free_list)
+                return -ENOMEM;
+        /* hand out low block ids first */
+        for (int32_t i = 0; i < p->n_blocks; i++)
+                p->free_list[i] = p->n_blocks - 1 - i;
+        p->n_free = p->n_blocks;
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+void kv_pool_free(struct kv_pool *p)
+{
+        if (!p)
+                return;
+        if (p->mem)
+                munmap(p->mem, (size_t)p->n_blocks * p->block_bytes);
+        free(p->refcount);
+        free(p->free_list);
+        free(p);
+}
+
+int32_t kv_pool_used_blocks(const struct kv_pool *p)
+{
+        return p->n_blocks - p->n_free;
+}
+
+static void block_put(struct kv_pool *p, int32_t b)
+{
+        if (--p->refcount[b] == 0)
+                p->free_list[p->n_free++] = b;
+}
+
+int kv_seq_reserve(struct kv_pool *p, struct kv_seq *s, int32_t n_pos)
+{
+        int32_t need = DIV_ROUND_UP(n_pos, p->block_size);
+
+        if (need <= s->n_blocks)
+                return 0;
+        if (need - s->n_blocks > p->n_free)
+                return -ENOSPC;
+        if (need > s->cap_blocks) {
+                int32_t cap = MAX(need, s->cap_blocks * 2);
+                int32_t *t = realloc(s->blocks, cap * sizeof(*t));
+                if (!t)
+                        return -ENOMEM;
+                s->blocks = t;
+                s->cap_blocks = cap;
+        }
+        while (s->n_blocks < need) {
+                int32_t b = p->free_list[--p->n_free];
+                p->refcount[b] = 1;
+                s->blocks[s->n_blocks++] = b;
+        }
+        return 0;
+}
+
+void kv_seq_truncate(struct kv_pool *p, struct kv_seq *s, int32_t n_pos)
+{
+        int32_t keep = DIV_ROUND_UP(n_pos, p->block_size);
+        while (s->n_blocks > keep)
+                block_put(p, s->blocks[--s->n_blocks]);
+        s->n_pos = MIN(s->n_pos, n_pos);
+}
+
+void kv_seq_release(struct kv_pool *p, struct kv_seq *s)
+{
+        kv_seq_truncate(p, s, 0);
+        free(s->blocks);
+        *s = (struct kv_seq) {};
+}
+
+int kv_seq_fork(struct kv_pool *p, struct kv_seq *dst, const struct kv_seq *src, int32_t n_pos)
+{
+        int32_t full = n_pos / p->block_size, partial = n_pos % p->block_size;
+        int r;
+
+        if (dst->n_blocks)
+                return -EBUSY;
+        if (n_pos > src->n_pos)
+                return -EINVAL;
+        r = kv_seq_reserve(p, dst, 0);
+        dst->cap_blocks = MAX(full + 1, 4);
+        dst->blocks = malloc(dst->cap_blocks * sizeof(int32_t));
+        if (r < 0 || !dst->blocks)
+                return -ENOMEM;
+        for (int32_t i = 0; i < full; i++) {
+                dst->blocks[i] = src->blocks[i];
+                p->refcount[src->blocks[i]]++;
+        }
+        dst->n_blocks = full;
+        if (partial) {
+                r = kv_seq_reserve(p, dst, n_pos);
+                if (r < 0) {
+                        kv_seq_release(p, dst);
+                        return r;
+                }
+                memcpy(p->mem + (size_t)dst->blocks[full] * p->block_bytes,
+                       p->mem + (size_t)src->blocks[full] * p->block_bytes, p->block_bytes);
+        }
+        dst->n_pos = n_pos;
+        return 0;
+}

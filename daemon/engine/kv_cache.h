@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Paged KV cache: a pool of fixed-size blocks under a memory budget. A
+ * sequence holds a table of block ids; block b holds, for every layer, the K
+ * and V vectors of block_size consecutive positions. Blocks are refcounted so
+ * sequences that share a prompt prefix can share its blocks.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model.h"
+
+enum kv_type {
+        KV_TYPE_F32 = 0,
+        KV_TYPE_F16 = 1,
+};
+
+struct kv_pool {
+        enum kv_type type;
+        int32_t block_size;
+        int32_t n_layers;
+        int32_t kv_dim;
+        int32_t n_blocks;
+        size_t elem_bytes;
+        size_t block_bytes;
+        uint8_t *mem;
+        int32_t *refcount;
+        int32_t *free_list;
+        int32_t n_free;
+};
+
+struct kv_seq {
+        int32_t *blocks;
+        int32_t n_blocks;
+        int32_t cap_blocks;
+        int32_t n_pos; /* positions whose K/V are stored */
+};
+
+int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_size, size_t budget_bytes,
+                struct kv_pool **ret, struct npu_err *err);
+void kv_pool_free(struct kv_pool *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct kv_pool *, kv_pool_free);
+int32_t kv_pool_used_blocks(const struct kv_pool *p);
+
+/* Make room for positions [0, n_pos); -ENOSPC when the pool is out of blocks (nothing changes then). */
+int kv_seq_reserve(struct kv_pool *p, struct kv_seq *s, int32_t n_pos);
+/* Keep positions [0, n_pos), returning the blocks past them to the pool. */
+void kv_seq_truncate(struct kv_pool *p, struct kv_seq *s, int32_t n_pos);
+void kv_seq_release(struct kv_pool *p, struct kv_seq *s);
+/* dst shares src's first n_pos positions (whole blocks shared, a partial last block copied). */
+int kv_seq_fork(struct kv_pool *p, struct kv_seq *dst, const struct kv_seq *src, int32_t n_pos);
+
+/* Address of K (which = 0) or V (which = 1) at a position of a layer. */
+static inline void *kv_at(const struct kv_pool *p, const struct kv_seq *s, int32_t layer, int which, int32_t pos)
+{
+        int32_t b = s->blocks[pos / p->block_size];
+        return p->mem + (size_t)b * p->block_bytes +
+               ((size_t)(layer * 2 + which) * p->block_size + pos % p->block_size) * p->kv_dim * p->elem_bytes;
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+#include <sched.h>
+
+#include "runtime.h"
+
+void runtime_opts_default(struct runtime_opts *o)
+{
+        *o = (struct runtime_opts) { .n_seq = 1, .max_batch = 256, .kv_type = KV_TYPE_F16,
+                                     .attention = ATTENTION_DEFAULT };
+}
+
+int runtime_default_threads(void)
+{
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof(set), &set) == 0)
+                return MAX(CPU_COUNT(&set), 1);
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n > 0 ? (int)n : 1;
+}
+
+void runtime_free(struct runtime *rt)
+{
+        if (!rt)
+                return;
+        ctx_free(rt->ctx);
+        kv_pool_free(rt->kv);
+        threadpool_free(rt->tp);
+        model_free(rt->model);
+        free(rt);
+}
+
+int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_err *err)
+{
+        _cleanup_(runtime_freep) struct runtime *rt = calloc(1, sizeof(*rt));
+        int r;
+
+        if (!rt)
+                return -ENOMEM;
+        if (o->threads < 0 || o->threads > 1024)
+                return npu_err_set(err, -EINVAL, "thread count %d out of range", o->threads);
+        if (o->n_ctx < 0 || o->n_seq < 1 || o->max_batch < 1 || o->max_batch > 65536)
+                return npu_err_set(err, -EINVAL, "context, sequence or batch size out of range");
+        r = model_load(o->model_path, &rt->model, err);
+        if (r < 0)
+                return r;
+        rt->n_ctx = o->n_ctx ? o->n_ctx : MIN(rt->model->hp.n_ctx_train, 4096);
+        r = threadpool_new(o->threads ? o->threads : runtime_default_threads(), &rt->tp);
+        if (r < 0)
+                return npu_err_set(err, r, "cannot start threads");
+
+        const int32_t block = 16;
+        size_t budget = o->kv_budget;
+        if (budget == 0) {
+                const struct npu_hparams *hp = &rt->model->hp;
+                size_t per_pos = (size_t)hp->n_layers * 2 * hp->n_kv_heads * hp->head_dim *
+                                 (o->kv_type == KV_TYPE_F16 ? 2 : 4);
+                budget = per_pos * ALIGN_TO((size_t)rt->n_ctx, block) * o->n_seq;
+        }
+        r = kv_pool_new(&rt->model->hp, o->kv_type, block, budget, &rt->kv, err);
+        if (r < 0)
+                return r;
+        r = ctx_new(rt->model, rt->kv, rt->tp, o->max_batch, &rt->ctx, err);
+        if (r < 0)
+                return r;
+        rt->ctx->attention = o->attention;
+        *ret = TAKE_PTR(rt);
+        return 0;
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/* A model with its thread pool, KV pool and compute context: what the tools and npud start from. */
+#pragma once
+
+#include "forward.h"
+#include "generate.h"
+
+struct runtime_opts {
+        const char *model_path;
+        int threads;          /* 0: all cores */
+        int32_t n_ctx;        /* positions per sequence; 0: the model's, capped at 4096 */
+        int32_t n_seq;        /* sequences the KV pool is sized for */
+        int32_t max_batch;    /* tokens per forward pass */
+        enum kv_type kv_type;
+        enum attention_kind attention;
+        size_t kv_budget;     /* bytes; 0: n_ctx x n_seq positions */
+};
+
+struct runtime {
+        struct npu_model *model;
+        struct threadpool *tp;
+        struct kv_pool *kv;
+        struct npu_ctx *ctx;
+        int32_t n_ctx;
+};
+
+void runtime_opts_default(struct runtime_opts *o);
+int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_err *err);
+void runtime_free(struct runtime *rt);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct runtime *, runtime_free);
+int runtime_default_threads(void);
+
+/* Negative log-likelihood of ids over windows of the context, each opened by BOS (perplexity.c). */
+int perplexity(struct runtime *rt, const int32_t *ids, int32_t n, double *ret_nll, int64_t *ret_count,
+               struct npu_err *err);
