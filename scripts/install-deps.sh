@@ -9,6 +9,7 @@ packages="
 	libdrm-dev libnl-3-dev libnl-genl-3-dev libxrt-dev uuid-dev
 	clang libclang-rt-14-dev
 	dbus util-linux
+	sentencepiece python3-sentencepiece
 	qemu-system-x86 busybox-static kmod dwarves cpio xz-utils bc flex bison libelf-dev
 "
 

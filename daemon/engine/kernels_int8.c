@@ -27,6 +27,16 @@ void act_q_free(struct act_q *a)
         *a = (struct act_q) {};
 }
 
+/* One value, exactly as npu_ref_quant_one: divide, NaN to 0, clamp, round half away from zero. */
+static inline int32_t quant_one(float x, float scale, float qmax)
+{
+        float v = x / scale;
+        if (v != v)
+                return 0;
+        v = v > qmax ? qmax : v < -qmax ? -qmax : v;
+        return (int32_t)roundf(v);
+}
+
 void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, int64_t cols, int64_t t0, int64_t t1)
 {
         const float qmax = p == NPU_PRECISION_W8A16 ? 32767.0f : 127.0f;
@@ -36,18 +46,21 @@ void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, in
         for (int64_t t = t0; t < t1; t++) {
                 const float *xt = x + t * cols;
                 float amax = 0;
-                for (int64_t k = 0; k < cols; k++)
-                        amax = fmaxf(amax, fabsf(xt[k]));
-                float inv = amax > 0 ? qmax / amax : 0;
-                a->scale[t] = amax / qmax;
+                for (int64_t k = 0; k < cols; k++) {
+                        float v = fabsf(xt[k]);
+                        if (v > amax)
+                                amax = v;
+                }
+                float scale = amax == 0.0f ? 1.0f : amax / qmax;
+                a->scale[t] = scale;
                 if (p == NPU_PRECISION_W8A16) {
                         int16_t *q = a->q16 + t * cols;
                         for (int64_t k = 0; k < cols; k++)
-                                q[k] = (int16_t)fmaxf(-qmax, fminf(qmax, roundf(xt[k] * inv)));
+                                q[k] = (int16_t)quant_one(xt[k], scale, qmax);
                 } else {
                         int8_t *q = a->q8 + t * cols;
                         for (int64_t k = 0; k < cols; k++)
-                                q[k] = (int8_t)fmaxf(-qmax, fminf(qmax, roundf(xt[k] * inv)));
+                                q[k] = (int8_t)quant_one(xt[k], scale, qmax);
                 }
         }
 }
@@ -172,9 +185,14 @@ AVX2_INLINE void tile_w8a16(const int8_t *w, int64_t K, const int RB, const int1
                                         s[i][j] = _mm256_add_epi32(s[i][j], _mm256_madd_epi16(wv, av[j]));
                         }
                 }
+                /* lanes may each be near 2^30: widen before summing them */
                 for (int i = 0; i < RB; i++)
-                        for (int j = 0; j < TB; j++)
-                                tot[i][j] += hsum_i32(s[i][j]);
+                        for (int j = 0; j < TB; j++) {
+                                int32_t lanes[8];
+                                _mm256_storeu_si256((__m256i *)lanes, s[i][j]);
+                                for (int l = 0; l < 8; l++)
+                                        tot[i][j] += lanes[l];
+                        }
         }
         for (int i = 0; i < RB; i++)
                 for (int j = 0; j < TB; j++) {

@@ -2,9 +2,10 @@
 /*
  * Int8 weights (symmetric, one f32 scale per output channel) times
  * activations quantized per token at run time:
- *   w8a8:  int8 activations,  scale = absmax / 127,   q = round(x * 127 / absmax)
- *   w8a16: int16 activations, scale = absmax / 32767, q = round(x * 32767 / absmax)
- * round() is half away from zero; an all-zero row gets scale 0 and q = 0.
+ *   w8a8:  int8 activations,  scale = absmax / 127,   q = round(x / scale)
+ *   w8a16: int16 activations, scale = absmax / 32767, q = round(x / scale)
+ * clamped to +-127 (+-32767), round() half away from zero, NaN to 0, and an
+ * all-zero row gets scale 1: the same rule as the device's npu_ref_quant_i8/i16.
  * The integer sums are exact (int32 for w8a8, int64 for w8a16), so every
  * dispatch path gives bit-identical outputs:
  *   y[t][r] = ((float)acc[t][r] * a_scale[t]) * w_scale[r]

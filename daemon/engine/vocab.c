@@ -323,10 +323,17 @@ static int try_bigram(const struct npu_vocab *v, struct symbol *syms, int32_t le
         return heap_push(h, (struct bigram) { left, right, v->tokens[id].score, len });
 }
 
-static size_t utf8_len(uint8_t c)
+/* Length of the UTF-8 character at s; a malformed sequence counts as one byte, kept as is. */
+static size_t utf8_char_len(const char *s, size_t avail)
 {
         static const uint8_t lens[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
-        return lens[c >> 4];
+        size_t n = lens[(uint8_t)s[0] >> 4];
+        if (n > avail)
+                return 1;
+        for (size_t i = 1; i < n; i++)
+                if (((uint8_t)s[i] & 0xc0) != 0x80)
+                        return 1;
+        return n;
 }
 
 struct ids {
@@ -396,7 +403,7 @@ static int bpe_fragment(const struct npu_vocab *v, const char *text, size_t len,
         for (size_t off = 0; off < len;) {
                 size_t l = match_user_defined(v, text + off, len - off);
                 if (l == 0)
-                        l = MIN(utf8_len((uint8_t)text[off]), len - off);
+                        l = utf8_char_len(text + off, len - off);
                 syms[n] = (struct symbol) { .prev = n - 1, .next = off + l < len ? n + 1 : -1,
                                             .text = text + off, .len = l };
                 n++;

@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Kernels: every int8 dispatch path equals the device's reference (npu_ref)
+ * bit for bit, activation quantization equals npu_ref's, float kernels agree
+ * with the scalar path within tolerance, f16 conversion is exact.
+ */
+#include <immintrin.h>
+#include <math.h>
+
+#include "fp16.h"
+#include "kernels.h"
+#include "npu_ref.h"
+#include "quant.h"
+#include "test-helpers.h"
+
+static float frand(uint64_t *s)
+{
+        return (float)((int64_t)(test_rng(s) % 2000001) - 1000000) / 1000000.0f;
+}
+
+static void check_int8_shape(enum npu_precision prec, int64_t M, int64_t N, int64_t K, uint64_t *seed)
+{
+        float *x = malloc(sizeof(float) * M * K), *wf = malloc(sizeof(float) * N * K);
+        int8_t *wq = malloc(N * K), *rq8 = malloc(M * K);
+        int16_t *rq16 = malloc(2 * M * K);
+        float *ws = malloc(sizeof(float) * N), *rs = malloc(sizeof(float) * M);
+        float *ref = malloc(sizeof(float) * M * N), *out = malloc(sizeof(float) * M * N);
+        struct act_q aq;
+
+        for (int64_t i = 0; i < M * K; i++)
+                x[i] = frand(seed) * (i % 17 == 0 ? 40.0f : 1.0f); /* a few outliers */
+        if (M > 1)
+                memset(x, 0, sizeof(float) * K); /* an all-zero row */
+        for (int64_t i = 0; i < N * K; i++)
+                wf[i] = frand(seed);
+        quantize_weight_rows(wf, N, K, wq, ws);
+        struct npu_weight w = { .type = GGML_TYPE_I8, .rows = N, .cols = K, .data = wq, .scale = ws, .row_bytes = K };
+        assert_int_equal(act_q_alloc(&aq, (int32_t)M, K), 0);
+
+        /* the device's quantizer and gemm */
+        if (prec == NPU_PRECISION_W8A16) {
+                npu_ref_quant_i16(x, rq16, rs, (uint32_t)K, 0, (uint32_t)M);
+                npu_ref_gemm_w8a16(rq16, wq, rs, ws, ref, (uint32_t)N, (uint32_t)K, 0, (uint32_t)M, 0, (uint32_t)N);
+        } else {
+                npu_ref_quant_i8(x, rq8, rs, (uint32_t)K, 0, (uint32_t)M);
+                npu_ref_gemm_w8a8(rq8, wq, rs, ws, ref, (uint32_t)N, (uint32_t)K, 0, (uint32_t)M, 0, (uint32_t)N);
+        }
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX2; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                act_quantize_rows(&aq, prec, x, K, 0, M);
+                assert_memory_equal(aq.scale, rs, sizeof(float) * M);
+                if (prec == NPU_PRECISION_W8A16)
+                        assert_memory_equal(aq.q16, rq16, 2 * M * K);
+                else
+                        assert_memory_equal(aq.q8, rq8, M * K);
+                memset(out, 0xff, sizeof(float) * M * N);
+                /* split rows the way threads do */
+                matmul_int8_rows(&w, &aq, M, out, N, 0, N / 3);
+                matmul_int8_rows(&w, &aq, M, out, N, N / 3, N);
+                assert_memory_equal(out, ref, sizeof(float) * M * N);
+        }
+        kernels_force_isa(KERNEL_ISA_AVX2);
+        act_q_free(&aq);
+        free(x); free(wf); free(wq); free(rq8); free(rq16); free(ws); free(rs); free(ref); free(out);
+}
+
+static void test_int8_matches_reference(void **state)
+{
+        static const int64_t shapes[][3] = {
+                { 1, 1, 1 },   { 1, 7, 31 },  { 1, 64, 64 }, { 2, 5, 33 },    { 3, 17, 95 },
+                { 8, 64, 256 }, { 9, 33, 257 }, { 13, 70, 100 }, { 1, 130, 4096 }, { 4, 16, 4097 },
+        };
+        uint64_t seed = 99;
+        for (size_t i = 0; i < ARRAY_SIZE(shapes); i++) {
+                check_int8_shape(NPU_PRECISION_W8A8, shapes[i][0], shapes[i][1], shapes[i][2], &seed);
+                check_int8_shape(NPU_PRECISION_W8A16, shapes[i][0], shapes[i][1], shapes[i][2], &seed);
+        }
+}
+
+/* w8a16 at the int32 overflow edge: large K with maximal values must still be exact. */
+static void test_w8a16_no_overflow(void **state)
+{
+        const int64_t K = 20000;
+        int8_t *w = malloc(K);
+        struct act_q aq;
+        float ws = 1.0f, y = 0;
+        assert_int_equal(act_q_alloc(&aq, 1, K), 0);
+        for (int64_t k = 0; k < K; k++) {
+                w[k] = 127;
+                aq.q16[k] = 32767;
+        }
+        aq.cols = K;
+        aq.prec = NPU_PRECISION_W8A16;
+        aq.scale[0] = 1.0f;
+        struct npu_weight wt = { .type = GGML_TYPE_I8, .rows = 1, .cols = K, .data = w, .scale = &ws, .row_bytes = K };
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX2; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                matmul_int8_rows(&wt, &aq, 1, &y, 1, 0, 1);
+                assert_true(y == (float)(127LL * 32767LL * K));
+        }
+        kernels_force_isa(KERNEL_ISA_AVX2);
+        act_q_free(&aq);
+        free(w);
+}
+
+static void test_float_paths_agree(void **state)
+{
+        const enum ggml_type types[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0 };
+        uint64_t seed = 5;
+        const int64_t M = 5, N = 37, K = 96;
+        float *x = malloc(sizeof(float) * M * K), *y0 = malloc(sizeof(float) * M * N), *y1 = malloc(sizeof(float) * M * N);
+        uint8_t *data = malloc(N * K * 4);
+        for (int64_t i = 0; i < M * K; i++)
+                x[i] = frand(&seed);
+        for (size_t ti = 0; ti < ARRAY_SIZE(types); ti++) {
+                enum ggml_type t = types[ti];
+                size_t rb = K / ggml_type_block_elems(t) * ggml_type_block_bytes(t);
+                for (int64_t r = 0; r < N; r++) {
+                        uint8_t *row = data + r * rb;
+                        for (int64_t k = 0; k < K; k++) {
+                                float f = frand(&seed);
+                                if (t == GGML_TYPE_F32)
+                                        memcpy(row + 4 * k, &f, 4);
+                                else if (t == GGML_TYPE_F16) {
+                                        uint16_t h = f32_to_f16(f);
+                                        memcpy(row + 2 * k, &h, 2);
+                                } else if (t == GGML_TYPE_BF16) {
+                                        uint16_t h = f32_to_bf16(f);
+                                        memcpy(row + 2 * k, &h, 2);
+                                } else {
+                                        struct block_q8_0 *b = (struct block_q8_0 *)row + k / QK8_0;
+                                        b->d = f32_to_f16(0.01f);
+                                        b->qs[k % QK8_0] = (int8_t)(f * 127);
+                                }
+                        }
+                }
+                struct npu_weight w = { .type = t, .rows = N, .cols = K, .data = data, .row_bytes = rb };
+                assert_int_equal(kernels_force_isa(KERNEL_ISA_SCALAR), 0);
+                matmul_float_rows(&w, x, M, K, y0, N, 0, N);
+                if (kernels_force_isa(KERNEL_ISA_AVX2) < 0)
+                        continue;
+                matmul_float_rows(&w, x, M, K, y1, N, 0, N);
+                for (int64_t i = 0; i < M * N; i++)
+                        assert_true(fabsf(y0[i] - y1[i]) <= 1e-4f * (1 + fabsf(y0[i])));
+                /* batch invariance within a path: one token at a time equals the batch */
+                for (int64_t m = 0; m < M; m++) {
+                        float one[37];
+                        matmul_float_rows(&w, x + m * K, 1, K, one, N, 0, N);
+                        assert_memory_equal(one, y1 + m * N, sizeof(one));
+                }
+        }
+        free(x); free(y0); free(y1); free(data);
+}
+
+static void test_f16_conversion(void **state)
+{
+        /* every half value converts to float and back exactly */
+        for (uint32_t h = 0; h < 65536; h++) {
+                float f = f16_to_f32((uint16_t)h);
+                if (isnan(f))
+                        continue;
+                assert_int_equal(f32_to_f16(f), h);
+                assert_true(f == npu_ref_f16_to_f32((uint16_t)h));
+        }
+        /* rounding of floats agrees with the device reference */
+        uint64_t seed = 17;
+        for (int i = 0; i < 200000; i++) {
+                float f = f32_from_bits((uint32_t)test_rng(&seed));
+                if (isnan(f))
+                        continue;
+                assert_int_equal(f32_to_f16(f), npu_ref_f32_to_f16(f));
+        }
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_int8_matches_reference),
+                cmocka_unit_test(test_w8a16_no_overflow),
+                cmocka_unit_test(test_float_paths_agree),
+                cmocka_unit_test(test_f16_conversion),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
