@@ -136,4 +136,7 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, enum ggml_ty
 int gguf_writer_write_header(struct gguf_writer *w, struct npu_err *err);
 /* Tensors must be written in the order they were added; size must match. */
 int gguf_writer_write_tensor(struct gguf_writer *w, const void *data, size_t size, struct npu_err *err);
+/* The same in parts: any number of write_tensor_part calls, then end_tensor. */
+int gguf_writer_write_tensor_part(struct gguf_writer *w, const void *data, size_t size, struct npu_err *err);
+int gguf_writer_end_tensor(struct gguf_writer *w, struct npu_err *err);
 int gguf_writer_finish(struct gguf_writer *w, struct npu_err *err);

@@ -24,6 +24,7 @@ struct gguf_writer {
         struct writer_tensor *tensors;
         size_t n_tensors, cap_tensors;
         size_t next_tensor;
+        uint64_t part_bytes; /* of the tensor being written */
         uint64_t pos;
         uint32_t alignment;
         int error;
@@ -287,20 +288,44 @@ int gguf_writer_write_header(struct gguf_writer *w, struct npu_err *err)
         return r;
 }
 
-int gguf_writer_write_tensor(struct gguf_writer *w, const void *data, size_t size, struct npu_err *err)
+int gguf_writer_write_tensor_part(struct gguf_writer *w, const void *data, size_t size, struct npu_err *err)
 {
         if (w->next_tensor >= w->n_tensors)
                 return npu_err_set(err, -EINVAL, "more tensor data than tensors");
         struct writer_tensor *t = &w->tensors[w->next_tensor];
-        if (size != t->nbytes)
-                return npu_err_set(err, -EINVAL, "tensor '%s': %zu bytes given, %llu expected", t->name, size,
+        if (size > t->nbytes - w->part_bytes)
+                return npu_err_set(err, -EINVAL, "tensor '%s': more than its %llu bytes given", t->name,
                                    (unsigned long long)t->nbytes);
         int r = write_all(w, data, size, err);
         if (r >= 0)
-                r = write_pad(w, err);
-        if (r >= 0)
-                w->next_tensor++;
+                w->part_bytes += size;
         return r;
+}
+
+int gguf_writer_end_tensor(struct gguf_writer *w, struct npu_err *err)
+{
+        if (w->next_tensor >= w->n_tensors)
+                return npu_err_set(err, -EINVAL, "more tensor data than tensors");
+        struct writer_tensor *t = &w->tensors[w->next_tensor];
+        if (w->part_bytes != t->nbytes)
+                return npu_err_set(err, -EINVAL, "tensor '%s': %llu bytes given, %llu expected", t->name,
+                                   (unsigned long long)w->part_bytes, (unsigned long long)t->nbytes);
+        int r = write_pad(w, err);
+        if (r >= 0) {
+                w->next_tensor++;
+                w->part_bytes = 0;
+        }
+        return r;
+}
+
+int gguf_writer_write_tensor(struct gguf_writer *w, const void *data, size_t size, struct npu_err *err)
+{
+        if (w->next_tensor < w->n_tensors && size != w->tensors[w->next_tensor].nbytes)
+                return npu_err_set(err, -EINVAL, "tensor '%s': %zu bytes given, %llu expected",
+                                   w->tensors[w->next_tensor].name, size,
+                                   (unsigned long long)w->tensors[w->next_tensor].nbytes);
+        int r = gguf_writer_write_tensor_part(w, data, size, err);
+        return r < 0 ? r : gguf_writer_end_tensor(w, err);
 }
 
 int gguf_writer_finish(struct gguf_writer *w, struct npu_err *err)

@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * npu-bench: speed of the engine on one model.
+ *   --task speed (default): prompt processing and generation tokens/s, and the
+ *       memory bandwidth the decode reached against the read bandwidth
+ *       measured on this machine in the same run.
+ *   --task decode | benchmark | benchmark_long: the reference flow's tasks and
+ *       its table (Example#, Prompt Length, New Tokens, Total Time, Prefill,
+ *       Time/Token, Tokens/Sec); --json prints one object per row.
+ */
+#include <getopt.h>
+#include <json-c/json.h>
+
+#include "cli.h"
+#include "membw.h"
+#include "kernels.h"
+#include "runtime.h"
+
+struct bench_args {
+        struct runtime_opts rt;
+        const char *task;
+        const char *precision;
+        int32_t lengths[32];
+        int n_lengths;
+        int32_t new_tokens;
+        int32_t pp, tg;
+        bool json;
+};
+
+struct row {
+        int32_t prompt, generated;
+        double total_s, prefill_ms, ms_per_token, tokens_per_s;
+};
+
+static const char *decode_prompts[] = {
+        "What is the meaning of life?",
+        "Tell me something you don't know.",
+        "What does Xilinx do?",
+        "What is the mass of earth?",
+};
+
+static int parse_lengths(const char *s, struct bench_args *a)
+{
+        _cleanup_free_ char *copy = strdup(s);
+        char *save = NULL;
+        a->n_lengths = 0;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (a->n_lengths == (int)ARRAY_SIZE(a->lengths))
+                        return cli_error(-E2BIG, "--prompt-lengths: at most %zu lengths", ARRAY_SIZE(a->lengths));
+                if (cli_parse_i32(t, 1, 1 << 20, "--prompt-lengths", &a->lengths[a->n_lengths++]) < 0)
+                        return -EINVAL;
+        }
+        return a->n_lengths ? 0 : cli_error(-EINVAL, "--prompt-lengths: empty list");
+}
+
+static int run_one(struct runtime *rt, const int32_t *ids, int32_t n, int32_t new_tokens, struct row *row,
+                   bool (*fn)(int32_t, void *), void *ud)
+{
+        struct sampler_params sp;
+        _cleanup_(sampler_freep) struct sampler *smp = NULL;
+        struct kv_seq seq = {};
+        struct gen_stats st;
+        struct npu_err err = {};
+        int r;
+
+        sampler_params_default(&sp);
+        sp.temperature = 0;
+        r = sampler_new(&sp, rt->model->hp.n_vocab, &smp);
+        if (r < 0)
+                return r;
+        double t0 = now_ms();
+        r = generate(rt->ctx, &seq, smp, ids, n, new_tokens, false, fn, ud, &st, &err);
+        double total = now_ms() - t0;
+        kv_seq_release(rt->kv, &seq);
+        if (r < 0)
+                return cli_error(r, "%s", err.msg);
+        int32_t steps = MAX(st.n_generated - 1, 1);
+        *row = (struct row) { .prompt = n, .generated = st.n_generated, .total_s = total / 1000.0,
+                              .prefill_ms = st.prefill_ms, .ms_per_token = st.decode_ms / steps,
+                              .tokens_per_s = st.decode_ms > 0 ? 1000.0 * steps / st.decode_ms : 0 };
+        return 0;
+}
+
+static void synthetic_prompt(const struct npu_model *m, int32_t n, int32_t *ids)
+{
+        uint64_t s = 0x1234567;
+        ids[0] = m->vocab->bos >= 0 ? m->vocab->bos : 0;
+        for (int32_t i = 1; i < n; i++) {
+                s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+                ids[i] = 3 + (int32_t)(s % (uint64_t)(m->hp.n_vocab - 3));
+        }
+}
+
+static void print_table(const struct row *rows, int n)
+{
+        printf("| %10s | %24s | %22s | %16s | %20s | %17s | %12s |\n", "Example#", "Prompt Length (tokens)",
+               "New Tokens Generated", "Total Time (s)", "Prefill Phase (ms)", "Time/Token (ms)", "Tokens/Sec");
+        printf("|------------|--------------------------|------------------------|------------------|"
+               "----------------------|-------------------|--------------|\n");
+        for (int i = 0; i < n; i++)
+                printf("| %10d | %24d | %22d | %16.4f | %20.2f | %17.3f | %12.4f |\n", i + 1, rows[i].prompt,
+                       rows[i].generated, rows[i].total_s, rows[i].prefill_ms, rows[i].ms_per_token,
+                       rows[i].tokens_per_s);
+}
+
+struct echo {
+        const struct npu_vocab *v;
+};
+
+static bool echo_token(int32_t tok, void *ud)
+{
+        struct echo *e = ud;
+        char buf[1100];
+        fwrite(buf, 1, vocab_token_bytes(e->v, tok, buf, sizeof(buf)), stdout);
+        return true;
+}
+
+static void summary(struct runtime *rt, const struct row *rows, int n, double bw, bool json)
+{
+        const struct npu_model *m = rt->model;
+        double bpt = (double)model_bytes_per_token(m), tps = 0, pf_ops = 0;
+        for (int i = 0; i < n; i++) {
+                tps += rows[i].tokens_per_s / n;
+                /* 2 operations (multiply, add) per weight per prompt token */
+                double ops = 2.0 * (bpt - m->output.row_bytes * m->output.rows) /
+                             (m->precision == NPU_PRECISION_FLOAT ? 2.0 : 1.0) * rows[i].prompt;
+                pf_ops = MAX(pf_ops, ops / (rows[i].prefill_ms / 1000.0));
+        }
+        double reached = bpt * tps;
+        if (json) {
+                json_object *o = json_object_new_object();
+                json_object_object_add(o, "summary", json_object_new_boolean(1));
+                json_object_object_add(o, "model", json_object_new_string(m->name ? m->name : m->path));
+                json_object_object_add(o, "precision", json_object_new_string(precision_name(m->precision)));
+                json_object_object_add(o, "bytes_per_token", json_object_new_double(bpt));
+                json_object_object_add(o, "decode_bandwidth_gbs", json_object_new_double(reached / 1e9));
+                json_object_object_add(o, "measured_bandwidth_gbs", json_object_new_double(bw / 1e9));
+                json_object_object_add(o, "bandwidth_ratio", json_object_new_double(bw > 0 ? reached / bw : 0));
+                json_object_object_add(o, "prefill_ops_per_s", json_object_new_double(pf_ops));
+                printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+                json_object_put(o);
+                return;
+        }
+        printf("\nmodel %s (%s), %d threads, kernels %s, attention %s\n", m->name ? m->name : m->path,
+               precision_name(m->precision), threadpool_size(rt->tp), kernels_isa_name(kernels_isa()),
+               rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default");
+        printf("decode: %.1f MB of weights per token x %.2f tokens/s = %.2f GB/s; measured read bandwidth %.2f GB/s "
+               "(%.0f%% of it)\n", bpt / 1e6, tps, reached / 1e9, bw / 1e9, bw > 0 ? 100.0 * reached / bw : 0);
+        printf("prefill: %.2f G%s ops/s at best\n", pf_ops / 1e9, m->precision == NPU_PRECISION_FLOAT ? "flop" : " int8");
+}
+
+static int run_table(struct runtime *rt, const struct bench_args *a, double bw)
+{
+        const struct npu_model *m = rt->model;
+        struct row rows[32];
+        int n = 0, r;
+        bool decode = strcmp(a->task, "decode") == 0;
+        int count = decode && a->n_lengths == 0 ? (int)ARRAY_SIZE(decode_prompts) : a->n_lengths;
+
+        for (int i = 0; i < count; i++) {
+                _cleanup_free_ int32_t *ids = NULL;
+                size_t len;
+                if (decode && a->n_lengths == 0) {
+                        r = vocab_tokenize(m->vocab, decode_prompts[i], strlen(decode_prompts[i]), true, false, &ids,
+                                           &len);
+                        if (r < 0)
+                                return r;
+                } else {
+                        len = (size_t)a->lengths[i];
+                        ids = malloc(sizeof(int32_t) * len);
+                        if (!ids)
+                                return -ENOMEM;
+                        synthetic_prompt(m, (int32_t)len, ids);
+                }
+                if ((int64_t)len + a->new_tokens > rt->n_ctx) {
+                        fprintf(stderr, "npu-bench: skipping prompt of %zu tokens: over the context of %d\n", len,
+                                rt->n_ctx);
+                        continue;
+                }
+                struct echo e = { m->vocab };
+                if (decode && !a->json)
+                        printf("****************************************\nprompt: %s\nresponse: %s",
+                               decode_prompts[i], decode_prompts[i]);
+                r = run_one(rt, ids, (int32_t)len, a->new_tokens, &rows[n], decode && !a->json ? echo_token : NULL,
+                            &e);
+                if (r < 0)
+                        return r;
+                if (decode && !a->json)
+                        printf("\n");
+                if (a->json) {
+                        json_object *o = json_object_new_object();
+                        json_object_object_add(o, "example", json_object_new_int(n + 1));
+                        json_object_object_add(o, "prompt_tokens", json_object_new_int(rows[n].prompt));
+                        json_object_object_add(o, "new_tokens", json_object_new_int(rows[n].generated));
+                        json_object_object_add(o, "total_s", json_object_new_double(rows[n].total_s));
+                        json_object_object_add(o, "prefill_ms", json_object_new_double(rows[n].prefill_ms));
+                        json_object_object_add(o, "ms_per_token", json_object_new_double(rows[n].ms_per_token));
+                        json_object_object_add(o, "tokens_per_s", json_object_new_double(rows[n].tokens_per_s));
+                        printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+                        json_object_put(o);
+                }
+                n++;
+        }
+        if (!a->json)
+                print_table(rows, n);
+        summary(rt, rows, n, bw, a->json);
+        return 0;
+}
+
+static int run_speed(struct runtime *rt, const struct bench_args *a, double bw)
+{
+        struct row row;
+        _cleanup_free_ int32_t *ids = malloc(sizeof(int32_t) * a->pp);
+        if (!ids)
+                return -ENOMEM;
+        synthetic_prompt(rt->model, a->pp, ids);
+        int r = run_one(rt, ids, a->pp, a->tg, &row, NULL, NULL);
+        if (r < 0)
+                return r;
+        if (!a->json) {
+                printf("prompt processing: %d tokens in %.1f ms = %.2f tokens/s\n", a->pp, row.prefill_ms,
+                       1000.0 * a->pp / row.prefill_ms);
+                printf("generation: %d tokens, %.2f ms/token = %.2f tokens/s\n", row.generated, row.ms_per_token,
+                       row.tokens_per_s);
+        }
+        summary(rt, &row, 1, bw, a->json);
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "model", required_argument, NULL, 'm' },
+                { "task", required_argument, NULL, 'T' },
+                { "precision", required_argument, NULL, 'P' },
+                { "flash-attention-plus", no_argument, NULL, 'F' },
+                { "threads", required_argument, NULL, 't' },
+                { "prompt-lengths", required_argument, NULL, 'L' },
+                { "new-tokens", required_argument, NULL, 'N' },
+                { "pp", required_argument, NULL, 'p' },
+                { "tg", required_argument, NULL, 'g' },
+                { "ctx-size", required_argument, NULL, 'c' },
+                { "json", no_argument, NULL, 'J' },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+        struct bench_args a = { .task = "speed", .pp = 128, .tg = 32, .new_tokens = -1 };
+        _cleanup_(runtime_freep) struct runtime *rt = NULL;
+        struct npu_err err = {};
+        int c, r = 0;
+
+        runtime_opts_default(&a.rt);
+        while ((c = getopt_long(argc, argv, "m:t:c:h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'm': a.rt.model_path = optarg; break;
+                case 'T': a.task = optarg; break;
+                case 'P': a.precision = optarg; break;
+                case 'F': a.rt.attention = ATTENTION_FLASH; break;
+                case 't': r = cli_parse_int(optarg, 1, 1024, "--threads", &a.rt.threads); break;
+                case 'L': r = parse_lengths(optarg, &a); break;
+                case 'N': r = cli_parse_i32(optarg, 1, 1 << 20, "--new-tokens", &a.new_tokens); break;
+                case 'p': r = cli_parse_i32(optarg, 1, 1 << 20, "--pp", &a.pp); break;
+                case 'g': r = cli_parse_i32(optarg, 1, 1 << 20, "--tg", &a.tg); break;
+                case 'c': r = cli_parse_i32(optarg, 1, 1 << 20, "--ctx-size", &a.rt.n_ctx); break;
+                case 'J': a.json = true; break;
+                case 'h':
+                        printf("Usage: npu-bench -m MODEL [--task speed|decode|benchmark|benchmark_long] [--precision "
+                               "w8a8|w8a16] [--flash-attention-plus] [--threads N] [--prompt-lengths L1,L2,...] "
+                               "[--new-tokens N] [--pp N --tg N] [--json]\n");
+                        return EXIT_SUCCESS;
+                default: return EXIT_FAILURE;
+                }
+                if (r < 0)
+                        return EXIT_FAILURE;
+        }
+        if (!a.rt.model_path)
+                return cli_error(-EINVAL, "no model given (-m MODEL)"), EXIT_FAILURE;
+        if (strcmp(a.task, "benchmark") == 0 && a.n_lengths == 0)
+                parse_lengths("4,8,16,32,64,128,256", &a);
+        else if (strcmp(a.task, "benchmark_long") == 0 && a.n_lengths == 0)
+                parse_lengths("512,1024,1536,2000,3000,4000", &a);
+        else if (strcmp(a.task, "decode") && strcmp(a.task, "speed") && strcmp(a.task, "benchmark") &&
+                 strcmp(a.task, "benchmark_long"))
+                return cli_error(-EINVAL, "--task: '%s' is not speed, decode, benchmark or benchmark_long", a.task),
+                       EXIT_FAILURE;
+        if (a.new_tokens < 0)
+                a.new_tokens = strcmp(a.task, "decode") == 0 ? 30 : 60;
+        int32_t longest = a.pp + a.tg;
+        for (int i = 0; i < a.n_lengths; i++)
+                longest = MAX(longest, a.lengths[i] + a.new_tokens);
+        if (a.rt.n_ctx == 0)
+                a.rt.n_ctx = longest;
+        r = runtime_open(&a.rt, &rt, &err);
+        if (r < 0)
+                return cli_error(r, "%s", err.msg), EXIT_FAILURE;
+        if (a.precision) {
+                enum npu_precision p;
+                if (precision_from_string(a.precision, &p) < 0 || p != rt->model->precision)
+                        return cli_error(-EINVAL, "--precision %s: the model is %s (quantize it with npu-quantize)",
+                                         a.precision, precision_name(rt->model->precision)),
+                               EXIT_FAILURE;
+        }
+        double bw = measure_read_bandwidth(rt->tp, 1u << 30);
+        r = strcmp(a.task, "speed") == 0 ? run_speed(rt, &a, bw) : run_table(rt, &a, bw);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
