@@ -93,6 +93,9 @@ struct gguf {
 };
 
 int gguf_open(const char *path, struct gguf **ret, struct npu_err *err);
+/* GGUF_OPEN_HUGEPAGES: read the file into huge-page-backed memory instead of mapping it. */
+#define GGUF_OPEN_HUGEPAGES 1u
+int gguf_open_flags(const char *path, unsigned flags, struct gguf **ret, struct npu_err *err);
 /* Parse an in-memory image (not copied; must outlive the result). */
 int gguf_parse(const void *buf, size_t size, struct gguf **ret, struct npu_err *err);
 void gguf_free(struct gguf *g);

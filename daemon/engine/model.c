@@ -334,7 +334,8 @@ int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, st
 int model_load(const char *path, struct npu_model **ret, struct npu_err *err)
 {
         _cleanup_(gguf_freep) struct gguf *g = NULL;
-        int r = gguf_open(path, &g, err);
+        const char *e = getenv("NPU_MMAP");
+        int r = gguf_open_flags(path, e && strcmp(e, "1") == 0 ? 0 : GGUF_OPEN_HUGEPAGES, &g, err);
 
         if (r < 0)
                 return r;

@@ -300,6 +300,7 @@ int main(int argc, char **argv)
                                          a.precision, precision_name(rt->model->precision)),
                                EXIT_FAILURE;
         }
+        /* the machine's bandwidth drifts: measure before and after, keep the higher (the stricter ratio) */
         double bw = measure_read_bandwidth(rt->tp, 1u << 30);
         r = strcmp(a.task, "speed") == 0 ? run_speed(rt, &a, bw) : run_table(rt, &a, bw);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
