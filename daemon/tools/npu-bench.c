@@ -127,6 +127,7 @@ static void summary(struct runtime *rt, const struct row *rows, int n, double bw
                 pf_ops = MAX(pf_ops, ops / (rows[i].prefill_ms / 1000.0));
         }
         double reached = bpt * tps;
+        bw = MAX(bw, measure_read_bandwidth(rt->tp, 1u << 30));
         if (json) {
                 json_object *o = json_object_new_object();
                 json_object_object_add(o, "summary", json_object_new_boolean(1));
