@@ -270,6 +270,8 @@ int forward(struct npu_ctx *c, const struct npu_batch *b, float *logits, struct 
                 struct rows_job rj = { .c = c, .b = b, .layer = l, .n_tok = n };
 
                 threadpool_run(c->tp, attn_norm_worker, &rj);
+                if (c->calib)
+                        calib_observe(c->calib->attn_in_max + (size_t)l * dim, s->xb, n, dim);
                 const struct npu_weight *qkv[3] = { &L->wq, &L->wk, &L->wv };
                 float *qkv_out[3] = { s->q, s->k, s->v };
                 run_matmul(c, s->xb, n, 3, qkv, qkv_out);
@@ -279,6 +281,8 @@ int forward(struct npu_ctx *c, const struct npu_batch *b, float *logits, struct 
                 residual_add(s->x, s->out_rows, n * dim);
 
                 threadpool_run(c->tp, ffn_norm_worker, &rj);
+                if (c->calib)
+                        calib_observe(c->calib->ffn_in_max + (size_t)l * dim, s->xb, n, dim);
                 const struct npu_weight *gu[2] = { &L->w_gate, &L->w_up };
                 float *gu_out[2] = { s->hb, s->hb2 };
                 run_matmul(c, s->xb, n, 2, gu, gu_out);

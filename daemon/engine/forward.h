@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "kv_cache.h"
+#include "smoothquant.h"
 #include "model.h"
 #include "threadpool.h"
 
@@ -39,6 +40,8 @@ struct npu_ctx {
         /* per-thread attention scores: scores_stride floats each */
         float *scores;
         size_t scores_stride;
+        /* when set, forward() records activation maxima for SmoothQuant */
+        struct calib_stats *calib;
         /* cumulative counters */
         uint64_t n_forward_tokens;
 };
