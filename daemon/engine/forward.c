@@ -277,6 +277,8 @@ int forward(struct npu_ctx *c, const struct npu_batch *b, float *logits, struct 
                 run_matmul(c, s->xb, n, 3, qkv, qkv_out);
                 threadpool_run(c->tp, qk_rope_store_worker, &rj);
                 attention_batch(c, b, l, s->q, s->att);
+                if (c->calib)
+                        calib_observe(c->calib->attn_out_max + (size_t)l * dim, s->att, n, dim);
                 matmul1(c, s->att, n, &L->wo, s->out_rows);
                 residual_add(s->x, s->out_rows, n * dim);
 
@@ -287,6 +289,8 @@ int forward(struct npu_ctx *c, const struct npu_batch *b, float *logits, struct 
                 float *gu_out[2] = { s->hb, s->hb2 };
                 run_matmul(c, s->xb, n, 2, gu, gu_out);
                 threadpool_run(c->tp, silu_worker, &rj);
+                if (c->calib)
+                        calib_observe(c->calib->ffn_mid_max + (size_t)l * hp->ffn_dim, s->hb, n, hp->ffn_dim);
                 matmul1(c, s->hb, n, &L->w_down, s->out_rows);
                 residual_add(s->x, s->out_rows, n * dim);
         }

@@ -12,7 +12,10 @@ int calib_stats_new(const struct npu_hparams *hp, struct calib_stats **ret)
         c->dim = hp->dim;
         c->attn_in_max = calloc((size_t)hp->n_layers * hp->dim, sizeof(float));
         c->ffn_in_max = calloc((size_t)hp->n_layers * hp->dim, sizeof(float));
-        if (!c->attn_in_max || !c->ffn_in_max) {
+        c->attn_out_max = calloc((size_t)hp->n_layers * hp->dim, sizeof(float));
+        c->ffn_dim = hp->ffn_dim;
+        c->ffn_mid_max = calloc((size_t)hp->n_layers * hp->ffn_dim, sizeof(float));
+        if (!c->attn_in_max || !c->ffn_in_max || !c->attn_out_max || !c->ffn_mid_max) {
                 calib_stats_free(c);
                 return -ENOMEM;
         }
@@ -26,6 +29,8 @@ void calib_stats_free(struct calib_stats *c)
                 return;
         free(c->attn_in_max);
         free(c->ffn_in_max);
+        free(c->attn_out_max);
+        free(c->ffn_mid_max);
         free(c);
 }
 
@@ -61,4 +66,14 @@ void smooth_apply(float *norm, float *const *w, const int64_t *rows, int n_w, in
                 for (int64_t r = 0; r < rows[i]; r++)
                         for (int64_t j = 0; j < cols; j++)
                                 w[i][r * cols + j] *= s[j];
+}
+
+void smooth_apply_rows(float *prev, int64_t prev_cols, float *w, int64_t rows, int64_t cols, const float *s)
+{
+        for (int64_t j = 0; j < cols; j++)
+                for (int64_t k = 0; k < prev_cols; k++)
+                        prev[j * prev_cols + k] /= s[j];
+        for (int64_t r = 0; r < rows; r++)
+                for (int64_t j = 0; j < cols; j++)
+                        w[r * cols + j] *= s[j];
 }

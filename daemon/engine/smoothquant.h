@@ -18,6 +18,10 @@ struct calib_stats {
         int32_t dim;
         float *attn_in_max; /* [n_layers][dim] */
         float *ffn_in_max;  /* [n_layers][dim] */
+        /* inputs of the layers without a norm in front: attention output and down projection */
+        float *attn_out_max; /* [n_layers][dim] */
+        float *ffn_mid_max;  /* [n_layers][ffn_dim] */
+        int32_t ffn_dim;
         int64_t n_tokens;
 };
 
@@ -32,3 +36,9 @@ void smooth_factors(const float *act_max, float *const *w, const int64_t *rows, 
                     float *s);
 /* norm[j] /= s[j]; w[i][r][j] *= s[j]. */
 void smooth_apply(float *norm, float *const *w, const int64_t *rows, int n_w, int64_t cols, const float *s);
+/*
+ * The same through a linear producer instead of a norm: row j of prev (the
+ * matrix whose output channel j feeds channel j of w, as v_proj feeds
+ * o_proj and up_proj feeds down_proj through silu(gate) * up) is divided by s[j].
+ */
+void smooth_apply_rows(float *prev, int64_t prev_cols, float *w, int64_t rows, int64_t cols, const float *s);

@@ -34,6 +34,7 @@ struct quant_args {
         int32_t samples;
         int threads;
         bool smooth;
+        bool smooth_all;
 };
 
 static const char *const layer_matrices[7] = { "attn_q", "attn_k", "attn_v", "attn_output",
@@ -167,6 +168,27 @@ static float *weight_to_f32(const struct npu_weight *src)
         return f;
 }
 
+/*
+ * Beyond the reference: the two projections with no norm in front are
+ * smoothed through their linear producers, v_proj -> o_proj (only without
+ * grouped-query attention, where each v channel feeds one o channel) and
+ * up_proj -> down_proj.
+ */
+static void smooth_linear_pairs(const struct npu_model *m, int l, const struct calib_stats *cs, float alpha,
+                                float **wf, const int64_t *rows)
+{
+        const int64_t dim = m->hp.dim, ffn = m->hp.ffn_dim;
+        _cleanup_free_ float *s = malloc(sizeof(float) * MAX(dim, ffn));
+        if (!s)
+                return;
+        if (m->hp.n_kv_heads == m->hp.n_heads) {
+                smooth_factors(cs->attn_out_max + (size_t)l * dim, wf + 3, rows + 3, 1, dim, alpha, s);
+                smooth_apply_rows(wf[2], dim, wf[3], rows[3], dim, s);
+        }
+        smooth_factors(cs->ffn_mid_max + (size_t)l * ffn, wf + 6, rows + 6, 1, ffn, alpha, s);
+        smooth_apply_rows(wf[5], dim, wf[6], rows[6], ffn, s);
+}
+
 /* Smooth, quantize and write one decoder layer. */
 static int write_layer(struct gguf_writer *w, const struct npu_model *m, int l, const struct calib_stats *cs,
                        const struct quant_args *a, struct npu_err *err)
@@ -195,6 +217,8 @@ static int write_layer(struct gguf_writer *w, const struct npu_model *m, int l, 
                 smooth_apply(attn_norm, wf, rows, 3, dim, s);
                 smooth_factors(cs->ffn_in_max + (size_t)l * dim, wf + 4, rows + 4, 2, dim, a->alpha, s);
                 smooth_apply(ffn_norm, wf + 4, rows + 4, 2, dim, s);
+                if (a->smooth_all)
+                        smooth_linear_pairs(m, l, cs, a->alpha, wf, rows);
         }
         if (r >= 0)
                 r = gguf_writer_write_tensor(w, attn_norm, sizeof(float) * dim, err);
@@ -309,7 +333,7 @@ int main(int argc, char **argv)
                 { "input", required_argument, NULL, 'i' },     { "output", required_argument, NULL, 'o' },
                 { "precision", required_argument, NULL, 'P' }, { "alpha", required_argument, NULL, 'a' },
                 { "calib", required_argument, NULL, 'c' },     { "samples", required_argument, NULL, 's' },
-                { "no-smooth", no_argument, NULL, 'n' },       { "threads", required_argument, NULL, 't' },
+                { "no-smooth", no_argument, NULL, 'n' },       { "smooth-all", no_argument, NULL, 'A' },       { "threads", required_argument, NULL, 't' },
                 { "help", no_argument, NULL, 'h' },            {}
         };
         struct quant_args a = { .precision = NPU_PRECISION_W8A8, .alpha = 0.5f, .smooth = true };
@@ -331,10 +355,11 @@ int main(int argc, char **argv)
                 case 'c': a.calib = optarg; break;
                 case 's': r = cli_parse_i32(optarg, 1, 1 << 20, "--samples", &a.samples); break;
                 case 'n': a.smooth = false; break;
+                case 'A': a.smooth_all = true; break;
                 case 't': r = cli_parse_int(optarg, 1, 1024, "--threads", &a.threads); break;
                 case 'h':
                         printf("Usage: npu-quantize -i INPUT -o OUTPUT.gguf --precision w8a8|w8a16 [--alpha A] "
-                               "[--calib FILE] [--samples N] [--no-smooth] [--threads N]\n");
+                               "[--calib FILE] [--samples N] [--no-smooth] [--smooth-all] [--threads N]\n");
                         return EXIT_SUCCESS;
                 default: return EXIT_FAILURE;
                 }
