@@ -10,9 +10,10 @@ int act_q_alloc(struct act_q *a, int32_t rows, int64_t cols)
         *a = (struct act_q) { .cap_rows = rows, .cap_cols = cols };
         /* padded by 64 bytes so SIMD loads of a ragged tail stay inside */
         a->q8 = calloc((size_t)rows * cols + 64, 1);
+        a->q8abs = calloc((size_t)rows * cols + 64, 1);
         a->q16 = calloc((size_t)rows * cols + 32, 2);
         a->scale = calloc(rows, sizeof(float));
-        if (!a->q8 || !a->q16 || !a->scale) {
+        if (!a->q8 || !a->q8abs || !a->q16 || !a->scale) {
                 act_q_free(a);
                 return -ENOMEM;
         }
@@ -22,6 +23,7 @@ int act_q_alloc(struct act_q *a, int32_t rows, int64_t cols)
 void act_q_free(struct act_q *a)
 {
         free(a->q8);
+        free(a->q8abs);
         free(a->q16);
         free(a->scale);
         *a = (struct act_q) {};
@@ -58,9 +60,11 @@ void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, in
                         for (int64_t k = 0; k < cols; k++)
                                 q[k] = (int16_t)quant_one(xt[k], scale, qmax);
                 } else {
-                        int8_t *q = a->q8 + t * cols;
-                        for (int64_t k = 0; k < cols; k++)
+                        int8_t *q = a->q8 + t * cols, *qa = a->q8abs + t * cols;
+                        for (int64_t k = 0; k < cols; k++) {
                                 q[k] = (int8_t)quant_one(xt[k], scale, qmax);
+                                qa[k] = (int8_t)(q[k] < 0 ? -q[k] : q[k]);
+                        }
                 }
         }
 }
@@ -127,8 +131,8 @@ AVX2_INLINE int32_t hsum_i32(__m256i v)
  * with vpmaddubsw (no saturation: both sides are within [-127, 127]), pairs
  * widened with vpmaddwd, summed in int32.
  */
-AVX2_INLINE void tile_w8a8(const int8_t *w, int64_t K, const int RB, const int8_t *a, const int TB, int64_t *acc,
-                           size_t ys)
+AVX2_INLINE void tile_w8a8(const int8_t *w, int64_t K, const int RB, const int8_t *a, const int8_t *aabs,
+                           const int TB, int64_t *acc, size_t ys)
 {
         const __m256i ones = _mm256_set1_epi16(1);
         const int64_t K32 = K & ~31;
@@ -138,15 +142,14 @@ AVX2_INLINE void tile_w8a8(const int8_t *w, int64_t K, const int RB, const int8_
                 for (int j = 0; j < TB; j++)
                         s[i][j] = _mm256_setzero_si256();
         for (int64_t k = 0; k < K32; k += 32) {
-                __m256i av[4], aa[4];
+                __m256i wv[4];
+                for (int i = 0; i < RB; i++)
+                        wv[i] = _mm256_loadu_si256((const __m256i *)(w + i * K + k));
                 for (int j = 0; j < TB; j++) {
-                        av[j] = _mm256_loadu_si256((const __m256i *)(a + j * K + k));
-                        aa[j] = _mm256_abs_epi8(av[j]);
-                }
-                for (int i = 0; i < RB; i++) {
-                        __m256i wv = _mm256_loadu_si256((const __m256i *)(w + i * K + k));
-                        for (int j = 0; j < TB; j++) {
-                                __m256i p = _mm256_maddubs_epi16(aa[j], _mm256_sign_epi8(wv, av[j]));
+                        __m256i av = _mm256_loadu_si256((const __m256i *)(a + j * K + k));
+                        __m256i aa = _mm256_loadu_si256((const __m256i *)(aabs + j * K + k));
+                        for (int i = 0; i < RB; i++) {
+                                __m256i p = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(wv[i], av));
                                 s[i][j] = _mm256_add_epi32(s[i][j], _mm256_madd_epi16(p, ones));
                         }
                 }
@@ -158,6 +161,35 @@ AVX2_INLINE void tile_w8a8(const int8_t *w, int64_t K, const int RB, const int8_
                                 v += (int32_t)w[i * K + k] * a[j * K + k];
                         acc[j * ys + i] = v;
                 }
+}
+
+/*
+ * Tiles of 2 rows x 4 tokens while 4 tokens remain (activations stay in L1,
+ * each weight load serves four tokens), then 4 rows x 1 token.
+ */
+AVX2 static void acc_avx2_w8a8(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc,
+                               size_t ys, int64_t r0, int64_t r1)
+{
+        const int64_t K = w->cols, RBLK = 16;
+        const int8_t *W = w->data, *A = a->q8, *AA = a->q8abs;
+
+        for (int64_t rb = r0; rb < r1; rb += RBLK) {
+                int64_t re = MIN(rb + RBLK, r1), t = 0;
+                for (; t + 4 <= n_tok; t += 4) {
+                        int64_t r = rb;
+                        for (; r + 2 <= re; r += 2)
+                                tile_w8a8(W + r * K, K, 2, A + t * K, AA + t * K, 4, acc + t * ys + (r - r0), ys);
+                        for (; r < re; r++)
+                                tile_w8a8(W + r * K, K, 1, A + t * K, AA + t * K, 4, acc + t * ys + (r - r0), ys);
+                }
+                for (; t < n_tok; t++) {
+                        int64_t r = rb;
+                        for (; r + 4 <= re; r += 4)
+                                tile_w8a8(W + r * K, K, 4, A + t * K, AA + t * K, 1, acc + t * ys + (r - r0), ys);
+                        for (; r < re; r++)
+                                tile_w8a8(W + r * K, K, 1, A + t * K, AA + t * K, 1, acc + t * ys + (r - r0), ys);
+                }
+        }
 }
 
 /* w8a16: sign-extended weights times int16 activations with vpmaddwd; int32 lanes flushed to int64. */
@@ -229,7 +261,6 @@ AVX2_INLINE void tile_w8a16(const int8_t *w, int64_t K, const int RB, const int1
                 }                                                                                         \
         }
 
-DEFINE_ACC_AVX2(w8a8, int8_t, q8)
 DEFINE_ACC_AVX2(w8a16, int16_t, q16)
 
 static void acc_dispatch(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc, size_t ys,
@@ -266,6 +297,7 @@ void matmul_int8_rows(const struct npu_weight *w, const struct act_q *a, int64_t
                         int64_t nt = MIN(8, n_tok - t0);
                         struct act_q sub = *a;
                         sub.q8 = a->q8 + t0 * a->cols;
+                        sub.q8abs = a->q8abs + t0 * a->cols;
                         sub.q16 = a->q16 + t0 * a->cols;
                         acc_dispatch(w, &sub, nt, acc, c1 - c0, c0, c1, w8a16);
                         for (int64_t t = 0; t < nt; t++)

@@ -22,6 +22,7 @@ struct act_q {
         int64_t cols;
         enum npu_precision prec;
         int8_t *q8;
+        int8_t *q8abs; /* |q8|, for the AVX2 kernel's unsigned x signed products */
         int16_t *q16;
         float *scale;
 };
