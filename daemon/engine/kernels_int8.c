@@ -131,17 +131,18 @@ AVX2_INLINE int32_t hsum_i32(__m256i v)
  * with vpmaddubsw (no saturation: both sides are within [-127, 127]), pairs
  * widened with vpmaddwd, summed in int32.
  */
-AVX2_INLINE void tile_w8a8(const int8_t *w, int64_t K, const int RB, const int8_t *a, const int8_t *aabs,
-                           const int TB, int64_t *acc, size_t ys)
+/* Adds the products over k in [k0, k1) (multiples of 32, or k1 == K with a scalar tail) to acc. */
+AVX2_INLINE void tile_w8a8(const int8_t *w, int64_t K, int64_t k0, int64_t k1, const int RB, const int8_t *a,
+                           const int8_t *aabs, const int TB, int64_t *acc, size_t ys)
 {
         const __m256i ones = _mm256_set1_epi16(1);
-        const int64_t K32 = K & ~31;
+        const int64_t kv = k0 + ((k1 - k0) & ~31);
         __m256i s[4][4];
 
         for (int i = 0; i < RB; i++)
                 for (int j = 0; j < TB; j++)
                         s[i][j] = _mm256_setzero_si256();
-        for (int64_t k = 0; k < K32; k += 32) {
+        for (int64_t k = k0; k < kv; k += 32) {
                 __m256i wv[4];
                 for (int i = 0; i < RB; i++)
                         wv[i] = _mm256_loadu_si256((const __m256i *)(w + i * K + k));
@@ -157,37 +158,53 @@ AVX2_INLINE void tile_w8a8(const int8_t *w, int64_t K, const int RB, const int8_
         for (int i = 0; i < RB; i++)
                 for (int j = 0; j < TB; j++) {
                         int32_t v = hsum_i32(s[i][j]);
-                        for (int64_t k = K32; k < K; k++)
+                        for (int64_t k = kv; k < k1; k++)
                                 v += (int32_t)w[i * K + k] * a[j * K + k];
-                        acc[j * ys + i] = v;
+                        acc[j * ys + i] += v;
                 }
 }
 
 /*
- * Tiles of 2 rows x 4 tokens while 4 tokens remain (activations stay in L1,
- * each weight load serves four tokens), then 4 rows x 1 token.
+ * K is walked in slices of W8A8_KC so that the slice of activations (up to 8
+ * tokens) and of weights (16 rows) stay in L1 while every tile uses them.
+ * Inside a slice: tiles of 2 rows x 4 tokens while 4 tokens remain (each
+ * weight load serves four tokens), then 4 rows x 1 token. Integer sums are
+ * exact, so the slicing does not change any result.
  */
+#define W8A8_KC 512
+
 AVX2 static void acc_avx2_w8a8(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc,
                                size_t ys, int64_t r0, int64_t r1)
 {
         const int64_t K = w->cols, RBLK = 16;
+        /* decoding (few tokens) is memory-bound: whole rows keep the prefetchers streaming */
+        const int64_t KC = n_tok >= 4 ? W8A8_KC : K;
         const int8_t *W = w->data, *A = a->q8, *AA = a->q8abs;
 
+        for (int64_t t = 0; t < n_tok; t++)
+                memset(acc + t * ys, 0, sizeof(int64_t) * (r1 - r0));
         for (int64_t rb = r0; rb < r1; rb += RBLK) {
-                int64_t re = MIN(rb + RBLK, r1), t = 0;
-                for (; t + 4 <= n_tok; t += 4) {
-                        int64_t r = rb;
-                        for (; r + 2 <= re; r += 2)
-                                tile_w8a8(W + r * K, K, 2, A + t * K, AA + t * K, 4, acc + t * ys + (r - r0), ys);
-                        for (; r < re; r++)
-                                tile_w8a8(W + r * K, K, 1, A + t * K, AA + t * K, 4, acc + t * ys + (r - r0), ys);
-                }
-                for (; t < n_tok; t++) {
-                        int64_t r = rb;
-                        for (; r + 4 <= re; r += 4)
-                                tile_w8a8(W + r * K, K, 4, A + t * K, AA + t * K, 1, acc + t * ys + (r - r0), ys);
-                        for (; r < re; r++)
-                                tile_w8a8(W + r * K, K, 1, A + t * K, AA + t * K, 1, acc + t * ys + (r - r0), ys);
+                int64_t re = MIN(rb + RBLK, r1);
+                for (int64_t k0 = 0; k0 < K; k0 += KC) {
+                        int64_t k1 = k0 + KC < K ? k0 + KC : K, t = 0;
+                        for (; t + 4 <= n_tok; t += 4) {
+                                int64_t r = rb;
+                                for (; r + 2 <= re; r += 2)
+                                        tile_w8a8(W + r * K, K, k0, k1, 2, A + t * K, AA + t * K, 4,
+                                                  acc + t * ys + (r - r0), ys);
+                                for (; r < re; r++)
+                                        tile_w8a8(W + r * K, K, k0, k1, 1, A + t * K, AA + t * K, 4,
+                                                  acc + t * ys + (r - r0), ys);
+                        }
+                        for (; t < n_tok; t++) {
+                                int64_t r = rb;
+                                for (; r + 4 <= re; r += 4)
+                                        tile_w8a8(W + r * K, K, k0, k1, 4, A + t * K, AA + t * K, 1,
+                                                  acc + t * ys + (r - r0), ys);
+                                for (; r < re; r++)
+                                        tile_w8a8(W + r * K, K, k0, k1, 1, A + t * K, AA + t * K, 1,
+                                                  acc + t * ys + (r - r0), ys);
+                        }
                 }
         }
 }

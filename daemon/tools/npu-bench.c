@@ -128,6 +128,7 @@ static void summary(struct runtime *rt, const struct row *rows, int n, double bw
         }
         double reached = bpt * tps;
         bw = MAX(bw, measure_read_bandwidth(rt->tp, 1u << 30));
+        double peak_ops = m->precision == NPU_PRECISION_FLOAT ? 0 : 2.0 * measure_int8_peak(rt->tp);
         if (json) {
                 json_object *o = json_object_new_object();
                 json_object_object_add(o, "summary", json_object_new_boolean(1));
@@ -138,6 +139,7 @@ static void summary(struct runtime *rt, const struct row *rows, int n, double bw
                 json_object_object_add(o, "measured_bandwidth_gbs", json_object_new_double(bw / 1e9));
                 json_object_object_add(o, "bandwidth_ratio", json_object_new_double(bw > 0 ? reached / bw : 0));
                 json_object_object_add(o, "prefill_ops_per_s", json_object_new_double(pf_ops));
+                json_object_object_add(o, "int8_peak_ops_per_s", json_object_new_double(peak_ops));
                 printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
                 json_object_put(o);
                 return;
@@ -147,7 +149,11 @@ static void summary(struct runtime *rt, const struct row *rows, int n, double bw
                rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default");
         printf("decode: %.1f MB of weights per token x %.2f tokens/s = %.2f GB/s; measured read bandwidth %.2f GB/s "
                "(%.0f%% of it)\n", bpt / 1e6, tps, reached / 1e9, bw / 1e9, bw > 0 ? 100.0 * reached / bw : 0);
-        printf("prefill: %.2f G%s ops/s at best\n", pf_ops / 1e9, m->precision == NPU_PRECISION_FLOAT ? "flop" : " int8");
+        if (peak_ops > 0)
+                printf("prefill: %.2f G int8 ops/s at best; measured int8 peak %.2f G ops/s (%.0f%% of it)\n",
+                       pf_ops / 1e9, peak_ops / 1e9, 100.0 * pf_ops / peak_ops);
+        else
+                printf("prefill: %.2f Gflop/s at best\n", pf_ops / 1e9);
 }
 
 static int run_table(struct runtime *rt, const struct bench_args *a, double bw)
