@@ -34,36 +34,62 @@ static void value_mad(const struct kv_pool *kv, float *y, const void *v, float a
                 vec_mad_f32(y, v, a, hd);
 }
 
-static void attend_default(const struct attention_job *j, int64_t t, int32_t h, float *scores)
+/* One query head of one token: where its query, output and K/V rows are. */
+struct head_view {
+        const struct kv_pool *kv;
+        const struct kv_seq *seq;
+        int32_t layer, hd, n;
+        size_t koff;
+        const float *q;
+        float *out;
+        float scale;
+};
+
+static struct head_view head_view(const struct attention_job *j, int64_t t, int32_t h)
 {
         const struct npu_hparams *hp = &j->c->model->hp;
-        const struct kv_pool *kv = j->c->kv;
-        const struct kv_seq *seq = j->b->seqs[t];
-        const int32_t hd = hp->head_dim, g = h / (hp->n_heads / hp->n_kv_heads), n = j->b->pos[t] + 1;
-        const size_t koff = (size_t)g * hd * kv->elem_bytes;
-        const float *q = j->q + t * hp->dim + (int64_t)h * hd;
-        float *out = j->out + t * hp->dim + (int64_t)h * hd;
-        const float scale = 1.0f / sqrtf((float)hd);
+        const int32_t hd = hp->head_dim, g = h / (hp->n_heads / hp->n_kv_heads);
+        return (struct head_view) {
+                .kv = j->c->kv, .seq = j->b->seqs[t], .layer = j->layer, .hd = hd, .n = j->b->pos[t] + 1,
+                .koff = (size_t)g * hd * j->c->kv->elem_bytes, .q = j->q + t * hp->dim + (int64_t)h * hd,
+                .out = j->out + t * hp->dim + (int64_t)h * hd, .scale = 1.0f / sqrtf((float)hd),
+        };
+}
+
+static const void *key_at(const struct head_view *v, int32_t p)
+{
+        return (const uint8_t *)kv_at(v->kv, v->seq, v->layer, 0, p) + v->koff;
+}
+
+static const void *value_at(const struct head_view *v, int32_t p)
+{
+        return (const uint8_t *)kv_at(v->kv, v->seq, v->layer, 1, p) + v->koff;
+}
+
+static void attend_default(const struct attention_job *j, int64_t t, int32_t h, float *scores)
+{
+        const struct head_view v = head_view(j, t, h);
+        const struct kv_pool *kv = v.kv;
+        const int32_t hd = v.hd, n = v.n;
+        const float *q = v.q, scale = v.scale;
+        float *out = v.out;
 
         for (int32_t p = 0; p < n; p++)
-                scores[p] = key_dot(kv, (const uint8_t *)kv_at(kv, seq, j->layer, 0, p) + koff, q, hd) * scale;
+                scores[p] = key_dot(kv, key_at(&v, p), q, hd) * scale;
         softmax_inplace(scores, n);
         memset(out, 0, hd * sizeof(float));
         for (int32_t p = 0; p < n; p++)
-                value_mad(kv, out, (const uint8_t *)kv_at(kv, seq, j->layer, 1, p) + koff, scores[p], hd);
+                value_mad(kv, out, value_at(&v, p), scores[p], hd);
 }
 
 /* Online softmax over tiles of keys: running max m, running sum l, unnormalized output. */
 static void attend_flash(const struct attention_job *j, int64_t t, int32_t h, float *scores)
 {
-        const struct npu_hparams *hp = &j->c->model->hp;
-        const struct kv_pool *kv = j->c->kv;
-        const struct kv_seq *seq = j->b->seqs[t];
-        const int32_t hd = hp->head_dim, g = h / (hp->n_heads / hp->n_kv_heads), n = j->b->pos[t] + 1;
-        const size_t koff = (size_t)g * hd * kv->elem_bytes;
-        const float *q = j->q + t * hp->dim + (int64_t)h * hd;
-        float *out = j->out + t * hp->dim + (int64_t)h * hd;
-        const float scale = 1.0f / sqrtf((float)hd);
+        const struct head_view v = head_view(j, t, h);
+        const struct kv_pool *kv = v.kv;
+        const int32_t hd = v.hd, n = v.n;
+        const float *q = v.q, scale = v.scale;
+        float *out = v.out;
         float m = -INFINITY, l = 0;
 
         memset(out, 0, hd * sizeof(float));
@@ -71,7 +97,7 @@ static void attend_flash(const struct attention_job *j, int64_t t, int32_t h, fl
                 int32_t p1 = MIN(p0 + FLASH_TILE, n);
                 float tile_max = -INFINITY;
                 for (int32_t p = p0; p < p1; p++) {
-                        float s = key_dot(kv, (const uint8_t *)kv_at(kv, seq, j->layer, 0, p) + koff, q, hd) * scale;
+                        float s = key_dot(kv, key_at(&v, p), q, hd) * scale;
                         scores[p - p0] = s;
                         tile_max = fmaxf(tile_max, s);
                 }
@@ -84,7 +110,7 @@ static void attend_flash(const struct attention_job *j, int64_t t, int32_t h, fl
                 for (int32_t p = p0; p < p1; p++) {
                         float e = expf(scores[p - p0] - m_new);
                         l += e;
-                        value_mad(kv, out, (const uint8_t *)kv_at(kv, seq, j->layer, 1, p) + koff, e, hd);
+                        value_mad(kv, out, value_at(&v, p), e, hd);
                 }
                 m = m_new;
         }
