@@ -20,6 +20,7 @@ struct bench_args {
         struct runtime_opts rt;
         const char *task;
         const char *precision;
+        const char *plot;
         int32_t lengths[32];
         int n_lengths;
         int32_t new_tokens;
@@ -89,6 +90,46 @@ static void synthetic_prompt(const struct npu_model *m, int32_t n, int32_t *ids)
                 s ^= s << 13, s ^= s >> 7, s ^= s << 17;
                 ids[i] = 3 + (int32_t)(s % (uint64_t)(m->hp.n_vocab - 3));
         }
+}
+
+/*
+ * Two panels side by side: prefill time and time per token against prompt
+ * length, the way these runs are usually compared.
+ */
+static int write_plot(const char *path, const struct row *rows, int n, const char *title)
+{
+        _cleanup_fclose_ FILE *f = fopen(path, "we");
+        const double W = 400, H = 300, M = 50;
+        if (!f)
+                return cli_error(-errno, "cannot write %s: %m", path);
+        fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+                   "font-family=\"sans-serif\" font-size=\"11\">\n", 2 * W, H + 30);
+        fprintf(f, "<text x=\"%.0f\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">%s</text>\n", W, title);
+        for (int panel = 0; panel < 2; panel++) {
+                double x0 = panel * W + M, y0 = H, pw = W - 1.5 * M, ph = H - 2 * M + 10;
+                double xmax = 1, ymax = 1e-9;
+                for (int i = 0; i < n; i++) {
+                        xmax = MAX(xmax, rows[i].prompt);
+                        ymax = MAX(ymax, panel ? rows[i].ms_per_token : rows[i].prefill_ms);
+                }
+                fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", x0, y0,
+                        x0 + pw, y0);
+                fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", x0, y0,
+                        x0, y0 - ph);
+                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">prompt length (tokens), max %.0f</text>\n",
+                        x0 + pw / 2, y0 + 22, xmax);
+                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s, max %.1f ms</text>\n", x0, y0 - ph - 8,
+                        panel ? "time per token" : "prefill", ymax);
+                fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
+                        panel ? "#c0392b" : "#2471a3");
+                for (int i = 0; i < n; i++) {
+                        double v = panel ? rows[i].ms_per_token : rows[i].prefill_ms;
+                        fprintf(f, "%.1f,%.1f ", x0 + pw * rows[i].prompt / xmax, y0 - ph * v / ymax);
+                }
+                fprintf(f, "\"/>\n");
+        }
+        fprintf(f, "</svg>\n");
+        return ferror(f) ? cli_error(-EIO, "writing %s failed", path) : 0;
 }
 
 static void print_table(const struct row *rows, int n)
@@ -210,6 +251,14 @@ static int run_table(struct runtime *rt, const struct bench_args *a, double bw)
         }
         if (!a->json)
                 print_table(rows, n);
+        if (a->plot) {
+                char title[160];
+                snprintf(title, sizeof(title), "%s, %s, %s attention", m->name ? m->name : "model",
+                         precision_name(m->precision), rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default");
+                r = write_plot(a->plot, rows, n, title);
+                if (r < 0)
+                        return r;
+        }
         summary(rt, rows, n, bw, a->json);
         return 0;
 }
@@ -248,6 +297,7 @@ int main(int argc, char **argv)
                 { "tg", required_argument, NULL, 'g' },
                 { "ctx-size", required_argument, NULL, 'c' },
                 { "json", no_argument, NULL, 'J' },
+                { "plot", required_argument, NULL, 'G' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -270,10 +320,11 @@ int main(int argc, char **argv)
                 case 'g': r = cli_parse_i32(optarg, 1, 1 << 20, "--tg", &a.tg); break;
                 case 'c': r = cli_parse_i32(optarg, 1, 1 << 20, "--ctx-size", &a.rt.n_ctx); break;
                 case 'J': a.json = true; break;
+                case 'G': a.plot = optarg; break;
                 case 'h':
                         printf("Usage: npu-bench -m MODEL [--task speed|decode|benchmark|benchmark_long] [--precision "
                                "w8a8|w8a16] [--flash-attention-plus] [--threads N] [--prompt-lengths L1,L2,...] "
-                               "[--new-tokens N] [--pp N --tg N] [--json]\n");
+                               "[--new-tokens N] [--pp N --tg N] [--json] [--plot FILE.svg]\n");
                         return EXIT_SUCCESS;
                 default: return EXIT_FAILURE;
                 }
