@@ -21,19 +21,6 @@ struct attention_job {
         float *out;
 };
 
-static float key_dot(const struct kv_pool *kv, const void *k, const float *q, int32_t hd)
-{
-        return kv->type == KV_TYPE_F16 ? vec_dot_f32_f16(q, k, hd) : vec_dot_f32(q, k, hd);
-}
-
-static void value_mad(const struct kv_pool *kv, float *y, const void *v, float a, int32_t hd)
-{
-        if (kv->type == KV_TYPE_F16)
-                vec_mad_f16(y, v, a, hd);
-        else
-                vec_mad_f32(y, v, a, hd);
-}
-
 /* One query head of one token: where its query, output and K/V rows are. */
 struct head_view {
         const struct kv_pool *kv;
@@ -66,55 +53,71 @@ static const void *value_at(const struct head_view *v, int32_t p)
         return (const uint8_t *)kv_at(v->kv, v->seq, v->layer, 1, p) + v->koff;
 }
 
+/* scores[p - p0] = scale * q.K[p] for p in [p0, p1), a run of rows per KV block at a time. */
+static void scores_range(const struct head_view *v, int32_t p0, int32_t p1, float *scores)
+{
+        const int32_t bs = v->kv->block_size;
+        for (int32_t p = p0; p < p1;) {
+                int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
+                if (v->kv->type == KV_TYPE_F16)
+                        attn_scores_f16(v->q, key_at(v, p), v->kv->kv_dim, run, v->hd, v->scale, scores + (p - p0));
+                else
+                        attn_scores_f32(v->q, key_at(v, p), v->kv->kv_dim, run, v->hd, v->scale, scores + (p - p0));
+                p += run;
+        }
+}
+
+/* out += sum w[p - p0] V[p] for p in [p0, p1). */
+static void accum_range(const struct head_view *v, int32_t p0, int32_t p1, const float *w)
+{
+        const int32_t bs = v->kv->block_size;
+        for (int32_t p = p0; p < p1;) {
+                int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
+                if (v->kv->type == KV_TYPE_F16)
+                        attn_accum_f16(v->out, value_at(v, p), v->kv->kv_dim, w + (p - p0), run, v->hd);
+                else
+                        attn_accum_f32(v->out, value_at(v, p), v->kv->kv_dim, w + (p - p0), run, v->hd);
+                p += run;
+        }
+}
+
 static void attend_default(const struct attention_job *j, int64_t t, int32_t h, float *scores)
 {
         const struct head_view v = head_view(j, t, h);
-        const struct kv_pool *kv = v.kv;
-        const int32_t hd = v.hd, n = v.n;
-        const float *q = v.q, scale = v.scale;
-        float *out = v.out;
 
-        for (int32_t p = 0; p < n; p++)
-                scores[p] = key_dot(kv, key_at(&v, p), q, hd) * scale;
-        softmax_inplace(scores, n);
-        memset(out, 0, hd * sizeof(float));
-        for (int32_t p = 0; p < n; p++)
-                value_mad(kv, out, value_at(&v, p), scores[p], hd);
+        scores_range(&v, 0, v.n, scores);
+        softmax_inplace(scores, v.n);
+        memset(v.out, 0, v.hd * sizeof(float));
+        accum_range(&v, 0, v.n, scores);
 }
 
 /* Online softmax over tiles of keys: running max m, running sum l, unnormalized output. */
 static void attend_flash(const struct attention_job *j, int64_t t, int32_t h, float *scores)
 {
         const struct head_view v = head_view(j, t, h);
-        const struct kv_pool *kv = v.kv;
-        const int32_t hd = v.hd, n = v.n;
-        const float *q = v.q, scale = v.scale;
-        float *out = v.out;
         float m = -INFINITY, l = 0;
 
-        memset(out, 0, hd * sizeof(float));
-        for (int32_t p0 = 0; p0 < n; p0 += FLASH_TILE) {
-                int32_t p1 = MIN(p0 + FLASH_TILE, n);
+        memset(v.out, 0, v.hd * sizeof(float));
+        for (int32_t p0 = 0; p0 < v.n; p0 += FLASH_TILE) {
+                int32_t p1 = MIN(p0 + FLASH_TILE, v.n);
                 float tile_max = -INFINITY;
-                for (int32_t p = p0; p < p1; p++) {
-                        float s = key_dot(kv, key_at(&v, p), q, hd) * scale;
-                        scores[p - p0] = s;
-                        tile_max = fmaxf(tile_max, s);
-                }
+                scores_range(&v, p0, p1, scores);
+                for (int32_t p = 0; p < p1 - p0; p++)
+                        tile_max = fmaxf(tile_max, scores[p]);
                 float m_new = fmaxf(m, tile_max);
                 float corr = expf(m - m_new);
                 if (corr != 1.0f) {
-                        vec_scale(out, corr, hd);
+                        vec_scale(v.out, corr, v.hd);
                         l *= corr;
                 }
-                for (int32_t p = p0; p < p1; p++) {
-                        float e = expf(scores[p - p0] - m_new);
-                        l += e;
-                        value_mad(kv, out, value_at(&v, p), e, hd);
+                for (int32_t p = 0; p < p1 - p0; p++) {
+                        scores[p] = expf(scores[p] - m_new);
+                        l += scores[p];
                 }
+                accum_range(&v, p0, p1, scores);
                 m = m_new;
         }
-        vec_scale(out, 1.0f / l, hd);
+        vec_scale(v.out, 1.0f / l, v.hd);
 }
 
 static void attention_worker(void *arg, int ith, int nth)

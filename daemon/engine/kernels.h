@@ -45,3 +45,14 @@ float vec_dot_f32_f16(const float *a, const uint16_t *b, int64_t n);
 void vec_mad_f16(float *y, const uint16_t *x, float a, int64_t n);
 void vec_mad_f32(float *y, const float *x, float a, int64_t n);
 void vec_scale(float *y, float a, int64_t n);
+
+/*
+ * Attention over n consecutive cache rows (row p at base + p * stride elements):
+ * scores[p] = scale * dot(q, K[p]); out += sum_p w[p] * V[p]. f16 or f32 rows.
+ */
+void attn_scores_f16(const float *q, const uint16_t *k, size_t stride, int32_t n, int32_t hd, float scale,
+                     float *scores);
+void attn_scores_f32(const float *q, const float *k, size_t stride, int32_t n, int32_t hd, float scale,
+                     float *scores);
+void attn_accum_f16(float *out, const uint16_t *v, size_t stride, const float *w, int32_t n, int32_t hd);
+void attn_accum_f32(float *out, const float *v, size_t stride, const float *w, int32_t n, int32_t hd);

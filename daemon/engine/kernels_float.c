@@ -270,3 +270,77 @@ void vec_scale(float *y, float a, int64_t n)
         for (int64_t i = 0; i < n; i++)
                 y[i] *= a;
 }
+
+/* --- attention over runs of cache rows --- */
+
+AVX2 static void attn_scores_f16_avx2(const float *q, const uint16_t *k, size_t stride, int32_t n, int32_t hd,
+                                      float scale, float *scores)
+{
+        for (int32_t p = 0; p < n; p++)
+                scores[p] = dot_f32_f16_avx2(q, k + p * stride, hd) * scale;
+}
+
+AVX2 static void attn_accum_f16_avx2(float *out, const uint16_t *v, size_t stride, const float *w, int32_t n,
+                                     int32_t hd)
+{
+        int32_t d = 0;
+        /* 32 output lanes kept in registers across all n rows */
+        for (; d + 32 <= hd; d += 32) {
+                __m256 o0 = _mm256_loadu_ps(out + d), o1 = _mm256_loadu_ps(out + d + 8);
+                __m256 o2 = _mm256_loadu_ps(out + d + 16), o3 = _mm256_loadu_ps(out + d + 24);
+                for (int32_t p = 0; p < n; p++) {
+                        const uint16_t *r = v + p * stride + d;
+                        __m256 wp = _mm256_set1_ps(w[p]);
+                        o0 = _mm256_fmadd_ps(wp, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)r)), o0);
+                        o1 = _mm256_fmadd_ps(wp, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r + 8))), o1);
+                        o2 = _mm256_fmadd_ps(wp, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r + 16))), o2);
+                        o3 = _mm256_fmadd_ps(wp, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r + 24))), o3);
+                }
+                _mm256_storeu_ps(out + d, o0);
+                _mm256_storeu_ps(out + d + 8, o1);
+                _mm256_storeu_ps(out + d + 16, o2);
+                _mm256_storeu_ps(out + d + 24, o3);
+        }
+        for (int32_t p = 0; p < n && d < hd; p++)
+                for (int32_t e = d; e < hd; e++)
+                        out[e] += w[p] * f16_to_f32(v[p * stride + e]);
+}
+
+void attn_scores_f16(const float *q, const uint16_t *k, size_t stride, int32_t n, int32_t hd, float scale,
+                     float *scores)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX2) {
+                attn_scores_f16_avx2(q, k, stride, n, hd, scale, scores);
+                return;
+        }
+        for (int32_t p = 0; p < n; p++) {
+                float s = 0;
+                for (int32_t e = 0; e < hd; e++)
+                        s += q[e] * f16_to_f32(k[p * stride + e]);
+                scores[p] = s * scale;
+        }
+}
+
+void attn_scores_f32(const float *q, const float *k, size_t stride, int32_t n, int32_t hd, float scale,
+                     float *scores)
+{
+        for (int32_t p = 0; p < n; p++)
+                scores[p] = vec_dot_f32(q, k + p * stride, hd) * scale;
+}
+
+void attn_accum_f16(float *out, const uint16_t *v, size_t stride, const float *w, int32_t n, int32_t hd)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX2) {
+                attn_accum_f16_avx2(out, v, stride, w, n, hd);
+                return;
+        }
+        for (int32_t p = 0; p < n; p++)
+                for (int32_t e = 0; e < hd; e++)
+                        out[e] += w[p] * f16_to_f32(v[p * stride + e]);
+}
+
+void attn_accum_f32(float *out, const float *v, size_t stride, const float *w, int32_t n, int32_t hd)
+{
+        for (int32_t p = 0; p < n; p++)
+                vec_mad_f32(out, v + p * stride, w[p], hd);
+}
