@@ -161,7 +161,9 @@ static void add_tensor(struct fixture *fx, const char *gguf_name, const char *hf
                    strstr(hf_name, "lm_head") ? 2 : 1;
 }
 
-static void collect_tensors(struct fixture *fx, bool untie)
+enum tie_mode { TIE_AS_IS, TIE_UNTIE, TIE_FORCE };
+
+static void collect_tensors(struct fixture *fx, enum tie_mode mode)
 {
         static const struct {
                 const char *gguf, *hf;
@@ -184,10 +186,10 @@ static void collect_tensors(struct fixture *fx, bool untie)
                         add_tensor(fx, g, h, layer[i].rope, heads);
                 }
         add_tensor(fx, "output_norm.weight", "model.norm.weight", false, 0);
-        fx->tied = !gguf_find_tensor(fx->g, "output.weight");
+        fx->tied = !gguf_find_tensor(fx->g, "output.weight") || mode == TIE_FORCE;
         if (!fx->tied)
                 add_tensor(fx, "output.weight", "lm_head.weight", false, 0);
-        else if (untie) {
+        else if (mode == TIE_UNTIE) {
                 add_tensor(fx, "token_embd.weight", "lm_head.weight", false, 0);
                 fx->tied = false;
         }
@@ -257,7 +259,7 @@ static void write_config(const struct fixture *fx, json_object *c)
         write_file(fx->dir, "config.json", s, strlen(s));
 }
 
-static void build_dir(struct fixture *fx, bool untie)
+static void build_dir(struct fixture *fx, enum tie_mode mode)
 {
         struct npu_err err = {};
 
@@ -275,7 +277,7 @@ static void build_dir(struct fixture *fx, bool untie)
         fx->vocab = (uint32_t)gguf_find_tensor(fx->g, "token_embd.weight")->ne[1];
         assert_int_equal(fx->layers, 4);
 
-        collect_tensors(fx, untie);
+        collect_tensors(fx, mode);
         json_object *index = json_object_new_object(), *map = json_object_new_object();
         json_object_object_add(index, "metadata", json_object_new_object());
         json_object_object_add(index, "weight_map", map);
@@ -377,7 +379,7 @@ static void test_roundtrip_f32(void **state)
         char out[128];
         struct gguf *g = NULL;
 
-        build_dir(&fx, false);
+        build_dir(&fx, TIE_AS_IS);
         out_path(&fx, out, sizeof(out));
         int r = hf_convert_to_gguf(fx.dir, out, GGML_TYPE_F32, &err);
         if (r < 0)
@@ -455,7 +457,7 @@ static void test_roundtrip_f16(void **state)
         char out[128];
         struct gguf *g = NULL;
 
-        build_dir(&fx, true);
+        build_dir(&fx, TIE_UNTIE);
         out_path(&fx, out, sizeof(out));
         int r = hf_convert_to_gguf(fx.dir, out, GGML_TYPE_F16, &err);
         if (r < 0)
@@ -473,6 +475,32 @@ static void test_roundtrip_f16(void **state)
         greedy(out, &rb);
         if (strncmp(rb.text, F16_START, strlen(F16_START)) != 0)
                 fail_msg("F16 text: %s", rb.text);
+        remove_dir(&fx);
+}
+
+/* tie_word_embeddings: no output.weight is written and the engine reuses the embeddings. */
+static void test_tied(void **state)
+{
+        struct fixture fx;
+        struct npu_err err = {};
+        char out[128];
+        struct gguf *g = NULL;
+        struct runtime_opts o;
+        struct runtime *rt = NULL;
+
+        build_dir(&fx, TIE_FORCE);
+        out_path(&fx, out, sizeof(out));
+        assert_int_equal(hf_convert_to_gguf(fx.dir, out, GGML_TYPE_F32, &err), 0);
+        assert_int_equal(gguf_open(out, &g, &err), 0);
+        assert_null(gguf_find_tensor(g, "output.weight"));
+        assert_int_equal(g->n_tensors, fx.g->n_tensors - 1);
+        gguf_free(g);
+        runtime_opts_default(&o);
+        o.model_path = out;
+        o.threads = 1;
+        assert_int_equal(runtime_open(&o, &rt, &err), 0);
+        assert_true(rt->model->output.data == rt->model->tok_embd.data);
+        runtime_free(rt);
         remove_dir(&fx);
 }
 
@@ -517,7 +545,7 @@ static void test_config_errors(void **state)
         struct fixture fx;
         char buf[160];
 
-        build_dir(&fx, false);
+        build_dir(&fx, TIE_FORCE);
         expect_fail(&fx, with(&fx, "hidden_size", NULL), "config.json: 'hidden_size' is missing", NULL);
         expect_fail(&fx, with(&fx, "vocab_size", NULL), "'vocab_size' is missing", NULL);
         expect_fail(&fx, with(&fx, "rms_norm_eps", NULL), "'rms_norm_eps' is missing", NULL);
@@ -560,9 +588,9 @@ static void test_config_errors(void **state)
                     "tensor 'model.layers.4.input_layernorm.weight' is missing", NULL);
         expect_fail(&fx, with(&fx, "num_hidden_layers", json_object_new_int(3)), "tensor 'model.layers.3.",
                     "is not a Llama weight");
-        if (fx.tied)
-                expect_fail(&fx, with(&fx, "tie_word_embeddings", json_object_new_boolean(false)),
-                            "'lm_head.weight' is missing", NULL);
+        assert_true(fx.tied);
+        expect_fail(&fx, with(&fx, "tie_word_embeddings", json_object_new_boolean(false)),
+                    "'lm_head.weight' is missing", NULL);
 
         /* not JSON, not an object, absent */
         write_file(fx.dir, "config.json", "[1, 2]", 6);
@@ -611,6 +639,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_roundtrip_f32),
                 cmocka_unit_test(test_roundtrip_f16),
+                cmocka_unit_test(test_tied),
                 cmocka_unit_test(test_config_errors),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
