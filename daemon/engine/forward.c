@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <stdatomic.h>
+
 #include "forward.h"
 #include "fp16.h"
 #include "kernels.h"
@@ -96,25 +98,38 @@ void ctx_free(struct npu_ctx *c)
 
 /* --- parallel matmul: up to three weights applied to the same input --- */
 
+/*
+ * Rows are handed out in chunks from a shared counter rather than split
+ * evenly up front: the threads rarely stream memory at the same speed, and
+ * a static split leaves the faster one waiting at the barrier. Each output
+ * row is computed whole by one thread, so results do not depend on the split.
+ */
+#define MATMUL_CHUNK_ROWS 64
+
 struct matmul_job {
         int n_w;
         const struct npu_weight *w[3];
         float *y[3];
+        int64_t first_chunk[4]; /* chunk index where weight i starts; [n_w] = total */
         const float *x;
         const struct act_q *aq;
         int64_t n_tok;
         size_t xs;
+        atomic_llong next;
 };
 
 static void matmul_worker(void *arg, int ith, int nth)
 {
         struct matmul_job *j = arg;
-        for (int i = 0; i < j->n_w; i++) {
+        for (;;) {
+                int64_t c = atomic_fetch_add(&j->next, 1);
+                if (c >= j->first_chunk[j->n_w])
+                        return;
+                int i = 0;
+                while (c >= j->first_chunk[i + 1])
+                        i++;
                 const struct npu_weight *w = j->w[i];
-                int64_t r0, r1;
-                threadpool_split(w->rows, ith, nth, 16, &r0, &r1);
-                if (r0 >= r1)
-                        continue;
+                int64_t r0 = (c - j->first_chunk[i]) * MATMUL_CHUNK_ROWS, r1 = MIN(r0 + MATMUL_CHUNK_ROWS, w->rows);
                 if (w->type == GGML_TYPE_I8)
                         matmul_int8_rows(w, j->aq, j->n_tok, j->y[i], w->rows, r0, r1);
                 else
@@ -150,7 +165,9 @@ static void run_matmul(struct npu_ctx *c, const float *x, int64_t n_tok, int n_w
         for (int i = 0; i < n_w; i++) {
                 j.w[i] = w[i];
                 j.y[i] = y[i];
+                j.first_chunk[i + 1] = j.first_chunk[i] + DIV_ROUND_UP(w[i]->rows, MATMUL_CHUNK_ROWS);
         }
+        atomic_init(&j.next, 0);
         threadpool_run(c->tp, matmul_worker, &j);
 }
 

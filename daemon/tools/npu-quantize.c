@@ -3,7 +3,9 @@
  * npu-quantize: SmoothQuant w8a8 / w8a16 quantization of a float Llama model.
  *   npu-quantize -i INPUT -o OUTPUT.gguf --precision w8a8|w8a16 [--alpha A] [--calib FILE]
  *                [--samples N] [--no-smooth] [--threads N]
- * INPUT is an F32/F16/BF16 GGUF. The output keeps embeddings and the output
+ * INPUT is an F32/F16/BF16 GGUF, or a Hugging Face Llama directory
+ * (config.json, *.safetensors, tokenizer.model), converted to an F16 GGUF
+ * beside the output first. The output keeps embeddings and the output
  * head in F16, norms in F32, and stores every projection as I8 rows with one
  * F32 scale per output channel (tensor NAME.scale), plus npud.quantization.*
  * metadata: precision, alpha, method, version, calibration hash and size.
@@ -11,7 +13,10 @@
 #include <getopt.h>
 #include <math.h>
 
+#include <sys/stat.h>
+
 #include "cli.h"
+#include "hf_convert.h"
 #include "fp16.h"
 #include "quant.h"
 #include "smoothquant.h"
@@ -368,5 +373,20 @@ int main(int argc, char **argv)
         }
         if (!a.input || !a.output)
                 return cli_error(-EINVAL, "need -i INPUT and -o OUTPUT"), EXIT_FAILURE;
-        return quantize(&a) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        struct stat st;
+        _cleanup_free_ char *converted = NULL;
+        if (stat(a.input, &st) == 0 && S_ISDIR(st.st_mode)) {
+                struct npu_err err = {};
+                if (asprintf(&converted, "%s.from-hf.gguf", a.output) < 0)
+                        return EXIT_FAILURE;
+                fprintf(stderr, "converting %s to %s\n", a.input, converted);
+                r = hf_convert_to_gguf(a.input, converted, GGML_TYPE_F16, &err);
+                if (r < 0)
+                        return cli_error(r, "%s", err.msg), EXIT_FAILURE;
+                a.input = converted;
+        }
+        r = quantize(&a);
+        if (converted)
+                unlink(converted);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
