@@ -247,11 +247,6 @@ static void silu_worker(void *arg, int ith, int nth)
                 silu_mul(j->c->s->hb + t * ffn, j->c->s->hb2 + t * ffn, ffn);
 }
 
-static void residual_add(float *x, const float *y, int64_t n)
-{
-        vec_add(x, y, n);
-}
-
 static int check_batch(const struct npu_ctx *c, const struct npu_batch *b, struct npu_err *err)
 {
         const struct npu_hparams *hp = &c->model->hp;
@@ -297,7 +292,7 @@ int forward(struct npu_ctx *c, const struct npu_batch *b, float *logits, struct 
                 if (c->calib)
                         calib_observe(c->calib->attn_out_max + (size_t)l * dim, s->att, n, dim);
                 matmul1(c, s->att, n, &L->wo, s->out_rows);
-                residual_add(s->x, s->out_rows, n * dim);
+                vec_add(s->x, s->out_rows, n * dim);
 
                 threadpool_run(c->tp, ffn_norm_worker, &rj);
                 if (c->calib)
@@ -309,7 +304,7 @@ int forward(struct npu_ctx *c, const struct npu_batch *b, float *logits, struct 
                 if (c->calib)
                         calib_observe(c->calib->ffn_mid_max + (size_t)l * hp->ffn_dim, s->hb, n, hp->ffn_dim);
                 matmul1(c, s->hb, n, &L->w_down, s->out_rows);
-                residual_add(s->x, s->out_rows, n * dim);
+                vec_add(s->x, s->out_rows, n * dim);
         }
 
         for (int32_t t = 0; t < n; t++) {

@@ -54,7 +54,7 @@ static int cur_str(struct cursor *c, struct gguf_str *ret, const char *what)
         return 0;
 }
 
-static size_t value_size(enum gguf_value_type t)
+size_t gguf_value_size(enum gguf_value_type t)
 {
         switch (t) {
         case GGUF_TYPE_UINT8:
@@ -149,7 +149,7 @@ static int parse_kv(struct cursor *c, struct gguf_kv *kv, uint64_t idx)
                 return cur_str(c, &s, "metadata string value");
         }
         if (type != GGUF_TYPE_ARRAY)
-                return cur_need(c, value_size(type), "metadata value") ?: (c->off += value_size(type), 0);
+                return cur_need(c, gguf_value_size(type), "metadata value") ?: (c->off += gguf_value_size(type), 0);
 
         uint32_t at;
         uint64_t n;
@@ -182,7 +182,7 @@ static int parse_kv(struct cursor *c, struct gguf_kv *kv, uint64_t idx)
                 return 0;
         }
         size_t bytes;
-        if (!size_mul(n, value_size(at), &bytes) || bytes > c->size - c->off)
+        if (!size_mul(n, gguf_value_size(at), &bytes) || bytes > c->size - c->off)
                 return npu_err_set(c->err, -EBADMSG,
                                    "metadata key '%.*s' (#%llu): array of %llu elements runs past the end of the file",
                                    (int)MIN(kv->key.len, 64), kv->key.s, (unsigned long long)idx,
@@ -276,10 +276,7 @@ static int check_duplicates(struct gguf *g, struct npu_err *err)
                 uint64_t n = pass ? g->n_tensors : g->n_kv;
                 for (uint64_t i = 0; i < n; i++) {
                         const struct gguf_str *s = pass ? &g->tensors[i].name : &g->kv[i].key;
-                        uint64_t h = 1469598103934665603ull;
-                        for (uint64_t j = 0; j < s->len; j++)
-                                h = (h ^ (uint8_t)s->s[j]) * 1099511628211ull;
-                        size_t k = h & (cap - 1);
+                        size_t k = fnv1a64(s->s, s->len) & (cap - 1);
                         while (set[k]) {
                                 if (set[k]->len == s->len && memcmp(set[k]->s, s->s, s->len) == 0)
                                         return npu_err_set(err, -EBADMSG, "duplicate %s '%.*s'",

@@ -101,6 +101,8 @@ int gguf_parse(const void *buf, size_t size, struct gguf **ret, struct npu_err *
 void gguf_free(struct gguf *g);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct gguf *, gguf_free);
 
+/* Bytes of one scalar of a metadata type; 0 for strings and arrays. */
+size_t gguf_value_size(enum gguf_value_type t);
 const char *ggml_type_name(enum ggml_type t);
 /* Elements per block and bytes per block; 0 for types this reader does not know. */
 size_t ggml_type_block_elems(enum ggml_type t);

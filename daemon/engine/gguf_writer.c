@@ -130,14 +130,9 @@ static int put_arr_head(struct gguf_writer *w, const char *key, uint32_t type, u
 int gguf_writer_add_arr(struct gguf_writer *w, const char *key, enum gguf_value_type type,
                         const void *data, uint64_t n)
 {
-        size_t esz;
-        switch (type) {
-        case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: esz = 1; break;
-        case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: esz = 2; break;
-        case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_FLOAT32: esz = 4; break;
-        case GGUF_TYPE_UINT64: case GGUF_TYPE_INT64: case GGUF_TYPE_FLOAT64: esz = 8; break;
-        default: return -EINVAL;
-        }
+        size_t esz = gguf_value_size(type);
+        if (esz == 0)
+                return -EINVAL;
         int r = put_arr_head(w, key, type, n);
         return r < 0 ? r : buf_put(&w->kv, data, esz * n);
 }
@@ -166,8 +161,7 @@ static int copy_one_kv(struct gguf_writer *w, const struct gguf_kv *kv)
                 return buf_put(&w->kv, kv->data, 8 + len);
         }
         if (kv->type != GGUF_TYPE_ARRAY) {
-                static const uint8_t sizes[] = { 1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8 };
-                return buf_put(&w->kv, kv->data, sizes[kv->type]);
+                return buf_put(&w->kv, kv->data, gguf_value_size(kv->type));
         }
         uint32_t at = kv->arr_type;
         r = buf_put(&w->kv, &at, sizeof(at));
@@ -183,8 +177,7 @@ static int copy_one_kv(struct gguf_writer *w, const struct gguf_kv *kv)
                 }
                 return r;
         }
-        static const uint8_t esz[] = { 1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8 };
-        return buf_put(&w->kv, kv->data, esz[at] * kv->arr_n);
+        return buf_put(&w->kv, kv->data, gguf_value_size(at) * kv->arr_n);
 }
 
 int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf *src, bool (*skip)(const char *key))

@@ -293,12 +293,6 @@ static void acc_dispatch(const struct npu_weight *w, const struct act_q *a, int6
         acc_scalar(w, a, n_tok, acc, ys, r0, r1, w8a16);
 }
 
-void matmul_int8_acc(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc,
-                     int64_t r0, int64_t r1)
-{
-        acc_dispatch(w, a, n_tok, acc, r1 - r0, r0, r1, a->prec == NPU_PRECISION_W8A16);
-}
-
 #define ACC_CHUNK_ROWS 64
 
 void matmul_int8_rows(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, float *y, size_t ys,

@@ -36,9 +36,5 @@ void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, in
 void matmul_int8_rows(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, float *y, size_t ys,
                       int64_t r0, int64_t r1);
 
-/* The exact integer sums, for tests: acc[t * n_rows + (r - r0)]. */
-void matmul_int8_acc(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc,
-                     int64_t r0, int64_t r1);
-
 /* Symmetric per-row int8 quantization of a float matrix (the quantizer's). */
 void quantize_weight_rows(const float *w, int64_t rows, int64_t cols, int8_t *q, float *scale);

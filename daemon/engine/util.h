@@ -75,6 +75,16 @@ static inline int size_add(size_t a, size_t b, size_t *ret)
         return !__builtin_add_overflow(a, b, ret);
 }
 
+/* FNV-1a, 64 bit: hash tables and content fingerprints. */
+static inline uint64_t fnv1a64(const void *data, size_t n)
+{
+        const uint8_t *p = data;
+        uint64_t h = 1469598103934665603ull;
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ p[i]) * 1099511628211ull;
+        return h;
+}
+
 /* Error text that travels with a negative errno out of the engine. */
 #define NPU_ERR_MAX 256
 struct npu_err {

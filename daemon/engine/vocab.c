@@ -1,14 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "vocab.h"
 
-static uint64_t hash_bytes(const char *s, size_t n)
-{
-        uint64_t h = 1469598103934665603ull;
-        for (size_t i = 0; i < n; i++)
-                h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-        return h;
-}
-
 int vocab_alloc(int32_t n, struct npu_vocab **ret)
 {
         struct npu_vocab *v = calloc(1, sizeof(*v));
@@ -51,7 +43,7 @@ static bool type_mergeable(uint8_t t)
 int32_t vocab_find(const struct npu_vocab *v, const char *piece, size_t len)
 {
         size_t mask = v->index_cap - 1;
-        for (size_t k = hash_bytes(piece, len) & mask;; k = (k + 1) & mask) {
+        for (size_t k = fnv1a64(piece, len) & mask;; k = (k + 1) & mask) {
                 int32_t id = v->index[k] - 1;
                 if (id < 0)
                         return -1;
@@ -94,7 +86,7 @@ int vocab_finish(struct npu_vocab *v, struct npu_err *err)
                 struct vocab_entry *t = &v->tokens[id];
                 if (!t->piece)
                         return npu_err_set(err, -EINVAL, "token %d has no text", id);
-                size_t mask = v->index_cap - 1, k = hash_bytes(t->piece, t->len) & mask;
+                size_t mask = v->index_cap - 1, k = fnv1a64(t->piece, t->len) & mask;
                 bool dup = false;
                 while (v->index[k]) {
                         const struct vocab_entry *o = &v->tokens[v->index[k] - 1];

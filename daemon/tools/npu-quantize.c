@@ -57,14 +57,6 @@ static void progress(const char *what, int done, int total)
                 fprintf(stderr, "%s %d/%d\n", what, done, total);
 }
 
-static uint64_t fnv1a64(const char *s, size_t n)
-{
-        uint64_t h = 1469598103934665603ull;
-        for (size_t i = 0; i < n; i++)
-                h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-        return h;
-}
-
 static int calibrate(struct runtime *rt, const char *text, size_t len, int32_t samples, struct calib_stats *cs,
                      struct npu_err *err)
 {
