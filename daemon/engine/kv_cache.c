@@ -137,3 +137,31 @@ int kv_seq_fork(struct kv_pool *p, struct kv_seq *dst, const struct kv_seq *src,
         dst->n_pos = n_pos;
         return 0;
 }
+
+void kv_block_ref(struct kv_pool *p, int32_t b)
+{
+        p->refcount[b]++;
+}
+
+void kv_block_unref(struct kv_pool *p, int32_t b)
+{
+        block_put(p, b);
+}
+
+int kv_seq_append_block(struct kv_pool *p, struct kv_seq *s, int32_t b)
+{
+        if (s->n_pos != s->n_blocks * p->block_size || b < 0 || b >= p->n_blocks || p->refcount[b] <= 0)
+                return -EINVAL;
+        if (s->n_blocks == s->cap_blocks) {
+                int32_t cap = MAX(4, s->cap_blocks * 2);
+                int32_t *t = realloc(s->blocks, cap * sizeof(*t));
+                if (!t)
+                        return -ENOMEM;
+                s->blocks = t;
+                s->cap_blocks = cap;
+        }
+        s->blocks[s->n_blocks++] = b;
+        p->refcount[b]++;
+        s->n_pos += p->block_size;
+        return 0;
+}

@@ -59,3 +59,9 @@ static inline void *kv_at(const struct kv_pool *p, const struct kv_seq *s, int32
         return p->mem + (size_t)b * p->block_bytes +
                ((size_t)(layer * 2 + which) * p->block_size + pos % p->block_size) * p->kv_dim * p->elem_bytes;
 }
+
+/* Block references for the prefix cache: a shared block is never written again. */
+void kv_block_ref(struct kv_pool *p, int32_t b);
+void kv_block_unref(struct kv_pool *p, int32_t b);
+/* Appends a full block (shared) to a sequence whose positions end on a block boundary. */
+int kv_seq_append_block(struct kv_pool *p, struct kv_seq *s, int32_t b);

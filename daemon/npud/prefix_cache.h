@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Automatic prefix caching: full KV blocks of prompts, keyed by a hash of
+ * every token up to the block's end. A request whose prompt starts like an
+ * earlier one shares those blocks (refcounted) instead of computing them
+ * again. The cache holds a reference on each block; blocks that only the
+ * cache holds are free memory in waiting, evicted least recently used first.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "kv_cache.h"
+
+struct prefix_cache;
+
+int prefix_cache_new(struct kv_pool *pool, int32_t max_entries, struct prefix_cache **ret);
+void prefix_cache_free(struct prefix_cache *pc);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct prefix_cache *, prefix_cache_free);
+
+/*
+ * Appends to the empty sequence seq the cached blocks that hold tokens[0..k)
+ * for the largest k <= max_pos; returns k (a multiple of the block size).
+ */
+int32_t prefix_cache_attach(struct prefix_cache *pc, const int32_t *tokens, int32_t max_pos, struct kv_seq *seq);
+/* Records seq's full blocks that hold tokens[0..n_pos). */
+void prefix_cache_insert(struct prefix_cache *pc, const int32_t *tokens, int32_t n_pos, const struct kv_seq *seq);
+/* Returns up to n blocks that only the cache holds to the pool; the number returned. */
+int32_t prefix_cache_evict(struct prefix_cache *pc, int32_t n);
+/* Blocks that only the cache holds. */
+int32_t prefix_cache_idle_blocks(const struct prefix_cache *pc);
+int32_t prefix_cache_entries(const struct prefix_cache *pc);
