@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/* /etc/npud/npud.conf: INI, one section [npud]. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define NPUD_CONFIG_PATH "/etc/npud/npud.conf"
+
+struct npud_config {
+        char *model;      /* the default model, loaded at start */
+        char *backend;    /* "cpu" */
+        char *bus;        /* "system", "session" or an address */
+        int threads;      /* 0: every core */
+        int32_t n_ctx;    /* 0: the model's, at most 4096 */
+        uint32_t kv_budget_mb;
+        bool kv_f32;
+        bool flash_attention;
+        int32_t max_active;
+        int32_t max_batch_tokens;
+        int32_t prefill_chunk;
+        int32_t max_requests_per_client;
+        int32_t max_queued_tokens_per_client;
+        int32_t max_sessions_per_client;
+        int32_t max_queue;
+        int32_t max_finished_kept; /* finished requests kept per client for their properties */
+};
+
+void config_defaults(struct npud_config *c);
+void config_done(struct npud_config *c);
+/* Reads path over the values in c; -ENOENT when missing (c unchanged), -EINVAL with a message on bad content. */
+int config_load(struct npud_config *c, const char *path, struct npu_err *err);
+int config_validate(const struct npud_config *c, struct npu_err *err);

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/* npud: the system LLM inference service (org.npud.Inference1). */
+#include <getopt.h>
+#include <signal.h>
+
+#include "server.h"
+
+static void help(void)
+{
+        printf("Usage: npud [OPTIONS]\n"
+               "Serves LLM inference on the D-Bus name " NPUD_BUS_NAME ".\n\n"
+               "  --bus system|session|ADDRESS   the bus to serve on (default: the config's, else system)\n"
+               "  --config FILE                  configuration (default " NPUD_CONFIG_PATH " when it exists)\n"
+               "  --model PATH                   the default model, loaded at start\n"
+               "  --threads N                    compute threads (default: every core)\n"
+               "  -h, --help                     this text\n"
+               "  --version                      the version\n");
+}
+
+struct cli {
+        const char *bus;
+        const char *config;
+        const char *model;
+        int threads;
+};
+
+static int parse_args(int argc, char **argv, struct cli *c)
+{
+        static const struct option opts[] = {
+                { "bus", required_argument, NULL, 'b' },     { "config", required_argument, NULL, 'c' },
+                { "model", required_argument, NULL, 'm' },   { "threads", required_argument, NULL, 't' },
+                { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        int o;
+
+        *c = (struct cli) { .threads = -1 };
+        while ((o = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+                char *end;
+                switch (o) {
+                case 'b': c->bus = optarg; break;
+                case 'c': c->config = optarg; break;
+                case 'm': c->model = optarg; break;
+                case 't':
+                        c->threads = (int)strtol(optarg, &end, 10);
+                        if (*end || end == optarg || c->threads < 0 || c->threads > 1024) {
+                                fprintf(stderr, "npud: bad thread count '%s'\n", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case 'h': help(); return 0;
+                case 'V': printf("npud " NPUD_VERSION "\n"); return 0;
+                default: return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "npud: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 1;
+}
+
+static int configure(struct server *srv, const struct cli *cli)
+{
+        struct npu_err err = {};
+        const char *path = cli->config ? cli->config : NPUD_CONFIG_PATH;
+        int r;
+
+        r = config_load(&srv->cfg, path, &err);
+        if (r == -ENOENT && !cli->config) {
+                path = NULL; /* no config file: the defaults */
+        } else if (r < 0) {
+                fprintf(stderr, "npud: %s\n", err.msg);
+                return r;
+        }
+        if (path && !(srv->config_path = strdup(path)))
+                return -ENOMEM;
+        if (cli->model) {
+                free(srv->cfg.model);
+                if (!(srv->cfg.model = strdup(cli->model)))
+                        return -ENOMEM;
+        }
+        if (cli->threads >= 0)
+                srv->cfg.threads = cli->threads;
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        _cleanup_(server_freep) struct server *srv = NULL;
+        struct npu_err err = {};
+        struct cli cli;
+        sigset_t mask;
+        int r;
+
+        r = parse_args(argc, argv, &cli);
+        if (r <= 0)
+                return r < 0 ? 2 : 0;
+        /* before any thread starts, so that only the event loop gets these */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+
+        r = server_new(&srv);
+        if (r < 0) {
+                fprintf(stderr, "npud: cannot start: %s\n", strerror(-r));
+                return 1;
+        }
+        if (configure(srv, &cli) < 0)
+                return 1;
+        if (server_open_bus(srv, cli.bus ? cli.bus : srv->cfg.bus) < 0)
+                return 1;
+        if (srv->cfg.model) {
+                struct served_model *m;
+                r = models_load(srv, srv->cfg.model, NULL, true, &m, &err);
+                if (r < 0) {
+                        fprintf(stderr, "npud: cannot load the default model: %s\n", err.msg);
+                        return 1;
+                }
+        }
+        r = server_start(srv);
+        if (r < 0)
+                return 1;
+        r = sd_event_loop(srv->event);
+        if (r < 0) {
+                fprintf(stderr, "npud: the event loop failed: %s\n", strerror(-r));
+                return 1;
+        }
+        fprintf(stderr, "npud: stopped\n");
+        return 0;
+}

@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The event loop: bus, signals, the step runner and the service manager
+ * (READY, STATUS, WATCHDOG, RELOADING). One step runs at a time, taking the
+ * models with work in turn.
+ */
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+
+#include "server.h"
+#include "step_runner.h"
+
+#define STATUS_INTERVAL_USEC (2 * 1000000ull)
+
+static int on_step_kick(sd_event_source *es, void *userdata);
+static void on_step_done(struct scheduler *s, int r, const char *error, void *userdata);
+
+int server_new(struct server **ret)
+{
+        _cleanup_(server_freep) struct server *srv = calloc(1, sizeof(*srv));
+        int r;
+
+        if (!srv)
+                return -ENOMEM;
+        config_defaults(&srv->cfg);
+        srv->uid = geteuid();
+        srv->t_start = now_ns();
+        r = sd_event_default(&srv->event);
+        if (r < 0)
+                return r;
+        r = step_runner_new(srv->event, on_step_done, srv, &srv->runner);
+        if (r < 0)
+                return r;
+        r = sd_event_add_defer(srv->event, &srv->kick_source, on_step_kick, srv);
+        if (r < 0)
+                return r;
+        /* the bus first, steps after: a step starts only when no bus message waits */
+        sd_event_source_set_priority(srv->kick_source, SD_EVENT_PRIORITY_IDLE);
+        sd_event_source_set_enabled(srv->kick_source, SD_EVENT_OFF);
+        *ret = TAKE_PTR(srv);
+        return 0;
+}
+
+void server_free(struct server *srv)
+{
+        if (!srv)
+                return;
+        step_runner_free(srv->runner);
+        while (srv->sessions_head)
+                session_free(srv->sessions_head);
+        while (srv->requests_head)
+                request_free(srv->requests_head);
+        models_free_all(srv);
+        clients_free_all(srv);
+        srv->kick_source = sd_event_source_disable_unref(srv->kick_source);
+        sd_event_source_disable_unref(srv->status_timer);
+        if (srv->bus) {
+                sd_bus_flush(srv->bus);
+                sd_bus_flush_close_unref(srv->bus);
+        }
+        sd_event_unref(srv->event);
+        config_done(&srv->cfg);
+        free(srv->config_path);
+        free(srv);
+}
+
+/* --- steps --- */
+
+void server_kick(struct server *srv)
+{
+        if (srv->kick_source)
+                sd_event_source_set_enabled(srv->kick_source, SD_EVENT_ONESHOT);
+}
+
+static struct served_model *next_model_with_work(struct server *srv)
+{
+        struct served_model *start = srv->last_stepped && srv->last_stepped->next ? srv->last_stepped->next
+                                                                                  : srv->models;
+        struct served_model *m = start;
+
+        if (!m)
+                return NULL;
+        do {
+                if (sched_has_work(m->sched))
+                        return m;
+                m = m->next ? m->next : srv->models;
+        } while (m != start);
+        return NULL;
+}
+
+static int on_step_kick(sd_event_source *es, void *userdata)
+{
+        struct server *srv = userdata;
+
+        if (step_runner_busy(srv->runner))
+                return 0;
+        for (int tries = 0; tries < 64; tries++) {
+                struct served_model *m = next_model_with_work(srv);
+                if (!m)
+                        return 0;
+                srv->last_stepped = m;
+                if (sched_step_prepare(m->sched)) {
+                        srv->stepping = m;
+                        step_runner_start(srv->runner, m->sched);
+                        return 0;
+                }
+                /* queued work that does not fit yet: wait for a finish to make room */
+                if (!next_model_with_work(srv) || m->sched->n_active == 0)
+                        return 0;
+        }
+        return 0;
+}
+
+static void count_rate(struct server *srv, uint64_t generated)
+{
+        uint64_t sec = now_ns() / 1000000000ull;
+        size_t i = sec % ARRAY_SIZE(srv->rate_at);
+
+        if (srv->rate_at[i] != sec) {
+                srv->rate_at[i] = sec;
+                srv->rate_tokens[i] = 0;
+        }
+        srv->rate_tokens[i] += generated;
+}
+
+double server_tokens_per_s(struct server *srv)
+{
+        uint64_t sec = now_ns() / 1000000000ull, n = 0;
+
+        for (size_t i = 0; i < ARRAY_SIZE(srv->rate_at); i++)
+                if (srv->rate_at[i] + ARRAY_SIZE(srv->rate_at) > sec)
+                        n += srv->rate_tokens[i];
+        return (double)n / ARRAY_SIZE(srv->rate_at);
+}
+
+uint64_t server_generated_total(const struct server *srv)
+{
+        uint64_t n = 0;
+
+        for (const struct served_model *m = srv->models; m; m = m->next)
+                n += m->sched->stats.generated_tokens;
+        return n;
+}
+
+static void on_step_done(struct scheduler *s, int r, const char *error, void *userdata)
+{
+        struct server *srv = userdata;
+        uint64_t before = s->stats.generated_tokens;
+
+        srv->stepping = NULL;
+        if (r < 0)
+                fprintf(stderr, "<3>npud: a step failed: %s\n", error);
+        sched_step_complete(s, r, error);
+        count_rate(srv, s->stats.generated_tokens - before);
+        requests_flush_all(srv);
+        if (srv->shutting_down) {
+                sd_event_exit(srv->event, 0);
+                return;
+        }
+        server_kick(srv);
+}
+
+/* --- the service manager --- */
+
+static void update_status(struct server *srv)
+{
+        int32_t active = 0, queued = 0;
+
+        for (struct served_model *m = srv->models; m; m = m->next) {
+                active += m->sched->n_active;
+                queued += m->sched->n_queued;
+        }
+        sd_notifyf(false, "STATUS=model %s; %d active, %d queued requests; %.1f tokens/s",
+                   srv->default_model ? srv->default_model->name : "(none)", active, queued,
+                   server_tokens_per_s(srv));
+}
+
+static int on_status_timer(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        struct server *srv = userdata;
+
+        update_status(srv);
+        sd_event_source_set_time(es, usec + STATUS_INTERVAL_USEC);
+        return 0;
+}
+
+void server_shutdown(struct server *srv)
+{
+        if (srv->shutting_down)
+                return;
+        srv->shutting_down = true;
+        sd_notify(false, "STOPPING=1\nSTATUS=stopping: cancelling requests");
+        fprintf(stderr, "npud: stopping\n");
+        for (struct served_model *m = srv->models; m; m = m->next) {
+                while (m->sched->queue_head)
+                        sched_cancel(m->sched->queue_head, SCHED_STOP_SHUTDOWN);
+                /* requests in the running step stay listed until it ends */
+                for (;;) {
+                        struct sched_request *r = m->sched->active_head;
+                        while (r && r->step_tokens > 0)
+                                r = r->next;
+                        if (!r)
+                                break;
+                        sched_cancel(r, SCHED_STOP_SHUTDOWN);
+                }
+                for (struct sched_request *r = m->sched->active_head; r; r = r->next)
+                        sched_cancel(r, SCHED_STOP_SHUTDOWN);
+        }
+        if (!step_runner_busy(srv->runner))
+                sd_event_exit(srv->event, 0);
+}
+
+static int on_terminate(sd_event_source *es, const struct signalfd_siginfo *si, void *userdata)
+{
+        server_shutdown(userdata);
+        return 0;
+}
+
+static int on_hangup(sd_event_source *es, const struct signalfd_siginfo *si, void *userdata)
+{
+        server_reload(userdata);
+        return 0;
+}
+
+int server_reload(struct server *srv)
+{
+        struct npu_err err = {};
+        int r;
+
+        sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(now_ns() / 1000));
+        if (srv->config_path) {
+                r = config_load(&srv->cfg, srv->config_path, &err);
+                if (r < 0)
+                        fprintf(stderr, "<4>npud: keeping the old configuration: %s\n", err.msg);
+                else
+                        fprintf(stderr, "npud: reloaded %s\n", srv->config_path);
+        }
+        if (srv->cfg.model && (!srv->default_model || strcmp(srv->default_model->path, srv->cfg.model) != 0)) {
+                struct served_model *m;
+                r = models_load(srv, srv->cfg.model, NULL, true, &m, &err);
+                if (r < 0)
+                        fprintf(stderr, "<4>npud: cannot load the configured model: %s\n", err.msg);
+        }
+        sd_notify(false, "READY=1");
+        update_status(srv);
+        return 0;
+}
+
+/* --- the bus --- */
+
+static int open_bus(const char *bus, sd_bus **ret)
+{
+        _cleanup_(sd_bus_unrefp) sd_bus *b = NULL;
+        int r;
+
+        if (!bus || !strcmp(bus, "system"))
+                return sd_bus_open_system(ret);
+        if (!strcmp(bus, "session"))
+                return sd_bus_open_user(ret);
+        r = sd_bus_new(&b);
+        if (r < 0)
+                return r;
+        r = sd_bus_set_address(b, bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_set_bus_client(b, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_start(b);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(b);
+        return 0;
+}
+
+int server_open_bus(struct server *srv, const char *bus)
+{
+        int r;
+
+        r = open_bus(bus, &srv->bus);
+        if (r < 0) {
+                fprintf(stderr, "npud: cannot connect to the %s bus: %s\n", bus ? bus : "system", strerror(-r));
+                return r;
+        }
+        r = sd_bus_attach_event(srv->bus, srv->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_object_vtable(srv->bus, NULL, NPUD_ROOT_PATH, NPUD_MANAGER_IFACE, manager_vtable, srv);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_fallback_vtable(srv->bus, NULL, NPUD_REQUEST_PREFIX, NPUD_REQUEST_IFACE, request_vtable,
+                                       request_find, srv);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_node_enumerator(srv->bus, NULL, NPUD_REQUEST_PREFIX, request_enumerate, srv);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_fallback_vtable(srv->bus, NULL, NPUD_SESSION_PREFIX, NPUD_SESSION_IFACE, session_vtable,
+                                       session_find, srv);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_node_enumerator(srv->bus, NULL, NPUD_SESSION_PREFIX, session_enumerate, srv);
+        if (r < 0)
+                return r;
+        return clients_watch(srv);
+}
+
+int server_start(struct server *srv)
+{
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        r = sd_event_add_signal(srv->event, NULL, SIGTERM, on_terminate, srv);
+        if (r >= 0)
+                r = sd_event_add_signal(srv->event, NULL, SIGINT, on_terminate, srv);
+        if (r >= 0)
+                r = sd_event_add_signal(srv->event, NULL, SIGHUP, on_hangup, srv);
+        if (r < 0)
+                return r;
+        r = sd_event_set_watchdog(srv->event, true);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(srv->event, &srv->status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL_USEC, 0,
+                                       on_status_timer, srv);
+        if (r < 0)
+                return r;
+        sd_event_source_set_enabled(srv->status_timer, SD_EVENT_ON);
+        r = sd_bus_request_name(srv->bus, NPUD_BUS_NAME, 0);
+        if (r < 0) {
+                fprintf(stderr, "npud: cannot take the bus name %s: %s\n", NPUD_BUS_NAME, strerror(-r));
+                return r;
+        }
+        sd_notify(false, "READY=1");
+        update_status(srv);
+        fprintf(stderr, "npud: serving %s\n", NPUD_BUS_NAME);
+        return 0;
+}

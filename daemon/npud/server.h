@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/* npud's state: the bus, the loaded models, the clients and their requests and sessions. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "scheduler.h"
+
+#define NPUD_BUS_NAME "org.npud.Inference1"
+#define NPUD_ROOT_PATH "/org/npud/Inference1"
+#define NPUD_REQUEST_PREFIX NPUD_ROOT_PATH "/request"
+#define NPUD_SESSION_PREFIX NPUD_ROOT_PATH "/session"
+#define NPUD_MANAGER_IFACE NPUD_BUS_NAME ".Manager"
+#define NPUD_REQUEST_IFACE NPUD_BUS_NAME ".Request"
+#define NPUD_SESSION_IFACE NPUD_BUS_NAME ".Session"
+
+struct server;
+struct step_runner;
+
+struct served_model {
+        struct served_model *next;
+        struct server *srv;
+        char *name;
+        char *path;
+        dev_t dev;
+        ino_t ino;
+        struct runtime *rt;
+        struct scheduler *sched;
+        uint32_t n_users; /* unfinished requests and open sessions */
+};
+
+struct client {
+        struct client *next;
+        char *name; /* unique bus name */
+        uid_t uid;
+        int32_t n_running;        /* unfinished requests */
+        int64_t n_prompt_tokens;  /* prompt tokens of unfinished requests */
+        int32_t n_sessions;
+        int32_t n_finished;       /* finished requests still on the bus */
+};
+
+struct bus_request {
+        struct bus_request *prev, *next;
+        struct server *srv;
+        uint64_t id;
+        char *path;
+        struct client *owner; /* NULL once the owner left: freed when it finishes */
+        struct served_model *model;
+        struct bus_session *session; /* set for a session's turn */
+        struct sched_request *sr;
+        int32_t n_prompt;
+        bool finished;
+        bool cancel_requested;
+        enum sched_stop stop;
+};
+
+struct bus_session {
+        struct bus_session *prev, *next;
+        struct server *srv;
+        uint64_t id;
+        char *path;
+        struct client *owner;
+        struct served_model *model;
+        struct sched_params defaults;
+        char **default_stops;
+        int32_t *history;
+        int32_t n_history;
+        int32_t n_system; /* history tokens of the system prompt */
+        uint32_t turns;
+        struct kv_seq seq; /* KV of a prefix of history; empty when reclaimed */
+        bool evicted;
+        uint64_t last_used;
+        struct bus_request *turn;
+};
+
+struct server {
+        sd_event *event;
+        sd_bus *bus;
+        struct npud_config cfg;
+        char *config_path;
+        struct served_model *models;
+        struct served_model *default_model;
+        struct client *clients;
+        struct bus_request *requests_head, *requests_tail;
+        struct bus_session *sessions_head, *sessions_tail;
+        uint64_t next_id;
+        struct step_runner *runner;
+        struct served_model *stepping; /* the model whose step runs */
+        struct served_model *last_stepped;
+        bool shutting_down;
+        bool watchdog;
+        uid_t uid;
+        uint64_t t_start;
+        /* generated tokens per second over the last 10 s */
+        uint64_t rate_at[10];
+        uint64_t rate_tokens[10];
+        sd_event_source *status_timer;
+        sd_event_source *kick_source; /* starts the next step when the loop is idle */
+};
+
+/* server.c */
+int server_new(struct server **ret);
+void server_free(struct server *srv);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct server *, server_free);
+int server_open_bus(struct server *srv, const char *bus);
+int server_start(struct server *srv);
+void server_kick(struct server *srv);
+void server_shutdown(struct server *srv);
+int server_reload(struct server *srv);
+uint64_t server_generated_total(const struct server *srv);
+double server_tokens_per_s(struct server *srv);
+
+/* models.c */
+int models_load(struct server *srv, const char *path, const char *name, bool make_default, struct served_model **ret,
+                struct npu_err *err);
+struct served_model *models_find(struct server *srv, const char *name);
+int models_unload(struct server *srv, struct served_model *m, bool force, struct npu_err *err);
+void models_free_all(struct server *srv);
+
+/* clients.c */
+int clients_get(struct server *srv, sd_bus_message *m, struct client **ret, sd_bus_error *error);
+struct client *clients_find(struct server *srv, const char *name);
+int clients_watch(struct server *srv);
+void clients_free_all(struct server *srv);
+bool client_is_admin(const struct server *srv, const struct client *c);
+void client_maybe_forget(struct server *srv, struct client *c);
+
+/* bus_request.c */
+extern const sd_bus_vtable request_vtable[];
+int request_find(sd_bus *bus, const char *path, const char *iface, void *userdata, void **ret, sd_bus_error *error);
+int request_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret, sd_bus_error *error);
+int request_create(struct server *srv, struct client *owner, struct served_model *model,
+                   struct bus_session *session, const int32_t *tokens, int32_t n, const struct sched_params *p,
+                   struct kv_seq *seq, struct bus_request **ret, sd_bus_error *error);
+void request_free(struct bus_request *br);
+void request_flush_tokens(struct bus_request *br, bool force);
+void requests_flush_all(struct server *srv);
+void requests_drop_owner(struct server *srv, struct client *c);
+extern const struct sched_events request_sched_events;
+
+/* bus_session.c */
+extern const sd_bus_vtable session_vtable[];
+int session_find(sd_bus *bus, const char *path, const char *iface, void *userdata, void **ret, sd_bus_error *error);
+int session_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret, sd_bus_error *error);
+int session_create(struct server *srv, struct client *owner, struct served_model *model, sd_bus_message *options,
+                   struct bus_session **ret, sd_bus_error *error);
+void session_turn_finished(struct bus_session *s, struct bus_request *br);
+void session_free(struct bus_session *s);
+void sessions_drop_owner(struct server *srv, struct client *c);
+int32_t sessions_reclaim(struct scheduler *sched, int32_t n, void *userdata);
+
+/* bus_manager.c */
+extern const sd_bus_vtable manager_vtable[];
