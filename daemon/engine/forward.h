@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "kv_cache.h"
 #include "smoothquant.h"
 #include "model.h"
@@ -28,8 +29,6 @@ struct npu_batch {
         const uint8_t *want_logits;
 };
 
-struct forward_scratch;
-
 struct npu_ctx {
         const struct npu_model *model;
         struct kv_pool *kv;
@@ -44,6 +43,16 @@ struct npu_ctx {
         struct calib_stats *calib;
         /* cumulative counters */
         uint64_t n_forward_tokens;
+        /*
+         * Back ends: the cpu one is always there (and is the fallback); be
+         * is the one passes run on (cpu, or npu after ctx_set_target).
+         */
+        struct backend *cpu;
+        struct backend *npu;
+        struct backend *be;
+        /* device faults: fresh device contexts to try before a pass falls back to the cpu */
+        int npu_retries;
+        struct backend_stats stats;
 };
 
 int ctx_new(const struct npu_model *m, struct kv_pool *kv, struct threadpool *tp, int32_t max_batch,
@@ -52,8 +61,21 @@ void ctx_free(struct npu_ctx *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct npu_ctx *, ctx_free);
 
 /*
+ * Move the context's passes to the cpu or to an npu device (NULL: the first
+ * accel node of npu.ko), between passes. The KV cache keeps its contents:
+ * to npu, its memory moves into BOs mapped into the process; back to cpu,
+ * into anonymous memory again, and the device is closed (detach). A float
+ * model cannot go to the npu (-EOPNOTSUPP).
+ */
+int ctx_set_target(struct npu_ctx *c, enum backend_target t, const char *device, struct npu_err *err);
+enum backend_target ctx_target(const struct npu_ctx *c);
+
+/*
  * Runs the batch; logits gets n_vocab floats per token that wants them, in
  * batch order. The sequences must have room reserved for every position.
+ * On the npu back end a pass whose device work fails is run again on a
+ * fresh device context (npu_retries times) and then on the cpu, with the
+ * same result; c->stats counts it.
  */
 int forward(struct npu_ctx *c, const struct npu_batch *b, float *logits, struct npu_err *err);
 

@@ -32,11 +32,11 @@ int kernels_force_isa(enum kernel_isa isa);
 void matmul_float_rows(const struct npu_weight *w, const float *x, int64_t n_tok, size_t x_stride,
                        float *y, size_t y_stride, int64_t r0, int64_t r1);
 
-/* element-wise operations (ops.c) */
-void rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);
-void rope_apply(float *v, int32_t n_heads, int32_t head_dim, int32_t pos, float base);
+/*
+ * element-wise operations (ops.c); RMSNorm, RoPE and SiLU follow the
+ * device's definitions and live with the cpu back end (backend.h)
+ */
 void softmax_inplace(float *x, int64_t n);
-void silu_mul(float *gate, const float *up, int64_t n);
 void vec_add(float *y, const float *x, int64_t n);
 float vec_dot_f32(const float *a, const float *b, int64_t n);
 

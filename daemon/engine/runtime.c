@@ -6,7 +6,8 @@
 void runtime_opts_default(struct runtime_opts *o)
 {
         *o = (struct runtime_opts) { .n_seq = 1, .max_batch = 256, .kv_type = KV_TYPE_F16,
-                                     .attention = ATTENTION_DEFAULT };
+                                     .attention = ATTENTION_DEFAULT, .target = BACKEND_TARGET_CPU,
+                                     .npu_retries = 1 };
 }
 
 int runtime_default_threads(void)
@@ -26,6 +27,7 @@ void runtime_free(struct runtime *rt)
         kv_pool_free(rt->kv);
         threadpool_free(rt->tp);
         model_free(rt->model);
+        free(rt->device);
         free(rt);
 }
 
@@ -63,6 +65,26 @@ int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_
         if (r < 0)
                 return r;
         rt->ctx->attention = o->attention;
+        rt->ctx->npu_retries = MAX(o->npu_retries, 0);
+        if (o->device && !(rt->device = strdup(o->device)))
+                return -ENOMEM;
+        if (o->target == BACKEND_TARGET_NPU) {
+                if (rt->model->precision == NPU_PRECISION_FLOAT) {
+                        rt->target_note = "the model is float: it runs on the cpu (the npu runs w8a8 and w8a16 "
+                                          "models; quantize it with npu-quantize)";
+                } else {
+                        r = ctx_set_target(rt->ctx, BACKEND_TARGET_NPU, rt->device, err);
+                        if (r < 0)
+                                return r;
+                }
+        } else if (o->target != BACKEND_TARGET_CPU) {
+                return npu_err_set(err, -EINVAL, "unknown back end %d", o->target);
+        }
         *ret = TAKE_PTR(rt);
         return 0;
+}
+
+int runtime_set_target(struct runtime *rt, enum backend_target t, struct npu_err *err)
+{
+        return ctx_set_target(rt->ctx, t, rt->device, err);
 }

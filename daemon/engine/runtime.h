@@ -14,6 +14,14 @@ struct runtime_opts {
         enum kv_type kv_type;
         enum attention_kind attention;
         size_t kv_budget;     /* bytes; 0: n_ctx x n_seq positions */
+        /*
+         * Where the passes run: BACKEND_TARGET_CPU (the default), or NPU
+         * through npu.ko (w8a8/w8a16 models; a float model stays on the cpu
+         * and target_note says so). No npu device is an error.
+         */
+        enum backend_target target;
+        const char *device;   /* npu: accel node; NULL: the first one of npu.ko */
+        int npu_retries;      /* npu: fresh device contexts a faulted pass tries before the cpu runs it */
 };
 
 struct runtime {
@@ -22,6 +30,9 @@ struct runtime {
         struct kv_pool *kv;
         struct npu_ctx *ctx;
         int32_t n_ctx;
+        char *device;
+        /* why the passes run elsewhere than asked (a float model asked for the npu), or NULL */
+        const char *target_note;
 };
 
 void runtime_opts_default(struct runtime_opts *o);
@@ -29,6 +40,11 @@ int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_
 void runtime_free(struct runtime *rt);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct runtime *, runtime_free);
 int runtime_default_threads(void);
+/*
+ * Between passes: move the runtime to the cpu (detach the device; the KV
+ * cache and every sequence in it stay) or to the npu (attach).
+ */
+int runtime_set_target(struct runtime *rt, enum backend_target t, struct npu_err *err);
 
 /* Negative log-likelihood of ids over windows of the context, each opened by BOS (perplexity.c). */
 int perplexity(struct runtime *rt, const int32_t *ids, int32_t n, double *ret_nll, int64_t *ret_count,

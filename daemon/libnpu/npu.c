@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xf86drm.h>
@@ -24,6 +25,19 @@ static int npu_ioctl(struct npu_dev *dev, unsigned long req, void *arg)
 	return drmIoctl(dev->fd, req, arg) ? -errno : 0;
 }
 
+/* Is fd a node of this driver? Asked before any npu ioctl is sent to it. */
+static int npu_check_driver(int fd)
+{
+	drmVersionPtr v = drmGetVersion(fd);
+	int r;
+
+	if (!v)
+		return -ENODEV;
+	r = v->name && !strcmp(v->name, "npu") ? 0 : -ENODEV;
+	drmFreeVersion(v);
+	return r;
+}
+
 int npu_open_path(const char *path, struct npu_dev **ret_dev)
 {
 	struct drm_npu_get_info info;
@@ -36,6 +50,12 @@ int npu_open_path(const char *path, struct npu_dev **ret_dev)
 	dev->fd = open(path, O_RDWR | O_CLOEXEC);
 	if (dev->fd < 0) {
 		r = -errno;
+		free(dev);
+		return r;
+	}
+	r = npu_check_driver(dev->fd);
+	if (r < 0) {
+		close(dev->fd);
 		free(dev);
 		return r;
 	}
@@ -55,6 +75,27 @@ int npu_open_index(unsigned int index, struct npu_dev **ret_dev)
 
 	snprintf(path, sizeof(path), "/dev/accel/accel%u", index);
 	return npu_open_path(path, ret_dev);
+}
+
+int npu_open_first(struct npu_dev **ret_dev, char *path, size_t path_size)
+{
+	char p[64];
+	unsigned int i;
+	int r, best = -ENODEV;
+
+	for (i = 0; i < 64; i++) {
+		snprintf(p, sizeof(p), "/dev/accel/accel%u", i);
+		r = npu_open_path(p, ret_dev);
+		if (r == 0) {
+			if (path && path_size)
+				snprintf(path, path_size, "%s", p);
+			return 0;
+		}
+		/* keep the most telling error: a node of ours we cannot open */
+		if (r != -ENOENT && r != -ENODEV)
+			best = r;
+	}
+	return best;
 }
 
 void npu_close(struct npu_dev *dev)
@@ -119,6 +160,25 @@ int npu_bo_map(struct npu_dev *dev, struct npu_bo *bo)
 		return r;
 	p = mmap(NULL, i.size, PROT_READ | PROT_WRITE, MAP_SHARED, dev->fd,
 		 (off_t)i.mmap_offset);
+	if (p == MAP_FAILED)
+		return -errno;
+	bo->map = p;
+	return 0;
+}
+
+int npu_bo_map_at(struct npu_dev *dev, struct npu_bo *bo, void *addr)
+{
+	struct drm_npu_bo_info i = { .handle = bo->handle };
+	void *p;
+	int r;
+
+	if (bo->map || ((uintptr_t)addr & 4095))
+		return -EINVAL;
+	r = npu_ioctl(dev, DRM_IOCTL_NPU_BO_INFO, &i);
+	if (r < 0)
+		return r;
+	p = mmap(addr, i.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		 dev->fd, (off_t)i.mmap_offset);
 	if (p == MAP_FAILED)
 		return -errno;
 	bo->map = p;
@@ -336,4 +396,33 @@ int npu_wait(struct npu_dev *dev, uint32_t ctx, uint64_t seqno,
 	if (r == 0 && ret_state)
 		*ret_state = w.state;
 	return r;
+}
+
+int npu_syncobj_create(struct npu_dev *dev, uint32_t *ret_handle)
+{
+	return drmSyncobjCreate(dev->fd, 0, ret_handle) ? -errno : 0;
+}
+
+void npu_syncobj_destroy(struct npu_dev *dev, uint32_t handle)
+{
+	if (handle)
+		drmSyncobjDestroy(dev->fd, handle);
+}
+
+int npu_syncobj_wait(struct npu_dev *dev, uint32_t handle, int64_t timeout_ns)
+{
+	struct timespec ts;
+	int64_t abs_ns;
+	uint32_t first;
+
+	if (timeout_ns < 0) {
+		abs_ns = INT64_MAX;
+	} else {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		abs_ns = (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+		abs_ns = timeout_ns > INT64_MAX - abs_ns ? INT64_MAX : abs_ns + timeout_ns;
+	}
+	if (drmSyncobjWait(dev->fd, &handle, 1, abs_ns, 0, &first))
+		return errno == ETIME || errno == ETIMEDOUT ? -ETIME : -errno;
+	return 0;
 }

@@ -29,14 +29,30 @@ struct npu_bo {
 	void *map;
 };
 
+/*
+ * Open an accel node. npu_open_path() and npu_open_index() return -ENODEV
+ * when the node belongs to another driver (checked with DRM_IOCTL_VERSION
+ * before any npu ioctl is sent) and -EPROTO for an unknown uAPI major.
+ */
 int npu_open_index(unsigned int index, struct npu_dev **ret_dev);
 int npu_open_path(const char *path, struct npu_dev **ret_dev);
+/*
+ * Open the first /dev/accel/accelN of this driver; its path goes to path
+ * (when not NULL). -ENODEV when there is none, or the error of the last
+ * npu node that failed to open (e.g. -EACCES).
+ */
+int npu_open_first(struct npu_dev **ret_dev, char *path, size_t path_size);
 void npu_close(struct npu_dev *dev);
 int npu_fd(const struct npu_dev *dev);
 int npu_get_info(struct npu_dev *dev, struct drm_npu_get_info *info);
 
 int npu_bo_alloc(struct npu_dev *dev, uint64_t size, struct npu_bo **ret_bo);
 int npu_bo_map(struct npu_dev *dev, struct npu_bo *bo);
+/*
+ * Map the BO at addr (page aligned, MAP_FIXED: replaces what is mapped
+ * there), so several BOs can form one contiguous range of memory.
+ */
+int npu_bo_map_at(struct npu_dev *dev, struct npu_bo *bo, void *addr);
 int npu_bo_sync(struct npu_dev *dev, struct npu_bo *bo, uint32_t flags,
 		uint64_t offset, uint64_t size);
 void npu_bo_free(struct npu_dev *dev, struct npu_bo *bo);
@@ -85,6 +101,15 @@ int npu_submit(struct npu_dev *dev, uint32_t ctx, const struct npu_cmd *cmd,
 /* timeout_ns < 0 waits forever; returns -ETIME on timeout. */
 int npu_wait(struct npu_dev *dev, uint32_t ctx, uint64_t seqno,
 	     int64_t timeout_ns, uint32_t *ret_state);
+
+/* DRM syncobjs, the in/out fences of npu_submit(). */
+int npu_syncobj_create(struct npu_dev *dev, uint32_t *ret_handle);
+void npu_syncobj_destroy(struct npu_dev *dev, uint32_t handle);
+/*
+ * Wait until the fence in the syncobj signals (with or without an error);
+ * timeout_ns < 0 waits forever; -ETIME on timeout.
+ */
+int npu_syncobj_wait(struct npu_dev *dev, uint32_t handle, int64_t timeout_ns);
 
 /* Netlink (generic netlink family "npu"). */
 struct npu_nl;

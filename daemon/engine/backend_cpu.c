@@ -1,0 +1,433 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cpu back end: every op runs at once on the context's thread pool.
+ * The float ops follow the device's definitions (npu_ref.h) bit for bit;
+ * this file is compiled with -ffp-contract=off so no multiply-add is fused.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdatomic.h>
+
+#include "backend.h"
+#include "forward.h"
+#include "kernels.h"
+#include "npu_ref.h"
+
+const char *backend_target_name(enum backend_target t)
+{
+        return t == BACKEND_TARGET_NPU ? "npu" : "cpu";
+}
+
+int backend_target_from_string(const char *s, enum backend_target *ret)
+{
+        if (strcmp(s, "cpu") == 0)
+                *ret = BACKEND_TARGET_CPU;
+        else if (strcmp(s, "npu") == 0)
+                *ret = BACKEND_TARGET_NPU;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+/* --- activation buffers --- */
+
+void forward_scratch_free(struct forward_scratch *s)
+{
+        if (!s)
+                return;
+        free(s->x);
+        free(s->xb);
+        free(s->q);
+        free(s->k);
+        free(s->v);
+        free(s->att);
+        free(s->hb);
+        free(s->hb2);
+        free(s->out_rows);
+        act_q_free(&s->aq);
+        free(s);
+}
+
+int forward_scratch_new(const struct npu_hparams *hp, int32_t cap, struct forward_scratch **ret)
+{
+        struct forward_scratch *s = calloc(1, sizeof(*s));
+        size_t kv_dim = (size_t)hp->n_kv_heads * hp->head_dim;
+
+        if (!s)
+                return -ENOMEM;
+        s->cap = cap;
+        s->x = malloc(sizeof(float) * cap * hp->dim);
+        s->xb = malloc(sizeof(float) * cap * MAX(hp->dim, hp->ffn_dim));
+        s->q = malloc(sizeof(float) * cap * hp->dim);
+        s->k = malloc(sizeof(float) * cap * kv_dim);
+        s->v = malloc(sizeof(float) * cap * kv_dim);
+        s->att = malloc(sizeof(float) * cap * hp->dim);
+        s->hb = malloc(sizeof(float) * cap * hp->ffn_dim);
+        s->hb2 = malloc(sizeof(float) * cap * hp->ffn_dim);
+        s->out_rows = malloc(sizeof(float) * cap * hp->dim);
+        if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 || !s->out_rows ||
+            act_q_alloc(&s->aq, cap, MAX(hp->dim, hp->ffn_dim)) < 0) {
+                forward_scratch_free(s);
+                return -ENOMEM;
+        }
+        *ret = s;
+        return 0;
+}
+
+void forward_scratch_layout(const struct npu_hparams *hp, int32_t cap, struct scratch_layout *l)
+{
+        const size_t kv_dim = (size_t)hp->n_kv_heads * hp->head_dim, wide = MAX(hp->dim, hp->ffn_dim);
+        size_t o = 0;
+#define PLACE(field, bytes)                \
+        do {                               \
+                l->field = o;              \
+                o = ALIGN_TO(o + (bytes), 64); \
+        } while (0)
+        PLACE(off_x, sizeof(float) * cap * hp->dim);
+        PLACE(off_xb, sizeof(float) * cap * wide);
+        PLACE(off_q, sizeof(float) * cap * hp->dim);
+        PLACE(off_k, sizeof(float) * cap * kv_dim);
+        PLACE(off_v, sizeof(float) * cap * kv_dim);
+        PLACE(off_att, sizeof(float) * cap * hp->dim);
+        PLACE(off_hb, sizeof(float) * cap * hp->ffn_dim);
+        PLACE(off_hb2, sizeof(float) * cap * hp->ffn_dim);
+        PLACE(off_out, sizeof(float) * cap * hp->dim);
+        PLACE(off_q8, (size_t)cap * wide + 64);
+        PLACE(off_q16, 2 * ((size_t)cap * wide + 32));
+        PLACE(off_scale, sizeof(float) * cap);
+        PLACE(off_pos, sizeof(int32_t) * cap);
+#undef PLACE
+        l->bytes = o;
+}
+
+/* --- the device's float ops, on the cpu --- */
+
+void rmsnorm_rows(float *out, const float *x, const float *weight, int64_t dim, float eps, int64_t t0, int64_t t1)
+{
+        npu_ref_rmsnorm(x, weight, out, (uint32_t)dim, eps, (uint32_t)t0, (uint32_t)t1);
+}
+
+/*
+ * npu_ref_rope on q (n_heads) and k (n_kv_heads) of rows [t0, t1): the same
+ * angle, sine and cosine per (row, pair), computed once for both.
+ */
+void rope_rows(float *q, float *k, const int32_t *pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
+               float base, int64_t t0, int64_t t1)
+{
+        const int32_t half = head_dim / 2;
+        const double lb = npu_ref_log((double)base);
+        double freq[half];
+        float cs[half], sn[half];
+
+        for (int32_t i = 0; i < half; i++)
+                freq[i] = npu_ref_exp(-(2.0 * (uint32_t)i / (uint32_t)head_dim) * lb);
+        for (int64_t t = t0; t < t1; t++) {
+                for (int32_t i = 0; i < half; i++) {
+                        double sd, cd;
+                        npu_ref_sincos((double)pos[t] * freq[i], &sd, &cd);
+                        sn[i] = (float)sd;
+                        cs[i] = (float)cd;
+                }
+                for (int pass = 0; pass < 2; pass++) {
+                        int32_t nh = pass ? n_kv_heads : n_heads;
+                        float *rows = pass ? k : q;
+                        if (!rows)
+                                continue;
+                        float *v = rows + t * nh * head_dim;
+                        for (int32_t h = 0; h < nh; h++) {
+                                float *p = v + (int64_t)h * head_dim;
+                                for (int32_t i = 0; i < half; i++) {
+                                        float x0 = p[2 * i], x1 = p[2 * i + 1];
+                                        p[2 * i] = x0 * cs[i] - x1 * sn[i];
+                                        p[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+                                }
+                        }
+                }
+        }
+}
+
+#define AVX2 __attribute__((target("avx2")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
+
+/*
+ * npu_ref_exp on two vectors of four lanes, every lane in [-600, 600]: the
+ * same operations in the same order (round half away from zero, Cody-Waite
+ * reduction, the degree 13 Taylor polynomial with its divisions, 2^k by the
+ * exponent bits), each correctly rounded, so each lane equals the scalar
+ * result. Two vectors at once keep the divider busy.
+ */
+AVX2_INLINE __m256d exp_pd_scale(__m256d p, __m256d t)
+{
+        __m256i e = _mm256_cvtepi32_epi64(_mm256_cvttpd_epi32(t));
+        e = _mm256_slli_epi64(_mm256_add_epi64(e, _mm256_set1_epi64x(1023)), 52);
+        return _mm256_mul_pd(p, _mm256_castsi256_pd(e));
+}
+
+AVX2_INLINE __m256d exp_pd_reduce(__m256d x, __m256d *tk)
+{
+        const __m256d one = _mm256_set1_pd(1.0);
+        __m256d v = _mm256_mul_pd(x, _mm256_set1_pd(1.44269504088896338700e+00));
+        __m256d t = _mm256_round_pd(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        __m256d f = _mm256_sub_pd(v, t);
+        t = _mm256_add_pd(t, _mm256_and_pd(_mm256_cmp_pd(f, _mm256_set1_pd(0.5), _CMP_GE_OQ), one));
+        t = _mm256_sub_pd(t, _mm256_and_pd(_mm256_cmp_pd(f, _mm256_set1_pd(-0.5), _CMP_LE_OQ), one));
+        *tk = t;
+        return _mm256_sub_pd(_mm256_sub_pd(x, _mm256_mul_pd(t, _mm256_set1_pd(6.93147180369123816490e-01))),
+                             _mm256_mul_pd(t, _mm256_set1_pd(1.90821492927058770002e-10)));
+}
+
+AVX2_INLINE void exp2_pd_ref(__m256d *x0, __m256d *x1)
+{
+        const __m256d one = _mm256_set1_pd(1.0);
+        __m256d t0, t1, r0 = exp_pd_reduce(*x0, &t0), r1 = exp_pd_reduce(*x1, &t1), p0 = one, p1 = one;
+        for (int i = 13; i >= 1; i--) {
+                const __m256d d = _mm256_set1_pd((double)i);
+                p0 = _mm256_add_pd(one, _mm256_div_pd(_mm256_mul_pd(p0, r0), d));
+                p1 = _mm256_add_pd(one, _mm256_div_pd(_mm256_mul_pd(p1, r1), d));
+        }
+        *x0 = exp_pd_scale(p0, t0);
+        *x1 = exp_pd_scale(p1, t1);
+}
+
+/* Eight lanes of npu_ref_silu_mul; false (nothing written) when a lane is outside the vector path's range. */
+AVX2_INLINE bool silu8(float *gate, const float *up, int64_t i)
+{
+        const __m256d lim = _mm256_set1_pd(600.0), sign = _mm256_set1_pd(-0.0);
+        __m128 g0 = _mm_loadu_ps(gate + i), g1 = _mm_loadu_ps(gate + i + 4);
+        __m256d x0 = _mm256_xor_pd(_mm256_cvtps_pd(g0), sign), x1 = _mm256_xor_pd(_mm256_cvtps_pd(g1), sign);
+        __m256d in = _mm256_and_pd(_mm256_cmp_pd(_mm256_andnot_pd(sign, x0), lim, _CMP_LE_OQ),
+                                   _mm256_cmp_pd(_mm256_andnot_pd(sign, x1), lim, _CMP_LE_OQ));
+        if (_mm256_movemask_pd(in) != 0xf)
+                return false;
+        exp2_pd_ref(&x0, &x1);
+        const __m128 one = _mm_set1_ps(1.0f);
+        __m128 o0 = _mm_mul_ps(_mm_div_ps(g0, _mm_add_ps(one, _mm256_cvtpd_ps(x0))), _mm_loadu_ps(up + i));
+        __m128 o1 = _mm_mul_ps(_mm_div_ps(g1, _mm_add_ps(one, _mm256_cvtpd_ps(x1))), _mm_loadu_ps(up + i + 4));
+        _mm_storeu_ps(gate + i, o0);
+        _mm_storeu_ps(gate + i + 4, o1);
+        return true;
+}
+
+AVX2 static void silu_mul_avx2(float *gate, const float *up, int64_t i0, int64_t i1)
+{
+        int64_t i = i0;
+        for (; i + 8 <= i1; i += 8)
+                if (!silu8(gate, up, i))
+                        npu_ref_silu_mul(gate, up, gate, i, i + 8);
+        if (i < i1)
+                npu_ref_silu_mul(gate, up, gate, i, i1);
+}
+
+void silu_mul_range(float *gate, const float *up, int64_t i0, int64_t i1)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX2)
+                silu_mul_avx2(gate, up, i0, i1);
+        else
+                npu_ref_silu_mul(gate, up, gate, i0, i1);
+}
+
+void cvt_f32_f16_range(const float *src, uint16_t *dst, int64_t n)
+{
+        npu_ref_cvt_f32_f16(src, dst, 0, n);
+}
+
+/* --- parallel matmul: up to three weights applied to the same input --- */
+
+/*
+ * Rows are handed out in chunks from a shared counter rather than split
+ * evenly up front: the threads rarely stream memory at the same speed, and
+ * a static split leaves the faster one waiting at the barrier. Each output
+ * row is computed whole by one thread, so results do not depend on the split.
+ */
+#define MATMUL_CHUNK_ROWS 64
+
+struct matmul_job {
+        int n_w;
+        const struct npu_weight *w[3];
+        float *y[3];
+        int64_t first_chunk[4]; /* chunk index where weight i starts; [n_w] = total */
+        const float *x;
+        const struct act_q *aq;
+        int64_t n_tok;
+        size_t xs;
+        atomic_llong next;
+};
+
+static void matmul_worker(void *arg, int ith, int nth)
+{
+        struct matmul_job *j = arg;
+        for (;;) {
+                int64_t c = atomic_fetch_add(&j->next, 1);
+                if (c >= j->first_chunk[j->n_w])
+                        return;
+                int i = 0;
+                while (c >= j->first_chunk[i + 1])
+                        i++;
+                const struct npu_weight *w = j->w[i];
+                int64_t r0 = (c - j->first_chunk[i]) * MATMUL_CHUNK_ROWS, r1 = MIN(r0 + MATMUL_CHUNK_ROWS, w->rows);
+                if (w->type == GGML_TYPE_I8)
+                        matmul_int8_rows(w, j->aq, j->n_tok, j->y[i], w->rows, r0, r1);
+                else
+                        matmul_float_rows(w, j->x, j->n_tok, j->xs, j->y[i], w->rows, r0, r1);
+        }
+}
+
+struct quant_job {
+        const float *x;
+        int64_t n_tok, cols;
+        struct act_q *aq;
+        enum npu_precision prec;
+};
+
+static void quant_worker(void *arg, int ith, int nth)
+{
+        struct quant_job *j = arg;
+        int64_t t0, t1;
+        threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
+        act_quantize_rows(j->aq, j->prec, j->x, j->cols, t0, t1);
+}
+
+static void cpu_matmul(struct backend *be, const float *x, int64_t n_tok, int n_w, const struct npu_weight *const *w,
+                       float *const *y)
+{
+        struct npu_ctx *c = be->c;
+        struct matmul_job j = { .n_w = n_w, .x = x, .n_tok = n_tok, .xs = w[0]->cols, .aq = &be->s->aq };
+
+        if (w[0]->type == GGML_TYPE_I8) {
+                struct quant_job q = { .x = x, .n_tok = n_tok, .cols = w[0]->cols, .aq = &be->s->aq,
+                                       .prec = c->model->precision };
+                threadpool_run(c->tp, quant_worker, &q);
+        }
+        for (int i = 0; i < n_w; i++) {
+                j.w[i] = w[i];
+                j.y[i] = y[i];
+                j.first_chunk[i + 1] = j.first_chunk[i] + DIV_ROUND_UP(w[i]->rows, MATMUL_CHUNK_ROWS);
+        }
+        atomic_init(&j.next, 0);
+        threadpool_run(c->tp, matmul_worker, &j);
+}
+
+/* --- row-wise element ops, split over threads by token --- */
+
+struct rows_job {
+        struct backend *be;
+        const struct npu_batch *b;
+        int32_t layer;
+        int64_t n_tok;
+        float *out, *q, *k;
+        const float *in, *w, *v;
+};
+
+static void rope_store_worker(void *arg, int ith, int nth)
+{
+        struct rows_job *j = arg;
+        struct npu_ctx *c = j->be->c;
+        const struct npu_hparams *hp = &c->model->hp;
+        const struct kv_pool *kv = c->kv;
+        const int32_t kv_dim = hp->n_kv_heads * hp->head_dim;
+        int64_t t0, t1;
+
+        threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
+        rope_rows(j->q, j->k, j->b->pos, hp->n_heads, hp->n_kv_heads, hp->head_dim, hp->rope_base, t0, t1);
+        for (int64_t t = t0; t < t1; t++) {
+                int32_t pos = j->b->pos[t];
+                const float *k = j->k + t * kv_dim, *v = j->v + t * kv_dim;
+                void *kd = kv_at(kv, j->b->seqs[t], j->layer, 0, pos);
+                void *vd = kv_at(kv, j->b->seqs[t], j->layer, 1, pos);
+                if (kv->type == KV_TYPE_F16) {
+                        cvt_f32_f16_range(k, kd, kv_dim);
+                        cvt_f32_f16_range(v, vd, kv_dim);
+                } else {
+                        memcpy(kd, k, kv_dim * sizeof(float));
+                        memcpy(vd, v, kv_dim * sizeof(float));
+                }
+        }
+}
+
+static void rmsnorm_worker(void *arg, int ith, int nth)
+{
+        struct rows_job *j = arg;
+        const struct npu_hparams *hp = &j->be->c->model->hp;
+        int64_t t0, t1;
+        threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
+        rmsnorm_rows(j->out, j->in, j->w, hp->dim, hp->rms_eps, t0, t1);
+}
+
+static void silu_worker(void *arg, int ith, int nth)
+{
+        struct rows_job *j = arg;
+        int64_t ffn = j->be->c->model->hp.ffn_dim, t0, t1;
+        threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
+        silu_mul_range(j->out, j->in, t0 * ffn, t1 * ffn);
+}
+
+static void cpu_begin(struct backend *be, const struct npu_batch *b)
+{
+}
+
+static void cpu_wrote(struct backend *be, const void *p, size_t bytes)
+{
+}
+
+static void cpu_rmsnorm(struct backend *be, float *out, const float *x, const float *w, int64_t n_tok)
+{
+        struct rows_job j = { .be = be, .n_tok = n_tok, .out = out, .in = x, .w = w };
+        threadpool_run(be->c->tp, rmsnorm_worker, &j);
+}
+
+static void cpu_rope_store(struct backend *be, const struct npu_batch *b, int32_t layer, float *q, float *k,
+                           const float *v)
+{
+        struct rows_job j = { .be = be, .b = b, .layer = layer, .n_tok = b->n, .q = q, .k = k, .v = v };
+        threadpool_run(be->c->tp, rope_store_worker, &j);
+}
+
+static void cpu_silu_mul(struct backend *be, float *gate, const float *up, int64_t n_tok)
+{
+        struct rows_job j = { .be = be, .n_tok = n_tok, .out = gate, .in = up };
+        threadpool_run(be->c->tp, silu_worker, &j);
+}
+
+static void cpu_add(struct backend *be, float *y, const float *x, int64_t n)
+{
+        vec_add(y, x, n);
+}
+
+static int cpu_sync(struct backend *be, struct npu_err *err)
+{
+        return 0;
+}
+
+static int cpu_reset(struct backend *be, struct npu_err *err)
+{
+        return 0;
+}
+
+static void cpu_free(struct backend *be)
+{
+        free(be);
+}
+
+static const struct backend_ops cpu_ops = {
+        .name = "cpu",
+        .begin = cpu_begin,
+        .cpu_wrote = cpu_wrote,
+        .rmsnorm = cpu_rmsnorm,
+        .matmul = cpu_matmul,
+        .rope_store = cpu_rope_store,
+        .silu_mul = cpu_silu_mul,
+        .add = cpu_add,
+        .sync = cpu_sync,
+        .reset = cpu_reset,
+        .free = cpu_free,
+};
+
+int backend_cpu_new(struct npu_ctx *c, struct forward_scratch *s, struct backend **ret)
+{
+        struct backend *be = calloc(1, sizeof(*be));
+        if (!be)
+                return -ENOMEM;
+        *be = (struct backend) { .ops = &cpu_ops, .c = c, .s = s };
+        *ret = be;
+        return 0;
+}
