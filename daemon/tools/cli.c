@@ -68,6 +68,13 @@ int cli_parse_kv_type(const char *s, enum kv_type *ret)
         return 0;
 }
 
+int cli_parse_target(const char *s, enum backend_target *ret)
+{
+        if (backend_target_from_string(s, ret) < 0)
+                return cli_error(-EINVAL, "--target: '%s' is not cpu or npu", s);
+        return 0;
+}
+
 int cli_read_file(const char *path, char **ret, size_t *ret_len)
 {
         _cleanup_fclose_ FILE *f = fopen(path, "re");
@@ -126,4 +133,25 @@ void cli_print_timings(FILE *f, const struct gen_stats *st)
                 st->prefill_ms > 0 ? 1000.0 * st->n_prompt / st->prefill_ms : 0);
         fprintf(f, "generation: %d tokens, %.2f ms/token (%.2f tokens/s), stop: %s\n", st->n_generated, ms_tok,
                 ms_tok > 0 ? 1000.0 / ms_tok : 0, stop_reason_name(st->stop));
+}
+
+void cli_print_backend(FILE *f, const struct runtime *rt)
+{
+        const struct npu_ctx *c = rt->ctx;
+        const struct backend_stats *st = &c->stats;
+
+        if (ctx_target(c) == BACKEND_TARGET_NPU)
+                fprintf(f, "back end: npu (%s)\n", backend_npu_device(c->npu));
+        else
+                fprintf(f, "back end: cpu%s%s\n", rt->target_note ? "; " : "", rt->target_note ? rt->target_note : "");
+        if (st->passes + st->faults == 0)
+                return;
+        fprintf(f, "npu: %llu passes, %llu submissions, %llu ops, %.1f ms waiting; %llu faults, %llu retried on a fresh "
+                   "context, %llu run on the cpu, %llu netlink events%s\n",
+                (unsigned long long)st->passes, (unsigned long long)st->submissions, (unsigned long long)st->ops,
+                st->wait_ns / 1e6, (unsigned long long)st->faults, (unsigned long long)st->retries,
+                (unsigned long long)st->cpu_fallbacks, (unsigned long long)st->events,
+                st->device_lost ? "; device lost" : "");
+        if (st->faults)
+                fprintf(f, "npu: last fault: %s\n", st->last_fault);
 }

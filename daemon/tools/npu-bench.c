@@ -7,6 +7,9 @@
  *   --task decode | benchmark | benchmark_long: the reference flow's tasks and
  *       its table (Example#, Prompt Length, New Tokens, Total Time, Prefill,
  *       Time/Token, Tokens/Sec); --json prints one object per row.
+ *   --target cpu|npu: where the forward passes run (npu: npu.ko's device).
+ *   --no-peaks: skip measuring the machine's read bandwidth and int8 peak
+ *       (slow, and meaningless in an emulator).
  */
 #include <getopt.h>
 #include <json-c/json.h>
@@ -26,6 +29,7 @@ struct bench_args {
         int32_t new_tokens;
         int32_t pp, tg;
         bool json;
+        bool no_peaks;
 };
 
 struct row {
@@ -156,7 +160,7 @@ static bool echo_token(int32_t tok, void *ud)
         return true;
 }
 
-static void summary(struct runtime *rt, const struct row *rows, int n, double bw, bool json)
+static void summary(struct runtime *rt, const struct row *rows, int n, double bw, bool json, bool no_peaks)
 {
         const struct npu_model *m = rt->model;
         double bpt = (double)model_bytes_per_token(m), tps = 0, pf_ops = 0;
@@ -168,13 +172,17 @@ static void summary(struct runtime *rt, const struct row *rows, int n, double bw
                 pf_ops = MAX(pf_ops, ops / (rows[i].prefill_ms / 1000.0));
         }
         double reached = bpt * tps;
-        bw = MAX(bw, measure_read_bandwidth(rt->tp, 1u << 30));
-        double peak_ops = m->precision == NPU_PRECISION_FLOAT ? 0 : 2.0 * measure_int8_peak(rt->tp);
+        if (!no_peaks)
+                bw = MAX(bw, measure_read_bandwidth(rt->tp, 1u << 30));
+        double peak_ops = m->precision == NPU_PRECISION_FLOAT || no_peaks ? 0 : 2.0 * measure_int8_peak(rt->tp);
+        const char *target = backend_target_name(ctx_target(rt->ctx));
         if (json) {
                 json_object *o = json_object_new_object();
                 json_object_object_add(o, "summary", json_object_new_boolean(1));
                 json_object_object_add(o, "model", json_object_new_string(m->name ? m->name : m->path));
                 json_object_object_add(o, "precision", json_object_new_string(precision_name(m->precision)));
+                json_object_object_add(o, "target", json_object_new_string(target));
+                json_object_object_add(o, "device_faults", json_object_new_int64((int64_t)rt->ctx->stats.faults));
                 json_object_object_add(o, "bytes_per_token", json_object_new_double(bpt));
                 json_object_object_add(o, "decode_bandwidth_gbs", json_object_new_double(reached / 1e9));
                 json_object_object_add(o, "measured_bandwidth_gbs", json_object_new_double(bw / 1e9));
@@ -185,9 +193,25 @@ static void summary(struct runtime *rt, const struct row *rows, int n, double bw
                 json_object_put(o);
                 return;
         }
-        printf("\nmodel %s (%s), %d threads, kernels %s, attention %s\n", m->name ? m->name : m->path,
+        printf("\nmodel %s (%s), %d threads, kernels %s, attention %s, back end %s", m->name ? m->name : m->path,
                precision_name(m->precision), threadpool_size(rt->tp), kernels_isa_name(kernels_isa()),
-               rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default");
+               rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default", target);
+        if (ctx_target(rt->ctx) == BACKEND_TARGET_NPU)
+                printf(" (%s)", backend_npu_device(rt->ctx->npu));
+        printf("\n");
+        if (rt->target_note)
+                printf("note: %s\n", rt->target_note);
+        if (ctx_target(rt->ctx) == BACKEND_TARGET_NPU) {
+                const struct backend_stats *st = &rt->ctx->stats;
+                printf("npu: %llu passes, %llu submissions, %.1f ms waiting for the device; %llu faults, %llu passes "
+                       "run on the cpu\n", (unsigned long long)st->passes, (unsigned long long)st->submissions,
+                       st->wait_ns / 1e6, (unsigned long long)st->faults, (unsigned long long)st->cpu_fallbacks);
+        }
+        if (no_peaks) {
+                printf("decode: %.1f MB of weights per token x %.2f tokens/s = %.2f GB/s\n", bpt / 1e6, tps,
+                       reached / 1e9);
+                return;
+        }
         printf("decode: %.1f MB of weights per token x %.2f tokens/s = %.2f GB/s; measured read bandwidth %.2f GB/s "
                "(%.0f%% of it)\n", bpt / 1e6, tps, reached / 1e9, bw / 1e9, bw > 0 ? 100.0 * reached / bw : 0);
         if (peak_ops > 0)
@@ -259,7 +283,7 @@ static int run_table(struct runtime *rt, const struct bench_args *a, double bw)
                 if (r < 0)
                         return r;
         }
-        summary(rt, rows, n, bw, a->json);
+        summary(rt, rows, n, bw, a->json, a->no_peaks);
         return 0;
 }
 
@@ -279,7 +303,7 @@ static int run_speed(struct runtime *rt, const struct bench_args *a, double bw)
                 printf("generation: %d tokens, %.2f ms/token = %.2f tokens/s\n", row.generated, row.ms_per_token,
                        row.tokens_per_s);
         }
-        summary(rt, &row, 1, bw, a->json);
+        summary(rt, &row, 1, bw, a->json, a->no_peaks);
         return 0;
 }
 
@@ -298,6 +322,9 @@ int main(int argc, char **argv)
                 { "ctx-size", required_argument, NULL, 'c' },
                 { "json", no_argument, NULL, 'J' },
                 { "plot", required_argument, NULL, 'G' },
+                { "target", required_argument, NULL, 'R' },
+                { "device", required_argument, NULL, 'D' },
+                { "no-peaks", no_argument, NULL, 'K' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -321,10 +348,14 @@ int main(int argc, char **argv)
                 case 'c': r = cli_parse_i32(optarg, 1, 1 << 20, "--ctx-size", &a.rt.n_ctx); break;
                 case 'J': a.json = true; break;
                 case 'G': a.plot = optarg; break;
+                case 'R': r = cli_parse_target(optarg, &a.rt.target); break;
+                case 'D': a.rt.device = optarg; break;
+                case 'K': a.no_peaks = true; break;
                 case 'h':
                         printf("Usage: npu-bench -m MODEL [--task speed|decode|benchmark|benchmark_long] [--precision "
                                "w8a8|w8a16] [--flash-attention-plus] [--threads N] [--prompt-lengths L1,L2,...] "
-                               "[--new-tokens N] [--pp N --tg N] [--json] [--plot FILE.svg]\n");
+                               "[--new-tokens N] [--pp N --tg N] [--json] [--plot FILE.svg] [--target cpu|npu] "
+                               "[--device PATH] [--no-peaks]\n");
                         return EXIT_SUCCESS;
                 default: return EXIT_FAILURE;
                 }
@@ -359,7 +390,7 @@ int main(int argc, char **argv)
                                EXIT_FAILURE;
         }
         /* the machine's bandwidth drifts: measure before and after, keep the higher (the stricter ratio) */
-        double bw = measure_read_bandwidth(rt->tp, 1u << 30);
+        double bw = a.no_peaks ? 0 : measure_read_bandwidth(rt->tp, 1u << 30);
         r = strcmp(a.task, "speed") == 0 ? run_speed(rt, &a, bw) : run_table(rt, &a, bw);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * npu-run: the offline runner over the engine, without the daemon.
- *   npu-run -m MODEL -p PROMPT -n N [--temp T --top-k K --top-p P --seed S] [--threads N]
+ *   npu-run -m MODEL -p PROMPT -n N [--temp T --top-k K --top-p P --seed S] [--threads N] [--target cpu|npu]
  *   npu-run -m MODEL --tokenize TEXT
  *   npu-run -m MODEL --perplexity FILE
  */
@@ -18,6 +18,7 @@ struct run_args {
         const char *tokenize;
         const char *perplexity;
         int32_t n_predict;
+        int32_t detach_after;
         bool ignore_eos;
         bool no_prompt;
 };
@@ -41,6 +42,13 @@ static void usage(FILE *f)
                 "  -b, --batch-size N         prompt tokens per forward pass (default 256)\n"
                 "      --kv-type f16|f32      KV cache element type (default f16)\n"
                 "      --flash-attention-plus tiled attention with online softmax\n"
+                "      --target cpu|npu       where the forward passes run (default cpu); npu: the npu.ko\n"
+                "                             device (w8a8/w8a16 models), with the cpu as fallback\n"
+                "      --device PATH          npu: the accel node (default: the first one of npu.ko)\n"
+                "      --npu-retries N        npu: fresh device contexts a faulted pass tries before the\n"
+                "                             cpu runs it (default 1)\n"
+                "      --detach-after N       npu: move to the cpu after N generated tokens, keeping the\n"
+                "                             KV cache (what detaching a device does)\n"
                 "      --ignore-eos           keep generating past end of sequence\n"
                 "      --no-display-prompt    print only the continuation\n"
                 "      --tokenize TEXT        print the token ids of TEXT\n"
@@ -59,6 +67,10 @@ enum {
         ARG_NO_PROMPT,
         ARG_TOKENIZE,
         ARG_PERPLEXITY,
+        ARG_TARGET,
+        ARG_DEVICE,
+        ARG_NPU_RETRIES,
+        ARG_DETACH_AFTER,
 };
 
 static int parse_args(int argc, char **argv, struct run_args *a)
@@ -81,6 +93,10 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 { "no-display-prompt", no_argument, NULL, ARG_NO_PROMPT },
                 { "tokenize", required_argument, NULL, ARG_TOKENIZE },
                 { "perplexity", required_argument, NULL, ARG_PERPLEXITY },
+                { "target", required_argument, NULL, ARG_TARGET },
+                { "device", required_argument, NULL, ARG_DEVICE },
+                { "npu-retries", required_argument, NULL, ARG_NPU_RETRIES },
+                { "detach-after", required_argument, NULL, ARG_DETACH_AFTER },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -109,6 +125,10 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 case ARG_NO_PROMPT: a->no_prompt = true; break;
                 case ARG_TOKENIZE: a->tokenize = optarg; break;
                 case ARG_PERPLEXITY: a->perplexity = optarg; break;
+                case ARG_TARGET: r = cli_parse_target(optarg, &a->rt.target); break;
+                case ARG_DEVICE: a->rt.device = optarg; break;
+                case ARG_NPU_RETRIES: r = cli_parse_int(optarg, 0, 100, "--npu-retries", &a->rt.npu_retries); break;
+                case ARG_DETACH_AFTER: r = cli_parse_i32(optarg, 1, 1 << 20, "--detach-after", &a->detach_after); break;
                 case 'h': usage(stdout); exit(EXIT_SUCCESS);
                 default: usage(stderr); return -EINVAL;
                 }
@@ -153,6 +173,9 @@ static int run_tokenize(const struct run_args *a)
 
 struct stream {
         const struct npu_vocab *vocab;
+        struct runtime *rt;
+        int32_t n, detach_after;
+        int err;
 };
 
 static bool print_token(int32_t token, void *userdata)
@@ -162,6 +185,16 @@ static bool print_token(int32_t token, void *userdata)
         size_t n = vocab_token_bytes(s->vocab, token, buf, sizeof(buf));
         fwrite(buf, 1, n, stdout);
         fflush(stdout);
+        /* between two passes: the next one runs on the cpu over the same KV cache */
+        if (++s->n == s->detach_after && ctx_target(s->rt->ctx) == BACKEND_TARGET_NPU) {
+                struct npu_err err = {};
+                s->err = runtime_set_target(s->rt, BACKEND_TARGET_CPU, &err);
+                if (s->err < 0) {
+                        cli_error(s->err, "detaching the device failed: %s", err.msg);
+                        return false;
+                }
+                fprintf(stderr, "npu-run: device detached after %d tokens; continuing on the cpu\n", s->n);
+        }
         return true;
 }
 
@@ -194,14 +227,20 @@ static int run_generate(const struct run_args *a)
                 fputs(a->prompt, stdout);
                 fflush(stdout);
         }
-        struct stream s = { .vocab = rt->model->vocab };
+        if (a->rt.target == BACKEND_TARGET_NPU)
+                cli_print_backend(stderr, rt);
+        struct stream s = { .vocab = rt->model->vocab, .rt = rt, .detach_after = a->detach_after };
         int32_t n_predict = MIN(a->n_predict, rt->n_ctx - (int32_t)n);
         r = generate(rt->ctx, &seq, smp, ids, (int32_t)n, n_predict, !a->ignore_eos, print_token, &s, &st, &err);
         kv_seq_release(rt->kv, &seq);
         printf("\n");
         if (r < 0)
                 return cli_error(r, "generation failed: %s", err.msg);
+        if (s.err < 0)
+                return s.err;
         cli_print_timings(stderr, &st);
+        if (a->rt.target == BACKEND_TARGET_NPU)
+                cli_print_backend(stderr, rt);
         return 0;
 }
 
@@ -232,6 +271,8 @@ static int run_perplexity(const struct run_args *a)
                 return cli_error(r, "%s", err.msg);
         printf("perplexity: %.4f over %lld tokens\n", exp(nll / count), (long long)count);
         fprintf(stderr, "perplexity: %.1f ms\n", now_ms() - t0);
+        if (a->rt.target == BACKEND_TARGET_NPU)
+                cli_print_backend(stderr, rt);
         return 0;
 }
 
