@@ -10,7 +10,7 @@
  *       and per-client ms/token against one client; then the time to first
  *       token of a new client while the others decode. Figures, no verdicts.
  * Prompts of an exact length are token ids (variant "ai"): npu-bench's
- * synthetic sequence after the BOS the daemon adds (add_bos).
+ * synthetic sequence, BOS first.
  */
 #include <getopt.h>
 
@@ -115,20 +115,19 @@ static int model_info(struct bench *b, sd_bus *bus)
 }
 
 /*
- * npu-bench's synthetic prompt without its leading BOS, which the daemon adds:
- * n - 1 ids. A different seed gives a different prompt of the same length.
+ * npu-bench's synthetic prompt: BOS, then n - 1 ids from a xorshift sequence.
+ * Token ids go to the model as they are (no BOS added), so the prompt has
+ * exactly n tokens. BOS is 1 in Llama vocabularies; ListModels does not say.
+ * Seed 0 gives npu-bench's prompt, another seed another prompt of that length.
  */
 static int32_t *synthetic_prompt(uint32_t n_vocab, uint32_t n, uint64_t seed)
 {
-        int32_t *ids = malloc(sizeof(int32_t) * MAX(n, 1u));
+        int32_t *ids = malloc(sizeof(int32_t) * n);
         uint64_t s = 0x1234567 + seed * 0x9e3779b97f4a7c15ull;
         if (!ids)
                 return NULL;
-        if (n == 1) {
-                ids[0] = 1; /* BOS in Llama vocabularies: sent alone, without add_bos */
-                return ids;
-        }
-        for (uint32_t i = 0; i + 1 < n; i++) {
+        ids[0] = 1;
+        for (uint32_t i = 1; i < n; i++) {
                 s ^= s << 13, s ^= s >> 7, s ^= s << 17;
                 ids[i] = 3 + (int32_t)(s % (uint64_t)(n_vocab - 3));
         }
@@ -154,8 +153,8 @@ static int new_call(struct bench *b, sd_bus *bus, const char *text, uint32_t len
                 if (!ids)
                         return -ENOMEM;
                 p.ids = ids;
-                p.n_ids = length == 1 ? 1 : length - 1;
-                o.add_bos = length == 1 ? 0 : 1;
+                p.n_ids = length;
+                o.add_bos = 0;
         }
         return generate_call_new(bus, b->model_name, &p, &o, ret);
 }

@@ -166,6 +166,9 @@ int bus_event_signals(sd_event *e, sd_event_signal_handler_t handler, void *user
         sigaddset(&ss, SIGTERM);
         if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
                 return -errno;
+        /* a shell starts background jobs with SIGINT ignored, and an ignored signal never reaches the signalfd */
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
         r = sd_event_add_signal(e, ret_int, SIGINT, handler, userdata);
         if (r >= 0)
                 r = sd_event_add_signal(e, ret_term, SIGTERM, handler, userdata);

@@ -89,13 +89,21 @@ static int sigint_block(bool block)
         sigset_t ss;
         sigemptyset(&ss);
         sigaddset(&ss, SIGINT);
-        if (!block) {
-                /* a Ctrl-C that came as the reply ended is spent */
-                const struct timespec zero = {};
-                while (sigtimedwait(&ss, NULL, &zero) > 0)
-                        ;
+        static void (*saved)(int) = SIG_DFL;
+
+        if (block) {
+                if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
+                        return -errno;
+                /* an ignored signal never reaches the signalfd: not ignored while blocked */
+                saved = signal(SIGINT, SIG_DFL);
+                return 0;
         }
-        return sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &ss, NULL) < 0 ? -errno : 0;
+        /* a Ctrl-C that came as the reply ended is spent */
+        const struct timespec zero = {};
+        while (sigtimedwait(&ss, NULL, &zero) > 0)
+                ;
+        signal(SIGINT, saved);
+        return sigprocmask(SIG_UNBLOCK, &ss, NULL) < 0 ? -errno : 0;
 }
 
 static int turn(struct chat *ch, const char *line)

@@ -59,6 +59,9 @@ static int json_from_dict(sd_bus_message *m, const char *contents, json_object *
         r = sd_bus_message_enter_container(m, 'a', contents);
         while (r >= 0) {
                 json_object *key = NULL, *val = NULL;
+                r = sd_bus_message_at_end(m, false);
+                if (r != 0)
+                        break;
                 r = sd_bus_message_enter_container(m, 'e', NULL);
                 if (r <= 0)
                         break;

@@ -1,0 +1,42 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The concurrency benchmark: npud with MODEL on a private D-Bus bus, then
+# npuctl bench --clients 1,2,4,8 (aggregate tokens/s, per-client ms/token,
+# time to first token of a new client while 7 decode). Prints figures only.
+#   tests/service/bench-concurrency.sh MODEL [BUILD_DIR] [-- extra npuctl bench options]
+# BUILD_DIR defaults to build/ beside this checkout. NPUD_THREADS,
+# NPUD_KV_BUDGET_MB and NPUD_N_CTX set npud's configuration.
+set -u
+
+if [ $# -lt 1 ] || [ ! -f "$1" ]; then
+	echo "usage: $0 MODEL.gguf [BUILD_DIR] [-- npuctl bench options]" >&2
+	exit 2
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+model=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+shift
+build=$here/../../build
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then
+	build=$1
+	shift
+fi
+[ $# -gt 0 ] && [ "$1" = "--" ] && shift
+build=$(cd "$build" && pwd) || exit 2
+npud=$build/daemon/npud/npud
+npuctl=$build/client/npuctl
+for f in "$npud" "$npuctl"; do
+	[ -x "$f" ] || { echo "$f is not built (ninja -C $build)" >&2; exit 1; }
+done
+
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+: "${NPUD_THREADS:=$(nproc)}"
+: "${NPUD_KV_BUDGET_MB:=1024}"
+: "${NPUD_N_CTX:=0}"                      # 0: the model's context, at most 4096
+NPUD_MAX_REQUESTS_PER_CLIENT=16
+NPUD_MAX_QUEUED_TOKENS=1000000
+NPUD_MAX_QUEUE=256
+service_start || exit 1
+echo "npud: $model, $NPUD_THREADS threads, KV budget $NPUD_KV_BUDGET_MB MB"
+"$npuctl" --bus "$addr" bench --clients 1,2,4,8 "$@"

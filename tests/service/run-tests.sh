@@ -1,0 +1,329 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Service integration tests: npud on a private D-Bus bus, driven by npuctl,
+# busctl and npud-probe (what one connection must do that busctl cannot).
+#   tests/service/run-tests.sh BUILD_DIR SHARED_DIR
+# Prints "ok NAME" or "FAIL NAME: why" per check; exits 0 only when all pass
+# (77, meson's skip, when the model or dbus-daemon is missing).
+set -u
+
+if [ $# -ne 2 ]; then
+	echo "usage: $0 BUILD_DIR SHARED_DIR" >&2
+	exit 2
+fi
+build=$(cd "$1" && pwd) || exit 2
+shared=$(cd "$2" && pwd) || exit 2
+here=$(cd "$(dirname "$0")" && pwd)
+
+npud=$build/daemon/npud/npud
+npuctl=$build/client/npuctl
+probe=$build/tests/service/npud-probe
+npu_run=$build/daemon/tools/npu-run
+model=$shared/models/aidreams260K-f32.gguf
+
+for f in "$npud" "$npuctl" "$probe" "$npu_run"; do
+	[ -x "$f" ] || { echo "FAIL setup: $f is not built"; exit 1; }
+done
+[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
+command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
+
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+passed=0
+failed=0
+ok() { echo "ok $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+
+ctl() { "$npuctl" --bus "$addr" "$@"; }
+stat_of() { "$probe" "$addr" stats | sed -n "s/^$1=//p"; }
+# a raw call, arguments as busctl takes them; the error's name goes to stderr
+call() { "$probe" "$addr" call "$@"; }
+gen_call() { call /org/npud/Inference1 org.npud.Inference1.Manager Generate "$@"; }
+
+# expect NAME EXIT ERROR CMD...: CMD exits with EXIT and its stderr names ERROR
+expect() {
+	local name=$1 want_rc=$2 want_err=$3 rc
+	shift 3
+	"$@" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	if [ -n "$want_rc" ] && [ "$rc" != "$want_rc" ]; then
+		bad "$name" "exit $rc, expected $want_rc; stderr: $(head -c 300 "$tmp/err")"
+	elif [ -n "$want_err" ] && ! grep -q -- "$want_err" "$tmp/err"; then
+		bad "$name" "expected $want_err; stderr: $(head -c 300 "$tmp/err")"
+	else
+		ok "$name"
+	fi
+}
+
+# the daemon still serves: a normal generate works
+still_serving() {
+	local out
+	if ! kill -0 "$npud_pid" 2>/dev/null; then
+		bad "$1" "npud is gone: $(tail -5 "$tmp/npud.log")"
+		return
+	fi
+	out=$(ctl generate -q --temp 0 --max-tokens 8 "Once upon a time" 2>"$tmp/err")
+	if [ $? -ne 0 ] || [ -z "$out" ]; then
+		bad "$1" "a normal generate failed: $(head -c 300 "$tmp/err")"
+	else
+		ok "$1"
+	fi
+}
+
+# wait_for FILE PATTERN SECONDS
+wait_for() {
+	local i
+	for i in $(seq $(($3 * 20))); do
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# Text of about N tokens (between N and N+20), counted by the model's own tokenizer.
+text_of_tokens() {
+	local unit="the cat sat on the mat and looked at the big red ball " n per text=""
+	per=$("$npu_run" -m "$model" --tokenize "$unit$unit" | wc -w)
+	per=$(((per - 1) / 2))
+	for n in $(seq $(($1 / per))); do text="$text$unit"; done
+	echo "$text"
+}
+
+NPUD_N_CTX=1024
+NPUD_MAX_QUEUED_TOKENS=768
+NPUD_MAX_REQUESTS_PER_CLIENT=4
+service_start || exit 1
+prompt="Once upon a time"
+
+# ---- the client itself
+expect "exit-usage" 2 "" ctl generate --max-tokens 1x "$prompt"
+expect "exit-usage-empty-prompt" 2 "empty" ctl generate ""
+expect "exit-no-bus" 3 "" "$npuctl" --bus "unix:path=$tmp/nonexistent" status
+
+if out=$(ctl status 2>&1) && echo "$out" | grep -q "KV cache"; then ok "status"; else bad "status" "$out"; fi
+if out=$(ctl models 2>&1) && echo "$out" | grep -q "aidreams260K-f32"; then ok "models"; else bad "models" "$out"; fi
+if out=$(ctl devices 2>&1) && echo "$out" | grep -q "cpu"; then ok "devices"; else bad "devices" "$out"; fi
+if out=$(ctl status --json 2>&1) && echo "$out" | grep -q '"kv_blocks_total"'; then
+	ok "status-json"
+else
+	bad "status-json" "$out"
+fi
+
+# ---- 1. greedy through the service equals the offline runner
+expected=$("$npu_run" -m "$model" -p "$prompt" -n 60 --temp 0 --no-display-prompt 2>/dev/null)
+got=$(ctl generate --temp 0 --max-tokens 60 "$prompt" 2>"$tmp/err")
+rc=$?
+if [ $rc -ne 0 ]; then
+	bad "greedy-equals-npu-run" "exit $rc: $(head -c 300 "$tmp/err")"
+elif [ "$got" != "$expected" ]; then
+	bad "greedy-equals-npu-run" "npuctl: '$got' npu-run: '$expected'"
+else
+	ok "greedy-equals-npu-run"
+fi
+if grep -q "^generation: .* stop: " "$tmp/err"; then ok "timings-on-stderr"; else bad "timings-on-stderr" "$(cat "$tmp/err")"; fi
+json=$(ctl generate --temp 0 --max-tokens 60 --json "$prompt" 2>&1)
+if echo "$json" | grep -q '"tokens":\[[0-9]' && echo "$json" | grep -q '"stop_reason":"\(eos\|length\)"'; then
+	ok "generate-json"
+else
+	bad "generate-json" "$json"
+fi
+got=$(echo "$prompt" | ctl generate -q --temp 0 --max-tokens 60 -)
+if [ "$got" = "$expected" ]; then ok "prompt-from-stdin"; else bad "prompt-from-stdin" "'$got'"; fi
+
+# ---- 2. eight clients at once, each as when alone (greedy, then seeded sampling)
+prompts=("Once upon a time" "The little dog" "Lily and Ben" "One day, a girl" "The sun was" "Tom had a big"
+	"In the park" "A bird flew")
+concurrent() {
+	local name=$1 i pids=() diff=""
+	shift
+	for i in "${!prompts[@]}"; do
+		ctl generate -q --max-tokens 60 "$@" --seed $((42 + i)) "${prompts[$i]}" >"$tmp/alone.$i" 2>&1 ||
+			diff="$diff alone $i failed: $(head -c 200 "$tmp/alone.$i");"
+	done
+	for i in "${!prompts[@]}"; do
+		ctl generate -q --max-tokens 60 "$@" --seed $((42 + i)) "${prompts[$i]}" >"$tmp/conc.$i" 2>&1 &
+		pids+=($!)
+	done
+	for i in "${!pids[@]}"; do
+		wait "${pids[$i]}" || diff="$diff client $i exit $?: $(head -c 200 "$tmp/conc.$i");"
+	done
+	for i in "${!prompts[@]}"; do
+		cmp -s "$tmp/alone.$i" "$tmp/conc.$i" ||
+			diff="$diff client $i: '$(head -c 120 "$tmp/conc.$i")' alone: '$(head -c 120 "$tmp/alone.$i")';"
+	done
+	if [ -z "$diff" ]; then ok "$name"; else bad "$name" "$diff"; fi
+}
+concurrent "concurrent-8-greedy" --temp 0
+concurrent "concurrent-8-seeded" --temp 0.8
+
+# ---- 3. a client killed mid-generation: its KV blocks and its request go at once
+ctl generate -q --temp 0 --max-tokens 8 "$prompt" >/dev/null 2>&1 # the prompt's prefix is cached from here on
+used_before=$(stat_of kv_blocks_used)
+"$npuctl" --bus "$addr" generate -q --temp 0 --ignore-eos --max-tokens 1000 "$prompt" >"$tmp/killed" 2>&1 &
+victim=$!
+for i in $(seq 200); do
+	[ -s "$tmp/killed" ] && break
+	sleep 0.01
+done
+active=$(stat_of active_requests)
+used_during=$(stat_of kv_blocks_used)
+kill -9 $victim 2>/dev/null
+wait $victim 2>/dev/null
+if [ "${active:-0}" -lt 1 ]; then
+	bad "kill-9-frees-kv" "the request was not running when killed (active_requests $active; too fast?)"
+else
+	freed=""
+	for i in $(seq 40); do
+		used=$(stat_of kv_blocks_used)
+		act=$(stat_of active_requests)
+		if [ "$used" = "$used_before" ] && [ "$act" = 0 ]; then
+			freed=$i
+			break
+		fi
+		sleep 0.05
+	done
+	if [ -n "$freed" ]; then
+		ok "kill-9-frees-kv"
+	else
+		bad "kill-9-frees-kv" "after 2 s kv_blocks_used $used (before $used_before, during $used_during), active_requests $act"
+	fi
+fi
+
+# ---- 4. bad input: each its named error, and the daemon keeps serving
+E=org.npud.Inference1.Error
+expect "empty-prompt" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' s '' 0
+long=$(yes "the cat sat on the mat and looked at the big red ball" | head -c 20000 | tr '\n' ' ')
+expect "prompt-over-context" 1 "$E.PromptTooLong" ctl generate "$long"
+expect "invalid-utf8-bytes" "" "$E.InvalidUTF8" gen_call 'sva{sv}' '' ay 3 255 254 65 0
+expect "invalid-utf8-from-stdin" 1 "$E.InvalidUTF8" sh -c "printf 'ab\\377\\376' | '$npuctl' --bus '$addr' generate -"
+# fits the context (1024) but not the per-client queued prompt tokens (768): LimitExceeded, exit 5
+mid=$(text_of_tokens 900)
+expect "queued-tokens-limit" 5 "$E.LimitExceeded" ctl generate --max-tokens 4 "$mid"
+expect "unknown-model" 1 "$E.NoSuchModel" ctl generate --model no-such-model "$prompt"
+expect "max-tokens-negative" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' s "$prompt" 1 max_tokens i -1
+expect "max-tokens-absurd" 1 "$E.InvalidArgument" ctl generate --max-tokens 1000000000 "$prompt"
+expect "temperature-negative" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' s "$prompt" 1 temperature d -1
+expect "top-p-2" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' s "$prompt" 1 top_p d 2
+expect "option-wrong-type" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' s "$prompt" 1 max_tokens s x
+expect "option-unknown" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' s "$prompt" 1 no_such_option b true
+expect "prompt-wrong-type" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' u 5 0
+expect "token-id-out-of-range" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' ai 2 1 100000000 0
+still_serving "serving-after-bad-input"
+
+# another client's request: Cancel and property reads are AccessDenied
+"$probe" "$addr" hold 4 "$prompt" >"$tmp/hold" 2>&1 &
+holder=$!
+if wait_for "$tmp/hold" "^finished" 10; then
+	path=$(head -1 "$tmp/hold")
+	expect "cancel-other-clients-request" "" "$E.AccessDenied" call "$path" org.npud.Inference1.Request Cancel
+	expect "property-of-other-clients-request" "" "$E.AccessDenied" \
+		call "$path" org.freedesktop.DBus.Properties Get ss org.npud.Inference1.Request State
+else
+	bad "cancel-other-clients-request" "the holder did not get a request: $(cat "$tmp/hold")"
+	path=""
+fi
+
+# Cancel twice: the second is Cancelled (or Finished, if it ended in between)
+"$probe" "$addr" cancel-twice 900 "$prompt" >"$tmp/cancel" 2>&1
+if grep -q "^cancel1 ok" "$tmp/cancel" && grep -q "^cancel2 $E\.\(Cancelled\|Finished\)" "$tmp/cancel" &&
+	grep -q "^reason cancelled" "$tmp/cancel"; then
+	ok "cancel-twice"
+else
+	bad "cancel-twice" "$(tr '\n' ' ' <"$tmp/cancel")"
+fi
+
+# a flood beyond the limits is refused while another client is served
+"$probe" "$addr" flood 30 900 "$prompt" >"$tmp/flood" 2>&1 &
+flooder=$!
+if ! wait_for "$tmp/flood" "^replied" 20; then
+	bad "flood-refused" "no replies: $(tr '\n' ' ' <"$tmp/flood")"
+else
+	if grep -q "^error $E\.\(LimitExceeded\|Busy\)" "$tmp/flood"; then
+		ok "flood-refused"
+	else
+		bad "flood-refused" "$(sort "$tmp/flood" | uniq -c | tr '\n' ' ')"
+	fi
+	if grep -v "^error $E\.\(LimitExceeded\|Busy\)" "$tmp/flood" | grep -q "^error"; then
+		bad "flood-errors-named" "$(grep '^error' "$tmp/flood" | sort | uniq -c | tr '\n' ' ')"
+	fi
+	out=$(ctl generate -q --temp 0 --max-tokens 20 "$prompt" 2>&1)
+	rc=$?
+	if [ $rc -eq 0 ] && [ -n "$out" ]; then
+		if grep -q "^finished" "$tmp/flood"; then
+			ok "served-during-flood (the flood had already finished)"
+		else
+			ok "served-during-flood"
+		fi
+	else
+		bad "served-during-flood" "exit $rc: $out"
+	fi
+fi
+kill $flooder 2>/dev/null
+wait $flooder 2>/dev/null
+still_serving "serving-after-flood"
+
+# ---- SIGINT cancels and waits for Finished; exit 130
+"$npuctl" --bus "$addr" generate --temp 0 --ignore-eos --max-tokens 1000 "$prompt" >"$tmp/sigint" \
+	2>"$tmp/sigint.err" &
+victim=$!
+for i in $(seq 200); do
+	[ -s "$tmp/sigint" ] && break
+	sleep 0.01
+done
+kill -INT $victim
+wait $victim
+rc=$?
+if [ $rc -eq 130 ] && grep -q "stop: cancelled" "$tmp/sigint.err"; then
+	ok "sigint-cancels"
+else
+	bad "sigint-cancels" "exit $rc: $(head -c 300 "$tmp/sigint.err")"
+fi
+
+# ---- chat: a session, /reset, end of input
+out=$(printf 'Once upon a time\n/reset\nThe little dog\n' | ctl chat --temp 0 --max-tokens 10 2>&1)
+rc=$?
+if [ $rc -eq 0 ] && [ "$(echo "$out" | grep -c .)" -ge 2 ]; then ok "chat"; else bad "chat" "exit $rc: $out"; fi
+
+# ---- bench: exact prompt lengths through "ai", and the concurrency run
+out=$(ctl bench --task benchmark --prompt-lengths 4,8,16 --new-tokens 8 2>&1)
+rc=$?
+rows=$(echo "$out" | awk -F'|' '$2 ~ /^ +[0-9]+ +$/ {gsub(/ /, "", $3); printf "%s,", $3}')
+if [ $rc -eq 0 ] && [ "$rows" = "4,8,16," ]; then ok "bench-table"; else bad "bench-table" "exit $rc, lengths '$rows': $out"; fi
+out=$(ctl bench --clients 1,2 --new-tokens 8 --prompt-lengths 8 2>&1)
+rc=$?
+if [ $rc -eq 0 ] && echo "$out" | grep -q "time to first token"; then ok "bench-clients"; else bad "bench-clients" "exit $rc: $out"; fi
+
+# ---- 5. another uid: its own work yes, root's request and administration no
+if [ "$(id -u)" -ne 0 ]; then
+	echo "skip access checks: not root"
+elif ! command -v setpriv >/dev/null; then
+	echo "skip access checks: no setpriv"
+else
+	install -m 0755 "$npuctl" "$tmp/npuctl"
+	install -m 0755 "$probe" "$tmp/npud-probe"
+	as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+	expect "nobody-generates" 0 "" as_nobody "$tmp/npuctl" --bus "$addr" generate -q --max-tokens 4 "$prompt"
+	if [ -n "$path" ]; then
+		expect "nobody-cannot-cancel-roots-request" "" "$E.AccessDenied" \
+			as_nobody "$tmp/npud-probe" "$addr" call "$path" org.npud.Inference1.Request Cancel
+		expect "nobody-cannot-read-roots-request" "" "$E.AccessDenied" \
+			as_nobody "$tmp/npud-probe" "$addr" call "$path" org.freedesktop.DBus.Properties Get ss \
+			org.npud.Inference1.Request State
+	fi
+	expect "nobody-cannot-load" 4 "AccessDenied" as_nobody "$tmp/npuctl" --bus "$addr" load "$model" --name other
+	expect "nobody-cannot-unload" 4 "AccessDenied" as_nobody "$tmp/npuctl" --bus "$addr" unload aidreams260K-f32
+fi
+kill $holder 2>/dev/null
+wait $holder 2>/dev/null
+
+# ---- the daemon gone: exit 3
+kill "$npud_pid"
+for i in $(seq 100); do
+	kill -0 "$npud_pid" 2>/dev/null || break
+	sleep 0.05
+done
+expect "exit-no-daemon" 3 "" ctl status
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
