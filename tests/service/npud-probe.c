@@ -247,6 +247,7 @@ static int cmd_cancel_twice(struct probe *p, uint32_t max_tokens, const char *pr
                 return fail("waiting for Finished", r);
         printf("reason %s\n", p->last_reason);
         printf("cancel3 %s\n", cancel(p, path));
+        free(path);
         return EXIT_SUCCESS;
 }
 
@@ -392,15 +393,18 @@ static int cmd_call(struct probe *p, int argc, char **argv)
                 r = append_value(m, &sig, &a);
         if (r < 0 || a.n != 0) {
                 fprintf(stderr, "npud-probe: the arguments do not match the signature\n");
+                sd_bus_message_unref(m);
                 return EXIT_FAILURE;
         }
         r = sd_bus_call(p->bus, m, 0, &err, &reply);
-        if (r < 0) {
+        if (r < 0)
                 fprintf(stderr, "%s: %s\n", err.name ? err.name : "(local)", err.message ? err.message : strerror(-r));
-                return EXIT_FAILURE;
-        }
-        printf("ok\n");
-        return EXIT_SUCCESS;
+        else
+                printf("ok\n");
+        sd_bus_error_free(&err);
+        sd_bus_message_unref(m);
+        sd_bus_message_unref(reply);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 static int open_bus(const char *address, sd_bus **ret)
@@ -421,9 +425,26 @@ static int open_bus(const char *address, sd_bus **ret)
         return 0;
 }
 
+static int dispatch(struct probe *p, int argc, char **argv)
+{
+        if (strcmp(argv[2], "call") == 0 && argc >= 6)
+                return cmd_call(p, argc - 3, argv + 3);
+        if (strcmp(argv[2], "stats") == 0)
+                return cmd_stats(p);
+        if (strcmp(argv[2], "flood") == 0 && argc == 6)
+                return cmd_flood(p, (unsigned)atoi(argv[3]), (uint32_t)atoi(argv[4]), argv[5]);
+        if (strcmp(argv[2], "hold") == 0 && argc == 5)
+                return cmd_hold(p, (uint32_t)atoi(argv[3]), argv[4]);
+        if (strcmp(argv[2], "cancel-twice") == 0 && argc == 5)
+                return cmd_cancel_twice(p, (uint32_t)atoi(argv[3]), argv[4]);
+        fprintf(stderr, "npud-probe: unknown command or wrong arguments\n");
+        return EXIT_FAILURE;
+}
+
 int main(int argc, char **argv)
 {
         struct probe p = {};
+        sd_bus_slot *match = NULL;
         int r;
 
         if (argc < 3) {
@@ -433,19 +454,9 @@ int main(int argc, char **argv)
         r = open_bus(argv[1], &p.bus);
         if (r < 0)
                 return fail("connecting", r);
-        r = sd_bus_match_signal(p.bus, NULL, SERVICE, NULL, REQUEST, NULL, on_signal, &p);
-        if (r < 0)
-                return fail("adding the match", r);
-        if (strcmp(argv[2], "call") == 0 && argc >= 6)
-                return cmd_call(&p, argc - 3, argv + 3);
-        if (strcmp(argv[2], "stats") == 0)
-                return cmd_stats(&p);
-        if (strcmp(argv[2], "flood") == 0 && argc == 6)
-                return cmd_flood(&p, (unsigned)atoi(argv[3]), (uint32_t)atoi(argv[4]), argv[5]);
-        if (strcmp(argv[2], "hold") == 0 && argc == 5)
-                return cmd_hold(&p, (uint32_t)atoi(argv[3]), argv[4]);
-        if (strcmp(argv[2], "cancel-twice") == 0 && argc == 5)
-                return cmd_cancel_twice(&p, (uint32_t)atoi(argv[3]), argv[4]);
-        fprintf(stderr, "npud-probe: unknown command or wrong arguments\n");
-        return EXIT_FAILURE;
+        r = sd_bus_match_signal(p.bus, &match, SERVICE, NULL, REQUEST, NULL, on_signal, &p);
+        r = r < 0 ? fail("adding the match", r) : dispatch(&p, argc, argv);
+        sd_bus_slot_unref(match);
+        sd_bus_flush_close_unref(p.bus);
+        return r;
 }

@@ -317,13 +317,23 @@ fi
 kill $holder 2>/dev/null
 wait $holder 2>/dev/null
 
-# ---- the daemon gone: exit 3
+# ---- the daemon gone: exit 3; it stopped cleanly, nothing reported by the sanitizers
 kill "$npud_pid"
-for i in $(seq 100); do
-	kill -0 "$npud_pid" 2>/dev/null || break
-	sleep 0.05
-done
+wait "$npud_pid"
+rc=$?
+npud_pid=""
 expect "exit-no-daemon" 3 "" ctl status
+if [ $rc -ne 0 ]; then
+	bad "npud-clean-exit" "SIGTERM: exit $rc"
+elif grep -q "runtime error\|ERROR: AddressSanitizer\|ERROR: LeakSanitizer" "$tmp/npud.log"; then
+	bad "npud-clean-exit" "the sanitizers reported errors (the log follows)"
+else
+	ok "npud-clean-exit"
+fi
 
+if [ "$failed" -gt 0 ]; then
+	echo "--- npud's log (last 40 lines)"
+	tail -40 "$tmp/npud.log"
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
