@@ -153,6 +153,7 @@ static int run(struct generate *g, const struct npuctl *c, const struct prompt *
                                                              : req->error;
         if (g->printed == 0 && !g->json)
                 fputc('\n', stdout);
+        fflush(stdout); /* the text before the timings on stderr */
         if (g->json)
                 r = print_json(req);
         else if (!g->quiet)
