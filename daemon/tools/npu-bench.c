@@ -221,6 +221,15 @@ static void summary(struct runtime *rt, const struct row *rows, int n, double bw
                 printf("prefill: %.2f Gflop/s at best\n", pf_ops / 1e9);
 }
 
+/* One short untimed run first: page faults, lazy allocations and (under emulation) code translation. */
+static int warm_up(struct runtime *rt)
+{
+        int32_t ids[8];
+        struct row row;
+        synthetic_prompt(rt->model, 8, ids);
+        return run_one(rt, ids, MIN(8, rt->n_ctx - 4), 4, &row, NULL, NULL);
+}
+
 static int run_table(struct runtime *rt, const struct bench_args *a, double bw)
 {
         const struct npu_model *m = rt->model;
@@ -228,6 +237,10 @@ static int run_table(struct runtime *rt, const struct bench_args *a, double bw)
         int n = 0, r;
         bool decode = strcmp(a->task, "decode") == 0;
         int count = decode && a->n_lengths == 0 ? (int)ARRAY_SIZE(decode_prompts) : a->n_lengths;
+
+        r = warm_up(rt);
+        if (r < 0)
+                return r;
 
         for (int i = 0; i < count; i++) {
                 _cleanup_free_ int32_t *ids = NULL;
@@ -294,7 +307,9 @@ static int run_speed(struct runtime *rt, const struct bench_args *a, double bw)
         if (!ids)
                 return -ENOMEM;
         synthetic_prompt(rt->model, a->pp, ids);
-        int r = run_one(rt, ids, a->pp, a->tg, &row, NULL, NULL);
+        int r = warm_up(rt);
+        if (r >= 0)
+                r = run_one(rt, ids, a->pp, a->tg, &row, NULL, NULL);
         if (r < 0)
                 return r;
         if (!a->json) {

@@ -11,16 +11,34 @@ dbg=/sys/kernel/debug/accel/npu.0
 tmp=/tmp/engine
 mkdir -p "$tmp"
 N=40
-run="$d/npu-run -p 'Once upon a time' -n $N --temp 0 --ignore-eos"
+# one cpu thread: under TCG two spinning workers mostly wait for each other
+run="$d/npu-run -p 'Once upon a time' -n $N --temp 0 --ignore-eos -t 1"
 
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; sed 's/^/  | /' "$tmp/err" 2>/dev/null | tail -8; }
+# seconds since the last PASS/FAIL line
+date +%s >"$tmp/t0"
+since() {
+	t1=$(date +%s)
+	echo "$((t1 - $(cat "$tmp/t0")))s"
+}
+pass() {
+	echo "PASS $1 [$(since)]"
+	date +%s >"$tmp/t0"
+}
+fail() {
+	echo "FAIL $1: $2 [$(since)]"
+	date +%s >"$tmp/t0"
+	sed 's/^/  | /' "$tmp/err" 2>/dev/null | tail -8
+}
 
 # greedy TARGET MODEL OUT [extra args]: stdout to OUT, stderr to $tmp/err
 greedy() {
 	t=$1 m=$2 out=$3
 	shift 3
+	s0=$(date +%s)
 	eval "$run -m $d/$m.gguf --target $t $*" >"$out" 2>"$tmp/err"
+	r=$?
+	echo "  $t $m: $(($(date +%s) - s0))s; $(grep -h '^prompt\|^generation' "$tmp/err" | tr '\n' ' ')"
+	return $r
 }
 
 field() {
@@ -66,7 +84,7 @@ fi
 hang() {
 	name=$1
 	lines=$(dmesg | wc -l)
-	echo 1000 >"$dbg/engine_delay_us"
+	echo 400 >"$dbg/engine_delay_us"
 	eval "$run -m $d/w8a8.gguf --target npu --npu-retries $2" >"$tmp/hang.out" 2>"$tmp/err" &
 	pid=$!
 	i=0
@@ -114,16 +132,30 @@ else
 	fail engine-detach-keeps-kv "tokens changed or no detach"
 fi
 
-# Benchmark tables, npu and cpu, small model.
-for t in npu cpu; do
-	if "$d/npu-bench" -m "$d/w8a8.gguf" --target $t --task benchmark --prompt-lengths 4,16,64 \
-		--new-tokens 24 --no-peaks >"$tmp/bench.$t" 2>"$tmp/err" &&
-		grep -q '^| *3 |' "$tmp/bench.$t"; then
-		pass engine-bench-$t
-		sed 's/^/  /' "$tmp/bench.$t"
-	else
-		fail engine-bench-$t "npu-bench failed"
-	fi
+# Benchmark tables, npu and cpu, small model, with one and two cpu threads.
+for th in 1 2; do
+	for t in npu cpu; do
+		if "$d/npu-bench" -m "$d/w8a8.gguf" --target $t --task benchmark --prompt-lengths 4,16,64 \
+			--new-tokens 24 --no-peaks -t $th >"$tmp/bench" 2>"$tmp/err" &&
+			grep -q '^| *3 |' "$tmp/bench"; then
+			pass "engine-bench-$t-${th}t"
+			grep -v '^$' "$tmp/bench" | sed 's/^/  /'
+		else
+			fail "engine-bench-$t-${th}t" "npu-bench failed"
+		fi
+	done
+done
+
+# Mixed batches of several sequences (what npud's scheduler sends), attach
+# and detach between steps, perplexity windows: npu logits == cpu logits.
+for p in w8a8 w8a16; do
+	"$d/engine_check" "$d/$p.gguf" $p 2>&1 | while read -r line; do
+		case "$line" in
+		PASS*) pass "${line#PASS }" ;;
+		FAIL*) echo "$line [$(since)]"; date +%s >"$tmp/t0" ;;
+		*) echo "  $line" ;;
+		esac
+	done
 done
 
 # Nothing left behind on the device.
