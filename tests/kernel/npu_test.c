@@ -1539,8 +1539,16 @@ static void test_hang(void)
 	}
 	CHECK(got_fault && got_timeout, "netlink events fault %d timeout %d",
 	      got_fault, got_timeout);
-	CHECK_ERR(npu_nl_get_device(nl, 0, &nd), 0);
-	CHECK(nd.jobs_timedout == timedout0 + 1 && nd.resets >= 1, "counters");
+	/* the job is counted when the scheduler frees it, a little after its fence */
+	for (i = 0; i < 300; i++) {
+		CHECK_ERR(npu_nl_get_device(nl, 0, &nd), 0);
+		if (nd.jobs_timedout == timedout0 + 1 && nd.resets >= 1)
+			break;
+		usleep(10000);
+	}
+	CHECK(nd.jobs_timedout == timedout0 + 1 && nd.resets >= 1,
+	      "counters: timed out %" PRIu64 " (before %" PRIu64 "), resets %" PRIu64,
+	      nd.jobs_timedout, timedout0, nd.resets);
 	/* a new context on the same file works */
 	CHECK_ERR(npu_ctx_destroy(dev, ca), 0);
 	ca = new_ctx(dev, ALL_OPS);
