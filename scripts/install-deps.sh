@@ -11,6 +11,8 @@ packages="
 	dbus util-linux
 	sentencepiece python3-sentencepiece
 	qemu-system-x86 busybox-static kmod dwarves cpio xz-utils bc flex bison libelf-dev
+	systemd udev polkitd libdbus-1-dev libxml2-utils scdoc
+	debhelper dh-dkms dkms dpkg-dev fakeroot lintian debootstrap e2fsprogs zstd
 "
 
 missing=""
