@@ -48,8 +48,6 @@ struct dirty {
         uint64_t lo, hi;
 };
 
-#define MAX_DIRTY 16
-
 struct npu_backend {
         struct backend base;
         struct forward_scratch scratch;
@@ -86,8 +84,9 @@ struct npu_backend {
         int error; /* first failure while recording, reported by the next sync */
         char errmsg[160];
 
-        struct dirty cpu_dirty[MAX_DIRTY], dev_dirty[MAX_DIRTY];
-        int n_cpu_dirty, n_dev_dirty;
+        /* one entry per BO an op can write: the activations and the KV BOs */
+        struct dirty *cpu_dirty, *dev_dirty;
+        int n_cpu_dirty, n_dev_dirty, max_dirty;
 
         struct npu_nl *nl;
 };
@@ -152,7 +151,7 @@ static const struct region *region_find(const struct npu_backend *nb, const void
         return r;
 }
 
-static void dirty_add(struct dirty *d, int *n, struct npu_bo *bo, uint64_t lo, uint64_t hi)
+static void dirty_add(struct npu_backend *nb, struct dirty *d, int *n, struct npu_bo *bo, uint64_t lo, uint64_t hi)
 {
         for (int i = 0; i < *n; i++)
                 if (d[i].bo == bo) {
@@ -160,14 +159,11 @@ static void dirty_add(struct dirty *d, int *n, struct npu_bo *bo, uint64_t lo, u
                         d[i].hi = MAX(d[i].hi, hi);
                         return;
                 }
-        if (*n < MAX_DIRTY) {
-                d[(*n)++] = (struct dirty) { bo, lo, hi };
+        if (*n == nb->max_dirty) {
+                fail(nb, -EFAULT, "internal: more written BOs than expected");
                 return;
         }
-        /* more BOs than slots: widen the last entry's BO to the whole object */
-        d[*n - 1].lo = 0;
-        d[*n - 1].hi = d[*n - 1].bo->size;
-        d[*n - 1] = (struct dirty) { bo, lo, hi };
+        d[(*n)++] = (struct dirty) { bo, lo, hi };
 }
 
 static int dirty_flush(struct npu_backend *nb, struct dirty *d, int *n, uint32_t flags)
@@ -199,7 +195,7 @@ static void op_buf(struct npu_backend *nb, struct drm_npu_op *op, unsigned int s
         uint64_t off = r->off + (uint64_t)((const uint8_t *)p - r->host);
         npu_op_set_buf(op, slot, r->bo, off);
         if (written)
-                dirty_add(nb->dev_dirty, &nb->n_dev_dirty, r->bo, off, off + bytes);
+                dirty_add(nb, nb->dev_dirty, &nb->n_dev_dirty, r->bo, off, off + bytes);
 }
 
 /* --- command buffers --- */
@@ -369,7 +365,7 @@ static void npu_cpu_wrote(struct backend *be, const void *p, size_t bytes)
                 return;
         }
         uint64_t off = r->off + (uint64_t)((const uint8_t *)p - r->host);
-        dirty_add(nb->cpu_dirty, &nb->n_cpu_dirty, r->bo, off, off + bytes);
+        dirty_add(nb, nb->cpu_dirty, &nb->n_cpu_dirty, r->bo, off, off + bytes);
 }
 
 static const int32_t *pos_buf(struct npu_backend *nb)
@@ -580,7 +576,12 @@ static int kv_attach(struct npu_backend *nb, struct npu_err *err)
 {
         struct kv_pool *p = nb->base.c->kv;
         const size_t total = (size_t)p->n_blocks * p->block_bytes;
-        size_t chunk_blocks = nb->info.max_bo_size / p->block_bytes, g = 1;
+        /* NPU_KV_BO_BYTES: smaller KV BOs, so that tests see a pool spanning several */
+        const char *e = getenv("NPU_KV_BO_BYTES");
+        uint64_t max_bo = nb->info.max_bo_size;
+        if (e && strtoull(e, NULL, 10) > 0)
+                max_bo = MIN(max_bo, strtoull(e, NULL, 10));
+        size_t chunk_blocks = max_bo / p->block_bytes, g = 1;
         int r;
 
         /* chunks of whole blocks that are whole pages, so the BOs map back to back */
@@ -674,6 +675,8 @@ static void npu_free(struct backend *be)
                 npu_syncobj_destroy(nb->dev, nb->syncobj[1]);
         }
         free(nb->regions);
+        free(nb->cpu_dirty);
+        free(nb->dev_dirty);
         npu_nl_close(nb->nl);
         npu_close(nb->dev);
         free(nb);
@@ -898,6 +901,13 @@ int backend_npu_new(struct npu_ctx *c, const char *device, struct backend **ret,
         r = kv_attach(nb, err);
         if (r < 0)
                 goto fail;
+        nb->max_dirty = (int)nb->n_kv_bos + 2;
+        nb->cpu_dirty = calloc(nb->max_dirty, sizeof(*nb->cpu_dirty));
+        nb->dev_dirty = calloc(nb->max_dirty, sizeof(*nb->dev_dirty));
+        if (!nb->cpu_dirty || !nb->dev_dirty) {
+                r = -ENOMEM;
+                goto fail;
+        }
         qsort(nb->regions, nb->n_regions, sizeof(*nb->regions), region_cmp);
         for (size_t i = 1; i < nb->n_regions; i++)
                 if (nb->regions[i - 1].host + nb->regions[i - 1].size > nb->regions[i].host) {

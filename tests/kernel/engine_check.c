@@ -2,7 +2,7 @@
 /*
  * engine_check: in-VM checks of the engine's npu back end at the API npud
  * uses (runtime_open, forward, runtime_set_target), on a quantized model.
- * Usage: engine_check MODEL.gguf
+ * Usage: engine_check MODEL.gguf TAG
  * Prints "PASS <name>" or "FAIL <name>: <why>" per check.
  *
  * - batch: a scheduler-like script of mixed batches (chunked prefill of
@@ -10,8 +10,9 @@
  *   gives bit-identical logits on the npu and on the cpu;
  * - attach: the same script on one runtime that detaches from and attaches
  *   to the device between steps, with a sequence forked from another's
- *   prefix, equals the cpu run bit for bit;
- * - perplexity: windows of 128 tokens with every logit, npu == cpu.
+ *   prefix and the KV pool spread over 16 BOs, equals the cpu run bit for
+ *   bit;
+ * - perplexity: windows of 64 tokens with every logit, npu == cpu.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,8 +139,24 @@ static int check_script(const char *model, bool attach, const char *name)
         if (!a || !b)
                 return -1;
         r = open_rt(model, BACKEND_TARGET_CPU, &cpu, name);
+        /* with attach: the KV pool in BOs of 4 blocks each, mapped back to back */
+        if (attach)
+                setenv("NPU_KV_BO_BYTES", "65536", 1);
         if (r == 0)
                 r = open_rt(model, BACKEND_TARGET_NPU, &npu, name);
+        if (r == 0 && attach) {
+                FILE *f = fopen("/sys/kernel/debug/accel/npu.0/bo_count", "r");
+                int bos = 0;
+                if (f && fscanf(f, "%d", &bos) != 1)
+                        bos = 0;
+                if (f)
+                        fclose(f);
+                if (bos < 16) {
+                        printf("FAIL %s: %d BOs, the KV pool should take 16\n", name, bos);
+                        failed = 1;
+                        r = -1;
+                }
+        }
         if (r == 0)
                 r = script(cpu, false, a, &n1, name);
         if (r == 0)
@@ -164,6 +181,7 @@ static int check_script(const char *model, bool attach, const char *name)
         }
         runtime_free(cpu);
         runtime_free(npu);
+        unsetenv("NPU_KV_BO_BYTES");
         free(a);
         free(b);
         return r;

@@ -132,8 +132,9 @@ else
 	fail engine-detach-keeps-kv "tokens changed or no detach"
 fi
 
-# Benchmark tables, npu and cpu, small model, with one and two cpu threads.
-for th in 1 2; do
+# Benchmark tables, npu and cpu, small model, one cpu thread (steadier
+# under TCG; the device works in its own kernel thread).
+for th in 1; do
 	for t in npu cpu; do
 		if "$d/npu-bench" -m "$d/w8a8.gguf" --target $t --task benchmark --prompt-lengths 4,16,64 \
 			--new-tokens 24 --no-peaks -t $th >"$tmp/bench" 2>"$tmp/err" &&
