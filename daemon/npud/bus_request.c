@@ -289,6 +289,11 @@ int request_create(struct server *srv, struct client *owner, struct served_model
 
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        /* a prompt that can never run is the caller's error, whatever its other requests are */
+        if (n >= model->rt->n_ctx)
+                return sd_bus_error_setf(error, NPUD_ERROR_PROMPT_TOO_LONG,
+                                         "the prompt has %d tokens; the context holds %d (one is kept for the reply)",
+                                         n, model->rt->n_ctx);
         if (owner->n_running >= cfg->max_requests_per_client)
                 return sd_bus_error_setf(error, NPUD_ERROR_LIMIT_EXCEEDED,
                                          "this client already runs %d requests (the limit)", owner->n_running);

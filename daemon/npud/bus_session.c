@@ -276,7 +276,8 @@ static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error)
         all = malloc(sizeof(int32_t) * (s->n_history + n));
         if (!all)
                 return -ENOMEM;
-        memcpy(all, s->history, sizeof(int32_t) * s->n_history);
+        if (s->n_history > 0)
+                memcpy(all, s->history, sizeof(int32_t) * s->n_history);
         memcpy(all + s->n_history, ids, sizeof(int32_t) * n);
         r = request_create(s->srv, s->owner, model, s, all, s->n_history + n, &a.p, &s->seq, &br, error);
         if (r < 0)

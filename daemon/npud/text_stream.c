@@ -168,7 +168,8 @@ static int check_stops(struct text_stream *ts, struct piece_queue *out)
         s = malloc(n + 1);
         if (!s)
                 return -ENOMEM;
-        memcpy(s, ts->tail, ts->n_tail);
+        if (ts->n_tail > 0)
+                memcpy(s, ts->tail, ts->n_tail);
         n = ts->n_tail;
         for (size_t i = 0; i < ts->held.n; i++) {
                 size_t l = strlen(ts->held.v[i].text);
