@@ -110,13 +110,15 @@ void forward_scratch_layout(const struct npu_hparams *hp, int32_t cap, struct sc
 int backend_cpu_new(struct npu_ctx *c, struct forward_scratch *s, struct backend **ret);
 
 /*
- * The npu back end: opens device (NULL: the first accel node of npu.ko),
+ * The npu back end: opens device (NULL: the first accel node of npu.ko;
+ * fd >= 0: a duplicate of fd, an accel node opened elsewhere, with device
+ * its name for messages),
  * uploads the model's int8 weights, scales and norm vectors into BOs, makes
  * activation BOs and moves the KV pool's memory into BOs mapped into the
  * process at the same kind of address (its contents are kept). Needs a
  * w8a8 or w8a16 model. On failure nothing changed and err says why.
  */
-int backend_npu_new(struct npu_ctx *c, const char *device, struct backend **ret, struct npu_err *err);
+int backend_npu_new(struct npu_ctx *c, const char *device, int fd, struct backend **ret, struct npu_err *err);
 /* Device path and uAPI version of an npu back end, for messages. */
 const char *backend_npu_device(const struct backend *be);
 

@@ -807,7 +807,7 @@ const char *backend_npu_device(const struct backend *be)
         return be && be->ops == &npu_ops ? ((const struct npu_backend *)be)->path : NULL;
 }
 
-int backend_npu_new(struct npu_ctx *c, const char *device, struct backend **ret, struct npu_err *err)
+int backend_npu_new(struct npu_ctx *c, const char *device, int fd, struct backend **ret, struct npu_err *err)
 {
         const struct npu_model *m = c->model;
         struct npu_backend *nb = calloc(1, sizeof(*nb));
@@ -823,7 +823,14 @@ int backend_npu_new(struct npu_ctx *c, const char *device, struct backend **ret,
                                 precision_name(m->precision));
                 goto fail;
         }
-        if (device) {
+        if (fd >= 0) {
+                snprintf(nb->path, sizeof(nb->path), "%s", device ? device : "the device");
+                r = npu_open_fd(fd, &nb->dev);
+                if (r == -ENODEV)
+                        r = npu_err_set(err, r, "%s is not an accel device of the npu driver", nb->path);
+                else if (r < 0)
+                        r = npu_err_set(err, r, "cannot use %s: %s", nb->path, strerror(-r));
+        } else if (device) {
                 snprintf(nb->path, sizeof(nb->path), "%s", device);
                 r = npu_open_path(device, &nb->dev);
                 if (r == -ENODEV)

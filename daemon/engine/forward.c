@@ -52,7 +52,7 @@ enum backend_target ctx_target(const struct npu_ctx *c)
         return c->be == c->cpu ? BACKEND_TARGET_CPU : BACKEND_TARGET_NPU;
 }
 
-int ctx_set_target(struct npu_ctx *c, enum backend_target t, const char *device, struct npu_err *err)
+int ctx_set_target(struct npu_ctx *c, enum backend_target t, const char *device, int fd, struct npu_err *err)
 {
         int r;
 
@@ -69,7 +69,7 @@ int ctx_set_target(struct npu_ctx *c, enum backend_target t, const char *device,
                 return npu_err_set(err, -EOPNOTSUPP, "the npu runs w8a8 and w8a16 models; this one is float "
                                                      "(quantize it with npu-quantize)");
         if (!c->npu) {
-                r = backend_npu_new(c, device, &c->npu, err);
+                r = backend_npu_new(c, device, fd, &c->npu, err);
                 if (r < 0)
                         return r;
         }

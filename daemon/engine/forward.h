@@ -62,12 +62,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct npu_ctx *, ctx_free);
 
 /*
  * Move the context's passes to the cpu or to an npu device (NULL: the first
- * accel node of npu.ko), between passes. The KV cache keeps its contents:
+ * accel node of npu.ko; fd >= 0: that open node, see backend_npu_new), between passes. The KV cache keeps its contents:
  * to npu, its memory moves into BOs mapped into the process; back to cpu,
  * into anonymous memory again, and the device is closed (detach). A float
  * model cannot go to the npu (-EOPNOTSUPP).
  */
-int ctx_set_target(struct npu_ctx *c, enum backend_target t, const char *device, struct npu_err *err);
+int ctx_set_target(struct npu_ctx *c, enum backend_target t, const char *device, int fd, struct npu_err *err);
 enum backend_target ctx_target(const struct npu_ctx *c);
 
 /*

@@ -73,7 +73,7 @@ int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_
                         rt->target_note = "the model is float: it runs on the cpu (the npu runs w8a8 and w8a16 "
                                           "models; quantize it with npu-quantize)";
                 } else {
-                        r = ctx_set_target(rt->ctx, BACKEND_TARGET_NPU, rt->device, err);
+                        r = ctx_set_target(rt->ctx, BACKEND_TARGET_NPU, rt->device, -1, err);
                         if (r < 0)
                                 return r;
                 }
@@ -86,5 +86,12 @@ int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_
 
 int runtime_set_target(struct runtime *rt, enum backend_target t, struct npu_err *err)
 {
-        return ctx_set_target(rt->ctx, t, rt->device, err);
+        return ctx_set_target(rt->ctx, t, rt->device, -1, err);
+}
+
+int runtime_attach_device(struct runtime *rt, const char *name, int fd, struct npu_err *err)
+{
+        if (ctx_target(rt->ctx) == BACKEND_TARGET_NPU)
+                return npu_err_set(err, -EBUSY, "the model runs on %s already", rt->device ? rt->device : "a device");
+        return ctx_set_target(rt->ctx, BACKEND_TARGET_NPU, name, fd, err);
 }

@@ -45,6 +45,8 @@ int runtime_default_threads(void);
  * cache and every sequence in it stay) or to the npu (attach).
  */
 int runtime_set_target(struct runtime *rt, enum backend_target t, struct npu_err *err);
+/* Between passes: move the runtime to the npu device open at fd (duplicated; name is for messages). */
+int runtime_attach_device(struct runtime *rt, const char *name, int fd, struct npu_err *err);
 
 /* Negative log-likelihood of ids over windows of the context, each opened by BOS (perplexity.c). */
 int perplexity(struct runtime *rt, const int32_t *ids, int32_t n, double *ret_nll, int64_t *ret_count,

@@ -51,6 +51,14 @@ static inline void closep(int *fd)
 }
 #define _cleanup_close_ _cleanup_(closep)
 
+/* Closes fd when open; returns -1 for the variable that held it. */
+static inline int safe_close(int fd)
+{
+        if (fd >= 0)
+                close(fd);
+        return -1;
+}
+
 static inline void fclosep(FILE **f)
 {
         if (*f)

@@ -38,35 +38,53 @@ static int npu_check_driver(int fd)
 	return r;
 }
 
-int npu_open_path(const char *path, struct npu_dev **ret_dev)
+/* Takes fd: on success it belongs to *ret_dev, on failure it is closed. */
+static int npu_adopt_fd(int fd, struct npu_dev **ret_dev)
 {
 	struct drm_npu_get_info info;
 	struct npu_dev *dev;
 	int r;
 
 	dev = calloc(1, sizeof(*dev));
-	if (!dev)
+	if (!dev) {
+		close(fd);
 		return -ENOMEM;
-	dev->fd = open(path, O_RDWR | O_CLOEXEC);
-	if (dev->fd < 0) {
-		r = -errno;
-		free(dev);
-		return r;
 	}
+	dev->fd = fd;
 	r = npu_check_driver(dev->fd);
-	if (r < 0) {
-		close(dev->fd);
-		free(dev);
-		return r;
-	}
+	if (r < 0)
+		goto fail;
 	r = npu_get_info(dev, &info);
-	if (r < 0 || info.version_major != 1) {
-		close(dev->fd);
-		free(dev);
-		return r < 0 ? r : -EPROTO;
+	if (r < 0)
+		goto fail;
+	if (info.version_major != 1) {
+		r = -EPROTO;
+		goto fail;
 	}
 	*ret_dev = dev;
 	return 0;
+fail:
+	close(dev->fd);
+	free(dev);
+	return r;
+}
+
+int npu_open_path(const char *path, struct npu_dev **ret_dev)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	return npu_adopt_fd(fd, ret_dev);
+}
+
+int npu_open_fd(int fd, struct npu_dev **ret_dev)
+{
+	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
+	if (copy < 0)
+		return -errno;
+	return npu_adopt_fd(copy, ret_dev);
 }
 
 int npu_open_index(unsigned int index, struct npu_dev **ret_dev)

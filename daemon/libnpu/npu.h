@@ -37,6 +37,11 @@ struct npu_bo {
 int npu_open_index(unsigned int index, struct npu_dev **ret_dev);
 int npu_open_path(const char *path, struct npu_dev **ret_dev);
 /*
+ * The same for a node opened elsewhere (e.g. passed over D-Bus): fd is
+ * duplicated, the caller keeps its own descriptor.
+ */
+int npu_open_fd(int fd, struct npu_dev **ret_dev);
+/*
  * Open the first /dev/accel/accelN of this driver; its path goes to path
  * (when not NULL). -ENODEV when there is none, or the error of the last
  * npu node that failed to open (e.g. -EACCES).

@@ -8,6 +8,7 @@
 #define NPUD_ERROR_INVALID_UTF8 "org.npud.Inference1.Error.InvalidUTF8"
 #define NPUD_ERROR_PROMPT_TOO_LONG "org.npud.Inference1.Error.PromptTooLong"
 #define NPUD_ERROR_NO_SUCH_MODEL "org.npud.Inference1.Error.NoSuchModel"
+#define NPUD_ERROR_NO_SUCH_DEVICE "org.npud.Inference1.Error.NoSuchDevice"
 #define NPUD_ERROR_BAD_MODEL "org.npud.Inference1.Error.BadModel"
 #define NPUD_ERROR_BUSY "org.npud.Inference1.Error.Busy"
 #define NPUD_ERROR_LIMIT_EXCEEDED "org.npud.Inference1.Error.LimitExceeded"

@@ -36,23 +36,6 @@ static struct served_model *find_model(struct server *srv, const char *name, sd_
         return m;
 }
 
-static int require_admin(struct server *srv, sd_bus_message *m, sd_bus_error *error)
-{
-        struct client *c;
-        int r;
-
-        r = clients_get(srv, m, &c, error);
-        if (r < 0)
-                return r;
-        if (!client_is_admin(srv, c)) {
-                client_maybe_forget(srv, c);
-                return sd_bus_error_set(error, NPUD_ERROR_ACCESS_DENIED,
-                                        "only an administrator may load or unload models");
-        }
-        client_maybe_forget(srv, c);
-        return 0;
-}
-
 static uint64_t count_params(const struct npu_model *m)
 {
         uint64_t n = (uint64_t)m->tok_embd.rows * m->tok_embd.cols;
@@ -159,7 +142,7 @@ static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = read_load_options(m, &name, &make_default, error);
         if (r < 0)
                 return r;
-        r = require_admin(srv, m, error);
+        r = clients_require_admin(srv, m, "load or unload models", error);
         if (r < 0)
                 return r;
         if (srv->shutting_down)
@@ -199,7 +182,7 @@ static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *
                 if (r < 0)
                         return r;
         }
-        r = require_admin(srv, m, error);
+        r = clients_require_admin(srv, m, "load or unload models", error);
         if (r < 0)
                 return r;
         if (!name[0])
@@ -212,15 +195,6 @@ static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *
                 return reply_model_error(error, r, &err);
         server_kick(srv);
         return sd_bus_reply_method_return(m, NULL);
-}
-
-static int method_list_devices(sd_bus_message *m, void *userdata, sd_bus_error *error)
-{
-        struct server *srv = userdata;
-        int threads = srv->cfg.threads ? srv->cfg.threads : runtime_default_threads();
-
-        return sd_bus_reply_method_return(m, "a(sa{sv})", 1, "cpu", 2, "backend", "s", "cpu", "threads", "u",
-                                          (uint32_t)threads);
 }
 
 static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -356,7 +330,8 @@ static int property_get(sd_bus *bus, const char *path, const char *iface, const 
         if (!strcmp(property, "Version"))
                 return sd_bus_message_append(reply, "s", NPUD_VERSION);
         if (!strcmp(property, "Backends"))
-                return sd_bus_message_append(reply, "as", 1, "cpu");
+                return srv->devices ? sd_bus_message_append(reply, "as", 2, "cpu", "npu")
+                                    : sd_bus_message_append(reply, "as", 1, "cpu");
         if (!strcmp(property, "DefaultModel"))
                 return sd_bus_message_append(reply, "s", srv->default_model ? srv->default_model->name : "");
         if (!strcmp(property, "KVCacheBlocksTotal"))
@@ -378,6 +353,10 @@ const sd_bus_vtable manager_vtable[] = {
                                  method_unload_model, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ListDevices", "", , "a(sa{sv})", SD_BUS_PARAM(devices), method_list_devices,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("AttachDevice", "sha{sv}", SD_BUS_PARAM(name) SD_BUS_PARAM(fd) SD_BUS_PARAM(options),
+                                 "", , method_attach_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("DetachDevice", "sa{sv}", SD_BUS_PARAM(name) SD_BUS_PARAM(options), "", ,
+                                 method_detach_device, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("Generate", "sva{sv}", SD_BUS_PARAM(model) SD_BUS_PARAM(prompt) SD_BUS_PARAM(options),
                                  "o", SD_BUS_PARAM(request), method_generate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("CreateSession", "sa{sv}", SD_BUS_PARAM(model) SD_BUS_PARAM(options), "o",

@@ -181,6 +181,14 @@ static double ms_between(uint64_t a, uint64_t b)
         return a && b && b > a ? (double)(b - a) / 1e6 : 0;
 }
 
+/* Where the request's steps ran: "cpu", "npu", or "npu+cpu" (a fault, a fallback or a detach in between). */
+static const char *request_backend(const struct bus_request *br)
+{
+        if (br->steps_npu == 0)
+                return "cpu";
+        return br->steps_cpu ? "npu+cpu" : "npu";
+}
+
 static int send_finished(struct bus_request *br)
 {
         struct sched_request *sr = br->sr;
@@ -199,7 +207,7 @@ static int send_finished(struct bus_request *br)
         r = sd_bus_message_append(m, "s", sched_stop_name(sr->stop));
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(m, "a{sv}", 10,
+        r = sd_bus_message_append(m, "a{sv}", 13,
                                   "prompt_tokens", "u", (uint32_t)br->n_prompt,
                                   "cached_prompt_tokens", "u", (uint32_t)sr->n_cached,
                                   "generated_tokens", "u", (uint32_t)sr->n_generated,
@@ -208,7 +216,10 @@ static int send_finished(struct bus_request *br)
                                   "ms_per_token", "d", steps ? decode / steps : 0.0,
                                   "tokens_per_s", "d", steps && decode > 0 ? steps * 1000.0 / decode : 0.0,
                                   "total_ms", "d", ms_between(sr->t_submit, sr->t_done),
-                                  "backend", "s", "cpu",
+                                  "backend", "s", request_backend(br),
+                                  "device_faults", "u", br->device_faults,
+                                  "device_retries", "u", br->device_retries,
+                                  "cpu_fallbacks", "u", br->cpu_fallbacks,
                                   "message", "s", sr->error ? sr->error : "");
         if (r < 0)
                 return r;

@@ -56,6 +56,22 @@ bool client_is_admin(const struct server *srv, const struct client *c)
         return c->uid == 0 || c->uid == srv->uid;
 }
 
+int clients_require_admin(struct server *srv, sd_bus_message *m, const char *what, sd_bus_error *error)
+{
+        struct client *c;
+        bool admin;
+        int r;
+
+        r = clients_get(srv, m, &c, error);
+        if (r < 0)
+                return r;
+        admin = client_is_admin(srv, c);
+        client_maybe_forget(srv, c);
+        if (!admin)
+                return sd_bus_error_setf(error, NPUD_ERROR_ACCESS_DENIED, "only an administrator may %s", what);
+        return 0;
+}
+
 static void unlink_client(struct server *srv, struct client *c)
 {
         for (struct client **p = &srv->clients; *p; p = &(*p)->next)

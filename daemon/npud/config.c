@@ -24,6 +24,7 @@ void config_done(struct npud_config *c)
 {
         free(c->model);
         free(c->backend);
+        free(c->device);
         free(c->bus);
         *c = (struct npud_config) {};
 }
@@ -96,12 +97,14 @@ static int set_key(struct npud_config *c, const char *key, const char *v)
         if (!strcmp(key, "model"))
                 return set_string(&c->model, v);
         if (!strcmp(key, "backend")) {
-                if (strcmp(v, "cpu") != 0)
+                if (strcmp(v, "cpu") != 0 && strcmp(v, "npu") != 0)
                         return -EOPNOTSUPP;
                 return set_string(&c->backend, v);
         }
         if (!strcmp(key, "bus"))
                 return set_string(&c->bus, v);
+        if (!strcmp(key, "device"))
+                return set_string(&c->device, v);
         if (!strcmp(key, "threads")) {
                 r = parse_int(v, 0, 1024, &n);
                 c->threads = (int)n;
@@ -146,7 +149,7 @@ static int on_entry(void *userdata, const char *section, const char *key, const 
         if (r == -ENOKEY)
                 st->r = npu_err_set(st->err, -EINVAL, "unknown key '%s'", key);
         else if (r == -EOPNOTSUPP)
-                st->r = npu_err_set(st->err, -EINVAL, "back end '%s' is not available (cpu)", value);
+                st->r = npu_err_set(st->err, -EINVAL, "back end '%s' is not one of cpu, npu", value);
         else if (r < 0)
                 st->r = npu_err_set(st->err, r, "bad value '%s' for %s", value, key);
         return st->r == 0;
@@ -166,6 +169,7 @@ int config_load(struct npud_config *c, const char *path, struct npu_err *err)
         copy.model = c->model ? strdup(c->model) : NULL;
         copy.backend = c->backend ? strdup(c->backend) : NULL;
         copy.bus = c->bus ? strdup(c->bus) : NULL;
+        copy.device = c->device ? strdup(c->device) : NULL;
         st = (struct parse_state) { .c = &copy, .err = err };
         r = ini_parse_file(f, on_entry, &st);
         if (r > 0 && st.r == 0)

@@ -11,7 +11,8 @@
 
 struct npud_config {
         char *model;      /* the default model, loaded at start */
-        char *backend;    /* "cpu" */
+        char *backend;    /* "cpu" or "npu" (read at start only) */
+        char *device;     /* npu: the accel node to open; NULL: the first one of npu.ko */
         char *bus;        /* "system", "session" or an address */
         int threads;      /* 0: every core */
         int32_t n_ctx;    /* 0: the model's, at most 4096 */

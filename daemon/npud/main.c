@@ -13,6 +13,10 @@ static void help(void)
                "  --config FILE                  configuration (default " NPUD_CONFIG_PATH " when it exists)\n"
                "  --model PATH                   the default model, loaded at start\n"
                "  --threads N                    compute threads (default: every core)\n"
+               "  --target cpu|npu               where quantized models run (default: the config's, else cpu);\n"
+               "                                 npu opens the device at start (devices can also be attached\n"
+               "                                 later: Manager.AttachDevice, npud-device@accelN.service)\n"
+               "  --device PATH                  the accel node for --target npu (default: the first of npu.ko)\n"
                "  -h, --help                     this text\n"
                "  --version                      the version\n");
 }
@@ -21,6 +25,8 @@ struct cli {
         const char *bus;
         const char *config;
         const char *model;
+        const char *target;
+        const char *device;
         int threads;
 };
 
@@ -29,6 +35,7 @@ static int parse_args(int argc, char **argv, struct cli *c)
         static const struct option opts[] = {
                 { "bus", required_argument, NULL, 'b' },     { "config", required_argument, NULL, 'c' },
                 { "model", required_argument, NULL, 'm' },   { "threads", required_argument, NULL, 't' },
+                { "target", required_argument, NULL, 'T' }, { "device", required_argument, NULL, 'd' },
                 { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, 'V' },
                 {},
         };
@@ -41,6 +48,14 @@ static int parse_args(int argc, char **argv, struct cli *c)
                 case 'b': c->bus = optarg; break;
                 case 'c': c->config = optarg; break;
                 case 'm': c->model = optarg; break;
+                case 'T':
+                        if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "npu") != 0) {
+                                fprintf(stderr, "npud: --target is cpu or npu, not '%s'\n", optarg);
+                                return -EINVAL;
+                        }
+                        c->target = optarg;
+                        break;
+                case 'd': c->device = optarg; break;
                 case 't':
                         c->threads = (int)strtol(optarg, &end, 10);
                         if (*end || end == optarg || c->threads < 0 || c->threads > 1024) {
@@ -58,6 +73,17 @@ static int parse_args(int argc, char **argv, struct cli *c)
                 return -EINVAL;
         }
         return 1;
+}
+
+static bool set_string_copy(char **p, const char *v)
+{
+        char *c = strdup(v);
+
+        if (!c)
+                return false;
+        free(*p);
+        *p = c;
+        return true;
 }
 
 static int configure(struct server *srv, const struct cli *cli)
@@ -82,6 +108,28 @@ static int configure(struct server *srv, const struct cli *cli)
         }
         if (cli->threads >= 0)
                 srv->cfg.threads = cli->threads;
+        if ((cli->target && !set_string_copy(&srv->cfg.backend, cli->target)) ||
+            (cli->device && !set_string_copy(&srv->cfg.device, cli->device)))
+                return -ENOMEM;
+        return 0;
+}
+
+/* backend = npu: npud opens the device itself and runs the quantized models on it. */
+static int open_configured_device(struct server *srv)
+{
+        struct served_device *d;
+        struct npu_err err = {};
+        int r;
+
+        if (!srv->cfg.backend || strcmp(srv->cfg.backend, "npu") != 0)
+                return 0;
+        r = srv->cfg.device ? devices_open_path(srv, srv->cfg.device, &d, &err) : devices_open_first(srv, &d, &err);
+        if (r >= 0)
+                r = device_attach_now(d, &err);
+        if (r < 0) {
+                fprintf(stderr, "npud: --target npu: %s\n", err.msg);
+                return r;
+        }
         return 0;
 }
 
@@ -120,6 +168,8 @@ int main(int argc, char **argv)
                         return 1;
                 }
         }
+        if (open_configured_device(srv) < 0)
+                return 1;
         r = server_start(srv);
         if (r < 0)
                 return 1;

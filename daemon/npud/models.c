@@ -112,6 +112,7 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
                 return r;
         m->next = srv->models;
         srv->models = m;
+        devices_model_loaded(srv, m);
         if (make_default || !srv->default_model)
                 srv->default_model = m;
         fprintf(stderr, "npud: loaded %s as '%s': %s, %d layers, context %d, KV pool %d blocks of %d tokens\n", path,
@@ -157,6 +158,7 @@ int models_unload(struct server *srv, struct served_model *m, bool force, struct
                 srv->default_model = srv->models;
         if (srv->last_stepped == m)
                 srv->last_stepped = NULL;
+        devices_model_unloading(m);
         fprintf(stderr, "npud: unloaded '%s'\n", m->name);
         served_model_free(m);
         return 0;
@@ -167,6 +169,7 @@ void models_free_all(struct server *srv)
         while (srv->models) {
                 struct served_model *m = srv->models;
                 srv->models = m->next;
+                devices_model_unloading(m);
                 served_model_free(m);
         }
         srv->default_model = NULL;

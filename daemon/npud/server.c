@@ -46,6 +46,7 @@ void server_free(struct server *srv)
         if (!srv)
                 return;
         step_runner_free(srv->runner);
+        devices_free_all(srv);
         while (srv->sessions_head)
                 session_free(srv->sessions_head);
         while (srv->requests_head)
@@ -94,6 +95,7 @@ static int on_step_kick(sd_event_source *es, void *userdata)
 
         if (step_runner_busy(srv->runner))
                 return 0;
+        devices_run_pending(srv);
         for (int tries = 0; tries < 64; tries++) {
                 struct served_model *m = next_model_with_work(srv);
                 if (!m)
@@ -101,6 +103,8 @@ static int on_step_kick(sd_event_source *es, void *userdata)
                 srv->last_stepped = m;
                 if (sched_step_prepare(m->sched)) {
                         srv->stepping = m;
+                        srv->step_stats = m->rt->ctx->stats;
+                        srv->step_on_npu = ctx_target(m->rt->ctx) == BACKEND_TARGET_NPU;
                         step_runner_start(srv->runner, m->sched);
                         return 0;
                 }
@@ -142,11 +146,33 @@ uint64_t server_generated_total(const struct server *srv)
         return n;
 }
 
+/* Where the step's passes ran and what went wrong on the device, for each request in it. */
+static void account_step(struct server *srv, struct scheduler *s)
+{
+        const struct backend_stats *now = &s->rt->ctx->stats, *was = &srv->step_stats;
+        bool npu = now->passes > was->passes;
+        bool cpu = !srv->step_on_npu || now->cpu_fallbacks > was->cpu_fallbacks;
+
+        for (int32_t i = 0; i < s->n_step_reqs; i++) {
+                struct bus_request *br = s->step_reqs[i]->userdata;
+                if (!br)
+                        continue;
+                br->steps_npu += npu;
+                br->steps_cpu += cpu;
+                br->device_faults += (uint32_t)(now->faults - was->faults);
+                br->device_retries += (uint32_t)(now->retries - was->retries);
+                br->cpu_fallbacks += (uint32_t)(now->cpu_fallbacks - was->cpu_fallbacks);
+        }
+}
+
 static void on_step_done(struct scheduler *s, int r, const char *error, void *userdata)
 {
         struct server *srv = userdata;
         uint64_t before = s->stats.generated_tokens;
 
+        account_step(srv, s);
+        if (srv->stepping)
+                devices_step_ended(srv, srv->stepping);
         srv->stepping = NULL;
         if (r < 0)
                 fprintf(stderr, "<3>npud: a step failed: %s\n", error);
@@ -206,8 +232,10 @@ void server_shutdown(struct server *srv)
                 for (struct sched_request *r = m->sched->active_head; r; r = r->next)
                         sched_cancel(r, SCHED_STOP_SHUTDOWN);
         }
-        if (!step_runner_busy(srv->runner))
+        if (!step_runner_busy(srv->runner)) {
+                devices_run_pending(srv);
                 sd_event_exit(srv->event, 0);
+        }
 }
 
 static int on_terminate(sd_event_source *es, const struct signalfd_siginfo *si, void *userdata)
@@ -300,6 +328,13 @@ int server_open_bus(struct server *srv, const char *bus)
         if (r < 0)
                 return r;
         r = sd_bus_add_node_enumerator(srv->bus, NULL, NPUD_SESSION_PREFIX, session_enumerate, srv);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_fallback_vtable(srv->bus, NULL, NPUD_DEVICE_PREFIX, NPUD_DEVICE_IFACE, device_vtable,
+                                       device_find, srv);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_node_enumerator(srv->bus, NULL, NPUD_DEVICE_PREFIX, device_enumerate, srv);
         if (r < 0)
                 return r;
         return clients_watch(srv);

@@ -15,12 +15,16 @@
 #define NPUD_ROOT_PATH "/org/npud/Inference1"
 #define NPUD_REQUEST_PREFIX NPUD_ROOT_PATH "/request"
 #define NPUD_SESSION_PREFIX NPUD_ROOT_PATH "/session"
+#define NPUD_DEVICE_PREFIX NPUD_ROOT_PATH "/device"
 #define NPUD_MANAGER_IFACE NPUD_BUS_NAME ".Manager"
 #define NPUD_REQUEST_IFACE NPUD_BUS_NAME ".Request"
 #define NPUD_SESSION_IFACE NPUD_BUS_NAME ".Session"
+#define NPUD_DEVICE_IFACE NPUD_BUS_NAME ".Device"
 
 struct server;
 struct step_runner;
+
+struct served_device;
 
 struct served_model {
         struct served_model *next;
@@ -32,6 +36,40 @@ struct served_model {
         struct runtime *rt;
         struct scheduler *sched;
         uint32_t n_users; /* unfinished requests and open sessions */
+        struct served_device *device; /* where its passes run; NULL: the cpu */
+        struct backend_stats at_attach; /* the runtime's device counters when it joined device */
+};
+
+enum device_state {
+        DEVICE_DETACHED,
+        DEVICE_ATTACHED,
+        DEVICE_LOST, /* the device refuses new contexts: its models run on the cpu */
+};
+
+enum device_op {
+        DEVICE_OP_NONE,
+        DEVICE_OP_ATTACH,
+        DEVICE_OP_DETACH,
+        DEVICE_OP_FORGET, /* detach, then drop the device (it was handed over and is given back) */
+};
+
+struct device_counters {
+        uint64_t passes, faults, retries, cpu_fallbacks, events;
+};
+
+struct served_device {
+        struct served_device *next;
+        struct server *srv;
+        char name[16];        /* accelN */
+        char path[32];        /* /dev/accel/accelN */
+        char object_path[64]; /* NPUD_DEVICE_PREFIX/accelN */
+        char driver[32];      /* "npu MAJOR.MINOR" */
+        int fd;               /* the open node; -1 while detached */
+        bool npud_opened;     /* opened by npud (--target npu), not handed over: kept when detached */
+        enum device_state state;
+        struct device_counters retired; /* of models that left the device */
+        enum device_op pending_op;      /* a call waiting for the running step to end */
+        sd_bus_message *pending;
 };
 
 struct client {
@@ -52,6 +90,9 @@ struct bus_request {
         struct client *owner; /* NULL once the owner left: freed when it finishes */
         struct served_model *model;
         struct bus_session *session; /* set for a session's turn */
+        /* where its steps ran, and the device trouble they met */
+        uint32_t steps_npu, steps_cpu;
+        uint32_t device_faults, device_retries, cpu_fallbacks;
         struct sched_request *sr;
         int32_t n_prompt;
         bool finished;
@@ -92,6 +133,9 @@ struct server {
         struct step_runner *runner;
         struct served_model *stepping; /* the model whose step runs */
         struct served_model *last_stepped;
+        struct backend_stats step_stats; /* the stepping model's device counters before its step */
+        bool step_on_npu;
+        struct served_device *devices;
         bool shutting_down;
         bool watchdog;
         uid_t uid;
@@ -122,7 +166,38 @@ struct served_model *models_find(struct server *srv, const char *name);
 int models_unload(struct server *srv, struct served_model *m, bool force, struct npu_err *err);
 void models_free_all(struct server *srv);
 
+/* devices.c */
+const char *device_state_name(enum device_state s);
+bool device_name_valid(const char *name);
+struct served_device *devices_find(struct server *srv, const char *name);
+int device_check_fd(int fd, const char *name, char *driver, size_t driver_size, struct npu_err *err);
+/* Takes fd (closed on failure). The device starts detached. */
+int devices_add(struct server *srv, const char *name, int fd, bool npud_opened, struct served_device **ret,
+                struct npu_err *err);
+int devices_open_path(struct server *srv, const char *path, struct served_device **ret, struct npu_err *err);
+int devices_open_first(struct server *srv, struct served_device **ret, struct npu_err *err);
+void device_counters(const struct served_device *d, struct device_counters *ret);
+/* Only between steps: */
+int device_attach_now(struct served_device *d, struct npu_err *err);
+void device_detach_now(struct served_device *d);
+void device_free(struct served_device *d);
+void devices_free_all(struct server *srv);
+void devices_model_loaded(struct server *srv, struct served_model *m);
+void devices_model_unloading(struct served_model *m);
+void devices_step_ended(struct server *srv, struct served_model *m);
+void devices_run_pending(struct server *srv);
+bool devices_pending(const struct server *srv);
+
+/* bus_device.c */
+extern const sd_bus_vtable device_vtable[];
+int device_find(sd_bus *bus, const char *path, const char *iface, void *userdata, void **ret, sd_bus_error *error);
+int device_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret, sd_bus_error *error);
+int method_attach_device(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int method_detach_device(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int method_list_devices(sd_bus_message *m, void *userdata, sd_bus_error *error);
+
 /* clients.c */
+int clients_require_admin(struct server *srv, sd_bus_message *m, const char *what, sd_bus_error *error);
 int clients_get(struct server *srv, sd_bus_message *m, struct client **ret, sd_bus_error *error);
 struct client *clients_find(struct server *srv, const char *name);
 int clients_watch(struct server *srv);

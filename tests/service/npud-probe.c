@@ -17,12 +17,14 @@
  *       "cancel3 R" where R is "ok" or the error name.
  *   npud-probe ADDRESS call PATH INTERFACE METHOD [SIGNATURE ARGS...]
  *       one method call to npud, arguments as busctl takes them (arrays: a
- *       count then the items; variants: a signature then the value); prints
+ *       count then the items; variants: a signature then the value; h: a
+ *       path, opened and passed as a descriptor); prints
  *       "ok", or "NAME: message" on stderr and exits 1. Unlike busctl, the
  *       error's name is printed.
  * Exit status 0 unless the probe itself failed (then 1, with a message).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -314,6 +316,17 @@ static int append_basic(sd_bus_message *m, char type, const char *s)
         case 's':
         case 'o':
         case 'g': return sd_bus_message_append_basic(m, type, s);
+        case 'h': {
+                /* a file descriptor: the argument is a path, opened read-write (else read-only) */
+                int fd = open(s, O_RDWR | O_CLOEXEC | O_NOCTTY), r;
+                if (fd < 0)
+                        fd = open(s, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        return -errno;
+                r = sd_bus_message_append_basic(m, 'h', &fd);
+                close(fd);
+                return r;
+        }
         default: return -EINVAL;
         }
         if (errno || !end || *end)

@@ -209,6 +209,19 @@ expect "option-wrong-type" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' s "$pro
 expect "option-unknown" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' s "$prompt" 1 no_such_option b true
 expect "prompt-wrong-type" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' u 5 0
 expect "token-id-out-of-range" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' ai 2 1 100000000 0
+# devices: only accel nodes of npu.ko are taken, by name, and nothing is lost on a bad one
+mgr_call() { call /org/npud/Inference1 org.npud.Inference1.Manager "$@"; }
+expect "attach-not-a-char-device" "" "$E.InvalidArgument" mgr_call AttachDevice 'sha{sv}' accel0 "$tmp" 0
+expect "attach-wrong-node" "" "$E.InvalidArgument" mgr_call AttachDevice 'sha{sv}' accel0 /dev/null 0
+expect "attach-bad-name" "" "$E.InvalidArgument" mgr_call AttachDevice 'sha{sv}' ../accel0 /dev/null 0
+expect "attach-unknown-option" "" "$E.InvalidArgument" mgr_call AttachDevice 'sha{sv}' accel0 /dev/null 1 x s y
+expect "detach-unknown-device" "" "$E.NoSuchDevice" mgr_call DetachDevice 'sa{sv}' accel7 0
+out=$(ctl devices --json 2>&1)
+if echo "$out" | grep -q '"state": *"ready"' && ! echo "$out" | grep -q accel; then
+	ok "devices-cpu-only"
+else
+	bad "devices-cpu-only" "$out"
+fi
 still_serving "serving-after-bad-input"
 
 # another client's request: Cancel and property reads are AccessDenied
@@ -313,6 +326,9 @@ else
 	fi
 	expect "nobody-cannot-load" 4 "AccessDenied" as_nobody "$tmp/npuctl" --bus "$addr" load "$model" --name other
 	expect "nobody-cannot-unload" 4 "AccessDenied" as_nobody "$tmp/npuctl" --bus "$addr" unload aidreams260K-f32
+	expect "nobody-cannot-attach" "" "$E.AccessDenied" \
+		as_nobody "$tmp/npud-probe" "$addr" call /org/npud/Inference1 org.npud.Inference1.Manager \
+		AttachDevice 'sha{sv}' accel0 /dev/null 0
 fi
 kill $holder 2>/dev/null
 wait $holder 2>/dev/null
