@@ -176,9 +176,13 @@ int verb_devices(const struct npuctl *c, int argc, char **argv)
                 json_object *d = json_object_array_get_idx(list, i);
                 char details[512];
                 if (json_get_string(d, "path", NULL))
-                        snprintf(details, sizeof(details), "%s%s%s", json_get_string(d, "path", ""),
-                                 json_get_string(d, "driver", NULL) ? ", driver " : "",
-                                 json_get_string(d, "driver", ""));
+                        snprintf(details, sizeof(details),
+                                 "%s, driver %s, %" PRIu64 " models, %" PRIu64 " passes, %" PRIu64 " faults, %" PRIu64
+                                 " retries, %" PRIu64 " cpu fallbacks, %" PRIu64 " netlink events",
+                                 json_get_string(d, "path", ""), json_get_string(d, "driver", "?"),
+                                 json_get_u64(d, "models", 0), json_get_u64(d, "passes", 0),
+                                 json_get_u64(d, "faults", 0), json_get_u64(d, "retries", 0),
+                                 json_get_u64(d, "cpu_fallbacks", 0), json_get_u64(d, "netlink_events", 0));
                 else
                         snprintf(details, sizeof(details), "%" PRIu64 " threads", json_get_u64(d, "threads", 0));
                 printf("%-16s %-8s %-12s %s\n", json_get_string(d, "name", "?"), json_get_string(d, "backend", "?"),

@@ -29,6 +29,7 @@ struct bench {
         uint32_t clients[16];
         size_t n_clients;
         bool json;
+        const char *target; /* --target: the back end the model must run on */
 
         /* the model, from ListModels */
         char *model_name;
@@ -62,6 +63,8 @@ static void usage(FILE *f)
                    "  --prompt-lengths LIST  prompt lengths in tokens (--clients: the first one; default 32)\n"
                    "  --new-tokens N         tokens per request (default: decode 30, others 60)\n"
                    "  -m, --model NAME       a loaded model (default: the daemon's default model)\n"
+                   "  --target cpu|npu       check that the model runs there (npu: a device is attached\n"
+                   "                         and the model is quantized) and that every request did\n"
                    "  --json                 one JSON object per row\n");
 }
 
@@ -107,6 +110,14 @@ static int model_info(struct bench *b, sd_bus *bus)
         b->n_vocab = (uint32_t)json_get_u64(info, "n_vocab", 0);
         if (!b->model_name || !b->precision)
                 return -ENOMEM;
+        if (b->target && strcmp(json_get_string(info, "backend", "cpu"), b->target) != 0) {
+                fprintf(stderr, "npuctl: model %s (%s) runs on %s, not %s%s\n", b->model_name, b->precision,
+                        json_get_string(info, "backend", "cpu"), b->target,
+                        strcmp(b->target, "npu") == 0 ? " (attach a device: npud --target npu, or "
+                                                        "systemctl start npud-device@accel0; quantized models only)"
+                                                      : " (detach the device: npuctl devices)");
+                return -EREMOTEIO;
+        }
         if (b->n_vocab <= 3 || b->n_ctx == 0) {
                 fprintf(stderr, "npuctl: model %s: the daemon gives no n_vocab/n_ctx\n", b->model_name);
                 return -EREMOTEIO;
@@ -295,6 +306,13 @@ static int run_table(struct bench *b, sd_bus *bus)
                                 rows[n].prompt);
                 if (!backend_copy)
                         backend_copy = strdup(json_get_string(s, "backend", "?"));
+                if (b->target && strcmp(json_get_string(s, "backend", "?"), b->target) != 0) {
+                        fprintf(stderr, "npuctl: a request ran on %s, not %s only (device faults %" PRIu64
+                                        ", cpu fallbacks %" PRIu64 ")\n",
+                                json_get_string(s, "backend", "?"), b->target, json_get_u64(s, "device_faults", 0),
+                                json_get_u64(s, "cpu_fallbacks", 0));
+                        return -EREMOTEIO;
+                }
                 if (b->json)
                         print_row_json(&rows[n], n + 1);
                 n++;
@@ -536,6 +554,7 @@ static int parse_args(int argc, char **argv, struct bench *b)
                 { "new-tokens", required_argument, NULL, 'N' },
                 { "model", required_argument, NULL, 'm' },
                 { "json", no_argument, NULL, 'J' },
+                { "target", required_argument, NULL, 'G' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -557,6 +576,11 @@ static int parse_args(int argc, char **argv, struct bench *b)
                 case 'N': r = parse_u32(optarg, 1, 1 << 20, "--new-tokens", &b->new_tokens); break;
                 case 'm': b->model = optarg; break;
                 case 'J': b->json = true; break;
+                case 'G':
+                        if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "npu") != 0)
+                                return log_usage("--target: '%s' is not cpu or npu", optarg);
+                        b->target = optarg;
+                        break;
                 case 'h': usage(stdout); return 1;
                 default: usage(stderr); return -EINVAL;
                 }

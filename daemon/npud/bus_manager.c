@@ -55,7 +55,7 @@ static int append_model(sd_bus_message *reply, struct server *srv, const struct 
 {
         const struct npu_hparams *hp = &m->rt->model->hp;
 
-        return sd_bus_message_append(reply, "(sa{sv})", m->name, 10,
+        return sd_bus_message_append(reply, "(sa{sv})", m->name, 12,
                                      "path", "s", m->path,
                                      "precision", "s", precision_name(m->rt->model->precision),
                                      "n_ctx", "u", (uint32_t)m->rt->n_ctx,
@@ -65,7 +65,9 @@ static int append_model(sd_bus_message *reply, struct server *srv, const struct 
                                      "n_params", "t", count_params(m->rt->model),
                                      "weight_bytes", "t", (uint64_t)m->rt->model->weight_bytes,
                                      "default", "b", m == srv->default_model,
-                                     "requests", "u", m->n_users);
+                                     "requests", "u", m->n_users,
+                                     "backend", "s", m->device ? "npu" : "cpu",
+                                     "device", "s", m->device ? m->device->name : "cpu");
 }
 
 static int method_list_models(sd_bus_message *m, void *userdata, sd_bus_error *error)
