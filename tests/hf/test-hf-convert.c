@@ -634,6 +634,79 @@ static void test_config_errors(void **state)
         remove_dir(&fx);
 }
 
+/* Every tensor and the precision key of two quantized GGUFs are the same. */
+static void assert_same_gguf(const char *a_path, const char *b_path)
+{
+        struct npu_err err = {};
+        struct gguf *a = NULL, *b = NULL;
+        _cleanup_free_ char *pa = NULL, *pb = NULL;
+
+        assert_int_equal(gguf_open(a_path, &a, &err), 0);
+        assert_int_equal(gguf_open(b_path, &b, &err), 0);
+        assert_int_equal(a->n_tensors, b->n_tensors);
+        for (uint64_t i = 0; i < a->n_tensors; i++) {
+                const struct gguf_tensor *ta = &a->tensors[i];
+                char name[96];
+                snprintf(name, sizeof(name), "%.*s", (int)ta->name.len, ta->name.s);
+                const struct gguf_tensor *tb = gguf_find_tensor(b, name);
+                assert_non_null(tb);
+                assert_int_equal(ta->type, tb->type);
+                assert_int_equal(ta->nbytes, tb->nbytes);
+                if (memcmp(ta->data, tb->data, ta->nbytes) != 0)
+                        fail_msg("tensor %s differs", name);
+        }
+        assert_int_equal(gguf_get_str(a, "npud.quantization.precision", &pa, &err), 0);
+        assert_int_equal(gguf_get_str(b, "npud.quantization.precision", &pb, &err), 0);
+        assert_string_equal(pa, pb);
+        gguf_free(a);
+        gguf_free(b);
+}
+
+/*
+ * npu-quantize -i HF_DIR: the same file as converting the directory to an
+ * F16 GGUF and quantizing that, its temporary conversion removed, a model
+ * that generates; a broken directory is refused with the reason.
+ */
+static void test_quantize_from_dir(void **state)
+{
+        const char *quantize = getenv("NPU_QUANTIZE");
+        struct fixture fx;
+        struct npu_err err = {};
+        char from_dir[160], f16[160], from_gguf[160], leftover[200], cmd[1024], buf[512];
+        struct run ra, rb;
+
+        assert_non_null(quantize);
+        build_dir(&fx, TIE_AS_IS);
+        snprintf(from_dir, sizeof(from_dir), "%s/q-dir.gguf", fx.dir);
+        snprintf(f16, sizeof(f16), "%s/f16.gguf", fx.dir);
+        snprintf(from_gguf, sizeof(from_gguf), "%s/q-gguf.gguf", fx.dir);
+        snprintf(leftover, sizeof(leftover), "%s.from-hf.gguf", from_dir);
+
+        snprintf(cmd, sizeof(cmd), "%s -i %s -o %s --precision w8a8 >/dev/null 2>&1", quantize, fx.dir, from_dir);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(access(leftover, F_OK), -1);
+        assert_int_equal(hf_convert_to_gguf(fx.dir, f16, GGML_TYPE_F16, &err), 0);
+        snprintf(cmd, sizeof(cmd), "%s -i %s -o %s --precision w8a8 >/dev/null 2>&1", quantize, f16, from_gguf);
+        assert_int_equal(system(cmd), 0);
+        assert_same_gguf(from_dir, from_gguf);
+        greedy(from_dir, &ra);
+        greedy(from_gguf, &rb);
+        assert_memory_equal(ra.ids, rb.ids, sizeof(int32_t) * 60);
+
+        /* a broken shard: refused, naming the file, and no output left behind */
+        unlink(from_dir);
+        snprintf(buf, sizeof(buf), "%s/model-00001-of-00002.safetensors", fx.dir);
+        assert_int_equal(truncate(buf, 64), 0);
+        snprintf(cmd, sizeof(cmd), "%s -i %s -o %s --precision w8a8 2>&1 | grep -q 'model-00001-of-00002.safetensors'",
+                 quantize, fx.dir, from_dir);
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof(cmd), "%s -i %s -o %s --precision w8a8 >/dev/null 2>&1", quantize, fx.dir, from_dir);
+        assert_int_not_equal(system(cmd), 0);
+        assert_int_equal(access(from_dir, F_OK), -1);
+        assert_int_equal(access(leftover, F_OK), -1);
+        remove_dir(&fx);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -641,6 +714,7 @@ int main(void)
                 cmocka_unit_test(test_roundtrip_f16),
                 cmocka_unit_test(test_tied),
                 cmocka_unit_test(test_config_errors),
+                cmocka_unit_test(test_quantize_from_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
