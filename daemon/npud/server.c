@@ -196,8 +196,9 @@ static void update_status(struct server *srv)
                 active += m->sched->n_active;
                 queued += m->sched->n_queued;
         }
-        sd_notifyf(false, "STATUS=model %s; %d active, %d queued requests; %.1f tokens/s",
-                   srv->default_model ? srv->default_model->name : "(none)", active, queued,
+        const struct served_model *dm = srv->default_model;
+        sd_notifyf(false, "STATUS=model %s on %s; %d active, %d queued requests; %.1f tokens/s",
+                   dm ? dm->name : "(none)", dm && dm->device ? dm->device->name : "cpu", active, queued,
                    server_tokens_per_s(srv));
 }
 
