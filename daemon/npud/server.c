@@ -302,6 +302,17 @@ static int open_bus(const char *bus, sd_bus **ret)
         return 0;
 }
 
+/* Objects under prefix: found by find, listed (in introspection) by enumerate. */
+static int add_children(struct server *srv, const char *prefix, const char *iface, const sd_bus_vtable *vtable,
+                        sd_bus_object_find_t find, sd_bus_node_enumerator_t enumerate)
+{
+        int r = sd_bus_add_fallback_vtable(srv->bus, NULL, prefix, iface, vtable, find, srv);
+
+        if (r < 0)
+                return r;
+        return sd_bus_add_node_enumerator(srv->bus, NULL, prefix, enumerate, srv);
+}
+
 int server_open_bus(struct server *srv, const char *bus)
 {
         int r;
@@ -317,25 +328,14 @@ int server_open_bus(struct server *srv, const char *bus)
         r = sd_bus_add_object_vtable(srv->bus, NULL, NPUD_ROOT_PATH, NPUD_MANAGER_IFACE, manager_vtable, srv);
         if (r < 0)
                 return r;
-        r = sd_bus_add_fallback_vtable(srv->bus, NULL, NPUD_REQUEST_PREFIX, NPUD_REQUEST_IFACE, request_vtable,
-                                       request_find, srv);
-        if (r < 0)
-                return r;
-        r = sd_bus_add_node_enumerator(srv->bus, NULL, NPUD_REQUEST_PREFIX, request_enumerate, srv);
-        if (r < 0)
-                return r;
-        r = sd_bus_add_fallback_vtable(srv->bus, NULL, NPUD_SESSION_PREFIX, NPUD_SESSION_IFACE, session_vtable,
-                                       session_find, srv);
-        if (r < 0)
-                return r;
-        r = sd_bus_add_node_enumerator(srv->bus, NULL, NPUD_SESSION_PREFIX, session_enumerate, srv);
-        if (r < 0)
-                return r;
-        r = sd_bus_add_fallback_vtable(srv->bus, NULL, NPUD_DEVICE_PREFIX, NPUD_DEVICE_IFACE, device_vtable,
-                                       device_find, srv);
-        if (r < 0)
-                return r;
-        r = sd_bus_add_node_enumerator(srv->bus, NULL, NPUD_DEVICE_PREFIX, device_enumerate, srv);
+        r = add_children(srv, NPUD_REQUEST_PREFIX, NPUD_REQUEST_IFACE, request_vtable, request_find,
+                         request_enumerate);
+        if (r >= 0)
+                r = add_children(srv, NPUD_SESSION_PREFIX, NPUD_SESSION_IFACE, session_vtable, session_find,
+                                 session_enumerate);
+        if (r >= 0)
+                r = add_children(srv, NPUD_DEVICE_PREFIX, NPUD_DEVICE_IFACE, device_vtable, device_find,
+                                 device_enumerate);
         if (r < 0)
                 return r;
         return clients_watch(srv);
