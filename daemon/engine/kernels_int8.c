@@ -209,6 +209,135 @@ AVX2 static void acc_avx2_w8a8(const struct npu_weight *w, const struct act_q *a
         }
 }
 
+/*
+ * w8a8 for a few tokens (the decode step of a batch of sequences): each
+ * weight row is streamed from memory once, in order, and multiplied against
+ * every token of a group of up to 8 while it is in registers. The sign goes
+ * onto the activations, so one |w| (vpabsb) per row and step serves the
+ * whole group and only q8 is read for the tokens (8 tokens of a 2048-wide
+ * row fit in L1):
+ *   |w| (unsigned) x sign(a, w) (signed), vpmaddubsw, then vpmaddwd by ones.
+ * |w| <= 128 and |a| <= 127, so the pair sums (<= 32512) never saturate; the
+ * int32 lanes are exact for K < 2^20 and their sum for K < 2^17 (the w8a8
+ * bound everywhere in this file).
+ */
+#ifndef GEMV_PREFETCH
+#define GEMV_PREFETCH 2048
+#endif
+
+/*
+ * An empty asm that takes v in a register: the compiler may not reassociate
+ * the sums across it (it would add the products of several steps first and
+ * run out of registers).
+ */
+#define KEEP_IN_REGISTER(v) __asm__("" : "+x"(v))
+
+/*
+ * One token of the group; the accumulators are named variables (an array of
+ * vectors ends up on the stack), and the unused ones fold away since TB is a
+ * constant.
+ */
+#define ROW_STEP32(j, kk)                                                                                 \
+        do {                                                                                              \
+                if (TB > j) {                                                                             \
+                        __m256i av = _mm256_loadu_si256((const __m256i *)(a + j * K + (kk)));             \
+                        __m256i p = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(av, wv));                   \
+                        s##j = _mm256_add_epi32(s##j, _mm256_madd_epi16(p, ones));                        \
+                        KEEP_IN_REGISTER(s##j);                                                           \
+                }                                                                                         \
+        } while (0)
+
+#define ROW_STEP32_ALL(kk)                                                                                \
+        do {                                                                                              \
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(w + (kk)));                             \
+                __m256i wa = _mm256_abs_epi8(wv);                                                         \
+                ROW_STEP32(0, kk);                                                                        \
+                ROW_STEP32(1, kk);                                                                        \
+                ROW_STEP32(2, kk);                                                                        \
+                ROW_STEP32(3, kk);                                                                        \
+                ROW_STEP32(4, kk);                                                                        \
+                ROW_STEP32(5, kk);                                                                        \
+                ROW_STEP32(6, kk);                                                                        \
+                ROW_STEP32(7, kk);                                                                        \
+        } while (0)
+
+/* out[j] = dot(w, a[j]) for j < TB <= 8, a[j] at a + j * K. */
+AVX2_INLINE void tile_w8a8_row(const int8_t *w, int64_t K, const int8_t *a, const int TB, int32_t *out)
+{
+        const __m256i ones = _mm256_set1_epi16(1);
+        const int64_t k64 = K & ~(int64_t)63, k32 = K & ~(int64_t)31;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+        int64_t k = 0;
+
+        for (; k < k64; k += 64) {
+                _mm_prefetch((const char *)(w + k + GEMV_PREFETCH), _MM_HINT_T0);
+                ROW_STEP32_ALL(k);
+                ROW_STEP32_ALL(k + 32);
+        }
+        for (; k < k32; k += 32)
+                ROW_STEP32_ALL(k);
+        const __m256i sv[8] = { s0, s1, s2, s3, s4, s5, s6, s7 };
+        for (int j = 0; j < TB; j++) {
+                int32_t v = hsum_i32(sv[j]);
+                for (int64_t kk = k32; kk < K; kk++)
+                        v += (int32_t)w[kk] * a[j * K + kk];
+                out[j] = v;
+        }
+}
+
+/* Rows [r0, r1) against TB tokens, dequantized into y. */
+#define DEFINE_GEMM_W8A8_FEW(TB)                                                                              \
+        AVX2 static void gemm_w8a8_few_##TB(const int8_t *W, int64_t K, const int8_t *A, const float *as,     \
+                                            const float *ws, float *y, size_t ys, int64_t r0, int64_t r1)     \
+        {                                                                                                     \
+                int32_t acc[8];                                                                               \
+                for (int64_t r = r0; r < r1; r++) {                                                           \
+                        tile_w8a8_row(W + r * K, K, A, TB, acc);                                              \
+                        for (int j = 0; j < TB; j++)                                                          \
+                                y[j * ys + r] = ((float)acc[j] * as[j]) * ws[r];                              \
+                }                                                                                             \
+        }
+
+DEFINE_GEMM_W8A8_FEW(1)
+DEFINE_GEMM_W8A8_FEW(2)
+DEFINE_GEMM_W8A8_FEW(3)
+DEFINE_GEMM_W8A8_FEW(4)
+DEFINE_GEMM_W8A8_FEW(5)
+DEFINE_GEMM_W8A8_FEW(6)
+DEFINE_GEMM_W8A8_FEW(7)
+DEFINE_GEMM_W8A8_FEW(8)
+
+typedef void (*gemm_few_fn)(const int8_t *W, int64_t K, const int8_t *A, const float *as, const float *ws, float *y,
+                            size_t ys, int64_t r0, int64_t r1);
+static const gemm_few_fn gemm_w8a8_few[9] = {
+        NULL, gemm_w8a8_few_1, gemm_w8a8_few_2, gemm_w8a8_few_3, gemm_w8a8_few_4,
+        gemm_w8a8_few_5, gemm_w8a8_few_6, gemm_w8a8_few_7, gemm_w8a8_few_8,
+};
+
+/*
+ * Up to W8A8_FEW_MAX tokens: blocks of rows small enough to stay in L1 are
+ * run against each group of (at most 8) tokens in turn, so the weights are
+ * read from memory once whatever the number of tokens.
+ */
+#define W8A8_FEW_MAX 16
+#define W8A8_FEW_BLOCK_BYTES 8192
+
+static void gemm_w8a8_few_tokens(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, float *y,
+                                 size_t ys, int64_t r0, int64_t r1)
+{
+        const int64_t K = w->cols;
+        const int64_t blk = n_tok <= 8 ? r1 - r0 : MAX(1, W8A8_FEW_BLOCK_BYTES / K);
+        const int8_t *W = w->data;
+
+        for (int64_t b0 = r0; b0 < r1; b0 += blk) {
+                int64_t b1 = MIN(b0 + blk, r1);
+                for (int64_t t0 = 0; t0 < n_tok; t0 += 8) {
+                        int64_t nt = MIN(8, n_tok - t0);
+                        gemm_w8a8_few[nt](W, K, a->q8 + t0 * K, a->scale + t0, w->scale, y + t0 * ys, ys, b0, b1);
+                }
+        }
+}
+
 /* w8a16: sign-extended weights times int16 activations with vpmaddwd; int32 lanes flushed to int64. */
 AVX2_INLINE void tile_w8a16(const int8_t *w, int64_t K, const int RB, const int16_t *a, const int TB, int64_t *acc,
                             size_t ys)
@@ -301,6 +430,11 @@ void matmul_int8_rows(const struct npu_weight *w, const struct act_q *a, int64_t
         /* exact sums for a chunk of rows x a block of tokens, then dequantize */
         int64_t acc[ACC_CHUNK_ROWS * 8];
         const int w8a16 = a->prec == NPU_PRECISION_W8A16;
+
+        if (!w8a16 && n_tok >= 2 && n_tok <= W8A8_FEW_MAX && kernels_isa() == KERNEL_ISA_AVX2) {
+                gemm_w8a8_few_tokens(w, a, n_tok, y, ys, r0, r1);
+                return;
+        }
 
         for (int64_t c0 = r0; c0 < r1; c0 += ACC_CHUNK_ROWS) {
                 int64_t c1 = MIN(c0 + ACC_CHUNK_ROWS, r1);

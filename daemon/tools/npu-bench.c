@@ -10,11 +10,21 @@
  *   --target cpu|npu: where the forward passes run (npu: npu.ko's device).
  *   --no-peaks: skip measuring the machine's read bandwidth and int8 peak
  *       (slow, and meaningless in an emulator).
+ *   --fake-context N1,N2,...: decode speed at a long context without
+ *       prefilling it: N positions of the KV cache are filled with random
+ *       values (synthetic KV contents, said so in the output) and --tg
+ *       tokens are decoded after them, one untimed first.
+ *   --task batch-decode: the service's decode step, M sequences of --pp
+ *       tokens of context (default 32) each contributing one token to a
+ *       forward pass, for M in --batch-sizes (default 1,2,4,8,16); prints
+ *       ms/step, aggregate tokens/s and the ratio to M = 1 over --tg steps
+ *       (default 8) after one untimed step.
  */
 #include <getopt.h>
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "fp16.h"
 #include "membw.h"
 #include "kernels.h"
 #include "runtime.h"
@@ -24,10 +34,15 @@ struct bench_args {
         const char *task;
         const char *precision;
         const char *plot;
+        int32_t fake_ctx[32];
+        int n_fake_ctx;
         int32_t lengths[32];
         int n_lengths;
         int32_t new_tokens;
         int32_t pp, tg;
+        int32_t batch_sizes[32];
+        int n_batch_sizes;
+        bool pp_set, tg_set;
         bool json;
         bool no_peaks;
 };
@@ -94,6 +109,82 @@ static void synthetic_prompt(const struct npu_model *m, int32_t n, int32_t *ids)
                 s ^= s << 13, s ^= s >> 7, s ^= s << 17;
                 ids[i] = 3 + (int32_t)(s % (uint64_t)(m->hp.n_vocab - 3));
         }
+}
+
+/*
+ * Decode at a context of N positions whose K/V are random: K uniform-ish in
+ * +-[1/32, 2), V the same (f16 bit patterns with a random sign, exponent
+ * and mantissa), which keeps the scores in a realistic range. Only the
+ * speed means anything: the contents are not a model's.
+ */
+static int run_fake_context(struct runtime *rt, const struct bench_args *a)
+{
+        const struct npu_model *m = rt->model;
+        struct kv_pool *kv = rt->kv;
+        struct npu_err err = {};
+        int32_t steps = a->tg;
+        _cleanup_free_ float *logits = malloc(sizeof(float) * m->hp.n_vocab);
+        _cleanup_free_ double *ms = malloc(sizeof(double) * (steps + 1));
+        if (!logits || !ms)
+                return -ENOMEM;
+        printf("SYNTHETIC KV CONTENTS: the context is random K/V values, not a prefilled prompt\n");
+        printf("| %8s | %12s | %12s | %12s | %12s |\n", "context", "ms/token", "best ms", "median ms", "worst ms");
+        for (int i = 0; i < a->n_fake_ctx; i++) {
+                int32_t N = a->fake_ctx[i];
+                struct kv_seq seq = {};
+                if (kv_seq_reserve(kv, &seq, N + steps + 1) < 0)
+                        return cli_error(-ENOSPC, "KV cache too small for %d positions", N + steps + 1);
+                uint64_t s = 0x9e3779b97f4a7c15ull ^ (uint64_t)N;
+                for (int32_t l = 0; l < kv->n_layers; l++)
+                        for (int w = 0; w < 2; w++)
+                                for (int32_t p = 0; p < N; p++) {
+                                        void *row = kv_at(kv, &seq, l, w, p);
+                                        for (int32_t e = 0; e < kv->kv_dim; e++) {
+                                                s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+                                                uint16_t h = (uint16_t)(((s >> 20) & 0x8000) | ((10 + (s >> 8) % 6) << 10) |
+                                                                        (s & 0x3ff));
+                                                if (kv->type == KV_TYPE_F16)
+                                                        ((uint16_t *)row)[e] = h;
+                                                else
+                                                        ((float *)row)[e] = f16_to_f32(h);
+                                        }
+                                }
+                seq.n_pos = N;
+                for (int32_t st = 0; st <= steps; st++) {
+                        int32_t tok = 3 + (int32_t)((uint64_t)(N * 31 + st * 7) % (uint64_t)(m->hp.n_vocab - 3));
+                        int32_t pos = N + st;
+                        struct kv_seq *sp = &seq;
+                        struct npu_batch b = { .n = 1, .tokens = &tok, .pos = &pos, .seqs = &sp };
+                        double t0 = now_ms();
+                        int r = forward(rt->ctx, &b, logits, &err);
+                        ms[st] = now_ms() - t0;
+                        if (r < 0) {
+                                kv_seq_release(kv, &seq);
+                                return cli_error(r, "%s", err.msg);
+                        }
+                }
+                kv_seq_release(kv, &seq);
+                double sum = 0, best = ms[1], worst = ms[1];
+                for (int32_t st = 1; st <= steps; st++) {
+                        sum += ms[st];
+                        best = MIN(best, ms[st]);
+                        worst = MAX(worst, ms[st]);
+                }
+                /* median by a small insertion sort of the timed steps */
+                for (int32_t x = 2; x <= steps; x++)
+                        for (int32_t y = x; y > 1 && ms[y - 1] > ms[y]; y--) {
+                                double t = ms[y];
+                                ms[y] = ms[y - 1], ms[y - 1] = t;
+                        }
+                printf("| %8d | %12.1f | %12.1f | %12.1f | %12.1f |\n", N, sum / steps, best, ms[1 + (steps - 1) / 2],
+                       worst);
+                fflush(stdout);
+        }
+        printf("model %s (%s), %d threads, kernels %s, attention %s, KV %s, %d timed tokens per context (synthetic KV)\n",
+               m->name ? m->name : m->path, precision_name(m->precision), threadpool_size(rt->tp),
+               kernels_isa_name(kernels_isa()), rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default",
+               kv->type == KV_TYPE_F16 ? "f16" : "f32", steps);
+        return 0;
 }
 
 /*
@@ -322,6 +413,146 @@ static int run_speed(struct runtime *rt, const struct bench_args *a, double bw)
         return 0;
 }
 
+static int parse_batch_sizes(const char *s, struct bench_args *a)
+{
+        _cleanup_free_ char *copy = strdup(s);
+        char *save = NULL;
+        a->n_batch_sizes = 0;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (a->n_batch_sizes == (int)ARRAY_SIZE(a->batch_sizes))
+                        return cli_error(-E2BIG, "--batch-sizes: at most %zu sizes", ARRAY_SIZE(a->batch_sizes));
+                if (cli_parse_i32(t, 1, 4096, "--batch-sizes", &a->batch_sizes[a->n_batch_sizes++]) < 0)
+                        return -EINVAL;
+        }
+        return a->n_batch_sizes ? 0 : cli_error(-EINVAL, "--batch-sizes: empty list");
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+        double a = *(const double *)x, b = *(const double *)y;
+        return a < b ? -1 : a > b;
+}
+
+/*
+ * The scheduler's decode step: M sequences, each at the same short context,
+ * give one token each to one forward pass that wants every token's logits.
+ * The sequences are prefilled once (batched), and truncated back to the
+ * context after each batch size so every M sees the same context.
+ */
+static int run_batch_decode(struct runtime *rt, const struct bench_args *a)
+{
+        const struct npu_model *m = rt->model;
+        int32_t max_m = 0, P = a->pp, steps = a->tg;
+        struct npu_err err = {};
+        int r = 0;
+
+        for (int i = 0; i < a->n_batch_sizes; i++)
+                max_m = MAX(max_m, a->batch_sizes[i]);
+        if (max_m > rt->ctx->max_batch)
+                return cli_error(-EINVAL, "batch of %d over the context's %d", max_m, rt->ctx->max_batch);
+        _cleanup_free_ struct kv_seq *seqs = calloc(max_m, sizeof(*seqs));
+        _cleanup_free_ struct kv_seq **sp = calloc(MAX(max_m, rt->ctx->max_batch), sizeof(*sp));
+        _cleanup_free_ int32_t *ids = malloc(sizeof(int32_t) * P);
+        _cleanup_free_ int32_t *tok = malloc(sizeof(int32_t) * MAX(max_m, rt->ctx->max_batch));
+        _cleanup_free_ int32_t *pos = malloc(sizeof(int32_t) * MAX(max_m, rt->ctx->max_batch));
+        _cleanup_free_ uint8_t *want = malloc(max_m);
+        _cleanup_free_ float *logits = malloc(sizeof(float) * m->hp.n_vocab * max_m);
+        _cleanup_free_ double *ms = malloc(sizeof(double) * (steps + 1));
+        if (!seqs || !sp || !ids || !tok || !pos || !want || !logits || !ms)
+                return -ENOMEM;
+        memset(want, 1, max_m);
+        synthetic_prompt(m, P, ids);
+
+        /* prefill: every sequence gets the same prompt but for its second token */
+        for (int32_t s = 0; s < max_m; s++) {
+                if (kv_seq_reserve(rt->kv, &seqs[s], P + steps + 1) < 0) {
+                        r = cli_error(-ENOSPC, "KV cache too small for %d sequences", max_m);
+                        goto out;
+                }
+        }
+        double tp0 = now_ms();
+        int32_t n = 0, total = max_m * P;
+        for (int32_t i = 0; i < total; i++) {
+                int32_t s = i / P, p = i % P;
+                sp[n] = &seqs[s];
+                pos[n] = p;
+                tok[n] = p == 1 ? 3 + (ids[1] + s) % (m->hp.n_vocab - 3) : ids[p];
+                if (++n == rt->ctx->max_batch || i == total - 1) {
+                        struct npu_batch b = { .n = n, .tokens = tok, .pos = pos, .seqs = sp };
+                        r = forward(rt->ctx, &b, NULL, &err);
+                        if (r < 0) {
+                                cli_error(r, "%s", err.msg);
+                                goto out;
+                        }
+                        n = 0;
+                }
+        }
+        if (!a->json)
+                printf("prefill: %d sequences x %d tokens in %.0f ms\n", max_m, P, now_ms() - tp0);
+
+        double base_tps = 0;
+        if (!a->json)
+                printf("| %4s | %12s | %12s | %12s | %14s | %8s |\n", "M", "ms/step", "best ms", "ms/token",
+                       "tokens/s", "vs M=1");
+        for (int i = 0; i < a->n_batch_sizes; i++) {
+                int32_t M = a->batch_sizes[i];
+                for (int32_t st = 0; st <= steps; st++) {
+                        for (int32_t s = 0; s < M; s++) {
+                                sp[s] = &seqs[s];
+                                pos[s] = P + st;
+                                tok[s] = 3 + (ids[P - 1] + 7 * s + 13 * st) % (m->hp.n_vocab - 3);
+                        }
+                        struct npu_batch b = { .n = M, .tokens = tok, .pos = pos, .seqs = sp, .want_logits = want };
+                        double t0 = now_ms();
+                        r = forward(rt->ctx, &b, logits, &err);
+                        ms[st] = now_ms() - t0;
+                        if (r < 0) {
+                                cli_error(r, "%s", err.msg);
+                                goto out;
+                        }
+                }
+                /* step 0 is the untimed warm-up */
+                double sum = 0;
+                for (int32_t st = 1; st <= steps; st++)
+                        sum += ms[st];
+                qsort(ms + 1, steps, sizeof(double), cmp_double);
+                double mean = sum / steps, best = ms[1], med = ms[1 + steps / 2], tps = 1000.0 * M / mean;
+                if (M == 1 || base_tps == 0)
+                        base_tps = M == 1 ? tps : base_tps;
+                if (a->json) {
+                        json_object *o = json_object_new_object();
+                        json_object_object_add(o, "batch", json_object_new_int(M));
+                        json_object_object_add(o, "context", json_object_new_int(P));
+                        json_object_object_add(o, "ms_per_step", json_object_new_double(mean));
+                        json_object_object_add(o, "ms_per_step_best", json_object_new_double(best));
+                        json_object_object_add(o, "ms_per_step_median", json_object_new_double(med));
+                        json_object_object_add(o, "tokens_per_s", json_object_new_double(tps));
+                        json_object_object_add(o, "ratio_to_1", json_object_new_double(base_tps > 0 ? tps / base_tps : 0));
+                        printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+                        json_object_put(o);
+                } else {
+                        printf("| %4d | %12.1f | %12.1f | %12.2f | %14.2f | %7.2fx |\n", M, mean, best, mean / M, tps,
+                               base_tps > 0 ? tps / base_tps : 0);
+                }
+                fflush(stdout);
+                for (int32_t s = 0; s < max_m; s++)
+                        kv_seq_truncate(rt->kv, &seqs[s], P);
+                for (int32_t s = 0; s < max_m; s++)
+                        if (kv_seq_reserve(rt->kv, &seqs[s], P + steps + 1) < 0) {
+                                r = cli_error(-ENOSPC, "KV cache too small");
+                                goto out;
+                        }
+        }
+        if (!a->json)
+                printf("model %s (%s), %d threads, kernels %s, context %d, %d steps per size\n",
+                       m->name ? m->name : m->path, precision_name(m->precision), threadpool_size(rt->tp),
+                       kernels_isa_name(kernels_isa()), P, steps);
+out:
+        for (int32_t s = 0; s < max_m; s++)
+                kv_seq_release(rt->kv, &seqs[s]);
+        return r;
+}
+
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -329,6 +560,7 @@ int main(int argc, char **argv)
                 { "task", required_argument, NULL, 'T' },
                 { "precision", required_argument, NULL, 'P' },
                 { "flash-attention-plus", no_argument, NULL, 'F' },
+                { "fake-context", required_argument, NULL, 'X' },
                 { "threads", required_argument, NULL, 't' },
                 { "prompt-lengths", required_argument, NULL, 'L' },
                 { "new-tokens", required_argument, NULL, 'N' },
@@ -340,6 +572,7 @@ int main(int argc, char **argv)
                 { "target", required_argument, NULL, 'R' },
                 { "device", required_argument, NULL, 'D' },
                 { "no-peaks", no_argument, NULL, 'K' },
+                { "batch-sizes", required_argument, NULL, 'B' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -355,11 +588,20 @@ int main(int argc, char **argv)
                 case 'T': a.task = optarg; break;
                 case 'P': a.precision = optarg; break;
                 case 'F': a.rt.attention = ATTENTION_FLASH; break;
+                case 'X':
+                        a.n_fake_ctx = 0;
+                        for (char *save = NULL, *t = strtok_r(optarg, ",", &save); t && r >= 0;
+                             t = strtok_r(NULL, ",", &save))
+                                r = a.n_fake_ctx == (int)ARRAY_SIZE(a.fake_ctx)
+                                            ? cli_error(-E2BIG, "--fake-context: too many")
+                                            : cli_parse_i32(t, 1, 1 << 20, "--fake-context", &a.fake_ctx[a.n_fake_ctx++]);
+                        break;
                 case 't': r = cli_parse_int(optarg, 1, 1024, "--threads", &a.rt.threads); break;
                 case 'L': r = parse_lengths(optarg, &a); break;
                 case 'N': r = cli_parse_i32(optarg, 1, 1 << 20, "--new-tokens", &a.new_tokens); break;
-                case 'p': r = cli_parse_i32(optarg, 1, 1 << 20, "--pp", &a.pp); break;
-                case 'g': r = cli_parse_i32(optarg, 1, 1 << 20, "--tg", &a.tg); break;
+                case 'p': r = cli_parse_i32(optarg, 1, 1 << 20, "--pp", &a.pp), a.pp_set = true; break;
+                case 'g': r = cli_parse_i32(optarg, 1, 1 << 20, "--tg", &a.tg), a.tg_set = true; break;
+                case 'B': r = parse_batch_sizes(optarg, &a); break;
                 case 'c': r = cli_parse_i32(optarg, 1, 1 << 20, "--ctx-size", &a.rt.n_ctx); break;
                 case 'J': a.json = true; break;
                 case 'G': a.plot = optarg; break;
@@ -370,7 +612,11 @@ int main(int argc, char **argv)
                         printf("Usage: npu-bench -m MODEL [--task speed|decode|benchmark|benchmark_long] [--precision "
                                "w8a8|w8a16] [--flash-attention-plus] [--threads N] [--prompt-lengths L1,L2,...] "
                                "[--new-tokens N] [--pp N --tg N] [--json] [--plot FILE.svg] [--target cpu|npu] "
-                               "[--device PATH] [--no-peaks]\n");
+                               "[--device PATH] [--no-peaks]\n"
+                               "       npu-bench -m MODEL --fake-context N1,N2,... [--tg STEPS] [--flash-attention-plus] "
+                               "[--threads N]\n"
+                               "       npu-bench -m MODEL --task batch-decode [--batch-sizes 1,2,4,8,16] [--pp CONTEXT] "
+                               "[--tg STEPS] [--json]\n");
                         return EXIT_SUCCESS;
                 default: return EXIT_FAILURE;
                 }
@@ -384,14 +630,31 @@ int main(int argc, char **argv)
         else if (strcmp(a.task, "benchmark_long") == 0 && a.n_lengths == 0)
                 parse_lengths("512,1024,1536,2000,3000,4000", &a);
         else if (strcmp(a.task, "decode") && strcmp(a.task, "speed") && strcmp(a.task, "benchmark") &&
-                 strcmp(a.task, "benchmark_long"))
-                return cli_error(-EINVAL, "--task: '%s' is not speed, decode, benchmark or benchmark_long", a.task),
+                 strcmp(a.task, "benchmark_long") && strcmp(a.task, "batch-decode"))
+                return cli_error(-EINVAL, "--task: '%s' is not speed, decode, benchmark, benchmark_long or "
+                                          "batch-decode", a.task),
                        EXIT_FAILURE;
+        bool batch = strcmp(a.task, "batch-decode") == 0;
+        if (batch) {
+                if (a.n_batch_sizes == 0)
+                        parse_batch_sizes("1,2,4,8,16", &a);
+                if (!a.pp_set)
+                        a.pp = 32;
+                if (!a.tg_set)
+                        a.tg = 8;
+                int32_t max_m = 0;
+                for (int i = 0; i < a.n_batch_sizes; i++)
+                        max_m = MAX(max_m, a.batch_sizes[i]);
+                a.rt.n_seq = MAX(a.rt.n_seq, max_m);
+                a.rt.max_batch = MAX(a.rt.max_batch, max_m);
+        }
         if (a.new_tokens < 0)
                 a.new_tokens = strcmp(a.task, "decode") == 0 ? 30 : 60;
-        int32_t longest = a.pp + a.tg;
+        int32_t longest = a.pp + a.tg + (batch ? 1 : 0);
         for (int i = 0; i < a.n_lengths; i++)
                 longest = MAX(longest, a.lengths[i] + a.new_tokens);
+        for (int i = 0; i < a.n_fake_ctx; i++)
+                longest = MAX(longest, a.fake_ctx[i] + a.tg + 1);
         if (a.rt.n_ctx == 0)
                 a.rt.n_ctx = longest;
         r = runtime_open(&a.rt, &rt, &err);
@@ -404,6 +667,10 @@ int main(int argc, char **argv)
                                          a.precision, precision_name(rt->model->precision)),
                                EXIT_FAILURE;
         }
+        if (batch)
+                return run_batch_decode(rt, &a) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        if (a.n_fake_ctx)
+                return run_fake_context(rt, &a) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         /* the machine's bandwidth drifts: measure before and after, keep the higher (the stricter ratio) */
         double bw = a.no_peaks ? 0 : measure_read_bandwidth(rt->tp, 1u << 30);
         r = strcmp(a.task, "speed") == 0 ? run_speed(rt, &a, bw) : run_table(rt, &a, bw);

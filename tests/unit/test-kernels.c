@@ -70,6 +70,9 @@ static void test_int8_matches_reference(void **state)
         static const int64_t shapes[][3] = {
                 { 1, 1, 1 },   { 1, 7, 31 },  { 1, 64, 64 }, { 2, 5, 33 },    { 3, 17, 95 },
                 { 8, 64, 256 }, { 9, 33, 257 }, { 13, 70, 100 }, { 1, 130, 4096 }, { 4, 16, 4097 },
+                /* the decode step of a batch: every group size up to 16, ragged K */
+                { 5, 9, 64 },  { 6, 3, 1 },   { 7, 23, 2048 }, { 10, 11, 31 }, { 11, 5, 161 },
+                { 12, 9, 96 }, { 14, 6, 2050 }, { 15, 130, 160 }, { 16, 40, 512 }, { 17, 20, 64 },
         };
         uint64_t seed = 99;
         for (size_t i = 0; i < ARRAY_SIZE(shapes); i++) {
