@@ -25,6 +25,8 @@ int ctx_new(const struct npu_model *m, struct kv_pool *kv, struct threadpool *tp
         c->scores = malloc(sizeof(float) * c->scores_stride * threadpool_size(tp));
         if (r >= 0 && !c->scores)
                 r = -ENOMEM;
+        if (r >= 0)
+                r = attention_scratch_new(c);
         if (r < 0) {
                 ctx_free(c);
                 return npu_err_set(err, r, "cannot allocate buffers for a batch of %d tokens", max_batch);
@@ -44,6 +46,7 @@ void ctx_free(struct npu_ctx *c)
                 c->cpu->ops->free(c->cpu);
         forward_scratch_free(c->s);
         free(c->scores);
+        attention_scratch_free(c);
         free(c);
 }
 

@@ -39,6 +39,8 @@ struct npu_ctx {
         /* per-thread attention scores: scores_stride floats each */
         float *scores;
         size_t scores_stride;
+        /* the flash path's buffers (attention.c) */
+        struct attn_scratch *attn;
         /* when set, forward() records activation maxima for SmoothQuant */
         struct calib_stats *calib;
         /* cumulative counters */
@@ -81,3 +83,5 @@ int forward(struct npu_ctx *c, const struct npu_batch *b, float *logits, struct 
 
 /* Attention for all (token, head) pairs of a batch, after K/V are stored (attention.c). */
 void attention_batch(struct npu_ctx *c, const struct npu_batch *b, int32_t layer, const float *q, float *out);
+int attention_scratch_new(struct npu_ctx *c);
+void attention_scratch_free(struct npu_ctx *c);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <immintrin.h>
+#include <math.h>
 #include <stdbool.h>
 
 #include "fp16.h"
@@ -343,4 +344,153 @@ void attn_accum_f32(float *out, const float *v, size_t stride, const float *w, i
 {
         for (int32_t p = 0; p < n; p++)
                 vec_mad_f32(out, v + p * stride, w[p], hd);
+}
+
+/* --- attention over all heads of runs of cache rows --- */
+
+/*
+ * Four rows at a time: each row keeps dot_f32_f16_avx2's two accumulators
+ * and its order of sums (so the same bits), but the four rows' eight chains
+ * run side by side instead of waiting on one another's latency.
+ */
+AVX2 static void attn_scores_rows_f16_avx2(const float *q, const uint16_t *k, size_t stride, int32_t n,
+                                           int32_t n_heads, int32_t group, int32_t hd, float scale, float *scores,
+                                           size_t ld)
+{
+        const size_t row_bytes = (size_t)(n_heads / group) * hd * sizeof(uint16_t);
+        const int32_t hd16 = hd & ~15;
+        int32_t p = 0;
+#define LD16(r, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((r) + (i))))
+        for (; p + 4 <= n; p += 4) {
+                const uint16_t *r0 = k + p * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
+                /* the next four rows: at Llama-7B's 8 KiB rows every row is a new page, where prefetchers stop */
+                for (int32_t f = p + 4; f < MIN(p + 8, n); f++)
+                        for (size_t b = 0; b < row_bytes; b += 64)
+                                _mm_prefetch((const char *)(k + f * stride) + b, _MM_HINT_T0);
+                for (int32_t h = 0; h < n_heads; h++) {
+                        const float *qh = q + (size_t)h * hd;
+                        const size_t off = (size_t)(h / group) * hd;
+                        __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+                        for (int32_t i = 0; i < hd16; i += 16) {
+                                __m256 qa = _mm256_loadu_ps(qh + i), qb = _mm256_loadu_ps(qh + i + 8);
+                                a0 = _mm256_fmadd_ps(qa, LD16(r0 + off, i), a0);
+                                b0 = _mm256_fmadd_ps(qb, LD16(r0 + off, i + 8), b0);
+                                a1 = _mm256_fmadd_ps(qa, LD16(r1 + off, i), a1);
+                                b1 = _mm256_fmadd_ps(qb, LD16(r1 + off, i + 8), b1);
+                                a2 = _mm256_fmadd_ps(qa, LD16(r2 + off, i), a2);
+                                b2 = _mm256_fmadd_ps(qb, LD16(r2 + off, i + 8), b2);
+                                a3 = _mm256_fmadd_ps(qa, LD16(r3 + off, i), a3);
+                                b3 = _mm256_fmadd_ps(qb, LD16(r3 + off, i + 8), b3);
+                        }
+                        float s0 = hsum8(_mm256_add_ps(a0, b0)), s1 = hsum8(_mm256_add_ps(a1, b1));
+                        float s2 = hsum8(_mm256_add_ps(a2, b2)), s3 = hsum8(_mm256_add_ps(a3, b3));
+                        for (int32_t i = hd16; i < hd; i++) {
+                                s0 += qh[i] * f16_to_f32(r0[off + i]);
+                                s1 += qh[i] * f16_to_f32(r1[off + i]);
+                                s2 += qh[i] * f16_to_f32(r2[off + i]);
+                                s3 += qh[i] * f16_to_f32(r3[off + i]);
+                        }
+                        float *sh = scores + h * ld + p;
+                        sh[0] = s0 * scale, sh[1] = s1 * scale, sh[2] = s2 * scale, sh[3] = s3 * scale;
+                }
+        }
+#undef LD16
+        for (; p < n; p++) {
+                const uint16_t *row = k + p * stride;
+                for (int32_t h = 0; h < n_heads; h++)
+                        scores[h * ld + p] = dot_f32_f16_avx2(q + (size_t)h * hd, row + (size_t)(h / group) * hd, hd) *
+                                             scale;
+        }
+}
+
+/* y = fma(w, x, y) lane by lane, p ascending: the same sums as attn_accum_f16_avx2 */
+AVX2 static void attn_accum_rows_f16_avx2(float *out, const uint16_t *v, size_t stride, const float *w, size_t ld,
+                                          int32_t n, int32_t n_heads, int32_t group, int32_t hd)
+{
+        const size_t row_bytes = (size_t)(n_heads / group) * hd * sizeof(uint16_t);
+        int32_t p = 0;
+        for (; p + 4 <= n; p += 4) {
+                const uint16_t *r0 = v + p * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
+                /* the next four rows (8 KiB apart at Llama-7B's shape: the prefetchers stop at pages) */
+                for (int32_t f = p + 4; f < MIN(p + 8, n); f++)
+                        for (size_t b = 0; b < row_bytes; b += 64)
+                                _mm_prefetch((const char *)(v + f * stride) + b, _MM_HINT_T0);
+                for (int32_t h = 0; h < n_heads; h++) {
+                        const size_t off = (size_t)(h / group) * hd;
+                        float *o = out + (size_t)h * hd;
+                        const float *wh = w + h * ld + p;
+                        __m256 w0 = _mm256_set1_ps(wh[0]), w1 = _mm256_set1_ps(wh[1]);
+                        __m256 w2 = _mm256_set1_ps(wh[2]), w3 = _mm256_set1_ps(wh[3]);
+                        int32_t d = 0;
+                        for (; d + 8 <= hd; d += 8) {
+                                __m256 acc = _mm256_loadu_ps(o + d);
+                                acc = _mm256_fmadd_ps(w0, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r0 + off + d))), acc);
+                                acc = _mm256_fmadd_ps(w1, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r1 + off + d))), acc);
+                                acc = _mm256_fmadd_ps(w2, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r2 + off + d))), acc);
+                                acc = _mm256_fmadd_ps(w3, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r3 + off + d))), acc);
+                                _mm256_storeu_ps(o + d, acc);
+                        }
+                        for (; d < hd; d++) {
+                                float a = o[d];
+                                a = fmaf(wh[0], f16_to_f32(r0[off + d]), a);
+                                a = fmaf(wh[1], f16_to_f32(r1[off + d]), a);
+                                a = fmaf(wh[2], f16_to_f32(r2[off + d]), a);
+                                o[d] = fmaf(wh[3], f16_to_f32(r3[off + d]), a);
+                        }
+                }
+        }
+        for (; p < n; p++) {
+                const uint16_t *r = v + p * stride;
+                for (int32_t h = 0; h < n_heads; h++) {
+                        const size_t off = (size_t)(h / group) * hd;
+                        float *o = out + (size_t)h * hd;
+                        __m256 wp = _mm256_set1_ps(w[h * ld + p]);
+                        int32_t d = 0;
+                        for (; d + 8 <= hd; d += 8)
+                                _mm256_storeu_ps(o + d, _mm256_fmadd_ps(wp, _mm256_cvtph_ps(_mm_loadu_si128(
+                                                                                  (const __m128i *)(r + off + d))),
+                                                                        _mm256_loadu_ps(o + d)));
+                        for (; d < hd; d++)
+                                o[d] = fmaf(w[h * ld + p], f16_to_f32(r[off + d]), o[d]);
+                }
+        }
+}
+
+void attn_scores_rows_f16(const float *q, const uint16_t *k, size_t stride, int32_t n, int32_t n_heads, int32_t group,
+                          int32_t hd, float scale, float *scores, size_t ld)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX2) {
+                attn_scores_rows_f16_avx2(q, k, stride, n, n_heads, group, hd, scale, scores, ld);
+                return;
+        }
+        for (int32_t h = 0; h < n_heads; h++)
+                attn_scores_f16(q + (size_t)h * hd, k + (size_t)(h / group) * hd, stride, n, hd, scale, scores + h * ld);
+}
+
+void attn_scores_rows_f32(const float *q, const float *k, size_t stride, int32_t n, int32_t n_heads, int32_t group,
+                          int32_t hd, float scale, float *scores, size_t ld)
+{
+        for (int32_t p = 0; p < n; p++)
+                for (int32_t h = 0; h < n_heads; h++)
+                        scores[h * ld + p] = vec_dot_f32(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, hd) *
+                                             scale;
+}
+
+void attn_accum_rows_f16(float *out, const uint16_t *v, size_t stride, const float *w, size_t ld, int32_t n,
+                         int32_t n_heads, int32_t group, int32_t hd)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX2) {
+                attn_accum_rows_f16_avx2(out, v, stride, w, ld, n, n_heads, group, hd);
+                return;
+        }
+        for (int32_t h = 0; h < n_heads; h++)
+                attn_accum_f16(out + (size_t)h * hd, v + (size_t)(h / group) * hd, stride, w + h * ld, n, hd);
+}
+
+void attn_accum_rows_f32(float *out, const float *v, size_t stride, const float *w, size_t ld, int32_t n,
+                         int32_t n_heads, int32_t group, int32_t hd)
+{
+        for (int32_t p = 0; p < n; p++)
+                for (int32_t h = 0; h < n_heads; h++)
+                        vec_mad_f32(out + (size_t)h * hd, v + p * stride + (size_t)(h / group) * hd, w[h * ld + p], hd);
 }

@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Attention over the paged KV cache, without a model: the all-heads row
+ * kernels against the per-head ones, the flash path's results bit-identical
+ * across thread counts, batch compositions and rounds, and both paths
+ * against a double-precision reference.
+ */
+#include <math.h>
+
+#include "fp16.h"
+#include "forward.h"
+#include "kernels.h"
+#include "test-helpers.h"
+
+static uint64_t hash64(uint64_t x)
+{
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdull;
+        x ^= x >> 33;
+        x *= 0xc4ceb9fe1a85ec53ull;
+        return x ^ (x >> 33);
+}
+
+/* a value in [-range, range) that depends only on its coordinates */
+static float value_at(uint64_t seed, uint64_t a, uint64_t b, uint64_t c, float range)
+{
+        uint64_t h = hash64(seed * 0x9e3779b97f4a7c15ull ^ hash64(a * 1000003 + b) ^ (c << 20));
+        return ((float)(h % 4096) / 2048.0f - 1.0f) * range;
+}
+
+struct fixture {
+        struct npu_model m;
+        struct kv_pool *kv;
+        struct threadpool *tp;
+        struct npu_ctx c;
+        struct kv_seq seqs[3];
+};
+
+static const int32_t seq_len[3] = { 3000, 1500, 37 };
+
+static void fx_open(struct fixture *f, int32_t H, int32_t KVH, int32_t hd, enum kv_type type, int threads)
+{
+        struct npu_err err = {};
+        memset(f, 0, sizeof(*f));
+        f->m.hp = (struct npu_hparams) { .dim = H * hd, .n_layers = 2, .n_heads = H, .n_kv_heads = KVH, .head_dim = hd };
+        size_t per_pos = (size_t)2 * 2 * KVH * hd * (type == KV_TYPE_F16 ? 2 : 4);
+        assert_int_equal(kv_pool_new(&f->m.hp, type, 16, per_pos * 4800, &f->kv, &err), 0);
+        assert_int_equal(threadpool_new(threads, &f->tp), 0);
+        f->c = (struct npu_ctx) { .model = &f->m, .kv = f->kv, .tp = f->tp, .max_batch = 16 };
+        f->c.scores_stride = (size_t)f->kv->n_blocks * f->kv->block_size;
+        f->c.scores = malloc(sizeof(float) * f->c.scores_stride * threads);
+        assert_non_null(f->c.scores);
+        assert_int_equal(attention_scratch_new(&f->c), 0);
+        kernels_init();
+        /* contents depend on (sequence, layer, K/V, position, lane) only, not on which blocks hold them */
+        for (int s = 0; s < 3; s++) {
+                assert_int_equal(kv_seq_reserve(f->kv, &f->seqs[s], seq_len[s]), 0);
+                f->seqs[s].n_pos = seq_len[s];
+                for (int32_t l = 0; l < 2; l++)
+                        for (int w = 0; w < 2; w++)
+                                for (int32_t p = 0; p < seq_len[s]; p++) {
+                                        void *row = kv_at(f->kv, &f->seqs[s], l, w, p);
+                                        for (int32_t e = 0; e < f->kv->kv_dim; e++) {
+                                                float v = value_at(s * 4 + l * 2 + w, p, e, 0, 2.0f);
+                                                if (type == KV_TYPE_F16)
+                                                        ((uint16_t *)row)[e] = f32_to_f16(v);
+                                                else
+                                                        ((float *)row)[e] = f16_to_f32(f32_to_f16(v));
+                                        }
+                                }
+        }
+}
+
+static void fx_close(struct fixture *f)
+{
+        for (int s = 0; s < 3; s++)
+                kv_seq_release(f->kv, &f->seqs[s]);
+        attention_scratch_free(&f->c);
+        free(f->c.scores);
+        threadpool_free(f->tp);
+        kv_pool_free(f->kv);
+}
+
+struct token {
+        int seq;
+        int32_t pos;
+};
+
+/* Runs attention on layer 1 for a batch of tokens; out gets dim floats per token. */
+static void run_batch(struct fixture *f, enum attention_kind kind, const struct token *tk, int n, float *out)
+{
+        const int32_t dim = f->m.hp.dim;
+        int32_t pos[16];
+        struct kv_seq *seqs[16];
+        float *q = malloc(sizeof(float) * dim * n);
+        assert_non_null(q);
+        for (int t = 0; t < n; t++) {
+                pos[t] = tk[t].pos;
+                seqs[t] = &f->seqs[tk[t].seq];
+                /* the query depends on the token, not on its place in the batch */
+                for (int32_t e = 0; e < dim; e++)
+                        q[(size_t)t * dim + e] = value_at(99, tk[t].seq, tk[t].pos, e, 1.0f);
+        }
+        struct npu_batch b = { .n = n, .pos = pos, .seqs = seqs };
+        f->c.attention = kind;
+        attention_batch(&f->c, &b, 1, q, out);
+        free(q);
+}
+
+/* Softmax attention in double for one token, head by head. */
+static void reference(struct fixture *f, struct token tk, double *out)
+{
+        const struct npu_hparams *hp = &f->m.hp;
+        const int32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, n = tk.pos + 1;
+        double *s = malloc(sizeof(double) * n);
+        assert_non_null(s);
+        for (int32_t h = 0; h < hp->n_heads; h++) {
+                double mx = -INFINITY, sum = 0;
+                for (int32_t p = 0; p < n; p++) {
+                        double d = 0;
+                        for (int32_t e = 0; e < hd; e++) {
+                                const void *k = kv_at(f->kv, &f->seqs[tk.seq], 1, 0, p);
+                                size_t i = (size_t)(h / group) * hd + e;
+                                double kv = f->kv->type == KV_TYPE_F16 ? f16_to_f32(((const uint16_t *)k)[i])
+                                                                       : ((const float *)k)[i];
+                                d += (double)value_at(99, tk.seq, tk.pos, (uint64_t)h * hd + e, 1.0f) * kv;
+                        }
+                        s[p] = d / sqrt((double)hd);
+                        mx = fmax(mx, s[p]);
+                }
+                for (int32_t p = 0; p < n; p++)
+                        sum += s[p] = exp(s[p] - mx);
+                for (int32_t e = 0; e < hd; e++) {
+                        double o = 0;
+                        for (int32_t p = 0; p < n; p++) {
+                                const void *v = kv_at(f->kv, &f->seqs[tk.seq], 1, 1, p);
+                                size_t i = (size_t)(h / group) * hd + e;
+                                o += s[p] * (f->kv->type == KV_TYPE_F16 ? f16_to_f32(((const uint16_t *)v)[i])
+                                                                        : ((const float *)v)[i]);
+                        }
+                        out[(size_t)h * hd + e] = o / sum;
+                }
+        }
+        free(s);
+}
+
+/* The all-heads row kernels give each head's scores and sums bit for bit as the per-head kernels do. */
+static void test_rows_kernels(void **state)
+{
+        static const struct {
+                int32_t H, group, hd;
+        } shapes[] = { { 8, 1, 128 }, { 8, 4, 64 }, { 4, 2, 32 } };
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX2; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                for (size_t si = 0; si < ARRAY_SIZE(shapes); si++) {
+                        const int32_t H = shapes[si].H, group = shapes[si].group, hd = shapes[si].hd;
+                        const size_t stride = (size_t)(H / group) * hd + 8, ld = 24;
+                        for (int32_t n = 1; n <= 19; n++) {
+                                uint16_t *k16 = malloc(sizeof(uint16_t) * stride * n);
+                                float *k32 = malloc(sizeof(float) * stride * n), *q = malloc(sizeof(float) * H * hd);
+                                float *s1 = calloc(H * ld, sizeof(float)), *s2 = calloc(H * ld, sizeof(float));
+                                float *o1 = malloc(sizeof(float) * H * hd), *o2 = malloc(sizeof(float) * H * hd);
+                                for (size_t i = 0; i < stride * n; i++)
+                                        k32[i] = f16_to_f32(k16[i] = f32_to_f16(value_at(1, n, i, si, 2.0f)));
+                                for (int32_t i = 0; i < H * hd; i++) {
+                                        q[i] = value_at(2, n, i, si, 1.0f);
+                                        o1[i] = o2[i] = value_at(3, n, i, si, 1.0f);
+                                }
+                                for (int pass = 0; pass < 2; pass++) {
+                                        if (pass == 0)
+                                                attn_scores_rows_f16(q, k16, stride, n, H, group, hd, 0.125f, s1, ld);
+                                        else
+                                                attn_scores_rows_f32(q, k32, stride, n, H, group, hd, 0.125f, s1, ld);
+                                        for (int32_t h = 0; h < H; h++) {
+                                                const size_t off = (size_t)(h / group) * hd;
+                                                if (pass == 0)
+                                                        attn_scores_f16(q + h * hd, k16 + off, stride, n, hd, 0.125f,
+                                                                        s2 + h * ld);
+                                                else
+                                                        attn_scores_f32(q + h * hd, k32 + off, stride, n, hd, 0.125f,
+                                                                        s2 + h * ld);
+                                        }
+                                        assert_memory_equal(s1, s2, sizeof(float) * H * ld);
+                                        if (pass == 0)
+                                                attn_accum_rows_f16(o1, k16, stride, s1, ld, n, H, group, hd);
+                                        else
+                                                attn_accum_rows_f32(o1, k32, stride, s1, ld, n, H, group, hd);
+                                        for (int32_t h = 0; h < H; h++) {
+                                                const size_t off = (size_t)(h / group) * hd;
+                                                if (pass == 0)
+                                                        attn_accum_f16(o2 + h * hd, k16 + off, stride, s1 + h * ld, n, hd);
+                                                else
+                                                        attn_accum_f32(o2 + h * hd, k32 + off, stride, s1 + h * ld, n, hd);
+                                        }
+                                        assert_memory_equal(o1, o2, sizeof(float) * H * hd);
+                                }
+                                free(k16), free(k32), free(q), free(s1), free(s2), free(o1), free(o2);
+                        }
+                }
+        }
+        kernels_force_isa(KERNEL_ISA_AVX2);
+}
+
+/* positions at and around chunk (64) and block (16) edges, and long ones */
+static const struct token singles[] = {
+        { 2, 0 }, { 2, 15 }, { 2, 16 }, { 2, 36 }, { 1, 63 }, { 1, 64 }, { 1, 127 },
+        { 1, 128 }, { 1, 1499 }, { 0, 2999 }, { 0, 2990 }, { 0, 2500 },
+};
+
+/*
+ * Flash: a token's output is the same bits alone or in any batch (over
+ * several rounds of items, too) and with 1, 2 or 3 threads.
+ */
+static void test_flash_invariance(void **state)
+{
+        static const struct {
+                int32_t H, KVH, hd;
+        } shapes[] = { { 8, 2, 128 }, { 4, 4, 64 } };
+        for (size_t si = 0; si < ARRAY_SIZE(shapes); si++) {
+                const int32_t dim = shapes[si].H * shapes[si].hd, N = ARRAY_SIZE(singles);
+                float *alone = malloc(sizeof(float) * dim * N), *got = malloc(sizeof(float) * dim * N);
+                for (int threads = 1; threads <= 3; threads++) {
+                        struct fixture f;
+                        fx_open(&f, shapes[si].H, shapes[si].KVH, shapes[si].hd, KV_TYPE_F16, threads);
+                        for (int i = 0; i < N; i++) {
+                                run_batch(&f, ATTENTION_FLASH, &singles[i], 1, got + (size_t)i * dim);
+                                if (threads == 1)
+                                        memcpy(alone + (size_t)i * dim, got + (size_t)i * dim, sizeof(float) * dim);
+                                assert_memory_equal(alone + (size_t)i * dim, got + (size_t)i * dim, sizeof(float) * dim);
+                        }
+                        /* all together, forwards and backwards: 47 + 47 + 40 + ... items, more than one round */
+                        struct token batch[16];
+                        for (int order = 0; order < 2; order++) {
+                                for (int i = 0; i < N; i++)
+                                        batch[i] = singles[order ? N - 1 - i : i];
+                                run_batch(&f, ATTENTION_FLASH, batch, N, got);
+                                for (int i = 0; i < N; i++) {
+                                        int k = order ? N - 1 - i : i;
+                                        assert_memory_equal(alone + (size_t)k * dim, got + (size_t)i * dim,
+                                                            sizeof(float) * dim);
+                                }
+                        }
+                        fx_close(&f);
+                }
+                free(alone);
+                free(got);
+        }
+}
+
+/* Both paths, both KV types and both kernel paths against the double-precision reference. */
+static void test_accuracy(void **state)
+{
+        const int32_t H = 8, KVH = 2, hd = 128, dim = H * hd;
+        static const struct token tks[] = { { 2, 0 }, { 2, 36 }, { 1, 64 }, { 1, 1499 }, { 0, 2999 } };
+        const int N = ARRAY_SIZE(tks);
+        float *out = malloc(sizeof(float) * dim * N);
+        double *ref = malloc(sizeof(double) * dim);
+        for (int type = KV_TYPE_F32; type <= KV_TYPE_F16; type++) {
+                struct fixture f;
+                fx_open(&f, H, KVH, hd, type, 2);
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX2; isa++) {
+                        if (kernels_force_isa(isa) < 0)
+                                continue;
+                        for (int kind = ATTENTION_DEFAULT; kind <= ATTENTION_FLASH; kind++) {
+                                run_batch(&f, kind, tks, N, out);
+                                for (int i = 0; i < N; i++) {
+                                        reference(&f, tks[i], ref);
+                                        double maxdiff = 0;
+                                        for (int32_t e = 0; e < dim; e++)
+                                                maxdiff = fmax(maxdiff, fabs(out[(size_t)i * dim + e] - ref[e]));
+                                        if (maxdiff >= 1e-5)
+                                                fail_msg("type %d isa %d kind %d token %d: max diff %g", type, isa, kind,
+                                                         i, maxdiff);
+                                }
+                        }
+                }
+                kernels_force_isa(KERNEL_ISA_AVX2);
+                fx_close(&f);
+        }
+        free(out);
+        free(ref);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_rows_kernels),
+                cmocka_unit_test(test_flash_invariance),
+                cmocka_unit_test(test_accuracy),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
