@@ -39,28 +39,120 @@ static inline int32_t quant_one(float x, float scale, float qmax)
         return (int32_t)roundf(v);
 }
 
+/* --- activation quantization --- */
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+
+static float row_absmax_scalar(const float *x, int64_t cols)
+{
+        float amax = 0;
+        for (int64_t k = 0; k < cols; k++) {
+                float v = fabsf(x[k]);
+                if (v > amax)
+                        amax = v;
+        }
+        return amax;
+}
+
+/* The same maximum: NaN lanes never win (maxps returns its second operand on NaN), and max is order-free. */
+AVX2 static float row_absmax_avx2(const float *x, int64_t cols)
+{
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        __m256 m0 = _mm256_setzero_ps(), m1 = m0;
+        int64_t k = 0;
+        for (; k + 16 <= cols; k += 16) {
+                m0 = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)), m0);
+                m1 = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + k + 8)), m1);
+        }
+        float lanes[8], amax = 0;
+        _mm256_storeu_ps(lanes, _mm256_max_ps(m0, m1));
+        for (int l = 0; l < 8; l++)
+                if (lanes[l] > amax)
+                        amax = lanes[l];
+        float tail = row_absmax_scalar(x + k, cols - k);
+        return tail > amax ? tail : amax;
+}
+
+/*
+ * quant_one on eight lanes, operation for operation: an IEEE division, NaN
+ * to 0, clamp, then round half away from zero as trunc plus the sign when
+ * the (exact) remainder reaches 0.5.
+ */
+AVX2_INLINE __m256i quant8(__m256 x, __m256 scale, __m256 qmax)
+{
+        const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+        __m256 v = _mm256_div_ps(x, scale);
+        v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+        v = _mm256_max_ps(_mm256_min_ps(v, qmax), _mm256_xor_ps(qmax, sign));
+        __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        __m256 d = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+        __m256 step = _mm256_and_ps(_mm256_cmp_ps(d, half, _CMP_GE_OQ), _mm256_or_ps(one, _mm256_and_ps(v, sign)));
+        return _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+}
+
+AVX2 static void quant_row_i8_avx2(const float *x, int64_t cols, float scale, int8_t *q, int8_t *qa)
+{
+        const __m256 sv = _mm256_set1_ps(scale), qmax = _mm256_set1_ps(127.0f);
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        int64_t k = 0;
+        for (; k + 32 <= cols; k += 32) {
+                __m256i a = quant8(_mm256_loadu_ps(x + k), sv, qmax);
+                __m256i b = quant8(_mm256_loadu_ps(x + k + 8), sv, qmax);
+                __m256i c = quant8(_mm256_loadu_ps(x + k + 16), sv, qmax);
+                __m256i d = quant8(_mm256_loadu_ps(x + k + 24), sv, qmax);
+                /* in range, so the saturating packs are plain narrowing; they interleave 128-bit lanes */
+                __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+                p = _mm256_permutevar8x32_epi32(p, order);
+                _mm256_storeu_si256((__m256i *)(q + k), p);
+                _mm256_storeu_si256((__m256i *)(qa + k), _mm256_abs_epi8(p));
+        }
+        for (; k < cols; k++) {
+                q[k] = (int8_t)quant_one(x[k], scale, 127.0f);
+                qa[k] = (int8_t)(q[k] < 0 ? -q[k] : q[k]);
+        }
+}
+
+AVX2 static void quant_row_i16_avx2(const float *x, int64_t cols, float scale, int16_t *q)
+{
+        const __m256 sv = _mm256_set1_ps(scale), qmax = _mm256_set1_ps(32767.0f);
+        int64_t k = 0;
+        for (; k + 16 <= cols; k += 16) {
+                __m256i a = quant8(_mm256_loadu_ps(x + k), sv, qmax);
+                __m256i b = quant8(_mm256_loadu_ps(x + k + 8), sv, qmax);
+                __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8);
+                _mm256_storeu_si256((__m256i *)(q + k), p);
+        }
+        for (; k < cols; k++)
+                q[k] = (int16_t)quant_one(x[k], scale, 32767.0f);
+}
+
 void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, int64_t cols, int64_t t0, int64_t t1)
 {
         const float qmax = p == NPU_PRECISION_W8A16 ? 32767.0f : 127.0f;
+        const bool avx2 = kernels_isa() == KERNEL_ISA_AVX2;
 
         a->cols = cols;
         a->prec = p;
         for (int64_t t = t0; t < t1; t++) {
                 const float *xt = x + t * cols;
-                float amax = 0;
-                for (int64_t k = 0; k < cols; k++) {
-                        float v = fabsf(xt[k]);
-                        if (v > amax)
-                                amax = v;
-                }
+                float amax = avx2 ? row_absmax_avx2(xt, cols) : row_absmax_scalar(xt, cols);
                 float scale = amax == 0.0f ? 1.0f : amax / qmax;
                 a->scale[t] = scale;
                 if (p == NPU_PRECISION_W8A16) {
                         int16_t *q = a->q16 + t * cols;
+                        if (avx2) {
+                                quant_row_i16_avx2(xt, cols, scale, q);
+                                continue;
+                        }
                         for (int64_t k = 0; k < cols; k++)
                                 q[k] = (int16_t)quant_one(xt[k], scale, qmax);
                 } else {
                         int8_t *q = a->q8 + t * cols, *qa = a->q8abs + t * cols;
+                        if (avx2) {
+                                quant_row_i8_avx2(xt, cols, scale, q, qa);
+                                continue;
+                        }
                         for (int64_t k = 0; k < cols; k++) {
                                 q[k] = (int8_t)quant_one(xt[k], scale, qmax);
                                 qa[k] = (int8_t)(q[k] < 0 ? -q[k] : q[k]);
@@ -114,9 +206,6 @@ static void acc_scalar(const struct npu_weight *w, const struct act_q *a, int64_
 }
 
 /* --- AVX2 --- */
-
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
 
 AVX2_INLINE int32_t hsum_i32(__m256i v)
 {
@@ -320,6 +409,9 @@ static const gemm_few_fn gemm_w8a8_few[9] = {
  * read from memory once whatever the number of tokens.
  */
 #define W8A8_FEW_MAX 16
+#ifndef W8A8_FEW_MIN
+#define W8A8_FEW_MIN 1
+#endif
 #define W8A8_FEW_BLOCK_BYTES 8192
 
 static void gemm_w8a8_few_tokens(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, float *y,
@@ -431,7 +523,7 @@ void matmul_int8_rows(const struct npu_weight *w, const struct act_q *a, int64_t
         int64_t acc[ACC_CHUNK_ROWS * 8];
         const int w8a16 = a->prec == NPU_PRECISION_W8A16;
 
-        if (!w8a16 && n_tok >= 2 && n_tok <= W8A8_FEW_MAX && kernels_isa() == KERNEL_ISA_AVX2) {
+        if (!w8a16 && n_tok >= W8A8_FEW_MIN && n_tok <= W8A8_FEW_MAX && kernels_isa() == KERNEL_ISA_AVX2) {
                 gemm_w8a8_few_tokens(w, a, n_tok, y, ys, r0, r1);
                 return;
         }

@@ -6,12 +6,16 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
+#include <stdatomic.h>
+#include <unistd.h>
 
 #include "fp16.h"
 #include "kernels.h"
 #include "npu_ref.h"
 #include "quant.h"
 #include "test-helpers.h"
+#include "threadpool.h"
 
 static float frand(uint64_t *s)
 {
@@ -79,6 +83,58 @@ static void test_int8_matches_reference(void **state)
                 check_int8_shape(NPU_PRECISION_W8A8, shapes[i][0], shapes[i][1], shapes[i][2], &seed);
                 check_int8_shape(NPU_PRECISION_W8A16, shapes[i][0], shapes[i][1], shapes[i][2], &seed);
         }
+}
+
+/* Quantization edge cases on every path: ties (round half away from zero), NaN, infinity, ragged tails. */
+static void test_act_quant_edges(void **state)
+{
+        const int64_t K = 300, M = 4;
+        float *x = malloc(sizeof(float) * M * K), *rs = malloc(sizeof(float) * M);
+        int8_t *rq8 = malloc(M * K);
+        int16_t *rq16 = malloc(2 * M * K);
+        struct act_q aq;
+        uint64_t seed = 3;
+
+        for (int64_t k = 0; k < K; k++) {
+                /* row 0: amax 127 makes the scale exactly 1, so every x.5 is a tie */
+                x[k] = k == 0 ? 127.0f : (float)((int64_t)(k % 255) - 127) + (k % 2 ? 0.5f : -0.5f);
+                /* row 1: NaNs and a huge value among small ones */
+                x[K + k] = k % 7 == 0 ? NAN : k == 5 ? 3e30f : frand(&seed);
+                /* row 2: an infinity (scale infinite: every value quantizes to 0) */
+                x[2 * K + k] = k == 9 ? -INFINITY : frand(&seed);
+                /* row 3: ties at the w8a16 scale, and denormals */
+                x[3 * K + k] = k == 1 ? 32767.0f : k % 3 ? (float)(k - 150) + 0.5f : 1e-40f;
+        }
+        assert_int_equal(act_q_alloc(&aq, (int32_t)M, K), 0);
+        npu_ref_quant_i8(x, rq8, rs, (uint32_t)K, 0, (uint32_t)M);
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX2; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                for (int64_t cols = K; cols >= K - 40; cols -= 13) {
+                        float s2[4];
+                        int8_t *r2 = malloc(M * cols);
+                        float *xc = malloc(sizeof(float) * M * cols);
+                        for (int64_t m = 0; m < M; m++)
+                                memcpy(xc + m * cols, x + m * K, sizeof(float) * cols);
+                        npu_ref_quant_i8(xc, r2, s2, (uint32_t)cols, 0, (uint32_t)M);
+                        act_quantize_rows(&aq, NPU_PRECISION_W8A8, xc, cols, 0, M);
+                        assert_memory_equal(aq.scale, s2, sizeof(s2));
+                        assert_memory_equal(aq.q8, r2, M * cols);
+                        for (int64_t i = 0; i < M * cols; i++)
+                                assert_int_equal(aq.q8abs[i], abs(r2[i]));
+                        free(r2);
+                        free(xc);
+                }
+                act_quantize_rows(&aq, NPU_PRECISION_W8A8, x, K, 0, M);
+                assert_memory_equal(aq.q8, rq8, M * K);
+                npu_ref_quant_i16(x, rq16, rs, (uint32_t)K, 0, (uint32_t)M);
+                act_quantize_rows(&aq, NPU_PRECISION_W8A16, x, K, 0, M);
+                assert_memory_equal(aq.scale, rs, sizeof(float) * M);
+                assert_memory_equal(aq.q16, rq16, 2 * M * K);
+        }
+        kernels_force_isa(KERNEL_ISA_AVX2);
+        act_q_free(&aq);
+        free(x); free(rs); free(rq8); free(rq16);
 }
 
 /* w8a16 at the int32 overflow edge: large K with maximal values must still be exact. */
@@ -177,13 +233,48 @@ static void test_f16_conversion(void **state)
         }
 }
 
+struct share_job {
+        int n;
+        atomic_int runs[8];
+        int slow; /* this share sleeps, so the caller may take the others */
+};
+
+static void share_worker(void *arg, int ith, int nth)
+{
+        struct share_job *j = arg;
+        assert_int_equal(nth, j->n);
+        assert_true(ith >= 0 && ith < nth);
+        if (ith == j->slow)
+                usleep(200);
+        atomic_fetch_add(&j->runs[ith], 1);
+}
+
+/* The thread pool runs every share of every job exactly once, whoever claims it, and returns after the last. */
+static void test_threadpool_shares(void **state)
+{
+        for (int n = 1; n <= 4; n++) {
+                _cleanup_(threadpool_freep) struct threadpool *tp = NULL;
+                assert_int_equal(threadpool_new(n, &tp), 0);
+                for (int rep = 0; rep < 300; rep++) {
+                        struct share_job j = { .n = n, .slow = rep % 3 == 0 ? rep % n : -1 };
+                        threadpool_run(tp, share_worker, &j);
+                        for (int i = 0; i < n; i++)
+                                assert_int_equal(atomic_load(&j.runs[i]), 1);
+                        if (rep % 50 == 0)
+                                usleep(2000); /* let the workers fall asleep now and then */
+                }
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_int8_matches_reference),
+                cmocka_unit_test(test_act_quant_edges),
                 cmocka_unit_test(test_w8a16_no_overflow),
                 cmocka_unit_test(test_float_paths_agree),
                 cmocka_unit_test(test_f16_conversion),
+                cmocka_unit_test(test_threadpool_shares),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
