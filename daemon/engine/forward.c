@@ -21,10 +21,6 @@ int ctx_new(const struct npu_model *m, struct kv_pool *kv, struct threadpool *tp
         if (r >= 0)
                 r = backend_cpu_new(c, c->s, &c->cpu);
         c->be = c->cpu;
-        c->scores_stride = MAX((size_t)kv->n_blocks * kv->block_size, 64u);
-        c->scores = malloc(sizeof(float) * c->scores_stride * threadpool_size(tp));
-        if (r >= 0 && !c->scores)
-                r = -ENOMEM;
         if (r >= 0)
                 r = attention_scratch_new(c);
         if (r < 0) {
@@ -45,7 +41,6 @@ void ctx_free(struct npu_ctx *c)
         if (c->cpu)
                 c->cpu->ops->free(c->cpu);
         forward_scratch_free(c->s);
-        free(c->scores);
         attention_scratch_free(c);
         free(c);
 }

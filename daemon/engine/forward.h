@@ -36,10 +36,7 @@ struct npu_ctx {
         enum attention_kind attention;
         int32_t max_batch;
         struct forward_scratch *s;
-        /* per-thread attention scores: scores_stride floats each */
-        float *scores;
-        size_t scores_stride;
-        /* the flash path's buffers (attention.c) */
+        /* attention's buffers (attention.c) */
         struct attn_scratch *attn;
         /* when set, forward() records activation maxima for SmoothQuant */
         struct calib_stats *calib;

@@ -60,10 +60,11 @@ void attn_accum_f32(float *out, const float *v, size_t stride, const float *w, i
 /*
  * The same over every query head of n consecutive cache rows: query head h
  * (q + h * hd) reads its K/V head h / group at (h / group) * hd within a row;
- * scores and weights of head h are at h * ld. Each score, and each output
- * lane when hd is a multiple of 32, is bit-identical to what attn_scores_* /
- * attn_accum_* compute for that head (the same sums in the same order); only
- * the walk differs: row by row, whole rows in address order.
+ * scores and weights of head h are at h * ld. Each score and each output
+ * lane is bit-identical to what attn_scores_* / attn_accum_* compute for
+ * that head (the same sums in the same order; test-attention checks it);
+ * only the walk differs: row by row, the heads' part of a row in address
+ * order, with the next rows prefetched.
  */
 void attn_scores_rows_f16(const float *q, const uint16_t *k, size_t stride, int32_t n, int32_t n_heads, int32_t group,
                           int32_t hd, float scale, float *scores, size_t ld);

@@ -363,10 +363,10 @@ AVX2 static void attn_scores_rows_f16_avx2(const float *q, const uint16_t *k, si
 #define LD16(r, i) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((r) + (i))))
         for (; p + 4 <= n; p += 4) {
                 const uint16_t *r0 = k + p * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
-                /* the next four rows: at Llama-7B's 8 KiB rows every row is a new page, where prefetchers stop */
+                /* the next four rows, into L2: at Llama-7B's 8 KiB rows each is a new page, where prefetchers stop */
                 for (int32_t f = p + 4; f < MIN(p + 8, n); f++)
                         for (size_t b = 0; b < row_bytes; b += 64)
-                                _mm_prefetch((const char *)(k + f * stride) + b, _MM_HINT_T0);
+                                _mm_prefetch((const char *)(k + f * stride) + b, _MM_HINT_T1);
                 for (int32_t h = 0; h < n_heads; h++) {
                         const float *qh = q + (size_t)h * hd;
                         const size_t off = (size_t)(h / group) * hd;
@@ -411,10 +411,10 @@ AVX2 static void attn_accum_rows_f16_avx2(float *out, const uint16_t *v, size_t 
         int32_t p = 0;
         for (; p + 4 <= n; p += 4) {
                 const uint16_t *r0 = v + p * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
-                /* the next four rows (8 KiB apart at Llama-7B's shape: the prefetchers stop at pages) */
+                /* the next four rows, into L2 (8 KiB apart at Llama-7B's shape: the prefetchers stop at pages) */
                 for (int32_t f = p + 4; f < MIN(p + 8, n); f++)
                         for (size_t b = 0; b < row_bytes; b += 64)
-                                _mm_prefetch((const char *)(v + f * stride) + b, _MM_HINT_T0);
+                                _mm_prefetch((const char *)(v + f * stride) + b, _MM_HINT_T1);
                 for (int32_t h = 0; h < n_heads; h++) {
                         const size_t off = (size_t)(h / group) * hd;
                         float *o = out + (size_t)h * hd;

@@ -47,9 +47,6 @@ static void fx_open(struct fixture *f, int32_t H, int32_t KVH, int32_t hd, enum 
         assert_int_equal(kv_pool_new(&f->m.hp, type, 16, per_pos * 4800, &f->kv, &err), 0);
         assert_int_equal(threadpool_new(threads, &f->tp), 0);
         f->c = (struct npu_ctx) { .model = &f->m, .kv = f->kv, .tp = f->tp, .max_batch = 16 };
-        f->c.scores_stride = (size_t)f->kv->n_blocks * f->kv->block_size;
-        f->c.scores = malloc(sizeof(float) * f->c.scores_stride * threads);
-        assert_non_null(f->c.scores);
         assert_int_equal(attention_scratch_new(&f->c), 0);
         kernels_init();
         /* contents depend on (sequence, layer, K/V, position, lane) only, not on which blocks hold them */
@@ -76,7 +73,6 @@ static void fx_close(struct fixture *f)
         for (int s = 0; s < 3; s++)
                 kv_seq_release(f->kv, &f->seqs[s]);
         attention_scratch_free(&f->c);
-        free(f->c.scores);
         threadpool_free(f->tp);
         kv_pool_free(f->kv);
 }
@@ -149,7 +145,7 @@ static void test_rows_kernels(void **state)
 {
         static const struct {
                 int32_t H, group, hd;
-        } shapes[] = { { 8, 1, 128 }, { 8, 4, 64 }, { 4, 2, 32 } };
+        } shapes[] = { { 8, 1, 128 }, { 8, 4, 64 }, { 4, 2, 32 }, { 8, 2, 8 }, { 4, 1, 40 } };
         for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX2; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
@@ -209,42 +205,46 @@ static const struct token singles[] = {
 };
 
 /*
- * Flash: a token's output is the same bits alone or in any batch (over
- * several rounds of items, too) and with 1, 2 or 3 threads.
+ * Both paths: a token's output is the same bits alone or in any batch (for
+ * flash, over several rounds of items, too) and with 1, 2 or 3 threads.
  */
-static void test_flash_invariance(void **state)
+static void test_invariance(void **state)
 {
-        static const struct {
-                int32_t H, KVH, hd;
-        } shapes[] = { { 8, 2, 128 }, { 4, 4, 64 } };
-        for (size_t si = 0; si < ARRAY_SIZE(shapes); si++) {
-                const int32_t dim = shapes[si].H * shapes[si].hd, N = ARRAY_SIZE(singles);
-                float *alone = malloc(sizeof(float) * dim * N), *got = malloc(sizeof(float) * dim * N);
-                for (int threads = 1; threads <= 3; threads++) {
-                        struct fixture f;
-                        fx_open(&f, shapes[si].H, shapes[si].KVH, shapes[si].hd, KV_TYPE_F16, threads);
-                        for (int i = 0; i < N; i++) {
-                                run_batch(&f, ATTENTION_FLASH, &singles[i], 1, got + (size_t)i * dim);
-                                if (threads == 1)
-                                        memcpy(alone + (size_t)i * dim, got + (size_t)i * dim, sizeof(float) * dim);
-                                assert_memory_equal(alone + (size_t)i * dim, got + (size_t)i * dim, sizeof(float) * dim);
-                        }
-                        /* all together, forwards and backwards: 47 + 47 + 40 + ... items, more than one round */
-                        struct token batch[16];
-                        for (int order = 0; order < 2; order++) {
-                                for (int i = 0; i < N; i++)
-                                        batch[i] = singles[order ? N - 1 - i : i];
-                                run_batch(&f, ATTENTION_FLASH, batch, N, got);
+        for (int kind = ATTENTION_DEFAULT; kind <= ATTENTION_FLASH; kind++) {
+                static const struct {
+                        int32_t H, KVH, hd;
+                } shapes[] = { { 8, 2, 128 }, { 4, 4, 64 } };
+                for (size_t si = 0; si < ARRAY_SIZE(shapes); si++) {
+                        const int32_t dim = shapes[si].H * shapes[si].hd, N = ARRAY_SIZE(singles);
+                        float *alone = malloc(sizeof(float) * dim * N);
+                        float *got = malloc(sizeof(float) * dim * N);
+                        for (int threads = 1; threads <= 3; threads++) {
+                                struct fixture f;
+                                fx_open(&f, shapes[si].H, shapes[si].KVH, shapes[si].hd, KV_TYPE_F16, threads);
                                 for (int i = 0; i < N; i++) {
-                                        int k = order ? N - 1 - i : i;
-                                        assert_memory_equal(alone + (size_t)k * dim, got + (size_t)i * dim,
-                                                            sizeof(float) * dim);
+                                        run_batch(&f, kind, &singles[i], 1, got + (size_t)i * dim);
+                                        float *a = alone + (size_t)i * dim, *g = got + (size_t)i * dim;
+                                        if (threads == 1)
+                                                memcpy(a, g, sizeof(float) * dim);
+                                        assert_memory_equal(a, g, sizeof(float) * dim);
                                 }
+                                /* all together, forwards and backwards: 47 + 47 + 40 + ... items, more than one round */
+                                struct token batch[16];
+                                for (int order = 0; order < 2; order++) {
+                                        for (int i = 0; i < N; i++)
+                                                batch[i] = singles[order ? N - 1 - i : i];
+                                        run_batch(&f, kind, batch, N, got);
+                                        for (int i = 0; i < N; i++) {
+                                                int k = order ? N - 1 - i : i;
+                                                assert_memory_equal(alone + (size_t)k * dim, got + (size_t)i * dim,
+                                                                    sizeof(float) * dim);
+                                        }
+                                }
+                                fx_close(&f);
                         }
-                        fx_close(&f);
+                        free(alone);
+                        free(got);
                 }
-                free(alone);
-                free(got);
         }
 }
 
@@ -286,7 +286,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rows_kernels),
-                cmocka_unit_test(test_flash_invariance),
+                cmocka_unit_test(test_invariance),
                 cmocka_unit_test(test_accuracy),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
