@@ -31,16 +31,17 @@
 
 /* per context: attention's buffers (attention_scratch_new) */
 struct attn_scratch {
+        /* the flash path's */
         int64_t round_items; /* (token, chunk) items per round */
         size_t part_stride;  /* floats per item: o[n_heads][hd], m[n_heads], l[n_heads] */
         float *part;         /* round_items partials */
         float *scores;       /* per thread: n_heads x FLASH_CHUNK */
         float *state;        /* per token and head: running max and sum */
-        /* the default path's: per thread, walk_heads x (every position of the pool) scores */
-        int32_t walk_heads;
-        size_t dscores_stride;
-        float *dscores;
         int64_t *first;      /* per token: index of its first item; [n] = all items */
+        /* the default path's */
+        int32_t walk_heads;    /* heads a thread walks together */
+        size_t dscores_stride; /* per thread: walk_heads x every position of the pool */
+        float *dscores;
 };
 
 struct attention_job {
@@ -131,6 +132,22 @@ static int64_t token_of(const int64_t *first, int64_t n, int64_t i)
         return lo;
 }
 
+/*
+ * The first rows of the walk's next run (another block, or V after K, or
+ * the next chunk's K after V), into L2: the row kernels prefetch ahead only
+ * within their run.
+ */
+static void prefetch_rows(const struct kv_pool *kv, const struct kv_seq *seq, int32_t layer, int which, int32_t p,
+                          int32_t end)
+{
+        const size_t bytes = (size_t)kv->kv_dim * kv->elem_bytes;
+        for (int32_t r = p; r < MIN(p + 4, end); r++) {
+                const char *row = kv_at(kv, seq, layer, which, r);
+                for (size_t b = 0; b < bytes; b += 64)
+                        __builtin_prefetch(row + b, 0, 2);
+        }
+}
+
 /* Chunk k of token t, every head: part = o[n_heads][hd], m[n_heads], l[n_heads]. */
 static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, float *part, float *s)
 {
@@ -145,6 +162,10 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
         for (int32_t p = p0; p < p1;) {
                 int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
                 const void *K = kv_at(kv, seq, j->layer, 0, p);
+                if (p + run < p1)
+                        prefetch_rows(kv, seq, j->layer, 0, p + run, p1);
+                else
+                        prefetch_rows(kv, seq, j->layer, 1, p0, p1);
                 if (kv->type == KV_TYPE_F16)
                         attn_scores_rows_f16(q, K, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
                 else
@@ -166,6 +187,10 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
         for (int32_t p = p0; p < p1;) {
                 int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
                 const void *V = kv_at(kv, seq, j->layer, 1, p);
+                if (p + run < p1)
+                        prefetch_rows(kv, seq, j->layer, 1, p + run, p1);
+                else
+                        prefetch_rows(kv, seq, j->layer, 0, p1, j->b->pos[t] + 1);
                 if (kv->type == KV_TYPE_F16)
                         attn_accum_rows_f16(o, V, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, H, group, hd);
                 else
