@@ -172,17 +172,8 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
                         attn_scores_rows_f32(q, K, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
                 p += run;
         }
-        for (int32_t h = 0; h < H; h++) {
-                float *sh = s + (size_t)h * FLASH_CHUNK, mx = -INFINITY, sum = 0;
-                for (int32_t i = 0; i < p1 - p0; i++)
-                        mx = sh[i] > mx ? sh[i] : mx;
-                for (int32_t i = 0; i < p1 - p0; i++) {
-                        sh[i] = expf(sh[i] - mx);
-                        sum += sh[i];
-                }
-                m[h] = mx;
-                l[h] = sum;
-        }
+        for (int32_t h = 0; h < H; h++)
+                l[h] = attn_exp_sum(s + (size_t)h * FLASH_CHUNK, p1 - p0, &m[h]);
         memset(o, 0, sizeof(float) * H * hd);
         for (int32_t p = p0; p < p1;) {
                 int32_t run = MIN(p1, (p / bs + 1) * bs) - p;

@@ -74,3 +74,5 @@ void attn_accum_rows_f16(float *out, const uint16_t *v, size_t stride, const flo
                          int32_t n_heads, int32_t group, int32_t hd);
 void attn_accum_rows_f32(float *out, const float *v, size_t stride, const float *w, size_t ld, int32_t n,
                          int32_t n_heads, int32_t group, int32_t hd);
+/* m = max x[i < n]; x[i] = exp(x[i] - m); returns their sum (one fixed order per kernel path) and m in *max */
+float attn_exp_sum(float *x, int32_t n, float *max);

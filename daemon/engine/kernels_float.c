@@ -348,6 +348,18 @@ void attn_accum_f32(float *out, const float *v, size_t stride, const float *w, i
 
 /* --- attention over all heads of runs of cache rows --- */
 
+/* head sizes up to which grouped (GQA) heads convert their shared K/V slice once */
+#define ATTN_GQA_MAX_HD 256
+
+AVX2_INLINE void f16_row_to_f32(const uint16_t *x, float *y, int32_t n)
+{
+        int32_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+        for (; i < n; i++)
+                y[i] = f16_to_f32(x[i]);
+}
+
 /*
  * Four rows at a time: each row keeps dot_f32_f16_avx2's two accumulators
  * and its order of sums (so the same bits), but the four rows' eight chains
@@ -367,6 +379,42 @@ AVX2 static void attn_scores_rows_f16_avx2(const float *q, const uint16_t *k, si
                 for (int32_t f = p + 4; f < MIN(p + 8, n); f++)
                         for (size_t b = 0; b < row_bytes; b += 64)
                                 _mm_prefetch((const char *)(k + f * stride) + b, _MM_HINT_T1);
+                if (group > 1 && hd <= ATTN_GQA_MAX_HD) {
+                        /* grouped heads share a K slice: convert it once (exactly), then the same sums from f32 */
+                        for (int32_t g = 0; g < n_heads / group; g++) {
+                                float kf[4][ATTN_GQA_MAX_HD];
+                                const uint16_t *rr[4] = { r0, r1, r2, r3 };
+                                for (int r = 0; r < 4; r++)
+                                        f16_row_to_f32(rr[r] + (size_t)g * hd, kf[r], hd);
+                                for (int32_t h = g * group; h < (g + 1) * group; h++) {
+                                        const float *qh = q + (size_t)h * hd;
+                                        __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0,
+                                               a3 = a0, b3 = a0;
+                                        for (int32_t i = 0; i < hd16; i += 16) {
+                                                __m256 qa = _mm256_loadu_ps(qh + i), qb = _mm256_loadu_ps(qh + i + 8);
+                                                a0 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[0] + i), a0);
+                                                b0 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[0] + i + 8), b0);
+                                                a1 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[1] + i), a1);
+                                                b1 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[1] + i + 8), b1);
+                                                a2 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[2] + i), a2);
+                                                b2 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[2] + i + 8), b2);
+                                                a3 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[3] + i), a3);
+                                                b3 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[3] + i + 8), b3);
+                                        }
+                                        float s0 = hsum8(_mm256_add_ps(a0, b0)), s1 = hsum8(_mm256_add_ps(a1, b1));
+                                        float s2 = hsum8(_mm256_add_ps(a2, b2)), s3 = hsum8(_mm256_add_ps(a3, b3));
+                                        for (int32_t i = hd16; i < hd; i++) {
+                                                s0 += qh[i] * kf[0][i];
+                                                s1 += qh[i] * kf[1][i];
+                                                s2 += qh[i] * kf[2][i];
+                                                s3 += qh[i] * kf[3][i];
+                                        }
+                                        float *sh = scores + h * ld + p;
+                                        sh[0] = s0 * scale, sh[1] = s1 * scale, sh[2] = s2 * scale, sh[3] = s3 * scale;
+                                }
+                        }
+                        continue;
+                }
                 for (int32_t h = 0; h < n_heads; h++) {
                         const float *qh = q + (size_t)h * hd;
                         const size_t off = (size_t)(h / group) * hd;
@@ -415,6 +463,38 @@ AVX2 static void attn_accum_rows_f16_avx2(float *out, const uint16_t *v, size_t 
                 for (int32_t f = p + 4; f < MIN(p + 8, n); f++)
                         for (size_t b = 0; b < row_bytes; b += 64)
                                 _mm_prefetch((const char *)(v + f * stride) + b, _MM_HINT_T1);
+                if (group > 1 && hd <= ATTN_GQA_MAX_HD) {
+                        /* grouped heads share a V slice: convert it once (exactly), then the same sums from f32 */
+                        for (int32_t g = 0; g < n_heads / group; g++) {
+                                float vf[4][ATTN_GQA_MAX_HD];
+                                const uint16_t *rr[4] = { r0, r1, r2, r3 };
+                                for (int r = 0; r < 4; r++)
+                                        f16_row_to_f32(rr[r] + (size_t)g * hd, vf[r], hd);
+                                for (int32_t h = g * group; h < (g + 1) * group; h++) {
+                                        float *o = out + (size_t)h * hd;
+                                        const float *wh = w + h * ld + p;
+                                        __m256 w0 = _mm256_set1_ps(wh[0]), w1 = _mm256_set1_ps(wh[1]);
+                                        __m256 w2 = _mm256_set1_ps(wh[2]), w3 = _mm256_set1_ps(wh[3]);
+                                        int32_t d = 0;
+                                        for (; d + 8 <= hd; d += 8) {
+                                                __m256 acc = _mm256_loadu_ps(o + d);
+                                                acc = _mm256_fmadd_ps(w0, _mm256_loadu_ps(vf[0] + d), acc);
+                                                acc = _mm256_fmadd_ps(w1, _mm256_loadu_ps(vf[1] + d), acc);
+                                                acc = _mm256_fmadd_ps(w2, _mm256_loadu_ps(vf[2] + d), acc);
+                                                acc = _mm256_fmadd_ps(w3, _mm256_loadu_ps(vf[3] + d), acc);
+                                                _mm256_storeu_ps(o + d, acc);
+                                        }
+                                        for (; d < hd; d++) {
+                                                float a = o[d];
+                                                a = fmaf(wh[0], vf[0][d], a);
+                                                a = fmaf(wh[1], vf[1][d], a);
+                                                a = fmaf(wh[2], vf[2][d], a);
+                                                o[d] = fmaf(wh[3], vf[3][d], a);
+                                        }
+                                }
+                        }
+                        continue;
+                }
                 for (int32_t h = 0; h < n_heads; h++) {
                         const size_t off = (size_t)(h / group) * hd;
                         float *o = out + (size_t)h * hd;
@@ -493,4 +573,68 @@ void attn_accum_rows_f32(float *out, const float *v, size_t stride, const float 
         for (int32_t p = 0; p < n; p++)
                 for (int32_t h = 0; h < n_heads; h++)
                         vec_mad_f32(out + (size_t)h * hd, v + p * stride + (size_t)(h / group) * hd, w[h * ld + p], hd);
+}
+
+/* exp for x <= 88 (Cephes' polynomial; inputs below -87 give exp(-87)): within 2 ulp of expf */
+AVX2_INLINE __m256 exp256(__m256 x)
+{
+        x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+        __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+        x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+        __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+        y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+        y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+        __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+        return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+AVX2 static float attn_exp_sum_avx2(float *x, int32_t n, float *max)
+{
+        float mx = -INFINITY;
+        int32_t i = 0;
+        if (n >= 8) {
+                __m256 m8 = _mm256_loadu_ps(x);
+                for (i = 8; i + 8 <= n; i += 8)
+                        m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + i));
+                __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+                m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+                m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+                mx = _mm_cvtss_f32(m4);
+        }
+        for (; i < n; i++)
+                mx = x[i] > mx ? x[i] : mx;
+        __m256 mv = _mm256_set1_ps(mx), acc = _mm256_setzero_ps();
+        for (i = 0; i + 8 <= n; i += 8) {
+                __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+                _mm256_storeu_ps(x + i, e);
+                acc = _mm256_add_ps(acc, e);
+        }
+        float sum = hsum8(acc);
+        for (; i < n; i++) {
+                x[i] = expf(x[i] - mx);
+                sum += x[i];
+        }
+        *max = mx;
+        return sum;
+}
+
+float attn_exp_sum(float *x, int32_t n, float *max)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX2)
+                return attn_exp_sum_avx2(x, n, max);
+        float mx = -INFINITY, sum = 0;
+        for (int32_t i = 0; i < n; i++)
+                mx = x[i] > mx ? x[i] : mx;
+        for (int32_t i = 0; i < n; i++) {
+                x[i] = expf(x[i] - mx);
+                sum += x[i];
+        }
+        *max = mx;
+        return sum;
 }

@@ -198,6 +198,34 @@ static void test_rows_kernels(void **state)
         kernels_force_isa(KERNEL_ISA_AVX2);
 }
 
+/* The flash path's exp-and-sum: every kernel path within 2e-7 (relative) of expf and a sequential sum. */
+static void test_exp_sum(void **state)
+{
+        float x[70], y[70];
+        for (int32_t n = 1; n <= 70; n++) {
+                for (int32_t i = 0; i < n; i++)
+                        x[i] = value_at(7, n, i, 0, 40.0f) - 30.0f;
+                float mx = -INFINITY, sum = 0;
+                for (int32_t i = 0; i < n; i++)
+                        mx = fmaxf(mx, x[i]);
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX2; isa++) {
+                        if (kernels_force_isa(isa) < 0)
+                                continue;
+                        memcpy(y, x, sizeof(x));
+                        float m, l = attn_exp_sum(y, n, &m);
+                        assert_true(m == mx);
+                        sum = 0;
+                        for (int32_t i = 0; i < n; i++) {
+                                float e = expf(x[i] - mx);
+                                sum += e;
+                                assert_true(fabsf(y[i] - e) <= 2e-7f * e + 1e-37f);
+                        }
+                        assert_true(fabsf(l - sum) <= 1e-6f * sum);
+                }
+        }
+        kernels_force_isa(KERNEL_ISA_AVX2);
+}
+
 /* positions at and around chunk (64) and block (16) edges, and long ones */
 static const struct token singles[] = {
         { 2, 0 }, { 2, 15 }, { 2, 16 }, { 2, 36 }, { 1, 63 }, { 1, 64 }, { 1, 127 },
@@ -286,6 +314,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rows_kernels),
+                cmocka_unit_test(test_exp_sum),
                 cmocka_unit_test(test_invariance),
                 cmocka_unit_test(test_accuracy),
         };
