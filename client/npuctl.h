@@ -100,7 +100,9 @@ enum {
         "      --repeat-penalty R  in (0, 100], 1 is off (default 1)\n"                           \
         "      --seed S            generator seed (default: random)\n"                            \
         "      --stop STR          stop before STR (repeatable, up to 8)\n"                       \
-        "      --precision P       auto, or the model's precision (float, w8a8, w8a16)\n"
+        "      --precision P       auto, or the model's precision (float, w8a8, w8a16)\n"        \
+        "      --ignore-eos        go on past the end-of-text token (for benchmarks)\n"          \
+        "      --no-bos            do not begin the prompt with the beginning-of-text token\n"
 
 void gen_options_init(struct gen_options *o);
 /* 1 if opt is a sampling option (parsed into o), 0 if not, or a negative errno. */

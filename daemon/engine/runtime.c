@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <sched.h>
+#include <unistd.h>
 
 #include "runtime.h"
 
@@ -31,6 +32,22 @@ void runtime_free(struct runtime *rt)
         free(rt);
 }
 
+/*
+ * Enough for n_seq full contexts, but at most a quarter of the memory (at
+ * least one full context): the pool's pages are touched only when used on
+ * the cpu, but a device pins what it maps.
+ */
+static size_t runtime_auto_kv_budget(const struct npu_hparams *hp, enum kv_type type, int32_t block,
+                                     int32_t n_ctx, int32_t n_seq)
+{
+        size_t per_pos = (size_t)hp->n_layers * 2 * hp->n_kv_heads * hp->head_dim * (type == KV_TYPE_F16 ? 2 : 4);
+        size_t one = per_pos * ALIGN_TO((size_t)n_ctx, block);
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        size_t cap = pages > 0 && page > 0 ? (size_t)pages * (size_t)page / 4 : SIZE_MAX;
+
+        return MAX(MIN(one * (size_t)n_seq, cap), one);
+}
+
 int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_err *err)
 {
         _cleanup_(runtime_freep) struct runtime *rt = calloc(1, sizeof(*rt));
@@ -52,12 +69,8 @@ int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_
 
         const int32_t block = 16;
         size_t budget = o->kv_budget;
-        if (budget == 0) {
-                const struct npu_hparams *hp = &rt->model->hp;
-                size_t per_pos = (size_t)hp->n_layers * 2 * hp->n_kv_heads * hp->head_dim *
-                                 (o->kv_type == KV_TYPE_F16 ? 2 : 4);
-                budget = per_pos * ALIGN_TO((size_t)rt->n_ctx, block) * o->n_seq;
-        }
+        if (budget == 0)
+                budget = runtime_auto_kv_budget(&rt->model->hp, o->kv_type, block, rt->n_ctx, o->n_seq);
         r = kv_pool_new(&rt->model->hp, o->kv_type, block, budget, &rt->kv, err);
         if (r < 0)
                 return r;

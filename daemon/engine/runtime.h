@@ -13,7 +13,7 @@ struct runtime_opts {
         int32_t max_batch;    /* tokens per forward pass */
         enum kv_type kv_type;
         enum attention_kind attention;
-        size_t kv_budget;     /* bytes; 0: n_ctx x n_seq positions */
+        size_t kv_budget;     /* bytes; 0: n_seq full contexts, at most a quarter of the memory */
         /*
          * Where the passes run: BACKEND_TARGET_CPU (the default), or NPU
          * through npu.ko (w8a8/w8a16 models; a float model stays on the cpu

@@ -8,7 +8,6 @@
 void config_defaults(struct npud_config *c)
 {
         *c = (struct npud_config) {
-                .kv_budget_mb = 1024,
                 .max_active = 16,
                 .max_batch_tokens = 128,
                 .prefill_chunk = 64,
@@ -111,7 +110,7 @@ static int set_key(struct npud_config *c, const char *key, const char *v)
                 return r;
         }
         if (!strcmp(key, "kv_budget_mb")) {
-                r = parse_int(v, 1, 1 << 24, &n);
+                r = parse_int(v, 0, 1 << 24, &n);
                 c->kv_budget_mb = (uint32_t)n;
                 return r;
         }

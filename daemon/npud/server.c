@@ -4,6 +4,7 @@
  * (READY, STATUS, WATCHDOG, RELOADING). One step runs at a time, taking the
  * models with work in turn.
  */
+#include <inttypes.h>
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 
@@ -153,6 +154,12 @@ static void account_step(struct server *srv, struct scheduler *s)
         bool npu = now->passes > was->passes;
         bool cpu = !srv->step_on_npu || now->cpu_fallbacks > was->cpu_fallbacks;
 
+        if (now->faults > was->faults || now->cpu_fallbacks > was->cpu_fallbacks)
+                fprintf(stderr, "<4>npud: device %s: %" PRIu64 " fault(s) (%s) in a step of %d request(s); "
+                        "%" PRIu64 " pass(es) retried on a fresh context, %" PRIu64 " finished on the cpu\n",
+                        srv->stepping && srv->stepping->device ? srv->stepping->device->name : "(detached)",
+                        now->faults - was->faults, now->last_fault[0] ? now->last_fault : "no detail",
+                        s->n_step_reqs, now->retries - was->retries, now->cpu_fallbacks - was->cpu_fallbacks);
         for (int32_t i = 0; i < s->n_step_reqs; i++) {
                 struct bus_request *br = s->step_reqs[i]->userdata;
                 if (!br)
