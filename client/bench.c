@@ -7,6 +7,7 @@
  *       from each Finished signal's stats.
  *   --clients 1,2,4,8: N concurrent clients, each on its own connection, all
  *       on one sd-event loop, greedy and past end-of-text; aggregate tokens/s
+ *       (over the whole run, and over the span in which all of them decode)
  *       and per-client ms/token against one client; then the time to first
  *       token of a new client while the others decode. Figures, no verdicts.
  * Prompts of an exact length are token ids (variant "ai"): npu-bench's
@@ -332,7 +333,62 @@ struct concurrency_row {
         uint32_t clients, failed;
         uint64_t generated;
         double wall_s, aggregate_tps, ms_per_token_mean, ms_per_token_max, ttft_mean_ms;
+        double decode_tps; /* while every client decodes: after the last first token, before the first last one */
 };
+
+/* When each token of one client arrived. */
+struct arrivals {
+        uint64_t *t;
+        size_t n, cap;
+};
+
+static void arrivals_done(struct arrivals *a)
+{
+        free(a->t);
+        *a = (struct arrivals) {};
+}
+
+static void record_arrivals(struct request *req, const uint32_t *ids, const char *const *pieces, size_t n,
+                            void *userdata)
+{
+        struct arrivals *a = userdata;
+        uint64_t now = now_ns();
+
+        if (a->n + n > a->cap) {
+                size_t cap = MAX(a->cap * 2, a->n + n + 64);
+                uint64_t *t = realloc(a->t, cap * sizeof(*t));
+                if (!t)
+                        return; /* the figure is then computed from fewer tokens */
+                a->t = t;
+                a->cap = cap;
+        }
+        for (size_t i = 0; i < n; i++)
+                a->t[a->n++] = now;
+}
+
+static const struct request_ops arrival_ops = { .tokens = record_arrivals };
+
+/*
+ * Tokens per second of all clients together over the span in which all of
+ * them decode: prefills of the others no longer in it, nobody finished yet.
+ */
+static double steady_decode_tps(const struct arrivals *a, uint32_t n)
+{
+        uint64_t from = 0, to = UINT64_MAX, tokens = 0;
+
+        for (uint32_t i = 0; i < n; i++) {
+                if (a[i].n < 2)
+                        return 0;
+                from = MAX(from, a[i].t[0]);
+                to = MIN(to, a[i].t[a[i].n - 1]);
+        }
+        if (to <= from)
+                return 0;
+        for (uint32_t i = 0; i < n; i++)
+                for (size_t k = 0; k < a[i].n; k++)
+                        tokens += a[i].t[k] > from && a[i].t[k] <= to;
+        return (double)tokens / ((double)(to - from) / 1e9);
+}
 
 static void print_concurrency(const struct bench *b, const struct concurrency_row *rows, size_t n)
 {
@@ -340,16 +396,19 @@ static void print_concurrency(const struct bench *b, const struct concurrency_ro
         for (size_t i = 0; i < n; i++)
                 if (rows[i].clients == 1)
                         base = &rows[i];
-        printf("| %7s | %16s | %13s | %20s | %26s | %19s | %14s | %11s |\n", "Clients", "Generated Tokens",
-               "Wall Time (s)", "Aggregate Tokens/Sec", "Time/Token per Client (ms)", "Max Time/Token (ms)",
-               "Mean TTFT (ms)", "vs 1 Client");
-        printf("|---------|------------------|---------------|----------------------|----------------------------|"
-               "---------------------|----------------|-------------|\n");
+        printf("| %7s | %16s | %13s | %20s | %11s | %26s | %19s | %14s | %23s | %11s |\n", "Clients",
+               "Generated Tokens", "Wall Time (s)", "Aggregate Tokens/Sec", "vs 1 Client", "Time/Token per Client (ms)",
+               "Max Time/Token (ms)", "Mean TTFT (ms)", "All Decoding Tokens/Sec", "vs 1 Client");
+        printf("|---------|------------------|---------------|----------------------|-------------|"
+               "----------------------------|---------------------|----------------|-------------------------|"
+               "-------------|\n");
         for (size_t i = 0; i < n; i++) {
                 const struct concurrency_row *c = &rows[i];
-                printf("| %7u | %16" PRIu64 " | %13.3f | %20.2f | %26.3f | %19.3f | %14.2f | %10.2fx |", c->clients,
-                       c->generated, c->wall_s, c->aggregate_tps, c->ms_per_token_mean, c->ms_per_token_max,
-                       c->ttft_mean_ms, base->aggregate_tps > 0 ? c->aggregate_tps / base->aggregate_tps : 0);
+                printf("| %7u | %16" PRIu64 " | %13.3f | %20.2f | %10.2fx | %26.3f | %19.3f | %14.2f | %23.2f | %10.2fx |",
+                       c->clients, c->generated, c->wall_s, c->aggregate_tps,
+                       base->aggregate_tps > 0 ? c->aggregate_tps / base->aggregate_tps : 0, c->ms_per_token_mean,
+                       c->ms_per_token_max, c->ttft_mean_ms, c->decode_tps,
+                       base->decode_tps > 0 ? c->decode_tps / base->decode_tps : 0);
                 if (c->failed)
                         printf(" %u failed", c->failed);
                 printf("\n");
@@ -362,13 +421,14 @@ static int run_clients(struct bench *b, sd_bus **buses, uint32_t n, uint32_t len
                        struct concurrency_row *row)
 {
         struct request *reqs[MAX_CLIENTS] = {};
+        struct arrivals arrived[MAX_CLIENTS] = {};
         uint64_t t0 = UINT64_MAX, t1 = 0;
         uint32_t ok = 0;
         int r = 0;
 
         *row = (struct concurrency_row) { .clients = n };
         for (uint32_t i = 0; i < n && r >= 0; i++)
-                r = start_request(b, buses[i], NULL, NULL, NULL, length, b->new_tokens, &reqs[i]);
+                r = start_request(b, buses[i], &arrival_ops, &arrived[i], NULL, length, b->new_tokens, &reqs[i]);
         if (r >= 0)
                 r = wait_requests(b, reqs, n, false);
         for (uint32_t i = 0; r >= 0 && i < n; i++) {
@@ -391,10 +451,13 @@ static int run_clients(struct bench *b, sd_bus **buses, uint32_t n, uint32_t len
                 row->ttft_mean_ms += q->t_first ? (double)(q->t_first - q->t_send) / 1e6 : 0;
                 ok++;
         }
+        if (r >= 0 && ok == n)
+                row->decode_tps = steady_decode_tps(arrived, n);
         for (uint32_t i = 0; i < n; i++) {
                 if (reqs[i])
                         request_close(reqs[i]);
                 request_free(reqs[i]);
+                arrivals_done(&arrived[i]);
         }
         if (r < 0)
                 return r;
@@ -530,6 +593,7 @@ static int run_concurrency(struct bench *b, sd_bus *first)
                         json_object_object_add(o, "ms_per_token_mean", json_object_new_double(rows[i].ms_per_token_mean));
                         json_object_object_add(o, "ms_per_token_max", json_object_new_double(rows[i].ms_per_token_max));
                         json_object_object_add(o, "ttft_mean_ms", json_object_new_double(rows[i].ttft_mean_ms));
+                        json_object_object_add(o, "all_decoding_tokens_per_s", json_object_new_double(rows[i].decode_tps));
                         json_print(o);
                 }
         }

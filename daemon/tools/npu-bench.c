@@ -490,10 +490,25 @@ static int run_batch_decode(struct runtime *rt, const struct bench_args *a)
         if (!a->json)
                 printf("prefill: %d sequences x %d tokens in %.0f ms\n", max_m, P, now_ms() - tp0);
 
+        /*
+         * The roofline of a step: the weights read once from memory, or M
+         * tokens' int8 multiply-accumulates at the machine's peak, whichever
+         * takes longer (the float output head counted in the bytes only).
+         */
+        double bpt = (double)model_bytes_per_token(m), bw = 0, peak_ops = 0;
+        double int8_ops = m->precision == NPU_PRECISION_FLOAT ? 0 : 2.0 * (bpt - m->output.row_bytes * m->output.rows);
+        if (!a->no_peaks) {
+                bw = measure_read_bandwidth(rt->tp, 1u << 30);
+                peak_ops = int8_ops > 0 ? 2.0 * measure_int8_peak(rt->tp) : 0;
+        }
+        if (!a->json && bw > 0)
+                printf("machine: read bandwidth %.2f GB/s, int8 peak %.2f G ops/s; weights %.1f MB, %.2f G int8 ops "
+                       "per token\n", bw / 1e9, peak_ops / 1e9, bpt / 1e6, int8_ops / 1e9);
+
         double base_tps = 0;
         if (!a->json)
-                printf("| %4s | %12s | %12s | %12s | %14s | %8s |\n", "M", "ms/step", "best ms", "ms/token",
-                       "tokens/s", "vs M=1");
+                printf("| %4s | %12s | %12s | %12s | %14s | %8s | %13s | %11s |\n", "M", "ms/step", "best ms",
+                       "ms/token", "tokens/s", "vs M=1", "roofline ms", "of roofline");
         for (int i = 0; i < a->n_batch_sizes; i++) {
                 int32_t M = a->batch_sizes[i];
                 for (int32_t st = 0; st <= steps; st++) {
@@ -519,6 +534,7 @@ static int run_batch_decode(struct runtime *rt, const struct bench_args *a)
                 double mean = sum / steps, best = ms[1], med = ms[1 + steps / 2], tps = 1000.0 * M / mean;
                 if (M == 1 || base_tps == 0)
                         base_tps = M == 1 ? tps : base_tps;
+                double floor_ms = bw > 0 ? 1000.0 * MAX(bpt / bw, peak_ops > 0 ? M * int8_ops / peak_ops : 0) : 0;
                 if (a->json) {
                         json_object *o = json_object_new_object();
                         json_object_object_add(o, "batch", json_object_new_int(M));
@@ -528,11 +544,13 @@ static int run_batch_decode(struct runtime *rt, const struct bench_args *a)
                         json_object_object_add(o, "ms_per_step_median", json_object_new_double(med));
                         json_object_object_add(o, "tokens_per_s", json_object_new_double(tps));
                         json_object_object_add(o, "ratio_to_1", json_object_new_double(base_tps > 0 ? tps / base_tps : 0));
+                        json_object_object_add(o, "roofline_ms", json_object_new_double(floor_ms));
                         printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
                         json_object_put(o);
                 } else {
-                        printf("| %4d | %12.1f | %12.1f | %12.2f | %14.2f | %7.2fx |\n", M, mean, best, mean / M, tps,
-                               base_tps > 0 ? tps / base_tps : 0);
+                        printf("| %4d | %12.1f | %12.1f | %12.2f | %14.2f | %7.2fx | %13.1f | %10.0f%% |\n", M, mean,
+                               best, mean / M, tps, base_tps > 0 ? tps / base_tps : 0, floor_ms,
+                               floor_ms > 0 ? 100.0 * floor_ms / mean : 0);
                 }
                 fflush(stdout);
                 for (int32_t s = 0; s < max_m; s++)
