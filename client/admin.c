@@ -111,19 +111,22 @@ static int read_named_list(sd_bus_message *m, json_object **ret)
         return 0;
 }
 
-static const char models_help[] = "Usage: npuctl models [--json]\n\nList the loaded models; * marks the default.\n";
-
-int verb_models(const struct npuctl *c, int argc, char **argv)
+/*
+ * The verbs that list what a method returns: --help or --json are done here
+ * (0); 1 hands the list over for a table.
+ */
+static int list_call(const struct npuctl *c, int argc, char **argv, const char *help, const char *method,
+                     json_object **ret)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(json_object_putp) json_object *list = NULL;
         bool json = false;
         int r;
 
-        r = parse_json_only(argc, argv, models_help, &json);
+        r = parse_json_only(argc, argv, help, &json);
         if (r != 0)
                 return r < 0 ? r : 0;
-        r = connect_and_call(c, "ListModels", NULL, &reply);
+        r = connect_and_call(c, method, NULL, &reply);
         if (r < 0)
                 return r;
         r = read_named_list(reply, &list);
@@ -133,6 +136,20 @@ int verb_models(const struct npuctl *c, int argc, char **argv)
                 json_print(list);
                 return 0;
         }
+        *ret = TAKE_PTR(list);
+        return 1;
+}
+
+static const char models_help[] = "Usage: npuctl models [--json]\n\nList the loaded models; * marks the default.\n";
+
+int verb_models(const struct npuctl *c, int argc, char **argv)
+{
+        _cleanup_(json_object_putp) json_object *list = NULL;
+        int r;
+
+        r = list_call(c, argc, argv, models_help, "ListModels", &list);
+        if (r <= 0)
+                return r;
         printf("%-24s %-9s %6s %8s %10s %8s  %s\n", "NAME", "PRECISION", "N_CTX", "PARAMS", "WEIGHTS", "REQUESTS",
                "PATH");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
@@ -153,24 +170,12 @@ static const char devices_help[] = "Usage: npuctl devices [--json]\n\nList the c
 
 int verb_devices(const struct npuctl *c, int argc, char **argv)
 {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(json_object_putp) json_object *list = NULL;
-        bool json = false;
         int r;
 
-        r = parse_json_only(argc, argv, devices_help, &json);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        r = connect_and_call(c, "ListDevices", NULL, &reply);
-        if (r < 0)
+        r = list_call(c, argc, argv, devices_help, "ListDevices", &list);
+        if (r <= 0)
                 return r;
-        r = read_named_list(reply, &list);
-        if (r < 0)
-                return r;
-        if (json) {
-                json_print(list);
-                return 0;
-        }
         printf("%-16s %-8s %-12s %s\n", "NAME", "BACKEND", "STATE", "DETAILS");
         for (size_t i = 0; i < json_object_array_length(list); i++) {
                 json_object *d = json_object_array_get_idx(list, i);
