@@ -218,6 +218,22 @@ if [ -n "$npud_pid" ]; then
 fi
 echo "  greedy text: $(text "$tmp/w8a8.npu")"
 
+# npuctl bench --target npu: the reference's table through the service, every
+# request checked to have run on the device
+if [ -n "$npud_pid" ]; then
+	name=service-bench-npu
+	ctl bench --target npu -m w8a8 --task benchmark --prompt-lengths 4,16 --new-tokens 8 \
+		>"$tmp/bench" 2>&1
+	r=$?
+	rows=$(grep -c '^| *[0-9]' "$tmp/bench")
+	if [ $r != 0 ] || [ "$rows" != 2 ] || ! grep -q 'Prompt Length (tokens)' "$tmp/bench"; then
+		fail $name "exit $r, $rows rows" "$tmp/bench" "$tmp/npud.log"
+	else
+		pass "$name (2 rows from the device)"
+	fi
+	sed 's/^/    /' "$tmp/bench"
+fi
+
 # wait_passes N: until the device has done N more passes than now (the
 # generation in the background is under way), for 60 s at most
 wait_passes() {
