@@ -13,6 +13,7 @@ packages="
 	qemu-system-x86 busybox-static kmod dwarves cpio xz-utils bc flex bison libelf-dev
 	systemd udev polkitd libdbus-1-dev libxml2-utils scdoc
 	debhelper dh-dkms dkms dpkg-dev fakeroot lintian debootstrap e2fsprogs zstd
+	bochs bochsbios vgabios isolinux syslinux-common xorriso
 "
 
 missing=""

@@ -220,7 +220,7 @@ AVX2 static void silu_mul_avx2(float *gate, const float *up, int64_t i0, int64_t
 
 void silu_mul_range(float *gate, const float *up, int64_t i0, int64_t i1)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX2)
+        if (kernels_isa() >= KERNEL_ISA_AVX2)
                 silu_mul_avx2(gate, up, i0, i1);
         else
                 npu_ref_silu_mul(gate, up, gate, i0, i1);

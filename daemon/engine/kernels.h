@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Compute kernels. Every SIMD kernel has a portable C twin; the choice is
- * made once, at start-up (NPU_KERNELS=scalar|avx2 forces one).
+ * made once, at start-up (NPU_KERNELS=scalar|avx2|avx512vnni forces one).
+ * AVX-512 VNNI implies AVX2: it changes only the int8 kernels, which use
+ * vpdpbusd/vpdpwssd where AVX2 takes two instructions.
  *
  * Matrix kernels are batch-invariant: each output y[t][r] is reduced in the
  * same order whether one token or many are computed together, so a sequence
@@ -17,6 +19,7 @@
 enum kernel_isa {
         KERNEL_ISA_SCALAR = 0,
         KERNEL_ISA_AVX2 = 1,
+        KERNEL_ISA_AVX512_VNNI = 2,
 };
 
 void kernels_init(void);
@@ -24,6 +27,8 @@ enum kernel_isa kernels_isa(void);
 const char *kernels_isa_name(enum kernel_isa isa);
 /* Tests use this to run every path; returns -EOPNOTSUPP when the cpu lacks it. */
 int kernels_force_isa(enum kernel_isa isa);
+/* Back to the choice made at start-up. */
+void kernels_reset_isa(void);
 
 /*
  * y[t * y_stride + r] = dot(W[r], x[t * x_stride]) for r in [r0, r1), t < n_tok.

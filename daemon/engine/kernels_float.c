@@ -11,7 +11,11 @@ static bool isa_ready;
 
 const char *kernels_isa_name(enum kernel_isa i)
 {
-        return i == KERNEL_ISA_AVX2 ? "avx2" : "scalar";
+        switch (i) {
+        case KERNEL_ISA_AVX512_VNNI: return "avx512vnni";
+        case KERNEL_ISA_AVX2: return "avx2";
+        default: return "scalar";
+        }
 }
 
 static bool cpu_has(enum kernel_isa i)
@@ -19,7 +23,13 @@ static bool cpu_has(enum kernel_isa i)
         if (i == KERNEL_ISA_SCALAR)
                 return true;
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
+                return false;
+        if (i == KERNEL_ISA_AVX2)
+                return true;
+        return i == KERNEL_ISA_AVX512_VNNI && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vnni");
 }
 
 void kernels_init(void)
@@ -28,9 +38,16 @@ void kernels_init(void)
 
         if (isa_ready)
                 return;
-        isa = cpu_has(KERNEL_ISA_AVX2) ? KERNEL_ISA_AVX2 : KERNEL_ISA_SCALAR;
-        if (e && strcmp(e, "scalar") == 0)
-                isa = KERNEL_ISA_SCALAR;
+        isa = KERNEL_ISA_SCALAR;
+        for (enum kernel_isa i = KERNEL_ISA_AVX512_VNNI; i > KERNEL_ISA_SCALAR; i--)
+                if (cpu_has(i)) {
+                        isa = i;
+                        break;
+                }
+        /* a lower set than the best one on request, for comparisons */
+        for (enum kernel_isa i = KERNEL_ISA_SCALAR; e && i < isa; i++)
+                if (strcmp(e, kernels_isa_name(i)) == 0)
+                        isa = i;
         isa_ready = true;
 }
 
@@ -38,6 +55,12 @@ enum kernel_isa kernels_isa(void)
 {
         kernels_init();
         return isa;
+}
+
+void kernels_reset_isa(void)
+{
+        isa_ready = false;
+        kernels_init();
 }
 
 int kernels_force_isa(enum kernel_isa i)
@@ -199,7 +222,7 @@ DEFINE_TILE(q8_0)
 void matmul_float_rows(const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs,
                        float *y, size_t ys, int64_t r0, int64_t r1)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX2) {
+        if (kernels_isa() >= KERNEL_ISA_AVX2) {
                 switch (w->type) {
                 case GGML_TYPE_F32: matmul_avx2_f32(w, x, n_tok, xs, y, ys, r0, r1); return;
                 case GGML_TYPE_F16: matmul_avx2_f16(w, x, n_tok, xs, y, ys, r0, r1); return;
@@ -242,7 +265,7 @@ AVX2 static void mad_f16_avx2(float *y, const uint16_t *x, float a, int64_t n)
 
 float vec_dot_f32_f16(const float *a, const uint16_t *b, int64_t n)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX2)
+        if (kernels_isa() >= KERNEL_ISA_AVX2)
                 return dot_f32_f16_avx2(a, b, n);
         float s = 0;
         for (int64_t i = 0; i < n; i++)
@@ -252,7 +275,7 @@ float vec_dot_f32_f16(const float *a, const uint16_t *b, int64_t n)
 
 void vec_mad_f16(float *y, const uint16_t *x, float a, int64_t n)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX2) {
+        if (kernels_isa() >= KERNEL_ISA_AVX2) {
                 mad_f16_avx2(y, x, a, n);
                 return;
         }
@@ -310,7 +333,7 @@ AVX2 static void attn_accum_f16_avx2(float *out, const uint16_t *v, size_t strid
 void attn_scores_f16(const float *q, const uint16_t *k, size_t stride, int32_t n, int32_t hd, float scale,
                      float *scores)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX2) {
+        if (kernels_isa() >= KERNEL_ISA_AVX2) {
                 attn_scores_f16_avx2(q, k, stride, n, hd, scale, scores);
                 return;
         }
@@ -331,7 +354,7 @@ void attn_scores_f32(const float *q, const float *k, size_t stride, int32_t n, i
 
 void attn_accum_f16(float *out, const uint16_t *v, size_t stride, const float *w, int32_t n, int32_t hd)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX2) {
+        if (kernels_isa() >= KERNEL_ISA_AVX2) {
                 attn_accum_f16_avx2(out, v, stride, w, n, hd);
                 return;
         }
@@ -539,7 +562,7 @@ AVX2 static void attn_accum_rows_f16_avx2(float *out, const uint16_t *v, size_t 
 void attn_scores_rows_f16(const float *q, const uint16_t *k, size_t stride, int32_t n, int32_t n_heads, int32_t group,
                           int32_t hd, float scale, float *scores, size_t ld)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX2) {
+        if (kernels_isa() >= KERNEL_ISA_AVX2) {
                 attn_scores_rows_f16_avx2(q, k, stride, n, n_heads, group, hd, scale, scores, ld);
                 return;
         }
@@ -559,7 +582,7 @@ void attn_scores_rows_f32(const float *q, const float *k, size_t stride, int32_t
 void attn_accum_rows_f16(float *out, const uint16_t *v, size_t stride, const float *w, size_t ld, int32_t n,
                          int32_t n_heads, int32_t group, int32_t hd)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX2) {
+        if (kernels_isa() >= KERNEL_ISA_AVX2) {
                 attn_accum_rows_f16_avx2(out, v, stride, w, ld, n, n_heads, group, hd);
                 return;
         }
@@ -626,7 +649,7 @@ AVX2 static float attn_exp_sum_avx2(float *x, int32_t n, float *max)
 
 float attn_exp_sum(float *x, int32_t n, float *max)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX2)
+        if (kernels_isa() >= KERNEL_ISA_AVX2)
                 return attn_exp_sum_avx2(x, n, max);
         float mx = -INFINITY, sum = 0;
         for (int32_t i = 0; i < n; i++)

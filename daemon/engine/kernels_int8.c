@@ -130,7 +130,7 @@ AVX2 static void quant_row_i16_avx2(const float *x, int64_t cols, float scale, i
 void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, int64_t cols, int64_t t0, int64_t t1)
 {
         const float qmax = p == NPU_PRECISION_W8A16 ? 32767.0f : 127.0f;
-        const bool avx2 = kernels_isa() == KERNEL_ISA_AVX2;
+        const bool avx2 = kernels_isa() >= KERNEL_ISA_AVX2;
 
         a->cols = cols;
         a->prec = p;
@@ -215,101 +215,11 @@ AVX2_INLINE int32_t hsum_i32(__m256i v)
         return _mm_cvtsi128_si32(s);
 }
 
-/*
- * w8a8 tile of RB rows x TB tokens: |a| (unsigned) times sign(a)-adjusted w
- * with vpmaddubsw (no saturation: both sides are within [-127, 127]), pairs
- * widened with vpmaddwd, summed in int32.
- */
-/* Adds the products over k in [k0, k1) (multiples of 32, or k1 == K with a scalar tail) to acc. */
-AVX2_INLINE void tile_w8a8(const int8_t *w, int64_t K, int64_t k0, int64_t k1, const int RB, const int8_t *a,
-                           const int8_t *aabs, const int TB, int64_t *acc, size_t ys)
-{
-        const __m256i ones = _mm256_set1_epi16(1);
-        const int64_t kv = k0 + ((k1 - k0) & ~31);
-        __m256i s[4][4];
+/* --- x86: AVX2, and AVX-512 VNNI (one vpdpbusd or vpdpwssd for the two-instruction multiply-add) --- */
 
-        for (int i = 0; i < RB; i++)
-                for (int j = 0; j < TB; j++)
-                        s[i][j] = _mm256_setzero_si256();
-        for (int64_t k = k0; k < kv; k += 32) {
-                __m256i wv[4];
-                for (int i = 0; i < RB; i++)
-                        wv[i] = _mm256_loadu_si256((const __m256i *)(w + i * K + k));
-                for (int j = 0; j < TB; j++) {
-                        __m256i av = _mm256_loadu_si256((const __m256i *)(a + j * K + k));
-                        __m256i aa = _mm256_loadu_si256((const __m256i *)(aabs + j * K + k));
-                        for (int i = 0; i < RB; i++) {
-                                __m256i p = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(wv[i], av));
-                                s[i][j] = _mm256_add_epi32(s[i][j], _mm256_madd_epi16(p, ones));
-                        }
-                }
-        }
-        for (int i = 0; i < RB; i++)
-                for (int j = 0; j < TB; j++) {
-                        int32_t v = hsum_i32(s[i][j]);
-                        for (int64_t k = kv; k < k1; k++)
-                                v += (int32_t)w[i * K + k] * a[j * K + k];
-                        acc[j * ys + i] += v;
-                }
-}
-
-/*
- * K is walked in slices of W8A8_KC so that the slice of activations (up to 8
- * tokens) and of weights (16 rows) stay in L1 while every tile uses them.
- * Inside a slice: tiles of 2 rows x 4 tokens while 4 tokens remain (each
- * weight load serves four tokens), then 4 rows x 1 token. Integer sums are
- * exact, so the slicing does not change any result.
- */
 #define W8A8_KC 512
 
-AVX2 static void acc_avx2_w8a8(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc,
-                               size_t ys, int64_t r0, int64_t r1)
-{
-        const int64_t K = w->cols, RBLK = 16;
-        /* decoding (few tokens) is memory-bound: whole rows keep the prefetchers streaming */
-        const int64_t KC = n_tok >= 4 ? W8A8_KC : K;
-        const int8_t *W = w->data, *A = a->q8, *AA = a->q8abs;
 
-        for (int64_t t = 0; t < n_tok; t++)
-                memset(acc + t * ys, 0, sizeof(int64_t) * (r1 - r0));
-        for (int64_t rb = r0; rb < r1; rb += RBLK) {
-                int64_t re = MIN(rb + RBLK, r1);
-                for (int64_t k0 = 0; k0 < K; k0 += KC) {
-                        int64_t k1 = k0 + KC < K ? k0 + KC : K, t = 0;
-                        for (; t + 4 <= n_tok; t += 4) {
-                                int64_t r = rb;
-                                for (; r + 2 <= re; r += 2)
-                                        tile_w8a8(W + r * K, K, k0, k1, 2, A + t * K, AA + t * K, 4,
-                                                  acc + t * ys + (r - r0), ys);
-                                for (; r < re; r++)
-                                        tile_w8a8(W + r * K, K, k0, k1, 1, A + t * K, AA + t * K, 4,
-                                                  acc + t * ys + (r - r0), ys);
-                        }
-                        for (; t < n_tok; t++) {
-                                int64_t r = rb;
-                                for (; r + 4 <= re; r += 4)
-                                        tile_w8a8(W + r * K, K, k0, k1, 4, A + t * K, AA + t * K, 1,
-                                                  acc + t * ys + (r - r0), ys);
-                                for (; r < re; r++)
-                                        tile_w8a8(W + r * K, K, k0, k1, 1, A + t * K, AA + t * K, 1,
-                                                  acc + t * ys + (r - r0), ys);
-                        }
-                }
-        }
-}
-
-/*
- * w8a8 for a few tokens (the decode step of a batch of sequences): each
- * weight row is streamed from memory once, in order, and multiplied against
- * every token of a group of up to 8 while it is in registers. The sign goes
- * onto the activations, so one |w| (vpabsb) per row and step serves the
- * whole group and only q8 is read for the tokens (8 tokens of a 2048-wide
- * row fit in L1):
- *   |w| (unsigned) x sign(a, w) (signed), vpmaddubsw, then vpmaddwd by ones.
- * |w| <= 128 and |a| <= 127, so the pair sums (<= 32512) never saturate; the
- * int32 lanes are exact for K < 2^20 and their sum for K < 2^17 (the w8a8
- * bound everywhere in this file).
- */
 #ifndef GEMV_PREFETCH
 #define GEMV_PREFETCH 2048
 #endif
@@ -321,197 +231,61 @@ AVX2 static void acc_avx2_w8a8(const struct npu_weight *w, const struct act_q *a
  */
 #define KEEP_IN_REGISTER(v) __asm__("" : "+x"(v))
 
-/*
- * One token of the group; the accumulators are named variables (an array of
- * vectors ends up on the stack), and the unused ones fold away since TB is a
- * constant.
- */
-#define ROW_STEP32(j, kk)                                                                                 \
-        do {                                                                                              \
-                if (TB > j) {                                                                             \
-                        __m256i av = _mm256_loadu_si256((const __m256i *)(a + j * K + (kk)));             \
-                        __m256i p = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(av, wv));                   \
-                        s##j = _mm256_add_epi32(s##j, _mm256_madd_epi16(p, ones));                        \
-                        KEEP_IN_REGISTER(s##j);                                                           \
-                }                                                                                         \
-        } while (0)
-
-#define ROW_STEP32_ALL(kk)                                                                                \
-        do {                                                                                              \
-                __m256i wv = _mm256_loadu_si256((const __m256i *)(w + (kk)));                             \
-                __m256i wa = _mm256_abs_epi8(wv);                                                         \
-                ROW_STEP32(0, kk);                                                                        \
-                ROW_STEP32(1, kk);                                                                        \
-                ROW_STEP32(2, kk);                                                                        \
-                ROW_STEP32(3, kk);                                                                        \
-                ROW_STEP32(4, kk);                                                                        \
-                ROW_STEP32(5, kk);                                                                        \
-                ROW_STEP32(6, kk);                                                                        \
-                ROW_STEP32(7, kk);                                                                        \
-        } while (0)
-
-/* out[j] = dot(w, a[j]) for j < TB <= 8, a[j] at a + j * K. */
-AVX2_INLINE void tile_w8a8_row(const int8_t *w, int64_t K, const int8_t *a, const int TB, int32_t *out)
-{
-        const __m256i ones = _mm256_set1_epi16(1);
-        const int64_t k64 = K & ~(int64_t)63, k32 = K & ~(int64_t)31;
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-        int64_t k = 0;
-
-        for (; k < k64; k += 64) {
-                _mm_prefetch((const char *)(w + k + GEMV_PREFETCH), _MM_HINT_T0);
-                ROW_STEP32_ALL(k);
-                ROW_STEP32_ALL(k + 32);
-        }
-        for (; k < k32; k += 32)
-                ROW_STEP32_ALL(k);
-        const __m256i sv[8] = { s0, s1, s2, s3, s4, s5, s6, s7 };
-        for (int j = 0; j < TB; j++) {
-                int32_t v = hsum_i32(sv[j]);
-                for (int64_t kk = k32; kk < K; kk++)
-                        v += (int32_t)w[kk] * a[j * K + kk];
-                out[j] = v;
-        }
-}
-
-/* Rows [r0, r1) against TB tokens, dequantized into y. */
-#define DEFINE_GEMM_W8A8_FEW(TB)                                                                              \
-        AVX2 static void gemm_w8a8_few_##TB(const int8_t *W, int64_t K, const int8_t *A, const float *as,     \
-                                            const float *ws, float *y, size_t ys, int64_t r0, int64_t r1)     \
-        {                                                                                                     \
-                int32_t acc[8];                                                                               \
-                for (int64_t r = r0; r < r1; r++) {                                                           \
-                        tile_w8a8_row(W + r * K, K, A, TB, acc);                                              \
-                        for (int j = 0; j < TB; j++)                                                          \
-                                y[j * ys + r] = ((float)acc[j] * as[j]) * ws[r];                              \
-                }                                                                                             \
-        }
-
-DEFINE_GEMM_W8A8_FEW(1)
-DEFINE_GEMM_W8A8_FEW(2)
-DEFINE_GEMM_W8A8_FEW(3)
-DEFINE_GEMM_W8A8_FEW(4)
-DEFINE_GEMM_W8A8_FEW(5)
-DEFINE_GEMM_W8A8_FEW(6)
-DEFINE_GEMM_W8A8_FEW(7)
-DEFINE_GEMM_W8A8_FEW(8)
-
-typedef void (*gemm_few_fn)(const int8_t *W, int64_t K, const int8_t *A, const float *as, const float *ws, float *y,
-                            size_t ys, int64_t r0, int64_t r1);
-static const gemm_few_fn gemm_w8a8_few[9] = {
-        NULL, gemm_w8a8_few_1, gemm_w8a8_few_2, gemm_w8a8_few_3, gemm_w8a8_few_4,
-        gemm_w8a8_few_5, gemm_w8a8_few_6, gemm_w8a8_few_7, gemm_w8a8_few_8,
-};
-
-/*
- * Up to W8A8_FEW_MAX tokens: blocks of rows small enough to stay in L1 are
- * run against each group of (at most 8) tokens in turn, so the weights are
- * read from memory once whatever the number of tokens.
- */
 #define W8A8_FEW_MAX 16
 #ifndef W8A8_FEW_MIN
 #define W8A8_FEW_MIN 1
 #endif
 #define W8A8_FEW_BLOCK_BYTES 8192
 
-static void gemm_w8a8_few_tokens(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, float *y,
-                                 size_t ys, int64_t r0, int64_t r1)
-{
-        const int64_t K = w->cols;
-        const int64_t blk = n_tok <= 8 ? r1 - r0 : MAX(1, W8A8_FEW_BLOCK_BYTES / K);
-        const int8_t *W = w->data;
+typedef void (*gemm_few_fn)(const int8_t *W, int64_t K, const int8_t *A, const float *as, const float *ws, float *y,
+                            size_t ys, int64_t r0, int64_t r1);
 
-        for (int64_t b0 = r0; b0 < r1; b0 += blk) {
-                int64_t b1 = MIN(b0 + blk, r1);
-                for (int64_t t0 = 0; t0 < n_tok; t0 += 8) {
-                        int64_t nt = MIN(8, n_tok - t0);
-                        gemm_w8a8_few[nt](W, K, a->q8 + t0 * K, a->scale + t0, w->scale, y + t0 * ys, ys, b0, b1);
-                }
-        }
-}
+#define SIMD_CAT2(a, b) a##_##b
+#define SIMD_CAT(a, b) SIMD_CAT2(a, b)
+#define SIMD(name) SIMD_CAT(name, SIMD_ISA)
 
-/* w8a16: sign-extended weights times int16 activations with vpmaddwd; int32 lanes flushed to int64. */
-AVX2_INLINE void tile_w8a16(const int8_t *w, int64_t K, const int RB, const int16_t *a, const int TB, int64_t *acc,
-                            size_t ys)
-{
-        const int64_t K16 = K & ~15;
-        /* 128 steps x 2 products per lane x 32767 x 127 < 2^31 */
-        const int64_t FLUSH = 128 * 16;
-        int64_t tot[4][4] = {};
+#define SIMD_ISA avx2
+#define SIMD_FN AVX2
+#define SIMD_INLINE AVX2_INLINE
+#define MAC_U8S8(s, u, v) _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1)))
+#define MAC_S16(s, w, a) _mm256_add_epi32(s, _mm256_madd_epi16(w, a))
+#include "kernels_int8_x86.h"
+#undef SIMD_ISA
+#undef SIMD_FN
+#undef SIMD_INLINE
+#undef MAC_U8S8
+#undef MAC_S16
 
-        for (int64_t k0 = 0; k0 < K16; k0 += FLUSH) {
-                const int64_t k1 = MIN(k0 + FLUSH, K16);
-                __m256i s[4][4];
-                for (int i = 0; i < RB; i++)
-                        for (int j = 0; j < TB; j++)
-                                s[i][j] = _mm256_setzero_si256();
-                for (int64_t k = k0; k < k1; k += 16) {
-                        __m256i av[4];
-                        for (int j = 0; j < TB; j++)
-                                av[j] = _mm256_loadu_si256((const __m256i *)(a + j * K + k));
-                        for (int i = 0; i < RB; i++) {
-                                __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + i * K + k)));
-                                for (int j = 0; j < TB; j++)
-                                        s[i][j] = _mm256_add_epi32(s[i][j], _mm256_madd_epi16(wv, av[j]));
-                        }
-                }
-                /* lanes may each be near 2^30: widen before summing them */
-                for (int i = 0; i < RB; i++)
-                        for (int j = 0; j < TB; j++) {
-                                int32_t lanes[8];
-                                _mm256_storeu_si256((__m256i *)lanes, s[i][j]);
-                                for (int l = 0; l < 8; l++)
-                                        tot[i][j] += lanes[l];
-                        }
-        }
-        for (int i = 0; i < RB; i++)
-                for (int j = 0; j < TB; j++) {
-                        int64_t v = tot[i][j];
-                        for (int64_t k = K16; k < K; k++)
-                                v += (int32_t)w[i * K + k] * a[j * K + k];
-                        acc[j * ys + i] = v;
-                }
-}
+#define VNNI_TARGET "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni"
+#define SIMD_ISA vnni
+#define SIMD_FN __attribute__((target(VNNI_TARGET)))
+#define SIMD_INLINE static inline __attribute__((always_inline, target(VNNI_TARGET)))
+#define MAC_U8S8(s, u, v) _mm256_dpbusd_epi32(s, u, v)
+#define MAC_S16(s, w, a) _mm256_dpwssd_epi32(s, w, a)
+#include "kernels_int8_x86.h"
+#undef SIMD_ISA
+#undef SIMD_FN
+#undef SIMD_INLINE
+#undef MAC_U8S8
+#undef MAC_S16
 
-#define DEFINE_ACC_AVX2(kind, atype, afield)                                                              \
-        AVX2 static void acc_avx2_##kind(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, \
-                                         int64_t *acc, size_t ys, int64_t r0, int64_t r1)                 \
-        {                                                                                                 \
-                const int64_t K = w->cols, RBLK = 16;                                                     \
-                const int8_t *W = w->data;                                                                \
-                const atype *A = a->afield;                                                               \
-                for (int64_t rb = r0; rb < r1; rb += RBLK) {                                              \
-                        int64_t re = MIN(rb + RBLK, r1), t = 0;                                           \
-                        for (; t + 2 <= n_tok; t += 2) {                                                  \
-                                int64_t r = rb;                                                           \
-                                for (; r + 4 <= re; r += 4)                                               \
-                                        tile_##kind(W + r * K, K, 4, A + t * K, 2, acc + t * ys + (r - r0), ys); \
-                                for (; r < re; r++)                                                       \
-                                        tile_##kind(W + r * K, K, 1, A + t * K, 2, acc + t * ys + (r - r0), ys); \
-                        }                                                                                 \
-                        for (; t < n_tok; t++) {                                                          \
-                                int64_t r = rb;                                                           \
-                                for (; r + 4 <= re; r += 4)                                               \
-                                        tile_##kind(W + r * K, K, 4, A + t * K, 1, acc + t * ys + (r - r0), ys); \
-                                for (; r < re; r++)                                                       \
-                                        tile_##kind(W + r * K, K, 1, A + t * K, 1, acc + t * ys + (r - r0), ys); \
-                        }                                                                                 \
-                }                                                                                         \
-        }
-
-DEFINE_ACC_AVX2(w8a16, int16_t, q16)
+typedef void (*acc_fn)(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc, size_t ys,
+                       int64_t r0, int64_t r1);
+/* [isa][w8a16] */
+static const acc_fn acc_x86[][2] = {
+        [KERNEL_ISA_AVX2] = { acc_w8a8_avx2, acc_w8a16_avx2 },
+        [KERNEL_ISA_AVX512_VNNI] = { acc_w8a8_vnni, acc_w8a16_vnni },
+};
 
 static void acc_dispatch(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc, size_t ys,
                          int64_t r0, int64_t r1, int w8a16)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX2) {
-                if (w8a16)
-                        acc_avx2_w8a16(w, a, n_tok, acc, ys, r0, r1);
-                else
-                        acc_avx2_w8a8(w, a, n_tok, acc, ys, r0, r1);
-                return;
-        }
-        acc_scalar(w, a, n_tok, acc, ys, r0, r1, w8a16);
+        enum kernel_isa isa = kernels_isa();
+
+        if (isa >= KERNEL_ISA_AVX2)
+                acc_x86[isa][w8a16](w, a, n_tok, acc, ys, r0, r1);
+        else
+                acc_scalar(w, a, n_tok, acc, ys, r0, r1, w8a16);
 }
 
 #define ACC_CHUNK_ROWS 64
@@ -523,8 +297,11 @@ void matmul_int8_rows(const struct npu_weight *w, const struct act_q *a, int64_t
         int64_t acc[ACC_CHUNK_ROWS * 8];
         const int w8a16 = a->prec == NPU_PRECISION_W8A16;
 
-        if (!w8a16 && n_tok >= W8A8_FEW_MIN && n_tok <= W8A8_FEW_MAX && kernels_isa() == KERNEL_ISA_AVX2) {
-                gemm_w8a8_few_tokens(w, a, n_tok, y, ys, r0, r1);
+        if (!w8a16 && n_tok >= W8A8_FEW_MIN && n_tok <= W8A8_FEW_MAX && kernels_isa() >= KERNEL_ISA_AVX2) {
+                if (kernels_isa() == KERNEL_ISA_AVX512_VNNI)
+                        gemm_w8a8_few_tokens_vnni(w, a, n_tok, y, ys, r0, r1);
+                else
+                        gemm_w8a8_few_tokens_avx2(w, a, n_tok, y, ys, r0, r1);
                 return;
         }
 

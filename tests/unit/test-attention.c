@@ -146,7 +146,7 @@ static void test_rows_kernels(void **state)
         static const struct {
                 int32_t H, group, hd;
         } shapes[] = { { 8, 1, 128 }, { 8, 4, 64 }, { 4, 2, 32 }, { 8, 2, 8 }, { 4, 1, 40 } };
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX2; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 for (size_t si = 0; si < ARRAY_SIZE(shapes); si++) {
@@ -195,7 +195,7 @@ static void test_rows_kernels(void **state)
                         }
                 }
         }
-        kernels_force_isa(KERNEL_ISA_AVX2);
+        kernels_reset_isa();
 }
 
 /* The flash path's exp-and-sum: every kernel path within 2e-7 (relative) of expf and a sequential sum. */
@@ -208,7 +208,7 @@ static void test_exp_sum(void **state)
                 float mx = -INFINITY, sum = 0;
                 for (int32_t i = 0; i < n; i++)
                         mx = fmaxf(mx, x[i]);
-                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX2; isa++) {
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
                         if (kernels_force_isa(isa) < 0)
                                 continue;
                         memcpy(y, x, sizeof(x));
@@ -223,7 +223,7 @@ static void test_exp_sum(void **state)
                         assert_true(fabsf(l - sum) <= 1e-6f * sum);
                 }
         }
-        kernels_force_isa(KERNEL_ISA_AVX2);
+        kernels_reset_isa();
 }
 
 /* positions at and around chunk (64) and block (16) edges, and long ones */
@@ -287,7 +287,7 @@ static void test_accuracy(void **state)
         for (int type = KV_TYPE_F32; type <= KV_TYPE_F16; type++) {
                 struct fixture f;
                 fx_open(&f, H, KVH, hd, type, 2);
-                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX2; isa++) {
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
                         if (kernels_force_isa(isa) < 0)
                                 continue;
                         for (int kind = ATTENTION_DEFAULT; kind <= ATTENTION_FLASH; kind++) {
@@ -303,7 +303,7 @@ static void test_accuracy(void **state)
                                 }
                         }
                 }
-                kernels_force_isa(KERNEL_ISA_AVX2);
+                kernels_reset_isa();
                 fx_close(&f);
         }
         free(out);

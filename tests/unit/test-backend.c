@@ -43,7 +43,7 @@ static void test_silu_exact(void **state)
                 u[i] = kind == 9 ? special(&seed) : frand(&seed, 4.0f);
         }
         npu_ref_silu_mul(g, u, ref, 0, N);
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX2; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 memcpy(out, g, sizeof(float) * N);
@@ -55,7 +55,7 @@ static void test_silu_exact(void **state)
                         if (f32_to_bits(out[i]) != f32_to_bits(ref[i]))
                                 fail_msg("isa %d: silu(%a) * %a = %a, reference %a", isa, g[i], u[i], out[i], ref[i]);
         }
-        kernels_force_isa(KERNEL_ISA_AVX2);
+        kernels_reset_isa();
         free(g);
         free(u);
         free(ref);
