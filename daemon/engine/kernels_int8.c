@@ -222,6 +222,7 @@ AVX2_INLINE int32_t hsum_i32(__m256i v)
 
 /* rows of the one-token kernel (tile_w8a8_rows) */
 #define GEMV_RB 8
+#define GEMV_RB_MIN_K 4096
 _Static_assert(GEMV_RB <= 8, "the few-token kernels keep 8 sums");
 #ifndef GEMV_PREFETCH
 #define GEMV_PREFETCH 2048
