@@ -18,7 +18,7 @@
  */
 /* Adds the products over k in [k0, k1) (multiples of 32, or k1 == K with a scalar tail) to acc. */
 SIMD_INLINE void SIMD(tile_w8a8)(const int8_t *w, int64_t K, int64_t k0, int64_t k1, const int RB, const int8_t *a,
-                           const int8_t *aabs, const int TB, int64_t *acc, size_t ys)
+                                 const int8_t *aabs, const int TB, int64_t *acc, size_t ys)
 {
         const int64_t kv = k0 + ((k1 - k0) & ~31);
         __m256i s[4][4];
@@ -56,7 +56,7 @@ SIMD_INLINE void SIMD(tile_w8a8)(const int8_t *w, int64_t K, int64_t k0, int64_t
  */
 
 SIMD_FN static void SIMD(acc_w8a8)(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc,
-                               size_t ys, int64_t r0, int64_t r1)
+                                   size_t ys, int64_t r0, int64_t r1)
 {
         const int64_t K = w->cols, RBLK = 16;
         /* decoding (few tokens) is memory-bound: whole rows keep the prefetchers streaming */
@@ -110,27 +110,27 @@ SIMD_FN static void SIMD(acc_w8a8)(const struct npu_weight *w, const struct act_
  * vectors ends up on the stack), and the unused ones fold away since TB is a
  * constant.
  */
-#define ROW_STEP32(j, kk)                                                                                 \
-        do {                                                                                              \
-                if (TB > j) {                                                                             \
-                        __m256i av = _mm256_loadu_si256((const __m256i *)(a + j * K + (kk)));             \
-                        s##j = MAC_U8S8(s##j, wa, _mm256_sign_epi8(av, wv));                              \
-                        KEEP_IN_REGISTER(s##j);                                                           \
-                }                                                                                         \
+#define ROW_STEP32(j, kk)                                                                                     \
+        do {                                                                                                  \
+                if (TB > j) {                                                                                 \
+                        __m256i av = _mm256_loadu_si256((const __m256i *)(a + j * K + (kk)));                 \
+                        s##j = MAC_U8S8(s##j, wa, _mm256_sign_epi8(av, wv));                                  \
+                        KEEP_IN_REGISTER(s##j);                                                               \
+                }                                                                                             \
         } while (0)
 
-#define ROW_STEP32_ALL(kk)                                                                                \
-        do {                                                                                              \
-                __m256i wv = _mm256_loadu_si256((const __m256i *)(w + (kk)));                             \
-                __m256i wa = _mm256_abs_epi8(wv);                                                         \
-                ROW_STEP32(0, kk);                                                                        \
-                ROW_STEP32(1, kk);                                                                        \
-                ROW_STEP32(2, kk);                                                                        \
-                ROW_STEP32(3, kk);                                                                        \
-                ROW_STEP32(4, kk);                                                                        \
-                ROW_STEP32(5, kk);                                                                        \
-                ROW_STEP32(6, kk);                                                                        \
-                ROW_STEP32(7, kk);                                                                        \
+#define ROW_STEP32_ALL(kk)                                                                                    \
+        do {                                                                                                  \
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(w + (kk)));                                 \
+                __m256i wa = _mm256_abs_epi8(wv);                                                             \
+                ROW_STEP32(0, kk);                                                                            \
+                ROW_STEP32(1, kk);                                                                            \
+                ROW_STEP32(2, kk);                                                                            \
+                ROW_STEP32(3, kk);                                                                            \
+                ROW_STEP32(4, kk);                                                                            \
+                ROW_STEP32(5, kk);                                                                            \
+                ROW_STEP32(6, kk);                                                                            \
+                ROW_STEP32(7, kk);                                                                            \
         } while (0)
 
 /* out[j] = dot(w, a[j]) for j < TB <= 8, a[j] at a + j * K. */
@@ -189,8 +189,9 @@ SIMD_INLINE void SIMD(tile_w8a8_rows)(const int8_t *w, int64_t K, const int8_t *
 
 /* Rows [r0, r1) against TB tokens, dequantized into y. */
 #define DEFINE_GEMM_W8A8_FEW(TB)                                                                              \
-        SIMD_FN static void SIMD(gemm_w8a8_few_##TB)(const int8_t *W, int64_t K, const int8_t *A, const float *as,     \
-                                            const float *ws, float *y, size_t ys, int64_t r0, int64_t r1)     \
+        SIMD_FN static void SIMD(gemm_w8a8_few_##TB)(const int8_t *W, int64_t K, const int8_t *A,             \
+                                                     const float *as, const float *ws, float *y, size_t ys,   \
+                                                     int64_t r0, int64_t r1)                                  \
         {                                                                                                     \
                 int32_t acc[8];                                                                               \
                 int64_t r = r0;                                                                               \
@@ -200,7 +201,7 @@ SIMD_INLINE void SIMD(tile_w8a8_rows)(const int8_t *w, int64_t K, const int8_t *
                                 y[r + i] = ((float)acc[i] * as[0]) * ws[r + i];                               \
                 }                                                                                             \
                 for (; r < r1; r++) {                                                                         \
-                        SIMD(tile_w8a8_row)(W + r * K, K, A, TB, acc);                                              \
+                        SIMD(tile_w8a8_row)(W + r * K, K, A, TB, acc);                                        \
                         for (int j = 0; j < TB; j++)                                                          \
                                 y[j * ys + r] = ((float)acc[j] * as[j]) * ws[r];                              \
                 }                                                                                             \
@@ -242,8 +243,8 @@ static void SIMD(gemm_w8a8_few_tokens)(const struct npu_weight *w, const struct 
 }
 
 /* w8a16: sign-extended weights times int16 activations with vpmaddwd; int32 lanes flushed to int64. */
-SIMD_INLINE void SIMD(tile_w8a16)(const int8_t *w, int64_t K, const int RB, const int16_t *a, const int TB, int64_t *acc,
-                            size_t ys)
+SIMD_INLINE void SIMD(tile_w8a16)(const int8_t *w, int64_t K, const int RB, const int16_t *a, const int TB,
+                                  int64_t *acc, size_t ys)
 {
         const int64_t K16 = K & ~15;
         /* 128 steps x 2 products per lane x 32767 x 127 < 2^31 */
@@ -284,30 +285,30 @@ SIMD_INLINE void SIMD(tile_w8a16)(const int8_t *w, int64_t K, const int RB, cons
                 }
 }
 
-#define DEFINE_ACC_SIMD(kind, atype, afield)                                                              \
+#define DEFINE_ACC_SIMD(kind, atype, afield)                                                                  \
         SIMD_FN static void SIMD(acc_##kind)(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, \
-                                         int64_t *acc, size_t ys, int64_t r0, int64_t r1)                 \
-        {                                                                                                 \
-                const int64_t K = w->cols, RBLK = 16;                                                     \
-                const int8_t *W = w->data;                                                                \
-                const atype *A = a->afield;                                                               \
-                for (int64_t rb = r0; rb < r1; rb += RBLK) {                                              \
-                        int64_t re = MIN(rb + RBLK, r1), t = 0;                                           \
-                        for (; t + 2 <= n_tok; t += 2) {                                                  \
-                                int64_t r = rb;                                                           \
-                                for (; r + 4 <= re; r += 4)                                               \
+                                         int64_t *acc, size_t ys, int64_t r0, int64_t r1)                     \
+        {                                                                                                     \
+                const int64_t K = w->cols, RBLK = 16;                                                         \
+                const int8_t *W = w->data;                                                                    \
+                const atype *A = a->afield;                                                                   \
+                for (int64_t rb = r0; rb < r1; rb += RBLK) {                                                  \
+                        int64_t re = MIN(rb + RBLK, r1), t = 0;                                               \
+                        for (; t + 2 <= n_tok; t += 2) {                                                      \
+                                int64_t r = rb;                                                               \
+                                for (; r + 4 <= re; r += 4)                                                   \
                                         SIMD(tile_##kind)(W + r * K, K, 4, A + t * K, 2, acc + t * ys + (r - r0), ys); \
-                                for (; r < re; r++)                                                       \
+                                for (; r < re; r++)                                                           \
                                         SIMD(tile_##kind)(W + r * K, K, 1, A + t * K, 2, acc + t * ys + (r - r0), ys); \
-                        }                                                                                 \
-                        for (; t < n_tok; t++) {                                                          \
-                                int64_t r = rb;                                                           \
-                                for (; r + 4 <= re; r += 4)                                               \
+                        }                                                                                     \
+                        for (; t < n_tok; t++) {                                                              \
+                                int64_t r = rb;                                                               \
+                                for (; r + 4 <= re; r += 4)                                                   \
                                         SIMD(tile_##kind)(W + r * K, K, 4, A + t * K, 1, acc + t * ys + (r - r0), ys); \
-                                for (; r < re; r++)                                                       \
+                                for (; r < re; r++)                                                           \
                                         SIMD(tile_##kind)(W + r * K, K, 1, A + t * K, 1, acc + t * ys + (r - r0), ys); \
-                        }                                                                                 \
-                }                                                                                         \
+                        }                                                                                     \
+                }                                                                                             \
         }
 
 DEFINE_ACC_SIMD(w8a16, int16_t, q16)
