@@ -273,23 +273,27 @@ typedef void (*gemm_few_fn)(const int8_t *W, int64_t K, const int8_t *A, const f
 #undef MAC_U8S8
 #undef MAC_S16
 
-typedef void (*acc_fn)(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc, size_t ys,
+/* Each instruction set's copy of the x86 kernels. */
+struct int8_x86_kernels {
+        /* exact sums, [w8a16] */
+        void (*acc[2])(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc, size_t ys,
                        int64_t r0, int64_t r1);
-/* [isa][w8a16] */
-static const acc_fn acc_x86[][2] = {
-        [KERNEL_ISA_AVX2] = { acc_w8a8_avx2, acc_w8a16_avx2 },
-        [KERNEL_ISA_AVX512_VNNI] = { acc_w8a8_vnni, acc_w8a16_vnni },
+        /* w8a8, up to W8A8_FEW_MAX tokens, dequantized */
+        void (*few_tokens)(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, float *y, size_t ys,
+                           int64_t r0, int64_t r1);
 };
 
-static void acc_dispatch(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t *acc, size_t ys,
-                         int64_t r0, int64_t r1, int w8a16)
+static const struct int8_x86_kernels int8_x86[] = {
+        [KERNEL_ISA_AVX2] = { { acc_w8a8_avx2, acc_w8a16_avx2 }, gemm_w8a8_few_tokens_avx2 },
+        [KERNEL_ISA_AVX512_VNNI] = { { acc_w8a8_vnni, acc_w8a16_vnni }, gemm_w8a8_few_tokens_vnni },
+};
+
+/* This cpu's x86 kernels, or NULL for portable C. */
+static const struct int8_x86_kernels *int8_x86_kernels(void)
 {
         enum kernel_isa isa = kernels_isa();
 
-        if (isa >= KERNEL_ISA_AVX2)
-                acc_x86[isa][w8a16](w, a, n_tok, acc, ys, r0, r1);
-        else
-                acc_scalar(w, a, n_tok, acc, ys, r0, r1, w8a16);
+        return isa >= KERNEL_ISA_AVX2 ? &int8_x86[isa] : NULL;
 }
 
 #define ACC_CHUNK_ROWS 64
@@ -300,12 +304,10 @@ void matmul_int8_rows(const struct npu_weight *w, const struct act_q *a, int64_t
         /* exact sums for a chunk of rows x a block of tokens, then dequantize */
         int64_t acc[ACC_CHUNK_ROWS * 8];
         const int w8a16 = a->prec == NPU_PRECISION_W8A16;
+        const struct int8_x86_kernels *x86 = int8_x86_kernels();
 
-        if (!w8a16 && n_tok >= W8A8_FEW_MIN && n_tok <= W8A8_FEW_MAX && kernels_isa() >= KERNEL_ISA_AVX2) {
-                if (kernels_isa() == KERNEL_ISA_AVX512_VNNI)
-                        gemm_w8a8_few_tokens_vnni(w, a, n_tok, y, ys, r0, r1);
-                else
-                        gemm_w8a8_few_tokens_avx2(w, a, n_tok, y, ys, r0, r1);
+        if (x86 && !w8a16 && n_tok >= W8A8_FEW_MIN && n_tok <= W8A8_FEW_MAX) {
+                x86->few_tokens(w, a, n_tok, y, ys, r0, r1);
                 return;
         }
 
@@ -317,7 +319,10 @@ void matmul_int8_rows(const struct npu_weight *w, const struct act_q *a, int64_t
                         sub.q8 = a->q8 + t0 * a->cols;
                         sub.q8abs = a->q8abs + t0 * a->cols;
                         sub.q16 = a->q16 + t0 * a->cols;
-                        acc_dispatch(w, &sub, nt, acc, c1 - c0, c0, c1, w8a16);
+                        if (x86)
+                                x86->acc[w8a16](w, &sub, nt, acc, c1 - c0, c0, c1);
+                        else
+                                acc_scalar(w, &sub, nt, acc, c1 - c0, c0, c1, w8a16);
                         for (int64_t t = 0; t < nt; t++)
                                 for (int64_t r = c0; r < c1; r++)
                                         y[(t0 + t) * ys + r] = ((float)acc[t * (c1 - c0) + (r - c0)] *

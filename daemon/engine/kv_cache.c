@@ -3,6 +3,11 @@
 
 #include "kv_cache.h"
 
+size_t kv_block_bytes(const struct npu_hparams *hp, enum kv_type type, int32_t block_size)
+{
+        return (size_t)hp->n_layers * 2 * block_size * hp->n_kv_heads * hp->head_dim * (type == KV_TYPE_F16 ? 2 : 4);
+}
+
 int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_size, size_t budget_bytes,
                 struct kv_pool **ret, struct npu_err *err)
 {
@@ -18,7 +23,7 @@ int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_s
         p->n_layers = hp->n_layers;
         p->kv_dim = hp->n_kv_heads * hp->head_dim;
         p->elem_bytes = type == KV_TYPE_F16 ? 2 : 4;
-        p->block_bytes = (size_t)p->n_layers * 2 * block_size * p->kv_dim * p->elem_bytes;
+        p->block_bytes = kv_block_bytes(hp, type, block_size);
         n = budget_bytes / p->block_bytes;
         if (n == 0)
                 return npu_err_set(err, -EINVAL, "KV budget of %zu bytes holds no block of %zu bytes", budget_bytes,

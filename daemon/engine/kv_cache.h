@@ -38,6 +38,8 @@ struct kv_seq {
         int32_t n_pos; /* positions whose K/V are stored */
 };
 
+/* Bytes of one block: K and V of block_size positions in every layer. */
+size_t kv_block_bytes(const struct npu_hparams *hp, enum kv_type type, int32_t block_size);
 int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_size, size_t budget_bytes,
                 struct kv_pool **ret, struct npu_err *err);
 void kv_pool_free(struct kv_pool *p);

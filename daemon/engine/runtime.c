@@ -40,8 +40,7 @@ void runtime_free(struct runtime *rt)
 static size_t runtime_auto_kv_budget(const struct npu_hparams *hp, enum kv_type type, int32_t block,
                                      int32_t n_ctx, int32_t n_seq)
 {
-        size_t per_pos = (size_t)hp->n_layers * 2 * hp->n_kv_heads * hp->head_dim * (type == KV_TYPE_F16 ? 2 : 4);
-        size_t one = per_pos * ALIGN_TO((size_t)n_ctx, block);
+        size_t one = kv_block_bytes(hp, type, block) * DIV_ROUND_UP((size_t)n_ctx, (size_t)block);
         long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
         size_t cap = pages > 0 && page > 0 ? (size_t)pages * (size_t)page / 4 : SIZE_MAX;
 

@@ -251,15 +251,21 @@ static bool echo_token(int32_t tok, void *ud)
         return true;
 }
 
+/* Operations (a multiply and an add per weight) of the matrices but the output head, per token. */
+static double matmul_ops_per_token(const struct npu_model *m)
+{
+        double bpt = (double)model_bytes_per_token(m);
+
+        return 2.0 * (bpt - m->output.row_bytes * m->output.rows) / (m->precision == NPU_PRECISION_FLOAT ? 2.0 : 1.0);
+}
+
 static void summary(struct runtime *rt, const struct row *rows, int n, double bw, bool json, bool no_peaks)
 {
         const struct npu_model *m = rt->model;
         double bpt = (double)model_bytes_per_token(m), tps = 0, pf_ops = 0;
         for (int i = 0; i < n; i++) {
                 tps += rows[i].tokens_per_s / n;
-                /* 2 operations (multiply, add) per weight per prompt token */
-                double ops = 2.0 * (bpt - m->output.row_bytes * m->output.rows) /
-                             (m->precision == NPU_PRECISION_FLOAT ? 2.0 : 1.0) * rows[i].prompt;
+                double ops = matmul_ops_per_token(m) * rows[i].prompt;
                 pf_ops = MAX(pf_ops, ops / (rows[i].prefill_ms / 1000.0));
         }
         double reached = bpt * tps;
@@ -496,7 +502,7 @@ static int run_batch_decode(struct runtime *rt, const struct bench_args *a)
          * takes longer (the float output head counted in the bytes only).
          */
         double bpt = (double)model_bytes_per_token(m), bw = 0, peak_ops = 0;
-        double int8_ops = m->precision == NPU_PRECISION_FLOAT ? 0 : 2.0 * (bpt - m->output.row_bytes * m->output.rows);
+        double int8_ops = m->precision == NPU_PRECISION_FLOAT ? 0 : matmul_ops_per_token(m);
         if (!a->no_peaks) {
                 bw = measure_read_bandwidth(rt->tp, 1u << 30);
                 peak_ops = int8_ops > 0 ? 2.0 * measure_int8_peak(rt->tp) : 0;
