@@ -226,7 +226,11 @@ static int send_finished(struct bus_request *br)
         return sd_bus_send(br->srv->bus, m, NULL);
 }
 
-/* The oldest finished requests of a client go once it keeps more than the limit. */
+/*
+ * The oldest finished requests of a client go once it keeps more than the
+ * limit. The client stays while this runs (it is forgotten afterwards, if it
+ * has nothing left).
+ */
 static void trim_finished(struct server *srv, struct client *c)
 {
         while (c->n_finished > srv->cfg.max_finished_kept) {
@@ -237,9 +241,11 @@ static void trim_finished(struct server *srv, struct client *c)
                                 break;
                         }
                 if (!old)
-                        return;
+                        break;
+                disown(old, false);
                 request_free(old);
         }
+        client_maybe_forget(srv, c);
 }
 
 static void on_sched_tokens(struct sched_request *sr, void *userdata)
@@ -284,7 +290,7 @@ static int map_submit_error(int r, const struct npu_err *err, sd_bus_error *erro
         switch (r) {
         case -EINVAL: return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT, err->msg);
         case -E2BIG: return sd_bus_error_set(error, NPUD_ERROR_PROMPT_TOO_LONG, err->msg);
-        case -ENOSPC: return sd_bus_error_set(error, NPUD_ERROR_BUSY, err->msg);
+        case -ENOSPC: return sd_bus_error_set(error, NPUD_ERROR_REQUEST_TOO_LARGE, err->msg);
         default: return sd_bus_error_setf(error, NPUD_ERROR_FAILED, "cannot queue the request: %s", err->msg);
         }
 }
@@ -370,6 +376,7 @@ void requests_drop_owner(struct server *srv, struct client *c)
 static int method_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct bus_request *br = userdata;
+        struct server *srv = br->srv;
         int r;
 
         r = check_owner(m, br, error);
@@ -381,8 +388,9 @@ static int method_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 return sd_bus_error_setf(error, NPUD_ERROR_FINISHED, "the request already finished (%s)",
                                          sched_stop_name(br->stop));
         br->cancel_requested = true;
+        /* br may be gone after this (max_finished_kept = 0) */
         sched_cancel(br->sr, SCHED_STOP_CANCELLED);
-        server_kick(br->srv);
+        server_kick(srv);
         return sd_bus_reply_method_return(m, NULL);
 }
 

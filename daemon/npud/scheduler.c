@@ -179,8 +179,9 @@ int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const st
         need = DIV_ROUND_UP(sched_positions_needed(s, n, p->max_tokens), kv->block_size);
         if (need > kv->n_blocks)
                 return npu_err_set(err, -ENOSPC,
-                                   "the request needs %d KV blocks of %d tokens and the pool has %d; lower max_tokens",
-                                   need, kv->block_size, kv->n_blocks);
+                                   "the request needs %d KV blocks of %d tokens (prompt %d + max_tokens %d) and the "
+                                   "whole pool has %d: lower max_tokens or shorten the prompt (or raise kv_budget_mb)",
+                                   need, kv->block_size, n, p->max_tokens, kv->n_blocks);
 
         r = calloc(1, sizeof(*r));
         if (!r)
@@ -282,14 +283,28 @@ static struct sched_request *next_to_admit(const struct scheduler *s)
         return best;
 }
 
-static bool make_room(struct scheduler *s, int32_t need)
+/*
+ * Frees KV blocks for need more: blocks only the prefix cache holds, then
+ * idle sessions' blocks, then what queued requests hold (a session turn's
+ * history, computed again when admitted). Blocks released there that the
+ * prefix cache also holds are only cached then: evicted in turn.
+ */
+static bool make_room(struct scheduler *s, const struct sched_request *for_r, int32_t need)
 {
         struct kv_pool *kv = s->rt->kv;
 
         if (need > kv->n_free)
                 prefix_cache_evict(s->pc, need - kv->n_free);
-        if (need > kv->n_free && s->ev.reclaim)
+        if (need > kv->n_free && s->ev.reclaim) {
                 s->ev.reclaim(s, need - kv->n_free, s->ev.userdata);
+                prefix_cache_evict(s->pc, need - kv->n_free);
+        }
+        for (struct sched_request *r = s->queue_tail; r && need > kv->n_free; r = r->prev) {
+                if (r == for_r || r->seq.n_blocks == 0)
+                        continue;
+                kv_seq_release(kv, &r->seq);
+                prefix_cache_evict(s->pc, need - kv->n_free);
+        }
         return need <= kv->n_free;
 }
 
@@ -306,7 +321,7 @@ static int admit(struct scheduler *s, struct sched_request *r)
         } else {
                 r->n_cached = r->seq.n_pos;
         }
-        if (!make_room(s, DIV_ROUND_UP(total, kv->block_size) - r->seq.n_blocks) ||
+        if (!make_room(s, r, DIV_ROUND_UP(total, kv->block_size) - r->seq.n_blocks) ||
             kv_seq_reserve(kv, &r->seq, total) < 0) {
                 if (attached) {
                         kv_seq_release(kv, &r->seq);

@@ -74,45 +74,34 @@ void server_kick(struct server *srv)
                 sd_event_source_set_enabled(srv->kick_source, SD_EVENT_ONESHOT);
 }
 
-static struct served_model *next_model_with_work(struct server *srv)
-{
-        struct served_model *start = srv->last_stepped && srv->last_stepped->next ? srv->last_stepped->next
-                                                                                  : srv->models;
-        struct served_model *m = start;
-
-        if (!m)
-                return NULL;
-        do {
-                if (sched_has_work(m->sched))
-                        return m;
-                m = m->next ? m->next : srv->models;
-        } while (m != start);
-        return NULL;
-}
-
+/*
+ * Starts a step of the next model, in turn after the one that stepped last,
+ * that has a batch to run. A model that cannot run one now (its queued work
+ * waits for room) is passed over, not waited for.
+ */
 static int on_step_kick(sd_event_source *es, void *userdata)
 {
         struct server *srv = userdata;
+        struct served_model *start, *m;
 
         if (step_runner_busy(srv->runner))
                 return 0;
         devices_run_pending(srv);
-        for (int tries = 0; tries < 64; tries++) {
-                struct served_model *m = next_model_with_work(srv);
-                if (!m)
-                        return 0;
-                srv->last_stepped = m;
-                if (sched_step_prepare(m->sched)) {
+        start = srv->last_stepped && srv->last_stepped->next ? srv->last_stepped->next : srv->models;
+        m = start;
+        if (!m)
+                return 0;
+        do {
+                if (sched_has_work(m->sched) && sched_step_prepare(m->sched)) {
+                        srv->last_stepped = m;
                         srv->stepping = m;
                         srv->step_stats = m->rt->ctx->stats;
                         srv->step_on_npu = ctx_target(m->rt->ctx) == BACKEND_TARGET_NPU;
                         step_runner_start(srv->runner, m->sched);
                         return 0;
                 }
-                /* queued work that does not fit yet: wait for a finish to make room */
-                if (!next_model_with_work(srv) || m->sched->n_active == 0)
-                        return 0;
-        }
+                m = m->next ? m->next : srv->models;
+        } while (m != start);
         return 0;
 }
 
