@@ -65,7 +65,7 @@ static int append_model(sd_bus_message *reply, struct server *srv, const struct 
                                      "n_params", "t", count_params(m->rt->model),
                                      "weight_bytes", "t", (uint64_t)m->rt->model->weight_bytes,
                                      "default", "b", m == srv->default_model,
-                                     "requests", "u", m->n_users,
+                                     "requests", "u", model_users(m),
                                      "backend", "s", m->device ? "npu" : "cpu",
                                      "device", "s", m->device ? m->device->name : "cpu");
 }
@@ -144,8 +144,8 @@ static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = read_load_options(m, &name, &make_default, error);
         if (r < 0)
                 return r;
-        r = clients_require_admin(srv, m, "load or unload models", error);
-        if (r < 0)
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        if (r <= 0)
                 return r;
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
@@ -184,15 +184,23 @@ static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *
                 if (r < 0)
                         return r;
         }
-        r = clients_require_admin(srv, m, "load or unload models", error);
-        if (r < 0)
-                return r;
         if (!name[0])
                 return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT, "name the model to unload");
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        if (r <= 0)
+                return r;
         sm = find_model(srv, name, error);
         if (!sm)
                 return -ENOENT;
-        r = models_unload(srv, sm, force, &err);
+        if (sm->unload_call)
+                return sd_bus_error_setf(error, NPUD_ERROR_BUSY, "model '%s' is being unloaded already", sm->name);
+        r = model_unload(sm, force, &err);
+        if (r == -EAGAIN) {
+                /* in the middle of a step: unloaded (and answered) when it ends */
+                sm->unload_call = sd_bus_message_ref(m);
+                sm->unload_force = force;
+                return 1;
+        }
         if (r < 0)
                 return reply_model_error(error, r, &err);
         server_kick(srv);
@@ -206,7 +214,8 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         _cleanup_(gen_args_done) struct gen_args a = {};
         _cleanup_free_ int32_t *ids = NULL;
         struct served_model *sm;
-        struct bus_request *br;
+        struct session *s;
+        struct request *req;
         struct client *c;
         const char *model;
         int32_t n;
@@ -227,27 +236,45 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, false, &a, error);
         if (r < 0)
                 return r;
-        r = args_tokenize(sm->rt->model, &pa, a.add_bos != 0, &ids, &n, error);
-        if (r < 0)
-                return r;
+        if (srv->shutting_down)
+                return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         r = clients_get(srv, m, &c, error);
         if (r < 0)
                 return r;
-        r = request_create(srv, c, sm, NULL, ids, n, &a.p, NULL, &br, error);
+        r = client_check_request(c, &srv->cfg, error);
+        if (r >= 0)
+                r = args_tokenize(sm->rt->model, &pa, a.add_bos != 0, &ids, &n, error);
+        if (r >= 0)
+                r = session_new_single(sm, c, &s);
         if (r < 0) {
-                client_maybe_forget(srv, c);
+                client_maybe_forget(c);
                 return r;
         }
-        return sd_bus_reply_method_return(m, "o", br->path);
+        r = session_start_turn(s, &req, error);
+        if (r >= 0)
+                r = request_submit(req, ids, n, &a.p, NULL, error);
+        if (r < 0) {
+                if (s->requests_head)
+                        session_drop_request(s, s->requests_head);
+                else
+                        session_close(s);
+                client_maybe_forget(c);
+                return r;
+        }
+        return sd_bus_reply_method_return(m, "o", req->path);
 }
 
 static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct server *srv = userdata;
+        _cleanup_(gen_args_done) struct gen_args a = {};
+        _cleanup_free_ int32_t *system = NULL;
         struct served_model *sm;
-        struct bus_session *s;
+        struct prompt_arg pa = {};
+        struct session *s;
         struct client *c;
         const char *model;
+        int32_t n_system = 0;
         int r;
 
         r = sd_bus_message_read(m, "s", &model);
@@ -256,16 +283,34 @@ static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error
         sm = find_model(srv, model, error);
         if (!sm)
                 return -ENOENT;
+        r = gen_args_init(&a, NULL);
+        if (r < 0)
+                return r;
+        r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, true, &a, error);
+        if (r < 0)
+                return r;
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         r = clients_get(srv, m, &c, error);
         if (r < 0)
                 return r;
-        r = session_create(srv, c, sm, m, &s, error);
+        r = client_check_session(c, &srv->cfg, error);
+        if (r >= 0 && a.system_prompt && a.system_prompt[0]) {
+                pa.text = a.system_prompt;
+                pa.len = strlen(a.system_prompt);
+                r = args_tokenize(sm->rt->model, &pa, true, &system, &n_system, error);
+                if (r >= 0 && n_system >= sm->rt->n_ctx)
+                        r = sd_bus_error_setf(error, NPUD_ERROR_PROMPT_TOO_LONG,
+                                              "the system prompt has %d tokens; the context holds %d", n_system,
+                                              sm->rt->n_ctx);
+        }
+        if (r >= 0)
+                r = session_new(sm, c, &a.p, a.stops, system, n_system, &s);
         if (r < 0) {
-                client_maybe_forget(srv, c);
+                client_maybe_forget(c);
                 return r;
         }
+        a.stops = NULL; /* the session has them */
         return sd_bus_reply_method_return(m, "o", s->path);
 }
 
@@ -295,8 +340,9 @@ static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *err
                 steps += st->steps;
         }
         (void)block_bytes;
-        for (struct bus_session *s = srv->sessions_head; s; s = s->next)
-                sessions++;
+        for (struct served_model *sm = srv->models; sm; sm = sm->next)
+                for (struct session *s = sm->sessions_head; s; s = s->next)
+                        sessions += !session_is_single(s);
         for (struct client *c = srv->clients; c; c = c->next)
                 clients++;
         return sd_bus_reply_method_return(m, "a{sv}", 16,

@@ -592,7 +592,8 @@ static int call_for_path(struct script *s, sd_bus_message *m, struct item *it, c
         return r;
 }
 
-static int step_gen(struct script *s, const char *name, uint32_t n, uint32_t max_tokens, const char *text)
+static int step_gen(struct script *s, const char *name, uint32_t n, uint32_t max_tokens, const char *text,
+                    const char *pattern)
 {
         struct item *it = item_get(s, name, true);
         sd_bus_message *m = NULL;
@@ -607,7 +608,7 @@ static int step_gen(struct script *s, const char *name, uint32_t n, uint32_t max
         if (r >= 0)
                 r = sd_bus_message_append(m, "s", s->model);
         if (r >= 0)
-                r = text ? sd_bus_message_append(m, "v", "s", text) : append_ids(s, m, name, n, 0);
+                r = text ? sd_bus_message_append(m, "v", "s", text) : append_ids(s, m, pattern ? pattern : name, n, 0);
         if (r >= 0)
                 r = append_options(m, max_tokens);
         if (r >= 0)
@@ -634,7 +635,7 @@ static int step_session(struct script *s, const char *name)
 }
 
 /* A turn of n new tokens; the session's earlier turns' tokens (sent) make the item's ids continue. */
-static int step_send(struct script *s, const char *name, uint32_t n, uint32_t max_tokens)
+static int step_send(struct script *s, const char *name, uint32_t n, uint32_t max_tokens, const char *pattern)
 {
         struct item *it = item_get(s, name, false);
         sd_bus_message *m = NULL;
@@ -647,7 +648,7 @@ static int step_send(struct script *s, const char *name, uint32_t n, uint32_t ma
         snprintf(tname, sizeof(tname), "%s-%u", name, ++turn);
         r = sd_bus_message_new_method_call(s->p->bus, &m, SERVICE, it->session, SERVICE ".Session", "Send");
         if (r >= 0)
-                r = append_ids(s, m, tname, n, 0);
+                r = append_ids(s, m, pattern ? pattern : tname, n, 0);
         if (r >= 0)
                 r = append_options(m, max_tokens);
         it->finished = false;
@@ -719,18 +720,60 @@ static int step_object_call(struct script *s, const char *name, const char *meth
         return 0;
 }
 
+/* Prints "prop NAME PROPERTY VALUE" (a session's property for session items, else the request's). */
+static int step_property(struct script *s, const char *name, const char *property)
+{
+        struct item *it = item_get(s, name, false);
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *path = it ? (it->session ? it->session : it->path) : NULL;
+        const char *iface = it && it->session ? SERVICE ".Session" : REQUEST;
+        const char *contents = NULL;
+        char type;
+        int r;
+
+        if (!path)
+                return -ENOENT;
+        r = sd_bus_call_method(s->p->bus, SERVICE, path, "org.freedesktop.DBus.Properties", "Get", &err, &reply,
+                               "ss", iface, property);
+        if (r < 0) {
+                printf("prop %s %s %s\n", name, property, err.name ? err.name : strerror(-r));
+                sd_bus_error_free(&err);
+                return 0;
+        }
+        r = sd_bus_message_peek_type(reply, &type, &contents);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'v', contents);
+        if (r >= 0 && !strcmp(contents, "u")) {
+                uint32_t u;
+                r = sd_bus_message_read(reply, "u", &u);
+                printf("prop %s %s %u\n", name, property, u);
+        } else if (r >= 0 && !strcmp(contents, "s")) {
+                const char *v;
+                r = sd_bus_message_read(reply, "s", &v);
+                printf("prop %s %s %s\n", name, property, v);
+        }
+        sd_bus_message_unref(reply);
+        return r < 0 ? r : 0;
+}
+
 /*
  * Steps, one per argument, words separated by spaces:
  *   model NAME               later gen/session use this model ("" the default)
  *   vocab N                  token ids are drawn from [3, N) (default 512)
- *   gen NAME NTOK MAXTOK     Generate NTOK token ids (greedy, ignore_eos)
+ *   gen NAME NTOK MAXTOK [PATTERN]
+ *                            Generate NTOK token ids (greedy, ignore_eos), drawn by
+ *                            PATTERN's name (default NAME)
  *   text NAME MAXTOK WORDS.. Generate a text prompt
  *   session NAME             CreateSession
- *   send NAME NTOK MAXTOK    Session.Send NTOK new token ids; the turn is NAME's request
+ *   send NAME NTOK MAXTOK [PATTERN]
+ *                            Session.Send NTOK new token ids; the turn is NAME's request
  *   wait NAME SECONDS        until NAME's request finished: "finished NAME REASON generated=G ..."
  *                            or "timeout NAME"
  *   cancel|close NAME        Request.Cancel/Close; reset|close-session NAME: Session.Reset/Close
  *   print NAME               "text NAME <the streamed text>"
+ *   path NAME                "path NAME OBJECT" (the session's, else the request's)
+ *   prop NAME PROPERTY       "prop NAME PROPERTY VALUE" (or the error's name)
  *   sleep MS                 process the bus for MS milliseconds
  *   stats                    GetStats as "stat KEY=VALUE" lines
  * Refused calls print "error NAME ERROR"; signals of requests this
@@ -746,18 +789,16 @@ static int cmd_run(struct probe *p, int argc, char **argv)
         if (r < 0)
                 return fail("adding the match", r);
         for (int i = 0; i < argc && r >= 0; i++) {
-                char buf[1024], *w[4] = {}, *save = NULL, *rest;
+                char buf[1024], *w[16] = {}, *save = NULL, *rest = NULL;
                 int n = 0;
                 snprintf(buf, sizeof(buf), "%s", argv[i]);
-                /* up to four words; the last one takes the rest of the step */
-                for (char *t = strtok_r(buf, " ", &save); t; t = n < 3 ? strtok_r(NULL, " ", &save) : NULL) {
+                for (char *t = strtok_r(buf, " ", &save); t && n < 16; t = strtok_r(NULL, " ", &save))
                         w[n++] = t;
-                        if (n == 3 && save && *save)
-                                w[n++] = save;
-                }
-                rest = w[3];
                 if (!w[0])
                         continue;
+                /* text NAME MAXTOK WORDS...: the words as written (buf is a copy of argv[i]) */
+                if (n >= 4)
+                        rest = argv[i] + (w[3] - buf);
                 if (!strcmp(w[0], "model") && n >= 1) {
                         if (s.model[0])
                                 free((char *)s.model);
@@ -766,14 +807,14 @@ static int cmd_run(struct probe *p, int argc, char **argv)
                                 return fail("model", ENOMEM);
                 } else if (!strcmp(w[0], "vocab") && n == 2)
                         s.n_vocab = (uint32_t)atoi(w[1]);
-                else if (!strcmp(w[0], "gen") && n == 4)
-                        r = step_gen(&s, w[1], (uint32_t)atoi(w[2]), (uint32_t)atoi(w[3]), NULL);
-                else if (!strcmp(w[0], "text") && n == 4)
-                        r = step_gen(&s, w[1], 0, (uint32_t)atoi(w[2]), rest);
+                else if (!strcmp(w[0], "gen") && (n == 4 || n == 5))
+                        r = step_gen(&s, w[1], (uint32_t)atoi(w[2]), (uint32_t)atoi(w[3]), NULL, w[4]);
+                else if (!strcmp(w[0], "text") && n >= 4)
+                        r = step_gen(&s, w[1], 0, (uint32_t)atoi(w[2]), rest, NULL);
                 else if (!strcmp(w[0], "session") && n == 2)
                         r = step_session(&s, w[1]);
-                else if (!strcmp(w[0], "send") && n == 4)
-                        r = step_send(&s, w[1], (uint32_t)atoi(w[2]), (uint32_t)atoi(w[3]));
+                else if (!strcmp(w[0], "send") && (n == 4 || n == 5))
+                        r = step_send(&s, w[1], (uint32_t)atoi(w[2]), (uint32_t)atoi(w[3]), w[4]);
                 else if (!strcmp(w[0], "wait") && n == 3)
                         r = step_wait(&s, w[1], atof(w[2]));
                 else if (!strcmp(w[0], "cancel") && n == 2)
@@ -787,7 +828,12 @@ static int cmd_run(struct probe *p, int argc, char **argv)
                 else if (!strcmp(w[0], "print") && n == 2) {
                         struct item *it = item_get(&s, w[1], false);
                         printf("text %s %s\n", w[1], it ? it->text : "");
-                } else if (!strcmp(w[0], "sleep") && n == 2)
+                } else if (!strcmp(w[0], "path") && n == 2) {
+                        struct item *it = item_get(&s, w[1], false);
+                        printf("path %s %s\n", w[1], it && it->session ? it->session : it && it->path ? it->path : "-");
+                } else if (!strcmp(w[0], "prop") && n == 3)
+                        r = step_property(&s, w[1], w[2]);
+                else if (!strcmp(w[0], "sleep") && n == 2)
                         r = process_for(p, (uint64_t)atoi(w[1]) * 1000, NULL);
                 else if (!strcmp(w[0], "stats")) {
                         fflush(stdout);
