@@ -7,8 +7,9 @@
 double measure_read_bandwidth(struct threadpool *tp, size_t bytes);
 
 /*
- * Peak int8 multiply-accumulates per second of this machine with the
- * instruction mix the AVX2 w8a8 kernel uses (sign, vpmaddubsw, vpmaddwd,
- * vpaddd per 32 products), run from registers on all pool threads.
+ * The machine's int8 peak in multiply-accumulates per second: independent
+ * chains of unsigned x signed byte products summed into int32 lanes
+ * (vpdpbusd where the kernels use AVX-512 VNNI, vpmaddubsw + vpmaddwd on
+ * AVX2), from registers on all pool threads. *how names the instructions.
  */
-double measure_int8_peak(struct threadpool *tp);
+double measure_int8_peak(struct threadpool *tp, const char **how);

@@ -23,6 +23,7 @@
 
 #include "backend.h"
 #include "forward.h"
+#include "gemm_int8.h"
 #include <linux/npu_genl.h>
 
 #include "npu.h"
@@ -723,7 +724,9 @@ static int upload_weight(struct npu_backend *nb, const struct npu_weight *w, str
         r = bo_new(nb, off_scale + sizeof(float) * w->rows, &bo, err);
         if (r < 0)
                 return r;
-        memcpy(bo->map, w->data, data);
+        /* the device reads rows one after the other; the cpu's copy is in the GEMM's panels */
+        for (int64_t row = 0; row < w->rows; row++)
+                gemm_i8_unpack_row(w->data, w->rows, w->cols, row, (int8_t *)bo->map + row * w->cols);
         memcpy((uint8_t *)bo->map + off_scale, w->scale, sizeof(float) * w->rows);
         bo_unmap(nb, bo);
         r = region_add(nb, w->data, data, bo, 0);
