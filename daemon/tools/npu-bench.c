@@ -143,11 +143,16 @@ static int run_fake_context(struct runtime *rt, const struct bench_args *a)
                                                 s ^= s << 13, s ^= s >> 7, s ^= s << 17;
                                                 uint16_t h = (uint16_t)(((s >> 20) & 0x8000) | ((10 + (s >> 8) % 6) << 10) |
                                                                         (s & 0x3ff));
-                                                if (kv->type == KV_TYPE_F16)
+                                                if (kv->type == KV_TYPE_Q8)
+                                                        ((int8_t *)row)[e] = (int8_t)((int)(s % 255) - 127);
+                                                else if (kv->type == KV_TYPE_F16)
                                                         ((uint16_t *)row)[e] = h;
                                                 else
                                                         ((float *)row)[e] = f16_to_f32(h);
                                         }
+                                        /* q8: values up to 2 in magnitude, as the f16 ones */
+                                        for (int32_t hh = 0; kv->type == KV_TYPE_Q8 && hh < kv->n_kv_heads; hh++)
+                                                kv_scale_at(kv, &seq, l, w, p)[hh] = 2.0f / 127.0f;
                                 }
                 seq.n_pos = N;
                 for (int32_t st = 0; st <= steps; st++) {
@@ -183,7 +188,7 @@ static int run_fake_context(struct runtime *rt, const struct bench_args *a)
         printf("model %s (%s), %d threads, kernels %s, attention %s, KV %s, %d timed tokens per context (synthetic KV)\n",
                m->name ? m->name : m->path, precision_name(m->precision), threadpool_size(rt->tp),
                kernels_isa_name(kernels_isa()), rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default",
-               kv->type == KV_TYPE_F16 ? "f16" : "f32", steps);
+               kv_type_name(kv->type), steps);
         return 0;
 }
 
@@ -293,9 +298,10 @@ static void summary(struct runtime *rt, const struct row *rows, int n, double bw
                 json_object_put(o);
                 return;
         }
-        printf("\nmodel %s (%s), %d threads, kernels %s, attention %s, back end %s", m->name ? m->name : m->path,
-               precision_name(m->precision), threadpool_size(rt->tp), kernels_isa_name(kernels_isa()),
-               rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default", target);
+        printf("\nmodel %s (%s), %d threads, kernels %s, attention %s, KV %s, back end %s",
+               m->name ? m->name : m->path, precision_name(m->precision), threadpool_size(rt->tp),
+               kernels_isa_name(kernels_isa()), rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default",
+               kv_type_name(rt->kv->type), target);
         if (ctx_target(rt->ctx) == BACKEND_TARGET_NPU)
                 printf(" (%s)", backend_npu_device(rt->ctx->npu));
         printf("\n");
@@ -601,6 +607,7 @@ int main(int argc, char **argv)
                 { "device", required_argument, NULL, 'D' },
                 { "no-peaks", no_argument, NULL, 'K' },
                 { "batch-sizes", required_argument, NULL, 'B' },
+                { "kv-type", required_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -630,6 +637,7 @@ int main(int argc, char **argv)
                 case 'p': r = cli_parse_i32(optarg, 1, 1 << 20, "--pp", &a.pp), a.pp_set = true; break;
                 case 'g': r = cli_parse_i32(optarg, 1, 1 << 20, "--tg", &a.tg), a.tg_set = true; break;
                 case 'B': r = parse_batch_sizes(optarg, &a); break;
+                case 'V': r = cli_parse_kv_type(optarg, &a.rt.kv_type); break;
                 case 'c': r = cli_parse_i32(optarg, 1, 1 << 20, "--ctx-size", &a.rt.n_ctx); break;
                 case 'J': a.json = true; break;
                 case 'G': a.plot = optarg; break;
@@ -640,9 +648,9 @@ int main(int argc, char **argv)
                         printf("Usage: npu-bench -m MODEL [--task speed|decode|benchmark|benchmark_long] [--precision "
                                "w8a8|w8a16] [--flash-attention-plus] [--threads N] [--prompt-lengths L1,L2,...] "
                                "[--new-tokens N] [--pp N --tg N] [--json] [--plot FILE.svg] [--target cpu|npu] "
-                               "[--device PATH] [--no-peaks]\n"
+                               "[--device PATH] [--no-peaks] [--kv-type f16|f32|q8]\n"
                                "       npu-bench -m MODEL --fake-context N1,N2,... [--tg STEPS] [--flash-attention-plus] "
-                               "[--threads N]\n"
+                               "[--threads N] [--kv-type f16|f32|q8]\n"
                                "       npu-bench -m MODEL --task batch-decode [--batch-sizes 1,2,4,8,16] [--pp CONTEXT] "
                                "[--tg STEPS] [--json]\n");
                         return EXIT_SUCCESS;
