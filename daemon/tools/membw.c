@@ -2,8 +2,11 @@
 #include <immintrin.h>
 #include <sys/mman.h>
 
+#include <stdatomic.h>
+
 #include "kernels.h"
 #include "membw.h"
+#include "quant.h"
 
 struct bw_job {
         const uint8_t *buf;
@@ -163,4 +166,52 @@ double measure_int8_peak(struct threadpool *tp, const char **how)
         double y = peak_of(tp, peak_worker_vnni256, 32, 12), z = peak_of(tp, peak_worker_vnni512, 64, 12);
         *how = z > y ? "vpdpbusd, 512-bit" : "vpdpbusd, 256-bit";
         return MAX(y, z);
+}
+
+struct gemm_job {
+        const struct npu_weight *w;
+        const struct act_q *a;
+        int64_t n_tok;
+        float *y;
+        atomic_llong next;
+};
+
+/* 64-row chunks from a shared counter, as the cpu back end hands them out */
+static void gemm_worker(void *arg, int ith, int nth)
+{
+        struct gemm_job *j = arg;
+        for (;;) {
+                int64_t r0 = 64 * atomic_fetch_add(&j->next, 1);
+                if (r0 >= j->w->rows)
+                        return;
+                matmul_int8_rows(j->w, j->a, j->n_tok, j->y, j->w->rows, r0, MIN(r0 + 64, j->w->rows));
+        }
+}
+
+double measure_gemm(struct threadpool *tp, const struct npu_weight *w, enum npu_precision prec, int64_t n_tok)
+{
+        const int64_t K = w->cols;
+        _cleanup_free_ float *x = malloc(sizeof(float) * n_tok * K), *y = malloc(sizeof(float) * n_tok * w->rows);
+        struct act_q a;
+        double best = 0;
+
+        if (!x || !y || w->type != GGML_TYPE_I8 || act_q_alloc(&a, (int32_t)n_tok, K) < 0)
+                return 0;
+        uint64_t s = 0x2545f4914f6cdd1dull;
+        for (int64_t i = 0; i < n_tok * K; i++) {
+                s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+                x[i] = (float)(int64_t)(s % 2001 - 1000) / 1000.0f;
+        }
+        act_quantize_rows(&a, prec, x, K, 0, n_tok);
+        for (int rep = 0; rep < 5; rep++) {
+                struct gemm_job j = { .w = w, .a = &a, .n_tok = n_tok, .y = y };
+                atomic_init(&j.next, 0);
+                double t0 = now_ms();
+                threadpool_run(tp, gemm_worker, &j);
+                double t = (now_ms() - t0) / 1000.0;
+                if (t > 0 && 2.0 * w->rows * K * n_tok / t > best)
+                        best = 2.0 * w->rows * K * n_tok / t;
+        }
+        act_q_free(&a);
+        return best;
 }

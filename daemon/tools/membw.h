@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include "model.h"
 #include "threadpool.h"
 
 /* Read bandwidth of this machine in bytes/s: all pool threads stream a large buffer (STREAM-like sum). */
@@ -13,3 +14,11 @@ double measure_read_bandwidth(struct threadpool *tp, size_t bytes);
  * AVX2), from registers on all pool threads. *how names the instructions.
  */
 double measure_int8_peak(struct threadpool *tp, const char **how);
+
+/*
+ * The int8 GEMM alone on one of the model's matrices (an I8 weight): n_tok
+ * tokens of random activations quantized for prec, the rows shared out as
+ * the cpu back end does; the best of five runs, in int8 ops (2 per
+ * multiply-accumulate) per second.
+ */
+double measure_gemm(struct threadpool *tp, const struct npu_weight *w, enum npu_precision prec, int64_t n_tok);

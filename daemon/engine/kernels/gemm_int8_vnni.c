@@ -20,6 +20,12 @@
 
 /* w8a16's int32 lanes take 2 products of at most 127 * 32767 per step: 256 steps stay below 2^31 */
 #define W8A16_FLUSH_STEPS 256
+/*
+ * Bytes ahead of the weight loads that each panel's stream is prefetched
+ * into L1 (a tile's panels do not fit it: they come from L2, and in a
+ * decode step from memory).
+ */
+#define W_PREFETCH 1024
 
 /* 4 activation bytes in every 32-bit lane */
 ALWAYS_INLINE __m512i bcast4(const void *p)
@@ -86,6 +92,8 @@ ALWAYS_INLINE void w8a8_tile(const struct npu_weight *w, const struct act_q *a, 
                 __m512i wv[4];
                 for (int i = 0; i < MR; i++)
                         wv[i] = _mm512_loadu_si512(W + i * ps + g * 64);
+                for (int i = 0; i < MR; i++)
+                        _mm_prefetch((const char *)(W + i * ps + g * 64 + W_PREFETCH), _MM_HINT_T0);
                 for (int j = 0; j < NR; j++) {
                         const __m512i b = bcast4(A + (g * GEMM_TOK_GROUP + j) * 4);
                         for (int i = 0; i < MR; i++)
