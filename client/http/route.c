@@ -228,6 +228,14 @@ static enum MHD_Result dispatch(struct http_req *hr)
         }
 }
 
+static enum MHD_Result respond_too_large(struct http_req *hr)
+{
+        char msg[128];
+
+        snprintf(msg, sizeof(msg), "The request body is larger than %" PRIu64 " bytes.", hr->gw->cfg.max_body);
+        return respond_error(hr, 413, "invalid_request_error", "request_too_large", NULL, msg);
+}
+
 /* The first call: headers are in. Checks what can be checked before the body. */
 static enum MHD_Result request_begin(struct listener *l, struct MHD_Connection *connection, const char *url,
                                      const char *method, void **req_cls)
@@ -262,13 +270,11 @@ static enum MHD_Result request_begin(struct listener *l, struct MHD_Connection *
                                              "Authorization: Bearer YOUR_KEY); it is in "
                                              "~/.config/npud/http.key.");
         }
+        /* a declared length over the limit is refused before the body is sent (or, with Expect:
+         * 100-continue, before the client sends it) */
         cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > hr->gw->cfg.max_body) {
-                char msg[128];
-                snprintf(msg, sizeof(msg), "The request body is larger than %" PRIu64 " bytes.",
-                         hr->gw->cfg.max_body);
-                return respond_error(hr, 413, "invalid_request_error", "request_too_large", NULL, msg);
-        }
+        if (cl && strtoull(cl, NULL, 10) > hr->gw->cfg.max_body)
+                return respond_too_large(hr);
         return MHD_YES;
 }
 
@@ -285,20 +291,21 @@ enum MHD_Result route_access(void *cls, struct MHD_Connection *connection, const
                 return MHD_YES;
         }
         if (*upload_data_size) {
-                if (hr->body.len + *upload_data_size > hr->gw->cfg.max_body) {
-                        char msg[128];
-                        *upload_data_size = 0;
-                        snprintf(msg, sizeof(msg), "The request body is larger than %" PRIu64 " bytes.",
-                                 hr->gw->cfg.max_body);
-                        return respond_error(hr, 413, "invalid_request_error", "request_too_large", NULL, msg);
+                /* past the limit the rest is read and dropped, so the client, still sending, gets the 413
+                 * rather than a reset connection; the request deadline bounds how long that may take */
+                if (!hr->too_large && hr->body.len + *upload_data_size > hr->gw->cfg.max_body) {
+                        hr->too_large = true;
+                        buf_done(&hr->body);
                 }
-                if (buf_append(&hr->body, upload_data, *upload_data_size) < 0)
+                if (!hr->too_large && buf_append(&hr->body, upload_data, *upload_data_size) < 0)
                         return MHD_NO;
                 *upload_data_size = 0;
                 return MHD_YES;
         }
         if (hr->state == HTTP_RECEIVING) {
                 conn_request_complete(hr->conn);
+                if (hr->too_large)
+                        return respond_too_large(hr);
                 return dispatch(hr);
         }
         /* HTTP_WAITING: resumed, the job has news */
