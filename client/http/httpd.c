@@ -244,7 +244,7 @@ int listener_start(struct gateway *gw, struct listen_spec *spec, struct listener
         }
         r = sd_event_add_io(gw->event, &l->io, info->epoll_fd, EPOLLIN, on_epoll, l);
         if (r >= 0)
-                r = sd_event_add_time(gw->event, &l->timer, CLOCK_MONOTONIC, 0, 0, on_timer, l);
+                r = sd_event_add_time(gw->event, &l->timer, CLOCK_MONOTONIC, 0, 1, on_timer, l); /* exact: no coalescing */
         if (r >= 0)
                 r = sd_event_add_defer(gw->event, &l->defer, on_defer, l);
         if (r >= 0)
