@@ -253,9 +253,14 @@ enum MHD_Result ollama_generate(struct http_req *hr, json_object *body, bool cha
                 goto fail;
         }
         j->stream = stream;
-        j->model = strdup(model);
+        /* Ollama's clients name models NAME:TAG; npud's names have no tags, so ":latest" is the model itself */
+        size_t mlen = strlen(model);
+        if (mlen > 7 && !strcmp(model + mlen - 7, ":latest"))
+                mlen -= 7;
+        j->model = strndup(model, mlen);
         if (!j->model)
                 return MHD_NO;
+        model = j->model;
         if (!chat && (!prompt || !*prompt))
                 return respond_load(hr, j);
         bus = npud_bus(hr->gw, &e);

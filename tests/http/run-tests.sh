@@ -190,6 +190,8 @@ otext=$(node -e "let t='',last; for (const l of require('fs').readFileSync(0,'ut
 if [ "$otext" = "$expected" ]; then ok "ollama-generate-stream"; else bad "ollama-generate-stream" "'$otext' $(tail -c 200 "$tmp/ndjson")"; fi
 otext=$(U $url/api/generate -d "${obody%\}},\"stream\":false}" | json 'o.done + " " + o.response')
 if [ "$otext" = "true $expected" ]; then ok "ollama-generate-whole"; else bad "ollama-generate-whole" "'$otext'"; fi
+otext=$(U $url/api/generate -d "$(echo "${obody%\}},\"stream\":false}" | sed "s/\"model\":\"$model_name\"/\"model\":\"$model_name:latest\"/")" | json 'o.model + " " + o.response')
+if [ "$otext" = "$model_name $expected" ]; then ok "ollama-model-latest-tag"; else bad "ollama-model-latest-tag" "'$otext'"; fi
 
 # ---- the openai npm client (TCP, bearer key)
 has_chat=0
