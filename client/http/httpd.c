@@ -22,17 +22,25 @@
 
 #define CONNECTION_MEMORY (64 * 1024) /* request line and headers */
 
+/* Arm the timer for MHD's next deadline. A deadline later than the armed one leaves it: an early
+ * wake-up only runs MHD once more, while moving the timer costs a system call per token. */
 static void listener_schedule(struct listener *l)
 {
         MHD_UNSIGNED_LONG_LONG ms;
-        uint64_t now;
+        uint64_t now, at, armed;
+        int enabled = SD_EVENT_OFF;
 
         if (MHD_get_timeout(l->mhd, &ms) != MHD_YES) {
                 sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
                 return;
         }
         sd_event_now(l->gw->event, CLOCK_MONOTONIC, &now);
-        sd_event_source_set_time(l->timer, now + (uint64_t)ms * 1000);
+        at = now + (uint64_t)ms * 1000;
+        sd_event_source_get_enabled(l->timer, &enabled);
+        if (enabled != SD_EVENT_OFF && sd_event_source_get_time(l->timer, &armed) >= 0 && armed <= at &&
+            armed > now)
+                return;
+        sd_event_source_set_time(l->timer, at);
         sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
 }
 
