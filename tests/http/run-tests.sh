@@ -319,6 +319,22 @@ E "npud-down-503" 503 '"type":"server_error"' $url/v1/completions -d "$body"
 E "npud-down-503-models" 503 "npud" $url/v1/models
 if kill -0 "$gw_pid" 2>/dev/null; then ok "gateway-survived"; else bad "gateway-survived" "$(tail -5 "$tmp/gw.log")"; fi
 
+# ---- the bus itself gone: 503; a new bus and npud at the same address: served again, same gateway
+kill "$bus_pid"
+wait "$bus_pid" 2>/dev/null
+bus_pid=""
+E "bus-down-503" 503 '"type":"server_error"' $url/v1/completions -d "$body"
+rm -f "$tmp/bus"
+dbus-daemon --config-file="$tmp/bus.conf" --nofork --nopidfile >>"$tmp/bus.log" 2>&1 &
+bus_pid=$!
+for i in $(seq 100); do [ -S "$tmp/bus" ] && break; sleep 0.05; done
+chmod 0777 "$tmp/bus"
+"$npud" --bus "$addr" --model "$model" --config "$tmp/npud.conf" >>"$tmp/npud.log" 2>&1 &
+npud_pid=$!
+for i in $(seq 300); do "$npuctl" --bus "$addr" status >/dev/null 2>&1 && break; sleep 0.1; done
+got=$(U $url/v1/completions -d "$body" | json 'o.choices[0].text')
+if [ "$got" = "$expected" ]; then ok "reconnects-to-new-bus"; else bad "reconnects-to-new-bus" "'$got' $(tail -3 "$tmp/gw.log")"; fi
+
 # ---- it stops cleanly; nothing from the sanitizers
 kill "$gw_pid"
 wait "$gw_pid"
