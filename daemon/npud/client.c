@@ -41,16 +41,10 @@ static struct user *user_get(struct server *srv, uid_t uid)
         return u;
 }
 
-static void user_unref(struct server *srv, struct user *u)
+/* A user stays when its last connection leaves: its counters are kept (one per uid that came). */
+static void user_unref(struct user *u)
 {
-        if (--u->n_clients > 0)
-                return;
-        for (struct user **p = &srv->users; *p; p = &(*p)->next)
-                if (*p == u) {
-                        *p = u->next;
-                        break;
-                }
-        free(u);
+        u->n_clients--;
 }
 
 int clients_get(struct server *srv, sd_bus_message *m, struct client **ret, sd_bus_error *error)
@@ -99,7 +93,7 @@ void client_free(struct client *c)
                         *p = c->next;
                         break;
                 }
-        user_unref(srv, c->user);
+        user_unref(c->user);
         free(c->name);
         free(c);
 }
@@ -114,6 +108,11 @@ void clients_free_all(struct server *srv)
 {
         while (srv->clients)
                 client_free(srv->clients);
+        while (srv->users) {
+                struct user *u = srv->users;
+                srv->users = u->next;
+                free(u);
+        }
 }
 
 /* --- limits --- */
@@ -162,6 +161,11 @@ void client_set_prompt(struct client *c, struct request *r, int32_t n_prompt)
 
 void client_request_finished(struct client *c, struct request *r)
 {
+        const struct sched_request *sr = r->sr;
+
+        c->user->prompt_tokens += (uint64_t)(r->n_prompt - sr->n_cached);
+        c->user->cached_prompt_tokens += (uint64_t)sr->n_cached;
+        c->user->generated_tokens += (uint64_t)sr->n_generated;
         c->n_requests--;
         c->n_prompt_tokens -= r->n_prompt;
         c->user->n_requests--;

@@ -24,6 +24,8 @@ struct user {
         int32_t n_clients;
         int32_t n_requests; /* unfinished, over all its connections */
         int32_t n_sessions;
+        /* of its finished requests (kept while npud runs, for GetStats) */
+        uint64_t prompt_tokens, cached_prompt_tokens, generated_tokens;
 };
 
 struct client {
@@ -49,6 +51,7 @@ int bus_message_uid(sd_bus_message *m, uid_t *ret);
 /* Forgets a client that indexes nothing (its uid is asked again if it comes back). */
 void client_maybe_forget(struct client *c);
 void client_free(struct client *c);
+/* Every client, then every user. */
 void clients_free_all(struct server *srv);
 
 /* Limits of one connection and one uid, checked before a request or a session is made. */

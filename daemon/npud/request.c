@@ -65,7 +65,7 @@ int request_submit(struct request *r, const int32_t *tokens, int32_t n, const st
         if (m->sched->n_queued >= srv->cfg.max_queue)
                 return sd_bus_error_setf(error, NPUD_ERROR_BUSY, "%d requests are waiting already; try again later",
                                          m->sched->n_queued);
-        rr = sched_submit(m->sched, tokens, n, p, r->client, seq, &r->sr, &err);
+        rr = sched_submit(m->sched, tokens, n, p, r->session->uid, r->client, seq, &r->sr, &err);
         if (rr < 0)
                 return map_submit_error(rr, &err, error);
         r->sr->userdata = r;

@@ -137,6 +137,7 @@ static int cmd_stats_prefixed(struct probe *p, const char *prefix)
                         uint32_t u;
                         uint64_t t;
                         double d;
+                        const char *s;
                 } v;
                 r = sd_bus_message_enter_container(reply, 'e', "sv");
                 if (r <= 0)
@@ -152,6 +153,8 @@ static int cmd_stats_prefixed(struct probe *p, const char *prefix)
                         printf("%s%s=%" PRIu64 "\n", prefix, key, v.t);
                 else if (contents[0] == 'd')
                         printf("%s%s=%f\n", prefix, key, v.d);
+                else if (contents[0] == 's')
+                        printf("%s%s=%s\n", prefix, key, v.s);
                 r = sd_bus_message_exit_container(reply);
         }
         sd_bus_message_unref(reply);

@@ -464,6 +464,34 @@ else
 			as_nobody "$tmp/npud-probe" "$addr" call "$path" org.freedesktop.DBus.Properties Get ss \
 			org.npud.Inference1.Request State
 	fi
+	# the prefix cache shares only within a uid: root's prompt gives nobody no
+	# cache hit (a right guess of root's secret is no faster than a wrong one),
+	# and nobody's GetStats counts only nobody's own work
+	cached_of() { grep -o '"cached_prompt_tokens":[0-9]*' | cut -d: -f2; }
+	secret="The admin password for the payroll server is hunter2 and the backup key is in the blue binder"
+	ctl generate -q --max-tokens 1 "$secret" >/dev/null 2>&1
+	root_again=$(ctl generate --json --max-tokens 1 "$secret" 2>/dev/null | cached_of)
+	right=$(as_nobody "$tmp/npuctl" --bus "$addr" generate --json --max-tokens 1 "$secret" 2>/dev/null | cached_of)
+	wrong=$(as_nobody "$tmp/npuctl" --bus "$addr" generate --json --max-tokens 1 "${secret/hunter2/letmein}" \
+		2>/dev/null | cached_of)
+	if [ "${root_again:-0}" -ge 48 ] && [ "$right" = 0 ] && [ -n "$wrong" ] && [ "$wrong" -lt 48 ]; then
+		ok "prefix-cache-per-uid"
+	else
+		bad "prefix-cache-per-uid" "root again: $root_again; nobody, right guess: $right, then wrong: $wrong"
+	fi
+	as_nobody "$tmp/npud-probe" "$addr" stats >"$tmp/nobody-stats" 2>&1
+	if grep -q "^scope=uid" "$tmp/nobody-stats" && grep -q "^cached_prompt_tokens=$wrong$" "$tmp/nobody-stats" &&
+		grep -q "^clients=0$" "$tmp/nobody-stats" && grep -q "^kv_blocks_used=0$" "$tmp/nobody-stats" &&
+		! grep -q "^steps=\|^tokens_per_s=" "$tmp/nobody-stats"; then
+		ok "stats-own-uid-only"
+	else
+		bad "stats-own-uid-only" "$(tr '\n' ' ' <"$tmp/nobody-stats")"
+	fi
+	if stat_of scope | grep -qx server && [ "$(stat_of cached_prompt_tokens)" -ge "$((root_again + wrong))" ]; then
+		ok "stats-root-whole-server"
+	else
+		bad "stats-root-whole-server" "$("$probe" "$addr" stats | tr '\n' ' ')"
+	fi
 	expect "nobody-cannot-load" 4 "AccessDenied" as_nobody "$tmp/npuctl" --bus "$addr" load "$model" --name other
 	expect "nobody-cannot-unload" 4 "AccessDenied" as_nobody "$tmp/npuctl" --bus "$addr" unload aidreams260K-f32
 	expect "nobody-cannot-attach" "" "$E.AccessDenied" \
