@@ -40,6 +40,7 @@ static int map_submit_error(int r, const struct npu_err *err, sd_bus_error *erro
         case -EINVAL: return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT, err->msg);
         case -E2BIG: return sd_bus_error_set(error, NPUD_ERROR_PROMPT_TOO_LONG, err->msg);
         case -ENOSPC: return sd_bus_error_set(error, NPUD_ERROR_REQUEST_TOO_LARGE, err->msg);
+        case -EBUSY: return sd_bus_error_set(error, NPUD_ERROR_BUSY, err->msg);
         default: return sd_bus_error_setf(error, NPUD_ERROR_FAILED, "cannot queue the request: %s", err->msg);
         }
 }
@@ -62,9 +63,6 @@ int request_submit(struct request *r, const int32_t *tokens, int32_t n, const st
         rr = client_check_prompt(r->client, &srv->cfg, r, n, error);
         if (rr < 0)
                 return rr;
-        if (m->sched->n_queued >= srv->cfg.max_queue)
-                return sd_bus_error_setf(error, NPUD_ERROR_BUSY, "%d requests are waiting already; try again later",
-                                         m->sched->n_queued);
         rr = sched_submit(m->sched, tokens, n, p, r->session->uid, r->client, seq, &r->sr, &err);
         if (rr < 0)
                 return map_submit_error(rr, &err, error);

@@ -46,6 +46,30 @@ static const struct sched_events model_sched_events = {
 
 /* --- loading --- */
 
+void model_limits(const struct npud_config *cfg, struct sched_limits *ret)
+{
+        *ret = (struct sched_limits) {
+                .max_active = cfg->max_active,
+                .max_batch_tokens = cfg->max_batch_tokens,
+                .prefill_chunk = cfg->prefill_chunk,
+                .max_queue = cfg->max_queue,
+                .max_active_per_uid = cfg->max_active_per_uid,
+                .kv_percent_per_uid = cfg->kv_percent_per_uid,
+        };
+}
+
+void models_apply_limits(struct server *srv)
+{
+        struct sched_limits lim;
+
+        model_limits(&srv->cfg, &lim);
+        for (struct served_model *m = srv->models; m; m = m->next) {
+                struct npu_err err = {};
+                if (scheduler_set_limits(m->sched, &lim, &err) < 0)
+                        fprintf(stderr, "<4>npud: '%s' keeps its scheduler limits: %s\n", m->name, err.msg);
+        }
+}
+
 static void served_model_free(struct served_model *m)
 {
         if (!m)
@@ -106,8 +130,7 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
         const struct npud_config *cfg = &srv->cfg;
         _cleanup_(served_model_freep) struct served_model *m = NULL;
         struct sched_events ev = model_sched_events;
-        struct sched_limits lim = { .max_active = cfg->max_active, .max_batch_tokens = cfg->max_batch_tokens,
-                                    .prefill_chunk = cfg->prefill_chunk };
+        struct sched_limits lim;
         struct runtime_opts o;
         struct stat st;
         int r;
@@ -153,6 +176,7 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
         if (r < 0)
                 return r;
         ev.userdata = m;
+        model_limits(cfg, &lim);
         r = scheduler_new(m->rt, &lim, &ev, &m->sched, err);
         if (r < 0)
                 return r;

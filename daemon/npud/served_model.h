@@ -34,6 +34,11 @@ struct served_model {
         bool unload_force;
 };
 
+struct npud_config;
+/* The scheduler's limits from the configuration. */
+void model_limits(const struct npud_config *cfg, struct sched_limits *ret);
+/* After a reload: the configuration's limits to every model (those that need a new model stay). */
+void models_apply_limits(struct server *srv);
 int models_load(struct server *srv, const char *path, const char *name, bool make_default,
                 struct served_model **ret, struct npu_err *err);
 struct served_model *models_find(struct server *srv, const char *name);

@@ -269,8 +269,10 @@ int server_reload(struct server *srv)
                 r = config_load(&srv->cfg, srv->config_path, &err);
                 if (r < 0)
                         fprintf(stderr, "<4>npud: keeping the old configuration: %s\n", err.msg);
-                else
+                else {
                         fprintf(stderr, "npud: reloaded %s\n", srv->config_path);
+                        models_apply_limits(srv);
+                }
         }
         if (srv->cfg.model && (!srv->default_model || strcmp(srv->default_model->path, srv->cfg.model) != 0)) {
                 struct served_model *m;
