@@ -135,11 +135,27 @@ static int read_load_options(sd_bus_message *m, char **name, bool *make_default,
         return sd_bus_message_exit_container(m);
 }
 
+static void on_loaded(struct server *srv, struct served_model *sm, int r, const struct npu_err *err,
+                      void *userdata)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = userdata;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        if (r >= 0) {
+                (void)sd_bus_reply_method_return(call, "s", sm->name);
+                return;
+        }
+        if (r == -ECANCELED)
+                sd_bus_error_set(&error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        else
+                reply_model_error(&error, r, err);
+        (void)sd_bus_reply_method_error(call, &error);
+}
+
 static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct server *srv = userdata;
         _cleanup_free_ char *name = NULL;
-        struct served_model *sm;
         struct npu_err err = {};
         bool make_default = false;
         const char *path;
@@ -156,10 +172,26 @@ static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *er
                 return r;
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
-        r = models_load(srv, path, name, make_default, &sm, &err);
-        if (r < 0)
+        /* loaded off the event loop: the reply comes when it is done */
+        r = models_load(srv, path, name, make_default, on_loaded, sd_bus_message_ref(m), &err);
+        if (r < 0) {
+                sd_bus_message_unref(m);
                 return reply_model_error(error, r, &err);
-        return sd_bus_reply_method_return(m, "s", sm->name);
+        }
+        return 1;
+}
+
+static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct server *srv = userdata;
+        int r;
+
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        if (r <= 0)
+                return r;
+        if (srv->shutting_down)
+                return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        return server_reload(srv, m);
 }
 
 static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -219,13 +251,11 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         struct server *srv = userdata;
         _cleanup_(prompt_arg_done) struct prompt_arg pa = {};
         _cleanup_(gen_args_done) struct gen_args a = {};
-        _cleanup_free_ int32_t *ids = NULL;
         struct served_model *sm;
         struct session *s;
         struct request *req;
         struct client *c;
         const char *model;
-        int32_t n;
         int r;
 
         r = sd_bus_message_read(m, "s", &model);
@@ -250,8 +280,6 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 return r;
         r = client_check_request(c, &srv->cfg, error);
         if (r >= 0)
-                r = args_tokenize(sm->rt->model, &pa, a.add_bos != 0, &ids, &n, error);
-        if (r >= 0)
                 r = session_new_single(sm, c, &s);
         if (r < 0) {
                 client_maybe_forget(c);
@@ -259,7 +287,7 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         }
         r = session_start_turn(s, &req, error);
         if (r >= 0)
-                r = request_submit(req, ids, n, &a.p, NULL, error);
+                r = request_start(req, m, &pa, a.add_bos != 0, &a.p, error);
         if (r < 0) {
                 if (s->requests_head)
                         session_drop_request(s, s->requests_head);
@@ -268,20 +296,17 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 client_maybe_forget(c);
                 return r;
         }
-        return sd_bus_reply_method_return(m, "o", req->path);
+        return 1;
 }
 
 static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct server *srv = userdata;
         _cleanup_(gen_args_done) struct gen_args a = {};
-        _cleanup_free_ int32_t *system = NULL;
         struct served_model *sm;
-        struct prompt_arg pa = {};
         struct session *s;
         struct client *c;
         const char *model;
-        int32_t n_system = 0;
         int r;
 
         r = sd_bus_message_read(m, "s", &model);
@@ -302,23 +327,19 @@ static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error
         if (r < 0)
                 return r;
         r = client_check_session(c, &srv->cfg, error);
-        if (r >= 0 && a.system_prompt && a.system_prompt[0]) {
-                pa.text = a.system_prompt;
-                pa.len = strlen(a.system_prompt);
-                r = args_tokenize(sm->rt->model, &pa, true, &system, &n_system, error);
-                if (r >= 0 && n_system >= sm->rt->n_ctx)
-                        r = sd_bus_error_setf(error, NPUD_ERROR_PROMPT_TOO_LONG,
-                                              "the system prompt has %d tokens; the context holds %d", n_system,
-                                              sm->rt->n_ctx);
-        }
         if (r >= 0)
-                r = session_new(sm, c, &a.p, a.stops, system, n_system, &s);
+                r = session_new(sm, c, &a.p, a.stops, &s);
         if (r < 0) {
                 client_maybe_forget(c);
                 return r;
         }
         a.stops = NULL; /* the session has them */
-        return sd_bus_reply_method_return(m, "o", s->path);
+        r = session_start(s, m, a.system_prompt, error);
+        if (r < 0) {
+                session_close(s);
+                client_maybe_forget(c);
+        }
+        return r;
 }
 
 static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -420,6 +441,7 @@ const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_PARAM(session), method_create_session, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetStats", "", , "a{sv}", SD_BUS_PARAM(stats), method_get_stats,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Backends", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("DefaultModel", "s", property_get, 0, 0),

@@ -196,6 +196,18 @@ E=org.npud.Inference1.Error
 expect "empty-prompt" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' s '' 0
 long=$(yes "the cat sat on the mat and looked at the big red ball" | head -c 20000 | tr '\n' ' ')
 expect "prompt-over-context" 1 "$E.PromptTooLong" ctl generate "$long"
+# a 16 MB prompt is refused by its length in bytes before any work: at once,
+# and without the memory tokenizing it took (npud's peak RSS grows by about
+# the message itself)
+hwm_before=$(awk '/VmHWM/ {print $2}' /proc/"$npud_pid"/status)
+out=$("$probe" "$addr" big-prompt 16777216 2>&1)
+hwm_after=$(awk '/VmHWM/ {print $2}' /proc/"$npud_pid"/status)
+if echo "$out" | grep -q "^$E.PromptTooLong .*bytes" && [ $((hwm_after - hwm_before)) -lt 98304 ]; then
+	ok "huge-prompt-refused-by-bytes (peak RSS +$(((hwm_after - hwm_before) / 1024)) MB)"
+else
+	bad "huge-prompt-refused-by-bytes" "$out; peak RSS $((hwm_before / 1024)) -> $((hwm_after / 1024)) MB"
+fi
+still_serving "serving-after-huge-prompt"
 expect "invalid-utf8-bytes" "" "$E.InvalidUTF8" gen_call 'sva{sv}' '' ay 3 255 254 65 0
 expect "invalid-utf8-from-stdin" 1 "$E.InvalidUTF8" sh -c "printf 'ab\\377\\376' | '$npuctl' --bus '$addr' generate -"
 # fits the context (1024) but not the per-client queued prompt tokens (768): LimitExceeded, exit 5
