@@ -54,7 +54,8 @@ static void usage(FILE *f)
                 "      --no-display-prompt    print only the continuation\n"
                 "      --tokenize TEXT        print the token ids of TEXT\n"
                 "      --special              control tokens written in TEXT or PROMPT (<|eot_id|>, <s>)\n"
-                "                             become those tokens; without it they stay text\n"
+                "                             become those tokens, and generated ones print as their\n"
+                "                             text; without it they stay text and print as nothing\n"
                 "      --perplexity FILE      print the perplexity of the text in FILE\n");
 }
 
@@ -181,6 +182,7 @@ struct stream {
         const struct npu_vocab *vocab;
         struct runtime *rt;
         int32_t n, detach_after;
+        bool special;
         int err;
 };
 
@@ -188,7 +190,8 @@ static bool print_token(int32_t token, void *userdata)
 {
         struct stream *s = userdata;
         char buf[1100];
-        size_t n = vocab_token_bytes(s->vocab, token, buf, sizeof(buf));
+        size_t n = s->special ? vocab_token_text(s->vocab, token, buf, sizeof(buf))
+                              : vocab_token_bytes(s->vocab, token, buf, sizeof(buf));
         fwrite(buf, 1, n, stdout);
         fflush(stdout);
         /* between two passes: the next one runs on the cpu over the same KV cache */
@@ -235,7 +238,8 @@ static int run_generate(const struct run_args *a)
         }
         if (a->rt.target == BACKEND_TARGET_NPU)
                 cli_print_backend(stderr, rt);
-        struct stream s = { .vocab = rt->model->vocab, .rt = rt, .detach_after = a->detach_after };
+        struct stream s = { .vocab = rt->model->vocab, .rt = rt, .detach_after = a->detach_after,
+                            .special = a->special };
         int32_t n_predict = MIN(a->n_predict, rt->n_ctx - (int32_t)n);
         r = generate(rt->ctx, &seq, smp, ids, (int32_t)n, n_predict, !a->ignore_eos, print_token, &s, &st, &err);
         kv_seq_release(rt->kv, &seq);

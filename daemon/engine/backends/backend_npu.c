@@ -461,7 +461,7 @@ static void store_op(struct npu_backend *nb, const float *src, void *dst, int64_
 }
 
 static void npu_rope_store(struct backend *be, const struct npu_batch *b, int32_t layer, float *q, float *k,
-                           const float *v)
+                           float *v)
 {
         struct npu_backend *nb = to_nb(be);
         const struct npu_hparams *hp = &be->c->model->hp;
@@ -469,6 +469,10 @@ static void npu_rope_store(struct backend *be, const struct npu_batch *b, int32_
         const int32_t kv_dim = hp->n_kv_heads * hp->head_dim, bs = kv->block_size;
         const bool f16 = kv->type == KV_TYPE_F16;
 
+        if (!be->c->model->qkv_plain) {
+                fail(nb, -EOPNOTSUPP, "internal: the device's ROPE for a model that needs more");
+                return;
+        }
         rope_op(nb, q, b->n, hp->n_heads);
         rope_op(nb, k, b->n, hp->n_kv_heads);
         /* runs of tokens whose rows follow each other in one KV block: one op for K, one for V */
@@ -773,7 +777,8 @@ static int check_shapes(const struct npu_backend *nb, struct npu_err *err)
         if ((nb->info.ops_mask & NPU_OPS_USED) != NPU_OPS_USED)
                 return npu_err_set(err, -EOPNOTSUPP, "%s lacks ops the forward pass needs (has %#llx)", nb->path,
                                    (unsigned long long)nb->info.ops_mask);
-        if (hp->dim > 65536 || hp->ffn_dim > 65536 || hp->head_dim > 512 || hp->n_heads > 1024 ||
+        if (hp->dim > 65536 || hp->ffn_dim > 65536 || hparams_q_dim(hp) > 65536 || hp->head_dim > 512 ||
+            hp->n_heads > 1024 ||
             c->max_batch > (1 << 24) / 2)
                 return npu_err_set(err, -EOPNOTSUPP, "model or batch shape beyond the device's op limits");
         return 0;
@@ -890,7 +895,8 @@ int backend_npu_new(struct npu_ctx *c, const char *device, int fd, struct backen
         s->hb = (float *)(a + nb->lay.off_hb);
         s->hb2 = (float *)(a + nb->lay.off_hb2);
         s->out_rows = (float *)(a + nb->lay.off_out);
-        s->aq = (struct act_q) { .cap_rows = c->max_batch, .cap_cols = MAX(m->hp.dim, m->hp.ffn_dim),
+        s->aq = (struct act_q) { .cap_rows = c->max_batch,
+                                 .cap_cols = MAX(MAX(m->hp.dim, m->hp.ffn_dim), hparams_q_dim(&m->hp)),
                                  .prec = m->precision, .q8 = (int8_t *)(a + nb->lay.off_q8),
                                  .q16 = (int16_t *)(a + nb->lay.off_q16),
                                  .scale = (float *)(a + nb->lay.off_scale) };
