@@ -212,8 +212,7 @@ static size_t plan(const struct mk *m, struct tensor_plan *p)
                         p[n].kind = MATRIX, p[n].rows = rows[i], p[n++].cols = cols[i];
                         if (quantized(m)) {
                                 snprintf(p[n].name, 64, "blk.%d.%s.scale", l, names[i]);
-                                /* amplitude of the matrix's random rows: 1.7 / sqrt(cols) */
-                                p[n].kind = SCALE, p[n].rows = cols[i], p[n++].cols = rows[i];
+                                p[n].kind = SCALE, p[n].rows = 1, p[n++].cols = rows[i];
                         }
                 }
         }
@@ -243,11 +242,12 @@ static float fill_value(struct mk *m, const struct tensor_plan *t, int64_t i)
         case NORM_RAND: return 1.0f + 0.5f * unif(m);
         case BIAS: return 0.5f * unif(m);
         case ROPE_FREQS: return m->rope_freqs[i];
-        case SCALE: return 1.7f / sqrtf((float)t->rows) / 127.0f;
+        case SCALE: return 1.7f / sqrtf((float)t->cols) / 127.0f; /* (what it always wrote) */
         default: break;
         }
         /* std of a random row: about 1/sqrt(cols), so activations stay in range */
-        return unif(m) * 1.7f / sqrtf((float)t->cols);
+        float amp = 1.7f / sqrtf((float)t->cols);
+        return unif(m) * amp;
 }
 
 static int write_tensor(struct gguf_writer *w, struct mk *m, const struct tensor_plan *t, enum ggml_type type,
