@@ -3,8 +3,8 @@
  * npu-quantize: SmoothQuant w8a8 / w8a16 quantization of a float model (llama, qwen2, qwen3).
  *   npu-quantize -i INPUT -o OUTPUT.gguf --precision w8a8|w8a16 [--alpha A] [--calib FILE]
  *                [--samples N] [--no-smooth] [--threads N]
- * INPUT is an F32/F16/BF16 GGUF, or a Hugging Face Llama directory
- * (config.json, *.safetensors, tokenizer.model), converted to an F16 GGUF
+ * INPUT is an F32/F16/BF16 GGUF, or a Hugging Face directory of Llama, Qwen2 or Qwen3
+ * (config.json, *.safetensors, tokenizer.json or tokenizer.model), converted to an F16 GGUF
  * beside the output first. The output keeps embeddings and the output
  * head in F16, norms, biases, q/k norms and rope_freqs in F32, and stores every projection as I8 rows with one
  * F32 scale per output channel (tensor NAME.scale), plus npud.quantization.*

@@ -22,6 +22,8 @@ struct pre_def {
         const char *name;
         const char *aliases[4];
         const char *patterns[MAX_PATTERNS];
+        /* the Split pattern of the family's tokenizer.json, for the Hugging Face converter */
+        const char *hf_pattern;
         bool ignore_merges;
         bool add_bos;
 };
@@ -32,6 +34,8 @@ static const struct pre_def pre_defs[] = {
                 .name = "llama-bpe",
                 .aliases = { "llama3", "llama-v3", "falcon3" },
                 .patterns = { CONTRACTIONS_CI "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}" TAIL },
+                .hf_pattern = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+                              "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
                 .ignore_merges = true,
                 .add_bos = true,
         },
@@ -39,6 +43,8 @@ static const struct pre_def pre_defs[] = {
                 .name = "qwen2",
                 .aliases = { "deepseek-r1-qwen" },
                 .patterns = { CONTRACTIONS_CI "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}" TAIL },
+                .hf_pattern = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+                              "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
         },
         {
                 .name = "gpt-2",
@@ -59,6 +65,9 @@ static const struct pre_def pre_defs[] = {
                 .patterns = { "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
                               "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*"
                               "|\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n/]*|" S "*[\\r\\n]+|" S "+(?!" NS ")|" S "+" },
+                .hf_pattern = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}"
+                              "\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}"
+                              "\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
                 .ignore_merges = true,
                 .add_bos = true,
         },
@@ -161,6 +170,14 @@ int pretokenizer_new(const char *name, struct pretokenizer **ret, struct npu_err
         }
         *ret = TAKE_PTR(p);
         return 0;
+}
+
+const char *pretokenizer_for_hf_pattern(const char *pattern)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(pre_defs); i++)
+                if (pre_defs[i].hf_pattern && strcmp(pattern, pre_defs[i].hf_pattern) == 0)
+                        return pre_defs[i].name;
+        return NULL;
 }
 
 const char *pretokenizer_name(const struct pretokenizer *p)

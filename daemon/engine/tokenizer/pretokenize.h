@@ -25,6 +25,12 @@ int pretokenizer_new(const char *name, struct pretokenizer **ret, struct npu_err
 void pretokenizer_free(struct pretokenizer *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct pretokenizer *, pretokenizer_free);
 
+/*
+ * The name of the pre-tokenizer whose tokenizer.json Split pattern is
+ * pattern (Llama 3's, Qwen's, Tekken's), or NULL.
+ */
+const char *pretokenizer_for_hf_pattern(const char *pattern);
+
 /* The canonical name (aliases such as "llama3" give "llama-bpe"). */
 const char *pretokenizer_name(const struct pretokenizer *p);
 /* Words found whole in the vocabulary skip the merges (Llama 3, Tekken). */
