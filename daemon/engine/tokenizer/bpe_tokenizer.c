@@ -14,10 +14,8 @@ void bpe_vocab_done(struct npu_vocab *v)
 {
         bpe_merges_free(v->merges);
         pretokenizer_free(v->pre);
-        free(v->special_ids);
         v->merges = NULL;
         v->pre = NULL;
-        v->special_ids = NULL;
 }
 
 static int find_byte_pieces(struct npu_vocab *v, struct npu_err *err)
@@ -30,55 +28,6 @@ static int find_byte_pieces(struct npu_vocab *v, struct npu_err *err)
                         return npu_err_set(err, -EINVAL, "the byte-level vocabulary has no piece '%.*s' for byte 0x%02X",
                                            (int)n, s, b);
         }
-        return 0;
-}
-
-static bool is_special(const struct vocab_entry *t)
-{
-        return t->len > 0 && (t->type == VOCAB_TOKEN_CONTROL || t->type == VOCAB_TOKEN_USER_DEFINED);
-}
-
-struct special_key {
-        uint8_t first;
-        uint32_t len;
-        int32_t id;
-};
-
-/* By first byte, then longest first, then lowest id. */
-static int cmp_special(const void *a, const void *b)
-{
-        const struct special_key *x = a, *y = b;
-        if (x->first != y->first)
-                return x->first - y->first;
-        if (x->len != y->len)
-                return x->len > y->len ? -1 : 1;
-        return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/* The special tokens grouped by first byte, longest first in each group. */
-static int index_specials(struct npu_vocab *v)
-{
-        _cleanup_free_ struct special_key *keys = NULL;
-        size_t n = 0;
-
-        for (int32_t id = 0; id < v->n; id++)
-                n += is_special(&v->tokens[id]);
-        keys = malloc(MAX(n, (size_t)1) * sizeof(*keys));
-        v->special_ids = malloc(MAX(n, (size_t)1) * sizeof(int32_t));
-        if (!keys || !v->special_ids)
-                return -ENOMEM;
-        n = 0;
-        for (int32_t id = 0; id < v->n; id++)
-                if (is_special(&v->tokens[id]))
-                        keys[n++] = (struct special_key) { (uint8_t)v->tokens[id].piece[0], v->tokens[id].len, id };
-        qsort(keys, n, sizeof(*keys), cmp_special);
-        memset(v->special_start, 0, sizeof(v->special_start));
-        for (size_t i = 0; i < n; i++) {
-                v->special_ids[i] = keys[i].id;
-                v->special_start[keys[i].first + 1]++;
-        }
-        for (int b = 0; b < 256; b++)
-                v->special_start[b + 1] += v->special_start[b];
         return 0;
 }
 
@@ -101,10 +50,7 @@ int vocab_setup_bpe(struct npu_vocab *v, const char *pre, const struct gguf_str 
         r = find_byte_pieces(v, err);
         if (r < 0)
                 return r;
-        r = bpe_merges_new(v, merges, n_merges, &v->merges, err);
-        if (r < 0)
-                return r;
-        return index_specials(v);
+        return bpe_merges_new(v, merges, n_merges, &v->merges, err);
 }
 
 /* --- tokenizing --- */
@@ -121,38 +67,65 @@ static int tokenize_stretch(const struct npu_vocab *v, const char *text, size_t 
         return len ? pretokenizer_split(v->pre, text, len, word_piece, ud) : 0;
 }
 
-/* The special token at text[0..len), longest first; -1 when none. */
-static int32_t special_at(const struct npu_vocab *v, const char *text, size_t len, bool parse_special)
+/*
+ * A repaired copy is read in place of text: the guard's ranges, which count
+ * bytes of text, are moved by what the repair added before them (a range
+ * boundary inside an ill-formed sequence moves past its U+FFFD).
+ */
+static int repair_text(const char *text, size_t len, const struct special_guard *g, char **ret, size_t *ret_len,
+                       struct text_range **ret_plain)
 {
-        uint8_t b = (uint8_t)text[0];
-        for (uint32_t i = v->special_start[b]; i < v->special_start[b + 1]; i++) {
-                const struct vocab_entry *t = &v->tokens[v->special_ids[i]];
-                if (t->type == VOCAB_TOKEN_CONTROL && !parse_special)
-                        continue;
-                if (t->len <= len && memcmp(t->piece, text, t->len) == 0)
-                        return v->special_ids[i];
+        _cleanup_free_ struct text_range *plain = NULL;
+        size_t k = 0, n_bounds = 2 * g->n_plain, o = 0;
+        uint32_t cp;
+        int r;
+
+        if (g->n_plain && !(plain = calloc(g->n_plain, sizeof(*plain))))
+                return -ENOMEM;
+        /* boundaries in order: start of range 0, its end, start of range 1, ... */
+        for (size_t i = 0; i <= len; ) {
+                while (k < n_bounds) {
+                        const struct text_range *pr = &g->plain[k / 2];
+                        size_t bound = k % 2 ? pr->off + pr->len : pr->off;
+                        if (bound > i)
+                                break;
+                        if (k % 2)
+                                plain[k / 2].len = o - plain[k / 2].off;
+                        else
+                                plain[k / 2].off = o;
+                        k++;
+                }
+                if (i == len)
+                        break;
+                int l = utf8_decode(text + i, len - i, &cp);
+                o += l > 0 ? (size_t)l : 3;
+                i += l > 0 ? (size_t)l : (size_t)-l;
         }
-        return -1;
+        r = utf8_repair(text, len, ret, ret_len);
+        if (r < 0)
+                return r;
+        *ret_plain = TAKE_PTR(plain);
+        return 0;
 }
 
-int bpe_tokenize(const struct npu_vocab *v, const char *text, size_t len, bool parse_special, struct token_list *out)
+int bpe_tokenize(const struct npu_vocab *v, const char *text, size_t len, const struct special_guard *g,
+                 struct token_list *out)
 {
         _cleanup_free_ char *repaired = NULL;
+        _cleanup_free_ struct text_range *plain = NULL;
+        struct special_guard rg = *g;
         size_t start = 0;
         int r;
 
         if (!utf8_valid(text, len)) {
-                r = utf8_repair(text, len, &repaired, &len);
+                r = repair_text(text, len, g, &repaired, &len, &plain);
                 if (r < 0)
                         return r;
                 text = repaired;
+                rg.plain = plain;
         }
         for (size_t i = 0; i < len;) {
-                if (v->special_start[(uint8_t)text[i]] == v->special_start[(uint8_t)text[i] + 1]) {
-                        i++;
-                        continue;
-                }
-                int32_t id = special_at(v, text + i, len - i, parse_special);
+                int32_t id = vocab_special_at(v, text, len, i, &rg);
                 if (id < 0) {
                         i++;
                         continue;

@@ -259,30 +259,6 @@ static int normalize(const struct npu_vocab *v, const char *text, size_t len, bo
         return 0;
 }
 
-/* Finds the next literal control-token text at or after text; returns its id or -1. */
-static int32_t find_special(const struct npu_vocab *v, const char *text, size_t len, size_t *ret_off, size_t *ret_len)
-{
-        int32_t best = -1;
-        size_t best_off = len, best_len = 0;
-        for (int32_t id = 0; id < v->n; id++) {
-                const struct vocab_entry *t = &v->tokens[id];
-                if (t->type != VOCAB_TOKEN_CONTROL || t->len == 0)
-                        continue;
-                const char *p = memmem(text, len, t->piece, t->len);
-                if (!p)
-                        continue;
-                size_t off = (size_t)(p - text);
-                if (off < best_off || (off == best_off && t->len > best_len)) {
-                        best = id;
-                        best_off = off;
-                        best_len = t->len;
-                }
-        }
-        *ret_off = best_off;
-        *ret_len = best_len;
-        return best;
-}
-
 static int tokenize_text(const struct npu_vocab *v, const char *text, size_t len, bool prefix, struct token_list *out)
 {
         _cleanup_free_ char *norm = NULL;
@@ -291,24 +267,29 @@ static int tokenize_text(const struct npu_vocab *v, const char *text, size_t len
         return r < 0 ? r : bpe_fragment(v, norm, nlen, out);
 }
 
-int spm_tokenize(const struct npu_vocab *v, const char *text, size_t len, bool parse_special, struct token_list *out)
+int spm_tokenize(const struct npu_vocab *v, const char *text, size_t len, const struct special_guard *g,
+                 struct token_list *out)
 {
         bool prev_special = true;
+        size_t start = 0;
         int r = 0;
 
-        while (r >= 0 && len > 0) {
-                size_t off = len, slen = 0;
-                int32_t sid = parse_special ? find_special(v, text, len, &off, &slen) : -1;
-                if (off > 0)
-                        r = tokenize_text(v, text, off, v->add_space_prefix && prev_special, out);
-                prev_special = false;
-                if (r < 0 || sid < 0)
-                        break;
-                r = token_list_push(out, sid);
+        for (size_t i = 0; r >= 0 && i < len;) {
+                int32_t id = vocab_special_at(v, text, len, i, g);
+                if (id < 0) {
+                        i++;
+                        continue;
+                }
+                if (i > start)
+                        r = tokenize_text(v, text + start, i - start, v->add_space_prefix && prev_special, out);
+                if (r >= 0)
+                        r = token_list_push(out, id);
                 prev_special = true;
-                text += off + slen;
-                len -= off + slen;
+                i += v->tokens[id].len;
+                start = i;
         }
+        if (r >= 0 && start < len)
+                r = tokenize_text(v, text + start, len - start, v->add_space_prefix && prev_special, out);
         return r;
 }
 

@@ -32,6 +32,8 @@ void vocab_free(struct npu_vocab *v)
         free(v->index);
         free(v->user_defined);
         free(v->eog);
+        free(v->special_ids);
+        free(v->chat_template);
         bpe_vocab_done(v);
         free(v);
 }
@@ -134,6 +136,92 @@ static int find_end_of_generation(struct npu_vocab *v)
         return 0;
 }
 
+static bool is_special(const struct npu_vocab *v, const struct vocab_entry *t)
+{
+        return t->len > 0 && (t->type == VOCAB_TOKEN_CONTROL ||
+                              (v->kind == VOCAB_BPE && t->type == VOCAB_TOKEN_USER_DEFINED));
+}
+
+struct special_key {
+        uint8_t first;
+        uint32_t len;
+        int32_t id;
+};
+
+/* By first byte, then longest first, then lowest id. */
+static int cmp_special(const void *a, const void *b)
+{
+        const struct special_key *x = a, *y = b;
+        if (x->first != y->first)
+                return x->first - y->first;
+        if (x->len != y->len)
+                return x->len > y->len ? -1 : 1;
+        return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The special tokens grouped by first byte, longest first in each group. */
+static int index_specials(struct npu_vocab *v)
+{
+        _cleanup_free_ struct special_key *keys = NULL;
+        size_t n = 0;
+
+        for (int32_t id = 0; id < v->n; id++)
+                n += is_special(v, &v->tokens[id]);
+        keys = malloc(MAX(n, (size_t)1) * sizeof(*keys));
+        free(v->special_ids);
+        v->special_ids = malloc(MAX(n, (size_t)1) * sizeof(int32_t));
+        if (!keys || !v->special_ids)
+                return -ENOMEM;
+        n = 0;
+        for (int32_t id = 0; id < v->n; id++)
+                if (is_special(v, &v->tokens[id]))
+                        keys[n++] = (struct special_key) { (uint8_t)v->tokens[id].piece[0], v->tokens[id].len, id };
+        qsort(keys, n, sizeof(*keys), cmp_special);
+        memset(v->special_start, 0, sizeof(v->special_start));
+        for (size_t i = 0; i < n; i++) {
+                v->special_ids[i] = keys[i].id;
+                v->special_start[keys[i].first + 1]++;
+        }
+        for (int b = 0; b < 256; b++)
+                v->special_start[b + 1] += v->special_start[b];
+        return 0;
+}
+
+/* No plain range meets [off, off + len). */
+static bool guard_allows(const struct special_guard *g, size_t off, size_t len)
+{
+        size_t lo = 0, hi = g->n_plain;
+
+        if (!g->parse)
+                return false;
+        /* the first range that ends after off */
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (g->plain[mid].off + g->plain[mid].len <= off)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        while (lo < g->n_plain && g->plain[lo].len == 0)
+                lo++;
+        return lo == g->n_plain || g->plain[lo].off >= off + len;
+}
+
+int32_t vocab_special_at(const struct npu_vocab *v, const char *text, size_t len, size_t off,
+                         const struct special_guard *g)
+{
+        uint8_t b = (uint8_t)text[off];
+        for (uint32_t i = v->special_start[b]; i < v->special_start[b + 1]; i++) {
+                const struct vocab_entry *t = &v->tokens[v->special_ids[i]];
+                if (t->len > len - off || memcmp(t->piece, text + off, t->len) != 0)
+                        continue;
+                if (t->type == VOCAB_TOKEN_CONTROL && !guard_allows(g, off, t->len))
+                        continue;
+                return v->special_ids[i];
+        }
+        return -1;
+}
+
 int vocab_finish(struct npu_vocab *v, struct npu_err *err)
 {
         int r;
@@ -152,7 +240,10 @@ int vocab_finish(struct npu_vocab *v, struct npu_err *err)
                 if (r < 0)
                         return r;
         }
-        return find_end_of_generation(v);
+        r = find_end_of_generation(v);
+        if (r < 0)
+                return r;
+        return index_specials(v);
 }
 
 bool vocab_is_eog(const struct npu_vocab *v, int32_t id)
@@ -160,8 +251,8 @@ bool vocab_is_eog(const struct npu_vocab *v, int32_t id)
         return id >= 0 && id < v->n && (v->eog[id / 8] & (1u << (id % 8)));
 }
 
-int vocab_tokenize(const struct npu_vocab *v, const char *text, size_t len, bool add_bos,
-                   bool parse_special, int32_t **ret_ids, size_t *ret_n)
+static int tokenize(const struct npu_vocab *v, const char *text, size_t len, bool add_bos,
+                    const struct special_guard *g, int32_t **ret_ids, size_t *ret_n)
 {
         struct token_list out = {};
         int r = 0;
@@ -169,8 +260,7 @@ int vocab_tokenize(const struct npu_vocab *v, const char *text, size_t len, bool
         if (add_bos && v->add_bos && v->bos >= 0)
                 r = token_list_push(&out, v->bos);
         if (r >= 0)
-                r = v->kind == VOCAB_BPE ? bpe_tokenize(v, text, len, parse_special, &out)
-                                         : spm_tokenize(v, text, len, parse_special, &out);
+                r = v->kind == VOCAB_BPE ? bpe_tokenize(v, text, len, g, &out) : spm_tokenize(v, text, len, g, &out);
         if (r >= 0 && add_bos && v->add_eos && v->eos >= 0)
                 r = token_list_push(&out, v->eos);
         if (r < 0) {
@@ -180,6 +270,25 @@ int vocab_tokenize(const struct npu_vocab *v, const char *text, size_t len, bool
         *ret_ids = out.a ? out.a : calloc(1, sizeof(int32_t));
         *ret_n = out.n;
         return *ret_ids ? 0 : -ENOMEM;
+}
+
+int vocab_tokenize(const struct npu_vocab *v, const char *text, size_t len, bool add_bos,
+                   bool parse_special, int32_t **ret_ids, size_t *ret_n)
+{
+        const struct special_guard g = { .parse = parse_special };
+        return tokenize(v, text, len, add_bos, &g, ret_ids, ret_n);
+}
+
+int vocab_tokenize_guarded(const struct npu_vocab *v, const char *text, size_t len, bool add_bos,
+                           const struct text_range *plain, size_t n_plain, int32_t **ret_ids, size_t *ret_n)
+{
+        const struct special_guard g = { .parse = true, .plain = plain, .n_plain = n_plain };
+
+        for (size_t i = 0; i < n_plain; i++)
+                if (plain[i].off > len || plain[i].len > len - plain[i].off ||
+                    (i && plain[i].off < plain[i - 1].off + plain[i - 1].len))
+                        return -EINVAL;
+        return tokenize(v, text, len, add_bos, &g, ret_ids, ret_n);
 }
 
 size_t vocab_token_bytes(const struct npu_vocab *v, int32_t id, char *buf, size_t size)

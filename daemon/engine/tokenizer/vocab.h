@@ -47,6 +47,11 @@ struct vocab_entry {
 struct bpe_merges;
 struct pretokenizer;
 
+/* A byte range of a text. */
+struct text_range {
+        size_t off, len;
+};
+
 struct npu_vocab {
         enum vocab_kind kind;
         int32_t n;
@@ -65,7 +70,11 @@ struct npu_vocab {
         /* SPM: user-defined pieces, matched whole before BPE */
         int32_t *user_defined;
         size_t n_user_defined;
-        /* BPE: control and user-defined tokens matched in text, by first byte, longest first */
+        /*
+         * The tokens matched whole in text before the model splits it, by
+         * first byte, longest first: control tokens, and for BPE also the
+         * user-defined ones (SPM matches those inside its fragments)
+         */
         int32_t *special_ids;
         uint32_t special_start[257];
         /* BPE */
@@ -75,6 +84,8 @@ struct npu_vocab {
         /* end of generation: eos, eot, eom and the end-of-turn control tokens, one bit per id */
         uint8_t *eog;
         int32_t n_eog;
+        /* tokenizer.chat_template (Jinja text), or NULL */
+        char *chat_template;
 };
 
 /* Construction: the caller fills tokens[] and the flags, then calls vocab_finish(). */
@@ -111,6 +122,15 @@ int32_t vocab_find(const struct npu_vocab *v, const char *piece, size_t len);
  */
 int vocab_tokenize(const struct npu_vocab *v, const char *text, size_t len, bool add_bos,
                    bool parse_special, int32_t **ret_ids, size_t *ret_n);
+
+/*
+ * Tokenize text that the service built around text it was given (a chat
+ * template around messages): control tokens are read everywhere except
+ * inside the plain ranges (sorted, disjoint), which hold the given text.
+ * The text is tokenized as one string otherwise, as the model saw it.
+ */
+int vocab_tokenize_guarded(const struct npu_vocab *v, const char *text, size_t len, bool add_bos,
+                           const struct text_range *plain, size_t n_plain, int32_t **ret_ids, size_t *ret_n);
 
 /* The bytes a token stands for in output text: "" for control tokens. */
 size_t vocab_token_bytes(const struct npu_vocab *v, int32_t id, char *buf, size_t size);

@@ -173,6 +173,9 @@ int vocab_from_gguf(const struct gguf *g, struct npu_vocab **ret, struct npu_err
         r = strcmp(model, "gpt2") == 0 ? bpe_from_gguf(g, v, err) : spm_from_gguf(g, v, err);
         if (r < 0)
                 return r;
+        r = gguf_get_str(g, "tokenizer.chat_template", &v->chat_template, err);
+        if (r < 0 && r != -ENOENT)
+                return r;
         *ret = TAKE_PTR(v);
         return 0;
 }
