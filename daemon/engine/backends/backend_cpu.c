@@ -334,7 +334,13 @@ static void rope_store_worker(void *arg, int ith, int nth)
                 const float *k = j->k + t * kv_dim, *v = j->v + t * kv_dim;
                 void *kd = kv_at(kv, j->b->seqs[t], j->layer, 0, pos);
                 void *vd = kv_at(kv, j->b->seqs[t], j->layer, 1, pos);
-                if (kv->type == KV_TYPE_F16) {
+                if (kv->type == KV_TYPE_Q8) {
+                        /* each head's values with their own scale, as the device's QUANT_I8 */
+                        npu_ref_quant_i8(k, kd, kv_scale_at(kv, j->b->seqs[t], j->layer, 0, pos),
+                                         (uint32_t)hp->head_dim, 0, (uint32_t)hp->n_kv_heads);
+                        npu_ref_quant_i8(v, vd, kv_scale_at(kv, j->b->seqs[t], j->layer, 1, pos),
+                                         (uint32_t)hp->head_dim, 0, (uint32_t)hp->n_kv_heads);
+                } else if (kv->type == KV_TYPE_F16) {
                         cvt_f32_f16_range(k, kd, kv_dim);
                         cvt_f32_f16_range(v, vd, kv_dim);
                 } else {
