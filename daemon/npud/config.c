@@ -8,6 +8,7 @@
 void config_defaults(struct npud_config *c)
 {
         *c = (struct npud_config) {
+                .kv_type = KV_TYPE_F16,
                 .max_active = 16,
                 .max_batch_tokens = 128,
                 .prefill_chunk = 64,
@@ -116,12 +117,8 @@ static int set_key(struct npud_config *c, const char *key, const char *v)
         }
         if (!strcmp(key, "flash_attention"))
                 return parse_bool(v, &c->flash_attention);
-        if (!strcmp(key, "kv_type")) {
-                if (strcmp(v, "f16") && strcmp(v, "f32"))
-                        return -EINVAL;
-                c->kv_f32 = !strcmp(v, "f32");
-                return 0;
-        }
+        if (!strcmp(key, "kv_type"))
+                return kv_type_from_string(v, &c->kv_type);
         for (size_t i = 0; i < ARRAY_SIZE(int_keys); i++)
                 if (!strcmp(key, int_keys[i].name)) {
                         r = parse_int(v, int_keys[i].min, int_keys[i].max, &n);

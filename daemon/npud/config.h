@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kv_cache.h"
 #include "util.h"
 
 #define NPUD_CONFIG_PATH "/etc/npud/npud.conf"
@@ -17,7 +18,7 @@ struct npud_config {
         int threads;      /* 0: every core */
         int32_t n_ctx;    /* 0: the model's, at most 4096 */
         uint32_t kv_budget_mb;
-        bool kv_f32;
+        enum kv_type kv_type;
         bool flash_attention;
         int32_t max_active;
         int32_t max_batch_tokens;

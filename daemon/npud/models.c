@@ -100,7 +100,7 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
         o.n_ctx = cfg->n_ctx;
         o.n_seq = cfg->max_active;
         o.max_batch = cfg->max_batch_tokens;
-        o.kv_type = cfg->kv_f32 ? KV_TYPE_F32 : KV_TYPE_F16;
+        o.kv_type = cfg->kv_type;
         o.attention = cfg->flash_attention ? ATTENTION_FLASH : ATTENTION_DEFAULT;
         o.kv_budget = (size_t)cfg->kv_budget_mb << 20;
         r = runtime_open(&o, &m->rt, err);

@@ -41,7 +41,7 @@ static void usage(FILE *f)
                 "  -t, --threads N            worker threads (default: all cores)\n"
                 "  -c, --ctx-size N           context length (default: the model's, at most 4096)\n"
                 "  -b, --batch-size N         prompt tokens per forward pass (default 256)\n"
-                "      --kv-type f16|f32      KV cache element type (default f16)\n"
+                "      --kv-type f16|f32|q8   KV cache element type (default f16; q8: int8, a scale per head)\n"
                 "      --flash-attention-plus tiled attention with online softmax\n"
                 "      --target cpu|npu       where the forward passes run (default cpu); npu: the npu.ko\n"
                 "                             device (w8a8/w8a16 models), with the cpu as fallback\n"

@@ -366,7 +366,13 @@ void qkv_finish_rows(struct npu_ctx *c, const struct npu_batch *b, int32_t layer
                 const float *kt = k + t * kv_dim, *vt = v + t * kv_dim;
                 void *kd = kv_at(kv, b->seqs[t], layer, 0, pos);
                 void *vd = kv_at(kv, b->seqs[t], layer, 1, pos);
-                if (kv->type == KV_TYPE_F16) {
+                if (kv->type == KV_TYPE_Q8) {
+                        /* each head's values with their own scale, as the device's QUANT_I8 */
+                        npu_ref_quant_i8(kt, kd, kv_scale_at(kv, b->seqs[t], layer, 0, pos), (uint32_t)hd, 0,
+                                         (uint32_t)hp->n_kv_heads);
+                        npu_ref_quant_i8(vt, vd, kv_scale_at(kv, b->seqs[t], layer, 1, pos), (uint32_t)hd, 0,
+                                         (uint32_t)hp->n_kv_heads);
+                } else if (kv->type == KV_TYPE_F16) {
                         cvt_f32_f16_range(kt, kd, kv_dim);
                         cvt_f32_f16_range(vt, vd, kv_dim);
                 } else {

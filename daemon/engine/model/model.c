@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "fp16.h"
+#include "gemm_int8.h"
 #include "model.h"
 
 const char *precision_name(enum npu_precision p)
@@ -31,6 +32,10 @@ void model_free(struct npu_model *m)
         for (size_t i = 0; i < m->n_owned; i++)
                 free(m->owned[i]);
         free(m->owned);
+        for (size_t i = 0; i < m->n_packed; i++)
+                free(m->packed[i]);
+        free(m->packed);
+        free(m->row_sums);
         free(m->layers);
         free(m->tensor_used);
         vocab_free(m->vocab);
@@ -72,8 +77,10 @@ void weight_row_f32(const struct npu_weight *w, int64_t r, float *out)
         }
         case GGML_TYPE_I8: {
                 float s = w->scale[r];
+                int8_t q[w->cols];
+                gemm_i8_unpack_row(w->data, w->rows, w->cols, r, q);
                 for (int64_t i = 0; i < w->cols; i++)
-                        out[i] = s * ((const int8_t *)row)[i];
+                        out[i] = s * q[i];
                 break;
         }
         default:
@@ -311,6 +318,68 @@ static int check_quantized_layers(const struct npu_model *m, struct npu_err *err
         return 0;
 }
 
+/*
+ * Every int8 matrix into the GEMM's panels (gemm_int8.h), once: in place in
+ * the file's private mapping, or into a copy for an in-memory image.
+ */
+static int pack_int8(struct npu_model *m, struct npu_weight *const *ws, size_t n, struct npu_err *err)
+{
+        const bool in_place = gguf_set_writable(m->gguf, true) == 0;
+        int64_t rows = 0;
+        int r = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (ws[i]->cols > GEMM_I8_MAX_K)
+                        return npu_err_set(err, -EOPNOTSUPP,
+                                           "an int8 matrix has %lld columns; at most %d keep its sums exact",
+                                           (long long)ws[i]->cols, GEMM_I8_MAX_K);
+                rows += ws[i]->rows;
+        }
+        m->row_sums = malloc(sizeof(int32_t) * MAX(rows, 1));
+        m->packed = in_place ? NULL : calloc(MAX(n, 1), sizeof(*m->packed));
+        if (!m->row_sums || (!in_place && !m->packed))
+                r = -ENOMEM;
+        int32_t *sums = m->row_sums;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                struct npu_weight *w = ws[i];
+                int8_t *dst = (int8_t *)w->data;
+                if (!in_place) {
+                        dst = malloc((size_t)(w->rows * w->cols));
+                        if (!dst) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        m->packed[m->n_packed++] = dst;
+                }
+                r = gemm_i8_pack(dst, w->data, w->rows, w->cols, sums, &m->i8_clamped);
+                w->data = dst;
+                w->row_sums = sums;
+                sums += w->rows;
+        }
+        if (in_place)
+                (void)gguf_set_writable(m->gguf, false);
+        return r < 0 ? npu_err_set(err, r, "cannot repack the int8 matrices: %s", strerror(-r)) : 0;
+}
+
+static int pack_int8_weights(struct npu_model *m, struct npu_err *err)
+{
+        const size_t max = 7 * (size_t)m->hp.n_layers + 1;
+        _cleanup_free_ struct npu_weight **ws = malloc(sizeof(*ws) * max);
+        size_t n = 0;
+
+        if (!ws)
+                return -ENOMEM;
+        for (int i = 0; i < m->hp.n_layers; i++) {
+                struct npu_weight *l = &m->layers[i].wq;
+                for (int j = 0; j < 7; j++)
+                        if (l[j].type == GGML_TYPE_I8)
+                                ws[n++] = &l[j];
+        }
+        if (m->output.type == GGML_TYPE_I8)
+                ws[n++] = &m->output;
+        return n ? pack_int8(m, ws, n, err) : 0;
+}
+
 int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, struct npu_err *err)
 {
         _cleanup_(model_freep) struct npu_model *m = calloc(1, sizeof(*m));
@@ -357,6 +426,8 @@ int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, st
                 r = check_all_used(m, err);
         if (r >= 0)
                 r = check_quantized_layers(m, err);
+        if (r >= 0)
+                r = pack_int8_weights(m, err);
         free(m->tensor_used);
         m->tensor_used = NULL;
         m->qkv_plain = r >= 0 && layers_plain(m);

@@ -65,13 +65,15 @@ enum npu_precision {
 /*
  * A weight matrix of rows x cols (rows = output channels; each row is one
  * contiguous run of cols elements, as ggml stores a tensor with ne0 = cols).
- * I8 weights carry one f32 scale per row.
+ * I8 weights carry one f32 scale per row, and are repacked at load into the
+ * int8 GEMM's panels (gemm_int8.h), with the sum of each row.
  */
 struct npu_weight {
         enum ggml_type type;
         int64_t rows, cols;
         const void *data;
         const float *scale;
+        const int32_t *row_sums;
         size_t row_bytes;
 };
 
@@ -113,6 +115,12 @@ struct npu_model {
         /* f32 copies of norm vectors stored in other types */
         float **owned;
         size_t n_owned;
+        /* the int8 matrices' row sums, and their packed copies when the file could not be repacked in place */
+        int32_t *row_sums;
+        int8_t **packed;
+        size_t n_packed;
+        /* int8 weight bytes of -128 clamped to -127 at load (gemm_int8.h) */
+        uint64_t i8_clamped;
         size_t weight_bytes;
 };
 
