@@ -153,7 +153,7 @@ void sched_request_free(struct sched_request *r)
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct sched_request *, sched_request_free);
 
-int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const struct sched_params *p,
+int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const struct sched_params *p, uint32_t uid,
                  const void *owner, struct kv_seq *seq, struct sched_request **ret, struct npu_err *err)
 {
         const struct npu_model *m = s->rt->model;
@@ -179,8 +179,9 @@ int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const st
         need = DIV_ROUND_UP(sched_positions_needed(s, n, p->max_tokens), kv->block_size);
         if (need > kv->n_blocks)
                 return npu_err_set(err, -ENOSPC,
-                                   "the request needs %d KV blocks of %d tokens and the pool has %d; lower max_tokens",
-                                   need, kv->block_size, kv->n_blocks);
+                                   "the request needs %d KV blocks of %d tokens (prompt %d + max_tokens %d) and the "
+                                   "whole pool has %d: lower max_tokens or shorten the prompt (or raise kv_budget_mb)",
+                                   need, kv->block_size, n, p->max_tokens, kv->n_blocks);
 
         r = calloc(1, sizeof(*r));
         if (!r)
@@ -209,6 +210,7 @@ int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const st
                 r->seq = *seq;
                 *seq = (struct kv_seq) {};
         }
+        r->uid = uid;
         r->owner = owner;
         r->state = SCHED_QUEUED;
         r->t_submit = now_ns();
@@ -258,22 +260,25 @@ void sched_cancel(struct sched_request *r, enum sched_stop stop)
 
 /* --- admission --- */
 
-static int32_t owner_active(const struct scheduler *s, const void *owner)
+static int64_t active_of(const struct scheduler *s, const struct sched_request *q)
 {
-        int32_t n = 0;
+        int32_t uid = 0, owner = 0;
         for (const struct sched_request *r = s->active_head; r; r = r->next)
-                n += r->owner == owner;
-        return n;
+                if (r->uid == q->uid) {
+                        uid++;
+                        owner += r->owner == q->owner;
+                }
+        return (int64_t)uid << 32 | owner;
 }
 
-/* The queued request whose owner runs the fewest requests; the oldest among equals. */
+/* The queued request whose uid, then owner, runs the fewest requests; the oldest among equals. */
 static struct sched_request *next_to_admit(const struct scheduler *s)
 {
         struct sched_request *best = NULL;
-        int32_t best_n = INT32_MAX;
+        int64_t best_n = INT64_MAX;
 
         for (struct sched_request *r = s->queue_head; r; r = r->next) {
-                int32_t n = owner_active(s, r->owner);
+                int64_t n = active_of(s, r);
                 if (n < best_n) {
                         best = r;
                         best_n = n;
@@ -282,14 +287,28 @@ static struct sched_request *next_to_admit(const struct scheduler *s)
         return best;
 }
 
-static bool make_room(struct scheduler *s, int32_t need)
+/*
+ * Frees KV blocks for need more: blocks only the prefix cache holds, then
+ * idle sessions' blocks, then what queued requests hold (a session turn's
+ * history, computed again when admitted). Blocks released there that the
+ * prefix cache also holds are only cached then: evicted in turn.
+ */
+static bool make_room(struct scheduler *s, const struct sched_request *for_r, int32_t need)
 {
         struct kv_pool *kv = s->rt->kv;
 
         if (need > kv->n_free)
                 prefix_cache_evict(s->pc, need - kv->n_free);
-        if (need > kv->n_free && s->ev.reclaim)
+        if (need > kv->n_free && s->ev.reclaim) {
                 s->ev.reclaim(s, need - kv->n_free, s->ev.userdata);
+                prefix_cache_evict(s->pc, need - kv->n_free);
+        }
+        for (struct sched_request *r = s->queue_tail; r && need > kv->n_free; r = r->prev) {
+                if (r == for_r || r->seq.n_blocks == 0)
+                        continue;
+                kv_seq_release(kv, &r->seq);
+                prefix_cache_evict(s->pc, need - kv->n_free);
+        }
         return need <= kv->n_free;
 }
 
@@ -301,12 +320,12 @@ static int admit(struct scheduler *s, struct sched_request *r)
 
         if (r->seq.n_blocks == 0) {
                 /* leave the last prompt token to compute: its logits start the reply */
-                r->n_cached = prefix_cache_attach(s->pc, r->tokens, r->n_tokens - 1, &r->seq);
+                r->n_cached = prefix_cache_attach(s->pc, r->uid, r->tokens, r->n_tokens - 1, &r->seq);
                 attached = r->n_cached > 0;
         } else {
                 r->n_cached = r->seq.n_pos;
         }
-        if (!make_room(s, DIV_ROUND_UP(total, kv->block_size) - r->seq.n_blocks) ||
+        if (!make_room(s, r, DIV_ROUND_UP(total, kv->block_size) - r->seq.n_blocks) ||
             kv_seq_reserve(kv, &r->seq, total) < 0) {
                 if (attached) {
                         kv_seq_release(kv, &r->seq);
@@ -449,7 +468,7 @@ void sched_step_complete(struct scheduler *s, int rr, const char *error)
                         continue;
                 }
                 if (r->state == SCHED_PREFILL && r->seq.n_pos == r->n_tokens) {
-                        prefix_cache_insert(s->pc, r->tokens, r->n_tokens, &r->seq);
+                        prefix_cache_insert(s->pc, r->uid, r->tokens, r->n_tokens, &r->seq);
                         r->state = SCHED_DECODE;
                 }
                 if (row >= 0 && take_token(s, r, row))

@@ -50,7 +50,8 @@ struct scheduler;
 struct sched_request {
         struct sched_request *prev, *next;
         struct scheduler *sched;
-        const void *owner; /* requests of one owner take turns with other owners' */
+        uint32_t uid;      /* whose it is: the prefix cache's salt, and the unit of fairness */
+        const void *owner; /* within a uid, requests of one owner (connection) take turns with others' */
         void *userdata;
         enum sched_state state;
         enum sched_stop stop;
@@ -131,7 +132,7 @@ void scheduler_free(struct scheduler *s, enum sched_stop stop);
  * -E2BIG: the prompt does not fit the context; -ENOSPC: the request could
  * never fit the KV pool; -EINVAL: bad parameters.
  */
-int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const struct sched_params *p,
+int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const struct sched_params *p, uint32_t uid,
                  const void *owner, struct kv_seq *seq, struct sched_request **ret, struct npu_err *err);
 /* Stops a request: at once, or at the end of the running step if it is in it. */
 void sched_cancel(struct sched_request *r, enum sched_stop stop);

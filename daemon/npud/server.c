@@ -48,10 +48,6 @@ void server_free(struct server *srv)
                 return;
         step_runner_free(srv->runner);
         devices_free_all(srv);
-        while (srv->sessions_head)
-                session_free(srv->sessions_head);
-        while (srv->requests_head)
-                request_free(srv->requests_head);
         models_free_all(srv);
         clients_free_all(srv);
         srv->kick_source = sd_event_source_disable_unref(srv->kick_source);
@@ -66,6 +62,11 @@ void server_free(struct server *srv)
         free(srv);
 }
 
+uint64_t server_next_id(struct server *srv)
+{
+        return ++srv->next_id;
+}
+
 /* --- steps --- */
 
 void server_kick(struct server *srv)
@@ -74,45 +75,35 @@ void server_kick(struct server *srv)
                 sd_event_source_set_enabled(srv->kick_source, SD_EVENT_ONESHOT);
 }
 
-static struct served_model *next_model_with_work(struct server *srv)
-{
-        struct served_model *start = srv->last_stepped && srv->last_stepped->next ? srv->last_stepped->next
-                                                                                  : srv->models;
-        struct served_model *m = start;
-
-        if (!m)
-                return NULL;
-        do {
-                if (sched_has_work(m->sched))
-                        return m;
-                m = m->next ? m->next : srv->models;
-        } while (m != start);
-        return NULL;
-}
-
+/*
+ * Starts a step of the next model, in turn after the one that stepped last,
+ * that has a batch to run. A model that cannot run one now (its queued work
+ * waits for room) is passed over, not waited for.
+ */
 static int on_step_kick(sd_event_source *es, void *userdata)
 {
         struct server *srv = userdata;
+        struct served_model *start, *m;
 
         if (step_runner_busy(srv->runner))
                 return 0;
         devices_run_pending(srv);
-        for (int tries = 0; tries < 64; tries++) {
-                struct served_model *m = next_model_with_work(srv);
-                if (!m)
-                        return 0;
-                srv->last_stepped = m;
-                if (sched_step_prepare(m->sched)) {
+        models_run_pending(srv);
+        start = srv->last_stepped && srv->last_stepped->next ? srv->last_stepped->next : srv->models;
+        m = start;
+        if (!m)
+                return 0;
+        do {
+                if (sched_has_work(m->sched) && sched_step_prepare(m->sched)) {
+                        srv->last_stepped = m;
                         srv->stepping = m;
                         srv->step_stats = m->rt->ctx->stats;
                         srv->step_on_npu = ctx_target(m->rt->ctx) == BACKEND_TARGET_NPU;
                         step_runner_start(srv->runner, m->sched);
                         return 0;
                 }
-                /* queued work that does not fit yet: wait for a finish to make room */
-                if (!next_model_with_work(srv) || m->sched->n_active == 0)
-                        return 0;
-        }
+                m = m->next ? m->next : srv->models;
+        } while (m != start);
         return 0;
 }
 
@@ -161,15 +152,25 @@ static void account_step(struct server *srv, struct scheduler *s)
                         now->faults - was->faults, now->last_fault[0] ? now->last_fault : "no detail",
                         s->n_step_reqs, now->retries - was->retries, now->cpu_fallbacks - was->cpu_fallbacks);
         for (int32_t i = 0; i < s->n_step_reqs; i++) {
-                struct bus_request *br = s->step_reqs[i]->userdata;
-                if (!br)
+                struct request *r = s->step_reqs[i]->userdata;
+                if (!r)
                         continue;
-                br->steps_npu += npu;
-                br->steps_cpu += cpu;
-                br->device_faults += (uint32_t)(now->faults - was->faults);
-                br->device_retries += (uint32_t)(now->retries - was->retries);
-                br->cpu_fallbacks += (uint32_t)(now->cpu_fallbacks - was->cpu_fallbacks);
+                r->steps_npu += npu;
+                r->steps_cpu += cpu;
+                r->device_faults += (uint32_t)(now->faults - was->faults);
+                r->device_retries += (uint32_t)(now->retries - was->retries);
+                r->cpu_fallbacks += (uint32_t)(now->cpu_fallbacks - was->cpu_fallbacks);
         }
+}
+
+/* Tokens that waited for the bus' queue to shrink. */
+static void flush_all(struct server *srv)
+{
+        for (struct served_model *m = srv->models; m; m = m->next)
+                for (struct session *s = m->sessions_head; s; s = s->next)
+                        for (struct request *r = s->requests_head; r; r = r->next)
+                                if (!r->finished)
+                                        request_flush(r, false);
 }
 
 static void on_step_done(struct scheduler *s, int r, const char *error, void *userdata)
@@ -185,7 +186,7 @@ static void on_step_done(struct scheduler *s, int r, const char *error, void *us
                 fprintf(stderr, "<3>npud: a step failed: %s\n", error);
         sched_step_complete(s, r, error);
         count_rate(srv, s->stats.generated_tokens - before);
-        requests_flush_all(srv);
+        flush_all(srv);
         if (srv->shutting_down) {
                 sd_event_exit(srv->event, 0);
                 return;
@@ -320,6 +321,32 @@ static int add_children(struct server *srv, const char *prefix, const char *ifac
         return sd_bus_add_node_enumerator(srv->bus, NULL, prefix, enumerate, srv);
 }
 
+void server_client_left(struct server *srv, struct client *c)
+{
+        while (c->requests_head)
+                session_drop_request(c->requests_head->session, c->requests_head);
+        while (c->sessions_head)
+                session_close(c->sessions_head);
+        client_free(c);
+        server_kick(srv);
+}
+
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct server *srv = userdata;
+        const char *name, *old_owner, *new_owner;
+        struct client *c;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
+                return 0;
+        if (name[0] != ':' || new_owner[0] != 0)
+                return 0;
+        c = clients_find(srv, name);
+        if (c)
+                server_client_left(srv, c);
+        return 0;
+}
+
 int server_open_bus(struct server *srv, const char *bus)
 {
         int r;
@@ -345,7 +372,8 @@ int server_open_bus(struct server *srv, const char *bus)
                                  device_enumerate);
         if (r < 0)
                 return r;
-        return clients_watch(srv);
+        return sd_bus_match_signal(srv->bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                   "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, srv);
 }
 
 int server_start(struct server *srv)

@@ -6,6 +6,21 @@
 # Needs: $npud, $npuctl (paths), $model; optional $npud_conf_extra (lines
 # appended to the [npud] section).
 
+# Stops npud and the bus and removes the directory (service_start may follow).
+service_stop() {
+	local pid
+	for pid in ${npud_pid:-} ${bus_pid:-}; do
+		kill "$pid" 2>/dev/null
+	done
+	for pid in ${npud_pid:-} ${bus_pid:-}; do
+		wait "$pid" 2>/dev/null
+	done
+	npud_pid=""
+	bus_pid=""
+	[ -n "${tmp:-}" ] && rm -rf "$tmp"
+	tmp=""
+}
+
 service_cleanup() {
 	local pid
 	for pid in $(jobs -p) ${npud_pid:-} ${bus_pid:-}; do
@@ -66,6 +81,7 @@ kv_budget_mb = ${NPUD_KV_BUDGET_MB:-64}
 max_requests_per_client = ${NPUD_MAX_REQUESTS_PER_CLIENT:-4}
 max_queued_tokens_per_client = ${NPUD_MAX_QUEUED_TOKENS:-8192}
 max_queue = ${NPUD_MAX_QUEUE:-32}
+max_finished_kept = ${NPUD_MAX_FINISHED_KEPT:-64}
 n_ctx = ${NPUD_N_CTX:-1024}
 flash_attention = no
 ${npud_conf_extra:-}

@@ -94,18 +94,27 @@ static void params_for(int i, struct sched_params *p)
         p->ignore_eos = i % 2;
 }
 
-static struct sched_request *submit_text(struct scheduler *s, const char *text, const struct sched_params *p,
-                                         struct result *res)
+static struct sched_request *submit_ids(struct scheduler *s, const int32_t *ids, int32_t n, uint32_t uid,
+                                        const struct sched_params *p, struct result *res)
 {
         struct sched_request *r = NULL;
         struct npu_err err = {};
+
+        assert_int_equal(sched_submit(s, ids, n, p, uid, NULL, NULL, &r, &err), 0);
+        r->userdata = res;
+        return r;
+}
+
+static struct sched_request *submit_text(struct scheduler *s, const char *text, const struct sched_params *p,
+                                         struct result *res)
+{
+        struct sched_request *r;
         int32_t *ids;
         size_t n;
 
         assert_int_equal(vocab_tokenize(s->rt->model->vocab, text, strlen(text), true, true, &ids, &n), 0);
-        assert_int_equal(sched_submit(s, ids, (int32_t)n, p, res, NULL, &r, &err), 0);
+        r = submit_ids(s, ids, (int32_t)n, 0, p, res);
         free(ids);
-        r->userdata = res;
         return r;
 }
 
@@ -307,20 +316,20 @@ static void test_submit_errors(void **state)
         char *bad_stops[] = { "", NULL };
 
         params_for(0, &p);
-        assert_int_equal(sched_submit(s, ids, 0, &p, NULL, NULL, &r, &err), -EINVAL);
+        assert_int_equal(sched_submit(s, ids, 0, &p, 0, NULL, NULL, &r, &err), -EINVAL);
         ids[1] = rt->model->hp.n_vocab;
-        assert_int_equal(sched_submit(s, ids, 3, &p, NULL, NULL, &r, &err), -EINVAL);
+        assert_int_equal(sched_submit(s, ids, 3, &p, 0, NULL, NULL, &r, &err), -EINVAL);
         assert_non_null(strstr(err.msg, "vocabulary"));
         ids[1] = 2;
-        assert_int_equal(sched_submit(s, big, rt->n_ctx, &p, NULL, NULL, &r, &err), -E2BIG);
+        assert_int_equal(sched_submit(s, big, rt->n_ctx, &p, 0, NULL, NULL, &r, &err), -E2BIG);
         p.max_tokens = 0;
-        assert_int_equal(sched_submit(s, ids, 3, &p, NULL, NULL, &r, &err), -EINVAL);
+        assert_int_equal(sched_submit(s, ids, 3, &p, 0, NULL, NULL, &r, &err), -EINVAL);
         params_for(0, &p);
         p.sampling.temperature = -1;
-        assert_int_equal(sched_submit(s, ids, 3, &p, NULL, NULL, &r, &err), -EINVAL);
+        assert_int_equal(sched_submit(s, ids, 3, &p, 0, NULL, NULL, &r, &err), -EINVAL);
         params_for(0, &p);
         p.stops = bad_stops;
-        assert_int_equal(sched_submit(s, ids, 3, &p, NULL, NULL, &r, &err), -EINVAL);
+        assert_int_equal(sched_submit(s, ids, 3, &p, 0, NULL, NULL, &r, &err), -EINVAL);
         assert_false(sched_has_work(s));
         free(big);
         scheduler_free(s, SCHED_STOP_SHUTDOWN);
@@ -334,7 +343,91 @@ static void test_submit_errors(void **state)
         s = open_scheduler(rt);
         params_for(0, &p);
         p.max_tokens = 100;
-        assert_int_equal(sched_submit(s, ids, 3, &p, NULL, NULL, &r, &err), -ENOSPC);
+        assert_int_equal(sched_submit(s, ids, 3, &p, 0, NULL, NULL, &r, &err), -ENOSPC);
+        scheduler_free(s, SCHED_STOP_SHUTDOWN);
+        runtime_free(rt);
+}
+
+/* Token ids for a prompt: block b (16 tokens) of pattern k. */
+static void fill_block(int32_t *dst, int k)
+{
+        for (int32_t i = 0; i < 16; i++)
+                dst[i] = 3 + (k * 97 + i * 13) % 500;
+}
+
+/* Runs one greedy request of ids for uid to its end; its tokens and cached count go to res. */
+static void run_ids(struct scheduler *s, const int32_t *ids, int32_t n, uint32_t uid, struct result *res)
+{
+        struct sched_params p;
+        struct sched_request *r;
+
+        params_for(0, &p);
+        p.max_tokens = 8;
+        p.ignore_eos = true;
+        *res = (struct result) {};
+        r = submit_ids(s, ids, n, uid, &p, res);
+        run_until_idle(s);
+        assert_true(res->done);
+        sched_request_free(r);
+}
+
+/* A prompt's blocks are shared only with requests of the same uid. */
+static void test_prefix_per_uid(void **state)
+{
+        struct runtime *rt = open_runtime(4, 0);
+        struct scheduler *s = open_scheduler(rt);
+        struct result a1, b, a2;
+        int32_t ids[16 * 4 + 3];
+
+        for (int k = 0; k < 4; k++)
+                fill_block(ids + 16 * k, k);
+        ids[64] = 7, ids[65] = 8, ids[66] = 9;
+        run_ids(s, ids, 67, 1000, &a1);
+        assert_int_equal(a1.n_cached, 0);
+        run_ids(s, ids, 67, 65534, &b);
+        assert_int_equal(b.n_cached, 0);
+        run_ids(s, ids, 67, 1000, &a2);
+        assert_int_equal(a2.n_cached, 64);
+        /* the same tokens whoever computed them */
+        assert_int_equal(b.n, a1.n);
+        assert_memory_equal(b.ids, a1.ids, sizeof(int32_t) * a1.n);
+        assert_memory_equal(a2.ids, a1.ids, sizeof(int32_t) * a1.n);
+        scheduler_free(s, SCHED_STOP_SHUTDOWN);
+        runtime_free(rt);
+}
+
+/*
+ * With a hash that collides on purpose (a block's key is its own tokens
+ * only), a block is still shared only after the same whole prefix: the
+ * cache compares the chain, not the hash.
+ */
+static void test_prefix_full_compare(void **state)
+{
+        struct runtime *rt = open_runtime(4, 0);
+        struct scheduler *s = open_scheduler(rt);
+        struct result xyz, xpw, xpy, fresh;
+        int32_t a[16 * 3 + 2], c[16 * 2 + 2], b[16 * 2 + 2];
+
+        prefix_cache_weaken_hash(s->pc);
+        fill_block(a, 1), fill_block(a + 16, 2), fill_block(a + 32, 3);  /* X Y Z */
+        fill_block(c, 4), fill_block(c + 16, 5);                         /* X' W */
+        fill_block(b, 4), fill_block(b + 16, 2);                         /* X' Y */
+        a[48] = c[32] = b[32] = 11;
+        a[49] = c[33] = b[33] = 12;
+        run_ids(s, a, 50, 0, &xyz);
+        run_ids(s, c, 34, 0, &xpw);
+        run_ids(s, b, 34, 0, &xpy);
+        /* X' is shared; Y (after X, not X') is not, though its key and tokens match */
+        assert_int_equal(xpy.n_cached, 16);
+        scheduler_free(s, SCHED_STOP_SHUTDOWN);
+        runtime_free(rt);
+
+        rt = open_runtime(1, 0);
+        s = open_scheduler(rt);
+        run_ids(s, b, 34, 0, &fresh);
+        assert_int_equal(fresh.n_cached, 0);
+        assert_int_equal(xpy.n, fresh.n);
+        assert_memory_equal(xpy.ids, fresh.ids, sizeof(int32_t) * fresh.n);
         scheduler_free(s, SCHED_STOP_SHUTDOWN);
         runtime_free(rt);
 }
@@ -424,6 +517,8 @@ int main(void)
                 cmocka_unit_test(test_submit_errors),
                 cmocka_unit_test(test_cancel_returns_blocks),
                 cmocka_unit_test(test_prefix_shared),
+                cmocka_unit_test(test_prefix_per_uid),
+                cmocka_unit_test(test_prefix_full_compare),
                 cmocka_unit_test(test_batched_equals_alone),
                 cmocka_unit_test(test_tight_pool_queues),
         };

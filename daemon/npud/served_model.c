@@ -1,14 +1,60 @@
 /* SPDX-License-Identifier: MIT */
-/* The loaded models: each with its runtime (weights, KV pool, threads) and its scheduler. */
+/* The loaded models: each with its runtime, its scheduler and its sessions (see served_model.h). */
 #include <libgen.h>
 #include <sys/stat.h>
 
+#include "bus_errors.h"
+#include "list.h"
 #include "server.h"
+
+/* --- the scheduler's events, routed to the requests and sessions --- */
+
+static void on_sched_tokens(struct sched_request *sr, void *userdata)
+{
+        struct request *r = sr->userdata;
+
+        if (!r->dropped)
+                request_on_tokens(r);
+}
+
+static void on_sched_finished(struct sched_request *sr, void *userdata)
+{
+        struct served_model *m = userdata;
+        struct request *r = sr->userdata;
+        struct client *c = r->client;
+
+        if (!r->dropped && r->session->turn == r)
+                session_turn_finished(r->session, r);
+        request_on_finished(r);
+        if (c) {
+                /* r, its session and c may go here */
+                sessions_trim_finished(c, m->srv->cfg.max_finished_kept);
+                client_maybe_forget(c);
+        }
+}
+
+static int32_t on_sched_reclaim(struct scheduler *s, int32_t n, void *userdata)
+{
+        return sessions_reclaim(userdata, n);
+}
+
+static const struct sched_events model_sched_events = {
+        .tokens = on_sched_tokens,
+        .finished = on_sched_finished,
+        .reclaim = on_sched_reclaim,
+};
+
+/* --- loading --- */
 
 static void served_model_free(struct served_model *m)
 {
         if (!m)
                 return;
+        if (m->unload_call)
+                sd_bus_reply_method_errorf(m->unload_call, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        sd_bus_message_unref(m->unload_call);
+        while (m->sessions_head)
+                session_close(m->sessions_head);
         scheduler_free(m->sched, SCHED_STOP_UNLOADED);
         runtime_free(m->rt);
         free(m->name);
@@ -59,7 +105,7 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
 {
         const struct npud_config *cfg = &srv->cfg;
         _cleanup_(served_model_freep) struct served_model *m = NULL;
-        struct sched_events ev = request_sched_events;
+        struct sched_events ev = model_sched_events;
         struct sched_limits lim = { .max_active = cfg->max_active, .max_batch_tokens = cfg->max_batch_tokens,
                                     .prefill_chunk = cfg->prefill_chunk };
         struct runtime_opts o;
@@ -106,7 +152,7 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
         r = runtime_open(&o, &m->rt, err);
         if (r < 0)
                 return r;
-        ev.userdata = srv;
+        ev.userdata = m;
         r = scheduler_new(m->rt, &lim, &ev, &m->sched, err);
         if (r < 0)
                 return r;
@@ -122,32 +168,56 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
         return 0;
 }
 
-int models_unload(struct server *srv, struct served_model *m, bool force, struct npu_err *err)
+/* --- sessions --- */
+
+void model_add_session(struct served_model *m, struct session *s)
 {
-        if (m->n_users > 0 && !force)
+        LIST_APPEND(m->sessions_head, m->sessions_tail, s, prev, next);
+}
+
+void model_remove_session(struct served_model *m, struct session *s)
+{
+        LIST_REMOVE(m->sessions_head, m->sessions_tail, s, prev, next);
+}
+
+uint32_t model_users(const struct served_model *m)
+{
+        uint32_t n = 0;
+
+        for (const struct session *s = m->sessions_head; s; s = s->next) {
+                if (!session_is_single(s))
+                        n++;
+                for (const struct request *r = s->requests_head; r; r = r->next)
+                        n += !r->finished;
+        }
+        return n;
+}
+
+/* --- unloading --- */
+
+int model_unload(struct served_model *m, bool force, struct npu_err *err)
+{
+        struct server *srv = m->srv;
+        uint32_t users = model_users(m);
+
+        if (users > 0 && !force)
                 return npu_err_set(err, -EBUSY, "model '%s' has %u requests or sessions; force to cancel them",
-                                   m->name, m->n_users);
+                                   m->name, users);
         if (srv->stepping == m)
                 return npu_err_set(err, -EAGAIN, "model '%s' is in the middle of a step; try again", m->name);
-        /* sessions and requests on this model go with it */
-        for (struct bus_session *s = srv->sessions_head, *next; s; s = next) {
-                next = s->next;
-                if (s->model == m)
-                        session_free(s);
-        }
-        /* a finished callback may free other requests: look again from the start each time */
-        for (;;) {
-                struct bus_request *br = srv->requests_head;
-                while (br && (br->model != m || br->finished))
-                        br = br->next;
-                if (!br)
+        /*
+         * The owners hear "unloaded". Between steps each cancel finishes its
+         * request at once, and may free it and others (max_finished_kept):
+         * look again from the start each time.
+         */
+        for (uint32_t left = users; left > 0; left--) {
+                struct request *r = NULL;
+                for (struct session *s = m->sessions_head; s && !r; s = s->next)
+                        for (r = s->requests_head; r && r->finished; r = r->next)
+                                ;
+                if (!r)
                         break;
-                sched_cancel(br->sr, SCHED_STOP_UNLOADED);
-        }
-        for (struct bus_request *br = srv->requests_head, *next; br; br = next) {
-                next = br->next;
-                if (br->model == m)
-                        request_free(br);
+                request_cancel(r, SCHED_STOP_UNLOADED);
         }
         for (struct served_model **p = &srv->models; *p; p = &(*p)->next)
                 if (*p == m) {
@@ -162,6 +232,24 @@ int models_unload(struct server *srv, struct served_model *m, bool force, struct
         fprintf(stderr, "npud: unloaded '%s'\n", m->name);
         served_model_free(m);
         return 0;
+}
+
+void models_run_pending(struct server *srv)
+{
+        for (struct served_model *m = srv->models, *next; m; m = next) {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = TAKE_PTR(m->unload_call);
+                struct npu_err err = {};
+                int r;
+
+                next = m->next;
+                if (!call)
+                        continue;
+                r = model_unload(m, m->unload_force, &err);
+                if (r < 0)
+                        sd_bus_reply_method_errorf(call, NPUD_ERROR_BUSY, "%s", err.msg);
+                else
+                        sd_bus_reply_method_return(call, NULL);
+        }
 }
 
 void models_free_all(struct server *srv)

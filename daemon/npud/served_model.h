@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A served model: its runtime (weights, KV pool, threads), its scheduler and
+ * its sessions (every request belongs to one). The server owns the models.
+ * The scheduler's events (tokens, finished, reclaim) reach the requests and
+ * sessions only through the model: events go one way, from the scheduler up.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+
+#include "scheduler.h"
+
+struct server;
+struct served_device;
+struct session;
+
+struct served_model {
+        struct served_model *next;
+        struct server *srv;
+        char *name;
+        char *path;
+        dev_t dev;
+        ino_t ino;
+        struct runtime *rt;
+        struct scheduler *sched;
+        struct session *sessions_head, *sessions_tail;
+        struct served_device *device; /* where its passes run; NULL: the cpu */
+        struct backend_stats at_attach; /* the runtime's device counters when it joined device */
+        sd_bus_message *unload_call;    /* an UnloadModel waiting for the running step to end */
+        bool unload_force;
+};
+
+int models_load(struct server *srv, const char *path, const char *name, bool make_default,
+                struct served_model **ret, struct npu_err *err);
+struct served_model *models_find(struct server *srv, const char *name);
+/* Unfinished requests and sessions on the bus: what keeps a model from being unloaded without force. */
+uint32_t model_users(const struct served_model *m);
+/*
+ * -EBUSY while it has users and !force; -EAGAIN while it steps; else its
+ * work is cancelled (its owners hear "unloaded") and it is freed.
+ */
+int model_unload(struct served_model *m, bool force, struct npu_err *err);
+/* Between steps: the unloads that waited for one to end, answered. */
+void models_run_pending(struct server *srv);
+void models_free_all(struct server *srv);
+
+void model_add_session(struct served_model *m, struct session *s);
+void model_remove_session(struct served_model *m, struct session *s);
