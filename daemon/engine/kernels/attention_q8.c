@@ -292,8 +292,8 @@ AVX2 static void accum_rows_q8_avx2(float *out, const int8_t *v, const float *vs
  * tail, in this order in every kernel of this set ---
  */
 
-#define AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
-#define AVX512_INLINE static inline __attribute__((always_inline, target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+#define AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl")))
+#define AVX512_INLINE static inline __attribute__((always_inline, target("avx2,fma,avx512f,avx512bw,avx512vl")))
 
 AVX512_INLINE __m512 cvt16(const int8_t *x)
 {
@@ -303,7 +303,8 @@ AVX512_INLINE __m512 cvt16(const int8_t *x)
 /* the sum of 16 lanes, in one fixed order */
 AVX512_INLINE float hsum16(__m512 v)
 {
-        __m256 s = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+        __m256 s = _mm256_add_ps(_mm512_castps512_ps256(v),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
         __m128 t = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
         t = _mm_add_ps(t, _mm_movehl_ps(t, t));
         t = _mm_add_ss(t, _mm_movehdup_ps(t));
