@@ -5,7 +5,7 @@ set -eu
 
 packages="
 	build-essential meson ninja-build pkg-config
-	libcmocka-dev libjson-c-dev libinih-dev libedit-dev libsystemd-dev
+	libcmocka-dev libjson-c-dev libinih-dev libedit-dev libsystemd-dev libpcre2-dev
 	libdrm-dev libnl-3-dev libnl-genl-3-dev libxrt-dev uuid-dev libmicrohttpd-dev
 	clang libclang-rt-14-dev
 	dbus util-linux curl nodejs

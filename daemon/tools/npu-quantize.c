@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * npu-quantize: SmoothQuant w8a8 / w8a16 quantization of a float Llama model.
+ * npu-quantize: SmoothQuant w8a8 / w8a16 quantization of a float model (llama, qwen2, qwen3).
  *   npu-quantize -i INPUT -o OUTPUT.gguf --precision w8a8|w8a16 [--alpha A] [--calib FILE]
  *                [--samples N] [--no-smooth] [--threads N]
- * INPUT is an F32/F16/BF16 GGUF, or a Hugging Face Llama directory
- * (config.json, *.safetensors, tokenizer.model), converted to an F16 GGUF
+ * INPUT is an F32/F16/BF16 GGUF, or a Hugging Face directory of Llama, Qwen2 or Qwen3
+ * (config.json, *.safetensors, tokenizer.json or tokenizer.model), converted to an F16 GGUF
  * beside the output first. The output keeps embeddings and the output
- * head in F16, norms in F32, and stores every projection as I8 rows with one
+ * head in F16, norms, biases, q/k norms and rope_freqs in F32, and stores every projection as I8 rows with one
  * F32 scale per output channel (tensor NAME.scale), plus npud.quantization.*
  * metadata: precision, alpha, method, version, calibration hash and size.
  */
@@ -110,6 +110,31 @@ static int add_f32_vector(struct gguf_writer *w, const char *name, int64_t n)
         return gguf_writer_add_tensor(w, name, GGML_TYPE_F32, 1, &n);
 }
 
+/* The float vectors of a layer besides its norms, in file order: biases (qwen2), q/k norms (qwen3). */
+struct layer_vector {
+        const char *name;
+        const float *data;
+        int64_t n;
+};
+
+static size_t layer_vectors(const struct npu_model *m, int l, struct layer_vector *v)
+{
+        const struct npu_layer *L = &m->layers[l];
+        const int64_t kv_dim = (int64_t)m->hp.n_kv_heads * m->hp.head_dim;
+        size_t n = 0;
+
+        if (L->bq) {
+                v[n++] = (struct layer_vector) { "attn_q.bias", L->bq, hparams_q_dim(&m->hp) };
+                v[n++] = (struct layer_vector) { "attn_k.bias", L->bk, kv_dim };
+                v[n++] = (struct layer_vector) { "attn_v.bias", L->bv, kv_dim };
+        }
+        if (L->q_norm) {
+                v[n++] = (struct layer_vector) { "attn_q_norm.weight", L->q_norm, m->hp.head_dim };
+                v[n++] = (struct layer_vector) { "attn_k_norm.weight", L->k_norm, m->hp.head_dim };
+        }
+        return n;
+}
+
 static int plan_tensors(struct gguf_writer *w, const struct npu_model *m)
 {
         const struct npu_hparams *hp = &m->hp;
@@ -120,13 +145,21 @@ static int plan_tensors(struct gguf_writer *w, const struct npu_model *m)
                 r = add_f32_vector(w, "output_norm.weight", hp->dim);
         if (r >= 0 && m->output.data != m->tok_embd.data)
                 r = gguf_writer_add_tensor(w, "output.weight", GGML_TYPE_F16, 2, ne);
+        if (r >= 0 && m->rope_freqs)
+                r = add_f32_vector(w, "rope_freqs.weight", hp->head_dim / 2);
         for (int l = 0; r >= 0 && l < hp->n_layers; l++) {
                 const struct npu_weight *mats = &m->layers[l].wq;
+                struct layer_vector vecs[5];
+                size_t n_vecs = layer_vectors(m, l, vecs);
                 snprintf(name, sizeof(name), "blk.%d.attn_norm.weight", l);
                 r = add_f32_vector(w, name, hp->dim);
                 snprintf(name, sizeof(name), "blk.%d.ffn_norm.weight", l);
                 if (r >= 0)
                         r = add_f32_vector(w, name, hp->dim);
+                for (size_t i = 0; r >= 0 && i < n_vecs; i++) {
+                        snprintf(name, sizeof(name), "blk.%d.%s", l, vecs[i].name);
+                        r = add_f32_vector(w, name, vecs[i].n);
+                }
                 for (int i = 0; r >= 0 && i < 7; i++) {
                         int64_t mne[2] = { mats[i].cols, mats[i].rows };
                         snprintf(name, sizeof(name), "blk.%d.%s.weight", l, layer_matrices[i]);
@@ -168,19 +201,21 @@ static float *weight_to_f32(const struct npu_weight *src)
 /*
  * Beyond the reference: the two projections with no norm in front are
  * smoothed through their linear producers, v_proj -> o_proj (only without
- * grouped-query attention, where each v channel feeds one o channel) and
- * up_proj -> down_proj.
+ * grouped-query attention, where each v channel feeds one o channel; a v
+ * bias is divided with its row) and up_proj -> down_proj.
  */
 static void smooth_linear_pairs(const struct npu_model *m, int l, const struct calib_stats *cs, float alpha,
-                                float **wf, const int64_t *rows)
+                                float **wf, const int64_t *rows, float *bv)
 {
-        const int64_t dim = m->hp.dim, ffn = m->hp.ffn_dim;
-        _cleanup_free_ float *s = malloc(sizeof(float) * MAX(dim, ffn));
+        const int64_t dim = m->hp.dim, ffn = m->hp.ffn_dim, q_dim = hparams_q_dim(&m->hp);
+        _cleanup_free_ float *s = malloc(sizeof(float) * MAX(MAX(dim, ffn), q_dim));
         if (!s)
                 return;
         if (m->hp.n_kv_heads == m->hp.n_heads) {
-                smooth_factors(cs->attn_out_max + (size_t)l * dim, wf + 3, rows + 3, 1, dim, alpha, s);
-                smooth_apply_rows(wf[2], dim, wf[3], rows[3], dim, s);
+                smooth_factors(cs->attn_out_max + (size_t)l * q_dim, wf + 3, rows + 3, 1, q_dim, alpha, s);
+                smooth_apply_rows(wf[2], dim, wf[3], rows[3], q_dim, s);
+                for (int64_t j = 0; bv && j < q_dim; j++)
+                        bv[j] /= s[j];
         }
         smooth_factors(cs->ffn_mid_max + (size_t)l * ffn, wf + 6, rows + 6, 1, ffn, alpha, s);
         smooth_apply_rows(wf[5], dim, wf[6], rows[6], ffn, s);
@@ -195,12 +230,22 @@ static int write_layer(struct gguf_writer *w, const struct npu_model *m, int l, 
         const int64_t dim = m->hp.dim;
         float *wf[7] = {};
         int64_t rows[7];
+        struct layer_vector vecs[5];
+        size_t n_vecs = layer_vectors(m, l, vecs);
         _cleanup_free_ float *attn_norm = malloc(sizeof(float) * dim), *ffn_norm = malloc(sizeof(float) * dim),
-                             *s = malloc(sizeof(float) * dim);
+                             *s = malloc(sizeof(float) * dim), *bv = NULL;
         int r = 0;
 
         if (!attn_norm || !ffn_norm || !s)
                 return -ENOMEM;
+        if (L->bv) {
+                const size_t kv_dim = (size_t)m->hp.n_kv_heads * m->hp.head_dim;
+                bv = malloc(sizeof(float) * kv_dim);
+                if (!bv)
+                        return -ENOMEM;
+                memcpy(bv, L->bv, sizeof(float) * kv_dim);
+                vecs[2].data = bv; /* attn_v.bias, divided by the v -> o smoothing */
+        }
         memcpy(attn_norm, L->attn_norm, sizeof(float) * dim);
         memcpy(ffn_norm, L->ffn_norm, sizeof(float) * dim);
         for (int i = 0; i < 7; i++) {
@@ -215,12 +260,14 @@ static int write_layer(struct gguf_writer *w, const struct npu_model *m, int l, 
                 smooth_factors(cs->ffn_in_max + (size_t)l * dim, wf + 4, rows + 4, 2, dim, a->alpha, s);
                 smooth_apply(ffn_norm, wf + 4, rows + 4, 2, dim, s);
                 if (a->smooth_all)
-                        smooth_linear_pairs(m, l, cs, a->alpha, wf, rows);
+                        smooth_linear_pairs(m, l, cs, a->alpha, wf, rows, bv);
         }
         if (r >= 0)
                 r = gguf_writer_write_tensor(w, attn_norm, sizeof(float) * dim, err);
         if (r >= 0)
                 r = gguf_writer_write_tensor(w, ffn_norm, sizeof(float) * dim, err);
+        for (size_t i = 0; r >= 0 && i < n_vecs; i++)
+                r = gguf_writer_write_tensor(w, vecs[i].data, sizeof(float) * vecs[i].n, err);
         for (int i = 0; r >= 0 && i < 7; i++) {
                 int8_t *q = malloc(rows[i] * mats[i].cols);
                 float *scale = malloc(sizeof(float) * rows[i]);
@@ -308,6 +355,8 @@ static int quantize(const struct quant_args *a)
                 r = gguf_writer_write_tensor(w, m->output_norm, sizeof(float) * m->hp.dim, &err);
         if (r >= 0 && m->output.data != m->tok_embd.data)
                 r = write_f16_matrix(w, &m->output, &err);
+        if (r >= 0 && m->rope_freqs)
+                r = gguf_writer_write_tensor(w, m->rope_freqs, sizeof(float) * (m->hp.head_dim / 2), &err);
         for (int l = 0; r >= 0 && l < m->hp.n_layers; l++) {
                 r = write_layer(w, m, l, cs, a, &err);
                 progress("quantization", l + 1, m->hp.n_layers);

@@ -2,7 +2,7 @@
 /*
  * npu-run: the offline runner over the engine, without the daemon.
  *   npu-run -m MODEL -p PROMPT -n N [--temp T --top-k K --top-p P --seed S] [--threads N] [--target cpu|npu]
- *   npu-run -m MODEL --tokenize TEXT
+ *   npu-run -m MODEL --tokenize TEXT [--special]
  *   npu-run -m MODEL --perplexity FILE
  */
 #include <getopt.h>
@@ -21,13 +21,14 @@ struct run_args {
         int32_t detach_after;
         bool ignore_eos;
         bool no_prompt;
+        bool special;
 };
 
 static void usage(FILE *f)
 {
         fprintf(f,
                 "Usage: npu-run -m MODEL [-p PROMPT] [-n N] [options]\n"
-                "       npu-run -m MODEL --tokenize TEXT\n"
+                "       npu-run -m MODEL --tokenize TEXT [--special]\n"
                 "       npu-run -m MODEL --perplexity FILE\n\n"
                 "  -m, --model PATH           GGUF model (a vocab-only GGUF or tokenizer.model for --tokenize)\n"
                 "  -p, --prompt TEXT          prompt (default: \"Once upon a time\")\n"
@@ -52,6 +53,9 @@ static void usage(FILE *f)
                 "      --ignore-eos           keep generating past end of sequence\n"
                 "      --no-display-prompt    print only the continuation\n"
                 "      --tokenize TEXT        print the token ids of TEXT\n"
+                "      --special              control tokens written in TEXT or PROMPT (<|eot_id|>, <s>)\n"
+                "                             become those tokens, and generated ones print as their\n"
+                "                             text; without it they stay text and print as nothing\n"
                 "      --perplexity FILE      print the perplexity of the text in FILE\n");
 }
 
@@ -71,6 +75,7 @@ enum {
         ARG_DEVICE,
         ARG_NPU_RETRIES,
         ARG_DETACH_AFTER,
+        ARG_SPECIAL,
 };
 
 static int parse_args(int argc, char **argv, struct run_args *a)
@@ -92,6 +97,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 { "ignore-eos", no_argument, NULL, ARG_IGNORE_EOS },
                 { "no-display-prompt", no_argument, NULL, ARG_NO_PROMPT },
                 { "tokenize", required_argument, NULL, ARG_TOKENIZE },
+                { "special", no_argument, NULL, ARG_SPECIAL },
                 { "perplexity", required_argument, NULL, ARG_PERPLEXITY },
                 { "target", required_argument, NULL, ARG_TARGET },
                 { "device", required_argument, NULL, ARG_DEVICE },
@@ -124,6 +130,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 case ARG_IGNORE_EOS: a->ignore_eos = true; break;
                 case ARG_NO_PROMPT: a->no_prompt = true; break;
                 case ARG_TOKENIZE: a->tokenize = optarg; break;
+                case ARG_SPECIAL: a->special = true; break;
                 case ARG_PERPLEXITY: a->perplexity = optarg; break;
                 case ARG_TARGET: r = cli_parse_target(optarg, &a->rt.target); break;
                 case ARG_DEVICE: a->rt.device = optarg; break;
@@ -162,9 +169,9 @@ static int run_tokenize(const struct run_args *a)
         r = cli_load_vocab(a->rt.model_path, &v, &err);
         if (r < 0)
                 return cli_error(r, "%s", err.msg);
-        r = vocab_tokenize(v, a->tokenize, strlen(a->tokenize), true, false, &ids, &n);
+        r = vocab_tokenize(v, a->tokenize, strlen(a->tokenize), true, a->special, &ids, &n);
         if (r < 0)
-                return cli_error(r, "tokenizing failed: %s", strerror(-r));
+                return cli_error(r, "tokenizing failed: %s", r == -E2BIG ? "the pre-tokenizer hit its limits" : strerror(-r));
         for (size_t i = 0; i < n; i++)
                 printf("%s%d", i ? " " : "", ids[i]);
         printf("\n");
@@ -175,6 +182,7 @@ struct stream {
         const struct npu_vocab *vocab;
         struct runtime *rt;
         int32_t n, detach_after;
+        bool special;
         int err;
 };
 
@@ -182,7 +190,8 @@ static bool print_token(int32_t token, void *userdata)
 {
         struct stream *s = userdata;
         char buf[1100];
-        size_t n = vocab_token_bytes(s->vocab, token, buf, sizeof(buf));
+        size_t n = s->special ? vocab_token_text(s->vocab, token, buf, sizeof(buf))
+                              : vocab_token_bytes(s->vocab, token, buf, sizeof(buf));
         fwrite(buf, 1, n, stdout);
         fflush(stdout);
         /* between two passes: the next one runs on the cpu over the same KV cache */
@@ -212,7 +221,7 @@ static int run_generate(const struct run_args *a)
         r = runtime_open(&a->rt, &rt, &err);
         if (r < 0)
                 return cli_error(r, "%s", err.msg);
-        r = vocab_tokenize(rt->model->vocab, a->prompt, strlen(a->prompt), true, true, &ids, &n);
+        r = vocab_tokenize(rt->model->vocab, a->prompt, strlen(a->prompt), true, a->special, &ids, &n);
         if (r < 0)
                 return cli_error(r, "tokenizing the prompt failed: %s", strerror(-r));
         if (n == 0)
@@ -229,7 +238,8 @@ static int run_generate(const struct run_args *a)
         }
         if (a->rt.target == BACKEND_TARGET_NPU)
                 cli_print_backend(stderr, rt);
-        struct stream s = { .vocab = rt->model->vocab, .rt = rt, .detach_after = a->detach_after };
+        struct stream s = { .vocab = rt->model->vocab, .rt = rt, .detach_after = a->detach_after,
+                            .special = a->special };
         int32_t n_predict = MIN(a->n_predict, rt->n_ctx - (int32_t)n);
         r = generate(rt->ctx, &seq, smp, ids, (int32_t)n, n_predict, !a->ignore_eos, print_token, &s, &st, &err);
         kv_seq_release(rt->kv, &seq);

@@ -264,7 +264,7 @@ else
 	as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 	install -m 0755 "$gateway" "$tmp/npud-http"
 	mkdir -m 0700 "$tmp/nobody" && chown 65534:65534 "$tmp/nobody"
-	as_nobody "$tmp/npud-http" --bus "$addr" --listen "unix:$tmp/nobody/http.sock" --listen 127.0.0.1:0 \
+	setpriv --reuid=65534 --regid=65534 --clear-groups "$tmp/npud-http" --bus "$addr" --listen "unix:$tmp/nobody/http.sock" --listen 127.0.0.1:0 \
 		--api-key-file "$tmp/nobody/key" >"$tmp/nobody.log" 2>&1 &
 	gw_pids+=($!)
 	for i in $(seq 100); do grep -q "listening on 127" "$tmp/nobody.log" && break; sleep 0.05; done

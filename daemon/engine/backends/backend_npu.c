@@ -507,7 +507,7 @@ static void npu_rope_store_q8(struct npu_backend *nb, const struct npu_batch *b,
 }
 
 static void npu_rope_store(struct backend *be, const struct npu_batch *b, int32_t layer, float *q, float *k,
-                           const float *v)
+                           float *v)
 {
         struct npu_backend *nb = to_nb(be);
         const struct npu_hparams *hp = &be->c->model->hp;
@@ -515,6 +515,10 @@ static void npu_rope_store(struct backend *be, const struct npu_batch *b, int32_
         const int32_t kv_dim = hp->n_kv_heads * hp->head_dim, bs = kv->block_size;
         const bool f16 = kv->type == KV_TYPE_F16;
 
+        if (!be->c->model->qkv_plain) {
+                fail(nb, -EOPNOTSUPP, "internal: the device's ROPE for a model that needs more");
+                return;
+        }
         if (kv->type == KV_TYPE_Q8) {
                 npu_rope_store_q8(nb, b, layer, q, k, v);
                 return;
@@ -825,7 +829,8 @@ static int check_shapes(const struct npu_backend *nb, struct npu_err *err)
         if ((nb->info.ops_mask & NPU_OPS_USED) != NPU_OPS_USED)
                 return npu_err_set(err, -EOPNOTSUPP, "%s lacks ops the forward pass needs (has %#llx)", nb->path,
                                    (unsigned long long)nb->info.ops_mask);
-        if (hp->dim > 65536 || hp->ffn_dim > 65536 || hp->head_dim > 512 || hp->n_heads > 1024 ||
+        if (hp->dim > 65536 || hp->ffn_dim > 65536 || hparams_q_dim(hp) > 65536 || hp->head_dim > 512 ||
+            hp->n_heads > 1024 ||
             c->max_batch > (1 << 24) / 2)
                 return npu_err_set(err, -EOPNOTSUPP, "model or batch shape beyond the device's op limits");
         return 0;
@@ -942,7 +947,8 @@ int backend_npu_new(struct npu_ctx *c, const char *device, int fd, struct backen
         s->hb = (float *)(a + nb->lay.off_hb);
         s->hb2 = (float *)(a + nb->lay.off_hb2);
         s->out_rows = (float *)(a + nb->lay.off_out);
-        s->aq = (struct act_q) { .cap_rows = c->max_batch, .cap_cols = MAX(m->hp.dim, m->hp.ffn_dim),
+        s->aq = (struct act_q) { .cap_rows = c->max_batch,
+                                 .cap_cols = MAX(MAX(m->hp.dim, m->hp.ffn_dim), hparams_q_dim(&m->hp)),
                                  .prec = m->precision, .q8 = (int8_t *)(a + nb->lay.off_q8),
                                  .q16 = (int16_t *)(a + nb->lay.off_q16),
                                  .scale = (float *)(a + nb->lay.off_scale) };

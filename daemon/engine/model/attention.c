@@ -66,8 +66,8 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
         const int32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
         const int32_t n = j->b->pos[t] + 1;
         const size_t koff = (size_t)(h0 / group) * hd * kv->elem_bytes;
-        const float *q = j->q + t * hp->dim + (size_t)h0 * hd, scale = 1.0f / sqrtf((float)hd);
-        float *out = j->out + t * hp->dim + (size_t)h0 * hd;
+        const float *q = j->q + t * hparams_q_dim(hp) + (size_t)h0 * hd, scale = 1.0f / sqrtf((float)hd);
+        float *out = j->out + t * hparams_q_dim(hp) + (size_t)h0 * hd;
 
         for (int32_t p = 0; p < n;) {
                 int32_t run = MIN(n, (p / bs + 1) * bs) - p;
@@ -164,7 +164,7 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
         const struct kv_seq *seq = j->b->seqs[t];
         const int32_t H = hp->n_heads, hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
         const int32_t p0 = (int32_t)k * FLASH_CHUNK, p1 = MIN(j->b->pos[t] + 1, p0 + FLASH_CHUNK);
-        const float *q = j->q + t * hp->dim, scale = 1.0f / sqrtf((float)hd);
+        const float *q = j->q + t * hparams_q_dim(hp), scale = 1.0f / sqrtf((float)hd);
         float *o = part, *m = part + (size_t)H * hd, *l = m + H;
 
         for (int32_t p = p0; p < p1;) {
@@ -252,7 +252,7 @@ static void flash_merge_worker(void *arg, int ith, int nth)
         for (int64_t i = a; i < z; i++) {
                 const int64_t t = t_lo + i / H, c0 = MAX(first[t], f->i0), c1 = MIN(first[t + 1], f->i1);
                 const int32_t h = (int32_t)(i % H);
-                float *O = f->j->out + t * hp->dim + (size_t)h * hd, *M = f->x->state + (t * H + h) * 2, *L = M + 1;
+                float *O = f->j->out + t * hparams_q_dim(hp) + (size_t)h * hd, *M = f->x->state + (t * H + h) * 2, *L = M + 1;
                 for (int64_t c = c0; c < c1; c++) {
                         const float *part = f->x->part + (size_t)(c - f->i0) * f->x->part_stride;
                         const float *o = part + (size_t)h * hd, m = part[(size_t)H * hd + h],
