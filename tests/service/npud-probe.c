@@ -14,6 +14,10 @@
  *   npud-probe ADDRESS many N MAX_TOKENS PROMPT
  *       N sampled requests one after another, each waited for; prints "done N", then
  *       keeps the connection (and the requests kept on it) until killed.
+ *   npud-probe ADDRESS noread MAX_TOKENS SECONDS PROMPT
+ *       one request (greedy, ignore_eos); prints its path and "sleeping",
+ *       reads nothing from the bus for SECONDS, prints "reading", then
+ *       "finished REASON tokens N" (N: the tokens its signals carried).
  *   npud-probe ADDRESS cancel-twice MAX_TOKENS PROMPT
  *       a long request; after its first tokens, Cancel twice, then once more
  *       after Finished; prints "cancel1 R", "cancel2 R", "reason X",
@@ -55,7 +59,8 @@
 struct probe {
         sd_bus *bus;
         unsigned finished;
-        unsigned tokens;
+        unsigned tokens;          /* Tokens signals */
+        unsigned tokens_received; /* tokens in them */
         char last_reason[64];
 };
 
@@ -77,8 +82,14 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
         struct probe *p = userdata;
         const char *reason;
 
-        if (sd_bus_message_is_signal(m, REQUEST, "Tokens"))
+        if (sd_bus_message_is_signal(m, REQUEST, "Tokens")) {
+                uint32_t id;
+                const char *piece;
                 p->tokens++;
+                if (sd_bus_message_enter_container(m, 'a', "(us)") >= 0)
+                        while (sd_bus_message_read(m, "(us)", &id, &piece) > 0)
+                                p->tokens_received++;
+        }
         else if (sd_bus_message_is_signal(m, REQUEST, "Finished") && sd_bus_message_read(m, "s", &reason) >= 0) {
                 p->finished++;
                 snprintf(p->last_reason, sizeof(p->last_reason), "%s", reason);
@@ -283,6 +294,32 @@ static int cmd_many(struct probe *p, unsigned n, uint32_t max_tokens, const char
         fflush(stdout);
         for (;;)
                 pause();
+}
+
+/* One request, then SECONDS of not reading the bus at all, then reading to its end. */
+static int cmd_noread(struct probe *p, uint32_t max_tokens, int seconds, const char *prompt)
+{
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        char *path = NULL;
+        int r;
+
+        r = generate(p, prompt, max_tokens, &path, &err);
+        if (r < 0) {
+                printf("error %s\n", err.name ? err.name : strerror(-r));
+                sd_bus_error_free(&err);
+                return EXIT_FAILURE;
+        }
+        printf("%s\nsleeping\n", path);
+        fflush(stdout);
+        free(path);
+        sleep((unsigned)seconds);
+        printf("reading\n");
+        fflush(stdout);
+        r = wait_until(p, &p->finished, 1);
+        if (r < 0)
+                return fail("waiting for Finished", r);
+        printf("finished %s tokens %u\n", p->last_reason, p->tokens_received);
+        return EXIT_SUCCESS;
 }
 
 static const char *cancel(struct probe *p, const char *path)
@@ -827,6 +864,7 @@ static int step_property(struct script *s, const char *name, const char *propert
  *   path NAME                "path NAME OBJECT" (the session's, else the request's)
  *   prop NAME PROPERTY       "prop NAME PROPERTY VALUE" (or the error's name)
  *   sleep MS                 process the bus for MS milliseconds
+ *   stall MS                 read nothing from the bus for MS milliseconds
  *   stats                    GetStats as "stat KEY=VALUE" lines
  * Refused calls print "error NAME ERROR"; signals of requests this
  * connection did not make print "stray MEMBER PATH".
@@ -887,6 +925,8 @@ static int cmd_run(struct probe *p, int argc, char **argv)
                         r = step_property(&s, w[1], w[2]);
                 else if (!strcmp(w[0], "sleep") && n == 2)
                         r = process_for(p, (uint64_t)atoi(w[1]) * 1000, NULL);
+                else if (!strcmp(w[0], "stall") && n == 2)
+                        usleep((useconds_t)atoi(w[1]) * 1000); /* not reading the bus at all */
                 else if (!strcmp(w[0], "stats")) {
                         fflush(stdout);
                         r = cmd_stats_prefixed(p, "stat ");
@@ -966,6 +1006,8 @@ static int dispatch(struct probe *p, int argc, char **argv)
                 return cmd_stats(p);
         if (strcmp(argv[2], "flood") == 0 && argc == 6)
                 return cmd_flood(p, (unsigned)atoi(argv[3]), (uint32_t)atoi(argv[4]), argv[5]);
+        if (strcmp(argv[2], "noread") == 0 && argc == 6)
+                return cmd_noread(p, (uint32_t)atoi(argv[3]), atoi(argv[4]), argv[5]);
         if (strcmp(argv[2], "many") == 0 && argc == 6)
                 return cmd_many(p, (unsigned)atoi(argv[3]), (uint32_t)atoi(argv[4]), argv[5]);
         if (strcmp(argv[2], "hold") == 0 && argc == 5)
