@@ -17,10 +17,14 @@ int bus_message_uid(sd_bus_message *m, uid_t *ret)
         sd_bus_creds *creds = NULL;
         int r;
 
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+        /* from the bus itself, never from /proc (which a racing process could fake): it decides access */
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
         if (r < 0)
                 return r;
-        r = sd_bus_creds_get_euid(creds, ret);
+        if (sd_bus_creds_get_augmented_mask(creds) & SD_BUS_CREDS_EUID)
+                r = -EPERM;
+        else
+                r = sd_bus_creds_get_euid(creds, ret);
         sd_bus_creds_unref(creds);
         return r;
 }

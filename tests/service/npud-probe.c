@@ -30,7 +30,13 @@
  *       count then the items; variants: a signature then the value; h: a
  *       path, opened and passed as a descriptor); prints
  *       "ok", or "NAME: message" on stderr and exits 1. Unlike busctl, the
- *       error's name is printed.
+ *       error's name is printed. call-interactive: the same, allowing
+ *       interactive authorization.
+ *   npud-probe ADDRESS fake-polkit yes|no|challenge DELAY_MS
+ *       takes org.freedesktop.PolicyKit1 and answers CheckAuthorization so
+ *       (a challenge is met when the caller allowed interactive
+ *       authorization), after DELAY_MS; prints "ready", then "check ACTION
+ *       KIND NAME flags=F" per question.
  *   npud-probe notify-listen PATH SECONDS
  *       a service manager's notification socket (NOTIFY_SOCKET=PATH): prints
  *       "listening", then each line received as "notify LINE", until
@@ -498,6 +504,9 @@ static int append_value(sd_bus_message *m, const char **sig, struct args *a)
         return r;
 }
 
+static bool call_interactive;
+static int cmd_fake_polkit(struct probe *p, const char *mode, int delay_ms);
+
 static int cmd_call(struct probe *p, int argc, char **argv)
 {
         sd_bus_message *m = NULL, *reply = NULL;
@@ -507,6 +516,8 @@ static int cmd_call(struct probe *p, int argc, char **argv)
         int r;
 
         r = sd_bus_message_new_method_call(p->bus, &m, SERVICE, argv[0], argv[1], argv[2]);
+        if (r >= 0 && call_interactive)
+                r = sd_bus_message_set_allow_interactive_authorization(m, true);
         while (r >= 0 && *sig)
                 r = append_value(m, &sig, &a);
         if (r < 0 || a.n != 0) {
@@ -998,6 +1009,10 @@ static int dispatch(struct probe *p, int argc, char **argv)
 {
         if (strcmp(argv[2], "call") == 0 && argc >= 6)
                 return cmd_call(p, argc - 3, argv + 3);
+        if (strcmp(argv[2], "call-interactive") == 0 && argc >= 6) {
+                call_interactive = true;
+                return cmd_call(p, argc - 3, argv + 3);
+        }
         if (strcmp(argv[2], "big-prompt") == 0 && argc == 4)
                 return cmd_big_prompt(p, strtoull(argv[3], NULL, 10));
         if (strcmp(argv[2], "run") == 0)
@@ -1006,6 +1021,8 @@ static int dispatch(struct probe *p, int argc, char **argv)
                 return cmd_stats(p);
         if (strcmp(argv[2], "flood") == 0 && argc == 6)
                 return cmd_flood(p, (unsigned)atoi(argv[3]), (uint32_t)atoi(argv[4]), argv[5]);
+        if (strcmp(argv[2], "fake-polkit") == 0 && argc == 5)
+                return cmd_fake_polkit(p, argv[3], atoi(argv[4]));
         if (strcmp(argv[2], "noread") == 0 && argc == 6)
                 return cmd_noread(p, (uint32_t)atoi(argv[3]), atoi(argv[4]), argv[5]);
         if (strcmp(argv[2], "many") == 0 && argc == 6)
@@ -1016,6 +1033,89 @@ static int dispatch(struct probe *p, int argc, char **argv)
                 return cmd_cancel_twice(p, (uint32_t)atoi(argv[3]), argv[4]);
         fprintf(stderr, "npud-probe: unknown command or wrong arguments\n");
         return EXIT_FAILURE;
+}
+
+/* --- a stand-in for polkit's authority on the test bus --- */
+
+struct fake_polkit {
+        const char *mode; /* yes, no, challenge */
+        int delay_ms;
+};
+
+static int fake_check(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct fake_polkit *f = userdata;
+        const char *kind, *key, *name = "?", *action;
+        uint32_t flags;
+        int r, yes, challenge;
+
+        r = sd_bus_message_enter_container(m, 'r', "sa{sv}");
+        if (r >= 0)
+                r = sd_bus_message_read(m, "s", &kind);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        while (r >= 0 && sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+                r = sd_bus_message_read(m, "s", &key);
+                if (r >= 0 && !strcmp(key, "name"))
+                        r = sd_bus_message_read(m, "v", "s", &name);
+                else if (r >= 0)
+                        r = sd_bus_message_skip(m, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r >= 0)
+                r = sd_bus_message_read(m, "s", &action);
+        if (r >= 0)
+                r = sd_bus_message_skip(m, "a{ss}");
+        if (r >= 0)
+                r = sd_bus_message_read(m, "u", &flags);
+        if (r < 0)
+                return r;
+        printf("check %s %s %s flags=%u\n", action, kind, name, flags);
+        fflush(stdout);
+        if (f->delay_ms > 0)
+                usleep((useconds_t)f->delay_ms * 1000);
+        yes = !strcmp(f->mode, "yes");
+        challenge = !strcmp(f->mode, "challenge");
+        /* a challenge is met when the caller allowed interactive authorization (flag 1) */
+        if (challenge && (flags & 1)) {
+                yes = 1;
+                challenge = 0;
+        }
+        return sd_bus_reply_method_return(m, "(bba{ss})", yes, challenge, 0);
+}
+
+static const sd_bus_vtable fake_polkit_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD("CheckAuthorization", "(sa{sv})sa{ss}us", "(bba{ss})", fake_check, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+/* Answers CheckAuthorization with MODE (yes, no, challenge) after DELAY_MS; prints "check ACTION KIND NAME flags=F". */
+static int cmd_fake_polkit(struct probe *p, const char *mode, int delay_ms)
+{
+        struct fake_polkit f = { mode, delay_ms };
+        int r;
+
+        r = sd_bus_add_object_vtable(p->bus, NULL, "/org/freedesktop/PolicyKit1/Authority",
+                                     "org.freedesktop.PolicyKit1.Authority", fake_polkit_vtable, &f);
+        if (r >= 0)
+                r = sd_bus_request_name(p->bus, "org.freedesktop.PolicyKit1", 0);
+        if (r < 0)
+                return fail("becoming org.freedesktop.PolicyKit1", r);
+        printf("ready\n");
+        fflush(stdout);
+        for (;;) {
+                r = sd_bus_process(p->bus, NULL);
+                if (r < 0)
+                        return fail("processing", r);
+                if (r == 0 && sd_bus_wait(p->bus, UINT64_MAX) < 0)
+                        return EXIT_FAILURE;
+        }
 }
 
 /* A service manager's notification socket at path: prints each message's lines as "notify LINE" until READY=1. */
