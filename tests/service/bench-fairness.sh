@@ -93,3 +93,4 @@ for r in $(seq "$rounds"); do
 done
 echo
 echo "worst queue wait of the new uid: $worst ms (the bound: 2000 ms) while $(stat_of active_requests) requests ran and $(stat_of queued_requests) waited"
+echo "scheduler: $(stat_of preemptions) pre-emptions, $(stat_of recomputed_tokens) tokens computed again"
