@@ -92,5 +92,5 @@ for r in $(seq "$rounds"); do
 	sleep 1
 done
 echo
-echo "worst queue wait of the new uid: $worst ms (the bound: 2000 ms) while $(stat_of active_requests) requests ran and $(stat_of queued_requests) waited"
+echo "worst queue wait of the new uid: $(printf %.0f "$worst") ms (the bound: 2000 ms) while $(stat_of active_requests) requests ran and $(stat_of queued_requests) waited"
 echo "scheduler: $(stat_of preemptions) pre-emptions, $(stat_of recomputed_tokens) tokens computed again"
