@@ -18,6 +18,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 npud=$build/daemon/npud/npud
 npuctl=$build/client/npuctl
 probe=$build/tests/service/npud-probe
+# Under ASan, freed memory waits in a quarantine (256 MB by default) before
+# reuse, which would count as npud's own growth in the peak-RSS checks.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4"
 npu_run=$build/daemon/tools/npu-run
 model=$shared/models/aidreams260K-f32.gguf
 
