@@ -244,4 +244,6 @@ void request_on_finished(struct request *r)
         request_flush(r, true);
         if (bus_request_send_finished(r) < 0)
                 fprintf(stderr, "<4>npud: cannot send the end of %s to %s\n", r->path, c->name);
+        /* what stays for its properties: the counters (a session took its tokens already) */
+        sched_request_shrink(r->sr);
 }
