@@ -224,10 +224,63 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = gen_args_init(&a, NULL);
         if (r < 0)
                 return r;
-        r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, false, &a, error);
+        r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, 0, &a, error);
         if (r < 0)
                 return r;
         r = args_tokenize(sm->rt->model, &pa, a.add_bos != 0, &ids, &n, error);
+        if (r < 0)
+                return r;
+        r = clients_get(srv, m, &c, error);
+        if (r < 0)
+                return r;
+        r = request_create(srv, c, sm, NULL, ids, n, &a.p, NULL, &br, error);
+        if (r < 0) {
+                client_maybe_forget(srv, c);
+                return r;
+        }
+        return sd_bus_reply_method_return(m, "o", br->path);
+}
+
+/*
+ * Chat: the messages rendered through the model's chat template (or the one
+ * the template option names), the assistant's turn opened unless the last
+ * message is the assistant's own, which it then continues. Control tokens in
+ * the messages stay text.
+ */
+static int method_chat(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct server *srv = userdata;
+        _cleanup_(chat_args_done) struct chat_args msgs = {};
+        _cleanup_(gen_args_done) struct gen_args a = {};
+        _cleanup_(chat_template_done) struct chat_template t = {};
+        _cleanup_free_ int32_t *ids = NULL;
+        struct served_model *sm;
+        struct bus_request *br;
+        struct client *c;
+        const char *model;
+        int32_t n;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &model);
+        if (r < 0)
+                return r;
+        sm = find_model(srv, model, error);
+        if (!sm)
+                return -ENOENT;
+        r = args_read_messages(m, &msgs, error);
+        if (r < 0)
+                return r;
+        r = gen_args_init(&a, NULL);
+        if (r < 0)
+                return r;
+        r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, ARGS_TEMPLATE, &a, error);
+        if (r < 0)
+                return r;
+        r = args_chat_template(sm->rt->model, a.template_name, &t, error);
+        if (r < 0)
+                return r;
+        r = args_tokenize_chat(sm->rt->model, &t, msgs.m, msgs.n, msgs.m[msgs.n - 1].role != CHAT_ROLE_ASSISTANT,
+                               a.add_bos, &ids, &n, error);
         if (r < 0)
                 return r;
         r = clients_get(srv, m, &c, error);
@@ -361,6 +414,8 @@ const sd_bus_vtable manager_vtable[] = {
                                  method_detach_device, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("Generate", "sva{sv}", SD_BUS_PARAM(model) SD_BUS_PARAM(prompt) SD_BUS_PARAM(options),
                                  "o", SD_BUS_PARAM(request), method_generate, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("Chat", "sa(ss)a{sv}", SD_BUS_PARAM(model) SD_BUS_PARAM(messages) SD_BUS_PARAM(options),
+                                 "o", SD_BUS_PARAM(request), method_chat, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("CreateSession", "sa{sv}", SD_BUS_PARAM(model) SD_BUS_PARAM(options), "o",
                                  SD_BUS_PARAM(session), method_create_session, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetStats", "", , "a{sv}", SD_BUS_PARAM(stats), method_get_stats,

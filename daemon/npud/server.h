@@ -9,6 +9,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "chat_template.h"
 #include "scheduler.h"
 
 #define NPUD_BUS_NAME "org.npud.Inference1"
@@ -100,6 +101,14 @@ struct bus_request {
         enum sched_stop stop;
 };
 
+/* A session's conversation, when it is a chat: its messages, rendered through its template each turn. */
+struct session_chat {
+        struct chat_template tmpl;
+        struct chat_message *m; /* content owned */
+        size_t n, cap;
+        size_t n_system; /* the system message kept by Reset: 0 or 1 */
+};
+
 struct bus_session {
         struct bus_session *prev, *next;
         struct server *srv;
@@ -117,6 +126,8 @@ struct bus_session {
         bool evicted;
         uint64_t last_used;
         struct bus_request *turn;
+        /* NULL: a text session, whose turns' tokens are appended to the history as they come */
+        struct session_chat *chat;
 };
 
 struct server {
