@@ -151,6 +151,8 @@ int main(int argc, char **argv)
                 run(bus, m, &t);
                 printf("prompt_tokens %u\n", t.prompt_tokens);
                 print_text("", t.text);
+                sd_bus_message_unref(m);
+                sd_bus_flush_close_unref(bus);
                 return 0;
         }
         if (strcmp(argv[2], "session") || argc != 7)
@@ -165,6 +167,8 @@ int main(int argc, char **argv)
         if (r < 0 || sd_bus_message_read(reply, "o", &session) < 0)
                 die("CreateSession", &e, r);
         session = strdup(session);
+        sd_bus_message_unref(m);
+        sd_bus_message_unref(reply);
         for (int turn = 0; turn < 2; turn++) {
                 sd_bus_message *s = NULL;
                 sd_bus_message_new_method_call(bus, &s, SERVICE, session, SESSION, "Send");
@@ -190,5 +194,9 @@ int main(int argc, char **argv)
                 printf("message %s ", role);
                 print_text("", text);
         }
+        sd_bus_message_unref(msgs);
+        free(name);
+        free((char *)session);
+        sd_bus_flush_close_unref(bus);
         return 0;
 }
