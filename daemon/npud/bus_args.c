@@ -451,31 +451,19 @@ int args_chat_template(const struct npu_model *model, const char *name, struct c
         return 0;
 }
 
-int args_tokenize_chat(const struct npu_model *model, const struct chat_template *t, const struct chat_message *m,
-                       size_t n, bool add_generation_prompt, int add_bos, int32_t **ret, int32_t *ret_n,
-                       sd_bus_error *error)
+int args_render_chat(const struct chat_template *t, const struct chat_message *m, size_t n,
+                     bool add_generation_prompt, struct chat_prompt *ret, sd_bus_error *error)
 {
-        struct chat_prompt p = {};
         struct npu_err err = {};
-        size_t count;
-        int r;
+        int r = chat_render(t, m, n, add_generation_prompt, ret, &err);
 
-        r = chat_render(t, m, n, add_generation_prompt, &p, &err);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
                 return sd_bus_error_setf(error, NPUD_ERROR_INVALID_ARGUMENT, "%s", err.msg);
-        r = vocab_tokenize_guarded(model->vocab, p.text, p.len, add_bos != 0, p.content, p.n_content, ret, &count);
-        chat_prompt_done(&p);
-        if (r == -E2BIG)
-                return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT,
-                                        "the messages are beyond what the tokenizer's pre-tokenizer can split");
-        if (r < 0)
-                return r;
-        if (count == 0) {
-                free(*ret);
+        if (ret->len == 0) {
+                chat_prompt_done(ret);
                 return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT, "the rendered chat is empty");
         }
-        *ret_n = (int32_t)count;
         return 0;
 }

@@ -61,13 +61,8 @@ int args_read_messages(sd_bus_message *m, struct chat_args *ret, sd_bus_error *e
  */
 int args_chat_template(const struct npu_model *model, const char *name, struct chat_template *ret,
                        sd_bus_error *error);
-/*
- * Tokens of messages rendered through a template, BOS as the vocabulary (or
- * add_bos when >= 0) says; control tokens are read only in the template's
- * text, never in the messages.
- */
-int args_tokenize_chat(const struct npu_model *model, const struct chat_template *t, const struct chat_message *m,
-                       size_t n, bool add_generation_prompt, int add_bos, int32_t **ret, int32_t *ret_n,
-                       sd_bus_error *error);
+/* Messages rendered through a template (errors named); a prompt whose messages' text never holds control tokens. */
+int args_render_chat(const struct chat_template *t, const struct chat_message *m, size_t n,
+                     bool add_generation_prompt, struct chat_prompt *ret, sd_bus_error *error);
 char **strv_copy(char *const *v);
 void strv_free(char **v);
