@@ -8,6 +8,7 @@
 #include "bus_args.h"
 #include "bus_errors.h"
 #include "server.h"
+#include "session_chat.h"
 
 /* --- finding objects --- */
 
@@ -73,6 +74,32 @@ static int check_owner(sd_bus_message *m, struct session *s, sd_bus_error *error
 
 /* --- methods and properties --- */
 
+/* A chat session's turn: the prompt is the user's message; the messages are rendered and tokenized. */
+static int send_chat(sd_bus_message *m, struct session *s, const struct prompt_arg *pa, const struct gen_args *a,
+                     sd_bus_error *error)
+{
+        _cleanup_(chat_prompt_done) struct chat_prompt p = {};
+        struct npu_err err = {};
+        struct request *req;
+        int r;
+
+        if (!pa->text)
+                return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT,
+                                        "a chat session takes its turns as text, not token ids");
+        r = session_chat_render(s->chat, pa->text, pa->len, &p, &err);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, NPUD_ERROR_INVALID_ARGUMENT, "%s", err.msg);
+        r = session_start_turn(s, &req, error);
+        if (r < 0)
+                return r;
+        r = request_start_chat(req, m, &p, a->add_bos != 0, &a->p, error);
+        if (r < 0)
+                session_drop_request(s, req);
+        return r;
+}
+
 static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct session *s = userdata;
@@ -89,7 +116,7 @@ static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = gen_args_init(&a, &s->defaults);
         if (r < 0)
                 return r;
-        r = args_read_options(m, model->rt->model, model->rt->n_ctx, false, &a, error);
+        r = args_read_options(m, model->rt->model, model->rt->n_ctx, 0, &a, error);
         if (r < 0)
                 return r;
         r = check_owner(m, s, error);
@@ -100,6 +127,8 @@ static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = client_check_request(s->client, &srv->cfg, error);
         if (r < 0)
                 return r;
+        if (s->chat)
+                return send_chat(m, s, &pa, &a, error);
         r = session_start_turn(s, &req, error);
         if (r < 0)
                 return r;
@@ -156,6 +185,15 @@ static int property_get(sd_bus *bus, const char *path, const char *iface, const 
                 return sd_bus_message_append(reply, "u", (uint32_t)s->n_history);
         if (!strcmp(property, "State"))
                 return sd_bus_message_append(reply, "s", s->turn ? "busy" : s->evicted ? "evicted" : "idle");
+        if (!strcmp(property, "ChatTemplate"))
+                return sd_bus_message_append(reply, "s", s->chat ? chat_format_name(s->chat->tmpl.format) : "");
+        if (!strcmp(property, "Messages")) {
+                r = sd_bus_message_open_container(reply, 'a', "(ss)");
+                for (size_t i = 0; r >= 0 && s->chat && i < s->chat->n; i++)
+                        r = sd_bus_message_append(reply, "(ss)", chat_role_name(s->chat->m[i].role),
+                                                  s->chat->m[i].content);
+                return r < 0 ? r : sd_bus_message_close_container(reply);
+        }
         return -ENOENT;
 }
 
@@ -169,5 +207,7 @@ const sd_bus_vtable session_vtable[] = {
         SD_BUS_PROPERTY("Turns", "u", property_get, 0, 0),
         SD_BUS_PROPERTY("ContextTokens", "u", property_get, 0, 0),
         SD_BUS_PROPERTY("State", "s", property_get, 0, 0),
+        SD_BUS_PROPERTY("ChatTemplate", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Messages", "a(ss)", property_get, 0, 0),
         SD_BUS_VTABLE_END,
 };
