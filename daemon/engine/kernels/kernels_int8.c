@@ -159,7 +159,9 @@ void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, in
         a->prec = p;
         /* rows as they are, and the packed form this cpu's GEMM reads (gemm_int8.h) */
         a->forms = w8a16 ? ACT_Q16 : ACT_Q8;
-        if (isa == KERNEL_ISA_AVX512_VNNI && !w8a16)
+        if (!a->pk)
+                ; /* rows only (buffers made elsewhere, such as the npu back end's): the portable GEMM reads them */
+        else if (isa == KERNEL_ISA_AVX512_VNNI && !w8a16)
                 a->forms |= ACT_U8P;
         else if (avx2)
                 a->forms |= ACT_Q16P;
