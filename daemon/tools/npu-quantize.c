@@ -341,7 +341,8 @@ int main(int argc, char **argv)
                 case 'i': a.input = optarg; break;
                 case 'o': a.output = optarg; break;
                 case 'P':
-                        if (precision_from_string(optarg, &a.precision) < 0 || a.precision == NPU_PRECISION_FLOAT)
+                        if (precision_from_string(optarg, &a.precision) < 0 || a.precision == NPU_PRECISION_FLOAT ||
+                            a.precision == NPU_PRECISION_W4A8)
                                 r = cli_error(-EINVAL, "--precision: '%s' is not w8a8 or w8a16", optarg);
                         break;
                 case 'a':

@@ -19,6 +19,8 @@ int ctx_new(const struct npu_model *m, struct kv_pool *kv, struct threadpool *tp
         c->npu_retries = 1;
         r = forward_scratch_new(&m->hp, max_batch, &c->s);
         if (r >= 0)
+                r = forward_scratch_alloc_quant(c->s, m);
+        if (r >= 0)
                 r = backend_cpu_new(c, c->s, &c->cpu);
         c->be = c->cpu;
         if (r >= 0)

@@ -3,6 +3,7 @@
 
 #include "fp16.h"
 #include "model.h"
+#include "quant_types.h"
 
 const char *precision_name(enum npu_precision p)
 {
@@ -10,13 +11,14 @@ const char *precision_name(enum npu_precision p)
         case NPU_PRECISION_FLOAT: return "float";
         case NPU_PRECISION_W8A8: return "w8a8";
         case NPU_PRECISION_W8A16: return "w8a16";
+        case NPU_PRECISION_W4A8: return "w4a8";
         }
         return "unknown";
 }
 
 int precision_from_string(const char *s, enum npu_precision *ret)
 {
-        for (int p = NPU_PRECISION_FLOAT; p <= NPU_PRECISION_W8A16; p++)
+        for (int p = NPU_PRECISION_FLOAT; p <= NPU_PRECISION_W4A8; p++)
                 if (strcmp(s, precision_name(p)) == 0) {
                         *ret = p;
                         return 0;
@@ -60,15 +62,6 @@ void weight_row_f32(const struct npu_weight *w, int64_t r, float *out)
                         out[i] = bf16_to_f32(h);
                 }
                 break;
-        case GGML_TYPE_Q8_0: {
-                const struct block_q8_0 *b = (const struct block_q8_0 *)row;
-                for (int64_t i = 0; i < w->cols / QK8_0; i++) {
-                        float d = f16_to_f32(b[i].d);
-                        for (int j = 0; j < QK8_0; j++)
-                                out[i * QK8_0 + j] = d * b[i].qs[j];
-                }
-                break;
-        }
         case GGML_TYPE_I8: {
                 float s = w->scale[r];
                 for (int64_t i = 0; i < w->cols; i++)
@@ -76,7 +69,10 @@ void weight_row_f32(const struct npu_weight *w, int64_t r, float *out)
                 break;
         }
         default:
-                memset(out, 0, w->cols * sizeof(float));
+                if (quant_type_supported(w->type))
+                        dequantize_row(w->type, row, out, w->cols);
+                else
+                        memset(out, 0, w->cols * sizeof(float));
         }
 }
 
@@ -144,10 +140,27 @@ static int read_hparams(const struct gguf *g, struct npu_hparams *hp, struct npu
         return 0;
 }
 
+/* A block-quantized matrix whose scales are not all finite is corrupt: refuse it by name, row and block. */
+static int check_quant_blocks(const struct npu_weight *w, const char *name, struct npu_err *err)
+{
+        if (!quant_type_supported(w->type))
+                return 0;
+        for (int64_t r = 0; r < w->rows; r++) {
+                int64_t bad = 0;
+                if (quant_row_check(w->type, (const uint8_t *)w->data + r * w->row_bytes, w->cols, &bad) < 0)
+                        return npu_err_set(err, -EBADMSG,
+                                           "tensor '%s' (%s) is corrupt: block %lld of row %lld has a scale "
+                                           "that is not a finite number",
+                                           name, ggml_type_name(w->type), (long long)bad, (long long)r);
+        }
+        return 0;
+}
+
 static int bind_weight(struct npu_model *m, const char *name, int64_t rows, int64_t cols,
                        struct npu_weight *w, bool optional, struct npu_err *err)
 {
         const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+        int r;
 
         if (!t) {
                 if (optional)
@@ -161,15 +174,19 @@ static int bind_weight(struct npu_model *m, const char *name, int64_t rows, int6
         case GGML_TYPE_F32:
         case GGML_TYPE_F16:
         case GGML_TYPE_BF16:
-        case GGML_TYPE_Q8_0:
         case GGML_TYPE_I8:
                 break;
         default:
+                if (quant_type_supported(t->type))
+                        break;
                 return npu_err_set(err, -EOPNOTSUPP, "tensor '%s' has type %s, which matrices cannot use", name,
                                    ggml_type_name(t->type));
         }
         *w = (struct npu_weight) { .type = t->type, .rows = rows, .cols = cols, .data = t->data,
                                    .row_bytes = t->nbytes / rows };
+        r = check_quant_blocks(w, name, err);
+        if (r < 0)
+                return r;
         m->weight_bytes += t->nbytes;
         if (t->type == GGML_TYPE_I8) {
                 char sname[128];

@@ -22,9 +22,10 @@ struct npu_hparams {
 };
 
 enum npu_precision {
-        NPU_PRECISION_FLOAT = 0, /* weights as stored: F32/F16/BF16/Q8_0 */
+        NPU_PRECISION_FLOAT = 0, /* weights as stored: F32/F16/BF16 or GGUF block types */
         NPU_PRECISION_W8A8 = 1,
         NPU_PRECISION_W8A16 = 2,
+        NPU_PRECISION_W4A8 = 3, /* Q4_0-layout int4 weights, int8 activations per token */
 };
 
 /*
