@@ -451,6 +451,7 @@ static void check_paths(enum ggml_type t, enum act_scheme sc, int64_t N, int64_t
                         single.d = a.d + tt * (K / ab);
                         single.s = a.s ? a.s + tt * (K / ab) : NULL;
                         single.bsums = a.bsums ? a.bsums + tt * (K / 16) : NULL;
+                        single.asum = a.asum ? a.asum + tt * (K / 32) : NULL;
                         matmul_quant_rows(&w, &single, 1, one, N, 0, N);
                         if (memcmp(one, y[isa] + tt * N, sizeof(float) * N))
                                 fail_msg("%s %s: token %d alone differs from the batch of %d", ggml_type_name(t),

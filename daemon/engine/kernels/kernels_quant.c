@@ -171,11 +171,6 @@ static void unpack_k(enum ggml_type t, const uint8_t *p, struct wblock *u)
         }
 }
 
-static float reduce8(const float *acc)
-{
-        return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-}
-
 /* The definition: weight row times the quantized activations of token t. */
 static float dot_scalar(enum ggml_type type, const uint8_t *row, int64_t K, const struct act_blocks *a, int64_t t)
 {
@@ -185,36 +180,29 @@ static float dot_scalar(enum ggml_type type, const uint8_t *row, int64_t K, cons
         const int8_t *q = (a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q) + t * K;
         const float *d = a->d + t * (K / ab), *s = a->s ? a->s + t * (K / ab) : NULL;
         const int16_t *bsums = a->bsums ? a->bsums + t * (K / 16) : NULL;
-        float acc[8] = {}, accm = 0;
+        float acc = 0;
         struct wblock u;
 
         for (int64_t b = 0; b < K / be; b++) {
                 const int8_t *qb = q + b * be;
-                int32_t L[8] = {};
+                int32_t isum = 0;
                 if (be == QK_K)
                         unpack_k(type, row + b * bb, &u);
                 else
                         unpack_legacy(type, row + b * bb, &u);
                 for (int64_t k = 0; k < be; k++)
-                        L[(k % 32) / 4] += (int32_t)u.sc[k / 16] * u.w[k] * qb[k];
-                const float dw = u.d * d[b];
-                for (int l = 0; l < 8; l++)
-                        acc[l] = fmaf(dw, (float)L[l], acc[l]);
+                        isum += (int32_t)u.sc[k / 16] * u.w[k] * qb[k];
+                acc = fmaf(u.d * d[b], (float)isum, acc);
                 if (mk == MIN_ADD_S) {
-                        accm = fmaf(u.dmin, s[b], accm);
+                        acc = fmaf(u.dmin, s[b], acc);
                 } else if (mk == MIN_SUB_BSUMS) {
                         int32_t M = 0;
                         for (int j = 0; j < 16; j++)
                                 M += (int32_t)u.m[j] * bsums[16 * b + j];
-                        accm = fmaf(u.dmin * d[b], (float)M, accm);
+                        acc = fmaf(-(u.dmin * d[b]), (float)M, acc);
                 }
         }
-        float y = reduce8(acc);
-        if (mk == MIN_ADD_S)
-                y = y + accm;
-        else if (mk == MIN_SUB_BSUMS)
-                y = y - accm;
-        return y;
+        return acc;
 }
 
 static void matmul_scalar(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
@@ -244,7 +232,9 @@ typedef void (*quant_rows_fn)(const struct npu_weight *w, const struct act_block
 #define SIMD_INLINE static inline __attribute__((always_inline, target(AVX2_TARGET)))
 #define MAC_U8S8(s, u, v) _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1)))
 #define MAC_SCALED(s, u, v, sc) _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), sc))
+#define Q8_0_WIDE 0
 #include "kernels_quant_x86.h"
+#undef Q8_0_WIDE
 #undef SIMD_ISA
 #undef SIMD_FN
 #undef SIMD_INLINE
@@ -256,7 +246,9 @@ typedef void (*quant_rows_fn)(const struct npu_weight *w, const struct act_block
 #define SIMD_INLINE static inline __attribute__((always_inline, target(VNNI_TARGET)))
 #define MAC_U8S8(s, u, v) _mm256_dpbusd_epi32(s, u, v)
 #define MAC_SCALED(s, u, v, sc) _mm256_dpwssd_epi32(s, _mm256_maddubs_epi16(u, v), sc)
+#define Q8_0_WIDE 1
 #include "kernels_quant_x86.h"
+#undef Q8_0_WIDE
 #undef SIMD_ISA
 #undef SIMD_FN
 #undef SIMD_INLINE

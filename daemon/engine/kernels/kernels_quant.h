@@ -11,20 +11,22 @@
  * and so is every batch size (one token or many: batch-invariant). The
  * definition, for one weight row and one token:
  *
- *   for each weight block b (32 or 256 elements):
- *     L[l] = sum over the elements k of b with (k % 32) / 4 == l of
- *            sc(k) * w(k) * a(k)                      (exact int32, l < 8)
+ *   acc = 0
+ *   for each weight block b (32 or 256 elements), in order:
+ *     isum = sum over the block of sc(k) * w(k) * a(k)      (exact int32)
  *       w(k): the stored integer (Q4_0: q - 8, Q5_0: q - 16, Q3_K: the
  *             signed 3-bit value, Q6_K: q - 32, the others as stored),
  *       sc(k): the sub-block's integer scale (K-quants; 1 otherwise),
  *       a(k): the int8 activation;
- *     acc[l] = fmaf(dw * da, (float)L[l], acc[l])      dw, da: the block scales
- *     with mins (Q4_1, Q5_1):        accm = fmaf(mw, sa, accm)
- *     with mins (Q2_K, Q4_K, Q5_K):  accm = fmaf(dminw * da, (float)M, accm),
- *       M = sum over sub-blocks of min * (sum of their activations)  (exact)
- *   y = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7))
- *       then + accm (Q4_1, Q5_1) or - accm (K-quants with mins);
- *   w4a8: y *= the token's activation scale.
+ *     acc = fmaf(dw * da, (float)isum, acc)       dw, da: the block scales
+ *     Q4_1, Q5_1:        acc = fmaf(mw, sa, acc)   (the min, Q8_1's block sum)
+ *     Q2_K, Q4_K, Q5_K:  acc = fmaf(-(dminw * da), (float)M, acc),
+ *       M = sum over sub-blocks of min * (the sum of their activations)
+ *   y = acc; w4a8: y = acc * the token's activation scale.
+ *
+ * Integer sums are exact, so a kernel may form them in any order and by
+ * any identity (an offset taken out of w and put back through the
+ * activations' sums): only the float steps are fixed.
  */
 #pragma once
 
@@ -44,6 +46,7 @@ struct act_blocks {
         float *d;       /* [rows][cols / 32] (Q8_0, Q8_1, per token: all 1) or [rows][cols / 256] (Q8_K) */
         float *s;       /* Q8_1: [rows][cols / 32], d * sum(q) rounded to f16 */
         int16_t *bsums; /* Q8_K: [rows][cols / 16] */
+        int32_t *asum;  /* Q8_0, per token: [rows][cols / 32], the sum of each block's q */
         struct act_q tok; /* per token (w4a8): q8 and scale, the w8a8 quantizer's */
 };
 

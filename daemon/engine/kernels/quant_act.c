@@ -29,6 +29,7 @@ void act_blocks_free(struct act_blocks *a)
         free(a->d);
         free(a->s);
         free(a->bsums);
+        free(a->asum);
         act_q_free(&a->tok);
         *a = (struct act_blocks) { .scheme = ACT_SCHEME_NONE };
 }
@@ -41,6 +42,11 @@ int act_blocks_alloc(struct act_blocks *a, enum act_scheme s, int32_t rows, int6
         a->d = malloc(nb * sizeof(float));
         if (!a->d)
                 goto fail;
+        if (s == ACT_SCHEME_Q8_0 || s == ACT_SCHEME_TOKEN_I8) {
+                a->asum = malloc(nb * sizeof(int32_t));
+                if (!a->asum)
+                        goto fail;
+        }
         if (s == ACT_SCHEME_TOKEN_I8) {
                 /* the per-token quantizer's rows, read as Q8_0 blocks whose scale is 1 */
                 if (act_q_alloc(&a->tok, rows, cols) < 0)
@@ -159,8 +165,8 @@ AVX2_INLINE void sums16_avx2(__m256i q, int32_t *lo, int32_t *hi)
 
 /* --- one row, per scheme --- */
 
-/* Q8_0 (s == NULL) or Q8_1. */
-static void quant_row_q8_0_scalar(const float *x, int64_t cols, int8_t *q, float *d, float *s)
+/* Q8_0 (s == NULL: the block sums into asum) or Q8_1 (into s, scaled, asum == NULL). */
+static void quant_row_q8_0_scalar(const float *x, int64_t cols, int8_t *q, float *d, float *s, int32_t *asum)
 {
         for (int64_t b = 0; b < cols / 32; b++) {
                 float amax = absmax_scalar(x + 32 * b, 32);
@@ -169,10 +175,12 @@ static void quant_row_q8_0_scalar(const float *x, int64_t cols, int8_t *q, float
                 d[b] = f16_round(db);
                 if (s)
                         s[b] = f16_round(db * (float)sum);
+                if (asum)
+                        asum[b] = sum;
         }
 }
 
-AVX2 static void quant_row_q8_0_avx2(const float *x, int64_t cols, int8_t *q, float *d, float *s)
+AVX2 static void quant_row_q8_0_avx2(const float *x, int64_t cols, int8_t *q, float *d, float *s, int32_t *asum)
 {
         for (int64_t b = 0; b < cols / 32; b++) {
                 float amax = absmax_avx2(x + 32 * b, 32);
@@ -180,11 +188,12 @@ AVX2 static void quant_row_q8_0_avx2(const float *x, int64_t cols, int8_t *q, fl
                 __m256i v = quant32_avx2(x + 32 * b, _mm256_set1_ps(id));
                 _mm256_storeu_si256((__m256i *)(q + 32 * b), v);
                 d[b] = f16_round(db);
-                if (s) {
-                        int32_t lo, hi;
-                        sums16_avx2(v, &lo, &hi);
+                int32_t lo, hi;
+                sums16_avx2(v, &lo, &hi);
+                if (s)
                         s[b] = f16_round(db * (float)(lo + hi));
-                }
+                if (asum)
+                        asum[b] = lo + hi;
         }
 }
 
@@ -240,6 +249,12 @@ void act_blocks_quantize(struct act_blocks *a, const float *x, int64_t cols, int
         a->cols = cols;
         if (a->scheme == ACT_SCHEME_TOKEN_I8) {
                 act_quantize_rows(&a->tok, NPU_PRECISION_W8A8, x, cols, t0, t1);
+                for (int64_t i = t0 * (cols / 32); i < t1 * (cols / 32); i++) {
+                        int32_t sum = 0;
+                        for (int k = 0; k < 32; k++)
+                                sum += a->tok.q8[32 * i + k];
+                        a->asum[i] = sum;
+                }
                 return;
         }
         for (int64_t t = t0; t < t1; t++) {
@@ -249,10 +264,11 @@ void act_blocks_quantize(struct act_blocks *a, const float *x, int64_t cols, int
                 case ACT_SCHEME_Q8_0:
                 case ACT_SCHEME_Q8_1: {
                         float *d = a->d + t * (cols / 32), *s = a->s ? a->s + t * (cols / 32) : NULL;
+                        int32_t *as = a->asum ? a->asum + t * (cols / 32) : NULL;
                         if (avx2)
-                                quant_row_q8_0_avx2(xt, cols, q, d, s);
+                                quant_row_q8_0_avx2(xt, cols, q, d, s, as);
                         else
-                                quant_row_q8_0_scalar(xt, cols, q, d, s);
+                                quant_row_q8_0_scalar(xt, cols, q, d, s, as);
                         break;
                 }
                 case ACT_SCHEME_Q8_K: {
