@@ -514,6 +514,8 @@ static void test_kernel_paths(void **state)
                 check_paths(t, sc, 37, 256, 5, false, &seed);
                 check_paths(t, sc, 19, 1024, 3, true, &seed);
                 check_paths(t, sc, 67, 2048, 9, false, &seed);
+                /* more than one slice of the tile path, the last one short */
+                check_paths(t, sc, 16, 4096 + 768, 4, false, &seed);
         }
         /* w4a8: Q4_0 blocks times int8 activations with one scale per token */
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 37, 512, 5, false, &seed);

@@ -114,38 +114,83 @@ SIMD_INLINE __m256i SIMD(scales16_s)(__m128i bytes)
         return _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(bytes));
 }
 
-/* --- one block of one row: int32 lanes summing to its isum (before the legacy types' offset) --- */
+/*
+ * --- one block of one row ---
+ * Either (u == NULL) the int32 lanes summing to the block's isum (before
+ * the legacy types' offset), the K-quants' min lanes in *mn; or (u != NULL,
+ * a and bs unused) the block unpacked for the tile path: its unsigned
+ * bytes into u and, for the K-quants, each 32-element chunk's int16 scale
+ * vector into sc. Every call site passes a constant u, so only one of the
+ * two survives inlining.
+ */
 
-SIMD_INLINE __m256i SIMD(block_q4_0)(const struct block_q4_0 *x, const int8_t *a, const int16_t *bs, __m256i *mn)
+SIMD_INLINE void SIMD(store32)(void *p, __m256i v)
 {
+        _mm256_storeu_si256((__m256i *)p, v);
+}
+
+SIMD_INLINE __m256i SIMD(block_q4_0)(const struct block_q4_0 *x, const int8_t *a, const int16_t *bs, __m256i *mn,
+                                     uint8_t *u, __m256i *sc)
+{
+        if (u) {
+                SIMD(store32)(u, SIMD(nibbles32)(x->qs));
+                return _mm256_setzero_si256();
+        }
         return MAC_U8S8(_mm256_setzero_si256(), SIMD(nibbles32)(x->qs), SIMD(load32)(a));
 }
 
-SIMD_INLINE __m256i SIMD(block_q4_1)(const struct block_q4_1 *x, const int8_t *a, const int16_t *bs, __m256i *mn)
+SIMD_INLINE __m256i SIMD(block_q4_1)(const struct block_q4_1 *x, const int8_t *a, const int16_t *bs, __m256i *mn,
+                                     uint8_t *u, __m256i *sc)
 {
+        if (u) {
+                SIMD(store32)(u, SIMD(nibbles32)(x->qs));
+                return _mm256_setzero_si256();
+        }
         return MAC_U8S8(_mm256_setzero_si256(), SIMD(nibbles32)(x->qs), SIMD(load32)(a));
 }
 
-SIMD_INLINE __m256i SIMD(block_q5_0)(const struct block_q5_0 *x, const int8_t *a, const int16_t *bs, __m256i *mn)
+SIMD_INLINE __m256i SIMD(block_q5_0)(const struct block_q5_0 *x, const int8_t *a, const int16_t *bs, __m256i *mn,
+                                     uint8_t *u, __m256i *sc)
 {
         __m256i q = _mm256_or_si256(SIMD(nibbles32)(x->qs), SIMD(bits32_16)(x->qh));
+        if (u) {
+                SIMD(store32)(u, q);
+                return _mm256_setzero_si256();
+        }
         return MAC_U8S8(_mm256_setzero_si256(), q, SIMD(load32)(a));
 }
 
-SIMD_INLINE __m256i SIMD(block_q5_1)(const struct block_q5_1 *x, const int8_t *a, const int16_t *bs, __m256i *mn)
+SIMD_INLINE __m256i SIMD(block_q5_1)(const struct block_q5_1 *x, const int8_t *a, const int16_t *bs, __m256i *mn,
+                                     uint8_t *u, __m256i *sc)
 {
         __m256i q = _mm256_or_si256(SIMD(nibbles32)(x->qs), SIMD(bits32_16)(x->qh));
+        if (u) {
+                SIMD(store32)(u, q);
+                return _mm256_setzero_si256();
+        }
         return MAC_U8S8(_mm256_setzero_si256(), q, SIMD(load32)(a));
 }
 
-SIMD_INLINE __m256i SIMD(block_q8_0)(const struct block_q8_0 *x, const int8_t *a, const int16_t *bs, __m256i *mn)
+/* The tile path keeps Q8_0 as stored (signed) on AVX2, as w + 128 where vpdpbusd takes it. */
+SIMD_INLINE __m256i SIMD(block_q8_0)(const struct block_q8_0 *x, const int8_t *a, const int16_t *bs, __m256i *mn,
+                                     uint8_t *u, __m256i *sc)
 {
-        __m256i w = SIMD(load32)(x->qs), av = SIMD(load32)(a);
+        __m256i w = SIMD(load32)(x->qs);
 #if Q8_0_WIDE
         /* w + 128 as unsigned bytes; the 128 comes back out through the block's sum of a */
-        return MAC_U8S8(_mm256_setzero_si256(), _mm256_xor_si256(w, _mm256_set1_epi8(-128)), av);
+        w = _mm256_xor_si256(w, _mm256_set1_epi8(-128));
+        if (u) {
+                SIMD(store32)(u, w);
+                return _mm256_setzero_si256();
+        }
+        return MAC_U8S8(_mm256_setzero_si256(), w, SIMD(load32)(a));
 #else
+        if (u) {
+                SIMD(store32)(u, w);
+                return _mm256_setzero_si256();
+        }
         /* |w| (unsigned, up to 128) times a with w's sign */
+        __m256i av = SIMD(load32)(a);
         return MAC_U8S8(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(av, w));
 #endif
 }
@@ -169,35 +214,49 @@ SIMD_INLINE __m256i SIMD(mins32)(__m128i mins8, const int16_t *bs)
         return _mm256_zextsi128_si256(_mm_madd_epi16(_mm_cvtepu8_epi16(mins8), _mm_hadd_epi16(b0, b1)));
 }
 
-SIMD_INLINE __m256i SIMD(block_q4_k)(const struct block_q4_K *x, const int8_t *a, const int16_t *bs, __m256i *mn)
+/* Chunk i (32 elements) of a K-quant block: unsigned bytes uv, scale vector scv: MAC, or store for the tile. */
+#define K_CHUNK(i, uv, scv)                                                                                   \
+        do {                                                                                                  \
+                if (u) {                                                                                      \
+                        SIMD(store32)(u + 32 * (i), uv);                                                      \
+                        sc[i] = scv;                                                                          \
+                } else {                                                                                      \
+                        L = MAC_SCALED(L, uv, SIMD(load32)(a + 32 * (i)), scv);                               \
+                }                                                                                             \
+        } while (0)
+
+SIMD_INLINE __m256i SIMD(block_q4_k)(const struct block_q4_K *x, const int8_t *a, const int16_t *bs, __m256i *mn,
+                                     uint8_t *u, __m256i *sc)
 {
         const __m128i sm = SIMD(k4_scales_mins)(x->scales);
-        const __m256i sc = SIMD(scales16_u)(sm), m4 = _mm256_set1_epi8(15);
+        const __m256i scv = SIMD(scales16_u)(sm), m4 = _mm256_set1_epi8(15);
         __m256i L = _mm256_setzero_si256();
-        *mn = SIMD(mins32)(_mm_srli_si128(sm, 8), bs);
+        if (!u)
+                *mn = SIMD(mins32)(_mm_srli_si128(sm, 8), bs);
         for (int c = 0; c < 4; c++) {
                 __m256i v = SIMD(load32)(x->qs + 32 * c);
-                L = MAC_SCALED(L, _mm256_and_si256(v, m4), SIMD(load32)(a + 64 * c), BCAST16(sc, 2 * c));
-                L = MAC_SCALED(L, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), SIMD(load32)(a + 64 * c + 32),
-                               BCAST16(sc, 2 * c + 1));
+                K_CHUNK(2 * c, _mm256_and_si256(v, m4), BCAST16(scv, 2 * c));
+                K_CHUNK(2 * c + 1, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), BCAST16(scv, 2 * c + 1));
         }
         return L;
 }
 
-SIMD_INLINE __m256i SIMD(block_q5_k)(const struct block_q5_K *x, const int8_t *a, const int16_t *bs, __m256i *mn)
+SIMD_INLINE __m256i SIMD(block_q5_k)(const struct block_q5_K *x, const int8_t *a, const int16_t *bs, __m256i *mn,
+                                     uint8_t *u, __m256i *sc)
 {
         const __m128i sm = SIMD(k4_scales_mins)(x->scales);
-        const __m256i sc = SIMD(scales16_u)(sm), m4 = _mm256_set1_epi8(15), qh = SIMD(load32)(x->qh);
+        const __m256i scv = SIMD(scales16_u)(sm), m4 = _mm256_set1_epi8(15), qh = SIMD(load32)(x->qh);
         __m256i L = _mm256_setzero_si256();
-        *mn = SIMD(mins32)(_mm_srli_si128(sm, 8), bs);
+        if (!u)
+                *mn = SIMD(mins32)(_mm_srli_si128(sm, 8), bs);
 #define Q5K_CHUNK(c)                                                                                          \
         do {                                                                                                  \
                 __m256i v = SIMD(load32)(x->qs + 32 * (c));                                                   \
                 __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), BIT_TO(qh, 2 * (c), 4));                \
                 __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),                   \
                                              BIT_TO(qh, 2 * (c) + 1, 4));                                     \
-                L = MAC_SCALED(L, lo, SIMD(load32)(a + 64 * (c)), BCAST16(sc, 2 * (c)));                      \
-                L = MAC_SCALED(L, hi, SIMD(load32)(a + 64 * (c) + 32), BCAST16(sc, 2 * (c) + 1));             \
+                K_CHUNK(2 * (c), lo, BCAST16(scv, 2 * (c)));                                                  \
+                K_CHUNK(2 * (c) + 1, hi, BCAST16(scv, 2 * (c) + 1));                                          \
         } while (0)
         Q5K_CHUNK(0);
         Q5K_CHUNK(1);
@@ -211,13 +270,16 @@ SIMD_INLINE __m256i SIMD(block_q5_k)(const struct block_q5_K *x, const int8_t *a
  * Q6_K: q = w + 32 (0..63) as unsigned bytes; the 32 comes back out as
  * sum over sub-blocks of 32 * scale * (their activations' sum).
  */
-SIMD_INLINE __m256i SIMD(block_q6_k)(const struct block_q6_K *x, const int8_t *a, const int16_t *bs, __m256i *mn)
+SIMD_INLINE __m256i SIMD(block_q6_k)(const struct block_q6_K *x, const int8_t *a, const int16_t *bs, __m256i *mn,
+                                     uint8_t *u, __m256i *sc)
 {
         const __m128i s8 = _mm_loadu_si128((const __m128i *)x->scales);
         const __m256i slo = SIMD(scales16_s)(s8), shi = SIMD(scales16_s)(_mm_srli_si128(s8, 8));
         const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
-        __m256i L = _mm256_madd_epi16(_mm256_slli_epi16(_mm256_cvtepi8_epi16(s8), 5), SIMD(load32)(bs));
-        L = _mm256_sub_epi32(_mm256_setzero_si256(), L);
+        __m256i L = _mm256_setzero_si256();
+        if (!u)
+                L = _mm256_sub_epi32(L, _mm256_madd_epi16(_mm256_slli_epi16(_mm256_cvtepi8_epi16(s8), 5),
+                                                          SIMD(load32)(bs)));
         for (int h = 0; h < 2; h++) {
                 __m256i l0 = SIMD(load32)(x->ql + 64 * h), l1 = SIMD(load32)(x->ql + 64 * h + 32);
                 __m256i qh = SIMD(load32)(x->qh + 32 * h);
@@ -226,33 +288,30 @@ SIMD_INLINE __m256i SIMD(block_q6_k)(const struct block_q6_K *x, const int8_t *a
                 __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
                 __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                              _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-                const int8_t *ah = a + 128 * h;
-                L = MAC_SCALED(L, q0, SIMD(load32)(ah), PAIR16(slo, shi, 4 * h));
-                L = MAC_SCALED(L, q1, SIMD(load32)(ah + 32), PAIR16(slo, shi, 4 * h + 1));
-                L = MAC_SCALED(L, q2, SIMD(load32)(ah + 64), PAIR16(slo, shi, 4 * h + 2));
-                L = MAC_SCALED(L, q3, SIMD(load32)(ah + 96), PAIR16(slo, shi, 4 * h + 3));
+                K_CHUNK(4 * h, q0, PAIR16(slo, shi, 4 * h));
+                K_CHUNK(4 * h + 1, q1, PAIR16(slo, shi, 4 * h + 1));
+                K_CHUNK(4 * h + 2, q2, PAIR16(slo, shi, 4 * h + 2));
+                K_CHUNK(4 * h + 3, q3, PAIR16(slo, shi, 4 * h + 3));
         }
         return L;
 }
 
-SIMD_INLINE __m256i SIMD(block_q2_k)(const struct block_q2_K *x, const int8_t *a, const int16_t *bs, __m256i *mn)
+SIMD_INLINE __m256i SIMD(block_q2_k)(const struct block_q2_K *x, const int8_t *a, const int16_t *bs, __m256i *mn,
+                                     uint8_t *u, __m256i *sc)
 {
         const __m128i s8 = _mm_loadu_si128((const __m128i *)x->scales), m4 = _mm_set1_epi8(15);
         const __m128i sc8 = _mm_and_si128(s8, m4), mn8 = _mm_and_si128(_mm_srli_epi16(s8, 4), m4);
         const __m256i slo = SIMD(scales16_u)(sc8), shi = SIMD(scales16_u)(_mm_srli_si128(sc8, 8));
         const __m256i three = _mm256_set1_epi8(3);
         __m256i L = _mm256_setzero_si256();
-        *mn = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mn8), SIMD(load32)(bs));
+        if (!u)
+                *mn = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mn8), SIMD(load32)(bs));
         for (int h = 0; h < 2; h++) {
                 __m256i v = SIMD(load32)(x->qs + 32 * h);
-                const int8_t *ah = a + 128 * h;
-                L = MAC_SCALED(L, _mm256_and_si256(v, three), SIMD(load32)(ah), PAIR16(slo, shi, 4 * h));
-                L = MAC_SCALED(L, _mm256_and_si256(_mm256_srli_epi16(v, 2), three), SIMD(load32)(ah + 32),
-                               PAIR16(slo, shi, 4 * h + 1));
-                L = MAC_SCALED(L, _mm256_and_si256(_mm256_srli_epi16(v, 4), three), SIMD(load32)(ah + 64),
-                               PAIR16(slo, shi, 4 * h + 2));
-                L = MAC_SCALED(L, _mm256_and_si256(_mm256_srli_epi16(v, 6), three), SIMD(load32)(ah + 96),
-                               PAIR16(slo, shi, 4 * h + 3));
+                K_CHUNK(4 * h, _mm256_and_si256(v, three), PAIR16(slo, shi, 4 * h));
+                K_CHUNK(4 * h + 1, _mm256_and_si256(_mm256_srli_epi16(v, 2), three), PAIR16(slo, shi, 4 * h + 1));
+                K_CHUNK(4 * h + 2, _mm256_and_si256(_mm256_srli_epi16(v, 4), three), PAIR16(slo, shi, 4 * h + 2));
+                K_CHUNK(4 * h + 3, _mm256_and_si256(_mm256_srli_epi16(v, 6), three), PAIR16(slo, shi, 4 * h + 3));
         }
         return L;
 }
@@ -273,18 +332,21 @@ SIMD_INLINE __m128i SIMD(q3k_scales)(const uint8_t *scales)
 }
 
 /* Q3_K: q = w + 4 (0..7) = the two low bits | the high bit << 2; the 4 comes back out as in Q6_K. */
-SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a, const int16_t *bs, __m256i *mn)
+SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a, const int16_t *bs, __m256i *mn,
+                                     uint8_t *u, __m256i *sc)
 {
         const __m128i s8 = SIMD(q3k_scales)(x->scales);
         const __m256i slo = SIMD(scales16_s)(s8), shi = SIMD(scales16_s)(_mm_srli_si128(s8, 8));
         const __m256i hm = SIMD(load32)(x->hmask), three = _mm256_set1_epi8(3);
-        __m256i L = _mm256_madd_epi16(_mm256_slli_epi16(_mm256_cvtepi8_epi16(s8), 2), SIMD(load32)(bs));
-        L = _mm256_sub_epi32(_mm256_setzero_si256(), L);
+        __m256i L = _mm256_setzero_si256();
+        if (!u)
+                L = _mm256_sub_epi32(L, _mm256_madd_epi16(_mm256_slli_epi16(_mm256_cvtepi8_epi16(s8), 2),
+                                                          SIMD(load32)(bs)));
 #define Q3K_CHUNK(h, s)                                                                                       \
-        L = MAC_SCALED(L,                                                                                     \
-                       _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 2 * (s)), three),                \
-                                       BIT_TO(hm, 4 * (h) + (s), 2)),                                         \
-                       SIMD(load32)(a + 128 * (h) + 32 * (s)), PAIR16(slo, shi, 4 * (h) + (s)))
+        K_CHUNK(4 * (h) + (s),                                                                                \
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 2 * (s)), three),                       \
+                                BIT_TO(hm, 4 * (h) + (s), 2)),                                                \
+                PAIR16(slo, shi, 4 * (h) + (s)))
         {
                 __m256i v = SIMD(load32)(x->qs);
                 Q3K_CHUNK(0, 0);
@@ -319,7 +381,8 @@ SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a
                         __m256i L[RB], M[RB];                                                                 \
                         for (int i = 0; i < RB; i++)                                                          \
                                 L[i] = SIMD(block_##name)((const btype *)(const void *)rows[i] + b,           \
-                                                          q + (be) * b, bs ? bs + 16 * b : NULL, &M[i]);      \
+                                                          q + (be) * b, bs ? bs + 16 * b : NULL, &M[i],       \
+                                                          NULL, NULL);                                        \
                         __m256i isum = SIMD(hsum8x8)(L);                                                      \
                         if (OFF)                                                                              \
                                 isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((OFF) * asum[b]));            \
@@ -382,8 +445,114 @@ static const quant_rows_fn SIMD(quant_rows)[_GGML_TYPE_MAX] = {
         [GGML_TYPE_Q6_K] = SIMD(rows_q6_k),
 };
 
+
+/* --- the tile path: eight rows unpacked once, then every token of the batch --- */
+
+#define DEFINE_TILE_UNPACK(name, btype, be)                                                                   \
+        SIMD_FN static void SIMD(tile_unpack_##name)(const uint8_t *const *rows, int64_t kb0, int64_t nb,     \
+                                                     struct qtile *tl)                                        \
+        {                                                                                                     \
+                for (int i = 0; i < TILE_RB; i++)                                                             \
+                        for (int64_t b = 0; b < nb; b++)                                                      \
+                                SIMD(block_##name)((const btype *)(const void *)rows[i] + kb0 + b, NULL,      \
+                                                   NULL, NULL, tl->u[i] + (be) * b,                           \
+                                                   (__m256i *)(void *)tl->sc[i][(be) / 32 * b]);              \
+        }
+
+DEFINE_TILE_UNPACK(q4_0, struct block_q4_0, QK4_0)
+DEFINE_TILE_UNPACK(q4_1, struct block_q4_1, QK4_1)
+DEFINE_TILE_UNPACK(q5_0, struct block_q5_0, QK5_0)
+DEFINE_TILE_UNPACK(q5_1, struct block_q5_1, QK5_1)
+DEFINE_TILE_UNPACK(q8_0, struct block_q8_0, QK8_0)
+DEFINE_TILE_UNPACK(q2_k, struct block_q2_K, QK_K)
+DEFINE_TILE_UNPACK(q3_k, struct block_q3_K, QK_K)
+DEFINE_TILE_UNPACK(q4_k, struct block_q4_K, QK_K)
+DEFINE_TILE_UNPACK(q5_k, struct block_q5_K, QK_K)
+DEFINE_TILE_UNPACK(q6_k, struct block_q6_K, QK_K)
+
+static const tile_unpack_fn SIMD(tile_unpack)[_GGML_TYPE_MAX] = {
+        [GGML_TYPE_Q4_0] = SIMD(tile_unpack_q4_0), [GGML_TYPE_Q4_1] = SIMD(tile_unpack_q4_1),
+        [GGML_TYPE_Q5_0] = SIMD(tile_unpack_q5_0), [GGML_TYPE_Q5_1] = SIMD(tile_unpack_q5_1),
+        [GGML_TYPE_Q8_0] = SIMD(tile_unpack_q8_0), [GGML_TYPE_Q2_K] = SIMD(tile_unpack_q2_k),
+        [GGML_TYPE_Q3_K] = SIMD(tile_unpack_q3_k), [GGML_TYPE_Q4_K] = SIMD(tile_unpack_q4_k),
+        [GGML_TYPE_Q5_K] = SIMD(tile_unpack_q5_k), [GGML_TYPE_Q6_K] = SIMD(tile_unpack_q6_k),
+};
+
+/* sum over the 8 pairs of sub-blocks of the tile's int16 pairs p[j] (eight rows) times the token's bsums pairs */
+SIMD_INLINE __m256i SIMD(pairs_dot)(const int32_t (*p)[TILE_RB], const int16_t *bs)
+{
+        __m256i acc = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+                int32_t pair;
+                memcpy(&pair, bs + 2 * j, 4);
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(SIMD(load32)(p[j]), _mm256_set1_epi32(pair)));
+        }
+        return acc;
+}
+
+/*
+ * The tile's eight rows against one token over the tile's nb blocks:
+ * acc (eight floats, one per row) carried through the blocks in order.
+ */
+SIMD_FN static void SIMD(tile_token)(const struct qtile *tl, const struct tile_kind *tk, int64_t nb, const int8_t *q,
+                                     const float *d, const float *s, const int16_t *bs, const int32_t *asum,
+                                     float *out)
+{
+        __m256 acc = _mm256_loadu_ps(out);
+        __m256i L[TILE_RB];
+
+        if (tk->be == 32) {
+                for (int64_t b = 0; b < nb; b++) {
+                        const __m256i av = SIMD(load32)(q + 32 * b);
+                        for (int i = 0; i < TILE_RB; i++) {
+                                const __m256i w = SIMD(load32)(tl->u[i] + 32 * b);
+                                if (tk->signed_q8)
+                                        L[i] = MAC_U8S8(_mm256_setzero_si256(), _mm256_sign_epi8(w, w),
+                                                        _mm256_sign_epi8(av, w));
+                                else
+                                        L[i] = MAC_U8S8(_mm256_setzero_si256(), w, av);
+                        }
+                        __m256i isum = SIMD(hsum8x8)(L);
+                        if (tk->off)
+                                isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(tk->off * asum[b]));
+                        const __m256 dw = _mm256_loadu_ps(tl->dw[b]);
+                        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(d[b])), _mm256_cvtepi32_ps(isum), acc);
+                        if (tk->mink == 1)
+                                acc = _mm256_fmadd_ps(_mm256_loadu_ps(tl->dm[b]), _mm256_set1_ps(s[b]), acc);
+                }
+        } else {
+                for (int64_t b = 0; b < nb; b++) {
+                        const int8_t *qb = q + QK_K * b;
+                        for (int i = 0; i < TILE_RB; i++)
+                                L[i] = _mm256_setzero_si256();
+                        for (int c = 0; c < 8; c++) {
+                                const __m256i av = SIMD(load32)(qb + 32 * c);
+                                for (int i = 0; i < TILE_RB; i++)
+                                        L[i] = MAC_SCALED(L[i], SIMD(load32)(tl->u[i] + QK_K * b + 32 * c), av,
+                                                          SIMD(load32)(tl->sc[i][8 * b + c]));
+                        }
+                        __m256i isum = SIMD(hsum8x8)(L);
+                        if (tk->k_off)
+                                isum = _mm256_sub_epi32(isum, SIMD(pairs_dot)(tl->op[b], bs + 16 * b));
+                        const __m256 da = _mm256_set1_ps(d[b]);
+                        const __m256 dw = _mm256_loadu_ps(tl->dw[b]);
+                        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(isum), acc);
+                        if (tk->mink == 2) {
+                                const __m256 neg = _mm256_xor_ps(_mm256_mul_ps(_mm256_loadu_ps(tl->dm[b]), da),
+                                                                 _mm256_set1_ps(-0.0f));
+                                acc = _mm256_fmadd_ps(neg, _mm256_cvtepi32_ps(SIMD(pairs_dot)(tl->mp[b], bs + 16 * b)),
+                                                      acc);
+                        }
+                }
+        }
+        _mm256_storeu_ps(out, acc);
+}
+
+#undef DEFINE_TILE_UNPACK
+
 #undef RB
 #undef DEFINE_GROUP
+#undef K_CHUNK
 #undef BIT_TO
 #undef BCAST16
 #undef PAIR16

@@ -16,6 +16,11 @@ const char *precision_name(enum npu_precision p)
         return "unknown";
 }
 
+bool precision_runs_on_npu(enum npu_precision p)
+{
+        return p == NPU_PRECISION_W8A8 || p == NPU_PRECISION_W8A16;
+}
+
 int precision_from_string(const char *s, enum npu_precision *ret)
 {
         for (int p = NPU_PRECISION_FLOAT; p <= NPU_PRECISION_W4A8; p++)
@@ -279,11 +284,26 @@ static int read_quant_meta(struct npu_model *m, struct npu_err *err)
         if (r < 0)
                 return r;
         if (precision_from_string(prec, &m->precision) < 0)
-                return npu_err_set(err, -EINVAL, "npud.quantization.precision '%s' is not w8a8 or w8a16", prec);
+                return npu_err_set(err, -EINVAL, "npud.quantization.precision '%s' is not w8a8, w8a16 or w4a8",
+                                   prec);
         r = gguf_get_f32(m->gguf, "npud.quantization.alpha", &m->smooth_alpha, err);
         if (r < 0 && r != -ENOENT)
                 return r;
         return 0;
+}
+
+/* The matrix type each precision stores: I8 (w8a8, w8a16), Q4_0 blocks (w4a8); float models take any. */
+static bool type_fits_precision(enum ggml_type t, enum npu_precision p)
+{
+        switch (p) {
+        case NPU_PRECISION_W8A8:
+        case NPU_PRECISION_W8A16:
+                return t == GGML_TYPE_I8;
+        case NPU_PRECISION_W4A8:
+                return t == GGML_TYPE_Q4_0;
+        default:
+                return t != GGML_TYPE_I8;
+        }
 }
 
 static int check_quantized_layers(const struct npu_model *m, struct npu_err *err)
@@ -291,7 +311,7 @@ static int check_quantized_layers(const struct npu_model *m, struct npu_err *err
         for (int i = 0; i < m->hp.n_layers; i++) {
                 const struct npu_weight *ws = &m->layers[i].wq;
                 for (int j = 0; j < 7; j++)
-                        if ((ws[j].type == GGML_TYPE_I8) != (m->precision != NPU_PRECISION_FLOAT))
+                        if (!type_fits_precision(ws[j].type, m->precision))
                                 return npu_err_set(err, -EINVAL,
                                                    "layer %d: matrix %d is %s but the file says precision %s", i, j,
                                                    ggml_type_name(ws[j].type), precision_name(m->precision));

@@ -79,4 +79,6 @@ size_t model_bytes_per_token(const struct npu_model *m);
 void weight_row_f32(const struct npu_weight *w, int64_t r, float *out);
 
 const char *precision_name(enum npu_precision p);
+/* w8a8 and w8a16 run on the npu; float models, GGUF block types and w4a8 stay on the cpu. */
+bool precision_runs_on_npu(enum npu_precision p);
 int precision_from_string(const char *s, enum npu_precision *ret);
