@@ -360,6 +360,10 @@ static void print_status(json_object *props, json_object *st)
         printf("\ndefault model: %s\n", *json_get_string(props, "DefaultModel", "") ?
                                                 json_get_string(props, "DefaultModel", "") : "(none)");
         printf("uptime: %" PRIu64 " h %02" PRIu64 " min %02" PRIu64 " s\n", up / 3600, up % 3600 / 60, up % 60);
+        /* a user who is not an administrator sees only its own uid's work */
+        if (strcmp(json_get_string(st, "scope", "server"), "uid") == 0)
+                printf("counting only your own requests, sessions and cache (npud shows the whole server to "
+                       "administrators)\n");
         printf("requests: %" PRIu64 " active, %" PRIu64 " queued; sessions: %" PRIu64 "; clients: %" PRIu64 "\n",
                json_get_u64(st, "active_requests", 0), json_get_u64(st, "queued_requests", 0),
                json_get_u64(st, "sessions", 0), json_get_u64(st, "clients", 0));
@@ -369,11 +373,13 @@ static void print_status(json_object *props, json_object *st)
                "%" PRIu64 " tokens a block, %s of %s\n",
                json_get_u64(st, "kv_blocks_used", 0), json_get_u64(st, "kv_blocks_total", 0),
                json_get_u64(st, "kv_blocks_cached", 0), json_get_u64(st, "kv_block_tokens", 0), used, total);
-        printf("tokens: %" PRIu64 " prompt (%" PRIu64 " from the prefix cache), %" PRIu64 " generated in %" PRIu64
-               " steps; %.2f tokens/s over the last 10 s\n",
+        printf("tokens: %" PRIu64 " prompt (%" PRIu64 " from the prefix cache), %" PRIu64 " generated",
                json_get_u64(st, "prompt_tokens", 0), json_get_u64(st, "cached_prompt_tokens", 0),
-               json_get_u64(st, "generated_tokens", 0), json_get_u64(st, "steps", 0),
-               json_get_double(st, "tokens_per_s", 0));
+               json_get_u64(st, "generated_tokens", 0));
+        if (json_object_object_get_ex(st, "steps", NULL))
+                printf(" in %" PRIu64 " steps; %.2f tokens/s over the last 10 s", json_get_u64(st, "steps", 0),
+                       json_get_double(st, "tokens_per_s", 0));
+        printf("\n");
 }
 
 static const char status_help[] = "Usage: npuctl status [--json]\n\n"

@@ -62,8 +62,8 @@ int method_attach_device(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = read_no_options(m, error);
         if (r < 0)
                 return r;
-        r = clients_require_admin(srv, m, "attach devices", error);
-        if (r < 0)
+        r = authorize(srv, m, ACTION_MANAGE_DEVICES, error);
+        if (r <= 0)
                 return r;
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
@@ -107,8 +107,8 @@ int method_detach_device(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = read_no_options(m, error);
         if (r < 0)
                 return r;
-        r = clients_require_admin(srv, m, "detach devices", error);
-        if (r < 0)
+        r = authorize(srv, m, ACTION_MANAGE_DEVICES, error);
+        if (r <= 0)
                 return r;
         d = devices_find(srv, name);
         if (!d)
@@ -208,8 +208,8 @@ static int method_attach(sd_bus_message *m, void *userdata, sd_bus_error *error)
         struct served_device *d = userdata;
         int r;
 
-        r = clients_require_admin(d->srv, m, "attach devices", error);
-        if (r < 0)
+        r = authorize(d->srv, m, ACTION_MANAGE_DEVICES, error);
+        if (r <= 0)
                 return r;
         if (d->srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
@@ -223,8 +223,8 @@ static int method_detach(sd_bus_message *m, void *userdata, sd_bus_error *error)
         struct served_device *d = userdata;
         int r;
 
-        r = clients_require_admin(d->srv, m, "detach devices", error);
-        if (r < 0)
+        r = authorize(d->srv, m, ACTION_MANAGE_DEVICES, error);
+        if (r <= 0)
                 return r;
         if (d->state == DEVICE_DETACHED && d->pending_op == DEVICE_OP_NONE)
                 return sd_bus_reply_method_return(m, NULL);

@@ -11,6 +11,7 @@
 #define NPUD_ERROR_NO_SUCH_DEVICE "org.npud.Inference1.Error.NoSuchDevice"
 #define NPUD_ERROR_BAD_MODEL "org.npud.Inference1.Error.BadModel"
 #define NPUD_ERROR_BUSY "org.npud.Inference1.Error.Busy"
+#define NPUD_ERROR_REQUEST_TOO_LARGE "org.npud.Inference1.Error.RequestTooLarge"
 #define NPUD_ERROR_LIMIT_EXCEEDED "org.npud.Inference1.Error.LimitExceeded"
 #define NPUD_ERROR_ACCESS_DENIED "org.npud.Inference1.Error.AccessDenied"
 #define NPUD_ERROR_CANCELLED "org.npud.Inference1.Error.Cancelled"

@@ -3,6 +3,7 @@
 #include "bus_args.h"
 #include "bus_errors.h"
 #include "server.h"
+#include "stats.h"
 
 #ifndef NPUD_VERSION
 #define NPUD_VERSION "0"
@@ -51,7 +52,8 @@ static uint64_t count_params(const struct npu_model *m)
         return n;
 }
 
-static int append_model(sd_bus_message *reply, struct server *srv, const struct served_model *m)
+static int append_model(sd_bus_message *reply, struct server *srv, const struct served_model *m,
+                        const struct stats_view *v)
 {
         const struct npu_hparams *hp = &m->rt->model->hp;
 
@@ -65,7 +67,7 @@ static int append_model(sd_bus_message *reply, struct server *srv, const struct 
                                      "n_params", "t", count_params(m->rt->model),
                                      "weight_bytes", "t", (uint64_t)m->rt->model->weight_bytes,
                                      "default", "b", m == srv->default_model,
-                                     "requests", "u", m->n_users,
+                                     "requests", "u", stats_model_users(m, v),
                                      "backend", "s", m->device ? "npu" : "cpu",
                                      "device", "s", m->device ? m->device->name : "cpu");
 }
@@ -74,8 +76,13 @@ static int method_list_models(sd_bus_message *m, void *userdata, sd_bus_error *e
 {
         struct server *srv = userdata;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        struct stats_view v;
         int r;
 
+        r = stats_view_of(srv, m, &v);
+        if (r < 0)
+                return sd_bus_error_setf(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is: %s",
+                                         strerror(-r));
         r = sd_bus_message_new_method_return(m, &reply);
         if (r < 0)
                 return r;
@@ -83,7 +90,7 @@ static int method_list_models(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (r < 0)
                 return r;
         for (struct served_model *sm = srv->models; sm; sm = sm->next) {
-                r = append_model(reply, srv, sm);
+                r = append_model(reply, srv, sm, &v);
                 if (r < 0)
                         return r;
         }
@@ -128,11 +135,27 @@ static int read_load_options(sd_bus_message *m, char **name, bool *make_default,
         return sd_bus_message_exit_container(m);
 }
 
+static void on_loaded(struct server *srv, struct served_model *sm, int r, const struct npu_err *err,
+                      void *userdata)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = userdata;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        if (r >= 0) {
+                (void)sd_bus_reply_method_return(call, "s", sm->name);
+                return;
+        }
+        if (r == -ECANCELED)
+                sd_bus_error_set(&error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        else
+                reply_model_error(&error, r, err);
+        (void)sd_bus_reply_method_error(call, &error);
+}
+
 static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct server *srv = userdata;
         _cleanup_free_ char *name = NULL;
-        struct served_model *sm;
         struct npu_err err = {};
         bool make_default = false;
         const char *path;
@@ -144,15 +167,31 @@ static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = read_load_options(m, &name, &make_default, error);
         if (r < 0)
                 return r;
-        r = clients_require_admin(srv, m, "load or unload models", error);
-        if (r < 0)
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        if (r <= 0)
                 return r;
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
-        r = models_load(srv, path, name, make_default, &sm, &err);
-        if (r < 0)
+        /* loaded off the event loop: the reply comes when it is done */
+        r = models_load(srv, path, name, make_default, on_loaded, sd_bus_message_ref(m), &err);
+        if (r < 0) {
+                sd_bus_message_unref(m);
                 return reply_model_error(error, r, &err);
-        return sd_bus_reply_method_return(m, "s", sm->name);
+        }
+        return 1;
+}
+
+static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct server *srv = userdata;
+        int r;
+
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        if (r <= 0)
+                return r;
+        if (srv->shutting_down)
+                return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        return server_reload(srv, m);
 }
 
 static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -184,15 +223,23 @@ static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *
                 if (r < 0)
                         return r;
         }
-        r = clients_require_admin(srv, m, "load or unload models", error);
-        if (r < 0)
-                return r;
         if (!name[0])
                 return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT, "name the model to unload");
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        if (r <= 0)
+                return r;
         sm = find_model(srv, name, error);
         if (!sm)
                 return -ENOENT;
-        r = models_unload(srv, sm, force, &err);
+        if (sm->unload_call)
+                return sd_bus_error_setf(error, NPUD_ERROR_BUSY, "model '%s' is being unloaded already", sm->name);
+        r = model_unload(sm, force, &err);
+        if (r == -EAGAIN) {
+                /* in the middle of a step: unloaded (and answered) when it ends */
+                sm->unload_call = sd_bus_message_ref(m);
+                sm->unload_force = force;
+                return 1;
+        }
         if (r < 0)
                 return reply_model_error(error, r, &err);
         server_kick(srv);
@@ -204,12 +251,11 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         struct server *srv = userdata;
         _cleanup_(prompt_arg_done) struct prompt_arg pa = {};
         _cleanup_(gen_args_done) struct gen_args a = {};
-        _cleanup_free_ int32_t *ids = NULL;
         struct served_model *sm;
-        struct bus_request *br;
+        struct session *s;
+        struct request *req;
         struct client *c;
         const char *model;
-        int32_t n;
         int r;
 
         r = sd_bus_message_read(m, "s", &model);
@@ -227,25 +273,38 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, false, &a, error);
         if (r < 0)
                 return r;
-        r = args_tokenize(sm->rt->model, &pa, a.add_bos != 0, &ids, &n, error);
-        if (r < 0)
-                return r;
+        if (srv->shutting_down)
+                return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         r = clients_get(srv, m, &c, error);
         if (r < 0)
                 return r;
-        r = request_create(srv, c, sm, NULL, ids, n, &a.p, NULL, &br, error);
+        r = client_check_request(c, &srv->cfg, error);
+        if (r >= 0)
+                r = session_new_single(sm, c, &s);
         if (r < 0) {
-                client_maybe_forget(srv, c);
+                client_maybe_forget(c);
                 return r;
         }
-        return sd_bus_reply_method_return(m, "o", br->path);
+        r = session_start_turn(s, &req, error);
+        if (r >= 0)
+                r = request_start(req, m, &pa, a.add_bos != 0, &a.p, error);
+        if (r < 0) {
+                if (s->requests_head)
+                        session_drop_request(s, s->requests_head);
+                else
+                        session_close(s);
+                client_maybe_forget(c);
+                return r;
+        }
+        return 1;
 }
 
 static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct server *srv = userdata;
+        _cleanup_(gen_args_done) struct gen_args a = {};
         struct served_model *sm;
-        struct bus_session *s;
+        struct session *s;
         struct client *c;
         const char *model;
         int r;
@@ -256,79 +315,92 @@ static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error
         sm = find_model(srv, model, error);
         if (!sm)
                 return -ENOENT;
+        r = gen_args_init(&a, NULL);
+        if (r < 0)
+                return r;
+        r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, true, &a, error);
+        if (r < 0)
+                return r;
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         r = clients_get(srv, m, &c, error);
         if (r < 0)
                 return r;
-        r = session_create(srv, c, sm, m, &s, error);
+        r = client_check_session(c, &srv->cfg, error);
+        if (r >= 0)
+                r = session_new(sm, c, &a.p, a.stops, &s);
         if (r < 0) {
-                client_maybe_forget(srv, c);
+                client_maybe_forget(c);
                 return r;
         }
-        return sd_bus_reply_method_return(m, "o", s->path);
+        a.stops = NULL; /* the session has them */
+        r = session_start(s, m, a.system_prompt, error);
+        if (r < 0) {
+                session_close(s);
+                client_maybe_forget(c);
+        }
+        return r;
 }
 
 static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct server *srv = userdata;
-        uint64_t blocks = 0, used = 0, cached = 0, block_bytes = 0, used_bytes = 0, total_bytes = 0;
-        uint64_t prompt = 0, cached_prompt = 0, generated = 0, steps = 0;
-        uint32_t active = 0, queued = 0, sessions = 0, clients = 0, block_tokens = 0;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        struct stats_view v;
+        struct npud_stats st;
+        int r;
 
-        for (struct served_model *sm = srv->models; sm; sm = sm->next) {
-                const struct kv_pool *kv = sm->rt->kv;
-                const struct sched_stats *st = &sm->sched->stats;
-                int32_t u = sched_kv_blocks_used(sm->sched);
-                blocks += kv->n_blocks;
-                used += u;
-                cached += prefix_cache_idle_blocks(sm->sched->pc);
-                block_bytes = kv->block_bytes;
-                block_tokens = kv->block_size;
-                total_bytes += (uint64_t)kv->n_blocks * kv->block_bytes;
-                used_bytes += (uint64_t)u * kv->block_bytes;
-                active += sm->sched->n_active;
-                queued += sm->sched->n_queued;
-                prompt += st->prompt_tokens;
-                cached_prompt += st->cached_prompt_tokens;
-                generated += st->generated_tokens;
-                steps += st->steps;
+        r = stats_view_of(srv, m, &v);
+        if (r < 0)
+                return sd_bus_error_setf(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is: %s",
+                                         strerror(-r));
+        stats_collect(srv, &v, &st);
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+#define ENTRY(key, type, value)                                                       \
+        do {                                                                          \
+                if (r >= 0)                                                           \
+                        r = sd_bus_message_append(reply, "{sv}", key, type, value);   \
+        } while (0)
+        ENTRY("scope", "s", v.all ? "server" : "uid");
+        ENTRY("kv_blocks_total", "t", st.kv_blocks_total);
+        ENTRY("kv_blocks_used", "t", st.kv_blocks_used);
+        ENTRY("kv_blocks_cached", "t", st.kv_blocks_cached);
+        ENTRY("kv_block_tokens", "u", st.kv_block_tokens);
+        ENTRY("kv_bytes_total", "t", st.kv_bytes_total);
+        ENTRY("kv_bytes_used", "t", st.kv_bytes_used);
+        ENTRY("active_requests", "u", st.active);
+        ENTRY("queued_requests", "u", st.queued);
+        ENTRY("sessions", "u", st.sessions);
+        ENTRY("clients", "u", st.clients);
+        ENTRY("prompt_tokens", "t", st.prompt_tokens);
+        ENTRY("cached_prompt_tokens", "t", st.cached_prompt_tokens);
+        ENTRY("generated_tokens", "t", st.generated_tokens);
+        ENTRY("uptime_s", "d", (double)(now_ns() - srv->t_start) / 1e9);
+        /* how busy the whole server is: for administrators only */
+        if (v.all) {
+                ENTRY("steps", "t", st.steps);
+                ENTRY("tokens_per_s", "d", st.tokens_per_s);
         }
-        (void)block_bytes;
-        for (struct bus_session *s = srv->sessions_head; s; s = s->next)
-                sessions++;
-        for (struct client *c = srv->clients; c; c = c->next)
-                clients++;
-        return sd_bus_reply_method_return(m, "a{sv}", 16,
-                                          "kv_blocks_total", "t", blocks,
-                                          "kv_blocks_used", "t", used,
-                                          "kv_blocks_cached", "t", cached,
-                                          "kv_block_tokens", "u", block_tokens,
-                                          "kv_bytes_total", "t", total_bytes,
-                                          "kv_bytes_used", "t", used_bytes,
-                                          "active_requests", "u", active,
-                                          "queued_requests", "u", queued,
-                                          "sessions", "u", sessions,
-                                          "clients", "u", clients,
-                                          "prompt_tokens", "t", prompt,
-                                          "cached_prompt_tokens", "t", cached_prompt,
-                                          "generated_tokens", "t", generated,
-                                          "steps", "t", steps,
-                                          "tokens_per_s", "d", server_tokens_per_s(srv),
-                                          "uptime_s", "d", (double)(now_ns() - srv->t_start) / 1e9);
+#undef ENTRY
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
 }
 
 static int property_get(sd_bus *bus, const char *path, const char *iface, const char *property,
                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
         struct server *srv = userdata;
-        uint32_t total = 0, used = 0, active = 0;
+        struct stats_view v;
+        struct npud_stats st;
 
-        for (struct served_model *sm = srv->models; sm; sm = sm->next) {
-                total += sm->rt->kv->n_blocks;
-                used += sched_kv_blocks_used(sm->sched);
-                active += sm->sched->n_active + sm->sched->n_queued;
-        }
         if (!strcmp(property, "Version"))
                 return sd_bus_message_append(reply, "s", NPUD_VERSION);
         if (!strcmp(property, "Backends"))
@@ -336,12 +408,16 @@ static int property_get(sd_bus *bus, const char *path, const char *iface, const 
                                     : sd_bus_message_append(reply, "as", 1, "cpu");
         if (!strcmp(property, "DefaultModel"))
                 return sd_bus_message_append(reply, "s", srv->default_model ? srv->default_model->name : "");
+        /* the counters, as GetStats: the caller's own unless it is an administrator */
+        if (stats_view_of(srv, sd_bus_get_current_message(bus), &v) < 0)
+                return sd_bus_error_set(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is");
+        stats_collect(srv, &v, &st);
         if (!strcmp(property, "KVCacheBlocksTotal"))
-                return sd_bus_message_append(reply, "u", total);
+                return sd_bus_message_append(reply, "u", (uint32_t)st.kv_blocks_total);
         if (!strcmp(property, "KVCacheBlocksUsed"))
-                return sd_bus_message_append(reply, "u", used);
+                return sd_bus_message_append(reply, "u", (uint32_t)st.kv_blocks_used);
         if (!strcmp(property, "ActiveRequests"))
-                return sd_bus_message_append(reply, "u", active);
+                return sd_bus_message_append(reply, "u", st.active + st.queued);
         return -ENOENT;
 }
 
@@ -365,6 +441,7 @@ const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_PARAM(session), method_create_session, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetStats", "", , "a{sv}", SD_BUS_PARAM(stats), method_get_stats,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Backends", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("DefaultModel", "s", property_get, 0, 0),

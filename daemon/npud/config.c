@@ -8,6 +8,7 @@
 void config_defaults(struct npud_config *c)
 {
         *c = (struct npud_config) {
+                .kv_type = KV_TYPE_F16,
                 .max_active = 16,
                 .max_batch_tokens = 128,
                 .prefill_chunk = 64,
@@ -16,6 +17,10 @@ void config_defaults(struct npud_config *c)
                 .max_sessions_per_client = 4,
                 .max_queue = 64,
                 .max_finished_kept = 64,
+                .max_requests_per_uid = 64,
+                .max_sessions_per_uid = 16,
+                .max_active_per_uid = 0,
+                .kv_percent_per_uid = 100,
         };
 }
 
@@ -86,6 +91,10 @@ static const struct int_key int_keys[] = {
         INT_KEY(max_sessions_per_client, 0, 65536),
         INT_KEY(max_queue, 1, 1 << 20),
         INT_KEY(max_finished_kept, 0, 65536),
+        INT_KEY(max_requests_per_uid, 1, 1 << 20),
+        INT_KEY(max_sessions_per_uid, 0, 65536),
+        INT_KEY(max_active_per_uid, 0, 4096),
+        INT_KEY(kv_percent_per_uid, 1, 100),
 };
 
 static int set_key(struct npud_config *c, const char *key, const char *v)
@@ -116,12 +125,8 @@ static int set_key(struct npud_config *c, const char *key, const char *v)
         }
         if (!strcmp(key, "flash_attention"))
                 return parse_bool(v, &c->flash_attention);
-        if (!strcmp(key, "kv_type")) {
-                if (strcmp(v, "f16") && strcmp(v, "f32"))
-                        return -EINVAL;
-                c->kv_f32 = !strcmp(v, "f32");
-                return 0;
-        }
+        if (!strcmp(key, "kv_type"))
+                return kv_type_from_string(v, &c->kv_type);
         for (size_t i = 0; i < ARRAY_SIZE(int_keys); i++)
                 if (!strcmp(key, int_keys[i].name)) {
                         r = parse_int(v, int_keys[i].min, int_keys[i].max, &n);
@@ -195,5 +200,9 @@ int config_validate(const struct npud_config *c, struct npu_err *err)
         if (c->max_batch_tokens < c->max_active)
                 return npu_err_set(err, -EINVAL, "max_batch_tokens (%d) must be at least max_active (%d)",
                                    c->max_batch_tokens, c->max_active);
+        if (c->max_requests_per_uid < c->max_requests_per_client)
+                return npu_err_set(err, -EINVAL,
+                                   "max_requests_per_uid (%d) must be at least max_requests_per_client (%d)",
+                                   c->max_requests_per_uid, c->max_requests_per_client);
         return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kv_cache.h"
 #include "util.h"
 
 #define NPUD_CONFIG_PATH "/etc/npud/npud.conf"
@@ -17,16 +18,23 @@ struct npud_config {
         int threads;      /* 0: every core */
         int32_t n_ctx;    /* 0: the model's, at most 4096 */
         uint32_t kv_budget_mb;
-        bool kv_f32;
+        enum kv_type kv_type;
         bool flash_attention;
         int32_t max_active;
         int32_t max_batch_tokens;
         int32_t prefill_chunk;
+        /* per connection */
         int32_t max_requests_per_client;
         int32_t max_queued_tokens_per_client;
         int32_t max_sessions_per_client;
-        int32_t max_queue;
         int32_t max_finished_kept; /* finished requests kept per client for their properties */
+        /* per uid (all its connections) */
+        int32_t max_requests_per_uid;
+        int32_t max_sessions_per_uid;
+        int32_t max_active_per_uid; /* running at once in one model; 0: its fair share only */
+        int32_t kv_percent_per_uid; /* of one model's KV pool */
+        /* per model */
+        int32_t max_queue;
 };
 
 void config_defaults(struct npud_config *c);

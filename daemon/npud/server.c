@@ -8,10 +8,13 @@
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 
+#include "bus_errors.h"
 #include "server.h"
 #include "step_runner.h"
+#include "worker.h"
 
 #define STATUS_INTERVAL_USEC (2 * 1000000ull)
+#define EXTEND_INTERVAL_USEC (10 * 1000000ull)
 
 static int on_step_kick(sd_event_source *es, void *userdata);
 static void on_step_done(struct scheduler *s, int r, const char *error, void *userdata);
@@ -32,6 +35,12 @@ int server_new(struct server **ret)
         r = step_runner_new(srv->event, on_step_done, srv, &srv->runner);
         if (r < 0)
                 return r;
+        r = worker_new(srv->event, "npud-tokenize", &srv->tokenizer);
+        if (r < 0)
+                return r;
+        r = worker_new(srv->event, "npud-load", &srv->loader);
+        if (r < 0)
+                return r;
         r = sd_event_add_defer(srv->event, &srv->kick_source, on_step_kick, srv);
         if (r < 0)
                 return r;
@@ -46,16 +55,19 @@ void server_free(struct server *srv)
 {
         if (!srv)
                 return;
+        /* the workers' last jobs end while everything they report to is there */
+        worker_free(srv->tokenizer);
+        worker_free(srv->loader);
         step_runner_free(srv->runner);
         devices_free_all(srv);
-        while (srv->sessions_head)
-                session_free(srv->sessions_head);
-        while (srv->requests_head)
-                request_free(srv->requests_head);
         models_free_all(srv);
         clients_free_all(srv);
         srv->kick_source = sd_event_source_disable_unref(srv->kick_source);
         sd_event_source_disable_unref(srv->status_timer);
+        sd_event_source_disable_unref(srv->extend_timer);
+        if (srv->reload_call)
+                sd_bus_reply_method_errorf(srv->reload_call, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        sd_bus_message_unref(srv->reload_call);
         if (srv->bus) {
                 sd_bus_flush(srv->bus);
                 sd_bus_flush_close_unref(srv->bus);
@@ -66,6 +78,11 @@ void server_free(struct server *srv)
         free(srv);
 }
 
+uint64_t server_next_id(struct server *srv)
+{
+        return ++srv->next_id;
+}
+
 /* --- steps --- */
 
 void server_kick(struct server *srv)
@@ -74,45 +91,35 @@ void server_kick(struct server *srv)
                 sd_event_source_set_enabled(srv->kick_source, SD_EVENT_ONESHOT);
 }
 
-static struct served_model *next_model_with_work(struct server *srv)
-{
-        struct served_model *start = srv->last_stepped && srv->last_stepped->next ? srv->last_stepped->next
-                                                                                  : srv->models;
-        struct served_model *m = start;
-
-        if (!m)
-                return NULL;
-        do {
-                if (sched_has_work(m->sched))
-                        return m;
-                m = m->next ? m->next : srv->models;
-        } while (m != start);
-        return NULL;
-}
-
+/*
+ * Starts a step of the next model, in turn after the one that stepped last,
+ * that has a batch to run. A model that cannot run one now (its queued work
+ * waits for room) is passed over, not waited for.
+ */
 static int on_step_kick(sd_event_source *es, void *userdata)
 {
         struct server *srv = userdata;
+        struct served_model *start, *m;
 
         if (step_runner_busy(srv->runner))
                 return 0;
         devices_run_pending(srv);
-        for (int tries = 0; tries < 64; tries++) {
-                struct served_model *m = next_model_with_work(srv);
-                if (!m)
-                        return 0;
-                srv->last_stepped = m;
-                if (sched_step_prepare(m->sched)) {
+        models_run_pending(srv);
+        start = srv->last_stepped && srv->last_stepped->next ? srv->last_stepped->next : srv->models;
+        m = start;
+        if (!m)
+                return 0;
+        do {
+                if (sched_has_work(m->sched) && sched_step_prepare(m->sched)) {
+                        srv->last_stepped = m;
                         srv->stepping = m;
                         srv->step_stats = m->rt->ctx->stats;
                         srv->step_on_npu = ctx_target(m->rt->ctx) == BACKEND_TARGET_NPU;
                         step_runner_start(srv->runner, m->sched);
                         return 0;
                 }
-                /* queued work that does not fit yet: wait for a finish to make room */
-                if (!next_model_with_work(srv) || m->sched->n_active == 0)
-                        return 0;
-        }
+                m = m->next ? m->next : srv->models;
+        } while (m != start);
         return 0;
 }
 
@@ -161,15 +168,25 @@ static void account_step(struct server *srv, struct scheduler *s)
                         now->faults - was->faults, now->last_fault[0] ? now->last_fault : "no detail",
                         s->n_step_reqs, now->retries - was->retries, now->cpu_fallbacks - was->cpu_fallbacks);
         for (int32_t i = 0; i < s->n_step_reqs; i++) {
-                struct bus_request *br = s->step_reqs[i]->userdata;
-                if (!br)
+                struct request *r = s->step_reqs[i]->userdata;
+                if (!r)
                         continue;
-                br->steps_npu += npu;
-                br->steps_cpu += cpu;
-                br->device_faults += (uint32_t)(now->faults - was->faults);
-                br->device_retries += (uint32_t)(now->retries - was->retries);
-                br->cpu_fallbacks += (uint32_t)(now->cpu_fallbacks - was->cpu_fallbacks);
+                r->steps_npu += npu;
+                r->steps_cpu += cpu;
+                r->device_faults += (uint32_t)(now->faults - was->faults);
+                r->device_retries += (uint32_t)(now->retries - was->retries);
+                r->cpu_fallbacks += (uint32_t)(now->cpu_fallbacks - was->cpu_fallbacks);
         }
+}
+
+/* Tokens that waited for the bus' queue to shrink. */
+static void flush_all(struct server *srv)
+{
+        for (struct served_model *m = srv->models; m; m = m->next)
+                for (struct session *s = m->sessions_head; s; s = s->next)
+                        for (struct request *r = s->requests_head; r; r = r->next)
+                                if (!r->finished)
+                                        request_flush(r, false);
 }
 
 static void on_step_done(struct scheduler *s, int r, const char *error, void *userdata)
@@ -185,7 +202,7 @@ static void on_step_done(struct scheduler *s, int r, const char *error, void *us
                 fprintf(stderr, "<3>npud: a step failed: %s\n", error);
         sched_step_complete(s, r, error);
         count_rate(srv, s->stats.generated_tokens - before);
-        requests_flush_all(srv);
+        flush_all(srv);
         if (srv->shutting_down) {
                 sd_event_exit(srv->event, 0);
                 return;
@@ -254,32 +271,72 @@ static int on_terminate(sd_event_source *es, const struct signalfd_siginfo *si, 
 
 static int on_hangup(sd_event_source *es, const struct signalfd_siginfo *si, void *userdata)
 {
-        server_reload(userdata);
+        server_reload(userdata, NULL);
         return 0;
 }
 
-int server_reload(struct server *srv)
+static void reload_end(struct server *srv, const sd_bus_error *error)
 {
-        struct npu_err err = {};
-        int r;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = TAKE_PTR(srv->reload_call);
 
-        sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(now_ns() / 1000));
-        if (srv->config_path) {
-                r = config_load(&srv->cfg, srv->config_path, &err);
-                if (r < 0)
-                        fprintf(stderr, "<4>npud: keeping the old configuration: %s\n", err.msg);
+        srv->reloading = false;
+        if (call) {
+                if (sd_bus_error_is_set(error))
+                        (void)sd_bus_reply_method_error(call, error);
                 else
-                        fprintf(stderr, "npud: reloaded %s\n", srv->config_path);
-        }
-        if (srv->cfg.model && (!srv->default_model || strcmp(srv->default_model->path, srv->cfg.model) != 0)) {
-                struct served_model *m;
-                r = models_load(srv, srv->cfg.model, NULL, true, &m, &err);
-                if (r < 0)
-                        fprintf(stderr, "<4>npud: cannot load the configured model: %s\n", err.msg);
+                        (void)sd_bus_reply_method_return(call, NULL);
         }
         sd_notify(false, "READY=1");
         update_status(srv);
-        return 0;
+}
+
+static void on_reload_loaded(struct server *srv, struct served_model *m, int r, const struct npu_err *err,
+                             void *userdata)
+{
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        if (r < 0) {
+                fprintf(stderr, "<4>npud: cannot load the configured model: %s\n", err->msg);
+                sd_bus_error_setf(&error, NPUD_ERROR_BAD_MODEL, "cannot load the configured model: %s", err->msg);
+        }
+        reload_end(srv, &error);
+}
+
+int server_reload(struct server *srv, sd_bus_message *call)
+{
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        struct npu_err err = {};
+        int r;
+
+        if (srv->reloading) {
+                fprintf(stderr, "<4>npud: a reload is in progress already\n");
+                if (call)
+                        return sd_bus_reply_method_errorf(call, NPUD_ERROR_BUSY, "a reload is in progress already");
+                return 0;
+        }
+        srv->reloading = true;
+        srv->reload_call = sd_bus_message_ref(call);
+        sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(now_ns() / 1000));
+        if (srv->config_path) {
+                r = config_load(&srv->cfg, srv->config_path, &err);
+                if (r < 0) {
+                        fprintf(stderr, "<4>npud: keeping the old configuration: %s\n", err.msg);
+                        sd_bus_error_setf(&error, NPUD_ERROR_FAILED, "keeping the old configuration: %s", err.msg);
+                        reload_end(srv, &error);
+                        return 1;
+                }
+                fprintf(stderr, "npud: reloaded %s\n", srv->config_path);
+                models_apply_limits(srv);
+        }
+        if (srv->cfg.model && (!srv->default_model || strcmp(srv->default_model->path, srv->cfg.model) != 0)) {
+                /* the reply (and READY=1) waits for the load */
+                r = models_load(srv, srv->cfg.model, NULL, true, on_reload_loaded, NULL, &err);
+                if (r < 0)
+                        on_reload_loaded(srv, NULL, r, &err, NULL);
+                return 1;
+        }
+        reload_end(srv, &error);
+        return 1;
 }
 
 /* --- the bus --- */
@@ -320,6 +377,32 @@ static int add_children(struct server *srv, const char *prefix, const char *ifac
         return sd_bus_add_node_enumerator(srv->bus, NULL, prefix, enumerate, srv);
 }
 
+void server_client_left(struct server *srv, struct client *c)
+{
+        while (c->requests_head)
+                session_drop_request(c->requests_head->session, c->requests_head);
+        while (c->sessions_head)
+                session_close(c->sessions_head);
+        client_free(c);
+        server_kick(srv);
+}
+
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct server *srv = userdata;
+        const char *name, *old_owner, *new_owner;
+        struct client *c;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
+                return 0;
+        if (name[0] != ':' || new_owner[0] != 0)
+                return 0;
+        c = clients_find(srv, name);
+        if (c)
+                server_client_left(srv, c);
+        return 0;
+}
+
 int server_open_bus(struct server *srv, const char *bus)
 {
         int r;
@@ -345,18 +428,54 @@ int server_open_bus(struct server *srv, const char *bus)
                                  device_enumerate);
         if (r < 0)
                 return r;
-        return clients_watch(srv);
+        return sd_bus_match_signal(srv->bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                   "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, srv);
+}
+
+/* Takes the bus name and tells the service manager: npud serves from here. */
+static int server_ready(struct server *srv)
+{
+        int r;
+
+        srv->extend_timer = sd_event_source_disable_unref(srv->extend_timer);
+        r = sd_bus_request_name(srv->bus, NPUD_BUS_NAME, 0);
+        if (r < 0) {
+                fprintf(stderr, "npud: cannot take the bus name %s: %s\n", NPUD_BUS_NAME, strerror(-r));
+                return r;
+        }
+        sd_notify(false, "READY=1");
+        update_status(srv);
+        fprintf(stderr, "npud: serving %s\n", NPUD_BUS_NAME);
+        return 0;
+}
+
+static void on_default_loaded(struct server *srv, struct served_model *m, int r, const struct npu_err *err,
+                              void *userdata)
+{
+        if (r >= 0)
+                r = server_ready(srv);
+        else
+                fprintf(stderr, "npud: cannot load the default model: %s\n", err->msg);
+        if (r < 0 && !srv->shutting_down) {
+                sd_notifyf(false, "STATUS=cannot start: %s\nERRNO=%d", err->msg, -r);
+                sd_event_exit(srv->event, 1);
+        }
+}
+
+/* While the default model loads, the service manager's start timeout keeps moving. */
+static int on_extend_timer(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        sd_notifyf(false, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=loading the default model",
+                   (unsigned long long)(3 * EXTEND_INTERVAL_USEC));
+        sd_event_source_set_time(es, usec + EXTEND_INTERVAL_USEC);
+        return 0;
 }
 
 int server_start(struct server *srv)
 {
-        sigset_t mask;
+        struct npu_err err = {};
         int r;
 
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGHUP);
         r = sd_event_add_signal(srv->event, NULL, SIGTERM, on_terminate, srv);
         if (r >= 0)
                 r = sd_event_add_signal(srv->event, NULL, SIGINT, on_terminate, srv);
@@ -372,13 +491,16 @@ int server_start(struct server *srv)
         if (r < 0)
                 return r;
         sd_event_source_set_enabled(srv->status_timer, SD_EVENT_ON);
-        r = sd_bus_request_name(srv->bus, NPUD_BUS_NAME, 0);
+        if (!srv->cfg.model)
+                return server_ready(srv);
+        /* the bus name is taken once the default model is there (callers wait in the bus for it) */
+        r = sd_event_add_time_relative(srv->event, &srv->extend_timer, CLOCK_MONOTONIC, 0, 0, on_extend_timer, srv);
+        if (r < 0)
+                return r;
+        r = models_load(srv, srv->cfg.model, NULL, true, on_default_loaded, NULL, &err);
         if (r < 0) {
-                fprintf(stderr, "npud: cannot take the bus name %s: %s\n", NPUD_BUS_NAME, strerror(-r));
+                fprintf(stderr, "npud: cannot load the default model: %s\n", err.msg);
                 return r;
         }
-        sd_notify(false, "READY=1");
-        update_status(srv);
-        fprintf(stderr, "npud: serving %s\n", NPUD_BUS_NAME);
         return 0;
 }

@@ -59,12 +59,8 @@ int cli_parse_float(const char *s, const char *what, float *ret)
 
 int cli_parse_kv_type(const char *s, enum kv_type *ret)
 {
-        if (strcmp(s, "f16") == 0)
-                *ret = KV_TYPE_F16;
-        else if (strcmp(s, "f32") == 0)
-                *ret = KV_TYPE_F32;
-        else
-                return cli_error(-EINVAL, "--kv-type: '%s' is not f16 or f32", s);
+        if (kv_type_from_string(s, ret) < 0)
+                return cli_error(-EINVAL, "--kv-type: '%s' is not f16, f32 or q8", s);
         return 0;
 }
 

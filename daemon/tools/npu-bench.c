@@ -26,11 +26,17 @@
 #include "cli.h"
 #include "fp16.h"
 #include "membw.h"
+#include "plot.h"
 #include "kernels.h"
 #include "runtime.h"
 
+#define MAX_MODELS 4
+
 struct bench_args {
         struct runtime_opts rt;
+        const char *models[MAX_MODELS];
+        int n_models;
+        bool compare_attention;
         const char *task;
         const char *precision;
         const char *plot;
@@ -143,11 +149,16 @@ static int run_fake_context(struct runtime *rt, const struct bench_args *a)
                                                 s ^= s << 13, s ^= s >> 7, s ^= s << 17;
                                                 uint16_t h = (uint16_t)(((s >> 20) & 0x8000) | ((10 + (s >> 8) % 6) << 10) |
                                                                         (s & 0x3ff));
-                                                if (kv->type == KV_TYPE_F16)
+                                                if (kv->type == KV_TYPE_Q8)
+                                                        ((int8_t *)row)[e] = (int8_t)((int)(s % 255) - 127);
+                                                else if (kv->type == KV_TYPE_F16)
                                                         ((uint16_t *)row)[e] = h;
                                                 else
                                                         ((float *)row)[e] = f16_to_f32(h);
                                         }
+                                        /* q8: values up to 2 in magnitude, as the f16 ones */
+                                        for (int32_t hh = 0; kv->type == KV_TYPE_Q8 && hh < kv->n_kv_heads; hh++)
+                                                kv_scale_at(kv, &seq, l, w, p)[hh] = 2.0f / 127.0f;
                                 }
                 seq.n_pos = N;
                 for (int32_t st = 0; st <= steps; st++) {
@@ -183,48 +194,8 @@ static int run_fake_context(struct runtime *rt, const struct bench_args *a)
         printf("model %s (%s), %d threads, kernels %s, attention %s, KV %s, %d timed tokens per context (synthetic KV)\n",
                m->name ? m->name : m->path, precision_name(m->precision), threadpool_size(rt->tp),
                kernels_isa_name(kernels_isa()), rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default",
-               kv->type == KV_TYPE_F16 ? "f16" : "f32", steps);
+               kv_type_name(kv->type), steps);
         return 0;
-}
-
-/*
- * Two panels side by side: prefill time and time per token against prompt
- * length, the way these runs are usually compared.
- */
-static int write_plot(const char *path, const struct row *rows, int n, const char *title)
-{
-        _cleanup_fclose_ FILE *f = fopen(path, "we");
-        const double W = 400, H = 300, M = 50;
-        if (!f)
-                return cli_error(-errno, "cannot write %s: %m", path);
-        fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-                   "font-family=\"sans-serif\" font-size=\"11\">\n", 2 * W, H + 30);
-        fprintf(f, "<text x=\"%.0f\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">%s</text>\n", W, title);
-        for (int panel = 0; panel < 2; panel++) {
-                double x0 = panel * W + M, y0 = H, pw = W - 1.5 * M, ph = H - 2 * M + 10;
-                double xmax = 1, ymax = 1e-9;
-                for (int i = 0; i < n; i++) {
-                        xmax = MAX(xmax, rows[i].prompt);
-                        ymax = MAX(ymax, panel ? rows[i].ms_per_token : rows[i].prefill_ms);
-                }
-                fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", x0, y0,
-                        x0 + pw, y0);
-                fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", x0, y0,
-                        x0, y0 - ph);
-                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">prompt length (tokens), max %.0f</text>\n",
-                        x0 + pw / 2, y0 + 22, xmax);
-                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s, max %.1f ms</text>\n", x0, y0 - ph - 8,
-                        panel ? "time per token" : "prefill", ymax);
-                fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
-                        panel ? "#c0392b" : "#2471a3");
-                for (int i = 0; i < n; i++) {
-                        double v = panel ? rows[i].ms_per_token : rows[i].prefill_ms;
-                        fprintf(f, "%.1f,%.1f ", x0 + pw * rows[i].prompt / xmax, y0 - ph * v / ymax);
-                }
-                fprintf(f, "\"/>\n");
-        }
-        fprintf(f, "</svg>\n");
-        return ferror(f) ? cli_error(-EIO, "writing %s failed", path) : 0;
 }
 
 static void print_table(const struct row *rows, int n)
@@ -264,19 +235,49 @@ static double matmul_ops_per_token(const struct npu_model *m)
         return 2.0 * n;
 }
 
-static void summary(struct runtime *rt, const struct row *rows, int n, double bw, bool json, bool no_peaks)
+/* The machine's figures, measured before a run and again after it: the higher of each counts (the stricter ratio). */
+struct peaks {
+        double bw;       /* read bandwidth, bytes/s */
+        double int8_ops; /* int8 ops/s */
+        const char *int8_how;
+};
+
+static void measure_peaks(struct runtime *rt, bool int8, struct peaks *p)
+{
+        p->bw = MAX(p->bw, measure_read_bandwidth(rt->tp, 1u << 30));
+        if (int8) {
+                const char *how;
+                double ops = 2.0 * measure_int8_peak(rt->tp, &how);
+                if (ops > p->int8_ops) {
+                        p->int8_ops = ops;
+                        p->int8_how = how;
+                }
+        }
+}
+
+static void summary(struct runtime *rt, const struct row *rows, int n, struct peaks *pk, bool json, bool no_peaks)
 {
         const struct npu_model *m = rt->model;
         double bpt = (double)model_bytes_per_token(m), tps = 0, pf_ops = 0;
+        int32_t pf_tokens = 0;
         for (int i = 0; i < n; i++) {
                 tps += rows[i].tokens_per_s / n;
                 double ops = matmul_ops_per_token(m) * rows[i].prompt;
-                pf_ops = MAX(pf_ops, ops / (rows[i].prefill_ms / 1000.0));
+                if (ops / (rows[i].prefill_ms / 1000.0) > pf_ops) {
+                        pf_ops = ops / (rows[i].prefill_ms / 1000.0);
+                        pf_tokens = rows[i].prompt;
+                }
         }
         double reached = bpt * tps;
+        const bool int8 = m->precision != NPU_PRECISION_FLOAT && ctx_target(rt->ctx) == BACKEND_TARGET_CPU;
         if (!no_peaks)
-                bw = MAX(bw, measure_read_bandwidth(rt->tp, 1u << 30));
-        double peak_ops = m->precision == NPU_PRECISION_FLOAT || no_peaks ? 0 : 2.0 * measure_int8_peak(rt->tp);
+                measure_peaks(rt, int8, pk);
+        const double bw = pk->bw, peak_ops = pk->int8_ops;
+        const char *peak_how = pk->int8_how;
+        /* the kernel alone: the GEMM on the first layer's up projection, as many tokens as the best prefill */
+        double gemm_ops = int8 && !no_peaks && pf_tokens > 0
+                                  ? measure_gemm(rt->tp, &m->layers[0].w_up, m->precision, pf_tokens)
+                                  : 0;
         const char *target = backend_target_name(ctx_target(rt->ctx));
         if (json) {
                 json_object *o = json_object_new_object();
@@ -291,13 +292,18 @@ static void summary(struct runtime *rt, const struct row *rows, int n, double bw
                 json_object_object_add(o, "bandwidth_ratio", json_object_new_double(bw > 0 ? reached / bw : 0));
                 json_object_object_add(o, "prefill_ops_per_s", json_object_new_double(pf_ops));
                 json_object_object_add(o, "int8_peak_ops_per_s", json_object_new_double(peak_ops));
+                json_object_object_add(o, "gemm_ops_per_s", json_object_new_double(gemm_ops));
+                json_object_object_add(o, "prefill_to_peak", json_object_new_double(peak_ops > 0 ? pf_ops / peak_ops : 0));
+                if (peak_how)
+                        json_object_object_add(o, "int8_peak_instructions", json_object_new_string(peak_how));
                 printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
                 json_object_put(o);
                 return;
         }
-        printf("\nmodel %s (%s), %d threads, kernels %s, attention %s, back end %s", m->name ? m->name : m->path,
-               precision_name(m->precision), threadpool_size(rt->tp), kernels_isa_name(kernels_isa()),
-               rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default", target);
+        printf("\nmodel %s (%s), %d threads, kernels %s, attention %s, KV %s, back end %s",
+               m->name ? m->name : m->path, precision_name(m->precision), threadpool_size(rt->tp),
+               kernels_isa_name(kernels_isa()), rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default",
+               kv_type_name(rt->kv->type), target);
         if (ctx_target(rt->ctx) == BACKEND_TARGET_NPU)
                 printf(" (%s)", backend_npu_device(rt->ctx->npu));
         printf("\n");
@@ -316,11 +322,13 @@ static void summary(struct runtime *rt, const struct row *rows, int n, double bw
         }
         printf("decode: %.1f MB of weights per token x %.2f tokens/s = %.2f GB/s; measured read bandwidth %.2f GB/s "
                "(%.0f%% of it)\n", bpt / 1e6, tps, reached / 1e9, bw / 1e9, bw > 0 ? 100.0 * reached / bw : 0);
-        if (peak_ops > 0)
-                printf("prefill: %.2f G int8 ops/s at best; measured int8 peak %.2f G ops/s (%.0f%% of it)\n",
-                       pf_ops / 1e9, peak_ops / 1e9, 100.0 * pf_ops / peak_ops);
-        else
-                printf("prefill: %.2f Gflop/s at best\n", pf_ops / 1e9);
+        if (peak_ops > 0) {
+                printf("prefill: %.2f G int8 ops/s at best; measured int8 peak %.2f G ops/s (%s, independent "
+                       "chains) (%.0f%% of it)\n", pf_ops / 1e9, peak_ops / 1e9, peak_how, 100.0 * pf_ops / peak_ops);
+                printf("GEMM kernel alone (layer 0 up projection, %d tokens): %.2f G int8 ops/s (%.0f%% of the peak)\n",
+                       pf_tokens, gemm_ops / 1e9, 100.0 * gemm_ops / peak_ops);
+        } else
+                printf("prefill: %.2f G ops/s at best\n", pf_ops / 1e9);
 }
 
 /* One short untimed run first: page faults, lazy allocations and (under emulation) code translation. */
@@ -332,7 +340,25 @@ static int warm_up(struct runtime *rt)
         return run_one(rt, ids, MIN(8, rt->n_ctx - 4), 4, &row, NULL, NULL);
 }
 
-static int run_table(struct runtime *rt, const struct bench_args *a, double bw)
+/* The rows of a table as a series of the plot: prefill time and time per token against prompt length. */
+static void plot_add(struct plot *pl, const struct runtime *rt, const struct row *rows, int n)
+{
+        const struct npu_model *m = rt->model;
+        if (!pl || pl->n_series == PLOT_MAX_SERIES)
+                return;
+        struct plot_series *se = &pl->series[pl->n_series++];
+        snprintf(se->label, sizeof(se->label), "%s (%s), %s attention, KV %s, %s", m->name ? m->name : "model",
+                 precision_name(m->precision), rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default",
+                 kv_type_name(rt->kv->type), backend_target_name(ctx_target(rt->ctx)));
+        se->n = MIN(n, PLOT_MAX_POINTS);
+        for (int i = 0; i < se->n; i++) {
+                se->x[i] = rows[i].prompt;
+                se->y[0][i] = rows[i].prefill_ms;
+                se->y[1][i] = rows[i].ms_per_token;
+        }
+}
+
+static int run_table(struct runtime *rt, const struct bench_args *a, struct peaks *pk, struct plot *pl)
 {
         const struct npu_model *m = rt->model;
         struct row rows[32];
@@ -390,19 +416,12 @@ static int run_table(struct runtime *rt, const struct bench_args *a, double bw)
         }
         if (!a->json)
                 print_table(rows, n);
-        if (a->plot) {
-                char title[160];
-                snprintf(title, sizeof(title), "%s, %s, %s attention", m->name ? m->name : "model",
-                         precision_name(m->precision), rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default");
-                r = write_plot(a->plot, rows, n, title);
-                if (r < 0)
-                        return r;
-        }
-        summary(rt, rows, n, bw, a->json, a->no_peaks);
+        plot_add(pl, rt, rows, n);
+        summary(rt, rows, n, pk, a->json, a->no_peaks);
         return 0;
 }
 
-static int run_speed(struct runtime *rt, const struct bench_args *a, double bw)
+static int run_speed(struct runtime *rt, const struct bench_args *a, struct peaks *pk)
 {
         struct row row;
         _cleanup_free_ int32_t *ids = malloc(sizeof(int32_t) * a->pp);
@@ -420,7 +439,7 @@ static int run_speed(struct runtime *rt, const struct bench_args *a, double bw)
                 printf("generation: %d tokens, %.2f ms/token = %.2f tokens/s\n", row.generated, row.ms_per_token,
                        row.tokens_per_s);
         }
-        summary(rt, &row, 1, bw, a->json, a->no_peaks);
+        summary(rt, &row, 1, pk, a->json, a->no_peaks);
         return 0;
 }
 
@@ -507,14 +526,15 @@ static int run_batch_decode(struct runtime *rt, const struct bench_args *a)
          * takes longer (the float output head counted in the bytes only).
          */
         double bpt = (double)model_bytes_per_token(m), bw = 0, peak_ops = 0;
+        const char *peak_how = "";
         double int8_ops = m->precision == NPU_PRECISION_FLOAT ? 0 : matmul_ops_per_token(m);
         if (!a->no_peaks) {
                 bw = measure_read_bandwidth(rt->tp, 1u << 30);
-                peak_ops = int8_ops > 0 ? 2.0 * measure_int8_peak(rt->tp) : 0;
+                peak_ops = int8_ops > 0 ? 2.0 * measure_int8_peak(rt->tp, &peak_how) : 0;
         }
         if (!a->json && bw > 0)
-                printf("machine: read bandwidth %.2f GB/s, int8 peak %.2f G ops/s; weights %.1f MB, %.2f G int8 ops "
-                       "per token\n", bw / 1e9, peak_ops / 1e9, bpt / 1e6, int8_ops / 1e9);
+                printf("machine: read bandwidth %.2f GB/s, int8 peak %.2f G ops/s (%s); weights %.1f MB, %.2f G "
+                       "int8 ops per token\n", bw / 1e9, peak_ops / 1e9, peak_how, bpt / 1e6, int8_ops / 1e9);
 
         double base_tps = 0;
         if (!a->json)
@@ -589,6 +609,7 @@ int main(int argc, char **argv)
                 { "task", required_argument, NULL, 'T' },
                 { "precision", required_argument, NULL, 'P' },
                 { "flash-attention-plus", no_argument, NULL, 'F' },
+                { "compare-attention", no_argument, NULL, 'A' },
                 { "fake-context", required_argument, NULL, 'X' },
                 { "threads", required_argument, NULL, 't' },
                 { "prompt-lengths", required_argument, NULL, 'L' },
@@ -602,6 +623,7 @@ int main(int argc, char **argv)
                 { "device", required_argument, NULL, 'D' },
                 { "no-peaks", no_argument, NULL, 'K' },
                 { "batch-sizes", required_argument, NULL, 'B' },
+                { "kv-type", required_argument, NULL, 'V' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -613,7 +635,12 @@ int main(int argc, char **argv)
         runtime_opts_default(&a.rt);
         while ((c = getopt_long(argc, argv, "m:t:c:h", opts, NULL)) >= 0) {
                 switch (c) {
-                case 'm': a.rt.model_path = optarg; break;
+                case 'm':
+                        if (a.n_models == MAX_MODELS)
+                                return cli_error(-E2BIG, "-m: at most %d models", MAX_MODELS), EXIT_FAILURE;
+                        a.models[a.n_models++] = optarg;
+                        break;
+                case 'A': a.compare_attention = true; break;
                 case 'T': a.task = optarg; break;
                 case 'P': a.precision = optarg; break;
                 case 'F': a.rt.attention = ATTENTION_FLASH; break;
@@ -631,6 +658,7 @@ int main(int argc, char **argv)
                 case 'p': r = cli_parse_i32(optarg, 1, 1 << 20, "--pp", &a.pp), a.pp_set = true; break;
                 case 'g': r = cli_parse_i32(optarg, 1, 1 << 20, "--tg", &a.tg), a.tg_set = true; break;
                 case 'B': r = parse_batch_sizes(optarg, &a); break;
+                case 'V': r = cli_parse_kv_type(optarg, &a.rt.kv_type); break;
                 case 'c': r = cli_parse_i32(optarg, 1, 1 << 20, "--ctx-size", &a.rt.n_ctx); break;
                 case 'J': a.json = true; break;
                 case 'G': a.plot = optarg; break;
@@ -638,12 +666,13 @@ int main(int argc, char **argv)
                 case 'D': a.rt.device = optarg; break;
                 case 'K': a.no_peaks = true; break;
                 case 'h':
-                        printf("Usage: npu-bench -m MODEL [--task speed|decode|benchmark|benchmark_long] [--precision "
-                               "w8a8|w8a16] [--flash-attention-plus] [--threads N] [--prompt-lengths L1,L2,...] "
+                        printf("Usage: npu-bench -m MODEL [-m MODEL2 ...] [--task speed|decode|benchmark|benchmark_long] "
+                               "[--precision w8a8|w8a16] [--flash-attention-plus | --compare-attention] [--threads N] "
+                               "[--prompt-lengths L1,L2,...] "
                                "[--new-tokens N] [--pp N --tg N] [--json] [--plot FILE.svg] [--target cpu|npu] "
-                               "[--device PATH] [--no-peaks]\n"
+                               "[--device PATH] [--no-peaks] [--kv-type f16|f32|q8]\n"
                                "       npu-bench -m MODEL --fake-context N1,N2,... [--tg STEPS] [--flash-attention-plus] "
-                               "[--threads N]\n"
+                               "[--threads N] [--kv-type f16|f32|q8]\n"
                                "       npu-bench -m MODEL --task batch-decode [--batch-sizes 1,2,4,8,16] [--pp CONTEXT] "
                                "[--tg STEPS] [--json]\n");
                         return EXIT_SUCCESS;
@@ -652,7 +681,7 @@ int main(int argc, char **argv)
                 if (r < 0)
                         return EXIT_FAILURE;
         }
-        if (!a.rt.model_path)
+        if (a.n_models == 0)
                 return cli_error(-EINVAL, "no model given (-m MODEL)"), EXIT_FAILURE;
         if (strcmp(a.task, "benchmark") == 0 && a.n_lengths == 0)
                 parse_lengths("4,8,16,32,64,128,256", &a);
@@ -686,22 +715,56 @@ int main(int argc, char **argv)
                 longest = MAX(longest, a.fake_ctx[i] + a.tg + 1);
         if (a.rt.n_ctx == 0)
                 a.rt.n_ctx = longest;
-        r = runtime_open(&a.rt, &rt, &err);
-        if (r < 0)
-                return cli_error(r, "%s", err.msg), EXIT_FAILURE;
-        if (a.precision) {
-                enum npu_precision p;
-                if (precision_from_string(a.precision, &p) < 0 || p != rt->model->precision)
-                        return cli_error(-EINVAL, "--precision %s: the model is %s (quantize it with npu-quantize)",
-                                         a.precision, precision_name(rt->model->precision)),
-                               EXIT_FAILURE;
+        const bool table = strcmp(a.task, "speed") != 0 && !batch && !a.n_fake_ctx;
+        struct plot pl = {
+                .title = "npu-bench: prefill and time per token", .x_label = "prompt length (tokens)", .n_panels = 2,
+                .y_label = { "prefill (ms)", "time per token (ms)" },
+        };
+        for (int i = 0; i < a.n_lengths; i++)
+                pl.x_log2 = pl.x_log2 || (a.lengths[i] >= 16 * a.lengths[0]);
+        if (a.plot && !table)
+                return cli_error(-EINVAL, "--plot: only with --task decode, benchmark or benchmark_long"), EXIT_FAILURE;
+        for (int mi = 0; mi < a.n_models; mi++) {
+                a.rt.model_path = a.models[mi];
+                r = runtime_open(&a.rt, &rt, &err);
+                if (r < 0)
+                        return cli_error(r, "%s: %s", a.models[mi], err.msg), EXIT_FAILURE;
+                if (a.precision) {
+                        enum npu_precision p;
+                        if (precision_from_string(a.precision, &p) < 0 || p != rt->model->precision)
+                                return cli_error(-EINVAL, "--precision %s: %s is %s (quantize it with npu-quantize)",
+                                                 a.precision, a.models[mi], precision_name(rt->model->precision)),
+                                       EXIT_FAILURE;
+                }
+                /* --compare-attention: the default path, then the flash one, on the same model */
+                const int kinds = a.compare_attention ? 2 : 1;
+                for (int k = 0; k < kinds; k++) {
+                        if (a.compare_attention)
+                                rt->ctx->attention = k ? ATTENTION_FLASH : ATTENTION_DEFAULT;
+                        if ((a.n_models > 1 || kinds > 1) && !a.json)
+                                printf("== %s, %s attention\n", a.models[mi],
+                                       rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default");
+                        if (batch) {
+                                r = run_batch_decode(rt, &a);
+                        } else if (a.n_fake_ctx) {
+                                r = run_fake_context(rt, &a);
+                        } else {
+                                /* the machine's figures drift: measure before and after, keep the higher (the stricter ratio) */
+                                struct peaks pk = {};
+                                if (!a.no_peaks)
+                                        measure_peaks(rt,
+                                                      rt->model->precision != NPU_PRECISION_FLOAT &&
+                                                              ctx_target(rt->ctx) == BACKEND_TARGET_CPU,
+                                                      &pk);
+                                r = table ? run_table(rt, &a, &pk, &pl) : run_speed(rt, &a, &pk);
+                        }
+                        if (r < 0)
+                                return EXIT_FAILURE;
+                }
+                runtime_free(rt);
+                rt = NULL;
         }
-        if (batch)
-                return run_batch_decode(rt, &a) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-        if (a.n_fake_ctx)
-                return run_fake_context(rt, &a) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-        /* the machine's bandwidth drifts: measure before and after, keep the higher (the stricter ratio) */
-        double bw = a.no_peaks ? 0 : measure_read_bandwidth(rt->tp, 1u << 30);
-        r = strcmp(a.task, "speed") == 0 ? run_speed(rt, &a, bw) : run_table(rt, &a, bw);
-        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        if (a.plot && plot_write_svg(&pl, a.plot) < 0)
+                return EXIT_FAILURE;
+        return EXIT_SUCCESS;
 }

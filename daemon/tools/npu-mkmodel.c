@@ -1,9 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * npu-mkmodel: writes a Llama-shaped GGUF with random weights (fixed seed),
- * in f32, f16, or directly in w8a8/w8a16 (int8 weights + per-channel scales),
- * so benchmarks need no multi-gigabyte float file.
- *   npu-mkmodel --shape small|tinyllama|llama2-7b --type f32|f16|w8a8|w8a16 -o OUT [--seed S] [--vocab GGUF]
+ * npu-mkmodel: writes a model GGUF with random weights (fixed seed), in f32,
+ * f16, or directly in w8a8/w8a16 (int8 weights + per-channel scales), so
+ * benchmarks and tests need no multi-gigabyte float file.
+ *   npu-mkmodel [--arch llama|llama3|qwen2|qwen3] --shape NAME --type f32|f16|w8a8|w8a16 -o OUT
+ *               [--seed S] [--vocab GGUF] [--rope-scaling TYPE:FACTOR]
+ * --arch picks the architecture's features: llama3 (Llama 3.2: rope base
+ * 500000, rope_freqs.weight from rope_scaling llama3, tied embeddings, GQA),
+ * qwen2 (q/k/v biases, rope base 1e6, tied embeddings, GQA), qwen3 (q/k
+ * RMSNorm per head, head dimension from key_length, here twice dim / heads
+ * on the small shape). Their vocabulary comes from --vocab (the tokenizer.*
+ * keys of a GGUF, e.g. ../shared/tokenizer/ggml-vocab-qwen2.gguf).
+ * --rope-scaling writes <arch>.rope.scaling.type and .factor as given (any
+ * type: tests check that the ones the engine lacks are refused).
  */
 #include <getopt.h>
 #include <math.h>
@@ -11,25 +20,52 @@
 #include "cli.h"
 #include "fp16.h"
 #include "gguf.h"
+#include "model.h"
 
 struct shape {
         const char *name;
-        int32_t dim, n_layers, n_heads, n_kv_heads, ffn, vocab, ctx;
+        int32_t dim, n_layers, n_heads, n_kv_heads, ffn, vocab, ctx, head_dim;
 };
 
 static const struct shape shapes[] = {
-        { "small", 64, 2, 4, 4, 172, 512, 128 },
-        { "tinyllama", 2048, 22, 32, 4, 5632, 32000, 2048 },
-        { "llama2-7b", 4096, 32, 32, 32, 11008, 32000, 4096 },
+        { "small", 64, 2, 4, 4, 172, 512, 128, 0 },
+        { "tinyllama", 2048, 22, 32, 4, 5632, 32000, 2048, 0 },
+        { "llama2-7b", 4096, 32, 32, 32, 11008, 32000, 4096, 0 },
+        { "llama3.2-1b", 2048, 16, 32, 8, 8192, 128256, 8192, 64 },
+        { "qwen2.5-0.5b", 896, 24, 14, 2, 4864, 151936, 8192, 64 },
+        { "qwen3-0.6b", 1024, 28, 16, 8, 3072, 151936, 8192, 128 },
 };
 
+struct arch {
+        const char *name;
+        const char *gguf_arch; /* general.architecture and the keys' prefix */
+        float rope_base;
+        bool tied, biases, qk_norm, rope_freqs;
+        /* on the small shape: grouped-query attention, and a head dimension of 2 * dim / heads */
+        bool gqa, wide_heads;
+};
+
+static const struct arch archs[] = {
+        { "llama", "llama", 10000.0f, false, false, false, false, false, false },
+        { "llama3", "llama", 500000.0f, true, false, false, true, true, false },
+        { "qwen2", "qwen2", 1000000.0f, true, true, false, false, true, false },
+        { "qwen3", "qwen3", 1000000.0f, true, false, true, false, true, true },
+};
+
+/* Llama 3.2's rope_scaling */
+static const struct rope_llama3 llama3_scaling = { 32.0f, 1.0f, 4.0f, 8192.0f };
+
 struct mk {
-        const struct shape *s;
+        const struct arch *a;
+        struct shape s;
         const char *type;
         const char *out;
         const char *vocab_path;
         uint64_t seed;
         uint64_t rng;
+        float *rope_freqs;
+        char *scaling_type;
+        float scaling_factor;
 };
 
 static uint64_t next(struct mk *m)
@@ -51,23 +87,34 @@ static bool quantized(const struct mk *m)
         return strcmp(m->type, "w8a8") == 0 || strcmp(m->type, "w8a16") == 0;
 }
 
-static int add_vocab(struct gguf_writer *w, const struct mk *m, struct npu_err *err)
+static bool tokenizer_key(const char *key)
 {
-        int32_t n = m->s->vocab;
-        if (m->vocab_path) {
-                _cleanup_(gguf_freep) struct gguf *g = NULL;
-                int r = gguf_open(m->vocab_path, &g, err);
-                if (r < 0)
-                        return r;
-                const struct gguf_kv *tok;
-                r = gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &tok, err);
-                if (r < 0)
-                        return npu_err_set(err, r, "%s has no tokenizer", m->vocab_path);
-                if ((int64_t)tok->arr_n != n)
-                        return npu_err_set(err, -EINVAL, "%s has %llu tokens, the shape needs %d", m->vocab_path,
-                                           (unsigned long long)tok->arr_n, n);
-                return gguf_writer_copy_kv(w, g, NULL) < 0 ? -ENOMEM : 0;
-        }
+        return strncmp(key, "tokenizer.", 10) != 0;
+}
+
+/* The vocabulary file's tokenizer.* keys; its token count becomes the model's. */
+static int add_vocab_file(struct gguf_writer *w, struct mk *m, struct npu_err *err)
+{
+        _cleanup_(gguf_freep) struct gguf *g = NULL;
+        const struct gguf_kv *tok;
+        int r = gguf_open(m->vocab_path, &g, err);
+
+        if (r < 0)
+                return r;
+        r = gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &tok, err);
+        if (r < 0)
+                return npu_err_set(err, r, "%s has no tokenizer", m->vocab_path);
+        if (tok->arr_n == 0 || tok->arr_n > (1u << 24))
+                return npu_err_set(err, -EINVAL, "%s has %llu tokens", m->vocab_path, (unsigned long long)tok->arr_n);
+        m->s.vocab = (int32_t)tok->arr_n;
+        return gguf_writer_copy_kv(w, g, tokenizer_key) < 0 ? -ENOMEM : 0;
+}
+
+static int add_vocab(struct gguf_writer *w, struct mk *m, struct npu_err *err)
+{
+        int32_t n = m->s.vocab;
+        if (m->vocab_path)
+                return add_vocab_file(w, m, err);
         /* a synthetic vocabulary: unk, bos, eos, 256 byte pieces, then made-up words */
         _cleanup_free_ char **toks = calloc(n, sizeof(char *));
         _cleanup_free_ float *scores = calloc(n, sizeof(float));
@@ -110,7 +157,15 @@ static int add_vocab(struct gguf_writer *w, const struct mk *m, struct npu_err *
         return r < 0 ? -ENOMEM : 0;
 }
 
-enum kind { MATRIX, VECTOR, EMBED };
+enum kind {
+        MATRIX,
+        EMBED,
+        NORM,       /* ones */
+        NORM_RAND,  /* around one: q/k norms */
+        BIAS,       /* small random values */
+        ROPE_FREQS, /* Llama 3's divisors */
+        SCALE,      /* int8 scales */
+};
 
 struct tensor_plan {
         char name[64];
@@ -118,29 +173,46 @@ struct tensor_plan {
         int64_t rows, cols;
 };
 
+static int64_t q_dim(const struct shape *s)
+{
+        return (int64_t)s->n_heads * s->head_dim;
+}
+
 static size_t plan(const struct mk *m, struct tensor_plan *p)
 {
-        const struct shape *s = m->s;
-        int64_t kv = (int64_t)s->dim / s->n_heads * s->n_kv_heads;
+        const struct shape *s = &m->s;
+        const struct arch *a = m->a;
+        int64_t kv = (int64_t)s->head_dim * s->n_kv_heads, qd = q_dim(s);
         size_t n = 0;
         p[n++] = (struct tensor_plan) { "token_embd.weight", EMBED, s->vocab, s->dim };
-        p[n++] = (struct tensor_plan) { "output_norm.weight", VECTOR, 1, s->dim };
-        p[n++] = (struct tensor_plan) { "output.weight", EMBED, s->vocab, s->dim };
+        p[n++] = (struct tensor_plan) { "output_norm.weight", NORM, 1, s->dim };
+        if (!a->tied)
+                p[n++] = (struct tensor_plan) { "output.weight", EMBED, s->vocab, s->dim };
+        if (a->rope_freqs)
+                p[n++] = (struct tensor_plan) { "rope_freqs.weight", ROPE_FREQS, 1, s->head_dim / 2 };
         for (int l = 0; l < s->n_layers; l++) {
                 static const char *names[] = { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
                                                "ffn_down" };
-                int64_t rows[] = { s->dim, kv, kv, s->dim, s->ffn, s->ffn, s->dim };
-                int64_t cols[] = { s->dim, s->dim, s->dim, s->dim, s->dim, s->dim, s->ffn };
+                int64_t rows[] = { qd, kv, kv, s->dim, s->ffn, s->ffn, s->dim };
+                int64_t cols[] = { s->dim, s->dim, s->dim, qd, s->dim, s->dim, s->ffn };
                 snprintf(p[n].name, 64, "blk.%d.attn_norm.weight", l);
-                p[n].kind = VECTOR, p[n].rows = 1, p[n++].cols = s->dim;
+                p[n].kind = NORM, p[n].rows = 1, p[n++].cols = s->dim;
                 snprintf(p[n].name, 64, "blk.%d.ffn_norm.weight", l);
-                p[n].kind = VECTOR, p[n].rows = 1, p[n++].cols = s->dim;
+                p[n].kind = NORM, p[n].rows = 1, p[n++].cols = s->dim;
+                for (int i = 0; a->biases && i < 3; i++) {
+                        snprintf(p[n].name, 64, "blk.%d.%s.bias", l, names[i]);
+                        p[n].kind = BIAS, p[n].rows = 1, p[n++].cols = rows[i];
+                }
+                for (int i = 0; a->qk_norm && i < 2; i++) {
+                        snprintf(p[n].name, 64, "blk.%d.%s_norm.weight", l, names[i]);
+                        p[n].kind = NORM_RAND, p[n].rows = 1, p[n++].cols = s->head_dim;
+                }
                 for (int i = 0; i < 7; i++) {
                         snprintf(p[n].name, 64, "blk.%d.%s.weight", l, names[i]);
                         p[n].kind = MATRIX, p[n].rows = rows[i], p[n++].cols = cols[i];
                         if (quantized(m)) {
                                 snprintf(p[n].name, 64, "blk.%d.%s.scale", l, names[i]);
-                                p[n].kind = VECTOR, p[n].rows = 0, p[n++].cols = rows[i];
+                                p[n].kind = SCALE, p[n].rows = 1, p[n++].cols = rows[i];
                         }
                 }
         }
@@ -149,7 +221,7 @@ static size_t plan(const struct mk *m, struct tensor_plan *p)
 
 static enum ggml_type tensor_type(const struct mk *m, const struct tensor_plan *t)
 {
-        if (t->kind == VECTOR)
+        if (t->kind != MATRIX && t->kind != EMBED)
                 return GGML_TYPE_F32;
         if (strcmp(m->type, "f32") == 0)
                 return GGML_TYPE_F32;
@@ -158,33 +230,46 @@ static enum ggml_type tensor_type(const struct mk *m, const struct tensor_plan *
         return GGML_TYPE_F16;
 }
 
+static bool is_vector(const struct tensor_plan *t)
+{
+        return t->kind != MATRIX && t->kind != EMBED;
+}
+
+static float fill_value(struct mk *m, const struct tensor_plan *t, int64_t i)
+{
+        switch (t->kind) {
+        case NORM: return 1.0f;
+        case NORM_RAND: return 1.0f + 0.5f * unif(m);
+        case BIAS: return 0.5f * unif(m);
+        case ROPE_FREQS: return m->rope_freqs[i];
+        case SCALE: return 1.7f / sqrtf((float)t->cols) / 127.0f; /* (what it always wrote) */
+        default: break;
+        }
+        /* std of a random row: about 1/sqrt(cols), so activations stay in range */
+        float amp = 1.7f / sqrtf((float)t->cols);
+        return unif(m) * amp;
+}
+
 static int write_tensor(struct gguf_writer *w, struct mk *m, const struct tensor_plan *t, enum ggml_type type,
                         struct npu_err *err)
 {
         size_t esz = ggml_type_block_bytes(type);
         size_t row_bytes = (size_t)t->cols * esz;
-        int64_t rows = t->rows ? t->rows : 1;
+        int64_t rows = is_vector(t) ? 1 : t->rows;
         const int64_t chunk = MAX(1, (int64_t)((16u << 20) / row_bytes));
         _cleanup_free_ uint8_t *buf = malloc(row_bytes * MIN(chunk, rows));
-        /* std of a random row: about 1/sqrt(cols), so activations stay in range */
-        float amp = 1.7f / sqrtf((float)t->cols);
 
         if (!buf)
                 return -ENOMEM;
-        /* the writer takes one tensor at a time: stage it through a temporary file-sized loop */
         for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
                 int64_t nr = MIN(chunk, rows - r0);
                 for (int64_t i = 0; i < nr * t->cols; i++) {
-                        if (t->rows == 0) /* int8 scales */
-                                ((float *)buf)[i] = amp / 127.0f;
-                        else if (t->kind == VECTOR)
-                                ((float *)buf)[i] = 1.0f;
-                        else if (type == GGML_TYPE_I8)
+                        if (type == GGML_TYPE_I8)
                                 ((int8_t *)buf)[i] = (int8_t)((int)(next(m) % 255) - 127);
                         else if (type == GGML_TYPE_F16)
-                                ((uint16_t *)buf)[i] = f32_to_f16(unif(m) * amp);
+                                ((uint16_t *)buf)[i] = f32_to_f16(fill_value(m, t, i));
                         else
-                                ((float *)buf)[i] = unif(m) * amp;
+                                ((float *)buf)[i] = fill_value(m, t, i);
                 }
                 int r = gguf_writer_write_tensor_part(w, buf, nr * row_bytes, err);
                 if (r < 0)
@@ -193,45 +278,96 @@ static int write_tensor(struct gguf_writer *w, struct mk *m, const struct tensor
         return gguf_writer_end_tensor(w, err);
 }
 
+static int add_hparams(struct gguf_writer *w, const struct mk *m)
+{
+        const struct shape *s = &m->s;
+        const char *a = m->a->gguf_arch;
+        char name[96], k[64];
+        int r = 0;
+
+#define KEY(suffix) (snprintf(k, sizeof(k), "%s.%s", a, suffix), k)
+        if (strcmp(m->a->name, "llama") == 0)
+                snprintf(name, sizeof(name), "synthetic-%s-%s", s->name, m->type);
+        else
+                snprintf(name, sizeof(name), "synthetic-%s-%s-%s", m->a->name, s->name, m->type);
+        r |= gguf_writer_add_str(w, "general.architecture", a);
+        r |= gguf_writer_add_str(w, "general.name", name);
+        r |= gguf_writer_add_u32(w, KEY("embedding_length"), s->dim);
+        r |= gguf_writer_add_u32(w, KEY("block_count"), s->n_layers);
+        r |= gguf_writer_add_u32(w, KEY("attention.head_count"), s->n_heads);
+        r |= gguf_writer_add_u32(w, KEY("attention.head_count_kv"), s->n_kv_heads);
+        r |= gguf_writer_add_u32(w, KEY("feed_forward_length"), s->ffn);
+        r |= gguf_writer_add_u32(w, KEY("context_length"), s->ctx);
+        r |= gguf_writer_add_f32(w, KEY("rope.freq_base"), m->a->rope_base);
+        r |= gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), m->a->qk_norm ? 1e-6f : 1e-5f);
+        if (s->head_dim != s->dim / s->n_heads || m->a->qk_norm) {
+                r |= gguf_writer_add_u32(w, KEY("attention.key_length"), s->head_dim);
+                r |= gguf_writer_add_u32(w, KEY("attention.value_length"), s->head_dim);
+        }
+        if (strcmp(m->a->name, "llama") != 0)
+                r |= gguf_writer_add_u32(w, KEY("rope.dimension_count"), s->head_dim);
+        if (m->scaling_type) {
+                r |= gguf_writer_add_str(w, KEY("rope.scaling.type"), m->scaling_type);
+                r |= gguf_writer_add_f32(w, KEY("rope.scaling.factor"), m->scaling_factor);
+                r |= gguf_writer_add_u32(w, KEY("rope.scaling.original_context_length"), s->ctx);
+        }
+#undef KEY
+        if (quantized(m)) {
+                r |= gguf_writer_add_str(w, "npud.quantization.precision", m->type);
+                r |= gguf_writer_add_f32(w, "npud.quantization.alpha", 0.0f);
+                r |= gguf_writer_add_str(w, "npud.quantization.method", "synthetic");
+        }
+        return r < 0 ? -ENOMEM : 0;
+}
+
+/* The arch's adjustments of the small shape, and the head dimension. */
+static int shape_for_arch(struct mk *m, struct npu_err *err)
+{
+        struct shape *s = &m->s;
+
+        if (strcmp(s->name, "small") == 0) {
+                if (m->a->gqa)
+                        s->n_kv_heads = s->n_heads / 2;
+                if (m->a->wide_heads)
+                        s->head_dim = 2 * s->dim / s->n_heads;
+        }
+        if (!s->head_dim)
+                s->head_dim = s->dim / s->n_heads;
+        if (m->a->rope_freqs) {
+                m->rope_freqs = malloc(sizeof(float) * (s->head_dim / 2));
+                if (!m->rope_freqs)
+                        return -ENOMEM;
+                return rope_llama3_factors(s->head_dim, m->a->rope_base, &llama3_scaling, m->rope_freqs, err);
+        }
+        return 0;
+}
+
 static int make(struct mk *m)
 {
         _cleanup_(gguf_writer_freep) struct gguf_writer *w = NULL;
-        const struct shape *s = m->s;
         struct npu_err err = {};
-        size_t cap = 3 + (size_t)s->n_layers * 16;
+        size_t cap = 4 + (size_t)m->s.n_layers * 24;
         _cleanup_free_ struct tensor_plan *p = calloc(cap, sizeof(*p));
         int r;
 
         if (!p)
                 return -ENOMEM;
         m->rng = m->seed * 0x9e3779b97f4a7c15ull + 1;
+        r = shape_for_arch(m, &err);
+        if (r < 0)
+                return cli_error(r, "%s", err.msg);
         r = gguf_writer_new(m->out, &w, &err);
         if (r < 0)
                 return cli_error(r, "%s", err.msg);
-        char name[96];
-        snprintf(name, sizeof(name), "synthetic-%s-%s", s->name, m->type);
-        gguf_writer_add_str(w, "general.architecture", "llama");
-        gguf_writer_add_str(w, "general.name", name);
-        gguf_writer_add_u32(w, "llama.embedding_length", s->dim);
-        gguf_writer_add_u32(w, "llama.block_count", s->n_layers);
-        gguf_writer_add_u32(w, "llama.attention.head_count", s->n_heads);
-        gguf_writer_add_u32(w, "llama.attention.head_count_kv", s->n_kv_heads);
-        gguf_writer_add_u32(w, "llama.feed_forward_length", s->ffn);
-        gguf_writer_add_u32(w, "llama.context_length", s->ctx);
-        gguf_writer_add_f32(w, "llama.rope.freq_base", 10000.0f);
-        gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-        if (quantized(m)) {
-                gguf_writer_add_str(w, "npud.quantization.precision", m->type);
-                gguf_writer_add_f32(w, "npud.quantization.alpha", 0.0f);
-                gguf_writer_add_str(w, "npud.quantization.method", "synthetic");
-        }
-        r = add_vocab(w, m, &err);
+        r = add_hparams(w, m);
+        if (r >= 0)
+                r = add_vocab(w, m, &err);
         if (r < 0)
                 return cli_error(r, "%s", err.msg[0] ? err.msg : "out of memory");
         size_t n = plan(m, p);
         for (size_t i = 0; i < n; i++) {
                 int64_t ne[2] = { p[i].cols, p[i].rows };
-                r = gguf_writer_add_tensor(w, p[i].name, tensor_type(m, &p[i]), p[i].rows > 1 ? 2 : 1, ne);
+                r = gguf_writer_add_tensor(w, p[i].name, tensor_type(m, &p[i]), is_vector(&p[i]) ? 1 : 2, ne);
                 if (r < 0)
                         return cli_error(r, "tensor %s", p[i].name);
         }
@@ -250,26 +386,47 @@ static int make(struct mk *m)
         return 0;
 }
 
+static void usage(FILE *f)
+{
+        fprintf(f, "Usage: npu-mkmodel [--arch llama|llama3|qwen2|qwen3] --shape small|tinyllama|llama2-7b|"
+                   "llama3.2-1b|qwen2.5-0.5b|qwen3-0.6b\n"
+                   "                   --type f32|f16|w8a8|w8a16 -o OUT [--seed S] [--vocab GGUF]\n"
+                   "                   [--rope-scaling TYPE:FACTOR]\n"
+                   "  --arch llama3|qwen2|qwen3 need --vocab (a byte-level BPE vocabulary GGUF)\n");
+}
+
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
                 { "shape", required_argument, NULL, 's' }, { "type", required_argument, NULL, 't' },
                 { "output", required_argument, NULL, 'o' }, { "seed", required_argument, NULL, 'S' },
-                { "vocab", required_argument, NULL, 'v' },  { "help", no_argument, NULL, 'h' },
-                {}
+                { "vocab", required_argument, NULL, 'v' },  { "arch", required_argument, NULL, 'a' },
+                { "rope-scaling", required_argument, NULL, 'R' },
+                { "help", no_argument, NULL, 'h' },         {}
         };
-        struct mk m = { .s = &shapes[0], .type = "f32", .seed = 1 };
-        int c;
+        struct mk m = { .a = &archs[0], .s = shapes[0], .type = "f32", .seed = 1 };
+        int c, r;
 
         while ((c = getopt_long(argc, argv, "s:t:o:h", opts, NULL)) >= 0) {
                 switch (c) {
-                case 's':
-                        m.s = NULL;
+                case 's': {
+                        const struct shape *s = NULL;
                         for (size_t i = 0; i < ARRAY_SIZE(shapes); i++)
                                 if (strcmp(optarg, shapes[i].name) == 0)
-                                        m.s = &shapes[i];
-                        if (!m.s)
-                                return cli_error(-EINVAL, "--shape: '%s' is not small, tinyllama or llama2-7b", optarg),
+                                        s = &shapes[i];
+                        if (!s)
+                                return cli_error(-EINVAL, "--shape: '%s' is not a known shape (see --help)", optarg),
+                                       EXIT_FAILURE;
+                        m.s = *s;
+                        break;
+                }
+                case 'a':
+                        m.a = NULL;
+                        for (size_t i = 0; i < ARRAY_SIZE(archs); i++)
+                                if (strcmp(optarg, archs[i].name) == 0)
+                                        m.a = &archs[i];
+                        if (!m.a)
+                                return cli_error(-EINVAL, "--arch: '%s' is not llama, llama3, qwen2 or qwen3", optarg),
                                        EXIT_FAILURE;
                         break;
                 case 't':
@@ -285,15 +442,33 @@ int main(int argc, char **argv)
                                 return EXIT_FAILURE;
                         break;
                 case 'v': m.vocab_path = optarg; break;
+                case 'R': {
+                        char *colon = strrchr(optarg, ':');
+                        if (!colon || colon == optarg || cli_parse_float(colon + 1, "--rope-scaling", &m.scaling_factor) < 0)
+                                return cli_error(-EINVAL, "--rope-scaling: '%s' is not TYPE:FACTOR", optarg),
+                                       EXIT_FAILURE;
+                        free(m.scaling_type);
+                        m.scaling_type = strndup(optarg, colon - optarg);
+                        if (!m.scaling_type)
+                                return EXIT_FAILURE;
+                        break;
+                }
                 case 'h':
-                        printf("Usage: npu-mkmodel --shape small|tinyllama|llama2-7b --type f32|f16|w8a8|w8a16 "
-                               "-o OUT [--seed S] [--vocab GGUF]\n");
+                        usage(stdout);
                         return EXIT_SUCCESS;
                 default:
+                        usage(stderr);
                         return EXIT_FAILURE;
                 }
         }
         if (!m.out)
                 return cli_error(-EINVAL, "no output given (-o OUT)"), EXIT_FAILURE;
-        return make(&m) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        if (m.a != &archs[0] && !m.vocab_path)
+                return cli_error(-EINVAL, "--arch %s needs --vocab GGUF (a byte-level BPE vocabulary, e.g. "
+                                          "ggml-vocab-%s.gguf)", m.a->name, m.a->gguf_arch[0] == 'q' ? "qwen2" : "llama3"),
+                       EXIT_FAILURE;
+        r = make(&m);
+        free(m.rope_freqs);
+        free(m.scaling_type);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

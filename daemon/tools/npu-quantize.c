@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * npu-quantize: quantize a Llama model.
+ * npu-quantize: quantize a float model (llama, qwen2, qwen3).
  *   npu-quantize -i INPUT -o OUTPUT.gguf --precision P [--alpha A] [--calib FILE] [--samples N]
  *                [--no-smooth] [--smooth-all] [--group-size 32|128] [--no-search] [--threads N]
  * INPUT is a GGUF (F32/F16/BF16, or any of the GGUF block types: they are
- * dequantized first), or a Hugging Face Llama directory (config.json,
- * *.safetensors, tokenizer.model), converted to an F16 GGUF beside the
- * output first. P is one of:
+ * dequantized first), or a Hugging Face directory of Llama, Qwen2 or Qwen3
+ * (config.json, *.safetensors, tokenizer.json or tokenizer.model),
+ * converted to an F16 GGUF beside the output first. P is one of:
  *   w8a8, w8a16: SmoothQuant (alpha A), every projection stored as I8 rows
  *       with one F32 scale per output channel (tensor NAME.scale);
  *   w4a8: SmoothQuant, then int4 weights with one scale per group of 32 or
@@ -16,9 +16,10 @@
  *   q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k q4_k_m q5_k_m: GGUF
  *       block types as llama.cpp writes them (quant_presets.h), no
  *       smoothing, no calibration; llama.cpp reads the file.
- * npud precisions keep embeddings and the output head in F16 and norms in
- * F32, and record npud.quantization.* metadata: precision, alpha (per
- * layer for w4a8), method, version, group size, calibration hash and size.
+ * npud precisions keep embeddings and the output head in F16, norms,
+ * biases, q/k norms and rope_freqs in F32, and record npud.quantization.*
+ * metadata: precision, alpha (per layer for w4a8), method, version, group
+ * size, calibration hash and size.
  */
 #include <getopt.h>
 #include <math.h>
@@ -128,6 +129,31 @@ static int add_f32_vector(struct gguf_writer *w, const char *name, int64_t n)
         return gguf_writer_add_tensor(w, name, GGML_TYPE_F32, 1, &n);
 }
 
+/* The float vectors of a layer besides its norms, in file order: biases (qwen2), q/k norms (qwen3). */
+struct layer_vector {
+        const char *name;
+        const float *data;
+        int64_t n;
+};
+
+static size_t layer_vectors(const struct npu_model *m, int l, struct layer_vector *v)
+{
+        const struct npu_layer *L = &m->layers[l];
+        const int64_t kv_dim = (int64_t)m->hp.n_kv_heads * m->hp.head_dim;
+        size_t n = 0;
+
+        if (L->bq) {
+                v[n++] = (struct layer_vector) { "attn_q.bias", L->bq, hparams_q_dim(&m->hp) };
+                v[n++] = (struct layer_vector) { "attn_k.bias", L->bk, kv_dim };
+                v[n++] = (struct layer_vector) { "attn_v.bias", L->bv, kv_dim };
+        }
+        if (L->q_norm) {
+                v[n++] = (struct layer_vector) { "attn_q_norm.weight", L->q_norm, m->hp.head_dim };
+                v[n++] = (struct layer_vector) { "attn_k_norm.weight", L->k_norm, m->hp.head_dim };
+        }
+        return n;
+}
+
 static const enum quant_tensor layer_tensor_kinds[7] = {
         QUANT_TENSOR_ATTN_Q,   QUANT_TENSOR_ATTN_K, QUANT_TENSOR_ATTN_V,   QUANT_TENSOR_ATTN_OUTPUT,
         QUANT_TENSOR_FFN_GATE, QUANT_TENSOR_FFN_UP, QUANT_TENSOR_FFN_DOWN,
@@ -157,13 +183,21 @@ static int plan_tensors(struct gguf_writer *w, const struct npu_model *m, const 
                 r = add_f32_vector(w, "output_norm.weight", hp->dim);
         if (r >= 0 && m->output.data != m->tok_embd.data)
                 r = gguf_writer_add_tensor(w, "output.weight", matrix_type(a, m, -2, 0, hp->dim), 2, ne);
+        if (r >= 0 && m->rope_freqs)
+                r = add_f32_vector(w, "rope_freqs.weight", hp->head_dim / 2);
         for (int l = 0; r >= 0 && l < hp->n_layers; l++) {
                 const struct npu_weight *mats = &m->layers[l].wq;
+                struct layer_vector vecs[5];
+                size_t n_vecs = layer_vectors(m, l, vecs);
                 snprintf(name, sizeof(name), "blk.%d.attn_norm.weight", l);
                 r = add_f32_vector(w, name, hp->dim);
                 snprintf(name, sizeof(name), "blk.%d.ffn_norm.weight", l);
                 if (r >= 0)
                         r = add_f32_vector(w, name, hp->dim);
+                for (size_t i = 0; r >= 0 && i < n_vecs; i++) {
+                        snprintf(name, sizeof(name), "blk.%d.%s", l, vecs[i].name);
+                        r = add_f32_vector(w, name, vecs[i].n);
+                }
                 for (int i = 0; r >= 0 && i < 7; i++) {
                         int64_t mne[2] = { mats[i].cols, mats[i].rows };
                         enum ggml_type t = matrix_type(a, m, l, i, mats[i].cols);
@@ -215,19 +249,21 @@ static float *weight_to_f32(const struct npu_weight *src)
 /*
  * Beyond the reference: the two projections with no norm in front are
  * smoothed through their linear producers, v_proj -> o_proj (only without
- * grouped-query attention, where each v channel feeds one o channel) and
- * up_proj -> down_proj.
+ * grouped-query attention, where each v channel feeds one o channel; a v
+ * bias is divided with its row) and up_proj -> down_proj.
  */
 static void smooth_linear_pairs(const struct npu_model *m, int l, const struct calib_stats *cs, float alpha,
-                                float **wf, const int64_t *rows)
+                                float **wf, const int64_t *rows, float *bv)
 {
-        const int64_t dim = m->hp.dim, ffn = m->hp.ffn_dim;
-        _cleanup_free_ float *s = malloc(sizeof(float) * MAX(dim, ffn));
+        const int64_t dim = m->hp.dim, ffn = m->hp.ffn_dim, q_dim = hparams_q_dim(&m->hp);
+        _cleanup_free_ float *s = malloc(sizeof(float) * MAX(MAX(dim, ffn), q_dim));
         if (!s)
                 return;
         if (m->hp.n_kv_heads == m->hp.n_heads) {
-                smooth_factors(cs->attn_out_max + (size_t)l * dim, wf + 3, rows + 3, 1, dim, alpha, s);
-                smooth_apply_rows(wf[2], dim, wf[3], rows[3], dim, s);
+                smooth_factors(cs->attn_out_max + (size_t)l * q_dim, wf + 3, rows + 3, 1, q_dim, alpha, s);
+                smooth_apply_rows(wf[2], dim, wf[3], rows[3], q_dim, s);
+                for (int64_t j = 0; bv && j < q_dim; j++)
+                        bv[j] /= s[j];
         }
         smooth_factors(cs->ffn_mid_max + (size_t)l * ffn, wf + 6, rows + 6, 1, ffn, alpha, s);
         smooth_apply_rows(wf[5], dim, wf[6], rows[6], ffn, s);
@@ -239,21 +275,27 @@ static int write_layer_w4a8(struct gguf_writer *w, const struct npu_model *m, in
 {
         const int64_t dim = m->hp.dim;
         const struct npu_weight *mats = &m->layers[l].wq;
+        struct layer_vector vecs[5];
+        const size_t n_vecs = layer_vectors(m, l, vecs);
         struct w4a8_layer wl;
         int r = w4a8_layer_prepare(m, &m->layers[l], l, cs, alpha, a->smooth, a->smooth_all, a->group_size, &wl);
 
         if (r < 0)
                 return r;
+        if (wl.bv)
+                vecs[2].data = wl.bv; /* attn_v.bias, divided by the v -> o smoothing */
         r = gguf_writer_write_tensor(w, wl.attn_norm, sizeof(float) * dim, err);
         if (r >= 0)
                 r = gguf_writer_write_tensor(w, wl.ffn_norm, sizeof(float) * dim, err);
+        for (size_t i = 0; r >= 0 && i < n_vecs; i++)
+                r = gguf_writer_write_tensor(w, vecs[i].data, sizeof(float) * vecs[i].n, err);
         for (int i = 0; r >= 0 && i < 7; i++)
                 r = gguf_writer_write_tensor(w, wl.q[i], wl.row_bytes[i] * mats[i].rows, err);
         w4a8_layer_release(&wl);
         return r;
 }
 
-/* w8a8, w8a16 (smoothed, I8 rows and scales) and the GGUF presets (block types as they are). */
+/* Smooth (w8a8, w8a16), quantize and write one decoder layer: I8 rows and scales, or GGUF block types. */
 static int write_layer(struct gguf_writer *w, const struct npu_model *m, int l, const struct calib_stats *cs,
                        const struct quant_args *a, struct npu_err *err)
 {
@@ -262,12 +304,22 @@ static int write_layer(struct gguf_writer *w, const struct npu_model *m, int l, 
         const int64_t dim = m->hp.dim;
         float *wf[7] = {};
         int64_t rows[7];
+        struct layer_vector vecs[5];
+        size_t n_vecs = layer_vectors(m, l, vecs);
         _cleanup_free_ float *attn_norm = malloc(sizeof(float) * dim), *ffn_norm = malloc(sizeof(float) * dim),
-                             *s = malloc(sizeof(float) * dim);
+                             *s = malloc(sizeof(float) * dim), *bv = NULL;
         int r = 0;
 
         if (!attn_norm || !ffn_norm || !s)
                 return -ENOMEM;
+        if (L->bv) {
+                const size_t kv_dim = (size_t)m->hp.n_kv_heads * m->hp.head_dim;
+                bv = malloc(sizeof(float) * kv_dim);
+                if (!bv)
+                        return -ENOMEM;
+                memcpy(bv, L->bv, sizeof(float) * kv_dim);
+                vecs[2].data = bv; /* attn_v.bias, divided by the v -> o smoothing */
+        }
         memcpy(attn_norm, L->attn_norm, sizeof(float) * dim);
         memcpy(ffn_norm, L->ffn_norm, sizeof(float) * dim);
         for (int i = 0; i < 7; i++) {
@@ -282,12 +334,14 @@ static int write_layer(struct gguf_writer *w, const struct npu_model *m, int l, 
                 smooth_factors(cs->ffn_in_max + (size_t)l * dim, wf + 4, rows + 4, 2, dim, a->alpha, s);
                 smooth_apply(ffn_norm, wf + 4, rows + 4, 2, dim, s);
                 if (a->smooth_all)
-                        smooth_linear_pairs(m, l, cs, a->alpha, wf, rows);
+                        smooth_linear_pairs(m, l, cs, a->alpha, wf, rows, bv);
         }
         if (r >= 0)
                 r = gguf_writer_write_tensor(w, attn_norm, sizeof(float) * dim, err);
         if (r >= 0)
                 r = gguf_writer_write_tensor(w, ffn_norm, sizeof(float) * dim, err);
+        for (size_t i = 0; r >= 0 && i < n_vecs; i++)
+                r = gguf_writer_write_tensor(w, vecs[i].data, sizeof(float) * vecs[i].n, err);
         for (int i = 0; r >= 0 && i < 7; i++) {
                 enum ggml_type t = matrix_type(a, m, l, i, mats[i].cols);
                 if (t != GGML_TYPE_I8) {
@@ -372,6 +426,7 @@ static int quantize(const struct quant_args *a)
         _cleanup_(gguf_writer_freep) struct gguf_writer *w = NULL;
         _cleanup_free_ char *text = NULL;
         _cleanup_free_ float (*alphas)[W4A8_GROUPS] = NULL;
+        const bool w4a8 = a->precision == NPU_PRECISION_W4A8 && !a->preset;
         struct runtime_opts o;
         struct npu_err err = {};
         size_t len;
@@ -387,7 +442,7 @@ static int quantize(const struct quant_args *a)
         const struct npu_model *m = rt->model;
         if (m->precision != NPU_PRECISION_FLOAT)
                 return cli_error(-EINVAL, "%s is already quantized (%s)", a->input, precision_name(m->precision));
-        for (int l = 0; a->precision == NPU_PRECISION_W4A8 && !a->preset && l < m->hp.n_layers; l++) {
+        for (int l = 0; w4a8 && l < m->hp.n_layers; l++) {
                 const struct npu_weight *ws = &m->layers[l].wq;
                 for (int i = 0; i < 7; i++)
                         if (ws[i].cols % a->group_size)
@@ -441,8 +496,10 @@ static int quantize(const struct quant_args *a)
                 r = gguf_writer_write_tensor(w, m->output_norm, sizeof(float) * m->hp.dim, &err);
         if (r >= 0 && m->output.data != m->tok_embd.data)
                 r = write_matrix(w, &m->output, NULL, matrix_type(a, m, -2, 0, m->hp.dim), &err);
+        if (r >= 0 && m->rope_freqs)
+                r = gguf_writer_write_tensor(w, m->rope_freqs, sizeof(float) * (m->hp.head_dim / 2), &err);
         for (int l = 0; r >= 0 && l < m->hp.n_layers; l++) {
-                if (a->precision == NPU_PRECISION_W4A8 && !a->preset)
+                if (w4a8)
                         r = write_layer_w4a8(w, m, l, cs, alphas[l], a, &err);
                 else
                         r = write_layer(w, m, l, cs, a, &err);

@@ -2,7 +2,7 @@
 /*
  * npu-run: the offline runner over the engine, without the daemon.
  *   npu-run -m MODEL -p PROMPT -n N [--temp T --top-k K --top-p P --seed S] [--threads N] [--target cpu|npu]
- *   npu-run -m MODEL --tokenize TEXT
+ *   npu-run -m MODEL --tokenize TEXT [--special]
  *   npu-run -m MODEL --perplexity FILE
  *   npu-run -m MODEL --kl-divergence-base FILE   (llama-perplexity's logits of the same text)
  */
@@ -24,13 +24,14 @@ struct run_args {
         int32_t detach_after;
         bool ignore_eos;
         bool no_prompt;
+        bool special;
 };
 
 static void usage(FILE *f)
 {
         fprintf(f,
                 "Usage: npu-run -m MODEL [-p PROMPT] [-n N] [options]\n"
-                "       npu-run -m MODEL --tokenize TEXT\n"
+                "       npu-run -m MODEL --tokenize TEXT [--special]\n"
                 "       npu-run -m MODEL --perplexity FILE\n\n"
                 "  -m, --model PATH           GGUF model (a vocab-only GGUF or tokenizer.model for --tokenize)\n"
                 "  -p, --prompt TEXT          prompt (default: \"Once upon a time\")\n"
@@ -43,7 +44,7 @@ static void usage(FILE *f)
                 "  -t, --threads N            worker threads (default: all cores)\n"
                 "  -c, --ctx-size N           context length (default: the model's, at most 4096)\n"
                 "  -b, --batch-size N         prompt tokens per forward pass (default 256)\n"
-                "      --kv-type f16|f32      KV cache element type (default f16)\n"
+                "      --kv-type f16|f32|q8   KV cache element type (default f16; q8: int8, a scale per head)\n"
                 "      --flash-attention-plus tiled attention with online softmax\n"
                 "      --target cpu|npu       where the forward passes run (default cpu); npu: the npu.ko\n"
                 "                             device (w8a8/w8a16 models), with the cpu as fallback\n"
@@ -55,6 +56,9 @@ static void usage(FILE *f)
                 "      --ignore-eos           keep generating past end of sequence\n"
                 "      --no-display-prompt    print only the continuation\n"
                 "      --tokenize TEXT        print the token ids of TEXT\n"
+                "      --special              control tokens written in TEXT or PROMPT (<|eot_id|>, <s>)\n"
+                "                             become those tokens, and generated ones print as their\n"
+                "                             text; without it they stay text and print as nothing\n"
                 "      --perplexity FILE      print the perplexity of the text in FILE\n"
                 "      --kl-divergence-base FILE\n"
                 "                             compare with the logits llama.cpp's llama-perplexity\n"
@@ -79,6 +83,7 @@ enum {
         ARG_DEVICE,
         ARG_NPU_RETRIES,
         ARG_DETACH_AFTER,
+        ARG_SPECIAL,
 };
 
 static int parse_args(int argc, char **argv, struct run_args *a)
@@ -100,6 +105,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 { "ignore-eos", no_argument, NULL, ARG_IGNORE_EOS },
                 { "no-display-prompt", no_argument, NULL, ARG_NO_PROMPT },
                 { "tokenize", required_argument, NULL, ARG_TOKENIZE },
+                { "special", no_argument, NULL, ARG_SPECIAL },
                 { "perplexity", required_argument, NULL, ARG_PERPLEXITY },
                 { "kl-divergence-base", required_argument, NULL, ARG_KLD_BASE },
                 { "target", required_argument, NULL, ARG_TARGET },
@@ -133,6 +139,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 case ARG_IGNORE_EOS: a->ignore_eos = true; break;
                 case ARG_NO_PROMPT: a->no_prompt = true; break;
                 case ARG_TOKENIZE: a->tokenize = optarg; break;
+                case ARG_SPECIAL: a->special = true; break;
                 case ARG_PERPLEXITY: a->perplexity = optarg; break;
                 case ARG_KLD_BASE: a->kld_base = optarg; break;
                 case ARG_TARGET: r = cli_parse_target(optarg, &a->rt.target); break;
@@ -172,9 +179,9 @@ static int run_tokenize(const struct run_args *a)
         r = cli_load_vocab(a->rt.model_path, &v, &err);
         if (r < 0)
                 return cli_error(r, "%s", err.msg);
-        r = vocab_tokenize(v, a->tokenize, strlen(a->tokenize), true, false, &ids, &n);
+        r = vocab_tokenize(v, a->tokenize, strlen(a->tokenize), true, a->special, &ids, &n);
         if (r < 0)
-                return cli_error(r, "tokenizing failed: %s", strerror(-r));
+                return cli_error(r, "tokenizing failed: %s", r == -E2BIG ? "the pre-tokenizer hit its limits" : strerror(-r));
         for (size_t i = 0; i < n; i++)
                 printf("%s%d", i ? " " : "", ids[i]);
         printf("\n");
@@ -185,6 +192,7 @@ struct stream {
         const struct npu_vocab *vocab;
         struct runtime *rt;
         int32_t n, detach_after;
+        bool special;
         int err;
 };
 
@@ -192,7 +200,8 @@ static bool print_token(int32_t token, void *userdata)
 {
         struct stream *s = userdata;
         char buf[1100];
-        size_t n = vocab_token_bytes(s->vocab, token, buf, sizeof(buf));
+        size_t n = s->special ? vocab_token_text(s->vocab, token, buf, sizeof(buf))
+                              : vocab_token_bytes(s->vocab, token, buf, sizeof(buf));
         fwrite(buf, 1, n, stdout);
         fflush(stdout);
         /* between two passes: the next one runs on the cpu over the same KV cache */
@@ -222,7 +231,7 @@ static int run_generate(const struct run_args *a)
         r = runtime_open(&a->rt, &rt, &err);
         if (r < 0)
                 return cli_error(r, "%s", err.msg);
-        r = vocab_tokenize(rt->model->vocab, a->prompt, strlen(a->prompt), true, true, &ids, &n);
+        r = vocab_tokenize(rt->model->vocab, a->prompt, strlen(a->prompt), true, a->special, &ids, &n);
         if (r < 0)
                 return cli_error(r, "tokenizing the prompt failed: %s", strerror(-r));
         if (n == 0)
@@ -239,7 +248,8 @@ static int run_generate(const struct run_args *a)
         }
         if (a->rt.target == BACKEND_TARGET_NPU)
                 cli_print_backend(stderr, rt);
-        struct stream s = { .vocab = rt->model->vocab, .rt = rt, .detach_after = a->detach_after };
+        struct stream s = { .vocab = rt->model->vocab, .rt = rt, .detach_after = a->detach_after,
+                            .special = a->special };
         int32_t n_predict = MIN(a->n_predict, rt->n_ctx - (int32_t)n);
         r = generate(rt->ctx, &seq, smp, ids, (int32_t)n, n_predict, !a->ignore_eos, print_token, &s, &st, &err);
         kv_seq_release(rt->kv, &seq);

@@ -12,6 +12,7 @@ void w4a8_layer_release(struct w4a8_layer *wl)
                 free(wl->q[i]);
         free(wl->attn_norm);
         free(wl->ffn_norm);
+        free(wl->bv);
         *wl = (struct w4a8_layer) {};
 }
 
@@ -27,19 +28,21 @@ static float *weight_to_f32(const struct npu_weight *src)
 /*
  * The two projections with no norm in front are smoothed through their
  * linear producers: v_proj -> o_proj (only without grouped-query
- * attention, where each v channel feeds one o channel) and up_proj ->
- * down_proj.
+ * attention, where each v channel feeds one o channel; a v bias is divided
+ * with its row) and up_proj -> down_proj.
  */
 static int smooth_pairs(const struct npu_model *m, int l, const struct calib_stats *cs, const float *alpha,
-                        float **wf, const int64_t *rows)
+                        float **wf, const int64_t *rows, float *bv)
 {
-        const int64_t dim = m->hp.dim, ffn = m->hp.ffn_dim;
-        _cleanup_free_ float *s = malloc(sizeof(float) * MAX(dim, ffn));
+        const int64_t dim = m->hp.dim, ffn = m->hp.ffn_dim, q_dim = hparams_q_dim(&m->hp);
+        _cleanup_free_ float *s = malloc(sizeof(float) * MAX(MAX(dim, ffn), q_dim));
         if (!s)
                 return -ENOMEM;
         if (m->hp.n_kv_heads == m->hp.n_heads) {
-                smooth_factors(cs->attn_out_max + (size_t)l * dim, wf + 3, rows + 3, 1, dim, alpha[2], s);
-                smooth_apply_rows(wf[2], dim, wf[3], rows[3], dim, s);
+                smooth_factors(cs->attn_out_max + (size_t)l * q_dim, wf + 3, rows + 3, 1, q_dim, alpha[2], s);
+                smooth_apply_rows(wf[2], dim, wf[3], rows[3], q_dim, s);
+                for (int64_t j = 0; bv && j < q_dim; j++)
+                        bv[j] /= s[j];
         }
         smooth_factors(cs->ffn_mid_max + (size_t)l * ffn, wf + 6, rows + 6, 1, ffn, alpha[3], s);
         smooth_apply_rows(wf[5], dim, wf[6], rows[6], ffn, s);
@@ -71,13 +74,21 @@ int w4a8_layer_prepare(const struct npu_model *m, const struct npu_layer *src, i
                 memcpy(out->attn_norm, src->attn_norm, sizeof(float) * dim);
                 memcpy(out->ffn_norm, src->ffn_norm, sizeof(float) * dim);
         }
+        if (r >= 0 && src->bv && smooth && smooth_all) {
+                const size_t kv_dim = (size_t)m->hp.n_kv_heads * m->hp.head_dim;
+                out->bv = malloc(sizeof(float) * kv_dim);
+                if (!out->bv)
+                        r = -ENOMEM;
+                else
+                        memcpy(out->bv, src->bv, sizeof(float) * kv_dim);
+        }
         if (r >= 0 && smooth) {
                 smooth_factors(cs->attn_in_max + (size_t)l * dim, wf, rows, 3, dim, alpha[0], s);
                 smooth_apply(out->attn_norm, wf, rows, 3, dim, s);
                 smooth_factors(cs->ffn_in_max + (size_t)l * dim, wf + 4, rows + 4, 2, dim, alpha[1], s);
                 smooth_apply(out->ffn_norm, wf + 4, rows + 4, 2, dim, s);
                 if (smooth_all)
-                        r = smooth_pairs(m, l, cs, alpha, wf, rows);
+                        r = smooth_pairs(m, l, cs, alpha, wf, rows, out->bv);
         }
         for (int i = 0; r >= 0 && i < 7; i++) {
                 out->row_bytes[i] = (size_t)(mats[i].cols / QK4_0) * sizeof(struct block_q4_0);
@@ -109,6 +120,7 @@ static void layer_use(struct npu_model *m, int l, const struct npu_layer *orig, 
                                               .data = wl->q[i], .row_bytes = wl->row_bytes[i] };
         L->attn_norm = wl->attn_norm;
         L->ffn_norm = wl->ffn_norm;
+        L->bv = wl->bv ? wl->bv : orig->bv;
 }
 
 struct search_state {

@@ -26,6 +26,7 @@ struct w4a8_layer {
         struct block_q4_0 *q[7]; /* wq, wk, wv, wo, w_gate, w_up, w_down as Q4_0 rows */
         size_t row_bytes[7];
         float *attn_norm, *ffn_norm;
+        float *bv; /* the v bias divided by the v -> o smoothing (smooth_all), or NULL: the model's */
 };
 
 /* Layer src (layer l of m) smoothed with alpha[group] (when smooth) and quantized with int4 groups of group. */

@@ -566,9 +566,9 @@ static void test_config_errors(void **state)
                     "num_key_value_heads 3 does not divide num_attention_heads", NULL);
         expect_fail(&fx, with(&fx, "hidden_size", json_object_new_int(66)),
                     "hidden_size 66 is not a multiple of num_attention_heads", NULL);
-        expect_fail(&fx, with(&fx, "rope_scaling", json_object_new_object()), "rope_scaling is not supported", NULL);
+        expect_fail(&fx, with(&fx, "rope_scaling", json_object_new_object()), "rope_scaling has no rope_type", NULL);
         expect_fail(&fx, with(&fx, "model_type", json_object_new_string("mistral")),
-                    "'model_type' is 'mistral'; only 'llama'", NULL);
+                    "'model_type' is 'mistral'; only 'llama' goes with LlamaForCausalLM", NULL);
         expect_fail(&fx, with(&fx, "hidden_act", json_object_new_string("gelu")), "'hidden_act' is 'gelu'", NULL);
 
         /* shapes against the config */

@@ -70,6 +70,15 @@ for p in w8a8 w8a16; do
 		cp "$tmp/err" "$tmp/$p.npu.err"
 	fi
 done
+# The int8 KV cache: the device stores K/V with QUANT_I8 over each head, as the cpu does.
+name=engine-greedy-kv-q8
+if ! greedy cpu w8a8 "$tmp/q8.cpu" --kv-type q8 || ! greedy npu w8a8 "$tmp/q8.npu" --kv-type q8; then
+	fail "$name" "a run failed"
+elif [ "$(field faults)" != 0 ] || ! cmp -s "$tmp/q8.cpu" "$tmp/q8.npu"; then
+	fail "$name" "faults $(field faults), or npu and cpu tokens differ"
+else
+	pass "$name ($(field passes) passes, identical tokens)"
+fi
 echo "  greedy text: $(cat "$tmp/w8a8.npu")"
 grep -h '^generation' "$tmp/w8a8.npu.err" 2>/dev/null | sed 's/^/  w8a8 npu /'
 

@@ -15,12 +15,19 @@
  *       a long request; after its first tokens, Cancel twice, then once more
  *       after Finished; prints "cancel1 R", "cancel2 R", "reason X",
  *       "cancel3 R" where R is "ok" or the error name.
+ *   npud-probe ADDRESS big-prompt BYTES
+ *       Generate with a text prompt of BYTES bytes; prints "ok" or the
+ *       error's name and message.
  *   npud-probe ADDRESS call PATH INTERFACE METHOD [SIGNATURE ARGS...]
  *       one method call to npud, arguments as busctl takes them (arrays: a
  *       count then the items; variants: a signature then the value; h: a
  *       path, opened and passed as a descriptor); prints
  *       "ok", or "NAME: message" on stderr and exits 1. Unlike busctl, the
  *       error's name is printed.
+ *   npud-probe notify-listen PATH SECONDS
+ *       a service manager's notification socket (NOTIFY_SOCKET=PATH): prints
+ *       "listening", then each line received as "notify LINE", until
+ *       READY=1 or SECONDS.
  * Exit status 0 unless the probe itself failed (then 1, with a message).
  */
 #include <errno.h>
@@ -30,6 +37,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <systemd/sd-bus.h>
 
@@ -44,6 +55,13 @@ struct probe {
         unsigned tokens;
         char last_reason[64];
 };
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static int fail(const char *what, int r)
 {
@@ -109,7 +127,7 @@ static int generate(struct probe *p, const char *prompt, uint32_t max_tokens, ch
         return r;
 }
 
-static int cmd_stats(struct probe *p)
+static int cmd_stats_prefixed(struct probe *p, const char *prefix)
 {
         sd_bus_message *reply = NULL;
         sd_bus_error err = SD_BUS_ERROR_NULL;
@@ -118,6 +136,7 @@ static int cmd_stats(struct probe *p)
         r = sd_bus_call_method(p->bus, SERVICE, PATH, MANAGER, "GetStats", &err, &reply, NULL);
         if (r < 0) {
                 fprintf(stderr, "npud-probe: GetStats: %s: %s\n", err.name, err.message);
+                sd_bus_error_free(&err);
                 return EXIT_FAILURE;
         }
         r = sd_bus_message_enter_container(reply, 'a', "{sv}");
@@ -128,6 +147,7 @@ static int cmd_stats(struct probe *p)
                         uint32_t u;
                         uint64_t t;
                         double d;
+                        const char *s;
                 } v;
                 r = sd_bus_message_enter_container(reply, 'e', "sv");
                 if (r <= 0)
@@ -138,15 +158,22 @@ static int cmd_stats(struct probe *p)
                     sd_bus_message_read_basic(reply, contents[0], &v) < 0 || sd_bus_message_exit_container(reply) < 0)
                         return fail("parsing GetStats", EBADMSG);
                 if (contents[0] == 'u')
-                        printf("%s=%" PRIu32 "\n", key, v.u);
+                        printf("%s%s=%" PRIu32 "\n", prefix, key, v.u);
                 else if (contents[0] == 't')
-                        printf("%s=%" PRIu64 "\n", key, v.t);
+                        printf("%s%s=%" PRIu64 "\n", prefix, key, v.t);
                 else if (contents[0] == 'd')
-                        printf("%s=%f\n", key, v.d);
+                        printf("%s%s=%f\n", prefix, key, v.d);
+                else if (contents[0] == 's')
+                        printf("%s%s=%s\n", prefix, key, v.s);
                 r = sd_bus_message_exit_container(reply);
         }
         sd_bus_message_unref(reply);
         return r < 0 ? fail("parsing GetStats", r) : EXIT_SUCCESS;
+}
+
+static int cmd_stats(struct probe *p)
+{
+        return cmd_stats_prefixed(p, "");
 }
 
 struct flood_call {
@@ -205,6 +232,7 @@ static int cmd_hold(struct probe *p, uint32_t max_tokens, const char *prompt)
         r = generate(p, prompt, max_tokens, &path, &err);
         if (r < 0) {
                 printf("error %s\n", err.name ? err.name : strerror(-r));
+                sd_bus_error_free(&err);
                 return EXIT_FAILURE;
         }
         printf("%s\n", path);
@@ -237,6 +265,7 @@ static int cmd_cancel_twice(struct probe *p, uint32_t max_tokens, const char *pr
         r = generate(p, prompt, max_tokens, &path, &err);
         if (r < 0) {
                 printf("error %s\n", err.name ? err.name : strerror(-r));
+                sd_bus_error_free(&err);
                 return EXIT_FAILURE;
         }
         r = wait_until(p, &p->tokens, 1);
@@ -420,6 +449,454 @@ static int cmd_call(struct probe *p, int argc, char **argv)
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+/* --- run: a scripted scenario on one connection --- */
+
+#define MAX_ITEMS 64
+
+struct item {
+        char name[32];
+        char *path;        /* the request (a session's last turn) */
+        char *session;     /* the session object, for session items */
+        bool finished;
+        char reason[32];
+        uint32_t tokens, generated, cached;
+        double queue_ms;
+        char text[4096];
+        size_t text_len;
+};
+
+struct script {
+        struct probe *p;
+        struct item items[MAX_ITEMS];
+        int n_items;
+        const char *model;
+        uint32_t n_vocab;
+};
+
+static struct item *item_get(struct script *s, const char *name, bool create)
+{
+        for (int i = 0; i < s->n_items; i++)
+                if (!strcmp(s->items[i].name, name))
+                        return &s->items[i];
+        if (!create || s->n_items == MAX_ITEMS)
+                return NULL;
+        struct item *it = &s->items[s->n_items++];
+        memset(it, 0, sizeof(*it));
+        snprintf(it->name, sizeof(it->name), "%s", name);
+        return it;
+}
+
+static struct item *item_by_path(struct script *s, const char *path)
+{
+        for (int i = 0; i < s->n_items; i++)
+                if (s->items[i].path && !strcmp(s->items[i].path, path))
+                        return &s->items[i];
+        return NULL;
+}
+
+static uint32_t read_stat_u(sd_bus_message *m, const char *want)
+{
+        uint32_t v = 0;
+        if (sd_bus_message_rewind(m, true) < 0 || sd_bus_message_skip(m, "s") < 0 ||
+            sd_bus_message_enter_container(m, 'a', "{sv}") < 0)
+                return 0;
+        while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+                const char *key, *contents;
+                char type;
+                if (sd_bus_message_read(m, "s", &key) < 0 || sd_bus_message_peek_type(m, &type, &contents) < 0)
+                        break;
+                if (!strcmp(key, want) && !strcmp(contents, "u"))
+                        sd_bus_message_read(m, "v", "u", &v);
+                else if (!strcmp(key, want) && !strcmp(contents, "d")) {
+                        double d = 0;
+                        sd_bus_message_read(m, "v", "d", &d);
+                        v = (uint32_t)d;
+                } else
+                        sd_bus_message_skip(m, "v");
+                sd_bus_message_exit_container(m);
+        }
+        return v;
+}
+
+static int on_script_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct script *s = userdata;
+        struct item *it = item_by_path(s, sd_bus_message_get_path(m));
+        const char *reason, *piece;
+        uint32_t id;
+
+        if (!it) {
+                /* a signal for a request this connection did not make */
+                printf("stray %s %s\n", sd_bus_message_get_member(m), sd_bus_message_get_path(m));
+                return 0;
+        }
+        if (sd_bus_message_is_signal(m, REQUEST, "Tokens")) {
+                if (sd_bus_message_enter_container(m, 'a', "(us)") < 0)
+                        return 0;
+                while (sd_bus_message_read(m, "(us)", &id, &piece) > 0) {
+                        size_t l = strlen(piece);
+                        it->tokens++;
+                        if (it->text_len + l < sizeof(it->text)) {
+                                memcpy(it->text + it->text_len, piece, l + 1);
+                                it->text_len += l;
+                        }
+                }
+        } else if (sd_bus_message_is_signal(m, REQUEST, "Finished") && sd_bus_message_read(m, "s", &reason) >= 0) {
+                snprintf(it->reason, sizeof(it->reason), "%s", reason);
+                it->generated = read_stat_u(m, "generated_tokens");
+                it->cached = read_stat_u(m, "cached_prompt_tokens");
+                it->queue_ms = read_stat_u(m, "queue_ms");
+                it->finished = true;
+        }
+        return 0;
+}
+
+/* Token ids for a prompt: a pattern that differs by item name, so two names share no prefix. */
+static int append_ids(struct script *s, sd_bus_message *m, const char *name, uint32_t n, uint32_t from)
+{
+        uint32_t base = (uint32_t)strlen(name) * 131u;
+        int r;
+
+        for (const char *c = name; *c; c++)
+                base = base * 31u + (uint8_t)*c;
+        r = sd_bus_message_open_container(m, 'v', "ai");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "i");
+        for (uint32_t i = from; r >= 0 && i < from + n; i++) {
+                int32_t id = (int32_t)(3 + (base + i * 37u) % (s->n_vocab - 3));
+                r = sd_bus_message_append_basic(m, 'i', &id);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
+static int append_options(sd_bus_message *m, uint32_t max_tokens)
+{
+        return sd_bus_message_append(m, "a{sv}", 3, "max_tokens", "u", max_tokens, "temperature", "d", 0.0,
+                                     "ignore_eos", "b", 1);
+}
+
+/* Sends m; the reply's object path goes to it->path, an error is printed. */
+static int call_for_path(struct script *s, sd_bus_message *m, struct item *it, char **dst)
+{
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *path;
+        int r;
+
+        r = sd_bus_call(s->p->bus, m, 0, &err, &reply);
+        if (r < 0) {
+                printf("error %s %s\n", it->name, err.name ? err.name : strerror(-r));
+                fflush(stdout);
+                it->finished = true;
+                snprintf(it->reason, sizeof(it->reason), "refused");
+                sd_bus_error_free(&err);
+                return 0;
+        }
+        r = sd_bus_message_read(reply, "o", &path);
+        if (r >= 0) {
+                free(*dst);
+                *dst = strdup(path);
+        }
+        sd_bus_message_unref(reply);
+        return r;
+}
+
+static int step_gen(struct script *s, const char *name, uint32_t n, uint32_t max_tokens, const char *text,
+                    const char *pattern)
+{
+        struct item *it = item_get(s, name, true);
+        sd_bus_message *m = NULL;
+        int r;
+
+        if (!it)
+                return -ENOBUFS;
+        free(it->path);
+        memset(it, 0, sizeof(*it));
+        snprintf(it->name, sizeof(it->name), "%s", name);
+        r = sd_bus_message_new_method_call(s->p->bus, &m, SERVICE, PATH, MANAGER, "Generate");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", s->model);
+        if (r >= 0)
+                r = text ? sd_bus_message_append(m, "v", "s", text) : append_ids(s, m, pattern ? pattern : name, n, 0);
+        if (r >= 0)
+                r = append_options(m, max_tokens);
+        if (r >= 0)
+                r = call_for_path(s, m, it, &it->path);
+        sd_bus_message_unref(m);
+        return r;
+}
+
+static int step_session(struct script *s, const char *name)
+{
+        struct item *it = item_get(s, name, true);
+        sd_bus_message *m = NULL;
+        int r;
+
+        if (!it)
+                return -ENOBUFS;
+        r = sd_bus_message_new_method_call(s->p->bus, &m, SERVICE, PATH, MANAGER, "CreateSession");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "sa{sv}", s->model, 0);
+        if (r >= 0)
+                r = call_for_path(s, m, it, &it->session);
+        sd_bus_message_unref(m);
+        return r;
+}
+
+/* A turn of n new tokens; the session's earlier turns' tokens (sent) make the item's ids continue. */
+static int step_send(struct script *s, const char *name, uint32_t n, uint32_t max_tokens, const char *pattern)
+{
+        struct item *it = item_get(s, name, false);
+        sd_bus_message *m = NULL;
+        static uint32_t turn;
+        char tname[48];
+        int r;
+
+        if (!it || !it->session)
+                return -ENOENT;
+        snprintf(tname, sizeof(tname), "%s-%u", name, ++turn);
+        r = sd_bus_message_new_method_call(s->p->bus, &m, SERVICE, it->session, SERVICE ".Session", "Send");
+        if (r >= 0)
+                r = append_ids(s, m, pattern ? pattern : tname, n, 0);
+        if (r >= 0)
+                r = append_options(m, max_tokens);
+        it->finished = false;
+        it->reason[0] = 0;
+        it->tokens = it->generated = 0;
+        it->text_len = 0;
+        it->text[0] = 0;
+        if (r >= 0)
+                r = call_for_path(s, m, it, &it->path);
+        sd_bus_message_unref(m);
+        return r;
+}
+
+static int process_for(struct probe *p, uint64_t usec, struct item *until)
+{
+        uint64_t end = now_usec() + usec;
+
+        for (;;) {
+                int r = sd_bus_process(p->bus, NULL);
+                if (r < 0)
+                        return r;
+                if (until && until->finished)
+                        return 1;
+                if (r > 0)
+                        continue;
+                uint64_t now = now_usec();
+                if (now >= end)
+                        return 0;
+                r = sd_bus_wait(p->bus, end - now);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static int step_wait(struct script *s, const char *name, double seconds)
+{
+        struct item *it = item_get(s, name, false);
+        int r;
+
+        if (!it)
+                return -ENOENT;
+        r = process_for(s->p, (uint64_t)(seconds * 1e6), it);
+        if (r < 0)
+                return r;
+        if (!it->finished)
+                printf("timeout %s\n", name);
+        else if (strcmp(it->reason, "refused"))
+                printf("finished %s %s generated=%u tokens=%u cached=%u queue_ms=%.0f\n", name, it->reason,
+                       it->generated, it->tokens, it->cached, it->queue_ms);
+        fflush(stdout);
+        return 0;
+}
+
+static int step_object_call(struct script *s, const char *name, const char *method)
+{
+        struct item *it = item_get(s, name, false);
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        bool session = !strcmp(method, "Reset") || !strcmp(method, "CloseSession");
+        const char *path = it ? (session ? it->session : it->path) : NULL;
+        int r;
+
+        if (!path)
+                return -ENOENT;
+        r = sd_bus_call_method(s->p->bus, SERVICE, path, session ? SERVICE ".Session" : REQUEST,
+                               !strcmp(method, "CloseSession") ? "Close" : method, &err, NULL, NULL);
+        printf("%s %s %s\n", method, name, r >= 0 ? "ok" : err.name ? err.name : strerror(-r));
+        fflush(stdout);
+        sd_bus_error_free(&err);
+        return 0;
+}
+
+/* Prints "prop NAME PROPERTY VALUE" (a session's property for session items, else the request's). */
+static int step_property(struct script *s, const char *name, const char *property)
+{
+        struct item *it = item_get(s, name, false);
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *path = it ? (it->session ? it->session : it->path) : NULL;
+        const char *iface = it && it->session ? SERVICE ".Session" : REQUEST;
+        const char *contents = NULL;
+        char type;
+        int r;
+
+        if (!path)
+                return -ENOENT;
+        r = sd_bus_call_method(s->p->bus, SERVICE, path, "org.freedesktop.DBus.Properties", "Get", &err, &reply,
+                               "ss", iface, property);
+        if (r < 0) {
+                printf("prop %s %s %s\n", name, property, err.name ? err.name : strerror(-r));
+                sd_bus_error_free(&err);
+                return 0;
+        }
+        r = sd_bus_message_peek_type(reply, &type, &contents);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'v', contents);
+        if (r >= 0 && !strcmp(contents, "u")) {
+                uint32_t u;
+                r = sd_bus_message_read(reply, "u", &u);
+                printf("prop %s %s %u\n", name, property, u);
+        } else if (r >= 0 && !strcmp(contents, "s")) {
+                const char *v;
+                r = sd_bus_message_read(reply, "s", &v);
+                printf("prop %s %s %s\n", name, property, v);
+        }
+        sd_bus_message_unref(reply);
+        return r < 0 ? r : 0;
+}
+
+/*
+ * Steps, one per argument, words separated by spaces:
+ *   model NAME               later gen/session use this model ("" the default)
+ *   vocab N                  token ids are drawn from [3, N) (default 512)
+ *   gen NAME NTOK MAXTOK [PATTERN]
+ *                            Generate NTOK token ids (greedy, ignore_eos), drawn by
+ *                            PATTERN's name (default NAME)
+ *   text NAME MAXTOK WORDS.. Generate a text prompt
+ *   session NAME             CreateSession
+ *   send NAME NTOK MAXTOK [PATTERN]
+ *                            Session.Send NTOK new token ids; the turn is NAME's request
+ *   wait NAME SECONDS        until NAME's request finished: "finished NAME REASON generated=G ..."
+ *                            or "timeout NAME"
+ *   cancel|close NAME        Request.Cancel/Close; reset|close-session NAME: Session.Reset/Close
+ *   print NAME               "text NAME <the streamed text>"
+ *   path NAME                "path NAME OBJECT" (the session's, else the request's)
+ *   prop NAME PROPERTY       "prop NAME PROPERTY VALUE" (or the error's name)
+ *   sleep MS                 process the bus for MS milliseconds
+ *   stats                    GetStats as "stat KEY=VALUE" lines
+ * Refused calls print "error NAME ERROR"; signals of requests this
+ * connection did not make print "stray MEMBER PATH".
+ */
+static int cmd_run(struct probe *p, int argc, char **argv)
+{
+        struct script s = { .p = p, .model = "", .n_vocab = 512 };
+        sd_bus_slot *match = NULL;
+        int r;
+
+        r = sd_bus_match_signal(p->bus, &match, NULL, NULL, REQUEST, NULL, on_script_signal, &s);
+        if (r < 0)
+                return fail("adding the match", r);
+        for (int i = 0; i < argc && r >= 0; i++) {
+                char buf[1024], *w[16] = {}, *save = NULL, *rest = NULL;
+                int n = 0;
+                snprintf(buf, sizeof(buf), "%s", argv[i]);
+                for (char *t = strtok_r(buf, " ", &save); t && n < 16; t = strtok_r(NULL, " ", &save))
+                        w[n++] = t;
+                if (!w[0])
+                        continue;
+                /* text NAME MAXTOK WORDS...: the words as written (buf is a copy of argv[i]) */
+                if (n >= 4)
+                        rest = argv[i] + (w[3] - buf);
+                if (!strcmp(w[0], "model") && n >= 1) {
+                        if (s.model[0])
+                                free((char *)s.model);
+                        s.model = w[1] ? strdup(w[1]) : "";
+                        if (!s.model)
+                                return fail("model", ENOMEM);
+                } else if (!strcmp(w[0], "vocab") && n == 2)
+                        s.n_vocab = (uint32_t)atoi(w[1]);
+                else if (!strcmp(w[0], "gen") && (n == 4 || n == 5))
+                        r = step_gen(&s, w[1], (uint32_t)atoi(w[2]), (uint32_t)atoi(w[3]), NULL, w[4]);
+                else if (!strcmp(w[0], "text") && n >= 4)
+                        r = step_gen(&s, w[1], 0, (uint32_t)atoi(w[2]), rest, NULL);
+                else if (!strcmp(w[0], "session") && n == 2)
+                        r = step_session(&s, w[1]);
+                else if (!strcmp(w[0], "send") && (n == 4 || n == 5))
+                        r = step_send(&s, w[1], (uint32_t)atoi(w[2]), (uint32_t)atoi(w[3]), w[4]);
+                else if (!strcmp(w[0], "wait") && n == 3)
+                        r = step_wait(&s, w[1], atof(w[2]));
+                else if (!strcmp(w[0], "cancel") && n == 2)
+                        r = step_object_call(&s, w[1], "Cancel");
+                else if (!strcmp(w[0], "close") && n == 2)
+                        r = step_object_call(&s, w[1], "Close");
+                else if (!strcmp(w[0], "reset") && n == 2)
+                        r = step_object_call(&s, w[1], "Reset");
+                else if (!strcmp(w[0], "close-session") && n == 2)
+                        r = step_object_call(&s, w[1], "CloseSession");
+                else if (!strcmp(w[0], "print") && n == 2) {
+                        struct item *it = item_get(&s, w[1], false);
+                        printf("text %s %s\n", w[1], it ? it->text : "");
+                } else if (!strcmp(w[0], "path") && n == 2) {
+                        struct item *it = item_get(&s, w[1], false);
+                        printf("path %s %s\n", w[1], it && it->session ? it->session : it && it->path ? it->path : "-");
+                } else if (!strcmp(w[0], "prop") && n == 3)
+                        r = step_property(&s, w[1], w[2]);
+                else if (!strcmp(w[0], "sleep") && n == 2)
+                        r = process_for(p, (uint64_t)atoi(w[1]) * 1000, NULL);
+                else if (!strcmp(w[0], "stats")) {
+                        fflush(stdout);
+                        r = cmd_stats_prefixed(p, "stat ");
+                        r = r == EXIT_SUCCESS ? 0 : -EIO;
+                } else {
+                        fprintf(stderr, "npud-probe: bad step '%s'\n", argv[i]);
+                        return EXIT_FAILURE;
+                }
+                fflush(stdout);
+        }
+        sd_bus_slot_unref(match);
+        for (int i = 0; i < s.n_items; i++) {
+                free(s.items[i].path);
+                free(s.items[i].session);
+        }
+        if (s.model[0])
+                free((char *)s.model);
+        return r < 0 ? fail(argv[0], r) : EXIT_SUCCESS;
+}
+
+/* Generate with a text prompt of n bytes ("the cat sat ..." repeated); prints "ok" or the error's name. */
+static int cmd_big_prompt(struct probe *p, size_t n)
+{
+        static const char unit[] = "the cat sat on the mat and looked at the big red ball ";
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL, *reply = NULL;
+        char *text = malloc(n + 1);
+        int r;
+
+        if (!text)
+                return fail("allocating the prompt", ENOMEM);
+        for (size_t i = 0; i < n; i++)
+                text[i] = unit[i % (sizeof(unit) - 1)];
+        text[n] = 0;
+        r = sd_bus_message_new_method_call(p->bus, &m, SERVICE, PATH, MANAGER, "Generate");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "sv", "", "s", text);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "a{sv}", 1, "max_tokens", "u", 1);
+        free(text);
+        if (r >= 0)
+                r = sd_bus_call(p->bus, m, 120 * 1000000ull, &err, &reply);
+        printf("%s %s\n", r >= 0 ? "ok" : err.name ? err.name : strerror(-r), r >= 0 ? "" : err.message);
+        sd_bus_error_free(&err);
+        sd_bus_message_unref(m);
+        sd_bus_message_unref(reply);
+        return EXIT_SUCCESS;
+}
+
 static int open_bus(const char *address, sd_bus **ret)
 {
         sd_bus *bus = NULL;
@@ -442,6 +919,10 @@ static int dispatch(struct probe *p, int argc, char **argv)
 {
         if (strcmp(argv[2], "call") == 0 && argc >= 6)
                 return cmd_call(p, argc - 3, argv + 3);
+        if (strcmp(argv[2], "big-prompt") == 0 && argc == 4)
+                return cmd_big_prompt(p, strtoull(argv[3], NULL, 10));
+        if (strcmp(argv[2], "run") == 0)
+                return cmd_run(p, argc - 3, argv + 3);
         if (strcmp(argv[2], "stats") == 0)
                 return cmd_stats(p);
         if (strcmp(argv[2], "flood") == 0 && argc == 6)
@@ -454,12 +935,50 @@ static int dispatch(struct probe *p, int argc, char **argv)
         return EXIT_FAILURE;
 }
 
+/* A service manager's notification socket at path: prints each message's lines as "notify LINE" until READY=1. */
+static int cmd_notify_listen(const char *path, int seconds)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        uint64_t end = now_usec() + (uint64_t)seconds * 1000000u;
+        bool ready = false;
+
+        if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
+                return fail("socket", fd < 0 ? errno : ENAMETOOLONG);
+        strcpy(sa.sun_path, path);
+        unlink(path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return fail("bind", errno);
+        printf("listening\n");
+        fflush(stdout);
+        while (!ready && now_usec() < end) {
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                char buf[4096];
+                ssize_t n;
+                if (poll(&pfd, 1, (int)((end - now_usec()) / 1000) + 1) <= 0)
+                        continue;
+                n = recv(fd, buf, sizeof(buf) - 1, 0);
+                if (n <= 0)
+                        continue;
+                buf[n] = 0;
+                for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                        printf("notify %s\n", line);
+                        ready |= !strcmp(line, "READY=1");
+                }
+                fflush(stdout);
+        }
+        close(fd);
+        return EXIT_SUCCESS;
+}
+
 int main(int argc, char **argv)
 {
         struct probe p = {};
         sd_bus_slot *match = NULL;
         int r;
 
+        if (argc == 4 && strcmp(argv[1], "notify-listen") == 0)
+                return cmd_notify_listen(argv[2], atoi(argv[3]));
         if (argc < 3) {
                 fprintf(stderr, "usage: npud-probe ADDRESS stats|flood|hold|cancel-twice|call ...\n");
                 return EXIT_FAILURE;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Attention over the paged KV cache, without a model: the all-heads row
- * kernels against the per-head ones, the flash path's results bit-identical
+ * Attention over the paged KV cache (f32, f16 and q8), without a model: the
+ * all-heads row kernels against the per-head ones, the flash path's results bit-identical
  * across thread counts, batch compositions and rounds, and both paths
  * against a double-precision reference.
  */
@@ -43,7 +43,7 @@ static void fx_open(struct fixture *f, int32_t H, int32_t KVH, int32_t hd, enum 
         struct npu_err err = {};
         memset(f, 0, sizeof(*f));
         f->m.hp = (struct npu_hparams) { .dim = H * hd, .n_layers = 2, .n_heads = H, .n_kv_heads = KVH, .head_dim = hd };
-        size_t per_pos = (size_t)2 * 2 * KVH * hd * (type == KV_TYPE_F16 ? 2 : 4);
+        size_t per_pos = kv_block_bytes(&f->m.hp, type, 16) / 16;
         assert_int_equal(kv_pool_new(&f->m.hp, type, 16, per_pos * 4800, &f->kv, &err), 0);
         assert_int_equal(threadpool_new(threads, &f->tp), 0);
         f->c = (struct npu_ctx) { .model = &f->m, .kv = f->kv, .tp = f->tp, .max_batch = 16 };
@@ -59,11 +59,16 @@ static void fx_open(struct fixture *f, int32_t H, int32_t KVH, int32_t hd, enum 
                                         void *row = kv_at(f->kv, &f->seqs[s], l, w, p);
                                         for (int32_t e = 0; e < f->kv->kv_dim; e++) {
                                                 float v = value_at(s * 4 + l * 2 + w, p, e, 0, 2.0f);
-                                                if (type == KV_TYPE_F16)
+                                                if (type == KV_TYPE_Q8)
+                                                        ((int8_t *)row)[e] = (int8_t)lrintf(v * 63.0f);
+                                                else if (type == KV_TYPE_F16)
                                                         ((uint16_t *)row)[e] = f32_to_f16(v);
                                                 else
                                                         ((float *)row)[e] = f16_to_f32(f32_to_f16(v));
                                         }
+                                        /* q8: a scale per head and per K or V, so a wrong one shows */
+                                        for (int32_t h = 0; type == KV_TYPE_Q8 && h < KVH; h++)
+                                                kv_scale_at(f->kv, &f->seqs[s], l, w, p)[h] = (1.0f + 0.25f * h + 0.5f * w) / 63.0f;
                                 }
         }
 }
@@ -103,6 +108,21 @@ static void run_batch(struct fixture *f, enum attention_kind kind, const struct 
         free(q);
 }
 
+/* Element i (of kv_dim) of a K (which = 0) or V row, as the kernels see it. */
+static double kv_value(struct fixture *f, int seq, int which, int32_t p, size_t i)
+{
+        const void *row = kv_at(f->kv, &f->seqs[seq], 1, which, p);
+        switch (f->kv->type) {
+        case KV_TYPE_Q8:
+                return (double)kv_scale_at(f->kv, &f->seqs[seq], 1, which, p)[i / f->m.hp.head_dim] *
+                       ((const int8_t *)row)[i];
+        case KV_TYPE_F16:
+                return f16_to_f32(((const uint16_t *)row)[i]);
+        default:
+                return ((const float *)row)[i];
+        }
+}
+
 /* Softmax attention in double for one token, head by head. */
 static void reference(struct fixture *f, struct token tk, double *out)
 {
@@ -115,10 +135,7 @@ static void reference(struct fixture *f, struct token tk, double *out)
                 for (int32_t p = 0; p < n; p++) {
                         double d = 0;
                         for (int32_t e = 0; e < hd; e++) {
-                                const void *k = kv_at(f->kv, &f->seqs[tk.seq], 1, 0, p);
-                                size_t i = (size_t)(h / group) * hd + e;
-                                double kv = f->kv->type == KV_TYPE_F16 ? f16_to_f32(((const uint16_t *)k)[i])
-                                                                       : ((const float *)k)[i];
+                                double kv = kv_value(f, tk.seq, 0, p, (size_t)(h / group) * hd + e);
                                 d += (double)value_at(99, tk.seq, tk.pos, (uint64_t)h * hd + e, 1.0f) * kv;
                         }
                         s[p] = d / sqrt((double)hd);
@@ -128,12 +145,8 @@ static void reference(struct fixture *f, struct token tk, double *out)
                         sum += s[p] = exp(s[p] - mx);
                 for (int32_t e = 0; e < hd; e++) {
                         double o = 0;
-                        for (int32_t p = 0; p < n; p++) {
-                                const void *v = kv_at(f->kv, &f->seqs[tk.seq], 1, 1, p);
-                                size_t i = (size_t)(h / group) * hd + e;
-                                o += s[p] * (f->kv->type == KV_TYPE_F16 ? f16_to_f32(((const uint16_t *)v)[i])
-                                                                        : ((const float *)v)[i]);
-                        }
+                        for (int32_t p = 0; p < n; p++)
+                                o += s[p] * kv_value(f, tk.seq, 1, p, (size_t)(h / group) * hd + e);
                         out[(size_t)h * hd + e] = o / sum;
                 }
         }
@@ -153,45 +166,63 @@ static void test_rows_kernels(void **state)
                         const int32_t H = shapes[si].H, group = shapes[si].group, hd = shapes[si].hd;
                         const size_t stride = (size_t)(H / group) * hd + 8, ld = 24;
                         for (int32_t n = 1; n <= 19; n++) {
+                                const size_t sstride = (size_t)(H / group) + 1;
+                                int8_t *k8 = malloc(stride * n);
+                                float *ks = malloc(sizeof(float) * sstride * n);
                                 uint16_t *k16 = malloc(sizeof(uint16_t) * stride * n);
                                 float *k32 = malloc(sizeof(float) * stride * n), *q = malloc(sizeof(float) * H * hd);
                                 float *s1 = calloc(H * ld, sizeof(float)), *s2 = calloc(H * ld, sizeof(float));
                                 float *o1 = malloc(sizeof(float) * H * hd), *o2 = malloc(sizeof(float) * H * hd);
-                                for (size_t i = 0; i < stride * n; i++)
+                                for (size_t i = 0; i < stride * n; i++) {
                                         k32[i] = f16_to_f32(k16[i] = f32_to_f16(value_at(1, n, i, si, 2.0f)));
+                                        k8[i] = (int8_t)lrintf(value_at(1, n, i, si, 127.0f));
+                                }
+                                for (size_t i = 0; i < sstride * n; i++)
+                                        ks[i] = value_at(4, n, i, si, 0.05f);
                                 for (int32_t i = 0; i < H * hd; i++) {
                                         q[i] = value_at(2, n, i, si, 1.0f);
                                         o1[i] = o2[i] = value_at(3, n, i, si, 1.0f);
                                 }
-                                for (int pass = 0; pass < 2; pass++) {
+                                for (int pass = 0; pass < 3; pass++) {
                                         if (pass == 0)
                                                 attn_scores_rows_f16(q, k16, stride, n, H, group, hd, 0.125f, s1, ld);
-                                        else
+                                        else if (pass == 1)
                                                 attn_scores_rows_f32(q, k32, stride, n, H, group, hd, 0.125f, s1, ld);
+                                        else
+                                                attn_scores_rows_q8(q, k8, ks, stride, sstride, n, H, group, hd, 0.125f,
+                                                                    s1, ld);
                                         for (int32_t h = 0; h < H; h++) {
                                                 const size_t off = (size_t)(h / group) * hd;
                                                 if (pass == 0)
                                                         attn_scores_f16(q + h * hd, k16 + off, stride, n, hd, 0.125f,
                                                                         s2 + h * ld);
-                                                else
+                                                else if (pass == 1)
                                                         attn_scores_f32(q + h * hd, k32 + off, stride, n, hd, 0.125f,
                                                                         s2 + h * ld);
+                                                else
+                                                        attn_scores_q8(q + h * hd, k8 + off, ks + h / group, stride,
+                                                                       sstride, n, hd, 0.125f, s2 + h * ld);
                                         }
                                         assert_memory_equal(s1, s2, sizeof(float) * H * ld);
                                         if (pass == 0)
                                                 attn_accum_rows_f16(o1, k16, stride, s1, ld, n, H, group, hd);
-                                        else
+                                        else if (pass == 1)
                                                 attn_accum_rows_f32(o1, k32, stride, s1, ld, n, H, group, hd);
+                                        else
+                                                attn_accum_rows_q8(o1, k8, ks, stride, sstride, s1, ld, n, H, group, hd);
                                         for (int32_t h = 0; h < H; h++) {
                                                 const size_t off = (size_t)(h / group) * hd;
                                                 if (pass == 0)
                                                         attn_accum_f16(o2 + h * hd, k16 + off, stride, s1 + h * ld, n, hd);
-                                                else
+                                                else if (pass == 1)
                                                         attn_accum_f32(o2 + h * hd, k32 + off, stride, s1 + h * ld, n, hd);
+                                                else
+                                                        attn_accum_q8(o2 + h * hd, k8 + off, ks + h / group, stride,
+                                                                      sstride, s1 + h * ld, n, hd);
                                         }
                                         assert_memory_equal(o1, o2, sizeof(float) * H * hd);
                                 }
-                                free(k16), free(k32), free(q), free(s1), free(s2), free(o1), free(o2);
+                                free(k8), free(ks), free(k16), free(k32), free(q), free(s1), free(s2), free(o1), free(o2);
                         }
                 }
         }
@@ -241,14 +272,15 @@ static void test_invariance(void **state)
         for (int kind = ATTENTION_DEFAULT; kind <= ATTENTION_FLASH; kind++) {
                 static const struct {
                         int32_t H, KVH, hd;
-                } shapes[] = { { 8, 2, 128 }, { 4, 4, 64 } };
+                } shapes[] = { { 8, 2, 128 }, { 4, 4, 64 }, { 8, 2, 128 } };
+                static const enum kv_type kv_types[] = { KV_TYPE_F16, KV_TYPE_F16, KV_TYPE_Q8 };
                 for (size_t si = 0; si < ARRAY_SIZE(shapes); si++) {
                         const int32_t dim = shapes[si].H * shapes[si].hd, N = ARRAY_SIZE(singles);
                         float *alone = malloc(sizeof(float) * dim * N);
                         float *got = malloc(sizeof(float) * dim * N);
                         for (int threads = 1; threads <= 3; threads++) {
                                 struct fixture f;
-                                fx_open(&f, shapes[si].H, shapes[si].KVH, shapes[si].hd, KV_TYPE_F16, threads);
+                                fx_open(&f, shapes[si].H, shapes[si].KVH, shapes[si].hd, kv_types[si], threads);
                                 for (int i = 0; i < N; i++) {
                                         run_batch(&f, kind, &singles[i], 1, got + (size_t)i * dim);
                                         float *a = alone + (size_t)i * dim, *g = got + (size_t)i * dim;
@@ -284,7 +316,7 @@ static void test_accuracy(void **state)
         const int N = ARRAY_SIZE(tks);
         float *out = malloc(sizeof(float) * dim * N);
         double *ref = malloc(sizeof(double) * dim);
-        for (int type = KV_TYPE_F32; type <= KV_TYPE_F16; type++) {
+        for (int type = KV_TYPE_F32; type <= KV_TYPE_Q8; type++) {
                 struct fixture f;
                 fx_open(&f, H, KVH, hd, type, 2);
                 for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {

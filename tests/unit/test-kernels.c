@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fp16.h"
+#include "gemm_int8.h"
 #include "kernels.h"
 #include "npu_ref.h"
 #include "quant.h"
@@ -22,29 +23,48 @@ static float frand(uint64_t *s)
         return (float)((int64_t)(test_rng(s) % 2000001) - 1000000) / 1000000.0f;
 }
 
-/* the instruction sets the int8 comparisons ran on, for the log (the VM test of AVX-512 VNNI greps it) */
+/* the instruction sets the int8 comparisons ran on, for the log (the VNNI test greps it) */
 static unsigned isas_run;
 
-static void check_int8_shape(enum npu_precision prec, int64_t M, int64_t N, int64_t K, uint64_t *seed)
+/* Row-major int8 weights as the model loader leaves them: packed into the GEMM's panels, with row sums. */
+struct packed {
+        struct npu_weight w;
+        int8_t *data;
+        int32_t *sums;
+        uint64_t clamped;
+};
+
+static void pack_weight(struct packed *p, const int8_t *wq, const float *ws, int64_t N, int64_t K)
 {
-        float *x = malloc(sizeof(float) * M * K), *wf = malloc(sizeof(float) * N * K);
-        int8_t *wq = malloc(N * K), *rq8 = malloc(M * K);
-        int16_t *rq16 = malloc(2 * M * K);
-        float *ws = malloc(sizeof(float) * N), *rs = malloc(sizeof(float) * M);
-        float *ref = malloc(sizeof(float) * M * N), *out = malloc(sizeof(float) * M * N);
+        *p = (struct packed) { .data = malloc(N * K + 1), .sums = malloc(sizeof(int32_t) * N) };
+        assert_int_equal(gemm_i8_pack(p->data, wq, N, K, p->sums, &p->clamped), 0);
+        p->w = (struct npu_weight) { .type = GGML_TYPE_I8, .rows = N, .cols = K, .data = p->data, .scale = ws,
+                                     .row_sums = p->sums, .row_bytes = K };
+}
+
+static void packed_free(struct packed *p)
+{
+        free(p->data);
+        free(p->sums);
+}
+
+/*
+ * Every int8 path against the device's quantizer and GEMM on the unpacked
+ * weights, bit for bit; rows split the way threads split them (64-row
+ * chunks) and at odd places (partial panels), and one token at a time
+ * (batch invariance).
+ */
+static void check_int8(enum npu_precision prec, int64_t M, int64_t N, int64_t K, const float *x, const int8_t *wq,
+                       const float *ws)
+{
+        int8_t *rq8 = malloc(M * K + 1);
+        int16_t *rq16 = malloc(2 * M * K + 2);
+        float *rs = malloc(sizeof(float) * M), *ref = malloc(sizeof(float) * M * N), *out = malloc(sizeof(float) * M * N);
         struct act_q aq;
+        struct packed p;
 
-        for (int64_t i = 0; i < M * K; i++)
-                x[i] = frand(seed) * (i % 17 == 0 ? 40.0f : 1.0f); /* a few outliers */
-        if (M > 1)
-                memset(x, 0, sizeof(float) * K); /* an all-zero row */
-        for (int64_t i = 0; i < N * K; i++)
-                wf[i] = frand(seed);
-        quantize_weight_rows(wf, N, K, wq, ws);
-        struct npu_weight w = { .type = GGML_TYPE_I8, .rows = N, .cols = K, .data = wq, .scale = ws, .row_bytes = K };
+        pack_weight(&p, wq, ws, N, K);
         assert_int_equal(act_q_alloc(&aq, (int32_t)M, K), 0);
-
-        /* the device's quantizer and gemm */
         if (prec == NPU_PRECISION_W8A16) {
                 npu_ref_quant_i16(x, rq16, rs, (uint32_t)K, 0, (uint32_t)M);
                 npu_ref_gemm_w8a16(rq16, wq, rs, ws, ref, (uint32_t)N, (uint32_t)K, 0, (uint32_t)M, 0, (uint32_t)N);
@@ -63,30 +83,176 @@ static void check_int8_shape(enum npu_precision prec, int64_t M, int64_t N, int6
                 else
                         assert_memory_equal(aq.q8, rq8, M * K);
                 memset(out, 0xff, sizeof(float) * M * N);
-                /* split rows the way threads do */
-                matmul_int8_rows(&w, &aq, M, out, N, 0, N / 3);
-                matmul_int8_rows(&w, &aq, M, out, N, N / 3, N);
+                for (int64_t r = 0; r < N; r += 64)
+                        matmul_int8_rows(&p.w, &aq, M, out, N, r, MIN(r + 64, N));
                 assert_memory_equal(out, ref, sizeof(float) * M * N);
+                memset(out, 0xff, sizeof(float) * M * N);
+                matmul_int8_rows(&p.w, &aq, M, out, N, 0, N / 3);
+                matmul_int8_rows(&p.w, &aq, M, out, N, N / 3, N);
+                assert_memory_equal(out, ref, sizeof(float) * M * N);
+                if (M > 1 && M * N * K < (1 << 22)) {
+                        struct act_q one;
+                        assert_int_equal(act_q_alloc(&one, 1, K), 0);
+                        for (int64_t t = 0; t < M; t++) {
+                                act_quantize_rows(&one, prec, x + t * K, K, 0, 1);
+                                matmul_int8_rows(&p.w, &one, 1, out, N, 0, N);
+                                assert_memory_equal(out, ref + t * N, sizeof(float) * N);
+                        }
+                        act_q_free(&one);
+                }
         }
         kernels_reset_isa();
         act_q_free(&aq);
-        free(x); free(wf); free(wq); free(rq8); free(rq16); free(ws); free(rs); free(ref); free(out);
+        packed_free(&p);
+        free(rq8); free(rq16); free(rs); free(ref); free(out);
+}
+
+static void check_int8_shape(enum npu_precision prec, int64_t M, int64_t N, int64_t K, uint64_t *seed)
+{
+        float *x = malloc(sizeof(float) * M * K + 4), *wf = malloc(sizeof(float) * N * K + 4);
+        int8_t *wq = malloc(N * K + 1);
+        float *ws = malloc(sizeof(float) * N);
+
+        for (int64_t i = 0; i < M * K; i++)
+                x[i] = frand(seed) * (i % 17 == 0 ? 40.0f : 1.0f); /* a few outliers */
+        if (M > 1)
+                memset(x, 0, sizeof(float) * K); /* an all-zero row */
+        for (int64_t i = 0; i < N * K; i++)
+                wf[i] = frand(seed);
+        quantize_weight_rows(wf, N, K, wq, ws);
+        check_int8(prec, M, N, K, x, wq, ws);
+        free(x); free(wf); free(wq); free(ws);
 }
 
 static void test_int8_matches_reference(void **state)
 {
         static const int64_t shapes[][3] = {
-                { 1, 1, 1 },   { 1, 7, 31 },  { 1, 64, 64 }, { 2, 5, 33 },    { 3, 17, 95 },
+                /* K under 4 (no full column group), ragged K, partial panels */
+                { 1, 1, 1 },    { 1, 7, 31 },   { 1, 64, 64 },   { 2, 5, 33 },    { 3, 17, 95 },  { 2, 16, 3 },
                 { 8, 64, 256 }, { 9, 33, 257 }, { 13, 70, 100 }, { 1, 130, 4096 }, { 4, 16, 4097 },
-                /* the decode step of a batch: every group size up to 16, ragged K */
-                { 5, 9, 64 },  { 6, 3, 1 },   { 7, 23, 2048 }, { 10, 11, 31 }, { 11, 5, 161 },
-                { 12, 9, 96 }, { 14, 6, 2050 }, { 15, 130, 160 }, { 16, 40, 512 }, { 17, 20, 64 },
+                /* the decode step of a batch: every tile height and token count of the kernels */
+                { 5, 9, 64 },   { 6, 3, 1 },    { 7, 23, 2048 }, { 10, 11, 31 }, { 11, 5, 161 },
+                { 12, 9, 96 },  { 14, 6, 2050 }, { 15, 130, 160 }, { 16, 40, 512 }, { 17, 20, 64 },
+                { 2, 80, 128 }, { 3, 112, 64 }, { 4, 48, 68 },   { 6, 96, 132 },
+                /* prefill: token groups of 12 (and their remainders) over chunks of 64 rows */
+                { 24, 64, 256 }, { 25, 96, 130 }, { 37, 128, 64 }, { 64, 160, 288 },
+                /* w8a16 over more than one int64 flush (1024 columns) */
+                { 3, 32, 2500 }, { 8, 48, 1029 },
         };
         uint64_t seed = 99;
         for (size_t i = 0; i < ARRAY_SIZE(shapes); i++) {
                 check_int8_shape(NPU_PRECISION_W8A8, shapes[i][0], shapes[i][1], shapes[i][2], &seed);
                 check_int8_shape(NPU_PRECISION_W8A16, shapes[i][0], shapes[i][1], shapes[i][2], &seed);
         }
+}
+
+/*
+ * Sums at the edge of int32 (w8a8: 127 * 127 * GEMM_I8_MAX_K, where the
+ * u8 activations of the VNNI path wrap twice over) and of the w8a16
+ * flushes, of both signs, on every path.
+ */
+static void test_int8_extremes(void **state)
+{
+        const int64_t M = 3, N = 32, K = GEMM_I8_MAX_K;
+        float *x = malloc(sizeof(float) * M * K), *ws = malloc(sizeof(float) * N);
+        int8_t *wq = malloc(N * K);
+
+        for (int64_t t = 0; t < M; t++)
+                for (int64_t k = 0; k < K; k++)
+                        x[t * K + k] = t == 0 ? 1.0f : t == 1 ? -1.0f : (k % 2 ? 1.0f : -1.0f);
+        for (int64_t r = 0; r < N; r++) {
+                ws[r] = 1.0f;
+                for (int64_t k = 0; k < K; k++)
+                        wq[r * K + k] = (int8_t)(r % 3 == 0 ? 127 : r % 3 == 1 ? -127 : (k % 2 ? 127 : -127));
+        }
+        check_int8(NPU_PRECISION_W8A8, M, N, K, x, wq, ws);
+        check_int8(NPU_PRECISION_W8A16, M, N, K, x, wq, ws);
+        free(x); free(ws); free(wq);
+}
+
+/* Packing: the layout of gemm_int8.h, row sums, -128 clamped to -127 and counted, unpacking gives the rows back. */
+static void test_int8_packing(void **state)
+{
+        static const int64_t shapes[][2] = { { 1, 1 }, { 16, 4 }, { 17, 7 }, { 35, 64 }, { 48, 130 } };
+        uint64_t seed = 11;
+        for (size_t s = 0; s < ARRAY_SIZE(shapes); s++) {
+                const int64_t N = shapes[s][0], K = shapes[s][1];
+                int8_t *w = malloc(N * K), *in_place = malloc(N * K), *row = malloc(K);
+                int32_t *sums = malloc(sizeof(int32_t) * N), *sums2 = malloc(sizeof(int32_t) * N);
+                struct packed p;
+                uint64_t minus128 = 0, clamped = 0;
+                float ws = 1;
+                for (int64_t i = 0; i < N * K; i++) {
+                        w[i] = (int8_t)(test_rng(&seed) % 256);
+                        minus128 += w[i] == -128;
+                }
+                pack_weight(&p, w, &ws, N, K);
+                assert_int_equal(p.clamped, minus128);
+                for (int64_t r = 0; r < N; r++) {
+                        int32_t sum = 0;
+                        gemm_i8_unpack_row(p.data, N, K, r, row);
+                        for (int64_t k = 0; k < K; k++) {
+                                int8_t v = w[r * K + k] == -128 ? -127 : w[r * K + k];
+                                assert_int_equal(row[k], v);
+                                assert_int_equal(p.data[gemm_i8_offset(N, K, r, k)], v);
+                                sum += v;
+                        }
+                        assert_int_equal(p.sums[r], sum);
+                }
+                /* in place gives the same bytes */
+                memcpy(in_place, w, N * K);
+                assert_int_equal(gemm_i8_pack(in_place, in_place, N, K, sums2, &clamped), 0);
+                assert_memory_equal(in_place, p.data, N * K);
+                assert_memory_equal(sums2, p.sums, sizeof(int32_t) * N);
+                assert_int_equal(clamped, minus128);
+                packed_free(&p);
+                free(w); free(in_place); free(row); free(sums); free(sums2);
+        }
+}
+
+/*
+ * A weight byte of -128 (npu-quantize never writes one, other files can):
+ * clamped at packing, so every path computes with -127, the same as the
+ * reference given the clamped weights (the -128 once gave the wrong sign
+ * in the SIMD paths).
+ */
+static void test_int8_minus_128(void **state)
+{
+        const int64_t M = 5, N = 32, K = 160;
+        float *x = malloc(sizeof(float) * M * K), *ws = malloc(sizeof(float) * N);
+        int8_t *raw = malloc(N * K), *clamped = malloc(N * K);
+        uint64_t seed = 5;
+
+        for (int64_t i = 0; i < M * K; i++)
+                x[i] = frand(&seed);
+        for (int64_t r = 0; r < N; r++)
+                ws[r] = 0.01f;
+        for (int64_t i = 0; i < N * K; i++) {
+                raw[i] = (int8_t)(i % 5 == 0 ? -128 : (int64_t)(test_rng(&seed) % 255) - 127);
+                clamped[i] = raw[i] == -128 ? -127 : raw[i];
+        }
+        /* check_int8 packs raw for the kernels; the reference gets the clamped bytes */
+        int8_t *rq8 = malloc(M * K);
+        float *rs = malloc(sizeof(float) * M), *ref = malloc(sizeof(float) * M * N), *out = malloc(sizeof(float) * M * N);
+        struct act_q aq;
+        struct packed p;
+        pack_weight(&p, raw, ws, N, K);
+        assert_int_equal(p.clamped, N * K / 5);
+        assert_int_equal(act_q_alloc(&aq, (int32_t)M, K), 0);
+        npu_ref_quant_i8(x, rq8, rs, (uint32_t)K, 0, (uint32_t)M);
+        npu_ref_gemm_w8a8(rq8, clamped, rs, ws, ref, (uint32_t)N, (uint32_t)K, 0, (uint32_t)M, 0, (uint32_t)N);
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                act_quantize_rows(&aq, NPU_PRECISION_W8A8, x, K, 0, M);
+                matmul_int8_rows(&p.w, &aq, M, out, N, 0, N);
+                assert_memory_equal(out, ref, sizeof(float) * M * N);
+        }
+        kernels_reset_isa();
+        check_int8(NPU_PRECISION_W8A16, M, N, K, x, clamped, ws);
+        act_q_free(&aq);
+        packed_free(&p);
+        free(x); free(ws); free(raw); free(clamped); free(rq8); free(rs); free(ref); free(out);
 }
 
 /* Quantization edge cases on every path: ties (round half away from zero), NaN, infinity, ragged tails. */
@@ -124,8 +290,17 @@ static void test_act_quant_edges(void **state)
                         act_quantize_rows(&aq, NPU_PRECISION_W8A8, xc, cols, 0, M);
                         assert_memory_equal(aq.scale, s2, sizeof(s2));
                         assert_memory_equal(aq.q8, r2, M * cols);
-                        for (int64_t i = 0; i < M * cols; i++)
-                                assert_int_equal(aq.q8abs[i], abs(r2[i]));
+                        /* the packed forms of the SIMD GEMM hold the same values */
+                        for (int64_t i = 0; i < M * cols; i++) {
+                                const int64_t t = i / cols, k = i % cols;
+                                if (aq.forms & ACT_U8P)
+                                        assert_int_equal(aq.pk[gemm_act_offset(cols, t, k, 1)], r2[i] + 128);
+                                if (aq.forms & ACT_Q16P) {
+                                        int16_t v;
+                                        memcpy(&v, aq.pk + gemm_act_offset(cols, t, k, 2), 2);
+                                        assert_int_equal(v, r2[i]);
+                                }
+                        }
                         free(r2);
                         free(xc);
                 }
@@ -147,6 +322,7 @@ static void test_w8a16_no_overflow(void **state)
         const int64_t K = 20000;
         int8_t *w = malloc(K);
         struct act_q aq;
+        struct packed p;
         float ws = 1.0f, y = 0;
         assert_int_equal(act_q_alloc(&aq, 1, K), 0);
         for (int64_t k = 0; k < K; k++) {
@@ -155,16 +331,22 @@ static void test_w8a16_no_overflow(void **state)
         }
         aq.cols = K;
         aq.prec = NPU_PRECISION_W8A16;
+        aq.forms = ACT_Q16;
         aq.scale[0] = 1.0f;
-        struct npu_weight wt = { .type = GGML_TYPE_I8, .rows = 1, .cols = K, .data = w, .scale = &ws, .row_bytes = K };
+        /* the packed form too, which the SIMD kernels read */
+        for (int64_t k = 0; k < K; k++)
+                memcpy(aq.pk + gemm_act_offset(K, 0, k, 2), &aq.q16[k], 2);
+        aq.forms |= ACT_Q16P;
+        pack_weight(&p, w, &ws, 1, K);
         for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
-                matmul_int8_rows(&wt, &aq, 1, &y, 1, 0, 1);
+                matmul_int8_rows(&p.w, &aq, 1, &y, 1, 0, 1);
                 assert_true(y == (float)(127LL * 32767LL * K));
         }
         kernels_reset_isa();
         act_q_free(&aq);
+        packed_free(&p);
         free(w);
 }
 
@@ -270,6 +452,9 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_int8_matches_reference),
+                cmocka_unit_test(test_int8_extremes),
+                cmocka_unit_test(test_int8_packing),
+                cmocka_unit_test(test_int8_minus_128),
                 cmocka_unit_test(test_act_quant_edges),
                 cmocka_unit_test(test_w8a16_no_overflow),
                 cmocka_unit_test(test_float_paths_agree),

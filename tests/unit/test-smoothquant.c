@@ -4,8 +4,10 @@
  * outlier channels it cuts w8a8 error well below plain per-channel w8a8;
  * the loader rejects inconsistent quantized files with a clear error.
  */
+#include <fcntl.h>
 #include <math.h>
 
+#include "gemm_int8.h"
 #include "kernels.h"
 #include "model.h"
 #include "quant.h"
@@ -42,7 +44,11 @@ static double w8a8_error(const float *x, const float *w, const double *truth)
         assert_int_equal(act_q_alloc(&aq, T, K), 0);
         quantize_weight_rows(w, N, K, wq, ws);
         act_quantize_rows(&aq, NPU_PRECISION_W8A8, x, K, 0, T);
-        struct npu_weight wt = { .type = GGML_TYPE_I8, .rows = N, .cols = K, .data = wq, .scale = ws, .row_bytes = K };
+        int32_t sums[N];
+        uint64_t clamped = 0;
+        assert_int_equal(gemm_i8_pack(wq, wq, N, K, sums, &clamped), 0);
+        struct npu_weight wt = { .type = GGML_TYPE_I8, .rows = N, .cols = K, .data = wq, .scale = ws,
+                                 .row_sums = sums, .row_bytes = K };
         matmul_int8_rows(&wt, &aq, T, y, N, 0, N);
         double num = 0, den = 0;
         for (int i = 0; i < T * N; i++) {
@@ -213,12 +219,102 @@ static void test_loader_rejects_inconsistent(void **state)
         unlink(bad);
 }
 
+static void copy_file(const char *from, const char *to)
+{
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "cp %s %s", from, to);
+        assert_int_equal(system(cmd), 0);
+}
+
+static void poke(const char *path, size_t off, int8_t v)
+{
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, &v, 1, (off_t)off), 1);
+        close(fd);
+}
+
+/*
+ * A weight byte of -128 (npu-quantize never writes one; other files can):
+ * the loader clamps it to -127 and counts it, in a file it maps and in an
+ * image parsed from memory, so the kernels compute exactly what a file
+ * holding -127 there gives.
+ */
+static void test_loader_clamps_minus_128(void **state)
+{
+        const char *quantize = getenv("NPU_QUANTIZE");
+        char cmd[1024], src[] = "/tmp/npud-q-XXXXXX", bad[] = "/tmp/npud-m128-XXXXXX", ref[] = "/tmp/npud-m127-XXXXXX";
+        struct npu_err err = {};
+        struct gguf *g = NULL;
+        static const int64_t where[] = { 0, 5, 63, 64, 4095 };
+
+        assert_non_null(quantize);
+        close(mkstemp(src));
+        close(mkstemp(bad));
+        close(mkstemp(ref));
+        snprintf(cmd, sizeof(cmd), "%s -i %s -o %s --precision w8a8 >/dev/null 2>&1", quantize, TINY_MODEL, src);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(gguf_open(src, &g, &err), 0);
+        const struct gguf_tensor *t = gguf_find_tensor(g, "blk.0.attn_q.weight");
+        assert_non_null(t);
+        const size_t base = (size_t)((const uint8_t *)t->data - (const uint8_t *)g->map);
+        assert_true(t->nbytes >= 4096);
+        gguf_free(g);
+        copy_file(src, bad);
+        copy_file(src, ref);
+        for (size_t i = 0; i < ARRAY_SIZE(where); i++) {
+                poke(bad, base + where[i], -128);
+                poke(ref, base + where[i], -127);
+        }
+
+        struct npu_model *mb = NULL, *mr = NULL, *mm = NULL;
+        assert_int_equal(model_load(bad, &mb, &err), 0);
+        assert_int_equal(model_load(ref, &mr, &err), 0);
+        assert_int_equal(mb->i8_clamped, ARRAY_SIZE(where));
+        assert_int_equal(mr->i8_clamped, 0);
+        const struct npu_weight *wb = &mb->layers[0].wq, *wr = &mr->layers[0].wq;
+        const size_t n = (size_t)(wb->rows * wb->cols);
+        assert_memory_equal(wb->data, wr->data, n);
+        assert_memory_equal(wb->row_sums, wr->row_sums, sizeof(int32_t) * wb->rows);
+        int8_t row[wb->cols];
+        gemm_i8_unpack_row(wb->data, wb->rows, wb->cols, 0, row);
+        assert_int_equal(row[0], -127);
+        assert_int_equal(row[5], -127);
+
+        /* an image parsed from memory is packed into a copy, the same way */
+        FILE *f = fopen(bad, "rb");
+        assert_non_null(f);
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        rewind(f);
+        uint8_t *img = malloc(size);
+        assert_int_equal(fread(img, 1, size, f), (size_t)size);
+        fclose(f);
+        assert_int_equal(gguf_parse(img, size, &g, &err), 0);
+        assert_int_equal(model_from_gguf(g, bad, &mm, &err), 0);
+        assert_int_equal(mm->i8_clamped, ARRAY_SIZE(where));
+        assert_memory_equal(mm->layers[0].wq.data, wr->data, n);
+        assert_memory_equal(mm->layers[3].w_down.data, mr->layers[3].w_down.data,
+                            (size_t)(mr->layers[3].w_down.rows * mr->layers[3].w_down.cols));
+        /* the image itself is untouched */
+        assert_int_equal((int8_t)img[base], -128);
+
+        model_free(mm);
+        free(img);
+        model_free(mb);
+        model_free(mr);
+        unlink(src);
+        unlink(bad);
+        unlink(ref);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_outliers),
                 cmocka_unit_test(test_equivalence),
                 cmocka_unit_test(test_loader_rejects_inconsistent),
+                cmocka_unit_test(test_loader_clamps_minus_128),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

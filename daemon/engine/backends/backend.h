@@ -78,9 +78,13 @@ struct backend_ops {
         /* y[i][t] = W_i x[t] for n_w (1..3) weights with the same input width */
         void (*matmul)(struct backend *be, const float *x, int64_t n_tok, int n_w, const struct npu_weight *const *w,
                        float *const *y);
-        /* RoPE on q and k at the batch's positions, then K and V into the layer's KV cache rows */
+        /*
+         * RoPE on q and k at the batch's positions, then K and V into the
+         * layer's KV cache rows; on the cpu also the biases and q/k norms (see
+         * qkv_finish_rows). The npu back end gets only models whose qkv_plain is set.
+         */
         void (*rope_store)(struct backend *be, const struct npu_batch *b, int32_t layer, float *q, float *k,
-                           const float *v);
+                           float *v);
         /* gate[t] = silu(gate[t]) * up[t] over n_tok rows of ffn_dim */
         void (*silu_mul)(struct backend *be, float *gate, const float *up, int64_t n_tok);
         /* y += x over n floats */
@@ -134,6 +138,28 @@ const char *backend_npu_device(const struct backend *be);
 void rmsnorm_rows(float *out, const float *x, const float *weight, int64_t dim, float eps, int64_t t0, int64_t t1);
 void rope_rows(float *q, float *k, const int32_t *pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
                float base, int64_t t0, int64_t t1);
+
+/*
+ * RoPE as the model asks for it: the pairs it rotates, and each pair's
+ * frequency base^(-2i/head_dim) divided by factors[i] (when given) and
+ * multiplied by freq_scale. With adjacent pairs, no factors and a scale of
+ * 1 it is rope_rows, bit for bit; the rest runs on the cpu only.
+ */
+struct rope_spec {
+        float base;
+        float freq_scale;
+        const float *factors; /* head_dim / 2, or NULL */
+        enum rope_kind kind;
+};
+void rope_rows_spec(float *q, float *k, const int32_t *pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
+                    const struct rope_spec *rs, int64_t t0, int64_t t1);
+/*
+ * Everything between the q/k/v projections and the KV cache, on the cpu,
+ * for rows [t0, t1) of a batch: biases, per-head q/k norms, RoPE, then K and
+ * V into the layer's cache rows.
+ */
+void qkv_finish_rows(struct npu_ctx *c, const struct npu_batch *b, int32_t layer, float *q, float *k, float *v,
+                     int64_t t0, int64_t t1);
 void silu_mul_range(float *gate, const float *up, int64_t i0, int64_t i1);
 /* KV cache element conversion, as the device's CVT_F32_F16. */
 void cvt_f32_f16_range(const float *src, uint16_t *dst, int64_t n);

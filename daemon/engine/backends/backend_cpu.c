@@ -59,7 +59,7 @@ static void mark_scheme(const struct npu_weight *w, enum npu_precision p, bool *
 
 int forward_scratch_alloc_quant(struct forward_scratch *s, const struct npu_model *m)
 {
-        const int64_t wide = MAX(m->hp.dim, m->hp.ffn_dim);
+        const int64_t wide = MAX(MAX(m->hp.dim, m->hp.ffn_dim), hparams_q_dim(&m->hp));
         bool need[_ACT_SCHEME_MAX] = {};
 
         for (int l = 0; l < m->hp.n_layers; l++) {
@@ -86,19 +86,20 @@ int forward_scratch_new(const struct npu_hparams *hp, int32_t cap, struct forwar
         if (!s)
                 return -ENOMEM;
         s->cap = cap;
+        const size_t q_dim = hparams_q_dim(hp), wide = MAX(MAX(hp->dim, hp->ffn_dim), (int32_t)q_dim);
         for (int i = 0; i < _ACT_SCHEME_MAX; i++)
                 s->ab[i].scheme = ACT_SCHEME_NONE;
         s->x = malloc(sizeof(float) * cap * hp->dim);
-        s->xb = malloc(sizeof(float) * cap * MAX(hp->dim, hp->ffn_dim));
-        s->q = malloc(sizeof(float) * cap * hp->dim);
+        s->xb = malloc(sizeof(float) * cap * wide);
+        s->q = malloc(sizeof(float) * cap * q_dim);
         s->k = malloc(sizeof(float) * cap * kv_dim);
         s->v = malloc(sizeof(float) * cap * kv_dim);
-        s->att = malloc(sizeof(float) * cap * hp->dim);
+        s->att = malloc(sizeof(float) * cap * q_dim);
         s->hb = malloc(sizeof(float) * cap * hp->ffn_dim);
         s->hb2 = malloc(sizeof(float) * cap * hp->ffn_dim);
         s->out_rows = malloc(sizeof(float) * cap * hp->dim);
         if (!s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 || !s->out_rows ||
-            act_q_alloc(&s->aq, cap, MAX(hp->dim, hp->ffn_dim)) < 0) {
+            act_q_alloc(&s->aq, cap, wide) < 0) {
                 forward_scratch_free(s);
                 return -ENOMEM;
         }
@@ -108,7 +109,8 @@ int forward_scratch_new(const struct npu_hparams *hp, int32_t cap, struct forwar
 
 void forward_scratch_layout(const struct npu_hparams *hp, int32_t cap, struct scratch_layout *l)
 {
-        const size_t kv_dim = (size_t)hp->n_kv_heads * hp->head_dim, wide = MAX(hp->dim, hp->ffn_dim);
+        const size_t kv_dim = (size_t)hp->n_kv_heads * hp->head_dim, q_dim = hparams_q_dim(hp);
+        const size_t wide = MAX(MAX((size_t)hp->dim, (size_t)hp->ffn_dim), q_dim);
         size_t o = 0;
 #define PLACE(field, bytes)                \
         do {                               \
@@ -117,10 +119,10 @@ void forward_scratch_layout(const struct npu_hparams *hp, int32_t cap, struct sc
         } while (0)
         PLACE(off_x, sizeof(float) * cap * hp->dim);
         PLACE(off_xb, sizeof(float) * cap * wide);
-        PLACE(off_q, sizeof(float) * cap * hp->dim);
+        PLACE(off_q, sizeof(float) * cap * q_dim);
         PLACE(off_k, sizeof(float) * cap * kv_dim);
         PLACE(off_v, sizeof(float) * cap * kv_dim);
-        PLACE(off_att, sizeof(float) * cap * hp->dim);
+        PLACE(off_att, sizeof(float) * cap * q_dim);
         PLACE(off_hb, sizeof(float) * cap * hp->ffn_dim);
         PLACE(off_hb2, sizeof(float) * cap * hp->ffn_dim);
         PLACE(off_out, sizeof(float) * cap * hp->dim);
@@ -146,13 +148,28 @@ void rmsnorm_rows(float *out, const float *x, const float *weight, int64_t dim, 
 void rope_rows(float *q, float *k, const int32_t *pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
                float base, int64_t t0, int64_t t1)
 {
+        const struct rope_spec rs = { .base = base, .freq_scale = 1.0f, .kind = ROPE_ADJACENT };
+        rope_rows_spec(q, k, pos, n_heads, n_kv_heads, head_dim, &rs, t0, t1);
+}
+
+void rope_rows_spec(float *q, float *k, const int32_t *pos, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
+                    const struct rope_spec *rs, int64_t t0, int64_t t1)
+{
         const int32_t half = head_dim / 2;
-        const double lb = npu_ref_log((double)base);
+        /* the element paired with element i of a pair's first half */
+        const int32_t stride = rs->kind == ROPE_HALVES ? 1 : 2, partner = rs->kind == ROPE_HALVES ? half : 1;
+        const double lb = npu_ref_log((double)rs->base);
         double freq[half];
         float cs[half], sn[half];
 
-        for (int32_t i = 0; i < half; i++)
+        for (int32_t i = 0; i < half; i++) {
                 freq[i] = npu_ref_exp(-(2.0 * (uint32_t)i / (uint32_t)head_dim) * lb);
+                /* both exact no-ops for plain RoPE, which stays the device's */
+                if (rs->factors)
+                        freq[i] /= (double)rs->factors[i];
+                if (rs->freq_scale != 1.0f)
+                        freq[i] *= (double)rs->freq_scale;
+        }
         for (int64_t t = t0; t < t1; t++) {
                 for (int32_t i = 0; i < half; i++) {
                         double sd, cd;
@@ -169,9 +186,10 @@ void rope_rows(float *q, float *k, const int32_t *pos, int32_t n_heads, int32_t 
                         for (int32_t h = 0; h < nh; h++) {
                                 float *p = v + (int64_t)h * head_dim;
                                 for (int32_t i = 0; i < half; i++) {
-                                        float x0 = p[2 * i], x1 = p[2 * i + 1];
-                                        p[2 * i] = x0 * cs[i] - x1 * sn[i];
-                                        p[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+                                        float *a = p + stride * i, *b = a + partner;
+                                        float x0 = *a, x1 = *b;
+                                        *a = x0 * cs[i] - x1 * sn[i];
+                                        *b = x0 * sn[i] + x1 * cs[i];
                                 }
                         }
                 }
@@ -364,34 +382,63 @@ struct rows_job {
         const struct npu_batch *b;
         int32_t layer;
         int64_t n_tok;
-        float *out, *q, *k;
-        const float *in, *w, *v;
+        float *out, *q, *k, *vq;
+        const float *in, *w;
 };
+
+void qkv_finish_rows(struct npu_ctx *c, const struct npu_batch *b, int32_t layer, float *q, float *k, float *v,
+                     int64_t t0, int64_t t1)
+{
+        const struct npu_model *m = c->model;
+        const struct npu_hparams *hp = &m->hp;
+        const struct npu_layer *L = &m->layers[layer];
+        const struct kv_pool *kv = c->kv;
+        const int32_t kv_dim = hp->n_kv_heads * hp->head_dim, q_dim = hparams_q_dim(hp), hd = hp->head_dim;
+        const struct rope_spec rs = { .base = hp->rope_base, .freq_scale = hp->rope_freq_scale,
+                                      .factors = m->rope_freqs, .kind = hp->rope_kind };
+
+        for (int64_t t = t0; t < t1; t++) {
+                float *qt = q + t * q_dim, *kt = k + t * kv_dim, *vt = v + t * kv_dim;
+                if (L->bq) {
+                        npu_ref_add(qt, L->bq, qt, 0, (size_t)q_dim);
+                        npu_ref_add(kt, L->bk, kt, 0, (size_t)kv_dim);
+                        npu_ref_add(vt, L->bv, vt, 0, (size_t)kv_dim);
+                }
+                if (L->q_norm) {
+                        /* each head its own row */
+                        rmsnorm_rows(qt, qt, L->q_norm, hd, hp->rms_eps, 0, hp->n_heads);
+                        rmsnorm_rows(kt, kt, L->k_norm, hd, hp->rms_eps, 0, hp->n_kv_heads);
+                }
+        }
+        rope_rows_spec(q, k, b->pos, hp->n_heads, hp->n_kv_heads, hd, &rs, t0, t1);
+        for (int64_t t = t0; t < t1; t++) {
+                int32_t pos = b->pos[t];
+                const float *kt = k + t * kv_dim, *vt = v + t * kv_dim;
+                void *kd = kv_at(kv, b->seqs[t], layer, 0, pos);
+                void *vd = kv_at(kv, b->seqs[t], layer, 1, pos);
+                if (kv->type == KV_TYPE_Q8) {
+                        /* each head's values with their own scale, as the device's QUANT_I8 */
+                        npu_ref_quant_i8(kt, kd, kv_scale_at(kv, b->seqs[t], layer, 0, pos), (uint32_t)hd, 0,
+                                         (uint32_t)hp->n_kv_heads);
+                        npu_ref_quant_i8(vt, vd, kv_scale_at(kv, b->seqs[t], layer, 1, pos), (uint32_t)hd, 0,
+                                         (uint32_t)hp->n_kv_heads);
+                } else if (kv->type == KV_TYPE_F16) {
+                        cvt_f32_f16_range(kt, kd, kv_dim);
+                        cvt_f32_f16_range(vt, vd, kv_dim);
+                } else {
+                        memcpy(kd, kt, kv_dim * sizeof(float));
+                        memcpy(vd, vt, kv_dim * sizeof(float));
+                }
+        }
+}
 
 static void rope_store_worker(void *arg, int ith, int nth)
 {
         struct rows_job *j = arg;
-        struct npu_ctx *c = j->be->c;
-        const struct npu_hparams *hp = &c->model->hp;
-        const struct kv_pool *kv = c->kv;
-        const int32_t kv_dim = hp->n_kv_heads * hp->head_dim;
         int64_t t0, t1;
 
         threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
-        rope_rows(j->q, j->k, j->b->pos, hp->n_heads, hp->n_kv_heads, hp->head_dim, hp->rope_base, t0, t1);
-        for (int64_t t = t0; t < t1; t++) {
-                int32_t pos = j->b->pos[t];
-                const float *k = j->k + t * kv_dim, *v = j->v + t * kv_dim;
-                void *kd = kv_at(kv, j->b->seqs[t], j->layer, 0, pos);
-                void *vd = kv_at(kv, j->b->seqs[t], j->layer, 1, pos);
-                if (kv->type == KV_TYPE_F16) {
-                        cvt_f32_f16_range(k, kd, kv_dim);
-                        cvt_f32_f16_range(v, vd, kv_dim);
-                } else {
-                        memcpy(kd, k, kv_dim * sizeof(float));
-                        memcpy(vd, v, kv_dim * sizeof(float));
-                }
-        }
+        qkv_finish_rows(j->be->c, j->b, j->layer, j->q, j->k, j->vq, t0, t1);
 }
 
 static void rmsnorm_worker(void *arg, int ith, int nth)
@@ -426,9 +473,9 @@ static void cpu_rmsnorm(struct backend *be, float *out, const float *x, const fl
 }
 
 static void cpu_rope_store(struct backend *be, const struct npu_batch *b, int32_t layer, float *q, float *k,
-                           const float *v)
+                           float *v)
 {
-        struct rows_job j = { .be = be, .b = b, .layer = layer, .n_tok = b->n, .q = q, .k = k, .v = v };
+        struct rows_job j = { .be = be, .b = b, .layer = layer, .n_tok = b->n, .q = q, .k = k, .vq = v };
         threadpool_run(be->c->tp, rope_store_worker, &j);
 }
 

@@ -23,6 +23,7 @@
 
 #include "backend.h"
 #include "forward.h"
+#include "gemm_int8.h"
 #include <linux/npu_genl.h>
 
 #include "npu.h"
@@ -460,8 +461,53 @@ static void store_op(struct npu_backend *nb, const float *src, void *dst, int64_
         }
 }
 
+/*
+ * The q8 KV cache: each head's head_dim values quantized with their own
+ * scale by the device's QUANT_I8 (rows of head_dim), so a run of positions
+ * in a block is one op for K and one for V: its rows and its scales are
+ * contiguous (kv_cache.h).
+ */
+static void quant_store_op(struct npu_backend *nb, const float *src, int8_t *dst, float *scale, int64_t rows,
+                           int32_t hd)
+{
+        struct drm_npu_op *op = op_new(nb, NPU_OP_QUANT_I8);
+
+        if (!op)
+                return;
+        op->dim[0] = (uint32_t)rows;
+        op->dim[1] = (uint32_t)hd;
+        op_buf(nb, op, 0, src, sizeof(float) * rows * hd, false);
+        op_buf(nb, op, 1, dst, (size_t)(rows * hd), true);
+        op_buf(nb, op, 2, scale, sizeof(float) * rows, true);
+}
+
+static void npu_rope_store_q8(struct npu_backend *nb, const struct npu_batch *b, int32_t layer, float *q, float *k,
+                              const float *v)
+{
+        const struct npu_hparams *hp = &nb->base.c->model->hp;
+        const struct kv_pool *kv = nb->base.c->kv;
+        const int32_t kv_dim = hp->n_kv_heads * hp->head_dim, bs = kv->block_size;
+
+        rope_op(nb, q, b->n, hp->n_heads);
+        rope_op(nb, k, b->n, hp->n_kv_heads);
+        for (int32_t t = 0; t < b->n;) {
+                const struct kv_seq *seq = b->seqs[t];
+                const int32_t p = b->pos[t];
+                int32_t run = 1;
+                while (t + run < b->n && b->seqs[t + run] == seq && b->pos[t + run] == p + run &&
+                       (p + run) / bs == p / bs)
+                        run++;
+                const int64_t rows = (int64_t)run * hp->n_kv_heads;
+                quant_store_op(nb, k + (int64_t)t * kv_dim, kv_at(kv, seq, layer, 0, p), kv_scale_at(kv, seq, layer, 0, p),
+                               rows, hp->head_dim);
+                quant_store_op(nb, v + (int64_t)t * kv_dim, kv_at(kv, seq, layer, 1, p), kv_scale_at(kv, seq, layer, 1, p),
+                               rows, hp->head_dim);
+                t += run;
+        }
+}
+
 static void npu_rope_store(struct backend *be, const struct npu_batch *b, int32_t layer, float *q, float *k,
-                           const float *v)
+                           float *v)
 {
         struct npu_backend *nb = to_nb(be);
         const struct npu_hparams *hp = &be->c->model->hp;
@@ -469,6 +515,14 @@ static void npu_rope_store(struct backend *be, const struct npu_batch *b, int32_
         const int32_t kv_dim = hp->n_kv_heads * hp->head_dim, bs = kv->block_size;
         const bool f16 = kv->type == KV_TYPE_F16;
 
+        if (!be->c->model->qkv_plain) {
+                fail(nb, -EOPNOTSUPP, "internal: the device's ROPE for a model that needs more");
+                return;
+        }
+        if (kv->type == KV_TYPE_Q8) {
+                npu_rope_store_q8(nb, b, layer, q, k, v);
+                return;
+        }
         rope_op(nb, q, b->n, hp->n_heads);
         rope_op(nb, k, b->n, hp->n_kv_heads);
         /* runs of tokens whose rows follow each other in one KV block: one op for K, one for V */
@@ -723,7 +777,9 @@ static int upload_weight(struct npu_backend *nb, const struct npu_weight *w, str
         r = bo_new(nb, off_scale + sizeof(float) * w->rows, &bo, err);
         if (r < 0)
                 return r;
-        memcpy(bo->map, w->data, data);
+        /* the device reads rows one after the other; the cpu's copy is in the GEMM's panels */
+        for (int64_t row = 0; row < w->rows; row++)
+                gemm_i8_unpack_row(w->data, w->rows, w->cols, row, (int8_t *)bo->map + row * w->cols);
         memcpy((uint8_t *)bo->map + off_scale, w->scale, sizeof(float) * w->rows);
         bo_unmap(nb, bo);
         r = region_add(nb, w->data, data, bo, 0);
@@ -773,7 +829,8 @@ static int check_shapes(const struct npu_backend *nb, struct npu_err *err)
         if ((nb->info.ops_mask & NPU_OPS_USED) != NPU_OPS_USED)
                 return npu_err_set(err, -EOPNOTSUPP, "%s lacks ops the forward pass needs (has %#llx)", nb->path,
                                    (unsigned long long)nb->info.ops_mask);
-        if (hp->dim > 65536 || hp->ffn_dim > 65536 || hp->head_dim > 512 || hp->n_heads > 1024 ||
+        if (hp->dim > 65536 || hp->ffn_dim > 65536 || hparams_q_dim(hp) > 65536 || hp->head_dim > 512 ||
+            hp->n_heads > 1024 ||
             c->max_batch > (1 << 24) / 2)
                 return npu_err_set(err, -EOPNOTSUPP, "model or batch shape beyond the device's op limits");
         return 0;
@@ -890,7 +947,8 @@ int backend_npu_new(struct npu_ctx *c, const char *device, int fd, struct backen
         s->hb = (float *)(a + nb->lay.off_hb);
         s->hb2 = (float *)(a + nb->lay.off_hb2);
         s->out_rows = (float *)(a + nb->lay.off_out);
-        s->aq = (struct act_q) { .cap_rows = c->max_batch, .cap_cols = MAX(m->hp.dim, m->hp.ffn_dim),
+        s->aq = (struct act_q) { .cap_rows = c->max_batch,
+                                 .cap_cols = MAX(MAX(m->hp.dim, m->hp.ffn_dim), hparams_q_dim(&m->hp)),
                                  .prec = m->precision, .q8 = (int8_t *)(a + nb->lay.off_q8),
                                  .q16 = (int16_t *)(a + nb->lay.off_q16),
                                  .scale = (float *)(a + nb->lay.off_scale) };

@@ -445,7 +445,8 @@ int gguf_open_flags(const char *path, unsigned flags, struct gguf **ret, struct 
         if ((flags & GGUF_OPEN_HUGEPAGES) && st.st_size >= (16 << 20))
                 map = load_huge(fd, st.st_size);
         if (!map) {
-                map = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+                /* private: gguf_set_writable may let the model repack tensors in place (copy-on-write) */
+                map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
                 if (map == MAP_FAILED)
                         return npu_err_set(err, -errno, "cannot map %s: %s", path, strerror(errno));
         }
@@ -460,6 +461,15 @@ int gguf_open_flags(const char *path, unsigned flags, struct gguf **ret, struct 
         g->map = map;
         g->map_size = st.st_size;
         *ret = g;
+        return 0;
+}
+
+int gguf_set_writable(struct gguf *g, bool writable)
+{
+        if (!g->map)
+                return -EROFS;
+        if (mprotect(g->map, g->map_size, writable ? PROT_READ | PROT_WRITE : PROT_READ) < 0)
+                return -errno;
         return 0;
 }
 

@@ -123,6 +123,12 @@ int gguf_open_flags(const char *path, unsigned flags, struct gguf **ret, struct 
 int gguf_parse(const void *buf, size_t size, struct gguf **ret, struct npu_err *err);
 void gguf_free(struct gguf *g);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct gguf *, gguf_free);
+/*
+ * Lets the tensors of an opened file (its private copy: the file never
+ * changes) be rewritten, or makes them read-only again; -EROFS for a
+ * parsed in-memory image.
+ */
+int gguf_set_writable(struct gguf *g, bool writable);
 
 /* Bytes of one scalar of a metadata type; 0 for strings and arrays. */
 size_t gguf_value_size(enum gguf_value_type t);

@@ -79,5 +79,26 @@ void attn_accum_rows_f16(float *out, const uint16_t *v, size_t stride, const flo
                          int32_t n_heads, int32_t group, int32_t hd);
 void attn_accum_rows_f32(float *out, const float *v, size_t stride, const float *w, size_t ld, int32_t n,
                          int32_t n_heads, int32_t group, int32_t hd);
+/*
+ * The same over int8 rows (the q8 KV cache, kv_cache.h): element e of the
+ * head at k in row p is ks[p * sstride] * k[p * stride + e], the row's
+ * per-head scale times the byte (ks points at the head's scale in row 0;
+ * for the _rows_ kernels, at the first head's, with head h / group's at
+ * ks[p * sstride + h / group]).
+ *   score[p] = (dot(q, k[p]) * ks[p]) * scale
+ *   out     += (w[p] * vs[p]) * v[p]        (p ascending, one fused
+ *                                            multiply-add per lane and row)
+ * The _rows_ kernels are bit-identical to the per-head ones, head by head
+ * (test-attention checks it).
+ */
+void attn_scores_q8(const float *q, const int8_t *k, const float *ks, size_t stride, size_t sstride, int32_t n,
+                    int32_t hd, float scale, float *scores);
+void attn_accum_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,
+                   int32_t n, int32_t hd);
+void attn_scores_rows_q8(const float *q, const int8_t *k, const float *ks, size_t stride, size_t sstride, int32_t n,
+                         int32_t n_heads, int32_t group, int32_t hd, float scale, float *scores, size_t ld);
+void attn_accum_rows_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,
+                        size_t ld, int32_t n, int32_t n_heads, int32_t group, int32_t hd);
+
 /* m = max x[i < n]; x[i] = exp(x[i] - m); returns their sum (one fixed order per kernel path) and m in *max */
 float attn_exp_sum(float *x, int32_t n, float *max);

@@ -16,23 +16,40 @@
 
 #include "model.h"
 
+/*
+ * The forms of the quantized activations that act_quantize_rows wrote:
+ * rows as they are (the device's and the portable C's), and packed for the
+ * SIMD GEMM (gemm_int8.h): groups of GEMM_TOK_GROUP tokens, 4 columns of
+ * each token in turn, so that a kernel broadcasts them from one pointer.
+ */
+enum act_form {
+        ACT_Q8 = 1u << 0,   /* w8a8: int8 rows */
+        ACT_Q16 = 1u << 1,  /* w8a16: int16 rows */
+        ACT_U8P = 1u << 2,  /* w8a8: q8 + 128 as uint8, packed (AVX-512 VNNI's unsigned operand) */
+        ACT_Q16P = 1u << 3, /* int16 packed: w8a16's, or w8a8's widened (AVX2's vpmaddwd) */
+};
+
 struct act_q {
         int32_t cap_rows;
         int64_t cap_cols;
         int64_t cols;
         enum npu_precision prec;
+        unsigned forms; /* enum act_form */
         int8_t *q8;
-        int8_t *q8abs; /* |q8|, for the AVX2 kernel's unsigned x signed products */
         int16_t *q16;
+        uint8_t *pk; /* ACT_U8P or ACT_Q16P */
         float *scale;
 };
 
 int act_q_alloc(struct act_q *a, int32_t rows, int64_t cols);
 void act_q_free(struct act_q *a);
-/* Quantize rows [t0, t1) of x (rows of cols floats) for the given precision. */
+/*
+ * Quantize rows [t0, t1) of x (rows of cols floats) for the given precision,
+ * in the forms the GEMM of kernels_isa() reads (w8a8: q8 always).
+ */
 void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, int64_t cols, int64_t t0, int64_t t1);
 
-/* y[t * ys + r] for r in [r0, r1): int8 weight rows times quantized activations. */
+/* y[t * ys + r] for r in [r0, r1): int8 weights (packed, gemm_int8.h) times quantized activations. */
 void matmul_int8_rows(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, float *y, size_t ys,
                       int64_t r0, int64_t r1);
 

@@ -66,13 +66,16 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
         const int32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
         const int32_t n = j->b->pos[t] + 1;
         const size_t koff = (size_t)(h0 / group) * hd * kv->elem_bytes;
-        const float *q = j->q + t * hp->dim + (size_t)h0 * hd, scale = 1.0f / sqrtf((float)hd);
-        float *out = j->out + t * hp->dim + (size_t)h0 * hd;
+        const float *q = j->q + t * hparams_q_dim(hp) + (size_t)h0 * hd, scale = 1.0f / sqrtf((float)hd);
+        float *out = j->out + t * hparams_q_dim(hp) + (size_t)h0 * hd;
 
         for (int32_t p = 0; p < n;) {
                 int32_t run = MIN(n, (p / bs + 1) * bs) - p;
                 const void *K = (const uint8_t *)kv_at(kv, seq, j->layer, 0, p) + koff;
-                if (kv->type == KV_TYPE_F16)
+                if (kv->type == KV_TYPE_Q8)
+                        attn_scores_rows_q8(q, K, kv_scale_at(kv, seq, j->layer, 0, p) + h0 / group, kv->kv_dim,
+                                            kv->n_kv_heads, run, nh, group, hd, scale, s + p, n);
+                else if (kv->type == KV_TYPE_F16)
                         attn_scores_rows_f16(q, K, kv->kv_dim, run, nh, group, hd, scale, s + p, n);
                 else
                         attn_scores_rows_f32(q, K, kv->kv_dim, run, nh, group, hd, scale, s + p, n);
@@ -84,7 +87,10 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
         for (int32_t p = 0; p < n;) {
                 int32_t run = MIN(n, (p / bs + 1) * bs) - p;
                 const void *V = (const uint8_t *)kv_at(kv, seq, j->layer, 1, p) + koff;
-                if (kv->type == KV_TYPE_F16)
+                if (kv->type == KV_TYPE_Q8)
+                        attn_accum_rows_q8(out, V, kv_scale_at(kv, seq, j->layer, 1, p) + h0 / group, kv->kv_dim,
+                                           kv->n_kv_heads, s + p, n, run, nh, group, hd);
+                else if (kv->type == KV_TYPE_F16)
                         attn_accum_rows_f16(out, V, kv->kv_dim, s + p, n, run, nh, group, hd);
                 else
                         attn_accum_rows_f32(out, V, kv->kv_dim, s + p, n, run, nh, group, hd);
@@ -145,6 +151,8 @@ static void prefetch_rows(const struct kv_pool *kv, const struct kv_seq *seq, in
                 const char *row = kv_at(kv, seq, layer, which, r);
                 for (size_t b = 0; b < bytes; b += 64)
                         __builtin_prefetch(row + b, 0, 2);
+                if (kv->type == KV_TYPE_Q8)
+                        __builtin_prefetch(kv_scale_at(kv, seq, layer, which, r), 0, 2);
         }
 }
 
@@ -156,7 +164,7 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
         const struct kv_seq *seq = j->b->seqs[t];
         const int32_t H = hp->n_heads, hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
         const int32_t p0 = (int32_t)k * FLASH_CHUNK, p1 = MIN(j->b->pos[t] + 1, p0 + FLASH_CHUNK);
-        const float *q = j->q + t * hp->dim, scale = 1.0f / sqrtf((float)hd);
+        const float *q = j->q + t * hparams_q_dim(hp), scale = 1.0f / sqrtf((float)hd);
         float *o = part, *m = part + (size_t)H * hd, *l = m + H;
 
         for (int32_t p = p0; p < p1;) {
@@ -166,7 +174,10 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
                         prefetch_rows(kv, seq, j->layer, 0, p + run, p1);
                 else
                         prefetch_rows(kv, seq, j->layer, 1, p0, p1);
-                if (kv->type == KV_TYPE_F16)
+                if (kv->type == KV_TYPE_Q8)
+                        attn_scores_rows_q8(q, K, kv_scale_at(kv, seq, j->layer, 0, p), kv->kv_dim, kv->n_kv_heads,
+                                            run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
+                else if (kv->type == KV_TYPE_F16)
                         attn_scores_rows_f16(q, K, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
                 else
                         attn_scores_rows_f32(q, K, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
@@ -182,7 +193,10 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
                         prefetch_rows(kv, seq, j->layer, 1, p + run, p1);
                 else
                         prefetch_rows(kv, seq, j->layer, 0, p1, j->b->pos[t] + 1);
-                if (kv->type == KV_TYPE_F16)
+                if (kv->type == KV_TYPE_Q8)
+                        attn_accum_rows_q8(o, V, kv_scale_at(kv, seq, j->layer, 1, p), kv->kv_dim, kv->n_kv_heads,
+                                           s + (p - p0), FLASH_CHUNK, run, H, group, hd);
+                else if (kv->type == KV_TYPE_F16)
                         attn_accum_rows_f16(o, V, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, H, group, hd);
                 else
                         attn_accum_rows_f32(o, V, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, H, group, hd);
@@ -238,7 +252,7 @@ static void flash_merge_worker(void *arg, int ith, int nth)
         for (int64_t i = a; i < z; i++) {
                 const int64_t t = t_lo + i / H, c0 = MAX(first[t], f->i0), c1 = MIN(first[t + 1], f->i1);
                 const int32_t h = (int32_t)(i % H);
-                float *O = f->j->out + t * hp->dim + (size_t)h * hd, *M = f->x->state + (t * H + h) * 2, *L = M + 1;
+                float *O = f->j->out + t * hparams_q_dim(hp) + (size_t)h * hd, *M = f->x->state + (t * H + h) * 2, *L = M + 1;
                 for (int64_t c = c0; c < c1; c++) {
                         const float *part = f->x->part + (size_t)(c - f->i0) * f->x->part_stride;
                         const float *o = part + (size_t)h * hd, m = part[(size_t)H * hd + h],

@@ -107,7 +107,7 @@ static int forward_pass(struct npu_ctx *c, struct backend *be, const struct npu_
         const struct npu_hparams *hp = &m->hp;
         const struct backend_ops *o = be->ops;
         struct forward_scratch *s = be->s;
-        const int64_t n = b->n, dim = hp->dim;
+        const int64_t n = b->n, dim = hp->dim, q_dim = hparams_q_dim(hp);
         int r;
 
         o->begin(be, b);
@@ -124,14 +124,22 @@ static int forward_pass(struct npu_ctx *c, struct backend *be, const struct npu_
                 const struct npu_weight *qkv[3] = { &L->wq, &L->wk, &L->wv };
                 float *qkv_out[3] = { s->q, s->k, s->v };
                 o->matmul(be, s->xb, n, 3, qkv, qkv_out);
-                o->rope_store(be, b, l, s->q, s->k, s->v);
+                if (be != c->cpu && !m->qkv_plain) {
+                        /* biases, q/k norms or a RoPE the device lacks: on the cpu, between device passes */
+                        r = o->sync(be, err);
+                        if (r < 0)
+                                return r;
+                        c->cpu->ops->rope_store(c->cpu, b, l, s->q, s->k, s->v);
+                } else {
+                        o->rope_store(be, b, l, s->q, s->k, s->v);
+                }
                 r = o->sync(be, err);
                 if (r < 0)
                         return r;
                 attention_batch(c, b, l, s->q, s->att);
-                o->cpu_wrote(be, s->att, sizeof(float) * n * dim);
+                o->cpu_wrote(be, s->att, sizeof(float) * n * q_dim);
                 if (c->calib)
-                        calib_observe(c->calib->attn_out_max + (size_t)l * dim, s->att, n, dim);
+                        calib_observe(c->calib->attn_out_max + (size_t)l * q_dim, s->att, n, q_dim);
                 o->matmul(be, s->att, n, 1, (const struct npu_weight *[]) { &L->wo }, &s->out_rows);
                 o->add(be, s->x, s->out_rows, n * dim);
 

@@ -3,9 +3,45 @@
 
 #include "kv_cache.h"
 
+const char *kv_type_name(enum kv_type t)
+{
+        switch (t) {
+        case KV_TYPE_F32: return "f32";
+        case KV_TYPE_F16: return "f16";
+        case KV_TYPE_Q8: return "q8";
+        }
+        return "unknown";
+}
+
+int kv_type_from_string(const char *s, enum kv_type *ret)
+{
+        for (int t = KV_TYPE_F32; t <= KV_TYPE_Q8; t++)
+                if (strcmp(s, kv_type_name(t)) == 0) {
+                        *ret = t;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static size_t kv_elem_bytes(enum kv_type type)
+{
+        return type == KV_TYPE_F32 ? 4 : type == KV_TYPE_F16 ? 2 : 1;
+}
+
+/* Where a block's q8 scales begin: after its rows, on a cache line. */
+static size_t kv_scale_off(const struct npu_hparams *hp, enum kv_type type, int32_t block_size)
+{
+        return ALIGN_TO((size_t)hp->n_layers * 2 * block_size * hp->n_kv_heads * hp->head_dim * kv_elem_bytes(type),
+                        64);
+}
+
 size_t kv_block_bytes(const struct npu_hparams *hp, enum kv_type type, int32_t block_size)
 {
-        return (size_t)hp->n_layers * 2 * block_size * hp->n_kv_heads * hp->head_dim * (type == KV_TYPE_F16 ? 2 : 4);
+        const size_t rows = (size_t)hp->n_layers * 2 * block_size * hp->n_kv_heads * hp->head_dim * kv_elem_bytes(type);
+
+        if (type != KV_TYPE_Q8)
+                return rows;
+        return kv_scale_off(hp, type, block_size) + (size_t)hp->n_layers * 2 * block_size * hp->n_kv_heads * 4;
 }
 
 int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_size, size_t budget_bytes,
@@ -21,8 +57,12 @@ int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_s
         p->type = type;
         p->block_size = block_size;
         p->n_layers = hp->n_layers;
+        if (type < KV_TYPE_F32 || type > KV_TYPE_Q8)
+                return npu_err_set(err, -EINVAL, "KV element type %d unknown", type);
         p->kv_dim = hp->n_kv_heads * hp->head_dim;
-        p->elem_bytes = type == KV_TYPE_F16 ? 2 : 4;
+        p->n_kv_heads = hp->n_kv_heads;
+        p->elem_bytes = kv_elem_bytes(type);
+        p->scale_off = kv_scale_off(hp, type, block_size);
         p->block_bytes = kv_block_bytes(hp, type, block_size);
         n = budget_bytes / p->block_bytes;
         if (n == 0)

@@ -12,18 +12,35 @@
 
 #include "model.h"
 
+/*
+ * Element types. KV_TYPE_Q8: int8, symmetric, one f32 scale per position
+ * and head (the device's QUANT_I8 rule, npu_ref_quant_i8, over each head's
+ * head_dim values); half the bytes of f16 (and 4 / head_dim more for the
+ * scales). The attention kernels read it directly (attn_*_q8).
+ */
 enum kv_type {
         KV_TYPE_F32 = 0,
         KV_TYPE_F16 = 1,
+        KV_TYPE_Q8 = 2,
 };
 
+const char *kv_type_name(enum kv_type t);
+int kv_type_from_string(const char *s, enum kv_type *ret);
+
+/*
+ * A block is [layer][K, V][position][kv_dim] elements; for KV_TYPE_Q8 the
+ * scales follow at scale_off, [layer][K, V][position][n_kv_heads] floats,
+ * so a run of positions in a block has its rows and its scales contiguous.
+ */
 struct kv_pool {
         enum kv_type type;
         int32_t block_size;
         int32_t n_layers;
         int32_t kv_dim;
+        int32_t n_kv_heads;
         int32_t n_blocks;
         size_t elem_bytes;
+        size_t scale_off;
         size_t block_bytes;
         uint8_t *mem;
         int32_t *refcount;
@@ -60,6 +77,15 @@ static inline void *kv_at(const struct kv_pool *p, const struct kv_seq *s, int32
         int32_t b = s->blocks[pos / p->block_size];
         return p->mem + (size_t)b * p->block_bytes +
                ((size_t)(layer * 2 + which) * p->block_size + pos % p->block_size) * p->kv_dim * p->elem_bytes;
+}
+
+/* KV_TYPE_Q8: the n_kv_heads scales of K (which = 0) or V (which = 1) at a position of a layer. */
+static inline float *kv_scale_at(const struct kv_pool *p, const struct kv_seq *s, int32_t layer, int which,
+                                 int32_t pos)
+{
+        int32_t b = s->blocks[pos / p->block_size];
+        return (float *)(p->mem + (size_t)b * p->block_bytes + p->scale_off) +
+               ((size_t)(layer * 2 + which) * p->block_size + pos % p->block_size) * p->n_kv_heads;
 }
 
 /* Block references for the prefix cache: a shared block is never written again. */

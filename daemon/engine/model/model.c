@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "fp16.h"
+#include "gemm_int8.h"
 #include "model.h"
 #include "quant_types.h"
 
@@ -38,7 +39,12 @@ void model_free(struct npu_model *m)
         for (size_t i = 0; i < m->n_owned; i++)
                 free(m->owned[i]);
         free(m->owned);
+        for (size_t i = 0; i < m->n_packed; i++)
+                free(m->packed[i]);
+        free(m->packed);
+        free(m->row_sums);
         free(m->layers);
+        free(m->tensor_used);
         vocab_free(m->vocab);
         gguf_free(m->gguf);
         free(m->path);
@@ -69,8 +75,10 @@ void weight_row_f32(const struct npu_weight *w, int64_t r, float *out)
                 break;
         case GGML_TYPE_I8: {
                 float s = w->scale[r];
+                int8_t q[w->cols];
+                gemm_i8_unpack_row(w->data, w->rows, w->cols, r, q);
                 for (int64_t i = 0; i < w->cols; i++)
-                        out[i] = s * ((const int8_t *)row)[i];
+                        out[i] = s * q[i];
                 break;
         }
         default:
@@ -81,68 +89,11 @@ void weight_row_f32(const struct npu_weight *w, int64_t r, float *out)
         }
 }
 
-static int get_u32_req(const struct gguf *g, const char *key, int32_t *ret, struct npu_err *err)
+/* Marks a tensor as read, so that load can refuse the ones nothing read. */
+static void mark_used(struct npu_model *m, const struct gguf_tensor *t)
 {
-        uint32_t v;
-        int r = gguf_get_u32(g, key, &v, err);
-        if (r == -ENOENT)
-                return npu_err_set(err, -EINVAL, "required metadata key '%s' is missing", key);
-        if (r < 0)
-                return r;
-        if (v == 0 || v > (1u << 24))
-                return npu_err_set(err, -EINVAL, "metadata key '%s' = %u is out of range", key, v);
-        *ret = (int32_t)v;
-        return 0;
-}
-
-static int read_hparams(const struct gguf *g, struct npu_hparams *hp, struct npu_err *err)
-{
-        _cleanup_free_ char *arch = NULL;
-        int r;
-
-        r = gguf_get_str(g, "general.architecture", &arch, err);
-        if (r == -ENOENT)
-                return npu_err_set(err, -EINVAL, "general.architecture is missing");
-        if (r < 0)
-                return r;
-        if (strcmp(arch, "llama") != 0)
-                return npu_err_set(err, -EOPNOTSUPP, "architecture '%s' is not supported (llama is)", arch);
-
-        if ((r = get_u32_req(g, "llama.embedding_length", &hp->dim, err)) < 0 ||
-            (r = get_u32_req(g, "llama.block_count", &hp->n_layers, err)) < 0 ||
-            (r = get_u32_req(g, "llama.attention.head_count", &hp->n_heads, err)) < 0 ||
-            (r = get_u32_req(g, "llama.feed_forward_length", &hp->ffn_dim, err)) < 0 ||
-            (r = get_u32_req(g, "llama.context_length", &hp->n_ctx_train, err)) < 0)
-                return r;
-        hp->n_kv_heads = hp->n_heads;
-        r = get_u32_req(g, "llama.attention.head_count_kv", &hp->n_kv_heads, err);
-        if (r < 0 && gguf_find_kv(g, "llama.attention.head_count_kv"))
-                return r;
-        hp->rope_base = 10000.0f;
-        r = gguf_get_f32(g, "llama.rope.freq_base", &hp->rope_base, err);
-        if (r < 0 && r != -ENOENT)
-                return r;
-        hp->rms_eps = 1e-5f;
-        r = gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &hp->rms_eps, err);
-        if (r < 0 && r != -ENOENT)
-                return r;
-        if (!(hp->rope_base > 0) || !(hp->rms_eps > 0) || !isfinite(hp->rope_base) || hp->rms_eps > 1)
-                return npu_err_set(err, -EINVAL, "rope base %g or rms epsilon %g out of range",
-                                   hp->rope_base, hp->rms_eps);
-        if (hp->dim % hp->n_heads)
-                return npu_err_set(err, -EINVAL, "embedding length %d is not a multiple of %d heads",
-                                   hp->dim, hp->n_heads);
-        if (hp->n_kv_heads > hp->n_heads || hp->n_heads % hp->n_kv_heads)
-                return npu_err_set(err, -EINVAL, "%d kv heads do not divide %d heads", hp->n_kv_heads, hp->n_heads);
-        hp->head_dim = hp->dim / hp->n_heads;
-        if (hp->head_dim % 2)
-                return npu_err_set(err, -EINVAL, "head dimension %d is odd", hp->head_dim);
-        uint32_t rope_dims;
-        r = gguf_get_u32(g, "llama.rope.dimension_count", &rope_dims, err);
-        if (r == 0 && (int32_t)rope_dims != hp->head_dim)
-                return npu_err_set(err, -EOPNOTSUPP, "partial rope (%u of %d dims) not supported", rope_dims,
-                                   hp->head_dim);
-        return 0;
+        if (m->tensor_used)
+                m->tensor_used[t - m->gguf->tensors] = 1;
 }
 
 /* A block-quantized matrix whose scales are not all finite is corrupt: refuse it by name, row and block. */
@@ -193,6 +144,7 @@ static int bind_weight(struct npu_model *m, const char *name, int64_t rows, int6
         if (r < 0)
                 return r;
         m->weight_bytes += t->nbytes;
+        mark_used(m, t);
         if (t->type == GGML_TYPE_I8) {
                 char sname[128];
                 snprintf(sname, sizeof(sname), "%.*s.scale", (int)(strlen(name) - strlen(".weight")), name);
@@ -202,6 +154,7 @@ static int bind_weight(struct npu_model *m, const char *name, int64_t rows, int6
                 if (s->type != GGML_TYPE_F32 || s->ne[0] != rows || s->ne[1] != 1)
                         return npu_err_set(err, -EINVAL, "scale tensor '%s' must be F32 [%lld]", sname, (long long)rows);
                 w->scale = s->data;
+                mark_used(m, s);
                 for (int64_t i = 0; i < rows; i++)
                         if (!isfinite(w->scale[i]) || w->scale[i] < 0)
                                 return npu_err_set(err, -EINVAL, "scale tensor '%s' has a bad value at %lld", sname,
@@ -211,16 +164,21 @@ static int bind_weight(struct npu_model *m, const char *name, int64_t rows, int6
         return 0;
 }
 
-static int bind_vector(struct npu_model *m, const char *name, int64_t n, const float **ret, struct npu_err *err)
+static int bind_vector_opt(struct npu_model *m, const char *name, int64_t n, const float **ret, bool optional,
+                           struct npu_err *err)
 {
         const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
 
+        *ret = NULL;
+        if (!t && optional)
+                return 0;
         if (!t)
                 return npu_err_set(err, -EINVAL, "tensor '%s' is missing", name);
         if (t->ne[0] != n || t->n_dims != 1)
                 return npu_err_set(err, -EINVAL, "tensor '%s' has %lld elements, expected %lld", name,
                                    (long long)t->ne[0], (long long)n);
         m->weight_bytes += t->nbytes;
+        mark_used(m, t);
         if (t->type == GGML_TYPE_F32 && ((uintptr_t)t->data % 4) == 0) {
                 *ret = t->data;
                 return 0;
@@ -242,11 +200,39 @@ static int bind_vector(struct npu_model *m, const char *name, int64_t n, const f
         return 0;
 }
 
+static int bind_vector(struct npu_model *m, const char *name, int64_t n, const float **ret, struct npu_err *err)
+{
+        return bind_vector_opt(m, name, n, ret, false, err);
+}
+
+/* Biases of q, k and v: all three (qwen2: required) or none. */
+static int bind_biases(struct npu_model *m, int i, struct npu_layer *l, struct npu_err *err)
+{
+        const struct npu_hparams *hp = &m->hp;
+        const int64_t kv_dim = (int64_t)hp->n_kv_heads * hp->head_dim;
+        const bool required = hp->arch == NPU_ARCH_QWEN2;
+        char name[96];
+        int r;
+
+        snprintf(name, sizeof(name), "blk.%d.attn_q.bias", i);
+        if ((r = bind_vector_opt(m, name, hparams_q_dim(hp), &l->bq, !required, err)) < 0)
+                return r;
+        snprintf(name, sizeof(name), "blk.%d.attn_k.bias", i);
+        if ((r = bind_vector_opt(m, name, kv_dim, &l->bk, !required, err)) < 0)
+                return r;
+        snprintf(name, sizeof(name), "blk.%d.attn_v.bias", i);
+        if ((r = bind_vector_opt(m, name, kv_dim, &l->bv, !required, err)) < 0)
+                return r;
+        if (!l->bq != !l->bk || !l->bq != !l->bv)
+                return npu_err_set(err, -EINVAL, "layer %d has biases on some of q, k and v only", i);
+        return 0;
+}
+
 static int bind_layer(struct npu_model *m, int i, struct npu_err *err)
 {
         const struct npu_hparams *hp = &m->hp;
         struct npu_layer *l = &m->layers[i];
-        int64_t kv_dim = (int64_t)hp->n_kv_heads * hp->head_dim;
+        int64_t kv_dim = (int64_t)hp->n_kv_heads * hp->head_dim, q_dim = hparams_q_dim(hp);
         char name[96];
         int r;
 
@@ -257,10 +243,10 @@ static int bind_layer(struct npu_model *m, int i, struct npu_err *err)
                 if (r < 0)                                                            \
                         return r;                                                     \
         } while (0)
-        W(wq, "attn_q", hp->dim, hp->dim);
+        W(wq, "attn_q", q_dim, hp->dim);
         W(wk, "attn_k", kv_dim, hp->dim);
         W(wv, "attn_v", kv_dim, hp->dim);
-        W(wo, "attn_output", hp->dim, hp->dim);
+        W(wo, "attn_output", hp->dim, q_dim);
         W(w_gate, "ffn_gate", hp->ffn_dim, hp->dim);
         W(w_up, "ffn_up", hp->ffn_dim, hp->dim);
         W(w_down, "ffn_down", hp->dim, hp->ffn_dim);
@@ -270,7 +256,57 @@ static int bind_layer(struct npu_model *m, int i, struct npu_err *err)
         if (r < 0)
                 return r;
         snprintf(name, sizeof(name), "blk.%d.ffn_norm.weight", i);
-        return bind_vector(m, name, hp->dim, &l->ffn_norm, err);
+        r = bind_vector(m, name, hp->dim, &l->ffn_norm, err);
+        if (r < 0)
+                return r;
+        if (hp->arch != NPU_ARCH_QWEN3)
+                return bind_biases(m, i, l, err);
+        snprintf(name, sizeof(name), "blk.%d.attn_q_norm.weight", i);
+        r = bind_vector(m, name, hp->head_dim, &l->q_norm, err);
+        if (r < 0)
+                return r;
+        snprintf(name, sizeof(name), "blk.%d.attn_k_norm.weight", i);
+        return bind_vector(m, name, hp->head_dim, &l->k_norm, err);
+}
+
+/* Llama 3.1's frequency divisors (written by converters from rope_scaling type llama3). */
+static int bind_rope_freqs(struct npu_model *m, struct npu_err *err)
+{
+        const int32_t half = m->hp.head_dim / 2;
+        int r;
+
+        if (m->hp.arch != NPU_ARCH_LLAMA)
+                return 0; /* elsewhere the tensor stays unused, and is refused */
+        r = bind_vector_opt(m, "rope_freqs.weight", half, &m->rope_freqs, true, err);
+        if (r < 0 || !m->rope_freqs)
+                return r;
+        for (int32_t i = 0; i < half; i++)
+                if (!isfinite(m->rope_freqs[i]) || !(m->rope_freqs[i] > 0))
+                        return npu_err_set(err, -EINVAL, "rope_freqs.weight has a bad value at %d", i);
+        return 0;
+}
+
+/* Every tensor of the file is read by the model: one that is not would change its math unseen. */
+static int check_all_used(const struct npu_model *m, struct npu_err *err)
+{
+        for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
+                if (!m->tensor_used[i]) {
+                        const struct gguf_str *n = &m->gguf->tensors[i].name;
+                        return npu_err_set(err, -EOPNOTSUPP, "tensor '%.*s' is not implemented for architecture %s",
+                                           (int)MIN(n->len, 96u), n->s, arch_name(m->hp.arch));
+                }
+        return 0;
+}
+
+static bool layers_plain(const struct npu_model *m)
+{
+        const struct npu_hparams *hp = &m->hp;
+        if (hp->rope_kind != ROPE_ADJACENT || hp->rope_freq_scale != 1.0f || m->rope_freqs)
+                return false;
+        for (int i = 0; i < hp->n_layers; i++)
+                if (m->layers[i].bq || m->layers[i].q_norm)
+                        return false;
+        return true;
 }
 
 static int read_quant_meta(struct npu_model *m, struct npu_err *err)
@@ -319,6 +355,68 @@ static int check_quantized_layers(const struct npu_model *m, struct npu_err *err
         return 0;
 }
 
+/*
+ * Every int8 matrix into the GEMM's panels (gemm_int8.h), once: in place in
+ * the file's private mapping, or into a copy for an in-memory image.
+ */
+static int pack_int8(struct npu_model *m, struct npu_weight *const *ws, size_t n, struct npu_err *err)
+{
+        const bool in_place = gguf_set_writable(m->gguf, true) == 0;
+        int64_t rows = 0;
+        int r = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (ws[i]->cols > GEMM_I8_MAX_K)
+                        return npu_err_set(err, -EOPNOTSUPP,
+                                           "an int8 matrix has %lld columns; at most %d keep its sums exact",
+                                           (long long)ws[i]->cols, GEMM_I8_MAX_K);
+                rows += ws[i]->rows;
+        }
+        m->row_sums = malloc(sizeof(int32_t) * MAX(rows, 1));
+        m->packed = in_place ? NULL : calloc(MAX(n, 1), sizeof(*m->packed));
+        if (!m->row_sums || (!in_place && !m->packed))
+                r = -ENOMEM;
+        int32_t *sums = m->row_sums;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                struct npu_weight *w = ws[i];
+                int8_t *dst = (int8_t *)w->data;
+                if (!in_place) {
+                        dst = malloc((size_t)(w->rows * w->cols));
+                        if (!dst) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        m->packed[m->n_packed++] = dst;
+                }
+                r = gemm_i8_pack(dst, w->data, w->rows, w->cols, sums, &m->i8_clamped);
+                w->data = dst;
+                w->row_sums = sums;
+                sums += w->rows;
+        }
+        if (in_place)
+                (void)gguf_set_writable(m->gguf, false);
+        return r < 0 ? npu_err_set(err, r, "cannot repack the int8 matrices: %s", strerror(-r)) : 0;
+}
+
+static int pack_int8_weights(struct npu_model *m, struct npu_err *err)
+{
+        const size_t max = 7 * (size_t)m->hp.n_layers + 1;
+        _cleanup_free_ struct npu_weight **ws = malloc(sizeof(*ws) * max);
+        size_t n = 0;
+
+        if (!ws)
+                return -ENOMEM;
+        for (int i = 0; i < m->hp.n_layers; i++) {
+                struct npu_weight *l = &m->layers[i].wq;
+                for (int j = 0; j < 7; j++)
+                        if (l[j].type == GGML_TYPE_I8)
+                                ws[n++] = &l[j];
+        }
+        if (m->output.type == GGML_TYPE_I8)
+                ws[n++] = &m->output;
+        return n ? pack_int8(m, ws, n, err) : 0;
+}
+
 int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, struct npu_err *err)
 {
         _cleanup_(model_freep) struct npu_model *m = calloc(1, sizeof(*m));
@@ -327,7 +425,7 @@ int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, st
         if (!m)
                 return -ENOMEM;
         m->gguf = g;
-        r = read_hparams(g, &m->hp, err);
+        r = hparams_read(g, &m->hp, err);
         if (r >= 0)
                 r = vocab_from_gguf(g, &m->vocab, err);
         if (r >= 0)
@@ -339,7 +437,8 @@ int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, st
         m->hp.n_vocab = m->vocab->n;
         gguf_get_str(g, "general.name", &m->name, NULL);
         m->path = strdup(path);
-        if (!m->path || !(m->layers = calloc(m->hp.n_layers, sizeof(*m->layers)))) {
+        m->tensor_used = calloc(MAX(g->n_tensors, (uint64_t)1), 1);
+        if (!m->path || !m->tensor_used || !(m->layers = calloc(m->hp.n_layers, sizeof(*m->layers)))) {
                 m->gguf = NULL;
                 return -ENOMEM;
         }
@@ -359,7 +458,16 @@ int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, st
         for (int i = 0; r >= 0 && i < m->hp.n_layers; i++)
                 r = bind_layer(m, i, err);
         if (r >= 0)
+                r = bind_rope_freqs(m, err);
+        if (r >= 0)
+                r = check_all_used(m, err);
+        if (r >= 0)
                 r = check_quantized_layers(m, err);
+        if (r >= 0)
+                r = pack_int8_weights(m, err);
+        free(m->tensor_used);
+        m->tensor_used = NULL;
+        m->qkv_plain = r >= 0 && layers_plain(m);
         if (r < 0) {
                 m->gguf = NULL; /* the caller still owns it */
                 return r;

@@ -12,7 +12,8 @@ int calib_stats_new(const struct npu_hparams *hp, struct calib_stats **ret)
         c->dim = hp->dim;
         c->attn_in_max = calloc((size_t)hp->n_layers * hp->dim, sizeof(float));
         c->ffn_in_max = calloc((size_t)hp->n_layers * hp->dim, sizeof(float));
-        c->attn_out_max = calloc((size_t)hp->n_layers * hp->dim, sizeof(float));
+        c->q_dim = hparams_q_dim(hp);
+        c->attn_out_max = calloc((size_t)hp->n_layers * c->q_dim, sizeof(float));
         c->ffn_dim = hp->ffn_dim;
         c->ffn_mid_max = calloc((size_t)hp->n_layers * hp->ffn_dim, sizeof(float));
         if (!c->attn_in_max || !c->ffn_in_max || !c->attn_out_max || !c->ffn_mid_max) {

@@ -19,7 +19,8 @@ struct calib_stats {
         float *attn_in_max; /* [n_layers][dim] */
         float *ffn_in_max;  /* [n_layers][dim] */
         /* inputs of the layers without a norm in front: attention output and down projection */
-        float *attn_out_max; /* [n_layers][dim] */
+        float *attn_out_max; /* [n_layers][q_dim] */
+        int32_t q_dim;
         float *ffn_mid_max;  /* [n_layers][ffn_dim] */
         int32_t ffn_dim;
         int64_t n_tokens;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Perplexity over windows of the context length: each window starts with
- * BOS and every following token is scored given the ones before it.
+ * BOS (or, for vocabularies that add none, the token before it) and every
+ * following token is scored given the ones before it.
  */
 #include <math.h>
 
@@ -27,18 +28,19 @@ int perplexity(struct runtime *rt, const int32_t *ids, int32_t n, double *ret_nl
         _cleanup_free_ uint8_t *want = malloc(W);
         _cleanup_free_ struct kv_seq **seqs = malloc(sizeof(*seqs) * W);
         _cleanup_free_ float *logits = malloc(sizeof(float) * (size_t)W * V);
+        const bool bos = m->vocab->bos >= 0 && m->vocab->add_bos;
         double nll = 0;
         int64_t count = 0;
         int r;
 
         if (!tok || !pos || !want || !seqs || !logits)
                 return -ENOMEM;
-        if (W < 2 || n < 1)
+        if (W < 2 || n < (bos ? 1 : 2))
                 return npu_err_set(err, -EINVAL, "text or context too short for perplexity");
-        for (int32_t start = 0; start < n; start += W - 1) {
+        for (int32_t start = bos ? 0 : 1; start < n; start += W - 1) {
                 struct kv_seq seq = {};
                 int32_t len = MIN(W - 1, n - start) + 1;
-                tok[0] = m->vocab->bos >= 0 ? m->vocab->bos : ids[start];
+                tok[0] = bos ? m->vocab->bos : ids[start - 1];
                 memcpy(tok + 1, ids + start, sizeof(int32_t) * (len - 1));
                 for (int32_t i = 0; i < len; i++) {
                         pos[i] = i;

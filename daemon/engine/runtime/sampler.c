@@ -23,6 +23,12 @@ int sampler_params_validate(const struct sampler_params *p, struct npu_err *err)
                 return npu_err_set(err, -EINVAL, "repeat_penalty %g is outside (0, 10]", p->repeat_penalty);
         if (p->repeat_last_n < 0 || p->repeat_last_n > 65536)
                 return npu_err_set(err, -EINVAL, "repeat_last_n %d is outside [0, 65536]", p->repeat_last_n);
+        if (!isfinite(p->min_p) || p->min_p < 0 || p->min_p > 1)
+                return npu_err_set(err, -EINVAL, "min_p %g is outside [0, 1]", p->min_p);
+        if (!isfinite(p->presence_penalty) || fabsf(p->presence_penalty) > 2)
+                return npu_err_set(err, -EINVAL, "presence_penalty %g is outside [-2, 2]", p->presence_penalty);
+        if (!isfinite(p->frequency_penalty) || fabsf(p->frequency_penalty) > 2)
+                return npu_err_set(err, -EINVAL, "frequency_penalty %g is outside [-2, 2]", p->frequency_penalty);
         return 0;
 }
 
@@ -99,19 +105,27 @@ void sampler_accept(struct sampler *s, int32_t token)
         s->recent[s->n_recent++] = token;
 }
 
+/* Each distinct recent token once: the repetition penalty scales its logit, the presence penalty
+ * subtracts once, the frequency penalty once per occurrence. */
 static void apply_penalty(struct sampler *s, float *logits)
 {
-        float pen = s->params.repeat_penalty;
-        if (pen == 1.0f)
+        float pen = s->params.repeat_penalty, presence = s->params.presence_penalty;
+        float frequency = s->params.frequency_penalty;
+
+        if (pen == 1.0f && presence == 0 && frequency == 0)
                 return;
         for (int32_t i = 0; i < s->n_recent; i++) {
-                int32_t id = s->recent[i];
+                int32_t id = s->recent[i], count = 1;
                 bool seen = false;
                 for (int32_t j = 0; j < i && !seen; j++)
                         seen = s->recent[j] == id;
                 if (seen || id < 0 || id >= s->n_vocab)
                         continue;
-                logits[id] = logits[id] > 0 ? logits[id] / pen : logits[id] * pen;
+                for (int32_t j = i + 1; j < s->n_recent; j++)
+                        count += s->recent[j] == id;
+                if (pen != 1.0f)
+                        logits[id] = logits[id] > 0 ? logits[id] / pen : logits[id] * pen;
+                logits[id] -= presence + frequency * (float)count;
         }
 }
 
@@ -157,6 +171,13 @@ int32_t sampler_sample(struct sampler *s, float *logits)
                         }
                 }
         }
+        /* min-p: p_i / p_0 = exp(l_i - l_0), the candidates being sorted; the first always stays */
+        if (p->min_p > 0)
+                for (int32_t i = 1; i < n; i++)
+                        if (s->cand[i].p < p->min_p) {
+                                n = i;
+                                break;
+                        }
         sum = 0;
         for (int32_t i = 0; i < n; i++) {
                 s->cand[i].p = expf((s->cand[i].logit - s->cand[0].logit) / p->temperature);
@@ -169,4 +190,34 @@ int32_t sampler_sample(struct sampler *s, float *logits)
                         return s->cand[i].id;
         }
         return s->cand[n - 1].id;
+}
+
+float sampler_logprobs(const float *logits, int32_t n_vocab, int32_t token, struct sampler_logprob *top,
+                       int32_t top_n)
+{
+        float max = logits[0];
+        double sum = 0;
+        int32_t n_top = 0;
+
+        for (int32_t i = 1; i < n_vocab; i++)
+                max = fmaxf(max, logits[i]);
+        for (int32_t i = 0; i < n_vocab; i++)
+                sum += exp((double)logits[i] - max);
+        float lse = max + (float)log(sum);
+        /* the top_n by insertion: top_n is small (OpenAI allows 20) */
+        for (int32_t i = 0; i < n_vocab && top_n > 0; i++) {
+                if (n_top == top_n && logits[i] <= logits[top[n_top - 1].id])
+                        continue;
+                int32_t k = n_top < top_n ? n_top++ : n_top - 1;
+                while (k > 0 && logits[top[k - 1].id] < logits[i]) {
+                        top[k] = top[k - 1];
+                        k--;
+                }
+                top[k].id = i;
+        }
+        for (int32_t k = 0; k < n_top; k++)
+                top[k].logprob = logits[top[k].id] - lse;
+        for (int32_t k = n_top; k < top_n; k++)
+                top[k] = (struct sampler_logprob) { .id = -1, .logprob = -INFINITY };
+        return token >= 0 && token < n_vocab ? logits[token] - lse : -INFINITY;
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Token sampling, in llama.cpp's order: repetition penalty, top-k, top-p,
- * temperature, then a draw from the seeded generator. temperature <= 0 is
- * greedy (the first highest logit).
+ * Token sampling, in llama.cpp's order: penalties (repetition, presence,
+ * frequency), top-k, top-p, min-p, temperature, then a draw from the seeded
+ * generator. temperature <= 0 is greedy (the first highest logit). The
+ * penalties look at the last repeat_last_n accepted tokens (prompt included).
  */
 #pragma once
 
@@ -17,6 +18,15 @@ struct sampler_params {
         float repeat_penalty; /* 1: off */
         int32_t repeat_last_n;
         uint64_t seed;
+        float min_p;             /* 0: off; keeps tokens at least min_p times as likely as the most likely */
+        float presence_penalty;  /* 0: off; subtracted from the logit of each token seen, in [-2, 2] */
+        float frequency_penalty; /* 0: off; subtracted once per time a token was seen, in [-2, 2] */
+};
+
+/* One entry of a log-probability list. */
+struct sampler_logprob {
+        int32_t id;
+        float logprob;
 };
 
 struct sampler_candidate {
@@ -42,5 +52,12 @@ void sampler_free(struct sampler *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct sampler *, sampler_free);
 /* Picks the next token from logits (which it may modify). */
 int32_t sampler_sample(struct sampler *s, float *logits);
-/* Records a token for the repetition penalty (prompt tokens too). */
+/* Records a token for the penalties (prompt tokens too). */
 void sampler_accept(struct sampler *s, int32_t token);
+/*
+ * The log-softmax of logits (as sampler_sample() left them: penalties
+ * applied, no temperature): returns token's log-probability and fills top
+ * with the top_n most likely tokens, most likely first (ties: lower id).
+ */
+float sampler_logprobs(const float *logits, int32_t n_vocab, int32_t token, struct sampler_logprob *top,
+                       int32_t top_n);

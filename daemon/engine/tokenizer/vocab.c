@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#include "vocab.h"
+#include "pretokenize.h"
+#include "vocab_impl.h"
 
 int vocab_alloc(int32_t n, struct npu_vocab **ret)
 {
@@ -13,7 +14,7 @@ int vocab_alloc(int32_t n, struct npu_vocab **ret)
                 return -ENOMEM;
         }
         v->n = n;
-        v->bos = v->eos = v->unk = v->pad = -1;
+        v->bos = v->eos = v->unk = v->pad = v->eot = v->eom = -1;
         v->add_bos = true;
         v->add_space_prefix = true;
         v->byte_fallback = true;
@@ -30,14 +31,21 @@ void vocab_free(struct npu_vocab *v)
         free(v->tokens);
         free(v->index);
         free(v->user_defined);
+        free(v->eog);
+        free(v->special_ids);
+        free(v->chat_template);
+        bpe_vocab_done(v);
         free(v);
 }
 
-static bool type_mergeable(uint8_t t)
+const char *vocab_kind_name(const struct npu_vocab *v)
 {
-        /* SentencePiece lets BPE produce normal, user-defined and unused pieces only */
-        return t == VOCAB_TOKEN_NORMAL || t == VOCAB_TOKEN_USER_DEFINED || t == VOCAB_TOKEN_UNUSED ||
-               t == VOCAB_TOKEN_UNDEFINED;
+        return v->kind == VOCAB_BPE ? "byte-level BPE" : "SentencePiece BPE";
+}
+
+const char *vocab_pre_name(const struct npu_vocab *v)
+{
+        return v->pre ? pretokenizer_name(v->pre) : NULL;
 }
 
 int32_t vocab_find(const struct npu_vocab *v, const char *piece, size_t len)
@@ -52,38 +60,16 @@ int32_t vocab_find(const struct npu_vocab *v, const char *piece, size_t len)
         }
 }
 
-static int32_t find_mergeable(const struct npu_vocab *v, const char *piece, size_t len)
+static int build_index(struct npu_vocab *v, struct npu_err *err)
 {
-        int32_t id = vocab_find(v, piece, len);
-        return id >= 0 && type_mergeable(v->tokens[id].type) ? id : -1;
-}
-
-static int parse_byte_piece(const struct vocab_entry *t)
-{
-        static const char hex[] = "0123456789ABCDEF";
-        if (t->len != 6 || memcmp(t->piece, "<0x", 3) || t->piece[5] != '>')
-                return -1;
-        const char *h = strchr(hex, t->piece[3]), *l = strchr(hex, t->piece[4]);
-        if (!h || !l || !*h || !*l)
-                return -1;
-        return (int)((h - hex) * 16 + (l - hex));
-}
-
-int vocab_finish(struct npu_vocab *v, struct npu_err *err)
-{
-        if (v->n <= 0)
-                return npu_err_set(err, -EINVAL, "vocabulary is empty");
         v->index_cap = 1;
         while (v->index_cap < (size_t)v->n * 2)
                 v->index_cap <<= 1;
         v->index = calloc(v->index_cap, sizeof(*v->index));
         if (!v->index)
                 return -ENOMEM;
-        for (int i = 0; i < 256; i++)
-                v->byte_ids[i] = -1;
-
         for (int32_t id = 0; id < v->n; id++) {
-                struct vocab_entry *t = &v->tokens[id];
+                const struct vocab_entry *t = &v->tokens[id];
                 if (!t->piece)
                         return npu_err_set(err, -EINVAL, "token %d has no text", id);
                 size_t mask = v->index_cap - 1, k = fnv1a64(t->piece, t->len) & mask;
@@ -98,423 +84,185 @@ int vocab_finish(struct npu_vocab *v, struct npu_err *err)
                 }
                 if (!dup) /* the first of duplicate pieces wins, as in SentencePiece */
                         v->index[k] = id + 1;
-                if (t->type == VOCAB_TOKEN_BYTE) {
-                        int b = parse_byte_piece(t);
-                        if (b < 0)
-                                return npu_err_set(err, -EINVAL, "byte token %d has text '%.*s', not <0xNN>",
-                                                   id, (int)MIN(t->len, 32u), t->piece);
-                        v->byte_ids[b] = id;
-                }
-                if (t->type == VOCAB_TOKEN_USER_DEFINED) {
-                        int32_t *u = realloc(v->user_defined, (v->n_user_defined + 1) * sizeof(*u));
-                        if (!u)
-                                return -ENOMEM;
-                        u[v->n_user_defined++] = id;
-                        v->user_defined = u;
+        }
+        return 0;
+}
+
+/*
+ * The texts of the tokens that end a turn or a text in the families we serve
+ * (Llama 3's <|eot_id|> and <|eom_id|>, ChatML's <|im_end|>, Phi-3's <|end|>,
+ * Gemma's <end_of_turn>, GPT-2's and Qwen's <|endoftext|>, DeepSeek's end of
+ * sentence). They are control tokens whatever the file says, so no text
+ * from a client can produce them.
+ */
+static const char *const end_of_turn_texts[] = {
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>",
+        "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+};
+
+static void eog_add(struct npu_vocab *v, int32_t id)
+{
+        if (id < 0 || id >= v->n)
+                return;
+        if (!(v->eog[id / 8] & (1u << (id % 8))))
+                v->n_eog++;
+        v->eog[id / 8] |= (uint8_t)(1u << (id % 8));
+}
+
+static int find_end_of_generation(struct npu_vocab *v)
+{
+        v->eog = calloc((size_t)v->n / 8 + 1, 1);
+        if (!v->eog)
+                return -ENOMEM;
+        for (size_t i = 0; i < ARRAY_SIZE(end_of_turn_texts); i++) {
+                int32_t id = vocab_find(v, end_of_turn_texts[i], strlen(end_of_turn_texts[i]));
+                if (id < 0)
+                        continue;
+                v->tokens[id].type = VOCAB_TOKEN_CONTROL;
+                if (v->eot < 0)
+                        v->eot = id;
+                eog_add(v, id);
+        }
+        if (v->eom < 0) {
+                int32_t id = vocab_find(v, "<|eom_id|>", strlen("<|eom_id|>"));
+                if (id >= 0) {
+                        v->tokens[id].type = VOCAB_TOKEN_CONTROL;
+                        v->eom = id;
                 }
         }
-        for (int32_t *idp = &v->bos; idp <= &v->pad; idp++)
+        eog_add(v, v->eos);
+        eog_add(v, v->eot);
+        eog_add(v, v->eom);
+        return 0;
+}
+
+static bool is_special(const struct npu_vocab *v, const struct vocab_entry *t)
+{
+        return t->len > 0 && (t->type == VOCAB_TOKEN_CONTROL ||
+                              (v->kind == VOCAB_BPE && t->type == VOCAB_TOKEN_USER_DEFINED));
+}
+
+struct special_key {
+        uint8_t first;
+        uint32_t len;
+        int32_t id;
+};
+
+/* By first byte, then longest first, then lowest id. */
+static int cmp_special(const void *a, const void *b)
+{
+        const struct special_key *x = a, *y = b;
+        if (x->first != y->first)
+                return x->first - y->first;
+        if (x->len != y->len)
+                return x->len > y->len ? -1 : 1;
+        return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The special tokens grouped by first byte, longest first in each group. */
+static int index_specials(struct npu_vocab *v)
+{
+        _cleanup_free_ struct special_key *keys = NULL;
+        size_t n = 0;
+
+        for (int32_t id = 0; id < v->n; id++)
+                n += is_special(v, &v->tokens[id]);
+        keys = malloc(MAX(n, (size_t)1) * sizeof(*keys));
+        free(v->special_ids);
+        v->special_ids = malloc(MAX(n, (size_t)1) * sizeof(int32_t));
+        if (!keys || !v->special_ids)
+                return -ENOMEM;
+        n = 0;
+        for (int32_t id = 0; id < v->n; id++)
+                if (is_special(v, &v->tokens[id]))
+                        keys[n++] = (struct special_key) { (uint8_t)v->tokens[id].piece[0], v->tokens[id].len, id };
+        qsort(keys, n, sizeof(*keys), cmp_special);
+        memset(v->special_start, 0, sizeof(v->special_start));
+        for (size_t i = 0; i < n; i++) {
+                v->special_ids[i] = keys[i].id;
+                v->special_start[keys[i].first + 1]++;
+        }
+        for (int b = 0; b < 256; b++)
+                v->special_start[b + 1] += v->special_start[b];
+        return 0;
+}
+
+/* No plain range meets [off, off + len). */
+static bool guard_allows(const struct special_guard *g, size_t off, size_t len)
+{
+        size_t lo = 0, hi = g->n_plain;
+
+        if (!g->parse)
+                return false;
+        /* the first range that ends after off */
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (g->plain[mid].off + g->plain[mid].len <= off)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        while (lo < g->n_plain && g->plain[lo].len == 0)
+                lo++;
+        return lo == g->n_plain || g->plain[lo].off >= off + len;
+}
+
+int32_t vocab_special_at(const struct npu_vocab *v, const char *text, size_t len, size_t off,
+                         const struct special_guard *g)
+{
+        uint8_t b = (uint8_t)text[off];
+        for (uint32_t i = v->special_start[b]; i < v->special_start[b + 1]; i++) {
+                const struct vocab_entry *t = &v->tokens[v->special_ids[i]];
+                if (t->len > len - off || memcmp(t->piece, text + off, t->len) != 0)
+                        continue;
+                if (t->type == VOCAB_TOKEN_CONTROL && !guard_allows(g, off, t->len))
+                        continue;
+                return v->special_ids[i];
+        }
+        return -1;
+}
+
+int vocab_finish(struct npu_vocab *v, struct npu_err *err)
+{
+        int r;
+
+        if (v->n <= 0)
+                return npu_err_set(err, -EINVAL, "vocabulary is empty");
+        r = build_index(v, err);
+        if (r < 0)
+                return r;
+        for (int32_t *idp = &v->bos; idp <= &v->eom; idp++)
                 if (*idp >= v->n)
                         return npu_err_set(err, -EINVAL, "special token id %d is outside the vocabulary of %d",
                                            *idp, v->n);
-        return 0;
+        if (v->kind == VOCAB_SPM) {
+                r = spm_setup(v, err);
+                if (r < 0)
+                        return r;
+        }
+        r = find_end_of_generation(v);
+        if (r < 0)
+                return r;
+        return index_specials(v);
 }
 
 bool vocab_is_eog(const struct npu_vocab *v, int32_t id)
 {
-        return id == v->eos;
+        return id >= 0 && id < v->n && (v->eog[id / 8] & (1u << (id % 8)));
 }
 
-/* --- GGUF --- */
-
-int vocab_from_gguf(const struct gguf *g, struct npu_vocab **ret, struct npu_err *err)
+static int tokenize(const struct npu_vocab *v, const char *text, size_t len, bool add_bos,
+                    const struct special_guard *g, int32_t **ret_ids, size_t *ret_n)
 {
-        _cleanup_(vocab_freep) struct npu_vocab *v = NULL;
-        const struct gguf_kv *tokens = NULL, *scores = NULL, *types = NULL;
-        _cleanup_free_ char *model = NULL;
-        int r;
-
-        r = gguf_get_str(g, "tokenizer.ggml.model", &model, err);
-        if (r == -ENOENT)
-                return npu_err_set(err, -ENOENT, "no tokenizer.ggml.model: the file has no vocabulary");
-        if (r < 0)
-                return r;
-        if (strcmp(model, "llama") != 0)
-                return npu_err_set(err, -EOPNOTSUPP, "tokenizer model '%s' not supported (only 'llama' SentencePiece BPE)",
-                                   model);
-        r = gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &tokens, err);
-        if (r == -ENOENT)
-                return npu_err_set(err, r, "tokenizer.ggml.tokens is missing");
-        if (r < 0)
-                return r;
-        if (tokens->arr_n == 0 || tokens->arr_n > INT32_MAX / 4)
-                return npu_err_set(err, -EINVAL, "tokenizer.ggml.tokens has %llu entries",
-                                   (unsigned long long)tokens->arr_n);
-        r = gguf_get_arr(g, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, &scores, err);
-        if (r < 0 && r != -ENOENT)
-                return r;
-        r = gguf_get_arr(g, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, &types, err);
-        if (r < 0 && r != -ENOENT)
-                return r;
-        if ((scores && scores->arr_n != tokens->arr_n) || (types && types->arr_n != tokens->arr_n))
-                return npu_err_set(err, -EINVAL, "tokenizer.ggml.scores/token_type length differs from tokens (%llu)",
-                                   (unsigned long long)tokens->arr_n);
-
-        r = vocab_alloc((int32_t)tokens->arr_n, &v);
-        if (r < 0)
-                return r;
-        for (int32_t i = 0; i < v->n; i++) {
-                struct vocab_entry *t = &v->tokens[i];
-                if (tokens->arr_strs[i].len > 1024)
-                        return npu_err_set(err, -EINVAL, "token %d is %llu bytes long", i,
-                                           (unsigned long long)tokens->arr_strs[i].len);
-                t->piece = strndup(tokens->arr_strs[i].s, tokens->arr_strs[i].len);
-                if (!t->piece)
-                        return -ENOMEM;
-                t->len = (uint32_t)strlen(t->piece);
-                if (t->len != tokens->arr_strs[i].len)
-                        return npu_err_set(err, -EINVAL, "token %d contains a NUL byte", i);
-                if (scores)
-                        memcpy(&t->score, (const float *)scores->data + i, 4);
-                int32_t ty = VOCAB_TOKEN_NORMAL;
-                if (types)
-                        memcpy(&ty, (const int32_t *)types->data + i, 4);
-                if (ty < 0 || ty > VOCAB_TOKEN_BYTE)
-                        return npu_err_set(err, -EINVAL, "token %d has unknown type %d", i, ty);
-                t->type = (uint8_t)ty;
-        }
-
-        static const struct {
-                const char *key;
-                size_t off;
-        } ids[] = {
-                { "tokenizer.ggml.bos_token_id", offsetof(struct npu_vocab, bos) },
-                { "tokenizer.ggml.eos_token_id", offsetof(struct npu_vocab, eos) },
-                { "tokenizer.ggml.unknown_token_id", offsetof(struct npu_vocab, unk) },
-                { "tokenizer.ggml.padding_token_id", offsetof(struct npu_vocab, pad) },
-        };
-        v->bos = 1;
-        v->eos = 2;
-        v->unk = 0;
-        for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
-                uint32_t id;
-                r = gguf_get_u32(g, ids[i].key, &id, err);
-                if (r == -ENOENT)
-                        continue;
-                if (r < 0)
-                        return r;
-                if (id == UINT32_MAX) { /* -1 stored unsigned: no such token */
-                        *(int32_t *)((char *)v + ids[i].off) = -1;
-                        continue;
-                }
-                if (id >= (uint32_t)v->n)
-                        return npu_err_set(err, -EINVAL, "%s = %u is outside the vocabulary of %d", ids[i].key, id, v->n);
-                *(int32_t *)((char *)v + ids[i].off) = (int32_t)id;
-        }
-        if (v->n <= 2)
-                v->bos = v->eos = -1;
-        r = gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &v->add_bos, err);
-        if (r < 0 && r != -ENOENT)
-                return r;
-        r = gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &v->add_eos, err);
-        if (r < 0 && r != -ENOENT)
-                return r;
-        r = gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix, err);
-        if (r < 0 && r != -ENOENT)
-                return r;
-        v->remove_extra_whitespaces = false;
-
-        r = vocab_finish(v, err);
-        if (r < 0)
-                return r;
-        /* byte fallback works when the vocabulary has the 256 byte pieces */
-        v->byte_fallback = true;
-        for (int i = 0; i < 256; i++)
-                if (v->byte_ids[i] < 0)
-                        v->byte_fallback = false;
-        *ret = TAKE_PTR(v);
-        return 0;
-}
-
-/* --- tokenizer --- */
-
-struct symbol {
-        int32_t prev, next;
-        const char *text;
-        size_t len;
-};
-
-struct bigram {
-        int32_t left, right;
-        float score;
-        size_t len;
-};
-
-struct heap {
-        struct bigram *a;
-        size_t n, cap;
-};
-
-/* Higher score first; equal scores: leftmost first. */
-static bool bigram_before(const struct bigram *x, const struct bigram *y)
-{
-        return x->score > y->score || (x->score == y->score && x->left < y->left);
-}
-
-static int heap_push(struct heap *h, struct bigram b)
-{
-        if (h->n == h->cap) {
-                size_t cap = MAX(64u, h->cap * 2);
-                struct bigram *a = realloc(h->a, cap * sizeof(*a));
-                if (!a)
-                        return -ENOMEM;
-                h->a = a;
-                h->cap = cap;
-        }
-        size_t i = h->n++;
-        while (i > 0) {
-                size_t p = (i - 1) / 2;
-                if (!bigram_before(&b, &h->a[p]))
-                        break;
-                h->a[i] = h->a[p];
-                i = p;
-        }
-        h->a[i] = b;
-        return 0;
-}
-
-static struct bigram heap_pop(struct heap *h)
-{
-        struct bigram top = h->a[0], last = h->a[--h->n];
-        size_t i = 0;
-        for (;;) {
-                size_t c = 2 * i + 1;
-                if (c >= h->n)
-                        break;
-                if (c + 1 < h->n && bigram_before(&h->a[c + 1], &h->a[c]))
-                        c++;
-                if (!bigram_before(&h->a[c], &last))
-                        break;
-                h->a[i] = h->a[c];
-                i = c;
-        }
-        if (h->n)
-                h->a[i] = last;
-        return top;
-}
-
-static int try_bigram(const struct npu_vocab *v, struct symbol *syms, int32_t left, int32_t right, struct heap *h)
-{
-        if (left < 0 || right < 0)
-                return 0;
-        /* merged symbols are contiguous in the text buffer */
-        size_t len = syms[left].len + syms[right].len;
-        int32_t id = find_mergeable(v, syms[left].text, len);
-        if (id < 0)
-                return 0;
-        return heap_push(h, (struct bigram) { left, right, v->tokens[id].score, len });
-}
-
-/* Length of the UTF-8 character at s; a malformed sequence counts as one byte, kept as is. */
-static size_t utf8_char_len(const char *s, size_t avail)
-{
-        static const uint8_t lens[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
-        size_t n = lens[(uint8_t)s[0] >> 4];
-        if (n > avail)
-                return 1;
-        for (size_t i = 1; i < n; i++)
-                if (((uint8_t)s[i] & 0xc0) != 0x80)
-                        return 1;
-        return n;
-}
-
-struct ids {
-        int32_t *a;
-        size_t n, cap;
-};
-
-static int ids_push(struct ids *o, int32_t id)
-{
-        if (o->n == o->cap) {
-                size_t cap = MAX(32u, o->cap * 2);
-                int32_t *a = realloc(o->a, cap * sizeof(*a));
-                if (!a)
-                        return -ENOMEM;
-                o->a = a;
-                o->cap = cap;
-        }
-        o->a[o->n++] = id;
-        return 0;
-}
-
-static size_t match_user_defined(const struct npu_vocab *v, const char *s, size_t n)
-{
-        size_t best = 0;
-        for (size_t i = 0; i < v->n_user_defined; i++) {
-                const struct vocab_entry *t = &v->tokens[v->user_defined[i]];
-                if (t->len > best && t->len <= n && memcmp(t->piece, s, t->len) == 0)
-                        best = t->len;
-        }
-        return best;
-}
-
-static int emit_symbol(const struct npu_vocab *v, const char *s, size_t len, struct ids *out)
-{
-        int32_t id = find_mergeable(v, s, len);
-        int r;
-
-        if (id >= 0)
-                return ids_push(out, id);
-        for (size_t i = 0; i < len; i++) {
-                if (v->byte_fallback)
-                        r = ids_push(out, v->byte_ids[(uint8_t)s[i]]);
-                else {
-                        /* one unknown token for the whole symbol */
-                        r = ids_push(out, v->unk >= 0 ? v->unk : 0);
-                        i = len;
-                }
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-/* BPE over one normalized fragment (spaces already turned into U+2581). */
-static int bpe_fragment(const struct npu_vocab *v, const char *text, size_t len, struct ids *out)
-{
-        _cleanup_free_ struct symbol *syms = NULL;
-        struct heap h = {};
-        int32_t n = 0;
-        int r = 0;
-
-        if (len == 0)
-                return 0;
-        syms = malloc(len * sizeof(*syms));
-        if (!syms)
-                return -ENOMEM;
-        for (size_t off = 0; off < len;) {
-                size_t l = match_user_defined(v, text + off, len - off);
-                if (l == 0)
-                        l = utf8_char_len(text + off, len - off);
-                syms[n] = (struct symbol) { .prev = n - 1, .next = off + l < len ? n + 1 : -1,
-                                            .text = text + off, .len = l };
-                n++;
-                off += l;
-        }
-        for (int32_t i = 0; i + 1 < n && r >= 0; i++)
-                r = try_bigram(v, syms, i, i + 1, &h);
-        while (r >= 0 && h.n > 0) {
-                struct bigram b = heap_pop(&h);
-                struct symbol *l = &syms[b.left], *rs = &syms[b.right];
-                /* stale: one side was merged away or grew since this pair was queued */
-                if (l->len == 0 || rs->len == 0 || l->len + rs->len != b.len || l->next != b.right)
-                        continue;
-                l->len += rs->len;
-                rs->len = 0;
-                l->next = rs->next;
-                if (rs->next >= 0)
-                        syms[rs->next].prev = b.left;
-                r = try_bigram(v, syms, l->prev, b.left, &h);
-                if (r >= 0)
-                        r = try_bigram(v, syms, b.left, l->next, &h);
-        }
-        free(h.a);
-        for (int32_t i = 0; r >= 0 && i >= 0 && n > 0; i = syms[i].next)
-                r = emit_symbol(v, syms[i].text, syms[i].len, out);
-        return r;
-}
-
-/* Normalize: optional whitespace cleanup, dummy prefix, ' ' -> U+2581. */
-static int normalize(const struct npu_vocab *v, const char *text, size_t len, bool prefix, char **ret, size_t *ret_len)
-{
-        size_t cap = (len + 1) * 3 + 1, o = 0;
-        char *s = malloc(cap);
-        bool prev_space = true;
-
-        if (!s)
-                return -ENOMEM;
-        if (v->remove_extra_whitespaces) {
-                while (len > 0 && text[len - 1] == ' ')
-                        len--;
-        }
-        if (prefix && len > 0) {
-                memcpy(s + o, "\xe2\x96\x81", 3);
-                o += 3;
-        }
-        for (size_t i = 0; i < len; i++) {
-                if (text[i] == ' ') {
-                        if (v->remove_extra_whitespaces && prev_space)
-                                continue;
-                        memcpy(s + o, "\xe2\x96\x81", 3);
-                        o += 3;
-                        prev_space = true;
-                } else {
-                        s[o++] = text[i];
-                        prev_space = false;
-                }
-        }
-        s[o] = 0;
-        *ret = s;
-        *ret_len = o;
-        return 0;
-}
-
-/* Finds the next literal control-token text at or after text; returns its id or -1. */
-static int32_t find_special(const struct npu_vocab *v, const char *text, size_t len, size_t *ret_off, size_t *ret_len)
-{
-        int32_t best = -1;
-        size_t best_off = len, best_len = 0;
-        for (int32_t id = 0; id < v->n; id++) {
-                const struct vocab_entry *t = &v->tokens[id];
-                if (t->type != VOCAB_TOKEN_CONTROL || t->len == 0)
-                        continue;
-                const char *p = memmem(text, len, t->piece, t->len);
-                if (!p)
-                        continue;
-                size_t off = (size_t)(p - text);
-                if (off < best_off || (off == best_off && t->len > best_len)) {
-                        best = id;
-                        best_off = off;
-                        best_len = t->len;
-                }
-        }
-        *ret_off = best_off;
-        *ret_len = best_len;
-        return best;
-}
-
-static int tokenize_text(const struct npu_vocab *v, const char *text, size_t len, bool prefix, struct ids *out)
-{
-        _cleanup_free_ char *norm = NULL;
-        size_t nlen;
-        int r = normalize(v, text, len, prefix, &norm, &nlen);
-        return r < 0 ? r : bpe_fragment(v, norm, nlen, out);
-}
-
-int vocab_tokenize(const struct npu_vocab *v, const char *text, size_t len, bool add_bos,
-                   bool parse_special, int32_t **ret_ids, size_t *ret_n)
-{
-        struct ids out = {};
-        bool prev_special = true;
+        struct token_list out = {};
         int r = 0;
 
         if (add_bos && v->add_bos && v->bos >= 0)
-                r = ids_push(&out, v->bos);
-        while (r >= 0 && len > 0) {
-                size_t off = len, slen = 0;
-                int32_t sid = parse_special ? find_special(v, text, len, &off, &slen) : -1;
-                if (off > 0)
-                        r = tokenize_text(v, text, off, v->add_space_prefix && prev_special, &out);
-                prev_special = false;
-                if (r < 0 || sid < 0)
-                        break;
-                r = ids_push(&out, sid);
-                prev_special = true;
-                text += off + slen;
-                len -= off + slen;
-        }
+                r = token_list_push(&out, v->bos);
+        if (r >= 0)
+                r = v->kind == VOCAB_BPE ? bpe_tokenize(v, text, len, g, &out) : spm_tokenize(v, text, len, g, &out);
         if (r >= 0 && add_bos && v->add_eos && v->eos >= 0)
-                r = ids_push(&out, v->eos);
+                r = token_list_push(&out, v->eos);
         if (r < 0) {
                 free(out.a);
                 return r;
@@ -524,39 +272,42 @@ int vocab_tokenize(const struct npu_vocab *v, const char *text, size_t len, bool
         return *ret_ids ? 0 : -ENOMEM;
 }
 
+int vocab_tokenize(const struct npu_vocab *v, const char *text, size_t len, bool add_bos,
+                   bool parse_special, int32_t **ret_ids, size_t *ret_n)
+{
+        const struct special_guard g = { .parse = parse_special };
+        return tokenize(v, text, len, add_bos, &g, ret_ids, ret_n);
+}
+
+int vocab_tokenize_guarded(const struct npu_vocab *v, const char *text, size_t len, bool add_bos,
+                           const struct text_range *plain, size_t n_plain, int32_t **ret_ids, size_t *ret_n)
+{
+        const struct special_guard g = { .parse = true, .plain = plain, .n_plain = n_plain };
+
+        for (size_t i = 0; i < n_plain; i++)
+                if (plain[i].off > len || plain[i].len > len - plain[i].off ||
+                    (i && plain[i].off < plain[i - 1].off + plain[i - 1].len))
+                        return -EINVAL;
+        return tokenize(v, text, len, add_bos, &g, ret_ids, ret_n);
+}
+
 size_t vocab_token_bytes(const struct npu_vocab *v, int32_t id, char *buf, size_t size)
 {
         if (id < 0 || id >= v->n || size == 0)
                 return 0;
-        const struct vocab_entry *t = &v->tokens[id];
-        size_t o = 0;
+        return v->kind == VOCAB_BPE ? bpe_token_bytes(v, id, buf, size) : spm_token_bytes(v, id, buf, size);
+}
 
-        switch (t->type) {
-        case VOCAB_TOKEN_CONTROL:
+size_t vocab_token_text(const struct npu_vocab *v, int32_t id, char *buf, size_t size)
+{
+        if (id < 0 || id >= v->n || size == 0)
                 return 0;
-        case VOCAB_TOKEN_BYTE:
-                buf[0] = (char)parse_byte_piece(t);
-                return 1;
-        case VOCAB_TOKEN_USER_DEFINED:
-                o = MIN(t->len, size);
-                memcpy(buf, t->piece, o);
-                return o;
-        case VOCAB_TOKEN_UNKNOWN:
-                /* SentencePiece renders unknown as " \u2047 " */
-                o = MIN(size, 5u);
-                memcpy(buf, " \xe2\x81\x87 ", o);
-                return o;
-        default:
-                break;
+        if (v->tokens[id].type == VOCAB_TOKEN_CONTROL) {
+                size_t n = MIN((size_t)v->tokens[id].len, size);
+                memcpy(buf, v->tokens[id].piece, n);
+                return n;
         }
-        for (size_t i = 0; i < t->len && o < size;) {
-                if (i + 3 <= t->len && memcmp(t->piece + i, "\xe2\x96\x81", 3) == 0) {
-                        buf[o++] = ' ';
-                        i += 3;
-                } else
-                        buf[o++] = t->piece[i++];
-        }
-        return o;
+        return vocab_token_bytes(v, id, buf, size);
 }
 
 int vocab_detokenize(const struct npu_vocab *v, const int32_t *ids, size_t n, char **ret)
@@ -572,7 +323,7 @@ int vocab_detokenize(const struct npu_vocab *v, const int32_t *ids, size_t n, ch
                 size_t l = vocab_token_bytes(v, ids[i], piece, sizeof(piece));
                 size_t skip = 0;
                 if (first && l > 0) {
-                        if (v->add_space_prefix && piece[0] == ' ' &&
+                        if (v->kind == VOCAB_SPM && v->add_space_prefix && piece[0] == ' ' &&
                             v->tokens[ids[i]].type == VOCAB_TOKEN_NORMAL)
                                 skip = 1;
                         first = false;

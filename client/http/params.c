@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reading request fields with their types checked the way OpenAI's API does:
+ * a field of the wrong type or out of range is a 400 that names it (param),
+ * and JSON null is the same as leaving the field out. Then the sampling
+ * options as npud's a{sv}.
+ */
+#include <math.h>
+
+#include "gateway.h"
+
+static const char *type_name(json_type t)
+{
+        switch (t) {
+        case json_type_null: return "null";
+        case json_type_boolean: return "a boolean";
+        case json_type_double: return "a number";
+        case json_type_int: return "an integer";
+        case json_type_object: return "an object";
+        case json_type_array: return "an array";
+        case json_type_string: return "a string";
+        }
+        return "something else";
+}
+
+static json_object *get(json_object *o, const char *key)
+{
+        json_object *v;
+        if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+                return NULL;
+        return v;
+}
+
+int json_opt_int(json_object *o, const char *key, int64_t min, int64_t max, int64_t *ret, struct api_error *e)
+{
+        json_object *v = get(o, key);
+        int64_t x;
+
+        if (!v)
+                return 0;
+        if (!json_object_is_type(v, json_type_int)) {
+                api_error_invalid(e, key, "Invalid type for '%s': expected an integer, but got %s instead.", key,
+                                  type_name(json_object_get_type(v)));
+                return -EINVAL;
+        }
+        errno = 0;
+        x = json_object_get_int64(v);
+        if (errno || x < min || x > max) {
+                api_error_invalid(e, key, "Invalid '%s': %s. Expected a value between %lld and %lld.", key,
+                                  json_object_to_json_string(v), (long long)min, (long long)max);
+                return -EINVAL;
+        }
+        *ret = x;
+        return 1;
+}
+
+int json_opt_double(json_object *o, const char *key, double min, double max, double *ret, struct api_error *e)
+{
+        json_object *v = get(o, key);
+        double x;
+
+        if (!v)
+                return 0;
+        if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double)) {
+                api_error_invalid(e, key, "Invalid type for '%s': expected a number, but got %s instead.", key,
+                                  type_name(json_object_get_type(v)));
+                return -EINVAL;
+        }
+        x = json_object_get_double(v);
+        if (!isfinite(x) || x < min || x > max) {
+                api_error_invalid(e, key, "Invalid '%s': %s. Expected a value between %g and %g.", key,
+                                  json_object_to_json_string(v), min, max);
+                return -EINVAL;
+        }
+        *ret = x;
+        return 1;
+}
+
+int json_opt_bool(json_object *o, const char *key, bool *ret, struct api_error *e)
+{
+        json_object *v = get(o, key);
+
+        if (!v)
+                return 0;
+        if (!json_object_is_type(v, json_type_boolean)) {
+                api_error_invalid(e, key, "Invalid type for '%s': expected a boolean, but got %s instead.", key,
+                                  type_name(json_object_get_type(v)));
+                return -EINVAL;
+        }
+        *ret = json_object_get_boolean(v);
+        return 1;
+}
+
+int json_check_text(json_object *v, const char *param, struct api_error *e)
+{
+        const char *s = json_object_get_string(v);
+        size_t len = (size_t)json_object_get_string_len(v);
+
+        if (!utf8_valid(s, len)) {
+                api_error_invalid(e, param, "Invalid '%s': the text holds a NUL character or is not valid UTF-8.",
+                                  param);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int json_opt_string(json_object *o, const char *key, const char **ret, struct api_error *e)
+{
+        json_object *v = get(o, key);
+
+        if (!v)
+                return 0;
+        if (!json_object_is_type(v, json_type_string)) {
+                api_error_invalid(e, key, "Invalid type for '%s': expected a string, but got %s instead.", key,
+                                  type_name(json_object_get_type(v)));
+                return -EINVAL;
+        }
+        if (json_check_text(v, key, e) < 0)
+                return -EINVAL;
+        *ret = json_object_get_string(v);
+        return 1;
+}
+
+static int add_stop(struct gen_params *p, json_object *v, const char *key, size_t max, struct api_error *e)
+{
+        size_t len = (size_t)json_object_get_string_len(v);
+
+        if (json_check_text(v, key, e) < 0)
+                return -EINVAL;
+        if (len == 0)
+                return 0; /* an empty stop string stops nothing */
+        if (len > 256) {
+                api_error_invalid(e, key, "Invalid '%s': a stop sequence has at most 256 bytes.", key);
+                return -EINVAL;
+        }
+        if (p->n_stop == max || p->n_stop == ARRAY_SIZE(p->stop)) {
+                api_error_invalid(e, key, "Invalid '%s': at most %zu stop sequences.", key,
+                                  MIN(max, ARRAY_SIZE(p->stop)));
+                return -EINVAL;
+        }
+        p->stop[p->n_stop++] = json_object_get_string(v);
+        return 0;
+}
+
+int json_opt_stop(json_object *o, const char *key, size_t max, struct gen_params *p, struct api_error *e)
+{
+        json_object *v = get(o, key);
+
+        if (!v)
+                return 0;
+        if (json_object_is_type(v, json_type_string))
+                return add_stop(p, v, key, max, e) < 0 ? -EINVAL : 1;
+        if (!json_object_is_type(v, json_type_array)) {
+                api_error_invalid(e, key, "Invalid type for '%s': expected a string or an array of strings, but "
+                                          "got %s instead.", key, type_name(json_object_get_type(v)));
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+                json_object *s = json_object_array_get_idx(v, i);
+                if (!json_object_is_type(s, json_type_string)) {
+                        api_error_invalid(e, key, "Invalid type for '%s[%zu]': expected a string.", key, i);
+                        return -EINVAL;
+                }
+                if (add_stop(p, s, key, max, e) < 0)
+                        return -EINVAL;
+        }
+        return 1;
+}
+
+void gen_params_init(struct gen_params *p)
+{
+        *p = (struct gen_params) { .logprobs = -1 };
+}
+
+int gen_params_append(sd_bus_message *m, const struct gen_params *p)
+{
+        int r;
+
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0 && p->has_max_tokens) {
+                uint32_t u = (uint32_t)p->max_tokens;
+                r = bus_append_entry(m, "max_tokens", 'u', &u);
+        }
+        if (r >= 0 && p->has_temperature)
+                r = bus_append_entry(m, "temperature", 'd', &p->temperature);
+        if (r >= 0 && p->has_top_p)
+                r = bus_append_entry(m, "top_p", 'd', &p->top_p);
+        if (r >= 0 && p->has_top_k) {
+                uint32_t u = (uint32_t)p->top_k;
+                r = bus_append_entry(m, "top_k", 'u', &u);
+        }
+        if (r >= 0 && p->has_min_p)
+                r = bus_append_entry(m, "min_p", 'd', &p->min_p);
+        if (r >= 0 && p->has_repeat)
+                r = bus_append_entry(m, "repeat_penalty", 'd', &p->repeat_penalty);
+        /* zero is the same as absent: sent only when they do something */
+        if (r >= 0 && p->has_presence && p->presence_penalty != 0)
+                r = bus_append_entry(m, "presence_penalty", 'd', &p->presence_penalty);
+        if (r >= 0 && p->has_frequency && p->frequency_penalty != 0)
+                r = bus_append_entry(m, "frequency_penalty", 'd', &p->frequency_penalty);
+        if (r >= 0 && p->has_seed)
+                r = bus_append_entry(m, "seed", 't', &p->seed);
+        if (r >= 0 && p->ignore_eos) {
+                int yes = 1;
+                r = bus_append_entry(m, "ignore_eos", 'b', &yes);
+        }
+        if (r >= 0 && p->logprobs >= 0) {
+                uint32_t u = (uint32_t)p->logprobs;
+                r = bus_append_entry(m, "logprobs", 'u', &u);
+        }
+        if (r >= 0 && p->n_stop) {
+                r = sd_bus_message_open_container(m, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append_basic(m, 's', "stop");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'v', "as");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'a', "s");
+                for (size_t i = 0; r >= 0 && i < p->n_stop; i++)
+                        r = sd_bus_message_append_basic(m, 's', p->stop[i]);
+                for (int i = 0; r >= 0 && i < 3; i++)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}

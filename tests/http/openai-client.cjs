@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: MIT
+// npud-http through the official `openai` npm package (a client no one here
+// wrote), over TCP with the bearer key. Run by run-tests.sh with:
+//   NODE_DEPS   the folder whose node_modules has openai
+//   HTTP_URL    http://127.0.0.1:PORT/v1      HTTP_KEY  the bearer key
+//   MODEL       the loaded model's name        EXPECTED  a file with `npuctl generate --temp 0 -n 60` output
+//   PROMPT      that prompt                    PROBE     npud-probe, BUS the bus address (npud's counters)
+//   CHAT        1 when npud has the Chat method
+// Prints "ok NAME" or "FAIL NAME: why" per check.
+'use strict';
+const fs = require('fs');
+const { execFileSync } = require('child_process');
+const OpenAI = require(require.resolve('openai', { paths: [process.env.NODE_DEPS] }));
+
+const env = process.env;
+const client = new OpenAI({ baseURL: env.HTTP_URL, apiKey: env.HTTP_KEY, maxRetries: 0, timeout: 60000 });
+const model = env.MODEL;
+const prompt = env.PROMPT;
+let failed = 0;
+
+function ok(name) {
+        console.log(`ok ${name}`);
+}
+function bad(name, why) {
+        console.log(`FAIL ${name}: ${why}`);
+        failed++;
+}
+async function check(name, fn) {
+        try {
+                const why = await fn();
+                if (why)
+                        bad(name, why);
+                else
+                        ok(name);
+        } catch (e) {
+                bad(name, `${e.constructor.name}: ${e.message}`);
+        }
+}
+// The error a call fails with, or null.
+async function failure(fn) {
+        try {
+                await fn();
+                return null;
+        } catch (e) {
+                return e;
+        }
+}
+function stats() {
+        const out = execFileSync(env.PROBE, [env.BUS, 'stats'], { encoding: 'utf8' });
+        const s = {};
+        for (const line of out.split('\n')) {
+                const i = line.indexOf('=');
+                if (i > 0)
+                        s[line.slice(0, i)] = Number(line.slice(i + 1));
+        }
+        return s;
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function main() {
+        const expected = fs.readFileSync(env.EXPECTED, 'utf8').replace(/\n$/, '');
+
+        await check('openai-models-list', async () => {
+                const page = await client.models.list();
+                const ids = page.data.map((m) => m.id);
+                if (!ids.includes(model))
+                        return `no ${model} in ${JSON.stringify(ids)}`;
+                if (page.data.some((m) => m.object !== 'model' || typeof m.created !== 'number'))
+                        return JSON.stringify(page.data);
+        });
+        await check('openai-models-retrieve', async () => {
+                const m = await client.models.retrieve(model);
+                if (m.id !== model || m.owned_by !== 'npud')
+                        return JSON.stringify(m);
+        });
+
+        // completions at temperature 0 equal npuctl generate
+        let whole;
+        await check('openai-completion-equals-npuctl', async () => {
+                whole = await client.completions.create({ model, prompt, max_tokens: 60, temperature: 0 });
+                const text = whole.choices[0].text;
+                if (text !== expected)
+                        return `openai: ${JSON.stringify(text)} npuctl: ${JSON.stringify(expected)}`;
+                if (whole.object !== 'text_completion' || !whole.id.startsWith('cmpl-'))
+                        return JSON.stringify(whole);
+                const u = whole.usage;
+                if (!u || u.completion_tokens < 1 || u.total_tokens !== u.prompt_tokens + u.completion_tokens)
+                        return `usage ${JSON.stringify(u)}`;
+                if (!['stop', 'length'].includes(whole.choices[0].finish_reason))
+                        return `finish_reason ${whole.choices[0].finish_reason}`;
+        });
+
+        await check('openai-stream-equals-whole', async () => {
+                const stream = await client.completions.create({
+                        model, prompt, max_tokens: 60, temperature: 0, stream: true,
+                        stream_options: { include_usage: true },
+                });
+                let text = '', usage = null, finish = null, chunks = 0;
+                for await (const c of stream) {
+                        chunks++;
+                        if (c.usage)
+                                usage = c.usage;
+                        for (const ch of c.choices) {
+                                text += ch.text;
+                                if (ch.finish_reason)
+                                        finish = ch.finish_reason;
+                        }
+                }
+                if (text !== whole.choices[0].text)
+                        return `stream ${JSON.stringify(text)} whole ${JSON.stringify(whole.choices[0].text)}`;
+                if (!usage || usage.completion_tokens !== whole.usage.completion_tokens)
+                        return `usage ${JSON.stringify(usage)} whole ${JSON.stringify(whole.usage)}`;
+                if (finish !== whole.choices[0].finish_reason)
+                        return `finish ${finish} whole ${whole.choices[0].finish_reason}`;
+                if (chunks < 3)
+                        return `only ${chunks} chunks`;
+        });
+
+        await check('openai-seeded-sampling-repeats', async () => {
+                const a = await client.completions.create({ model, prompt, max_tokens: 30, temperature: 0.9, seed: 7 });
+                const b = await client.completions.create({ model, prompt, max_tokens: 30, temperature: 0.9, seed: 7 });
+                if (a.choices[0].text !== b.choices[0].text)
+                        return `${JSON.stringify(a.choices[0].text)} vs ${JSON.stringify(b.choices[0].text)}`;
+        });
+
+        await check('openai-stop-sequence', async () => {
+                const words = whole.choices[0].text.trim().split(/\s+/);
+                const stop = words.length > 3 ? words[3] : words[words.length - 1];
+                const r = await client.completions.create({ model, prompt, max_tokens: 60, temperature: 0, stop: [stop] });
+                const t = r.choices[0].text;
+                if (t.includes(stop) || !whole.choices[0].text.startsWith(t) || r.choices[0].finish_reason !== 'stop')
+                        return `stop ${JSON.stringify(stop)}: ${JSON.stringify(t)} (${r.choices[0].finish_reason})`;
+        });
+
+        // errors, as the SDK's classes and OpenAI's error object
+        await check('openai-error-401', async () => {
+                const bad = new OpenAI({ baseURL: env.HTTP_URL, apiKey: 'not-the-key-0123456789', maxRetries: 0 });
+                const e = await failure(() => bad.models.list());
+                if (!(e instanceof OpenAI.AuthenticationError) || e.status !== 401 || e.code !== 'invalid_api_key')
+                        return `${e && e.constructor.name} ${e && e.status} ${e && e.code}`;
+        });
+        await check('openai-error-404-model', async () => {
+                const e = await failure(() => client.completions.create({ model: 'no-such-model', prompt }));
+                if (!(e instanceof OpenAI.NotFoundError) || e.code !== 'model_not_found' || e.param !== 'model')
+                        return `${e && e.constructor.name} ${e && e.status} ${e && e.code} ${e && e.param}`;
+        });
+        await check('openai-error-400-range', async () => {
+                const e = await failure(() => client.completions.create({ model, prompt, temperature: 5 }));
+                if (!(e instanceof OpenAI.BadRequestError) || e.param !== 'temperature' || e.type !== 'invalid_request_error')
+                        return `${e && e.constructor.name} ${e && e.status} ${e && e.param} ${e && e.type}`;
+        });
+        await check('openai-error-400-type', async () => {
+                const e = await failure(() => client.completions.create({ model, prompt, max_tokens: 'ten' }));
+                if (!(e instanceof OpenAI.BadRequestError) || e.param !== 'max_tokens')
+                        return `${e && e.constructor.name} ${e && e.status} ${e && e.param}`;
+        });
+        await check('openai-error-400-context', async () => {
+                const long = 'the cat sat on the mat and looked at the big red ball '.repeat(300);
+                const e = await failure(() => client.completions.create({ model, prompt: long, max_tokens: 4 }));
+                if (!(e instanceof OpenAI.BadRequestError) || e.code !== 'context_length_exceeded')
+                        return `${e && e.constructor.name} ${e && e.status} ${e && e.code}`;
+        });
+        // more requests at once than npud lets one client run: 429 with Retry-After, the rest served
+        await check('openai-error-429', async () => {
+                const calls = [];
+                for (let i = 0; i < 8; i++)
+                        calls.push(client.completions.create({ model, prompt, max_tokens: 600, temperature: 0, ignore_eos: true }));
+                const res = await Promise.allSettled(calls);
+                const limited = res.filter((r) => r.status === 'rejected' && r.reason instanceof OpenAI.RateLimitError);
+                const served = res.filter((r) => r.status === 'fulfilled');
+                const other = res.filter((r) => r.status === 'rejected' && !(r.reason instanceof OpenAI.RateLimitError));
+                if (other.length)
+                        return `other errors: ${other.map((r) => r.reason.message).join('; ')}`;
+                if (!limited.length || !served.length)
+                        return `${limited.length} limited, ${served.length} served`;
+                const ra = limited[0].reason.headers.get('retry-after');
+                if (!(Number(ra) >= 1))
+                        return `Retry-After ${ra}`;
+        });
+
+        // a client that leaves in the middle of a stream: npud stops within a second and the KV cache
+        // goes back to what it was
+        await check('openai-abort-cancels', async () => {
+                for (let i = 0; i < 100 && stats().active_requests; i++)
+                        await sleep(20);
+                const before = stats();
+                const ac = new AbortController();
+                const stream = await client.completions.create(
+                        { model, prompt, max_tokens: 1000, temperature: 0, ignore_eos: true, stream: true },
+                        { signal: ac.signal });
+                let during = null;
+                try {
+                        for await (const c of stream) {
+                                if (c.choices[0].text && !during) {
+                                        during = stats();
+                                        ac.abort();
+                                        break;
+                                }
+                        }
+                } catch (e) {
+                        if (!(e instanceof OpenAI.APIUserAbortError) && e.name !== 'AbortError')
+                                throw e;
+                }
+                const t0 = Date.now();
+                let after;
+                do {
+                        await sleep(20);
+                        after = stats();
+                } while ((after.active_requests || after.kv_blocks_used !== before.kv_blocks_used) && Date.now() - t0 < 1000);
+                const generated = after.generated_tokens - before.generated_tokens;
+                if (!during || during.active_requests < 1)
+                        return `not running when aborted: ${JSON.stringify(during)}`;
+                if (after.active_requests || after.kv_blocks_used !== before.kv_blocks_used)
+                        return `after 1 s: active ${after.active_requests}, kv ${after.kv_blocks_used} (before ${before.kv_blocks_used}, during ${during.kv_blocks_used})`;
+                if (generated >= 1000)
+                        return `all ${generated} tokens were generated: not cancelled`;
+                console.log(`# aborted after ${generated} of 1000 tokens; KV blocks ${before.kv_blocks_used} -> ${during.kv_blocks_used} -> ${after.kv_blocks_used} in ${Date.now() - t0} ms`);
+        });
+
+        if (env.CHAT === '1') {
+                const messages = [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: prompt }];
+                let chat;
+                await check('openai-chat', async () => {
+                        chat = await client.chat.completions.create({ model, messages, max_tokens: 40, temperature: 0 });
+                        const m = chat.choices[0].message;
+                        if (chat.object !== 'chat.completion' || m.role !== 'assistant' || typeof m.content !== 'string')
+                                return JSON.stringify(chat);
+                });
+                await check('openai-chat-stream-equals-whole', async () => {
+                        const stream = await client.chat.completions.create({
+                                model, messages, max_tokens: 40, temperature: 0, stream: true,
+                                stream_options: { include_usage: true },
+                        });
+                        let text = '', usage = null, role = null;
+                        for await (const c of stream) {
+                                if (c.usage)
+                                        usage = c.usage;
+                                for (const ch of c.choices) {
+                                        if (ch.delta.role)
+                                                role = ch.delta.role;
+                                        text += ch.delta.content || '';
+                                }
+                        }
+                        if (text !== chat.choices[0].message.content || role !== 'assistant')
+                                return `stream ${JSON.stringify(text)} (${role}) whole ${JSON.stringify(chat.choices[0].message.content)}`;
+                        if (!usage || usage.completion_tokens !== chat.usage.completion_tokens)
+                                return `usage ${JSON.stringify(usage)}`;
+                });
+        } else {
+                console.log('# skip openai-chat: npud has no Chat method yet');
+        }
+        await check('openai-chat-bad-messages', async () => {
+                const e = await failure(() => client.chat.completions.create({ model, messages: [{ role: 'wizard', content: 'x' }] }));
+                if (!(e instanceof OpenAI.BadRequestError) || e.param !== 'messages')
+                        return `${e && e.constructor.name} ${e && e.status} ${e && e.param}`;
+        });
+}
+
+main().then(() => process.exit(failed ? 1 : 0), (e) => {
+        console.log(`FAIL openai-client: ${e.stack}`);
+        process.exit(1);
+});
