@@ -202,10 +202,13 @@ expect "prompt-over-context" 1 "$E.PromptTooLong" ctl generate "$long"
 # a 16 MB prompt is refused by its length in bytes before any work: at once,
 # and without the memory tokenizing it took (npud's peak RSS grows by about
 # the message itself)
+# (a build with AddressSanitizer keeps freed memory in quarantine: no bound there)
+asan=no
+ldd "$npud" 2>/dev/null | grep -q libasan && asan=yes
 hwm_before=$(awk '/VmHWM/ {print $2}' /proc/"$npud_pid"/status)
 out=$("$probe" "$addr" big-prompt 16777216 2>&1)
 hwm_after=$(awk '/VmHWM/ {print $2}' /proc/"$npud_pid"/status)
-if echo "$out" | grep -q "^$E.PromptTooLong .*bytes" && [ $((hwm_after - hwm_before)) -lt 98304 ]; then
+if echo "$out" | grep -q "^$E.PromptTooLong .*bytes" && { [ $asan = yes ] || [ $((hwm_after - hwm_before)) -lt 98304 ]; }; then
 	ok "huge-prompt-refused-by-bytes (peak RSS +$(((hwm_after - hwm_before) / 1024)) MB)"
 else
 	bad "huge-prompt-refused-by-bytes" "$out; peak RSS $((hwm_before / 1024)) -> $((hwm_after / 1024)) MB"
@@ -415,8 +418,10 @@ if [ -n "$a_alone" ] && [ "$(cat "$tmp/a")" = "$a_alone" ] && [ "$b" = "$b_alone
 else
 	bad "two-models-at-once" "a '$(cat "$tmp/a")' alone '$a_alone'; b '$b' alone '$b_alone'"
 fi
-"$probe" "$addr" run "model second" "session keep" "gen u1 10 1000" "gen u2 10 1000" "gen u3 10 1000" \
-	"path keep" "wait u1 20" "wait u2 20" "wait u3 20" >"$tmp/unload" 2>&1 &
+# (the connection then reads nothing for 3 s: its requests are held, so they
+# surely still run when the model goes)
+"$probe" "$addr" run "model second" "session keep" "gen u1 10 900" "gen u2 10 900" "gen u3 10 900" \
+	"path keep" "stall 3000" "wait u1 20" "wait u2 20" "wait u3 20" >"$tmp/unload" 2>&1 &
 unloader=$!
 wait_for "$tmp/unload" "^path keep" 10
 expect "unload-in-use-busy" 5 "$E.Busy" ctl unload second
