@@ -382,8 +382,9 @@ int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file)
 	npu_job_write_state(job, NPU_ERT_STATE_SUBMITTED);
 	atomic_inc(&ndev->cnt.jobs_alive);
 	atomic64_inc(&ndev->cnt.jobs_submitted);
-	drm_sched_entity_push_job(&job->base);
 	args->seqno = job->seqno;
+	/* The job may run and be freed from here on: no access after this. */
+	drm_sched_entity_push_job(&job->base);
 	mutex_unlock(&ctx->lock);
 
 	if (out_sync)

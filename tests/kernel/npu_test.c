@@ -28,198 +28,7 @@
 
 #include "npu.h"
 #include "npu_ref.h"
-
-static char fail_msg[512];
-static int failed;
-
-#define CHECK(cond, ...) do {						\
-	if (!(cond)) {							\
-		if (!failed) {						\
-			snprintf(fail_msg, sizeof(fail_msg), __VA_ARGS__); \
-			fprintf(stderr, "  check failed at %s:%d: %s\n", \
-				__FILE__, __LINE__, fail_msg);		\
-		}							\
-		failed = 1;						\
-		return;							\
-	}								\
-} while (0)
-
-#define CHECK_ERR(expr, err) do {					\
-	int _r = (expr);						\
-	CHECK(_r == (err), "%s: got %d (%s), want %d", #expr, _r,	\
-	      _r < 0 ? strerror(-_r) : "ok", (err));			\
-} while (0)
-
-/* ---- helpers ---- */
-
-static uint64_t rng_state = 0x853c49e6748fea9bull;
-
-static uint32_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state >> 11);
-}
-
-static uint32_t rnd_range(uint32_t lo, uint32_t hi)
-{
-	return lo + rnd() % (hi - lo + 1);
-}
-
-static float rnd_float(float lo, float hi)
-{
-	return lo + (hi - lo) * (float)(rnd() & 0xffffff) / 16777216.0f;
-}
-
-static int ioc(int fd, unsigned long req, void *arg)
-{
-	return drmIoctl(fd, req, arg) ? -errno : 0;
-}
-
-static char debugfs_dir[256];
-
-static void find_debugfs(void)
-{
-	const char *cands[] = {
-		"/sys/kernel/debug/accel/npu.0",
-		"/sys/kernel/debug/accel/0",
-	};
-	char p[300];
-	size_t i;
-
-	for (i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
-		snprintf(p, sizeof(p), "%s/inject_hang", cands[i]);
-		if (access(p, F_OK) == 0) {
-			snprintf(debugfs_dir, sizeof(debugfs_dir), "%s", cands[i]);
-			return;
-		}
-	}
-}
-
-static long read_dbg(const char *name)
-{
-	char p[300], buf[64];
-	long v = -1;
-	FILE *f;
-
-	snprintf(p, sizeof(p), "%s/%s", debugfs_dir, name);
-	f = fopen(p, "r");
-	if (!f)
-		return -1;
-	if (fgets(buf, sizeof(buf), f))
-		v = strtol(buf, NULL, 0);
-	fclose(f);
-	return v;
-}
-
-static int write_dbg(const char *name, long v)
-{
-	char p[300];
-	FILE *f;
-
-	snprintf(p, sizeof(p), "%s/%s", debugfs_dir, name);
-	f = fopen(p, "w");
-	if (!f)
-		return -errno;
-	fprintf(f, "%ld\n", v);
-	return fclose(f) ? -errno : 0;
-}
-
-/* Wait until the device holds no BO, context or job. */
-static int wait_no_leaks(void)
-{
-	int i;
-
-	for (i = 0; i < 500; i++) {
-		if (read_dbg("bo_count") == 0 && read_dbg("ctx_count") == 0 &&
-		    read_dbg("jobs_alive") == 0)
-			return 0;
-		usleep(10000);
-	}
-	fprintf(stderr, "  leak: bo_count %ld ctx_count %ld jobs_alive %ld\n",
-		read_dbg("bo_count"), read_dbg("ctx_count"), read_dbg("jobs_alive"));
-	return -1;
-}
-
-static struct npu_dev *open_dev(void)
-{
-	struct npu_dev *dev = NULL;
-	int r = npu_open_index(0, &dev);
-
-	if (r < 0) {
-		fprintf(stderr, "  open accel0: %s\n", strerror(-r));
-		return NULL;
-	}
-	return dev;
-}
-
-static struct npu_bo *alloc_map(struct npu_dev *dev, uint64_t size)
-{
-	struct npu_bo *bo;
-
-	if (npu_bo_alloc(dev, size, &bo) < 0)
-		return NULL;
-	if (npu_bo_map(dev, bo) < 0) {
-		npu_bo_free(dev, bo);
-		return NULL;
-	}
-	return bo;
-}
-
-static uint32_t new_ctx(struct npu_dev *dev, uint64_t ops)
-{
-	uint32_t ctx = 0;
-
-	if (npu_ctx_create(dev, NPU_CTX_PRIORITY_NORMAL, &ctx) < 0)
-		return 0;
-	if (npu_ctx_enable_ops(dev, ctx, ops) < 0) {
-		npu_ctx_destroy(dev, ctx);
-		return 0;
-	}
-	return ctx;
-}
-
-#define ALL_OPS (((1ull << NPU_OP_COUNT) - 1) & ~1ull)
-
-/* A simple arena over one BO: hands out aligned offsets. */
-struct arena {
-	struct npu_bo *bo;
-	uint64_t used;
-};
-
-static uint64_t arena_get(struct arena *a, uint64_t size)
-{
-	uint64_t off = (a->used + 63) & ~63ull;
-
-	if (off + size > a->bo->size)
-		return UINT64_MAX;
-	a->used = off + size;
-	return off;
-}
-
-static void *at(struct arena *a, uint64_t off)
-{
-	return (char *)a->bo->map + off;
-}
-
-/* Submit one cmd and wait; returns final ERT state or negative errno. */
-static int run_cmd(struct npu_dev *dev, uint32_t ctx, struct npu_cmd *cmd)
-{
-	uint64_t seq;
-	uint32_t state;
-	int r;
-
-	r = npu_submit(dev, ctx, cmd, NULL, 0, 0, &seq);
-	if (r < 0)
-		return r;
-	r = npu_wait(dev, ctx, seq, 20000000000ll, &state);
-	if (r < 0)
-		return r;
-	if (npu_cmd_state(cmd) != state)
-		return -EPROTO;
-	return (int)state;
-}
+#include "npu_test.h"
 
 /* ---- tests ---- */
 
@@ -536,22 +345,6 @@ static void test_ctx(void)
 	CHECK(wait_no_leaks() == 0, "leak");
 }
 
-static void fill_i8(int8_t *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		p[i] = (int8_t)(rnd() & 0xff);
-}
-
-static void fill_f32(float *p, size_t n, float lo, float hi)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		p[i] = rnd_float(lo, hi);
-}
-
 static void test_submit(void)
 {
 	struct npu_dev *dev = open_dev();
@@ -789,20 +582,6 @@ static void test_submit(void)
 }
 
 /* ---- results vs npu_ref ---- */
-
-static int cmp_bytes(const void *a, const void *b, size_t n, const char *what)
-{
-	if (memcmp(a, b, n)) {
-		const unsigned char *x = a, *y = b;
-		size_t i;
-
-		for (i = 0; i < n && x[i] == y[i]; i++)
-			;
-		fprintf(stderr, "  %s differs at byte %zu of %zu\n", what, i, n);
-		return -1;
-	}
-	return 0;
-}
 
 static void test_gemm(void)
 {
@@ -1885,6 +1664,7 @@ int main(int argc, char **argv)
 	if (argc == 3 && !strcmp(argv[1], "--wait-removed"))
 		return wait_removed(argv[2]);
 	find_debugfs();
+	kmsg_open();
 	if (!debugfs_dir[0])
 		fprintf(stderr, "npu_test: debugfs directory not found\n");
 	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
@@ -1901,6 +1681,14 @@ int main(int argc, char **argv)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		tests[i].fn();
 		clock_gettime(CLOCK_MONOTONIC, &t1);
+		{
+			char first[256];
+
+			if (kmsg_reports(first, sizeof(first)) && !failed) {
+				failed = 1;
+				snprintf(fail_msg, sizeof(fail_msg), "kernel report: %s", first);
+			}
+		}
 		if (failed) {
 			printf("FAIL %s%s: %s\n", tests[i].name, tag, fail_msg);
 			nfail++;
