@@ -148,7 +148,11 @@ int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *fi
 	if (ret)
 		goto err_free;
 
-	ret = xa_alloc(&nfile->ctx_xa, &id, ctx,
+	/*
+	 * Reserve the id, finish the context, publish it last: once stored,
+	 * another thread of this file may destroy it.
+	 */
+	ret = xa_alloc(&nfile->ctx_xa, &id, NULL,
 		       XA_LIMIT(1, NPU_MAX_CONTEXTS), GFP_KERNEL);
 	if (ret) {
 		if (ret == -EBUSY)
@@ -158,6 +162,8 @@ int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *fi
 	ctx->id = id;
 	atomic_inc(&ndev->cnt.ctx_count);
 	args->ctx_id = id;
+	/* The reserved slot exists: storing into it allocates nothing. */
+	xa_store(&nfile->ctx_xa, id, ctx, GFP_KERNEL);
 
 	drm_dev_exit(idx);
 	return 0;
@@ -184,7 +190,12 @@ int npu_ioctl_ctx_destroy(struct drm_device *dev, void *data, struct drm_file *f
 	if (!drm_dev_enter(dev, &idx))
 		return -ENODEV;
 
-	ctx = xa_erase(&nfile->ctx_xa, args->ctx_id);
+	/* A reserved id (a context still being created) is not erased. */
+	xa_lock(&nfile->ctx_xa);
+	ctx = xa_load(&nfile->ctx_xa, args->ctx_id);
+	if (ctx)
+		__xa_erase(&nfile->ctx_xa, args->ctx_id);
+	xa_unlock(&nfile->ctx_xa);
 	if (!ctx) {
 		drm_dev_exit(idx);
 		return -ENOENT;

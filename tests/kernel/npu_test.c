@@ -1617,6 +1617,7 @@ static const struct test tests[] = {
 	{ "priority", test_priority },
 	{ "concurrency", test_concurrency },
 	{ "destroy_race", test_destroy_race },
+	{ "ctx_race", test_ctx_race },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };
