@@ -81,15 +81,31 @@ void npu_ctx_fault(struct npu_ctx *ctx, u64 seqno)
 		       ctx->pid);
 }
 
-static void npu_ctx_destroy(struct npu_ctx *ctx)
+/*
+ * Destroy a context removed from its file: queued jobs get @grace to start,
+ * then are aborted; a running job ends on its own.
+ */
+static void npu_ctx_destroy(struct npu_ctx *ctx, long grace)
 {
+	struct npu_job *job;
+
 	/* No submission may push to the entity once it is being destroyed. */
 	mutex_lock(&ctx->lock);
 	ctx->destroyed = true;
 	mutex_unlock(&ctx->lock);
 
-	/* Waits a while for queued jobs, then aborts the rest. */
-	drm_sched_entity_destroy(&ctx->entity);
+	if (grace)
+		wait_event_timeout(ctx->idle_wq, !atomic_read(&ctx->queued), grace);
+	spin_lock(&ctx->job_lock);
+	list_for_each_entry(job, &ctx->jobs, ctx_node)
+		npu_job_abort(job);
+	spin_unlock(&ctx->job_lock);
+	/*
+	 * Without waiting: the scheduler drops the jobs it still holds (their
+	 * fences signal with -ESRCH once their in-fences have) and never runs
+	 * this entity again.
+	 */
+	drm_sched_entity_fini(&ctx->entity);
 	npu_ctx_put(ctx);
 }
 
@@ -99,6 +115,31 @@ int npu_ctx_file_init(struct npu_file *nfile)
 	return 0;
 }
 
+/**
+ * npu_ctx_file_flush - let the queued jobs of a file start, for a while
+ * @nfile: the file being closed (file_operations.flush)
+ *
+ * One budget of %NPU_FLUSH_BUDGET_MS for all the file's contexts; the
+ * release then aborts what has not started.
+ */
+void npu_ctx_file_flush(struct npu_file *nfile)
+{
+	long budget = msecs_to_jiffies(NPU_FLUSH_BUDGET_MS);
+	struct npu_ctx *entry, *ctx;
+	unsigned long id;
+
+	xa_for_each(&nfile->ctx_xa, id, entry) {
+		ctx = npu_ctx_lookup(nfile, id);
+		if (!ctx)
+			continue;
+		budget = wait_event_timeout(ctx->idle_wq,
+					    !atomic_read(&ctx->queued), budget);
+		npu_ctx_put(ctx);
+		if (!budget)
+			break;
+	}
+}
+
 void npu_ctx_file_fini(struct npu_file *nfile)
 {
 	struct npu_ctx *ctx;
@@ -106,7 +147,7 @@ void npu_ctx_file_fini(struct npu_file *nfile)
 
 	xa_for_each(&nfile->ctx_xa, id, ctx) {
 		xa_erase(&nfile->ctx_xa, id);
-		npu_ctx_destroy(ctx);
+		npu_ctx_destroy(ctx, 0);
 	}
 	xa_destroy(&nfile->ctx_xa);
 }
@@ -140,6 +181,9 @@ int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *fi
 	}
 	kref_init(&ctx->ref);
 	mutex_init(&ctx->lock);
+	spin_lock_init(&ctx->job_lock);
+	INIT_LIST_HEAD(&ctx->jobs);
+	init_waitqueue_head(&ctx->idle_wq);
 	ctx->ndev = ndev;
 	ctx->pid = nfile->pid;
 
@@ -200,7 +244,7 @@ int npu_ioctl_ctx_destroy(struct drm_device *dev, void *data, struct drm_file *f
 		drm_dev_exit(idx);
 		return -ENOENT;
 	}
-	npu_ctx_destroy(ctx);
+	npu_ctx_destroy(ctx, msecs_to_jiffies(NPU_DESTROY_GRACE_MS));
 
 	drm_dev_exit(idx);
 	return 0;

@@ -98,7 +98,20 @@ static const struct drm_ioctl_desc npu_ioctls[] = {
 	DRM_IOCTL_DEF_DRV(NPU_WAIT, npu_ioctl_wait, 0),
 };
 
-DEFINE_DRM_ACCEL_FOPS(npu_fops);
+/* Every close() of the file: a bounded wait for its queued jobs. */
+static int npu_flush(struct file *filp, fl_owner_t id)
+{
+	struct drm_file *file = filp->private_data;
+
+	npu_ctx_file_flush(file->driver_priv);
+	return 0;
+}
+
+static const struct file_operations npu_fops = {
+	.owner = THIS_MODULE,
+	DRM_ACCEL_FOPS,
+	.flush = npu_flush,
+};
 
 static const struct drm_driver npu_drm_driver = {
 	.driver_features = DRIVER_GEM | DRIVER_COMPUTE_ACCEL | DRIVER_SYNCOBJ,

@@ -33,6 +33,11 @@
 
 #define NPU_OPS_ALL		(GENMASK_ULL(NPU_OP_COUNT - 1, 1))
 
+/* How long CTX_DESTROY lets queued jobs start before it aborts them. */
+#define NPU_DESTROY_GRACE_MS	100
+/* How long closing a file waits, in all, for its queued jobs to start. */
+#define NPU_FLUSH_BUDGET_MS	1000
+
 struct npu_device;
 struct npu_job;
 
@@ -41,7 +46,7 @@ struct npu_job;
  * @init: set up the engine of @ndev.
  * @fini: stop it; no job is queued or running by then.
  * @run: queue @job; the engine signals @job->hw_fence when the job ends,
- *	after writing its final state with npu_job_set_state().
+ *	after recording its final state with npu_job_end().
  * @reset: abort @job if the engine holds it (queued or running) and end it
  *	with -ETIMEDOUT. Returns true when it did; false when the job had
  *	already ended.
@@ -150,6 +155,14 @@ struct npu_ctx {
 	atomic64_t completed;
 	atomic_t faulted;
 	atomic64_t fault_seqno;
+	/* Protects jobs. */
+	spinlock_t job_lock;
+	/* Jobs pushed to the entity and not freed yet. */
+	struct list_head jobs;
+	/* Jobs of the list that have neither started nor been aborted. */
+	atomic_t queued;
+	/* Woken when queued drops to zero. */
+	wait_queue_head_t idle_wq;
 };
 
 struct npu_job {
@@ -166,10 +179,15 @@ struct npu_job {
 	struct dma_fence *hw_fence;
 	struct drm_syncobj *out_syncobj;
 	bool hang;
-	bool timed_out;
-	u32 state;
+	/*
+	 * 0 while queued, NPU_ERT_STATE_RUNNING once started, then its final
+	 * NPU_ERT_STATE_*: each change is one cmpxchg, so one final state wins.
+	 */
+	atomic_t state;
 	/* Entry in the engine queue, under npu_engine.lock. */
 	struct list_head engine_node;
+	/* Entry in npu_ctx.jobs, under npu_ctx.job_lock. */
+	struct list_head ctx_node;
 };
 
 #define to_npu_job(job) container_of(job, struct npu_job, base)
@@ -188,6 +206,7 @@ int npu_ioctl_bo_sync(struct drm_device *dev, void *data, struct drm_file *file)
 
 /* npu_ctx.c */
 int npu_ctx_file_init(struct npu_file *nfile);
+void npu_ctx_file_flush(struct npu_file *nfile);
 void npu_ctx_file_fini(struct npu_file *nfile);
 struct npu_ctx *npu_ctx_lookup(struct npu_file *nfile, u32 id);
 void npu_ctx_put(struct npu_ctx *ctx);
@@ -200,7 +219,8 @@ int npu_ioctl_ctx_query(struct drm_device *dev, void *data, struct drm_file *fil
 /* npu_job.c */
 int npu_sched_init(struct npu_device *ndev);
 void npu_sched_fini(struct npu_device *ndev);
-void npu_job_set_state(struct npu_job *job, u32 state);
+bool npu_job_abort(struct npu_job *job);
+void npu_job_end(struct npu_job *job, u32 state);
 int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file);
 int npu_ioctl_wait(struct drm_device *dev, void *data, struct drm_file *file);
 

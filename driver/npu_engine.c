@@ -314,7 +314,7 @@ static void npu_engine_complete(struct npu_device *ndev, struct npu_job *job,
 		state = NPU_ERT_STATE_ERROR;
 		break;
 	}
-	npu_job_set_state(job, state);
+	npu_job_end(job, state);
 	if (err)
 		dma_fence_set_error(job->hw_fence, err);
 	dma_fence_signal(job->hw_fence);
@@ -425,7 +425,7 @@ static bool npu_sw_engine_reset(struct npu_device *ndev, struct npu_job *job)
 	wake_up_all(&eng->wake);
 	wait_event(eng->done, READ_ONCE(eng->current_job) != job);
 	/* It may have completed just before the abort. */
-	return job->state == NPU_ERT_STATE_TIMEOUT;
+	return atomic_read(&job->state) == NPU_ERT_STATE_TIMEOUT;
 }
 
 const struct npu_engine_ops npu_sw_engine_ops = {

@@ -46,25 +46,6 @@ static struct dma_fence *npu_fence_create(struct npu_device *ndev)
 	return fence;
 }
 
-static void npu_job_write_state(struct npu_job *job, u32 state);
-
-/**
- * npu_job_set_state - write a job's final state into its ERT header
- * @job: the job
- * @state: an NPU_ERT_STATE_* value
- *
- * Called once, before the job's fence signals.
- */
-void npu_job_set_state(struct npu_job *job, u32 state)
-{
-	atomic64_t *slot = &job->ctx->states[job->seqno % NPU_FENCE_WINDOW];
-
-	job->state = state;
-	npu_job_write_state(job, state);
-	/* Only if the slot still belongs to this job. */
-	atomic64_cmpxchg(slot, job->seqno << 8, (job->seqno << 8) | state);
-}
-
 static void npu_job_write_state(struct npu_job *job, u32 state)
 {
 	struct npu_bo *bo = to_npu_bo(job->cmd_bo);
@@ -75,6 +56,63 @@ static void npu_job_write_state(struct npu_job *job, u32 state)
 	WRITE_ONCE(*hdr, (v & ~NPU_ERT_STATE_MASK) | (state << NPU_ERT_STATE_SHIFT));
 	/* Make the state visible before the fence signals. */
 	wmb();
+}
+
+/* A final state, where WAIT and the command header show it. */
+static void npu_job_record(struct npu_job *job, u32 state)
+{
+	atomic64_t *slot = &job->ctx->states[job->seqno % NPU_FENCE_WINDOW];
+
+	npu_job_write_state(job, state);
+	/* Only if the slot still belongs to this job. */
+	atomic64_cmpxchg(slot, job->seqno << 8, (job->seqno << 8) | state);
+}
+
+/* The job left the queued state: destroy and close wait for that. */
+static void npu_job_dequeued(struct npu_job *job)
+{
+	if (atomic_dec_and_test(&job->ctx->queued))
+		wake_up_all(&job->ctx->idle_wq);
+}
+
+/* A queued job starts; false when it was aborted first. */
+static bool npu_job_start(struct npu_job *job)
+{
+	if (atomic_cmpxchg(&job->state, 0, NPU_ERT_STATE_RUNNING))
+		return false;
+	npu_job_dequeued(job);
+	return true;
+}
+
+/**
+ * npu_job_abort - abort a job that has not started
+ * @job: the job
+ *
+ * Records %NPU_ERT_STATE_ABORT before any fence of the job signals.
+ *
+ * Return: true when the job was still queued and is now aborted.
+ */
+bool npu_job_abort(struct npu_job *job)
+{
+	if (atomic_cmpxchg(&job->state, 0, NPU_ERT_STATE_ABORT))
+		return false;
+	npu_job_record(job, NPU_ERT_STATE_ABORT);
+	npu_job_dequeued(job);
+	return true;
+}
+
+/**
+ * npu_job_end - record the final state of a started job
+ * @job: the job
+ * @state: an NPU_ERT_STATE_* final state
+ *
+ * Called once by the engine, before the job's hardware fence signals.
+ */
+void npu_job_end(struct npu_job *job, u32 state)
+{
+	if (atomic_cmpxchg(&job->state, NPU_ERT_STATE_RUNNING, state) ==
+	    NPU_ERT_STATE_RUNNING)
+		npu_job_record(job, state);
 }
 
 static u32 npu_state_from_error(int err)
@@ -99,14 +137,16 @@ static struct dma_fence *npu_job_run(struct drm_sched_job *sched_job)
 	struct npu_device *ndev = job->ndev;
 	struct dma_fence *fence;
 
-	if (sched_job->s_fence->finished.error || atomic_read(&job->ctx->faulted)) {
-		npu_job_set_state(job, NPU_ERT_STATE_ABORT);
-		return ERR_PTR(-ECANCELED);
-	}
+	if (sched_job->s_fence->finished.error || atomic_read(&job->ctx->faulted))
+		/* Its context faulted (or CTX_DESTROY aborted it first). */
+		return ERR_PTR(npu_job_abort(job) ? -ECANCELED : -ESRCH);
+	if (!npu_job_start(job))
+		/* Aborted by CTX_DESTROY or the close of its file. */
+		return ERR_PTR(-ESRCH);
 
 	fence = npu_fence_create(ndev);
 	if (!fence) {
-		npu_job_set_state(job, NPU_ERT_STATE_ERROR);
+		npu_job_end(job, NPU_ERT_STATE_ERROR);
 		return ERR_PTR(-ENOMEM);
 	}
 	job->hw_fence = fence;
@@ -159,9 +199,12 @@ static void npu_job_free(struct drm_sched_job *sched_job)
 
 	drm_sched_job_cleanup(sched_job);
 
-	if (!job->state)
-		npu_job_set_state(job, NPU_ERT_STATE_ABORT);
-	state = job->state;
+	spin_lock(&job->ctx->job_lock);
+	list_del(&job->ctx_node);
+	spin_unlock(&job->ctx->job_lock);
+	/* Never started: dropped with its entity. */
+	npu_job_abort(job);
+	state = atomic_read(&job->state);
 	if (state == NPU_ERT_STATE_COMPLETED)
 		atomic64_inc(&ndev->cnt.jobs_completed);
 	else if (state == NPU_ERT_STATE_TIMEOUT)
@@ -339,6 +382,7 @@ int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file)
 	job->cmd_bo = &cmd_bo->base.base;
 	job->cmd_offset = args->cmd_offset;
 	INIT_LIST_HEAD(&job->engine_node);
+	INIT_LIST_HEAD(&job->ctx_node);
 
 	mutex_lock(&ctx->lock);
 	ops_mask = ctx->ops_mask;
@@ -383,6 +427,11 @@ int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file)
 	atomic_inc(&ndev->cnt.jobs_alive);
 	atomic64_inc(&ndev->cnt.jobs_submitted);
 	args->seqno = job->seqno;
+	/* Under ctx->lock: CTX_DESTROY finds every pushed job in the list. */
+	atomic_inc(&ctx->queued);
+	spin_lock(&ctx->job_lock);
+	list_add_tail(&job->ctx_node, &ctx->jobs);
+	spin_unlock(&ctx->job_lock);
 	/* The job may run and be freed from here on: no access after this. */
 	drm_sched_entity_push_job(&job->base);
 	mutex_unlock(&ctx->lock);

@@ -1618,6 +1618,9 @@ static const struct test tests[] = {
 	{ "concurrency", test_concurrency },
 	{ "destroy_race", test_destroy_race },
 	{ "ctx_race", test_ctx_race },
+	{ "destroy_abort", test_destroy_abort },
+	{ "close_abort", test_close_abort },
+	{ "exit_budget", test_exit_budget },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };

@@ -43,8 +43,14 @@ extern "C" {
  * A job that exceeds the job timeout (module parameter job_timeout_ms)
  * ends with %NPU_ERT_STATE_TIMEOUT, the engine is reset, the context is
  * marked faulted and its queued jobs end with %NPU_ERT_STATE_ABORT; jobs of
- * other contexts run on. Jobs of a destroyed context that had not started
- * are aborted.
+ * other contexts run on.
+
+ *
+ * DRM_IOCTL_NPU_CTX_DESTROY gives the context's queued jobs up to 100 ms
+ * to start, then aborts the ones that have not (%NPU_ERT_STATE_ABORT); a
+ * running job runs to its end. Closing the file does the same for all its
+ * contexts, with one wait of at most 1 s in all (when the file is closed)
+ * before its release aborts the rest.
  */
 
 #define DRM_NPU_GET_INFO	0x00
@@ -285,7 +291,8 @@ struct drm_npu_ctx_create {
  * @ctx_id: context id.
  * @pad: MBZ.
  *
- * Queued jobs get a short grace period, then are aborted.
+ * Queued jobs get up to 100 ms to start; the ones that have not are
+ * aborted. A running job runs to its end.
  */
 struct drm_npu_ctx_destroy {
 	__u32 ctx_id;
