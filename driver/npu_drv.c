@@ -148,6 +148,7 @@ static int npu_probe(struct platform_device *pdev)
 	INIT_LIST_HEAD(&ndev->node);
 	spin_lock_init(&ndev->fence_lock);
 	init_waitqueue_head(&ndev->idle_wq);
+	npu_genl_device_init(ndev);
 	platform_set_drvdata(pdev, ndev);
 
 	ndev->engine_ops = &npu_sw_engine_ops;
@@ -196,6 +197,7 @@ static void npu_remove(struct platform_device *pdev)
 
 	npu_sched_fini(ndev);
 	ndev->engine_ops->fini(ndev);
+	npu_genl_device_fini(ndev);
 }
 
 static struct platform_driver npu_platform_driver = {

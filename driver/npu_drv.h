@@ -81,6 +81,35 @@ struct npu_engine {
 	wait_queue_head_t done;
 };
 
+/* Events waiting for npu_genl's work item to send them. */
+#define NPU_EVENT_RING		32
+
+struct npu_event {
+	u32 event;
+	u32 ctx_id;
+	u64 seqno;
+	pid_t pid;
+};
+
+/**
+ * struct npu_events - netlink events queued on the fence signalling path
+ * @lock: protects the ring
+ * @ring: the queued events
+ * @head: index of the oldest event
+ * @count: events in the ring
+ * @dropped: events lost to a full ring
+ * @work: sends them (it may allocate; the signalling path may not)
+ */
+struct npu_events {
+	/* Protects ring, head, count and dropped. */
+	spinlock_t lock;
+	struct npu_event ring[NPU_EVENT_RING];
+	u32 head;
+	u32 count;
+	u32 dropped;
+	struct work_struct work;
+};
+
 struct npu_counters {
 	atomic64_t jobs_submitted;
 	atomic64_t jobs_completed;
@@ -112,6 +141,7 @@ struct npu_device {
 	spinlock_t fence_lock;
 
 	struct npu_counters cnt;
+	struct npu_events events;
 	/* Woken when jobs_alive drops to zero. */
 	wait_queue_head_t idle_wq;
 
@@ -176,7 +206,13 @@ struct npu_job {
 	struct drm_npu_op *ops;
 	/* Resolved operands: nops * NPU_OP_MAX_BUFS entries, NULL if unused. */
 	struct npu_bo **bos;
+	/*
+	 * Allocated at submit, for the engine: nothing is allocated once the
+	 * job's fence exists. hw_fence is initialized by run_job.
+	 */
 	struct dma_fence *hw_fence;
+	bool hw_fence_live;
+	void *scratch;
 	struct drm_syncobj *out_syncobj;
 	bool hang;
 	/*
@@ -229,6 +265,7 @@ int npu_op_sizes(const struct drm_npu_op *op, u64 sizes[NPU_OP_MAX_BUFS]);
 int npu_op_check_bufs(const struct drm_npu_op *op, struct npu_bo *const *bos,
 		      const u64 sizes[NPU_OP_MAX_BUFS]);
 const char *npu_op_name(u32 opcode);
+u64 npu_op_scratch_size(const struct drm_npu_op *op);
 
 /* npu_engine.c */
 extern const struct npu_engine_ops npu_sw_engine_ops;
@@ -236,6 +273,8 @@ extern const struct npu_engine_ops npu_sw_engine_ops;
 /* npu_genl.c */
 int npu_genl_register(void);
 void npu_genl_unregister(void);
+void npu_genl_device_init(struct npu_device *ndev);
+void npu_genl_device_fini(struct npu_device *ndev);
 void npu_genl_device_add(struct npu_device *ndev);
 void npu_genl_device_remove(struct npu_device *ndev);
 void npu_genl_event(struct npu_device *ndev, u32 event, u32 ctx_id, u64 seqno,

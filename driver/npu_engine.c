@@ -231,16 +231,12 @@ static int npu_exec_op(struct npu_device *ndev, struct npu_job *job, u32 i)
 			x.p[j] = bos[j]->vaddr + op->buf[j].offset;
 
 	if (op->opcode == NPU_OP_ATTENTION) {
-		x.scratch = kvmalloc_array(op->dim[4], sizeof(float), GFP_KERNEL);
-		if (!x.scratch)
-			return -ENOMEM;
+		/* Allocated at submit (npu_op_scratch_size()). */
+		x.scratch = job->scratch;
 		if (op->dim[5]) {
 			/* The table lives in user memory: snapshot it. */
-			x.table = kvmemdup(x.p[5], sizes[5], GFP_KERNEL);
-			if (!x.table) {
-				kvfree(x.scratch);
-				return -ENOMEM;
-			}
+			x.table = (s32 *)(x.scratch + op->dim[4]);
+			memcpy(x.table, x.p[5], sizes[5]);
 		}
 	}
 
@@ -270,9 +266,6 @@ static int npu_exec_op(struct npu_device *ndev, struct npu_job *job, u32 i)
 	/* On -ETIMEDOUT npu_engine_yield() already left the FPU section. */
 	if (ret != -ETIMEDOUT)
 		kernel_fpu_end();
-
-	kvfree(x.table);
-	kvfree(x.scratch);
 	return ret;
 }
 
@@ -326,6 +319,7 @@ static int npu_engine_thread(void *data)
 	struct npu_engine *eng = &ndev->engine;
 	struct npu_job *job;
 	ktime_t start;
+	bool cookie;
 	int ret;
 
 	while (!kthread_should_stop()) {
@@ -342,6 +336,8 @@ static int npu_engine_thread(void *data)
 		if (!job)
 			continue;
 
+		/* From here to the fence, nothing may allocate. */
+		cookie = dma_fence_begin_signalling();
 		start = ktime_get();
 		ret = npu_engine_exec(ndev, job);
 		atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), start)),
@@ -351,6 +347,7 @@ static int npu_engine_thread(void *data)
 			ret = -ETIMEDOUT;
 		/* State and fence first: reset() returns after both. */
 		npu_engine_complete(ndev, job, ret);
+		dma_fence_end_signalling(cookie);
 
 		spin_lock(&eng->lock);
 		eng->current_job = NULL;

@@ -12,6 +12,7 @@
 
 #include <drm/drm_accel.h>
 #include <drm/drm_file.h>
+#include <drm/drm_print.h>
 #include <linux/npu_genl.h>
 
 #include "npu_drv.h"
@@ -159,16 +160,7 @@ void npu_genl_unregister(void)
 	genl_unregister_family(&npu_genl_family);
 }
 
-/**
- * npu_genl_event - multicast an event to the "events" group
- * @ndev: device
- * @event: an enum npu_genl_event value
- * @ctx_id: context id, or 0
- * @seqno: job sequence number, or 0
- * @pid: pid of the context's owner, or 0
- */
-void npu_genl_event(struct npu_device *ndev, u32 event, u32 ctx_id, u64 seqno,
-		    pid_t pid)
+static void npu_genl_send(struct npu_device *ndev, const struct npu_event *ev)
 {
 	struct sk_buff *skb;
 	void *hdr;
@@ -179,13 +171,13 @@ void npu_genl_event(struct npu_device *ndev, u32 event, u32 ctx_id, u64 seqno,
 	hdr = genlmsg_put(skb, 0, 0, &npu_genl_family, 0, NPU_GENL_CMD_EVENT);
 	if (!hdr)
 		goto err_free;
-	if (nla_put_u32(skb, NPU_GENL_A_EVENT, event) ||
+	if (nla_put_u32(skb, NPU_GENL_A_EVENT, ev->event) ||
 	    nla_put_u32(skb, NPU_GENL_A_DEV_INDEX, ndev->index) ||
 	    nla_put_string(skb, NPU_GENL_A_DEV_NAME, dev_name(ndev->drm.dev)) ||
-	    (ctx_id && nla_put_u32(skb, NPU_GENL_A_CTX_ID, ctx_id)) ||
-	    (seqno && nla_put_u64_64bit(skb, NPU_GENL_A_SEQNO, seqno,
-					NPU_GENL_A_PAD)) ||
-	    (pid && nla_put_u32(skb, NPU_GENL_A_PID, pid)))
+	    (ev->ctx_id && nla_put_u32(skb, NPU_GENL_A_CTX_ID, ev->ctx_id)) ||
+	    (ev->seqno && nla_put_u64_64bit(skb, NPU_GENL_A_SEQNO, ev->seqno,
+					    NPU_GENL_A_PAD)) ||
+	    (ev->pid && nla_put_u32(skb, NPU_GENL_A_PID, ev->pid)))
 		goto err_free;
 	genlmsg_end(skb, hdr);
 	/* -ESRCH only means nobody listens. */
@@ -197,17 +189,89 @@ err_free:
 	nlmsg_free(skb);
 }
 
+static void npu_genl_event_work(struct work_struct *work)
+{
+	struct npu_events *q = container_of(work, struct npu_events, work);
+	struct npu_device *ndev = container_of(q, struct npu_device, events);
+	struct npu_event ev;
+	u32 dropped;
+
+	for (;;) {
+		spin_lock_irq(&q->lock);
+		if (!q->count) {
+			dropped = q->dropped;
+			q->dropped = 0;
+			spin_unlock_irq(&q->lock);
+			break;
+		}
+		ev = q->ring[q->head];
+		q->head = (q->head + 1) % NPU_EVENT_RING;
+		q->count--;
+		spin_unlock_irq(&q->lock);
+		npu_genl_send(ndev, &ev);
+	}
+	if (dropped)
+		drm_warn(&ndev->drm, "%u netlink events dropped\n", dropped);
+}
+
+/**
+ * npu_genl_event - queue an event for the "events" group
+ * @ndev: device
+ * @event: an enum npu_genl_event value
+ * @ctx_id: context id, or 0
+ * @seqno: job sequence number, or 0
+ * @pid: pid of the context's owner, or 0
+ *
+ * Allocates nothing: callable on the fence signalling path (a work item
+ * builds and sends the message).
+ */
+void npu_genl_event(struct npu_device *ndev, u32 event, u32 ctx_id, u64 seqno,
+		    pid_t pid)
+{
+	struct npu_events *q = &ndev->events;
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	if (q->count < NPU_EVENT_RING) {
+		q->ring[(q->head + q->count) % NPU_EVENT_RING] = (struct npu_event) {
+			.event = event,
+			.ctx_id = ctx_id,
+			.seqno = seqno,
+			.pid = pid,
+		};
+		q->count++;
+	} else {
+		q->dropped++;
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	queue_work(system_wq, &q->work);
+}
+
+void npu_genl_device_init(struct npu_device *ndev)
+{
+	spin_lock_init(&ndev->events.lock);
+	INIT_WORK(&ndev->events.work, npu_genl_event_work);
+}
+
+/* After the last job: no event is queued any more. */
+void npu_genl_device_fini(struct npu_device *ndev)
+{
+	cancel_work_sync(&ndev->events.work);
+}
+
 void npu_genl_device_add(struct npu_device *ndev)
 {
 	mutex_lock(&npu_dev_lock);
 	list_add_tail(&ndev->node, &npu_dev_list);
 	mutex_unlock(&npu_dev_lock);
-	npu_genl_event(ndev, NPU_GENL_EVENT_DEVICE_ADDED, 0, 0, 0);
+	npu_genl_send(ndev, &(struct npu_event){ .event = NPU_GENL_EVENT_DEVICE_ADDED });
 }
 
 void npu_genl_device_remove(struct npu_device *ndev)
 {
-	npu_genl_event(ndev, NPU_GENL_EVENT_DEVICE_REMOVED, 0, 0, 0);
+	/* The events queued so far go out before this one. */
+	flush_work(&ndev->events.work);
+	npu_genl_send(ndev, &(struct npu_event){ .event = NPU_GENL_EVENT_DEVICE_REMOVED });
 	mutex_lock(&npu_dev_lock);
 	list_del_init(&ndev->node);
 	mutex_unlock(&npu_dev_lock);

@@ -33,19 +33,6 @@ static const struct dma_fence_ops npu_fence_ops = {
 	.get_timeline_name = npu_fence_timeline_name,
 };
 
-static struct dma_fence *npu_fence_create(struct npu_device *ndev)
-{
-	struct dma_fence *fence;
-
-	fence = kzalloc(sizeof(*fence), GFP_KERNEL);
-	if (!fence)
-		return NULL;
-	dma_fence_init(fence, &npu_fence_ops, &ndev->fence_lock,
-		       ndev->fence_context,
-		       atomic64_inc_return(&ndev->fence_seqno));
-	return fence;
-}
-
 static void npu_job_write_state(struct npu_job *job, u32 state)
 {
 	struct npu_bo *bo = to_npu_bo(job->cmd_bo);
@@ -131,7 +118,7 @@ static u32 npu_state_from_error(int err)
 	}
 }
 
-static struct dma_fence *npu_job_run(struct drm_sched_job *sched_job)
+static struct dma_fence *npu_job_hand_over(struct drm_sched_job *sched_job)
 {
 	struct npu_job *job = to_npu_job(sched_job);
 	struct npu_device *ndev = job->ndev;
@@ -144,18 +131,45 @@ static struct dma_fence *npu_job_run(struct drm_sched_job *sched_job)
 		/* Aborted by CTX_DESTROY or the close of its file. */
 		return ERR_PTR(-ESRCH);
 
-	fence = npu_fence_create(ndev);
-	if (!fence) {
-		npu_job_end(job, NPU_ERT_STATE_ERROR);
-		return ERR_PTR(-ENOMEM);
-	}
-	job->hw_fence = fence;
+	/* Allocated at submit: run_job is on the fence signalling path. */
+	fence = job->hw_fence;
+	dma_fence_init(fence, &npu_fence_ops, &ndev->fence_lock,
+		       ndev->fence_context, atomic64_inc_return(&ndev->fence_seqno));
+	job->hw_fence_live = true;
 	job->hang = atomic_xchg(&ndev->inject_hang, 0);
 	ndev->engine_ops->run(ndev, job);
 	return dma_fence_get(fence);
 }
 
+/*
+ * The scheduler's callbacks are on the fence signalling path: a job's fence
+ * waits for them, so they must not allocate memory (lockdep checks it in
+ * these sections).
+ */
+static struct dma_fence *npu_job_run(struct drm_sched_job *sched_job)
+{
+	struct dma_fence *fence;
+	bool cookie;
+
+	cookie = dma_fence_begin_signalling();
+	fence = npu_job_hand_over(sched_job);
+	dma_fence_end_signalling(cookie);
+	return fence;
+}
+
+static void npu_job_reset(struct drm_sched_job *sched_job);
+
 static enum drm_gpu_sched_stat npu_job_timedout(struct drm_sched_job *sched_job)
+{
+	bool cookie;
+
+	cookie = dma_fence_begin_signalling();
+	npu_job_reset(sched_job);
+	dma_fence_end_signalling(cookie);
+	return DRM_GPU_SCHED_STAT_NOMINAL;
+}
+
+static void npu_job_reset(struct drm_sched_job *sched_job)
 {
 	struct npu_job *job = to_npu_job(sched_job);
 	struct npu_device *ndev = job->ndev;
@@ -175,10 +189,10 @@ static enum drm_gpu_sched_stat npu_job_timedout(struct drm_sched_job *sched_job)
 	}
 
 	drm_sched_start(&ndev->sched);
-	return DRM_GPU_SCHED_STAT_NOMINAL;
 }
 
-static void npu_job_put_bos(struct npu_job *job)
+/* What submit allocated: operands, ops, scratch, the hardware fence. */
+static void npu_job_put_resources(struct npu_job *job)
 {
 	u32 i;
 
@@ -189,6 +203,11 @@ static void npu_job_put_bos(struct npu_job *job)
 		kvfree(job->bos);
 	}
 	kvfree(job->ops);
+	kvfree(job->scratch);
+	if (job->hw_fence_live)
+		dma_fence_put(job->hw_fence);
+	else
+		kfree(job->hw_fence);
 }
 
 static void npu_job_free(struct drm_sched_job *sched_job)
@@ -213,8 +232,7 @@ static void npu_job_free(struct drm_sched_job *sched_job)
 		atomic64_inc(&ndev->cnt.jobs_failed);
 	atomic64_inc(&job->ctx->completed);
 
-	dma_fence_put(job->hw_fence);
-	npu_job_put_bos(job);
+	npu_job_put_resources(job);
 	drm_gem_object_put(job->cmd_bo);
 	npu_ctx_put(job->ctx);
 	kfree(job);
@@ -256,7 +274,7 @@ static int npu_job_load_cmd(struct npu_job *job, struct drm_file *file,
 {
 	struct npu_bo *cmd = to_npu_bo(job->cmd_bo);
 	u64 size = cmd->base.base.size;
-	u64 sizes[NPU_OP_MAX_BUFS];
+	u64 sizes[NPU_OP_MAX_BUFS], scratch = 0;
 	u32 hdr, count, i, j;
 	int ret;
 
@@ -301,6 +319,17 @@ static int npu_job_load_cmd(struct npu_job *job, struct drm_file *file,
 		ret = npu_op_check_bufs(op, bos, sizes);
 		if (ret)
 			return ret;
+		scratch = max(scratch, npu_op_scratch_size(op));
+	}
+
+	/* The engine's working memory: it may not allocate while it runs. */
+	job->hw_fence = kzalloc(sizeof(*job->hw_fence), GFP_KERNEL);
+	if (!job->hw_fence)
+		return -ENOMEM;
+	if (scratch) {
+		job->scratch = kvmalloc(scratch, GFP_KERNEL_ACCOUNT);
+		if (!job->scratch)
+			return -ENOMEM;
 	}
 	return 0;
 }
@@ -337,6 +366,7 @@ int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file)
 	struct npu_ctx *ctx;
 	struct npu_job *job;
 	u64 ops_mask;
+	bool cookie;
 	int ret, idx;
 
 	if (args->flags || args->pad)
@@ -417,6 +447,8 @@ int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file)
 		}
 	}
 	drm_sched_job_arm(&job->base);
+	/* The job's fence exists now: nothing may allocate until it is queued. */
+	cookie = dma_fence_begin_signalling();
 	job->seqno = ++ctx->seqno;
 	dma_fence_put(*slot);
 	*slot = dma_fence_get(&job->base.s_fence->finished);
@@ -434,6 +466,7 @@ int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file)
 	spin_unlock(&ctx->job_lock);
 	/* The job may run and be freed from here on: no access after this. */
 	drm_sched_entity_push_job(&job->base);
+	dma_fence_end_signalling(cookie);
 	mutex_unlock(&ctx->lock);
 
 	if (out_sync)
@@ -444,7 +477,7 @@ int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file)
 err_job_cleanup:
 	drm_sched_job_cleanup(&job->base);
 err_free_job:
-	npu_job_put_bos(job);
+	npu_job_put_resources(job);
 	kfree(job);
 err_sync_put:
 	if (out_sync)
