@@ -48,8 +48,8 @@ struct npu_job;
  * @run: queue @job; the engine signals @job->hw_fence when the job ends,
  *	after recording its final state with npu_job_end().
  * @reset: abort @job if the engine holds it (queued or running) and end it
- *	with -ETIMEDOUT. Returns true when it did; false when the job had
- *	already ended.
+ *	with -ETIMEDOUT. Returns once @job->hw_fence has signaled: true when
+ *	the reset ended the job, false when it had ended on its own.
  */
 struct npu_engine_ops {
 	int (*init)(struct npu_device *ndev);
@@ -67,7 +67,7 @@ struct npu_engine_ops {
  * @abort: set by reset() to stop @current_job
  * @avx2: use the AVX2 GEMMs; set at init
  * @wake: wakes @thread (new job, abort, stop)
- * @done: wakes reset() when @current_job ends
+ * @done: wakes reset() when a job's fence has signaled
  */
 struct npu_engine {
 	struct task_struct *thread;

@@ -303,7 +303,7 @@ static void npu_engine_complete(struct npu_device *ndev, struct npu_job *job,
 		state = NPU_ERT_STATE_TIMEOUT;
 		break;
 	default:
-		err = -EINVAL;
+		err = -EIO;
 		state = NPU_ERT_STATE_ERROR;
 		break;
 	}

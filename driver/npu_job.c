@@ -175,8 +175,14 @@ static void npu_job_reset(struct drm_sched_job *sched_job)
 	struct npu_device *ndev = job->ndev;
 	bool aborted;
 
-	drm_sched_stop(&ndev->sched, sched_job);
-
+	/*
+	 * No job starts meanwhile; the engine ends this one with its single
+	 * final state (TIMEOUT, or COMPLETED if it finished just before) and
+	 * signals its fence before drm_sched_stop() looks at it. So the
+	 * scheduler finds no job in flight and cancels none: the fence error
+	 * is the engine's, the same state WAIT and the header show.
+	 */
+	drm_sched_wqueue_stop(&ndev->sched);
 	aborted = ndev->engine_ops->reset(ndev, job);
 	if (aborted) {
 		drm_info(&ndev->drm, "context %u job %llu timed out, engine reset\n",
@@ -188,6 +194,8 @@ static void npu_job_reset(struct drm_sched_job *sched_job)
 		npu_ctx_fault(job->ctx, job->seqno);
 	}
 
+	/* Puts the job back to be freed; restarts the queues. */
+	drm_sched_stop(&ndev->sched, sched_job);
 	drm_sched_start(&ndev->sched);
 }
 

@@ -1621,6 +1621,7 @@ static const struct test tests[] = {
 	{ "destroy_abort", test_destroy_abort },
 	{ "close_abort", test_close_abort },
 	{ "exit_budget", test_exit_budget },
+	{ "hang_states", test_hang_states },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };

@@ -44,7 +44,13 @@ extern "C" {
  * ends with %NPU_ERT_STATE_TIMEOUT, the engine is reset, the context is
  * marked faulted and its queued jobs end with %NPU_ERT_STATE_ABORT; jobs of
  * other contexts run on.
-
+ *
+ * A job ends with one final state, the same in its header, on
+ * DRM_IOCTL_NPU_WAIT and as the error of its fence (the out syncobj and the
+ * sync_files made from it): %NPU_ERT_STATE_COMPLETED signals without an
+ * error, _ERROR with -EIO, _TIMEOUT with -ETIMEDOUT, _ABORT with -ECANCELED
+ * (its context faulted) or -ESRCH (its context was destroyed or its file
+ * closed before it started).
  *
  * DRM_IOCTL_NPU_CTX_DESTROY gives the context's queued jobs up to 100 ms
  * to start, then aborts the ones that have not (%NPU_ERT_STATE_ABORT); a
