@@ -290,9 +290,16 @@ static int npu_engine_exec(struct npu_device *ndev, struct npu_job *job)
 	return 0;
 }
 
+/*
+ * Record the job's final state, take it off the engine, then signal its
+ * fence: from the signal on, free_job may free the job and its context, so
+ * nothing (debugfs included) may find it through the engine any more.
+ */
 static void npu_engine_complete(struct npu_device *ndev, struct npu_job *job,
 				int err)
 {
+	struct npu_engine *eng = &ndev->engine;
+	struct dma_fence *fence = dma_fence_get(job->hw_fence);
 	u32 state;
 
 	switch (err) {
@@ -309,8 +316,18 @@ static void npu_engine_complete(struct npu_device *ndev, struct npu_job *job,
 	}
 	npu_job_end(job, state);
 	if (err)
-		dma_fence_set_error(job->hw_fence, err);
-	dma_fence_signal(job->hw_fence);
+		dma_fence_set_error(fence, err);
+
+	spin_lock(&eng->lock);
+	if (eng->current_job == job) {
+		eng->current_job = NULL;
+		eng->abort = false;
+	}
+	spin_unlock(&eng->lock);
+
+	dma_fence_signal(fence);
+	dma_fence_put(fence);
+	wake_up_all(&eng->done);
 }
 
 static int npu_engine_thread(void *data)
@@ -345,15 +362,8 @@ static int npu_engine_thread(void *data)
 
 		if (READ_ONCE(eng->abort))
 			ret = -ETIMEDOUT;
-		/* State and fence first: reset() returns after both. */
 		npu_engine_complete(ndev, job, ret);
 		dma_fence_end_signalling(cookie);
-
-		spin_lock(&eng->lock);
-		eng->current_job = NULL;
-		eng->abort = false;
-		spin_unlock(&eng->lock);
-		wake_up_all(&eng->done);
 	}
 	return 0;
 }
@@ -419,8 +429,9 @@ static bool npu_sw_engine_reset(struct npu_device *ndev, struct npu_job *job)
 		return true;
 	}
 
+	/* The job is not freed before the timeout handler returns. */
 	wake_up_all(&eng->wake);
-	wait_event(eng->done, READ_ONCE(eng->current_job) != job);
+	wait_event(eng->done, dma_fence_is_signaled(job->hw_fence));
 	/* It may have completed just before the abort. */
 	return atomic_read(&job->state) == NPU_ERT_STATE_TIMEOUT;
 }

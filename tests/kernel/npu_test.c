@@ -1622,6 +1622,7 @@ static const struct test tests[] = {
 	{ "close_abort", test_close_abort },
 	{ "exit_budget", test_exit_budget },
 	{ "hang_states", test_hang_states },
+	{ "queue_race", test_queue_race },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };
