@@ -6,6 +6,7 @@
  * Copyright (c) 2026 The npud authors
  */
 
+#include <linux/capability.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -171,6 +172,9 @@ int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *fi
 		return -EINVAL;
 	if (args->priority >= ARRAY_SIZE(prio))
 		return -EINVAL;
+	/* Accel nodes have no DRM master: the capability is the only gate. */
+	if (args->priority > NPU_CTX_PRIORITY_NORMAL && !capable(CAP_SYS_NICE))
+		return -EPERM;
 	if (!drm_dev_enter(dev, &idx))
 		return -ENODEV;
 

@@ -1623,6 +1623,7 @@ static const struct test tests[] = {
 	{ "exit_budget", test_exit_budget },
 	{ "hang_states", test_hang_states },
 	{ "queue_race", test_queue_race },
+	{ "high_priority", test_high_priority },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };

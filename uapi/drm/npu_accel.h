@@ -278,7 +278,8 @@ struct drm_npu_bo_sync {
 
 /**
  * struct drm_npu_ctx_create - create a context (DRM_IOCTL_NPU_CTX_CREATE)
- * @priority: in: %NPU_CTX_PRIORITY_*.
+ * @priority: in: %NPU_CTX_PRIORITY_*; %NPU_CTX_PRIORITY_HIGH needs
+ *	CAP_SYS_NICE (-EPERM without it).
  * @flags: in: MBZ.
  * @ctx_id: out: context id, unique within the open file, never 0.
  * @pad: MBZ.
