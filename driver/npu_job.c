@@ -499,17 +499,35 @@ err_exit:
 	return ret;
 }
 
+/* Jiffies from now until deadline, rounded up; 0 once it has passed. */
+static long npu_jiffies_until(ktime_t deadline)
+{
+	s64 ns = ktime_to_ns(ktime_sub(deadline, ktime_get()));
+
+	if (ns <= 0)
+		return 0;
+	return min_t(u64, nsecs_to_jiffies64(ns) + 1, MAX_SCHEDULE_TIMEOUT - 1);
+}
+
 int npu_ioctl_wait(struct drm_device *dev, void *data, struct drm_file *file)
 {
 	struct npu_file *nfile = file->driver_priv;
 	struct drm_npu_wait *args = data;
+	bool absolute = args->flags & NPU_WAIT_F_ABSOLUTE;
+	bool forever = !absolute && args->timeout_ns < 0;
 	struct dma_fence *fence = NULL;
+	ktime_t deadline = 0;
 	struct npu_ctx *ctx;
 	long timeout, ret;
 	int idx;
 
-	if (args->flags || args->pad)
+	if (args->flags & ~NPU_WAIT_FLAGS_MASK || args->pad)
 		return -EINVAL;
+	/* The deadline from the moment of the call, before anything waits. */
+	if (absolute)
+		deadline = ns_to_ktime(args->timeout_ns);
+	else if (!forever)
+		deadline = ktime_add_ns(ktime_get(), args->timeout_ns);
 	if (!drm_dev_enter(dev, &idx))
 		return -ENODEV;
 
@@ -536,12 +554,7 @@ int npu_ioctl_wait(struct drm_device *dev, void *data, struct drm_file *file)
 		goto out_put;
 	}
 
-	if (args->timeout_ns < 0)
-		timeout = MAX_SCHEDULE_TIMEOUT;
-	else
-		timeout = min_t(u64, nsecs_to_jiffies64(args->timeout_ns),
-				MAX_SCHEDULE_TIMEOUT - 1);
-
+	timeout = forever ? MAX_SCHEDULE_TIMEOUT : npu_jiffies_until(deadline);
 	if (!timeout)
 		ret = dma_fence_is_signaled(fence) ? 1 : 0;
 	else
@@ -557,6 +570,10 @@ int npu_ioctl_wait(struct drm_device *dev, void *data, struct drm_file *file)
 		else
 			args->state = npu_state_from_error(fence->error);
 		ret = 0;
+	} else if (ret == -ERESTARTSYS && !absolute && !forever) {
+		/* The restarted call waits for what is left, not all again. */
+		args->timeout_ns = max_t(s64, 0, ktime_to_ns(ktime_sub(deadline,
+								       ktime_get())));
 	}
 	dma_fence_put(fence);
 

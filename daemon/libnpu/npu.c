@@ -402,6 +402,17 @@ int npu_submit(struct npu_dev *dev, uint32_t ctx, const struct npu_cmd *cmd,
 	return r;
 }
 
+/* CLOCK_MONOTONIC now plus ns, saturated. */
+static int64_t npu_deadline_ns(int64_t ns)
+{
+	struct timespec ts;
+	int64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+	return ns > INT64_MAX - now ? INT64_MAX : now + ns;
+}
+
 int npu_wait(struct npu_dev *dev, uint32_t ctx, uint64_t seqno,
 	     int64_t timeout_ns, uint32_t *ret_state)
 {
@@ -410,7 +421,18 @@ int npu_wait(struct npu_dev *dev, uint32_t ctx, uint64_t seqno,
 	};
 	int r;
 
+	/* An absolute deadline: signals cannot stretch the wait. */
+	if (timeout_ns > 0) {
+		w.flags = NPU_WAIT_F_ABSOLUTE;
+		w.timeout_ns = npu_deadline_ns(timeout_ns);
+	}
 	r = npu_ioctl(dev, DRM_IOCTL_NPU_WAIT, &w);
+	if (r == -EINVAL && w.flags) {
+		/* a kernel before the flag (uAPI 1.0): its relative timeout */
+		w.flags = 0;
+		w.timeout_ns = timeout_ns;
+		r = npu_ioctl(dev, DRM_IOCTL_NPU_WAIT, &w);
+	}
 	if (r == 0 && ret_state)
 		*ret_state = w.state;
 	return r;

@@ -500,7 +500,7 @@ static void test_submit(void)
 	w.seqno = 100;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_WAIT, &w), -EINVAL);
 	w.seqno = 1;
-	w.flags = 1;
+	w.flags = 2;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_WAIT, &w), -EINVAL);
 	w.flags = 0;
 	w.pad = 1;
@@ -1624,6 +1624,7 @@ static const struct test tests[] = {
 	{ "hang_states", test_hang_states },
 	{ "queue_race", test_queue_race },
 	{ "high_priority", test_high_priority },
+	{ "wait_signals", test_wait_signals },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };

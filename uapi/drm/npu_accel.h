@@ -384,12 +384,20 @@ struct drm_npu_submit {
 	__u64 seqno;
 };
 
+/* DRM_IOCTL_NPU_WAIT: timeout_ns is a CLOCK_MONOTONIC time. */
+#define NPU_WAIT_F_ABSOLUTE	0x1u
+#define NPU_WAIT_FLAGS_MASK	NPU_WAIT_F_ABSOLUTE
+
 /**
  * struct drm_npu_wait - wait for a job (DRM_IOCTL_NPU_WAIT)
  * @ctx_id: in: context id.
- * @flags: in: MBZ.
+ * @flags: in: 0 or %NPU_WAIT_F_ABSOLUTE.
  * @seqno: in: sequence number from DRM_IOCTL_NPU_SUBMIT.
- * @timeout_ns: in: relative timeout in ns; 0 polls, negative waits forever.
+ * @timeout_ns: in: without flags, a relative timeout in ns: 0 polls,
+ *	negative waits forever. When a signal interrupts the wait, the time
+ *	left is written back here, so the restarted call waits only for the
+ *	rest. With %NPU_WAIT_F_ABSOLUTE, the CLOCK_MONOTONIC time in ns to
+ *	wait until (a time passed polls).
  * @state: out: final %NPU_ERT_STATE_* of the job, or 0 when the job is
  *	older than the fence window (read the command header instead).
  * @pad: MBZ.
