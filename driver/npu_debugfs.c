@@ -6,6 +6,7 @@
  *   inject_hang                      write 1: the next job hangs
  *   inject_alloc_fail                write 1: the next BO_CREATE fails
  *   engine_delay_us                  sleep this long before each op
+ *   fpu_sections                     FPU sections the engine ran (read only)
  *
  * Copyright (c) 2026 The npud authors
  */
@@ -45,6 +46,16 @@ static int npu_debugfs_queue_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(npu_debugfs_queue);
 
+static int npu_debugfs_fpu_sections_get(void *data, u64 *val)
+{
+	struct npu_device *ndev = data;
+
+	*val = atomic64_read(&ndev->engine.fpu_sections);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(npu_debugfs_fpu_sections_fops,
+			 npu_debugfs_fpu_sections_get, NULL, "%llu\n");
+
 void npu_debugfs_init(struct npu_device *ndev)
 {
 	struct dentry *root = ndev->drm.debugfs_root;
@@ -60,4 +71,6 @@ void npu_debugfs_init(struct npu_device *ndev)
 	debugfs_create_atomic_t("inject_alloc_fail", 0600, root,
 				&ndev->inject_alloc_fail);
 	debugfs_create_u32("engine_delay_us", 0600, root, &ndev->engine_delay_us);
+	debugfs_create_file_unsafe("fpu_sections", 0444, root, ndev,
+				   &npu_debugfs_fpu_sections_fops);
 }

@@ -68,6 +68,7 @@ struct npu_engine_ops {
  * @avx2: use the AVX2 GEMMs; set at init
  * @wake: wakes @thread (new job, abort, stop)
  * @done: wakes reset() when a job's fence has signaled
+ * @fpu_sections: kernel_fpu_begin/end sections run so far
  */
 struct npu_engine {
 	struct task_struct *thread;
@@ -79,6 +80,7 @@ struct npu_engine {
 	bool avx2;
 	wait_queue_head_t wake;
 	wait_queue_head_t done;
+	atomic64_t fpu_sections;
 };
 
 /* Events waiting for npu_genl's work item to send them. */

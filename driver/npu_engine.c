@@ -42,6 +42,13 @@ static bool npu_engine_aborted(struct npu_engine *eng)
 	return READ_ONCE(eng->abort) || kthread_should_stop();
 }
 
+/* Every FPU section of the engine starts here (counted for debugfs). */
+static void npu_engine_fpu_begin(struct npu_engine *eng)
+{
+	kernel_fpu_begin();
+	atomic64_inc(&eng->fpu_sections);
+}
+
 /* Between chunks: leave the FPU section and let others run. */
 static int npu_engine_yield(struct npu_engine *eng)
 {
@@ -49,7 +56,7 @@ static int npu_engine_yield(struct npu_engine *eng)
 	cond_resched();
 	if (npu_engine_aborted(eng))
 		return -ETIMEDOUT;
-	kernel_fpu_begin();
+	npu_engine_fpu_begin(eng);
 	return 0;
 }
 
@@ -174,6 +181,46 @@ static int npu_exec_elementwise(struct npu_exec *x)
 	return 0;
 }
 
+/* Work of one exponential of the softmax, in multiply-adds. */
+#define NPU_EXP_WORK	32
+
+enum npu_attn_step {
+	NPU_ATTN_SCORES,
+	NPU_ATTN_EXP,
+	NPU_ATTN_VALUES,
+	NPU_ATTN_STEPS,
+};
+
+/*
+ * One (row, head) of attention: up to n_ctx positions of head_dim each,
+ * twice, plus an exponential each; in chunks of positions like every
+ * other op.
+ */
+static int npu_exec_attention_row(struct npu_exec *x, const struct npu_ref_attn *a,
+				  struct npu_ref_attn_row *r)
+{
+	u32 t0, t1, n;
+	int step, ret;
+
+	for (step = 0; step < NPU_ATTN_STEPS; step++) {
+		n = npu_rows_per_chunk(step == NPU_ATTN_EXP ? NPU_EXP_WORK : a->head_dim);
+		for (t0 = 0; t0 < r->n; t0 = t1) {
+			t1 = min(r->n, t0 + n);
+			if (step == NPU_ATTN_SCORES)
+				npu_ref_attn_scores(a, r, t0, t1, x->scratch);
+			else if (step == NPU_ATTN_EXP)
+				npu_ref_attn_exp(r, t0, t1, x->scratch);
+			else
+				npu_ref_attn_values(a, r, t0, t1, x->scratch);
+			ret = npu_engine_yield(x->eng);
+			if (ret)
+				return ret;
+		}
+	}
+	npu_ref_attn_end(a, r);
+	return 0;
+}
+
 static int npu_exec_attention(struct npu_exec *x)
 {
 	const struct drm_npu_op *op = x->op;
@@ -193,6 +240,7 @@ static int npu_exec_attention(struct npu_exec *x)
 		.n_blocks = d[6],
 		.kv_f16 = !!(op->flags & NPU_OP_F_KV_F16),
 	};
+	struct npu_ref_attn_row r;
 	u32 m, h;
 	int ret;
 
@@ -202,9 +250,9 @@ static int npu_exec_attention(struct npu_exec *x)
 
 	for (m = 0; m < d[0]; m++) {
 		for (h = 0; h < d[1]; h++) {
-			if (npu_ref_attention(&a, m, h, x->scratch))
+			if (npu_ref_attn_begin(&a, m, h, &r))
 				return -EINVAL;
-			ret = npu_engine_yield(x->eng);
+			ret = npu_exec_attention_row(x, &a, &r);
 			if (ret)
 				return ret;
 		}
@@ -243,7 +291,7 @@ static int npu_exec_op(struct npu_device *ndev, struct npu_job *job, u32 i)
 	if (ndev->engine_delay_us)
 		fsleep(ndev->engine_delay_us);
 
-	kernel_fpu_begin();
+	npu_engine_fpu_begin(&ndev->engine);
 	switch (op->opcode) {
 	case NPU_OP_GEMM_W8A8:
 	case NPU_OP_GEMM_W8A8_I32:

@@ -1625,6 +1625,7 @@ static const struct test tests[] = {
 	{ "queue_race", test_queue_race },
 	{ "high_priority", test_high_priority },
 	{ "wait_signals", test_wait_signals },
+	{ "attention_chunks", test_attention_chunks },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };
