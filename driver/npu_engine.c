@@ -260,6 +260,58 @@ static int npu_exec_attention(struct npu_exec *x)
 	return 0;
 }
 
+/* Copy n s32 of user-mapped memory, each read once and whole. */
+static void npu_copy_s32(s32 *dst, const s32 *src, u64 n)
+{
+	u64 i;
+
+	for (i = 0; i < n; i++)
+		dst[i] = READ_ONCE(src[i]);
+}
+
+/*
+ * Positions and the block table live in user-mapped memory that may change
+ * while the op runs: the op uses one copy (in the scratch allocated at
+ * submit, npu_op_scratch_size()), taken when it starts and validated whole
+ * before anything is written.
+ */
+static int npu_exec_snapshot(struct npu_job *job, struct npu_exec *x,
+			     const u64 sizes[NPU_OP_MAX_BUFS])
+{
+	const u32 *d = x->op->dim;
+	s32 *pos, last = 0;
+	u32 m, t;
+
+	switch (x->op->opcode) {
+	case NPU_OP_ROPE:
+		pos = job->scratch;
+		npu_copy_s32(pos, x->p[1], d[0]);
+		x->p[1] = pos;
+		return 0;
+	case NPU_OP_ATTENTION:
+		/* n_ctx scores, then the positions, then the table */
+		x->scratch = job->scratch;
+		pos = (s32 *)(x->scratch + d[4]);
+		npu_copy_s32(pos, x->p[3], d[0]);
+		x->p[3] = pos;
+		for (m = 0; m < d[0]; m++) {
+			if (pos[m] < 0 || pos[m] >= d[4])
+				return -EINVAL;
+			last = max(last, pos[m]);
+		}
+		if (!d[5])
+			return 0;
+		x->table = pos + d[0];
+		npu_copy_s32(x->table, x->p[5], sizes[5] / sizeof(s32));
+		for (t = 0; t <= last / d[5]; t++)
+			if (x->table[t] < 0 || x->table[t] >= d[6])
+				return -EINVAL;
+		return 0;
+	default:
+		return 0;
+	}
+}
+
 static int npu_exec_op(struct npu_device *ndev, struct npu_job *job, u32 i)
 {
 	struct npu_bo **bos = &job->bos[i * NPU_OP_MAX_BUFS];
@@ -278,15 +330,9 @@ static int npu_exec_op(struct npu_device *ndev, struct npu_job *job, u32 i)
 		if (sizes[j])
 			x.p[j] = bos[j]->vaddr + op->buf[j].offset;
 
-	if (op->opcode == NPU_OP_ATTENTION) {
-		/* Allocated at submit (npu_op_scratch_size()). */
-		x.scratch = job->scratch;
-		if (op->dim[5]) {
-			/* The table lives in user memory: snapshot it. */
-			x.table = (s32 *)(x.scratch + op->dim[4]);
-			memcpy(x.table, x.p[5], sizes[5]);
-		}
-	}
+	ret = npu_exec_snapshot(job, &x, sizes);
+	if (ret)
+		return ret;
 
 	if (ndev->engine_delay_us)
 		fsleep(ndev->engine_delay_us);

@@ -258,19 +258,25 @@ int npu_op_check_bufs(const struct drm_npu_op *op, struct npu_bo *const *bos,
  * npu_op_scratch_size - working memory the engine needs for an op
  * @op: the op, already checked by npu_op_sizes()
  *
- * Attention: a score per position, then a copy of the block table.
+ * RoPE: a copy of the positions. Attention: a score per position, a copy
+ * of the positions, a copy of the block table.
  *
  * Return: bytes, 0 for none.
  */
 u64 npu_op_scratch_size(const struct drm_npu_op *op)
 {
 	const u32 *d = op->dim;
-	u64 n = 0;
+	u64 n;
 
-	if (op->opcode != NPU_OP_ATTENTION)
+	switch (op->opcode) {
+	case NPU_OP_ROPE:
+		return (u64)d[0] * sizeof(s32);
+	case NPU_OP_ATTENTION:
+		n = (u64)d[4] * sizeof(float) + (u64)d[0] * sizeof(s32);
+		if (d[5])
+			n += DIV_ROUND_UP((u64)d[4], d[5]) * sizeof(s32);
+		return n;
+	default:
 		return 0;
-	n = (u64)d[4] * sizeof(float);
-	if (d[5])
-		n += DIV_ROUND_UP((u64)d[4], d[5]) * sizeof(s32);
-	return n;
+	}
 }

@@ -1626,6 +1626,7 @@ static const struct test tests[] = {
 	{ "high_priority", test_high_priority },
 	{ "wait_signals", test_wait_signals },
 	{ "attention_chunks", test_attention_chunks },
+	{ "pos_snapshot", test_pos_snapshot },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };

@@ -117,7 +117,8 @@ extern "C" {
  * @NPU_OP_RMSNORM: dim = {M, D}; fparam[0] = eps; buf = {x f32[M x D],
  *	weight f32[D], out f32[M x D]}.
  * @NPU_OP_ROPE: dim = {M, n_heads, head_dim}; fparam[0] = base;
- *	buf = {x f32[M x n_heads x head_dim], pos s32[M], out (same as x)}.
+ *	buf = {x f32[M x n_heads x head_dim], pos s32[M], out (same as x)};
+ *	pos is read once, when the op starts.
  * @NPU_OP_SILU_MUL: dim = {n}; buf = {gate f32[n], up f32[n], out f32[n]}.
  * @NPU_OP_ADD: dim = {n}; buf = {a f32[n], b f32[n], out f32[n]}.
  * @NPU_OP_QUANT_I8: dim = {M, K}; buf = {x f32[M x K], q s8[M x K],
@@ -132,7 +133,10 @@ extern "C" {
  *	with %NPU_OP_F_KV_F16. With block_size 0 they hold n_ctx contiguous
  *	rows; otherwise n_blocks blocks of block_size rows and the block table
  *	maps logical block i (positions i * block_size ...) to a physical
- *	block. Query row m attends to positions 0 ... pos[m] (< n_ctx).
+ *	block. Query row m attends to positions 0 ... pos[m] (< n_ctx). The
+ *	engine reads pos and the block table once, when the op starts: a
+ *	position or a table entry out of range ends the job with
+ *	%NPU_ERT_STATE_ERROR before the op writes anything.
  * @NPU_OP_COPY: dim = {bytes}; buf = {src, dst}.
  * @NPU_OP_CVT_F32_F16: dim = {n}; buf = {src f32[n], dst f16[n]}.
  * @NPU_OP_COUNT: number of opcodes, not an opcode.
