@@ -78,8 +78,7 @@ void npu_ctx_fault(struct npu_ctx *ctx, u64 seqno)
 	atomic64_set(&ctx->fault_seqno, seqno);
 	drm_info(&ctx->ndev->drm, "context %u (pid %d) faulted at job %llu\n",
 		 ctx->id, ctx->pid, seqno);
-	npu_genl_event(ctx->ndev, NPU_GENL_EVENT_CTX_FAULT, ctx->id, seqno,
-		       ctx->pid);
+	npu_genl_event(ctx->ndev, NPU_GENL_EVENT_CTX_FAULT, ctx, seqno);
 }
 
 /*
@@ -190,6 +189,7 @@ int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *fi
 	init_waitqueue_head(&ctx->idle_wq);
 	ctx->ndev = ndev;
 	ctx->pid = nfile->pid;
+	ctx->client_id = file->client_id;
 
 	ret = drm_sched_entity_init(&ctx->entity, prio[args->priority],
 				    &sched, 1, NULL);

@@ -111,6 +111,7 @@ static const struct file_operations npu_fops = {
 	.owner = THIS_MODULE,
 	DRM_ACCEL_FOPS,
 	.flush = npu_flush,
+	.show_fdinfo = drm_show_fdinfo,
 };
 
 static const struct drm_driver npu_drm_driver = {

@@ -90,6 +90,7 @@ struct npu_event {
 	u32 event;
 	u32 ctx_id;
 	u64 seqno;
+	u64 client_id;
 	pid_t pid;
 };
 
@@ -175,6 +176,8 @@ struct npu_ctx {
 	struct npu_device *ndev;
 	u32 id;
 	pid_t pid;
+	/* drm_file.client_id of the file that created it. */
+	u64 client_id;
 	struct drm_sched_entity entity;
 	/* Serializes submissions; protects destroyed, seqno, ops_mask, fences. */
 	struct mutex lock;
@@ -279,8 +282,8 @@ void npu_genl_device_init(struct npu_device *ndev);
 void npu_genl_device_fini(struct npu_device *ndev);
 void npu_genl_device_add(struct npu_device *ndev);
 void npu_genl_device_remove(struct npu_device *ndev);
-void npu_genl_event(struct npu_device *ndev, u32 event, u32 ctx_id, u64 seqno,
-		    pid_t pid);
+void npu_genl_event(struct npu_device *ndev, u32 event,
+		    const struct npu_ctx *ctx, u64 seqno);
 
 /* npu_sysfs.c */
 extern const struct attribute_group *npu_sysfs_groups[];

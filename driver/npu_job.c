@@ -188,9 +188,9 @@ static void npu_job_reset(struct drm_sched_job *sched_job)
 		drm_info(&ndev->drm, "context %u job %llu timed out, engine reset\n",
 			 job->ctx->id, job->seqno);
 		atomic64_inc(&ndev->cnt.resets);
-		npu_genl_event(ndev, NPU_GENL_EVENT_JOB_TIMEOUT, job->ctx->id,
-			       job->seqno, job->ctx->pid);
-		npu_genl_event(ndev, NPU_GENL_EVENT_RESET, 0, 0, 0);
+		npu_genl_event(ndev, NPU_GENL_EVENT_JOB_TIMEOUT, job->ctx,
+			       job->seqno);
+		npu_genl_event(ndev, NPU_GENL_EVENT_RESET, NULL, 0);
 		npu_ctx_fault(job->ctx, job->seqno);
 	}
 

@@ -129,6 +129,27 @@ int npu_fd(const struct npu_dev *dev)
 	return dev->fd;
 }
 
+int npu_client_id(struct npu_dev *dev, uint64_t *ret_id)
+{
+	char path[64], line[128];
+	unsigned long long id;
+	FILE *f;
+	int r = -ENODATA;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", dev->fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "drm-client-id: %llu", &id) == 1) {
+			*ret_id = id;
+			r = 0;
+			break;
+		}
+	fclose(f);
+	return r;
+}
+
 int npu_get_info(struct npu_dev *dev, struct drm_npu_get_info *info)
 {
 	memset(info, 0, sizeof(*info));

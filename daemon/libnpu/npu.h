@@ -49,6 +49,12 @@ int npu_open_fd(int fd, struct npu_dev **ret_dev);
 int npu_open_first(struct npu_dev **ret_dev, char *path, size_t path_size);
 void npu_close(struct npu_dev *dev);
 int npu_fd(const struct npu_dev *dev);
+/*
+ * The DRM client id of this open file ("drm-client-id" in its fdinfo), by
+ * which netlink events name the owner of a context; -ENODATA when the
+ * kernel does not show it.
+ */
+int npu_client_id(struct npu_dev *dev, uint64_t *ret_id);
 int npu_get_info(struct npu_dev *dev, struct drm_npu_get_info *info);
 
 int npu_bo_alloc(struct npu_dev *dev, uint64_t size, struct npu_bo **ret_bo);
@@ -139,8 +145,9 @@ struct npu_nl_event {
 	uint32_t event;		/* enum npu_genl_event */
 	uint32_t dev_index;
 	uint32_t ctx_id;
-	uint32_t pid;
+	uint32_t pid;		/* only on the admin group */
 	uint64_t seqno;
+	uint64_t client_id;	/* the context owner's, see npu_client_id() */
 };
 
 int npu_nl_open(struct npu_nl **ret_nl);
@@ -150,8 +157,17 @@ int npu_nl_get_devices(struct npu_nl *nl, struct npu_nl_device *devs,
 		       size_t max, size_t *ret_n);
 int npu_nl_get_device(struct npu_nl *nl, uint32_t index,
 		      struct npu_nl_device *dev);
-/* Join the "events" group; then poll npu_nl_fd() and read events. */
+/*
+ * Join the "events" group (open to every user: events name a context's
+ * owner by its DRM client id, never by pid); then poll npu_nl_fd() and
+ * read events.
+ */
 int npu_nl_subscribe_events(struct npu_nl *nl);
+/*
+ * Join the "events-admin" group instead, whose events also carry the
+ * owner's pid; -EPERM without CAP_NET_ADMIN.
+ */
+int npu_nl_subscribe_owner_events(struct npu_nl *nl);
 int npu_nl_fd(struct npu_nl *nl);
 /* Wait up to timeout_ms (-1: forever) for one event; -ETIME on timeout. */
 int npu_nl_recv_event(struct npu_nl *nl, int timeout_ms,

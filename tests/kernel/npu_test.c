@@ -1261,7 +1261,7 @@ static void test_hang(void)
 	struct drm_npu_ctx_query q;
 	struct npu_nl_device nd;
 	uint32_t ca, cbx, state;
-	uint64_t sa, sb, timedout0;
+	uint64_t sa, sb, timedout0, cid;
 	int got_fault = 0, got_timeout = 0, i;
 
 	CHECK(dev && dev2, "open");
@@ -1269,6 +1269,7 @@ static void test_hang(void)
 	CHECK_ERR(npu_nl_subscribe_events(nl), 0);
 	CHECK_ERR(npu_nl_get_device(nl, 0, &nd), 0);
 	timedout0 = nd.jobs_timedout;
+	CHECK_ERR(npu_client_id(dev, &cid), 0);
 
 	ca = new_ctx(dev, ALL_OPS);
 	cbx = new_ctx(dev2, ALL_OPS);
@@ -1310,7 +1311,7 @@ static void test_hang(void)
 		if (npu_nl_recv_event(nl, 2000, &ev) < 0)
 			break;
 		if (ev.event == NPU_GENL_EVENT_CTX_FAULT && ev.ctx_id == ca &&
-		    ev.pid == (uint32_t)getpid())
+		    ev.client_id == cid)
 			got_fault = 1;
 		if (ev.event == NPU_GENL_EVENT_JOB_TIMEOUT && ev.ctx_id == ca &&
 		    ev.seqno == 1)
@@ -1627,6 +1628,7 @@ static const struct test tests[] = {
 	{ "wait_signals", test_wait_signals },
 	{ "attention_chunks", test_attention_chunks },
 	{ "pos_snapshot", test_pos_snapshot },
+	{ "netlink_privacy", test_netlink_privacy },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };

@@ -76,6 +76,7 @@ void test_wait_signals(void);
 void test_ctx_ids(void);
 void test_completed(void);
 void test_high_priority(void);
+void test_netlink_privacy(void);
 void test_attention_chunks(void);
 void test_pos_snapshot(void);
 
