@@ -176,11 +176,15 @@ int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *fi
 		return -EPERM;
 	if (!drm_dev_enter(dev, &idx))
 		return -ENODEV;
+	if (atomic_inc_return(&nfile->ctx_count) > NPU_MAX_CONTEXTS) {
+		ret = -ENOSPC;
+		goto err_count;
+	}
 
 	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
 	if (!ctx) {
 		ret = -ENOMEM;
-		goto err_exit;
+		goto err_count;
 	}
 	kref_init(&ctx->ref);
 	mutex_init(&ctx->lock);
@@ -200,13 +204,10 @@ int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *fi
 	 * Reserve the id, finish the context, publish it last: once stored,
 	 * another thread of this file may destroy it.
 	 */
-	ret = xa_alloc(&nfile->ctx_xa, &id, NULL,
-		       XA_LIMIT(1, NPU_MAX_CONTEXTS), GFP_KERNEL);
-	if (ret) {
-		if (ret == -EBUSY)
-			ret = -ENOSPC;
+	ret = xa_alloc_cyclic(&nfile->ctx_xa, &id, NULL, XA_LIMIT(1, U32_MAX),
+			      &nfile->ctx_next, GFP_KERNEL);
+	if (ret < 0)
 		goto err_entity_destroy;
-	}
 	ctx->id = id;
 	atomic_inc(&ndev->cnt.ctx_count);
 	args->ctx_id = id;
@@ -221,7 +222,8 @@ err_entity_destroy:
 err_free:
 	mutex_destroy(&ctx->lock);
 	kfree(ctx);
-err_exit:
+err_count:
+	atomic_dec(&nfile->ctx_count);
 	drm_dev_exit(idx);
 	return ret;
 }
@@ -248,6 +250,7 @@ int npu_ioctl_ctx_destroy(struct drm_device *dev, void *data, struct drm_file *f
 		drm_dev_exit(idx);
 		return -ENOENT;
 	}
+	atomic_dec(&nfile->ctx_count);
 	npu_ctx_destroy(ctx, msecs_to_jiffies(NPU_DESTROY_GRACE_MS));
 
 	drm_dev_exit(idx);

@@ -137,7 +137,6 @@ struct npu_device {
 	struct npu_engine engine;
 
 	struct drm_gpu_scheduler sched;
-	struct workqueue_struct *sched_wq;
 	u64 fence_context;
 	atomic64_t fence_seqno;
 	/* Protects the state of the hardware fences (dma_fence lock). */
@@ -169,6 +168,10 @@ struct npu_file {
 	pid_t pid;
 	/* Context id -> struct npu_ctx; the xarray's lock protects it. */
 	struct xarray ctx_xa;
+	/* Next id to try: ids cycle, a stale id finds no new context. */
+	u32 ctx_next;
+	/* Contexts of the file, at most NPU_MAX_CONTEXTS. */
+	atomic_t ctx_count;
 };
 
 struct npu_ctx {

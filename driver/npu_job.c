@@ -45,14 +45,25 @@ static void npu_job_write_state(struct npu_job *job, u32 state)
 	wmb();
 }
 
-/* A final state, where WAIT and the command header show it. */
+/*
+ * A final state, where WAIT, the command header, CTX_QUERY and the counters
+ * show it: before the job's fence signals.
+ */
 static void npu_job_record(struct npu_job *job, u32 state)
 {
 	atomic64_t *slot = &job->ctx->states[job->seqno % NPU_FENCE_WINDOW];
+	struct npu_counters *cnt = &job->ndev->cnt;
 
 	npu_job_write_state(job, state);
 	/* Only if the slot still belongs to this job. */
 	atomic64_cmpxchg(slot, job->seqno << 8, (job->seqno << 8) | state);
+	if (state == NPU_ERT_STATE_COMPLETED)
+		atomic64_inc(&cnt->jobs_completed);
+	else if (state == NPU_ERT_STATE_TIMEOUT)
+		atomic64_inc(&cnt->jobs_timedout);
+	else
+		atomic64_inc(&cnt->jobs_failed);
+	atomic64_inc(&job->ctx->completed);
 }
 
 /* The job left the queued state: destroy and close wait for that. */
@@ -222,7 +233,6 @@ static void npu_job_free(struct drm_sched_job *sched_job)
 {
 	struct npu_job *job = to_npu_job(sched_job);
 	struct npu_device *ndev = job->ndev;
-	u32 state;
 
 	drm_sched_job_cleanup(sched_job);
 
@@ -231,14 +241,6 @@ static void npu_job_free(struct drm_sched_job *sched_job)
 	spin_unlock(&job->ctx->job_lock);
 	/* Never started: dropped with its entity. */
 	npu_job_abort(job);
-	state = atomic_read(&job->state);
-	if (state == NPU_ERT_STATE_COMPLETED)
-		atomic64_inc(&ndev->cnt.jobs_completed);
-	else if (state == NPU_ERT_STATE_TIMEOUT)
-		atomic64_inc(&ndev->cnt.jobs_timedout);
-	else
-		atomic64_inc(&ndev->cnt.jobs_failed);
-	atomic64_inc(&job->ctx->completed);
 
 	npu_job_put_resources(job);
 	drm_gem_object_put(job->cmd_bo);

@@ -1629,6 +1629,8 @@ static const struct test tests[] = {
 	{ "attention_chunks", test_attention_chunks },
 	{ "pos_snapshot", test_pos_snapshot },
 	{ "netlink_privacy", test_netlink_privacy },
+	{ "ctx_ids", test_ctx_ids },
+	{ "completed", test_completed },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };
