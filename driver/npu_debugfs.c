@@ -7,11 +7,14 @@
  *   inject_alloc_fail                write 1: the next BO_CREATE fails
  *   engine_delay_us                  sleep this long before each op
  *   fpu_sections                     FPU sections the engine ran (read only)
+ *   idle                             read: waits (up to 60 s) until no job
+ *                                    is alive, then 1, or 0 on timeout
  *
  * Copyright (c) 2026 The npud authors
  */
 
 #include <linux/debugfs.h>
+#include <linux/fs.h>
 #include <linux/seq_file.h>
 
 #include "npu_drv.h"
@@ -56,6 +59,32 @@ static int npu_debugfs_fpu_sections_get(void *data, u64 *val)
 DEFINE_DEBUGFS_ATTRIBUTE(npu_debugfs_fpu_sections_fops,
 			 npu_debugfs_fpu_sections_get, NULL, "%llu\n");
 
+/* Tests wait for the device to retire every job instead of polling. */
+static ssize_t npu_debugfs_idle_read(struct file *f, char __user *buf,
+				     size_t len, loff_t *ppos)
+{
+	struct npu_device *ndev = f->private_data;
+	char s[4];
+	long ret;
+
+	if (!*ppos) {
+		ret = wait_event_killable_timeout(ndev->idle_wq,
+						  !atomic_read(&ndev->cnt.jobs_alive),
+						  60 * HZ);
+		if (ret < 0)
+			return ret;
+	}
+	snprintf(s, sizeof(s), "%d\n", !atomic_read(&ndev->cnt.jobs_alive));
+	return simple_read_from_buffer(buf, len, ppos, s, strlen(s));
+}
+
+static const struct file_operations npu_debugfs_idle_fops = {
+	.owner = THIS_MODULE,
+	.open = simple_open,
+	.read = npu_debugfs_idle_read,
+	.llseek = default_llseek,
+};
+
 void npu_debugfs_init(struct npu_device *ndev)
 {
 	struct dentry *root = ndev->drm.debugfs_root;
@@ -73,4 +102,5 @@ void npu_debugfs_init(struct npu_device *ndev)
 	debugfs_create_u32("engine_delay_us", 0600, root, &ndev->engine_delay_us);
 	debugfs_create_file_unsafe("fpu_sections", 0444, root, ndev,
 				   &npu_debugfs_fpu_sections_fops);
+	debugfs_create_file("idle", 0444, root, ndev, &npu_debugfs_idle_fops);
 }

@@ -6,6 +6,23 @@
 # usage: engine_test.sh DIR     DIR holds npu-run, npu-bench, the models
 # (f32.gguf, w8a8.gguf, w8a16.gguf) and the host's greedy text of each
 # quantized model (w8a8.host.txt, w8a16.host.txt).
+# engine_test.sh --list: the names of the results it prints.
+if [ "${1:-}" = --list ]; then
+	for p in w8a8 w8a16; do echo "engine-greedy-$p"; done
+	echo engine-float-stays-on-cpu
+	echo engine-hang-retry
+	echo engine-hang-cpu-fallback
+	echo engine-detach-keeps-kv
+	echo engine-bench-npu-1t
+	echo engine-bench-cpu-1t
+	for p in w8a8 w8a16; do
+		echo "engine-batches-$p"
+		echo "engine-attach-detach-$p"
+		echo "engine-perplexity-$p"
+	done
+	echo engine-no-leaks
+	exit 0
+fi
 d=$1
 dbg=/sys/kernel/debug/accel/npu.0
 tmp=/tmp/engine
@@ -148,22 +165,25 @@ done
 # Mixed batches of several sequences (what npud's scheduler sends), attach
 # and detach between steps, perplexity windows: npu logits == cpu logits.
 for p in w8a8 w8a16; do
-	"$d/engine_check" "$d/$p.gguf" $p 2>&1 | while read -r line; do
+	"$d/engine_check" "$d/$p.gguf" $p >"$tmp/check.$p" 2>&1
+	rc=$?
+	n=0
+	while read -r line; do
 		case "$line" in
-		PASS*) pass "${line#PASS }" ;;
-		FAIL*) echo "$line [$(since)]"; date +%s >"$tmp/t0" ;;
+		PASS*) pass "${line#PASS }"; n=$((n + 1)) ;;
+		FAIL*) echo "$line [$(since)]"; date +%s >"$tmp/t0"; n=$((n + 1)) ;;
 		*) echo "  $line" ;;
 		esac
-	done
+	done <"$tmp/check.$p"
+	# a crash prints fewer results; a failure without a FAIL line is one too
+	if [ $n -ne 3 ] || { [ $rc -ne 0 ] && ! grep -q '^FAIL' "$tmp/check.$p"; }; then
+		echo "FAIL engine-check-$p: exit $rc, $n of 3 results"
+	fi
 done
 
-# Nothing left behind on the device.
-n=0
-while [ $n -lt 50 ] && { [ "$(cat $dbg/bo_count)" != 0 ] || [ "$(cat $dbg/ctx_count)" != 0 ]; }; do
-	sleep 0.1
-	n=$((n + 1))
-done
-if [ "$(cat $dbg/bo_count)" = 0 ] && [ "$(cat $dbg/ctx_count)" = 0 ]; then
+# Nothing left behind on the device, once every job is retired.
+if [ "$(cat $dbg/idle)" = 1 ] && [ "$(cat $dbg/bo_count)" = 0 ] &&
+	[ "$(cat $dbg/ctx_count)" = 0 ]; then
 	pass engine-no-leaks
 else
 	fail engine-no-leaks "bo_count $(cat $dbg/bo_count) ctx_count $(cat $dbg/ctx_count)"

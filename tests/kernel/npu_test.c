@@ -2,6 +2,7 @@
 /*
  * npu_test: in-VM tests of npu.ko through libnpu and raw ioctls.
  * Usage: npu_test [test...]   (no argument: all tests)
+ *        npu_test --list      (the names of all tests)
  * Prints "PASS <name>" or "FAIL <name>: <why>" per test.
  */
 #include <dirent.h>
@@ -1319,13 +1320,8 @@ static void test_hang(void)
 	}
 	CHECK(got_fault && got_timeout, "netlink events fault %d timeout %d",
 	      got_fault, got_timeout);
-	/* the job is counted when the scheduler frees it, a little after its fence */
-	for (i = 0; i < 300; i++) {
-		CHECK_ERR(npu_nl_get_device(nl, 0, &nd), 0);
-		if (nd.jobs_timedout == timedout0 + 1 && nd.resets >= 1)
-			break;
-		usleep(10000);
-	}
+	/* counted with its final state, before its fence signaled */
+	CHECK_ERR(npu_nl_get_device(nl, 0, &nd), 0);
 	CHECK(nd.jobs_timedout == timedout0 + 1 && nd.resets >= 1,
 	      "counters: timed out %" PRIu64 " (before %" PRIu64 "), resets %" PRIu64,
 	      nd.jobs_timedout, timedout0, nd.resets);
@@ -1350,10 +1346,14 @@ static void test_hang(void)
 static void test_netlink(void)
 {
 	struct npu_nl *nl = NULL;
-	struct npu_nl_device devs[8];
+	struct npu_nl_device devs[8], after;
 	struct npu_dev *dev = open_dev();
-	struct npu_bo *bo;
+	struct npu_bo *bo, *cb;
+	struct npu_cmd cmd;
+	struct drm_npu_op *op;
+	uint32_t ctx;
 	size_t n = 0;
+	int i;
 
 	CHECK(dev, "open");
 	CHECK_ERR(npu_nl_open(&nl), 0);
@@ -1365,7 +1365,41 @@ static void test_netlink(void)
 	CHECK(!strcmp(devs[0].name, "npu.0"), "name %s", devs[0].name);
 	CHECK(devs[0].bo_count == 1 && devs[0].bo_bytes == 3 * 4096, "bo counters");
 	CHECK(devs[0].num_engines == 1, "engines");
-	CHECK(devs[0].jobs_submitted >= devs[0].jobs_completed, "jobs");
+	CHECK(devs[0].ctx_count == 0, "ctx_count %u", devs[0].ctx_count);
+	/* three jobs that complete and one that fails, counted exactly */
+	ctx = new_ctx(dev, ALL_OPS);
+	cb = alloc_map(dev, 4096);
+	CHECK(ctx && cb, "setup");
+	CHECK_ERR(npu_cmd_init(&cmd, cb, 0), 0);
+	op = npu_cmd_add(&cmd, NPU_OP_ATTENTION);
+	op->dim[0] = 1; op->dim[1] = 1; op->dim[2] = 1; op->dim[3] = 4; op->dim[4] = 8;
+	npu_op_set_buf(op, 0, bo, 0);
+	npu_op_set_buf(op, 1, bo, 256);
+	npu_op_set_buf(op, 2, bo, 512);
+	npu_op_set_buf(op, 3, bo, 1024);
+	npu_op_set_buf(op, 4, bo, 2048);
+	/* 10 ms each: longer than a tick of a coarse guest clock */
+	CHECK_ERR(write_dbg("engine_delay_us", 10000), 0);
+	for (i = 0; i < 4; i++) {
+		((int32_t *)bo->map)[1024 / 4] = i < 3 ? 7 : 8;	/* 8: past n_ctx */
+		CHECK(run_cmd(dev, ctx, &cmd) == (i < 3 ? NPU_ERT_STATE_COMPLETED :
+						  NPU_ERT_STATE_ERROR), "job %d state", i);
+	}
+	CHECK_ERR(write_dbg("engine_delay_us", 0), 0);
+	CHECK_ERR(npu_nl_get_device(nl, 0, &after), 0);
+	CHECK(after.jobs_submitted == devs[0].jobs_submitted + 4 &&
+	      after.jobs_completed == devs[0].jobs_completed + 3 &&
+	      after.jobs_failed == devs[0].jobs_failed + 1 &&
+	      after.jobs_timedout == devs[0].jobs_timedout,
+	      "jobs: submitted +%llu completed +%llu failed +%llu timed out +%llu",
+	      (unsigned long long)(after.jobs_submitted - devs[0].jobs_submitted),
+	      (unsigned long long)(after.jobs_completed - devs[0].jobs_completed),
+	      (unsigned long long)(after.jobs_failed - devs[0].jobs_failed),
+	      (unsigned long long)(after.jobs_timedout - devs[0].jobs_timedout));
+	CHECK(after.ctx_count == 1 && after.bo_count == 2, "ctx_count %u bo_count %u",
+	      after.ctx_count, after.bo_count);
+	CHECK(after.busy_ns > devs[0].busy_ns, "busy_ns did not grow");
+	npu_bo_free(dev, cb);
 	CHECK_ERR(npu_nl_get_device(nl, 1, &devs[2]), 0);
 	CHECK(devs[2].index == 1, "doit index");
 	CHECK(npu_nl_get_device(nl, 5, &devs[2]) < 0, "missing device");
@@ -1631,6 +1665,7 @@ static const struct test tests[] = {
 	{ "netlink_privacy", test_netlink_privacy },
 	{ "ctx_ids", test_ctx_ids },
 	{ "completed", test_completed },
+	{ "ops_float64", test_ops_float64 },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };
@@ -1677,6 +1712,12 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc == 3 && !strcmp(argv[1], "--wait-removed"))
 		return wait_removed(argv[2]);
+	if (argc == 2 && !strcmp(argv[1], "--list")) {
+		/* the results a full run prints: the runner checks each one came */
+		for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+			printf("%s%s\n", tests[i].name, tag);
+		return 0;
+	}
 	find_debugfs();
 	kmsg_open();
 	if (!debugfs_dir[0])

@@ -79,5 +79,6 @@ void test_high_priority(void);
 void test_netlink_privacy(void);
 void test_attention_chunks(void);
 void test_pos_snapshot(void);
+void test_ops_float64(void);
 
 #endif /* NPU_TEST_H */

@@ -16,6 +16,14 @@
 # - Detach() mid-generation: the rest runs on the cpu, the same tokens, none
 #   lost or repeated; Attach() brings the device back;
 # - npud stops cleanly and leaves nothing on the device.
+# service_test.sh --list: the names of the results it prints.
+if [ "${1:-}" = --list ]; then
+	for p in w8a8 w8a16; do echo "service-greedy-$p"; done
+	for n in device-object bench-npu hang detach reattach stop-clean; do
+		echo "service-$n"
+	done
+	exit 0
+fi
 svc=$1
 models=$2
 export PATH=/bin:/usr/bin
@@ -347,15 +355,12 @@ name=service-stop-clean
 if [ -n "$npud_pid" ]; then
 	stop_npud
 	r=$?
-	n=0
-	while [ $n -lt 50 ] && { [ "$(cat $dbg/bo_count)" != 0 ] || [ "$(cat $dbg/ctx_count)" != 0 ]; }; do
-		sleep 0.1
-		n=$((n + 1))
-	done
+	# once every job is retired (the file was closed with npud)
+	idle=$(cat $dbg/idle)
 	if [ $r -ne 0 ]; then
 		fail $name "npud exit $r" "$tmp/npud.log"
-	elif [ "$(cat $dbg/bo_count)" != 0 ] || [ "$(cat $dbg/ctx_count)" != 0 ]; then
-		fail $name "bo_count $(cat $dbg/bo_count) ctx_count $(cat $dbg/ctx_count)"
+	elif [ "$idle" != 1 ] || [ "$(cat $dbg/bo_count)" != 0 ] || [ "$(cat $dbg/ctx_count)" != 0 ]; then
+		fail $name "idle $idle, bo_count $(cat $dbg/bo_count) ctx_count $(cat $dbg/ctx_count)"
 	else
 		pass $name
 	fi
