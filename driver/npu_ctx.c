@@ -45,6 +45,9 @@ static void npu_ctx_release(struct kref *ref)
 	for (i = 0; i < NPU_FENCE_WINDOW; i++)
 		dma_fence_put(ctx->fences[i]);
 	atomic_dec(&ctx->ndev->cnt.ctx_count);
+	npu_file_stats_put(ctx->stats);
+	if (ctx->syncobj)
+		drm_syncobj_put(ctx->syncobj);
 	mutex_destroy(&ctx->lock);
 	kfree(ctx);
 }
@@ -167,7 +170,7 @@ int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *fi
 	u32 id;
 	int ret, idx;
 
-	if (args->flags || args->pad)
+	if (args->flags & ~NPU_CTX_CREATE_FLAGS_MASK || args->pad || args->pad2)
 		return -EINVAL;
 	if (args->priority >= ARRAY_SIZE(prio))
 		return -EINVAL;
@@ -208,7 +211,19 @@ int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *fi
 			      &nfile->ctx_next, GFP_KERNEL);
 	if (ret < 0)
 		goto err_entity_destroy;
+	args->syncobj_handle = 0;
+	if (args->flags & NPU_CTX_CREATE_F_SYNCOBJ) {
+		/* The last step that can fail: the handle is the caller's. */
+		ret = drm_syncobj_create(&ctx->syncobj, 0, NULL);
+		if (!ret)
+			ret = drm_syncobj_get_handle(file, ctx->syncobj,
+						     &args->syncobj_handle);
+		if (ret)
+			goto err_id_release;
+	}
 	ctx->id = id;
+	ctx->stats = nfile->stats;
+	kref_get(&ctx->stats->ref);
 	atomic_inc(&ndev->cnt.ctx_count);
 	args->ctx_id = id;
 	/* The reserved slot exists: storing into it allocates nothing. */
@@ -217,6 +232,10 @@ int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *fi
 	drm_dev_exit(idx);
 	return 0;
 
+err_id_release:
+	if (ctx->syncobj)
+		drm_syncobj_put(ctx->syncobj);
+	xa_erase(&nfile->ctx_xa, id);
 err_entity_destroy:
 	drm_sched_entity_destroy(&ctx->entity);
 err_free:
@@ -271,7 +290,7 @@ static u32 npu_xclbin_op(const u8 *name)
 		*colon = '\0';
 	if (strncmp(buf, "npu_", 4))
 		return 0;
-	for (op = 1; op < NPU_OP_COUNT; op++)
+	for (op = 1; op < NPU_OPS; op++)
 		if (!strcmp(buf + 4, npu_op_name(op)))
 			return op;
 	return 0;

@@ -3,7 +3,9 @@
  * npu debugfs (under the accel device's debugfs directory):
  *   bo_count, ctx_count, jobs_alive  live object counts (read only)
  *   queue                            engine queue and counters
- *   inject_hang                      write 1: the next job hangs
+ *   fail_hang/, fail_bo_alloc/       fault_attr: jobs hang, BO_CREATE fails
+ *                                    (kernels with fault-injection debugfs)
+ *   inject_hang                      write 1: the next job hangs (others)
  *   inject_alloc_fail                write 1: the next BO_CREATE fails
  *   engine_delay_us                  sleep this long before each op
  *   fpu_sections                     FPU sections the engine ran (read only)
@@ -96,9 +98,7 @@ void npu_debugfs_init(struct npu_device *ndev)
 	debugfs_create_atomic_t("ctx_count", 0444, root, &ndev->cnt.ctx_count);
 	debugfs_create_atomic_t("jobs_alive", 0444, root, &ndev->cnt.jobs_alive);
 	debugfs_create_file("queue", 0444, root, ndev, &npu_debugfs_queue_fops);
-	debugfs_create_atomic_t("inject_hang", 0600, root, &ndev->inject_hang);
-	debugfs_create_atomic_t("inject_alloc_fail", 0600, root,
-				&ndev->inject_alloc_fail);
+	npu_fault_debugfs(ndev, root);
 	debugfs_create_u32("engine_delay_us", 0600, root, &ndev->engine_delay_us);
 	debugfs_create_file_unsafe("fpu_sections", 0444, root, ndev,
 				   &npu_debugfs_fpu_sections_fops);

@@ -9,6 +9,7 @@
 
 #include <linux/delay.h>
 #include <linux/dma-fence.h>
+#include <linux/freezer.h>
 #include <linux/kthread.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -431,11 +432,20 @@ static int npu_engine_thread(void *data)
 	struct npu_job *job;
 	ktime_t start;
 	bool cookie;
+	s64 busy;
 	int ret;
 
+	/* System suspend freezes the engine between jobs. */
+	set_freezable();
 	while (!kthread_should_stop()) {
-		wait_event_interruptible(eng->wake, kthread_should_stop() ||
-					 !list_empty_careful(&eng->queue));
+		wait_event_freezable(eng->wake, kthread_should_stop() ||
+				     kthread_should_park() ||
+				     !list_empty_careful(&eng->queue));
+		/* Runtime suspend parks the idle engine. */
+		if (kthread_should_park()) {
+			kthread_parkme();
+			continue;
+		}
 		spin_lock(&eng->lock);
 		job = list_first_entry_or_null(&eng->queue, struct npu_job,
 					       engine_node);
@@ -451,8 +461,9 @@ static int npu_engine_thread(void *data)
 		cookie = dma_fence_begin_signalling();
 		start = ktime_get();
 		ret = npu_engine_exec(ndev, job);
-		atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), start)),
-			     &ndev->cnt.busy_ns);
+		busy = ktime_to_ns(ktime_sub(ktime_get(), start));
+		atomic64_add(busy, &ndev->cnt.busy_ns);
+		atomic64_add(busy, &job->ctx->stats->busy_ns);
 
 		if (READ_ONCE(eng->abort))
 			ret = -ETIMEDOUT;
@@ -530,9 +541,23 @@ static bool npu_sw_engine_reset(struct npu_device *ndev, struct npu_job *job)
 	return atomic_read(&job->state) == NPU_ERT_STATE_TIMEOUT;
 }
 
+/* Runtime PM: no job holds a reference, so the engine is idle. */
+static int npu_sw_engine_suspend(struct npu_device *ndev)
+{
+	return kthread_park(ndev->engine.thread);
+}
+
+static int npu_sw_engine_resume(struct npu_device *ndev)
+{
+	kthread_unpark(ndev->engine.thread);
+	return 0;
+}
+
 const struct npu_engine_ops npu_sw_engine_ops = {
 	.init = npu_sw_engine_init,
 	.fini = npu_sw_engine_fini,
 	.run = npu_sw_engine_run,
 	.reset = npu_sw_engine_reset,
+	.suspend = npu_sw_engine_suspend,
+	.resume = npu_sw_engine_resume,
 };

@@ -72,6 +72,13 @@ int npu_bo_export(struct npu_dev *dev, struct npu_bo *bo, int *ret_fd);
 int npu_bo_import(struct npu_dev *dev, int fd, struct npu_bo **ret_bo);
 
 int npu_ctx_create(struct npu_dev *dev, uint32_t priority, uint32_t *ret_ctx);
+/*
+ * The same, with the context's timeline syncobj: point n signals when job
+ * n ends (npu_timeline_wait()). The handle is the caller's to destroy
+ * (npu_syncobj_destroy()). -EINVAL from a kernel before uAPI 1.1.
+ */
+int npu_ctx_create_timeline(struct npu_dev *dev, uint32_t priority,
+			    uint32_t *ret_ctx, uint32_t *ret_syncobj);
 int npu_ctx_destroy(struct npu_dev *dev, uint32_t ctx);
 int npu_ctx_configure(struct npu_dev *dev, uint32_t ctx, const void *xclbin,
 		      size_t size, uint64_t *ret_ops_mask);
@@ -85,6 +92,8 @@ int npu_ctx_query(struct npu_dev *dev, uint32_t ctx,
  * "npu_<op>:cu0" per op in ops_mask. Free the image with free().
  */
 int npu_xclbin_build(uint64_t ops_mask, void **ret_img, size_t *ret_size);
+/* Opcodes this library knows the names of: 1 ... NPU_OPS_KNOWN - 1. */
+#define NPU_OPS_KNOWN (NPU_OP_CVT_F32_F16 + 1)
 int npu_xclbin_parse(const void *img, size_t size, uint64_t *ret_ops_mask);
 const char *npu_op_name(uint32_t opcode);
 
@@ -121,6 +130,9 @@ void npu_syncobj_destroy(struct npu_dev *dev, uint32_t handle);
  * timeout_ns < 0 waits forever; -ETIME on timeout.
  */
 int npu_syncobj_wait(struct npu_dev *dev, uint32_t handle, int64_t timeout_ns);
+/* Wait for point of a timeline syncobj, as npu_syncobj_wait(). */
+int npu_timeline_wait(struct npu_dev *dev, uint32_t handle, uint64_t point,
+		      int64_t timeout_ns);
 
 /* Netlink (generic netlink family "npu"). */
 struct npu_nl;

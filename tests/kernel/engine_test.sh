@@ -31,6 +31,26 @@ N=40
 # one cpu thread: under TCG two spinning workers mostly wait for each other
 run="$d/npu-run -p 'Once upon a time' -n $N --temp 0 --ignore-eos -t 1"
 
+# arm_hang / disarm_hang: the next job hangs until the timeout resets the
+# engine: the kernel's fault injection (fail_hang/) where it has it, else
+# the driver's own switch.
+arm_hang() {
+	if [ -d "$dbg/fail_hang" ]; then
+		for kv in verbose=0 interval=1 space=0 probability=100 times=1; do
+			echo "${kv#*=}" >"$dbg/fail_hang/${kv%%=*}"
+		done
+	else
+		echo 1 >"$dbg/inject_hang"
+	fi
+}
+disarm_hang() {
+	if [ -d "$dbg/fail_hang" ]; then
+		echo 0 >"$dbg/fail_hang/probability"
+	else
+		echo 0 >"$dbg/inject_hang"
+	fi
+}
+
 # seconds since the last PASS/FAIL line
 date +%s >"$tmp/t0"
 since() {
@@ -110,11 +130,11 @@ hang() {
 		sleep 0.1
 		i=$((i + 1))
 	done
-	echo 1 >"$dbg/inject_hang"
+	arm_hang
 	wait $pid
 	rc=$?
 	echo 0 >"$dbg/engine_delay_us"
-	echo 0 >"$dbg/inject_hang"
+	disarm_hang
 	dmesg | tail -n +$((lines + 1)) >"$tmp/dmesg"
 	if [ $rc -ne 0 ]; then
 		fail "$name" "npu-run exit $rc"

@@ -145,7 +145,7 @@ static void test_bo(void)
 	c.flags = 0x80000000u;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_BO_CREATE, &c), -EINVAL);
 	/* injected allocation failure */
-	CHECK_ERR(write_dbg("inject_alloc_fail", 1), 0);
+	CHECK_ERR(inject_alloc_fail(), 0);
 	c.flags = 0;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_BO_CREATE, &c), -ENOMEM);
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_BO_CREATE, &c), 0);
@@ -277,7 +277,7 @@ static void test_ctx(void)
 	c.priority = 3;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_CTX_CREATE, &c), -EINVAL);
 	c.priority = 0;
-	c.flags = 1;
+	c.flags = 2;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_CTX_CREATE, &c), -EINVAL);
 	c.flags = 0;
 	c.pad = 1;
@@ -460,7 +460,7 @@ static void test_submit(void)
 		CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_SUBMIT, &s), err);	\
 	} while (0)
 	OP_BAD(op->opcode = 0, -EINVAL);
-	OP_BAD(op->opcode = NPU_OP_COUNT, -EINVAL);
+	OP_BAD(op->opcode = NPU_OPS_KNOWN, -EINVAL);
 	OP_BAD(op->opcode = 0xffffffffu, -EINVAL);
 	OP_BAD(op->flags = NPU_OP_F_KV_F16, -EINVAL);
 	OP_BAD(op->flags = 0x80, -EINVAL);
@@ -1291,7 +1291,7 @@ static void test_hang(void)
 	npu_op_set_buf(op, 1, data2, 64);
 	memset(data2->map, 7, 64);
 
-	CHECK_ERR(write_dbg("inject_hang", 1), 0);
+	CHECK_ERR(inject_hang(), 0);
 	CHECK_ERR(npu_submit(dev, ca, &cmd, NULL, 0, 0, &sa), 0);
 	/* the other context queues behind the hung job and must complete */
 	CHECK_ERR(npu_submit(dev2, cbx, &cmd2, NULL, 0, 0, &sb), 0);
@@ -1331,7 +1331,7 @@ static void test_hang(void)
 	CHECK(ca, "new ctx");
 	CHECK(run_cmd(dev, ca, &cmd) == NPU_ERT_STATE_COMPLETED, "after reset");
 	/* hang again, then close the fd while the hung job is in flight */
-	CHECK_ERR(write_dbg("inject_hang", 1), 0);
+	CHECK_ERR(inject_hang(), 0);
 	CHECK_ERR(npu_submit(dev, ca, &cmd, NULL, 0, 0, &sa), 0);
 	npu_bo_free(dev, cb);
 	npu_bo_free(dev, data);
@@ -1503,6 +1503,11 @@ static void test_fuzz(void)
 			}
 			if (rnd() % 4)
 				s->out_syncobj = 0;
+			if (rnd() % 8) {
+				s->bo_handles = 0;
+				s->bo_handle_count = 0;
+				s->pad2 = 0;
+			}
 			if (nc && rnd() % 2)
 				s->ctx_id = ctxs[rnd() % nc];
 			s->flags = rnd() % 8 ? 0 : s->flags;
@@ -1666,6 +1671,13 @@ static const struct test tests[] = {
 	{ "ctx_ids", test_ctx_ids },
 	{ "completed", test_completed },
 	{ "ops_float64", test_ops_float64 },
+	{ "timeline", test_timeline },
+	{ "implicit_sync", test_implicit_sync },
+	{ "bo_list", test_bo_list },
+	{ "fdinfo", test_fdinfo },
+	{ "trace", test_trace },
+	{ "devcoredump", test_devcoredump },
+	{ "runtime_pm", test_runtime_pm },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };

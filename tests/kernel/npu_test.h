@@ -36,7 +36,7 @@ extern char debugfs_dir[256];
 	      _r < 0 ? strerror(-_r) : "ok", (err));			\
 } while (0)
 
-#define ALL_OPS (((1ull << NPU_OP_COUNT) - 1) & ~1ull)
+#define ALL_OPS (((1ull << NPU_OPS_KNOWN) - 1) & ~1ull)
 
 /* A simple arena over one BO: hands out aligned offsets. */
 struct arena {
@@ -64,6 +64,7 @@ void fill_i8(int8_t *p, size_t n);
 void fill_f32(float *p, size_t n, float lo, float hi);
 int cmp_bytes(const void *a, const void *b, size_t n, const char *what);
 int inject_hang(void);
+int inject_alloc_fail(void);
 
 /* Tests in the other files (named in npu_test.c's table). */
 void test_ctx_race(void);
@@ -80,5 +81,12 @@ void test_netlink_privacy(void);
 void test_attention_chunks(void);
 void test_pos_snapshot(void);
 void test_ops_float64(void);
+void test_timeline(void);
+void test_implicit_sync(void);
+void test_bo_list(void);
+void test_fdinfo(void);
+void test_trace(void);
+void test_devcoredump(void);
+void test_runtime_pm(void);
 
 #endif /* NPU_TEST_H */

@@ -56,7 +56,7 @@ void find_debugfs(void)
 	size_t i;
 
 	for (i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
-		snprintf(p, sizeof(p), "%s/inject_hang", cands[i]);
+		snprintf(p, sizeof(p), "%s/bo_count", cands[i]);
 		if (access(p, F_OK) == 0) {
 			snprintf(debugfs_dir, sizeof(debugfs_dir), "%s", cands[i]);
 			return;
@@ -270,23 +270,41 @@ int cmp_bytes(const void *a, const void *b, size_t n, const char *what)
 }
 
 /*
- * Make the next job hang until the job timeout resets the engine: the
- * kernel's fault injection (fail_hang) where the kernel has it, else the
- * driver's own inject_hang.
+ * Arm a one-shot fault: the kernel's fault injection (debugfs DIR/ of a
+ * fault_attr: always, once, quietly) where the kernel has it, else the
+ * driver's own switch FALLBACK.
  */
+static int inject_once(const char *dir, const char *fallback)
+{
+	char p[300], f[64];
+	static const char *const knobs[][2] = {
+		{ "verbose", "0" }, { "interval", "1" }, { "probability", "100" },
+		{ "space", "0" }, { "times", "1" },
+	};
+	size_t i;
+
+	snprintf(p, sizeof(p), "%s/%s/probability", debugfs_dir, dir);
+	if (access(p, F_OK) != 0)
+		return write_dbg(fallback, 1);
+	for (i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+		int r;
+
+		snprintf(f, sizeof(f), "%s/%s", dir, knobs[i][0]);
+		r = write_dbg(f, atol(knobs[i][1]));
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* The next job hangs until the job timeout resets the engine. */
 int inject_hang(void)
 {
-	char p[300];
+	return inject_once("fail_hang", "inject_hang");
+}
 
-	snprintf(p, sizeof(p), "%s/fail_hang/probability", debugfs_dir);
-	if (access(p, F_OK) == 0) {
-		int r = write_dbg("fail_hang/probability", 100);
-
-		if (r == 0)
-			r = write_dbg("fail_hang/interval", 1);
-		if (r == 0)
-			r = write_dbg("fail_hang/times", 1);
-		return r;
-	}
-	return write_dbg("inject_hang", 1);
+/* The next BO_CREATE fails with -ENOMEM. */
+int inject_alloc_fail(void)
+{
+	return inject_once("fail_bo_alloc", "inject_alloc_fail");
 }

@@ -38,6 +38,26 @@ addr=unix:path=$tmp/bus
 N=32
 PROMPT='Once upon a time'
 
+# arm_hang / disarm_hang: the next job hangs until the timeout resets the
+# engine: the kernel's fault injection (fail_hang/) where it has it, else
+# the driver's own switch.
+arm_hang() {
+	if [ -d "$dbg/fail_hang" ]; then
+		for kv in verbose=0 interval=1 space=0 probability=100 times=1; do
+			echo "${kv#*=}" >"$dbg/fail_hang/${kv%%=*}"
+		done
+	else
+		echo 1 >"$dbg/inject_hang"
+	fi
+}
+disarm_hang() {
+	if [ -d "$dbg/fail_hang" ]; then
+		echo 0 >"$dbg/fail_hang/probability"
+	else
+		echo 0 >"$dbg/inject_hang"
+	fi
+}
+
 date +%s >"$tmp/t0"
 since() {
 	echo "$(($(date +%s) - $(cat "$tmp/t0")))s"
@@ -266,11 +286,11 @@ else
 	gen "$tmp/hang.json" w8a8 &
 	gpid=$!
 	wait_passes 4
-	echo 1 >"$dbg/inject_hang"
+	arm_hang
 	echo 0 >"$dbg/engine_delay_us"
 	wait $gpid
 	r=$?
-	echo 0 >"$dbg/inject_hang"
+	disarm_hang
 	dev
 	ev=$(($(num "$(dfield netlink_events)") - ev0))
 	dmesg | tail -n +$((lines + 1)) >"$tmp/dmesg"

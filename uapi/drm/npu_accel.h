@@ -21,15 +21,23 @@ extern "C" {
  * section names the ops (compute units) the context may run, and submits
  * command buffers.
  *
- * A command buffer lives in a BO. It starts with a 32-bit ERT packet header
- * laid out as XRT's struct ert_packet (xrt/ert.h): state in bits [3:0],
- * custom in [11:4], count in [22:12], opcode in [27:23], type in [31:28].
- * @count is the number of 32-bit words after the header; they hold an array
- * of &struct drm_npu_op. The opcode must be %NPU_ERT_START_CU and the type
- * %NPU_ERT_CU; custom must be zero. The driver snapshots the ops at submit
- * time and writes the final state (%NPU_ERT_STATE_COMPLETED, _ERROR,
- * _TIMEOUT or _ABORT) into the header's state bits before the job's fence
- * signals.
+ * A command buffer lives in a BO. It starts with a 32-bit header whose bit
+ * layout is that of XRT's struct ert_packet (xrt/ert.h): state in bits
+ * [3:0], custom in [11:4], count in [22:12], opcode in [27:23], type in
+ * [31:28]. The opcode must be %NPU_ERT_START_CU, the type %NPU_ERT_CU and
+ * custom zero; count is the number of 32-bit words after the header, and
+ * they hold an array of &struct drm_npu_op. Only the header follows XRT:
+ * the payload is not XRT's struct ert_start_kernel_cmd, whose word 1 is the
+ * cu_mask (and whose custom bits [11:10] count extra cu masks), so XRT tools
+ * can read a command's state, not decode its ops. The driver snapshots the
+ * ops at submit time and writes the final state (%NPU_ERT_STATE_COMPLETED,
+ * _ERROR, _TIMEOUT or _ABORT) into the header's state bits before the job's
+ * fence signals.
+ *
+ * The uAPI only grows: structs gain fields at their end (older binaries
+ * pass the shorter struct, the kernel reads the new fields as zero), flags
+ * gain bits, nothing changes meaning. version_major stays 1;
+ * version_minor counts the additions.
  *
  * Every ioctl rejects unknown flags, nonzero padding ("MBZ") and out of
  * range values with -EINVAL, unknown handles or ids with -ENOENT, bad user
@@ -139,7 +147,9 @@ extern "C" {
  *	%NPU_ERT_STATE_ERROR before the op writes anything.
  * @NPU_OP_COPY: dim = {bytes}; buf = {src, dst}.
  * @NPU_OP_CVT_F32_F16: dim = {n}; buf = {src f32[n], dst f16[n]}.
- * @NPU_OP_COUNT: number of opcodes, not an opcode.
+ *
+ * New ops get new values; which ones a device runs is its ops_mask
+ * (&struct drm_npu_get_info).
  */
 enum drm_npu_opcode {
 	NPU_OP_GEMM_W8A8 = 1,
@@ -154,7 +164,6 @@ enum drm_npu_opcode {
 	NPU_OP_ATTENTION = 10,
 	NPU_OP_COPY = 11,
 	NPU_OP_CVT_F32_F16 = 12,
-	NPU_OP_COUNT,
 };
 
 /* K and V caches of NPU_OP_ATTENTION hold f16 values. */
@@ -202,8 +211,11 @@ struct drm_npu_op {
 /**
  * struct drm_npu_get_info - device information (DRM_IOCTL_NPU_GET_INFO)
  * @flags: MBZ.
- * @version_major: uAPI major version, bumped on incompatible changes.
- * @version_minor: uAPI minor version.
+ * @version_major: 1, always: the uAPI is never changed incompatibly.
+ * @version_minor: additions to the uAPI. 1: %NPU_WAIT_F_ABSOLUTE, the
+ *	context's timeline syncobj (%NPU_CTX_CREATE_F_SYNCOBJ), the BO list of
+ *	a submission, @max_bo_handles, the "events-admin" netlink group and
+ *	the client id of events.
  * @num_engines: number of execution engines behind this node.
  * @max_ops_per_cmd: most ops one command buffer may carry.
  * @max_in_syncobjs: most in-syncobjs one submission may name.
@@ -213,6 +225,8 @@ struct drm_npu_op {
  * @fence_window: how many of a context's most recent sequence numbers
  *	DRM_IOCTL_NPU_WAIT can report on.
  * @pad: MBZ.
+ * @max_bo_handles: most entries of &drm_npu_submit.bo_handles (uAPI 1.1).
+ * @pad2: MBZ.
  */
 struct drm_npu_get_info {
 	__u32 flags;
@@ -226,6 +240,8 @@ struct drm_npu_get_info {
 	__u64 ops_mask;
 	__u64 max_bo_size;
 	__u64 pad;
+	__u32 max_bo_handles;
+	__u32 pad2;
 };
 
 /**
@@ -276,6 +292,10 @@ struct drm_npu_bo_sync {
 	__u64 size;
 };
 
+/* DRM_IOCTL_NPU_CTX_CREATE: also create the context's timeline syncobj. */
+#define NPU_CTX_CREATE_F_SYNCOBJ	0x1u
+#define NPU_CTX_CREATE_FLAGS_MASK	NPU_CTX_CREATE_F_SYNCOBJ
+
 #define NPU_CTX_PRIORITY_LOW	0
 #define NPU_CTX_PRIORITY_NORMAL	1
 #define NPU_CTX_PRIORITY_HIGH	2
@@ -284,9 +304,16 @@ struct drm_npu_bo_sync {
  * struct drm_npu_ctx_create - create a context (DRM_IOCTL_NPU_CTX_CREATE)
  * @priority: in: %NPU_CTX_PRIORITY_*; %NPU_CTX_PRIORITY_HIGH needs
  *	CAP_SYS_NICE (-EPERM without it).
- * @flags: in: MBZ.
- * @ctx_id: out: context id, unique within the open file, never 0.
+ * @flags: in: 0 or %NPU_CTX_CREATE_F_SYNCOBJ.
+ * @ctx_id: out: context id, unique within the open file, never 0; ids are
+ *	not reused while the file is open (they count up).
  * @pad: MBZ.
+ * @syncobj_handle: out: with %NPU_CTX_CREATE_F_SYNCOBJ, a timeline syncobj
+ *	of the file whose point n signals when the context's job n ends
+ *	(DRM_IOCTL_SYNCOBJ_TIMELINE_WAIT, any number of jobs back); else 0.
+ *	The handle is the caller's to destroy (DRM_IOCTL_SYNCOBJ_DESTROY);
+ *	the context keeps its own reference. uAPI 1.1.
+ * @pad2: MBZ.
  *
  * A new context may run no op until DRM_IOCTL_NPU_CTX_CONFIGURE.
  */
@@ -295,6 +322,8 @@ struct drm_npu_ctx_create {
 	__u32 flags;
 	__u32 ctx_id;
 	__u32 pad;
+	__u32 syncobj_handle;
+	__u32 pad2;
 };
 
 /**
@@ -361,6 +390,8 @@ struct drm_npu_ctx_query {
 
 /* Most in-syncobjs of one submission. */
 #define NPU_MAX_IN_SYNCOBJS	16
+/* Most entries of a submission's BO list. */
+#define NPU_MAX_BO_HANDLES	256
 
 /**
  * struct drm_npu_submit - submit a command buffer (DRM_IOCTL_NPU_SUBMIT)
@@ -375,6 +406,20 @@ struct drm_npu_ctx_query {
  *	%NPU_MAX_IN_SYNCOBJS.
  * @pad: MBZ.
  * @seqno: out: sequence number of the job within the context, from 1.
+ * @bo_handles: in: user pointer to an array of __u32 GEM handles, the BOs
+ *	the job uses, each once: the command BO and every operand must be
+ *	among them (else -EINVAL). 0 when @bo_handle_count is 0: the job's
+ *	BOs are then its command BO and operands. uAPI 1.1.
+ * @bo_handle_count: in: entries in @bo_handles, at most
+ *	%NPU_MAX_BO_HANDLES.
+ * @pad2: MBZ.
+ *
+ * Implicit sync: the job's fence joins its BOs' reservation objects (as a
+ * writer of the command BO and of every operand an op writes, a reader of
+ * the others), so a dma-buf exported from a BO carries the fences of the
+ * jobs using it; and the job waits for the fences other devices put there
+ * (for a BO it writes, every fence; else the writers'). Jobs of this
+ * device are ordered by their contexts and syncobjs, not by their BOs.
  */
 struct drm_npu_submit {
 	__u32 ctx_id;
@@ -386,6 +431,9 @@ struct drm_npu_submit {
 	__u32 in_syncobj_count;
 	__u32 pad;
 	__u64 seqno;
+	__u64 bo_handles;
+	__u32 bo_handle_count;
+	__u32 pad2;
 };
 
 /* DRM_IOCTL_NPU_WAIT: timeout_ns is a CLOCK_MONOTONIC time. */
