@@ -466,6 +466,8 @@ static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *err
         if (v.all) {
                 ENTRY("steps", "t", st.steps);
                 ENTRY("tokens_per_s", "d", st.tokens_per_s);
+                ENTRY("preemptions", "t", st.preemptions);
+                ENTRY("recomputed_tokens", "t", st.recomputed_tokens);
         }
 #undef ENTRY
         if (r >= 0)
