@@ -55,6 +55,7 @@ struct gen_options {
         bool has_top_k;
         uint32_t top_k;
         double temperature, top_p, repeat_penalty; /* NAN: the daemon's default */
+        double min_p, presence_penalty, frequency_penalty; /* NAN: the daemon's default (off) */
         bool has_seed;
         uint64_t seed;
         const char *stop[GEN_MAX_STOP];
@@ -75,6 +76,9 @@ enum {
         ARG_PRECISION,
         ARG_IGNORE_EOS,
         ARG_NO_BOS,
+        ARG_MIN_P,
+        ARG_PRESENCE_PENALTY,
+        ARG_FREQUENCY_PENALTY,
         ARG_GEN_LAST
 };
 
@@ -90,7 +94,10 @@ enum {
         { "stop", required_argument, NULL, ARG_STOP },                           \
         { "precision", required_argument, NULL, ARG_PRECISION },                 \
         { "ignore-eos", no_argument, NULL, ARG_IGNORE_EOS },                     \
-        { "no-bos", no_argument, NULL, ARG_NO_BOS }
+        { "no-bos", no_argument, NULL, ARG_NO_BOS },                             \
+        { "min-p", required_argument, NULL, ARG_MIN_P },                         \
+        { "presence-penalty", required_argument, NULL, ARG_PRESENCE_PENALTY },   \
+        { "frequency-penalty", required_argument, NULL, ARG_FREQUENCY_PENALTY }
 
 #define GEN_OPTIONS_HELP                                                                          \
         "  -n, --max-tokens N      tokens to generate (the daemon's default: 256)\n"              \
@@ -98,6 +105,9 @@ enum {
         "      --top-k K           0 is off (default 40)\n"                                       \
         "      --top-p P           in (0, 1], 1 is off (default 0.95)\n"                          \
         "      --repeat-penalty R  in (0, 100], 1 is off (default 1)\n"                           \
+        "      --min-p P           keep tokens at least P times as likely as the best (0..1, 0 is off)\n" \
+        "      --presence-penalty P    -2..2: subtracted once from the logit of each recent token\n" \
+        "      --frequency-penalty F   -2..2: subtracted per occurrence of each recent token\n"      \
         "      --seed S            generator seed (default: random)\n"                            \
         "      --stop STR          stop before STR (repeatable, up to 8)\n"                       \
         "      --precision P       auto, or the model's precision (float, w8a8, w8a16)\n"        \

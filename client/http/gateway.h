@@ -180,6 +180,34 @@ int npud_call_sync(struct gateway *gw, const char *member, sd_bus_message **repl
 /* Append an a{sv} entry of a basic type. */
 int bus_append_entry(sd_bus_message *m, const char *key, char type, const void *value);
 bool utf8_valid(const char *s, size_t len);
+/* Code points in a valid UTF-8 string. */
+size_t utf8_chars(const char *s);
+
+/* ---- logprobs.c: npud's Logprobs signals, kept and written as OpenAI and Ollama do */
+#define LP_MAX_TOP 20
+struct lp_token {
+        uint32_t id;
+        double logprob;
+        uint8_t *bytes; /* NUL-terminated for convenience; may hold NULs */
+        size_t n_bytes;
+};
+struct lp_entry {
+        struct lp_token tok;
+        struct lp_token *top; /* the most likely tokens, most likely first */
+        size_t n_top;
+        size_t text_offset;   /* characters of the completion before its piece */
+};
+struct lp_list {
+        struct lp_entry *v;
+        size_t n, cap;
+};
+/* Appends the entries of a(uayda(uayd)). */
+int lp_list_read(struct lp_list *l, sd_bus_message *m);
+void lp_list_done(struct lp_list *l);
+/* Entries [from, to) as OpenAI's chat logprobs.content (and Ollama's logprobs). */
+json_object *lp_content_json(const struct lp_list *l, size_t from, size_t to);
+/* Entries [from, to) as OpenAI's legacy completions logprobs; offset_base: characters before the completion. */
+json_object *lp_completion_json(const struct lp_list *l, size_t from, size_t to, size_t offset_base);
 
 /* ---- job.c: one generation, from the D-Bus call to the HTTP response */
 enum job_api {
@@ -222,6 +250,10 @@ struct job {
         struct buf text;         /* the whole completion (non-streaming) */
         uint32_t *ids;
         size_t n_ids, cap_ids;
+        size_t text_chars;       /* characters in text */
+        bool logprobs;           /* the client asked for them */
+        struct lp_list lp;       /* per token of text, from npud's Logprobs signals */
+        size_t lp_streamed;      /* entries already in stream chunks */
         struct buf out;          /* stream bytes not yet taken by MHD */
         bool out_done;           /* nothing will be added to out */
         bool out_failed;         /* the stream's end could not be written: cut it */

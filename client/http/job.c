@@ -65,6 +65,7 @@ struct job *job_unref(struct job *j)
         free(j->reason);
         free(j->echo_text);
         free(j->ids);
+        lp_list_done(&j->lp);
         buf_done(&j->text);
         buf_done(&j->out);
         free(j);
@@ -242,9 +243,12 @@ static int on_tokens(struct job *j, sd_bus_message *m)
                 r = sd_bus_message_read(m, "(us)", &id, &piece);
                 if (r <= 0)
                         break;
+                if (j->n_ids < j->lp.n)
+                        j->lp.v[j->n_ids].text_offset = j->text_chars;
                 r = keep_id(j, id);
                 if (r >= 0)
                         r = buf_append(&j->text, piece, strlen(piece));
+                j->text_chars += utf8_chars(piece);
                 if (r >= 0)
                         r = 1;
         }
@@ -357,6 +361,8 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
                 return 0;
         if (sd_bus_message_is_signal(m, NPUD_REQUEST, "Tokens"))
                 r = on_tokens(j, m);
+        else if (sd_bus_message_is_signal(m, NPUD_REQUEST, "Logprobs"))
+                r = j->logprobs ? lp_list_read(&j->lp, m) : 0;
         else if (sd_bus_message_is_signal(m, NPUD_REQUEST, "Finished"))
                 r = on_finished(j, m);
         if (r < 0) {

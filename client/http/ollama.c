@@ -74,6 +74,20 @@ static int parse_options(json_object *body, struct gen_params *p, struct api_err
         return 0;
 }
 
+/* logprobs (bool) and top_logprobs (0 to 20), beside options as Ollama has them. */
+static int parse_logprobs(json_object *body, struct job *j, struct gen_params *p, struct api_error *e)
+{
+        int64_t top = 0;
+        bool lp = false;
+
+        if (json_opt_bool(body, "logprobs", &lp, e) < 0 || json_opt_int(body, "top_logprobs", 0, 20, &top, e) < 0)
+                return -EINVAL;
+        j->logprobs = lp;
+        if (lp)
+                p->logprobs = (int)top;
+        return 0;
+}
+
 static int check_unsupported(json_object *body, struct api_error *e)
 {
         json_object *v;
@@ -174,9 +188,21 @@ static int ndjson(struct job *j, json_object *o)
         return r;
 }
 
+/* "logprobs": the entries not yet sent (Ollama's shape is OpenAI's chat content), when asked for. */
+static void add_logprobs(struct job *j, json_object *o)
+{
+        if (!o || !j->logprobs)
+                return;
+        json_object_object_add(o, "logprobs", lp_content_json(&j->lp, j->lp_streamed, j->lp.n));
+        j->lp_streamed = j->lp.n;
+}
+
 int ollama_stream_tokens(struct job *j, const char *text, size_t len)
 {
-        return ndjson(j, base(j, text, len, false));
+        json_object *o = base(j, text, len, false);
+
+        add_logprobs(j, o);
+        return ndjson(j, o);
 }
 
 int ollama_stream_end(struct job *j)
@@ -191,6 +217,8 @@ int ollama_stream_end(struct job *j)
         o = base(j, "", 0, true);
         if (o)
                 add_done_fields(j, o);
+        if (j->lp_streamed < j->lp.n)
+                add_logprobs(j, o);
         return ndjson(j, o);
 }
 
@@ -199,6 +227,7 @@ json_object *ollama_response(struct job *j)
         json_object *o = base(j, j->text.data ? j->text.data : "", j->text.len, true);
         if (o)
                 add_done_fields(j, o);
+        add_logprobs(j, o);
         return o;
 }
 
@@ -244,6 +273,7 @@ enum MHD_Result ollama_generate(struct http_req *hr, json_object *body, bool cha
                 return MHD_NO;
         gen_params_init(&p);
         if (check_unsupported(body, &e) < 0 || parse_options(body, &p, &e) < 0 ||
+            parse_logprobs(body, j, &p, &e) < 0 ||
             json_opt_bool(body, "stream", &stream, &e) < 0 || json_opt_bool(body, "raw", &raw, &e) < 0 ||
             json_opt_string(body, "model", &model, &e) < 0 || json_opt_string(body, "prompt", &prompt, &e) < 0 ||
             json_opt_string(body, "system", &system, &e) < 0)

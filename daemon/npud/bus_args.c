@@ -203,6 +203,52 @@ static int read_stops(sd_bus_message *m, const char *type, struct gen_args *a, s
         return a->stops ? 0 : -ENOMEM;
 }
 
+/*
+ * The options of issue 17 that clients of other APIs send: min_p,
+ * presence_penalty, frequency_penalty and logprobs. -ENOKEY: not one of them.
+ */
+static int read_client_option(sd_bus_message *m, const char *key, const char *type, struct gen_args *a,
+                              sd_bus_error *error)
+{
+        struct sampler_params *sp = &a->p.sampling;
+        int64_t i;
+        double d;
+        int r;
+
+        if (!strcmp(key, "logprobs")) {
+                r = read_integer(m, type, &i);
+                if (r == -EMEDIUMTYPE)
+                        return bad_type(error, key, type, "an integer");
+                if (r < 0)
+                        return r;
+                if (i < 0 || i > TOKEN_LOGPROBS_MAX_TOP)
+                        return out_of_range(error, key, "0 to 20 alternatives per token");
+                a->p.logprobs = true;
+                a->p.top_logprobs = (int32_t)i;
+                return 0;
+        }
+        if (strcmp(key, "min_p") && strcmp(key, "presence_penalty") && strcmp(key, "frequency_penalty"))
+                return -ENOKEY;
+        r = read_number(m, type, &d);
+        if (r == -EMEDIUMTYPE)
+                return bad_type(error, key, type, "a double");
+        if (r < 0)
+                return r;
+        if (!strcmp(key, "min_p")) {
+                if (!(d >= 0 && d <= 1))
+                        return out_of_range(error, key, "0 to 1");
+                sp->min_p = (float)d;
+        } else {
+                if (!(d >= -2 && d <= 2))
+                        return out_of_range(error, key, "-2 to 2");
+                if (!strcmp(key, "presence_penalty"))
+                        sp->presence_penalty = (float)d;
+                else
+                        sp->frequency_penalty = (float)d;
+        }
+        return 0;
+}
+
 static int read_option(sd_bus_message *m, const char *key, const char *type, const struct npu_model *model,
                        int32_t n_ctx, bool allow_system, struct gen_args *a, sd_bus_error *error)
 {
@@ -211,6 +257,9 @@ static int read_option(sd_bus_message *m, const char *key, const char *type, con
         double d;
         int r;
 
+        r = read_client_option(m, key, type, a, error);
+        if (r != -ENOKEY)
+                return r;
         if (!strcmp(key, "max_tokens")) {
                 if (read_integer(m, type, &i) == -EMEDIUMTYPE)
                         return bad_type(error, key, type, "an integer");

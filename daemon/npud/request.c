@@ -84,6 +84,7 @@ void request_cancel(struct request *r, enum sched_stop stop)
 
 static void request_destroy(struct request *r)
 {
+        generated_done(&r->sent);
         sched_request_free(r->sr);
         free(r->path);
         free(r);
@@ -123,6 +124,10 @@ void request_flush(struct request *r, bool force)
                 return;
         if (bus_request_send_tokens(r) < 0)
                 fprintf(stderr, "<4>npud: cannot send tokens of %s to %s\n", r->path, r->client->name);
+        for (size_t i = 0; i < r->sr->out.n; i++)
+                if (generated_add(&r->sent, (uint32_t)r->sr->out.v[i].id, r->sr->out.v[i].text) < 0)
+                        r->sent_incomplete = true;
+        r->n_sent += r->sr->out.n;
         piece_queue_clear(&r->sr->out);
 }
 

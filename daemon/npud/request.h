@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "generated.h"
 #include "scheduler.h"
 
 struct session;
@@ -38,6 +39,9 @@ struct request {
         bool dropped; /* closed: freed as soon as the scheduler lets go */
         bool freeing; /* request_free is cancelling it */
         enum sched_stop stop;
+        struct generated sent; /* the pieces sent, for Finished ... */
+        size_t n_sent;         /* ... their number ... */
+        bool sent_incomplete;  /* ... and whether sent lacks some (out of memory) */
 };
 
 /* A request of session s for owner c (not yet submitted). */

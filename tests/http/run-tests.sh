@@ -193,6 +193,14 @@ if [ "$otext" = "true $expected" ]; then ok "ollama-generate-whole"; else bad "o
 otext=$(U $url/api/generate -d "$(echo "${obody%\}},\"stream\":false}" | sed "s/\"model\":\"$model_name\"/\"model\":\"$model_name:latest\"/")" | json 'o.model + " " + o.response')
 if [ "$otext" = "$model_name $expected" ]; then ok "ollama-model-latest-tag"; else bad "ollama-model-latest-tag" "'$otext'"; fi
 
+# ---- logprobs in Ollama's shape; echo with logprobs is refused (no prompt log-probabilities)
+out=$(U $url/api/generate -d "${obody%\}},\"stream\":false,\"logprobs\":true,\"top_logprobs\":2}")
+lp=$(echo "$out" | json 'o.logprobs.length + " " + o.eval_count + " " + (o.logprobs.map(t => t.token).join("") === o.response) +
+	" " + o.logprobs.every(t => t.top_logprobs.length === 2 && t.top_logprobs[0].token === t.token && t.logprob <= 0)')
+if [ "$lp" = "$(echo "$out" | json 'o.eval_count + " " + o.eval_count') true true" ]; then ok "ollama-logprobs"; else bad "ollama-logprobs" "$lp: $(echo "$out" | head -c 300)"; fi
+E "error-echo-with-logprobs" 400 '"param":"echo"' $url/v1/completions -d '{"model":"'$model_name'","prompt":"x","echo":true,"logprobs":1}'
+E "error-logprobs-above-5" 400 '"param":"logprobs"' $url/v1/completions -d '{"model":"'$model_name'","prompt":"x","logprobs":6}'
+
 # ---- the openai npm client (TCP, bearer key)
 has_chat=0
 busctl --address="$addr" introspect --xml-interface org.npud.Inference1 /org/npud/Inference1 2>/dev/null |

@@ -1,0 +1,239 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The D-Bus API of issue 17, on npud on a private bus (lib.sh): the sampling
+# options clients send (min_p, presence and frequency penalties, logprobs),
+# Finished with the whole reply, change signals, model objects and the
+# object manager, keep-alive and idle unload, load progress, npuctl ps, and
+# the introspection XML against what npud serves.
+#   tests/service/api-tests.sh BUILD_DIR SHARED_DIR
+# Prints "ok NAME" or "FAIL NAME: why" per check and "N passed, N failed";
+# exits 0 only when all pass (77, meson's skip, when the model or
+# dbus-daemon is missing).
+set -u
+
+if [ $# -ne 2 ]; then
+	echo "usage: $0 BUILD_DIR SHARED_DIR" >&2
+	exit 2
+fi
+build=$(cd "$1" && pwd) || exit 2
+shared=$(cd "$2" && pwd) || exit 2
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/../.." && pwd)
+
+npud=$build/daemon/npud/npud
+npuctl=$build/client/npuctl
+probe=$build/tests/service/api-probe
+npu_run=$build/daemon/tools/npu-run
+model=$shared/models/aidreams260K-f32.gguf
+name=aidreams260K-f32
+
+for f in "$npud" "$npuctl" "$probe" "$npu_run"; do
+	[ -x "$f" ] || { echo "FAIL setup: $f is not built"; exit 1; }
+done
+[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
+command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
+
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+passed=0
+failed=0
+ok() { echo "ok $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+ctl() { "$npuctl" --bus "$addr" "$@"; }
+P() { "$probe" "$addr" "$@"; }
+E=org.npud.Inference1.Error
+
+service_start || exit 1
+prompt="Once upon a time"
+
+# ---- Finished carries the whole reply: the Tokens' pieces joined, their ids
+P generate "" "$prompt" max_tokens u 40 temperature d 0 >"$tmp/gen" 2>&1
+pieces=$(sed -n 's/^tokens //p' "$tmp/gen" | grep -o ':"\([^"\\]\|\\.\)*"' | sed 's/^:"//; s/"$//' | tr -d '\n')
+ids=$(sed -n 's/^tokens //p' "$tmp/gen" | grep -o '[0-9]*:"' | tr -d ':"' | paste -sd, -)
+text=$(sed -n 's/^stat text="\(.*\)"$/\1/p' "$tmp/gen")
+tokens=$(sed -n 's/^stat tokens=\[\(.*\)\]$/\1/p' "$tmp/gen")
+want=$(ctl generate -q --temp 0 --max-tokens 40 "$prompt")
+if [ -n "$ids" ] && [ "$text" = "$pieces" ] && [ "$tokens" = "$ids" ] && [ "$text" = "$want" ]; then
+	ok "finished-has-text-and-tokens"
+else
+	bad "finished-has-text-and-tokens" "text '$text' pieces '$pieces' npuctl '$want'; tokens [$tokens] ids [$ids]"
+fi
+if grep -q '^logprobs\|^stat logprobs' "$tmp/gen"; then
+	bad "no-logprobs-unless-asked" "$(grep -m1 logprobs "$tmp/gen")"
+else
+	ok "no-logprobs-unless-asked"
+fi
+
+# ---- logprobs: a Logprobs signal before each Tokens, the same tokens in order, N alternatives
+# each, most likely first; greedy picks the first; Finished's logprobs are the signals' joined
+P generate "" "$prompt" max_tokens u 20 temperature d 0 logprobs u 3 >"$tmp/lp" 2>&1
+check=$(awk '
+	function entries(s, out,   n, rest, m) {
+		# (ID,<HEX>,LP,[(ID,<HEX>,LP)...]) at the top level of a list
+		n = 0; rest = s
+		while (match(rest, /\(([0-9]+),<[0-9a-f]*>,[-0-9.e+inf]+,\[[^]]*\]\)/)) {
+			out[++n] = substr(rest, RSTART, RLENGTH)
+			rest = substr(rest, RSTART + RLENGTH)
+		}
+		return n
+	}
+	/^logprobs / { pending = $0; sub(/^logprobs /, "", pending); signals = signals pending; next }
+	/^tokens / {
+		if (pending == "") { err = err " tokens without logprobs before;" ; next }
+		n = entries(pending, e); t = 0; rest = $0
+		while (match(rest, /[0-9]+:"([^"\\]|\\.)*"/)) {
+			tok = substr(rest, RSTART, RLENGTH); sub(/:.*/, "", tok); tk[++t] = tok
+			rest = substr(rest, RSTART + RLENGTH)
+		}
+		if (n != t) err = err " " n " logprobs for " t " tokens;"
+		for (i = 1; i <= n; i++) {
+			split(substr(e[i], 2), f, ",")
+			if (f[1] != tk[i]) err = err " id " f[1] " vs token " tk[i] ";"
+			lp = f[3] + 0
+			if (lp > 0) err = err " logprob " lp " > 0;"
+			top = e[i]; sub(/^[^[]*\[/, "", top)
+			k = 0; prev = 1; first = ""
+			while (match(top, /\(([0-9]+),<[0-9a-f]*>,[-0-9.e+inf]+\)/)) {
+				split(substr(top, RSTART + 1, RLENGTH - 2), g, ",")
+				if (k == 0) first = g[1]
+				if (g[3] + 0 > prev + 1e-6) err = err " top not sorted;"
+				prev = g[3] + 0; k++
+				top = substr(top, RSTART + RLENGTH)
+			}
+			if (k != 3) err = err " " k " alternatives;"
+			if (first != f[1]) err = err " greedy chose " f[1] ", the most likely is " first ";"
+			count++
+		}
+		pending = ""
+		next
+	}
+	/^stat logprobs=/ { fin = $0; sub(/^stat logprobs=\[/, "", fin); sub(/\]$/, "", fin) }
+	END {
+		gsub(/^\[|\]$/, "", signals); gsub(/\]\[/, ",", signals)
+		if (fin != signals) err = err " Finished logprobs differ from the signals;"
+		print count " " err
+	}' "$tmp/lp")
+if [ "${check%% *}" -ge 2 ] && [ -z "${check#* }" ]; then
+	ok "logprobs-signals (${check%% *} tokens)"
+else
+	bad "logprobs-signals" "$check; $(head -c 400 "$tmp/lp")"
+fi
+
+# ---- min_p 1 keeps only the most likely token: sampling at any temperature is greedy then
+greedy=$(P generate "" "$prompt" max_tokens u 30 temperature d 0 | sed -n 's/^stat text=//p')
+hot=$(P generate "" "$prompt" max_tokens u 30 temperature d 1.5 seed t 3 | sed -n 's/^stat text=//p')
+minp=$(P generate "" "$prompt" max_tokens u 30 temperature d 1.5 seed t 3 min_p d 1 | sed -n 's/^stat text=//p')
+if [ -n "$greedy" ] && [ "$minp" = "$greedy" ] && [ "$hot" != "$greedy" ]; then
+	ok "min-p-1-is-greedy"
+else
+	bad "min-p-1-is-greedy" "greedy $greedy; min_p 1: $minp; without min_p: $hot"
+fi
+
+# ---- the penalties shift the logits of the tokens seen (the prompt's, here): with logprobs of the
+# first generated token, lp(a) - lp(b) moves by exactly the penalty difference of a and b
+ids=$("$npu_run" -m "$model" --tokenize "Once upon a time there was a little girl. The little girl" | tr ' ' ',')
+first_token() { # OPTIONS...: the first generated token's alternatives as "ID LP" lines
+	P generate "" "ids:$ids" max_tokens u 1 temperature d 0 logprobs u 20 "$@" |
+		sed -n 's/^logprobs //p' | grep -o '([0-9]*,<[0-9a-f]*>,[-0-9.e+inf]*)' | tr -d '()' |
+		awk -F, '{ print $1, $3 }' | sort -u
+}
+first_token >"$tmp/lp0"
+penalty_check() { # NAME PRESENCE FREQUENCY
+	local name=$1 pres=$2 freq=$3 res
+	first_token presence_penalty d "$pres" frequency_penalty d "$freq" >"$tmp/lp1"
+	res=$(echo "$ids" | tr ',' '\n' | awk -v pres="$pres" -v freq="$freq" -v a="$tmp/lp0" -v b="$tmp/lp1" '
+		{ count[$1]++ }
+		END {
+			while ((getline l < a) > 0) { split(l, f, " "); A[f[1]] = f[2] }
+			while ((getline l < b) > 0) { split(l, f, " "); if (f[1] in A) B[f[1]] = f[2] }
+			ref = ""
+			for (t in B) if (!(t in count)) { ref = t; break }
+			if (ref == "") { print "no alternative outside the prompt"; exit }
+			seen = 0; worst = 0
+			for (t in B) {
+				pen = (t in count) ? pres + freq * count[t] : 0
+				d = (B[t] - B[ref]) - (A[t] - A[ref]) + pen
+				if (d < 0) d = -d
+				if (d > worst) worst = d
+				seen += (t in count)
+			}
+			if (seen == 0) print "no alternative from the prompt"
+			else if (worst > 1e-3) print "off by " worst
+			else print "ok " seen
+		}')
+	if [ "${res%% *}" = ok ]; then ok "$name (${res#ok } prompt tokens among the alternatives)"; else bad "$name" "$res"; fi
+}
+# (negative penalties: the prompt's tokens rise and stay among the 20 most likely)
+penalty_check "presence-penalty-shifts-logits" -1.5 0
+penalty_check "frequency-penalty-shifts-logits" 0 -0.75
+penalty_check "both-penalties-shift-logits" 0.25 -0.5
+
+# ---- bad values of the new options: InvalidArgument, named
+opt_error() { # NAME KEY TYPE VALUE
+	local out
+	out=$(P generate "" "$prompt" max_tokens u 4 "$2" "$3" "$4" 2>&1)
+	if echo "$out" | grep -q "^error $E.InvalidArgument: .*'$2'"; then ok "$1"; else bad "$1" "$out"; fi
+}
+opt_error "min-p-above-1" min_p d 1.5
+opt_error "min-p-negative" min_p d -0.1
+opt_error "presence-penalty-out-of-range" presence_penalty d 2.5
+opt_error "frequency-penalty-out-of-range" frequency_penalty d -3
+opt_error "frequency-penalty-wrong-type" frequency_penalty s x
+opt_error "logprobs-above-20" logprobs u 21
+opt_error "logprobs-negative" logprobs i -1
+opt_error "logprobs-wrong-type" logprobs d 2
+
+# ---- the introspection XML in the repository is what npud serves
+introspected() { # the members npud serves, one "IFACE KIND NAME SIGNATURE" a line
+	busctl --address="$addr" introspect org.npud.Inference1 "$1" 2>/dev/null |
+		awk -v want="$2" '$1 == want { iface = 1; next } /^org\./ { iface = 0 } iface && $1 ~ /^\./ {
+			sig = ($3 == "-") ? "" : $3; print want, $2, substr($1, 2), sig }' | sort
+}
+from_xml() { # IFACE: the same from the XML
+	awk -v want="$1" '
+		/<interface name=/ { match($0, /name="[^"]*"/); cur = substr($0, RSTART + 6, RLENGTH - 7); next }
+		/<\/interface>/ { cur = ""; next }
+		cur != want { next }
+		/<(method|signal) name=/ { flush(); match($0, /<[a-z]*/); kind = substr($0, RSTART + 1, RLENGTH - 1)
+			match($0, /name="[^"]*"/); member = substr($0, RSTART + 6, RLENGTH - 7); ins = ""; outs = ""
+			if ($0 ~ /\/>/) flush(); next }
+		/<arg / { match($0, /type="[^"]*"/); t = substr($0, RSTART + 6, RLENGTH - 7)
+			if ($0 ~ /direction="out"/) outs = outs t; else ins = ins t; next }
+		/<\/(method|signal)>/ { flush(); next }
+		/<property / { match($0, /name="[^"]*"/); p = substr($0, RSTART + 6, RLENGTH - 7)
+			match($0, /type="[^"]*"/); print want, "property", p, substr($0, RSTART + 6, RLENGTH - 7) }
+		function flush() { if (member != "") print want, kind, member, ins; member = "" }
+		END { flush() }' "$src/daemon/npud/org.npud.Inference1.xml" | sort
+}
+# interfaces_to_check: "PATH IFACE" pairs; objects that exist by now
+interfaces_to_check=("/org/npud/Inference1 org.npud.Inference1.Manager")
+xml_diff=""
+for pair in "${interfaces_to_check[@]}"; do
+	read -r opath iface <<<"$pair"
+	introspected "$opath" "$iface" >"$tmp/got"
+	from_xml "$iface" >"$tmp/want"
+	[ -s "$tmp/got" ] || xml_diff="$xml_diff nothing introspected for $iface;"
+	diff "$tmp/got" "$tmp/want" >"$tmp/xmldiff" || xml_diff="$xml_diff $iface: $(tr '\n' ';' <"$tmp/xmldiff")"
+done
+if [ -z "$xml_diff" ]; then ok "introspection-matches-xml"; else bad "introspection-matches-xml" "$xml_diff"; fi
+
+# ---- npud stops cleanly; nothing from the sanitizers
+kill "$npud_pid"
+wait "$npud_pid"
+rc=$?
+npud_pid=""
+if [ $rc -ne 0 ]; then
+	bad "npud-clean-exit" "SIGTERM: exit $rc"
+elif grep -q "runtime error\|ERROR: AddressSanitizer\|ERROR: LeakSanitizer" "$tmp/npud.log"; then
+	bad "npud-clean-exit" "the sanitizers reported errors: $(grep -m1 -A5 'runtime error\|ERROR:' "$tmp/npud.log")"
+else
+	ok "npud-clean-exit"
+fi
+
+if [ "$failed" -gt 0 ]; then
+	echo "--- npud's log (last 30 lines)"
+	tail -30 "$tmp/npud.log"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
