@@ -4,7 +4,11 @@
 #include "model.h"
 #include "threadpool.h"
 
-/* Read bandwidth of this machine in bytes/s: all pool threads stream a large buffer (STREAM-like sum). */
+/*
+ * Read bandwidth of this machine in bytes/s: all pool threads stream a
+ * large buffer (a STREAM-like sum), one stream per thread or four with
+ * software prefetch, the best of both.
+ */
 double measure_read_bandwidth(struct threadpool *tp, size_t bytes);
 
 /*

@@ -2,7 +2,8 @@
 /*
  * Attention over the int8 rows of the q8 KV cache (kernels.h, kv_cache.h):
  * the bytes are converted to float (exactly) as they are read, so a head
- * reads half the bytes of an f16 cache. Portable C and AVX2; within each,
+ * reads half the bytes of an f16 cache. Portable C, AVX2 and AVX-512 (where
+ * the int8 kernels use AVX-512 VNNI); within each,
  * the all-heads row kernels compute every head's scores and sums with the
  * same operations in the same order as the per-head kernels.
  */
@@ -86,7 +87,49 @@ AVX2 static void scores_q8_avx2(const float *q, const int8_t *k, const float *ks
                 scores[p] = (dot_q8_avx2(q, k + p * stride, hd) * ks[p * sstride]) * scale;
 }
 
-/* Four rows at a time, each with dot_q8_avx2's accumulators and order, the rows' chains side by side. */
+/* head sizes up to which the heads of a GQA group convert their shared K/V slice once */
+#define Q8_GQA_MAX_HD 256
+
+AVX2_INLINE void q8_to_f32(const int8_t *x, float *y, int32_t n)
+{
+        int32_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                _mm256_storeu_ps(y + i, cvt8(x + i));
+        for (; i < n; i++)
+                y[i] = (float)x[i];
+}
+
+/*
+ * Four rows of one query head, each with dot_q8_avx2's accumulators and
+ * order (the rows' chains side by side); the rows' values come from L(r, i)
+ * as 8 floats, the same whether converted on the fly or beforehand (the
+ * conversion is exact).
+ */
+#define DOT4(qh, hd, hd16, L, s0, s1, s2, s3, R)                                                            \
+        do {                                                                                                \
+                __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0,      \
+                       b3 = a0;                                                                             \
+                for (int32_t i = 0; i < (hd16); i += 16) {                                                  \
+                        const __m256 qa = _mm256_loadu_ps((qh) + i), qb = _mm256_loadu_ps((qh) + i + 8);    \
+                        a0 = _mm256_fmadd_ps(qa, L(0, i), a0);                                              \
+                        b0 = _mm256_fmadd_ps(qb, L(0, i + 8), b0);                                          \
+                        a1 = _mm256_fmadd_ps(qa, L(1, i), a1);                                              \
+                        b1 = _mm256_fmadd_ps(qb, L(1, i + 8), b1);                                          \
+                        a2 = _mm256_fmadd_ps(qa, L(2, i), a2);                                              \
+                        b2 = _mm256_fmadd_ps(qb, L(2, i + 8), b2);                                          \
+                        a3 = _mm256_fmadd_ps(qa, L(3, i), a3);                                              \
+                        b3 = _mm256_fmadd_ps(qb, L(3, i + 8), b3);                                          \
+                }                                                                                           \
+                s0 = hsum(_mm256_add_ps(a0, b0)), s1 = hsum(_mm256_add_ps(a1, b1));                         \
+                s2 = hsum(_mm256_add_ps(a2, b2)), s3 = hsum(_mm256_add_ps(a3, b3));                         \
+                for (int32_t i = (hd16); i < (hd); i++) {                                                   \
+                        s0 = fmaf((qh)[i], R(0, i), s0);                                                    \
+                        s1 = fmaf((qh)[i], R(1, i), s1);                                                    \
+                        s2 = fmaf((qh)[i], R(2, i), s2);                                                    \
+                        s3 = fmaf((qh)[i], R(3, i), s3);                                                    \
+                }                                                                                           \
+        } while (0)
+
 AVX2 static void scores_rows_q8_avx2(const float *q, const int8_t *k, const float *ks, size_t stride,
                                      size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd,
                                      float scale, float *scores, size_t ld)
@@ -95,37 +138,38 @@ AVX2 static void scores_rows_q8_avx2(const float *q, const int8_t *k, const floa
         int32_t p = 0;
 
         for (; p + 4 <= n; p += 4) {
-                const int8_t *r0 = k + p * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
+                const int8_t *rows[4] = { k + p * stride, k + (p + 1) * stride, k + (p + 2) * stride,
+                                          k + (p + 3) * stride };
                 prefetch_rows(k, stride, p + 4, MIN(p + 8, n), (size_t)(n_heads / group) * hd);
-                for (int32_t h = 0; h < n_heads; h++) {
-                        const float *qh = q + (size_t)h * hd;
-                        const size_t off = (size_t)(h / group) * hd;
-                        __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
-                        for (int32_t i = 0; i < hd16; i += 16) {
-                                const __m256 qa = _mm256_loadu_ps(qh + i), qb = _mm256_loadu_ps(qh + i + 8);
-                                a0 = _mm256_fmadd_ps(qa, cvt8(r0 + off + i), a0);
-                                b0 = _mm256_fmadd_ps(qb, cvt8(r0 + off + i + 8), b0);
-                                a1 = _mm256_fmadd_ps(qa, cvt8(r1 + off + i), a1);
-                                b1 = _mm256_fmadd_ps(qb, cvt8(r1 + off + i + 8), b1);
-                                a2 = _mm256_fmadd_ps(qa, cvt8(r2 + off + i), a2);
-                                b2 = _mm256_fmadd_ps(qb, cvt8(r2 + off + i + 8), b2);
-                                a3 = _mm256_fmadd_ps(qa, cvt8(r3 + off + i), a3);
-                                b3 = _mm256_fmadd_ps(qb, cvt8(r3 + off + i + 8), b3);
+                for (int32_t g = 0; g < n_heads / group; g++) {
+                        const size_t off = (size_t)g * hd;
+                        const float *sc = ks + p * sstride + g;
+                        float kf[4][Q8_GQA_MAX_HD];
+                        const bool shared = group > 1 && hd <= Q8_GQA_MAX_HD;
+                        /* grouped heads share the slice: convert it once */
+                        for (int r = 0; shared && r < 4; r++)
+                                q8_to_f32(rows[r] + off, kf[r], hd);
+                        for (int32_t h = g * group; h < (g + 1) * group; h++) {
+                                const float *qh = q + (size_t)h * hd;
+                                float s0, s1, s2, s3;
+#define LF(r, i) _mm256_loadu_ps(kf[r] + (i))
+#define RF(r, i) kf[r][i]
+#define LQ(r, i) cvt8(rows[r] + off + (i))
+#define RQ(r, i) ((float)rows[r][off + (i)])
+                                if (shared)
+                                        DOT4(qh, hd, hd16, LF, s0, s1, s2, s3, RF);
+                                else
+                                        DOT4(qh, hd, hd16, LQ, s0, s1, s2, s3, RQ);
+#undef LF
+#undef RF
+#undef LQ
+#undef RQ
+                                float *sh = scores + h * ld + p;
+                                sh[0] = (s0 * sc[0]) * scale;
+                                sh[1] = (s1 * sc[sstride]) * scale;
+                                sh[2] = (s2 * sc[2 * sstride]) * scale;
+                                sh[3] = (s3 * sc[3 * sstride]) * scale;
                         }
-                        float s0 = hsum(_mm256_add_ps(a0, b0)), s1 = hsum(_mm256_add_ps(a1, b1));
-                        float s2 = hsum(_mm256_add_ps(a2, b2)), s3 = hsum(_mm256_add_ps(a3, b3));
-                        for (int32_t i = hd16; i < hd; i++) {
-                                s0 = fmaf(qh[i], (float)r0[off + i], s0);
-                                s1 = fmaf(qh[i], (float)r1[off + i], s1);
-                                s2 = fmaf(qh[i], (float)r2[off + i], s2);
-                                s3 = fmaf(qh[i], (float)r3[off + i], s3);
-                        }
-                        const float *sc = ks + p * sstride + h / group;
-                        float *sh = scores + h * ld + p;
-                        sh[0] = (s0 * sc[0]) * scale;
-                        sh[1] = (s1 * sc[sstride]) * scale;
-                        sh[2] = (s2 * sc[2 * sstride]) * scale;
-                        sh[3] = (s3 * sc[3 * sstride]) * scale;
                 }
         }
         for (; p < n; p++)
@@ -169,28 +213,28 @@ AVX2 static void accum_q8_avx2(float *out, const int8_t *v, const float *vs, siz
                         out[d] = fmaf(w[p] * vs[p * sstride], (float)v[p * stride + d], out[d]);
 }
 
-AVX2_INLINE void accum_head4(float *o, const int8_t *r0, size_t stride, const float a[4], int32_t hd)
-{
-        const __m256 w0 = _mm256_set1_ps(a[0]), w1 = _mm256_set1_ps(a[1]);
-        const __m256 w2 = _mm256_set1_ps(a[2]), w3 = _mm256_set1_ps(a[3]);
-        const int8_t *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
-        int32_t d = 0;
-        for (; d + 8 <= hd; d += 8) {
-                __m256 acc = _mm256_loadu_ps(o + d);
-                acc = _mm256_fmadd_ps(w0, cvt8(r0 + d), acc);
-                acc = _mm256_fmadd_ps(w1, cvt8(r1 + d), acc);
-                acc = _mm256_fmadd_ps(w2, cvt8(r2 + d), acc);
-                acc = _mm256_fmadd_ps(w3, cvt8(r3 + d), acc);
-                _mm256_storeu_ps(o + d, acc);
-        }
-        for (; d < hd; d++) {
-                float x = o[d];
-                x = fmaf(a[0], (float)r0[d], x);
-                x = fmaf(a[1], (float)r1[d], x);
-                x = fmaf(a[2], (float)r2[d], x);
-                o[d] = fmaf(a[3], (float)r3[d], x);
-        }
-}
+/* o[d] = fma(a[3], x3[d], fma(a[2], x2[d], fma(a[1], x1[d], fma(a[0], x0[d], o[d])))), rows from L(r, d) */
+#define ACCUM4(o, hd, a, L, R)                                                                              \
+        do {                                                                                                \
+                const __m256 w0 = _mm256_set1_ps(a[0]), w1 = _mm256_set1_ps(a[1]);                         \
+                const __m256 w2 = _mm256_set1_ps(a[2]), w3 = _mm256_set1_ps(a[3]);                         \
+                int32_t d = 0;                                                                              \
+                for (; d + 8 <= (hd); d += 8) {                                                             \
+                        __m256 acc = _mm256_loadu_ps((o) + d);                                              \
+                        acc = _mm256_fmadd_ps(w0, L(0, d), acc);                                            \
+                        acc = _mm256_fmadd_ps(w1, L(1, d), acc);                                            \
+                        acc = _mm256_fmadd_ps(w2, L(2, d), acc);                                            \
+                        acc = _mm256_fmadd_ps(w3, L(3, d), acc);                                            \
+                        _mm256_storeu_ps((o) + d, acc);                                                     \
+                }                                                                                           \
+                for (; d < (hd); d++) {                                                                     \
+                        float x = (o)[d];                                                                   \
+                        x = fmaf(a[0], R(0, d), x);                                                         \
+                        x = fmaf(a[1], R(1, d), x);                                                         \
+                        x = fmaf(a[2], R(2, d), x);                                                         \
+                        (o)[d] = fmaf(a[3], R(3, d), x);                                                    \
+                }                                                                                           \
+        } while (0)
 
 AVX2 static void accum_rows_q8_avx2(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride,
                                     const float *w, size_t ld, int32_t n, int32_t n_heads, int32_t group, int32_t hd)
@@ -198,12 +242,34 @@ AVX2 static void accum_rows_q8_avx2(float *out, const int8_t *v, const float *vs
         int32_t p = 0;
 
         for (; p + 4 <= n; p += 4) {
+                const int8_t *rows[4] = { v + p * stride, v + (p + 1) * stride, v + (p + 2) * stride,
+                                          v + (p + 3) * stride };
                 prefetch_rows(v, stride, p + 4, MIN(p + 8, n), (size_t)(n_heads / group) * hd);
-                for (int32_t h = 0; h < n_heads; h++) {
-                        const float *wh = w + h * ld + p, *sc = vs + p * sstride + h / group;
-                        const float a[4] = { wh[0] * sc[0], wh[1] * sc[sstride], wh[2] * sc[2 * sstride],
-                                             wh[3] * sc[3 * sstride] };
-                        accum_head4(out + (size_t)h * hd, v + p * stride + (size_t)(h / group) * hd, stride, a, hd);
+                for (int32_t g = 0; g < n_heads / group; g++) {
+                        const size_t off = (size_t)g * hd;
+                        const float *sc = vs + p * sstride + g;
+                        float vf[4][Q8_GQA_MAX_HD];
+                        const bool shared = group > 1 && hd <= Q8_GQA_MAX_HD;
+                        for (int r = 0; shared && r < 4; r++)
+                                q8_to_f32(rows[r] + off, vf[r], hd);
+                        for (int32_t h = g * group; h < (g + 1) * group; h++) {
+                                const float *wh = w + h * ld + p;
+                                const float a[4] = { wh[0] * sc[0], wh[1] * sc[sstride], wh[2] * sc[2 * sstride],
+                                                     wh[3] * sc[3 * sstride] };
+                                float *o = out + (size_t)h * hd;
+#define LF(r, d) _mm256_loadu_ps(vf[r] + (d))
+#define RF(r, d) vf[r][d]
+#define LQ(r, d) cvt8(rows[r] + off + (d))
+#define RQ(r, d) ((float)rows[r][off + (d)])
+                                if (shared)
+                                        ACCUM4(o, hd, a, LF, RF);
+                                else
+                                        ACCUM4(o, hd, a, LQ, RQ);
+#undef LF
+#undef RF
+#undef LQ
+#undef RQ
+                        }
                 }
         }
         for (; p < n; p++)
@@ -220,12 +286,248 @@ AVX2 static void accum_rows_q8_avx2(float *out, const int8_t *v, const float *vs
                 }
 }
 
+/*
+ * --- AVX-512 (with AVX-512 VNNI's kernels): 16 lanes, the same structure;
+ * blocks of 32 values in two accumulators, then the lanes' sum, then the
+ * tail, in this order in every kernel of this set ---
+ */
+
+#define AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl")))
+#define AVX512_INLINE static inline __attribute__((always_inline, target("avx2,fma,avx512f,avx512bw,avx512vl")))
+
+AVX512_INLINE __m512 cvt16(const int8_t *x)
+{
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x)));
+}
+
+/* the sum of 16 lanes, in one fixed order */
+AVX512_INLINE float hsum16(__m512 v)
+{
+        __m256 s = _mm256_add_ps(_mm512_castps512_ps256(v),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        __m128 t = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+        t = _mm_add_ss(t, _mm_movehdup_ps(t));
+        return _mm_cvtss_f32(t);
+}
+
+AVX512_INLINE float dot_q8_avx512(const float *q, const int8_t *k, int32_t hd)
+{
+        __m512 a = _mm512_setzero_ps(), b = a;
+        int32_t i = 0;
+        for (; i + 32 <= hd; i += 32) {
+                a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), cvt16(k + i), a);
+                b = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), cvt16(k + i + 16), b);
+        }
+        float s = hsum16(_mm512_add_ps(a, b));
+        for (; i < hd; i++)
+                s = fmaf(q[i], (float)k[i], s);
+        return s;
+}
+
+AVX512_INLINE void q8_to_f32_512(const int8_t *x, float *y, int32_t n)
+{
+        int32_t i = 0;
+        for (; i + 16 <= n; i += 16)
+                _mm512_storeu_ps(y + i, cvt16(x + i));
+        for (; i < n; i++)
+                y[i] = (float)x[i];
+}
+
+#define DOT4_512(qh, hd, hd32, L, s0, s1, s2, s3, R)                                                        \
+        do {                                                                                                \
+                __m512 a0 = _mm512_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0,      \
+                       b3 = a0;                                                                             \
+                for (int32_t i = 0; i < (hd32); i += 32) {                                                  \
+                        const __m512 qa = _mm512_loadu_ps((qh) + i), qb = _mm512_loadu_ps((qh) + i + 16);   \
+                        a0 = _mm512_fmadd_ps(qa, L(0, i), a0);                                              \
+                        b0 = _mm512_fmadd_ps(qb, L(0, i + 16), b0);                                         \
+                        a1 = _mm512_fmadd_ps(qa, L(1, i), a1);                                              \
+                        b1 = _mm512_fmadd_ps(qb, L(1, i + 16), b1);                                         \
+                        a2 = _mm512_fmadd_ps(qa, L(2, i), a2);                                              \
+                        b2 = _mm512_fmadd_ps(qb, L(2, i + 16), b2);                                         \
+                        a3 = _mm512_fmadd_ps(qa, L(3, i), a3);                                              \
+                        b3 = _mm512_fmadd_ps(qb, L(3, i + 16), b3);                                         \
+                }                                                                                           \
+                s0 = hsum16(_mm512_add_ps(a0, b0)), s1 = hsum16(_mm512_add_ps(a1, b1));                     \
+                s2 = hsum16(_mm512_add_ps(a2, b2)), s3 = hsum16(_mm512_add_ps(a3, b3));                     \
+                for (int32_t i = (hd32); i < (hd); i++) {                                                   \
+                        s0 = fmaf((qh)[i], R(0, i), s0);                                                    \
+                        s1 = fmaf((qh)[i], R(1, i), s1);                                                    \
+                        s2 = fmaf((qh)[i], R(2, i), s2);                                                    \
+                        s3 = fmaf((qh)[i], R(3, i), s3);                                                    \
+                }                                                                                           \
+        } while (0)
+
+AVX512 static void scores_q8_avx512(const float *q, const int8_t *k, const float *ks, size_t stride,
+                                    size_t sstride, int32_t n, int32_t hd, float scale, float *scores)
+{
+        for (int32_t p = 0; p < n; p++)
+                scores[p] = (dot_q8_avx512(q, k + p * stride, hd) * ks[p * sstride]) * scale;
+}
+
+AVX512 static void scores_rows_q8_avx512(const float *q, const int8_t *k, const float *ks, size_t stride,
+                                         size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd,
+                                         float scale, float *scores, size_t ld)
+{
+        const int32_t hd32 = hd & ~31;
+        int32_t p = 0;
+
+        for (; p + 4 <= n; p += 4) {
+                const int8_t *rows[4] = { k + p * stride, k + (p + 1) * stride, k + (p + 2) * stride,
+                                          k + (p + 3) * stride };
+                prefetch_rows(k, stride, p + 4, MIN(p + 8, n), (size_t)(n_heads / group) * hd);
+                for (int32_t g = 0; g < n_heads / group; g++) {
+                        const size_t off = (size_t)g * hd;
+                        const float *sc = ks + p * sstride + g;
+                        float kf[4][Q8_GQA_MAX_HD];
+                        const bool shared = group > 1 && hd <= Q8_GQA_MAX_HD;
+                        for (int r = 0; shared && r < 4; r++)
+                                q8_to_f32_512(rows[r] + off, kf[r], hd);
+                        for (int32_t h = g * group; h < (g + 1) * group; h++) {
+                                const float *qh = q + (size_t)h * hd;
+                                float s0, s1, s2, s3;
+#define LF(r, i) _mm512_loadu_ps(kf[r] + (i))
+#define RF(r, i) kf[r][i]
+#define LQ(r, i) cvt16(rows[r] + off + (i))
+#define RQ(r, i) ((float)rows[r][off + (i)])
+                                if (shared)
+                                        DOT4_512(qh, hd, hd32, LF, s0, s1, s2, s3, RF);
+                                else
+                                        DOT4_512(qh, hd, hd32, LQ, s0, s1, s2, s3, RQ);
+#undef LF
+#undef RF
+#undef LQ
+#undef RQ
+                                float *sh = scores + h * ld + p;
+                                sh[0] = (s0 * sc[0]) * scale;
+                                sh[1] = (s1 * sc[sstride]) * scale;
+                                sh[2] = (s2 * sc[2 * sstride]) * scale;
+                                sh[3] = (s3 * sc[3 * sstride]) * scale;
+                        }
+                }
+        }
+        for (; p < n; p++)
+                for (int32_t h = 0; h < n_heads; h++)
+                        scores[h * ld + p] = (dot_q8_avx512(q + (size_t)h * hd,
+                                                            k + p * stride + (size_t)(h / group) * hd, hd) *
+                                              ks[p * sstride + h / group]) *
+                                             scale;
+}
+
+/* out[e] = fma(w[p] * vs[p], v[p][e], out[e]) for p ascending, 16 lanes at a time, then the last lanes */
+AVX512 static void accum_q8_avx512(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride,
+                                   const float *w, int32_t n, int32_t hd)
+{
+        int32_t d = 0;
+        for (; d + 64 <= hd; d += 64) {
+                __m512 o0 = _mm512_loadu_ps(out + d), o1 = _mm512_loadu_ps(out + d + 16);
+                __m512 o2 = _mm512_loadu_ps(out + d + 32), o3 = _mm512_loadu_ps(out + d + 48);
+                for (int32_t p = 0; p < n; p++) {
+                        const int8_t *r = v + p * stride + d;
+                        const __m512 a = _mm512_set1_ps(w[p] * vs[p * sstride]);
+                        o0 = _mm512_fmadd_ps(a, cvt16(r), o0);
+                        o1 = _mm512_fmadd_ps(a, cvt16(r + 16), o1);
+                        o2 = _mm512_fmadd_ps(a, cvt16(r + 32), o2);
+                        o3 = _mm512_fmadd_ps(a, cvt16(r + 48), o3);
+                }
+                _mm512_storeu_ps(out + d, o0);
+                _mm512_storeu_ps(out + d + 16, o1);
+                _mm512_storeu_ps(out + d + 32, o2);
+                _mm512_storeu_ps(out + d + 48, o3);
+        }
+        for (; d + 16 <= hd; d += 16) {
+                __m512 o = _mm512_loadu_ps(out + d);
+                for (int32_t p = 0; p < n; p++)
+                        o = _mm512_fmadd_ps(_mm512_set1_ps(w[p] * vs[p * sstride]), cvt16(v + p * stride + d), o);
+                _mm512_storeu_ps(out + d, o);
+        }
+        for (; d < hd; d++)
+                for (int32_t p = 0; p < n; p++)
+                        out[d] = fmaf(w[p] * vs[p * sstride], (float)v[p * stride + d], out[d]);
+}
+
+#define ACCUM4_512(o, hd, a, L, R)                                                                          \
+        do {                                                                                                \
+                const __m512 w0 = _mm512_set1_ps(a[0]), w1 = _mm512_set1_ps(a[1]);                         \
+                const __m512 w2 = _mm512_set1_ps(a[2]), w3 = _mm512_set1_ps(a[3]);                         \
+                int32_t d = 0;                                                                              \
+                for (; d + 16 <= (hd); d += 16) {                                                           \
+                        __m512 acc = _mm512_loadu_ps((o) + d);                                              \
+                        acc = _mm512_fmadd_ps(w0, L(0, d), acc);                                            \
+                        acc = _mm512_fmadd_ps(w1, L(1, d), acc);                                            \
+                        acc = _mm512_fmadd_ps(w2, L(2, d), acc);                                            \
+                        acc = _mm512_fmadd_ps(w3, L(3, d), acc);                                            \
+                        _mm512_storeu_ps((o) + d, acc);                                                     \
+                }                                                                                           \
+                for (; d < (hd); d++) {                                                                     \
+                        float x = (o)[d];                                                                   \
+                        x = fmaf(a[0], R(0, d), x);                                                         \
+                        x = fmaf(a[1], R(1, d), x);                                                         \
+                        x = fmaf(a[2], R(2, d), x);                                                         \
+                        (o)[d] = fmaf(a[3], R(3, d), x);                                                    \
+                }                                                                                           \
+        } while (0)
+
+AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float *vs, size_t stride,
+                                        size_t sstride, const float *w, size_t ld, int32_t n, int32_t n_heads,
+                                        int32_t group, int32_t hd)
+{
+        int32_t p = 0;
+
+        for (; p + 4 <= n; p += 4) {
+                const int8_t *rows[4] = { v + p * stride, v + (p + 1) * stride, v + (p + 2) * stride,
+                                          v + (p + 3) * stride };
+                prefetch_rows(v, stride, p + 4, MIN(p + 8, n), (size_t)(n_heads / group) * hd);
+                for (int32_t g = 0; g < n_heads / group; g++) {
+                        const size_t off = (size_t)g * hd;
+                        const float *sc = vs + p * sstride + g;
+                        float vf[4][Q8_GQA_MAX_HD];
+                        const bool shared = group > 1 && hd <= Q8_GQA_MAX_HD;
+                        for (int r = 0; shared && r < 4; r++)
+                                q8_to_f32_512(rows[r] + off, vf[r], hd);
+                        for (int32_t h = g * group; h < (g + 1) * group; h++) {
+                                const float *wh = w + h * ld + p;
+                                const float a[4] = { wh[0] * sc[0], wh[1] * sc[sstride], wh[2] * sc[2 * sstride],
+                                                     wh[3] * sc[3 * sstride] };
+                                float *o = out + (size_t)h * hd;
+#define LF(r, d) _mm512_loadu_ps(vf[r] + (d))
+#define RF(r, d) vf[r][d]
+#define LQ(r, d) cvt16(rows[r] + off + (d))
+#define RQ(r, d) ((float)rows[r][off + (d)])
+                                if (shared)
+                                        ACCUM4_512(o, hd, a, LF, RF);
+                                else
+                                        ACCUM4_512(o, hd, a, LQ, RQ);
+#undef LF
+#undef RF
+#undef LQ
+#undef RQ
+                        }
+                }
+        }
+        for (; p < n; p++)
+                for (int32_t h = 0; h < n_heads; h++) {
+                        const int8_t *r = v + p * stride + (size_t)(h / group) * hd;
+                        const float a = w[h * ld + p] * vs[p * sstride + h / group];
+                        float *o = out + (size_t)h * hd;
+                        int32_t d = 0;
+                        for (; d + 16 <= hd; d += 16)
+                                _mm512_storeu_ps(o + d, _mm512_fmadd_ps(_mm512_set1_ps(a), cvt16(r + d),
+                                                                        _mm512_loadu_ps(o + d)));
+                        for (; d < hd; d++)
+                                o[d] = fmaf(a, (float)r[d], o[d]);
+                }
+}
+
 /* --- dispatch --- */
 
 void attn_scores_q8(const float *q, const int8_t *k, const float *ks, size_t stride, size_t sstride, int32_t n,
                     int32_t hd, float scale, float *scores)
 {
-        if (kernels_isa() >= KERNEL_ISA_AVX2)
+        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI)
+                scores_q8_avx512(q, k, ks, stride, sstride, n, hd, scale, scores);
+        else if (kernels_isa() >= KERNEL_ISA_AVX2)
                 scores_q8_avx2(q, k, ks, stride, sstride, n, hd, scale, scores);
         else
                 scores_q8_scalar(q, k, ks, stride, sstride, n, hd, scale, scores);
@@ -234,7 +536,9 @@ void attn_scores_q8(const float *q, const int8_t *k, const float *ks, size_t str
 void attn_accum_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,
                    int32_t n, int32_t hd)
 {
-        if (kernels_isa() >= KERNEL_ISA_AVX2)
+        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI)
+                accum_q8_avx512(out, v, vs, stride, sstride, w, n, hd);
+        else if (kernels_isa() >= KERNEL_ISA_AVX2)
                 accum_q8_avx2(out, v, vs, stride, sstride, w, n, hd);
         else
                 accum_q8_scalar(out, v, vs, stride, sstride, w, n, hd);
@@ -243,6 +547,10 @@ void attn_accum_q8(float *out, const int8_t *v, const float *vs, size_t stride, 
 void attn_scores_rows_q8(const float *q, const int8_t *k, const float *ks, size_t stride, size_t sstride, int32_t n,
                          int32_t n_heads, int32_t group, int32_t hd, float scale, float *scores, size_t ld)
 {
+        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI) {
+                scores_rows_q8_avx512(q, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
+                return;
+        }
         if (kernels_isa() >= KERNEL_ISA_AVX2) {
                 scores_rows_q8_avx2(q, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
                 return;
@@ -255,6 +563,10 @@ void attn_scores_rows_q8(const float *q, const int8_t *k, const float *ks, size_
 void attn_accum_rows_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,
                         size_t ld, int32_t n, int32_t n_heads, int32_t group, int32_t hd)
 {
+        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI) {
+                accum_rows_q8_avx512(out, v, vs, stride, sstride, w, ld, n, n_heads, group, hd);
+                return;
+        }
         if (kernels_isa() >= KERNEL_ISA_AVX2) {
                 accum_rows_q8_avx2(out, v, vs, stride, sstride, w, ld, n, n_heads, group, hd);
                 return;

@@ -22,10 +22,11 @@
 #define W8A16_FLUSH_STEPS 256
 /*
  * Bytes ahead of the weight loads that each panel's stream is prefetched
- * into L1 (a tile's panels do not fit it: they come from L2, and in a
- * decode step from memory).
+ * into L1 (a tile's panels do not fit it): from L2 when many tokens share
+ * the weights, from memory in a decode step (up to 8 tokens: the weights
+ * are read at memory speed, and farther is better there).
  */
-#define W_PREFETCH 1024
+#define W_PREFETCH(NR) ((NR) <= 8 ? 4096 : 1024)
 
 /* 4 activation bytes in every 32-bit lane */
 ALWAYS_INLINE __m512i bcast4(const void *p)
@@ -93,7 +94,7 @@ ALWAYS_INLINE void w8a8_tile(const struct npu_weight *w, const struct act_q *a, 
                 for (int i = 0; i < MR; i++)
                         wv[i] = _mm512_loadu_si512(W + i * ps + g * 64);
                 for (int i = 0; i < MR; i++)
-                        _mm_prefetch((const char *)(W + i * ps + g * 64 + W_PREFETCH), _MM_HINT_T0);
+                        _mm_prefetch((const char *)(W + i * ps + g * 64 + W_PREFETCH(NR)), _MM_HINT_T0);
                 for (int j = 0; j < NR; j++) {
                         const __m512i b = bcast4(A + (g * GEMM_TOK_GROUP + j) * 4);
                         for (int i = 0; i < MR; i++)
@@ -218,6 +219,8 @@ ALWAYS_INLINE void w8a16_tile(const struct npu_weight *w, const struct act_q *a,
                         for (int h = 0; h < 2 * MR; h++)
                                 wv[h] = _mm512_cvtepi8_epi16(
                                         _mm256_loadu_si256((const __m256i *)(W + (h / 2) * ps + g * 64 + (h % 2) * 32)));
+                        for (int i = 0; i < MR; i++)
+                                _mm_prefetch((const char *)(W + i * ps + g * 64 + W_PREFETCH(NR)), _MM_HINT_T0);
                         for (int j = 0; j < NR; j++) {
                                 const __m512i b = bcast8(A + (g * GEMM_TOK_GROUP + j) * 4);
                                 for (int h = 0; h < 2 * MR; h++)
