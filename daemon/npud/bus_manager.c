@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The Manager interface at /org/npud/Inference1: models, devices, generation, sessions, statistics. */
 #include "bus_args.h"
+#include "bus_changes.h"
 #include "bus_errors.h"
+#include "props.h"
 #include "server.h"
 #include "stats.h"
 
@@ -37,21 +39,6 @@ static struct served_model *find_model(struct server *srv, const char *name, sd_
         return m;
 }
 
-static uint64_t count_params(const struct npu_model *m)
-{
-        uint64_t n = (uint64_t)m->tok_embd.rows * m->tok_embd.cols;
-
-        if (m->output.data != m->tok_embd.data)
-                n += (uint64_t)m->output.rows * m->output.cols;
-        for (int32_t l = 0; l < m->hp.n_layers; l++) {
-                const struct npu_layer *y = &m->layers[l];
-                const struct npu_weight *w[] = { &y->wq, &y->wk, &y->wv, &y->wo, &y->w_gate, &y->w_up, &y->w_down };
-                for (size_t i = 0; i < ARRAY_SIZE(w); i++)
-                        n += (uint64_t)w[i]->rows * w[i]->cols;
-        }
-        return n;
-}
-
 static int append_model(sd_bus_message *reply, struct server *srv, const struct served_model *m,
                         const struct stats_view *v)
 {
@@ -64,7 +51,7 @@ static int append_model(sd_bus_message *reply, struct server *srv, const struct 
                                      "n_layers", "u", (uint32_t)hp->n_layers,
                                      "n_embd", "u", (uint32_t)hp->dim,
                                      "n_vocab", "u", (uint32_t)hp->n_vocab,
-                                     "n_params", "t", count_params(m->rt->model),
+                                     "n_params", "t", model_n_params(m),
                                      "weight_bytes", "t", (uint64_t)m->rt->model->weight_bytes,
                                      "default", "b", m == srv->default_model,
                                      "requests", "u", stats_model_users(m, v),
@@ -373,31 +360,45 @@ static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *err
         return sd_bus_send(NULL, reply, NULL);
 }
 
+void manager_props(struct server *srv, const struct stats_view *v, struct props *p)
+{
+        static const char *const cpu[] = { "cpu", NULL }, *const cpu_npu[] = { "cpu", "npu", NULL };
+        struct npud_stats st;
+        uint64_t total = 0;
+
+        for (const struct served_model *m = srv->models; m; m = m->next)
+                total += (uint64_t)m->rt->kv->n_blocks;
+        props_add_s(p, "Version", NPUD_VERSION);
+        props_add_as(p, "Backends", srv->devices ? cpu_npu : cpu);
+        props_add_s(p, "DefaultModel", srv->default_model ? srv->default_model->name : "");
+        props_add_u(p, "KVCacheBlocksTotal", (uint32_t)total);
+        if (!v)
+                return;
+        /* the counters, as GetStats: the caller's own unless it is an administrator */
+        stats_collect(srv, v, &st);
+        props_add_u(p, "KVCacheBlocksUsed", (uint32_t)st.kv_blocks_used);
+        props_add_u(p, "ActiveRequests", st.active);
+        props_add_u(p, "QueuedRequests", st.queued);
+}
+
 static int property_get(sd_bus *bus, const char *path, const char *iface, const char *property,
                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
+        sd_bus_message *m = sd_bus_get_current_message(bus);
         struct server *srv = userdata;
+        struct props p = {};
         struct stats_view v;
-        struct npud_stats st;
+        bool per_caller = !strcmp(property, "KVCacheBlocksUsed") || !strcmp(property, "ActiveRequests") ||
+                          !strcmp(property, "QueuedRequests");
 
-        if (!strcmp(property, "Version"))
-                return sd_bus_message_append(reply, "s", NPUD_VERSION);
-        if (!strcmp(property, "Backends"))
-                return srv->devices ? sd_bus_message_append(reply, "as", 2, "cpu", "npu")
-                                    : sd_bus_message_append(reply, "as", 1, "cpu");
-        if (!strcmp(property, "DefaultModel"))
-                return sd_bus_message_append(reply, "s", srv->default_model ? srv->default_model->name : "");
-        /* the counters, as GetStats: the caller's own unless it is an administrator */
-        if (stats_view_of(srv, sd_bus_get_current_message(bus), &v) < 0)
-                return sd_bus_error_set(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is");
-        stats_collect(srv, &v, &st);
-        if (!strcmp(property, "KVCacheBlocksTotal"))
-                return sd_bus_message_append(reply, "u", (uint32_t)st.kv_blocks_total);
-        if (!strcmp(property, "KVCacheBlocksUsed"))
-                return sd_bus_message_append(reply, "u", (uint32_t)st.kv_blocks_used);
-        if (!strcmp(property, "ActiveRequests"))
-                return sd_bus_message_append(reply, "u", st.active + st.queued);
-        return -ENOENT;
+        if (per_caller) {
+                if (stats_view_of(srv, m, &v) < 0)
+                        return sd_bus_error_set(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is");
+                /* the caller hears of their changes from now on */
+                bus_changes_watch(srv, sd_bus_message_get_sender(m), v.uid);
+        }
+        manager_props(srv, per_caller ? &v : NULL, &p);
+        return props_reply(reply, &p, property);
 }
 
 const sd_bus_vtable manager_vtable[] = {
@@ -421,10 +422,12 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_NAMES("GetStats", "", , "a{sv}", SD_BUS_PARAM(stats), method_get_stats,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Backends", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("DefaultModel", "s", property_get, 0, 0),
-        SD_BUS_PROPERTY("KVCacheBlocksTotal", "u", property_get, 0, 0),
-        SD_BUS_PROPERTY("KVCacheBlocksUsed", "u", property_get, 0, 0),
-        SD_BUS_PROPERTY("ActiveRequests", "u", property_get, 0, 0),
+        SD_BUS_PROPERTY("Backends", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("DefaultModel", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("KVCacheBlocksTotal", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        /* per caller: PropertiesChanged goes to each connection that read them, with its own values */
+        SD_BUS_PROPERTY("KVCacheBlocksUsed", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ActiveRequests", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("QueuedRequests", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };

@@ -7,6 +7,7 @@
 #include <inttypes.h>
 
 #include "bus_errors.h"
+#include "props.h"
 #include "server.h"
 #include "vocab.h"
 
@@ -312,26 +313,36 @@ static int method_close(sd_bus_message *m, void *userdata, sd_bus_error *error)
         return sd_bus_reply_method_return(m, NULL);
 }
 
+void request_props(const struct request *r, struct props *p)
+{
+        props_add_s(p, "Model", request_model(r)->name);
+        props_add_s(p, "State", r->sr ? sched_state_name(r->sr->state) : "queued");
+        props_add_u(p, "PromptTokens", (uint32_t)r->n_prompt);
+        props_add_u(p, "GeneratedTokens", r->sr ? (uint32_t)r->sr->n_generated : 0);
+        props_add_s(p, "StopReason", r->finished ? sched_stop_name(r->stop) : "");
+}
+
+void request_props_initial(const struct request *r, struct props *p)
+{
+        props_add_s(p, "Model", request_model(r)->name);
+        props_add_s(p, "State", "queued");
+        props_add_u(p, "PromptTokens", (uint32_t)r->n_prompt);
+        props_add_u(p, "GeneratedTokens", 0);
+        props_add_s(p, "StopReason", "");
+}
+
 static int property_get(sd_bus *bus, const char *path, const char *iface, const char *property,
                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
         struct request *r = userdata;
+        struct props p = {};
         int rr;
 
         rr = check_owner(sd_bus_get_current_message(bus), r, error);
         if (rr < 0)
                 return rr;
-        if (!strcmp(property, "Model"))
-                return sd_bus_message_append(reply, "s", request_model(r)->name);
-        if (!strcmp(property, "State"))
-                return sd_bus_message_append(reply, "s", r->sr ? sched_state_name(r->sr->state) : "queued");
-        if (!strcmp(property, "PromptTokens"))
-                return sd_bus_message_append(reply, "u", (uint32_t)r->n_prompt);
-        if (!strcmp(property, "GeneratedTokens"))
-                return sd_bus_message_append(reply, "u", r->sr ? (uint32_t)r->sr->n_generated : 0);
-        if (!strcmp(property, "StopReason"))
-                return sd_bus_message_append(reply, "s", r->finished ? sched_stop_name(r->stop) : "");
-        return -ENOENT;
+        request_props(r, &p);
+        return props_reply(reply, &p, property);
 }
 
 const sd_bus_vtable request_vtable[] = {
@@ -341,10 +352,11 @@ const sd_bus_vtable request_vtable[] = {
         SD_BUS_SIGNAL_WITH_NAMES("Tokens", "a(us)", SD_BUS_PARAM(tokens), 0),
         SD_BUS_SIGNAL_WITH_NAMES("Logprobs", "a(uayda(uayd))", SD_BUS_PARAM(tokens), 0),
         SD_BUS_SIGNAL_WITH_NAMES("Finished", "sa{sv}", SD_BUS_PARAM(reason) SD_BUS_PARAM(stats), 0),
+        /* PropertiesChanged goes to the owner only */
         SD_BUS_PROPERTY("Model", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("State", "s", property_get, 0, 0),
+        SD_BUS_PROPERTY("State", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("PromptTokens", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("GeneratedTokens", "u", property_get, 0, 0),
-        SD_BUS_PROPERTY("StopReason", "s", property_get, 0, 0),
+        SD_BUS_PROPERTY("GeneratedTokens", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("StopReason", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };

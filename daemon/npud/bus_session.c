@@ -7,6 +7,7 @@
 
 #include "bus_args.h"
 #include "bus_errors.h"
+#include "props.h"
 #include "server.h"
 
 /* --- finding objects --- */
@@ -153,24 +154,34 @@ static int method_close(sd_bus_message *m, void *userdata, sd_bus_error *error)
         return sd_bus_reply_method_return(m, NULL);
 }
 
+void session_props(const struct session *s, struct props *p)
+{
+        props_add_s(p, "Model", s->model->name);
+        props_add_u(p, "Turns", s->turns);
+        props_add_u(p, "ContextTokens", (uint32_t)s->n_history);
+        props_add_s(p, "State", s->turn ? "busy" : s->evicted ? "evicted" : "idle");
+}
+
+void session_props_initial(const struct session *s, struct props *p)
+{
+        props_add_s(p, "Model", s->model->name);
+        props_add_u(p, "Turns", 0);
+        props_add_u(p, "ContextTokens", (uint32_t)s->n_system);
+        props_add_s(p, "State", "idle");
+}
+
 static int property_get(sd_bus *bus, const char *path, const char *iface, const char *property,
                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
         struct session *s = userdata;
+        struct props p = {};
         int r;
 
         r = check_owner(sd_bus_get_current_message(bus), s, error);
         if (r < 0)
                 return r;
-        if (!strcmp(property, "Model"))
-                return sd_bus_message_append(reply, "s", s->model->name);
-        if (!strcmp(property, "Turns"))
-                return sd_bus_message_append(reply, "u", s->turns);
-        if (!strcmp(property, "ContextTokens"))
-                return sd_bus_message_append(reply, "u", (uint32_t)s->n_history);
-        if (!strcmp(property, "State"))
-                return sd_bus_message_append(reply, "s", s->turn ? "busy" : s->evicted ? "evicted" : "idle");
-        return -ENOENT;
+        session_props(s, &p);
+        return props_reply(reply, &p, property);
 }
 
 const sd_bus_vtable session_vtable[] = {
@@ -179,9 +190,10 @@ const sd_bus_vtable session_vtable[] = {
                                  SD_BUS_PARAM(request), method_send, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reset", "", "", method_reset, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Close", "", "", method_close, SD_BUS_VTABLE_UNPRIVILEGED),
+        /* PropertiesChanged goes to the owner only */
         SD_BUS_PROPERTY("Model", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Turns", "u", property_get, 0, 0),
-        SD_BUS_PROPERTY("ContextTokens", "u", property_get, 0, 0),
-        SD_BUS_PROPERTY("State", "s", property_get, 0, 0),
+        SD_BUS_PROPERTY("Turns", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ContextTokens", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("State", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };

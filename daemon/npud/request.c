@@ -4,6 +4,7 @@
 
 #include "bus_errors.h"
 #include "list.h"
+#include "props.h"
 #include "server.h"
 
 /* Tokens wait while this many messages are queued to the bus; then one signal carries them all. */
@@ -85,6 +86,7 @@ void request_cancel(struct request *r, enum sched_stop stop)
 static void request_destroy(struct request *r)
 {
         generated_done(&r->sent);
+        prop_snapshot_free(r->published);
         sched_request_free(r->sr);
         free(r->path);
         free(r);

@@ -21,6 +21,7 @@
 struct session;
 struct client;
 struct served_model;
+struct prop_snapshot;
 
 struct request {
         struct request *prev, *next;               /* in its session */
@@ -42,6 +43,7 @@ struct request {
         struct generated sent; /* the pieces sent, for Finished ... */
         size_t n_sent;         /* ... their number ... */
         bool sent_incomplete;  /* ... and whether sent lacks some (out of memory) */
+        struct prop_snapshot *published; /* its properties as its owner was last told */
 };
 
 /* A request of session s for owner c (not yet submitted). */

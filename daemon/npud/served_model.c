@@ -57,6 +57,7 @@ static void served_model_free(struct served_model *m)
                 session_close(m->sessions_head);
         scheduler_free(m->sched, SCHED_STOP_UNLOADED);
         runtime_free(m->rt);
+        model_keep_done(&m->keep);
         free(m->name);
         free(m->path);
         free(m);
@@ -156,6 +157,8 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
         r = scheduler_new(m->rt, &lim, &ev, &m->sched, err);
         if (r < 0)
                 return r;
+        m->keep.loaded_at = m->keep.last_used = realtime_usec();
+        m->keep.pinned = true; /* the administrator's: npud.conf or LoadModel */
         m->next = srv->models;
         srv->models = m;
         devices_model_loaded(srv, m);
@@ -166,6 +169,22 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
                 m->rt->kv->n_blocks, m->rt->kv->block_size);
         *ret = TAKE_PTR(m);
         return 0;
+}
+
+uint64_t model_n_params(const struct served_model *sm)
+{
+        const struct npu_model *m = sm->rt->model;
+        uint64_t n = (uint64_t)m->tok_embd.rows * m->tok_embd.cols;
+
+        if (m->output.data != m->tok_embd.data)
+                n += (uint64_t)m->output.rows * m->output.cols;
+        for (int32_t l = 0; l < m->hp.n_layers; l++) {
+                const struct npu_layer *y = &m->layers[l];
+                const struct npu_weight *w[] = { &y->wq, &y->wk, &y->wv, &y->wo, &y->w_gate, &y->w_up, &y->w_down };
+                for (size_t i = 0; i < ARRAY_SIZE(w); i++)
+                        n += (uint64_t)w[i]->rows * w[i]->cols;
+        }
+        return n;
 }
 
 /* --- sessions --- */

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <systemd/sd-bus.h>
 
+#include "keep_alive.h"
 #include "scheduler.h"
 
 struct server;
@@ -32,11 +33,14 @@ struct served_model {
         struct backend_stats at_attach; /* the runtime's device counters when it joined device */
         sd_bus_message *unload_call;    /* an UnloadModel waiting for the running step to end */
         bool unload_force;
+        struct model_keep keep;         /* when it was loaded and used; who keeps it loaded */
 };
 
 int models_load(struct server *srv, const char *path, const char *name, bool make_default,
                 struct served_model **ret, struct npu_err *err);
 struct served_model *models_find(struct server *srv, const char *name);
+/* Parameters of its weights. */
+uint64_t model_n_params(const struct served_model *m);
 /* Unfinished requests and sessions on the bus: what keeps a model from being unloaded without force. */
 uint32_t model_users(const struct served_model *m);
 /*

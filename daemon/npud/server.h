@@ -27,6 +27,7 @@
 #include "session.h"
 
 struct step_runner;
+struct bus_changes;
 
 struct server {
         sd_event *event;
@@ -52,6 +53,7 @@ struct server {
         uint64_t rate_tokens[10];
         sd_event_source *status_timer;
         sd_event_source *kick_source; /* starts the next step when the loop is idle */
+        struct bus_changes *changes;  /* PropertiesChanged and the object manager's signals */
 };
 
 int server_new(struct server **ret);

@@ -5,6 +5,7 @@
 #include "bus_args.h"
 #include "bus_errors.h"
 #include "list.h"
+#include "props.h"
 #include "server.h"
 
 static int session_alloc(struct served_model *m, struct client *c, struct session **ret)
@@ -25,6 +26,7 @@ static void session_destroy(struct session *s)
 {
         kv_seq_release(s->model->rt->kv, &s->seq);
         strv_free(s->default_stops);
+        prop_snapshot_free(s->published);
         free(s->history);
         free(s->path);
         free(s);

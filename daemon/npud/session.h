@@ -18,6 +18,7 @@
 struct served_model;
 struct client;
 struct request;
+struct prop_snapshot;
 
 struct session {
         struct session *prev, *next;               /* in its model */
@@ -38,6 +39,7 @@ struct session {
         uint64_t last_used;
         struct request *turn; /* running or queued */
         struct request *requests_head, *requests_tail;
+        struct prop_snapshot *published; /* its properties as its owner was last told */
 };
 
 /* A conversation on the bus for c; system_prompt (may be NULL) is its first history. */

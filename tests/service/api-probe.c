@@ -10,7 +10,9 @@
  *       (TYPE: u i x t d b s); prints "request
  *       PATH", then per signal "tokens ID:TEXT ...", "logprobs VALUE",
  *       "finished REASON" and one "stat KEY VALUE" line per entry of its
- *       stats. An error reply prints "error NAME: message" and exits 1.
+ *       stats, and the request object's PropertiesChanged as watch prints
+ *       them (for 0.3 s after Finished). An error reply prints "error NAME:
+ *       message" and exits 1.
  *   api-probe ADDRESS chat MODEL ROLE:TEXT... [-- KEY TYPE VALUE...]
  *       the same through Chat.
  *   api-probe ADDRESS watch SECONDS [PROPERTY...]
@@ -209,6 +211,7 @@ static int print_properties(sd_bus_message *m, const char *sep)
 struct gen {
         const char *path;
         bool done;
+        uint64_t done_at;
         int error;
 };
 
@@ -269,6 +272,7 @@ static int on_request_signal(sd_bus_message *m, void *userdata, sd_bus_error *re
                         printf("\n");
                 }
                 g->done = true;
+                g->done_at = now_usec();
         }
         if (r < 0)
                 g->error = r;
@@ -276,9 +280,21 @@ static int on_request_signal(sd_bus_message *m, void *userdata, sd_bus_error *re
         return 0;
 }
 
+static int on_watched(sd_bus_message *m, void *userdata, sd_bus_error *ret_error);
+
+/* PropertiesChanged of the request's object, printed as watch prints them. */
+static int on_request_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct gen *g = userdata;
+
+        if (!g->path || strcmp(sd_bus_message_get_path(m), g->path) != 0)
+                return 0;
+        return on_watched(m, NULL, ret_error);
+}
+
 static int run_request(sd_bus *bus, sd_bus_message *call)
 {
-        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL, *changes = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         struct gen g = {};
@@ -286,6 +302,9 @@ static int run_request(sd_bus *bus, sd_bus_message *call)
         int r;
 
         r = sd_bus_match_signal(bus, &slot, SERVICE, NULL, REQUEST, NULL, on_request_signal, &g);
+        if (r >= 0)
+                r = sd_bus_match_signal(bus, &changes, SERVICE, NULL, "org.freedesktop.DBus.Properties",
+                                        "PropertiesChanged", on_request_changed, &g);
         if (r < 0)
                 return fail("match", r);
         r = sd_bus_call(bus, call, 600 * 1000000ull, &error, &reply);
@@ -299,7 +318,8 @@ static int run_request(sd_bus *bus, sd_bus_message *call)
                 return fail("reply", r);
         printf("request %s\n", g.path);
         fflush(stdout);
-        while (!g.done && !g.error) {
+        /* after Finished, PropertiesChanged of the end may follow (within 50 ms) */
+        while (!g.error && (!g.done || now_usec() < g.done_at + 300000)) {
                 r = sd_bus_process(bus, NULL);
                 if (r < 0)
                         return fail("process", r);
@@ -307,7 +327,7 @@ static int run_request(sd_bus *bus, sd_bus_message *call)
                         continue;
                 if (now_usec() > deadline)
                         return fail("waiting for Finished", ETIMEDOUT);
-                r = sd_bus_wait(bus, 100000);
+                r = sd_bus_wait(bus, 50000);
                 if (r < 0)
                         return fail("wait", r);
         }

@@ -23,11 +23,12 @@ src=$(cd "$here/../.." && pwd)
 npud=$build/daemon/npud/npud
 npuctl=$build/client/npuctl
 probe=$build/tests/service/api-probe
+npud_probe=$build/tests/service/npud-probe
 npu_run=$build/daemon/tools/npu-run
 model=$shared/models/aidreams260K-f32.gguf
 name=aidreams260K-f32
 
-for f in "$npud" "$npuctl" "$probe" "$npu_run"; do
+for f in "$npud" "$npuctl" "$probe" "$npud_probe" "$npu_run"; do
 	[ -x "$f" ] || { echo "FAIL setup: $f is not built"; exit 1; }
 done
 [ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
@@ -44,8 +45,20 @@ ctl() { "$npuctl" --bus "$addr" "$@"; }
 P() { "$probe" "$addr" "$@"; }
 E=org.npud.Inference1.Error
 
+# two requests run at once, the others queue: ActiveRequests and QueuedRequests differ
+npud_conf_extra="max_active = 2"
 service_start || exit 1
 prompt="Once upon a time"
+model_path=/org/npud/Inference1/model/aidreams260K_2df32
+# wait_for FILE PATTERN SECONDS
+wait_for() {
+	local i
+	for i in $(seq $(($3 * 20))); do
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
 
 # ---- Finished carries the whole reply: the Tokens' pieces joined, their ids
 P generate "" "$prompt" max_tokens u 40 temperature d 0 >"$tmp/gen" 2>&1
@@ -184,38 +197,130 @@ opt_error "logprobs-above-20" logprobs u 21
 opt_error "logprobs-negative" logprobs i -1
 opt_error "logprobs-wrong-type" logprobs d 2
 
+# ---- models as objects under the object manager, their path escaped (sd_bus_path_encode)
+P objects >"$tmp/objects" 2>&1
+now_us=$(($(date +%s) * 1000000))
+loaded=$(sed -n '/^object .*Model$/,/^object/s/^  LoadedAt=//p' "$tmp/objects")
+if grep -q "^object $model_path org.npud.Inference1.Model" "$tmp/objects" &&
+	grep -q '^  Name="aidreams260K-f32"$' "$tmp/objects" && grep -q '^  Architecture="llama"$' "$tmp/objects" &&
+	grep -q '^  Precision="float"$' "$tmp/objects" && grep -q '^  ContextLength=1024$' "$tmp/objects" &&
+	grep -q '^  Parameters=[1-9]' "$tmp/objects" && grep -q '^  Backend="cpu"$' "$tmp/objects" &&
+	[ -n "$loaded" ] && [ "$loaded" -le "$now_us" ] && [ "$loaded" -gt $((now_us - 600000000)) ]; then
+	ok "object-manager-lists-models"
+else
+	bad "object-manager-lists-models" "$(tr '\n' ';' <"$tmp/objects" | head -c 600)"
+fi
+# ---- change signals: a connection that read only Version hears the broadcast ones (a model
+# loaded: InterfacesAdded, KVCacheBlocksTotal; made the default: DefaultModel), and a reader of
+# the per-caller counters hears those too, addressed to it
+P watch 120 Version >"$tmp/w-version" 2>&1 &
+w1=$!
+P watch 120 >"$tmp/w-all" 2>&1 &
+w2=$!
+wait_for "$tmp/w-version" "^ready" 5
+wait_for "$tmp/w-all" "^ready" 5
+cp "$model" "$tmp/second.gguf"
+ctl load "$tmp/second.gguf" --name second.model-x --default >"$tmp/load.out" 2>&1
+second_path=/org/npud/Inference1/model/second_2emodel_2dx
+sleep 0.3
+# four long requests (on the new default): two run (max_active 2), two wait
+"$npud_probe" "$addr" flood 4 1000 "$prompt" >"$tmp/flood" 2>&1 &
+flood=$!
+for i in $(seq 100); do
+	queued=$(P get /org/npud/Inference1 org.npud.Inference1.Manager QueuedRequests)
+	active=$(P get /org/npud/Inference1 org.npud.Inference1.Manager ActiveRequests)
+	[ "$queued" = 2 ] && break
+	sleep 0.02
+done
+wait $flood
+sleep 0.2 # changes are gathered for 50 ms: idle shows before the model goes
+ctl unload second.model-x >>"$tmp/load.out" 2>&1
+sleep 0.3
+kill $w1 $w2
+wait $w1 $w2 2>/dev/null
+if grep -q "^added $second_path org.npud.Inference1.Model" "$tmp/w-version" &&
+	grep -q "^removed $second_path org.npud.Inference1.Model" "$tmp/w-version" &&
+	grep -q '^changed /org/npud/Inference1 org.npud.Inference1.Manager .*DefaultModel="second.model-x"' "$tmp/w-version" &&
+	grep -q '^changed /org/npud/Inference1 org.npud.Inference1.Manager .*KVCacheBlocksTotal=' "$tmp/w-version"; then
+	ok "broadcast-changes (load, default, unload)"
+else
+	bad "broadcast-changes" "$(tr '\n' ';' <"$tmp/w-version") $(cat "$tmp/load.out")"
+fi
+if grep -q "ActiveRequests\|QueuedRequests\|KVCacheBlocksUsed" "$tmp/w-version"; then
+	bad "per-caller-changes-only-to-readers" "$(grep -m1 'ActiveRequests\|QueuedRequests\|KVCacheBlocksUsed' "$tmp/w-version")"
+else
+	ok "per-caller-changes-only-to-readers"
+fi
+if grep -q "^changed /org/npud/Inference1 org.npud.Inference1.Manager .*ActiveRequests=2.* (unicast)" "$tmp/w-all" &&
+	grep -q "^changed /org/npud/Inference1 org.npud.Inference1.Manager .*QueuedRequests=2.* (unicast)" "$tmp/w-all" &&
+	grep -q "^changed /org/npud/Inference1 org.npud.Inference1.Manager .*KVCacheBlocksUsed=[1-9].* (unicast)" "$tmp/w-all" &&
+	grep -q "^changed /org/npud/Inference1 org.npud.Inference1.Manager .*ActiveRequests=0" "$tmp/w-all"; then
+	ok "per-caller-changes-to-the-reader"
+else
+	bad "per-caller-changes-to-the-reader" "$(grep Manager "$tmp/w-all" | tr '\n' ';')"
+fi
+if [ "$active" = 2 ] && [ "$queued" = 2 ]; then
+	ok "active-requests-only-active (2 active, 2 queued)"
+else
+	bad "active-requests-only-active" "ActiveRequests $active, QueuedRequests $queued with max_active 2 and 4 requests"
+fi
+if grep -q "^changed $second_path org.npud.Inference1.Model State=\"busy\"" "$tmp/w-all" &&
+	grep -q "^changed $second_path org.npud.Inference1.Model State=\"idle\"" "$tmp/w-all"; then
+	ok "model-state-changes"
+else
+	bad "model-state-changes" "$(grep "$second_path" "$tmp/w-all" | tr '\n' ';')"
+fi
+if grep -q "/request/\|/session/" "$tmp/w-all" "$tmp/w-version"; then
+	bad "no-request-changes-for-others" "$(grep -h -m1 '/request/\|/session/' "$tmp/w-all" "$tmp/w-version")"
+else
+	ok "no-request-changes-for-others"
+fi
+ctl load "$model" --default >/dev/null 2>&1 # the default again
+
+# ---- a request's own changes go to its owner alone
+P generate "" "$prompt" max_tokens u 12 temperature d 0 >"$tmp/own" 2>&1
+if grep -q '^changed /org/npud/Inference1/request/[0-9]* org.npud.Inference1.Request .*State="finished".*GeneratedTokens=12.*StopReason="length" (unicast)' "$tmp/own"; then
+	ok "request-changes-to-owner"
+else
+	bad "request-changes-to-owner" "$(grep -v '^stat' "$tmp/own" | tr '\n' ';')"
+fi
+
 # ---- the introspection XML in the repository is what npud serves
-introspected() { # the members npud serves, one "IFACE KIND NAME SIGNATURE" a line
-	busctl --address="$addr" introspect org.npud.Inference1 "$1" 2>/dev/null |
-		awk -v want="$2" '$1 == want { iface = 1; next } /^org\./ { iface = 0 } iface && $1 ~ /^\./ {
-			sig = ($3 == "-") ? "" : $3; print want, $2, substr($1, 2), sig }' | sort
-}
-from_xml() { # IFACE: the same from the XML
+# the members of IFACE in introspection XML (stdin): "IFACE KIND NAME in:TYPES out:TYPES" for
+# methods and signals, "IFACE property NAME TYPE EMITS" (EmitsChangedSignal, default true)
+members() {
 	awk -v want="$1" '
-		/<interface name=/ { match($0, /name="[^"]*"/); cur = substr($0, RSTART + 6, RLENGTH - 7); next }
+		function attr(a,   v) { if (!match($0, a "=\"[^\"]*\"")) return ""; v = substr($0, RSTART + length(a) + 2, RLENGTH - length(a) - 3); return v }
+		function flush() { if (member != "") print want, kind, member, "in:" ins, "out:" outs; member = "" }
+		function flushp() { if (prop != "") print want, "property", prop, ptype, emits; prop = "" }
+		/<interface / { cur = attr("name"); next }
 		/<\/interface>/ { cur = ""; next }
 		cur != want { next }
-		/<(method|signal) name=/ { flush(); match($0, /<[a-z]*/); kind = substr($0, RSTART + 1, RLENGTH - 1)
-			match($0, /name="[^"]*"/); member = substr($0, RSTART + 6, RLENGTH - 7); ins = ""; outs = ""
+		/<(method|signal) / { flush(); kind = ($0 ~ /<method/) ? "method" : "signal"; member = attr("name"); ins = ""; outs = ""
 			if ($0 ~ /\/>/) flush(); next }
-		/<arg / { match($0, /type="[^"]*"/); t = substr($0, RSTART + 6, RLENGTH - 7)
-			if ($0 ~ /direction="out"/) outs = outs t; else ins = ins t; next }
+		/<arg / { if (attr("direction") == "out") outs = outs attr("type"); else ins = ins attr("type"); next }
 		/<\/(method|signal)>/ { flush(); next }
-		/<property / { match($0, /name="[^"]*"/); p = substr($0, RSTART + 6, RLENGTH - 7)
-			match($0, /type="[^"]*"/); print want, "property", p, substr($0, RSTART + 6, RLENGTH - 7) }
-		function flush() { if (member != "") print want, kind, member, ins; member = "" }
-		END { flush() }' "$src/daemon/npud/org.npud.Inference1.xml" | sort
+		/<property / { prop = attr("name"); ptype = attr("type"); emits = "true"; if ($0 ~ /\/>/) flushp(); next }
+		/<annotation / && prop != "" && attr("name") == "org.freedesktop.DBus.Property.EmitsChangedSignal" { emits = attr("value"); next }
+		/<\/property>/ { flushp(); next }
+		END { flush(); flushp() }' | sort
 }
-# interfaces_to_check: "PATH IFACE" pairs; objects that exist by now
-interfaces_to_check=("/org/npud/Inference1 org.npud.Inference1.Manager")
+"$npud_probe" "$addr" hold 4 "$prompt" >"$tmp/hold" 2>&1 &
+holder=$!
+wait_for "$tmp/hold" "^finished" 10
+interfaces_to_check=("/org/npud/Inference1 org.npud.Inference1.Manager" "$model_path org.npud.Inference1.Model"
+	"$(head -1 "$tmp/hold") org.npud.Inference1.Request")
 xml_diff=""
 for pair in "${interfaces_to_check[@]}"; do
 	read -r opath iface <<<"$pair"
-	introspected "$opath" "$iface" >"$tmp/got"
-	from_xml "$iface" >"$tmp/want"
+	busctl --address="$addr" introspect --xml-interface org.npud.Inference1 "$opath" 2>/dev/null |
+		members "$iface" >"$tmp/got"
+	members "$iface" <"$src/daemon/npud/org.npud.Inference1.xml" >"$tmp/want"
 	[ -s "$tmp/got" ] || xml_diff="$xml_diff nothing introspected for $iface;"
 	diff "$tmp/got" "$tmp/want" >"$tmp/xmldiff" || xml_diff="$xml_diff $iface: $(tr '\n' ';' <"$tmp/xmldiff")"
 done
+kill $holder 2>/dev/null
+wait $holder 2>/dev/null
 if [ -z "$xml_diff" ]; then ok "introspection-matches-xml"; else bad "introspection-matches-xml" "$xml_diff"; fi
 
 # ---- npud stops cleanly; nothing from the sanitizers

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * How long a model stays loaded, with Ollama's semantics: a model loaded on
+ * demand (a request named it and it is in the administrator's models_dir)
+ * stays while it has requests or sessions, then for the keep_alive of the
+ * last request (idle_unload_sec of npud.conf when the request gives none;
+ * negative: for ever; 0: it goes as soon as it is idle). Each uid's last
+ * request sets that uid's claim; the model goes when every claim has run
+ * out, so one user's keep_alive of 0 never unloads a model another user
+ * asked to keep. A model the administrator loaded (npud.conf's model, or
+ * LoadModel of a path without keep_alive) is pinned: only UnloadModel
+ * unloads it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+struct keep_claim {
+        uid_t uid;
+        uint64_t until; /* CLOCK_MONOTONIC usec; UINT64_MAX: for ever */
+};
+
+struct model_keep {
+        uint64_t loaded_at; /* CLOCK_REALTIME usec */
+        uint64_t last_used; /* CLOCK_REALTIME usec: a request of it started or ended */
+        bool pinned;
+        struct keep_claim *claims;
+        size_t n_claims;
+};
+
+static inline uint64_t realtime_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static inline uint64_t monotonic_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void model_keep_done(struct model_keep *k);
