@@ -19,6 +19,7 @@ void gen_options_init(struct gen_options *o)
                 .min_p = NAN,
                 .presence_penalty = NAN,
                 .frequency_penalty = NAN,
+                .keep_alive = NAN,
                 .add_bos = -1,
         };
 }
@@ -53,6 +54,9 @@ int gen_options_parse(struct gen_options *o, int opt, const char *arg)
                 break;
         case ARG_FREQUENCY_PENALTY:
                 r = parse_double(arg, -2, 2, false, "--frequency-penalty", &o->frequency_penalty);
+                break;
+        case ARG_KEEP_ALIVE:
+                r = parse_duration(arg, "--keep-alive", &o->keep_alive);
                 break;
         case ARG_SEED:
                 r = parse_u64(arg, "--seed", &o->seed);
@@ -124,6 +128,8 @@ static int append_options(sd_bus_message *m, const struct gen_options *o, const 
                 return r;
         if (!isnan(o->frequency_penalty) &&
             (r = append_entry(m, "frequency_penalty", 'd', &o->frequency_penalty)) < 0)
+                return r;
+        if (!isnan(o->keep_alive) && (r = append_entry(m, "keep_alive", 'd', &o->keep_alive)) < 0)
                 return r;
         if (o->has_seed && (r = append_entry(m, "seed", 't', &o->seed)) < 0)
                 return r;

@@ -24,6 +24,7 @@ struct job *job_new(struct gateway *gw, struct http_req *hr, enum job_api api)
                 [JOB_COMPLETIONS] = "cmpl-", [JOB_CHAT] = "chatcmpl-",
                 [JOB_OLLAMA_GENERATE] = "", [JOB_OLLAMA_CHAT] = "",
                 [JOB_MODELS] = "", [JOB_MODELS_OLLAMA] = "", [JOB_MODEL_ONE] = "",
+                [JOB_MODELS_PS] = "", [JOB_OLLAMA_LOAD] = "",
         };
         struct job *j = calloc(1, sizeof(*j));
         uint8_t rnd[12];
@@ -113,7 +114,8 @@ static void job_notify(struct job *j)
 
 static bool job_is_listing(const struct job *j)
 {
-        return j->api == JOB_MODELS || j->api == JOB_MODELS_OLLAMA || j->api == JOB_MODEL_ONE;
+        return j->api == JOB_MODELS || j->api == JOB_MODELS_OLLAMA || j->api == JOB_MODEL_ONE ||
+               j->api == JOB_MODELS_PS || j->api == JOB_OLLAMA_LOAD;
 }
 
 static int stream_tokens(struct job *j, const char *text, size_t len)
@@ -483,7 +485,8 @@ static json_object *listing_response(struct job *j, struct api_error *e);
 
 enum MHD_Result job_respond(struct job *j, struct MHD_Connection *c)
 {
-        bool ollama = j->api == JOB_OLLAMA_GENERATE || j->api == JOB_OLLAMA_CHAT || j->api == JOB_MODELS_OLLAMA;
+        bool ollama = j->api == JOB_OLLAMA_GENERATE || j->api == JOB_OLLAMA_CHAT || j->api == JOB_MODELS_OLLAMA ||
+                      j->api == JOB_MODELS_PS || j->api == JOB_OLLAMA_LOAD;
         _cleanup_(json_object_putp) json_object *o = NULL;
 
         if (j->call_failed || (j->finished && j->error.status && !j->stream)) {
@@ -513,5 +516,7 @@ enum MHD_Result job_respond(struct job *j, struct MHD_Connection *c)
 
 static json_object *listing_response(struct job *j, struct api_error *e)
 {
+        if (j->api == JOB_OLLAMA_LOAD)
+                return ollama_load_response(j);
         return models_response(j, e);
 }

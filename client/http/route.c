@@ -124,6 +124,7 @@ enum route {
         ROUTE_OLLAMA_VERSION,
         ROUTE_OLLAMA_GENERATE,
         ROUTE_OLLAMA_CHAT,
+        ROUTE_OLLAMA_PS,
 };
 
 static const struct {
@@ -139,6 +140,7 @@ static const struct {
         { "/api/version", "GET", ROUTE_OLLAMA_VERSION },
         { "/api/generate", "POST", ROUTE_OLLAMA_GENERATE },
         { "/api/chat", "POST", ROUTE_OLLAMA_CHAT },
+        { "/api/ps", "GET", ROUTE_OLLAMA_PS },
 };
 
 /* The route of url; *ret_allow is the method it takes when method is not it. */
@@ -208,6 +210,8 @@ static enum MHD_Result dispatch(struct http_req *hr)
                 return models_list(hr, NULL, true);
         case ROUTE_OLLAMA_VERSION:
                 return api_version(hr);
+        case ROUTE_OLLAMA_PS:
+                return models_ps(hr);
         default:
                 break;
         }

@@ -33,5 +33,7 @@ int args_read_options(sd_bus_message *m, const struct npu_model *model, int32_t 
 /* Tokens of a prompt argument; add_bos adds BOS to text. */
 int args_tokenize(const struct npu_model *model, const struct prompt_arg *pa, bool add_bos, int32_t **ret,
                   int32_t *ret_n, sd_bus_error *error);
+/* keep_alive (any number type: seconds; negative: for ever) of a variant of type, entered. */
+int args_read_keep_alive(sd_bus_message *m, const char *type, int64_t *ret, sd_bus_error *error);
 char **strv_copy(char *const *v);
 void strv_free(char **v);

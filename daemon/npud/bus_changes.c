@@ -30,7 +30,6 @@ struct bus_changes {
         sd_event_source *post, *timer;
         sd_bus_slot *owner_match;
         uint64_t last;        /* CLOCK_MONOTONIC usec of the last pass */
-        bool in_pass;         /* the timer ran: the next post event is ours */
         struct prop_snapshot *manager;
         struct watcher *watchers;
         size_t n_watchers;
@@ -241,6 +240,7 @@ void bus_changes_publish(struct server *srv)
         if (!c || !srv->bus)
                 return;
         c->last = monotonic_usec();
+        keep_alive_update(srv); /* models whose keep-alive ran out go first */
         publish_manager(c);
         publish_models(c);
         publish_devices(c);
@@ -249,30 +249,67 @@ void bus_changes_publish(struct server *srv)
 
 /* ---- when: after anything happened, at most every MIN_INTERVAL_USEC */
 
+static bool keyed_has(const struct keyed *list, const char *path)
+{
+        for (; list; list = list->next)
+                if (!strcmp(list->path, path))
+                        return true;
+        return false;
+}
+
+static size_t keyed_count(const struct keyed *list)
+{
+        size_t n = 0;
+
+        for (; list; list = list->next)
+                n++;
+        return n;
+}
+
+/* A model or a device came or went: InterfacesAdded and InterfacesRemoved are not held back. */
+static bool objects_changed(struct bus_changes *c)
+{
+        size_t n = 0;
+
+        for (struct served_model *m = c->srv->models; m; m = m->next, n++) {
+                _cleanup_free_ char *path = NULL;
+                if (model_object_path(m->name, &path) < 0 || !keyed_has(c->models, path))
+                        return true;
+        }
+        if (n != keyed_count(c->models))
+                return true;
+        n = 0;
+        for (struct served_device *d = c->srv->devices; d; d = d->next, n++)
+                if (!keyed_has(c->devices, d->object_path))
+                        return true;
+        return n != keyed_count(c->devices);
+}
+
+/* Only wakes the loop: its dispatch makes the post source run the pass that was held back. */
 static int on_timer(sd_event_source *es, uint64_t usec, void *userdata)
 {
-        struct bus_changes *c = userdata;
-
-        c->in_pass = true;
-        bus_changes_publish(c->srv);
         return 0;
 }
 
+/*
+ * After any other event source ran: a pass now, or, within MIN_INTERVAL_USEC
+ * of the last one, when the timer wakes the loop (unless a model or a device
+ * came or went: that is told at once). A pass that sends nothing causes no
+ * event: the loop goes back to sleep.
+ */
 static int on_post(sd_event_source *es, void *userdata)
 {
         struct bus_changes *c = userdata;
-        uint64_t at;
+        uint64_t now = monotonic_usec();
         int enabled = SD_EVENT_OFF;
 
-        if (c->in_pass) {
-                /* this iteration was the pass itself */
-                c->in_pass = false;
+        if (now >= c->last + MIN_INTERVAL_USEC || objects_changed(c)) {
+                bus_changes_publish(c->srv);
                 return 0;
         }
         if (sd_event_source_get_enabled(c->timer, &enabled) >= 0 && enabled != SD_EVENT_OFF)
                 return 0; /* a pass is due already */
-        at = MAX(monotonic_usec(), c->last + MIN_INTERVAL_USEC);
-        if (sd_event_source_set_time(c->timer, at) >= 0)
+        if (sd_event_source_set_time(c->timer, c->last + MIN_INTERVAL_USEC) >= 0)
                 sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
         return 0;
 }

@@ -26,7 +26,7 @@ static int reply_model_error(sd_bus_error *error, int r, const struct npu_err *e
         return sd_bus_error_set(error, NPUD_ERROR_BAD_MODEL, err->msg);
 }
 
-static struct served_model *find_model(struct server *srv, const char *name, sd_bus_error *error)
+static struct served_model *find_loaded_model(struct server *srv, const char *name, sd_bus_error *error)
 {
         struct served_model *m = models_find(srv, name);
 
@@ -39,12 +39,26 @@ static struct served_model *find_model(struct server *srv, const char *name, sd_
         return m;
 }
 
+/* The model the method being answered names: loaded, or loaded now from models_dir (keep_alive.c). */
+static struct served_model *find_model(struct server *srv, const char *name, sd_bus_error *error)
+{
+        uid_t uid;
+
+        if (models_find(srv, name))
+                return models_find(srv, name);
+        if (bus_message_uid(sd_bus_get_current_message(srv->bus), &uid) < 0) {
+                sd_bus_error_set(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is");
+                return NULL;
+        }
+        return models_get_or_load(srv, name, uid, KEEP_ALIVE_DEFAULT, error);
+}
+
 static int append_model(sd_bus_message *reply, struct server *srv, const struct served_model *m,
                         const struct stats_view *v)
 {
         const struct npu_hparams *hp = &m->rt->model->hp;
 
-        return sd_bus_message_append(reply, "(sa{sv})", m->name, 12,
+        return sd_bus_message_append(reply, "(sa{sv})", m->name, 19,
                                      "path", "s", m->path,
                                      "precision", "s", precision_name(m->rt->model->precision),
                                      "n_ctx", "u", (uint32_t)m->rt->n_ctx,
@@ -56,7 +70,15 @@ static int append_model(sd_bus_message *reply, struct server *srv, const struct 
                                      "default", "b", m == srv->default_model,
                                      "requests", "u", stats_model_users(m, v),
                                      "backend", "s", m->device ? "npu" : "cpu",
-                                     "device", "s", m->device ? m->device->name : "cpu");
+                                     "device", "s", m->device ? m->device->name : "cpu",
+                                     "architecture", "s", arch_name(hp->arch),
+                                     "size", "t", (uint64_t)m->rt->model->weight_bytes +
+                                                  (uint64_t)m->rt->kv->n_blocks * m->rt->kv->block_bytes,
+                                     "state", "s", model_users(m) > 0 ? "busy" : "idle",
+                                     "pinned", "b", m->keep.pinned,
+                                     "loaded_at", "t", m->keep.loaded_at,
+                                     "last_used", "t", m->keep.last_used,
+                                     "expires_at", "t", keep_alive_expires_at(m));
 }
 
 static int method_list_models(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -87,7 +109,8 @@ static int method_list_models(sd_bus_message *m, void *userdata, sd_bus_error *e
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static int read_load_options(sd_bus_message *m, char **name, bool *make_default, sd_bus_error *error)
+static int read_load_options(sd_bus_message *m, char **name, bool *make_default, int64_t *keep_alive_us,
+                             sd_bus_error *error)
 {
         int r;
 
@@ -107,6 +130,16 @@ static int read_load_options(sd_bus_message *m, char **name, bool *make_default,
                 } else if (!strcmp(key, "default")) {
                         r = sd_bus_message_read(m, "v", "b", &b);
                         *make_default = b;
+                } else if (!strcmp(key, "keep_alive")) {
+                        const char *contents;
+                        r = sd_bus_message_peek_type(m, NULL, &contents);
+                        if (r >= 0)
+                                r = sd_bus_message_enter_container(m, 'v', contents);
+                        if (r >= 0)
+                                r = args_read_keep_alive(m, contents, keep_alive_us, error);
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_exit_container(m);
                 } else {
                         return sd_bus_error_setf(error, NPUD_ERROR_INVALID_ARGUMENT, "unknown option '%s'", key);
                 }
@@ -122,30 +155,72 @@ static int read_load_options(sd_bus_message *m, char **name, bool *make_default,
         return sd_bus_message_exit_container(m);
 }
 
+/*
+ * LoadModel of a name: a model of models_dir, which anyone may load (the
+ * administrator chose those files) as a request naming it would; keep_alive
+ * sets the caller's claim on it (0: the caller no longer needs it).
+ */
+static int load_by_name(struct server *srv, sd_bus_message *m, const char *name, const char *as, bool make_default,
+                        int64_t keep_alive_us, sd_bus_error *error)
+{
+        struct served_model *sm;
+        uid_t uid;
+        int r;
+
+        if (as || make_default)
+                return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT,
+                                        "the options name and default are for loading a path (administrators)");
+        r = bus_message_uid(m, &uid);
+        if (r < 0)
+                return sd_bus_error_setf(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is: %s",
+                                         strerror(-r));
+        sm = models_get_or_load(srv, name, uid, keep_alive_us, error);
+        if (!sm)
+                return -ENOENT;
+        _cleanup_free_ char *loaded = strdup(sm->name);
+        if (!loaded)
+                return -ENOMEM;
+        keep_alive_request_ended(sm, uid, keep_alive_us);
+        keep_alive_update(srv); /* keep_alive 0: it may go now */
+        return sd_bus_reply_method_return(m, "s", loaded);
+}
+
 static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct server *srv = userdata;
         _cleanup_free_ char *name = NULL;
         struct served_model *sm;
         struct npu_err err = {};
+        int64_t keep_alive_us = KEEP_ALIVE_DEFAULT;
         bool make_default = false;
         const char *path;
+        uid_t uid;
         int r;
 
         r = sd_bus_message_read(m, "s", &path);
         if (r < 0)
                 return r;
-        r = read_load_options(m, &name, &make_default, error);
+        r = read_load_options(m, &name, &make_default, &keep_alive_us, error);
         if (r < 0)
                 return r;
+        if (!strchr(path, '/'))
+                return load_by_name(srv, m, path, name, make_default, keep_alive_us, error);
         r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
         if (r <= 0)
                 return r;
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        r = bus_message_uid(m, &uid);
+        if (r < 0)
+                return r;
         r = models_load(srv, path, name, make_default, &sm, &err);
         if (r < 0)
                 return reply_model_error(error, r, &err);
+        /* the administrator's: pinned, unless a keep_alive says for how long */
+        sm->keep.pinned = keep_alive_us == KEEP_ALIVE_DEFAULT;
+        if (!sm->keep.pinned)
+                keep_alive_request_ended(sm, uid, keep_alive_us);
+        keep_alive_update(srv);
         return sd_bus_reply_method_return(m, "s", sm->name);
 }
 
@@ -183,7 +258,7 @@ static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *
         r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
         if (r <= 0)
                 return r;
-        sm = find_model(srv, name, error);
+        sm = find_loaded_model(srv, name, error);
         if (!sm)
                 return -ENOENT;
         if (sm->unload_call)

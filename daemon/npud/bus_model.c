@@ -42,6 +42,7 @@ void model_props(const struct served_model *m, struct props *p)
         props_add_b(p, "Pinned", m->keep.pinned);
         props_add_t(p, "LoadedAt", m->keep.loaded_at);
         props_add_t(p, "LastUsed", m->keep.last_used);
+        props_add_t(p, "ExpiresAt", keep_alive_expires_at(m));
 }
 
 /* --- finding objects --- */
@@ -112,5 +113,6 @@ const sd_bus_vtable model_vtable[] = {
         SD_BUS_PROPERTY("Pinned", "b", property_get, 0, CHANGES),
         SD_BUS_PROPERTY("LoadedAt", "t", property_get, 0, CHANGES),
         SD_BUS_PROPERTY("LastUsed", "t", property_get, 0, CHANGES),
+        SD_BUS_PROPERTY("ExpiresAt", "t", property_get, 0, CHANGES),
         SD_BUS_VTABLE_END,
 };

@@ -9,6 +9,7 @@
 #include "util.h"
 
 #define NPUD_CONFIG_PATH "/etc/npud/npud.conf"
+#define NPUD_MODELS_DIR "/var/lib/npud/models"
 
 struct npud_config {
         char *model;      /* the default model, loaded at start */
@@ -28,6 +29,10 @@ struct npud_config {
         int32_t max_sessions_per_client;
         int32_t max_queue;
         int32_t max_finished_kept; /* finished requests kept per client for their properties */
+        /* models loaded on demand (keep_alive.h) */
+        char *models_dir;          /* where requests may name models; "": nowhere */
+        int32_t idle_unload_sec;   /* the keep-alive of requests that give none; 0: for ever */
+        int32_t max_loaded_models; /* loading on demand first unloads an idle one beyond this */
 };
 
 void config_defaults(struct npud_config *c);

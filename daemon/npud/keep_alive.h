@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <systemd/sd-bus.h>
 #include <time.h>
 
 struct keep_claim {
@@ -25,6 +26,7 @@ struct keep_claim {
 
 struct model_keep {
         uint64_t loaded_at; /* CLOCK_REALTIME usec */
+        uint64_t loaded_at_mono; /* CLOCK_MONOTONIC usec, the same moment */
         uint64_t last_used; /* CLOCK_REALTIME usec: a request of it started or ended */
         bool pinned;
         struct keep_claim *claims;
@@ -47,4 +49,26 @@ static inline uint64_t monotonic_usec(void)
         return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+#define KEEP_ALIVE_DEFAULT INT64_MIN /* a request gave none: npud.conf's idle_unload_sec */
+#define KEEP_ALIVE_FOREVER (-1)
+#define KEEP_ALIVE_MAX_SEC (10 * 366 * 86400.0)
+
+struct server;
+struct served_model;
+
 void model_keep_done(struct model_keep *k);
+/* A request of m starts: it is in use now. */
+void keep_alive_used(struct served_model *m);
+/* A request of uid ended: uid's claim on m runs keep_alive_us from now (KEEP_ALIVE_DEFAULT, _FOREVER). */
+void keep_alive_request_ended(struct served_model *m, uid_t uid, int64_t keep_alive_us);
+/* When m goes if nothing uses it: CLOCK_REALTIME usec; 0: not while it is busy, pinned or kept for ever. */
+uint64_t keep_alive_expires_at(const struct served_model *m);
+/* After anything happened: unloads the models whose time is up, and arms the timer for the next. */
+void keep_alive_update(struct server *srv);
+/*
+ * The model a request names: loaded, or else loaded now from models_dir
+ * (NAME.gguf) for uid, first unloading the least recently used idle model
+ * beyond max_loaded_models. NULL with error set: no such model, or no room.
+ */
+struct served_model *models_get_or_load(struct server *srv, const char *name, uid_t uid, int64_t keep_alive_us,
+                                        sd_bus_error *error);

@@ -72,6 +72,8 @@ int request_submit(struct request *r, const int32_t *tokens, int32_t n, const st
         r->sr->userdata = r;
         r->sr->keep_seq = !session_is_single(r->session);
         client_set_prompt(r->client, r, n);
+        r->keep_alive_us = p->keep_alive_us;
+        keep_alive_used(m);
         /* the reply goes out before the first token: the step starts from the event loop */
         server_kick(srv);
         return 0;

@@ -44,6 +44,7 @@ struct request {
         size_t n_sent;         /* ... their number ... */
         bool sent_incomplete;  /* ... and whether sent lacks some (out of memory) */
         struct prop_snapshot *published; /* its properties as its owner was last told */
+        int64_t keep_alive_us; /* its model stays this long after it (keep_alive.h) */
 };
 
 /* A request of session s for owner c (not yet submitted). */

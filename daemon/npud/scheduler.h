@@ -46,6 +46,7 @@ struct sched_params {
         char **stops; /* NULL-terminated, or NULL */
         bool logprobs;        /* keep each token's log-probability ... */
         int32_t top_logprobs; /* ... and this many of the most likely tokens with theirs */
+        int64_t keep_alive_us; /* npud's, not the scheduler's: keep_alive.h (KEEP_ALIVE_DEFAULT: not given) */
 };
 
 struct scheduler;

@@ -25,6 +25,8 @@ static void on_sched_finished(struct sched_request *sr, void *userdata)
 
         if (!r->dropped && r->session->turn == r)
                 session_turn_finished(r->session, r);
+        if (!r->dropped)
+                keep_alive_request_ended(m, r->session->uid, r->keep_alive_us);
         request_on_finished(r);
         if (c) {
                 /* r, its session and c may go here */
@@ -88,7 +90,7 @@ static char *name_from_path(const char *path)
         return strdup(base);
 }
 
-static bool valid_name(const char *name)
+bool model_name_valid(const char *name)
 {
         size_t n = strlen(name);
 
@@ -135,7 +137,7 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
         m->name = name && name[0] ? strdup(name) : name_from_path(path);
         if (!m->path || !m->name)
                 return -ENOMEM;
-        if (!valid_name(m->name))
+        if (!model_name_valid(m->name))
                 return npu_err_set(err, -EINVAL, "model name '%s': use 1 to 128 of A-Z a-z 0-9 . _ -", m->name);
         for (struct served_model *old = srv->models; old; old = old->next)
                 if (!strcmp(old->name, m->name))
@@ -158,6 +160,7 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
         if (r < 0)
                 return r;
         m->keep.loaded_at = m->keep.last_used = realtime_usec();
+        m->keep.loaded_at_mono = monotonic_usec();
         m->keep.pinned = true; /* the administrator's: npud.conf or LoadModel */
         m->next = srv->models;
         srv->models = m;

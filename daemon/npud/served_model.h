@@ -39,6 +39,8 @@ struct served_model {
 int models_load(struct server *srv, const char *path, const char *name, bool make_default,
                 struct served_model **ret, struct npu_err *err);
 struct served_model *models_find(struct server *srv, const char *name);
+/* 1 to 128 of A-Z a-z 0-9 . _ - */
+bool model_name_valid(const char *name);
 /* Parameters of its weights. */
 uint64_t model_n_params(const struct served_model *m);
 /* Unfinished requests and sessions on the bus: what keeps a model from being unloaded without force. */

@@ -52,6 +52,7 @@ void server_free(struct server *srv)
         models_free_all(srv);
         clients_free_all(srv);
         bus_changes_free(srv);
+        sd_event_source_disable_unref(srv->expiry_timer);
         srv->kick_source = sd_event_source_disable_unref(srv->kick_source);
         sd_event_source_disable_unref(srv->status_timer);
         if (srv->bus) {

@@ -54,6 +54,7 @@ struct server {
         sd_event_source *status_timer;
         sd_event_source *kick_source; /* starts the next step when the loop is idle */
         struct bus_changes *changes;  /* PropertiesChanged and the object manager's signals */
+        sd_event_source *expiry_timer; /* the next model whose keep-alive runs out (keep_alive.c) */
 };
 
 int server_new(struct server **ret);

@@ -201,6 +201,43 @@ if [ "$lp" = "$(echo "$out" | json 'o.eval_count + " " + o.eval_count') true tru
 E "error-echo-with-logprobs" 400 '"param":"echo"' $url/v1/completions -d '{"model":"'$model_name'","prompt":"x","echo":true,"logprobs":1}'
 E "error-logprobs-above-5" 400 '"param":"logprobs"' $url/v1/completions -d '{"model":"'$model_name'","prompt":"x","logprobs":6}'
 
+# ---- models: /v1/models' created is when npud loaded the model; Ollama's load, unload, keep_alive
+# and /api/ps against npud's models_dir (set by a reload)
+loaded_at=$(busctl --address="$addr" get-property org.npud.Inference1 /org/npud/Inference1/model/aidreams260K_2df32 \
+	org.npud.Inference1.Model LoadedAt | awk '{print $2}')
+created=$(U $url/v1/models | json "o.data.find(m => m.id === '$model_name').created")
+if [ -n "$loaded_at" ] && [ "$created" = "$((loaded_at / 1000000))" ]; then ok "models-created-is-loaded-at"; else bad "models-created-is-loaded-at" "created $created, LoadedAt $loaded_at"; fi
+mkdir -p "$tmp/models"
+cp "$model" "$tmp/models/tiny.gguf"
+printf 'models_dir = %s\n' "$tmp/models" >>"$tmp/npud.conf"
+kill -HUP "$npud_pid"
+for i in $(seq 100); do grep -q reloaded "$tmp/npud.log" && break; sleep 0.05; done
+running() { U $url/api/ps | json "o.models.map(m => m.name + '@' + m.expires_at.slice(0, 4)).sort().join(' ')"; }
+out=$(U $url/api/generate -d '{"model":"tiny","keep_alive":"1h"}' | json 'o.done + " " + o.done_reason')
+ps=$(running)
+year=$(date -u +%Y)
+if [ "$out" = "true load" ] && echo "$ps" | grep -q "tiny@$year" && echo "$ps" | grep -q "$model_name@9999"; then
+	ok "ollama-load-and-ps"
+else
+	bad "ollama-load-and-ps" "$out; ps: $ps"
+fi
+out=$(U $url/api/chat -d '{"model":"tiny","messages":[],"keep_alive":0}' | json 'o.done + " " + o.done_reason + " " + o.message.role')
+if [ "$out" = "true unload assistant" ] && ! running | grep -q tiny; then ok "ollama-unload-keep-alive-0"; else bad "ollama-unload-keep-alive-0" "$out; ps: $(running)"; fi
+out=$(U $url/api/generate -d '{"model":"tiny","prompt":"'"$prompt"'","raw":true,"stream":false,"keep_alive":"1s","options":{"num_predict":4}}' | json 'o.done_reason')
+t0=$(date +%s%N)
+ps_during=$(running)
+gone=""
+for i in $(seq 60); do running | grep -q tiny || { gone=$((($(date +%s%N) - t0) / 1000000)); break; }; sleep 0.05; done
+if [ "$out" = length ] && echo "$ps_during" | grep -q tiny && [ -n "$gone" ] && [ "$gone" -ge 700 ]; then
+	ok "ollama-keep-alive-passes-through (gone after about $gone ms)"
+else
+	bad "ollama-keep-alive-passes-through" "$out; gone after ${gone:-never} ms; ps: $ps_during"
+fi
+code=$(U -o "$tmp/out" -w '%{http_code}' $url/api/generate -d '{"model":"tiny","keep_alive":"5x"}')
+if [ "$code" = 400 ] && grep -q "keep_alive" "$tmp/out"; then ok "error-keep-alive-malformed"; else bad "error-keep-alive-malformed" "$code $(cat "$tmp/out")"; fi
+out=$(U $url/api/generate -d '{"model":"no-such-model"}')
+if [ "$(echo "$out" | json 'typeof o.error')" = string ]; then ok "ollama-load-unknown-model"; else bad "ollama-load-unknown-model" "$out"; fi
+
 # ---- the openai npm client (TCP, bearer key)
 has_chat=0
 busctl --address="$addr" introspect --xml-interface org.npud.Inference1 /org/npud/Inference1 2>/dev/null |

@@ -285,6 +285,142 @@ else
 	bad "request-changes-to-owner" "$(grep -v '^stat' "$tmp/own" | tr '\n' ';')"
 fi
 
+# ---- keep-alive (Ollama's semantics): models_dir, idle_unload_sec and max_loaded_models, set by a reload
+mkdir -p "$tmp/models"
+cp "$model" "$tmp/models/tiny.gguf"
+cp "$model" "$tmp/models/tiny2.gguf"
+cp "$model" "$tmp/outside.gguf"
+printf 'models_dir = %s\nidle_unload_sec = 2\nmax_loaded_models = 2\n' "$tmp/models" >>"$tmp/npud.conf"
+kill -HUP "$npud_pid"
+wait_for "$tmp/npud.log" "reloaded" 10
+loaded() { ctl models --json | grep -o '"name": *"[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/' | sort | tr '\n' ' '; }
+gone_within() { # NAME SECONDS: the model leaves within SECONDS; prints the time it took (ms)
+	local i
+	for i in $(seq $(($2 * 20))); do
+		if ! loaded | grep -qw -- "$1"; then echo $((i * 50)); return 0; fi
+		sleep 0.05
+	done
+	return 1
+}
+out=$(ctl generate -q -m tiny --temp 0 --max-tokens 8 "$prompt" 2>&1)
+if [ -n "$out" ] && loaded | grep -qw tiny &&
+	[ "$(P get /org/npud/Inference1/model/tiny org.npud.Inference1.Model Pinned)" = false ]; then
+	ok "load-on-demand"
+else
+	bad "load-on-demand" "$out; loaded: $(loaded)"
+fi
+expect_error() { # NAME ERROR CMD...
+	local name=$1 want=$2 out
+	shift 2
+	out=$("$@" 2>&1)
+	if echo "$out" | grep -q -- "$want"; then ok "$name"; else bad "$name" "$out"; fi
+}
+expect_error "on-demand-only-from-models-dir" "$E.NoSuchModel" ctl generate -m outside "$prompt"
+expect_error "on-demand-no-path-escape" "$E.NoSuchModel" P generate "../outside" "$prompt"
+expect_error "on-demand-unknown-name" "has no such model" ctl generate -m no-such "$prompt"
+# idle_unload_sec (2 s here) unloads it once idle; the Model object said when
+expires=$(P get /org/npud/Inference1/model/tiny org.npud.Inference1.Model ExpiresAt)
+last=$(P get /org/npud/Inference1/model/tiny org.npud.Inference1.Model LastUsed)
+if ms=$(gone_within tiny 6) && [ "${expires:-0}" -gt 0 ] && [ $((expires - last)) -ge 1900000 ] &&
+	[ $((expires - last)) -le 2100000 ]; then
+	ok "idle-unload-sec ($ms ms; ExpiresAt - LastUsed = $(((expires - last) / 1000)) ms)"
+else
+	bad "idle-unload-sec" "loaded: $(loaded); ExpiresAt $expires LastUsed $last"
+fi
+# a request's keep_alive: 0 unloads it as soon as it is idle, -1 keeps it for ever (ExpiresAt 0)
+ctl generate -q -m tiny --keep-alive 0 --max-tokens 4 "$prompt" >/dev/null 2>&1
+if ms=$(gone_within tiny 3); then ok "keep-alive-0 ($ms ms)"; else bad "keep-alive-0" "loaded: $(loaded)"; fi
+ctl generate -q -m tiny --keep-alive -1 --max-tokens 4 "$prompt" >/dev/null 2>&1
+sleep 2.5
+if loaded | grep -qw tiny && [ "$(P get /org/npud/Inference1/model/tiny org.npud.Inference1.Model ExpiresAt)" = 0 ]; then
+	ok "keep-alive-forever"
+else
+	bad "keep-alive-forever" "loaded: $(loaded)"
+fi
+# the same uid's last word sets its claim (as in Ollama): 0 now lets it go
+ctl load tiny --keep-alive 0 >/dev/null 2>&1
+if ms=$(gone_within tiny 3); then ok "last-request-sets-the-claim ($ms ms)"; else bad "last-request-sets-the-claim" "loaded: $(loaded)"; fi
+# a model in use stays past its keep-alive and goes when its request ends
+P generate tiny "$prompt" max_tokens u 1000 ignore_eos b true keep_alive d 0 >"$tmp/busy" 2>&1 &
+busy=$!
+wait_for "$tmp/busy" "^tokens" 10
+if loaded | grep -qw tiny && ! grep -q "^finished" "$tmp/busy"; then
+	ok "busy-model-stays"
+else
+	bad "busy-model-stays" "loaded: $(loaded); $(grep -c '^tokens' "$tmp/busy") tokens signals, $(grep '^finished' "$tmp/busy")"
+fi
+wait $busy
+if grep -q "^finished length" "$tmp/busy" && ms=$(gone_within tiny 3); then
+	ok "busy-model-goes-after ($ms ms)"
+else
+	bad "busy-model-goes-after" "$(grep -v '^stat\|^tokens' "$tmp/busy" | head -3); loaded: $(loaded)"
+fi
+# pinned: the configured model stays, whatever the requests say
+ctl generate -q --keep-alive 0 --max-tokens 4 "$prompt" >/dev/null 2>&1
+sleep 2.5
+if loaded | grep -qw "$name" && [ "$(P get "$model_path" org.npud.Inference1.Model Pinned)" = true ]; then
+	ok "pinned-model-stays"
+else
+	bad "pinned-model-stays" "loaded: $(loaded)"
+fi
+# max_loaded_models (2): loading another unloads the least recently used idle one, or is Busy
+ctl load tiny --keep-alive -1 >/dev/null 2>&1
+P watch 120 Version >"$tmp/w-evict" 2>&1 &
+watcher=$!
+wait_for "$tmp/w-evict" "^ready" 5
+out=$(ctl load tiny2 --keep-alive -1 2>&1)
+sleep 0.3
+kill $watcher
+wait $watcher 2>/dev/null
+if [ "$out" = tiny2 ] && [ "$(loaded)" = "$name tiny2 " ] &&
+	grep -q "^removed /org/npud/Inference1/model/tiny org.npud.Inference1.Model" "$tmp/w-evict" &&
+	grep -q "^added /org/npud/Inference1/model/tiny2 org.npud.Inference1.Model" "$tmp/w-evict"; then
+	ok "max-loaded-models-evicts-idle"
+else
+	bad "max-loaded-models-evicts-idle" "$out; loaded: $(loaded); $(tr '\n' ';' <"$tmp/w-evict")"
+fi
+P generate tiny2 "$prompt" max_tokens u 1000 ignore_eos b true >"$tmp/busy2" 2>&1 &
+busy=$!
+wait_for "$tmp/busy2" "^tokens" 10
+expect_error "max-loaded-models-busy" "$E.Busy" ctl generate -m tiny "$prompt"
+wait $busy
+expect_error "keep-alive-wrong-type" "$E.InvalidArgument: .*'keep_alive'" P generate "" "$prompt" keep_alive s 5m
+expect_error "load-by-name-no-default-option" "$E.InvalidArgument" \
+	"$npud_probe" "$addr" call /org/npud/Inference1 org.npud.Inference1.Manager LoadModel 'sa{sv}' tiny 1 default b true
+ctl load tiny2 --keep-alive 0 >/dev/null 2>&1
+
+# ---- another uid: loads models_dir's models by name without being an administrator, cannot
+# shorten a model another uid keeps, and hears only its own counters
+if [ "$(id -u)" -ne 0 ]; then
+	echo "# skip the checks as another uid: not root"
+elif ! command -v setpriv >/dev/null; then
+	bad "other-uid-checks" "running as root without setpriv (util-linux): the checks as another uid cannot run"
+else
+	install -m 0755 "$npuctl" "$tmp/npuctl"
+	install -m 0755 "$probe" "$tmp/api-probe"
+	as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+	expect_error "nobody-loads-by-name" "^tiny$" as_nobody "$tmp/npuctl" --bus "$addr" load tiny --keep-alive 30
+	expect_error "nobody-cannot-load-a-path" "AccessDenied" as_nobody "$tmp/npuctl" --bus "$addr" load "$tmp/models/tiny.gguf"
+	ctl load tiny --keep-alive 60 >/dev/null 2>&1
+	as_nobody "$tmp/npuctl" --bus "$addr" load tiny --keep-alive 0 >/dev/null 2>&1
+	sleep 0.5
+	if loaded | grep -qw tiny; then ok "keep-alive-claims-per-uid"; else bad "keep-alive-claims-per-uid" "nobody's keep_alive 0 unloaded root's model"; fi
+	ctl load tiny --keep-alive 0 >/dev/null 2>&1
+	if ms=$(gone_within tiny 3); then ok "last-claim-released ($ms ms)"; else bad "last-claim-released" "loaded: $(loaded)"; fi
+	as_nobody "$tmp/api-probe" "$addr" watch 120 >"$tmp/w-nobody" 2>&1 &
+	wn=$!
+	wait_for "$tmp/w-nobody" "^ready" 5
+	"$npud_probe" "$addr" flood 3 300 "$prompt" >/dev/null 2>&1
+	sleep 0.3
+	kill $wn
+	wait $wn 2>/dev/null
+	if grep -q "^ready" "$tmp/w-nobody" && ! grep -q "ActiveRequests\|QueuedRequests\|KVCacheBlocksUsed" "$tmp/w-nobody"; then
+		ok "other-uids-counters-not-told"
+	else
+		bad "other-uids-counters-not-told" "$(tr '\n' ';' <"$tmp/w-nobody")"
+	fi
+fi
+
 # ---- the introspection XML in the repository is what npud serves
 # the members of IFACE in introspection XML (stdin): "IFACE KIND NAME in:TYPES out:TYPES" for
 # methods and signals, "IFACE property NAME TYPE EMITS" (EmitsChangedSignal, default true)
