@@ -39,18 +39,20 @@ static struct served_model *find_loaded_model(struct server *srv, const char *na
         return m;
 }
 
-/* The model the method being answered names: loaded, or loaded now from models_dir (keep_alive.c). */
+/*
+ * The model the method being answered names: loaded, or loaded from
+ * models_dir for it (keep_alive.c). NULL with error unset: it is loading,
+ * and the method runs again when it is loaded: it returns 1 now.
+ */
 static struct served_model *find_model(struct server *srv, const char *name, sd_bus_error *error)
 {
-        uid_t uid;
+        sd_bus_message *call = sd_bus_get_current_message(srv->bus) ?: srv->redispatching;
+        struct served_model *m = NULL;
 
-        if (models_find(srv, name))
-                return models_find(srv, name);
-        if (bus_message_uid(sd_bus_get_current_message(srv->bus), &uid) < 0) {
-                sd_bus_error_set(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is");
-                return NULL;
-        }
-        return models_get_or_load(srv, name, uid, KEEP_ALIVE_DEFAULT, error);
+        if (models_find(srv, name) || !call)
+                return find_loaded_model(srv, name, error);
+        (void)models_get_or_load(srv, call, name, &m, error);
+        return m;
 }
 
 static int append_model(sd_bus_message *reply, struct server *srv, const struct served_model *m,
@@ -155,6 +157,42 @@ static int read_load_options(sd_bus_message *m, char **name, bool *make_default,
         return sd_bus_message_exit_container(m);
 }
 
+/* A LoadModel of a path waiting for its model. */
+struct load_call {
+        sd_bus_message *call;
+        uid_t uid;
+        int64_t keep_alive_us;
+};
+
+static void on_loaded(struct server *srv, struct served_model *sm, int r, const struct npu_err *err,
+                      void *userdata)
+{
+        struct load_call *lc = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = lc->call;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *name = NULL;
+        uid_t uid = lc->uid;
+        int64_t keep_alive_us = lc->keep_alive_us;
+
+        free(lc);
+        if (r >= 0 && (name = strdup(sm->name))) {
+                /* the administrator's: pinned, unless a keep_alive says how long it stays */
+                sm->keep.pinned = keep_alive_us == KEEP_ALIVE_DEFAULT;
+                if (!sm->keep.pinned)
+                        keep_alive_request_ended(sm, uid, keep_alive_us);
+                keep_alive_update(srv); /* keep_alive 0: it may go now */
+                (void)sd_bus_reply_method_return(call, "s", name);
+                return;
+        }
+        if (r >= 0)
+                sd_bus_error_set_errno(&error, ENOMEM);
+        else if (r == -ECANCELED)
+                sd_bus_error_set(&error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        else
+                reply_model_error(&error, r, err);
+        (void)sd_bus_reply_method_error(call, &error);
+}
+
 /*
  * LoadModel of a name: a model of models_dir, which anyone may load (the
  * administrator chose those files) as a request naming it would; keep_alive
@@ -163,7 +201,8 @@ static int read_load_options(sd_bus_message *m, char **name, bool *make_default,
 static int load_by_name(struct server *srv, sd_bus_message *m, const char *name, const char *as, bool make_default,
                         int64_t keep_alive_us, sd_bus_error *error)
 {
-        struct served_model *sm;
+        _cleanup_free_ char *loaded = NULL;
+        struct served_model *sm = NULL;
         uid_t uid;
         int r;
 
@@ -174,10 +213,10 @@ static int load_by_name(struct server *srv, sd_bus_message *m, const char *name,
         if (r < 0)
                 return sd_bus_error_setf(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is: %s",
                                          strerror(-r));
-        sm = models_get_or_load(srv, name, uid, keep_alive_us, error);
-        if (!sm)
-                return -ENOENT;
-        _cleanup_free_ char *loaded = strdup(sm->name);
+        r = models_get_or_load(srv, m, name, &sm, error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* loading: this runs again when it is loaded */
+        loaded = strdup(sm->name);
         if (!loaded)
                 return -ENOMEM;
         keep_alive_request_ended(sm, uid, keep_alive_us);
@@ -189,12 +228,11 @@ static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *er
 {
         struct server *srv = userdata;
         _cleanup_free_ char *name = NULL;
-        struct served_model *sm;
         struct npu_err err = {};
         int64_t keep_alive_us = KEEP_ALIVE_DEFAULT;
+        struct load_call *lc;
         bool make_default = false;
         const char *path;
-        uid_t uid;
         int r;
 
         r = sd_bus_message_read(m, "s", &path);
@@ -210,18 +248,37 @@ static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *er
                 return r;
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
-        r = bus_message_uid(m, &uid);
-        if (r < 0)
+        lc = calloc(1, sizeof(*lc));
+        if (!lc)
+                return -ENOMEM;
+        r = bus_message_uid(m, &lc->uid);
+        if (r < 0) {
+                free(lc);
                 return r;
-        r = models_load(srv, path, name, make_default, &sm, &err);
-        if (r < 0)
+        }
+        lc->keep_alive_us = keep_alive_us;
+        lc->call = sd_bus_message_ref(m);
+        /* loaded off the event loop: the reply comes when it is done */
+        r = models_load(srv, path, name, make_default, on_loaded, lc, &err);
+        if (r < 0) {
+                sd_bus_message_unref(lc->call);
+                free(lc);
                 return reply_model_error(error, r, &err);
-        /* the administrator's: pinned, unless a keep_alive says for how long */
-        sm->keep.pinned = keep_alive_us == KEEP_ALIVE_DEFAULT;
-        if (!sm->keep.pinned)
-                keep_alive_request_ended(sm, uid, keep_alive_us);
-        keep_alive_update(srv);
-        return sd_bus_reply_method_return(m, "s", sm->name);
+        }
+        return 1;
+}
+
+static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct server *srv = userdata;
+        int r;
+
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        if (r <= 0)
+                return r;
+        if (srv->shutting_down)
+                return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        return server_reload(srv, m);
 }
 
 static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -281,13 +338,11 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         struct server *srv = userdata;
         _cleanup_(prompt_arg_done) struct prompt_arg pa = {};
         _cleanup_(gen_args_done) struct gen_args a = {};
-        _cleanup_free_ int32_t *ids = NULL;
         struct served_model *sm;
         struct session *s;
         struct request *req;
         struct client *c;
         const char *model;
-        int32_t n;
         int r;
 
         r = sd_bus_message_read(m, "s", &model);
@@ -295,7 +350,7 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 return r;
         sm = find_model(srv, model, error);
         if (!sm)
-                return -ENOENT;
+                return sd_bus_error_is_set(error) ? -ENOENT : 1; /* loading: this runs again then */
         r = args_read_prompt(m, &pa, error);
         if (r < 0)
                 return r;
@@ -312,8 +367,6 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 return r;
         r = client_check_request(c, &srv->cfg, error);
         if (r >= 0)
-                r = args_tokenize(sm->rt->model, &pa, a.add_bos != 0, &ids, &n, error);
-        if (r >= 0)
                 r = session_new_single(sm, c, &s);
         if (r < 0) {
                 client_maybe_forget(c);
@@ -321,7 +374,7 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         }
         r = session_start_turn(s, &req, error);
         if (r >= 0)
-                r = request_submit(req, ids, n, &a.p, NULL, error);
+                r = request_start(req, m, &pa, a.add_bos != 0, &a.p, error);
         if (r < 0) {
                 if (s->requests_head)
                         session_drop_request(s, s->requests_head);
@@ -330,20 +383,17 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 client_maybe_forget(c);
                 return r;
         }
-        return sd_bus_reply_method_return(m, "o", req->path);
+        return 1;
 }
 
 static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct server *srv = userdata;
         _cleanup_(gen_args_done) struct gen_args a = {};
-        _cleanup_free_ int32_t *system = NULL;
         struct served_model *sm;
-        struct prompt_arg pa = {};
         struct session *s;
         struct client *c;
         const char *model;
-        int32_t n_system = 0;
         int r;
 
         r = sd_bus_message_read(m, "s", &model);
@@ -351,7 +401,7 @@ static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error
                 return r;
         sm = find_model(srv, model, error);
         if (!sm)
-                return -ENOENT;
+                return sd_bus_error_is_set(error) ? -ENOENT : 1; /* loading: this runs again then */
         r = gen_args_init(&a, NULL);
         if (r < 0)
                 return r;
@@ -364,23 +414,19 @@ static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error
         if (r < 0)
                 return r;
         r = client_check_session(c, &srv->cfg, error);
-        if (r >= 0 && a.system_prompt && a.system_prompt[0]) {
-                pa.text = a.system_prompt;
-                pa.len = strlen(a.system_prompt);
-                r = args_tokenize(sm->rt->model, &pa, true, &system, &n_system, error);
-                if (r >= 0 && n_system >= sm->rt->n_ctx)
-                        r = sd_bus_error_setf(error, NPUD_ERROR_PROMPT_TOO_LONG,
-                                              "the system prompt has %d tokens; the context holds %d", n_system,
-                                              sm->rt->n_ctx);
-        }
         if (r >= 0)
-                r = session_new(sm, c, &a.p, a.stops, system, n_system, &s);
+                r = session_new(sm, c, &a.p, a.stops, &s);
         if (r < 0) {
                 client_maybe_forget(c);
                 return r;
         }
         a.stops = NULL; /* the session has them */
-        return sd_bus_reply_method_return(m, "o", s->path);
+        r = session_start(s, m, a.system_prompt, error);
+        if (r < 0) {
+                session_close(s);
+                client_maybe_forget(c);
+        }
+        return r;
 }
 
 static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -496,6 +542,7 @@ const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_PARAM(session), method_create_session, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetStats", "", , "a{sv}", SD_BUS_PARAM(stats), method_get_stats,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Backends", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DefaultModel", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

@@ -16,7 +16,7 @@ static struct session *session_by_id(struct server *srv, uint64_t id)
 {
         for (struct served_model *m = srv->models; m; m = m->next)
                 for (struct session *s = m->sessions_head; s; s = s->next)
-                        if (s->id == id && s->path && s->client)
+                        if (s->id == id && s->path && s->client && !s->call)
                                 return s;
         return NULL;
 }
@@ -81,9 +81,7 @@ static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error)
         struct server *srv = model->srv;
         _cleanup_(prompt_arg_done) struct prompt_arg pa = {};
         _cleanup_(gen_args_done) struct gen_args a = {};
-        _cleanup_free_ int32_t *ids = NULL, *all = NULL;
         struct request *req;
-        int32_t n, n_all;
         int r;
 
         r = args_read_prompt(m, &pa, error);
@@ -103,25 +101,13 @@ static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = client_check_request(s->client, &srv->cfg, error);
         if (r < 0)
                 return r;
-        r = args_tokenize(model->rt->model, &pa, a.add_bos >= 0 ? a.add_bos : s->n_history == 0, &ids, &n, error);
-        if (r < 0)
-                return r;
-        if ((int64_t)s->n_history + n >= model->rt->n_ctx)
-                return sd_bus_error_setf(error, NPUD_ERROR_PROMPT_TOO_LONG,
-                                         "the history (%d tokens) and this prompt (%d) do not fit the context (%d)",
-                                         s->n_history, n, model->rt->n_ctx);
-        r = session_turn_prompt(s, ids, n, &all, &n_all);
-        if (r < 0)
-                return r;
         r = session_start_turn(s, &req, error);
         if (r < 0)
                 return r;
-        r = request_submit(req, all, n_all, &a.p, &s->seq, error);
-        if (r < 0) {
+        r = request_start(req, m, &pa, a.add_bos >= 0 ? a.add_bos : s->n_history == 0, &a.p, error);
+        if (r < 0)
                 session_drop_request(s, req);
-                return r;
-        }
-        return sd_bus_reply_method_return(m, "o", req->path);
+        return r;
 }
 
 static int method_reset(sd_bus_message *m, void *userdata, sd_bus_error *error)

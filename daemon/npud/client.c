@@ -122,6 +122,10 @@ int client_check_request(const struct client *c, const struct npud_config *cfg, 
         if (c->n_requests >= cfg->max_requests_per_client)
                 return sd_bus_error_setf(error, NPUD_ERROR_LIMIT_EXCEEDED,
                                          "this client already runs %d requests (the limit)", c->n_requests);
+        if (c->user->n_requests >= cfg->max_requests_per_uid)
+                return sd_bus_error_setf(error, NPUD_ERROR_LIMIT_EXCEEDED,
+                                         "uid %u already runs %d requests over all its connections (the limit)",
+                                         (unsigned)c->uid, c->user->n_requests);
         return 0;
 }
 
@@ -140,6 +144,10 @@ int client_check_session(const struct client *c, const struct npud_config *cfg, 
         if (c->n_sessions >= cfg->max_sessions_per_client)
                 return sd_bus_error_setf(error, NPUD_ERROR_LIMIT_EXCEEDED, "this client has %d sessions (the limit)",
                                          c->n_sessions);
+        if (c->user->n_sessions >= cfg->max_sessions_per_uid)
+                return sd_bus_error_setf(error, NPUD_ERROR_LIMIT_EXCEEDED,
+                                         "uid %u has %d sessions over all its connections (the limit)",
+                                         (unsigned)c->uid, c->user->n_sessions);
         return 0;
 }
 

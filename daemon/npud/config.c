@@ -17,6 +17,10 @@ void config_defaults(struct npud_config *c)
                 .max_sessions_per_client = 4,
                 .max_queue = 64,
                 .max_finished_kept = 64,
+                .max_requests_per_uid = 64,
+                .max_sessions_per_uid = 16,
+                .max_active_per_uid = 0,
+                .kv_percent_per_uid = 100,
                 .idle_unload_sec = 300,
                 .max_loaded_models = 4,
         };
@@ -90,6 +94,10 @@ static const struct int_key int_keys[] = {
         INT_KEY(max_sessions_per_client, 0, 65536),
         INT_KEY(max_queue, 1, 1 << 20),
         INT_KEY(max_finished_kept, 0, 65536),
+        INT_KEY(max_requests_per_uid, 1, 1 << 20),
+        INT_KEY(max_sessions_per_uid, 0, 65536),
+        INT_KEY(max_active_per_uid, 0, 4096),
+        INT_KEY(kv_percent_per_uid, 1, 100),
         INT_KEY(idle_unload_sec, 0, INT32_MAX),
         INT_KEY(max_loaded_models, 1, 64),
 };
@@ -200,5 +208,9 @@ int config_validate(const struct npud_config *c, struct npu_err *err)
         if (c->max_batch_tokens < c->max_active)
                 return npu_err_set(err, -EINVAL, "max_batch_tokens (%d) must be at least max_active (%d)",
                                    c->max_batch_tokens, c->max_active);
+        if (c->max_requests_per_uid < c->max_requests_per_client)
+                return npu_err_set(err, -EINVAL,
+                                   "max_requests_per_uid (%d) must be at least max_requests_per_client (%d)",
+                                   c->max_requests_per_uid, c->max_requests_per_client);
         return 0;
 }

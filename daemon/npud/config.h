@@ -24,11 +24,18 @@ struct npud_config {
         int32_t max_active;
         int32_t max_batch_tokens;
         int32_t prefill_chunk;
+        /* per connection */
         int32_t max_requests_per_client;
         int32_t max_queued_tokens_per_client;
         int32_t max_sessions_per_client;
-        int32_t max_queue;
         int32_t max_finished_kept; /* finished requests kept per client for their properties */
+        /* per uid (all its connections) */
+        int32_t max_requests_per_uid;
+        int32_t max_sessions_per_uid;
+        int32_t max_active_per_uid; /* running at once in one model; 0: its fair share only */
+        int32_t kv_percent_per_uid; /* of one model's KV pool */
+        /* per model */
+        int32_t max_queue;
         /* models loaded on demand (keep_alive.h) */
         char *models_dir;          /* where requests may name models; "": nowhere */
         int32_t idle_unload_sec;   /* the keep-alive of requests that give none; 0: for ever */

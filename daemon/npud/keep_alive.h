@@ -29,6 +29,7 @@ struct model_keep {
         uint64_t loaded_at_mono; /* CLOCK_MONOTONIC usec, the same moment */
         uint64_t last_used; /* CLOCK_REALTIME usec: a request of it started or ended */
         bool pinned;
+        unsigned held; /* the calls that waited for it run: it stays meanwhile */
         struct keep_claim *claims;
         size_t n_claims;
 };
@@ -66,9 +67,14 @@ uint64_t keep_alive_expires_at(const struct served_model *m);
 /* After anything happened: unloads the models whose time is up, and arms the timer for the next. */
 void keep_alive_update(struct server *srv);
 /*
- * The model a request names: loaded, or else loaded now from models_dir
- * (NAME.gguf) for uid, first unloading the least recently used idle model
- * beyond max_loaded_models. NULL with error set: no such model, or no room.
+ * The model a Manager method call names: 1 with *ret when it is loaded. 0
+ * when it is being loaded from models_dir (NAME.gguf), off the event loop,
+ * for this call: the call's method runs again when it is loaded (or is
+ * answered with the error), so the method returns 1. Loading first unloads
+ * the least recently used idle model beyond max_loaded_models. < 0 with
+ * error set: no such model, or no room.
  */
-struct served_model *models_get_or_load(struct server *srv, const char *name, uid_t uid, int64_t keep_alive_us,
-                                        sd_bus_error *error);
+int models_get_or_load(struct server *srv, sd_bus_message *call, const char *name, struct served_model **ret,
+                       sd_bus_error *error);
+/* Calls waiting for loads get ShuttingDown. */
+void demand_loads_free_all(struct server *srv);

@@ -136,7 +136,6 @@ static int open_configured_device(struct server *srv)
 int main(int argc, char **argv)
 {
         _cleanup_(server_freep) struct server *srv = NULL;
-        struct npu_err err = {};
         struct cli cli;
         sigset_t mask;
         int r;
@@ -160,14 +159,7 @@ int main(int argc, char **argv)
                 return 1;
         if (server_open_bus(srv, cli.bus ? cli.bus : srv->cfg.bus) < 0)
                 return 1;
-        if (srv->cfg.model) {
-                struct served_model *m;
-                r = models_load(srv, srv->cfg.model, NULL, true, &m, &err);
-                if (r < 0) {
-                        fprintf(stderr, "npud: cannot load the default model: %s\n", err.msg);
-                        return 1;
-                }
-        }
+        /* a device opened now takes the default model when it is loaded (in the loop) */
         if (open_configured_device(srv) < 0)
                 return 1;
         r = server_start(srv);
@@ -179,5 +171,5 @@ int main(int argc, char **argv)
                 return 1;
         }
         fprintf(stderr, "npud: stopped\n");
-        return 0;
+        return r > 0 ? 1 : 0;
 }

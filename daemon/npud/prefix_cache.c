@@ -146,10 +146,16 @@ int32_t prefix_cache_attach(struct prefix_cache *pc, uint32_t salt, const int32_
         return n;
 }
 
+/*
+ * Removes an entry, and the entries below it: with their parent gone no
+ * lookup reaches them, and their references would only keep blocks (and
+ * duplicate entries of the same block) alive.
+ */
 static void unlink_entry(struct prefix_cache *pc, int32_t idx)
 {
         struct cache_entry *e = entry_at(pc, idx);
         int32_t *p = bucket_of(pc, e->key);
+        uint32_t generation = e->generation;
 
         while (*p != idx)
                 p = &entry_at(pc, *p)->next;
@@ -159,6 +165,11 @@ static void unlink_entry(struct prefix_cache *pc, int32_t idx)
         e->next = pc->free_head;
         pc->free_head = idx;
         pc->n_entries--;
+        for (int32_t i = 0; i < pc->capacity; i++) {
+                const struct cache_entry *c = entry_at(pc, i);
+                if (c->block >= 0 && c->parent == idx && c->parent_generation == generation)
+                        unlink_entry(pc, i);
+        }
 }
 
 /* The least recently used entry whose block nobody else holds, or -1. */
@@ -199,8 +210,9 @@ void prefix_cache_insert(struct prefix_cache *pc, uint32_t salt, const int32_t *
                         if (victim < 0)
                                 return;
                         unlink_entry(pc, victim);
-                        /* the parent itself may have been the victim: the chain stops here */
-                        if (victim == parent.index)
+                        /* the victim may have been above this chain (an idle block of the same tokens): it ends */
+                        if (parent.index >= 0 && (entry_at(pc, parent.index)->block < 0 ||
+                                                  entry_at(pc, parent.index)->generation != parent.generation))
                                 return;
                 }
                 idx = pc->free_head;
@@ -224,16 +236,15 @@ void prefix_cache_insert(struct prefix_cache *pc, uint32_t salt, const int32_t *
 
 int32_t prefix_cache_evict(struct prefix_cache *pc, int32_t n)
 {
-        int32_t done = 0;
+        int32_t before = pc->pool->n_free;
 
-        while (done < n) {
+        while (pc->pool->n_free - before < n) {
                 int32_t victim = lru_idle_entry(pc);
                 if (victim < 0)
                         break;
                 unlink_entry(pc, victim);
-                done++;
         }
-        return done;
+        return pc->pool->n_free - before;
 }
 
 int32_t prefix_cache_idle_blocks(const struct prefix_cache *pc)
@@ -258,6 +269,13 @@ int32_t prefix_cache_idle_blocks_of(const struct prefix_cache *pc, uint32_t salt
                         n++;
         }
         return n;
+}
+
+void prefix_cache_count_refs(const struct prefix_cache *pc, int32_t *counts)
+{
+        for (int32_t i = 0; i < pc->capacity; i++)
+                if (entry_at(pc, i)->block >= 0)
+                        counts[entry_at(pc, i)->block]++;
 }
 
 int32_t prefix_cache_entries(const struct prefix_cache *pc)

@@ -43,5 +43,7 @@ int32_t prefix_cache_idle_blocks(const struct prefix_cache *pc);
 int32_t prefix_cache_idle_blocks_of(const struct prefix_cache *pc, uint32_t salt);
 int32_t prefix_cache_entries(const struct prefix_cache *pc);
 
+/* For tests: adds one to counts[b] for every block b the cache holds. */
+void prefix_cache_count_refs(const struct prefix_cache *pc, int32_t *counts);
 /* For tests: a block's key hashes only its own tokens, so different prefixes collide on purpose. */
 void prefix_cache_weaken_hash(struct prefix_cache *pc);

@@ -19,6 +19,8 @@
 #include "scheduler.h"
 
 struct session;
+struct tokenize_job;
+struct prompt_arg;
 struct client;
 struct served_model;
 struct prop_snapshot;
@@ -40,6 +42,11 @@ struct request {
         bool dropped; /* closed: freed as soon as the scheduler lets go */
         bool freeing; /* request_free is cancelling it */
         enum sched_stop stop;
+        /* before it is queued: its prompt being tokenized, the call to answer, its parameters */
+        struct tokenize_job *tokenizing;
+        sd_bus_message *call;
+        struct sched_params params;
+        char **stops;
         struct generated sent; /* the pieces sent, for Finished ... */
         size_t n_sent;         /* ... their number ... */
         bool sent_incomplete;  /* ... and whether sent lacks some (out of memory) */
@@ -49,6 +56,14 @@ struct request {
 
 /* A request of session s for owner c (not yet submitted). */
 int request_new(struct session *s, struct client *c, struct request **ret);
+/*
+ * Starts r for the Generate or Send call: text prompts are tokenized off the
+ * event loop first (too long by their bytes alone: PromptTooLong at once).
+ * 1: call is answered (now or when the prompt is queued); < 0: error is set,
+ * and the caller drops r.
+ */
+int request_start(struct request *r, sd_bus_message *call, const struct prompt_arg *pa, bool add_bos,
+                  const struct sched_params *p, sd_bus_error *error);
 /* Hands the prompt (and KV for a prefix of it, moved) to the model's scheduler. */
 int request_submit(struct request *r, const int32_t *tokens, int32_t n, const struct sched_params *p,
                    struct kv_seq *seq, sd_bus_error *error);

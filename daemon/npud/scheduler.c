@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+/* The scheduler's mechanics: lists, admission, pauses, pre-emption, steps (see scheduler.h, fairness.h). */
+#include "fairness.h"
 #include "scheduler.h"
 #include "vocab.h"
 
@@ -31,7 +33,7 @@ const char *sched_state_name(enum sched_state state)
         return "finished";
 }
 
-/* --- lists --- */
+/* --- lists and counters --- */
 
 static void list_append(struct sched_request **head, struct sched_request **tail, struct sched_request *r)
 {
@@ -57,7 +59,123 @@ static void list_remove(struct sched_request **head, struct sched_request **tail
         r->prev = r->next = NULL;
 }
 
+/* Into the queue by arrival, so a pre-empted request goes back before later ones. */
+static void enqueue(struct scheduler *s, struct sched_request *r)
+{
+        struct sched_request *after = s->queue_tail;
+
+        while (after && after->t_submit > r->t_submit)
+                after = after->prev;
+        r->prev = after;
+        r->next = after ? after->next : s->queue_head;
+        if (r->next)
+                r->next->prev = r;
+        else
+                s->queue_tail = r;
+        if (after)
+                after->next = r;
+        else
+                s->queue_head = r;
+        r->state = SCHED_QUEUED;
+        s->n_queued++;
+        r->tenant->n_queued++;
+}
+
+static void dequeue(struct scheduler *s, struct sched_request *r)
+{
+        list_remove(&s->queue_head, &s->queue_tail, r);
+        s->n_queued--;
+        r->tenant->n_queued--;
+}
+
+static void count_running(struct sched_request *r, int d)
+{
+        r->sched->n_running += d;
+        r->tenant->n_running += d;
+}
+
+static void count_paused(struct sched_request *r, int d)
+{
+        r->tenant->n_paused += d;
+}
+
+/* Into the active list, with the KV it has reserved. */
+static void activate(struct scheduler *s, struct sched_request *r)
+{
+        list_append(&s->active_head, &s->active_tail, r);
+        s->n_active++;
+        r->tenant->blocks += r->seq.n_blocks;
+        r->pause = r->stream_held ? SCHED_PAUSE_STREAM : 0;
+        if (r->pause)
+                count_paused(r, 1);
+        else
+                count_running(r, 1);
+}
+
+static void deactivate(struct scheduler *s, struct sched_request *r)
+{
+        list_remove(&s->active_head, &s->active_tail, r);
+        s->n_active--;
+        r->tenant->blocks -= r->seq.n_blocks;
+        if (r->pause)
+                count_paused(r, -1);
+        else
+                count_running(r, -1);
+        r->pause = 0;
+}
+
+static struct sched_tenant *tenant_get(struct scheduler *s, uint32_t uid)
+{
+        struct sched_tenant *t;
+
+        for (t = s->tenants; t; t = t->next)
+                if (t->uid == uid)
+                        return t;
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return NULL;
+        t->uid = uid;
+        t->next = s->tenants;
+        s->tenants = t;
+        return t;
+}
+
+static void tenant_put(struct scheduler *s, struct sched_tenant *t)
+{
+        if (--t->n_requests > 0)
+                return;
+        for (struct sched_tenant **p = &s->tenants; *p; p = &(*p)->next)
+                if (*p == t) {
+                        *p = t->next;
+                        break;
+                }
+        free(t);
+}
+
 /* --- setup --- */
+
+static int check_limits(const struct sched_limits *lim, int32_t max_batch, struct npu_err *err)
+{
+        int32_t nb = lim->max_batch_tokens;
+
+        if (lim->max_active < 1 || nb < lim->max_active || nb > max_batch || lim->prefill_chunk < 1)
+                return npu_err_set(err, -EINVAL,
+                                   "batch limits out of range: max_active %d, max_batch_tokens %d (1 to %d, at "
+                                   "least max_active), prefill_chunk %d",
+                                   lim->max_active, nb, max_batch, lim->prefill_chunk);
+        if (lim->max_queue < 0 || lim->max_active_per_uid < 0 || lim->kv_percent_per_uid < 1 ||
+            lim->kv_percent_per_uid > 100)
+                return npu_err_set(err, -EINVAL,
+                                   "per-uid limits out of range: max_queue %d, max_active_per_uid %d (0 or more), "
+                                   "kv_percent_per_uid %d (1 to 100)",
+                                   lim->max_queue, lim->max_active_per_uid, lim->kv_percent_per_uid);
+        return 0;
+}
+
+static int forward_model(struct scheduler *s, const struct npu_batch *b, float *logits, struct npu_err *err)
+{
+        return forward(s->rt->ctx, b, logits, err);
+}
 
 int scheduler_new(struct runtime *rt, const struct sched_limits *lim, const struct sched_events *ev,
                   struct scheduler **ret, struct npu_err *err)
@@ -66,30 +184,49 @@ int scheduler_new(struct runtime *rt, const struct sched_limits *lim, const stru
         int32_t nb = lim->max_batch_tokens;
         int r;
 
-        if (lim->max_active < 1 || nb < lim->max_active || nb > rt->ctx->max_batch || lim->prefill_chunk < 1)
-                return npu_err_set(err, -EINVAL,
-                                   "batch limits out of range: max_active %d, max_batch_tokens %d (1 to %d, at "
-                                   "least max_active), prefill_chunk %d",
-                                   lim->max_active, nb, rt->ctx->max_batch, lim->prefill_chunk);
+        r = check_limits(lim, rt->ctx->max_batch, err);
+        if (r < 0)
+                return r;
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
         s->rt = rt;
         s->lim = *lim;
         s->ev = *ev;
+        s->forward = forward_model;
         s->b_tokens = calloc(nb, sizeof(int32_t));
         s->b_pos = calloc(nb, sizeof(int32_t));
         s->b_seqs = calloc(nb, sizeof(*s->b_seqs));
         s->b_want = calloc(nb, 1);
         s->b_req = calloc(nb, sizeof(*s->b_req));
         s->step_reqs = calloc(nb, sizeof(*s->step_reqs));
-        s->logits = malloc(sizeof(float) * rt->model->hp.n_vocab * (size_t)lim->max_active);
+        s->b_order = calloc(nb, sizeof(*s->b_order));
+        s->logits_rows = lim->max_active;
+        s->logits = malloc(sizeof(float) * rt->model->hp.n_vocab * (size_t)s->logits_rows);
         r = prefix_cache_new(rt->kv, MAX(rt->kv->n_blocks, PREFIX_CACHE_MIN_ENTRIES), &s->pc);
-        if (r < 0 || !s->b_tokens || !s->b_pos || !s->b_seqs || !s->b_want || !s->b_req || !s->step_reqs || !s->logits) {
+        if (r < 0 || !s->b_tokens || !s->b_pos || !s->b_seqs || !s->b_want || !s->b_req || !s->step_reqs || !s->b_order ||
+            !s->logits) {
                 scheduler_free(s, SCHED_STOP_SHUTDOWN);
                 return npu_err_set(err, -ENOMEM, "cannot allocate the scheduler");
         }
         *ret = s;
+        return 0;
+}
+
+int scheduler_set_limits(struct scheduler *s, const struct sched_limits *lim, struct npu_err *err)
+{
+        int r;
+
+        /* the step's buffers are sized for these: they stay */
+        if (lim->max_batch_tokens != s->lim.max_batch_tokens || lim->max_active > s->logits_rows)
+                return npu_err_set(err, -EINVAL,
+                                   "max_batch_tokens (%d) and a max_active above %d change only with the model "
+                                   "loaded again",
+                                   s->lim.max_batch_tokens, s->logits_rows);
+        r = check_limits(lim, s->rt->ctx->max_batch, err);
+        if (r < 0)
+                return r;
+        s->lim = *lim;
         return 0;
 }
 
@@ -110,6 +247,7 @@ void scheduler_free(struct scheduler *s, enum sched_stop stop)
         free(s->b_want);
         free(s->b_req);
         free(s->step_reqs);
+        free(s->b_order);
         free(s->logits);
         free(s);
 }
@@ -121,6 +259,12 @@ int32_t sched_positions_needed(const struct scheduler *s, int32_t n_tokens, int3
         /* the last generated token is never run through the model */
         int64_t n = (int64_t)n_tokens + max_tokens - 1;
         return (int32_t)MIN(n, (int64_t)s->rt->n_ctx);
+}
+
+int32_t sched_request_blocks(const struct scheduler *s, const struct sched_request *r)
+{
+        int32_t total = sched_positions_needed(s, r->n_tokens, r->max_tokens - r->n_generated);
+        return DIV_ROUND_UP(total, s->rt->kv->block_size);
 }
 
 static int append_token(struct sched_request *r, int32_t tok)
@@ -158,7 +302,6 @@ int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const st
                  const void *owner, struct kv_seq *seq, struct sched_request **ret, struct npu_err *err)
 {
         const struct npu_model *m = s->rt->model;
-        struct kv_pool *kv = s->rt->kv;
         _cleanup_(sched_request_freep) struct sched_request *r = NULL;
         int32_t need;
         int rr;
@@ -177,12 +320,12 @@ int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const st
         rr = sampler_params_validate(&p->sampling, err);
         if (rr < 0)
                 return rr;
-        need = DIV_ROUND_UP(sched_positions_needed(s, n, p->max_tokens), kv->block_size);
-        if (need > kv->n_blocks)
-                return npu_err_set(err, -ENOSPC,
-                                   "the request needs %d KV blocks of %d tokens (prompt %d + max_tokens %d) and the "
-                                   "whole pool has %d: lower max_tokens or shorten the prompt (or raise kv_budget_mb)",
-                                   need, kv->block_size, n, p->max_tokens, kv->n_blocks);
+        need = DIV_ROUND_UP(sched_positions_needed(s, n, p->max_tokens), s->rt->kv->block_size);
+        rr = fair_check_submit(s, uid, need, err);
+        if (rr == -ENOSPC)
+                npu_err_prefix(err, "the request cannot run");
+        if (rr < 0)
+                return rr;
 
         r = calloc(1, sizeof(*r));
         if (!r)
@@ -206,18 +349,20 @@ int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const st
                 return npu_err_set(err, rr, "cannot make a sampler");
         for (int32_t i = 0; i < n; i++)
                 sampler_accept(r->smp, tokens[i]);
+        if (seq && seq->n_pos > n)
+                return npu_err_set(err, -EINVAL, "the session's cache is longer than its history");
+        r->tenant = tenant_get(s, uid);
+        if (!r->tenant)
+                return -ENOMEM;
+        r->tenant->n_requests++;
         if (seq) {
-                if (seq->n_pos > n)
-                        return npu_err_set(err, -EINVAL, "the session's cache is longer than its history");
                 r->seq = *seq;
                 *seq = (struct kv_seq) {};
         }
         r->uid = uid;
         r->owner = owner;
-        r->state = SCHED_QUEUED;
         r->t_submit = now_ns();
-        list_append(&s->queue_head, &s->queue_tail, r);
-        s->n_queued++;
+        enqueue(s, r);
         *ret = TAKE_PTR(r);
         return 0;
 }
@@ -228,13 +373,10 @@ static void finish(struct sched_request *r, enum sched_stop stop, const char *er
 
         if (r->state == SCHED_FINISHED)
                 return;
-        if (r->state == SCHED_QUEUED) {
-                list_remove(&s->queue_head, &s->queue_tail, r);
-                s->n_queued--;
-        } else {
-                list_remove(&s->active_head, &s->active_tail, r);
-                s->n_active--;
-        }
+        if (r->state == SCHED_QUEUED)
+                dequeue(s, r);
+        else
+                deactivate(s, r);
         (void)text_stream_finish(&r->text, &r->out);
         if (!r->keep_seq)
                 kv_seq_release(s->rt->kv, &r->seq);
@@ -244,6 +386,8 @@ static void finish(struct sched_request *r, enum sched_stop stop, const char *er
         if (error && !r->error)
                 r->error = strdup(error);
         r->t_done = now_ns();
+        tenant_put(s, r->tenant);
+        r->tenant = NULL;
         if (s->ev.finished)
                 s->ev.finished(r, s->ev.userdata);
 }
@@ -260,42 +404,9 @@ void sched_cancel(struct sched_request *r, enum sched_stop stop)
         finish(r, stop, NULL);
 }
 
-/* --- admission --- */
+/* --- admission, pauses and pre-emption (fairness.c decides which) --- */
 
-static int64_t active_of(const struct scheduler *s, const struct sched_request *q)
-{
-        int32_t uid = 0, owner = 0;
-        for (const struct sched_request *r = s->active_head; r; r = r->next)
-                if (r->uid == q->uid) {
-                        uid++;
-                        owner += r->owner == q->owner;
-                }
-        return (int64_t)uid << 32 | owner;
-}
-
-/* The queued request whose uid, then owner, runs the fewest requests; the oldest among equals. */
-static struct sched_request *next_to_admit(const struct scheduler *s)
-{
-        struct sched_request *best = NULL;
-        int64_t best_n = INT64_MAX;
-
-        for (struct sched_request *r = s->queue_head; r; r = r->next) {
-                int64_t n = active_of(s, r);
-                if (n < best_n) {
-                        best = r;
-                        best_n = n;
-                }
-        }
-        return best;
-}
-
-/*
- * Frees KV blocks for need more: blocks only the prefix cache holds, then
- * idle sessions' blocks, then what queued requests hold (a session turn's
- * history, computed again when admitted). Blocks released there that the
- * prefix cache also holds are only cached then: evicted in turn.
- */
-static bool make_room(struct scheduler *s, const struct sched_request *for_r, int32_t need)
+bool sched_make_room(struct scheduler *s, const struct sched_request *for_r, int32_t need)
 {
         struct kv_pool *kv = s->rt->kv;
 
@@ -305,6 +416,7 @@ static bool make_room(struct scheduler *s, const struct sched_request *for_r, in
                 s->ev.reclaim(s, need - kv->n_free, s->ev.userdata);
                 prefix_cache_evict(s->pc, need - kv->n_free);
         }
+        /* KV held by queued requests (a session turn's history): computed again when admitted */
         for (struct sched_request *r = s->queue_tail; r && need > kv->n_free; r = r->prev) {
                 if (r == for_r || r->seq.n_blocks == 0)
                         continue;
@@ -314,45 +426,99 @@ static bool make_room(struct scheduler *s, const struct sched_request *for_r, in
         return need <= kv->n_free;
 }
 
-static int admit(struct scheduler *s, struct sched_request *r)
+int sched_admit(struct scheduler *s, struct sched_request *r)
 {
         struct kv_pool *kv = s->rt->kv;
-        int32_t total = sched_positions_needed(s, r->n_tokens, r->max_tokens);
+        int32_t total = sched_positions_needed(s, r->n_tokens, r->max_tokens - r->n_generated);
+        int32_t cached;
         bool attached = false;
 
         if (r->seq.n_blocks == 0) {
-                /* leave the last prompt token to compute: its logits start the reply */
-                r->n_cached = prefix_cache_attach(s->pc, r->uid, r->tokens, r->n_tokens - 1, &r->seq);
-                attached = r->n_cached > 0;
+                /* leave the last token to compute: its logits give the next one */
+                cached = prefix_cache_attach(s->pc, r->uid, r->tokens, r->n_tokens - 1, &r->seq);
+                attached = cached > 0;
         } else {
-                r->n_cached = r->seq.n_pos;
+                cached = r->seq.n_pos;
         }
-        if (!make_room(s, r, DIV_ROUND_UP(total, kv->block_size) - r->seq.n_blocks) ||
+        if (!sched_make_room(s, r, DIV_ROUND_UP(total, kv->block_size) - r->seq.n_blocks) ||
             kv_seq_reserve(kv, &r->seq, total) < 0) {
-                if (attached) {
+                if (attached)
                         kv_seq_release(kv, &r->seq);
-                        r->n_cached = 0;
-                }
                 return -ENOSPC;
         }
-        list_remove(&s->queue_head, &s->queue_tail, r);
-        s->n_queued--;
-        list_append(&s->active_head, &s->active_tail, r);
-        s->n_active++;
+        /* a session's KV may have been reserved for more than this turn needs */
+        kv_seq_truncate(kv, &r->seq, total);
+        dequeue(s, r);
+        activate(s, r);
         r->state = SCHED_PREFILL;
-        r->t_admit = now_ns();
-        s->stats.prompt_tokens += r->n_tokens - r->n_cached;
-        s->stats.cached_prompt_tokens += r->n_cached;
+        if (!r->admitted) {
+                r->admitted = true;
+                r->n_cached = cached;
+                r->t_admit = now_ns();
+                s->stats.prompt_tokens += r->n_tokens - cached;
+                s->stats.cached_prompt_tokens += cached;
+        } else {
+                s->stats.recomputed_tokens += r->n_tokens - cached;
+        }
         return 0;
 }
 
-static void admit_queued(struct scheduler *s)
+void sched_pause(struct sched_request *r, enum sched_pause why)
 {
-        while (s->n_active < s->lim.max_active) {
-                struct sched_request *r = next_to_admit(s);
-                if (!r || admit(s, r) < 0)
-                        return;
+        if (r->state != SCHED_PREFILL && r->state != SCHED_DECODE)
+                return;
+        if (!r->pause) {
+                count_running(r, -1);
+                count_paused(r, 1);
         }
+        r->pause |= why;
+}
+
+void sched_resume(struct sched_request *r, enum sched_pause why)
+{
+        if (!(r->pause & why))
+                return;
+        r->pause &= ~why;
+        if (!r->pause) {
+                count_paused(r, -1);
+                count_running(r, 1);
+        }
+}
+
+void sched_preempt(struct sched_request *r)
+{
+        struct scheduler *s = r->sched;
+
+        if ((r->state != SCHED_PREFILL && r->state != SCHED_DECODE) || r->step_tokens > 0)
+                return;
+        deactivate(s, r);
+        kv_seq_release(s->rt->kv, &r->seq);
+        r->n_preempted++;
+        r->preempted_at = s->clock;
+        s->stats.preemptions++;
+        enqueue(s, r);
+}
+
+void sched_hold_stream(struct sched_request *r, bool hold)
+{
+        if (r->stream_held == hold || r->state == SCHED_FINISHED)
+                return;
+        r->stream_held = hold;
+        if (r->state == SCHED_QUEUED)
+                return;
+        if (hold) {
+                sched_pause(r, SCHED_PAUSE_STREAM);
+        } else if (r->pause == SCHED_PAUSE_STREAM && !fair_may_run(r->sched, r)) {
+                /* no slot for it now: it waits for one as any paused request */
+                r->pause = SCHED_PAUSE_FAIR;
+        } else {
+                sched_resume(r, SCHED_PAUSE_STREAM);
+        }
+}
+
+int32_t sched_tenant_blocks(const struct scheduler *s, const struct sched_tenant *t)
+{
+        return t->blocks;
 }
 
 /* --- steps --- */
@@ -379,21 +545,23 @@ static void add_token(struct scheduler *s, struct sched_request *r, int32_t tok,
 
 bool sched_step_prepare(struct scheduler *s)
 {
-        int32_t budget = s->lim.max_batch_tokens;
+        int32_t budget = s->lim.max_batch_tokens, n_order = 0;
 
         if (s->running)
                 return false;
-        admit_queued(s);
+        s->clock++;
+        fair_schedule(s);
         s->batch = (struct npu_batch) { .tokens = s->b_tokens, .pos = s->b_pos,
                                         .seqs = (struct kv_seq *const *)s->b_seqs, .want_logits = s->b_want };
         s->n_logit_rows = 0;
         s->n_step_reqs = 0;
         for (struct sched_request *r = s->active_head; r; r = r->next)
-                if (r->state == SCHED_DECODE)
+                if (r->state == SCHED_DECODE && !r->pause)
                         add_token(s, r, r->tokens[r->n_tokens - 1], r->n_tokens - 1, true);
-        for (struct sched_request *r = s->active_head; r && s->batch.n < budget; r = r->next) {
-                if (r->state != SCHED_PREFILL)
-                        continue;
+        /* prefill chunks, round robin across uids */
+        fair_prefill_order(s, s->b_order, &n_order);
+        for (int32_t k = 0; k < n_order && s->batch.n < budget; k++) {
+                struct sched_request *r = s->b_order[k];
                 int32_t from = r->seq.n_pos;
                 int32_t chunk = MIN(MIN(r->n_tokens - from, budget - s->batch.n), s->lim.prefill_chunk);
                 for (int32_t i = 0; i < chunk; i++)
@@ -408,7 +576,7 @@ bool sched_step_prepare(struct scheduler *s)
 
 int sched_step_run(struct scheduler *s, struct npu_err *err)
 {
-        return forward(s->rt->ctx, &s->batch, s->logits, err);
+        return s->forward(s, &s->batch, s->logits, err);
 }
 
 /* Samples the request's next token; true when that finished the request. */

@@ -6,6 +6,7 @@
 #include "bus_errors.h"
 #include "list.h"
 #include "server.h"
+#include "worker.h"
 
 /* --- the scheduler's events, routed to the requests and sessions --- */
 
@@ -48,23 +49,72 @@ static const struct sched_events model_sched_events = {
 
 /* --- loading --- */
 
-static void served_model_free(struct served_model *m)
+void model_limits(const struct npud_config *cfg, struct sched_limits *ret)
 {
-        if (!m)
+        *ret = (struct sched_limits) {
+                .max_active = cfg->max_active,
+                .max_batch_tokens = cfg->max_batch_tokens,
+                .prefill_chunk = cfg->prefill_chunk,
+                .max_queue = cfg->max_queue,
+                .max_active_per_uid = cfg->max_active_per_uid,
+                .kv_percent_per_uid = cfg->kv_percent_per_uid,
+        };
+}
+
+void models_apply_limits(struct server *srv)
+{
+        struct sched_limits lim;
+
+        model_limits(&srv->cfg, &lim);
+        for (struct served_model *m = srv->models; m; m = m->next) {
+                struct npu_err err = {};
+                if (scheduler_set_limits(m->sched, &lim, &err) < 0)
+                        fprintf(stderr, "<4>npud: '%s' keeps its scheduler limits: %s\n", m->name, err.msg);
+        }
+}
+
+struct served_model *model_ref(struct served_model *m)
+{
+        m->n_refs++;
+        return m;
+}
+
+void model_unref(struct served_model *m)
+{
+        if (!m || --m->n_refs > 0)
                 return;
-        if (m->unload_call)
-                sd_bus_reply_method_errorf(m->unload_call, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
-        sd_bus_message_unref(m->unload_call);
-        while (m->sessions_head)
-                session_close(m->sessions_head);
-        scheduler_free(m->sched, SCHED_STOP_UNLOADED);
         runtime_free(m->rt);
         model_keep_done(&m->keep);
         free(m->name);
         free(m->path);
         free(m);
 }
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct served_model *, served_model_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct served_model *, model_unref);
+
+/* Its work and its scheduler go now; the rest when the last job reading it is done. */
+static void served_model_free(struct served_model *m)
+{
+        if (!m)
+                return;
+        if (m->unload_call)
+                sd_bus_reply_method_errorf(m->unload_call, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        m->unload_call = sd_bus_message_unref(m->unload_call);
+        while (m->sessions_head)
+                session_close(m->sessions_head);
+        scheduler_free(m->sched, SCHED_STOP_UNLOADED);
+        m->sched = NULL;
+        model_unref(m);
+}
+
+static size_t longest_token(const struct npu_vocab *v)
+{
+        size_t n = 1;
+
+        /* a piece as stored is at least as long as the text it stands for */
+        for (int32_t i = 0; i < v->n; i++)
+                n = MAX(n, (size_t)v->tokens[i].len);
+        return n;
+}
 
 struct served_model *models_find(struct server *srv, const char *name)
 {
@@ -103,15 +153,133 @@ bool model_name_valid(const char *name)
         return true;
 }
 
-int models_load(struct server *srv, const char *path, const char *name, bool make_default, struct served_model **ret,
-                struct npu_err *err)
+/* Checks a new model's name against the loaded ones; 0, or < 0 with err set. */
+static int check_name(struct server *srv, const char *name, struct npu_err *err)
+{
+        if (!model_name_valid(name))
+                return npu_err_set(err, -EINVAL, "model name '%s': use 1 to 128 of A-Z a-z 0-9 . _ -", name);
+        for (struct served_model *old = srv->models; old; old = old->next)
+                if (!strcmp(old->name, name))
+                        return npu_err_set(err, -EEXIST, "a model named '%s' is loaded already", name);
+        return 0;
+}
+
+static struct served_model *loaded_file(struct server *srv, dev_t dev, ino_t ino)
+{
+        for (struct served_model *m = srv->models; m; m = m->next)
+                if (m->dev == dev && m->ino == ino)
+                        return m;
+        return NULL;
+}
+
+/* The work of loading (the weights, the KV pool, the threads), on the loader worker. */
+struct load_job {
+        struct worker_job base;
+        struct server *srv;
+        char *path;
+        char *name;
+        bool make_default;
+        struct runtime_opts opts;
+        dev_t dev;
+        ino_t ino;
+        models_loaded_fn then;
+        void *userdata;
+        /* the result */
+        struct runtime *rt;
+        size_t max_token_bytes;
+        int r;
+        struct npu_err err;
+};
+
+static void load_run(struct worker_job *base)
+{
+        struct load_job *job = (struct load_job *)base;
+
+        job->r = runtime_open(&job->opts, &job->rt, &job->err);
+        if (job->r >= 0)
+                job->max_token_bytes = longest_token(job->rt->model->vocab);
+}
+
+/* On the event loop: the runtime becomes a served model, unless things changed meanwhile. */
+static int load_finish(struct load_job *job, struct served_model **ret)
+{
+        struct server *srv = job->srv;
+        _cleanup_(model_unrefp) struct served_model *m = NULL;
+        struct sched_events ev = model_sched_events;
+        struct sched_limits lim;
+        struct served_model *old;
+        int r;
+
+        if (job->r < 0)
+                return job->r;
+        if (srv->shutting_down)
+                return npu_err_set(&job->err, -ECANCELED, "npud is stopping");
+        /* the same file loaded meanwhile: that one is shared */
+        old = loaded_file(srv, job->dev, job->ino);
+        if (old) {
+                if (job->make_default)
+                        srv->default_model = old;
+                *ret = old;
+                return 0;
+        }
+        r = check_name(srv, job->name, &job->err);
+        if (r < 0)
+                return r;
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->n_refs = 1;
+        m->srv = srv;
+        m->dev = job->dev;
+        m->ino = job->ino;
+        m->path = TAKE_PTR(job->path);
+        m->name = TAKE_PTR(job->name);
+        m->rt = TAKE_PTR(job->rt);
+        m->max_token_bytes = job->max_token_bytes;
+        m->keep.loaded_at = m->keep.last_used = realtime_usec();
+        m->keep.loaded_at_mono = monotonic_usec();
+        m->keep.pinned = true; /* the administrator's (npud.conf, LoadModel); on demand: keep_alive.c unpins it */
+        ev.userdata = m;
+        model_limits(&srv->cfg, &lim);
+        r = scheduler_new(m->rt, &lim, &ev, &m->sched, &job->err);
+        if (r < 0)
+                return r;
+        m->next = srv->models;
+        srv->models = m;
+        devices_model_loaded(srv, m);
+        if (job->make_default || !srv->default_model)
+                srv->default_model = m;
+        fprintf(stderr, "npud: loaded %s as '%s': %s, %d layers, context %d, KV pool %d blocks of %d tokens\n",
+                m->path, m->name, precision_name(m->rt->model->precision), m->rt->model->hp.n_layers, m->rt->n_ctx,
+                m->rt->kv->n_blocks, m->rt->kv->block_size);
+        *ret = TAKE_PTR(m);
+        server_kick(srv);
+        return 0;
+}
+
+static void load_done(struct worker_job *base, bool cancelled)
+{
+        struct load_job *job = (struct load_job *)base;
+        struct served_model *m = NULL;
+        int r;
+
+        if (cancelled)
+                r = npu_err_set(&job->err, -ECANCELED, "npud is stopping");
+        else
+                r = load_finish(job, &m);
+        job->then(job->srv, r < 0 ? NULL : m, r, &job->err, job->userdata);
+        runtime_free(job->rt);
+        free(job->path);
+        free(job->name);
+        free(job);
+}
+
+int models_load(struct server *srv, const char *path, const char *name, bool make_default, models_loaded_fn then,
+                void *userdata, struct npu_err *err)
 {
         const struct npud_config *cfg = &srv->cfg;
-        _cleanup_(served_model_freep) struct served_model *m = NULL;
-        struct sched_events ev = model_sched_events;
-        struct sched_limits lim = { .max_active = cfg->max_active, .max_batch_tokens = cfg->max_batch_tokens,
-                                    .prefill_chunk = cfg->prefill_chunk };
-        struct runtime_opts o;
+        struct served_model *old;
+        struct load_job *job;
         struct stat st;
         int r;
 
@@ -120,57 +288,50 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
         if (stat(path, &st) < 0)
                 return npu_err_set(err, -errno, "cannot open %s: %s", path, strerror(errno));
         /* a model loaded already is shared, not loaded again */
-        for (struct served_model *old = srv->models; old; old = old->next)
-                if (old->dev == st.st_dev && old->ino == st.st_ino) {
-                        if (make_default)
-                                srv->default_model = old;
-                        *ret = old;
-                        return 0;
-                }
-        m = calloc(1, sizeof(*m));
-        if (!m)
+        old = loaded_file(srv, st.st_dev, st.st_ino);
+        if (old) {
+                if (make_default)
+                        srv->default_model = old;
+                then(srv, old, 0, err, userdata);
+                return 0;
+        }
+        job = calloc(1, sizeof(*job));
+        if (!job)
                 return -ENOMEM;
-        m->srv = srv;
-        m->dev = st.st_dev;
-        m->ino = st.st_ino;
-        m->path = strdup(path);
-        m->name = name && name[0] ? strdup(name) : name_from_path(path);
-        if (!m->path || !m->name)
+        job->path = strdup(path);
+        job->name = name && name[0] ? strdup(name) : name_from_path(path);
+        if (!job->path || !job->name) {
+                free(job->path);
+                free(job->name);
+                free(job);
                 return -ENOMEM;
-        if (!model_name_valid(m->name))
-                return npu_err_set(err, -EINVAL, "model name '%s': use 1 to 128 of A-Z a-z 0-9 . _ -", m->name);
-        for (struct served_model *old = srv->models; old; old = old->next)
-                if (!strcmp(old->name, m->name))
-                        return npu_err_set(err, -EEXIST, "a model named '%s' is loaded already", m->name);
-
-        runtime_opts_default(&o);
-        o.model_path = path;
-        o.threads = cfg->threads;
-        o.n_ctx = cfg->n_ctx;
-        o.n_seq = cfg->max_active;
-        o.max_batch = cfg->max_batch_tokens;
-        o.kv_type = cfg->kv_type;
-        o.attention = cfg->flash_attention ? ATTENTION_FLASH : ATTENTION_DEFAULT;
-        o.kv_budget = (size_t)cfg->kv_budget_mb << 20;
-        r = runtime_open(&o, &m->rt, err);
-        if (r < 0)
+        }
+        r = check_name(srv, job->name, err);
+        if (r < 0) {
+                free(job->path);
+                free(job->name);
+                free(job);
                 return r;
-        ev.userdata = m;
-        r = scheduler_new(m->rt, &lim, &ev, &m->sched, err);
-        if (r < 0)
-                return r;
-        m->keep.loaded_at = m->keep.last_used = realtime_usec();
-        m->keep.loaded_at_mono = monotonic_usec();
-        m->keep.pinned = true; /* the administrator's: npud.conf or LoadModel */
-        m->next = srv->models;
-        srv->models = m;
-        devices_model_loaded(srv, m);
-        if (make_default || !srv->default_model)
-                srv->default_model = m;
-        fprintf(stderr, "npud: loaded %s as '%s': %s, %d layers, context %d, KV pool %d blocks of %d tokens\n", path,
-                m->name, precision_name(m->rt->model->precision), m->rt->model->hp.n_layers, m->rt->n_ctx,
-                m->rt->kv->n_blocks, m->rt->kv->block_size);
-        *ret = TAKE_PTR(m);
+        }
+        job->base.run = load_run;
+        job->base.done = load_done;
+        job->srv = srv;
+        job->make_default = make_default;
+        job->dev = st.st_dev;
+        job->ino = st.st_ino;
+        job->then = then;
+        job->userdata = userdata;
+        runtime_opts_default(&job->opts);
+        job->opts.model_path = job->path;
+        job->opts.threads = cfg->threads;
+        job->opts.n_ctx = cfg->n_ctx;
+        job->opts.n_seq = cfg->max_active;
+        job->opts.max_batch = cfg->max_batch_tokens;
+        job->opts.kv_type = cfg->kv_type;
+        job->opts.attention = cfg->flash_attention ? ATTENTION_FLASH : ATTENTION_DEFAULT;
+        job->opts.kv_budget = (size_t)cfg->kv_budget_mb << 20;
+        fprintf(stderr, "npud: loading %s\n", path);
+        worker_queue(srv->loader, &job->base);
         return 0;
 }
 
@@ -235,7 +396,7 @@ int model_unload(struct served_model *m, bool force, struct npu_err *err)
         for (uint32_t left = users; left > 0; left--) {
                 struct request *r = NULL;
                 for (struct session *s = m->sessions_head; s && !r; s = s->next)
-                        for (r = s->requests_head; r && r->finished; r = r->next)
+                        for (r = s->requests_head; r && (r->finished || !r->sr); r = r->next)
                                 ;
                 if (!r)
                         break;

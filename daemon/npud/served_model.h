@@ -22,6 +22,7 @@ struct session;
 struct served_model {
         struct served_model *next;
         struct server *srv;
+        int n_refs; /* the server's list, and jobs that read its vocabulary */
         char *name;
         char *path;
         dev_t dev;
@@ -33,11 +34,29 @@ struct served_model {
         struct backend_stats at_attach; /* the runtime's device counters when it joined device */
         sd_bus_message *unload_call;    /* an UnloadModel waiting for the running step to end */
         bool unload_force;
+        size_t max_token_bytes;         /* the longest text one token stands for */
         struct model_keep keep;         /* when it was loaded and used; who keeps it loaded */
 };
 
-int models_load(struct server *srv, const char *path, const char *name, bool make_default,
-                struct served_model **ret, struct npu_err *err);
+struct served_model *model_ref(struct served_model *m);
+/* The last reference frees the runtime (after the model left the server). */
+void model_unref(struct served_model *m);
+
+struct npud_config;
+/* The scheduler's limits from the configuration. */
+void model_limits(const struct npud_config *cfg, struct sched_limits *ret);
+/* After a reload: the configuration's limits to every model (those that need a new model stay). */
+void models_apply_limits(struct server *srv);
+/* After a load, on the event loop: the model (loaded, or shared if it was already), or r < 0 and err. */
+typedef void (*models_loaded_fn)(struct server *srv, struct served_model *m, int r, const struct npu_err *err,
+                                 void *userdata);
+/*
+ * Loads the model at path on the loader worker (off the event loop) and
+ * serves it; then() follows on the event loop (at once when the file is
+ * loaded already). < 0 with err set: refused before any work.
+ */
+int models_load(struct server *srv, const char *path, const char *name, bool make_default, models_loaded_fn then,
+                void *userdata, struct npu_err *err);
 struct served_model *models_find(struct server *srv, const char *name);
 /* 1 to 128 of A-Z a-z 0-9 . _ - */
 bool model_name_valid(const char *name);

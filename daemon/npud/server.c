@@ -9,10 +9,13 @@
 #include <systemd/sd-daemon.h>
 
 #include "bus_changes.h"
+#include "bus_errors.h"
 #include "server.h"
 #include "step_runner.h"
+#include "worker.h"
 
 #define STATUS_INTERVAL_USEC (2 * 1000000ull)
+#define EXTEND_INTERVAL_USEC (10 * 1000000ull)
 
 static int on_step_kick(sd_event_source *es, void *userdata);
 static void on_step_done(struct scheduler *s, int r, const char *error, void *userdata);
@@ -33,6 +36,12 @@ int server_new(struct server **ret)
         r = step_runner_new(srv->event, on_step_done, srv, &srv->runner);
         if (r < 0)
                 return r;
+        r = worker_new(srv->event, "npud-tokenize", &srv->tokenizer);
+        if (r < 0)
+                return r;
+        r = worker_new(srv->event, "npud-load", &srv->loader);
+        if (r < 0)
+                return r;
         r = sd_event_add_defer(srv->event, &srv->kick_source, on_step_kick, srv);
         if (r < 0)
                 return r;
@@ -47,6 +56,10 @@ void server_free(struct server *srv)
 {
         if (!srv)
                 return;
+        /* the workers' last jobs end while everything they report to is there */
+        worker_free(srv->tokenizer);
+        worker_free(srv->loader);
+        demand_loads_free_all(srv);
         step_runner_free(srv->runner);
         devices_free_all(srv);
         models_free_all(srv);
@@ -55,6 +68,10 @@ void server_free(struct server *srv)
         sd_event_source_disable_unref(srv->expiry_timer);
         srv->kick_source = sd_event_source_disable_unref(srv->kick_source);
         sd_event_source_disable_unref(srv->status_timer);
+        sd_event_source_disable_unref(srv->extend_timer);
+        if (srv->reload_call)
+                sd_bus_reply_method_errorf(srv->reload_call, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        sd_bus_message_unref(srv->reload_call);
         if (srv->bus) {
                 sd_bus_flush(srv->bus);
                 sd_bus_flush_close_unref(srv->bus);
@@ -258,32 +275,72 @@ static int on_terminate(sd_event_source *es, const struct signalfd_siginfo *si, 
 
 static int on_hangup(sd_event_source *es, const struct signalfd_siginfo *si, void *userdata)
 {
-        server_reload(userdata);
+        server_reload(userdata, NULL);
         return 0;
 }
 
-int server_reload(struct server *srv)
+static void reload_end(struct server *srv, const sd_bus_error *error)
 {
-        struct npu_err err = {};
-        int r;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = TAKE_PTR(srv->reload_call);
 
-        sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(now_ns() / 1000));
-        if (srv->config_path) {
-                r = config_load(&srv->cfg, srv->config_path, &err);
-                if (r < 0)
-                        fprintf(stderr, "<4>npud: keeping the old configuration: %s\n", err.msg);
+        srv->reloading = false;
+        if (call) {
+                if (sd_bus_error_is_set(error))
+                        (void)sd_bus_reply_method_error(call, error);
                 else
-                        fprintf(stderr, "npud: reloaded %s\n", srv->config_path);
-        }
-        if (srv->cfg.model && (!srv->default_model || strcmp(srv->default_model->path, srv->cfg.model) != 0)) {
-                struct served_model *m;
-                r = models_load(srv, srv->cfg.model, NULL, true, &m, &err);
-                if (r < 0)
-                        fprintf(stderr, "<4>npud: cannot load the configured model: %s\n", err.msg);
+                        (void)sd_bus_reply_method_return(call, NULL);
         }
         sd_notify(false, "READY=1");
         update_status(srv);
-        return 0;
+}
+
+static void on_reload_loaded(struct server *srv, struct served_model *m, int r, const struct npu_err *err,
+                             void *userdata)
+{
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        if (r < 0) {
+                fprintf(stderr, "<4>npud: cannot load the configured model: %s\n", err->msg);
+                sd_bus_error_setf(&error, NPUD_ERROR_BAD_MODEL, "cannot load the configured model: %s", err->msg);
+        }
+        reload_end(srv, &error);
+}
+
+int server_reload(struct server *srv, sd_bus_message *call)
+{
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        struct npu_err err = {};
+        int r;
+
+        if (srv->reloading) {
+                fprintf(stderr, "<4>npud: a reload is in progress already\n");
+                if (call)
+                        return sd_bus_reply_method_errorf(call, NPUD_ERROR_BUSY, "a reload is in progress already");
+                return 0;
+        }
+        srv->reloading = true;
+        srv->reload_call = sd_bus_message_ref(call);
+        sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(now_ns() / 1000));
+        if (srv->config_path) {
+                r = config_load(&srv->cfg, srv->config_path, &err);
+                if (r < 0) {
+                        fprintf(stderr, "<4>npud: keeping the old configuration: %s\n", err.msg);
+                        sd_bus_error_setf(&error, NPUD_ERROR_FAILED, "keeping the old configuration: %s", err.msg);
+                        reload_end(srv, &error);
+                        return 1;
+                }
+                fprintf(stderr, "npud: reloaded %s\n", srv->config_path);
+                models_apply_limits(srv);
+        }
+        if (srv->cfg.model && (!srv->default_model || strcmp(srv->default_model->path, srv->cfg.model) != 0)) {
+                /* the reply (and READY=1) waits for the load */
+                r = models_load(srv, srv->cfg.model, NULL, true, on_reload_loaded, NULL, &err);
+                if (r < 0)
+                        on_reload_loaded(srv, NULL, r, &err, NULL);
+                return 1;
+        }
+        reload_end(srv, &error);
+        return 1;
 }
 
 /* --- the bus --- */
@@ -385,15 +442,50 @@ int server_open_bus(struct server *srv, const char *bus)
                                    "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, srv);
 }
 
-int server_start(struct server *srv)
+/* Takes the bus name and tells the service manager: npud serves from here. */
+static int server_ready(struct server *srv)
 {
-        sigset_t mask;
         int r;
 
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGHUP);
+        srv->extend_timer = sd_event_source_disable_unref(srv->extend_timer);
+        r = sd_bus_request_name(srv->bus, NPUD_BUS_NAME, 0);
+        if (r < 0) {
+                fprintf(stderr, "npud: cannot take the bus name %s: %s\n", NPUD_BUS_NAME, strerror(-r));
+                return r;
+        }
+        sd_notify(false, "READY=1");
+        update_status(srv);
+        fprintf(stderr, "npud: serving %s\n", NPUD_BUS_NAME);
+        return 0;
+}
+
+static void on_default_loaded(struct server *srv, struct served_model *m, int r, const struct npu_err *err,
+                              void *userdata)
+{
+        if (r >= 0)
+                r = server_ready(srv);
+        else
+                fprintf(stderr, "npud: cannot load the default model: %s\n", err->msg);
+        if (r < 0 && !srv->shutting_down) {
+                sd_notifyf(false, "STATUS=cannot start: %s\nERRNO=%d", err->msg, -r);
+                sd_event_exit(srv->event, 1);
+        }
+}
+
+/* While the default model loads, the service manager's start timeout keeps moving. */
+static int on_extend_timer(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        sd_notifyf(false, "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=loading the default model",
+                   (unsigned long long)(3 * EXTEND_INTERVAL_USEC));
+        sd_event_source_set_time(es, usec + EXTEND_INTERVAL_USEC);
+        return 0;
+}
+
+int server_start(struct server *srv)
+{
+        struct npu_err err = {};
+        int r;
+
         r = sd_event_add_signal(srv->event, NULL, SIGTERM, on_terminate, srv);
         if (r >= 0)
                 r = sd_event_add_signal(srv->event, NULL, SIGINT, on_terminate, srv);
@@ -409,13 +501,16 @@ int server_start(struct server *srv)
         if (r < 0)
                 return r;
         sd_event_source_set_enabled(srv->status_timer, SD_EVENT_ON);
-        r = sd_bus_request_name(srv->bus, NPUD_BUS_NAME, 0);
+        if (!srv->cfg.model)
+                return server_ready(srv);
+        /* the bus name is taken once the default model is there (callers wait in the bus for it) */
+        r = sd_event_add_time_relative(srv->event, &srv->extend_timer, CLOCK_MONOTONIC, 0, 0, on_extend_timer, srv);
+        if (r < 0)
+                return r;
+        r = models_load(srv, srv->cfg.model, NULL, true, on_default_loaded, NULL, &err);
         if (r < 0) {
-                fprintf(stderr, "npud: cannot take the bus name %s: %s\n", NPUD_BUS_NAME, strerror(-r));
+                fprintf(stderr, "npud: cannot load the default model: %s\n", err.msg);
                 return r;
         }
-        sd_notify(false, "READY=1");
-        update_status(srv);
-        fprintf(stderr, "npud: serving %s\n", NPUD_BUS_NAME);
         return 0;
 }

@@ -27,7 +27,9 @@
 #include "session.h"
 
 struct step_runner;
+struct worker;
 struct bus_changes;
+struct demand_load;
 
 struct server {
         sd_event *event;
@@ -41,6 +43,10 @@ struct server {
         struct user *users;
         uint64_t next_id; /* of requests and sessions */
         struct step_runner *runner;
+        struct worker *tokenizer; /* prompts, off the event loop */
+        struct worker *loader;    /* models, off the event loop */
+        bool reloading;
+        sd_bus_message *reload_call; /* a Reload waiting for its model to load */
         struct served_model *stepping; /* the model whose step runs */
         struct served_model *last_stepped;
         struct backend_stats step_stats; /* the stepping model's device counters before its step */
@@ -52,20 +58,29 @@ struct server {
         uint64_t rate_at[10];
         uint64_t rate_tokens[10];
         sd_event_source *status_timer;
+        sd_event_source *extend_timer; /* EXTEND_TIMEOUT_USEC while the default model loads at start */
         sd_event_source *kick_source; /* starts the next step when the loop is idle */
         struct bus_changes *changes;  /* PropertiesChanged and the object manager's signals */
         sd_event_source *expiry_timer; /* the next model whose keep-alive runs out (keep_alive.c) */
+        struct demand_load *demand_loads; /* models of models_dir loading for the calls that named them */
+        sd_bus_message *redispatching;    /* a call run again now that its model is loaded */
 };
 
 int server_new(struct server **ret);
 void server_free(struct server *srv);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct server *, server_free);
 int server_open_bus(struct server *srv, const char *bus);
+/* Signals, watchdog, the default model (loaded off the loop), then the bus name and READY=1. */
 int server_start(struct server *srv);
 /* Something changed that may let a step run: one is tried when the loop is idle. */
 void server_kick(struct server *srv);
 void server_shutdown(struct server *srv);
-int server_reload(struct server *srv);
+/*
+ * Reads the configuration again and loads its model if it changed; call
+ * (Manager.Reload; NULL for SIGHUP) is answered when that is done.
+ * RELOADING=1, then READY=1. Returns 1 (or < 0).
+ */
+int server_reload(struct server *srv, sd_bus_message *call);
 uint64_t server_next_id(struct server *srv);
 uint64_t server_generated_total(const struct server *srv);
 double server_tokens_per_s(struct server *srv);

@@ -7,6 +7,7 @@
 #include "list.h"
 #include "props.h"
 #include "server.h"
+#include "tokenize.h"
 
 static int session_alloc(struct served_model *m, struct client *c, struct session **ret)
 {
@@ -22,8 +23,16 @@ static int session_alloc(struct served_model *m, struct client *c, struct sessio
         return 0;
 }
 
+static void reply_started(struct session *s, const sd_bus_error *error);
+
 static void session_destroy(struct session *s)
 {
+        if (s->call) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                sd_bus_error_set(&error, NPUD_ERROR_CANCELLED, "the session was closed before it was made");
+                reply_started(s, &error);
+        }
+        tokenize_detach(s->tokenizing);
         kv_seq_release(s->model->rt->kv, &s->seq);
         strv_free(s->default_stops);
         prop_snapshot_free(s->published);
@@ -33,36 +42,85 @@ static void session_destroy(struct session *s)
 }
 
 int session_new(struct served_model *m, struct client *c, const struct sched_params *defaults, char **stops,
-                const int32_t *system_tokens, int32_t n_system, struct session **ret)
+                struct session **ret)
 {
         struct session *s;
         int r;
 
         r = session_alloc(m, c, &s);
-        if (r < 0)
+        if (r < 0) {
+                strv_free(stops);
                 return r;
+        }
+        s->defaults = *defaults;
+        s->default_stops = stops; /* taken */
+        s->defaults.stops = stops;
         s->id = server_next_id(m->srv);
         if (asprintf(&s->path, NPUD_SESSION_PREFIX "/%" PRIu64, s->id) < 0) {
                 s->path = NULL;
                 session_destroy(s);
                 return -ENOMEM;
         }
-        if (n_system > 0) {
-                s->history = malloc(sizeof(int32_t) * n_system);
-                if (!s->history) {
-                        session_destroy(s);
-                        return -ENOMEM;
-                }
-                memcpy(s->history, system_tokens, sizeof(int32_t) * n_system);
-                s->n_history = s->n_system = n_system;
-        }
-        s->defaults = *defaults;
-        s->default_stops = stops; /* taken */
-        s->defaults.stops = stops;
         model_add_session(m, s);
         client_add_session(c, s);
         *ret = s;
         return 0;
+}
+
+static void reply_started(struct session *s, const sd_bus_error *error)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = TAKE_PTR(s->call);
+
+        if (sd_bus_error_is_set(error))
+                (void)sd_bus_reply_method_error(call, error);
+        else
+                (void)sd_bus_reply_method_return(call, "o", s->path);
+}
+
+static void on_system_tokenized(struct tokenize_job *job, void *userdata)
+{
+        struct session *s = userdata;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        struct client *c = s->client;
+
+        s->tokenizing = NULL;
+        if (job->r == -ECANCELED)
+                sd_bus_error_set(&error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        else if (job->r < 0)
+                sd_bus_error_setf(&error, NPUD_ERROR_FAILED, "cannot tokenize the system prompt: %s",
+                                  strerror(-job->r));
+        else if (job->n >= (size_t)s->model->rt->n_ctx)
+                sd_bus_error_setf(&error, NPUD_ERROR_PROMPT_TOO_LONG,
+                                  "the system prompt has %zu tokens; the context holds %d", job->n,
+                                  s->model->rt->n_ctx);
+        else {
+                s->history = TAKE_PTR(job->ids);
+                s->n_history = s->n_system = (int32_t)job->n;
+        }
+        reply_started(s, &error);
+        if (sd_bus_error_is_set(&error)) {
+                session_close(s);
+                client_maybe_forget(c);
+        }
+}
+
+int session_start(struct session *s, sd_bus_message *call, const char *system_prompt, sd_bus_error *error)
+{
+        size_t len = system_prompt ? strlen(system_prompt) : 0;
+        int r;
+
+        if (len == 0)
+                return sd_bus_reply_method_return(call, "o", s->path) < 0 ? -EIO : 1;
+        if (len > prompt_max_bytes(s->model, s->model->rt->n_ctx))
+                return sd_bus_error_setf(error, NPUD_ERROR_PROMPT_TOO_LONG,
+                                         "the system prompt has %zu bytes; the context of %d tokens holds at most "
+                                         "%zu",
+                                         len, s->model->rt->n_ctx, prompt_max_bytes(s->model, s->model->rt->n_ctx));
+        r = tokenize_async(s->model, system_prompt, len, true, on_system_tokenized, s, &s->tokenizing);
+        if (r < 0)
+                return r;
+        s->call = sd_bus_message_ref(call);
+        return 1;
 }
 
 int session_new_single(struct served_model *m, struct client *c, struct session **ret)

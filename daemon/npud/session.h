@@ -18,6 +18,7 @@
 struct served_model;
 struct client;
 struct request;
+struct tokenize_job;
 struct prop_snapshot;
 
 struct session {
@@ -39,12 +40,21 @@ struct session {
         uint64_t last_used;
         struct request *turn; /* running or queued */
         struct request *requests_head, *requests_tail;
+        /* while its system prompt is tokenized: the CreateSession call to answer */
+        struct tokenize_job *tokenizing;
+        sd_bus_message *call;
         struct prop_snapshot *published; /* its properties as its owner was last told */
 };
 
-/* A conversation on the bus for c; system_prompt (may be NULL) is its first history. */
+/* A conversation for c (on the bus once session_start answers); stops is taken. */
 int session_new(struct served_model *m, struct client *c, const struct sched_params *defaults, char **stops,
-                const int32_t *system_tokens, int32_t n_system, struct session **ret);
+                struct session **ret);
+/*
+ * Answers CreateSession with the session's path once its system prompt (NULL
+ * or empty: none) is tokenized, off the event loop. 1: call is answered
+ * (now or then); < 0: error is set, and the caller closes s.
+ */
+int session_start(struct session *s, sd_bus_message *call, const char *system_prompt, sd_bus_error *error);
 /* The session of one Generate call. */
 int session_new_single(struct served_model *m, struct client *c, struct session **ret);
 bool session_is_single(const struct session *s);

@@ -145,7 +145,8 @@ static int release_held(struct text_stream *ts, size_t n, struct piece_queue *ou
                 remember_sent(ts, p->text, strlen(p->text));
                 free(p->text);
         }
-        memmove(ts->held.v, ts->held.v + n, (ts->held.n - n) * sizeof(*ts->held.v));
+        if (n > 0 && ts->held.n > n)
+                memmove(ts->held.v, ts->held.v + n, (ts->held.n - n) * sizeof(*ts->held.v));
         ts->held.n -= n;
         return 0;
 }

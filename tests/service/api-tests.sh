@@ -327,6 +327,26 @@ if ms=$(gone_within tiny 6) && [ "${expires:-0}" -gt 0 ] && [ $((expires - last)
 else
 	bad "idle-unload-sec" "loaded: $(loaded); ExpiresAt $expires LastUsed $last"
 fi
+# two calls naming the same model while it loads: one load, both served after it
+before=$(grep -c "loading 'tiny' on demand" "$tmp/npud.log")
+P generate tiny "$prompt" max_tokens u 4 >"$tmp/c1" 2>&1 &
+c1=$!
+P generate tiny "$prompt" max_tokens u 4 >"$tmp/c2" 2>&1 &
+c2=$!
+ctl load tiny --keep-alive 0 >"$tmp/c3" 2>&1
+wait $c1 $c2
+after=$(grep -c "loading 'tiny' on demand" "$tmp/npud.log")
+if grep -q "^finished length" "$tmp/c1" && grep -q "^finished length" "$tmp/c2" && [ "$(cat "$tmp/c3")" = tiny ] &&
+	[ $((after - before)) = 1 ]; then
+	ok "one-load-for-calls-that-wait"
+else
+	bad "one-load-for-calls-that-wait" "$((after - before)) loads; $(head -2 "$tmp/c1" | tr '\n' ' '); $(head -2 "$tmp/c2" | tr '\n' ' '); $(cat "$tmp/c3")"
+fi
+# a file of models_dir that is loaded already under another name: that name is the answer
+ln -s "$model" "$tmp/models/alias.gguf"
+expect_error "on-demand-file-loaded-as-another-name" "is loaded as '$name'" ctl generate -m alias "$prompt"
+rm -f "$tmp/models/alias.gguf"
+
 # a request's keep_alive: 0 unloads it as soon as it is idle, -1 keeps it for ever (ExpiresAt 0)
 ctl generate -q -m tiny --keep-alive 0 --max-tokens 4 "$prompt" >/dev/null 2>&1
 if ms=$(gone_within tiny 3); then ok "keep-alive-0 ($ms ms)"; else bad "keep-alive-0" "loaded: $(loaded)"; fi

@@ -2,7 +2,8 @@
 # Sourced by run-tests.sh and bench-concurrency.sh: a private D-Bus bus in a
 # temporary directory, npud on it, and cleanup on exit.
 #
-# After service_start: $tmp, $addr (the bus address), $npud_pid, $bus_pid.
+# After service_start: $tmp, $addr (the bus address), $npud_pid, $bus_pid
+# (bus_start alone: $tmp, $addr, $bus_pid).
 # Needs: $npud, $npuctl (paths), $model; optional $npud_conf_extra (lines
 # appended to the [npud] section).
 
@@ -37,7 +38,7 @@ service_cleanup() {
 
 # The bus socket must be reachable by other users (the access checks run
 # npuctl as nobody): a directory under /tmp with mode 0755.
-service_start() {
+bus_start() {
 	tmp=$(mktemp -d /tmp/npud-service.XXXXXX) || return 1
 	chmod 0755 "$tmp"
 	trap service_cleanup EXIT
@@ -72,7 +73,10 @@ EOF
 		return 1
 	fi
 	chmod 0777 "$tmp/bus"
+}
 
+# npud.conf in $tmp from the NPUD_* variables.
+npud_conf() {
 	cat >"$tmp/npud.conf" <<EOF
 [npud]
 model = $model
@@ -86,6 +90,11 @@ n_ctx = ${NPUD_N_CTX:-1024}
 flash_attention = no
 ${npud_conf_extra:-}
 EOF
+}
+
+service_start() {
+	bus_start || return 1
+	npud_conf
 	"$npud" --bus "$addr" --model "$model" --config "$tmp/npud.conf" >"$tmp/npud.log" 2>&1 &
 	npud_pid=$!
 

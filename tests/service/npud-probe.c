@@ -15,12 +15,19 @@
  *       a long request; after its first tokens, Cancel twice, then once more
  *       after Finished; prints "cancel1 R", "cancel2 R", "reason X",
  *       "cancel3 R" where R is "ok" or the error name.
+ *   npud-probe ADDRESS big-prompt BYTES
+ *       Generate with a text prompt of BYTES bytes; prints "ok" or the
+ *       error's name and message.
  *   npud-probe ADDRESS call PATH INTERFACE METHOD [SIGNATURE ARGS...]
  *       one method call to npud, arguments as busctl takes them (arrays: a
  *       count then the items; variants: a signature then the value; h: a
  *       path, opened and passed as a descriptor); prints
  *       "ok", or "NAME: message" on stderr and exits 1. Unlike busctl, the
  *       error's name is printed.
+ *   npud-probe notify-listen PATH SECONDS
+ *       a service manager's notification socket (NOTIFY_SOCKET=PATH): prints
+ *       "listening", then each line received as "notify LINE", until
+ *       READY=1 or SECONDS.
  * Exit status 0 unless the probe itself failed (then 1, with a message).
  */
 #include <errno.h>
@@ -31,6 +38,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <systemd/sd-bus.h>
 
@@ -858,6 +868,35 @@ static int cmd_run(struct probe *p, int argc, char **argv)
         return r < 0 ? fail(argv[0], r) : EXIT_SUCCESS;
 }
 
+/* Generate with a text prompt of n bytes ("the cat sat ..." repeated); prints "ok" or the error's name. */
+static int cmd_big_prompt(struct probe *p, size_t n)
+{
+        static const char unit[] = "the cat sat on the mat and looked at the big red ball ";
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL, *reply = NULL;
+        char *text = malloc(n + 1);
+        int r;
+
+        if (!text)
+                return fail("allocating the prompt", ENOMEM);
+        for (size_t i = 0; i < n; i++)
+                text[i] = unit[i % (sizeof(unit) - 1)];
+        text[n] = 0;
+        r = sd_bus_message_new_method_call(p->bus, &m, SERVICE, PATH, MANAGER, "Generate");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "sv", "", "s", text);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "a{sv}", 1, "max_tokens", "u", 1);
+        free(text);
+        if (r >= 0)
+                r = sd_bus_call(p->bus, m, 120 * 1000000ull, &err, &reply);
+        printf("%s %s\n", r >= 0 ? "ok" : err.name ? err.name : strerror(-r), r >= 0 ? "" : err.message);
+        sd_bus_error_free(&err);
+        sd_bus_message_unref(m);
+        sd_bus_message_unref(reply);
+        return EXIT_SUCCESS;
+}
+
 static int open_bus(const char *address, sd_bus **ret)
 {
         sd_bus *bus = NULL;
@@ -880,6 +919,8 @@ static int dispatch(struct probe *p, int argc, char **argv)
 {
         if (strcmp(argv[2], "call") == 0 && argc >= 6)
                 return cmd_call(p, argc - 3, argv + 3);
+        if (strcmp(argv[2], "big-prompt") == 0 && argc == 4)
+                return cmd_big_prompt(p, strtoull(argv[3], NULL, 10));
         if (strcmp(argv[2], "run") == 0)
                 return cmd_run(p, argc - 3, argv + 3);
         if (strcmp(argv[2], "stats") == 0)
@@ -894,12 +935,50 @@ static int dispatch(struct probe *p, int argc, char **argv)
         return EXIT_FAILURE;
 }
 
+/* A service manager's notification socket at path: prints each message's lines as "notify LINE" until READY=1. */
+static int cmd_notify_listen(const char *path, int seconds)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        uint64_t end = now_usec() + (uint64_t)seconds * 1000000u;
+        bool ready = false;
+
+        if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
+                return fail("socket", fd < 0 ? errno : ENAMETOOLONG);
+        strcpy(sa.sun_path, path);
+        unlink(path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return fail("bind", errno);
+        printf("listening\n");
+        fflush(stdout);
+        while (!ready && now_usec() < end) {
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                char buf[4096];
+                ssize_t n;
+                if (poll(&pfd, 1, (int)((end - now_usec()) / 1000) + 1) <= 0)
+                        continue;
+                n = recv(fd, buf, sizeof(buf) - 1, 0);
+                if (n <= 0)
+                        continue;
+                buf[n] = 0;
+                for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                        printf("notify %s\n", line);
+                        ready |= !strcmp(line, "READY=1");
+                }
+                fflush(stdout);
+        }
+        close(fd);
+        return EXIT_SUCCESS;
+}
+
 int main(int argc, char **argv)
 {
         struct probe p = {};
         sd_bus_slot *match = NULL;
         int r;
 
+        if (argc == 4 && strcmp(argv[1], "notify-listen") == 0)
+                return cmd_notify_listen(argv[2], atoi(argv[3]));
         if (argc < 3) {
                 fprintf(stderr, "usage: npud-probe ADDRESS stats|flood|hold|cancel-twice|call ...\n");
                 return EXIT_FAILURE;

@@ -18,6 +18,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 npud=$build/daemon/npud/npud
 npuctl=$build/client/npuctl
 probe=$build/tests/service/npud-probe
+# Under ASan, freed memory waits in a quarantine (256 MB by default) before
+# reuse, which would count as npud's own growth in the peak-RSS checks.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4"
 npu_run=$build/daemon/tools/npu-run
 model=$shared/models/aidreams260K-f32.gguf
 
@@ -196,6 +199,18 @@ E=org.npud.Inference1.Error
 expect "empty-prompt" "" "$E.InvalidArgument" gen_call 'sva{sv}' '' s '' 0
 long=$(yes "the cat sat on the mat and looked at the big red ball" | head -c 20000 | tr '\n' ' ')
 expect "prompt-over-context" 1 "$E.PromptTooLong" ctl generate "$long"
+# a 16 MB prompt is refused by its length in bytes before any work: at once,
+# and without the memory tokenizing it took (npud's peak RSS grows by about
+# the message itself)
+hwm_before=$(awk '/VmHWM/ {print $2}' /proc/"$npud_pid"/status)
+out=$("$probe" "$addr" big-prompt 16777216 2>&1)
+hwm_after=$(awk '/VmHWM/ {print $2}' /proc/"$npud_pid"/status)
+if echo "$out" | grep -q "^$E.PromptTooLong .*bytes" && [ $((hwm_after - hwm_before)) -lt 98304 ]; then
+	ok "huge-prompt-refused-by-bytes (peak RSS +$(((hwm_after - hwm_before) / 1024)) MB)"
+else
+	bad "huge-prompt-refused-by-bytes" "$out; peak RSS $((hwm_before / 1024)) -> $((hwm_after / 1024)) MB"
+fi
+still_serving "serving-after-huge-prompt"
 expect "invalid-utf8-bytes" "" "$E.InvalidUTF8" gen_call 'sva{sv}' '' ay 3 255 254 65 0
 expect "invalid-utf8-from-stdin" 1 "$E.InvalidUTF8" sh -c "printf 'ab\\377\\376' | '$npuctl' --bus '$addr' generate -"
 # fits the context (1024) but not the per-client queued prompt tokens (768): LimitExceeded, exit 5
@@ -497,6 +512,40 @@ else
 	expect "nobody-cannot-attach" "" "$E.AccessDenied" \
 		as_nobody "$tmp/npud-probe" "$addr" call /org/npud/Inference1 org.npud.Inference1.Manager \
 		AttachDevice 'sha{sv}' accel0 /dev/null 0
+
+	# one uid floods with 40 connections of 8 requests: its connections together
+	# hold at most max_requests_per_uid, the queue fills with its requests, and
+	# root's request is still taken (not Busy) and served while the flood runs
+	flooders=""
+	for i in $(seq 40); do
+		as_nobody "$tmp/npud-probe" "$addr" flood 8 900 "$prompt" >"$tmp/uidflood.$i" 2>&1 &
+		flooders="$flooders $!"
+	done
+	for i in $(seq 200); do
+		[ "$(grep -l "^replied" "$tmp"/uidflood.* 2>/dev/null | wc -l)" -ge 40 ] && break
+		sleep 0.05
+	done
+	accepted=$(cat "$tmp"/uidflood.* | sed -n 's/^accepted //p' | awk '{s += $1} END {print s + 0}')
+	queued=$(stat_of queued_requests)
+	out=$(ctl generate --json --temp 0 --max-tokens 20 "$prompt" 2>&1)
+	rc=$?
+	running=$(stat_of active_requests)
+	if [ "$accepted" -le 64 ] && cat "$tmp"/uidflood.* | grep -q "^error $E.LimitExceeded"; then
+		ok "uid-limit-across-connections"
+	else
+		bad "uid-limit-across-connections" "40 connections of one uid got $accepted requests taken (limit 64)"
+	fi
+	# (the queue was full: some of the flood was refused with Busy)
+	if [ $rc -eq 0 ] && echo "$out" | grep -q '"stop_reason"' && cat "$tmp"/uidflood.* | grep -q "^error $E.Busy" &&
+		[ "${running:-0}" -ge 1 ]; then
+		ok "new-uid-served-during-uid-flood (queued $queued)"
+	else
+		bad "new-uid-served-during-uid-flood" "exit $rc (queued at the call: $queued, active after: $running; $(cat "$tmp"/uidflood.* | sort | uniq -c | tr '\n' ' ')): $(echo "$out" | head -c 300)"
+	fi
+	# shellcheck disable=SC2086
+	kill $flooders 2>/dev/null
+	# shellcheck disable=SC2086
+	wait $flooders 2>/dev/null
 fi
 kill $holder 2>/dev/null
 wait $holder 2>/dev/null

@@ -1,0 +1,151 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The event loop never waits on long work: a model load (here one that
+# cannot finish: its file is a FIFO nobody writes to) runs off the loop
+# while requests are served; Manager.Reload answers when the reload is done
+# (what ExecReload waits for); while the default model loads at start, npud
+# extends the service manager's start timeout (EXTEND_TIMEOUT_USEC) and is
+# READY only after.
+#   tests/service/event-loop.sh BUILD_DIR SHARED_DIR
+# Prints "ok NAME" or "FAIL NAME: why"; ends with "N passed, N failed".
+set -u
+
+if [ $# -ne 2 ]; then
+	echo "usage: $0 BUILD_DIR SHARED_DIR" >&2
+	exit 2
+fi
+build=$(cd "$1" && pwd) || exit 2
+shared=$(cd "$2" && pwd) || exit 2
+here=$(cd "$(dirname "$0")" && pwd)
+npud=$build/daemon/npud/npud
+npuctl=$build/client/npuctl
+probe=$build/tests/service/npud-probe
+model=$shared/models/aidreams260K-f32.gguf
+[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
+command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+passed=0
+failed=0
+ok() { echo "ok $1"; passed=$((passed + 1)); }
+bad() {
+	echo "FAIL $1: $2"
+	failed=$((failed + 1))
+	[ -n "${tmp:-}" ] && [ -f "$tmp/npud.log" ] && tail -5 "$tmp/npud.log" | sed 's/^/  npud: /'
+}
+ctl() { "$npuctl" --bus "$addr" "$@"; }
+mgr() { "$probe" "$addr" call /org/npud/Inference1 org.npud.Inference1.Manager "$@"; }
+E=org.npud.Inference1.Error
+prompt="Once upon a time"
+
+# ---- 1. a load that never ends keeps nothing else waiting
+service_start || exit 1
+mkfifo "$tmp/slow.gguf"
+ctl load "$tmp/slow.gguf" --name slow >"$tmp/load.out" 2>&1 &
+loader=$!
+sleep 0.5
+out=$(timeout 10 "$npuctl" --bus "$addr" generate -q --temp 0 --max-tokens 8 "$prompt" 2>&1)
+rc=$?
+stats=$(timeout 10 "$probe" "$addr" stats 2>&1)
+if [ $rc -eq 0 ] && [ -n "$out" ] && echo "$stats" | grep -q "^kv_blocks_total=" && kill -0 $loader 2>/dev/null; then
+	ok "served-while-a-model-loads"
+else
+	bad "served-while-a-model-loads" "generate exit $rc: '$out'; stats: $(echo "$stats" | head -2 | tr '\n' ' ')"
+fi
+# the load goes on: now it gets an empty file, and fails with a named error
+exec 3>"$tmp/slow.gguf"
+exec 3>&-
+wait $loader
+rc=$?
+if [ $rc -ne 0 ] && grep -q "$E.\(BadModel\|InvalidArgument\)" "$tmp/load.out"; then
+	ok "failed-load-named-error"
+else
+	bad "failed-load-named-error" "exit $rc: $(cat "$tmp/load.out")"
+fi
+
+# ---- 2. Manager.Reload answers once the configured model is loaded
+cp "$model" "$tmp/other.gguf"
+cp "$tmp/npud.conf" "$tmp/npud.conf.orig"
+sed -i "s|^model = .*|model = $tmp/other.gguf|" "$tmp/npud.conf"
+out=$(mgr Reload 2>&1)
+models=$("$npuctl" --bus "$addr" models --json 2>&1)
+if [ "$out" = ok ] && echo "$models" | grep -q '"other"' &&
+	[ "$(busctl --address="$addr" get-property org.npud.Inference1 /org/npud/Inference1 \
+		org.npud.Inference1.Manager DefaultModel 2>&1)" = 's "other"' ]; then
+	ok "reload-waits-for-the-model"
+else
+	bad "reload-waits-for-the-model" "Reload: $out; models: $(echo "$models" | tr -d '\n' | head -c 300)"
+fi
+echo "no_such_key = 1" >>"$tmp/npud.conf"
+out=$(mgr Reload 2>&1)
+if echo "$out" | grep -q "$E.Failed.*keeping the old configuration.*no_such_key"; then
+	ok "reload-bad-config-refused"
+else
+	bad "reload-bad-config-refused" "$out"
+fi
+cp "$tmp/npud.conf.orig" "$tmp/npud.conf"
+sed -i "s|^model = .*|model = /nonexistent/model.gguf|" "$tmp/npud.conf"
+out=$(mgr Reload 2>&1)
+if echo "$out" | grep -q "$E.BadModel.*nonexistent"; then
+	ok "reload-missing-model-refused"
+else
+	bad "reload-missing-model-refused" "$out"
+fi
+cp "$tmp/npud.conf.orig" "$tmp/npud.conf"
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+	out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$probe" "$addr" call /org/npud/Inference1 \
+		org.npud.Inference1.Manager Reload 2>&1)
+	if echo "$out" | grep -q "AccessDenied"; then ok "reload-needs-authorization"; else bad "reload-needs-authorization" "$out"; fi
+fi
+service_stop
+
+# ---- 3. start: EXTEND_TIMEOUT_USEC while the default model loads, READY=1 only after
+start_notified() { # MODEL: npud on a fresh bus, its notifications in $tmp/notify.out
+	bus_start || exit 1
+	npud_conf
+	"$probe" notify-listen "$tmp/notify" 30 >"$tmp/notify.out" 2>&1 &
+	listener=$!
+	for i in $(seq 100); do grep -q listening "$tmp/notify.out" 2>/dev/null && break; sleep 0.02; done
+	NOTIFY_SOCKET=$tmp/notify "$npud" --bus "$addr" --model "$1" --config "$tmp/npud.conf" >"$tmp/npud.log" 2>&1 &
+	npud_pid=$!
+}
+start_notified "$model"
+wait $listener
+if grep -q "^notify EXTEND_TIMEOUT_USEC=" "$tmp/notify.out" && grep -q "^notify READY=1" "$tmp/notify.out" &&
+	[ "$(grep -n "EXTEND_TIMEOUT_USEC" "$tmp/notify.out" | head -1 | cut -d: -f1)" -lt \
+	  "$(grep -n "READY=1" "$tmp/notify.out" | cut -d: -f1)" ]; then
+	ok "extend-timeout-then-ready"
+else
+	bad "extend-timeout-then-ready" "$(tr '\n' ';' <"$tmp/notify.out")"
+fi
+service_stop
+bus_start || exit 1
+npud_conf
+mkfifo "$tmp/slow.gguf"
+"$probe" notify-listen "$tmp/notify" 30 >"$tmp/notify.out" 2>&1 &
+listener=$!
+for i in $(seq 100); do grep -q listening "$tmp/notify.out" 2>/dev/null && break; sleep 0.02; done
+NOTIFY_SOCKET=$tmp/notify "$npud" --bus "$addr" --model "$tmp/slow.gguf" --config "$tmp/npud.conf" \
+	>"$tmp/npud.log" 2>&1 &
+npud_pid=$!
+sleep 1
+alive=no
+kill -0 $npud_pid 2>/dev/null && alive=yes
+exec 3>"$tmp/slow.gguf"
+exec 3>&-
+wait $npud_pid
+rc=$?
+npud_pid=""
+kill $listener 2>/dev/null
+wait $listener 2>/dev/null
+if [ $alive = yes ] && [ $rc -eq 1 ] && grep -q "^notify EXTEND_TIMEOUT_USEC=" "$tmp/notify.out" &&
+	! grep -q "^notify READY=1" "$tmp/notify.out" && grep -q "^notify STATUS=cannot start" "$tmp/notify.out"; then
+	ok "slow-default-model-extends-start"
+else
+	bad "slow-default-model-extends-start" "alive while loading: $alive; exit $rc; $(tr '\n' ';' <"$tmp/notify.out")"
+fi
+
+service_stop
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
