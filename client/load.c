@@ -52,15 +52,11 @@ static void draw(struct load *l)
         l->drawn = true;
 }
 
-static int on_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+/* BytesLoaded and BytesTotal among the Model interface's properties (a{sv}) */
+static int read_progress(struct load *l, sd_bus_message *m)
 {
-        struct load *l = userdata;
-        const char *iface;
         int r;
 
-        if (strcmp(sd_bus_message_get_path(m), l->object) != 0 || sd_bus_message_read(m, "s", &iface) < 0 ||
-            strcmp(iface, MODEL_IFACE) != 0)
-                return 0;
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
         while (r > 0 && (r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
                 const char *key;
@@ -76,6 +72,40 @@ static int on_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error
                 if (r >= 0)
                         r = sd_bus_message_exit_container(m);
         }
+        return r;
+}
+
+/* The Model object appeared (loading): its size comes with it. */
+static int on_added(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct load *l = userdata;
+        const char *path, *iface;
+        int r;
+
+        if (sd_bus_message_read(m, "o", &path) < 0 || strcmp(path, l->object) != 0)
+                return 0;
+        r = sd_bus_message_enter_container(m, 'a', "{sa{sv}}");
+        while (r > 0 && (r = sd_bus_message_enter_container(m, 'e', "sa{sv}")) > 0) {
+                r = sd_bus_message_read(m, "s", &iface);
+                if (r >= 0)
+                        r = strcmp(iface, MODEL_IFACE) == 0 ? read_progress(l, m) : sd_bus_message_skip(m, "a{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(m);
+        }
+        draw(l);
+        return 0;
+}
+
+/* Its progress as the daemon reads the file. */
+static int on_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct load *l = userdata;
+        const char *iface;
+
+        if (strcmp(sd_bus_message_get_path(m), l->object) != 0 || sd_bus_message_read(m, "s", &iface) < 0 ||
+            strcmp(iface, MODEL_IFACE) != 0)
+                return 0;
+        (void)read_progress(l, m);
         draw(l);
         return 0;
 }
@@ -162,7 +192,7 @@ int verb_load(const struct npuctl *c, int argc, char **argv)
         };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *match = NULL, *call = NULL;
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *match = NULL, *added = NULL, *call = NULL;
         _cleanup_free_ char *path = NULL, *expect = NULL, *object = NULL, *loaded = NULL;
         struct load l = {};
         const char *name = NULL;
@@ -214,6 +244,9 @@ int verb_load(const struct npuctl *c, int argc, char **argv)
         /* before the call: the first progress may come before the reply */
         r = sd_bus_match_signal(bus, &match, NPUD_SERVICE, l.object, "org.freedesktop.DBus.Properties",
                                 "PropertiesChanged", on_changed, &l);
+        if (r >= 0)
+                r = sd_bus_match_signal(bus, &added, NPUD_SERVICE, NPUD_PATH, "org.freedesktop.DBus.ObjectManager",
+                                        "InterfacesAdded", on_added, &l);
         if (r < 0)
                 return bus_log_create_error(r);
         r = bus_new_manager_call(bus, "LoadModel", &m);

@@ -66,5 +66,7 @@ int model_find(sd_bus *bus, const char *path, const char *iface, void *userdata,
 int model_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret, sd_bus_error *error);
 /* The object path of a model's name (free it). */
 int model_object_path(const char *name, char **ret);
-/* The Model interface's properties of m. */
+/* The Model interface's properties of m, and of a model still loading. */
 void model_props(const struct served_model *m, struct props *p);
+struct model_loading;
+void model_loading_props(const struct model_loading *l, struct props *p);

@@ -6,6 +6,7 @@
 #include "stats.h"
 
 #define MIN_INTERVAL_USEC 50000ull
+#define LOADING_INTERVAL_USEC 200000ull
 #define MAX_WATCHERS 1024
 #define MAX_WATCHERS_PER_UID 64
 
@@ -193,6 +194,14 @@ static void publish_models(struct bus_changes *c)
                 model_props(m, &p);
                 publish_keyed(c, &c->models, path, NPUD_MODEL_IFACE, &p);
         }
+        for (struct model_loading *l = c->srv->loadings; l; l = l->next) {
+                _cleanup_free_ char *path = NULL;
+                struct props p = {};
+                if (models_find(c->srv, l->name) || model_object_path(l->name, &path) < 0)
+                        continue;
+                model_loading_props(l, &p);
+                publish_keyed(c, &c->models, path, NPUD_MODEL_IFACE, &p);
+        }
         drop_unseen(c, &c->models, NPUD_MODEL_IFACE);
 }
 
@@ -245,6 +254,9 @@ void bus_changes_publish(struct server *srv)
         publish_models(c);
         publish_devices(c);
         publish_owned(c);
+        /* a model loading: its progress is told every LOADING_INTERVAL_USEC, though nothing else happens */
+        if (srv->loadings && sd_event_source_set_time(c->timer, c->last + LOADING_INTERVAL_USEC) >= 0)
+                sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
 }
 
 /* ---- when: after anything happened, at most every MIN_INTERVAL_USEC */
@@ -274,6 +286,14 @@ static bool objects_changed(struct bus_changes *c)
         for (struct served_model *m = c->srv->models; m; m = m->next, n++) {
                 _cleanup_free_ char *path = NULL;
                 if (model_object_path(m->name, &path) < 0 || !keyed_has(c->models, path))
+                        return true;
+        }
+        for (struct model_loading *l = c->srv->loadings; l; l = l->next) {
+                _cleanup_free_ char *path = NULL;
+                if (models_find(c->srv, l->name))
+                        continue;
+                n++;
+                if (model_object_path(l->name, &path) < 0 || !keyed_has(c->models, path))
                         return true;
         }
         if (n != keyed_count(c->models))

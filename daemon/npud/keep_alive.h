@@ -19,12 +19,16 @@
 #include <systemd/sd-bus.h>
 #include <time.h>
 
+#include "model_loading.h"
+
 struct keep_claim {
         uid_t uid;
         uint64_t until; /* CLOCK_MONOTONIC usec; UINT64_MAX: for ever */
 };
 
 struct model_keep {
+        struct model_object obj; /* the Model object's userdata (model_loading.h) */
+        uint64_t file_bytes; /* of its file, read at load */
         uint64_t loaded_at; /* CLOCK_REALTIME usec */
         uint64_t loaded_at_mono; /* CLOCK_MONOTONIC usec, the same moment */
         uint64_t last_used; /* CLOCK_REALTIME usec: a request of it started or ended */

@@ -184,6 +184,7 @@ struct load_job {
         ino_t ino;
         models_loaded_fn then;
         void *userdata;
+        struct model_loading *loading; /* its Model object meanwhile, with the progress */
         /* the result */
         struct runtime *rt;
         size_t max_token_bytes;
@@ -236,6 +237,7 @@ static int load_finish(struct load_job *job, struct served_model **ret)
         m->name = TAKE_PTR(job->name);
         m->rt = TAKE_PTR(job->rt);
         m->max_token_bytes = job->max_token_bytes;
+        m->keep.file_bytes = job->loading ? atomic_load(&job->loading->total) : 0;
         m->keep.loaded_at = m->keep.last_used = realtime_usec();
         m->keep.loaded_at_mono = monotonic_usec();
         m->keep.pinned = true; /* the administrator's (npud.conf, LoadModel); on demand: keep_alive.c unpins it */
@@ -267,6 +269,7 @@ static void load_done(struct worker_job *base, bool cancelled)
                 r = npu_err_set(&job->err, -ECANCELED, "npud is stopping");
         else
                 r = load_finish(job, &m);
+        model_loading_free(TAKE_PTR(job->loading)); /* the model is served now, or failed */
         job->then(job->srv, r < 0 ? NULL : m, r, &job->err, job->userdata);
         runtime_free(job->rt);
         free(job->path);
@@ -330,6 +333,10 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
         job->opts.kv_type = cfg->kv_type;
         job->opts.attention = cfg->flash_attention ? ATTENTION_FLASH : ATTENTION_DEFAULT;
         job->opts.kv_budget = (size_t)cfg->kv_budget_mb << 20;
+        if (model_loading_new(srv, job->name, job->path, &job->loading) >= 0) {
+                job->opts.progress = model_loading_progress;
+                job->opts.progress_userdata = job->loading;
+        }
         fprintf(stderr, "npud: loading %s\n", path);
         worker_queue(srv->loader, &job->base);
         return 0;

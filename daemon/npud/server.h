@@ -30,6 +30,7 @@ struct step_runner;
 struct worker;
 struct bus_changes;
 struct demand_load;
+struct model_loading;
 
 struct server {
         sd_event *event;
@@ -63,6 +64,7 @@ struct server {
         struct bus_changes *changes;  /* PropertiesChanged and the object manager's signals */
         sd_event_source *expiry_timer; /* the next model whose keep-alive runs out (keep_alive.c) */
         struct demand_load *demand_loads; /* models of models_dir loading for the calls that named them */
+        struct model_loading *loadings;   /* models loading, on the bus meanwhile */
         sd_bus_message *redispatching;    /* a call run again now that its model is loaded */
 };
 

@@ -20,8 +20,8 @@
  *       GetAll: this makes the connection a watcher of the per-caller ones),
  *       prints "ready", then every PropertiesChanged, InterfacesAdded and
  *       InterfacesRemoved npud sends, as "changed PATH IFACE NAME=VALUE ...
- *       [invalidated NAME...]", "added PATH IFACE..." and "removed PATH
- *       IFACE...", until SECONDS pass.
+ *       [invalidated NAME...]", "added PATH IFACE NAME=VALUE..." and
+ *       "removed PATH IFACE...", until SECONDS pass.
  *   api-probe ADDRESS objects
  *       GetManagedObjects at /org/npud/Inference1: "object PATH IFACE" and
  *       "  NAME=VALUE" lines.
@@ -435,7 +435,7 @@ static int on_watched(sd_bus_message *m, void *userdata, sd_bus_error *ret_error
                                 if (r >= 0)
                                         printf(" %s", iface);
                                 if (r >= 0)
-                                        r = sd_bus_message_skip(m, "a{sv}");
+                                        r = print_properties(m, " ");
                                 if (r >= 0)
                                         r = sd_bus_message_exit_container(m);
                         }

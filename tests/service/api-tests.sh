@@ -409,6 +409,51 @@ expect_error "load-by-name-no-default-option" "$E.InvalidArgument" \
 	"$npud_probe" "$addr" call /org/npud/Inference1 org.npud.Inference1.Manager LoadModel 'sa{sv}' tiny 1 default b true
 ctl load tiny2 --keep-alive 0 >/dev/null 2>&1
 
+# ---- LoadModel's progress: the Model object is there while the file is read (State "loading",
+# BytesTotal), BytesLoaded grows to it; npuctl load draws a bar on a terminal only. A 256 MiB
+# file (the small model and a sparse tail the loader reads too) takes long enough to be seen.
+big_bytes=$((256 << 20))
+cp "$model" "$tmp/models/big.gguf"
+truncate -s $big_bytes "$tmp/models/big.gguf"
+cp --sparse=always "$tmp/models/big.gguf" "$tmp/models/big2.gguf"
+P watch 120 Version >"$tmp/w-load" 2>&1 &
+watcher=$!
+wait_for "$tmp/w-load" "^ready" 5
+out=$(ctl load big --keep-alive 1 2>&1)
+sleep 0.3
+kill $watcher
+wait $watcher 2>/dev/null
+big_path=/org/npud/Inference1/model/big
+seq_ok=$(awk -v path="$big_path" -v total=$big_bytes '
+	$1 == "added" && $2 == path { added = ($0 ~ /State="loading"/ && $0 ~ ("BytesTotal=" total)) }
+	$1 == "changed" && $2 == path && match($0, /BytesLoaded=[0-9]+/) {
+		v = substr($0, RSTART + 12, RLENGTH - 12) + 0
+		if (v < last) down = 1
+		if (v > 0 && v < total) mid++
+		last = v
+	}
+	END { print (added ? "added" : "not-added"), mid + 0, last, (down ? "decreasing" : "") }' "$tmp/w-load")
+if [ "$out" = big ] && [ "${seq_ok%% *}" = added ] && ! echo "$seq_ok" | grep -q decreasing &&
+	[ "$(echo "$seq_ok" | awk '{print $2}')" -ge 1 ] &&
+	[ "$(echo "$seq_ok" | awk '{print $3}')" = $big_bytes ]; then
+	ok "load-progress-signals ($(echo "$seq_ok" | awk '{print $2}') steps between 0 and all)"
+else
+	bad "load-progress-signals" "$out; $seq_ok; $(grep "$big_path" "$tmp/w-load" | cut -c1-160 | tr '\n' ';')"
+fi
+if command -v script >/dev/null; then
+	script -qec "$npuctl --bus $addr load big2 --keep-alive 0" /dev/null >"$tmp/tty" 2>&1
+	if grep -q "loading big2 \[#" "$tmp/tty" && grep -q "100%" "$tmp/tty" && tail -1 "$tmp/tty" | grep -q "^big2"; then
+		ok "load-progress-bar-on-a-terminal"
+	else
+		bad "load-progress-bar-on-a-terminal" "$(tr '\r' '\n' <"$tmp/tty" | tail -3)"
+	fi
+else
+	echo "# skip load-progress-bar-on-a-terminal: no script(1)"
+fi
+out=$(ctl load big2 --keep-alive 0 2>&1)
+if [ "$out" = big2 ]; then ok "no-progress-bar-off-a-terminal"; else bad "no-progress-bar-off-a-terminal" "$out"; fi
+rm -f "$tmp/models/big.gguf" "$tmp/models/big2.gguf"
+
 # ---- another uid: loads models_dir's models by name without being an administrator, cannot
 # shorten a model another uid keeps, and hears only its own counters
 if [ "$(id -u)" -ne 0 ]; then
