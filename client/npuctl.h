@@ -216,6 +216,7 @@ int verb_generate(const struct npuctl *c, int argc, char **argv);
 int verb_chat(const struct npuctl *c, int argc, char **argv);
 int verb_models(const struct npuctl *c, int argc, char **argv);
 int verb_load(const struct npuctl *c, int argc, char **argv);
+int verb_ps(const struct npuctl *c, int argc, char **argv);
 int verb_unload(const struct npuctl *c, int argc, char **argv);
 int verb_devices(const struct npuctl *c, int argc, char **argv);
 int verb_status(const struct npuctl *c, int argc, char **argv);
