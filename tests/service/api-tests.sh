@@ -481,6 +481,45 @@ out=$(ctl load big2 --keep-alive 0 2>&1)
 if [ "$out" = big2 ]; then ok "no-progress-bar-off-a-terminal"; else bad "no-progress-bar-off-a-terminal" "$out"; fi
 rm -f "$tmp/models/big.gguf" "$tmp/models/big2.gguf"
 
+# ---- docs/api.md: every busctl example runs against npud as written (the system bus replaced by
+# this one, /var/lib/npud/models by models_dir), except those that need the connection that made
+# a request or session ("# same connection"), a device, or a terminal (monitor)
+awk '/^```sh$/ { code = 1; next } /^```$/ { code = 0; next }
+	code && /^busctl/ { line = $0; while (line ~ /\\$/ && (getline next_line) > 0) { sub(/\\$/, "", line); line = line next_line } print line }' \
+	"$src/docs/api.md" >"$tmp/doc-commands"
+doc_failed=""
+doc_ran=0
+while IFS= read -r cmd; do
+	case "$cmd" in
+	*"# same connection"* | *" monitor "* | *accel0*) continue ;;
+	esac
+	cmd=${cmd//--system/--address=$addr}
+	cmd=${cmd//\/var\/lib\/npud\/models/$tmp/models}
+	if ! eval "$cmd" >"$tmp/doc-out" 2>&1; then
+		if [ "$(id -u)" -ne 0 ] && grep -q "AccessDenied\|needs an administrator" "$tmp/doc-out"; then
+			continue
+		fi
+		doc_failed="$doc_failed [$cmd]: $(head -c 200 "$tmp/doc-out");"
+	fi
+	doc_ran=$((doc_ran + 1))
+done <"$tmp/doc-commands"
+if [ -z "$doc_failed" ] && [ "$doc_ran" -ge 12 ]; then
+	ok "docs-api-examples-run ($doc_ran commands)"
+else
+	bad "docs-api-examples-run" "$doc_ran ran; $doc_failed"
+fi
+if grep -q "# same connection" "$tmp/doc-commands" && [ "$(grep -c '^busctl' "$tmp/doc-commands")" -ge 20 ]; then
+	ok "docs-api-examples-found ($(grep -c '^busctl' "$tmp/doc-commands"))"
+else
+	bad "docs-api-examples-found" "$(wc -l <"$tmp/doc-commands") commands extracted"
+fi
+# every method of the XML has its example
+missing=""
+for method in $(grep -o '<method name="[A-Za-z]*"' "$src/daemon/npud/org.npud.Inference1.xml" | sed 's/.*"\(.*\)"/\1/'); do
+	grep -q " $method\( \|$\)" "$tmp/doc-commands" || missing="$missing $method"
+done
+if [ -z "$missing" ]; then ok "docs-api-every-method"; else bad "docs-api-every-method" "no example for:$missing"; fi
+
 # ---- another uid: loads models_dir's models by name without being an administrator, cannot
 # shorten a model another uid keeps, and hears only its own counters
 if [ "$(id -u)" -ne 0 ]; then
