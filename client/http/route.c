@@ -274,11 +274,21 @@ static enum MHD_Result request_begin(struct listener *l, struct MHD_Connection *
                                              "Authorization: Bearer YOUR_KEY); it is in "
                                              "~/.config/npud/http.key.");
         }
-        /* a declared length over the limit is refused before the body is sent (or, with Expect:
-         * 100-continue, before the client sends it) */
+        /*
+         * A declared length over the limit: refused at once when the client
+         * waits for 100-continue (it has sent nothing yet) or when the body
+         * would be too big to read through; else the body is read and dropped
+         * like a chunked one, so a client still sending gets the 413 rather
+         * than a reset connection.
+         */
         cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > hr->gw->cfg.max_body)
-                return respond_too_large(hr);
+        if (cl && strtoull(cl, NULL, 10) > hr->gw->cfg.max_body) {
+                const char *expect = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+                if ((expect && !strcasecmp(expect, "100-continue")) ||
+                    strtoull(cl, NULL, 10) > MAX(4 * hr->gw->cfg.max_body, (uint64_t)4 << 20))
+                        return respond_too_large(hr);
+                hr->too_large = true;
+        }
         return MHD_YES;
 }
 

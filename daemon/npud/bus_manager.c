@@ -5,6 +5,7 @@
 #include "bus_errors.h"
 #include "props.h"
 #include "server.h"
+#include "session_chat.h"
 #include "stats.h"
 
 #ifndef NPUD_VERSION
@@ -357,7 +358,7 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = gen_args_init(&a, NULL);
         if (r < 0)
                 return r;
-        r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, false, &a, error);
+        r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, 0, &a, error);
         if (r < 0)
                 return r;
         if (srv->shutting_down)
@@ -386,10 +387,78 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         return 1;
 }
 
+/*
+ * Chat: the messages rendered through the model's chat template (or the one
+ * the template option names), the assistant's turn opened unless the last
+ * message is the assistant's own, which it then continues; tokenized off the
+ * event loop, control tokens read only in the template's text.
+ */
+static int method_chat(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        struct server *srv = userdata;
+        _cleanup_(chat_args_done) struct chat_args msgs = {};
+        _cleanup_(gen_args_done) struct gen_args a = {};
+        _cleanup_(chat_template_done) struct chat_template t = {};
+        _cleanup_(chat_prompt_done) struct chat_prompt p = {};
+        struct served_model *sm;
+        struct session *s;
+        struct request *req;
+        struct client *c;
+        const char *model;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &model);
+        if (r < 0)
+                return r;
+        sm = find_model(srv, model, error);
+        if (!sm)
+                return sd_bus_error_is_set(error) ? -ENOENT : 1; /* loading: this runs again then */
+        r = args_read_messages(m, &msgs, error);
+        if (r < 0)
+                return r;
+        r = gen_args_init(&a, NULL);
+        if (r < 0)
+                return r;
+        r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, ARGS_TEMPLATE, &a, error);
+        if (r < 0)
+                return r;
+        r = args_chat_template(sm->rt->model, a.template_name, &t, error);
+        if (r < 0)
+                return r;
+        r = args_render_chat(&t, msgs.m, msgs.n, msgs.m[msgs.n - 1].role != CHAT_ROLE_ASSISTANT, &p, error);
+        if (r < 0)
+                return r;
+        if (srv->shutting_down)
+                return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        r = clients_get(srv, m, &c, error);
+        if (r < 0)
+                return r;
+        r = client_check_request(c, &srv->cfg, error);
+        if (r >= 0)
+                r = session_new_single(sm, c, &s);
+        if (r < 0) {
+                client_maybe_forget(c);
+                return r;
+        }
+        r = session_start_turn(s, &req, error);
+        if (r >= 0)
+                r = request_start_chat(req, m, &p, a.add_bos != 0, &a.p, error);
+        if (r < 0) {
+                if (s->requests_head)
+                        session_drop_request(s, s->requests_head);
+                else
+                        session_close(s);
+                client_maybe_forget(c);
+                return r;
+        }
+        return 1;
+}
+
 static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct server *srv = userdata;
         _cleanup_(gen_args_done) struct gen_args a = {};
+        _cleanup_(chat_template_done) struct chat_template t = {};
         struct served_model *sm;
         struct session *s;
         struct client *c;
@@ -405,9 +474,15 @@ static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error
         r = gen_args_init(&a, NULL);
         if (r < 0)
                 return r;
-        r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, true, &a, error);
+        r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, ARGS_SYSTEM_PROMPT | ARGS_TEMPLATE, &a, error);
         if (r < 0)
                 return r;
+        /* a chat session when the model has a template or the caller names one */
+        if (a.template_name || sm->rt->model->vocab->chat_template) {
+                r = args_chat_template(sm->rt->model, a.template_name, &t, error);
+                if (r < 0)
+                        return r;
+        }
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         r = clients_get(srv, m, &c, error);
@@ -421,7 +496,13 @@ static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error
                 return r;
         }
         a.stops = NULL; /* the session has them */
-        r = session_start(s, m, a.system_prompt, error);
+        if (a.template_name || sm->rt->model->vocab->chat_template) {
+                /* the system message is a message: nothing to tokenize before the first turn */
+                r = session_chat_new(&t, a.system_prompt, &s->chat);
+                if (r >= 0)
+                        r = session_start(s, m, NULL, error);
+        } else
+                r = session_start(s, m, a.system_prompt, error);
         if (r < 0) {
                 session_close(s);
                 client_maybe_forget(c);
@@ -538,6 +619,8 @@ const sd_bus_vtable manager_vtable[] = {
                                  method_detach_device, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("Generate", "sva{sv}", SD_BUS_PARAM(model) SD_BUS_PARAM(prompt) SD_BUS_PARAM(options),
                                  "o", SD_BUS_PARAM(request), method_generate, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("Chat", "sa(ss)a{sv}", SD_BUS_PARAM(model) SD_BUS_PARAM(messages) SD_BUS_PARAM(options),
+                                 "o", SD_BUS_PARAM(request), method_chat, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("CreateSession", "sa{sv}", SD_BUS_PARAM(model) SD_BUS_PARAM(options), "o",
                                  SD_BUS_PARAM(session), method_create_session, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("GetStats", "", , "a{sv}", SD_BUS_PARAM(stats), method_get_stats,

@@ -36,6 +36,11 @@ void props_add_as(struct props *p, const char *name, const char *const *sv)
         props_next(p, name, 'a')->sv = sv;
 }
 
+void props_add_invalidates(struct props *p, const char *name, uint64_t version)
+{
+        props_next(p, name, 'i')->n = version;
+}
+
 static const struct prop_value *props_find(const struct props *p, const char *name)
 {
         for (size_t i = 0; i < p->n; i++)
@@ -76,7 +81,7 @@ int props_reply(sd_bus_message *reply, const struct props *p, const char *name)
 {
         const struct prop_value *v = props_find(p, name);
 
-        return v ? append_value(reply, v) : -ENOENT;
+        return v && v->type != 'i' ? append_value(reply, v) : -ENOENT;
 }
 
 /* ---- snapshots */
@@ -171,13 +176,34 @@ static const struct prop_value *was(const struct prop_snapshot *s, const struct 
         return NULL;
 }
 
+/* PropertiesChanged up to its open a{sv}. */
+static int start_signal(sd_bus *bus, const char *path, const char *iface, const char *destination,
+                        sd_bus_message **ret)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_signal(bus, &m, path, "org.freedesktop.DBus.Properties", "PropertiesChanged");
+        if (r >= 0 && destination)
+                r = sd_bus_message_set_destination(m, destination);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", iface);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
 int props_publish(sd_bus *bus, const char *path, const char *iface, const char *destination,
                   const struct props *now, const struct props *initial, struct prop_snapshot **snap)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_(prop_snapshot_freep) struct prop_snapshot *next = NULL;
         const struct props *base = *snap ? NULL : initial;
-        size_t changed = 0;
+        const char *invalidated[PROPS_MAX + 1] = {};
+        size_t changed = 0, n_invalidated = 0;
         int r;
 
         r = snapshot_of(now, &next);
@@ -189,19 +215,14 @@ int props_publish(sd_bus *bus, const char *path, const char *iface, const char *
         }
         for (size_t i = 0; i < now->n; i++) {
                 const struct prop_value *old = was(*snap, base, now->v[i].name);
+                if (now->v[i].type == 'i') {
+                        if (!old || !value_equal(old, &now->v[i]))
+                                invalidated[n_invalidated++] = now->v[i].name;
+                        continue;
+                }
                 if (!old || !value_equal(old, &now->v[i])) {
-                        if (!m) {
-                                r = sd_bus_message_new_signal(bus, &m, path, "org.freedesktop.DBus.Properties",
-                                                              "PropertiesChanged");
-                                if (r >= 0 && destination)
-                                        r = sd_bus_message_set_destination(m, destination);
-                                if (r >= 0)
-                                        r = sd_bus_message_append(m, "s", iface);
-                                if (r >= 0)
-                                        r = sd_bus_message_open_container(m, 'a', "{sv}");
-                                if (r < 0)
-                                        return r;
-                        }
+                        if (!m && (r = start_signal(bus, path, iface, destination, &m)) < 0)
+                                return r;
                         const char sig[3] = { now->v[i].type, now->v[i].type == 'a' ? 's' : 0, 0 };
                         r = sd_bus_message_open_container(m, 'e', "sv");
                         if (r >= 0)
@@ -221,11 +242,13 @@ int props_publish(sd_bus *bus, const char *path, const char *iface, const char *
         }
         prop_snapshot_free(*snap);
         *snap = TAKE_PTR(next);
-        if (!changed)
+        if (!changed && !n_invalidated)
                 return 0;
+        if (!m && (r = start_signal(bus, path, iface, destination, &m)) < 0)
+                return r;
         r = sd_bus_message_close_container(m);
         if (r >= 0)
-                r = sd_bus_message_append_strv(m, NULL);
+                r = sd_bus_message_append_strv(m, (char **)invalidated);
         if (r >= 0)
                 r = sd_bus_send(bus, m, NULL);
         return r < 0 ? r : 1;

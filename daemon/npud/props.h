@@ -18,7 +18,7 @@
 
 struct prop_value {
         const char *name;
-        char type;              /* 's', 'u', 't', 'b', or 'a' (as) */
+        char type;              /* 's', 'u', 't', 'b', 'a' (as), or 'i': invalidated when n changes */
         const char *s;          /* 's' */
         const char *const *sv;  /* 'a': NULL-terminated */
         uint64_t n;             /* 'u', 't', 'b' */
@@ -35,6 +35,12 @@ void props_add_u(struct props *p, const char *name, uint32_t u);
 void props_add_t(struct props *p, const char *name, uint64_t t);
 void props_add_b(struct props *p, const char *name, bool b);
 void props_add_as(struct props *p, const char *name, const char *const *sv);
+/*
+ * A property too big to send on every change (a session's messages): when
+ * version changes, PropertiesChanged lists it as invalidated and the client
+ * reads it again. Its getter answers it itself.
+ */
+void props_add_invalidates(struct props *p, const char *name, uint64_t version);
 /* For a getter: appends the value of name (not as a variant); -ENOENT when p has none. */
 int props_reply(sd_bus_message *reply, const struct props *p, const char *name);
 

@@ -93,7 +93,7 @@ static int queue_tokens(struct request *r, const int32_t *ids, int32_t n, sd_bus
 
         if (session_is_single(s))
                 return request_submit(r, ids, n, &r->params, NULL, error);
-        if ((int64_t)s->n_history + n >= m->rt->n_ctx)
+        if (!s->chat && (int64_t)s->n_history + n >= m->rt->n_ctx)
                 return sd_bus_error_setf(error, NPUD_ERROR_PROMPT_TOO_LONG,
                                          "the history (%d tokens) and this prompt (%d) do not fit the context (%d)",
                                          s->n_history, n, m->rt->n_ctx);
@@ -164,6 +164,29 @@ int request_start(struct request *r, sd_bus_message *call, const struct prompt_a
                                          "context) hold at most %zu",
                                          pa->len, room, prompt_max_bytes(m, room));
         rr = tokenize_async(m, pa->text, pa->len, add_bos, on_tokenized, r, &r->tokenizing);
+        if (rr < 0)
+                return rr;
+        r->call = sd_bus_message_ref(call);
+        return 1;
+}
+
+int request_start_chat(struct request *r, sd_bus_message *call, const struct chat_prompt *chat, bool add_bos,
+                       const struct sched_params *p, sd_bus_error *error)
+{
+        struct served_model *m = r->session->model;
+        int rr;
+
+        r->params = *p;
+        r->stops = strv_copy(p->stops);
+        if (p->stops && !r->stops)
+                return -ENOMEM;
+        r->params.stops = r->stops;
+        if (chat->len > prompt_max_bytes(m, m->rt->n_ctx))
+                return sd_bus_error_setf(error, NPUD_ERROR_PROMPT_TOO_LONG,
+                                         "the chat has %zu bytes; %d tokens of this model (its context) hold at most "
+                                         "%zu",
+                                         chat->len, m->rt->n_ctx, prompt_max_bytes(m, m->rt->n_ctx));
+        rr = tokenize_chat_async(m, chat, add_bos, on_tokenized, r, &r->tokenizing);
         if (rr < 0)
                 return rr;
         r->call = sd_bus_message_ref(call);
@@ -253,4 +276,6 @@ void request_on_finished(struct request *r)
         request_flush(r, true);
         if (bus_request_send_finished(r) < 0)
                 fprintf(stderr, "<4>npud: cannot send the end of %s to %s\n", r->path, c->name);
+        /* what stays for its properties: the counters (a session took its tokens already) */
+        sched_request_shrink(r->sr);
 }

@@ -281,6 +281,21 @@ static int append_token(struct sched_request *r, int32_t tok)
         return 0;
 }
 
+void sched_request_shrink(struct sched_request *r)
+{
+        if (r->state != SCHED_FINISHED)
+                return;
+        piece_queue_done(&r->out);
+        free(r->tokens);
+        r->tokens = NULL;
+        r->cap_tokens = 0;
+        /* its KV went back to the pool, or to its session */
+        if (r->seq.n_blocks == 0) {
+                free(r->seq.blocks);
+                r->seq = (struct kv_seq) {};
+        }
+}
+
 void sched_request_free(struct sched_request *r)
 {
         if (!r)
@@ -378,6 +393,10 @@ static void finish(struct sched_request *r, enum sched_stop stop, const char *er
         else
                 deactivate(s, r);
         (void)text_stream_finish(&r->text, &r->out);
+        text_stream_done(&r->text);
+        /* n_vocab candidates: 1.5 MB with a 128k vocabulary, kept by no finished request */
+        sampler_free(r->smp);
+        r->smp = NULL;
         if (!r->keep_seq)
                 kv_seq_release(s->rt->kv, &r->seq);
         r->state = SCHED_FINISHED;

@@ -194,6 +194,11 @@ int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const st
 void sched_cancel(struct sched_request *r, enum sched_stop stop);
 /* Frees a finished request. */
 void sched_request_free(struct sched_request *r);
+/*
+ * A finished request, kept for its counters and timings: its tokens, its
+ * unsent pieces and its KV table go (its sampler went when it finished).
+ */
+void sched_request_shrink(struct sched_request *r);
 /* Holds a request back (its consumer is behind) or lets it go on; it keeps its KV while held. */
 void sched_hold_stream(struct sched_request *r, bool hold);
 

@@ -4,11 +4,13 @@
  *   npu-run -m MODEL -p PROMPT -n N [--temp T --top-k K --top-p P --seed S] [--threads N] [--target cpu|npu]
  *   npu-run -m MODEL --tokenize TEXT [--special]
  *   npu-run -m MODEL --perplexity FILE
+ *   npu-run -m MODEL --kl-divergence-base FILE   (llama-perplexity's logits of the same text)
  */
 #include <getopt.h>
 #include <math.h>
 
 #include "cli.h"
+#include "kld.h"
 #include "runtime.h"
 
 struct run_args {
@@ -17,6 +19,7 @@ struct run_args {
         const char *prompt;
         const char *tokenize;
         const char *perplexity;
+        const char *kld_base;
         int32_t n_predict;
         int32_t detach_after;
         bool ignore_eos;
@@ -56,7 +59,11 @@ static void usage(FILE *f)
                 "      --special              control tokens written in TEXT or PROMPT (<|eot_id|>, <s>)\n"
                 "                             become those tokens, and generated ones print as their\n"
                 "                             text; without it they stay text and print as nothing\n"
-                "      --perplexity FILE      print the perplexity of the text in FILE\n");
+                "      --perplexity FILE      print the perplexity of the text in FILE\n"
+                "      --kl-divergence-base FILE\n"
+                "                             compare with the logits llama.cpp's llama-perplexity\n"
+                "                             --kl-divergence-base wrote: same top token, perplexity\n"
+                "                             of both, KL divergence\n");
 }
 
 enum {
@@ -71,6 +78,7 @@ enum {
         ARG_NO_PROMPT,
         ARG_TOKENIZE,
         ARG_PERPLEXITY,
+        ARG_KLD_BASE,
         ARG_TARGET,
         ARG_DEVICE,
         ARG_NPU_RETRIES,
@@ -99,6 +107,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 { "tokenize", required_argument, NULL, ARG_TOKENIZE },
                 { "special", no_argument, NULL, ARG_SPECIAL },
                 { "perplexity", required_argument, NULL, ARG_PERPLEXITY },
+                { "kl-divergence-base", required_argument, NULL, ARG_KLD_BASE },
                 { "target", required_argument, NULL, ARG_TARGET },
                 { "device", required_argument, NULL, ARG_DEVICE },
                 { "npu-retries", required_argument, NULL, ARG_NPU_RETRIES },
@@ -132,6 +141,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 case ARG_TOKENIZE: a->tokenize = optarg; break;
                 case ARG_SPECIAL: a->special = true; break;
                 case ARG_PERPLEXITY: a->perplexity = optarg; break;
+                case ARG_KLD_BASE: a->kld_base = optarg; break;
                 case ARG_TARGET: r = cli_parse_target(optarg, &a->rt.target); break;
                 case ARG_DEVICE: a->rt.device = optarg; break;
                 case ARG_NPU_RETRIES: r = cli_parse_int(optarg, 0, 100, "--npu-retries", &a->rt.npu_retries); break;
@@ -286,6 +296,23 @@ static int run_perplexity(const struct run_args *a)
         return 0;
 }
 
+static int run_kld(const struct run_args *a)
+{
+        struct kld_result k;
+        struct npu_err err = {};
+        int r = kld_compare(a->kld_base, &a->rt, &k, &err);
+
+        if (r < 0)
+                return cli_error(r, "%s", err.msg);
+        const double ppl = exp(k.nll / k.positions), ppl_base = exp(k.nll_base / k.positions);
+        printf("base: %d chunks of %d tokens, %lld scored positions\n", k.n_chunk, k.n_ctx, (long long)k.positions);
+        printf("top-1 agreement: %.2f %% (%lld of %lld)\n", 100.0 * k.top1_same / k.positions,
+               (long long)k.top1_same, (long long)k.positions);
+        printf("perplexity: %.4f, base %.4f (%+.3f %%)\n", ppl, ppl_base, 100.0 * (ppl / ppl_base - 1));
+        printf("mean KL divergence: %.6f\n", k.kld / k.positions);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         struct run_args a = {};
@@ -298,6 +325,8 @@ int main(int argc, char **argv)
                 r = run_tokenize(&a);
         else if (a.perplexity)
                 r = run_perplexity(&a);
+        else if (a.kld_base)
+                r = run_kld(&a);
         else
                 r = run_generate(&a);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

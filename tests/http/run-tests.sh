@@ -178,6 +178,7 @@ E "error-wrong-method" 405 "use POST" $url/v1/completions
 head -c 100000 /dev/zero | tr '\0' a >"$tmp/big"
 E "error-body-too-large" 413 '"code":"request_too_large"' $url/v1/completions --data-binary @"$tmp/big"
 E "error-body-too-large-chunked" 413 '"code":"request_too_large"' $url/v1/completions -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/big"
+E "error-body-too-large-expect-100" 413 '"code":"request_too_large"' $url/v1/completions -H 'Expect: 100-continue' --data-binary @"$tmp/big"
 out=$(U $url/api/generate -d '{"model":"no-such","prompt":"x","raw":true}')
 if [ "$(echo "$out" | json 'typeof o.error')" = string ]; then ok "ollama-error-shape"; else bad "ollama-error-shape" "$out"; fi
 

@@ -11,6 +11,9 @@
  *   npud-probe ADDRESS hold MAX_TOKENS PROMPT
  *       one request; prints its path, waits for Finished, prints "finished
  *       REASON", then keeps the connection (and the request) until killed.
+ *   npud-probe ADDRESS many N MAX_TOKENS PROMPT
+ *       N sampled requests one after another, each waited for; prints "done N", then
+ *       keeps the connection (and the requests kept on it) until killed.
  *   npud-probe ADDRESS cancel-twice MAX_TOKENS PROMPT
  *       a long request; after its first tokens, Cancel twice, then once more
  *       after Finished; prints "cancel1 R", "cancel2 R", "reason X",
@@ -107,14 +110,21 @@ static int append_generate(sd_bus_message *m, const char *prompt, uint32_t max_t
                        : 0;
 }
 
-static int generate(struct probe *p, const char *prompt, uint32_t max_tokens, char **ret_path, sd_bus_error *err)
+static int generate_sampled(struct probe *p, const char *prompt, uint32_t max_tokens, bool sampled, char **ret_path,
+                            sd_bus_error *err)
 {
         sd_bus_message *m = NULL, *reply = NULL;
         const char *path;
         int r;
 
         r = sd_bus_message_new_method_call(p->bus, &m, SERVICE, PATH, MANAGER, "Generate");
-        if (r >= 0)
+        if (r >= 0 && sampled)
+                r = sd_bus_message_append(m, "sv", "", "s", prompt) < 0 ||
+                                    sd_bus_message_append(m, "a{sv}", 2, "max_tokens", "u", max_tokens, "ignore_eos",
+                                                          "b", 1) < 0
+                            ? -EINVAL
+                            : 0;
+        else if (r >= 0)
                 r = append_generate(m, prompt, max_tokens);
         if (r >= 0)
                 r = sd_bus_call(p->bus, m, 0, err, &reply);
@@ -125,6 +135,11 @@ static int generate(struct probe *p, const char *prompt, uint32_t max_tokens, ch
         sd_bus_message_unref(m);
         sd_bus_message_unref(reply);
         return r;
+}
+
+static int generate(struct probe *p, const char *prompt, uint32_t max_tokens, char **ret_path, sd_bus_error *err)
+{
+        return generate_sampled(p, prompt, max_tokens, false, ret_path, err);
 }
 
 static int cmd_stats_prefixed(struct probe *p, const char *prefix)
@@ -241,6 +256,30 @@ static int cmd_hold(struct probe *p, uint32_t max_tokens, const char *prompt)
         if (r < 0)
                 return fail("waiting for Finished", r);
         printf("finished %s\n", p->last_reason);
+        fflush(stdout);
+        for (;;)
+                pause();
+}
+
+/* n requests one after another on this connection; prints "done N", then keeps the connection (and its requests). */
+static int cmd_many(struct probe *p, unsigned n, uint32_t max_tokens, const char *prompt)
+{
+        for (unsigned i = 0; i < n; i++) {
+                sd_bus_error err = SD_BUS_ERROR_NULL;
+                char *path = NULL;
+                /* sampled (the daemon's default temperature): the sampler's candidates are used */
+                int r = generate_sampled(p, prompt, max_tokens, true, &path, &err);
+                if (r < 0) {
+                        printf("error %s\n", err.name ? err.name : strerror(-r));
+                        sd_bus_error_free(&err);
+                        return EXIT_FAILURE;
+                }
+                free(path);
+                r = wait_until(p, &p->finished, i + 1);
+                if (r < 0)
+                        return fail("waiting for Finished", r);
+        }
+        printf("done %u\n", n);
         fflush(stdout);
         for (;;)
                 pause();
@@ -927,6 +966,8 @@ static int dispatch(struct probe *p, int argc, char **argv)
                 return cmd_stats(p);
         if (strcmp(argv[2], "flood") == 0 && argc == 6)
                 return cmd_flood(p, (unsigned)atoi(argv[3]), (uint32_t)atoi(argv[4]), argv[5]);
+        if (strcmp(argv[2], "many") == 0 && argc == 6)
+                return cmd_many(p, (unsigned)atoi(argv[3]), (uint32_t)atoi(argv[4]), argv[5]);
         if (strcmp(argv[2], "hold") == 0 && argc == 5)
                 return cmd_hold(p, (uint32_t)atoi(argv[3]), argv[4]);
         if (strcmp(argv[2], "cancel-twice") == 0 && argc == 5)

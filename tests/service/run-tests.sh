@@ -434,7 +434,8 @@ cp "$tmp/npud.conf" "$tmp/npud.conf.orig"
 sed -i 's/^max_requests_per_client = .*/max_requests_per_client = 1/' "$tmp/npud.conf"
 kill -HUP "$npud_pid"
 wait_for "$tmp/npud.log" "reloaded" 10
-"$probe" "$addr" flood 3 4 "$prompt" >"$tmp/hup" 2>&1
+# long requests: the first must still be running when the others arrive
+"$probe" "$addr" flood 3 500 "$prompt" >"$tmp/hup" 2>&1
 if grep -q "^accepted 1$" "$tmp/hup" && kill -0 "$npud_pid"; then
 	ok "sighup-reload"
 else
@@ -443,7 +444,8 @@ fi
 echo "no_such_key = 1" >>"$tmp/npud.conf"
 kill -HUP "$npud_pid"
 wait_for "$tmp/npud.log" "keeping the old configuration" 10
-"$probe" "$addr" flood 3 4 "$prompt" >"$tmp/hup" 2>&1
+# long requests: the first must still be running when the others arrive
+"$probe" "$addr" flood 3 500 "$prompt" >"$tmp/hup" 2>&1
 if grep -q "^accepted 1$" "$tmp/hup" && grep -q "unknown key 'no_such_key'" "$tmp/npud.log"; then
 	ok "sighup-bad-config-kept"
 else

@@ -82,9 +82,9 @@ int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_
         if (o->device && !(rt->device = strdup(o->device)))
                 return -ENOMEM;
         if (o->target == BACKEND_TARGET_NPU) {
-                if (rt->model->precision == NPU_PRECISION_FLOAT) {
-                        rt->target_note = "the model is float: it runs on the cpu (the npu runs w8a8 and w8a16 "
-                                          "models; quantize it with npu-quantize)";
+                if (!precision_runs_on_npu(rt->model->precision)) {
+                        rt->target_note = "the model is not w8a8 or w8a16: it runs on the cpu (float, GGUF block "
+                                          "types and w4a8 do; quantize it with npu-quantize --precision w8a8)";
                 } else {
                         r = ctx_set_target(rt->ctx, BACKEND_TARGET_NPU, rt->device, -1, err);
                         if (r < 0)
