@@ -15,6 +15,11 @@
  *       message" and exits 1.
  *   api-probe ADDRESS chat MODEL ROLE:TEXT... [-- KEY TYPE VALUE...]
  *       the same through Chat.
+ *   api-probe ADDRESS session MODEL TEMPLATE TEXT...
+ *       CreateSession (TEMPLATE: the template option, "" for none), a turn
+ *       of 8 tokens per TEXT, each awaited ("finished REASON") and followed
+ *       by 0.3 s, printing the session's PropertiesChanged as watch prints
+ *       them; then it closes the session.
  *   api-probe ADDRESS watch SECONDS [PROPERTY...]
  *       reads the Manager's properties once (Get of each PROPERTY, else
  *       GetAll: this makes the connection a watcher of the per-caller ones),
@@ -204,6 +209,13 @@ static int print_properties(sd_bus_message *m, const char *sep)
         if (r < 0)
                 return r;
         return sd_bus_message_exit_container(m);
+}
+
+static int print_call_error(sd_bus_error *error, int r)
+{
+        printf("error %s: %s\n", error->name ? error->name : "?", error->message ? error->message : strerror(-r));
+        sd_bus_error_free(error);
+        return EXIT_FAILURE;
 }
 
 /* ---- generate, chat */
@@ -397,6 +409,99 @@ static int cmd_chat(sd_bus *bus, int argc, char **argv)
         return run_request(bus, call);
 }
 
+/* ---- a session */
+
+static int on_watched(sd_bus_message *m, void *userdata, sd_bus_error *ret_error);
+
+struct turn {
+        const char *session, *request;
+        bool done;
+};
+
+static int on_session_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct turn *t = userdata;
+        const char *path = sd_bus_message_get_path(m), *reason;
+
+        if (t->session && !strcmp(path, t->session) &&
+            sd_bus_message_is_signal(m, "org.freedesktop.DBus.Properties", "PropertiesChanged"))
+                return on_watched(m, NULL, ret_error);
+        if (t->request && !strcmp(path, t->request) && sd_bus_message_is_signal(m, REQUEST, "Finished") &&
+            sd_bus_message_read(m, "s", &reason) >= 0) {
+                printf("finished %s\n", reason);
+                fflush(stdout);
+                t->done = true;
+        }
+        return 0;
+}
+
+static int pump_until(sd_bus *bus, const bool *done, uint64_t usec)
+{
+        uint64_t end = now_usec() + usec;
+        int r;
+
+        while ((!done || !*done) && now_usec() < end) {
+                r = sd_bus_process(bus, NULL);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        (void)sd_bus_wait(bus, 50000);
+        }
+        return done && !*done ? -ETIMEDOUT : 0;
+}
+
+static int cmd_session(sd_bus *bus, int argc, char **argv)
+{
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *changes = NULL, *finished = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        struct turn t = {};
+        int r;
+
+        if (argc < 3)
+                return fail("session MODEL TEMPLATE TEXT...", EINVAL);
+        r = sd_bus_match_signal(bus, &changes, SERVICE, NULL, "org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                on_session_signal, &t);
+        if (r >= 0)
+                r = sd_bus_match_signal(bus, &finished, SERVICE, NULL, REQUEST, "Finished", on_session_signal, &t);
+        if (r < 0)
+                return fail("match", r);
+        if (argv[1][0])
+                r = sd_bus_call_method(bus, SERVICE, ROOT, MANAGER, "CreateSession", &error, &reply, "sa{sv}", argv[0],
+                                       1, "template", "s", argv[1]);
+        else
+                r = sd_bus_call_method(bus, SERVICE, ROOT, MANAGER, "CreateSession", &error, &reply, "sa{sv}", argv[0],
+                                       0);
+        if (r < 0)
+                return print_call_error(&error, r);
+        r = sd_bus_message_read(reply, "o", &t.session);
+        if (r < 0)
+                return fail("reply", r);
+        printf("session %s\n", t.session);
+        for (int i = 2; i < argc; i++) {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *turn = NULL;
+                r = sd_bus_call_method(bus, SERVICE, t.session, SERVICE ".Session", "Send", &error, &turn, "va{sv}",
+                                       "s", argv[i], 2, "max_tokens", "u", 8, "temperature", "d", 0.0);
+                if (r < 0)
+                        return print_call_error(&error, r);
+                r = sd_bus_message_read(turn, "o", &t.request);
+                if (r < 0)
+                        return fail("reply", r);
+                t.done = false;
+                r = pump_until(bus, &t.done, 60000000);
+                if (r < 0)
+                        return fail("waiting for Finished", r);
+                /* its changes are told apart from the next turn's */
+                r = pump_until(bus, NULL, 300000);
+                if (r < 0)
+                        return fail("process", r);
+        }
+        if (r < 0)
+                return fail("process", r);
+        r = sd_bus_call_method(bus, SERVICE, t.session, SERVICE ".Session", "Close", &error, NULL, NULL);
+        return r < 0 ? print_call_error(&error, r) : EXIT_SUCCESS;
+}
+
 /* ---- watch, objects, get */
 
 static int on_watched(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
@@ -454,12 +559,6 @@ static int on_watched(sd_bus_message *m, void *userdata, sd_bus_error *ret_error
         return 0;
 }
 
-static int print_call_error(sd_bus_error *error, int r)
-{
-        printf("error %s: %s\n", error->name ? error->name : "?", error->message ? error->message : strerror(-r));
-        sd_bus_error_free(error);
-        return EXIT_FAILURE;
-}
 
 static int cmd_watch(sd_bus *bus, int argc, char **argv)
 {
@@ -585,6 +684,8 @@ int main(int argc, char **argv)
                 return cmd_generate(bus, argc - 3, argv + 3);
         if (!strcmp(argv[2], "chat"))
                 return cmd_chat(bus, argc - 3, argv + 3);
+        if (!strcmp(argv[2], "session"))
+                return cmd_session(bus, argc - 3, argv + 3);
         if (!strcmp(argv[2], "watch"))
                 return cmd_watch(bus, argc - 3, argv + 3);
         if (!strcmp(argv[2], "objects"))

@@ -552,6 +552,16 @@ else
 	fi
 fi
 
+# ---- a session's changes go to its owner: Turns, ContextTokens, State, and Messages (invalidated)
+P session "" chatml "Hello" "Once upon a time" >"$tmp/session" 2>&1
+if grep -q '^changed /org/npud/Inference1/session/[0-9]* org.npud.Inference1.Session .*Turns=1 .*invalidated Messages (unicast)$' "$tmp/session" &&
+	grep -q '^changed /org/npud/Inference1/session/[0-9]* org.npud.Inference1.Session .*Turns=2 .*invalidated Messages (unicast)$' "$tmp/session" &&
+	[ "$(grep -c '^finished' "$tmp/session")" = 2 ]; then
+	ok "session-changes-to-owner"
+else
+	bad "session-changes-to-owner" "$(tr '\n' ';' <"$tmp/session")"
+fi
+
 # ---- the introspection XML in the repository is what npud serves
 # the members of IFACE in introspection XML (stdin): "IFACE KIND NAME in:TYPES out:TYPES" for
 # methods and signals, "IFACE property NAME TYPE EMITS" (EmitsChangedSignal, default true)
@@ -574,9 +584,13 @@ members() {
 }
 "$npud_probe" "$addr" hold 4 "$prompt" >"$tmp/hold" 2>&1 &
 holder=$!
+"$npud_probe" "$addr" run "session s" "path s" "sleep 20000" >"$tmp/session-holder" 2>&1 &
+session_holder=$!
 wait_for "$tmp/hold" "^finished" 10
+wait_for "$tmp/session-holder" "^path s " 10
 interfaces_to_check=("/org/npud/Inference1 org.npud.Inference1.Manager" "$model_path org.npud.Inference1.Model"
-	"$(head -1 "$tmp/hold") org.npud.Inference1.Request")
+	"$(head -1 "$tmp/hold") org.npud.Inference1.Request"
+	"$(sed -n 's/^path s //p' "$tmp/session-holder") org.npud.Inference1.Session")
 xml_diff=""
 for pair in "${interfaces_to_check[@]}"; do
 	read -r opath iface <<<"$pair"
@@ -586,8 +600,8 @@ for pair in "${interfaces_to_check[@]}"; do
 	[ -s "$tmp/got" ] || xml_diff="$xml_diff nothing introspected for $iface;"
 	diff "$tmp/got" "$tmp/want" >"$tmp/xmldiff" || xml_diff="$xml_diff $iface: $(tr '\n' ';' <"$tmp/xmldiff")"
 done
-kill $holder 2>/dev/null
-wait $holder 2>/dev/null
+kill $holder $session_holder 2>/dev/null
+wait $holder $session_holder 2>/dev/null
 if [ -z "$xml_diff" ]; then ok "introspection-matches-xml"; else bad "introspection-matches-xml" "$xml_diff"; fi
 
 # ---- npud stops cleanly; nothing from the sanitizers
