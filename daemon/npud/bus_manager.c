@@ -244,9 +244,9 @@ static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *er
                 return r;
         if (!strchr(path, '/'))
                 return load_by_name(srv, m, path, name, make_default, keep_alive_us, error);
-        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, method_load_model, userdata, error);
         if (r <= 0)
-                return r;
+                return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         lc = calloc(1, sizeof(*lc));
@@ -274,9 +274,9 @@ static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error)
         struct server *srv = userdata;
         int r;
 
-        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, method_reload, userdata, error);
         if (r <= 0)
-                return r;
+                return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         return server_reload(srv, m);
@@ -313,9 +313,9 @@ static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *
         }
         if (!name[0])
                 return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT, "name the model to unload");
-        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, method_unload_model, userdata, error);
         if (r <= 0)
-                return r;
+                return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
         sm = find_loaded_model(srv, name, error);
         if (!sm)
                 return -ENOENT;
