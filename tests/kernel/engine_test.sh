@@ -4,8 +4,9 @@
 # model quantized to w8a8 and w8a16. Prints "PASS name" / "FAIL name: why".
 #
 # usage: engine_test.sh DIR     DIR holds npu-run, npu-bench, the models
-# (f32.gguf, w8a8.gguf, w8a16.gguf) and the host's greedy text of each
-# quantized model (w8a8.host.txt, w8a16.host.txt).
+# (f32.gguf, w8a8.gguf, w8a16.gguf, and the Qwen2 and Qwen3 tiny models
+# qwen2-w8a8.gguf, qwen3-w8a8.gguf) and the host's greedy text of each
+# quantized model (w8a8.host.txt, ...).
 d=$1
 dbg=/sys/kernel/debug/accel/npu.0
 tmp=/tmp/engine
@@ -46,7 +47,7 @@ field() {
 	sed -n "s/.* \([0-9][0-9]*\) $1.*/\1/p" "$tmp/err" | head -1
 }
 
-for p in w8a8 w8a16; do
+for p in w8a8 w8a16 qwen2-w8a8 qwen3-w8a8; do
 	name=engine-greedy-$p
 	if ! greedy cpu $p "$tmp/$p.cpu"; then
 		fail "$name" "cpu run failed"
