@@ -62,9 +62,9 @@ int method_attach_device(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = read_no_options(m, error);
         if (r < 0)
                 return r;
-        r = authorize(srv, m, ACTION_MANAGE_DEVICES, error);
+        r = authorize(srv, m, ACTION_MANAGE_DEVICES, method_attach_device, userdata, error);
         if (r <= 0)
-                return r;
+                return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         if (!device_name_valid(name))
@@ -107,9 +107,9 @@ int method_detach_device(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = read_no_options(m, error);
         if (r < 0)
                 return r;
-        r = authorize(srv, m, ACTION_MANAGE_DEVICES, error);
+        r = authorize(srv, m, ACTION_MANAGE_DEVICES, method_detach_device, userdata, error);
         if (r <= 0)
-                return r;
+                return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
         d = devices_find(srv, name);
         if (!d)
                 return sd_bus_error_setf(error, NPUD_ERROR_NO_SUCH_DEVICE, "no device named '%s'", name);
@@ -208,9 +208,9 @@ static int method_attach(sd_bus_message *m, void *userdata, sd_bus_error *error)
         struct served_device *d = userdata;
         int r;
 
-        r = authorize(d->srv, m, ACTION_MANAGE_DEVICES, error);
+        r = authorize(d->srv, m, ACTION_MANAGE_DEVICES, method_attach, userdata, error);
         if (r <= 0)
-                return r;
+                return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
         if (d->srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         if (d->state != DEVICE_DETACHED)
@@ -223,9 +223,9 @@ static int method_detach(sd_bus_message *m, void *userdata, sd_bus_error *error)
         struct served_device *d = userdata;
         int r;
 
-        r = authorize(d->srv, m, ACTION_MANAGE_DEVICES, error);
+        r = authorize(d->srv, m, ACTION_MANAGE_DEVICES, method_detach, userdata, error);
         if (r <= 0)
-                return r;
+                return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
         if (d->state == DEVICE_DETACHED && d->pending_op == DEVICE_OP_NONE)
                 return sd_bus_reply_method_return(m, NULL);
         return queue_op(d, d->npud_opened ? DEVICE_OP_DETACH : DEVICE_OP_FORGET, m, error);

@@ -168,9 +168,9 @@ static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = read_load_options(m, &name, &make_default, error);
         if (r < 0)
                 return r;
-        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, method_load_model, userdata, error);
         if (r <= 0)
-                return r;
+                return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         /* loaded off the event loop: the reply comes when it is done */
@@ -187,9 +187,9 @@ static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error)
         struct server *srv = userdata;
         int r;
 
-        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, method_reload, userdata, error);
         if (r <= 0)
-                return r;
+                return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         return server_reload(srv, m);
@@ -226,9 +226,9 @@ static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *
         }
         if (!name[0])
                 return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT, "name the model to unload");
-        r = authorize(srv, m, ACTION_MANAGE_MODELS, error);
+        r = authorize(srv, m, ACTION_MANAGE_MODELS, method_unload_model, userdata, error);
         if (r <= 0)
-                return r;
+                return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
         sm = find_model(srv, name, error);
         if (!sm)
                 return -ENOENT;

@@ -17,10 +17,14 @@ int bus_message_uid(sd_bus_message *m, uid_t *ret)
         sd_bus_creds *creds = NULL;
         int r;
 
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+        /* from the bus itself, never from /proc (which a racing process could fake): it decides access */
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
         if (r < 0)
                 return r;
-        r = sd_bus_creds_get_euid(creds, ret);
+        if (sd_bus_creds_get_augmented_mask(creds) & SD_BUS_CREDS_EUID)
+                r = -EPERM;
+        else
+                r = sd_bus_creds_get_euid(creds, ret);
         sd_bus_creds_unref(creds);
         return r;
 }
@@ -94,6 +98,7 @@ void client_free(struct client *c)
                         break;
                 }
         user_unref(c->user);
+        sd_bus_slot_unref(c->ping);
         free(c->name);
         free(c);
 }
@@ -212,4 +217,73 @@ struct request *client_oldest_finished(const struct client *c)
                 if (r->finished)
                         return r;
         return NULL;
+}
+
+/* --- streaming flow control --- */
+
+#define PING_TIMEOUT_USEC (5 * 1000000ull)
+
+static void ping(struct client *c);
+
+static uint64_t unread(const struct client *c)
+{
+        return c->sent - c->read;
+}
+
+/* The connection read what was sent before the ping: held requests go on. */
+static int on_ping_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct client *c = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+
+        c->ping = sd_bus_slot_unref(c->ping);
+        /* no answer in time: it is not reading; ask again (it answers once it reads) */
+        if (e && sd_bus_error_has_name(e, SD_BUS_ERROR_NO_REPLY)) {
+                ping(c);
+                return 0;
+        }
+        /* an answer (or a connection that cannot answer pings: it is not held for ever) */
+        c->read = c->ping_mark;
+        if (unread(c) >= (uint64_t)c->srv->cfg.max_unread_tokens_per_client / 2)
+                ping(c);
+        for (struct request *r = c->requests_head; r && client_may_send(c, 1); r = r->client_next)
+                if (r->sr && r->sr->stream_held) {
+                        sched_hold_stream(r->sr, false);
+                        request_flush(r, false);
+                }
+        server_kick(c->srv);
+        return 0;
+}
+
+static void ping(struct client *c)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        if (c->ping)
+                return;
+        r = sd_bus_message_new_method_call(c->srv->bus, &m, c->name, "/", "org.freedesktop.DBus.Peer", "Ping");
+        if (r >= 0)
+                r = sd_bus_call_async(c->srv->bus, &c->ping, m, on_ping_reply, c, PING_TIMEOUT_USEC);
+        if (r < 0) {
+                fprintf(stderr, "<4>npud: cannot ping %s: %s; its tokens are not held back\n", c->name, strerror(-r));
+                c->read = c->sent;
+                return;
+        }
+        c->ping_mark = c->sent;
+}
+
+bool client_may_send(struct client *c, size_t n)
+{
+        if (unread(c) + n <= (uint64_t)c->srv->cfg.max_unread_tokens_per_client)
+                return true;
+        ping(c);
+        return false;
+}
+
+void client_sent(struct client *c, size_t n)
+{
+        c->sent += n;
+        if (unread(c) >= (uint64_t)c->srv->cfg.max_unread_tokens_per_client / 2)
+                ping(c);
 }

@@ -41,6 +41,15 @@ struct client {
         int64_t n_prompt_tokens; /* prompt tokens of unfinished requests */
         int32_t n_sessions;
         int32_t n_finished;      /* finished requests still on the bus */
+        /*
+         * Streaming: tokens sent to the connection, and how many of them it
+         * has read for sure (a Peer.Ping it answered was behind them). Past
+         * max_unread_tokens_per_client unread, its requests are held (they
+         * keep their KV) until an answer comes.
+         */
+        uint64_t sent, read;
+        uint64_t ping_mark; /* sent when the ping in flight went out */
+        sd_bus_slot *ping;
 };
 
 /* The caller of m: found, or made (its uid asked of the bus once). */
@@ -70,3 +79,8 @@ void client_add_session(struct client *c, struct session *s);
 void client_remove_session(struct client *c, struct session *s);
 /* The oldest finished request of c, or NULL. */
 struct request *client_oldest_finished(const struct client *c);
+
+/* Streaming: may n more tokens go to c now? (If not, a ping is on its way to find out when.) */
+bool client_may_send(struct client *c, size_t n);
+/* n tokens went to c. */
+void client_sent(struct client *c, size_t n);

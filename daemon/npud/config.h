@@ -28,6 +28,7 @@ struct npud_config {
         int32_t max_queued_tokens_per_client;
         int32_t max_sessions_per_client;
         int32_t max_finished_kept; /* finished requests kept per client for their properties */
+        int32_t max_unread_tokens_per_client; /* sent, not yet read: past it the client's requests wait */
         /* per uid (all its connections) */
         int32_t max_requests_per_uid;
         int32_t max_sessions_per_uid;

@@ -236,15 +236,23 @@ void request_flush(struct request *r, bool force)
 {
         struct server *srv;
         uint64_t queued = 0;
+        size_t n;
 
         if (!r->client || !r->sr || r->sr->out.n == 0)
                 return;
         srv = request_model(r)->srv;
         if (!force && sd_bus_get_n_queued_write(srv->bus, &queued) >= 0 && queued > MAX_QUEUED_WRITES)
                 return;
+        /* a connection that does not read what it was sent: its request waits, keeping its KV */
+        n = r->sr->out.n;
+        if (!force && !client_may_send(r->client, n)) {
+                sched_hold_stream(r->sr, true);
+                return;
+        }
         if (bus_request_send_tokens(r) < 0)
                 fprintf(stderr, "<4>npud: cannot send tokens of %s to %s\n", r->path, r->client->name);
         piece_queue_clear(&r->sr->out);
+        client_sent(r->client, n);
 }
 
 void request_on_tokens(struct request *r)

@@ -63,6 +63,7 @@ void server_free(struct server *srv)
         models_free_all(srv);
         clients_free_all(srv);
         srv->kick_source = sd_event_source_disable_unref(srv->kick_source);
+        authorize_free_all(srv);
         sd_event_source_disable_unref(srv->status_timer);
         sd_event_source_disable_unref(srv->extend_timer);
         if (srv->reload_call)
@@ -494,9 +495,11 @@ int server_start(struct server *srv)
         if (!srv->cfg.model)
                 return server_ready(srv);
         /* the bus name is taken once the default model is there (callers wait in the bus for it) */
-        r = sd_event_add_time_relative(srv->event, &srv->extend_timer, CLOCK_MONOTONIC, 0, 0, on_extend_timer, srv);
+        r = sd_event_add_time_relative(srv->event, &srv->extend_timer, CLOCK_MONOTONIC, EXTEND_INTERVAL_USEC, 0,
+                                       on_extend_timer, srv);
         if (r < 0)
                 return r;
+        on_extend_timer(srv->extend_timer, now_ns() / 1000, srv);
         r = models_load(srv, srv->cfg.model, NULL, true, on_default_loaded, NULL, &err);
         if (r < 0) {
                 fprintf(stderr, "npud: cannot load the default model: %s\n", err.msg);

@@ -28,6 +28,7 @@
 
 struct step_runner;
 struct worker;
+struct auth_query;
 
 struct server {
         sd_event *event;
@@ -43,6 +44,7 @@ struct server {
         struct step_runner *runner;
         struct worker *tokenizer; /* prompts, off the event loop */
         struct worker *loader;    /* models, off the event loop */
+        struct auth_query *auth_queries; /* questions to polkit in flight, and answers not yet used */
         bool reloading;
         sd_bus_message *reload_call; /* a Reload waiting for its model to load */
         struct served_model *stepping; /* the model whose step runs */
@@ -83,8 +85,12 @@ void server_client_left(struct server *srv, struct client *c);
 
 /*
  * May the caller of m do action (an org.npud.Inference1.manage-* action)?
- * 1: yes; < 0: no (error set); 0: not known yet (the call is answered later).
+ * 1: yes; < 0: no (error set); 0: polkit was asked, and handler(m, userdata)
+ * runs again when it answers (the handler returns 1 now, without a reply;
+ * m is then read from its start).
  */
-int authorize(struct server *srv, sd_bus_message *m, const char *action, sd_bus_error *error);
+int authorize(struct server *srv, sd_bus_message *m, const char *action, sd_bus_message_handler_t handler,
+              void *userdata, sd_bus_error *error);
+void authorize_free_all(struct server *srv);
 #define ACTION_MANAGE_MODELS "org.npud.Inference1.manage-models"
 #define ACTION_MANAGE_DEVICES "org.npud.Inference1.manage-devices"

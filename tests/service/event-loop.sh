@@ -64,7 +64,30 @@ else
 	bad "failed-load-named-error" "exit $rc: $(cat "$tmp/load.out")"
 fi
 
-# ---- 2. Manager.Reload answers once the configured model is loaded
+# ---- 2. a connection that does not read its Tokens: past
+#         max_unread_tokens_per_client (256) its request waits, keeping its KV
+#         (npud learns what it read from its answers to Peer.Ping), and goes on
+#         when it reads; others are served meanwhile
+stat_of() { "$probe" "$addr" stats | sed -n "s/^$1=//p"; }
+"$probe" "$addr" noread 900 3 "$prompt" >"$tmp/noread" 2>&1 &
+noread=$!
+for i in $(seq 100); do grep -q sleeping "$tmp/noread" && break; sleep 0.02; done
+sleep 1
+g1=$(stat_of generated_tokens)
+a1=$(stat_of active_requests)
+sleep 0.5
+g2=$(stat_of generated_tokens)
+out=$(timeout 10 "$npuctl" --bus "$addr" generate -q --temp 0 --max-tokens 8 "$prompt" 2>&1)
+rc=$?
+wait $noread
+if [ "$g1" = "$g2" ] && [ "$g1" -le 300 ] && [ "$a1" -ge 1 ] && [ $rc -eq 0 ] &&
+	grep -q "^finished length tokens 900$" "$tmp/noread"; then
+	ok "unread-tokens-hold-the-request (held at $g1 generated tokens)"
+else
+	bad "unread-tokens-hold-the-request" "generated $g1 then $g2, active $a1; other client: exit $rc; $(tr '\n' ';' <"$tmp/noread")"
+fi
+
+# ---- 3. Manager.Reload answers once the configured model is loaded
 cp "$model" "$tmp/other.gguf"
 cp "$tmp/npud.conf" "$tmp/npud.conf.orig"
 sed -i "s|^model = .*|model = $tmp/other.gguf|" "$tmp/npud.conf"
@@ -100,7 +123,7 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
 fi
 service_stop
 
-# ---- 3. start: EXTEND_TIMEOUT_USEC while the default model loads, READY=1 only after
+# ---- 4. start: EXTEND_TIMEOUT_USEC while the default model loads, READY=1 only after
 start_notified() { # MODEL: npud on a fresh bus, its notifications in $tmp/notify.out
 	bus_start || exit 1
 	npud_conf

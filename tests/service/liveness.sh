@@ -90,6 +90,19 @@ out=$(run "session t1" "send t1 600 8" "wait t1 10" "session t2" "model second" 
 	"wait b1 20" "wait t2 20")
 check "other-model-not-frozen" "$out" "finished t1 length" "finished b1 length" "finished t2 length"
 
+# 7b. Nor does a model whose only request waits for its consumer (a
+#     connection that reads nothing: its request is held, keeping its KV).
+fresh
+cp "$model" "$tmp/second.gguf"
+"$npuctl" --bus "$addr" load "$tmp/second.gguf" --name second >/dev/null 2>&1
+"$probe" "$addr" run "gen a 10 900" "stall 4000" "wait a 20" >"$tmp/held" 2>&1 &
+holder=$!
+sleep 1
+out=$(run "model second" "gen b 10 100" "wait b 3")
+wait $holder
+check "held-model-does-not-stop-others" "$out" "finished b length"
+check "held-request-goes-on-when-read" "$(cat "$tmp/held")" "finished a length generated=900 tokens=900"
+
 service_stop
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

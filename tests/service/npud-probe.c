@@ -14,6 +14,10 @@
  *   npud-probe ADDRESS many N MAX_TOKENS PROMPT
  *       N sampled requests one after another, each waited for; prints "done N", then
  *       keeps the connection (and the requests kept on it) until killed.
+ *   npud-probe ADDRESS noread MAX_TOKENS SECONDS PROMPT
+ *       one request (greedy, ignore_eos); prints its path and "sleeping",
+ *       reads nothing from the bus for SECONDS, prints "reading", then
+ *       "finished REASON tokens N" (N: the tokens its signals carried).
  *   npud-probe ADDRESS cancel-twice MAX_TOKENS PROMPT
  *       a long request; after its first tokens, Cancel twice, then once more
  *       after Finished; prints "cancel1 R", "cancel2 R", "reason X",
@@ -26,7 +30,13 @@
  *       count then the items; variants: a signature then the value; h: a
  *       path, opened and passed as a descriptor); prints
  *       "ok", or "NAME: message" on stderr and exits 1. Unlike busctl, the
- *       error's name is printed.
+ *       error's name is printed. call-interactive: the same, allowing
+ *       interactive authorization.
+ *   npud-probe ADDRESS fake-polkit yes|no|challenge DELAY_MS
+ *       takes org.freedesktop.PolicyKit1 and answers CheckAuthorization so
+ *       (a challenge is met when the caller allowed interactive
+ *       authorization), after DELAY_MS; prints "ready", then "check ACTION
+ *       KIND NAME flags=F" per question.
  *   npud-probe notify-listen PATH SECONDS
  *       a service manager's notification socket (NOTIFY_SOCKET=PATH): prints
  *       "listening", then each line received as "notify LINE", until
@@ -55,7 +65,8 @@
 struct probe {
         sd_bus *bus;
         unsigned finished;
-        unsigned tokens;
+        unsigned tokens;          /* Tokens signals */
+        unsigned tokens_received; /* tokens in them */
         char last_reason[64];
 };
 
@@ -77,8 +88,14 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
         struct probe *p = userdata;
         const char *reason;
 
-        if (sd_bus_message_is_signal(m, REQUEST, "Tokens"))
+        if (sd_bus_message_is_signal(m, REQUEST, "Tokens")) {
+                uint32_t id;
+                const char *piece;
                 p->tokens++;
+                if (sd_bus_message_enter_container(m, 'a', "(us)") >= 0)
+                        while (sd_bus_message_read(m, "(us)", &id, &piece) > 0)
+                                p->tokens_received++;
+        }
         else if (sd_bus_message_is_signal(m, REQUEST, "Finished") && sd_bus_message_read(m, "s", &reason) >= 0) {
                 p->finished++;
                 snprintf(p->last_reason, sizeof(p->last_reason), "%s", reason);
@@ -285,6 +302,32 @@ static int cmd_many(struct probe *p, unsigned n, uint32_t max_tokens, const char
                 pause();
 }
 
+/* One request, then SECONDS of not reading the bus at all, then reading to its end. */
+static int cmd_noread(struct probe *p, uint32_t max_tokens, int seconds, const char *prompt)
+{
+        sd_bus_error err = SD_BUS_ERROR_NULL;
+        char *path = NULL;
+        int r;
+
+        r = generate(p, prompt, max_tokens, &path, &err);
+        if (r < 0) {
+                printf("error %s\n", err.name ? err.name : strerror(-r));
+                sd_bus_error_free(&err);
+                return EXIT_FAILURE;
+        }
+        printf("%s\nsleeping\n", path);
+        fflush(stdout);
+        free(path);
+        sleep((unsigned)seconds);
+        printf("reading\n");
+        fflush(stdout);
+        r = wait_until(p, &p->finished, 1);
+        if (r < 0)
+                return fail("waiting for Finished", r);
+        printf("finished %s tokens %u\n", p->last_reason, p->tokens_received);
+        return EXIT_SUCCESS;
+}
+
 static const char *cancel(struct probe *p, const char *path)
 {
         static char name[256];
@@ -461,6 +504,9 @@ static int append_value(sd_bus_message *m, const char **sig, struct args *a)
         return r;
 }
 
+static bool call_interactive;
+static int cmd_fake_polkit(struct probe *p, const char *mode, int delay_ms);
+
 static int cmd_call(struct probe *p, int argc, char **argv)
 {
         sd_bus_message *m = NULL, *reply = NULL;
@@ -470,6 +516,8 @@ static int cmd_call(struct probe *p, int argc, char **argv)
         int r;
 
         r = sd_bus_message_new_method_call(p->bus, &m, SERVICE, argv[0], argv[1], argv[2]);
+        if (r >= 0 && call_interactive)
+                r = sd_bus_message_set_allow_interactive_authorization(m, true);
         while (r >= 0 && *sig)
                 r = append_value(m, &sig, &a);
         if (r < 0 || a.n != 0) {
@@ -827,6 +875,7 @@ static int step_property(struct script *s, const char *name, const char *propert
  *   path NAME                "path NAME OBJECT" (the session's, else the request's)
  *   prop NAME PROPERTY       "prop NAME PROPERTY VALUE" (or the error's name)
  *   sleep MS                 process the bus for MS milliseconds
+ *   stall MS                 read nothing from the bus for MS milliseconds
  *   stats                    GetStats as "stat KEY=VALUE" lines
  * Refused calls print "error NAME ERROR"; signals of requests this
  * connection did not make print "stray MEMBER PATH".
@@ -887,6 +936,8 @@ static int cmd_run(struct probe *p, int argc, char **argv)
                         r = step_property(&s, w[1], w[2]);
                 else if (!strcmp(w[0], "sleep") && n == 2)
                         r = process_for(p, (uint64_t)atoi(w[1]) * 1000, NULL);
+                else if (!strcmp(w[0], "stall") && n == 2)
+                        usleep((useconds_t)atoi(w[1]) * 1000); /* not reading the bus at all */
                 else if (!strcmp(w[0], "stats")) {
                         fflush(stdout);
                         r = cmd_stats_prefixed(p, "stat ");
@@ -958,6 +1009,10 @@ static int dispatch(struct probe *p, int argc, char **argv)
 {
         if (strcmp(argv[2], "call") == 0 && argc >= 6)
                 return cmd_call(p, argc - 3, argv + 3);
+        if (strcmp(argv[2], "call-interactive") == 0 && argc >= 6) {
+                call_interactive = true;
+                return cmd_call(p, argc - 3, argv + 3);
+        }
         if (strcmp(argv[2], "big-prompt") == 0 && argc == 4)
                 return cmd_big_prompt(p, strtoull(argv[3], NULL, 10));
         if (strcmp(argv[2], "run") == 0)
@@ -966,6 +1021,10 @@ static int dispatch(struct probe *p, int argc, char **argv)
                 return cmd_stats(p);
         if (strcmp(argv[2], "flood") == 0 && argc == 6)
                 return cmd_flood(p, (unsigned)atoi(argv[3]), (uint32_t)atoi(argv[4]), argv[5]);
+        if (strcmp(argv[2], "fake-polkit") == 0 && argc == 5)
+                return cmd_fake_polkit(p, argv[3], atoi(argv[4]));
+        if (strcmp(argv[2], "noread") == 0 && argc == 6)
+                return cmd_noread(p, (uint32_t)atoi(argv[3]), atoi(argv[4]), argv[5]);
         if (strcmp(argv[2], "many") == 0 && argc == 6)
                 return cmd_many(p, (unsigned)atoi(argv[3]), (uint32_t)atoi(argv[4]), argv[5]);
         if (strcmp(argv[2], "hold") == 0 && argc == 5)
@@ -974,6 +1033,89 @@ static int dispatch(struct probe *p, int argc, char **argv)
                 return cmd_cancel_twice(p, (uint32_t)atoi(argv[3]), argv[4]);
         fprintf(stderr, "npud-probe: unknown command or wrong arguments\n");
         return EXIT_FAILURE;
+}
+
+/* --- a stand-in for polkit's authority on the test bus --- */
+
+struct fake_polkit {
+        const char *mode; /* yes, no, challenge */
+        int delay_ms;
+};
+
+static int fake_check(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct fake_polkit *f = userdata;
+        const char *kind, *key, *name = "?", *action;
+        uint32_t flags;
+        int r, yes, challenge;
+
+        r = sd_bus_message_enter_container(m, 'r', "sa{sv}");
+        if (r >= 0)
+                r = sd_bus_message_read(m, "s", &kind);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        while (r >= 0 && sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+                r = sd_bus_message_read(m, "s", &key);
+                if (r >= 0 && !strcmp(key, "name"))
+                        r = sd_bus_message_read(m, "v", "s", &name);
+                else if (r >= 0)
+                        r = sd_bus_message_skip(m, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r >= 0)
+                r = sd_bus_message_read(m, "s", &action);
+        if (r >= 0)
+                r = sd_bus_message_skip(m, "a{ss}");
+        if (r >= 0)
+                r = sd_bus_message_read(m, "u", &flags);
+        if (r < 0)
+                return r;
+        printf("check %s %s %s flags=%u\n", action, kind, name, flags);
+        fflush(stdout);
+        if (f->delay_ms > 0)
+                usleep((useconds_t)f->delay_ms * 1000);
+        yes = !strcmp(f->mode, "yes");
+        challenge = !strcmp(f->mode, "challenge");
+        /* a challenge is met when the caller allowed interactive authorization (flag 1) */
+        if (challenge && (flags & 1)) {
+                yes = 1;
+                challenge = 0;
+        }
+        return sd_bus_reply_method_return(m, "(bba{ss})", yes, challenge, 0);
+}
+
+static const sd_bus_vtable fake_polkit_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD("CheckAuthorization", "(sa{sv})sa{ss}us", "(bba{ss})", fake_check, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+/* Answers CheckAuthorization with MODE (yes, no, challenge) after DELAY_MS; prints "check ACTION KIND NAME flags=F". */
+static int cmd_fake_polkit(struct probe *p, const char *mode, int delay_ms)
+{
+        struct fake_polkit f = { mode, delay_ms };
+        int r;
+
+        r = sd_bus_add_object_vtable(p->bus, NULL, "/org/freedesktop/PolicyKit1/Authority",
+                                     "org.freedesktop.PolicyKit1.Authority", fake_polkit_vtable, &f);
+        if (r >= 0)
+                r = sd_bus_request_name(p->bus, "org.freedesktop.PolicyKit1", 0);
+        if (r < 0)
+                return fail("becoming org.freedesktop.PolicyKit1", r);
+        printf("ready\n");
+        fflush(stdout);
+        for (;;) {
+                r = sd_bus_process(p->bus, NULL);
+                if (r < 0)
+                        return fail("processing", r);
+                if (r == 0 && sd_bus_wait(p->bus, UINT64_MAX) < 0)
+                        return EXIT_FAILURE;
+        }
 }
 
 /* A service manager's notification socket at path: prints each message's lines as "notify LINE" until READY=1. */
