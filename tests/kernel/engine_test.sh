@@ -4,11 +4,12 @@
 # model quantized to w8a8 and w8a16. Prints "PASS name" / "FAIL name: why".
 #
 # usage: engine_test.sh DIR     DIR holds npu-run, npu-bench, the models
-# (f32.gguf, w8a8.gguf, w8a16.gguf) and the host's greedy text of each
-# quantized model (w8a8.host.txt, w8a16.host.txt).
+# (f32.gguf, w8a8.gguf, w8a16.gguf, and the Qwen2 and Qwen3 tiny models
+# qwen2-w8a8.gguf, qwen3-w8a8.gguf) and the host's greedy text of each
+# quantized model (w8a8.host.txt, ...).
 # engine_test.sh --list: the names of the results it prints.
 if [ "${1:-}" = --list ]; then
-	for p in w8a8 w8a16; do echo "engine-greedy-$p"; done
+	for p in w8a8 w8a16 qwen2-w8a8 qwen3-w8a8; do echo "engine-greedy-$p"; done
 	echo engine-greedy-kv-q8
 	echo engine-float-stays-on-cpu
 	echo engine-hang-retry
@@ -84,7 +85,7 @@ field() {
 	sed -n "s/.* \([0-9][0-9]*\) $1.*/\1/p" "$tmp/err" | head -1
 }
 
-for p in w8a8 w8a16; do
+for p in w8a8 w8a16 qwen2-w8a8 qwen3-w8a8; do
 	name=engine-greedy-$p
 	if ! greedy cpu $p "$tmp/$p.cpu"; then
 		fail "$name" "cpu run failed"
@@ -121,7 +122,7 @@ echo "  greedy text: $(cat "$tmp/w8a8.npu")"
 grep -h '^generation' "$tmp/w8a8.npu.err" 2>/dev/null | sed 's/^/  w8a8 npu /'
 
 # A float model asked onto the npu stays on the cpu and says so.
-if greedy npu f32 "$tmp/f32.out" && grep -q 'float: it runs on the cpu' "$tmp/err"; then
+if greedy npu f32 "$tmp/f32.out" && grep -q 'not w8a8 or w8a16: it runs on the cpu' "$tmp/err"; then
 	pass engine-float-stays-on-cpu
 else
 	fail engine-float-stays-on-cpu "no note, or the run failed"
