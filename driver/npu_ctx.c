@@ -6,6 +6,7 @@
  * Copyright (c) 2026 The npud authors
  */
 
+#include <linux/capability.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -44,6 +45,9 @@ static void npu_ctx_release(struct kref *ref)
 	for (i = 0; i < NPU_FENCE_WINDOW; i++)
 		dma_fence_put(ctx->fences[i]);
 	atomic_dec(&ctx->ndev->cnt.ctx_count);
+	npu_file_stats_put(ctx->stats);
+	if (ctx->syncobj)
+		drm_syncobj_put(ctx->syncobj);
 	mutex_destroy(&ctx->lock);
 	kfree(ctx);
 }
@@ -77,19 +81,34 @@ void npu_ctx_fault(struct npu_ctx *ctx, u64 seqno)
 	atomic64_set(&ctx->fault_seqno, seqno);
 	drm_info(&ctx->ndev->drm, "context %u (pid %d) faulted at job %llu\n",
 		 ctx->id, ctx->pid, seqno);
-	npu_genl_event(ctx->ndev, NPU_GENL_EVENT_CTX_FAULT, ctx->id, seqno,
-		       ctx->pid);
+	npu_genl_event(ctx->ndev, NPU_GENL_EVENT_CTX_FAULT, ctx, seqno);
 }
 
-static void npu_ctx_destroy(struct npu_ctx *ctx)
+/*
+ * Destroy a context removed from its file: queued jobs get @grace to start,
+ * then are aborted; a running job ends on its own.
+ */
+static void npu_ctx_destroy(struct npu_ctx *ctx, long grace)
 {
+	struct npu_job *job;
+
 	/* No submission may push to the entity once it is being destroyed. */
 	mutex_lock(&ctx->lock);
 	ctx->destroyed = true;
 	mutex_unlock(&ctx->lock);
 
-	/* Waits a while for queued jobs, then aborts the rest. */
-	drm_sched_entity_destroy(&ctx->entity);
+	if (grace)
+		wait_event_timeout(ctx->idle_wq, !atomic_read(&ctx->queued), grace);
+	spin_lock(&ctx->job_lock);
+	list_for_each_entry(job, &ctx->jobs, ctx_node)
+		npu_job_abort(job);
+	spin_unlock(&ctx->job_lock);
+	/*
+	 * Without waiting: the scheduler drops the jobs it still holds (their
+	 * fences signal with -ESRCH once their in-fences have) and never runs
+	 * this entity again.
+	 */
+	drm_sched_entity_fini(&ctx->entity);
 	npu_ctx_put(ctx);
 }
 
@@ -99,6 +118,31 @@ int npu_ctx_file_init(struct npu_file *nfile)
 	return 0;
 }
 
+/**
+ * npu_ctx_file_flush - let the queued jobs of a file start, for a while
+ * @nfile: the file being closed (file_operations.flush)
+ *
+ * One budget of %NPU_FLUSH_BUDGET_MS for all the file's contexts; the
+ * release then aborts what has not started.
+ */
+void npu_ctx_file_flush(struct npu_file *nfile)
+{
+	long budget = msecs_to_jiffies(NPU_FLUSH_BUDGET_MS);
+	struct npu_ctx *entry, *ctx;
+	unsigned long id;
+
+	xa_for_each(&nfile->ctx_xa, id, entry) {
+		ctx = npu_ctx_lookup(nfile, id);
+		if (!ctx)
+			continue;
+		budget = wait_event_timeout(ctx->idle_wq,
+					    !atomic_read(&ctx->queued), budget);
+		npu_ctx_put(ctx);
+		if (!budget)
+			break;
+	}
+}
+
 void npu_ctx_file_fini(struct npu_file *nfile)
 {
 	struct npu_ctx *ctx;
@@ -106,7 +150,7 @@ void npu_ctx_file_fini(struct npu_file *nfile)
 
 	xa_for_each(&nfile->ctx_xa, id, ctx) {
 		xa_erase(&nfile->ctx_xa, id);
-		npu_ctx_destroy(ctx);
+		npu_ctx_destroy(ctx, 0);
 	}
 	xa_destroy(&nfile->ctx_xa);
 }
@@ -126,48 +170,79 @@ int npu_ioctl_ctx_create(struct drm_device *dev, void *data, struct drm_file *fi
 	u32 id;
 	int ret, idx;
 
-	if (args->flags || args->pad)
+	if (args->flags & ~NPU_CTX_CREATE_FLAGS_MASK || args->pad || args->pad2)
 		return -EINVAL;
 	if (args->priority >= ARRAY_SIZE(prio))
 		return -EINVAL;
+	/* Accel nodes have no DRM master: the capability is the only gate. */
+	if (args->priority > NPU_CTX_PRIORITY_NORMAL && !capable(CAP_SYS_NICE))
+		return -EPERM;
 	if (!drm_dev_enter(dev, &idx))
 		return -ENODEV;
+	if (atomic_inc_return(&nfile->ctx_count) > NPU_MAX_CONTEXTS) {
+		ret = -ENOSPC;
+		goto err_count;
+	}
 
 	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
 	if (!ctx) {
 		ret = -ENOMEM;
-		goto err_exit;
+		goto err_count;
 	}
 	kref_init(&ctx->ref);
 	mutex_init(&ctx->lock);
+	spin_lock_init(&ctx->job_lock);
+	INIT_LIST_HEAD(&ctx->jobs);
+	init_waitqueue_head(&ctx->idle_wq);
 	ctx->ndev = ndev;
 	ctx->pid = nfile->pid;
+	ctx->client_id = file->client_id;
 
 	ret = drm_sched_entity_init(&ctx->entity, prio[args->priority],
 				    &sched, 1, NULL);
 	if (ret)
 		goto err_free;
 
-	ret = xa_alloc(&nfile->ctx_xa, &id, ctx,
-		       XA_LIMIT(1, NPU_MAX_CONTEXTS), GFP_KERNEL);
-	if (ret) {
-		if (ret == -EBUSY)
-			ret = -ENOSPC;
+	/*
+	 * Reserve the id, finish the context, publish it last: once stored,
+	 * another thread of this file may destroy it.
+	 */
+	ret = xa_alloc_cyclic(&nfile->ctx_xa, &id, NULL, XA_LIMIT(1, U32_MAX),
+			      &nfile->ctx_next, GFP_KERNEL);
+	if (ret < 0)
 		goto err_entity_destroy;
+	args->syncobj_handle = 0;
+	if (args->flags & NPU_CTX_CREATE_F_SYNCOBJ) {
+		/* The last step that can fail: the handle is the caller's. */
+		ret = drm_syncobj_create(&ctx->syncobj, 0, NULL);
+		if (!ret)
+			ret = drm_syncobj_get_handle(file, ctx->syncobj,
+						     &args->syncobj_handle);
+		if (ret)
+			goto err_id_release;
 	}
 	ctx->id = id;
+	ctx->stats = nfile->stats;
+	kref_get(&ctx->stats->ref);
 	atomic_inc(&ndev->cnt.ctx_count);
 	args->ctx_id = id;
+	/* The reserved slot exists: storing into it allocates nothing. */
+	xa_store(&nfile->ctx_xa, id, ctx, GFP_KERNEL);
 
 	drm_dev_exit(idx);
 	return 0;
 
+err_id_release:
+	if (ctx->syncobj)
+		drm_syncobj_put(ctx->syncobj);
+	xa_erase(&nfile->ctx_xa, id);
 err_entity_destroy:
 	drm_sched_entity_destroy(&ctx->entity);
 err_free:
 	mutex_destroy(&ctx->lock);
 	kfree(ctx);
-err_exit:
+err_count:
+	atomic_dec(&nfile->ctx_count);
 	drm_dev_exit(idx);
 	return ret;
 }
@@ -184,12 +259,18 @@ int npu_ioctl_ctx_destroy(struct drm_device *dev, void *data, struct drm_file *f
 	if (!drm_dev_enter(dev, &idx))
 		return -ENODEV;
 
-	ctx = xa_erase(&nfile->ctx_xa, args->ctx_id);
+	/* A reserved id (a context still being created) is not erased. */
+	xa_lock(&nfile->ctx_xa);
+	ctx = xa_load(&nfile->ctx_xa, args->ctx_id);
+	if (ctx)
+		__xa_erase(&nfile->ctx_xa, args->ctx_id);
+	xa_unlock(&nfile->ctx_xa);
 	if (!ctx) {
 		drm_dev_exit(idx);
 		return -ENOENT;
 	}
-	npu_ctx_destroy(ctx);
+	atomic_dec(&nfile->ctx_count);
+	npu_ctx_destroy(ctx, msecs_to_jiffies(NPU_DESTROY_GRACE_MS));
 
 	drm_dev_exit(idx);
 	return 0;
@@ -209,7 +290,7 @@ static u32 npu_xclbin_op(const u8 *name)
 		*colon = '\0';
 	if (strncmp(buf, "npu_", 4))
 		return 0;
-	for (op = 1; op < NPU_OP_COUNT; op++)
+	for (op = 1; op < NPU_OPS; op++)
 		if (!strcmp(buf + 4, npu_op_name(op)))
 			return op;
 	return 0;

@@ -8,6 +8,7 @@
 #include <linux/dma-mapping.h>
 #include <linux/module.h>
 #include <linux/platform_device.h>
+#include <linux/pm_runtime.h>
 #include <linux/slab.h>
 
 #include <drm/drm_accel.h>
@@ -34,7 +35,7 @@ static int npu_ioctl_get_info(struct drm_device *dev, void *data,
 	struct drm_npu_get_info *args = data;
 	int idx;
 
-	if (args->flags || args->pad)
+	if (args->flags || args->pad || args->pad2)
 		return -EINVAL;
 	if (!drm_dev_enter(dev, &idx))
 		return -ENODEV;
@@ -48,9 +49,20 @@ static int npu_ioctl_get_info(struct drm_device *dev, void *data,
 	args->fence_window = NPU_FENCE_WINDOW;
 	args->ops_mask = NPU_OPS_ALL;
 	args->max_bo_size = NPU_MAX_BO_SIZE;
+	args->max_bo_handles = NPU_MAX_BO_HANDLES;
 
 	drm_dev_exit(idx);
 	return 0;
+}
+
+static void npu_file_stats_release(struct kref *ref)
+{
+	kfree(container_of(ref, struct npu_file_stats, ref));
+}
+
+void npu_file_stats_put(struct npu_file_stats *stats)
+{
+	kref_put(&stats->ref, npu_file_stats_release);
 }
 
 static int npu_open(struct drm_device *dev, struct drm_file *file)
@@ -62,16 +74,24 @@ static int npu_open(struct drm_device *dev, struct drm_file *file)
 	nfile = kzalloc(sizeof(*nfile), GFP_KERNEL);
 	if (!nfile)
 		return -ENOMEM;
+	nfile->stats = kzalloc(sizeof(*nfile->stats), GFP_KERNEL);
+	if (!nfile->stats) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+	kref_init(&nfile->stats->ref);
 	nfile->ndev = ndev;
 	nfile->pid = task_tgid_nr(current);
 
 	ret = npu_ctx_file_init(nfile);
 	if (ret)
-		goto err_free;
+		goto err_free_stats;
 
 	file->driver_priv = nfile;
 	return 0;
 
+err_free_stats:
+	kfree(nfile->stats);
 err_free:
 	kfree(nfile);
 	return ret;
@@ -82,7 +102,18 @@ static void npu_postclose(struct drm_device *dev, struct drm_file *file)
 	struct npu_file *nfile = file->driver_priv;
 
 	npu_ctx_file_fini(nfile);
+	npu_file_stats_put(nfile->stats);
 	kfree(nfile);
+}
+
+/* fdinfo: the file's BOs and the engine time of its jobs (drm-usage-stats). */
+static void npu_show_fdinfo(struct drm_printer *p, struct drm_file *file)
+{
+	struct npu_file *nfile = file->driver_priv;
+
+	drm_show_memory_stats(p, file);
+	drm_printf(p, "drm-engine-npu:\t%llu ns\n",
+		   (u64)atomic64_read(&nfile->stats->busy_ns));
 }
 
 static const struct drm_ioctl_desc npu_ioctls[] = {
@@ -98,12 +129,28 @@ static const struct drm_ioctl_desc npu_ioctls[] = {
 	DRM_IOCTL_DEF_DRV(NPU_WAIT, npu_ioctl_wait, 0),
 };
 
-DEFINE_DRM_ACCEL_FOPS(npu_fops);
+/* Every close() of the file: a bounded wait for its queued jobs. */
+static int npu_flush(struct file *filp, fl_owner_t id)
+{
+	struct drm_file *file = filp->private_data;
+
+	npu_ctx_file_flush(file->driver_priv);
+	return 0;
+}
+
+static const struct file_operations npu_fops = {
+	.owner = THIS_MODULE,
+	DRM_ACCEL_FOPS,
+	.flush = npu_flush,
+	.show_fdinfo = drm_show_fdinfo,
+};
 
 static const struct drm_driver npu_drm_driver = {
-	.driver_features = DRIVER_GEM | DRIVER_COMPUTE_ACCEL | DRIVER_SYNCOBJ,
+	.driver_features = DRIVER_GEM | DRIVER_COMPUTE_ACCEL | DRIVER_SYNCOBJ |
+			   DRIVER_SYNCOBJ_TIMELINE,
 	.open = npu_open,
 	.postclose = npu_postclose,
+	.show_fdinfo = npu_show_fdinfo,
 	.gem_create_object = npu_gem_create_object,
 	.gem_prime_import_sg_table = npu_gem_prime_import_sg_table,
 	.ioctls = npu_ioctls,
@@ -135,6 +182,9 @@ static int npu_probe(struct platform_device *pdev)
 	INIT_LIST_HEAD(&ndev->node);
 	spin_lock_init(&ndev->fence_lock);
 	init_waitqueue_head(&ndev->idle_wq);
+	npu_genl_device_init(ndev);
+	npu_fault_init(ndev);
+	npu_dump_init(ndev);
 	platform_set_drvdata(pdev, ndev);
 
 	ndev->engine_ops = &npu_sw_engine_ops;
@@ -149,6 +199,19 @@ static int npu_probe(struct platform_device *pdev)
 		drm_err(&ndev->drm, "Failed to init scheduler: %d\n", ret);
 		goto err_engine_fini;
 	}
+
+	/*
+	 * Runtime PM: every job holds a reference from submit to free; the
+	 * engine suspends once idle for NPU_AUTOSUSPEND_MS.
+	 */
+	pm_runtime_set_active(&pdev->dev);
+	pm_runtime_set_autosuspend_delay(&pdev->dev, NPU_AUTOSUSPEND_MS);
+	pm_runtime_use_autosuspend(&pdev->dev);
+	ret = devm_pm_runtime_enable(&pdev->dev);
+	if (ret)
+		goto err_sched_fini;
+	pm_runtime_mark_last_busy(&pdev->dev);
+	pm_request_autosuspend(&pdev->dev);
 
 	npu_debugfs_init(ndev);
 
@@ -182,8 +245,30 @@ static void npu_remove(struct platform_device *pdev)
 			 atomic_read(&ndev->cnt.jobs_alive));
 
 	npu_sched_fini(ndev);
+	/* Awake, and kept so until runtime PM is disabled after remove. */
+	pm_runtime_get_sync(&pdev->dev);
 	ndev->engine_ops->fini(ndev);
+	npu_genl_device_fini(ndev);
+	npu_dump_fini(ndev);
 }
+
+static int npu_runtime_suspend(struct device *dev)
+{
+	struct npu_device *ndev = dev_get_drvdata(dev);
+
+	return ndev->engine_ops->suspend(ndev);
+}
+
+static int npu_runtime_resume(struct device *dev)
+{
+	struct npu_device *ndev = dev_get_drvdata(dev);
+
+	return ndev->engine_ops->resume(ndev);
+}
+
+static const struct dev_pm_ops npu_pm_ops = {
+	RUNTIME_PM_OPS(npu_runtime_suspend, npu_runtime_resume, NULL)
+};
 
 static struct platform_driver npu_platform_driver = {
 	.probe = npu_probe,
@@ -191,6 +276,7 @@ static struct platform_driver npu_platform_driver = {
 	.driver = {
 		.name = NPU_DRIVER_NAME,
 		.dev_groups = npu_sysfs_groups,
+		.pm = pm_ptr(&npu_pm_ops),
 		/* Devices go away only with the module, never with open files. */
 		.suppress_bind_attrs = true,
 	},

@@ -6,6 +6,7 @@
 #ifndef __NPU_DRV_H__
 #define __NPU_DRV_H__
 
+#include <linux/fault-inject.h>
 #include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
@@ -17,13 +18,14 @@
 #include <drm/drm_device.h>
 #include <drm/drm_file.h>
 #include <drm/drm_gem_shmem_helper.h>
+#include <drm/drm_syncobj.h>
 #include <drm/gpu_scheduler.h>
 
 #include <drm/npu_accel.h>
 
 #define NPU_DRIVER_NAME		"npu"
 #define NPU_UAPI_MAJOR		1
-#define NPU_UAPI_MINOR		0
+#define NPU_UAPI_MINOR		1
 
 #define NPU_MAX_DEVICES		8
 #define NPU_MAX_BO_SIZE		(256ull << 20)
@@ -31,7 +33,17 @@
 #define NPU_FENCE_WINDOW	256
 #define NPU_MAX_OPS		(NPU_ERT_MAX_COUNT / NPU_OP_WORDS)
 
-#define NPU_OPS_ALL		(GENMASK_ULL(NPU_OP_COUNT - 1, 1))
+/* Opcodes this driver runs: 1 ... NPU_OPS - 1. */
+#define NPU_OPS			(NPU_OP_CVT_F32_F16 + 1)
+#define NPU_OPS_ALL		(GENMASK_ULL(NPU_OPS - 1, 1))
+
+/* Idle time before runtime PM suspends the engine. */
+#define NPU_AUTOSUSPEND_MS	100
+
+/* How long CTX_DESTROY lets queued jobs start before it aborts them. */
+#define NPU_DESTROY_GRACE_MS	100
+/* How long closing a file waits, in all, for its queued jobs to start. */
+#define NPU_FLUSH_BUDGET_MS	1000
 
 struct npu_device;
 struct npu_job;
@@ -41,16 +53,21 @@ struct npu_job;
  * @init: set up the engine of @ndev.
  * @fini: stop it; no job is queued or running by then.
  * @run: queue @job; the engine signals @job->hw_fence when the job ends,
- *	after writing its final state with npu_job_set_state().
+ *	after recording its final state with npu_job_end().
  * @reset: abort @job if the engine holds it (queued or running) and end it
- *	with -ETIMEDOUT. Returns true when it did; false when the job had
- *	already ended.
+ *	with -ETIMEDOUT. Returns once @job->hw_fence has signaled: true when
+ *	the reset ended the job, false when it had ended on its own.
+ * @suspend: power the idle engine down (runtime PM; no job is queued or
+ *	running).
+ * @resume: power it up again.
  */
 struct npu_engine_ops {
 	int (*init)(struct npu_device *ndev);
 	void (*fini)(struct npu_device *ndev);
 	void (*run)(struct npu_device *ndev, struct npu_job *job);
 	bool (*reset)(struct npu_device *ndev, struct npu_job *job);
+	int (*suspend)(struct npu_device *ndev);
+	int (*resume)(struct npu_device *ndev);
 };
 
 /**
@@ -62,7 +79,8 @@ struct npu_engine_ops {
  * @abort: set by reset() to stop @current_job
  * @avx2: use the AVX2 GEMMs; set at init
  * @wake: wakes @thread (new job, abort, stop)
- * @done: wakes reset() when @current_job ends
+ * @done: wakes reset() when a job's fence has signaled
+ * @fpu_sections: kernel_fpu_begin/end sections run so far
  */
 struct npu_engine {
 	struct task_struct *thread;
@@ -74,6 +92,62 @@ struct npu_engine {
 	bool avx2;
 	wait_queue_head_t wake;
 	wait_queue_head_t done;
+	atomic64_t fpu_sections;
+};
+
+/* Events waiting for npu_genl's work item to send them. */
+#define NPU_EVENT_RING		32
+
+struct npu_event {
+	u32 event;
+	u32 ctx_id;
+	u64 seqno;
+	u64 client_id;
+	pid_t pid;
+};
+
+/**
+ * struct npu_events - netlink events queued on the fence signalling path
+ * @lock: protects the ring
+ * @ring: the queued events
+ * @head: index of the oldest event
+ * @count: events in the ring
+ * @dropped: events lost to a full ring
+ * @work: sends them (it may allocate; the signalling path may not)
+ */
+struct npu_events {
+	/* Protects ring, head, count and dropped. */
+	spinlock_t lock;
+	struct npu_event ring[NPU_EVENT_RING];
+	u32 head;
+	u32 count;
+	u32 dropped;
+	struct work_struct work;
+};
+
+/**
+ * struct npu_dump - the timed-out job being written to devcoredump
+ * @lock: protects the fields below
+ * @ops: the job's op snapshot, NULL when no dump is pending
+ * @nops: ops in @ops
+ * @ctx_id: its context
+ * @client_id: DRM client id of the context's file
+ * @pid: pid of the context's creator
+ * @seqno: its sequence number
+ * @cmd_offset: offset of its command in the command BO
+ * @work: writes the dump (npu_dump.c)
+ */
+struct npu_dump {
+	/* Protects the fields below. */
+	spinlock_t lock;
+	struct drm_npu_op *ops;
+	u32 nops;
+	u32 ctx_id;
+	u64 client_id;
+	pid_t pid;
+	u64 seqno;
+	u64 cmd_offset;
+	struct work_struct work;
 };
 
 struct npu_counters {
@@ -100,19 +174,25 @@ struct npu_device {
 	struct npu_engine engine;
 
 	struct drm_gpu_scheduler sched;
-	struct workqueue_struct *sched_wq;
 	u64 fence_context;
 	atomic64_t fence_seqno;
 	/* Protects the state of the hardware fences (dma_fence lock). */
 	spinlock_t fence_lock;
 
 	struct npu_counters cnt;
+	struct npu_events events;
+	struct npu_dump dump;
 	/* Woken when jobs_alive drops to zero. */
 	wait_queue_head_t idle_wq;
 
-	/* Fault injection and tuning, set through debugfs. */
+	/* Fault injection (npu_fault.c) and tuning, set through debugfs. */
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+	struct fault_attr fail_hang;
+	struct fault_attr fail_bo_alloc;
+#else
 	atomic_t inject_hang;
 	atomic_t inject_alloc_fail;
+#endif
 	u32 engine_delay_us;
 };
 
@@ -126,11 +206,25 @@ struct npu_bo {
 
 #define to_npu_bo(obj) container_of(to_drm_gem_shmem_obj(obj), struct npu_bo, base)
 
+/*
+ * Per open file, shared with its contexts (jobs may run after the close):
+ * the engine time its jobs used, for fdinfo.
+ */
+struct npu_file_stats {
+	struct kref ref;
+	atomic64_t busy_ns;
+};
+
 struct npu_file {
 	struct npu_device *ndev;
+	struct npu_file_stats *stats;
 	pid_t pid;
 	/* Context id -> struct npu_ctx; the xarray's lock protects it. */
 	struct xarray ctx_xa;
+	/* Next id to try: ids cycle, a stale id finds no new context. */
+	u32 ctx_next;
+	/* Contexts of the file, at most NPU_MAX_CONTEXTS. */
+	atomic_t ctx_count;
 };
 
 struct npu_ctx {
@@ -138,6 +232,11 @@ struct npu_ctx {
 	struct npu_device *ndev;
 	u32 id;
 	pid_t pid;
+	/* drm_file.client_id of the file that created it. */
+	u64 client_id;
+	struct npu_file_stats *stats;
+	/* Timeline: point n signals when job n ends; NULL if not asked for. */
+	struct drm_syncobj *syncobj;
 	struct drm_sched_entity entity;
 	/* Serializes submissions; protects destroyed, seqno, ops_mask, fences. */
 	struct mutex lock;
@@ -150,6 +249,14 @@ struct npu_ctx {
 	atomic64_t completed;
 	atomic_t faulted;
 	atomic64_t fault_seqno;
+	/* Protects jobs. */
+	spinlock_t job_lock;
+	/* Jobs pushed to the entity and not freed yet. */
+	struct list_head jobs;
+	/* Jobs of the list that have neither started nor been aborted. */
+	atomic_t queued;
+	/* Woken when queued drops to zero. */
+	wait_queue_head_t idle_wq;
 };
 
 struct npu_job {
@@ -163,13 +270,28 @@ struct npu_job {
 	struct drm_npu_op *ops;
 	/* Resolved operands: nops * NPU_OP_MAX_BUFS entries, NULL if unused. */
 	struct npu_bo **bos;
+	/* The BOs the job uses, each once, and whether it writes each. */
+	struct drm_gem_object **objs;
+	bool *obj_write;
+	u32 nobjs;
+	/*
+	 * Allocated at submit, for the engine: nothing is allocated once the
+	 * job's fence exists. hw_fence is initialized by run_job.
+	 */
 	struct dma_fence *hw_fence;
+	bool hw_fence_live;
+	void *scratch;
 	struct drm_syncobj *out_syncobj;
 	bool hang;
-	bool timed_out;
-	u32 state;
+	/*
+	 * 0 while queued, NPU_ERT_STATE_RUNNING once started, then its final
+	 * NPU_ERT_STATE_*: each change is one cmpxchg, so one final state wins.
+	 */
+	atomic_t state;
 	/* Entry in the engine queue, under npu_engine.lock. */
 	struct list_head engine_node;
+	/* Entry in npu_ctx.jobs, under npu_ctx.job_lock. */
+	struct list_head ctx_node;
 };
 
 #define to_npu_job(job) container_of(job, struct npu_job, base)
@@ -186,8 +308,12 @@ int npu_ioctl_bo_create(struct drm_device *dev, void *data, struct drm_file *fil
 int npu_ioctl_bo_info(struct drm_device *dev, void *data, struct drm_file *file);
 int npu_ioctl_bo_sync(struct drm_device *dev, void *data, struct drm_file *file);
 
+/* npu_drv.c */
+void npu_file_stats_put(struct npu_file_stats *stats);
+
 /* npu_ctx.c */
 int npu_ctx_file_init(struct npu_file *nfile);
+void npu_ctx_file_flush(struct npu_file *nfile);
 void npu_ctx_file_fini(struct npu_file *nfile);
 struct npu_ctx *npu_ctx_lookup(struct npu_file *nfile, u32 id);
 void npu_ctx_put(struct npu_ctx *ctx);
@@ -200,26 +326,46 @@ int npu_ioctl_ctx_query(struct drm_device *dev, void *data, struct drm_file *fil
 /* npu_job.c */
 int npu_sched_init(struct npu_device *ndev);
 void npu_sched_fini(struct npu_device *ndev);
-void npu_job_set_state(struct npu_job *job, u32 state);
-int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file);
+bool npu_job_abort(struct npu_job *job);
+void npu_job_end(struct npu_job *job, u32 state);
+void npu_job_write_state(struct npu_job *job, u32 state);
+void npu_job_put_resources(struct npu_job *job);
 int npu_ioctl_wait(struct drm_device *dev, void *data, struct drm_file *file);
+
+/* npu_submit.c */
+int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file);
 
 /* npu_op.c */
 int npu_op_sizes(const struct drm_npu_op *op, u64 sizes[NPU_OP_MAX_BUFS]);
 int npu_op_check_bufs(const struct drm_npu_op *op, struct npu_bo *const *bos,
 		      const u64 sizes[NPU_OP_MAX_BUFS]);
 const char *npu_op_name(u32 opcode);
+u64 npu_op_scratch_size(const struct drm_npu_op *op);
+bool npu_op_writes(const struct drm_npu_op *op, u32 slot);
 
 /* npu_engine.c */
 extern const struct npu_engine_ops npu_sw_engine_ops;
 
+/* npu_dump.c */
+void npu_dump_init(struct npu_device *ndev);
+void npu_dump_fini(struct npu_device *ndev);
+void npu_dump_job(struct npu_job *job);
+
+/* npu_fault.c */
+void npu_fault_init(struct npu_device *ndev);
+void npu_fault_debugfs(struct npu_device *ndev, struct dentry *root);
+bool npu_fault_hang(struct npu_device *ndev);
+bool npu_fault_bo_alloc(struct npu_device *ndev, size_t size);
+
 /* npu_genl.c */
 int npu_genl_register(void);
 void npu_genl_unregister(void);
+void npu_genl_device_init(struct npu_device *ndev);
+void npu_genl_device_fini(struct npu_device *ndev);
 void npu_genl_device_add(struct npu_device *ndev);
 void npu_genl_device_remove(struct npu_device *ndev);
-void npu_genl_event(struct npu_device *ndev, u32 event, u32 ctx_id, u64 seqno,
-		    pid_t pid);
+void npu_genl_event(struct npu_device *ndev, u32 event,
+		    const struct npu_ctx *ctx, u64 seqno);
 
 /* npu_sysfs.c */
 extern const struct attribute_group *npu_sysfs_groups[];

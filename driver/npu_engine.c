@@ -9,6 +9,7 @@
 
 #include <linux/delay.h>
 #include <linux/dma-fence.h>
+#include <linux/freezer.h>
 #include <linux/kthread.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -42,6 +43,13 @@ static bool npu_engine_aborted(struct npu_engine *eng)
 	return READ_ONCE(eng->abort) || kthread_should_stop();
 }
 
+/* Every FPU section of the engine starts here (counted for debugfs). */
+static void npu_engine_fpu_begin(struct npu_engine *eng)
+{
+	kernel_fpu_begin();
+	atomic64_inc(&eng->fpu_sections);
+}
+
 /* Between chunks: leave the FPU section and let others run. */
 static int npu_engine_yield(struct npu_engine *eng)
 {
@@ -49,7 +57,7 @@ static int npu_engine_yield(struct npu_engine *eng)
 	cond_resched();
 	if (npu_engine_aborted(eng))
 		return -ETIMEDOUT;
-	kernel_fpu_begin();
+	npu_engine_fpu_begin(eng);
 	return 0;
 }
 
@@ -174,6 +182,46 @@ static int npu_exec_elementwise(struct npu_exec *x)
 	return 0;
 }
 
+/* Work of one exponential of the softmax, in multiply-adds. */
+#define NPU_EXP_WORK	32
+
+enum npu_attn_step {
+	NPU_ATTN_SCORES,
+	NPU_ATTN_EXP,
+	NPU_ATTN_VALUES,
+	NPU_ATTN_STEPS,
+};
+
+/*
+ * One (row, head) of attention: up to n_ctx positions of head_dim each,
+ * twice, plus an exponential each; in chunks of positions like every
+ * other op.
+ */
+static int npu_exec_attention_row(struct npu_exec *x, const struct npu_ref_attn *a,
+				  struct npu_ref_attn_row *r)
+{
+	u32 t0, t1, n;
+	int step, ret;
+
+	for (step = 0; step < NPU_ATTN_STEPS; step++) {
+		n = npu_rows_per_chunk(step == NPU_ATTN_EXP ? NPU_EXP_WORK : a->head_dim);
+		for (t0 = 0; t0 < r->n; t0 = t1) {
+			t1 = min(r->n, t0 + n);
+			if (step == NPU_ATTN_SCORES)
+				npu_ref_attn_scores(a, r, t0, t1, x->scratch);
+			else if (step == NPU_ATTN_EXP)
+				npu_ref_attn_exp(r, t0, t1, x->scratch);
+			else
+				npu_ref_attn_values(a, r, t0, t1, x->scratch);
+			ret = npu_engine_yield(x->eng);
+			if (ret)
+				return ret;
+		}
+	}
+	npu_ref_attn_end(a, r);
+	return 0;
+}
+
 static int npu_exec_attention(struct npu_exec *x)
 {
 	const struct drm_npu_op *op = x->op;
@@ -193,6 +241,7 @@ static int npu_exec_attention(struct npu_exec *x)
 		.n_blocks = d[6],
 		.kv_f16 = !!(op->flags & NPU_OP_F_KV_F16),
 	};
+	struct npu_ref_attn_row r;
 	u32 m, h;
 	int ret;
 
@@ -202,14 +251,66 @@ static int npu_exec_attention(struct npu_exec *x)
 
 	for (m = 0; m < d[0]; m++) {
 		for (h = 0; h < d[1]; h++) {
-			if (npu_ref_attention(&a, m, h, x->scratch))
+			if (npu_ref_attn_begin(&a, m, h, &r))
 				return -EINVAL;
-			ret = npu_engine_yield(x->eng);
+			ret = npu_exec_attention_row(x, &a, &r);
 			if (ret)
 				return ret;
 		}
 	}
 	return 0;
+}
+
+/* Copy n s32 of user-mapped memory, each read once and whole. */
+static void npu_copy_s32(s32 *dst, const s32 *src, u64 n)
+{
+	u64 i;
+
+	for (i = 0; i < n; i++)
+		dst[i] = READ_ONCE(src[i]);
+}
+
+/*
+ * Positions and the block table live in user-mapped memory that may change
+ * while the op runs: the op uses one copy (in the scratch allocated at
+ * submit, npu_op_scratch_size()), taken when it starts and validated whole
+ * before anything is written.
+ */
+static int npu_exec_snapshot(struct npu_job *job, struct npu_exec *x,
+			     const u64 sizes[NPU_OP_MAX_BUFS])
+{
+	const u32 *d = x->op->dim;
+	s32 *pos, last = 0;
+	u32 m, t;
+
+	switch (x->op->opcode) {
+	case NPU_OP_ROPE:
+		pos = job->scratch;
+		npu_copy_s32(pos, x->p[1], d[0]);
+		x->p[1] = pos;
+		return 0;
+	case NPU_OP_ATTENTION:
+		/* n_ctx scores, then the positions, then the table */
+		x->scratch = job->scratch;
+		pos = (s32 *)(x->scratch + d[4]);
+		npu_copy_s32(pos, x->p[3], d[0]);
+		x->p[3] = pos;
+		for (m = 0; m < d[0]; m++) {
+			if (pos[m] < 0 || pos[m] >= d[4])
+				return -EINVAL;
+			last = max(last, pos[m]);
+		}
+		if (!d[5])
+			return 0;
+		x->table = pos + d[0];
+		npu_copy_s32(x->table, x->p[5], sizes[5] / sizeof(s32));
+		for (t = 0; t <= last / d[5]; t++)
+			if (x->table[t] < 0 || x->table[t] >= d[6])
+				return -EINVAL;
+		return 0;
+	default:
+		return 0;
+	}
 }
 
 static int npu_exec_op(struct npu_device *ndev, struct npu_job *job, u32 i)
@@ -230,24 +331,14 @@ static int npu_exec_op(struct npu_device *ndev, struct npu_job *job, u32 i)
 		if (sizes[j])
 			x.p[j] = bos[j]->vaddr + op->buf[j].offset;
 
-	if (op->opcode == NPU_OP_ATTENTION) {
-		x.scratch = kvmalloc_array(op->dim[4], sizeof(float), GFP_KERNEL);
-		if (!x.scratch)
-			return -ENOMEM;
-		if (op->dim[5]) {
-			/* The table lives in user memory: snapshot it. */
-			x.table = kvmemdup(x.p[5], sizes[5], GFP_KERNEL);
-			if (!x.table) {
-				kvfree(x.scratch);
-				return -ENOMEM;
-			}
-		}
-	}
+	ret = npu_exec_snapshot(job, &x, sizes);
+	if (ret)
+		return ret;
 
 	if (ndev->engine_delay_us)
 		fsleep(ndev->engine_delay_us);
 
-	kernel_fpu_begin();
+	npu_engine_fpu_begin(&ndev->engine);
 	switch (op->opcode) {
 	case NPU_OP_GEMM_W8A8:
 	case NPU_OP_GEMM_W8A8_I32:
@@ -270,9 +361,6 @@ static int npu_exec_op(struct npu_device *ndev, struct npu_job *job, u32 i)
 	/* On -ETIMEDOUT npu_engine_yield() already left the FPU section. */
 	if (ret != -ETIMEDOUT)
 		kernel_fpu_end();
-
-	kvfree(x.table);
-	kvfree(x.scratch);
 	return ret;
 }
 
@@ -297,9 +385,16 @@ static int npu_engine_exec(struct npu_device *ndev, struct npu_job *job)
 	return 0;
 }
 
+/*
+ * Record the job's final state, take it off the engine, then signal its
+ * fence: from the signal on, free_job may free the job and its context, so
+ * nothing (debugfs included) may find it through the engine any more.
+ */
 static void npu_engine_complete(struct npu_device *ndev, struct npu_job *job,
 				int err)
 {
+	struct npu_engine *eng = &ndev->engine;
+	struct dma_fence *fence = dma_fence_get(job->hw_fence);
 	u32 state;
 
 	switch (err) {
@@ -310,14 +405,24 @@ static void npu_engine_complete(struct npu_device *ndev, struct npu_job *job,
 		state = NPU_ERT_STATE_TIMEOUT;
 		break;
 	default:
-		err = -EINVAL;
+		err = -EIO;
 		state = NPU_ERT_STATE_ERROR;
 		break;
 	}
-	npu_job_set_state(job, state);
+	npu_job_end(job, state);
 	if (err)
-		dma_fence_set_error(job->hw_fence, err);
-	dma_fence_signal(job->hw_fence);
+		dma_fence_set_error(fence, err);
+
+	spin_lock(&eng->lock);
+	if (eng->current_job == job) {
+		eng->current_job = NULL;
+		eng->abort = false;
+	}
+	spin_unlock(&eng->lock);
+
+	dma_fence_signal(fence);
+	dma_fence_put(fence);
+	wake_up_all(&eng->done);
 }
 
 static int npu_engine_thread(void *data)
@@ -326,11 +431,21 @@ static int npu_engine_thread(void *data)
 	struct npu_engine *eng = &ndev->engine;
 	struct npu_job *job;
 	ktime_t start;
+	bool cookie;
+	s64 busy;
 	int ret;
 
+	/* System suspend freezes the engine between jobs. */
+	set_freezable();
 	while (!kthread_should_stop()) {
-		wait_event_interruptible(eng->wake, kthread_should_stop() ||
-					 !list_empty_careful(&eng->queue));
+		wait_event_freezable(eng->wake, kthread_should_stop() ||
+				     kthread_should_park() ||
+				     !list_empty_careful(&eng->queue));
+		/* Runtime suspend parks the idle engine. */
+		if (kthread_should_park()) {
+			kthread_parkme();
+			continue;
+		}
 		spin_lock(&eng->lock);
 		job = list_first_entry_or_null(&eng->queue, struct npu_job,
 					       engine_node);
@@ -342,21 +457,18 @@ static int npu_engine_thread(void *data)
 		if (!job)
 			continue;
 
+		/* From here to the fence, nothing may allocate. */
+		cookie = dma_fence_begin_signalling();
 		start = ktime_get();
 		ret = npu_engine_exec(ndev, job);
-		atomic64_add(ktime_to_ns(ktime_sub(ktime_get(), start)),
-			     &ndev->cnt.busy_ns);
+		busy = ktime_to_ns(ktime_sub(ktime_get(), start));
+		atomic64_add(busy, &ndev->cnt.busy_ns);
+		atomic64_add(busy, &job->ctx->stats->busy_ns);
 
 		if (READ_ONCE(eng->abort))
 			ret = -ETIMEDOUT;
-		/* State and fence first: reset() returns after both. */
 		npu_engine_complete(ndev, job, ret);
-
-		spin_lock(&eng->lock);
-		eng->current_job = NULL;
-		eng->abort = false;
-		spin_unlock(&eng->lock);
-		wake_up_all(&eng->done);
+		dma_fence_end_signalling(cookie);
 	}
 	return 0;
 }
@@ -422,10 +534,23 @@ static bool npu_sw_engine_reset(struct npu_device *ndev, struct npu_job *job)
 		return true;
 	}
 
+	/* The job is not freed before the timeout handler returns. */
 	wake_up_all(&eng->wake);
-	wait_event(eng->done, READ_ONCE(eng->current_job) != job);
+	wait_event(eng->done, dma_fence_is_signaled(job->hw_fence));
 	/* It may have completed just before the abort. */
-	return job->state == NPU_ERT_STATE_TIMEOUT;
+	return atomic_read(&job->state) == NPU_ERT_STATE_TIMEOUT;
+}
+
+/* Runtime PM: no job holds a reference, so the engine is idle. */
+static int npu_sw_engine_suspend(struct npu_device *ndev)
+{
+	return kthread_park(ndev->engine.thread);
+}
+
+static int npu_sw_engine_resume(struct npu_device *ndev)
+{
+	kthread_unpark(ndev->engine.thread);
+	return 0;
 }
 
 const struct npu_engine_ops npu_sw_engine_ops = {
@@ -433,4 +558,6 @@ const struct npu_engine_ops npu_sw_engine_ops = {
 	.fini = npu_sw_engine_fini,
 	.run = npu_sw_engine_run,
 	.reset = npu_sw_engine_reset,
+	.suspend = npu_sw_engine_suspend,
+	.resume = npu_sw_engine_resume,
 };

@@ -32,8 +32,15 @@ static void npu_gem_free(struct drm_gem_object *obj)
 	drm_gem_shmem_free(&bo->base);
 }
 
+/* BOs stay mapped, so their pages stay resident (fdinfo). */
+static enum drm_gem_object_status npu_gem_status(struct drm_gem_object *obj)
+{
+	return DRM_GEM_OBJECT_RESIDENT;
+}
+
 static const struct drm_gem_object_funcs npu_gem_funcs = {
 	.free = npu_gem_free,
+	.status = npu_gem_status,
 	.print_info = drm_gem_shmem_object_print_info,
 	.pin = drm_gem_shmem_object_pin,
 	.unpin = drm_gem_shmem_object_unpin,
@@ -110,7 +117,7 @@ int npu_ioctl_bo_create(struct drm_device *dev, void *data, struct drm_file *fil
 	if (!drm_dev_enter(dev, &idx))
 		return -ENODEV;
 
-	if (atomic_xchg(&ndev->inject_alloc_fail, 0)) {
+	if (npu_fault_bo_alloc(ndev, args->size)) {
 		ret = -ENOMEM;
 		goto err_exit;
 	}

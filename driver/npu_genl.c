@@ -12,6 +12,7 @@
 
 #include <drm/drm_accel.h>
 #include <drm/drm_file.h>
+#include <drm/drm_print.h>
 #include <linux/npu_genl.h>
 
 #include "npu_drv.h"
@@ -22,10 +23,20 @@ static LIST_HEAD(npu_dev_list);
 
 enum {
 	NPU_GENL_MCGRP_EVENTS_IDX,
+	NPU_GENL_MCGRP_EVENTS_ADMIN_IDX,
 };
 
+/*
+ * "events" is open to every local user: its events name a context's owner
+ * by its DRM client id, which only the owner (and who may read its fdinfo)
+ * can tie to a process. "events-admin" adds the owner's pid.
+ */
 static const struct genl_multicast_group npu_genl_mcgrps[] = {
 	[NPU_GENL_MCGRP_EVENTS_IDX] = { .name = NPU_GENL_MCGRP_EVENTS },
+	[NPU_GENL_MCGRP_EVENTS_ADMIN_IDX] = {
+		.name = NPU_GENL_MCGRP_EVENTS_ADMIN,
+		.flags = GENL_MCAST_CAP_NET_ADMIN,
+	},
 };
 
 static const struct nla_policy npu_genl_policy[NPU_GENL_A_MAX + 1] = {
@@ -159,17 +170,11 @@ void npu_genl_unregister(void)
 	genl_unregister_family(&npu_genl_family);
 }
 
-/**
- * npu_genl_event - multicast an event to the "events" group
- * @ndev: device
- * @event: an enum npu_genl_event value
- * @ctx_id: context id, or 0
- * @seqno: job sequence number, or 0
- * @pid: pid of the context's owner, or 0
- */
-void npu_genl_event(struct npu_device *ndev, u32 event, u32 ctx_id, u64 seqno,
-		    pid_t pid)
+/* One event to one group; the pid only where the group may see it. */
+static void npu_genl_send(struct npu_device *ndev, const struct npu_event *ev,
+			  unsigned int group)
 {
+	bool pid = group == NPU_GENL_MCGRP_EVENTS_ADMIN_IDX && ev->pid;
 	struct sk_buff *skb;
 	void *hdr;
 
@@ -179,22 +184,99 @@ void npu_genl_event(struct npu_device *ndev, u32 event, u32 ctx_id, u64 seqno,
 	hdr = genlmsg_put(skb, 0, 0, &npu_genl_family, 0, NPU_GENL_CMD_EVENT);
 	if (!hdr)
 		goto err_free;
-	if (nla_put_u32(skb, NPU_GENL_A_EVENT, event) ||
+	if (nla_put_u32(skb, NPU_GENL_A_EVENT, ev->event) ||
 	    nla_put_u32(skb, NPU_GENL_A_DEV_INDEX, ndev->index) ||
 	    nla_put_string(skb, NPU_GENL_A_DEV_NAME, dev_name(ndev->drm.dev)) ||
-	    (ctx_id && nla_put_u32(skb, NPU_GENL_A_CTX_ID, ctx_id)) ||
-	    (seqno && nla_put_u64_64bit(skb, NPU_GENL_A_SEQNO, seqno,
-					NPU_GENL_A_PAD)) ||
-	    (pid && nla_put_u32(skb, NPU_GENL_A_PID, pid)))
+	    (ev->ctx_id && nla_put_u32(skb, NPU_GENL_A_CTX_ID, ev->ctx_id)) ||
+	    (ev->seqno && nla_put_u64_64bit(skb, NPU_GENL_A_SEQNO, ev->seqno,
+					    NPU_GENL_A_PAD)) ||
+	    (ev->ctx_id && nla_put_u64_64bit(skb, NPU_GENL_A_CLIENT_ID,
+					     ev->client_id, NPU_GENL_A_PAD)) ||
+	    (pid && nla_put_u32(skb, NPU_GENL_A_PID, ev->pid)))
 		goto err_free;
 	genlmsg_end(skb, hdr);
 	/* -ESRCH only means nobody listens. */
-	genlmsg_multicast(&npu_genl_family, skb, 0, NPU_GENL_MCGRP_EVENTS_IDX,
-			  GFP_KERNEL);
+	genlmsg_multicast(&npu_genl_family, skb, 0, group, GFP_KERNEL);
 	return;
 
 err_free:
 	nlmsg_free(skb);
+}
+
+static void npu_genl_send_all(struct npu_device *ndev, const struct npu_event *ev)
+{
+	npu_genl_send(ndev, ev, NPU_GENL_MCGRP_EVENTS_IDX);
+	npu_genl_send(ndev, ev, NPU_GENL_MCGRP_EVENTS_ADMIN_IDX);
+}
+
+static void npu_genl_event_work(struct work_struct *work)
+{
+	struct npu_events *q = container_of(work, struct npu_events, work);
+	struct npu_device *ndev = container_of(q, struct npu_device, events);
+	struct npu_event ev;
+	u32 dropped;
+
+	for (;;) {
+		spin_lock_irq(&q->lock);
+		if (!q->count) {
+			dropped = q->dropped;
+			q->dropped = 0;
+			spin_unlock_irq(&q->lock);
+			break;
+		}
+		ev = q->ring[q->head];
+		q->head = (q->head + 1) % NPU_EVENT_RING;
+		q->count--;
+		spin_unlock_irq(&q->lock);
+		npu_genl_send_all(ndev, &ev);
+	}
+	if (dropped)
+		drm_warn(&ndev->drm, "%u netlink events dropped\n", dropped);
+}
+
+/**
+ * npu_genl_event - queue an event for the event groups
+ * @ndev: device
+ * @event: an enum npu_genl_event value
+ * @ctx: the context it concerns, or NULL
+ * @seqno: job sequence number, or 0
+ *
+ * Allocates nothing: callable on the fence signalling path (a work item
+ * builds and sends the messages).
+ */
+void npu_genl_event(struct npu_device *ndev, u32 event,
+		    const struct npu_ctx *ctx, u64 seqno)
+{
+	struct npu_events *q = &ndev->events;
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	if (q->count < NPU_EVENT_RING) {
+		q->ring[(q->head + q->count) % NPU_EVENT_RING] = (struct npu_event) {
+			.event = event,
+			.ctx_id = ctx ? ctx->id : 0,
+			.seqno = seqno,
+			.client_id = ctx ? ctx->client_id : 0,
+			.pid = ctx ? ctx->pid : 0,
+		};
+		q->count++;
+	} else {
+		q->dropped++;
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	queue_work(system_wq, &q->work);
+}
+
+void npu_genl_device_init(struct npu_device *ndev)
+{
+	spin_lock_init(&ndev->events.lock);
+	INIT_WORK(&ndev->events.work, npu_genl_event_work);
+}
+
+/* After the last job: no event is queued any more. */
+void npu_genl_device_fini(struct npu_device *ndev)
+{
+	cancel_work_sync(&ndev->events.work);
 }
 
 void npu_genl_device_add(struct npu_device *ndev)
@@ -202,12 +284,14 @@ void npu_genl_device_add(struct npu_device *ndev)
 	mutex_lock(&npu_dev_lock);
 	list_add_tail(&ndev->node, &npu_dev_list);
 	mutex_unlock(&npu_dev_lock);
-	npu_genl_event(ndev, NPU_GENL_EVENT_DEVICE_ADDED, 0, 0, 0);
+	npu_genl_send_all(ndev, &(struct npu_event){ .event = NPU_GENL_EVENT_DEVICE_ADDED });
 }
 
 void npu_genl_device_remove(struct npu_device *ndev)
 {
-	npu_genl_event(ndev, NPU_GENL_EVENT_DEVICE_REMOVED, 0, 0, 0);
+	/* The events queued so far go out before this one. */
+	flush_work(&ndev->events.work);
+	npu_genl_send_all(ndev, &(struct npu_event){ .event = NPU_GENL_EVENT_DEVICE_REMOVED });
 	mutex_lock(&npu_dev_lock);
 	list_del_init(&ndev->node);
 	mutex_unlock(&npu_dev_lock);

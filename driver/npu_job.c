@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * npu job submission: command buffer parsing, drm_sched queuing, job
- * timeout with engine reset, and waiting by sequence number.
+ * npu jobs: their states, the drm_sched backend (run, timeout with engine
+ * reset, free) and waiting by sequence number.
  *
  * Copyright (c) 2026 The npud authors
  */
 
 #include <linux/dma-fence.h>
+#include <linux/pm_runtime.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
@@ -17,6 +18,7 @@
 #include <linux/npu_genl.h>
 
 #include "npu_drv.h"
+#include "npu_trace.h"
 
 static const char *npu_fence_driver_name(struct dma_fence *fence)
 {
@@ -33,39 +35,12 @@ static const struct dma_fence_ops npu_fence_ops = {
 	.get_timeline_name = npu_fence_timeline_name,
 };
 
-static struct dma_fence *npu_fence_create(struct npu_device *ndev)
-{
-	struct dma_fence *fence;
-
-	fence = kzalloc(sizeof(*fence), GFP_KERNEL);
-	if (!fence)
-		return NULL;
-	dma_fence_init(fence, &npu_fence_ops, &ndev->fence_lock,
-		       ndev->fence_context,
-		       atomic64_inc_return(&ndev->fence_seqno));
-	return fence;
-}
-
-static void npu_job_write_state(struct npu_job *job, u32 state);
-
 /**
- * npu_job_set_state - write a job's final state into its ERT header
+ * npu_job_write_state - write a state into the job's ERT header
  * @job: the job
  * @state: an NPU_ERT_STATE_* value
- *
- * Called once, before the job's fence signals.
  */
-void npu_job_set_state(struct npu_job *job, u32 state)
-{
-	atomic64_t *slot = &job->ctx->states[job->seqno % NPU_FENCE_WINDOW];
-
-	job->state = state;
-	npu_job_write_state(job, state);
-	/* Only if the slot still belongs to this job. */
-	atomic64_cmpxchg(slot, job->seqno << 8, (job->seqno << 8) | state);
-}
-
-static void npu_job_write_state(struct npu_job *job, u32 state)
+void npu_job_write_state(struct npu_job *job, u32 state)
 {
 	struct npu_bo *bo = to_npu_bo(job->cmd_bo);
 	u32 *hdr = bo->vaddr + job->cmd_offset;
@@ -75,6 +50,75 @@ static void npu_job_write_state(struct npu_job *job, u32 state)
 	WRITE_ONCE(*hdr, (v & ~NPU_ERT_STATE_MASK) | (state << NPU_ERT_STATE_SHIFT));
 	/* Make the state visible before the fence signals. */
 	wmb();
+}
+
+/*
+ * A final state, where WAIT, the command header, CTX_QUERY and the counters
+ * show it: before the job's fence signals.
+ */
+static void npu_job_record(struct npu_job *job, u32 state)
+{
+	atomic64_t *slot = &job->ctx->states[job->seqno % NPU_FENCE_WINDOW];
+	struct npu_counters *cnt = &job->ndev->cnt;
+
+	npu_job_write_state(job, state);
+	trace_npu_job_done(job);
+	/* Only if the slot still belongs to this job. */
+	atomic64_cmpxchg(slot, job->seqno << 8, (job->seqno << 8) | state);
+	if (state == NPU_ERT_STATE_COMPLETED)
+		atomic64_inc(&cnt->jobs_completed);
+	else if (state == NPU_ERT_STATE_TIMEOUT)
+		atomic64_inc(&cnt->jobs_timedout);
+	else
+		atomic64_inc(&cnt->jobs_failed);
+	atomic64_inc(&job->ctx->completed);
+}
+
+/* The job left the queued state: destroy and close wait for that. */
+static void npu_job_dequeued(struct npu_job *job)
+{
+	if (atomic_dec_and_test(&job->ctx->queued))
+		wake_up_all(&job->ctx->idle_wq);
+}
+
+/* A queued job starts; false when it was aborted first. */
+static bool npu_job_start(struct npu_job *job)
+{
+	if (atomic_cmpxchg(&job->state, 0, NPU_ERT_STATE_RUNNING))
+		return false;
+	npu_job_dequeued(job);
+	return true;
+}
+
+/**
+ * npu_job_abort - abort a job that has not started
+ * @job: the job
+ *
+ * Records %NPU_ERT_STATE_ABORT before any fence of the job signals.
+ *
+ * Return: true when the job was still queued and is now aborted.
+ */
+bool npu_job_abort(struct npu_job *job)
+{
+	if (atomic_cmpxchg(&job->state, 0, NPU_ERT_STATE_ABORT))
+		return false;
+	npu_job_record(job, NPU_ERT_STATE_ABORT);
+	npu_job_dequeued(job);
+	return true;
+}
+
+/**
+ * npu_job_end - record the final state of a started job
+ * @job: the job
+ * @state: an NPU_ERT_STATE_* final state
+ *
+ * Called once by the engine, before the job's hardware fence signals.
+ */
+void npu_job_end(struct npu_job *job, u32 state)
+{
+	if (atomic_cmpxchg(&job->state, NPU_ERT_STATE_RUNNING, state) ==
+	    NPU_ERT_STATE_RUNNING)
+		npu_job_record(job, state);
 }
 
 static u32 npu_state_from_error(int err)
@@ -93,55 +137,104 @@ static u32 npu_state_from_error(int err)
 	}
 }
 
-static struct dma_fence *npu_job_run(struct drm_sched_job *sched_job)
+static struct dma_fence *npu_job_hand_over(struct drm_sched_job *sched_job)
 {
 	struct npu_job *job = to_npu_job(sched_job);
 	struct npu_device *ndev = job->ndev;
 	struct dma_fence *fence;
 
-	if (sched_job->s_fence->finished.error || atomic_read(&job->ctx->faulted)) {
-		npu_job_set_state(job, NPU_ERT_STATE_ABORT);
-		return ERR_PTR(-ECANCELED);
-	}
+	if (sched_job->s_fence->finished.error || atomic_read(&job->ctx->faulted))
+		/* Its context faulted (or CTX_DESTROY aborted it first). */
+		return ERR_PTR(npu_job_abort(job) ? -ECANCELED : -ESRCH);
+	if (!npu_job_start(job))
+		/* Aborted by CTX_DESTROY or the close of its file. */
+		return ERR_PTR(-ESRCH);
 
-	fence = npu_fence_create(ndev);
-	if (!fence) {
-		npu_job_set_state(job, NPU_ERT_STATE_ERROR);
-		return ERR_PTR(-ENOMEM);
-	}
-	job->hw_fence = fence;
-	job->hang = atomic_xchg(&ndev->inject_hang, 0);
+	/* Allocated at submit: run_job is on the fence signalling path. */
+	fence = job->hw_fence;
+	dma_fence_init(fence, &npu_fence_ops, &ndev->fence_lock,
+		       ndev->fence_context, atomic64_inc_return(&ndev->fence_seqno));
+	job->hw_fence_live = true;
+	job->hang = npu_fault_hang(ndev);
+	trace_npu_job_run(job);
 	ndev->engine_ops->run(ndev, job);
 	return dma_fence_get(fence);
 }
 
+/*
+ * The scheduler's callbacks are on the fence signalling path: a job's fence
+ * waits for them, so they must not allocate memory (lockdep checks it in
+ * these sections).
+ */
+static struct dma_fence *npu_job_run(struct drm_sched_job *sched_job)
+{
+	struct dma_fence *fence;
+	bool cookie;
+
+	cookie = dma_fence_begin_signalling();
+	fence = npu_job_hand_over(sched_job);
+	dma_fence_end_signalling(cookie);
+	return fence;
+}
+
+static void npu_job_reset(struct drm_sched_job *sched_job);
+
 static enum drm_gpu_sched_stat npu_job_timedout(struct drm_sched_job *sched_job)
+{
+	bool cookie;
+
+	cookie = dma_fence_begin_signalling();
+	npu_job_reset(sched_job);
+	dma_fence_end_signalling(cookie);
+	return DRM_GPU_SCHED_STAT_NOMINAL;
+}
+
+static void npu_job_reset(struct drm_sched_job *sched_job)
 {
 	struct npu_job *job = to_npu_job(sched_job);
 	struct npu_device *ndev = job->ndev;
 	bool aborted;
 
-	drm_sched_stop(&ndev->sched, sched_job);
-
+	/*
+	 * No job starts meanwhile; the engine ends this one with its single
+	 * final state (TIMEOUT, or COMPLETED if it finished just before) and
+	 * signals its fence before drm_sched_stop() looks at it. So the
+	 * scheduler finds no job in flight and cancels none: the fence error
+	 * is the engine's, the same state WAIT and the header show.
+	 */
+	drm_sched_wqueue_stop(&ndev->sched);
+	trace_npu_job_timeout(job);
 	aborted = ndev->engine_ops->reset(ndev, job);
 	if (aborted) {
 		drm_info(&ndev->drm, "context %u job %llu timed out, engine reset\n",
 			 job->ctx->id, job->seqno);
 		atomic64_inc(&ndev->cnt.resets);
-		npu_genl_event(ndev, NPU_GENL_EVENT_JOB_TIMEOUT, job->ctx->id,
-			       job->seqno, job->ctx->pid);
-		npu_genl_event(ndev, NPU_GENL_EVENT_RESET, 0, 0, 0);
+		npu_genl_event(ndev, NPU_GENL_EVENT_JOB_TIMEOUT, job->ctx,
+			       job->seqno);
+		npu_genl_event(ndev, NPU_GENL_EVENT_RESET, NULL, 0);
 		npu_ctx_fault(job->ctx, job->seqno);
+		npu_dump_job(job);
 	}
 
+	/* Puts the job back to be freed; restarts the queues. */
+	drm_sched_stop(&ndev->sched, sched_job);
 	drm_sched_start(&ndev->sched);
-	return DRM_GPU_SCHED_STAT_NOMINAL;
 }
 
-static void npu_job_put_bos(struct npu_job *job)
+/**
+ * npu_job_put_resources - release what submit took for a job
+ * @job: the job
+ *
+ * Operands, the BO set, ops, scratch, the hardware fence.
+ */
+void npu_job_put_resources(struct npu_job *job)
 {
 	u32 i;
 
+	for (i = 0; i < job->nobjs; i++)
+		drm_gem_object_put(job->objs[i]);
+	kvfree(job->objs);
+	kvfree(job->obj_write);
 	if (job->bos) {
 		for (i = 0; i < job->nops * NPU_OP_MAX_BUFS; i++)
 			if (job->bos[i])
@@ -149,33 +242,33 @@ static void npu_job_put_bos(struct npu_job *job)
 		kvfree(job->bos);
 	}
 	kvfree(job->ops);
+	kvfree(job->scratch);
+	if (job->hw_fence_live)
+		dma_fence_put(job->hw_fence);
+	else
+		kfree(job->hw_fence);
 }
 
 static void npu_job_free(struct drm_sched_job *sched_job)
 {
 	struct npu_job *job = to_npu_job(sched_job);
 	struct npu_device *ndev = job->ndev;
-	u32 state;
 
 	drm_sched_job_cleanup(sched_job);
 
-	if (!job->state)
-		npu_job_set_state(job, NPU_ERT_STATE_ABORT);
-	state = job->state;
-	if (state == NPU_ERT_STATE_COMPLETED)
-		atomic64_inc(&ndev->cnt.jobs_completed);
-	else if (state == NPU_ERT_STATE_TIMEOUT)
-		atomic64_inc(&ndev->cnt.jobs_timedout);
-	else
-		atomic64_inc(&ndev->cnt.jobs_failed);
-	atomic64_inc(&job->ctx->completed);
+	spin_lock(&job->ctx->job_lock);
+	list_del(&job->ctx_node);
+	spin_unlock(&job->ctx->job_lock);
+	/* Never started: dropped with its entity. */
+	npu_job_abort(job);
 
-	dma_fence_put(job->hw_fence);
-	npu_job_put_bos(job);
+	npu_job_put_resources(job);
 	drm_gem_object_put(job->cmd_bo);
 	npu_ctx_put(job->ctx);
 	kfree(job);
 
+	pm_runtime_mark_last_busy(ndev->drm.dev);
+	pm_runtime_put_autosuspend(ndev->drm.dev);
 	if (atomic_dec_and_test(&ndev->cnt.jobs_alive))
 		wake_up_all(&ndev->idle_wq);
 }
@@ -207,218 +300,35 @@ void npu_sched_fini(struct npu_device *ndev)
 	drm_sched_fini(&ndev->sched);
 }
 
-/* Copy the ops out of the command BO and resolve and check every operand. */
-static int npu_job_load_cmd(struct npu_job *job, struct drm_file *file,
-			    u64 ops_mask)
+/* Jiffies from now until deadline, rounded up; 0 once it has passed. */
+static long npu_jiffies_until(ktime_t deadline)
 {
-	struct npu_bo *cmd = to_npu_bo(job->cmd_bo);
-	u64 size = cmd->base.base.size;
-	u64 sizes[NPU_OP_MAX_BUFS];
-	u32 hdr, count, i, j;
-	int ret;
+	s64 ns = ktime_to_ns(ktime_sub(deadline, ktime_get()));
 
-	if (job->cmd_offset & 3 || job->cmd_offset > size - 4)
-		return -EINVAL;
-	hdr = READ_ONCE(*(u32 *)(cmd->vaddr + job->cmd_offset));
-	count = (hdr & NPU_ERT_COUNT_MASK) >> NPU_ERT_COUNT_SHIFT;
-	if ((hdr & NPU_ERT_OPCODE_MASK) >> NPU_ERT_OPCODE_SHIFT != NPU_ERT_START_CU ||
-	    (hdr & NPU_ERT_TYPE_MASK) >> NPU_ERT_TYPE_SHIFT != NPU_ERT_CU ||
-	    (hdr & NPU_ERT_CUSTOM_MASK))
-		return -EINVAL;
-	if (!count || count % NPU_OP_WORDS)
-		return -EINVAL;
-	if ((u64)count * 4 > size - 4 - job->cmd_offset)
-		return -EINVAL;
-
-	job->nops = count / NPU_OP_WORDS;
-	job->ops = kvmalloc_array(job->nops, sizeof(*job->ops), GFP_KERNEL);
-	job->bos = kvcalloc(job->nops * NPU_OP_MAX_BUFS, sizeof(*job->bos),
-			    GFP_KERNEL);
-	if (!job->ops || !job->bos)
-		return -ENOMEM;
-	memcpy(job->ops, cmd->vaddr + job->cmd_offset + 4,
-	       job->nops * sizeof(*job->ops));
-
-	for (i = 0; i < job->nops; i++) {
-		const struct drm_npu_op *op = &job->ops[i];
-		struct npu_bo **bos = &job->bos[i * NPU_OP_MAX_BUFS];
-
-		ret = npu_op_sizes(op, sizes);
-		if (ret)
-			return ret;
-		if (!(ops_mask & BIT_ULL(op->opcode)))
-			return -EPERM;
-		for (j = 0; j < NPU_OP_MAX_BUFS; j++) {
-			if (!sizes[j])
-				continue;
-			bos[j] = npu_bo_lookup(file, op->buf[j].handle);
-			if (!bos[j])
-				return -ENOENT;
-		}
-		ret = npu_op_check_bufs(op, bos, sizes);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
-static int npu_job_add_deps(struct npu_job *job, struct drm_file *file,
-			    const struct drm_npu_submit *args)
-{
-	u32 handles[NPU_MAX_IN_SYNCOBJS];
-	u32 i;
-	int ret;
-
-	if (!args->in_syncobj_count)
+	if (ns <= 0)
 		return 0;
-	if (copy_from_user(handles, u64_to_user_ptr(args->in_syncobjs),
-			   args->in_syncobj_count * sizeof(u32)))
-		return -EFAULT;
-	for (i = 0; i < args->in_syncobj_count; i++) {
-		ret = drm_sched_job_add_syncobj_dependency(&job->base, file,
-							   handles[i], 0);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
-int npu_ioctl_submit(struct drm_device *dev, void *data, struct drm_file *file)
-{
-	struct npu_device *ndev = to_npu_device(dev);
-	struct npu_file *nfile = file->driver_priv;
-	struct drm_npu_submit *args = data;
-	struct drm_syncobj *out_sync = NULL;
-	struct npu_bo *cmd_bo;
-	struct dma_fence **slot;
-	struct npu_ctx *ctx;
-	struct npu_job *job;
-	u64 ops_mask;
-	int ret, idx;
-
-	if (args->flags || args->pad)
-		return -EINVAL;
-	if (args->in_syncobj_count > NPU_MAX_IN_SYNCOBJS)
-		return -E2BIG;
-	if (!args->in_syncobj_count && args->in_syncobjs)
-		return -EINVAL;
-	if (!drm_dev_enter(dev, &idx))
-		return -ENODEV;
-
-	ctx = npu_ctx_lookup(nfile, args->ctx_id);
-	if (!ctx) {
-		ret = -ENOENT;
-		goto err_exit;
-	}
-	if (atomic_read(&ctx->faulted)) {
-		ret = -EIO;
-		goto err_ctx_put;
-	}
-
-	cmd_bo = npu_bo_lookup(file, args->cmd_handle);
-	if (!cmd_bo) {
-		ret = -ENOENT;
-		goto err_ctx_put;
-	}
-
-	if (args->out_syncobj) {
-		out_sync = drm_syncobj_find(file, args->out_syncobj);
-		if (!out_sync) {
-			ret = -ENOENT;
-			goto err_bo_put;
-		}
-	}
-
-	job = kzalloc(sizeof(*job), GFP_KERNEL);
-	if (!job) {
-		ret = -ENOMEM;
-		goto err_sync_put;
-	}
-	job->ndev = ndev;
-	job->ctx = ctx;
-	job->cmd_bo = &cmd_bo->base.base;
-	job->cmd_offset = args->cmd_offset;
-	INIT_LIST_HEAD(&job->engine_node);
-
-	mutex_lock(&ctx->lock);
-	ops_mask = ctx->ops_mask;
-	mutex_unlock(&ctx->lock);
-
-	ret = npu_job_load_cmd(job, file, ops_mask);
-	if (ret)
-		goto err_free_job;
-
-	ret = drm_sched_job_init(&job->base, &ctx->entity, 1, NULL,
-				 file->client_id);
-	if (ret)
-		goto err_free_job;
-
-	ret = npu_job_add_deps(job, file, args);
-	if (ret)
-		goto err_job_cleanup;
-
-	mutex_lock(&ctx->lock);
-	if (ctx->destroyed) {
-		mutex_unlock(&ctx->lock);
-		ret = -ENOENT;
-		goto err_job_cleanup;
-	}
-	slot = &ctx->fences[(ctx->seqno + 1) % NPU_FENCE_WINDOW];
-	if (*slot) {
-		/* Keep the window: wait for the job NPU_FENCE_WINDOW back. */
-		ret = dma_fence_wait(*slot, true);
-		if (ret) {
-			mutex_unlock(&ctx->lock);
-			goto err_job_cleanup;
-		}
-	}
-	drm_sched_job_arm(&job->base);
-	job->seqno = ++ctx->seqno;
-	dma_fence_put(*slot);
-	*slot = dma_fence_get(&job->base.s_fence->finished);
-	atomic64_set(&ctx->states[job->seqno % NPU_FENCE_WINDOW], job->seqno << 8);
-	if (out_sync)
-		drm_syncobj_replace_fence(out_sync, &job->base.s_fence->finished);
-	npu_job_write_state(job, NPU_ERT_STATE_SUBMITTED);
-	atomic_inc(&ndev->cnt.jobs_alive);
-	atomic64_inc(&ndev->cnt.jobs_submitted);
-	drm_sched_entity_push_job(&job->base);
-	args->seqno = job->seqno;
-	mutex_unlock(&ctx->lock);
-
-	if (out_sync)
-		drm_syncobj_put(out_sync);
-	drm_dev_exit(idx);
-	return 0;
-
-err_job_cleanup:
-	drm_sched_job_cleanup(&job->base);
-err_free_job:
-	npu_job_put_bos(job);
-	kfree(job);
-err_sync_put:
-	if (out_sync)
-		drm_syncobj_put(out_sync);
-err_bo_put:
-	drm_gem_object_put(&cmd_bo->base.base);
-err_ctx_put:
-	npu_ctx_put(ctx);
-err_exit:
-	drm_dev_exit(idx);
-	return ret;
+	return min_t(u64, nsecs_to_jiffies64(ns) + 1, MAX_SCHEDULE_TIMEOUT - 1);
 }
 
 int npu_ioctl_wait(struct drm_device *dev, void *data, struct drm_file *file)
 {
 	struct npu_file *nfile = file->driver_priv;
 	struct drm_npu_wait *args = data;
+	bool absolute = args->flags & NPU_WAIT_F_ABSOLUTE;
+	bool forever = !absolute && args->timeout_ns < 0;
 	struct dma_fence *fence = NULL;
+	ktime_t deadline = 0;
 	struct npu_ctx *ctx;
 	long timeout, ret;
 	int idx;
 
-	if (args->flags || args->pad)
+	if (args->flags & ~NPU_WAIT_FLAGS_MASK || args->pad)
 		return -EINVAL;
+	/* The deadline from the moment of the call, before anything waits. */
+	if (absolute)
+		deadline = ns_to_ktime(args->timeout_ns);
+	else if (!forever)
+		deadline = ktime_add_ns(ktime_get(), args->timeout_ns);
 	if (!drm_dev_enter(dev, &idx))
 		return -ENODEV;
 
@@ -445,12 +355,7 @@ int npu_ioctl_wait(struct drm_device *dev, void *data, struct drm_file *file)
 		goto out_put;
 	}
 
-	if (args->timeout_ns < 0)
-		timeout = MAX_SCHEDULE_TIMEOUT;
-	else
-		timeout = min_t(u64, nsecs_to_jiffies64(args->timeout_ns),
-				MAX_SCHEDULE_TIMEOUT - 1);
-
+	timeout = forever ? MAX_SCHEDULE_TIMEOUT : npu_jiffies_until(deadline);
 	if (!timeout)
 		ret = dma_fence_is_signaled(fence) ? 1 : 0;
 	else
@@ -466,6 +371,10 @@ int npu_ioctl_wait(struct drm_device *dev, void *data, struct drm_file *file)
 		else
 			args->state = npu_state_from_error(fence->error);
 		ret = 0;
+	} else if (ret == -ERESTARTSYS && !absolute && !forever) {
+		/* The restarted call waits for what is left, not all again. */
+		args->timeout_ns = max_t(s64, 0, ktime_to_ns(ktime_sub(deadline,
+								       ktime_get())));
 	}
 	dma_fence_put(fence);
 

@@ -21,7 +21,7 @@
 #define NPU_HEAD_DIM_MAX 512
 #define NPU_CTX_MAX	BIT(15)
 
-static const char *const npu_op_names[NPU_OP_COUNT] = {
+static const char *const npu_op_names[NPU_OPS] = {
 	[NPU_OP_GEMM_W8A8] = "gemm_w8a8",
 	[NPU_OP_GEMM_W8A8_I32] = "gemm_w8a8_i32",
 	[NPU_OP_GEMM_W8A16] = "gemm_w8a16",
@@ -38,7 +38,7 @@ static const char *const npu_op_names[NPU_OP_COUNT] = {
 
 const char *npu_op_name(u32 opcode)
 {
-	if (!opcode || opcode >= NPU_OP_COUNT)
+	if (!opcode || opcode >= NPU_OPS)
 		return "invalid";
 	return npu_op_names[opcode];
 }
@@ -57,7 +57,7 @@ static u64 npu_mul3(u64 a, u64 b, u64 c)
  * Number of dims, fparams and buffers each op uses, for the "unused must be
  * zero" rule.
  */
-static const u8 npu_op_ndims[NPU_OP_COUNT] = {
+static const u8 npu_op_ndims[NPU_OPS] = {
 	[NPU_OP_GEMM_W8A8] = 3, [NPU_OP_GEMM_W8A8_I32] = 3,
 	[NPU_OP_GEMM_W8A16] = 3, [NPU_OP_RMSNORM] = 2, [NPU_OP_ROPE] = 3,
 	[NPU_OP_SILU_MUL] = 1, [NPU_OP_ADD] = 1, [NPU_OP_QUANT_I8] = 2,
@@ -65,18 +65,39 @@ static const u8 npu_op_ndims[NPU_OP_COUNT] = {
 	[NPU_OP_CVT_F32_F16] = 1,
 };
 
-static const u8 npu_op_nfparams[NPU_OP_COUNT] = {
+static const u8 npu_op_nfparams[NPU_OPS] = {
 	[NPU_OP_RMSNORM] = 1, [NPU_OP_ROPE] = 1, [NPU_OP_ATTENTION] = 1,
 };
 
 /* Buffer operands each op uses (attention adds bit 5 with a block table). */
-static const u8 npu_op_bufs[NPU_OP_COUNT] = {
+static const u8 npu_op_bufs[NPU_OPS] = {
 	[NPU_OP_GEMM_W8A8] = 0x1f, [NPU_OP_GEMM_W8A8_I32] = 0x13,
 	[NPU_OP_GEMM_W8A16] = 0x1f, [NPU_OP_RMSNORM] = 0x7, [NPU_OP_ROPE] = 0x7,
 	[NPU_OP_SILU_MUL] = 0x7, [NPU_OP_ADD] = 0x7, [NPU_OP_QUANT_I8] = 0x7,
 	[NPU_OP_QUANT_I16] = 0x7, [NPU_OP_ATTENTION] = 0x1f, [NPU_OP_COPY] = 0x3,
 	[NPU_OP_CVT_F32_F16] = 0x3,
 };
+
+/* Buffer operands each op writes. */
+static const u8 npu_op_out[NPU_OPS] = {
+	[NPU_OP_GEMM_W8A8] = 0x10, [NPU_OP_GEMM_W8A8_I32] = 0x10,
+	[NPU_OP_GEMM_W8A16] = 0x10, [NPU_OP_RMSNORM] = 0x4, [NPU_OP_ROPE] = 0x4,
+	[NPU_OP_SILU_MUL] = 0x4, [NPU_OP_ADD] = 0x4, [NPU_OP_QUANT_I8] = 0x6,
+	[NPU_OP_QUANT_I16] = 0x6, [NPU_OP_ATTENTION] = 0x10, [NPU_OP_COPY] = 0x2,
+	[NPU_OP_CVT_F32_F16] = 0x2,
+};
+
+/**
+ * npu_op_writes - does an op write one of its operands?
+ * @op: the op, already checked by npu_op_sizes()
+ * @slot: the operand
+ *
+ * Return: true when the op writes operand @slot.
+ */
+bool npu_op_writes(const struct drm_npu_op *op, u32 slot)
+{
+	return npu_op_out[op->opcode] & BIT(slot);
+}
 
 static bool npu_f32_positive_finite(u32 bits)
 {
@@ -104,7 +125,7 @@ int npu_op_sizes(const struct drm_npu_op *op, u64 sizes[NPU_OP_MAX_BUFS])
 	int i;
 
 	memset(sizes, 0, sizeof(u64) * NPU_OP_MAX_BUFS);
-	if (!op->opcode || op->opcode >= NPU_OP_COUNT)
+	if (!op->opcode || op->opcode >= NPU_OPS)
 		return -EINVAL;
 	if (op->flags & ~NPU_OP_FLAGS_MASK)
 		return -EINVAL;
@@ -252,4 +273,31 @@ int npu_op_check_bufs(const struct drm_npu_op *op, struct npu_bo *const *bos,
 			return -EINVAL;
 	}
 	return 0;
+}
+
+/**
+ * npu_op_scratch_size - working memory the engine needs for an op
+ * @op: the op, already checked by npu_op_sizes()
+ *
+ * RoPE: a copy of the positions. Attention: a score per position, a copy
+ * of the positions, a copy of the block table.
+ *
+ * Return: bytes, 0 for none.
+ */
+u64 npu_op_scratch_size(const struct drm_npu_op *op)
+{
+	const u32 *d = op->dim;
+	u64 n;
+
+	switch (op->opcode) {
+	case NPU_OP_ROPE:
+		return (u64)d[0] * sizeof(s32);
+	case NPU_OP_ATTENTION:
+		n = (u64)d[4] * sizeof(float) + (u64)d[0] * sizeof(s32);
+		if (d[5])
+			n += DIV_ROUND_UP((u64)d[4], d[5]) * sizeof(s32);
+		return n;
+	default:
+		return 0;
+	}
 }

@@ -129,6 +129,27 @@ int npu_fd(const struct npu_dev *dev)
 	return dev->fd;
 }
 
+int npu_client_id(struct npu_dev *dev, uint64_t *ret_id)
+{
+	char path[64], line[128];
+	unsigned long long id;
+	FILE *f;
+	int r = -ENODATA;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", dev->fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "drm-client-id: %llu", &id) == 1) {
+			*ret_id = id;
+			r = 0;
+			break;
+		}
+	fclose(f);
+	return r;
+}
+
 int npu_get_info(struct npu_dev *dev, struct drm_npu_get_info *info)
 {
 	memset(info, 0, sizeof(*info));
@@ -267,6 +288,22 @@ int npu_ctx_create(struct npu_dev *dev, uint32_t priority, uint32_t *ret_ctx)
 	return r;
 }
 
+int npu_ctx_create_timeline(struct npu_dev *dev, uint32_t priority,
+			    uint32_t *ret_ctx, uint32_t *ret_syncobj)
+{
+	struct drm_npu_ctx_create c = {
+		.priority = priority, .flags = NPU_CTX_CREATE_F_SYNCOBJ,
+	};
+	int r;
+
+	r = npu_ioctl(dev, DRM_IOCTL_NPU_CTX_CREATE, &c);
+	if (r == 0) {
+		*ret_ctx = c.ctx_id;
+		*ret_syncobj = c.syncobj_handle;
+	}
+	return r;
+}
+
 int npu_ctx_destroy(struct npu_dev *dev, uint32_t ctx)
 {
 	struct drm_npu_ctx_destroy d = { .ctx_id = ctx };
@@ -402,6 +439,17 @@ int npu_submit(struct npu_dev *dev, uint32_t ctx, const struct npu_cmd *cmd,
 	return r;
 }
 
+/* CLOCK_MONOTONIC now plus ns, saturated. */
+static int64_t npu_deadline_ns(int64_t ns)
+{
+	struct timespec ts;
+	int64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+	return ns > INT64_MAX - now ? INT64_MAX : now + ns;
+}
+
 int npu_wait(struct npu_dev *dev, uint32_t ctx, uint64_t seqno,
 	     int64_t timeout_ns, uint32_t *ret_state)
 {
@@ -410,7 +458,18 @@ int npu_wait(struct npu_dev *dev, uint32_t ctx, uint64_t seqno,
 	};
 	int r;
 
+	/* An absolute deadline: signals cannot stretch the wait. */
+	if (timeout_ns > 0) {
+		w.flags = NPU_WAIT_F_ABSOLUTE;
+		w.timeout_ns = npu_deadline_ns(timeout_ns);
+	}
 	r = npu_ioctl(dev, DRM_IOCTL_NPU_WAIT, &w);
+	if (r == -EINVAL && w.flags) {
+		/* a kernel before the flag (uAPI 1.0): its relative timeout */
+		w.flags = 0;
+		w.timeout_ns = timeout_ns;
+		r = npu_ioctl(dev, DRM_IOCTL_NPU_WAIT, &w);
+	}
 	if (r == 0 && ret_state)
 		*ret_state = w.state;
 	return r;
@@ -429,18 +488,23 @@ void npu_syncobj_destroy(struct npu_dev *dev, uint32_t handle)
 
 int npu_syncobj_wait(struct npu_dev *dev, uint32_t handle, int64_t timeout_ns)
 {
-	struct timespec ts;
-	int64_t abs_ns;
+	int64_t abs_ns = timeout_ns < 0 ? INT64_MAX : npu_deadline_ns(timeout_ns);
 	uint32_t first;
 
-	if (timeout_ns < 0) {
-		abs_ns = INT64_MAX;
-	} else {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		abs_ns = (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-		abs_ns = timeout_ns > INT64_MAX - abs_ns ? INT64_MAX : abs_ns + timeout_ns;
-	}
 	if (drmSyncobjWait(dev->fd, &handle, 1, abs_ns, 0, &first))
+		return errno == ETIME || errno == ETIMEDOUT ? -ETIME : -errno;
+	return 0;
+}
+
+int npu_timeline_wait(struct npu_dev *dev, uint32_t handle, uint64_t point,
+		      int64_t timeout_ns)
+{
+	int64_t abs_ns = timeout_ns < 0 ? INT64_MAX : npu_deadline_ns(timeout_ns);
+	uint32_t first;
+
+	/* WAIT_FOR_SUBMIT: a point not submitted yet is waited for too */
+	if (drmSyncobjTimelineWait(dev->fd, &handle, &point, 1, abs_ns,
+				   DRM_SYNCOBJ_WAIT_FLAGS_WAIT_FOR_SUBMIT, &first))
 		return errno == ETIME || errno == ETIMEDOUT ? -ETIME : -errno;
 	return 0;
 }

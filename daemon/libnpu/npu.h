@@ -49,6 +49,12 @@ int npu_open_fd(int fd, struct npu_dev **ret_dev);
 int npu_open_first(struct npu_dev **ret_dev, char *path, size_t path_size);
 void npu_close(struct npu_dev *dev);
 int npu_fd(const struct npu_dev *dev);
+/*
+ * The DRM client id of this open file ("drm-client-id" in its fdinfo), by
+ * which netlink events name the owner of a context; -ENODATA when the
+ * kernel does not show it.
+ */
+int npu_client_id(struct npu_dev *dev, uint64_t *ret_id);
 int npu_get_info(struct npu_dev *dev, struct drm_npu_get_info *info);
 
 int npu_bo_alloc(struct npu_dev *dev, uint64_t size, struct npu_bo **ret_bo);
@@ -66,6 +72,13 @@ int npu_bo_export(struct npu_dev *dev, struct npu_bo *bo, int *ret_fd);
 int npu_bo_import(struct npu_dev *dev, int fd, struct npu_bo **ret_bo);
 
 int npu_ctx_create(struct npu_dev *dev, uint32_t priority, uint32_t *ret_ctx);
+/*
+ * The same, with the context's timeline syncobj: point n signals when job
+ * n ends (npu_timeline_wait()). The handle is the caller's to destroy
+ * (npu_syncobj_destroy()). -EINVAL from a kernel before uAPI 1.1.
+ */
+int npu_ctx_create_timeline(struct npu_dev *dev, uint32_t priority,
+			    uint32_t *ret_ctx, uint32_t *ret_syncobj);
 int npu_ctx_destroy(struct npu_dev *dev, uint32_t ctx);
 int npu_ctx_configure(struct npu_dev *dev, uint32_t ctx, const void *xclbin,
 		      size_t size, uint64_t *ret_ops_mask);
@@ -79,6 +92,8 @@ int npu_ctx_query(struct npu_dev *dev, uint32_t ctx,
  * "npu_<op>:cu0" per op in ops_mask. Free the image with free().
  */
 int npu_xclbin_build(uint64_t ops_mask, void **ret_img, size_t *ret_size);
+/* Opcodes this library knows the names of: 1 ... NPU_OPS_KNOWN - 1. */
+#define NPU_OPS_KNOWN (NPU_OP_CVT_F32_F16 + 1)
 int npu_xclbin_parse(const void *img, size_t size, uint64_t *ret_ops_mask);
 const char *npu_op_name(uint32_t opcode);
 
@@ -115,6 +130,9 @@ void npu_syncobj_destroy(struct npu_dev *dev, uint32_t handle);
  * timeout_ns < 0 waits forever; -ETIME on timeout.
  */
 int npu_syncobj_wait(struct npu_dev *dev, uint32_t handle, int64_t timeout_ns);
+/* Wait for point of a timeline syncobj, as npu_syncobj_wait(). */
+int npu_timeline_wait(struct npu_dev *dev, uint32_t handle, uint64_t point,
+		      int64_t timeout_ns);
 
 /* Netlink (generic netlink family "npu"). */
 struct npu_nl;
@@ -139,8 +157,9 @@ struct npu_nl_event {
 	uint32_t event;		/* enum npu_genl_event */
 	uint32_t dev_index;
 	uint32_t ctx_id;
-	uint32_t pid;
+	uint32_t pid;		/* only on the admin group */
 	uint64_t seqno;
+	uint64_t client_id;	/* the context owner's, see npu_client_id() */
 };
 
 int npu_nl_open(struct npu_nl **ret_nl);
@@ -150,8 +169,17 @@ int npu_nl_get_devices(struct npu_nl *nl, struct npu_nl_device *devs,
 		       size_t max, size_t *ret_n);
 int npu_nl_get_device(struct npu_nl *nl, uint32_t index,
 		      struct npu_nl_device *dev);
-/* Join the "events" group; then poll npu_nl_fd() and read events. */
+/*
+ * Join the "events" group (open to every user: events name a context's
+ * owner by its DRM client id, never by pid); then poll npu_nl_fd() and
+ * read events.
+ */
 int npu_nl_subscribe_events(struct npu_nl *nl);
+/*
+ * Join the "events-admin" group instead, whose events also carry the
+ * owner's pid; -EPERM without CAP_NET_ADMIN.
+ */
+int npu_nl_subscribe_owner_events(struct npu_nl *nl);
 int npu_nl_fd(struct npu_nl *nl);
 /* Wait up to timeout_ms (-1: forever) for one event; -ETIME on timeout. */
 int npu_nl_recv_event(struct npu_nl *nl, int timeout_ms,

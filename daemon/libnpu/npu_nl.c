@@ -32,6 +32,8 @@ static int npu_nl_err(int nlerr)
 		return -ENODEV;
 	case NLE_AGAIN:
 		return -EAGAIN;
+	case NLE_PERM:
+		return -EPERM;
 	default:
 		return -EIO;
 	}
@@ -96,6 +98,7 @@ static struct nla_policy npu_nl_policy[NPU_GENL_A_MAX + 1] = {
 	[NPU_GENL_A_CTX_ID] = { .type = NLA_U32 },
 	[NPU_GENL_A_SEQNO] = { .type = NLA_U64 },
 	[NPU_GENL_A_PID] = { .type = NLA_U32 },
+	[NPU_GENL_A_CLIENT_ID] = { .type = NLA_U64 },
 };
 
 struct npu_nl_dump {
@@ -204,14 +207,13 @@ static int npu_nl_seq_ok(struct nl_msg *msg, void *arg)
 	return NL_OK;
 }
 
-int npu_nl_subscribe_events(struct npu_nl *nl)
+static int npu_nl_subscribe(struct npu_nl *nl, const char *group)
 {
 	int grp, r;
 
 	if (nl->ev)
-		return 0;
-	grp = genl_ctrl_resolve_grp(nl->sock, NPU_GENL_NAME,
-				    NPU_GENL_MCGRP_EVENTS);
+		return -EBUSY;
+	grp = genl_ctrl_resolve_grp(nl->sock, NPU_GENL_NAME, group);
 	if (grp < 0)
 		return npu_nl_err(grp);
 	nl->ev = nl_socket_alloc();
@@ -229,6 +231,16 @@ int npu_nl_subscribe_events(struct npu_nl *nl)
 		return npu_nl_err(r);
 	}
 	return 0;
+}
+
+int npu_nl_subscribe_events(struct npu_nl *nl)
+{
+	return npu_nl_subscribe(nl, NPU_GENL_MCGRP_EVENTS);
+}
+
+int npu_nl_subscribe_owner_events(struct npu_nl *nl)
+{
+	return npu_nl_subscribe(nl, NPU_GENL_MCGRP_EVENTS_ADMIN);
 }
 
 int npu_nl_fd(struct npu_nl *nl)
@@ -258,6 +270,7 @@ static int npu_nl_event_cb(struct nl_msg *msg, void *arg)
 	e->ev->ctx_id = npu_nl_u32(tb, NPU_GENL_A_CTX_ID);
 	e->ev->pid = npu_nl_u32(tb, NPU_GENL_A_PID);
 	e->ev->seqno = npu_nl_u64(tb, NPU_GENL_A_SEQNO);
+	e->ev->client_id = npu_nl_u64(tb, NPU_GENL_A_CLIENT_ID);
 	e->got = 1;
 	return NL_OK;
 }

@@ -458,14 +458,9 @@ static float npu_ref_kv(const struct npu_ref_attn *p, const void *base,
 	return ((const float *)base)[idx];
 }
 
-int npu_ref_attention(const struct npu_ref_attn *p, uint32_t m, uint32_t h,
-		      float *scratch)
+int npu_ref_attn_begin(const struct npu_ref_attn *p, uint32_t m, uint32_t h,
+			struct npu_ref_attn_row *r)
 {
-	uint32_t kvh = h / (p->n_heads / p->n_kv_heads);
-	const float *q = p->q + ((size_t)m * p->n_heads + h) * p->head_dim;
-	float *out = p->out + ((size_t)m * p->n_heads + h) * p->head_dim;
-	float scale = p->scale;
-	float mx, sum;
 	int32_t last = p->pos[m];
 	uint32_t t, d;
 
@@ -477,41 +472,90 @@ int npu_ref_attention(const struct npu_ref_attn *p, uint32_t m, uint32_t h,
 			    (uint32_t)p->block_table[t] >= p->n_blocks)
 				return -1;
 	}
-	if (scale == 0.0f)
-		scale = (float)(1.0 / npu_ref_sqrt((double)p->head_dim));
+	r->kvh = h / (p->n_heads / p->n_kv_heads);
+	r->q = p->q + ((size_t)m * p->n_heads + h) * p->head_dim;
+	r->out = p->out + ((size_t)m * p->n_heads + h) * p->head_dim;
+	r->n = (uint32_t)last + 1;
+	r->scale = p->scale;
+	if (r->scale == 0.0f)
+		r->scale = (float)(1.0 / npu_ref_sqrt((double)p->head_dim));
+	r->mx = 0.0f;
+	r->sum = 0.0f;
+	for (d = 0; d < p->head_dim; d++)
+		r->out[d] = 0.0f;
+	return 0;
+}
 
-	mx = 0.0f;
-	for (t = 0; t <= (uint32_t)last; t++) {
-		size_t row = t;
+static size_t npu_ref_attn_row_of(const struct npu_ref_attn *p, uint32_t t)
+{
+	if (!p->block_size)
+		return t;
+	return (size_t)p->block_table[t / p->block_size] * p->block_size +
+		t % p->block_size;
+}
+
+void npu_ref_attn_scores(const struct npu_ref_attn *p, struct npu_ref_attn_row *r,
+			 uint32_t t0, uint32_t t1, float *scratch)
+{
+	uint32_t t, d;
+
+	for (t = t0; t < t1; t++) {
+		size_t row = npu_ref_attn_row_of(p, t);
 		float s = 0.0f;
 
-		if (p->block_size)
-			row = (size_t)p->block_table[t / p->block_size] *
-				p->block_size + t % p->block_size;
 		for (d = 0; d < p->head_dim; d++)
-			s += q[d] * npu_ref_kv(p, p->k, row, kvh, d);
-		s *= scale;
+			s += r->q[d] * npu_ref_kv(p, p->k, row, r->kvh, d);
+		s *= r->scale;
 		scratch[t] = s;
-		if (t == 0 || s > mx)
-			mx = s;
+		if (t == 0 || s > r->mx)
+			r->mx = s;
 	}
-	sum = 0.0f;
-	for (t = 0; t <= (uint32_t)last; t++) {
-		scratch[t] = (float)npu_ref_exp((double)(scratch[t] - mx));
-		sum += scratch[t];
-	}
-	for (d = 0; d < p->head_dim; d++)
-		out[d] = 0.0f;
-	for (t = 0; t <= (uint32_t)last; t++) {
-		size_t row = t;
+}
 
-		if (p->block_size)
-			row = (size_t)p->block_table[t / p->block_size] *
-				p->block_size + t % p->block_size;
-		for (d = 0; d < p->head_dim; d++)
-			out[d] += scratch[t] * npu_ref_kv(p, p->v, row, kvh, d);
+void npu_ref_attn_exp(struct npu_ref_attn_row *r, uint32_t t0, uint32_t t1,
+		      float *scratch)
+{
+	uint32_t t;
+
+	for (t = t0; t < t1; t++) {
+		scratch[t] = (float)npu_ref_exp((double)(scratch[t] - r->mx));
+		r->sum += scratch[t];
 	}
+}
+
+void npu_ref_attn_values(const struct npu_ref_attn *p,
+			 const struct npu_ref_attn_row *r, uint32_t t0,
+			 uint32_t t1, const float *scratch)
+{
+	uint32_t t, d;
+
+	for (t = t0; t < t1; t++) {
+		size_t row = npu_ref_attn_row_of(p, t);
+
+		for (d = 0; d < p->head_dim; d++)
+			r->out[d] += scratch[t] * npu_ref_kv(p, p->v, row, r->kvh, d);
+	}
+}
+
+void npu_ref_attn_end(const struct npu_ref_attn *p,
+		      const struct npu_ref_attn_row *r)
+{
+	uint32_t d;
+
 	for (d = 0; d < p->head_dim; d++)
-		out[d] = out[d] / sum;
+		r->out[d] = r->out[d] / r->sum;
+}
+
+int npu_ref_attention(const struct npu_ref_attn *p, uint32_t m, uint32_t h,
+		      float *scratch)
+{
+	struct npu_ref_attn_row r;
+
+	if (npu_ref_attn_begin(p, m, h, &r))
+		return -1;
+	npu_ref_attn_scores(p, &r, 0, r.n, scratch);
+	npu_ref_attn_exp(&r, 0, r.n, scratch);
+	npu_ref_attn_values(p, &r, 0, r.n, scratch);
+	npu_ref_attn_end(p, &r);
 	return 0;
 }

@@ -120,4 +120,34 @@ struct npu_ref_attn {
 int npu_ref_attention(const struct npu_ref_attn *p, uint32_t m, uint32_t h,
 		      float *scratch);
 
+/*
+ * The same in steps, for callers that bound the work of one call (the
+ * kernel engine, between FPU sections): npu_ref_attn_begin() (validates,
+ * clears the output; -1 as above), then npu_ref_attn_scores() over
+ * consecutive ranges covering [0, r->n), then npu_ref_attn_exp() over the
+ * same, then npu_ref_attn_values() over the same, then npu_ref_attn_end().
+ * The float operations and their order are npu_ref_attention()'s.
+ */
+struct npu_ref_attn_row {
+	const float *q;
+	float *out;
+	uint32_t kvh;
+	uint32_t n;		/* positions attended: pos[m] + 1 */
+	float scale;
+	float mx;		/* running maximum of the scores */
+	float sum;		/* running sum of the exponentials */
+};
+
+int npu_ref_attn_begin(const struct npu_ref_attn *p, uint32_t m, uint32_t h,
+		       struct npu_ref_attn_row *r);
+void npu_ref_attn_scores(const struct npu_ref_attn *p, struct npu_ref_attn_row *r,
+			 uint32_t t0, uint32_t t1, float *scratch);
+void npu_ref_attn_exp(struct npu_ref_attn_row *r, uint32_t t0, uint32_t t1,
+		      float *scratch);
+void npu_ref_attn_values(const struct npu_ref_attn *p,
+			 const struct npu_ref_attn_row *r, uint32_t t0,
+			 uint32_t t1, const float *scratch);
+void npu_ref_attn_end(const struct npu_ref_attn *p,
+		      const struct npu_ref_attn_row *r);
+
 #endif /* NPU_REF_H */

@@ -11,7 +11,7 @@
 
 #include "npu.h"
 
-static const char *const npu_op_names[NPU_OP_COUNT] = {
+static const char *const npu_op_names[NPU_OPS_KNOWN] = {
 	[NPU_OP_GEMM_W8A8] = "gemm_w8a8",
 	[NPU_OP_GEMM_W8A8_I32] = "gemm_w8a8_i32",
 	[NPU_OP_GEMM_W8A16] = "gemm_w8a16",
@@ -28,7 +28,7 @@ static const char *const npu_op_names[NPU_OP_COUNT] = {
 
 const char *npu_op_name(uint32_t opcode)
 {
-	if (opcode == 0 || opcode >= NPU_OP_COUNT)
+	if (opcode == 0 || opcode >= NPU_OPS_KNOWN)
 		return NULL;
 	return npu_op_names[opcode];
 }
@@ -41,7 +41,7 @@ int npu_xclbin_build(uint64_t ops_mask, void **ret_img, size_t *ret_size)
 	uint32_t op;
 	int i = 0;
 
-	for (op = 1; op < NPU_OP_COUNT; op++)
+	for (op = 1; op < NPU_OPS_KNOWN; op++)
 		if (ops_mask & (1ull << op))
 			nips++;
 	ipl_size = offsetof(struct ip_layout, m_ip_data) +
@@ -65,7 +65,7 @@ int npu_xclbin_build(uint64_t ops_mask, void **ret_img, size_t *ret_size)
 
 	ipl = (struct ip_layout *)((char *)ax + sizeof(struct axlf));
 	ipl->m_count = (int32_t)nips;
-	for (op = 1; op < NPU_OP_COUNT; op++) {
+	for (op = 1; op < NPU_OPS_KNOWN; op++) {
 		struct ip_data *ip;
 
 		if (!(ops_mask & (1ull << op)))
@@ -129,7 +129,7 @@ int npu_xclbin_parse(const void *img, size_t size, uint64_t *ret_ops_mask)
 				*colon = '\0';
 			if (strncmp(name, "npu_", 4))
 				continue;
-			for (op = 1; op < NPU_OP_COUNT; op++)
+			for (op = 1; op < NPU_OPS_KNOWN; op++)
 				if (!strcmp(name + 4, npu_op_names[op]))
 					mask |= 1ull << op;
 		}

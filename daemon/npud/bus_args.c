@@ -4,6 +4,7 @@
 
 #include "bus_args.h"
 #include "bus_errors.h"
+#include "keep_alive.h"
 #include "utf8.h"
 #include "vocab.h"
 
@@ -43,6 +44,7 @@ void gen_args_done(struct gen_args *a)
 {
         strv_free(a->stops);
         free(a->system_prompt);
+        free(a->template_name);
         *a = (struct gen_args) {};
 }
 
@@ -56,6 +58,7 @@ int gen_args_init(struct gen_args *a, const struct sched_params *base)
                         return -ENOMEM;
         } else {
                 a->p.max_tokens = 256;
+                a->p.keep_alive_us = KEEP_ALIVE_DEFAULT;
                 sampler_params_default(&a->p.sampling);
                 if (getrandom(&a->p.sampling.seed, sizeof(a->p.sampling.seed), 0) != sizeof(a->p.sampling.seed))
                         a->p.sampling.seed = now_ns();
@@ -203,14 +206,98 @@ static int read_stops(sd_bus_message *m, const char *type, struct gen_args *a, s
         return a->stops ? 0 : -ENOMEM;
 }
 
-static int read_option(sd_bus_message *m, const char *key, const char *type, const struct npu_model *model,
-                       int32_t n_ctx, bool allow_system, struct gen_args *a, sd_bus_error *error)
+int args_read_keep_alive(sd_bus_message *m, const char *type, int64_t *ret, sd_bus_error *error)
+{
+        double d;
+        int r;
+
+        r = read_number(m, type, &d);
+        if (r == -EMEDIUMTYPE)
+                return bad_type(error, "keep_alive", type, "a number of seconds");
+        if (r < 0)
+                return r;
+        if (!(d <= KEEP_ALIVE_MAX_SEC))
+                return out_of_range(error, "keep_alive", "seconds, at most 10 years; negative: for ever");
+        *ret = d < 0 ? KEEP_ALIVE_FOREVER : (int64_t)(d * 1e6);
+        return 0;
+}
+
+/*
+ * The options of issue 17 that clients of other APIs send: min_p,
+ * presence_penalty, frequency_penalty, logprobs and keep_alive. -ENOKEY: not
+ * one of them.
+ */
+static int read_client_option(sd_bus_message *m, const char *key, const char *type, struct gen_args *a,
+                              sd_bus_error *error)
 {
         struct sampler_params *sp = &a->p.sampling;
         int64_t i;
         double d;
         int r;
 
+        if (!strcmp(key, "logprobs")) {
+                r = read_integer(m, type, &i);
+                if (r == -EMEDIUMTYPE)
+                        return bad_type(error, key, type, "an integer");
+                if (r < 0)
+                        return r;
+                if (i < 0 || i > TOKEN_LOGPROBS_MAX_TOP)
+                        return out_of_range(error, key, "0 to 20 alternatives per token");
+                a->p.logprobs = true;
+                a->p.top_logprobs = (int32_t)i;
+                return 0;
+        }
+        if (!strcmp(key, "keep_alive"))
+                return args_read_keep_alive(m, type, &a->p.keep_alive_us, error);
+        if (strcmp(key, "min_p") && strcmp(key, "presence_penalty") && strcmp(key, "frequency_penalty"))
+                return -ENOKEY;
+        r = read_number(m, type, &d);
+        if (r == -EMEDIUMTYPE)
+                return bad_type(error, key, type, "a double");
+        if (r < 0)
+                return r;
+        if (!strcmp(key, "min_p")) {
+                if (!(d >= 0 && d <= 1))
+                        return out_of_range(error, key, "0 to 1");
+                sp->min_p = (float)d;
+        } else {
+                if (!(d >= -2 && d <= 2))
+                        return out_of_range(error, key, "-2 to 2");
+                if (!strcmp(key, "presence_penalty"))
+                        sp->presence_penalty = (float)d;
+                else
+                        sp->frequency_penalty = (float)d;
+        }
+        return 0;
+}
+
+static int read_string_option(sd_bus_message *m, const char *key, const char *type, char **ret,
+                              sd_bus_error *error)
+{
+        const char *s;
+        int r;
+
+        if (strcmp(type, "s"))
+                return bad_type(error, key, type, "s");
+        r = sd_bus_message_read_basic(m, 's', &s);
+        if (r < 0)
+                return r;
+        free(*ret);
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int read_option(sd_bus_message *m, const char *key, const char *type, const struct npu_model *model,
+                       int32_t n_ctx, unsigned allow, struct gen_args *a, sd_bus_error *error)
+{
+        struct sampler_params *sp = &a->p.sampling;
+        int64_t i;
+        double d;
+        int r;
+
+        r = read_client_option(m, key, type, a, error);
+        if (r != -ENOKEY)
+                return r;
         if (!strcmp(key, "max_tokens")) {
                 if (read_integer(m, type, &i) == -EMEDIUMTYPE)
                         return bad_type(error, key, type, "an integer");
@@ -280,24 +367,17 @@ static int read_option(sd_bus_message *m, const char *key, const char *type, con
                                                  "precision '%s' asked for, but the model is %s (load a model "
                                                  "quantized to %s, or ask for \"auto\")",
                                                  s, precision_name(model->precision), s);
-        } else if (allow_system && !strcmp(key, "system_prompt")) {
-                const char *s;
-                if (strcmp(type, "s"))
-                        return bad_type(error, key, type, "s");
-                r = sd_bus_message_read_basic(m, 's', &s);
-                if (r < 0)
-                        return r;
-                free(a->system_prompt);
-                a->system_prompt = strdup(s);
-                if (!a->system_prompt)
-                        return -ENOMEM;
+        } else if ((allow & ARGS_SYSTEM_PROMPT) && !strcmp(key, "system_prompt")) {
+                return read_string_option(m, key, type, &a->system_prompt, error);
+        } else if ((allow & ARGS_TEMPLATE) && !strcmp(key, "template")) {
+                return read_string_option(m, key, type, &a->template_name, error);
         } else {
                 return sd_bus_error_setf(error, NPUD_ERROR_INVALID_ARGUMENT, "unknown option '%s'", key);
         }
         return 0;
 }
 
-int args_read_options(sd_bus_message *m, const struct npu_model *model, int32_t n_ctx, bool allow_system,
+int args_read_options(sd_bus_message *m, const struct npu_model *model, int32_t n_ctx, unsigned allow,
                       struct gen_args *a, sd_bus_error *error)
 {
         int r;
@@ -318,7 +398,7 @@ int args_read_options(sd_bus_message *m, const struct npu_model *model, int32_t 
                 r = sd_bus_message_enter_container(m, 'v', contents);
                 if (r < 0)
                         return r;
-                r = read_option(m, key, contents, model, n_ctx, allow_system, a, error);
+                r = read_option(m, key, contents, model, n_ctx, allow, a, error);
                 if (r < 0)
                         return r;
                 r = sd_bus_message_exit_container(m);
@@ -338,6 +418,7 @@ int args_tokenize(const struct npu_model *model, const struct prompt_arg *pa, bo
 {
         const struct npu_vocab *v = model->vocab;
         size_t n;
+        int r;
 
         if (pa->ids) {
                 for (size_t i = 0; i < pa->n_ids; i++)
@@ -354,8 +435,105 @@ int args_tokenize(const struct npu_model *model, const struct prompt_arg *pa, bo
         }
         if (pa->len > (size_t)64 << 20)
                 return sd_bus_error_set(error, NPUD_ERROR_PROMPT_TOO_LONG, "the prompt is over 64 MiB");
-        if (vocab_tokenize(v, pa->text, pa->len, add_bos, true, ret, &n) < 0)
-                return -ENOMEM;
+        r = vocab_tokenize(v, pa->text, pa->len, add_bos, false, ret, &n);
+        if (r == -E2BIG)
+                return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT,
+                                        "the prompt is beyond what the tokenizer's pre-tokenizer can split");
+        if (r < 0)
+                return r;
         *ret_n = (int32_t)n;
+        return 0;
+}
+
+void chat_args_done(struct chat_args *a)
+{
+        free(a->m);
+        *a = (struct chat_args) {};
+}
+
+#define CHAT_MAX_MESSAGES 65536
+#define CHAT_MAX_BYTES ((size_t)64 << 20)
+
+int args_read_messages(sd_bus_message *m, struct chat_args *ret, sd_bus_error *error)
+{
+        struct chat_args a = {};
+        size_t bytes = 0, cap = 0;
+        const char *role, *content;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "(ss)");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read(m, "(ss)", &role, &content)) > 0) {
+                enum chat_role cr;
+                if (chat_role_from_string(role, &cr) < 0) {
+                        r = sd_bus_error_setf(error, NPUD_ERROR_INVALID_ARGUMENT,
+                                              "message %zu has role '%.32s'; system, user and assistant are known",
+                                              a.n, role);
+                        break;
+                }
+                size_t len = strlen(content);
+                bytes += len;
+                if (a.n >= CHAT_MAX_MESSAGES || bytes > CHAT_MAX_BYTES) {
+                        r = sd_bus_error_set(error, NPUD_ERROR_PROMPT_TOO_LONG,
+                                             "the messages are over 65536 or 64 MiB of text");
+                        break;
+                }
+                if (a.n == cap) {
+                        cap = MAX((size_t)8, cap * 2);
+                        struct chat_message *v = realloc(a.m, cap * sizeof(*v));
+                        if (!v) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        a.m = v;
+                }
+                a.m[a.n++] = (struct chat_message) { cr, content, len };
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r >= 0 && a.n == 0)
+                r = sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT, "a chat needs at least one message");
+        if (r < 0) {
+                chat_args_done(&a);
+                return r;
+        }
+        *ret = a;
+        return 0;
+}
+
+int args_chat_template(const struct npu_model *model, const char *name, struct chat_template *ret,
+                       sd_bus_error *error)
+{
+        struct npu_err err = {};
+        int r;
+
+        if (name && strcmp(name, "auto") != 0)
+                r = chat_template_from_name(name, ret, &err);
+        else if (!model->vocab->chat_template)
+                r = chat_template_from_name("raw", ret, &err); /* a base model: the messages as they are */
+        else
+                r = chat_template_detect(model->vocab->chat_template, ret, &err);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, NPUD_ERROR_INVALID_ARGUMENT, "%s", err.msg);
+        return 0;
+}
+
+int args_render_chat(const struct chat_template *t, const struct chat_message *m, size_t n,
+                     bool add_generation_prompt, struct chat_prompt *ret, sd_bus_error *error)
+{
+        struct npu_err err = {};
+        int r = chat_render(t, m, n, add_generation_prompt, ret, &err);
+
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return sd_bus_error_setf(error, NPUD_ERROR_INVALID_ARGUMENT, "%s", err.msg);
+        if (ret->len == 0) {
+                chat_prompt_done(ret);
+                return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT, "the rendered chat is empty");
+        }
         return 0;
 }

@@ -179,12 +179,12 @@ static void model_leave_device(struct served_model *m)
         fprintf(stderr, "npud: '%s' runs on the cpu now (%s detached)\n", m->name, d->name);
 }
 
-/* Moves one quantized model to d (between steps). Float models stay on the cpu: 0. */
+/* Moves one w8a8/w8a16 model to d (between steps). Others (float, GGUF block types, w4a8) stay on the cpu: 0. */
 static int model_join_device(struct served_model *m, struct served_device *d, struct npu_err *err)
 {
         int r;
 
-        if (m->device || m->rt->model->precision == NPU_PRECISION_FLOAT)
+        if (m->device || !precision_runs_on_npu(m->rt->model->precision))
                 return 0;
         r = runtime_attach_device(m->rt, d->path, d->fd, err);
         if (r < 0)

@@ -5,6 +5,7 @@
 #include "bus_args.h"
 #include "bus_errors.h"
 #include "list.h"
+#include "props.h"
 #include "server.h"
 #include "tokenize.h"
 
@@ -74,6 +75,8 @@ int request_submit(struct request *r, const int32_t *tokens, int32_t n, const st
         r->stops = NULL;
         r->params.stops = NULL;
         client_set_prompt(r->client, r, n);
+        r->keep_alive_us = p->keep_alive_us;
+        keep_alive_used(m);
         /* the reply goes out before the first token: the step starts from the event loop */
         server_kick(srv);
         return 0;
@@ -90,7 +93,7 @@ static int queue_tokens(struct request *r, const int32_t *ids, int32_t n, sd_bus
 
         if (session_is_single(s))
                 return request_submit(r, ids, n, &r->params, NULL, error);
-        if ((int64_t)s->n_history + n >= m->rt->n_ctx)
+        if (!s->chat && (int64_t)s->n_history + n >= m->rt->n_ctx)
                 return sd_bus_error_setf(error, NPUD_ERROR_PROMPT_TOO_LONG,
                                          "the history (%d tokens) and this prompt (%d) do not fit the context (%d)",
                                          s->n_history, n, m->rt->n_ctx);
@@ -167,6 +170,29 @@ int request_start(struct request *r, sd_bus_message *call, const struct prompt_a
         return 1;
 }
 
+int request_start_chat(struct request *r, sd_bus_message *call, const struct chat_prompt *chat, bool add_bos,
+                       const struct sched_params *p, sd_bus_error *error)
+{
+        struct served_model *m = r->session->model;
+        int rr;
+
+        r->params = *p;
+        r->stops = strv_copy(p->stops);
+        if (p->stops && !r->stops)
+                return -ENOMEM;
+        r->params.stops = r->stops;
+        if (chat->len > prompt_max_bytes(m, m->rt->n_ctx))
+                return sd_bus_error_setf(error, NPUD_ERROR_PROMPT_TOO_LONG,
+                                         "the chat has %zu bytes; %d tokens of this model (its context) hold at most "
+                                         "%zu",
+                                         chat->len, m->rt->n_ctx, prompt_max_bytes(m, m->rt->n_ctx));
+        rr = tokenize_chat_async(m, chat, add_bos, on_tokenized, r, &r->tokenizing);
+        if (rr < 0)
+                return rr;
+        r->call = sd_bus_message_ref(call);
+        return 1;
+}
+
 void request_cancel(struct request *r, enum sched_stop stop)
 {
         if (r->sr && !r->finished)
@@ -182,6 +208,8 @@ static void request_destroy(struct request *r)
         }
         tokenize_detach(r->tokenizing);
         strv_free(r->stops);
+        generated_done(&r->sent);
+        prop_snapshot_free(r->published);
         sched_request_free(r->sr);
         free(r->path);
         free(r);
@@ -228,6 +256,10 @@ void request_flush(struct request *r, bool force)
         }
         if (bus_request_send_tokens(r) < 0)
                 fprintf(stderr, "<4>npud: cannot send tokens of %s to %s\n", r->path, r->client->name);
+        for (size_t i = 0; i < r->sr->out.n; i++)
+                if (generated_add(&r->sent, (uint32_t)r->sr->out.v[i].id, r->sr->out.v[i].text) < 0)
+                        r->sent_incomplete = true;
+        r->n_sent += r->sr->out.n;
         piece_queue_clear(&r->sr->out);
         client_sent(r->client, n);
 }

@@ -15,13 +15,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "generated.h"
 #include "scheduler.h"
 
+struct chat_prompt;
 struct session;
 struct tokenize_job;
 struct prompt_arg;
 struct client;
 struct served_model;
+struct prop_snapshot;
 
 struct request {
         struct request *prev, *next;               /* in its session */
@@ -45,6 +48,11 @@ struct request {
         sd_bus_message *call;
         struct sched_params params;
         char **stops;
+        struct generated sent; /* the pieces sent, for Finished ... */
+        size_t n_sent;         /* ... their number ... */
+        bool sent_incomplete;  /* ... and whether sent lacks some (out of memory) */
+        struct prop_snapshot *published; /* its properties as its owner was last told */
+        int64_t keep_alive_us; /* its model stays this long after it (keep_alive.h) */
 };
 
 /* A request of session s for owner c (not yet submitted). */
@@ -57,6 +65,13 @@ int request_new(struct session *s, struct client *c, struct request **ret);
  */
 int request_start(struct request *r, sd_bus_message *call, const struct prompt_arg *pa, bool add_bos,
                   const struct sched_params *p, sd_bus_error *error);
+/*
+ * The same for a Chat call or a chat session's turn: the rendered chat is
+ * tokenized off the event loop, control tokens read only outside its
+ * messages' text.
+ */
+int request_start_chat(struct request *r, sd_bus_message *call, const struct chat_prompt *chat, bool add_bos,
+                       const struct sched_params *p, sd_bus_error *error);
 /* Hands the prompt (and KV for a prefix of it, moved) to the model's scheduler. */
 int request_submit(struct request *r, const int32_t *tokens, int32_t n, const struct sched_params *p,
                    struct kv_seq *seq, sd_bus_error *error);

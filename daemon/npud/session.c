@@ -5,7 +5,9 @@
 #include "bus_args.h"
 #include "bus_errors.h"
 #include "list.h"
+#include "props.h"
 #include "server.h"
+#include "session_chat.h"
 #include "tokenize.h"
 
 static int session_alloc(struct served_model *m, struct client *c, struct session **ret)
@@ -32,8 +34,10 @@ static void session_destroy(struct session *s)
                 reply_started(s, &error);
         }
         tokenize_detach(s->tokenizing);
+        session_chat_free(s->chat);
         kv_seq_release(s->model->rt->kv, &s->seq);
         strv_free(s->default_stops);
+        prop_snapshot_free(s->published);
         free(s->history);
         free(s->path);
         free(s);
@@ -154,8 +158,48 @@ int session_start_turn(struct session *s, struct request **ret, sd_bus_error *er
         return 0;
 }
 
+/*
+ * Keep the first n positions of a session's cache. The block they end in is
+ * written again by the next turn: when the prefix cache shares it, the
+ * session takes a copy (or, with no block to copy into, starts over).
+ */
+static void keep_prefix(struct kv_pool *kv, struct kv_seq *seq, int32_t n)
+{
+        int32_t b = n / kv->block_size;
+
+        if (n % kv->block_size && kv->refcount[seq->blocks[b]] > 1) {
+                struct kv_seq fresh = {};
+                int r = kv_seq_fork(kv, &fresh, seq, n);
+                kv_seq_release(kv, seq);
+                if (r >= 0)
+                        *seq = fresh;
+                return;
+        }
+        kv_seq_truncate(kv, seq, n);
+}
+
+/* A chat turn: the rendered conversation, over the cached positions it shares (at least its last token computed). */
+static int chat_turn_prompt(struct session *s, const int32_t *tokens, int32_t n, int32_t **ret, int32_t *ret_n)
+{
+        int32_t keep = 0, *all = malloc(sizeof(int32_t) * (size_t)MAX(n, 1));
+
+        if (!all)
+                return -ENOMEM;
+        memcpy(all, tokens, sizeof(int32_t) * n);
+        while (keep < s->seq.n_pos && keep < s->n_history && keep < n - 1 && s->history[keep] == tokens[keep])
+                keep++;
+        if (keep < s->seq.n_pos)
+                keep_prefix(s->model->rt->kv, &s->seq, keep);
+        *ret = all;
+        *ret_n = n;
+        s->evicted = false;
+        return 0;
+}
+
 int session_turn_prompt(struct session *s, const int32_t *tokens, int32_t n, int32_t **ret, int32_t *ret_n)
 {
+        if (s->chat)
+                return chat_turn_prompt(s, tokens, n, ret, ret_n);
         int32_t *all = malloc(sizeof(int32_t) * ((size_t)s->n_history + n));
 
         if (!all)
@@ -186,6 +230,12 @@ void session_turn_finished(struct session *s, struct request *r)
                 s->history = h;
                 s->n_history = sr->n_tokens;
         }
+        if (s->chat) {
+                /* the reply, as its client received it, is the assistant's message of the next turns */
+                _cleanup_free_ char *reply = NULL;
+                if (session_chat_reply_text(s->model->rt->model->vocab, sr, &reply) >= 0)
+                        (void)session_chat_finish_turn(s->chat, reply, strlen(reply));
+        }
         s->turns++;
         s->last_used = now_ns();
 }
@@ -194,6 +244,10 @@ void session_reset(struct session *s)
 {
         kv_seq_release(s->model->rt->kv, &s->seq);
         s->n_history = s->n_system;
+        if (s->chat) {
+                session_chat_reset(s->chat);
+                s->n_history = 0;
+        }
         s->turns = 0;
         s->evicted = false;
 }

@@ -7,6 +7,10 @@
  * properties. Each turn runs as a request over the whole history, starting
  * from the cached positions; an idle session's blocks may be reclaimed for
  * other work, and its next turn computes them again.
+ *
+ * A chat session (session_chat.h) keeps the conversation as messages: each
+ * turn renders them through the template and runs from the longest prefix
+ * of the cached tokens the rendering shares.
  */
 #pragma once
 
@@ -16,9 +20,11 @@
 #include "scheduler.h"
 
 struct served_model;
+struct session_chat;
 struct client;
 struct request;
 struct tokenize_job;
+struct prop_snapshot;
 
 struct session {
         struct session *prev, *next;               /* in its model */
@@ -42,6 +48,9 @@ struct session {
         /* while its system prompt is tokenized: the CreateSession call to answer */
         struct tokenize_job *tokenizing;
         sd_bus_message *call;
+        /* a chat session's messages; NULL: each turn's tokens are appended to the history */
+        struct session_chat *chat;
+        struct prop_snapshot *published; /* its properties as its owner was last told */
 };
 
 /* A conversation for c (on the bus once session_start answers); stops is taken. */
@@ -62,7 +71,11 @@ bool session_is_single(const struct session *s);
  * request_submit with session_turn_prompt follows).
  */
 int session_start_turn(struct session *s, struct request **ret, sd_bus_error *error);
-/* The history followed by tokens, and the session's KV (moved into the request by request_submit). */
+/*
+ * The history followed by tokens, and the session's KV (moved into the
+ * request by request_submit). A chat session's tokens are the whole
+ * rendered conversation: its KV keeps the prefix they share with the history.
+ */
 int session_turn_prompt(struct session *s, const int32_t *tokens, int32_t n, int32_t **ret, int32_t *ret_n);
 void session_reset(struct session *s);
 

@@ -12,8 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vocab.h"
 #include "worker.h"
 
+struct chat_prompt;
 struct served_model;
 
 struct tokenize_job {
@@ -22,6 +24,13 @@ struct tokenize_job {
         char *text;
         size_t len;
         bool add_bos;
+        /*
+         * Client text is never read for control tokens; a rendered chat is,
+         * outside the plain ranges (the messages' own text).
+         */
+        bool chat;
+        struct text_range *plain;
+        size_t n_plain;
         /* the result */
         int32_t *ids;
         size_t n;
@@ -40,5 +49,9 @@ size_t prompt_max_bytes(const struct served_model *m, int32_t n_tokens);
 int tokenize_async(struct served_model *m, const char *text, size_t len, bool add_bos,
                    void (*then)(struct tokenize_job *job, void *userdata), void *userdata,
                    struct tokenize_job **ret);
+/* The same for a rendered chat (copied): control tokens read only in the template's text. */
+int tokenize_chat_async(struct served_model *m, const struct chat_prompt *p, bool add_bos,
+                        void (*then)(struct tokenize_job *job, void *userdata), void *userdata,
+                        struct tokenize_job **ret);
 /* The caller no longer wants the result. */
 void tokenize_detach(struct tokenize_job *job);

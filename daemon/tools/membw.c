@@ -170,15 +170,27 @@ DEFINE_PEAK_WORKER(peak_worker_vnni512, "avx2,avx512f,avx512bw,avx512vnni", __m5
                    _mm512_set1_epi8, _mm512_add_epi32, STEP_VNNI512, 64)
 #undef CHAINS
 
+/*
+ * The best of many short runs (about 4 ms each on one core): on a shared
+ * machine a long run measures the neighbours as much as the cpu, while the
+ * best short one is what the execution units can do. All pool threads
+ * together, or the calling thread alone times the number of threads (on a
+ * busy machine the threads seldom all run at once): the higher figure, the
+ * stricter one to be compared with.
+ */
 static double peak_of(struct threadpool *tp, void (*worker)(void *, int, int), int bytes, int chains)
 {
-        /* about 0.1 s per run on one core */
-        struct peak_job j = { .iters = 400000000 / (chains * bytes) * 64 };
+        struct peak_job j = { .iters = 16000000 / (chains * bytes) * 64 };
         double best = 0;
 
-        for (int rep = 0; rep < 3; rep++) {
+        for (int rep = 0; rep < 80; rep++) {
+                /* odd runs: the calling thread alone, counted once per pool thread (cores run alike) */
+                const bool alone = rep % 2;
                 double t0 = now_ms();
-                threadpool_run(tp, worker, &j);
+                if (alone)
+                        worker(&j, 0, 1);
+                else
+                        threadpool_run(tp, worker, &j);
                 double s = (now_ms() - t0) / 1000.0;
                 /* `chains` steps of `bytes` products per iteration per thread */
                 double macs = (double)j.iters * chains * bytes * threadpool_size(tp);
@@ -239,7 +251,7 @@ double measure_gemm(struct threadpool *tp, const struct npu_weight *w, enum npu_
                 x[i] = (float)(int64_t)(s % 2001 - 1000) / 1000.0f;
         }
         act_quantize_rows(&a, prec, x, K, 0, n_tok);
-        for (int rep = 0; rep < 5; rep++) {
+        for (int rep = 0; rep < 10; rep++) {
                 struct gemm_job j = { .w = w, .a = &a, .n_tok = n_tok, .y = y };
                 atomic_init(&j.next, 0);
                 double t0 = now_ms();

@@ -225,9 +225,14 @@ static bool echo_token(int32_t tok, void *ud)
 /* Operations (a multiply and an add per weight) of the matrices but the output head, per token. */
 static double matmul_ops_per_token(const struct npu_model *m)
 {
-        double bpt = (double)model_bytes_per_token(m);
+        double n = 0;
 
-        return 2.0 * (bpt - m->output.row_bytes * m->output.rows) / (m->precision == NPU_PRECISION_FLOAT ? 2.0 : 1.0);
+        for (int l = 0; l < m->hp.n_layers; l++) {
+                const struct npu_weight *ws = &m->layers[l].wq;
+                for (int j = 0; j < 7; j++)
+                        n += (double)ws[j].rows * ws[j].cols;
+        }
+        return 2.0 * n;
 }
 
 /* The machine's figures, measured before a run and again after it: the higher of each counts (the stricter ratio). */

@@ -4,11 +4,14 @@
  *   npu-run -m MODEL -p PROMPT -n N [--temp T --top-k K --top-p P --seed S] [--threads N] [--target cpu|npu]
  *   npu-run -m MODEL --tokenize TEXT [--special]
  *   npu-run -m MODEL --perplexity FILE
+ *   npu-run -m MODEL --kl-divergence-base FILE   (llama-perplexity's logits of the same text)
+ *   npu-run -m MODEL --save-logits FILE --perplexity TEXT [-c N]   (the same kind of file, from npud)
  */
 #include <getopt.h>
 #include <math.h>
 
 #include "cli.h"
+#include "kld.h"
 #include "runtime.h"
 
 struct run_args {
@@ -17,6 +20,8 @@ struct run_args {
         const char *prompt;
         const char *tokenize;
         const char *perplexity;
+        const char *kld_base;
+        const char *save_logits;
         int32_t n_predict;
         int32_t detach_after;
         bool ignore_eos;
@@ -56,7 +61,14 @@ static void usage(FILE *f)
                 "      --special              control tokens written in TEXT or PROMPT (<|eot_id|>, <s>)\n"
                 "                             become those tokens, and generated ones print as their\n"
                 "                             text; without it they stay text and print as nothing\n"
-                "      --perplexity FILE      print the perplexity of the text in FILE\n");
+                "      --perplexity FILE      print the perplexity of the text in FILE\n"
+                "      --kl-divergence-base FILE\n"
+                "                             compare with the logits llama.cpp's llama-perplexity\n"
+                "                             --kl-divergence-base wrote: same top token, perplexity\n"
+                "                             of both, KL divergence\n"
+                "      --save-logits FILE     with --perplexity TEXT: write such a file from this model\n"
+                "                             (chunks of -c tokens, default 128), and print the perplexity\n"
+                "                             llama-perplexity's way (the second half of each chunk)\n");
 }
 
 enum {
@@ -71,6 +83,8 @@ enum {
         ARG_NO_PROMPT,
         ARG_TOKENIZE,
         ARG_PERPLEXITY,
+        ARG_KLD_BASE,
+        ARG_SAVE_LOGITS,
         ARG_TARGET,
         ARG_DEVICE,
         ARG_NPU_RETRIES,
@@ -99,6 +113,8 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 { "tokenize", required_argument, NULL, ARG_TOKENIZE },
                 { "special", no_argument, NULL, ARG_SPECIAL },
                 { "perplexity", required_argument, NULL, ARG_PERPLEXITY },
+                { "kl-divergence-base", required_argument, NULL, ARG_KLD_BASE },
+                { "save-logits", required_argument, NULL, ARG_SAVE_LOGITS },
                 { "target", required_argument, NULL, ARG_TARGET },
                 { "device", required_argument, NULL, ARG_DEVICE },
                 { "npu-retries", required_argument, NULL, ARG_NPU_RETRIES },
@@ -132,6 +148,8 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 case ARG_TOKENIZE: a->tokenize = optarg; break;
                 case ARG_SPECIAL: a->special = true; break;
                 case ARG_PERPLEXITY: a->perplexity = optarg; break;
+                case ARG_KLD_BASE: a->kld_base = optarg; break;
+                case ARG_SAVE_LOGITS: a->save_logits = optarg; break;
                 case ARG_TARGET: r = cli_parse_target(optarg, &a->rt.target); break;
                 case ARG_DEVICE: a->rt.device = optarg; break;
                 case ARG_NPU_RETRIES: r = cli_parse_int(optarg, 0, 100, "--npu-retries", &a->rt.npu_retries); break;
@@ -286,6 +304,40 @@ static int run_perplexity(const struct run_args *a)
         return 0;
 }
 
+static int run_save_logits(const struct run_args *a)
+{
+        _cleanup_free_ char *text = NULL;
+        struct npu_err err = {};
+        double ppl;
+        size_t n;
+        int r = cli_read_file(a->perplexity, &text, &n);
+
+        if (r < 0)
+                return cli_error(r, "cannot read %s: %s", a->perplexity, strerror(-r));
+        r = kld_save(a->save_logits, text, n, a->rt.n_ctx > 0 ? a->rt.n_ctx : 128, &a->rt, &ppl, &err);
+        if (r < 0)
+                return cli_error(r, "%s", err.msg);
+        printf("perplexity: %.4f (second half of each chunk); logits in %s\n", ppl, a->save_logits);
+        return 0;
+}
+
+static int run_kld(const struct run_args *a)
+{
+        struct kld_result k;
+        struct npu_err err = {};
+        int r = kld_compare(a->kld_base, &a->rt, &k, &err);
+
+        if (r < 0)
+                return cli_error(r, "%s", err.msg);
+        const double ppl = exp(k.nll / k.positions), ppl_base = exp(k.nll_base / k.positions);
+        printf("base: %d chunks of %d tokens, %lld scored positions\n", k.n_chunk, k.n_ctx, (long long)k.positions);
+        printf("top-1 agreement: %.2f %% (%lld of %lld)\n", 100.0 * k.top1_same / k.positions,
+               (long long)k.top1_same, (long long)k.positions);
+        printf("perplexity: %.4f, base %.4f (%+.3f %%)\n", ppl, ppl_base, 100.0 * (ppl / ppl_base - 1));
+        printf("mean KL divergence: %.6f\n", k.kld / k.positions);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         struct run_args a = {};
@@ -296,8 +348,12 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         if (a.tokenize)
                 r = run_tokenize(&a);
+        else if (a.perplexity && a.save_logits)
+                r = run_save_logits(&a);
         else if (a.perplexity)
                 r = run_perplexity(&a);
+        else if (a.kld_base)
+                r = run_kld(&a);
         else
                 r = run_generate(&a);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

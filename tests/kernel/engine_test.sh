@@ -4,8 +4,27 @@
 # model quantized to w8a8 and w8a16. Prints "PASS name" / "FAIL name: why".
 #
 # usage: engine_test.sh DIR     DIR holds npu-run, npu-bench, the models
-# (f32.gguf, w8a8.gguf, w8a16.gguf) and the host's greedy text of each
-# quantized model (w8a8.host.txt, w8a16.host.txt).
+# (f32.gguf, w8a8.gguf, w8a16.gguf, and the Qwen2 and Qwen3 tiny models
+# qwen2-w8a8.gguf, qwen3-w8a8.gguf) and the host's greedy text of each
+# quantized model (w8a8.host.txt, ...).
+# engine_test.sh --list: the names of the results it prints.
+if [ "${1:-}" = --list ]; then
+	for p in w8a8 w8a16 qwen2-w8a8 qwen3-w8a8; do echo "engine-greedy-$p"; done
+	echo engine-greedy-kv-q8
+	echo engine-float-stays-on-cpu
+	echo engine-hang-retry
+	echo engine-hang-cpu-fallback
+	echo engine-detach-keeps-kv
+	echo engine-bench-npu-1t
+	echo engine-bench-cpu-1t
+	for p in w8a8 w8a16; do
+		echo "engine-batches-$p"
+		echo "engine-attach-detach-$p"
+		echo "engine-perplexity-$p"
+	done
+	echo engine-no-leaks
+	exit 0
+fi
 d=$1
 dbg=/sys/kernel/debug/accel/npu.0
 tmp=/tmp/engine
@@ -13,6 +32,26 @@ mkdir -p "$tmp"
 N=40
 # one cpu thread: under TCG two spinning workers mostly wait for each other
 run="$d/npu-run -p 'Once upon a time' -n $N --temp 0 --ignore-eos -t 1"
+
+# arm_hang / disarm_hang: the next job hangs until the timeout resets the
+# engine: the kernel's fault injection (fail_hang/) where it has it, else
+# the driver's own switch.
+arm_hang() {
+	if [ -d "$dbg/fail_hang" ]; then
+		for kv in verbose=0 interval=1 space=0 probability=100 times=1; do
+			echo "${kv#*=}" >"$dbg/fail_hang/${kv%%=*}"
+		done
+	else
+		echo 1 >"$dbg/inject_hang"
+	fi
+}
+disarm_hang() {
+	if [ -d "$dbg/fail_hang" ]; then
+		echo 0 >"$dbg/fail_hang/probability"
+	else
+		echo 0 >"$dbg/inject_hang"
+	fi
+}
 
 # seconds since the last PASS/FAIL line
 date +%s >"$tmp/t0"
@@ -46,7 +85,7 @@ field() {
 	sed -n "s/.* \([0-9][0-9]*\) $1.*/\1/p" "$tmp/err" | head -1
 }
 
-for p in w8a8 w8a16; do
+for p in w8a8 w8a16 qwen2-w8a8 qwen3-w8a8; do
 	name=engine-greedy-$p
 	if ! greedy cpu $p "$tmp/$p.cpu"; then
 		fail "$name" "cpu run failed"
@@ -83,7 +122,7 @@ echo "  greedy text: $(cat "$tmp/w8a8.npu")"
 grep -h '^generation' "$tmp/w8a8.npu.err" 2>/dev/null | sed 's/^/  w8a8 npu /'
 
 # A float model asked onto the npu stays on the cpu and says so.
-if greedy npu f32 "$tmp/f32.out" && grep -q 'float: it runs on the cpu' "$tmp/err"; then
+if greedy npu f32 "$tmp/f32.out" && grep -q 'not w8a8 or w8a16: it runs on the cpu' "$tmp/err"; then
 	pass engine-float-stays-on-cpu
 else
 	fail engine-float-stays-on-cpu "no note, or the run failed"
@@ -102,11 +141,11 @@ hang() {
 		sleep 0.1
 		i=$((i + 1))
 	done
-	echo 1 >"$dbg/inject_hang"
+	arm_hang
 	wait $pid
 	rc=$?
 	echo 0 >"$dbg/engine_delay_us"
-	echo 0 >"$dbg/inject_hang"
+	disarm_hang
 	dmesg | tail -n +$((lines + 1)) >"$tmp/dmesg"
 	if [ $rc -ne 0 ]; then
 		fail "$name" "npu-run exit $rc"
@@ -157,22 +196,25 @@ done
 # Mixed batches of several sequences (what npud's scheduler sends), attach
 # and detach between steps, perplexity windows: npu logits == cpu logits.
 for p in w8a8 w8a16; do
-	"$d/engine_check" "$d/$p.gguf" $p 2>&1 | while read -r line; do
+	"$d/engine_check" "$d/$p.gguf" $p >"$tmp/check.$p" 2>&1
+	rc=$?
+	n=0
+	while read -r line; do
 		case "$line" in
-		PASS*) pass "${line#PASS }" ;;
-		FAIL*) echo "$line [$(since)]"; date +%s >"$tmp/t0" ;;
+		PASS*) pass "${line#PASS }"; n=$((n + 1)) ;;
+		FAIL*) echo "$line [$(since)]"; date +%s >"$tmp/t0"; n=$((n + 1)) ;;
 		*) echo "  $line" ;;
 		esac
-	done
+	done <"$tmp/check.$p"
+	# a crash prints fewer results; a failure without a FAIL line is one too
+	if [ $n -ne 3 ] || { [ $rc -ne 0 ] && ! grep -q '^FAIL' "$tmp/check.$p"; }; then
+		echo "FAIL engine-check-$p: exit $rc, $n of 3 results"
+	fi
 done
 
-# Nothing left behind on the device.
-n=0
-while [ $n -lt 50 ] && { [ "$(cat $dbg/bo_count)" != 0 ] || [ "$(cat $dbg/ctx_count)" != 0 ]; }; do
-	sleep 0.1
-	n=$((n + 1))
-done
-if [ "$(cat $dbg/bo_count)" = 0 ] && [ "$(cat $dbg/ctx_count)" = 0 ]; then
+# Nothing left behind on the device, once every job is retired.
+if [ "$(cat $dbg/idle)" = 1 ] && [ "$(cat $dbg/bo_count)" = 0 ] &&
+	[ "$(cat $dbg/ctx_count)" = 0 ]; then
 	pass engine-no-leaks
 else
 	fail engine-no-leaks "bo_count $(cat $dbg/bo_count) ctx_count $(cat $dbg/ctx_count)"

@@ -2,6 +2,7 @@
 /*
  * npu_test: in-VM tests of npu.ko through libnpu and raw ioctls.
  * Usage: npu_test [test...]   (no argument: all tests)
+ *        npu_test --list      (the names of all tests)
  * Prints "PASS <name>" or "FAIL <name>: <why>" per test.
  */
 #include <dirent.h>
@@ -28,198 +29,7 @@
 
 #include "npu.h"
 #include "npu_ref.h"
-
-static char fail_msg[512];
-static int failed;
-
-#define CHECK(cond, ...) do {						\
-	if (!(cond)) {							\
-		if (!failed) {						\
-			snprintf(fail_msg, sizeof(fail_msg), __VA_ARGS__); \
-			fprintf(stderr, "  check failed at %s:%d: %s\n", \
-				__FILE__, __LINE__, fail_msg);		\
-		}							\
-		failed = 1;						\
-		return;							\
-	}								\
-} while (0)
-
-#define CHECK_ERR(expr, err) do {					\
-	int _r = (expr);						\
-	CHECK(_r == (err), "%s: got %d (%s), want %d", #expr, _r,	\
-	      _r < 0 ? strerror(-_r) : "ok", (err));			\
-} while (0)
-
-/* ---- helpers ---- */
-
-static uint64_t rng_state = 0x853c49e6748fea9bull;
-
-static uint32_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state >> 11);
-}
-
-static uint32_t rnd_range(uint32_t lo, uint32_t hi)
-{
-	return lo + rnd() % (hi - lo + 1);
-}
-
-static float rnd_float(float lo, float hi)
-{
-	return lo + (hi - lo) * (float)(rnd() & 0xffffff) / 16777216.0f;
-}
-
-static int ioc(int fd, unsigned long req, void *arg)
-{
-	return drmIoctl(fd, req, arg) ? -errno : 0;
-}
-
-static char debugfs_dir[256];
-
-static void find_debugfs(void)
-{
-	const char *cands[] = {
-		"/sys/kernel/debug/accel/npu.0",
-		"/sys/kernel/debug/accel/0",
-	};
-	char p[300];
-	size_t i;
-
-	for (i = 0; i < sizeof(cands) / sizeof(cands[0]); i++) {
-		snprintf(p, sizeof(p), "%s/inject_hang", cands[i]);
-		if (access(p, F_OK) == 0) {
-			snprintf(debugfs_dir, sizeof(debugfs_dir), "%s", cands[i]);
-			return;
-		}
-	}
-}
-
-static long read_dbg(const char *name)
-{
-	char p[300], buf[64];
-	long v = -1;
-	FILE *f;
-
-	snprintf(p, sizeof(p), "%s/%s", debugfs_dir, name);
-	f = fopen(p, "r");
-	if (!f)
-		return -1;
-	if (fgets(buf, sizeof(buf), f))
-		v = strtol(buf, NULL, 0);
-	fclose(f);
-	return v;
-}
-
-static int write_dbg(const char *name, long v)
-{
-	char p[300];
-	FILE *f;
-
-	snprintf(p, sizeof(p), "%s/%s", debugfs_dir, name);
-	f = fopen(p, "w");
-	if (!f)
-		return -errno;
-	fprintf(f, "%ld\n", v);
-	return fclose(f) ? -errno : 0;
-}
-
-/* Wait until the device holds no BO, context or job. */
-static int wait_no_leaks(void)
-{
-	int i;
-
-	for (i = 0; i < 500; i++) {
-		if (read_dbg("bo_count") == 0 && read_dbg("ctx_count") == 0 &&
-		    read_dbg("jobs_alive") == 0)
-			return 0;
-		usleep(10000);
-	}
-	fprintf(stderr, "  leak: bo_count %ld ctx_count %ld jobs_alive %ld\n",
-		read_dbg("bo_count"), read_dbg("ctx_count"), read_dbg("jobs_alive"));
-	return -1;
-}
-
-static struct npu_dev *open_dev(void)
-{
-	struct npu_dev *dev = NULL;
-	int r = npu_open_index(0, &dev);
-
-	if (r < 0) {
-		fprintf(stderr, "  open accel0: %s\n", strerror(-r));
-		return NULL;
-	}
-	return dev;
-}
-
-static struct npu_bo *alloc_map(struct npu_dev *dev, uint64_t size)
-{
-	struct npu_bo *bo;
-
-	if (npu_bo_alloc(dev, size, &bo) < 0)
-		return NULL;
-	if (npu_bo_map(dev, bo) < 0) {
-		npu_bo_free(dev, bo);
-		return NULL;
-	}
-	return bo;
-}
-
-static uint32_t new_ctx(struct npu_dev *dev, uint64_t ops)
-{
-	uint32_t ctx = 0;
-
-	if (npu_ctx_create(dev, NPU_CTX_PRIORITY_NORMAL, &ctx) < 0)
-		return 0;
-	if (npu_ctx_enable_ops(dev, ctx, ops) < 0) {
-		npu_ctx_destroy(dev, ctx);
-		return 0;
-	}
-	return ctx;
-}
-
-#define ALL_OPS (((1ull << NPU_OP_COUNT) - 1) & ~1ull)
-
-/* A simple arena over one BO: hands out aligned offsets. */
-struct arena {
-	struct npu_bo *bo;
-	uint64_t used;
-};
-
-static uint64_t arena_get(struct arena *a, uint64_t size)
-{
-	uint64_t off = (a->used + 63) & ~63ull;
-
-	if (off + size > a->bo->size)
-		return UINT64_MAX;
-	a->used = off + size;
-	return off;
-}
-
-static void *at(struct arena *a, uint64_t off)
-{
-	return (char *)a->bo->map + off;
-}
-
-/* Submit one cmd and wait; returns final ERT state or negative errno. */
-static int run_cmd(struct npu_dev *dev, uint32_t ctx, struct npu_cmd *cmd)
-{
-	uint64_t seq;
-	uint32_t state;
-	int r;
-
-	r = npu_submit(dev, ctx, cmd, NULL, 0, 0, &seq);
-	if (r < 0)
-		return r;
-	r = npu_wait(dev, ctx, seq, 20000000000ll, &state);
-	if (r < 0)
-		return r;
-	if (npu_cmd_state(cmd) != state)
-		return -EPROTO;
-	return (int)state;
-}
+#include "npu_test.h"
 
 /* ---- tests ---- */
 
@@ -335,7 +145,7 @@ static void test_bo(void)
 	c.flags = 0x80000000u;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_BO_CREATE, &c), -EINVAL);
 	/* injected allocation failure */
-	CHECK_ERR(write_dbg("inject_alloc_fail", 1), 0);
+	CHECK_ERR(inject_alloc_fail(), 0);
 	c.flags = 0;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_BO_CREATE, &c), -ENOMEM);
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_BO_CREATE, &c), 0);
@@ -467,7 +277,7 @@ static void test_ctx(void)
 	c.priority = 3;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_CTX_CREATE, &c), -EINVAL);
 	c.priority = 0;
-	c.flags = 1;
+	c.flags = 2;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_CTX_CREATE, &c), -EINVAL);
 	c.flags = 0;
 	c.pad = 1;
@@ -534,22 +344,6 @@ static void test_ctx(void)
 	/* the rest are destroyed by close */
 	npu_close(dev);
 	CHECK(wait_no_leaks() == 0, "leak");
-}
-
-static void fill_i8(int8_t *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		p[i] = (int8_t)(rnd() & 0xff);
-}
-
-static void fill_f32(float *p, size_t n, float lo, float hi)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		p[i] = rnd_float(lo, hi);
 }
 
 static void test_submit(void)
@@ -666,7 +460,7 @@ static void test_submit(void)
 		CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_SUBMIT, &s), err);	\
 	} while (0)
 	OP_BAD(op->opcode = 0, -EINVAL);
-	OP_BAD(op->opcode = NPU_OP_COUNT, -EINVAL);
+	OP_BAD(op->opcode = NPU_OPS_KNOWN, -EINVAL);
 	OP_BAD(op->opcode = 0xffffffffu, -EINVAL);
 	OP_BAD(op->flags = NPU_OP_F_KV_F16, -EINVAL);
 	OP_BAD(op->flags = 0x80, -EINVAL);
@@ -707,7 +501,7 @@ static void test_submit(void)
 	w.seqno = 100;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_WAIT, &w), -EINVAL);
 	w.seqno = 1;
-	w.flags = 1;
+	w.flags = 2;
 	CHECK_ERR(ioc(fd, DRM_IOCTL_NPU_WAIT, &w), -EINVAL);
 	w.flags = 0;
 	w.pad = 1;
@@ -789,20 +583,6 @@ static void test_submit(void)
 }
 
 /* ---- results vs npu_ref ---- */
-
-static int cmp_bytes(const void *a, const void *b, size_t n, const char *what)
-{
-	if (memcmp(a, b, n)) {
-		const unsigned char *x = a, *y = b;
-		size_t i;
-
-		for (i = 0; i < n && x[i] == y[i]; i++)
-			;
-		fprintf(stderr, "  %s differs at byte %zu of %zu\n", what, i, n);
-		return -1;
-	}
-	return 0;
-}
 
 static void test_gemm(void)
 {
@@ -1482,7 +1262,7 @@ static void test_hang(void)
 	struct drm_npu_ctx_query q;
 	struct npu_nl_device nd;
 	uint32_t ca, cbx, state;
-	uint64_t sa, sb, timedout0;
+	uint64_t sa, sb, timedout0, cid;
 	int got_fault = 0, got_timeout = 0, i;
 
 	CHECK(dev && dev2, "open");
@@ -1490,6 +1270,7 @@ static void test_hang(void)
 	CHECK_ERR(npu_nl_subscribe_events(nl), 0);
 	CHECK_ERR(npu_nl_get_device(nl, 0, &nd), 0);
 	timedout0 = nd.jobs_timedout;
+	CHECK_ERR(npu_client_id(dev, &cid), 0);
 
 	ca = new_ctx(dev, ALL_OPS);
 	cbx = new_ctx(dev2, ALL_OPS);
@@ -1510,7 +1291,7 @@ static void test_hang(void)
 	npu_op_set_buf(op, 1, data2, 64);
 	memset(data2->map, 7, 64);
 
-	CHECK_ERR(write_dbg("inject_hang", 1), 0);
+	CHECK_ERR(inject_hang(), 0);
 	CHECK_ERR(npu_submit(dev, ca, &cmd, NULL, 0, 0, &sa), 0);
 	/* the other context queues behind the hung job and must complete */
 	CHECK_ERR(npu_submit(dev2, cbx, &cmd2, NULL, 0, 0, &sb), 0);
@@ -1531,7 +1312,7 @@ static void test_hang(void)
 		if (npu_nl_recv_event(nl, 2000, &ev) < 0)
 			break;
 		if (ev.event == NPU_GENL_EVENT_CTX_FAULT && ev.ctx_id == ca &&
-		    ev.pid == (uint32_t)getpid())
+		    ev.client_id == cid)
 			got_fault = 1;
 		if (ev.event == NPU_GENL_EVENT_JOB_TIMEOUT && ev.ctx_id == ca &&
 		    ev.seqno == 1)
@@ -1539,13 +1320,8 @@ static void test_hang(void)
 	}
 	CHECK(got_fault && got_timeout, "netlink events fault %d timeout %d",
 	      got_fault, got_timeout);
-	/* the job is counted when the scheduler frees it, a little after its fence */
-	for (i = 0; i < 300; i++) {
-		CHECK_ERR(npu_nl_get_device(nl, 0, &nd), 0);
-		if (nd.jobs_timedout == timedout0 + 1 && nd.resets >= 1)
-			break;
-		usleep(10000);
-	}
+	/* counted with its final state, before its fence signaled */
+	CHECK_ERR(npu_nl_get_device(nl, 0, &nd), 0);
 	CHECK(nd.jobs_timedout == timedout0 + 1 && nd.resets >= 1,
 	      "counters: timed out %" PRIu64 " (before %" PRIu64 "), resets %" PRIu64,
 	      nd.jobs_timedout, timedout0, nd.resets);
@@ -1555,7 +1331,7 @@ static void test_hang(void)
 	CHECK(ca, "new ctx");
 	CHECK(run_cmd(dev, ca, &cmd) == NPU_ERT_STATE_COMPLETED, "after reset");
 	/* hang again, then close the fd while the hung job is in flight */
-	CHECK_ERR(write_dbg("inject_hang", 1), 0);
+	CHECK_ERR(inject_hang(), 0);
 	CHECK_ERR(npu_submit(dev, ca, &cmd, NULL, 0, 0, &sa), 0);
 	npu_bo_free(dev, cb);
 	npu_bo_free(dev, data);
@@ -1570,10 +1346,14 @@ static void test_hang(void)
 static void test_netlink(void)
 {
 	struct npu_nl *nl = NULL;
-	struct npu_nl_device devs[8];
+	struct npu_nl_device devs[8], after;
 	struct npu_dev *dev = open_dev();
-	struct npu_bo *bo;
+	struct npu_bo *bo, *cb;
+	struct npu_cmd cmd;
+	struct drm_npu_op *op;
+	uint32_t ctx;
 	size_t n = 0;
+	int i;
 
 	CHECK(dev, "open");
 	CHECK_ERR(npu_nl_open(&nl), 0);
@@ -1585,7 +1365,41 @@ static void test_netlink(void)
 	CHECK(!strcmp(devs[0].name, "npu.0"), "name %s", devs[0].name);
 	CHECK(devs[0].bo_count == 1 && devs[0].bo_bytes == 3 * 4096, "bo counters");
 	CHECK(devs[0].num_engines == 1, "engines");
-	CHECK(devs[0].jobs_submitted >= devs[0].jobs_completed, "jobs");
+	CHECK(devs[0].ctx_count == 0, "ctx_count %u", devs[0].ctx_count);
+	/* three jobs that complete and one that fails, counted exactly */
+	ctx = new_ctx(dev, ALL_OPS);
+	cb = alloc_map(dev, 4096);
+	CHECK(ctx && cb, "setup");
+	CHECK_ERR(npu_cmd_init(&cmd, cb, 0), 0);
+	op = npu_cmd_add(&cmd, NPU_OP_ATTENTION);
+	op->dim[0] = 1; op->dim[1] = 1; op->dim[2] = 1; op->dim[3] = 4; op->dim[4] = 8;
+	npu_op_set_buf(op, 0, bo, 0);
+	npu_op_set_buf(op, 1, bo, 256);
+	npu_op_set_buf(op, 2, bo, 512);
+	npu_op_set_buf(op, 3, bo, 1024);
+	npu_op_set_buf(op, 4, bo, 2048);
+	/* 10 ms each: longer than a tick of a coarse guest clock */
+	CHECK_ERR(write_dbg("engine_delay_us", 10000), 0);
+	for (i = 0; i < 4; i++) {
+		((int32_t *)bo->map)[1024 / 4] = i < 3 ? 7 : 8;	/* 8: past n_ctx */
+		CHECK(run_cmd(dev, ctx, &cmd) == (i < 3 ? NPU_ERT_STATE_COMPLETED :
+						  NPU_ERT_STATE_ERROR), "job %d state", i);
+	}
+	CHECK_ERR(write_dbg("engine_delay_us", 0), 0);
+	CHECK_ERR(npu_nl_get_device(nl, 0, &after), 0);
+	CHECK(after.jobs_submitted == devs[0].jobs_submitted + 4 &&
+	      after.jobs_completed == devs[0].jobs_completed + 3 &&
+	      after.jobs_failed == devs[0].jobs_failed + 1 &&
+	      after.jobs_timedout == devs[0].jobs_timedout,
+	      "jobs: submitted +%llu completed +%llu failed +%llu timed out +%llu",
+	      (unsigned long long)(after.jobs_submitted - devs[0].jobs_submitted),
+	      (unsigned long long)(after.jobs_completed - devs[0].jobs_completed),
+	      (unsigned long long)(after.jobs_failed - devs[0].jobs_failed),
+	      (unsigned long long)(after.jobs_timedout - devs[0].jobs_timedout));
+	CHECK(after.ctx_count == 1 && after.bo_count == 2, "ctx_count %u bo_count %u",
+	      after.ctx_count, after.bo_count);
+	CHECK(after.busy_ns > devs[0].busy_ns, "busy_ns did not grow");
+	npu_bo_free(dev, cb);
 	CHECK_ERR(npu_nl_get_device(nl, 1, &devs[2]), 0);
 	CHECK(devs[2].index == 1, "doit index");
 	CHECK(npu_nl_get_device(nl, 5, &devs[2]) < 0, "missing device");
@@ -1689,6 +1503,11 @@ static void test_fuzz(void)
 			}
 			if (rnd() % 4)
 				s->out_syncobj = 0;
+			if (rnd() % 8) {
+				s->bo_handles = 0;
+				s->bo_handle_count = 0;
+				s->pad2 = 0;
+			}
 			if (nc && rnd() % 2)
 				s->ctx_id = ctxs[rnd() % nc];
 			s->flags = rnd() % 8 ? 0 : s->flags;
@@ -1838,6 +1657,27 @@ static const struct test tests[] = {
 	{ "priority", test_priority },
 	{ "concurrency", test_concurrency },
 	{ "destroy_race", test_destroy_race },
+	{ "ctx_race", test_ctx_race },
+	{ "destroy_abort", test_destroy_abort },
+	{ "close_abort", test_close_abort },
+	{ "exit_budget", test_exit_budget },
+	{ "hang_states", test_hang_states },
+	{ "queue_race", test_queue_race },
+	{ "high_priority", test_high_priority },
+	{ "wait_signals", test_wait_signals },
+	{ "attention_chunks", test_attention_chunks },
+	{ "pos_snapshot", test_pos_snapshot },
+	{ "netlink_privacy", test_netlink_privacy },
+	{ "ctx_ids", test_ctx_ids },
+	{ "completed", test_completed },
+	{ "ops_float64", test_ops_float64 },
+	{ "timeline", test_timeline },
+	{ "implicit_sync", test_implicit_sync },
+	{ "bo_list", test_bo_list },
+	{ "fdinfo", test_fdinfo },
+	{ "trace", test_trace },
+	{ "devcoredump", test_devcoredump },
+	{ "runtime_pm", test_runtime_pm },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };
@@ -1884,7 +1724,14 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc == 3 && !strcmp(argv[1], "--wait-removed"))
 		return wait_removed(argv[2]);
+	if (argc == 2 && !strcmp(argv[1], "--list")) {
+		/* the results a full run prints: the runner checks each one came */
+		for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+			printf("%s%s\n", tests[i].name, tag);
+		return 0;
+	}
 	find_debugfs();
+	kmsg_open();
 	if (!debugfs_dir[0])
 		fprintf(stderr, "npu_test: debugfs directory not found\n");
 	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
@@ -1901,6 +1748,14 @@ int main(int argc, char **argv)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		tests[i].fn();
 		clock_gettime(CLOCK_MONOTONIC, &t1);
+		{
+			char first[256];
+
+			if (kmsg_reports(first, sizeof(first)) && !failed) {
+				failed = 1;
+				snprintf(fail_msg, sizeof(fail_msg), "kernel report: %s", first);
+			}
+		}
 		if (failed) {
 			printf("FAIL %s%s: %s\n", tests[i].name, tag, fail_msg);
 			nfail++;

@@ -171,13 +171,99 @@ static void test_layer(void)
 	for (h = 0; h < 4; h++)
 		ok &= npu_ref_attention(&at, 0, (uint32_t)h, scratch) == 0;
 	/* one position: out equals the V row of the head's kv head */
-	result("attention-gqa", ok && ao[0] == 3.0f && ao[1] == -1.0f && ao[2] == 3.0f &&
-	       ao[4] == 7.0f && ao[7] == 9.0f, "GQA head mapping");
+	result("attention-one-position", ok && ao[0] == 3.0f && ao[1] == -1.0f &&
+	       ao[2] == 3.0f && ao[4] == 7.0f && ao[7] == 9.0f, "GQA head mapping");
 	pos0 = 1;
 	result("attention-bounds", npu_ref_attention(&at, 0, 0, scratch) == -1,
 	       "pos past n_ctx");
 	npu_ref_silu_mul(&g, &up, &out, 0, 1);
-	result("silu", out == 0.0f, "silu(0)");
+	result("silu-zero", out == 0.0f, "silu(0)");
+}
+
+/* Deterministic values in [-1, 1). */
+static float frand(unsigned int *s)
+{
+	*s = *s * 1103515245u + 12345u;
+	return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+/*
+ * Attention over several positions with grouped heads, against a float64
+ * softmax written here from the definition (kv head = h / (n_heads /
+ * n_kv_heads), scores q.k * scale over positions 0 ... pos, weights
+ * exp(s - max) / sum, out = sum weight * v).
+ */
+static void test_attention_float64(void)
+{
+	enum { H = 6, KVH = 2, HD = 8, CTX = 19, M = 3 };
+	static float q[M * H * HD], k[CTX * KVH * HD], v[CTX * KVH * HD];
+	static float out[M * H * HD];
+	int32_t pos[M] = { 0, 7, CTX - 1 };
+	struct npu_ref_attn a = {
+		.q = q, .k = k, .v = v, .pos = pos, .out = out,
+		.n_heads = H, .n_kv_heads = KVH, .head_dim = HD, .n_ctx = CTX,
+	};
+	double worst = 0;
+	unsigned int seed = 7;
+	float scratch[CTX];
+	int m, h, d, t, i, ok = 1;
+
+	for (i = 0; i < M * H * HD; i++)
+		q[i] = 2 * frand(&seed);
+	for (i = 0; i < CTX * KVH * HD; i++) {
+		k[i] = 2 * frand(&seed);
+		v[i] = frand(&seed);
+	}
+	for (m = 0; m < M; m++)
+		for (h = 0; h < H; h++)
+			ok &= npu_ref_attention(&a, m, h, scratch) == 0;
+	for (m = 0; m < M; m++) {
+		for (h = 0; h < H; h++) {
+			int kvh = h / (H / KVH);
+			double s[CTX], mx = -1e300, sum = 0;
+
+			for (t = 0; t <= pos[m]; t++) {
+				s[t] = 0;
+				for (d = 0; d < HD; d++)
+					s[t] += (double)q[(m * H + h) * HD + d] *
+						k[(t * KVH + kvh) * HD + d];
+				s[t] /= sqrt((double)HD);
+				mx = s[t] > mx ? s[t] : mx;
+			}
+			for (t = 0; t <= pos[m]; t++)
+				sum += exp(s[t] - mx);
+			for (d = 0; d < HD; d++) {
+				double o = 0, e;
+
+				for (t = 0; t <= pos[m]; t++)
+					o += exp(s[t] - mx) / sum * v[(t * KVH + kvh) * HD + d];
+				e = fabs(o - out[(m * H + h) * HD + d]);
+				worst = e > worst ? e : worst;
+			}
+		}
+	}
+	result("attention-gqa-float64", ok && worst < 1e-5,
+	       "differs from a float64 softmax by more than 1e-5");
+}
+
+/* silu(g) * up = g / (1 + exp(-g)) * up, against float64, away from 0. */
+static void test_silu_float64(void)
+{
+	static const float g[] = { 0.5f, 1.0f, 2.5f, -3.0f, 7.75f, -0.125f, 20.0f };
+	float up[7], out[7];
+	double worst = 0;
+	int i;
+
+	for (i = 0; i < 7; i++)
+		up[i] = 1.5f - i * 0.25f;
+	npu_ref_silu_mul(g, up, out, 0, 7);
+	for (i = 0; i < 7; i++) {
+		double r = (double)g[i] / (1.0 + exp(-(double)g[i])) * up[i];
+		double e = fabs(out[i] - r) / (fabs(r) > 1e-30 ? fabs(r) : 1);
+
+		worst = e > worst ? e : worst;
+	}
+	result("silu-float64", worst < 1e-6, "silu_mul differs from float64");
 }
 
 static void test_ert(void)
@@ -203,6 +289,8 @@ int main(void)
 	test_quant();
 	test_gemm();
 	test_layer();
+	test_attention_float64();
+	test_silu_float64();
 	test_ert();
 	return nfail ? 1 : 0;
 }

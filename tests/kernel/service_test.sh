@@ -16,6 +16,14 @@
 # - Detach() mid-generation: the rest runs on the cpu, the same tokens, none
 #   lost or repeated; Attach() brings the device back;
 # - npud stops cleanly and leaves nothing on the device.
+# service_test.sh --list: the names of the results it prints.
+if [ "${1:-}" = --list ]; then
+	for p in w8a8 w8a16; do echo "service-greedy-$p"; done
+	for n in device-object bench-npu hang detach reattach stop-clean; do
+		echo "service-$n"
+	done
+	exit 0
+fi
 svc=$1
 models=$2
 export PATH=/bin:/usr/bin
@@ -29,6 +37,26 @@ mkdir -p "$tmp"
 addr=unix:path=$tmp/bus
 N=32
 PROMPT='Once upon a time'
+
+# arm_hang / disarm_hang: the next job hangs until the timeout resets the
+# engine: the kernel's fault injection (fail_hang/) where it has it, else
+# the driver's own switch.
+arm_hang() {
+	if [ -d "$dbg/fail_hang" ]; then
+		for kv in verbose=0 interval=1 space=0 probability=100 times=1; do
+			echo "${kv#*=}" >"$dbg/fail_hang/${kv%%=*}"
+		done
+	else
+		echo 1 >"$dbg/inject_hang"
+	fi
+}
+disarm_hang() {
+	if [ -d "$dbg/fail_hang" ]; then
+		echo 0 >"$dbg/fail_hang/probability"
+	else
+		echo 0 >"$dbg/inject_hang"
+	fi
+}
 
 date +%s >"$tmp/t0"
 since() {
@@ -258,11 +286,11 @@ else
 	gen "$tmp/hang.json" w8a8 &
 	gpid=$!
 	wait_passes 4
-	echo 1 >"$dbg/inject_hang"
+	arm_hang
 	echo 0 >"$dbg/engine_delay_us"
 	wait $gpid
 	r=$?
-	echo 0 >"$dbg/inject_hang"
+	disarm_hang
 	dev
 	ev=$(($(num "$(dfield netlink_events)") - ev0))
 	dmesg | tail -n +$((lines + 1)) >"$tmp/dmesg"
@@ -347,15 +375,12 @@ name=service-stop-clean
 if [ -n "$npud_pid" ]; then
 	stop_npud
 	r=$?
-	n=0
-	while [ $n -lt 50 ] && { [ "$(cat $dbg/bo_count)" != 0 ] || [ "$(cat $dbg/ctx_count)" != 0 ]; }; do
-		sleep 0.1
-		n=$((n + 1))
-	done
+	# once every job is retired (the file was closed with npud)
+	idle=$(cat $dbg/idle)
 	if [ $r -ne 0 ]; then
 		fail $name "npud exit $r" "$tmp/npud.log"
-	elif [ "$(cat $dbg/bo_count)" != 0 ] || [ "$(cat $dbg/ctx_count)" != 0 ]; then
-		fail $name "bo_count $(cat $dbg/bo_count) ctx_count $(cat $dbg/ctx_count)"
+	elif [ "$idle" != 1 ] || [ "$(cat $dbg/bo_count)" != 0 ] || [ "$(cat $dbg/ctx_count)" != 0 ]; then
+		fail $name "idle $idle, bo_count $(cat $dbg/bo_count) ctx_count $(cat $dbg/ctx_count)"
 	else
 		pass $name
 	fi

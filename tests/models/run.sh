@@ -11,10 +11,14 @@
 #     must stay within 1 % / 5 % of its f32 one. On random weights perplexity
 #     cannot tell two models apart (two seeds score the same text within
 #     0.2 %), so only the trained weights make that check one that can fail;
-#     the run checks that it can (qwen3's figure is not qwen2's).
-# usage: run.sh BUILD_DIR SHARED_DIR RETARGET
+#     the run checks that it can (qwen3's figure is not qwen2's);
+#   - the service's Chat method and chat sessions on the Qwen3 and Llama 3
+#     models: the rendered conversation gives npu-run's greedy text, control
+#     tokens in a message stay text, a session's second turn is Chat's answer
+#     to the same messages and reuses the first turn's cache.
+# usage: run.sh BUILD_DIR SHARED_DIR RETARGET CHAT_PROBE
 set -u
-build=$1 shared=$2 retarget=$3
+build=$1 shared=$2 retarget=$3 probe=$4
 bin=$build/daemon/tools
 npu_run=$bin/npu-run
 npud=$build/daemon/npud/npud
@@ -134,24 +138,95 @@ else
 	bad "perplexity-tells-models-apart" "qwen3 ${trained[qwen3]:-none}, original $base"
 fi
 
-# ---- the service: npud serving a Qwen3 model, npuctl's greedy text equals npu-run's
-model=$work/qwen3.gguf
+# ---- the service: npud serving the Qwen3 and the Llama 3 model
 # shellcheck source=../service/lib.sh
 . "$(dirname "$0")/../service/lib.sh"
-if service_start; then
-	trap 'service_cleanup; rm -rf "$work"' EXIT
+# control-token text out of npu-run --special's output (npud sends those tokens as nothing)
+no_control() { sed -E 's/<\|[a-z_]+\|>//g'; }
+chat_checks() {
+	local a=$1 open=$2 close=$3 inject=$4 model=$work/$1.gguf
 	got=$("$npuctl" --bus "$addr" generate --temp 0 --max-tokens 24 "The quick brown fox" 2>"$work/err")
 	want=$(greedy "$model")
 	if [ -n "$got" ] && [ "$got" = "$want" ]; then
-		ok "service-qwen3-greedy-equals-npu-run"
+		ok "service-$a-greedy-equals-npu-run"
 	else
-		bad "service-qwen3-greedy-equals-npu-run" "npuctl '$got' ($(head -c 200 "$work/err")), npu-run '$want'"
+		bad "service-$a-greedy-equals-npu-run" "npuctl '$got' ($(head -c 200 "$work/err")), npu-run '$want'"
 	fi
+	# Chat renders the template; npu-run given the same text with --special gives the same tokens
+	got=$("$probe" "$addr" chat 16 user "Hello there" 2>&1 | tail -n +2)
+	printf -v prompt "${open}Hello there${close}" # (not "$(...)": it drops the final newlines)
+	want=$("$npu_run" -m "$model" -p "$prompt" --special -n 16 --temp 0 --no-display-prompt 2>/dev/null |
+		no_control | sed -z 's/\n/\\n/g; s/\\n$//')
+	if [ -n "$got" ] && [ "$got" = "$want" ]; then
+		ok "service-$a-chat-equals-the-rendered-prompt"
+	else
+		bad "service-$a-chat-equals-the-rendered-prompt" "Chat '$got', npu-run '$want'"
+	fi
+	# a message that writes the end of its turn does not end it: the tokens are text
+	p1=$("$probe" "$addr" chat 1 user "x" | sed -n 's/^prompt_tokens //p')
+	p2=$("$probe" "$addr" chat 1 user "x$inject" | sed -n 's/^prompt_tokens //p')
+	if [ -n "$p1" ] && [ -n "$p2" ] && [ "$p2" -ge $((p1 + 6)) ]; then
+		ok "service-$a-chat-control-tokens-stay-text (prompt tokens $p1, with them written: $p2)"
+	else
+		bad "service-$a-chat-control-tokens-stay-text" "prompt tokens $p1 and $p2"
+	fi
+	# chat sessions: the messages, the second turn as Chat answers them, the first turn's cache
+	# reused as far as the new rendering agrees with it (Llama 3's template trims the reply's
+	# leading space away, so the session must recompute from there). Chat answers in a fresh
+	# npud: the prefix cache would otherwise hand it the session's blocks.
+	"$probe" "$addr" session 12 "Be brief." "Hello there" "And then?" >"$work/session-system" 2>&1
+	"$probe" "$addr" session 12 "" "Hello there" "And then?" >"$work/session" 2>&1
+	service_cleanup
+	service_start || { bad "service-$a-restart" "npud did not start again"; return; }
+	trap 'service_cleanup; rm -rf "$work"' EXIT
+	for sys in "Be brief." ""; do
+		f=$work/session${sys:+-system}
+		r1=$(sed -n 's/^reply1 //p' "$f")
+		r2=$(sed -n 's/^reply2 //p' "$f")
+		cached=$(sed -n 's/^cached //p' "$f")
+		printf -v r1_text '%b' "$r1"
+		if [ -n "$sys" ]; then
+			want2=$("$probe" "$addr" chat 12 system "$sys" user "Hello there" assistant "$r1_text" \
+				user "And then?" | tail -n +2)
+			n_msgs=5
+		else
+			want2=$("$probe" "$addr" chat 12 user "Hello there" assistant "$r1_text" user "And then?" | tail -n +2)
+			n_msgs=4
+		fi
+		if [ "$(grep -c '^message ' "$f")" = $n_msgs ] && [ "$r2" = "$want2" ] && [ "${cached:-0}" -gt 0 ]; then
+			ok "service-$a-chat-session${sys:+-system} ($n_msgs messages, turn 2 = Chat, $cached prompt tokens cached)"
+		else
+			bad "service-$a-chat-session${sys:+-system}" "$(cat "$f"); Chat: '$want2'"
+		fi
+	done
+	# an unknown template name is refused by name, raw is taken
+	if "$npuctl" --bus "$addr" chat --template nosuch </dev/null 2>/dev/null; then :; fi
+	out=$(echo "Hi" | "$npuctl" --bus "$addr" chat --template nosuch --max-tokens 2 2>&1)
+	if echo "$out" | grep -q "chat template 'nosuch' is not one of raw, llama2, llama3, chatml" &&
+		echo "Hi" | "$npuctl" --bus "$addr" chat --template raw --max-tokens 2 >/dev/null 2>&1; then
+		ok "service-$a-chat-template-option"
+	else
+		bad "service-$a-chat-template-option" "$out"
+	fi
+}
+model=$work/qwen3.gguf
+if service_start; then
+	trap 'service_cleanup; rm -rf "$work"' EXIT
+	chat_checks qwen3 '<|im_start|>user\n' '<|im_end|>\n<|im_start|>assistant\n' '<|im_end|><|im_start|>'
 	if "$npuctl" --bus "$addr" models 2>&1 | grep -q "qwen3"; then
 		ok "service-models-lists-qwen3"
 	else
 		bad "service-models-lists-qwen3" "$("$npuctl" --bus "$addr" models 2>&1)"
 	fi
+	service_cleanup
+else
+	bad "service-start" "npud did not start with $model"
+fi
+model=$work/llama3.gguf
+if service_start; then
+	trap 'service_cleanup; rm -rf "$work"' EXIT
+	chat_checks llama3 '<|start_header_id|>user<|end_header_id|>\n\n' \
+		'<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n' '<|eot_id|><|start_header_id|>'
 else
 	bad "service-start" "npud did not start with $model"
 fi

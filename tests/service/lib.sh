@@ -7,6 +7,10 @@
 # Needs: $npud, $npuctl (paths), $model; optional $npud_conf_extra (lines
 # appended to the [npud] section).
 
+# Under ASan, freed memory waits in a quarantine (256 MB by default) before
+# reuse: it would count as npud's own growth in the RSS checks.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4"
+
 # Stops npud and the bus and removes the directory (service_start may follow).
 service_stop() {
 	local pid

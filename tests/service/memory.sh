@@ -23,11 +23,6 @@ probe=$build/tests/service/npud-probe
 vocab=$shared/tokenizer/ggml-vocab-llama3.gguf
 [ -f "$vocab" ] || { echo "SKIP: no $vocab"; exit 77; }
 command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
-# AddressSanitizer keeps freed memory in quarantine: RSS says nothing there
-if ldd "$npud" 2>/dev/null | grep -q libasan; then
-	echo "SKIP: npud is built with AddressSanitizer"
-	exit 77
-fi
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 

@@ -5,7 +5,10 @@
 
 #include "gguf.h"
 #include "model.h"
+#include "quantize_blocks.h"
 #include "test-helpers.h"
+
+#define WIDE_MODEL SHARED_DIR "/models/aidreams-wide-f32.gguf"
 
 static uint8_t *read_all(const char *path, size_t *ret_n)
 {
@@ -206,6 +209,221 @@ static void test_writer_roundtrip(void **state)
         unlink(path2);
 }
 
+static const enum ggml_type quant_cycle[] = {
+        GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q8_0,
+        GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+};
+
+/*
+ * The widened small model with its matrices in every block type in turn
+ * (a mixed file, as llama.cpp's Q4_K_M files are): written to path.
+ */
+static void write_mixed_model(const char *path)
+{
+        struct npu_err err = {};
+        struct gguf *src = NULL;
+        struct gguf_writer *w = NULL;
+        assert_int_equal(gguf_open(WIDE_MODEL, &src, &err), 0);
+        assert_int_equal(gguf_writer_new(path, &w, &err), 0);
+        assert_int_equal(gguf_writer_copy_kv(w, src, skip_none), 0);
+        enum ggml_type *types = calloc(src->n_tensors, sizeof(*types));
+        for (uint64_t i = 0, q = 0; i < src->n_tensors; i++) {
+                const struct gguf_tensor *t = &src->tensors[i];
+                char name[128];
+                snprintf(name, sizeof(name), "%.*s", (int)t->name.len, t->name.s);
+                assert_int_equal(t->type, GGML_TYPE_F32);
+                types[i] = t->n_dims == 2 ? quant_cycle[q++ % ARRAY_SIZE(quant_cycle)] : GGML_TYPE_F32;
+                assert_int_equal(gguf_writer_add_tensor(w, name, types[i], t->n_dims, t->ne), 0);
+        }
+        assert_int_equal(gguf_writer_write_header(w, &err), 0);
+        for (uint64_t i = 0; i < src->n_tensors; i++) {
+                const struct gguf_tensor *t = &src->tensors[i];
+                if (types[i] == GGML_TYPE_F32) {
+                        assert_int_equal(gguf_writer_write_tensor(w, t->data, t->nbytes, &err), 0);
+                        continue;
+                }
+                const size_t rb = quant_row_bytes(types[i], t->ne[0]);
+                uint8_t *row = malloc(rb);
+                for (int64_t r = 0; r < t->ne[1]; r++) {
+                        quantize_row_blocks(types[i], (const float *)t->data + r * t->ne[0], t->ne[0], row);
+                        assert_int_equal(gguf_writer_write_tensor_part(w, row, rb, &err), 0);
+                }
+                assert_int_equal(gguf_writer_end_tensor(w, &err), 0);
+                free(row);
+        }
+        assert_int_equal(gguf_writer_finish(w, &err), 0);
+        gguf_writer_free(w);
+        gguf_free(src);
+        free(types);
+}
+
+static int mixed_setup(void **state)
+{
+        static char path[64];
+        strcpy(path, "/tmp/npud-test-mixed-XXXXXX");
+        int fd = mkstemp(path);
+        if (fd < 0)
+                return -1;
+        close(fd);
+        write_mixed_model(path);
+        *state = path;
+        return 0;
+}
+
+static int mixed_teardown(void **state)
+{
+        unlink(*state);
+        return 0;
+}
+
+/* A file mixing every block type loads; every matrix keeps its type. */
+static void test_mixed_types_load(void **state)
+{
+        struct npu_err err = {};
+        struct npu_model *m = NULL;
+        assert_int_equal(model_load(*state, &m, &err), 0);
+        bool seen[_GGML_TYPE_MAX] = {};
+        for (int l = 0; l < m->hp.n_layers; l++) {
+                const struct npu_weight *ws = &m->layers[l].wq;
+                for (int j = 0; j < 7; j++)
+                        seen[ws[j].type] = true;
+        }
+        seen[m->tok_embd.type] = seen[m->output.type] = true;
+        for (size_t i = 0; i < ARRAY_SIZE(quant_cycle); i++)
+                assert_true(seen[quant_cycle[i]]);
+        model_free(m);
+}
+
+/* The offset in the file of tensor i's type field (after its name, dimension count and dimensions). */
+static size_t tensor_type_offset(const uint8_t *buf, const struct gguf *g, uint64_t i)
+{
+        const struct gguf_tensor *t = &g->tensors[i];
+        return (size_t)((const uint8_t *)t->name.s - buf) + t->name.len + 4 + 8 * t->n_dims;
+}
+
+/* A type npud cannot read (IQ*, TQ*, ...) is refused at load, by its name and the tensor's. */
+static void test_unknown_types(void **state)
+{
+        static const struct {
+                uint32_t type;
+                const char *name;
+        } unknown[] = { { 16, "IQ2_XXS" }, { 20, "IQ4_NL" }, { 23, "IQ4_XS" }, { 29, "IQ1_M" },
+                        { 34, "TQ1_0" },   { 35, "TQ2_0" },  { 39, "MXFP4" },  { 15, "Q8_K" },
+                        { 31, "unknown" }, { 1000, "unknown" } };
+        size_t n;
+        _cleanup_free_ uint8_t *buf = read_all(*state, &n);
+        struct npu_err err = {};
+        struct gguf *g = NULL;
+        assert_int_equal(gguf_parse(buf, n, &g, &err), 0);
+        const uint64_t victim = g->n_tensors / 2;
+        char tname[128];
+        snprintf(tname, sizeof(tname), "%.*s", (int)g->tensors[victim].name.len, g->tensors[victim].name.s);
+        const size_t off = tensor_type_offset(buf, g, victim);
+        uint32_t was;
+        memcpy(&was, buf + off, 4);
+        assert_int_equal(was, g->tensors[victim].type);
+        gguf_free(g);
+        for (size_t i = 0; i < ARRAY_SIZE(unknown); i++) {
+                memcpy(buf + off, &unknown[i].type, 4);
+                g = NULL;
+                assert_int_equal(gguf_parse(buf, n, &g, &err), -EOPNOTSUPP);
+                assert_null(g);
+                assert_non_null(strstr(err.msg, unknown[i].name));
+                assert_non_null(strstr(err.msg, tname));
+        }
+}
+
+/* A quantized tensor whose block scale is NaN or infinite is refused by name. */
+static void test_corrupt_quant_tensor(void **state)
+{
+        size_t n;
+        _cleanup_free_ uint8_t *buf = read_all(*state, &n);
+        struct npu_err err = {};
+        struct gguf *g = NULL;
+        assert_int_equal(gguf_parse(buf, n, &g, &err), 0);
+        /* the first matrix of a type that keeps its d in the first two bytes of a block */
+        const struct gguf_tensor *t = NULL;
+        for (uint64_t i = 0; i < g->n_tensors && !t; i++) {
+                enum ggml_type ty = g->tensors[i].type;
+                if (g->tensors[i].n_dims == 2 && g->tensors[i].ne[1] > 2 &&
+                    (ty == GGML_TYPE_Q4_0 || ty == GGML_TYPE_Q4_1 || ty == GGML_TYPE_Q5_0 || ty == GGML_TYPE_Q5_1 ||
+                     ty == GGML_TYPE_Q8_0 || ty == GGML_TYPE_Q4_K || ty == GGML_TYPE_Q5_K))
+                        t = &g->tensors[i];
+        }
+        assert_non_null(t);
+        char tname[128];
+        snprintf(tname, sizeof(tname), "'%.*s'", (int)t->name.len, t->name.s);
+        /* these types keep their d in the first two bytes of a block: the third block of row 2 */
+        const size_t at = (size_t)((const uint8_t *)t->data - buf) + 2 * (t->nbytes / t->ne[1]) +
+                          2 * ggml_type_block_bytes(t->type);
+        gguf_free(g);
+        buf[at] = 0xff;
+        buf[at + 1] = 0x7f; /* NaN */
+        assert_int_equal(gguf_parse(buf, n, &g, &err), 0);
+        struct npu_model *m = NULL;
+        assert_int_equal(model_from_gguf(g, "corrupt", &m, &err), -EBADMSG);
+        assert_null(m);
+        assert_non_null(strstr(err.msg, tname));
+        assert_non_null(strstr(err.msg, "block 2 of row 2"));
+        gguf_free(g);
+}
+
+/* Fuzz the mixed file: truncations are refused with a message, bit flips load or fail cleanly (ASan watches). */
+static void test_fuzz_quantized(void **state)
+{
+        size_t n;
+        _cleanup_free_ uint8_t *buf = read_all(*state, &n);
+        struct npu_err err = {};
+        struct gguf *g0 = NULL;
+        assert_int_equal(gguf_parse(buf, n, &g0, &err), 0);
+        const size_t header = g0->data_offset;
+        gguf_free(g0);
+
+        for (size_t len = 0; len < n; len += (len < header ? 7 : 4099)) {
+                struct gguf *g = NULL;
+                assert_true(gguf_parse(buf, len, &g, &err) < 0);
+                assert_null(g);
+                assert_true(strlen(err.msg) > 0);
+        }
+        uint64_t seed = 99;
+        int refused = 0, loaded = 0;
+        for (int iter = 0; iter < 400; iter++) {
+                _cleanup_free_ uint8_t *copy = malloc(n);
+                memcpy(copy, buf, n);
+                for (int f = 0; f < 1 + (int)(test_rng(&seed) % 64); f++) {
+                        /* flips in the header, or in the tensor data (scales included) */
+                        size_t pos = iter % 2 ? test_rng(&seed) % header : header + test_rng(&seed) % (n - header);
+                        copy[pos] ^= (uint8_t)(1u << (test_rng(&seed) % 8));
+                }
+                struct gguf *g = NULL;
+                memset(&err, 0, sizeof(err));
+                if (gguf_parse(copy, n, &g, &err) < 0) {
+                        assert_true(strlen(err.msg) > 0);
+                        refused++;
+                        continue;
+                }
+                struct npu_model *m = NULL;
+                if (model_from_gguf(g, "flipped", &m, &err) < 0) {
+                        assert_true(strlen(err.msg) > 0);
+                        gguf_free(g);
+                        refused++;
+                } else {
+                        /* whatever was flipped, the model reads every matrix without fault */
+                        float *row = malloc(sizeof(float) * m->hp.ffn_dim * 2);
+                        for (int l = 0; l < m->hp.n_layers; l++) {
+                                const struct npu_weight *ws = &m->layers[l].wq;
+                                for (int j = 0; j < 7; j++)
+                                        weight_row_f32(&ws[j], ws[j].rows - 1, row);
+                        }
+                        free(row);
+                        model_free(m);
+                        loaded++;
+                }
+        }
+        print_message("quantized fuzz: %d refused, %d loaded\n", refused, loaded);
+        assert_true(refused > 0 && loaded > 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -214,6 +432,10 @@ int main(void)
                 cmocka_unit_test(test_bit_flips),
                 cmocka_unit_test(test_hostile),
                 cmocka_unit_test(test_writer_roundtrip),
+                cmocka_unit_test_setup_teardown(test_mixed_types_load, mixed_setup, mixed_teardown),
+                cmocka_unit_test_setup_teardown(test_unknown_types, mixed_setup, mixed_teardown),
+                cmocka_unit_test_setup_teardown(test_corrupt_quant_tensor, mixed_setup, mixed_teardown),
+                cmocka_unit_test_setup_teardown(test_fuzz_quantized, mixed_setup, mixed_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,15 +21,23 @@ extern "C" {
  * section names the ops (compute units) the context may run, and submits
  * command buffers.
  *
- * A command buffer lives in a BO. It starts with a 32-bit ERT packet header
- * laid out as XRT's struct ert_packet (xrt/ert.h): state in bits [3:0],
- * custom in [11:4], count in [22:12], opcode in [27:23], type in [31:28].
- * @count is the number of 32-bit words after the header; they hold an array
- * of &struct drm_npu_op. The opcode must be %NPU_ERT_START_CU and the type
- * %NPU_ERT_CU; custom must be zero. The driver snapshots the ops at submit
- * time and writes the final state (%NPU_ERT_STATE_COMPLETED, _ERROR,
- * _TIMEOUT or _ABORT) into the header's state bits before the job's fence
- * signals.
+ * A command buffer lives in a BO. It starts with a 32-bit header whose bit
+ * layout is that of XRT's struct ert_packet (xrt/ert.h): state in bits
+ * [3:0], custom in [11:4], count in [22:12], opcode in [27:23], type in
+ * [31:28]. The opcode must be %NPU_ERT_START_CU, the type %NPU_ERT_CU and
+ * custom zero; count is the number of 32-bit words after the header, and
+ * they hold an array of &struct drm_npu_op. Only the header follows XRT:
+ * the payload is not XRT's struct ert_start_kernel_cmd, whose word 1 is the
+ * cu_mask (and whose custom bits [11:10] count extra cu masks), so XRT tools
+ * can read a command's state, not decode its ops. The driver snapshots the
+ * ops at submit time and writes the final state (%NPU_ERT_STATE_COMPLETED,
+ * _ERROR, _TIMEOUT or _ABORT) into the header's state bits before the job's
+ * fence signals.
+ *
+ * The uAPI only grows: structs gain fields at their end (older binaries
+ * pass the shorter struct, the kernel reads the new fields as zero), flags
+ * gain bits, nothing changes meaning. version_major stays 1;
+ * version_minor counts the additions.
  *
  * Every ioctl rejects unknown flags, nonzero padding ("MBZ") and out of
  * range values with -EINVAL, unknown handles or ids with -ENOENT, bad user
@@ -43,8 +51,20 @@ extern "C" {
  * A job that exceeds the job timeout (module parameter job_timeout_ms)
  * ends with %NPU_ERT_STATE_TIMEOUT, the engine is reset, the context is
  * marked faulted and its queued jobs end with %NPU_ERT_STATE_ABORT; jobs of
- * other contexts run on. Jobs of a destroyed context that had not started
- * are aborted.
+ * other contexts run on.
+ *
+ * A job ends with one final state, the same in its header, on
+ * DRM_IOCTL_NPU_WAIT and as the error of its fence (the out syncobj and the
+ * sync_files made from it): %NPU_ERT_STATE_COMPLETED signals without an
+ * error, _ERROR with -EIO, _TIMEOUT with -ETIMEDOUT, _ABORT with -ECANCELED
+ * (its context faulted) or -ESRCH (its context was destroyed or its file
+ * closed before it started).
+ *
+ * DRM_IOCTL_NPU_CTX_DESTROY gives the context's queued jobs up to 100 ms
+ * to start, then aborts the ones that have not (%NPU_ERT_STATE_ABORT); a
+ * running job runs to its end. Closing the file does the same for all its
+ * contexts, with one wait of at most 1 s in all (when the file is closed)
+ * before its release aborts the rest.
  */
 
 #define DRM_NPU_GET_INFO	0x00
@@ -105,7 +125,8 @@ extern "C" {
  * @NPU_OP_RMSNORM: dim = {M, D}; fparam[0] = eps; buf = {x f32[M x D],
  *	weight f32[D], out f32[M x D]}.
  * @NPU_OP_ROPE: dim = {M, n_heads, head_dim}; fparam[0] = base;
- *	buf = {x f32[M x n_heads x head_dim], pos s32[M], out (same as x)}.
+ *	buf = {x f32[M x n_heads x head_dim], pos s32[M], out (same as x)};
+ *	pos is read once, when the op starts.
  * @NPU_OP_SILU_MUL: dim = {n}; buf = {gate f32[n], up f32[n], out f32[n]}.
  * @NPU_OP_ADD: dim = {n}; buf = {a f32[n], b f32[n], out f32[n]}.
  * @NPU_OP_QUANT_I8: dim = {M, K}; buf = {x f32[M x K], q s8[M x K],
@@ -120,10 +141,15 @@ extern "C" {
  *	with %NPU_OP_F_KV_F16. With block_size 0 they hold n_ctx contiguous
  *	rows; otherwise n_blocks blocks of block_size rows and the block table
  *	maps logical block i (positions i * block_size ...) to a physical
- *	block. Query row m attends to positions 0 ... pos[m] (< n_ctx).
+ *	block. Query row m attends to positions 0 ... pos[m] (< n_ctx). The
+ *	engine reads pos and the block table once, when the op starts: a
+ *	position or a table entry out of range ends the job with
+ *	%NPU_ERT_STATE_ERROR before the op writes anything.
  * @NPU_OP_COPY: dim = {bytes}; buf = {src, dst}.
  * @NPU_OP_CVT_F32_F16: dim = {n}; buf = {src f32[n], dst f16[n]}.
- * @NPU_OP_COUNT: number of opcodes, not an opcode.
+ *
+ * New ops get new values; which ones a device runs is its ops_mask
+ * (&struct drm_npu_get_info).
  */
 enum drm_npu_opcode {
 	NPU_OP_GEMM_W8A8 = 1,
@@ -138,7 +164,6 @@ enum drm_npu_opcode {
 	NPU_OP_ATTENTION = 10,
 	NPU_OP_COPY = 11,
 	NPU_OP_CVT_F32_F16 = 12,
-	NPU_OP_COUNT,
 };
 
 /* K and V caches of NPU_OP_ATTENTION hold f16 values. */
@@ -186,8 +211,11 @@ struct drm_npu_op {
 /**
  * struct drm_npu_get_info - device information (DRM_IOCTL_NPU_GET_INFO)
  * @flags: MBZ.
- * @version_major: uAPI major version, bumped on incompatible changes.
- * @version_minor: uAPI minor version.
+ * @version_major: 1, always: the uAPI is never changed incompatibly.
+ * @version_minor: additions to the uAPI. 1: %NPU_WAIT_F_ABSOLUTE, the
+ *	context's timeline syncobj (%NPU_CTX_CREATE_F_SYNCOBJ), the BO list of
+ *	a submission, @max_bo_handles, the "events-admin" netlink group and
+ *	the client id of events.
  * @num_engines: number of execution engines behind this node.
  * @max_ops_per_cmd: most ops one command buffer may carry.
  * @max_in_syncobjs: most in-syncobjs one submission may name.
@@ -197,6 +225,8 @@ struct drm_npu_op {
  * @fence_window: how many of a context's most recent sequence numbers
  *	DRM_IOCTL_NPU_WAIT can report on.
  * @pad: MBZ.
+ * @max_bo_handles: most entries of &drm_npu_submit.bo_handles (uAPI 1.1).
+ * @pad2: MBZ.
  */
 struct drm_npu_get_info {
 	__u32 flags;
@@ -210,6 +240,8 @@ struct drm_npu_get_info {
 	__u64 ops_mask;
 	__u64 max_bo_size;
 	__u64 pad;
+	__u32 max_bo_handles;
+	__u32 pad2;
 };
 
 /**
@@ -260,16 +292,28 @@ struct drm_npu_bo_sync {
 	__u64 size;
 };
 
+/* DRM_IOCTL_NPU_CTX_CREATE: also create the context's timeline syncobj. */
+#define NPU_CTX_CREATE_F_SYNCOBJ	0x1u
+#define NPU_CTX_CREATE_FLAGS_MASK	NPU_CTX_CREATE_F_SYNCOBJ
+
 #define NPU_CTX_PRIORITY_LOW	0
 #define NPU_CTX_PRIORITY_NORMAL	1
 #define NPU_CTX_PRIORITY_HIGH	2
 
 /**
  * struct drm_npu_ctx_create - create a context (DRM_IOCTL_NPU_CTX_CREATE)
- * @priority: in: %NPU_CTX_PRIORITY_*.
- * @flags: in: MBZ.
- * @ctx_id: out: context id, unique within the open file, never 0.
+ * @priority: in: %NPU_CTX_PRIORITY_*; %NPU_CTX_PRIORITY_HIGH needs
+ *	CAP_SYS_NICE (-EPERM without it).
+ * @flags: in: 0 or %NPU_CTX_CREATE_F_SYNCOBJ.
+ * @ctx_id: out: context id, unique within the open file, never 0; ids are
+ *	not reused while the file is open (they count up).
  * @pad: MBZ.
+ * @syncobj_handle: out: with %NPU_CTX_CREATE_F_SYNCOBJ, a timeline syncobj
+ *	of the file whose point n signals when the context's job n ends
+ *	(DRM_IOCTL_SYNCOBJ_TIMELINE_WAIT, any number of jobs back); else 0.
+ *	The handle is the caller's to destroy (DRM_IOCTL_SYNCOBJ_DESTROY);
+ *	the context keeps its own reference. uAPI 1.1.
+ * @pad2: MBZ.
  *
  * A new context may run no op until DRM_IOCTL_NPU_CTX_CONFIGURE.
  */
@@ -278,6 +322,8 @@ struct drm_npu_ctx_create {
 	__u32 flags;
 	__u32 ctx_id;
 	__u32 pad;
+	__u32 syncobj_handle;
+	__u32 pad2;
 };
 
 /**
@@ -285,7 +331,8 @@ struct drm_npu_ctx_create {
  * @ctx_id: context id.
  * @pad: MBZ.
  *
- * Queued jobs get a short grace period, then are aborted.
+ * Queued jobs get up to 100 ms to start; the ones that have not are
+ * aborted. A running job runs to its end.
  */
 struct drm_npu_ctx_destroy {
 	__u32 ctx_id;
@@ -343,6 +390,8 @@ struct drm_npu_ctx_query {
 
 /* Most in-syncobjs of one submission. */
 #define NPU_MAX_IN_SYNCOBJS	16
+/* Most entries of a submission's BO list. */
+#define NPU_MAX_BO_HANDLES	256
 
 /**
  * struct drm_npu_submit - submit a command buffer (DRM_IOCTL_NPU_SUBMIT)
@@ -357,6 +406,20 @@ struct drm_npu_ctx_query {
  *	%NPU_MAX_IN_SYNCOBJS.
  * @pad: MBZ.
  * @seqno: out: sequence number of the job within the context, from 1.
+ * @bo_handles: in: user pointer to an array of __u32 GEM handles, the BOs
+ *	the job uses, each once: the command BO and every operand must be
+ *	among them (else -EINVAL). 0 when @bo_handle_count is 0: the job's
+ *	BOs are then its command BO and operands. uAPI 1.1.
+ * @bo_handle_count: in: entries in @bo_handles, at most
+ *	%NPU_MAX_BO_HANDLES.
+ * @pad2: MBZ.
+ *
+ * Implicit sync: the job's fence joins its BOs' reservation objects (as a
+ * writer of the command BO and of every operand an op writes, a reader of
+ * the others), so a dma-buf exported from a BO carries the fences of the
+ * jobs using it; and the job waits for the fences other devices put there
+ * (for a BO it writes, every fence; else the writers'). Jobs of this
+ * device are ordered by their contexts and syncobjs, not by their BOs.
  */
 struct drm_npu_submit {
 	__u32 ctx_id;
@@ -368,14 +431,25 @@ struct drm_npu_submit {
 	__u32 in_syncobj_count;
 	__u32 pad;
 	__u64 seqno;
+	__u64 bo_handles;
+	__u32 bo_handle_count;
+	__u32 pad2;
 };
+
+/* DRM_IOCTL_NPU_WAIT: timeout_ns is a CLOCK_MONOTONIC time. */
+#define NPU_WAIT_F_ABSOLUTE	0x1u
+#define NPU_WAIT_FLAGS_MASK	NPU_WAIT_F_ABSOLUTE
 
 /**
  * struct drm_npu_wait - wait for a job (DRM_IOCTL_NPU_WAIT)
  * @ctx_id: in: context id.
- * @flags: in: MBZ.
+ * @flags: in: 0 or %NPU_WAIT_F_ABSOLUTE.
  * @seqno: in: sequence number from DRM_IOCTL_NPU_SUBMIT.
- * @timeout_ns: in: relative timeout in ns; 0 polls, negative waits forever.
+ * @timeout_ns: in: without flags, a relative timeout in ns: 0 polls,
+ *	negative waits forever. When a signal interrupts the wait, the time
+ *	left is written back here, so the restarted call waits only for the
+ *	rest. With %NPU_WAIT_F_ABSOLUTE, the CLOCK_MONOTONIC time in ns to
+ *	wait until (a time passed polls).
  * @state: out: final %NPU_ERT_STATE_* of the job, or 0 when the job is
  *	older than the fence window (read the command header instead).
  * @pad: MBZ.

@@ -11,13 +11,21 @@
  *
  * Family %NPU_GENL_NAME, version %NPU_GENL_VERSION. %NPU_GENL_CMD_GET_DEVICE
  * with NLM_F_DUMP lists every npu device with its counters; with
- * %NPU_GENL_A_DEV_INDEX it returns one device. Events are multicast to the
- * group %NPU_GENL_MCGRP_EVENTS as %NPU_GENL_CMD_EVENT messages.
+ * %NPU_GENL_A_DEV_INDEX it returns one device. Events are multicast as
+ * %NPU_GENL_CMD_EVENT messages to two groups:
+ *
+ * - %NPU_GENL_MCGRP_EVENTS, open to every user: an event about a context
+ *   names its owner only by %NPU_GENL_A_CLIENT_ID, the DRM client id of
+ *   the owner's open file, which the owner reads in its fdinfo
+ *   ("drm-client-id");
+ * - %NPU_GENL_MCGRP_EVENTS_ADMIN, joined only with CAP_NET_ADMIN: the same
+ *   events, with the pid of the context's creator (%NPU_GENL_A_PID).
  */
 
 #define NPU_GENL_NAME		"npu"
 #define NPU_GENL_VERSION	1
 #define NPU_GENL_MCGRP_EVENTS	"events"
+#define NPU_GENL_MCGRP_EVENTS_ADMIN	"events-admin"
 
 /**
  * enum npu_genl_cmd - commands
@@ -39,9 +47,10 @@ enum npu_genl_cmd {
 /**
  * enum npu_genl_event - values of %NPU_GENL_A_EVENT
  * @NPU_GENL_EVENT_UNSPEC: invalid.
- * @NPU_GENL_EVENT_JOB_TIMEOUT: a job hit the timeout (ctx id, seqno).
+ * @NPU_GENL_EVENT_JOB_TIMEOUT: a job hit the timeout (ctx id, client id,
+ *	seqno).
  * @NPU_GENL_EVENT_RESET: the engine was reset.
- * @NPU_GENL_EVENT_CTX_FAULT: a context faulted (ctx id, seqno, pid).
+ * @NPU_GENL_EVENT_CTX_FAULT: a context faulted (ctx id, client id, seqno).
  * @NPU_GENL_EVENT_DEVICE_ADDED: a device appeared.
  * @NPU_GENL_EVENT_DEVICE_REMOVED: a device is going away.
  */
@@ -75,7 +84,10 @@ enum npu_genl_event {
  * @NPU_GENL_A_EVENT: u32, an &enum npu_genl_event value.
  * @NPU_GENL_A_CTX_ID: u32, context id of an event.
  * @NPU_GENL_A_SEQNO: u64, job sequence number of an event.
- * @NPU_GENL_A_PID: u32, pid of the process that created the context.
+ * @NPU_GENL_A_PID: u32, pid of the process that created the context; only
+ *	on the %NPU_GENL_MCGRP_EVENTS_ADMIN group.
+ * @NPU_GENL_A_CLIENT_ID: u64, DRM client id of the open file that owns the
+ *	context of an event (the "drm-client-id" of that file's fdinfo).
  * @__NPU_GENL_A_MAX: internal.
  */
 enum npu_genl_attr {
@@ -98,6 +110,7 @@ enum npu_genl_attr {
 	NPU_GENL_A_CTX_ID,
 	NPU_GENL_A_SEQNO,
 	NPU_GENL_A_PID,
+	NPU_GENL_A_CLIENT_ID,
 	__NPU_GENL_A_MAX,
 };
 

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kernels_quant.h"
 #include "model.h"
 #include "quant.h"
 
@@ -40,6 +41,8 @@ struct forward_scratch {
         float *out_rows;
         /* quantized activations for int8 weights */
         struct act_q aq;
+        /* for block-quantized weights, per activation scheme (those the model uses) */
+        struct act_blocks ab[_ACT_SCHEME_MAX];
 };
 
 /*
@@ -102,6 +105,8 @@ struct backend {
 
 int forward_scratch_new(const struct npu_hparams *hp, int32_t cap, struct forward_scratch **ret);
 void forward_scratch_free(struct forward_scratch *s);
+/* The block-quantized activation buffers that model m's weights need. */
+int forward_scratch_alloc_quant(struct forward_scratch *s, const struct npu_model *m);
 /* Bytes of every activation buffer for cap tokens (what forward_scratch_new allocates), and its layout. */
 struct scratch_layout {
         size_t off_x, off_xb, off_q, off_k, off_v, off_att, off_hb, off_hb2, off_out;

@@ -45,7 +45,37 @@ void forward_scratch_free(struct forward_scratch *s)
         free(s->hb2);
         free(s->out_rows);
         act_q_free(&s->aq);
+        for (int i = 0; i < _ACT_SCHEME_MAX; i++)
+                act_blocks_free(&s->ab[i]);
         free(s);
+}
+
+static void mark_scheme(const struct npu_weight *w, enum npu_precision p, bool *need)
+{
+        enum act_scheme sc = weight_act_scheme(w, p);
+        if (sc != ACT_SCHEME_NONE)
+                need[sc] = true;
+}
+
+int forward_scratch_alloc_quant(struct forward_scratch *s, const struct npu_model *m)
+{
+        const int64_t wide = MAX(MAX(m->hp.dim, m->hp.ffn_dim), hparams_q_dim(&m->hp));
+        bool need[_ACT_SCHEME_MAX] = {};
+
+        for (int l = 0; l < m->hp.n_layers; l++) {
+                const struct npu_weight *ws = &m->layers[l].wq;
+                for (int j = 0; j < 7; j++)
+                        mark_scheme(&ws[j], m->precision, need);
+        }
+        mark_scheme(&m->output, m->precision, need);
+        for (int i = 0; i < _ACT_SCHEME_MAX; i++) {
+                if (!need[i] || s->ab[i].cap_rows)
+                        continue;
+                int r = act_blocks_alloc(&s->ab[i], i, s->cap, wide);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 int forward_scratch_new(const struct npu_hparams *hp, int32_t cap, struct forward_scratch **ret)
@@ -57,6 +87,8 @@ int forward_scratch_new(const struct npu_hparams *hp, int32_t cap, struct forwar
                 return -ENOMEM;
         s->cap = cap;
         const size_t q_dim = hparams_q_dim(hp), wide = MAX(MAX(hp->dim, hp->ffn_dim), (int32_t)q_dim);
+        for (int i = 0; i < _ACT_SCHEME_MAX; i++)
+                s->ab[i].scheme = ACT_SCHEME_NONE;
         s->x = malloc(sizeof(float) * cap * hp->dim);
         s->xb = malloc(sizeof(float) * cap * wide);
         s->q = malloc(sizeof(float) * cap * q_dim);
@@ -266,6 +298,7 @@ struct matmul_job {
         int64_t first_chunk[4]; /* chunk index where weight i starts; [n_w] = total */
         const float *x;
         const struct act_q *aq;
+        const struct act_blocks *ab[3]; /* weight i's block-quantized activations */
         int64_t n_tok;
         size_t xs;
         atomic_llong next;
@@ -285,6 +318,8 @@ static void matmul_worker(void *arg, int ith, int nth)
                 int64_t r0 = (c - j->first_chunk[i]) * MATMUL_CHUNK_ROWS, r1 = MIN(r0 + MATMUL_CHUNK_ROWS, w->rows);
                 if (w->type == GGML_TYPE_I8)
                         matmul_int8_rows(w, j->aq, j->n_tok, j->y[i], w->rows, r0, r1);
+                else if (j->ab[i])
+                        matmul_quant_rows(w, j->ab[i], j->n_tok, j->y[i], w->rows, r0, r1);
                 else
                         matmul_float_rows(w, j->x, j->n_tok, j->xs, j->y[i], w->rows, r0, r1);
         }
@@ -295,6 +330,7 @@ struct quant_job {
         int64_t n_tok, cols;
         struct act_q *aq;
         enum npu_precision prec;
+        struct act_blocks *ab[_ACT_SCHEME_MAX]; /* the schemes to quantize for */
 };
 
 static void quant_worker(void *arg, int ith, int nth)
@@ -302,7 +338,11 @@ static void quant_worker(void *arg, int ith, int nth)
         struct quant_job *j = arg;
         int64_t t0, t1;
         threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
-        act_quantize_rows(j->aq, j->prec, j->x, j->cols, t0, t1);
+        if (j->aq)
+                act_quantize_rows(j->aq, j->prec, j->x, j->cols, t0, t1);
+        for (int i = 0; i < _ACT_SCHEME_MAX; i++)
+                if (j->ab[i])
+                        act_blocks_quantize(j->ab[i], j->x, j->cols, t0, t1);
 }
 
 static void cpu_matmul(struct backend *be, const float *x, int64_t n_tok, int n_w, const struct npu_weight *const *w,
@@ -311,11 +351,21 @@ static void cpu_matmul(struct backend *be, const float *x, int64_t n_tok, int n_
         struct npu_ctx *c = be->c;
         struct matmul_job j = { .n_w = n_w, .x = x, .n_tok = n_tok, .xs = w[0]->cols, .aq = &be->s->aq };
 
+        struct quant_job q = { .x = x, .n_tok = n_tok, .cols = w[0]->cols, .prec = c->model->precision };
+        bool quantize = false;
         if (w[0]->type == GGML_TYPE_I8) {
-                struct quant_job q = { .x = x, .n_tok = n_tok, .cols = w[0]->cols, .aq = &be->s->aq,
-                                       .prec = c->model->precision };
-                threadpool_run(c->tp, quant_worker, &q);
+                q.aq = &be->s->aq;
+                quantize = true;
         }
+        for (int i = 0; i < n_w; i++) {
+                enum act_scheme sc = weight_act_scheme(w[i], c->model->precision);
+                if (sc == ACT_SCHEME_NONE)
+                        continue;
+                j.ab[i] = q.ab[sc] = &be->s->ab[sc];
+                quantize = true;
+        }
+        if (quantize)
+                threadpool_run(c->tp, quant_worker, &q);
         for (int i = 0; i < n_w; i++) {
                 j.w[i] = w[i];
                 j.y[i] = y[i];

@@ -90,6 +90,9 @@ struct npu_backend {
         int n_cpu_dirty, n_dev_dirty, max_dirty;
 
         struct npu_nl *nl;
+        /* the DRM client id of nb->dev: how the driver's events name this process's contexts */
+        uint64_t client_id;
+        bool have_client_id;
 };
 
 static struct npu_backend *to_nb(struct backend *be)
@@ -272,12 +275,19 @@ static const char *ert_state_name(uint32_t s)
         return "unknown";
 }
 
+/* An event about this back end's context: by client id (a pid only from kernels before uAPI 1.1). */
+static bool event_is_ours(const struct npu_backend *nb, const struct npu_nl_event *ev)
+{
+        if (nb->have_client_id && ev->client_id)
+                return ev->client_id == nb->client_id;
+        return ev->pid == (uint32_t)getpid();
+}
+
 /* After a fault: count the netlink events the driver sent about this process's contexts. */
 static void collect_events(struct npu_backend *nb, int first_timeout_ms)
 {
         struct backend_stats *st = &nb->base.c->stats;
         struct npu_nl_event ev;
-        uint32_t pid = (uint32_t)getpid();
         int timeout = first_timeout_ms;
 
         if (!nb->nl)
@@ -285,7 +295,8 @@ static void collect_events(struct npu_backend *nb, int first_timeout_ms)
         for (int i = 0; i < 64; i++) {
                 if (npu_nl_recv_event(nb->nl, timeout, &ev) < 0)
                         break;
-                if (ev.pid == pid && (ev.event == NPU_GENL_EVENT_JOB_TIMEOUT || ev.event == NPU_GENL_EVENT_CTX_FAULT)) {
+                if (event_is_ours(nb, &ev) &&
+                    (ev.event == NPU_GENL_EVENT_JOB_TIMEOUT || ev.event == NPU_GENL_EVENT_CTX_FAULT)) {
                         st->events++;
                         timeout = 0; /* got ours; take what else is queued */
                 }
@@ -985,6 +996,7 @@ int backend_npu_new(struct npu_ctx *c, const char *device, int fd, struct backen
                 npu_nl_close(nb->nl);
                 nb->nl = NULL;
         }
+        nb->have_client_id = npu_client_id(nb->dev, &nb->client_id) == 0;
         kv_switch_in(nb);
         *ret = &nb->base;
         return 0;

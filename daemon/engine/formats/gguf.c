@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "gguf.h"
+#include "quant_types.h"
 
 #define GGUF_MAX_KV (1u << 20)
 #define GGUF_MAX_TENSORS (1u << 20)
@@ -83,48 +84,61 @@ bool gguf_str_eq(struct gguf_str a, const char *b)
         return a.len == n && memcmp(a.s, b, n) == 0;
 }
 
+/* Names of every ggml type, block geometry of those this reader can read. */
+static const struct ggml_type_info {
+        const char *name;
+        uint16_t block_elems;
+        uint16_t block_bytes;
+} ggml_types[_GGML_TYPE_MAX] = {
+        [GGML_TYPE_F32] = { "F32", 1, 4 },
+        [GGML_TYPE_F16] = { "F16", 1, 2 },
+        [GGML_TYPE_Q4_0] = { "Q4_0", QK4_0, sizeof(struct block_q4_0) },
+        [GGML_TYPE_Q4_1] = { "Q4_1", QK4_1, sizeof(struct block_q4_1) },
+        [GGML_TYPE_Q5_0] = { "Q5_0", QK5_0, sizeof(struct block_q5_0) },
+        [GGML_TYPE_Q5_1] = { "Q5_1", QK5_1, sizeof(struct block_q5_1) },
+        [GGML_TYPE_Q8_0] = { "Q8_0", QK8_0, sizeof(struct block_q8_0) },
+        [GGML_TYPE_Q8_1] = { "Q8_1" },
+        [GGML_TYPE_Q2_K] = { "Q2_K", QK_K, sizeof(struct block_q2_K) },
+        [GGML_TYPE_Q3_K] = { "Q3_K", QK_K, sizeof(struct block_q3_K) },
+        [GGML_TYPE_Q4_K] = { "Q4_K", QK_K, sizeof(struct block_q4_K) },
+        [GGML_TYPE_Q5_K] = { "Q5_K", QK_K, sizeof(struct block_q5_K) },
+        [GGML_TYPE_Q6_K] = { "Q6_K", QK_K, sizeof(struct block_q6_K) },
+        [GGML_TYPE_Q8_K] = { "Q8_K" },
+        [GGML_TYPE_IQ2_XXS] = { "IQ2_XXS" },
+        [GGML_TYPE_IQ2_XS] = { "IQ2_XS" },
+        [GGML_TYPE_IQ3_XXS] = { "IQ3_XXS" },
+        [GGML_TYPE_IQ1_S] = { "IQ1_S" },
+        [GGML_TYPE_IQ4_NL] = { "IQ4_NL" },
+        [GGML_TYPE_IQ3_S] = { "IQ3_S" },
+        [GGML_TYPE_IQ2_S] = { "IQ2_S" },
+        [GGML_TYPE_IQ4_XS] = { "IQ4_XS" },
+        [GGML_TYPE_I8] = { "I8", 1, 1 },
+        [GGML_TYPE_I16] = { "I16", 1, 2 },
+        [GGML_TYPE_I32] = { "I32", 1, 4 },
+        [GGML_TYPE_I64] = { "I64" },
+        [GGML_TYPE_F64] = { "F64" },
+        [GGML_TYPE_IQ1_M] = { "IQ1_M" },
+        [GGML_TYPE_BF16] = { "BF16", 1, 2 },
+        [GGML_TYPE_TQ1_0] = { "TQ1_0" },
+        [GGML_TYPE_TQ2_0] = { "TQ2_0" },
+        [GGML_TYPE_MXFP4] = { "MXFP4" },
+};
+
 const char *ggml_type_name(enum ggml_type t)
 {
-        switch (t) {
-        case GGML_TYPE_F32: return "F32";
-        case GGML_TYPE_F16: return "F16";
-        case GGML_TYPE_BF16: return "BF16";
-        case GGML_TYPE_Q8_0: return "Q8_0";
-        case GGML_TYPE_I8: return "I8";
-        case GGML_TYPE_I16: return "I16";
-        case GGML_TYPE_I32: return "I32";
-        }
-        return "unknown";
+        if ((unsigned)t >= _GGML_TYPE_MAX || !ggml_types[t].name)
+                return "unknown";
+        return ggml_types[t].name;
 }
 
 size_t ggml_type_block_elems(enum ggml_type t)
 {
-        switch (t) {
-        case GGML_TYPE_F32:
-        case GGML_TYPE_F16:
-        case GGML_TYPE_BF16:
-        case GGML_TYPE_I8:
-        case GGML_TYPE_I16:
-        case GGML_TYPE_I32:
-                return 1;
-        case GGML_TYPE_Q8_0:
-                return QK8_0;
-        }
-        return 0;
+        return (unsigned)t < _GGML_TYPE_MAX ? ggml_types[t].block_elems : 0;
 }
 
 size_t ggml_type_block_bytes(enum ggml_type t)
 {
-        switch (t) {
-        case GGML_TYPE_F32: return 4;
-        case GGML_TYPE_F16: return 2;
-        case GGML_TYPE_BF16: return 2;
-        case GGML_TYPE_I8: return 1;
-        case GGML_TYPE_I16: return 2;
-        case GGML_TYPE_I32: return 4;
-        case GGML_TYPE_Q8_0: return sizeof(struct block_q8_0);
-        }
-        return 0;
+        return (unsigned)t < _GGML_TYPE_MAX ? ggml_types[t].block_bytes : 0;
 }
 
 static int parse_kv(struct cursor *c, struct gguf_kv *kv, uint64_t idx)
@@ -226,8 +240,8 @@ static int parse_tensor_info(struct cursor *c, struct gguf_tensor *t)
         t->type = type;
         size_t be = ggml_type_block_elems(t->type), bb = ggml_type_block_bytes(t->type);
         if (be == 0)
-                return npu_err_set(c->err, -EOPNOTSUPP, "tensor '%.*s': unsupported type %u",
-                                   (int)MIN(t->name.len, 64), t->name.s, type);
+                return npu_err_set(c->err, -EOPNOTSUPP, "tensor '%.*s' has type %s (%u), which npud cannot read",
+                                   (int)MIN(t->name.len, 64), t->name.s, ggml_type_name(t->type), type);
         if (t->ne[0] % (int64_t)be != 0)
                 return npu_err_set(c->err, -EBADMSG, "tensor '%.*s': row of %lld elements is not a multiple of %s's block of %zu",
                                    (int)MIN(t->name.len, 64), t->name.s, (long long)t->ne[0], ggml_type_name(t->type), be);
@@ -393,19 +407,22 @@ int gguf_parse(const void *buf, size_t size, struct gguf **ret, struct npu_err *
  * pages: decoding streams every weight once per token, and 4 KiB page-cache
  * pages cost TLB misses that show in tokens/s (about 15 % on a 2 GB model).
  */
-static void *load_huge(int fd, size_t size)
+static void *load_huge(int fd, size_t size, const struct gguf_progress *progress)
 {
         void *a = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (a == MAP_FAILED)
                 return NULL;
         (void)madvise(a, size, MADV_HUGEPAGE);
         for (size_t off = 0; off < size;) {
-                ssize_t n = pread(fd, (uint8_t *)a + off, MIN(size - off, (size_t)1 << 28), (off_t)off);
+                /* 64 MiB at a time: a 7B file is told in a hundred steps */
+                ssize_t n = pread(fd, (uint8_t *)a + off, MIN(size - off, (size_t)1 << 26), (off_t)off);
                 if (n <= 0) {
                         munmap(a, size);
                         return NULL;
                 }
                 off += (size_t)n;
+                if (progress && progress->fn)
+                        progress->fn(off, size, progress->userdata);
         }
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
         (void)mprotect(a, size, PROT_READ);
@@ -413,6 +430,12 @@ static void *load_huge(int fd, size_t size)
 }
 
 int gguf_open_flags(const char *path, unsigned flags, struct gguf **ret, struct npu_err *err)
+{
+        return gguf_open_progress(path, flags, NULL, ret, err);
+}
+
+int gguf_open_progress(const char *path, unsigned flags, const struct gguf_progress *progress, struct gguf **ret,
+                       struct npu_err *err)
 {
         _cleanup_close_ int fd = -1;
         struct stat st;
@@ -428,13 +451,18 @@ int gguf_open_flags(const char *path, unsigned flags, struct gguf **ret, struct 
                 return npu_err_set(err, -EINVAL, "%s is not a regular file", path);
         if (st.st_size < 24)
                 return npu_err_set(err, -EBADMSG, "%s: truncated file (%lld bytes)", path, (long long)st.st_size);
+        if (progress && progress->fn)
+                progress->fn(0, st.st_size, progress->userdata);
         if ((flags & GGUF_OPEN_HUGEPAGES) && st.st_size >= (16 << 20))
-                map = load_huge(fd, st.st_size);
+                map = load_huge(fd, st.st_size, progress);
         if (!map) {
                 /* private: gguf_set_writable may let the model repack tensors in place (copy-on-write) */
                 map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
                 if (map == MAP_FAILED)
                         return npu_err_set(err, -errno, "cannot map %s: %s", path, strerror(errno));
+                /* mapped: its pages are read as the model touches them */
+                if (progress && progress->fn)
+                        progress->fn(st.st_size, st.st_size, progress->userdata);
         }
 
         struct gguf *g;

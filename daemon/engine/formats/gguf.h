@@ -35,23 +35,46 @@ enum gguf_value_type {
         _GGUF_TYPE_MAX,
 };
 
-/* Tensor element types, numbered as ggml numbers them. */
+/*
+ * Tensor element types, numbered as ggml numbers them. The reader knows the
+ * name of every one (for messages) and the layout of those it can read
+ * (F32, F16, BF16, I8/I16/I32 and the block types of quant_types.h).
+ */
 enum ggml_type {
         GGML_TYPE_F32 = 0,
         GGML_TYPE_F16 = 1,
+        GGML_TYPE_Q4_0 = 2,
+        GGML_TYPE_Q4_1 = 3,
+        GGML_TYPE_Q5_0 = 6,
+        GGML_TYPE_Q5_1 = 7,
         GGML_TYPE_Q8_0 = 8,
+        GGML_TYPE_Q8_1 = 9,
+        GGML_TYPE_Q2_K = 10,
+        GGML_TYPE_Q3_K = 11,
+        GGML_TYPE_Q4_K = 12,
+        GGML_TYPE_Q5_K = 13,
+        GGML_TYPE_Q6_K = 14,
+        GGML_TYPE_Q8_K = 15,
+        GGML_TYPE_IQ2_XXS = 16,
+        GGML_TYPE_IQ2_XS = 17,
+        GGML_TYPE_IQ3_XXS = 18,
+        GGML_TYPE_IQ1_S = 19,
+        GGML_TYPE_IQ4_NL = 20,
+        GGML_TYPE_IQ3_S = 21,
+        GGML_TYPE_IQ2_S = 22,
+        GGML_TYPE_IQ4_XS = 23,
         GGML_TYPE_I8 = 24,
         GGML_TYPE_I16 = 25,
         GGML_TYPE_I32 = 26,
+        GGML_TYPE_I64 = 27,
+        GGML_TYPE_F64 = 28,
+        GGML_TYPE_IQ1_M = 29,
         GGML_TYPE_BF16 = 30,
+        GGML_TYPE_TQ1_0 = 34,
+        GGML_TYPE_TQ2_0 = 35,
+        GGML_TYPE_MXFP4 = 39,
+        _GGML_TYPE_MAX,
 };
-
-#define QK8_0 32
-struct block_q8_0 {
-        uint16_t d; /* f16 scale */
-        int8_t qs[QK8_0];
-};
-_Static_assert(sizeof(struct block_q8_0) == 34, "block_q8_0 must be 34 bytes");
 
 /* A string inside the mapped file: not NUL terminated. */
 struct gguf_str {
@@ -96,6 +119,14 @@ int gguf_open(const char *path, struct gguf **ret, struct npu_err *err);
 /* GGUF_OPEN_HUGEPAGES: read the file into huge-page-backed memory instead of mapping it. */
 #define GGUF_OPEN_HUGEPAGES 1u
 int gguf_open_flags(const char *path, unsigned flags, struct gguf **ret, struct npu_err *err);
+/* Told how far reading the file is: bytes read and the file's size (on the thread that opens it). */
+struct gguf_progress {
+        void (*fn)(uint64_t done, uint64_t total, void *userdata);
+        void *userdata;
+};
+/* gguf_open_flags, telling progress (may be NULL) as the file is read. */
+int gguf_open_progress(const char *path, unsigned flags, const struct gguf_progress *progress, struct gguf **ret,
+                       struct npu_err *err);
 /* Parse an in-memory image (not copied; must outlive the result). */
 int gguf_parse(const void *buf, size_t size, struct gguf **ret, struct npu_err *err);
 void gguf_free(struct gguf *g);
@@ -109,8 +140,9 @@ int gguf_set_writable(struct gguf *g, bool writable);
 
 /* Bytes of one scalar of a metadata type; 0 for strings and arrays. */
 size_t gguf_value_size(enum gguf_value_type t);
+/* "Q4_K", "IQ2_XXS", ...; "unknown" for numbers ggml does not use. */
 const char *ggml_type_name(enum ggml_type t);
-/* Elements per block and bytes per block; 0 for types this reader does not know. */
+/* Elements per block and bytes per block; 0 for types this reader cannot read. */
 size_t ggml_type_block_elems(enum ggml_type t);
 size_t ggml_type_block_bytes(enum ggml_type t);
 

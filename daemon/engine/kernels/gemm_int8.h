@@ -36,6 +36,13 @@
  *       the weights widened to int16 (vpmaddubsw would saturate on u8 x s8);
  *   portable C:          the sums as written.
  */
+/*
+ * Other int8-valued weights (GGUF Q8_0 blocks, 4-bit groups unpacked to
+ * int8) can share the layouts: gemm_i8_pack puts any int8 rows into these
+ * panels, and act_quantize_rows leaves the activations packed as below
+ * (gemm_act_offset), so a kernel with per-block scales walks the same
+ * loads; gemm_i8() itself takes one scale per row.
+ */
 #pragma once
 
 #include <stdint.h>

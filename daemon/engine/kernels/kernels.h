@@ -32,7 +32,7 @@ void kernels_reset_isa(void);
 
 /*
  * y[t * y_stride + r] = dot(W[r], x[t * x_stride]) for r in [r0, r1), t < n_tok.
- * W is a float-family weight (F32, F16, BF16 or Q8_0).
+ * W is a float weight (F32, F16 or BF16).
  */
 void matmul_float_rows(const struct npu_weight *w, const float *x, int64_t n_tok, size_t x_stride,
                        float *y, size_t y_stride, int64_t r0, int64_t r1);

@@ -92,10 +92,6 @@ static float weight_at(const struct npu_weight *w, const uint8_t *row, int64_t k
                 memcpy(&h, row + 2 * k, 2);
                 return bf16_to_f32(h);
         }
-        case GGML_TYPE_Q8_0: {
-                const struct block_q8_0 *b = (const struct block_q8_0 *)row + k / QK8_0;
-                return f16_to_f32(b->d) * b->qs[k % QK8_0];
-        }
         default:
                 return 0;
         }
@@ -135,14 +131,6 @@ AVX2_INLINE __m256 load8_bf16(const uint8_t *row, int64_t k)
 {
         __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * k)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-}
-
-AVX2_INLINE __m256 load8_q8_0(const uint8_t *row, int64_t k)
-{
-        const struct block_q8_0 *b = (const struct block_q8_0 *)row + k / QK8_0;
-        __m128i q = _mm_loadl_epi64((const __m128i *)(b->qs + k % QK8_0));
-        __m256 qf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-        return _mm256_mul_ps(qf, _mm256_set1_ps(f16_to_f32(b->d)));
 }
 
 AVX2_INLINE float hsum8(__m256 v)
@@ -217,7 +205,6 @@ AVX2_INLINE float hsum8(__m256 v)
 DEFINE_TILE(f32)
 DEFINE_TILE(f16)
 DEFINE_TILE(bf16)
-DEFINE_TILE(q8_0)
 
 void matmul_float_rows(const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs,
                        float *y, size_t ys, int64_t r0, int64_t r1)
@@ -227,7 +214,6 @@ void matmul_float_rows(const struct npu_weight *w, const float *x, int64_t n_tok
                 case GGML_TYPE_F32: matmul_avx2_f32(w, x, n_tok, xs, y, ys, r0, r1); return;
                 case GGML_TYPE_F16: matmul_avx2_f16(w, x, n_tok, xs, y, ys, r0, r1); return;
                 case GGML_TYPE_BF16: matmul_avx2_bf16(w, x, n_tok, xs, y, ys, r0, r1); return;
-                case GGML_TYPE_Q8_0: matmul_avx2_q8_0(w, x, n_tok, xs, y, ys, r0, r1); return;
                 default: break;
                 }
         }

@@ -158,10 +158,11 @@ void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, in
         a->cols = cols;
         a->prec = p;
         /* rows as they are, and the packed form this cpu's GEMM reads (gemm_int8.h) */
+        /* without a packed buffer (made elsewhere, as the npu back end's), rows only: the portable GEMM reads them */
         a->forms = w8a16 ? ACT_Q16 : ACT_Q8;
-        if (isa == KERNEL_ISA_AVX512_VNNI && !w8a16)
+        if (a->pk && isa == KERNEL_ISA_AVX512_VNNI && !w8a16)
                 a->forms |= ACT_U8P;
-        else if (avx2)
+        else if (a->pk && avx2)
                 a->forms |= ACT_Q16P;
         for (int64_t t = t0; t < t1; t++) {
                 const float *xt = x + t * cols;

@@ -19,6 +19,8 @@ int ctx_new(const struct npu_model *m, struct kv_pool *kv, struct threadpool *tp
         c->npu_retries = 1;
         r = forward_scratch_new(&m->hp, max_batch, &c->s);
         if (r >= 0)
+                r = forward_scratch_alloc_quant(c->s, m);
+        if (r >= 0)
                 r = backend_cpu_new(c, c->s, &c->cpu);
         c->be = c->cpu;
         if (r >= 0)
@@ -63,9 +65,10 @@ int ctx_set_target(struct npu_ctx *c, enum backend_target t, const char *device,
                 }
                 return 0;
         }
-        if (c->model->precision == NPU_PRECISION_FLOAT)
-                return npu_err_set(err, -EOPNOTSUPP, "the npu runs w8a8 and w8a16 models; this one is float "
-                                                     "(quantize it with npu-quantize)");
+        if (!precision_runs_on_npu(c->model->precision))
+                return npu_err_set(err, -EOPNOTSUPP, "the npu runs w8a8 and w8a16 models; this one is %s "
+                                                     "(quantize it with npu-quantize --precision w8a8)",
+                                   precision_name(c->model->precision));
         if (!c->npu) {
                 r = backend_npu_new(c, device, fd, &c->npu, err);
                 if (r < 0)

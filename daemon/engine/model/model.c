@@ -4,6 +4,7 @@
 #include "fp16.h"
 #include "gemm_int8.h"
 #include "model.h"
+#include "quant_types.h"
 
 const char *precision_name(enum npu_precision p)
 {
@@ -11,13 +12,19 @@ const char *precision_name(enum npu_precision p)
         case NPU_PRECISION_FLOAT: return "float";
         case NPU_PRECISION_W8A8: return "w8a8";
         case NPU_PRECISION_W8A16: return "w8a16";
+        case NPU_PRECISION_W4A8: return "w4a8";
         }
         return "unknown";
 }
 
+bool precision_runs_on_npu(enum npu_precision p)
+{
+        return p == NPU_PRECISION_W8A8 || p == NPU_PRECISION_W8A16;
+}
+
 int precision_from_string(const char *s, enum npu_precision *ret)
 {
-        for (int p = NPU_PRECISION_FLOAT; p <= NPU_PRECISION_W8A16; p++)
+        for (int p = NPU_PRECISION_FLOAT; p <= NPU_PRECISION_W4A8; p++)
                 if (strcmp(s, precision_name(p)) == 0) {
                         *ret = p;
                         return 0;
@@ -66,15 +73,6 @@ void weight_row_f32(const struct npu_weight *w, int64_t r, float *out)
                         out[i] = bf16_to_f32(h);
                 }
                 break;
-        case GGML_TYPE_Q8_0: {
-                const struct block_q8_0 *b = (const struct block_q8_0 *)row;
-                for (int64_t i = 0; i < w->cols / QK8_0; i++) {
-                        float d = f16_to_f32(b[i].d);
-                        for (int j = 0; j < QK8_0; j++)
-                                out[i * QK8_0 + j] = d * b[i].qs[j];
-                }
-                break;
-        }
         case GGML_TYPE_I8: {
                 float s = w->scale[r];
                 int8_t q[w->cols];
@@ -84,7 +82,10 @@ void weight_row_f32(const struct npu_weight *w, int64_t r, float *out)
                 break;
         }
         default:
-                memset(out, 0, w->cols * sizeof(float));
+                if (quant_type_supported(w->type))
+                        dequantize_row(w->type, row, out, w->cols);
+                else
+                        memset(out, 0, w->cols * sizeof(float));
         }
 }
 
@@ -95,10 +96,27 @@ static void mark_used(struct npu_model *m, const struct gguf_tensor *t)
                 m->tensor_used[t - m->gguf->tensors] = 1;
 }
 
+/* A block-quantized matrix whose scales are not all finite is corrupt: refuse it by name, row and block. */
+static int check_quant_blocks(const struct npu_weight *w, const char *name, struct npu_err *err)
+{
+        if (!quant_type_supported(w->type))
+                return 0;
+        for (int64_t r = 0; r < w->rows; r++) {
+                int64_t bad = 0;
+                if (quant_row_check(w->type, (const uint8_t *)w->data + r * w->row_bytes, w->cols, &bad) < 0)
+                        return npu_err_set(err, -EBADMSG,
+                                           "tensor '%s' (%s) is corrupt: block %lld of row %lld has a scale "
+                                           "that is not a finite number",
+                                           name, ggml_type_name(w->type), (long long)bad, (long long)r);
+        }
+        return 0;
+}
+
 static int bind_weight(struct npu_model *m, const char *name, int64_t rows, int64_t cols,
                        struct npu_weight *w, bool optional, struct npu_err *err)
 {
         const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+        int r;
 
         if (!t) {
                 if (optional)
@@ -112,15 +130,19 @@ static int bind_weight(struct npu_model *m, const char *name, int64_t rows, int6
         case GGML_TYPE_F32:
         case GGML_TYPE_F16:
         case GGML_TYPE_BF16:
-        case GGML_TYPE_Q8_0:
         case GGML_TYPE_I8:
                 break;
         default:
+                if (quant_type_supported(t->type))
+                        break;
                 return npu_err_set(err, -EOPNOTSUPP, "tensor '%s' has type %s, which matrices cannot use", name,
                                    ggml_type_name(t->type));
         }
         *w = (struct npu_weight) { .type = t->type, .rows = rows, .cols = cols, .data = t->data,
                                    .row_bytes = t->nbytes / rows };
+        r = check_quant_blocks(w, name, err);
+        if (r < 0)
+                return r;
         m->weight_bytes += t->nbytes;
         mark_used(m, t);
         if (t->type == GGML_TYPE_I8) {
@@ -298,11 +320,26 @@ static int read_quant_meta(struct npu_model *m, struct npu_err *err)
         if (r < 0)
                 return r;
         if (precision_from_string(prec, &m->precision) < 0)
-                return npu_err_set(err, -EINVAL, "npud.quantization.precision '%s' is not w8a8 or w8a16", prec);
+                return npu_err_set(err, -EINVAL, "npud.quantization.precision '%s' is not w8a8, w8a16 or w4a8",
+                                   prec);
         r = gguf_get_f32(m->gguf, "npud.quantization.alpha", &m->smooth_alpha, err);
         if (r < 0 && r != -ENOENT)
                 return r;
         return 0;
+}
+
+/* The matrix type each precision stores: I8 (w8a8, w8a16), Q4_0 blocks (w4a8); float models take any. */
+static bool type_fits_precision(enum ggml_type t, enum npu_precision p)
+{
+        switch (p) {
+        case NPU_PRECISION_W8A8:
+        case NPU_PRECISION_W8A16:
+                return t == GGML_TYPE_I8;
+        case NPU_PRECISION_W4A8:
+                return t == GGML_TYPE_Q4_0;
+        default:
+                return t != GGML_TYPE_I8;
+        }
 }
 
 static int check_quantized_layers(const struct npu_model *m, struct npu_err *err)
@@ -310,7 +347,7 @@ static int check_quantized_layers(const struct npu_model *m, struct npu_err *err
         for (int i = 0; i < m->hp.n_layers; i++) {
                 const struct npu_weight *ws = &m->layers[i].wq;
                 for (int j = 0; j < 7; j++)
-                        if ((ws[j].type == GGML_TYPE_I8) != (m->precision != NPU_PRECISION_FLOAT))
+                        if (!type_fits_precision(ws[j].type, m->precision))
                                 return npu_err_set(err, -EINVAL,
                                                    "layer %d: matrix %d is %s but the file says precision %s", i, j,
                                                    ggml_type_name(ws[j].type), precision_name(m->precision));
@@ -441,9 +478,15 @@ int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, st
 
 int model_load(const char *path, struct npu_model **ret, struct npu_err *err)
 {
+        return model_load_progress(path, NULL, ret, err);
+}
+
+int model_load_progress(const char *path, const struct gguf_progress *progress, struct npu_model **ret,
+                        struct npu_err *err)
+{
         _cleanup_(gguf_freep) struct gguf *g = NULL;
         const char *e = getenv("NPU_MMAP");
-        int r = gguf_open_flags(path, e && strcmp(e, "1") == 0 ? 0 : GGUF_OPEN_HUGEPAGES, &g, err);
+        int r = gguf_open_progress(path, e && strcmp(e, "1") == 0 ? 0 : GGUF_OPEN_HUGEPAGES, progress, &g, err);
 
         if (r < 0)
                 return r;

@@ -57,9 +57,10 @@ const char *arch_name(enum npu_arch a);
 int hparams_read(const struct gguf *g, struct npu_hparams *hp, struct npu_err *err);
 
 enum npu_precision {
-        NPU_PRECISION_FLOAT = 0, /* weights as stored: F32/F16/BF16/Q8_0 */
+        NPU_PRECISION_FLOAT = 0, /* weights as stored: F32/F16/BF16 or GGUF block types */
         NPU_PRECISION_W8A8 = 1,
         NPU_PRECISION_W8A16 = 2,
+        NPU_PRECISION_W4A8 = 3, /* Q4_0-layout int4 weights, int8 activations per token */
 };
 
 /*
@@ -125,6 +126,10 @@ struct npu_model {
 };
 
 int model_load(const char *path, struct npu_model **ret, struct npu_err *err);
+/* model_load, telling how far reading the file is (progress may be NULL). */
+struct gguf_progress;
+int model_load_progress(const char *path, const struct gguf_progress *progress, struct npu_model **ret,
+                        struct npu_err *err);
 /* Bind a model to an already parsed GGUF; takes ownership of g on success. */
 int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, struct npu_err *err);
 void model_free(struct npu_model *m);
@@ -137,6 +142,8 @@ size_t model_bytes_per_token(const struct npu_model *m);
 void weight_row_f32(const struct npu_weight *w, int64_t r, float *out);
 
 const char *precision_name(enum npu_precision p);
+/* w8a8 and w8a16 run on the npu; float models, GGUF block types and w4a8 stay on the cpu. */
+bool precision_runs_on_npu(enum npu_precision p);
 
 /* Llama 3.1's rope_scaling "llama3" (rope_llama3.c): head_dim / 2 frequency divisors, rope_freqs.weight. */
 struct rope_llama3 {

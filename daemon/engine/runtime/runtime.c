@@ -58,7 +58,8 @@ int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_
                 return npu_err_set(err, -EINVAL, "thread count %d out of range", o->threads);
         if (o->n_ctx < 0 || o->n_seq < 1 || o->max_batch < 1 || o->max_batch > 65536)
                 return npu_err_set(err, -EINVAL, "context, sequence or batch size out of range");
-        r = model_load(o->model_path, &rt->model, err);
+        struct gguf_progress progress = { .fn = o->progress, .userdata = o->progress_userdata };
+        r = model_load_progress(o->model_path, &progress, &rt->model, err);
         if (r < 0)
                 return r;
         rt->n_ctx = o->n_ctx ? o->n_ctx : MIN(rt->model->hp.n_ctx_train, 4096);
@@ -81,9 +82,9 @@ int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_
         if (o->device && !(rt->device = strdup(o->device)))
                 return -ENOMEM;
         if (o->target == BACKEND_TARGET_NPU) {
-                if (rt->model->precision == NPU_PRECISION_FLOAT) {
-                        rt->target_note = "the model is float: it runs on the cpu (the npu runs w8a8 and w8a16 "
-                                          "models; quantize it with npu-quantize)";
+                if (!precision_runs_on_npu(rt->model->precision)) {
+                        rt->target_note = "the model is not w8a8 or w8a16: it runs on the cpu (float, GGUF block "
+                                          "types and w4a8 do; quantize it with npu-quantize --precision w8a8)";
                 } else {
                         r = ctx_set_target(rt->ctx, BACKEND_TARGET_NPU, rt->device, -1, err);
                         if (r < 0)

@@ -1,0 +1,446 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Block-quantized weights times block-quantized activations: the portable C
+ * definition (kernels_quant.h says what it computes) and the choice of the
+ * x86 copies (kernels_quant_x86.h, once per instruction set), which compute
+ * the same numbers in the same order.
+ *
+ * This file is compiled with -ffp-contract=off: every fused multiply-add is
+ * written out (fmaf, _mm256_fmadd_ps), none is made up by the compiler.
+ */
+#include <immintrin.h>
+#include <math.h>
+
+#include "kernels.h"
+#include "kernels_quant.h"
+
+/* How a block's minimum enters the sum. */
+enum min_kind {
+        MIN_NONE,
+        MIN_ADD_S,     /* Q4_1, Q5_1: + m * s */
+        MIN_SUB_BSUMS, /* Q2_K, Q4_K, Q5_K: - dmin * d_a * sum(min * bsum) */
+};
+
+static enum min_kind type_min_kind(enum ggml_type t)
+{
+        switch (t) {
+        case GGML_TYPE_Q4_1:
+        case GGML_TYPE_Q5_1:
+                return MIN_ADD_S;
+        case GGML_TYPE_Q2_K:
+        case GGML_TYPE_Q4_K:
+        case GGML_TYPE_Q5_K:
+                return MIN_SUB_BSUMS;
+        default:
+                return MIN_NONE;
+        }
+}
+
+/* One weight block as integers: w(k), the scale and min of every 16 elements, and the float scales. */
+struct wblock {
+        int8_t w[QK_K];
+        int16_t sc[QK_K / 16];
+        int16_t m[QK_K / 16];
+        float d;
+        float dmin; /* K-quants' dmin; Q4_1/Q5_1's m */
+};
+
+static void unpack_legacy(enum ggml_type t, const uint8_t *p, struct wblock *u)
+{
+        uint32_t qh = 0;
+
+        for (int j = 0; j < 2; j++)
+                u->sc[j] = 1;
+        switch (t) {
+        case GGML_TYPE_Q4_0: {
+                const struct block_q4_0 *b = (const void *)p;
+                u->d = f16_to_f32(b->d);
+                for (int k = 0; k < 16; k++) {
+                        u->w[k] = (int8_t)((b->qs[k] & 15) - 8);
+                        u->w[k + 16] = (int8_t)((b->qs[k] >> 4) - 8);
+                }
+                return;
+        }
+        case GGML_TYPE_Q4_1: {
+                const struct block_q4_1 *b = (const void *)p;
+                u->d = f16_to_f32(b->d);
+                u->dmin = f16_to_f32(b->m);
+                for (int k = 0; k < 16; k++) {
+                        u->w[k] = (int8_t)(b->qs[k] & 15);
+                        u->w[k + 16] = (int8_t)(b->qs[k] >> 4);
+                }
+                return;
+        }
+        case GGML_TYPE_Q5_0: {
+                const struct block_q5_0 *b = (const void *)p;
+                u->d = f16_to_f32(b->d);
+                memcpy(&qh, b->qh, 4);
+                for (int k = 0; k < 16; k++) {
+                        u->w[k] = (int8_t)(((b->qs[k] & 15) | ((qh >> k) & 1) << 4) - 16);
+                        u->w[k + 16] = (int8_t)(((b->qs[k] >> 4) | ((qh >> (k + 16)) & 1) << 4) - 16);
+                }
+                return;
+        }
+        case GGML_TYPE_Q5_1: {
+                const struct block_q5_1 *b = (const void *)p;
+                u->d = f16_to_f32(b->d);
+                u->dmin = f16_to_f32(b->m);
+                memcpy(&qh, b->qh, 4);
+                for (int k = 0; k < 16; k++) {
+                        u->w[k] = (int8_t)((b->qs[k] & 15) | ((qh >> k) & 1) << 4);
+                        u->w[k + 16] = (int8_t)((b->qs[k] >> 4) | ((qh >> (k + 16)) & 1) << 4);
+                }
+                return;
+        }
+        case GGML_TYPE_Q8_0: {
+                const struct block_q8_0 *b = (const void *)p;
+                u->d = f16_to_f32(b->d);
+                memcpy(u->w, b->qs, 32);
+                return;
+        }
+        default:
+                return;
+        }
+}
+
+static void unpack_k(enum ggml_type t, const uint8_t *p, struct wblock *u)
+{
+        switch (t) {
+        case GGML_TYPE_Q2_K: {
+                const struct block_q2_K *b = (const void *)p;
+                u->d = f16_to_f32(b->d);
+                u->dmin = f16_to_f32(b->dmin);
+                for (int j = 0; j < 16; j++) {
+                        u->sc[j] = b->scales[j] & 15;
+                        u->m[j] = b->scales[j] >> 4;
+                }
+                for (int k = 0; k < QK_K; k++)
+                        u->w[k] = (int8_t)((b->qs[32 * (k / 128) + k % 32] >> (2 * ((k / 32) % 4))) & 3);
+                return;
+        }
+        case GGML_TYPE_Q3_K: {
+                const struct block_q3_K *b = (const void *)p;
+                u->d = f16_to_f32(b->d);
+                for (int j = 0; j < 16; j++)
+                        u->sc[j] = (int16_t)q3_k_scale(b->scales, j);
+                for (int k = 0; k < QK_K; k++) {
+                        int h = k / 128, s = (k / 32) % 4, l = k % 32;
+                        int q = (b->qs[32 * h + l] >> (2 * s)) & 3;
+                        u->w[k] = (int8_t)(((b->hmask[l] >> (4 * h + s)) & 1) ? q : q - 4);
+                }
+                return;
+        }
+        case GGML_TYPE_Q4_K:
+        case GGML_TYPE_Q5_K: {
+                const bool five = t == GGML_TYPE_Q5_K;
+                const struct block_q4_K *b4 = (const void *)p;
+                const struct block_q5_K *b5 = (const void *)p;
+                const uint8_t *scales = five ? b5->scales : b4->scales, *qs = five ? b5->qs : b4->qs;
+                u->d = f16_to_f32(b4->d);
+                u->dmin = f16_to_f32(b4->dmin);
+                for (int j = 0; j < 8; j++) {
+                        uint8_t sc, m;
+                        k_scale_min(scales, j, &sc, &m);
+                        u->sc[2 * j] = u->sc[2 * j + 1] = sc;
+                        u->m[2 * j] = u->m[2 * j + 1] = m;
+                }
+                for (int k = 0; k < QK_K; k++) {
+                        int c = k / 64, hi = (k / 32) % 2, l = k % 32;
+                        int q = hi ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 15;
+                        if (five)
+                                q |= ((b5->qh[l] >> (k / 32)) & 1) << 4;
+                        u->w[k] = (int8_t)q;
+                }
+                return;
+        }
+        case GGML_TYPE_Q6_K: {
+                const struct block_q6_K *b = (const void *)p;
+                u->d = f16_to_f32(b->d);
+                for (int j = 0; j < 16; j++)
+                        u->sc[j] = b->scales[j];
+                for (int k = 0; k < QK_K; k++) {
+                        int h = k / 128, s = (k / 32) % 4, l = k % 32;
+                        uint8_t lo = b->ql[64 * h + 32 * (s & 1) + l];
+                        int q = (s < 2 ? lo & 15 : lo >> 4) | ((b->qh[32 * h + l] >> (2 * s)) & 3) << 4;
+                        u->w[k] = (int8_t)(q - 32);
+                }
+                return;
+        }
+        default:
+                return;
+        }
+}
+
+/* The definition: weight row times the quantized activations of token t. */
+static float dot_scalar(enum ggml_type type, const uint8_t *row, int64_t K, const struct act_blocks *a, int64_t t)
+{
+        const int64_t be = (int64_t)ggml_type_block_elems(type), bb = (int64_t)ggml_type_block_bytes(type);
+        const enum min_kind mk = type_min_kind(type);
+        const int64_t ab = act_scheme_block(a->scheme);
+        const int8_t *q = (a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q) + t * K;
+        const float *d = a->d + t * (K / ab), *s = a->s ? a->s + t * (K / ab) : NULL;
+        const int16_t *bsums = a->bsums ? a->bsums + t * (K / 16) : NULL;
+        float acc = 0;
+        struct wblock u;
+
+        for (int64_t b = 0; b < K / be; b++) {
+                const int8_t *qb = q + b * be;
+                int32_t isum = 0;
+                if (be == QK_K)
+                        unpack_k(type, row + b * bb, &u);
+                else
+                        unpack_legacy(type, row + b * bb, &u);
+                for (int64_t k = 0; k < be; k++)
+                        isum += (int32_t)u.sc[k / 16] * u.w[k] * qb[k];
+                acc = fmaf(u.d * d[b], (float)isum, acc);
+                if (mk == MIN_ADD_S) {
+                        acc = fmaf(u.dmin, s[b], acc);
+                } else if (mk == MIN_SUB_BSUMS) {
+                        int32_t M = 0;
+                        for (int j = 0; j < 16; j++)
+                                M += (int32_t)u.m[j] * bsums[16 * b + j];
+                        acc = fmaf(-(u.dmin * d[b]), (float)M, acc);
+                }
+        }
+        return acc;
+}
+
+static void matmul_scalar(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                          int64_t r0, int64_t r1)
+{
+        for (int64_t r = r0; r < r1; r++) {
+                const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
+                for (int64_t t = 0; t < n_tok; t++)
+                        y[t * ys + r] = dot_scalar(w->type, row, w->cols, a, t);
+        }
+}
+
+/* --- x86: AVX2, and AVX-512 VNNI (vpdpbusd / vpdpwssd on 256-bit vectors) --- */
+
+#define AVX2_TARGET "avx2,fma,f16c"
+#define VNNI_TARGET "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni"
+
+typedef void (*quant_rows_fn)(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,
+                              size_t ys, int64_t r0, int64_t r1);
+
+/*
+ * The tile path (prefill, batched decode): TILE_RB rows unpacked once per
+ * slice of TILE_K elements, every token then run against the tile. The
+ * numbers are the one-token kernels': the same isum per block, the same
+ * float steps in the same order (acc rests in y between slices).
+ */
+#define TILE_RB 8
+#define TILE_K 2048
+#define TILE_MIN_TOKENS 2
+
+struct qtile {
+        uint8_t u[TILE_RB][TILE_K];                /* the weights, unsigned (w + offset), or Q8_0 as stored */
+        int16_t sc[TILE_RB][TILE_K / 32][16];      /* K-quants: each 32-element chunk's int16 scale vector */
+        float dw[TILE_K / 32][TILE_RB];            /* per block: d of each row */
+        float dm[TILE_K / 32][TILE_RB];            /* dmin (K-quants) or m (Q4_1, Q5_1) */
+        int32_t mp[TILE_K / QK_K][8][TILE_RB];     /* K-quants' mins of sub-blocks (2j, 2j + 1), int16 pairs */
+        int32_t op[TILE_K / QK_K][8][TILE_RB];     /* Q3_K, Q6_K: offset times scale, the same pairs */
+} __attribute__((aligned(64)));
+
+/* What the tile kernel does per block. */
+struct tile_kind {
+        int be;        /* 32 or QK_K */
+        int off;       /* 32-element types: offset taken out through asum */
+        int mink;      /* 1: + m * s (Q4_1, Q5_1); 2: - dmin * d * M (Q2_K, Q4_K, Q5_K) */
+        bool k_off;    /* Q3_K, Q6_K: offset taken out through op */
+        bool signed_q8; /* Q8_0 kept signed (AVX2) */
+};
+
+typedef void (*tile_unpack_fn)(const uint8_t *const *rows, int64_t kb0, int64_t nb, struct qtile *tl);
+
+#define QSIMD_CAT2(a, b) a##_##b
+#define QSIMD_CAT(a, b) QSIMD_CAT2(a, b)
+#define SIMD(name) QSIMD_CAT(name, SIMD_ISA)
+
+#define SIMD_ISA avx2
+#define SIMD_FN __attribute__((target(AVX2_TARGET)))
+#define SIMD_INLINE static inline __attribute__((always_inline, target(AVX2_TARGET)))
+#define MAC_U8S8(s, u, v) _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1)))
+#define MAC_SCALED(s, u, v, sc) _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), sc))
+#define Q8_0_WIDE 0
+#include "kernels_quant_x86.h"
+#undef Q8_0_WIDE
+#undef SIMD_ISA
+#undef SIMD_FN
+#undef SIMD_INLINE
+#undef MAC_U8S8
+#undef MAC_SCALED
+
+#define SIMD_ISA vnni
+#define SIMD_FN __attribute__((target(VNNI_TARGET)))
+#define SIMD_INLINE static inline __attribute__((always_inline, target(VNNI_TARGET)))
+#define MAC_U8S8(s, u, v) _mm256_dpbusd_epi32(s, u, v)
+#define MAC_SCALED(s, u, v, sc) _mm256_dpwssd_epi32(s, _mm256_maddubs_epi16(u, v), sc)
+#define Q8_0_WIDE 1
+#include "kernels_quant_x86.h"
+#undef Q8_0_WIDE
+#undef SIMD_ISA
+#undef SIMD_FN
+#undef SIMD_INLINE
+#undef MAC_U8S8
+#undef MAC_SCALED
+
+/* Each instruction set's kernels, by weight type. */
+struct quant_x86_kernels {
+        const quant_rows_fn *rows;
+        const tile_unpack_fn *unpack;
+        void (*token)(const struct qtile *tl, const struct tile_kind *tk, int64_t nb, const int8_t *q, const float *d,
+                      const float *s, const int16_t *bs, const int32_t *asum, float *out);
+        int q8_0_offset; /* 128 where Q8_0 is made unsigned, 0 where it stays signed */
+};
+
+static const struct quant_x86_kernels quant_x86[] = {
+        [KERNEL_ISA_AVX2] = { quant_rows_avx2, tile_unpack_avx2, tile_token_avx2, 0 },
+        [KERNEL_ISA_AVX512_VNNI] = { quant_rows_vnni, tile_unpack_vnni, tile_token_vnni, 128 },
+};
+
+static struct tile_kind tile_kind_of(enum ggml_type t, int q8_0_offset)
+{
+        struct tile_kind k = { .be = (int)ggml_type_block_elems(t) };
+        switch (t) {
+        case GGML_TYPE_Q4_0: k.off = 8; break;
+        case GGML_TYPE_Q5_0: k.off = 16; break;
+        case GGML_TYPE_Q8_0:
+                k.off = q8_0_offset;
+                k.signed_q8 = q8_0_offset == 0;
+                break;
+        case GGML_TYPE_Q4_1:
+        case GGML_TYPE_Q5_1: k.mink = 1; break;
+        case GGML_TYPE_Q2_K:
+        case GGML_TYPE_Q4_K:
+        case GGML_TYPE_Q5_K: k.mink = 2; break;
+        case GGML_TYPE_Q3_K:
+        case GGML_TYPE_Q6_K: k.k_off = true; break;
+        default: break;
+        }
+        return k;
+}
+
+static int32_t pair16(int a, int b)
+{
+        return (int32_t)(((uint32_t)(uint16_t)(int16_t)b << 16) | (uint16_t)(int16_t)a);
+}
+
+/* The tile's per-block numbers (scales, mins, offsets) of row i, block b of the slice. */
+static void tile_block_numbers(enum ggml_type t, const uint8_t *p, int i, int64_t b, struct qtile *tl)
+{
+        int16_t m[16] = {}, sc[16] = {};
+        int off = 0;
+
+        switch (t) {
+        case GGML_TYPE_Q4_1:
+        case GGML_TYPE_Q5_1:
+                tl->dw[b][i] = f16_to_f32(((const struct block_q4_1 *)(const void *)p)->d);
+                tl->dm[b][i] = f16_to_f32(((const struct block_q4_1 *)(const void *)p)->m);
+                return;
+        case GGML_TYPE_Q4_0:
+        case GGML_TYPE_Q5_0:
+        case GGML_TYPE_Q8_0: {
+                npu_f16 d;
+                memcpy(&d, p, 2);
+                tl->dw[b][i] = f16_to_f32(d);
+                return;
+        }
+        case GGML_TYPE_Q2_K: {
+                const struct block_q2_K *x = (const void *)p;
+                tl->dw[b][i] = f16_to_f32(x->d);
+                tl->dm[b][i] = f16_to_f32(x->dmin);
+                for (int j = 0; j < 16; j++)
+                        m[j] = x->scales[j] >> 4;
+                break;
+        }
+        case GGML_TYPE_Q4_K:
+        case GGML_TYPE_Q5_K: {
+                const struct block_q4_K *x4 = (const void *)p;
+                const uint8_t *scales = t == GGML_TYPE_Q5_K ? ((const struct block_q5_K *)(const void *)p)->scales
+                                                            : x4->scales;
+                tl->dw[b][i] = f16_to_f32(x4->d);
+                tl->dm[b][i] = f16_to_f32(x4->dmin);
+                for (int j = 0; j < 8; j++) {
+                        uint8_t s8, m8;
+                        k_scale_min(scales, j, &s8, &m8);
+                        m[2 * j] = m[2 * j + 1] = m8;
+                }
+                break;
+        }
+        case GGML_TYPE_Q3_K: {
+                const struct block_q3_K *x = (const void *)p;
+                tl->dw[b][i] = f16_to_f32(x->d);
+                for (int j = 0; j < 16; j++)
+                        sc[j] = (int16_t)q3_k_scale(x->scales, j);
+                off = 4;
+                break;
+        }
+        case GGML_TYPE_Q6_K: {
+                const struct block_q6_K *x = (const void *)p;
+                tl->dw[b][i] = f16_to_f32(x->d);
+                for (int j = 0; j < 16; j++)
+                        sc[j] = x->scales[j];
+                off = 32;
+                break;
+        }
+        default:
+                return;
+        }
+        for (int j = 0; j < 8; j++) {
+                tl->mp[b][j][i] = pair16(m[2 * j], m[2 * j + 1]);
+                tl->op[b][j][i] = pair16(off * sc[2 * j], off * sc[2 * j + 1]);
+        }
+}
+
+static void matmul_tiled(const struct quant_x86_kernels *x86, const struct npu_weight *w,
+                         const struct act_blocks *a, int64_t n_tok, float *y, size_t ys, int64_t r0, int64_t r1)
+{
+        const int64_t K = w->cols, be = (int64_t)ggml_type_block_elems(w->type);
+        const int64_t bb = (int64_t)ggml_type_block_bytes(w->type), ab = act_scheme_block(a->scheme);
+        const struct tile_kind tk = tile_kind_of(w->type, x86->q8_0_offset);
+        const int8_t *q = a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q;
+        struct qtile tl;
+        int64_t r = r0;
+
+        for (; r + TILE_RB <= r1; r += TILE_RB) {
+                const uint8_t *rows[TILE_RB];
+                for (int i = 0; i < TILE_RB; i++)
+                        rows[i] = (const uint8_t *)w->data + (r + i) * w->row_bytes;
+                for (int64_t t = 0; t < n_tok; t++)
+                        memset(y + t * ys + r, 0, sizeof(float) * TILE_RB);
+                for (int64_t k0 = 0; k0 < K; k0 += TILE_K) {
+                        const int64_t kb0 = k0 / be, nb = MIN(TILE_K, K - k0) / be;
+                        x86->unpack[w->type](rows, kb0, nb, &tl);
+                        for (int i = 0; i < TILE_RB; i++)
+                                for (int64_t b = 0; b < nb; b++)
+                                        tile_block_numbers(w->type, rows[i] + (kb0 + b) * bb, i, b, &tl);
+                        for (int64_t t = 0; t < n_tok; t++)
+                                x86->token(&tl, &tk, nb, q + t * K + k0, a->d + t * (K / ab) + k0 / ab,
+                                           a->s ? a->s + t * (K / 32) + k0 / 32 : NULL,
+                                           a->bsums ? a->bsums + t * (K / 16) + k0 / 16 : NULL,
+                                           a->asum ? a->asum + t * (K / 32) + k0 / 32 : NULL, y + t * ys + r);
+                }
+        }
+        /* rows short of a tile: the one-token kernels, which compute the same numbers */
+        if (r < r1)
+                x86->rows[w->type](w, a, n_tok, y, ys, r, r1);
+}
+
+void matmul_quant_rows(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                       int64_t r0, int64_t r1)
+{
+        const enum kernel_isa isa = kernels_isa();
+        const struct quant_x86_kernels *x86 = isa >= KERNEL_ISA_AVX2 ? &quant_x86[isa] : NULL;
+
+        if (!x86 || (unsigned)w->type >= _GGML_TYPE_MAX || !x86->rows[w->type])
+                matmul_scalar(w, a, n_tok, y, ys, r0, r1);
+        else if (n_tok >= TILE_MIN_TOKENS)
+                matmul_tiled(x86, w, a, n_tok, y, ys, r0, r1);
+        else
+                x86->rows[w->type](w, a, n_tok, y, ys, r0, r1);
+        if (a->scheme == ACT_SCHEME_TOKEN_I8)
+                for (int64_t t = 0; t < n_tok; t++)
+                        for (int64_t r = r0; r < r1; r++)
+                                y[t * ys + r] = y[t * ys + r] * a->tok.scale[t];
+}
