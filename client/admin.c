@@ -196,87 +196,9 @@ int verb_devices(const struct npuctl *c, int argc, char **argv)
         return 0;
 }
 
-static void usage_load(FILE *f)
-{
-        fprintf(f, "Usage: npuctl load PATH [OPTIONS]\n\n"
-                   "Load a GGUF model into the daemon (administrators only) and print its name.\n\n"
-                   "      --name NAME         the name Generate uses (default: the file name without .gguf)\n"
-                   "      --default           make it the default model\n\n"
-                   "Context size, KV budget, threads and attention come from npud.conf.\n");
-}
-
 static int append_bool(sd_bus_message *m, const char *key, bool v)
 {
         return sd_bus_message_append(m, "{sv}", key, "b", (int)v);
-}
-
-int verb_load(const struct npuctl *c, int argc, char **argv)
-{
-        static const struct option opts[] = {
-                { "name", required_argument, NULL, 'N' },
-                { "default", no_argument, NULL, 'D' },
-                { "help", no_argument, NULL, 'h' },
-                {}
-        };
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        _cleanup_free_ char *path = NULL;
-        const char *name = NULL, *loaded;
-        bool is_default = false;
-        int o, r;
-
-        optind = 0;
-        while ((o = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
-                switch (o) {
-                case 'N': name = optarg; break;
-                case 'D': is_default = true; break;
-                case 'h': usage_load(stdout); return 0;
-                default: usage_load(stderr); return -EINVAL;
-                }
-        }
-        if (argc - optind != 1)
-                return log_usage("load: expected one PATH (see npuctl load --help)");
-        if (name && (strlen(name) < 1 || strlen(name) > 128 ||
-                     name[strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")]))
-                return log_usage("--name: '%s' is not 1 to 128 of A-Z a-z 0-9 . _ -", name);
-        /* the daemon does not share our working directory */
-        if (argv[optind][0] == '/')
-                path = strdup(argv[optind]);
-        else {
-                _cleanup_free_ char *cwd = getcwd(NULL, 0);
-                if (!cwd || asprintf(&path, "%s/%s", cwd, argv[optind]) < 0)
-                        path = NULL;
-        }
-        if (!path)
-                return -ENOMEM;
-        if (!utf8_is_valid(path, strlen(path)))
-                return log_usage("load: the path is not valid UTF-8");
-
-        r = bus_open(c->bus, &bus);
-        if (r < 0)
-                return r;
-        r = bus_new_manager_call(bus, "LoadModel", &m);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "s", path);
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'a', "{sv}");
-        if (r >= 0 && name)
-                r = sd_bus_message_append(m, "{sv}", "name", "s", name);
-        if (r >= 0 && is_default)
-                r = append_bool(m, "default", true);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r < 0)
-                return bus_log_create_error(r);
-        r = bus_call(bus, m, LOAD_TIMEOUT_USEC, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(reply, "s", &loaded);
-        if (r < 0)
-                return bus_log_parse_error(r);
-        printf("%s\n", loaded);
-        return 0;
 }
 
 static void usage_unload(FILE *f)

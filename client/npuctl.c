@@ -17,6 +17,7 @@ static const struct verb verbs[] = {
         { "chat", verb_chat },
         { "models", verb_models },
         { "load", verb_load },
+        { "ps", verb_ps },
         { "unload", verb_unload },
         { "devices", verb_devices },
         { "status", verb_status },
@@ -32,7 +33,9 @@ static void usage(FILE *f)
                 "  generate [OPTIONS] [PROMPT|-]   complete a prompt, streaming the text\n"
                 "  chat [OPTIONS]                  a conversation in a session (line editing)\n"
                 "  models [--json]                 the loaded models\n"
-                "  load PATH [--name N] [--default] load a GGUF model (administrators)\n"
+                "  load PATH|NAME [OPTIONS]        load a GGUF file (administrators) or a model of the\n"
+                "                                  daemon's models_dir (anyone), with a progress bar\n"
+                "  ps [--json]                     the models held: size, back end, idle, when unloaded\n"
                 "  unload NAME [--force]           unload a model (administrators)\n"
                 "  devices [--json]                the compute devices\n"
                 "  status [--json]                 the daemon's state and counters\n"

@@ -45,6 +45,8 @@ int parse_u64(const char *s, const char *what, uint64_t *ret);
 int parse_double(const char *s, double min, double max, bool min_open, const char *what, double *ret);
 int parse_u32_list(const char *s, uint32_t min, uint32_t max, const char *what, uint32_t *ret, size_t max_n,
                    size_t *ret_n);
+/* A duration in seconds: a number, or with a unit s, m, h or d (10m, 1.5h); negative: for ever (-1). */
+int parse_duration(const char *s, const char *what, double *ret);
 /* The prompt from the arguments (joined by spaces), or from stdin when absent or "-". */
 int read_prompt(int argc, char **argv, char **ret, size_t *ret_len);
 
@@ -55,6 +57,8 @@ struct gen_options {
         bool has_top_k;
         uint32_t top_k;
         double temperature, top_p, repeat_penalty; /* NAN: the daemon's default */
+        double min_p, presence_penalty, frequency_penalty; /* NAN: the daemon's default (off) */
+        double keep_alive; /* seconds, negative for ever; NAN: the daemon's default */
         bool has_seed;
         uint64_t seed;
         const char *stop[GEN_MAX_STOP];
@@ -75,6 +79,10 @@ enum {
         ARG_PRECISION,
         ARG_IGNORE_EOS,
         ARG_NO_BOS,
+        ARG_MIN_P,
+        ARG_PRESENCE_PENALTY,
+        ARG_FREQUENCY_PENALTY,
+        ARG_KEEP_ALIVE,
         ARG_GEN_LAST
 };
 
@@ -90,7 +98,11 @@ enum {
         { "stop", required_argument, NULL, ARG_STOP },                           \
         { "precision", required_argument, NULL, ARG_PRECISION },                 \
         { "ignore-eos", no_argument, NULL, ARG_IGNORE_EOS },                     \
-        { "no-bos", no_argument, NULL, ARG_NO_BOS }
+        { "no-bos", no_argument, NULL, ARG_NO_BOS },                             \
+        { "min-p", required_argument, NULL, ARG_MIN_P },                         \
+        { "presence-penalty", required_argument, NULL, ARG_PRESENCE_PENALTY },   \
+        { "frequency-penalty", required_argument, NULL, ARG_FREQUENCY_PENALTY }, \
+        { "keep-alive", required_argument, NULL, ARG_KEEP_ALIVE }
 
 #define GEN_OPTIONS_HELP                                                                          \
         "  -n, --max-tokens N      tokens to generate (the daemon's default: 256)\n"              \
@@ -98,6 +110,11 @@ enum {
         "      --top-k K           0 is off (default 40)\n"                                       \
         "      --top-p P           in (0, 1], 1 is off (default 0.95)\n"                          \
         "      --repeat-penalty R  in (0, 100], 1 is off (default 1)\n"                           \
+        "      --min-p P           keep tokens at least P times as likely as the best (0..1, 0 is off)\n" \
+        "      --presence-penalty P    -2..2: subtracted once from the logit of each recent token\n" \
+        "      --frequency-penalty F   -2..2: subtracted per occurrence of each recent token\n"      \
+        "      --keep-alive D      keep the model loaded D after the request (300, 10m, 2h; -1: for\n"  \
+        "                          ever; 0: unload when idle); default: the daemon's idle_unload_sec\n" \
         "      --seed S            generator seed (default: random)\n"                            \
         "      --stop STR          stop before STR (repeatable, up to 8)\n"                       \
         "      --precision P       auto, or the model's precision (float, w8a8, w8a16)\n"        \
@@ -199,6 +216,7 @@ int verb_generate(const struct npuctl *c, int argc, char **argv);
 int verb_chat(const struct npuctl *c, int argc, char **argv);
 int verb_models(const struct npuctl *c, int argc, char **argv);
 int verb_load(const struct npuctl *c, int argc, char **argv);
+int verb_ps(const struct npuctl *c, int argc, char **argv);
 int verb_unload(const struct npuctl *c, int argc, char **argv);
 int verb_devices(const struct npuctl *c, int argc, char **argv);
 int verb_status(const struct npuctl *c, int argc, char **argv);

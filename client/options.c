@@ -16,6 +16,10 @@ void gen_options_init(struct gen_options *o)
                 .temperature = NAN,
                 .top_p = NAN,
                 .repeat_penalty = NAN,
+                .min_p = NAN,
+                .presence_penalty = NAN,
+                .frequency_penalty = NAN,
+                .keep_alive = NAN,
                 .add_bos = -1,
         };
 }
@@ -41,6 +45,18 @@ int gen_options_parse(struct gen_options *o, int opt, const char *arg)
                 break;
         case ARG_REPEAT_PENALTY:
                 r = parse_double(arg, 0, 100, true, "--repeat-penalty", &o->repeat_penalty);
+                break;
+        case ARG_MIN_P:
+                r = parse_double(arg, 0, 1, false, "--min-p", &o->min_p);
+                break;
+        case ARG_PRESENCE_PENALTY:
+                r = parse_double(arg, -2, 2, false, "--presence-penalty", &o->presence_penalty);
+                break;
+        case ARG_FREQUENCY_PENALTY:
+                r = parse_double(arg, -2, 2, false, "--frequency-penalty", &o->frequency_penalty);
+                break;
+        case ARG_KEEP_ALIVE:
+                r = parse_duration(arg, "--keep-alive", &o->keep_alive);
                 break;
         case ARG_SEED:
                 r = parse_u64(arg, "--seed", &o->seed);
@@ -105,6 +121,15 @@ static int append_options(sd_bus_message *m, const struct gen_options *o, const 
         if (!isnan(o->top_p) && (r = append_entry(m, "top_p", 'd', &o->top_p)) < 0)
                 return r;
         if (!isnan(o->repeat_penalty) && (r = append_entry(m, "repeat_penalty", 'd', &o->repeat_penalty)) < 0)
+                return r;
+        if (!isnan(o->min_p) && (r = append_entry(m, "min_p", 'd', &o->min_p)) < 0)
+                return r;
+        if (!isnan(o->presence_penalty) && (r = append_entry(m, "presence_penalty", 'd', &o->presence_penalty)) < 0)
+                return r;
+        if (!isnan(o->frequency_penalty) &&
+            (r = append_entry(m, "frequency_penalty", 'd', &o->frequency_penalty)) < 0)
+                return r;
+        if (!isnan(o->keep_alive) && (r = append_entry(m, "keep_alive", 'd', &o->keep_alive)) < 0)
                 return r;
         if (o->has_seed && (r = append_entry(m, "seed", 't', &o->seed)) < 0)
                 return r;

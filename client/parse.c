@@ -135,3 +135,27 @@ int read_prompt(int argc, char **argv, char **ret, size_t *ret_len)
         *ret_len = (size_t)(p - s);
         return 0;
 }
+
+int parse_duration(const char *s, const char *what, double *ret)
+{
+        static const struct { char unit; double sec; } units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+        char *end;
+        double v;
+
+        errno = 0;
+        v = strtod(s, &end);
+        if (errno || end == s || !isfinite(v))
+                return log_usage("%s: '%s' is not a duration (300, 10m, 2h, -1)", what, s);
+        if (*end) {
+                size_t i;
+                for (i = 0; i < ARRAY_SIZE(units) && units[i].unit != *end; i++)
+                        ;
+                if (i == ARRAY_SIZE(units) || end[1])
+                        return log_usage("%s: '%s' is not a duration (300, 10m, 2h, -1)", what, s);
+                v *= units[i].sec;
+        }
+        if (v > 10 * 366 * 86400.0)
+                return log_usage("%s: at most 10 years", what);
+        *ret = v < 0 ? -1 : v;
+        return 0;
+}

@@ -180,6 +180,34 @@ int npud_call_sync(struct gateway *gw, const char *member, sd_bus_message **repl
 /* Append an a{sv} entry of a basic type. */
 int bus_append_entry(sd_bus_message *m, const char *key, char type, const void *value);
 bool utf8_valid(const char *s, size_t len);
+/* Code points in a valid UTF-8 string. */
+size_t utf8_chars(const char *s);
+
+/* ---- logprobs.c: npud's Logprobs signals, kept and written as OpenAI and Ollama do */
+#define LP_MAX_TOP 20
+struct lp_token {
+        uint32_t id;
+        double logprob;
+        uint8_t *bytes; /* NUL-terminated for convenience; may hold NULs */
+        size_t n_bytes;
+};
+struct lp_entry {
+        struct lp_token tok;
+        struct lp_token *top; /* the most likely tokens, most likely first */
+        size_t n_top;
+        size_t text_offset;   /* characters of the completion before its piece */
+};
+struct lp_list {
+        struct lp_entry *v;
+        size_t n, cap;
+};
+/* Appends the entries of a(uayda(uayd)). */
+int lp_list_read(struct lp_list *l, sd_bus_message *m);
+void lp_list_done(struct lp_list *l);
+/* Entries [from, to) as OpenAI's chat logprobs.content (and Ollama's logprobs). */
+json_object *lp_content_json(const struct lp_list *l, size_t from, size_t to);
+/* Entries [from, to) as OpenAI's legacy completions logprobs; offset_base: characters before the completion. */
+json_object *lp_completion_json(const struct lp_list *l, size_t from, size_t to, size_t offset_base);
 
 /* ---- job.c: one generation, from the D-Bus call to the HTTP response */
 enum job_api {
@@ -190,6 +218,8 @@ enum job_api {
         JOB_MODELS,           /* GET /v1/models */
         JOB_MODELS_OLLAMA,    /* GET /api/tags */
         JOB_MODEL_ONE,        /* GET /v1/models/NAME */
+        JOB_MODELS_PS,        /* GET /api/ps */
+        JOB_OLLAMA_LOAD,      /* /api/generate or /api/chat with nothing to say: LoadModel of the name */
 };
 
 struct job {
@@ -199,6 +229,7 @@ struct job {
         struct http_req *hr;     /* NULL once the HTTP side is gone */
         enum job_api api;
         bool stream, include_usage, echo;
+        bool load_chat, unload;  /* JOB_OLLAMA_LOAD: for /api/chat; keep_alive 0 */
         char *model;
         char id[48];
         int64_t created;
@@ -222,6 +253,10 @@ struct job {
         struct buf text;         /* the whole completion (non-streaming) */
         uint32_t *ids;
         size_t n_ids, cap_ids;
+        size_t text_chars;       /* characters in text */
+        bool logprobs;           /* the client asked for them */
+        struct lp_list lp;       /* per token of text, from npud's Logprobs signals */
+        size_t lp_streamed;      /* entries already in stream chunks */
         struct buf out;          /* stream bytes not yet taken by MHD */
         bool out_done;           /* nothing will be added to out */
         bool out_failed;         /* the stream's end could not be written: cut it */
@@ -257,9 +292,13 @@ enum MHD_Result ollama_generate(struct http_req *hr, json_object *body, bool cha
 int ollama_stream_tokens(struct job *j, const char *text, size_t len);
 int ollama_stream_end(struct job *j);
 json_object *ollama_response(struct job *j);
+/* The answer to a load (or unload) once LoadModel replied. */
+json_object *ollama_load_response(struct job *j);
 
 /* ---- models.c: GET /v1/models, /v1/models/NAME, /api/tags */
 enum MHD_Result models_list(struct http_req *hr, const char *one, bool ollama);
+/* GET /api/ps: the loaded models with their size and when they will be unloaded. */
+enum MHD_Result models_ps(struct http_req *hr);
 /* The listing from the job's ListModels reply; e set (404) when the one model asked for is not there. */
 json_object *models_response(struct job *j, struct api_error *e);
 
@@ -275,6 +314,8 @@ struct gen_params {
         size_t n_stop;
         int logprobs; /* -1: none; else top-N per token */
         bool ignore_eos;
+        bool has_keep_alive;
+        double keep_alive; /* seconds; negative: for ever */
 };
 void gen_params_init(struct gen_params *p);
 /* Append p as npud's options a{sv}. */
@@ -286,6 +327,11 @@ int json_opt_bool(json_object *o, const char *key, bool *ret, struct api_error *
 int json_opt_string(json_object *o, const char *key, const char **ret, struct api_error *e);
 /* stop: a string or an array of at most max strings. */
 int json_opt_stop(json_object *o, const char *key, size_t max, struct gen_params *p, struct api_error *e);
+/*
+ * Ollama's keep_alive: a number of seconds, or a duration string as Go writes
+ * them ("5m", "1h30m", "300ms", "0"); negative: for ever. 1 when set.
+ */
+int json_opt_duration(json_object *o, const char *key, double *ret, struct api_error *e);
 /* A string that can go on the bus: valid UTF-8 without NUL. */
 int json_check_text(json_object *v, const char *param, struct api_error *e);
 

@@ -24,6 +24,7 @@ struct job *job_new(struct gateway *gw, struct http_req *hr, enum job_api api)
                 [JOB_COMPLETIONS] = "cmpl-", [JOB_CHAT] = "chatcmpl-",
                 [JOB_OLLAMA_GENERATE] = "", [JOB_OLLAMA_CHAT] = "",
                 [JOB_MODELS] = "", [JOB_MODELS_OLLAMA] = "", [JOB_MODEL_ONE] = "",
+                [JOB_MODELS_PS] = "", [JOB_OLLAMA_LOAD] = "",
         };
         struct job *j = calloc(1, sizeof(*j));
         uint8_t rnd[12];
@@ -65,6 +66,7 @@ struct job *job_unref(struct job *j)
         free(j->reason);
         free(j->echo_text);
         free(j->ids);
+        lp_list_done(&j->lp);
         buf_done(&j->text);
         buf_done(&j->out);
         free(j);
@@ -112,7 +114,8 @@ static void job_notify(struct job *j)
 
 static bool job_is_listing(const struct job *j)
 {
-        return j->api == JOB_MODELS || j->api == JOB_MODELS_OLLAMA || j->api == JOB_MODEL_ONE;
+        return j->api == JOB_MODELS || j->api == JOB_MODELS_OLLAMA || j->api == JOB_MODEL_ONE ||
+               j->api == JOB_MODELS_PS || j->api == JOB_OLLAMA_LOAD;
 }
 
 static int stream_tokens(struct job *j, const char *text, size_t len)
@@ -242,9 +245,12 @@ static int on_tokens(struct job *j, sd_bus_message *m)
                 r = sd_bus_message_read(m, "(us)", &id, &piece);
                 if (r <= 0)
                         break;
+                if (j->n_ids < j->lp.n)
+                        j->lp.v[j->n_ids].text_offset = j->text_chars;
                 r = keep_id(j, id);
                 if (r >= 0)
                         r = buf_append(&j->text, piece, strlen(piece));
+                j->text_chars += utf8_chars(piece);
                 if (r >= 0)
                         r = 1;
         }
@@ -357,6 +363,8 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
                 return 0;
         if (sd_bus_message_is_signal(m, NPUD_REQUEST, "Tokens"))
                 r = on_tokens(j, m);
+        else if (sd_bus_message_is_signal(m, NPUD_REQUEST, "Logprobs"))
+                r = j->logprobs ? lp_list_read(&j->lp, m) : 0;
         else if (sd_bus_message_is_signal(m, NPUD_REQUEST, "Finished"))
                 r = on_finished(j, m);
         if (r < 0) {
@@ -477,7 +485,8 @@ static json_object *listing_response(struct job *j, struct api_error *e);
 
 enum MHD_Result job_respond(struct job *j, struct MHD_Connection *c)
 {
-        bool ollama = j->api == JOB_OLLAMA_GENERATE || j->api == JOB_OLLAMA_CHAT || j->api == JOB_MODELS_OLLAMA;
+        bool ollama = j->api == JOB_OLLAMA_GENERATE || j->api == JOB_OLLAMA_CHAT || j->api == JOB_MODELS_OLLAMA ||
+                      j->api == JOB_MODELS_PS || j->api == JOB_OLLAMA_LOAD;
         _cleanup_(json_object_putp) json_object *o = NULL;
 
         if (j->call_failed || (j->finished && j->error.status && !j->stream)) {
@@ -507,5 +516,7 @@ enum MHD_Result job_respond(struct job *j, struct MHD_Connection *c)
 
 static json_object *listing_response(struct job *j, struct api_error *e)
 {
+        if (j->api == JOB_OLLAMA_LOAD)
+                return ollama_load_response(j);
         return models_response(j, e);
 }

@@ -10,7 +10,7 @@
 
 struct model_info {
         const char *name, *path, *precision, *arch;
-        uint64_t n_params, weight_bytes, loaded_at_us;
+        uint64_t n_params, weight_bytes, loaded_at_us, size, expires_at_us;
         uint32_t n_ctx;
 };
 
@@ -40,13 +40,18 @@ static int read_info(sd_bus_message *m, struct model_info *mi)
                         else
                                 mi->arch = s;
                 } else if (!strcmp(contents, "t") && (!strcmp(key, "n_params") || !strcmp(key, "weight_bytes") ||
-                                                      !strcmp(key, "loaded_at"))) {
+                                                      !strcmp(key, "loaded_at") || !strcmp(key, "size") ||
+                                                      !strcmp(key, "expires_at"))) {
                         uint64_t t;
                         r = sd_bus_message_read(m, "v", "t", &t);
                         if (!strcmp(key, "n_params"))
                                 mi->n_params = t;
                         else if (!strcmp(key, "weight_bytes"))
                                 mi->weight_bytes = t;
+                        else if (!strcmp(key, "size"))
+                                mi->size = t;
+                        else if (!strcmp(key, "expires_at"))
+                                mi->expires_at_us = t;
                         else
                                 mi->loaded_at_us = t;
                 } else if (!strcmp(contents, "u") && !strcmp(key, "n_ctx")) {
@@ -121,6 +126,33 @@ static json_object *ollama_model(const struct model_info *mi)
         return o;
 }
 
+/* RFC 3339 in UTC, as Ollama writes times; 0 (never) as the far future, as Ollama shows a model kept for ever. */
+static json_object *rfc3339(uint64_t usec)
+{
+        char when[64] = "9999-12-31T23:59:59Z";
+        time_t t = (time_t)(usec / 1000000);
+        struct tm tm;
+
+        if (usec && gmtime_r(&t, &tm))
+                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        return json_object_new_string(when);
+}
+
+/* /api/ps: the /api/tags entry with its memory and when it will be unloaded. */
+static json_object *ollama_running(const struct model_info *mi)
+{
+        json_object *o = ollama_model(mi);
+
+        if (!o)
+                return NULL;
+        json_object_object_del(o, "modified_at");
+        json_object_object_add(o, "size", json_object_new_uint64(mi->size ? mi->size : mi->weight_bytes));
+        json_object_object_add(o, "expires_at", rfc3339(mi->expires_at_us));
+        json_object_object_add(o, "size_vram", json_object_new_uint64(0));
+        json_object_object_add(o, "context_length", json_object_new_int64(mi->n_ctx));
+        return o;
+}
+
 json_object *models_response(struct job *j, struct api_error *e)
 {
         _cleanup_(json_object_putp) json_object *list = json_object_new_array();
@@ -149,7 +181,9 @@ json_object *models_response(struct job *j, struct api_error *e)
                         if (!found && !strcmp(mi.name, j->model))
                                 found = openai_model(&mi);
                 } else {
-                        o = j->api == JOB_MODELS_OLLAMA ? ollama_model(&mi) : openai_model(&mi);
+                        o = j->api == JOB_MODELS_OLLAMA ? ollama_model(&mi)
+                            : j->api == JOB_MODELS_PS   ? ollama_running(&mi)
+                                                        : openai_model(&mi);
                         if (o)
                                 json_object_array_add(list, o);
                 }
@@ -170,7 +204,7 @@ json_object *models_response(struct job *j, struct api_error *e)
         o = json_object_new_object();
         if (!o)
                 return NULL;
-        if (j->api == JOB_MODELS_OLLAMA) {
+        if (j->api == JOB_MODELS_OLLAMA || j->api == JOB_MODELS_PS) {
                 json_object_object_add(o, "models", TAKE_PTR(list));
         } else {
                 json_object_object_add(o, "object", json_object_new_string("list"));
@@ -179,14 +213,15 @@ json_object *models_response(struct job *j, struct api_error *e)
         return o;
 }
 
-enum MHD_Result models_list(struct http_req *hr, const char *one, bool ollama)
+static enum MHD_Result start_listing(struct http_req *hr, const char *one, enum job_api api)
 {
+        bool ollama = api == JOB_MODELS_OLLAMA || api == JOB_MODELS_PS;
         struct job *j; /* hr's */
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         struct api_error e = {};
         sd_bus *bus;
 
-        j = job_new(hr->gw, hr, one ? JOB_MODEL_ONE : ollama ? JOB_MODELS_OLLAMA : JOB_MODELS);
+        j = job_new(hr->gw, hr, api);
         if (!j)
                 return MHD_NO;
         if (one && !(j->model = strdup(one)))
@@ -202,4 +237,14 @@ enum MHD_Result models_list(struct http_req *hr, const char *one, bool ollama)
                 return api_error_queue(hr->mhd, &e, ollama);
         }
         return MHD_YES;
+}
+
+enum MHD_Result models_list(struct http_req *hr, const char *one, bool ollama)
+{
+        return start_listing(hr, one, one ? JOB_MODEL_ONE : ollama ? JOB_MODELS_OLLAMA : JOB_MODELS);
+}
+
+enum MHD_Result models_ps(struct http_req *hr)
+{
+        return start_listing(hr, NULL, JOB_MODELS_PS);
 }

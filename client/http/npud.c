@@ -115,6 +115,15 @@ int bus_append_entry(sd_bus_message *m, const char *key, char type, const void *
         return r;
 }
 
+size_t utf8_chars(const char *s)
+{
+        size_t n = 0;
+
+        for (; *s; s++)
+                n += ((unsigned char)*s & 0xc0) != 0x80;
+        return n;
+}
+
 bool utf8_valid(const char *s, size_t len)
 {
         const unsigned char *p = (const unsigned char *)s, *end = p + len;

@@ -74,6 +74,20 @@ static int parse_options(json_object *body, struct gen_params *p, struct api_err
         return 0;
 }
 
+/* logprobs (bool) and top_logprobs (0 to 20), beside options as Ollama has them. */
+static int parse_logprobs(json_object *body, struct job *j, struct gen_params *p, struct api_error *e)
+{
+        int64_t top = 0;
+        bool lp = false;
+
+        if (json_opt_bool(body, "logprobs", &lp, e) < 0 || json_opt_int(body, "top_logprobs", 0, 20, &top, e) < 0)
+                return -EINVAL;
+        j->logprobs = lp;
+        if (lp)
+                p->logprobs = (int)top;
+        return 0;
+}
+
 static int check_unsupported(json_object *body, struct api_error *e)
 {
         json_object *v;
@@ -128,7 +142,7 @@ static json_object *base(const struct job *j, const char *text, size_t len, bool
         created_at(when, sizeof(when));
         json_object_object_add(o, "model", json_object_new_string(j->model));
         json_object_object_add(o, "created_at", json_object_new_string(when));
-        if (j->api == JOB_OLLAMA_CHAT) {
+        if (j->api == JOB_OLLAMA_CHAT || (j->api == JOB_OLLAMA_LOAD && j->load_chat)) {
                 json_object *msg = json_object_new_object();
                 if (msg) {
                         json_object_object_add(msg, "role", json_object_new_string("assistant"));
@@ -174,9 +188,21 @@ static int ndjson(struct job *j, json_object *o)
         return r;
 }
 
+/* "logprobs": the entries not yet sent (Ollama's shape is OpenAI's chat content), when asked for. */
+static void add_logprobs(struct job *j, json_object *o)
+{
+        if (!o || !j->logprobs)
+                return;
+        json_object_object_add(o, "logprobs", lp_content_json(&j->lp, j->lp_streamed, j->lp.n));
+        j->lp_streamed = j->lp.n;
+}
+
 int ollama_stream_tokens(struct job *j, const char *text, size_t len)
 {
-        return ndjson(j, base(j, text, len, false));
+        json_object *o = base(j, text, len, false);
+
+        add_logprobs(j, o);
+        return ndjson(j, o);
 }
 
 int ollama_stream_end(struct job *j)
@@ -191,6 +217,8 @@ int ollama_stream_end(struct job *j)
         o = base(j, "", 0, true);
         if (o)
                 add_done_fields(j, o);
+        if (j->lp_streamed < j->lp.n)
+                add_logprobs(j, o);
         return ndjson(j, o);
 }
 
@@ -199,20 +227,59 @@ json_object *ollama_response(struct job *j)
         json_object *o = base(j, j->text.data ? j->text.data : "", j->text.len, true);
         if (o)
                 add_done_fields(j, o);
+        add_logprobs(j, o);
         return o;
 }
 
-/* Empty prompt: Ollama's way to load a model; it is answered at once. */
-static enum MHD_Result respond_load(struct http_req *hr, struct job *j)
+/*
+ * Nothing to say (an empty prompt, or no messages): Ollama's way to load a
+ * model, or with keep_alive 0 to unload it. LoadModel of the name does both
+ * for a model of npud's models_dir (keep_alive 0 drops this user's claim on
+ * it: it goes once no one else keeps it); a model loaded already is only
+ * answered for.
+ */
+static enum MHD_Result start_load(struct http_req *hr, struct job *j, const struct gen_params *p, bool chat)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        struct api_error e = {};
+        sd_bus *bus;
+        int r;
+
+        j->api = JOB_OLLAMA_LOAD;
+        j->load_chat = chat;
+        j->unload = p->has_keep_alive && p->keep_alive == 0;
+        j->stream = false;
+        bus = npud_bus(hr->gw, &e);
+        if (!bus)
+                goto fail;
+        r = sd_bus_message_new_method_call(bus, &call, NPUD_SERVICE, NPUD_PATH, NPUD_MANAGER, "LoadModel");
+        if (r >= 0)
+                r = sd_bus_message_append(call, "s", j->model);
+        if (r >= 0)
+                r = sd_bus_message_open_container(call, 'a', "{sv}");
+        if (r >= 0 && p->has_keep_alive)
+                r = bus_append_entry(call, "keep_alive", 'd', &p->keep_alive);
+        if (r >= 0)
+                r = sd_bus_message_close_container(call);
+        if (r < 0) {
+                api_error_set(&e, 500, "server_error", NULL, NULL, "cannot build the call to npud: %s", strerror(-r));
+                goto fail;
+        }
+        if (job_start(j, call, &e) < 0)
+                goto fail;
+        return MHD_YES;
+fail:
+        hr->state = HTTP_RESPONDING;
+        return api_error_queue(hr->mhd, &e, true);
+}
+
+json_object *ollama_load_response(struct job *j)
 {
         json_object *o = base(j, "", 0, true);
 
         if (o)
-                json_object_object_add(o, "done_reason", json_object_new_string("load"));
-        hr->state = HTTP_RESPONDING;
-        enum MHD_Result r = json_queue(hr->mhd, 200, o);
-        json_object_put(o);
-        return r;
+                json_object_object_add(o, "done_reason", json_object_new_string(j->unload ? "unload" : "load"));
+        return o;
 }
 
 /* The messages of a templated /api/generate: the system prompt, then the prompt as the user's. */
@@ -244,10 +311,14 @@ enum MHD_Result ollama_generate(struct http_req *hr, json_object *body, bool cha
                 return MHD_NO;
         gen_params_init(&p);
         if (check_unsupported(body, &e) < 0 || parse_options(body, &p, &e) < 0 ||
+            parse_logprobs(body, j, &p, &e) < 0 ||
             json_opt_bool(body, "stream", &stream, &e) < 0 || json_opt_bool(body, "raw", &raw, &e) < 0 ||
             json_opt_string(body, "model", &model, &e) < 0 || json_opt_string(body, "prompt", &prompt, &e) < 0 ||
             json_opt_string(body, "system", &system, &e) < 0)
                 goto fail;
+        if ((r = json_opt_duration(body, "keep_alive", &p.keep_alive, &e)) < 0)
+                goto fail;
+        p.has_keep_alive = r > 0;
         if (!model || !*model) {
                 api_error_invalid(&e, "model", "model is required");
                 goto fail;
@@ -261,8 +332,10 @@ enum MHD_Result ollama_generate(struct http_req *hr, json_object *body, bool cha
         if (!j->model)
                 return MHD_NO;
         model = j->model;
-        if (!chat && (!prompt || !*prompt))
-                return respond_load(hr, j);
+        json_object *msgs = field(body, "messages");
+        if ((!chat && (!prompt || !*prompt)) ||
+            (chat && (!msgs || (json_object_is_type(msgs, json_type_array) && json_object_array_length(msgs) == 0))))
+                return start_load(hr, j, &p, chat);
         bus = npud_bus(hr->gw, &e);
         if (!bus)
                 goto fail;

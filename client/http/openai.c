@@ -374,6 +374,12 @@ enum MHD_Result openai_completions(struct http_req *hr, json_object *body, bool 
                 api_error_invalid(&e, "model", "you must provide a model parameter");
                 goto fail;
         }
+        if (j->echo && p.logprobs >= 0) {
+                api_error_invalid(&e, "echo", "Invalid 'echo': the prompt's log-probabilities are not available; "
+                                              "use echo or logprobs, not both.");
+                goto fail;
+        }
+        j->logprobs = p.logprobs >= 0;
         j->model = strdup(model);
         if (!j->model)
                 return MHD_NO;
@@ -449,11 +455,13 @@ static json_object *envelope(const struct job *j, const char *object)
 
 /* One choice: text (completions) or a message/delta (chat); NULL finish reason is null. */
 static json_object *choice_json(const struct job *j, const char *text, size_t len, const char *finish, bool delta,
-                                bool role)
+                                bool role, json_object *logprobs)
 {
         json_object *c = json_object_new_object();
-        if (!c)
+        if (!c) {
+                json_object_put(logprobs);
                 return NULL;
+        }
         json_object_object_add(c, "index", json_object_new_int(0));
         if (j->api == JOB_CHAT) {
                 json_object *msg = json_object_new_object();
@@ -470,9 +478,26 @@ static json_object *choice_json(const struct job *j, const char *text, size_t le
         } else {
                 json_object_object_add(c, "text", json_object_new_string_len(text ? text : "", (int)len));
         }
-        json_object_object_add(c, "logprobs", NULL);
+        json_object_object_add(c, "logprobs", logprobs);
         json_object_object_add(c, "finish_reason", finish ? json_object_new_string(finish) : NULL);
         return c;
+}
+
+/* The choice's logprobs for the job's entries [from, to): null unless the client asked. */
+static json_object *logprobs_json(const struct job *j, size_t from, size_t to)
+{
+        json_object *o;
+
+        if (!j->logprobs)
+                return NULL;
+        if (j->api != JOB_CHAT)
+                return lp_completion_json(&j->lp, from, to, j->echo_text ? utf8_chars(j->echo_text) : 0);
+        o = json_object_new_object();
+        if (o) {
+                json_object_object_add(o, "content", lp_content_json(&j->lp, from, to));
+                json_object_object_add(o, "refusal", NULL);
+        }
+        return o;
 }
 
 json_object *openai_response(struct job *j)
@@ -490,7 +515,8 @@ json_object *openai_response(struct job *j)
         }
         choices = json_object_new_array();
         c = choice_json(j, j->echo_text ? text.data : j->text.data ? j->text.data : "",
-                        j->echo_text ? text.len : j->text.len, openai_finish_reason(j->reason), false, false);
+                        j->echo_text ? text.len : j->text.len, openai_finish_reason(j->reason), false, false,
+                        logprobs_json(j, 0, j->lp.n));
         if (!choices || !c) {
                 json_object_put(choices);
                 json_object_put(c);
@@ -522,15 +548,18 @@ static int sse_event(struct job *j, json_object *o)
         return r;
 }
 
-static json_object *chunk(const struct job *j, const char *text, size_t len, const char *finish, bool role)
+static json_object *chunk(const struct job *j, const char *text, size_t len, const char *finish, bool role,
+                          json_object *logprobs)
 {
         bool chat = j->api == JOB_CHAT;
         json_object *o = envelope(j, chat ? "chat.completion.chunk" : "text_completion"), *choices, *c;
 
-        if (!o)
+        if (!o) {
+                json_object_put(logprobs);
                 return NULL;
+        }
         choices = json_object_new_array();
-        c = choice_json(j, text, len, finish, true, role);
+        c = choice_json(j, text, len, finish, true, role, logprobs);
         if (!choices || !c) {
                 json_object_put(choices);
                 json_object_put(c);
@@ -552,18 +581,23 @@ static int stream_first(struct job *j)
                 return 0;
         j->sent_first = true;
         if (j->api == JOB_CHAT)
-                r = sse_event(j, chunk(j, "", 0, NULL, true));
+                r = sse_event(j, chunk(j, "", 0, NULL, true, NULL));
         else if (j->echo_text)
-                r = sse_event(j, chunk(j, j->echo_text, strlen(j->echo_text), NULL, false));
+                r = sse_event(j, chunk(j, j->echo_text, strlen(j->echo_text), NULL, false, NULL));
         return r;
 }
 
 int openai_stream_tokens(struct job *j, const char *text, size_t len)
 {
+        json_object *lp;
         int r = stream_first(j);
+
         if (r < 0)
                 return r;
-        return sse_event(j, chunk(j, text, len, NULL, false));
+        /* the chunk's tokens: their Logprobs signal came just before their Tokens */
+        lp = logprobs_json(j, j->lp_streamed, j->lp.n);
+        j->lp_streamed = j->lp.n;
+        return sse_event(j, chunk(j, text, len, NULL, false, lp));
 }
 
 int openai_stream_end(struct job *j)
@@ -579,7 +613,8 @@ int openai_stream_end(struct job *j)
         }
         r = stream_first(j);
         if (r >= 0)
-                r = sse_event(j, chunk(j, NULL, 0, finish, false));
+                r = sse_event(j, chunk(j, NULL, 0, finish, false,
+                                       j->lp_streamed < j->lp.n ? logprobs_json(j, j->lp_streamed, j->lp.n) : NULL));
         if (r >= 0 && j->include_usage) {
                 json_object *o = envelope(j, j->api == JOB_CHAT ? "chat.completion.chunk" : "text_completion");
                 if (o) {

@@ -121,6 +121,75 @@ int json_opt_string(json_object *o, const char *key, const char **ret, struct ap
         return 1;
 }
 
+/* Go's time.ParseDuration: [-]NUMBER UNIT... with units ns us µs ms s m h; a bare number is seconds. */
+static int parse_go_duration(const char *s, double *ret)
+{
+        static const struct { const char *unit; double sec; } units[] = {
+                { "ns", 1e-9 }, { "us", 1e-6 }, { "\xc2\xb5s", 1e-6 }, { "ms", 1e-3 },
+                { "s", 1 }, { "m", 60 }, { "h", 3600 },
+        };
+        bool neg = false;
+        double total = 0;
+
+        char *num_end;
+        double plain = strtod(s, &num_end);
+        if (num_end != s && !*num_end && isfinite(plain)) {
+                /* a bare number, as OLLAMA_KEEP_ALIVE takes: seconds ("-1", "300") */
+                *ret = plain;
+                return 0;
+        }
+        if (*s == '-' || *s == '+')
+                neg = *s++ == '-';
+        if (!*s)
+                return -EINVAL;
+        while (*s) {
+                char *end;
+                size_t best = 0;
+                double sec = 0;
+                if (!(*s >= '0' && *s <= '9') && *s != '.')
+                        return -EINVAL;
+                double v = strtod(s, &end);
+                if (end == s)
+                        return -EINVAL;
+                s = end;
+                for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+                        size_t n = strlen(units[i].unit);
+                        if (n > best && !strncmp(s, units[i].unit, n)) {
+                                best = n;
+                                sec = units[i].sec;
+                        }
+                }
+                if (!best)
+                        return -EINVAL; /* a number needs its unit */
+                s += best;
+                total += v * sec;
+        }
+        *ret = neg ? -total : total;
+        return isfinite(total) ? 0 : -EINVAL;
+}
+
+int json_opt_duration(json_object *o, const char *key, double *ret, struct api_error *e)
+{
+        json_object *v = get(o, key);
+        double d;
+
+        if (!v)
+                return 0;
+        if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+                d = json_object_get_double(v);
+        } else if (!json_object_is_type(v, json_type_string) || parse_go_duration(json_object_get_string(v), &d) < 0) {
+                api_error_invalid(e, key, "Invalid '%s': expected seconds or a duration such as \"5m\", \"1h30m\" "
+                                          "or \"-1\".", key);
+                return -EINVAL;
+        }
+        if (!isfinite(d) || d > 10 * 366 * 86400.0) {
+                api_error_invalid(e, key, "Invalid '%s': at most 10 years (negative: for ever).", key);
+                return -EINVAL;
+        }
+        *ret = d < 0 ? -1 : d;
+        return 1;
+}
+
 static int add_stop(struct gen_params *p, json_object *v, const char *key, size_t max, struct api_error *e)
 {
         size_t len = (size_t)json_object_get_string_len(v);
@@ -204,6 +273,8 @@ int gen_params_append(sd_bus_message *m, const struct gen_params *p)
                 int yes = 1;
                 r = bus_append_entry(m, "ignore_eos", 'b', &yes);
         }
+        if (r >= 0 && p->has_keep_alive)
+                r = bus_append_entry(m, "keep_alive", 'd', &p->keep_alive);
         if (r >= 0 && p->logprobs >= 0) {
                 uint32_t u = (uint32_t)p->logprobs;
                 r = bus_append_entry(m, "logprobs", 'u', &u);

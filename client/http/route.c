@@ -124,6 +124,7 @@ enum route {
         ROUTE_OLLAMA_VERSION,
         ROUTE_OLLAMA_GENERATE,
         ROUTE_OLLAMA_CHAT,
+        ROUTE_OLLAMA_PS,
 };
 
 static const struct {
@@ -139,6 +140,7 @@ static const struct {
         { "/api/version", "GET", ROUTE_OLLAMA_VERSION },
         { "/api/generate", "POST", ROUTE_OLLAMA_GENERATE },
         { "/api/chat", "POST", ROUTE_OLLAMA_CHAT },
+        { "/api/ps", "GET", ROUTE_OLLAMA_PS },
 };
 
 /* The route of url; *ret_allow is the method it takes when method is not it. */
@@ -208,6 +210,8 @@ static enum MHD_Result dispatch(struct http_req *hr)
                 return models_list(hr, NULL, true);
         case ROUTE_OLLAMA_VERSION:
                 return api_version(hr);
+        case ROUTE_OLLAMA_PS:
+                return models_ps(hr);
         default:
                 break;
         }
@@ -270,11 +274,21 @@ static enum MHD_Result request_begin(struct listener *l, struct MHD_Connection *
                                              "Authorization: Bearer YOUR_KEY); it is in "
                                              "~/.config/npud/http.key.");
         }
-        /* a declared length over the limit is refused before the body is sent (or, with Expect:
-         * 100-continue, before the client sends it) */
+        /*
+         * A declared length over the limit: refused at once when the client
+         * waits for 100-continue (it has sent nothing yet) or when the body
+         * would be too big to read through; else the body is read and dropped
+         * like a chunked one, so a client still sending gets the 413 rather
+         * than a reset connection.
+         */
         cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > hr->gw->cfg.max_body)
-                return respond_too_large(hr);
+        if (cl && strtoull(cl, NULL, 10) > hr->gw->cfg.max_body) {
+                const char *expect = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+                if ((expect && !strcasecmp(expect, "100-continue")) ||
+                    strtoull(cl, NULL, 10) > MAX(4 * hr->gw->cfg.max_body, (uint64_t)4 << 20))
+                        return respond_too_large(hr);
+                hr->too_large = true;
+        }
         return MHD_YES;
 }
 

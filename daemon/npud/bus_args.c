@@ -4,6 +4,7 @@
 
 #include "bus_args.h"
 #include "bus_errors.h"
+#include "keep_alive.h"
 #include "utf8.h"
 #include "vocab.h"
 
@@ -57,6 +58,7 @@ int gen_args_init(struct gen_args *a, const struct sched_params *base)
                         return -ENOMEM;
         } else {
                 a->p.max_tokens = 256;
+                a->p.keep_alive_us = KEEP_ALIVE_DEFAULT;
                 sampler_params_default(&a->p.sampling);
                 if (getrandom(&a->p.sampling.seed, sizeof(a->p.sampling.seed), 0) != sizeof(a->p.sampling.seed))
                         a->p.sampling.seed = now_ns();
@@ -204,6 +206,71 @@ static int read_stops(sd_bus_message *m, const char *type, struct gen_args *a, s
         return a->stops ? 0 : -ENOMEM;
 }
 
+int args_read_keep_alive(sd_bus_message *m, const char *type, int64_t *ret, sd_bus_error *error)
+{
+        double d;
+        int r;
+
+        r = read_number(m, type, &d);
+        if (r == -EMEDIUMTYPE)
+                return bad_type(error, "keep_alive", type, "a number of seconds");
+        if (r < 0)
+                return r;
+        if (!(d <= KEEP_ALIVE_MAX_SEC))
+                return out_of_range(error, "keep_alive", "seconds, at most 10 years; negative: for ever");
+        *ret = d < 0 ? KEEP_ALIVE_FOREVER : (int64_t)(d * 1e6);
+        return 0;
+}
+
+/*
+ * The options of issue 17 that clients of other APIs send: min_p,
+ * presence_penalty, frequency_penalty, logprobs and keep_alive. -ENOKEY: not
+ * one of them.
+ */
+static int read_client_option(sd_bus_message *m, const char *key, const char *type, struct gen_args *a,
+                              sd_bus_error *error)
+{
+        struct sampler_params *sp = &a->p.sampling;
+        int64_t i;
+        double d;
+        int r;
+
+        if (!strcmp(key, "logprobs")) {
+                r = read_integer(m, type, &i);
+                if (r == -EMEDIUMTYPE)
+                        return bad_type(error, key, type, "an integer");
+                if (r < 0)
+                        return r;
+                if (i < 0 || i > TOKEN_LOGPROBS_MAX_TOP)
+                        return out_of_range(error, key, "0 to 20 alternatives per token");
+                a->p.logprobs = true;
+                a->p.top_logprobs = (int32_t)i;
+                return 0;
+        }
+        if (!strcmp(key, "keep_alive"))
+                return args_read_keep_alive(m, type, &a->p.keep_alive_us, error);
+        if (strcmp(key, "min_p") && strcmp(key, "presence_penalty") && strcmp(key, "frequency_penalty"))
+                return -ENOKEY;
+        r = read_number(m, type, &d);
+        if (r == -EMEDIUMTYPE)
+                return bad_type(error, key, type, "a double");
+        if (r < 0)
+                return r;
+        if (!strcmp(key, "min_p")) {
+                if (!(d >= 0 && d <= 1))
+                        return out_of_range(error, key, "0 to 1");
+                sp->min_p = (float)d;
+        } else {
+                if (!(d >= -2 && d <= 2))
+                        return out_of_range(error, key, "-2 to 2");
+                if (!strcmp(key, "presence_penalty"))
+                        sp->presence_penalty = (float)d;
+                else
+                        sp->frequency_penalty = (float)d;
+        }
+        return 0;
+}
+
 static int read_string_option(sd_bus_message *m, const char *key, const char *type, char **ret,
                               sd_bus_error *error)
 {
@@ -228,6 +295,9 @@ static int read_option(sd_bus_message *m, const char *key, const char *type, con
         double d;
         int r;
 
+        r = read_client_option(m, key, type, a, error);
+        if (r != -ENOKEY)
+                return r;
         if (!strcmp(key, "max_tokens")) {
                 if (read_integer(m, type, &i) == -EMEDIUMTYPE)
                         return bad_type(error, key, type, "an integer");

@@ -50,6 +50,8 @@ int args_read_options(sd_bus_message *m, const struct npu_model *model, int32_t 
  */
 int args_tokenize(const struct npu_model *model, const struct prompt_arg *pa, bool add_bos, int32_t **ret,
                   int32_t *ret_n, sd_bus_error *error);
+/* keep_alive (any number type: seconds; negative: for ever) of a variant of type, entered. */
+int args_read_keep_alive(sd_bus_message *m, const char *type, int64_t *ret, sd_bus_error *error);
 
 void chat_args_done(struct chat_args *a);
 /* Reads a(ss): at least one message, roles system, user and assistant, at most 64 MiB of text. */

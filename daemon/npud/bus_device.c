@@ -9,6 +9,7 @@
 #include <fcntl.h>
 
 #include "bus_errors.h"
+#include "props.h"
 #include "server.h"
 
 static int device_error(sd_bus_error *error, int r, const struct npu_err *err)
@@ -231,32 +232,29 @@ static int method_detach(sd_bus_message *m, void *userdata, sd_bus_error *error)
         return queue_op(d, d->npud_opened ? DEVICE_OP_DETACH : DEVICE_OP_FORGET, m, error);
 }
 
-static int device_property(sd_bus *bus, const char *path, const char *iface, const char *property,
-                           sd_bus_message *reply, void *userdata, sd_bus_error *error)
+void device_props(const struct served_device *d, struct props *p)
 {
-        struct served_device *d = userdata;
         struct device_counters c;
 
         device_counters(d, &c);
-        if (!strcmp(property, "Name"))
-                return sd_bus_message_append(reply, "s", d->name);
-        if (!strcmp(property, "Path"))
-                return sd_bus_message_append(reply, "s", d->path);
-        if (!strcmp(property, "Driver"))
-                return sd_bus_message_append(reply, "s", d->driver);
-        if (!strcmp(property, "State"))
-                return sd_bus_message_append(reply, "s", device_state_name(d->state));
-        if (!strcmp(property, "Passes"))
-                return sd_bus_message_append(reply, "t", c.passes);
-        if (!strcmp(property, "Faults"))
-                return sd_bus_message_append(reply, "t", c.faults);
-        if (!strcmp(property, "Retries"))
-                return sd_bus_message_append(reply, "t", c.retries);
-        if (!strcmp(property, "CpuFallbacks"))
-                return sd_bus_message_append(reply, "t", c.cpu_fallbacks);
-        if (!strcmp(property, "NetlinkEvents"))
-                return sd_bus_message_append(reply, "t", c.events);
-        return -ENOENT;
+        props_add_s(p, "Name", d->name);
+        props_add_s(p, "Path", d->path);
+        props_add_s(p, "Driver", d->driver);
+        props_add_s(p, "State", device_state_name(d->state));
+        props_add_t(p, "Passes", c.passes);
+        props_add_t(p, "Faults", c.faults);
+        props_add_t(p, "Retries", c.retries);
+        props_add_t(p, "CpuFallbacks", c.cpu_fallbacks);
+        props_add_t(p, "NetlinkEvents", c.events);
+}
+
+static int device_property(sd_bus *bus, const char *path, const char *iface, const char *property,
+                           sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        struct props p = {};
+
+        device_props(userdata, &p);
+        return props_reply(reply, &p, property);
 }
 
 const sd_bus_vtable device_vtable[] = {
@@ -265,12 +263,12 @@ const sd_bus_vtable device_vtable[] = {
         SD_BUS_METHOD("Detach", "", "", method_detach, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("Name", "s", device_property, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Path", "s", device_property, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Driver", "s", device_property, 0, 0),
-        SD_BUS_PROPERTY("State", "s", device_property, 0, 0),
-        SD_BUS_PROPERTY("Passes", "t", device_property, 0, 0),
-        SD_BUS_PROPERTY("Faults", "t", device_property, 0, 0),
-        SD_BUS_PROPERTY("Retries", "t", device_property, 0, 0),
-        SD_BUS_PROPERTY("CpuFallbacks", "t", device_property, 0, 0),
-        SD_BUS_PROPERTY("NetlinkEvents", "t", device_property, 0, 0),
+        SD_BUS_PROPERTY("Driver", "s", device_property, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("State", "s", device_property, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Passes", "t", device_property, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Faults", "t", device_property, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Retries", "t", device_property, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("CpuFallbacks", "t", device_property, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("NetlinkEvents", "t", device_property, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* The Manager interface at /org/npud/Inference1: models, devices, generation, sessions, statistics. */
 #include "bus_args.h"
-#include "session_chat.h"
+#include "bus_changes.h"
 #include "bus_errors.h"
+#include "props.h"
 #include "server.h"
+#include "session_chat.h"
 #include "stats.h"
 
 #ifndef NPUD_VERSION
@@ -25,7 +27,7 @@ static int reply_model_error(sd_bus_error *error, int r, const struct npu_err *e
         return sd_bus_error_set(error, NPUD_ERROR_BAD_MODEL, err->msg);
 }
 
-static struct served_model *find_model(struct server *srv, const char *name, sd_bus_error *error)
+static struct served_model *find_loaded_model(struct server *srv, const char *name, sd_bus_error *error)
 {
         struct served_model *m = models_find(srv, name);
 
@@ -38,19 +40,20 @@ static struct served_model *find_model(struct server *srv, const char *name, sd_
         return m;
 }
 
-static uint64_t count_params(const struct npu_model *m)
+/*
+ * The model the method being answered names: loaded, or loaded from
+ * models_dir for it (keep_alive.c). NULL with error unset: it is loading,
+ * and the method runs again when it is loaded: it returns 1 now.
+ */
+static struct served_model *find_model(struct server *srv, const char *name, sd_bus_error *error)
 {
-        uint64_t n = (uint64_t)m->tok_embd.rows * m->tok_embd.cols;
+        sd_bus_message *call = sd_bus_get_current_message(srv->bus) ?: srv->redispatching;
+        struct served_model *m = NULL;
 
-        if (m->output.data != m->tok_embd.data)
-                n += (uint64_t)m->output.rows * m->output.cols;
-        for (int32_t l = 0; l < m->hp.n_layers; l++) {
-                const struct npu_layer *y = &m->layers[l];
-                const struct npu_weight *w[] = { &y->wq, &y->wk, &y->wv, &y->wo, &y->w_gate, &y->w_up, &y->w_down };
-                for (size_t i = 0; i < ARRAY_SIZE(w); i++)
-                        n += (uint64_t)w[i]->rows * w[i]->cols;
-        }
-        return n;
+        if (models_find(srv, name) || !call)
+                return find_loaded_model(srv, name, error);
+        (void)models_get_or_load(srv, call, name, &m, error);
+        return m;
 }
 
 static int append_model(sd_bus_message *reply, struct server *srv, const struct served_model *m,
@@ -58,19 +61,27 @@ static int append_model(sd_bus_message *reply, struct server *srv, const struct 
 {
         const struct npu_hparams *hp = &m->rt->model->hp;
 
-        return sd_bus_message_append(reply, "(sa{sv})", m->name, 12,
+        return sd_bus_message_append(reply, "(sa{sv})", m->name, 19,
                                      "path", "s", m->path,
                                      "precision", "s", precision_name(m->rt->model->precision),
                                      "n_ctx", "u", (uint32_t)m->rt->n_ctx,
                                      "n_layers", "u", (uint32_t)hp->n_layers,
                                      "n_embd", "u", (uint32_t)hp->dim,
                                      "n_vocab", "u", (uint32_t)hp->n_vocab,
-                                     "n_params", "t", count_params(m->rt->model),
+                                     "n_params", "t", model_n_params(m),
                                      "weight_bytes", "t", (uint64_t)m->rt->model->weight_bytes,
                                      "default", "b", m == srv->default_model,
                                      "requests", "u", stats_model_users(m, v),
                                      "backend", "s", m->device ? "npu" : "cpu",
-                                     "device", "s", m->device ? m->device->name : "cpu");
+                                     "device", "s", m->device ? m->device->name : "cpu",
+                                     "architecture", "s", arch_name(hp->arch),
+                                     "size", "t", (uint64_t)m->rt->model->weight_bytes +
+                                                  (uint64_t)m->rt->kv->n_blocks * m->rt->kv->block_bytes,
+                                     "state", "s", model_users(m) > 0 ? "busy" : "idle",
+                                     "pinned", "b", m->keep.pinned,
+                                     "loaded_at", "t", m->keep.loaded_at,
+                                     "last_used", "t", m->keep.last_used,
+                                     "expires_at", "t", keep_alive_expires_at(m));
 }
 
 static int method_list_models(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -101,7 +112,8 @@ static int method_list_models(sd_bus_message *m, void *userdata, sd_bus_error *e
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static int read_load_options(sd_bus_message *m, char **name, bool *make_default, sd_bus_error *error)
+static int read_load_options(sd_bus_message *m, char **name, bool *make_default, int64_t *keep_alive_us,
+                             sd_bus_error *error)
 {
         int r;
 
@@ -121,6 +133,16 @@ static int read_load_options(sd_bus_message *m, char **name, bool *make_default,
                 } else if (!strcmp(key, "default")) {
                         r = sd_bus_message_read(m, "v", "b", &b);
                         *make_default = b;
+                } else if (!strcmp(key, "keep_alive")) {
+                        const char *contents;
+                        r = sd_bus_message_peek_type(m, NULL, &contents);
+                        if (r >= 0)
+                                r = sd_bus_message_enter_container(m, 'v', contents);
+                        if (r >= 0)
+                                r = args_read_keep_alive(m, contents, keep_alive_us, error);
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_exit_container(m);
                 } else {
                         return sd_bus_error_setf(error, NPUD_ERROR_INVALID_ARGUMENT, "unknown option '%s'", key);
                 }
@@ -136,21 +158,71 @@ static int read_load_options(sd_bus_message *m, char **name, bool *make_default,
         return sd_bus_message_exit_container(m);
 }
 
+/* A LoadModel of a path waiting for its model. */
+struct load_call {
+        sd_bus_message *call;
+        uid_t uid;
+        int64_t keep_alive_us;
+};
+
 static void on_loaded(struct server *srv, struct served_model *sm, int r, const struct npu_err *err,
                       void *userdata)
 {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = userdata;
+        struct load_call *lc = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = lc->call;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *name = NULL;
+        uid_t uid = lc->uid;
+        int64_t keep_alive_us = lc->keep_alive_us;
 
-        if (r >= 0) {
-                (void)sd_bus_reply_method_return(call, "s", sm->name);
+        free(lc);
+        if (r >= 0 && (name = strdup(sm->name))) {
+                /* the administrator's: pinned, unless a keep_alive says how long it stays */
+                sm->keep.pinned = keep_alive_us == KEEP_ALIVE_DEFAULT;
+                if (!sm->keep.pinned)
+                        keep_alive_request_ended(sm, uid, keep_alive_us);
+                keep_alive_update(srv); /* keep_alive 0: it may go now */
+                (void)sd_bus_reply_method_return(call, "s", name);
                 return;
         }
-        if (r == -ECANCELED)
+        if (r >= 0)
+                sd_bus_error_set_errno(&error, ENOMEM);
+        else if (r == -ECANCELED)
                 sd_bus_error_set(&error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
         else
                 reply_model_error(&error, r, err);
         (void)sd_bus_reply_method_error(call, &error);
+}
+
+/*
+ * LoadModel of a name: a model of models_dir, which anyone may load (the
+ * administrator chose those files) as a request naming it would; keep_alive
+ * sets the caller's claim on it (0: the caller no longer needs it).
+ */
+static int load_by_name(struct server *srv, sd_bus_message *m, const char *name, const char *as, bool make_default,
+                        int64_t keep_alive_us, sd_bus_error *error)
+{
+        _cleanup_free_ char *loaded = NULL;
+        struct served_model *sm = NULL;
+        uid_t uid;
+        int r;
+
+        if (as || make_default)
+                return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT,
+                                        "the options name and default are for loading a path (administrators)");
+        r = bus_message_uid(m, &uid);
+        if (r < 0)
+                return sd_bus_error_setf(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is: %s",
+                                         strerror(-r));
+        r = models_get_or_load(srv, m, name, &sm, error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* loading: this runs again when it is loaded */
+        loaded = strdup(sm->name);
+        if (!loaded)
+                return -ENOMEM;
+        keep_alive_request_ended(sm, uid, keep_alive_us);
+        keep_alive_update(srv); /* keep_alive 0: it may go now */
+        return sd_bus_reply_method_return(m, "s", loaded);
 }
 
 static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -158,6 +230,8 @@ static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *er
         struct server *srv = userdata;
         _cleanup_free_ char *name = NULL;
         struct npu_err err = {};
+        int64_t keep_alive_us = KEEP_ALIVE_DEFAULT;
+        struct load_call *lc;
         bool make_default = false;
         const char *path;
         int r;
@@ -165,18 +239,31 @@ static int method_load_model(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = sd_bus_message_read(m, "s", &path);
         if (r < 0)
                 return r;
-        r = read_load_options(m, &name, &make_default, error);
+        r = read_load_options(m, &name, &make_default, &keep_alive_us, error);
         if (r < 0)
                 return r;
+        if (!strchr(path, '/'))
+                return load_by_name(srv, m, path, name, make_default, keep_alive_us, error);
         r = authorize(srv, m, ACTION_MANAGE_MODELS, method_load_model, userdata, error);
         if (r <= 0)
                 return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
         if (srv->shutting_down)
                 return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
-        /* loaded off the event loop: the reply comes when it is done */
-        r = models_load(srv, path, name, make_default, on_loaded, sd_bus_message_ref(m), &err);
+        lc = calloc(1, sizeof(*lc));
+        if (!lc)
+                return -ENOMEM;
+        r = bus_message_uid(m, &lc->uid);
         if (r < 0) {
-                sd_bus_message_unref(m);
+                free(lc);
+                return r;
+        }
+        lc->keep_alive_us = keep_alive_us;
+        lc->call = sd_bus_message_ref(m);
+        /* loaded off the event loop: the reply comes when it is done */
+        r = models_load(srv, path, name, make_default, on_loaded, lc, &err);
+        if (r < 0) {
+                sd_bus_message_unref(lc->call);
+                free(lc);
                 return reply_model_error(error, r, &err);
         }
         return 1;
@@ -229,7 +316,7 @@ static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *
         r = authorize(srv, m, ACTION_MANAGE_MODELS, method_unload_model, userdata, error);
         if (r <= 0)
                 return r < 0 ? r : 1; /* 0: polkit answers later, and this runs again */
-        sm = find_model(srv, name, error);
+        sm = find_loaded_model(srv, name, error);
         if (!sm)
                 return -ENOENT;
         if (sm->unload_call)
@@ -264,7 +351,7 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 return r;
         sm = find_model(srv, model, error);
         if (!sm)
-                return -ENOENT;
+                return sd_bus_error_is_set(error) ? -ENOENT : 1; /* loading: this runs again then */
         r = args_read_prompt(m, &pa, error);
         if (r < 0)
                 return r;
@@ -325,7 +412,7 @@ static int method_chat(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 return r;
         sm = find_model(srv, model, error);
         if (!sm)
-                return -ENOENT;
+                return sd_bus_error_is_set(error) ? -ENOENT : 1; /* loading: this runs again then */
         r = args_read_messages(m, &msgs, error);
         if (r < 0)
                 return r;
@@ -383,7 +470,7 @@ static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error
                 return r;
         sm = find_model(srv, model, error);
         if (!sm)
-                return -ENOENT;
+                return sd_bus_error_is_set(error) ? -ENOENT : 1; /* loading: this runs again then */
         r = gen_args_init(&a, NULL);
         if (r < 0)
                 return r;
@@ -466,6 +553,8 @@ static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *err
         if (v.all) {
                 ENTRY("steps", "t", st.steps);
                 ENTRY("tokens_per_s", "d", st.tokens_per_s);
+                ENTRY("preemptions", "t", st.preemptions);
+                ENTRY("recomputed_tokens", "t", st.recomputed_tokens);
         }
 #undef ENTRY
         if (r >= 0)
@@ -475,31 +564,45 @@ static int method_get_stats(sd_bus_message *m, void *userdata, sd_bus_error *err
         return sd_bus_send(NULL, reply, NULL);
 }
 
+void manager_props(struct server *srv, const struct stats_view *v, struct props *p)
+{
+        static const char *const cpu[] = { "cpu", NULL }, *const cpu_npu[] = { "cpu", "npu", NULL };
+        struct npud_stats st;
+        uint64_t total = 0;
+
+        for (const struct served_model *m = srv->models; m; m = m->next)
+                total += (uint64_t)m->rt->kv->n_blocks;
+        props_add_s(p, "Version", NPUD_VERSION);
+        props_add_as(p, "Backends", srv->devices ? cpu_npu : cpu);
+        props_add_s(p, "DefaultModel", srv->default_model ? srv->default_model->name : "");
+        props_add_u(p, "KVCacheBlocksTotal", (uint32_t)total);
+        if (!v)
+                return;
+        /* the counters, as GetStats: the caller's own unless it is an administrator */
+        stats_collect(srv, v, &st);
+        props_add_u(p, "KVCacheBlocksUsed", (uint32_t)st.kv_blocks_used);
+        props_add_u(p, "ActiveRequests", st.active);
+        props_add_u(p, "QueuedRequests", st.queued);
+}
+
 static int property_get(sd_bus *bus, const char *path, const char *iface, const char *property,
                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
+        sd_bus_message *m = sd_bus_get_current_message(bus);
         struct server *srv = userdata;
+        struct props p = {};
         struct stats_view v;
-        struct npud_stats st;
+        bool per_caller = !strcmp(property, "KVCacheBlocksUsed") || !strcmp(property, "ActiveRequests") ||
+                          !strcmp(property, "QueuedRequests");
 
-        if (!strcmp(property, "Version"))
-                return sd_bus_message_append(reply, "s", NPUD_VERSION);
-        if (!strcmp(property, "Backends"))
-                return srv->devices ? sd_bus_message_append(reply, "as", 2, "cpu", "npu")
-                                    : sd_bus_message_append(reply, "as", 1, "cpu");
-        if (!strcmp(property, "DefaultModel"))
-                return sd_bus_message_append(reply, "s", srv->default_model ? srv->default_model->name : "");
-        /* the counters, as GetStats: the caller's own unless it is an administrator */
-        if (stats_view_of(srv, sd_bus_get_current_message(bus), &v) < 0)
-                return sd_bus_error_set(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is");
-        stats_collect(srv, &v, &st);
-        if (!strcmp(property, "KVCacheBlocksTotal"))
-                return sd_bus_message_append(reply, "u", (uint32_t)st.kv_blocks_total);
-        if (!strcmp(property, "KVCacheBlocksUsed"))
-                return sd_bus_message_append(reply, "u", (uint32_t)st.kv_blocks_used);
-        if (!strcmp(property, "ActiveRequests"))
-                return sd_bus_message_append(reply, "u", st.active + st.queued);
-        return -ENOENT;
+        if (per_caller) {
+                if (stats_view_of(srv, m, &v) < 0)
+                        return sd_bus_error_set(error, NPUD_ERROR_ACCESS_DENIED, "cannot tell who the caller is");
+                /* the caller hears of their changes from now on */
+                bus_changes_watch(srv, sd_bus_message_get_sender(m), v.uid);
+        }
+        manager_props(srv, per_caller ? &v : NULL, &p);
+        return props_reply(reply, &p, property);
 }
 
 const sd_bus_vtable manager_vtable[] = {
@@ -526,10 +629,12 @@ const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("Version", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Backends", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("DefaultModel", "s", property_get, 0, 0),
-        SD_BUS_PROPERTY("KVCacheBlocksTotal", "u", property_get, 0, 0),
-        SD_BUS_PROPERTY("KVCacheBlocksUsed", "u", property_get, 0, 0),
-        SD_BUS_PROPERTY("ActiveRequests", "u", property_get, 0, 0),
+        SD_BUS_PROPERTY("Backends", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("DefaultModel", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("KVCacheBlocksTotal", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        /* per caller: PropertiesChanged goes to each connection that read them, with its own values */
+        SD_BUS_PROPERTY("KVCacheBlocksUsed", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ActiveRequests", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("QueuedRequests", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END,
 };

@@ -7,6 +7,7 @@
 
 #include "bus_args.h"
 #include "bus_errors.h"
+#include "props.h"
 #include "server.h"
 #include "session_chat.h"
 
@@ -168,25 +169,52 @@ static int method_close(sd_bus_message *m, void *userdata, sd_bus_error *error)
         return sd_bus_reply_method_return(m, NULL);
 }
 
+/* What tells the first n messages apart cheaply: their number, lengths and last bytes (FNV-1a). */
+static uint64_t messages_version(const struct session *s, size_t n)
+{
+        uint64_t h = 0xcbf29ce484222325ull;
+
+        for (size_t i = 0; s->chat && i < n && i < s->chat->n; i++) {
+                const struct chat_message *m = &s->chat->m[i];
+                size_t from = m->len > 32 ? m->len - 32 : 0;
+                h = (h ^ (uint64_t)m->len ^ ((uint64_t)m->role << 56)) * 0x100000001b3ull;
+                for (size_t k = from; k < m->len; k++)
+                        h = (h ^ (uint8_t)m->content[k]) * 0x100000001b3ull;
+        }
+        return h;
+}
+
+void session_props(const struct session *s, struct props *p)
+{
+        props_add_s(p, "Model", s->model->name);
+        props_add_u(p, "Turns", s->turns);
+        props_add_u(p, "ContextTokens", (uint32_t)s->n_history);
+        props_add_s(p, "State", s->turn ? "busy" : s->evicted ? "evicted" : "idle");
+        props_add_s(p, "ChatTemplate", s->chat ? chat_format_name(s->chat->tmpl.format) : "");
+        props_add_invalidates(p, "Messages", messages_version(s, SIZE_MAX));
+}
+
+void session_props_initial(const struct session *s, struct props *p)
+{
+        props_add_s(p, "Model", s->model->name);
+        props_add_u(p, "Turns", 0);
+        props_add_u(p, "ContextTokens", (uint32_t)s->n_system);
+        props_add_s(p, "State", "idle");
+        props_add_s(p, "ChatTemplate", s->chat ? chat_format_name(s->chat->tmpl.format) : "");
+        /* the messages it had when it appeared: its system message (kept by Reset), if any */
+        props_add_invalidates(p, "Messages", messages_version(s, s->chat ? s->chat->n_system : 0));
+}
+
 static int property_get(sd_bus *bus, const char *path, const char *iface, const char *property,
                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
         struct session *s = userdata;
+        struct props p = {};
         int r;
 
         r = check_owner(sd_bus_get_current_message(bus), s, error);
         if (r < 0)
                 return r;
-        if (!strcmp(property, "Model"))
-                return sd_bus_message_append(reply, "s", s->model->name);
-        if (!strcmp(property, "Turns"))
-                return sd_bus_message_append(reply, "u", s->turns);
-        if (!strcmp(property, "ContextTokens"))
-                return sd_bus_message_append(reply, "u", (uint32_t)s->n_history);
-        if (!strcmp(property, "State"))
-                return sd_bus_message_append(reply, "s", s->turn ? "busy" : s->evicted ? "evicted" : "idle");
-        if (!strcmp(property, "ChatTemplate"))
-                return sd_bus_message_append(reply, "s", s->chat ? chat_format_name(s->chat->tmpl.format) : "");
         if (!strcmp(property, "Messages")) {
                 r = sd_bus_message_open_container(reply, 'a', "(ss)");
                 for (size_t i = 0; r >= 0 && s->chat && i < s->chat->n; i++)
@@ -194,7 +222,8 @@ static int property_get(sd_bus *bus, const char *path, const char *iface, const 
                                                   s->chat->m[i].content);
                 return r < 0 ? r : sd_bus_message_close_container(reply);
         }
-        return -ENOENT;
+        session_props(s, &p);
+        return props_reply(reply, &p, property);
 }
 
 const sd_bus_vtable session_vtable[] = {
@@ -203,11 +232,12 @@ const sd_bus_vtable session_vtable[] = {
                                  SD_BUS_PARAM(request), method_send, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reset", "", "", method_reset, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Close", "", "", method_close, SD_BUS_VTABLE_UNPRIVILEGED),
+        /* PropertiesChanged goes to the owner only */
         SD_BUS_PROPERTY("Model", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Turns", "u", property_get, 0, 0),
-        SD_BUS_PROPERTY("ContextTokens", "u", property_get, 0, 0),
-        SD_BUS_PROPERTY("State", "s", property_get, 0, 0),
+        SD_BUS_PROPERTY("Turns", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ContextTokens", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("State", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ChatTemplate", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Messages", "a(ss)", property_get, 0, 0),
+        SD_BUS_PROPERTY("Messages", "a(ss)", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_VTABLE_END,
 };

@@ -22,6 +22,8 @@ void config_defaults(struct npud_config *c)
                 .max_sessions_per_uid = 16,
                 .max_active_per_uid = 0,
                 .kv_percent_per_uid = 100,
+                .idle_unload_sec = 300,
+                .max_loaded_models = 4,
         };
 }
 
@@ -31,6 +33,7 @@ void config_done(struct npud_config *c)
         free(c->backend);
         free(c->device);
         free(c->bus);
+        free(c->models_dir);
         *c = (struct npud_config) {};
 }
 
@@ -97,6 +100,8 @@ static const struct int_key int_keys[] = {
         INT_KEY(max_sessions_per_uid, 0, 65536),
         INT_KEY(max_active_per_uid, 0, 4096),
         INT_KEY(kv_percent_per_uid, 1, 100),
+        INT_KEY(idle_unload_sec, 0, INT32_MAX),
+        INT_KEY(max_loaded_models, 1, 64),
 };
 
 static int set_key(struct npud_config *c, const char *key, const char *v)
@@ -115,6 +120,8 @@ static int set_key(struct npud_config *c, const char *key, const char *v)
                 return set_string(&c->bus, v);
         if (!strcmp(key, "device"))
                 return set_string(&c->device, v);
+        if (!strcmp(key, "models_dir"))
+                return v[0] && v[0] != '/' ? -EINVAL : set_string(&c->models_dir, v);
         if (!strcmp(key, "threads")) {
                 r = parse_int(v, 0, 1024, &n);
                 c->threads = (int)n;
@@ -176,6 +183,7 @@ int config_load(struct npud_config *c, const char *path, struct npu_err *err)
         copy.backend = c->backend ? strdup(c->backend) : NULL;
         copy.bus = c->bus ? strdup(c->bus) : NULL;
         copy.device = c->device ? strdup(c->device) : NULL;
+        copy.models_dir = c->models_dir ? strdup(c->models_dir) : NULL;
         st = (struct parse_state) { .c = &copy, .err = err };
         r = ini_parse_file(f, on_entry, &st);
         if (r > 0 && st.r == 0)

@@ -9,6 +9,7 @@
 #include "util.h"
 
 #define NPUD_CONFIG_PATH "/etc/npud/npud.conf"
+#define NPUD_MODELS_DIR "/var/lib/npud/models"
 
 struct npud_config {
         char *model;      /* the default model, loaded at start */
@@ -36,6 +37,10 @@ struct npud_config {
         int32_t kv_percent_per_uid; /* of one model's KV pool */
         /* per model */
         int32_t max_queue;
+        /* models loaded on demand (keep_alive.h) */
+        char *models_dir;          /* where requests may name models; "": nowhere */
+        int32_t idle_unload_sec;   /* the keep-alive of requests that give none; 0: for ever */
+        int32_t max_loaded_models; /* loading on demand first unloads an idle one beyond this */
 };
 
 void config_defaults(struct npud_config *c);

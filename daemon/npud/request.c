@@ -5,6 +5,7 @@
 #include "bus_args.h"
 #include "bus_errors.h"
 #include "list.h"
+#include "props.h"
 #include "server.h"
 #include "tokenize.h"
 
@@ -74,6 +75,8 @@ int request_submit(struct request *r, const int32_t *tokens, int32_t n, const st
         r->stops = NULL;
         r->params.stops = NULL;
         client_set_prompt(r->client, r, n);
+        r->keep_alive_us = p->keep_alive_us;
+        keep_alive_used(m);
         /* the reply goes out before the first token: the step starts from the event loop */
         server_kick(srv);
         return 0;
@@ -205,6 +208,8 @@ static void request_destroy(struct request *r)
         }
         tokenize_detach(r->tokenizing);
         strv_free(r->stops);
+        generated_done(&r->sent);
+        prop_snapshot_free(r->published);
         sched_request_free(r->sr);
         free(r->path);
         free(r);
@@ -251,6 +256,10 @@ void request_flush(struct request *r, bool force)
         }
         if (bus_request_send_tokens(r) < 0)
                 fprintf(stderr, "<4>npud: cannot send tokens of %s to %s\n", r->path, r->client->name);
+        for (size_t i = 0; i < r->sr->out.n; i++)
+                if (generated_add(&r->sent, (uint32_t)r->sr->out.v[i].id, r->sr->out.v[i].text) < 0)
+                        r->sent_incomplete = true;
+        r->n_sent += r->sr->out.n;
         piece_queue_clear(&r->sr->out);
         client_sent(r->client, n);
 }

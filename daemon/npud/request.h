@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "generated.h"
 #include "scheduler.h"
 
 struct chat_prompt;
@@ -23,6 +24,7 @@ struct tokenize_job;
 struct prompt_arg;
 struct client;
 struct served_model;
+struct prop_snapshot;
 
 struct request {
         struct request *prev, *next;               /* in its session */
@@ -46,6 +48,11 @@ struct request {
         sd_bus_message *call;
         struct sched_params params;
         char **stops;
+        struct generated sent; /* the pieces sent, for Finished ... */
+        size_t n_sent;         /* ... their number ... */
+        bool sent_incomplete;  /* ... and whether sent lacks some (out of memory) */
+        struct prop_snapshot *published; /* its properties as its owner was last told */
+        int64_t keep_alive_us; /* its model stays this long after it (keep_alive.h) */
 };
 
 /* A request of session s for owner c (not yet submitted). */

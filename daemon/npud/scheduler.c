@@ -306,6 +306,7 @@ void sched_request_free(struct sched_request *r)
         sampler_free(r->smp);
         text_stream_done(&r->text);
         piece_queue_done(&r->out);
+        token_logprobs_done(&r->logprobs);
         free(r->tokens);
         free(r->error);
         free(r);
@@ -357,6 +358,7 @@ int sched_submit(struct scheduler *s, const int32_t *tokens, int32_t n, const st
         r->cap_tokens = n + 16;
         r->max_tokens = p->max_tokens;
         r->ignore_eos = p->ignore_eos;
+        token_logprobs_init(&r->logprobs, p->logprobs ? p->top_logprobs : -1);
         rr = sampler_new(&p->sampling, m->hp.n_vocab, &r->smp);
         if (rr < 0)
                 return npu_err_set(err, rr, "cannot make a sampler");
@@ -608,6 +610,10 @@ static bool take_token(struct scheduler *s, struct sched_request *r, int32_t row
 
         tok = sampler_sample(r->smp, row);
         sampler_accept(r->smp, tok);
+        if (token_logprobs_add(&r->logprobs, row, s->rt->model->hp.n_vocab, tok) < 0) {
+                finish(r, SCHED_STOP_ERROR, "out of memory");
+                return true;
+        }
         if (r->t_first == 0)
                 r->t_first = now_ns();
         if (!r->ignore_eos && vocab_is_eog(v, tok)) {

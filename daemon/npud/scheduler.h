@@ -24,6 +24,7 @@
 #include "prefix_cache.h"
 #include "runtime.h"
 #include "text_stream.h"
+#include "token_logprobs.h"
 
 enum sched_state {
         SCHED_QUEUED,
@@ -55,6 +56,9 @@ struct sched_params {
         struct sampler_params sampling;
         bool ignore_eos;
         char **stops; /* NULL-terminated, or NULL */
+        bool logprobs;        /* keep each token's log-probability ... */
+        int32_t top_logprobs; /* ... and this many of the most likely tokens with theirs */
+        int64_t keep_alive_us; /* npud's, not the scheduler's: keep_alive.h (KEEP_ALIVE_DEFAULT: not given) */
 };
 
 struct scheduler;
@@ -103,6 +107,7 @@ struct sched_request {
         int32_t step_tokens; /* tokens in the running step */
         int32_t logits_row;
         uint64_t t_submit, t_admit, t_first, t_done; /* ns */
+        struct token_logprobs logprobs;
 };
 
 struct sched_events {

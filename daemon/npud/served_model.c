@@ -27,6 +27,8 @@ static void on_sched_finished(struct sched_request *sr, void *userdata)
 
         if (!r->dropped && r->session->turn == r)
                 session_turn_finished(r->session, r);
+        if (!r->dropped)
+                keep_alive_request_ended(m, r->session->uid, r->keep_alive_us);
         request_on_finished(r);
         if (c) {
                 /* r, its session and c may go here */
@@ -83,6 +85,7 @@ void model_unref(struct served_model *m)
         if (!m || --m->n_refs > 0)
                 return;
         runtime_free(m->rt);
+        model_keep_done(&m->keep);
         free(m->name);
         free(m->path);
         free(m);
@@ -138,7 +141,7 @@ static char *name_from_path(const char *path)
         return strdup(base);
 }
 
-static bool valid_name(const char *name)
+bool model_name_valid(const char *name)
 {
         size_t n = strlen(name);
 
@@ -154,7 +157,7 @@ static bool valid_name(const char *name)
 /* Checks a new model's name against the loaded ones; 0, or < 0 with err set. */
 static int check_name(struct server *srv, const char *name, struct npu_err *err)
 {
-        if (!valid_name(name))
+        if (!model_name_valid(name))
                 return npu_err_set(err, -EINVAL, "model name '%s': use 1 to 128 of A-Z a-z 0-9 . _ -", name);
         for (struct served_model *old = srv->models; old; old = old->next)
                 if (!strcmp(old->name, name))
@@ -182,6 +185,7 @@ struct load_job {
         ino_t ino;
         models_loaded_fn then;
         void *userdata;
+        struct model_loading *loading; /* its Model object meanwhile, with the progress */
         /* the result */
         struct runtime *rt;
         size_t max_token_bytes;
@@ -235,6 +239,10 @@ static int load_finish(struct load_job *job, struct served_model **ret)
         m->name = TAKE_PTR(job->name);
         m->rt = TAKE_PTR(job->rt);
         m->max_token_bytes = job->max_token_bytes;
+        m->keep.file_bytes = job->loading ? atomic_load(&job->loading->total) : 0;
+        m->keep.loaded_at = m->keep.last_used = realtime_usec();
+        m->keep.loaded_at_mono = monotonic_usec();
+        m->keep.pinned = true; /* the administrator's (npud.conf, LoadModel); on demand: keep_alive.c unpins it */
         ev.userdata = m;
         model_limits(&srv->cfg, &lim);
         r = scheduler_new(m->rt, &lim, &ev, &m->sched, &job->err);
@@ -265,6 +273,7 @@ static void load_done(struct worker_job *base, bool cancelled)
                 r = npu_err_set(&job->err, -ECANCELED, "npud is stopping");
         else
                 r = load_finish(job, &m);
+        model_loading_free(TAKE_PTR(job->loading)); /* the model is served now, or failed */
         job->then(job->srv, r < 0 ? NULL : m, r, &job->err, job->userdata);
         runtime_free(job->rt);
         free(job->path);
@@ -328,9 +337,29 @@ int models_load(struct server *srv, const char *path, const char *name, bool mak
         job->opts.kv_type = cfg->kv_type;
         job->opts.attention = cfg->flash_attention ? ATTENTION_FLASH : ATTENTION_DEFAULT;
         job->opts.kv_budget = (size_t)cfg->kv_budget_mb << 20;
+        if (model_loading_new(srv, job->name, job->path, &job->loading) >= 0) {
+                job->opts.progress = model_loading_progress;
+                job->opts.progress_userdata = job->loading;
+        }
         fprintf(stderr, "npud: loading %s\n", path);
         worker_queue(srv->loader, &job->base);
         return 0;
+}
+
+uint64_t model_n_params(const struct served_model *sm)
+{
+        const struct npu_model *m = sm->rt->model;
+        uint64_t n = (uint64_t)m->tok_embd.rows * m->tok_embd.cols;
+
+        if (m->output.data != m->tok_embd.data)
+                n += (uint64_t)m->output.rows * m->output.cols;
+        for (int32_t l = 0; l < m->hp.n_layers; l++) {
+                const struct npu_layer *y = &m->layers[l];
+                const struct npu_weight *w[] = { &y->wq, &y->wk, &y->wv, &y->wo, &y->w_gate, &y->w_up, &y->w_down };
+                for (size_t i = 0; i < ARRAY_SIZE(w); i++)
+                        n += (uint64_t)w[i]->rows * w[i]->cols;
+        }
+        return n;
 }
 
 /* --- sessions --- */

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <systemd/sd-bus.h>
 
+#include "keep_alive.h"
 #include "scheduler.h"
 
 struct server;
@@ -34,6 +35,7 @@ struct served_model {
         sd_bus_message *unload_call;    /* an UnloadModel waiting for the running step to end */
         bool unload_force;
         size_t max_token_bytes;         /* the longest text one token stands for */
+        struct model_keep keep;         /* when it was loaded and used; who keeps it loaded */
 };
 
 struct served_model *model_ref(struct served_model *m);
@@ -56,6 +58,10 @@ typedef void (*models_loaded_fn)(struct server *srv, struct served_model *m, int
 int models_load(struct server *srv, const char *path, const char *name, bool make_default, models_loaded_fn then,
                 void *userdata, struct npu_err *err);
 struct served_model *models_find(struct server *srv, const char *name);
+/* 1 to 128 of A-Z a-z 0-9 . _ - */
+bool model_name_valid(const char *name);
+/* Parameters of its weights. */
+uint64_t model_n_params(const struct served_model *m);
 /* Unfinished requests and sessions on the bus: what keeps a model from being unloaded without force. */
 uint32_t model_users(const struct served_model *m);
 /*

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 
+#include "bus_changes.h"
 #include "bus_errors.h"
 #include "server.h"
 #include "step_runner.h"
@@ -58,10 +59,13 @@ void server_free(struct server *srv)
         /* the workers' last jobs end while everything they report to is there */
         worker_free(srv->tokenizer);
         worker_free(srv->loader);
+        demand_loads_free_all(srv);
         step_runner_free(srv->runner);
         devices_free_all(srv);
         models_free_all(srv);
         clients_free_all(srv);
+        bus_changes_free(srv);
+        sd_event_source_disable_unref(srv->expiry_timer);
         srv->kick_source = sd_event_source_disable_unref(srv->kick_source);
         authorize_free_all(srv);
         sd_event_source_disable_unref(srv->status_timer);
@@ -427,6 +431,12 @@ int server_open_bus(struct server *srv, const char *bus)
         if (r >= 0)
                 r = add_children(srv, NPUD_DEVICE_PREFIX, NPUD_DEVICE_IFACE, device_vtable, device_find,
                                  device_enumerate);
+        if (r >= 0)
+                r = add_children(srv, NPUD_MODEL_PREFIX, NPUD_MODEL_IFACE, model_vtable, model_find, model_enumerate);
+        if (r >= 0)
+                r = sd_bus_add_object_manager(srv->bus, NULL, NPUD_ROOT_PATH);
+        if (r >= 0)
+                r = bus_changes_new(srv);
         if (r < 0)
                 return r;
         return sd_bus_match_signal(srv->bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",

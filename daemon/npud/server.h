@@ -28,6 +28,9 @@
 
 struct step_runner;
 struct worker;
+struct bus_changes;
+struct demand_load;
+struct model_loading;
 struct auth_query;
 
 struct server {
@@ -60,6 +63,11 @@ struct server {
         sd_event_source *status_timer;
         sd_event_source *extend_timer; /* EXTEND_TIMEOUT_USEC while the default model loads at start */
         sd_event_source *kick_source; /* starts the next step when the loop is idle */
+        struct bus_changes *changes;  /* PropertiesChanged and the object manager's signals */
+        sd_event_source *expiry_timer; /* the next model whose keep-alive runs out (keep_alive.c) */
+        struct demand_load *demand_loads; /* models of models_dir loading for the calls that named them */
+        struct model_loading *loadings;   /* models loading, on the bus meanwhile */
+        sd_bus_message *redispatching;    /* a call run again now that its model is loaded */
 };
 
 int server_new(struct server **ret);

@@ -5,6 +5,7 @@
 #include "bus_args.h"
 #include "bus_errors.h"
 #include "list.h"
+#include "props.h"
 #include "server.h"
 #include "session_chat.h"
 #include "tokenize.h"
@@ -36,6 +37,7 @@ static void session_destroy(struct session *s)
         session_chat_free(s->chat);
         kv_seq_release(s->model->rt->kv, &s->seq);
         strv_free(s->default_stops);
+        prop_snapshot_free(s->published);
         free(s->history);
         free(s->path);
         free(s);

@@ -24,6 +24,7 @@ struct session_chat;
 struct client;
 struct request;
 struct tokenize_job;
+struct prop_snapshot;
 
 struct session {
         struct session *prev, *next;               /* in its model */
@@ -49,6 +50,7 @@ struct session {
         sd_bus_message *call;
         /* a chat session's messages; NULL: each turn's tokens are appended to the history */
         struct session_chat *chat;
+        struct prop_snapshot *published; /* its properties as its owner was last told */
 };
 
 /* A conversation for c (on the bus once session_start answers); stops is taken. */

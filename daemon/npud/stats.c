@@ -81,6 +81,8 @@ void stats_collect(struct server *srv, const struct stats_view *v, struct npud_s
                 if (v->all) {
                         /* the scheduler's own counters, which grow step by step */
                         st.steps += m->sched->stats.steps;
+                        st.preemptions += m->sched->stats.preemptions;
+                        st.recomputed_tokens += m->sched->stats.recomputed_tokens;
                         st.prompt_tokens += m->sched->stats.prompt_tokens;
                         st.cached_prompt_tokens += m->sched->stats.cached_prompt_tokens;
                         st.generated_tokens += m->sched->stats.generated_tokens;

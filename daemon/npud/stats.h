@@ -28,6 +28,7 @@ struct npud_stats {
         uint32_t active, queued, sessions, clients;
         uint64_t prompt_tokens, cached_prompt_tokens, generated_tokens;
         uint64_t steps;          /* whole server only */
+        uint64_t preemptions, recomputed_tokens; /* whole server only */
         double tokens_per_s;     /* whole server only */
 };
 

@@ -27,3 +27,12 @@ struct kld_result {
 
 /* Open the base file, size a runtime for it (n_ctx, batch) from opts, evaluate every chunk. */
 int kld_compare(const char *base_path, const struct runtime_opts *opts, struct kld_result *ret, struct npu_err *err);
+
+/*
+ * Write such a file from the engine: text tokenized with BOS, cut into
+ * chunks of n_ctx tokens (the text's last partial chunk dropped), the
+ * model's log-probabilities at every scored position; *ret_ppl gets the
+ * perplexity over them (llama-perplexity's way of scoring).
+ */
+int kld_save(const char *out_path, const char *text, size_t len, int32_t n_ctx, const struct runtime_opts *opts,
+             double *ret_ppl, struct npu_err *err);

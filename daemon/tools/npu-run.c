@@ -5,6 +5,7 @@
  *   npu-run -m MODEL --tokenize TEXT [--special]
  *   npu-run -m MODEL --perplexity FILE
  *   npu-run -m MODEL --kl-divergence-base FILE   (llama-perplexity's logits of the same text)
+ *   npu-run -m MODEL --save-logits FILE --perplexity TEXT [-c N]   (the same kind of file, from npud)
  */
 #include <getopt.h>
 #include <math.h>
@@ -20,6 +21,7 @@ struct run_args {
         const char *tokenize;
         const char *perplexity;
         const char *kld_base;
+        const char *save_logits;
         int32_t n_predict;
         int32_t detach_after;
         bool ignore_eos;
@@ -63,7 +65,10 @@ static void usage(FILE *f)
                 "      --kl-divergence-base FILE\n"
                 "                             compare with the logits llama.cpp's llama-perplexity\n"
                 "                             --kl-divergence-base wrote: same top token, perplexity\n"
-                "                             of both, KL divergence\n");
+                "                             of both, KL divergence\n"
+                "      --save-logits FILE     with --perplexity TEXT: write such a file from this model\n"
+                "                             (chunks of -c tokens, default 128), and print the perplexity\n"
+                "                             llama-perplexity's way (the second half of each chunk)\n");
 }
 
 enum {
@@ -79,6 +84,7 @@ enum {
         ARG_TOKENIZE,
         ARG_PERPLEXITY,
         ARG_KLD_BASE,
+        ARG_SAVE_LOGITS,
         ARG_TARGET,
         ARG_DEVICE,
         ARG_NPU_RETRIES,
@@ -108,6 +114,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 { "special", no_argument, NULL, ARG_SPECIAL },
                 { "perplexity", required_argument, NULL, ARG_PERPLEXITY },
                 { "kl-divergence-base", required_argument, NULL, ARG_KLD_BASE },
+                { "save-logits", required_argument, NULL, ARG_SAVE_LOGITS },
                 { "target", required_argument, NULL, ARG_TARGET },
                 { "device", required_argument, NULL, ARG_DEVICE },
                 { "npu-retries", required_argument, NULL, ARG_NPU_RETRIES },
@@ -142,6 +149,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 case ARG_SPECIAL: a->special = true; break;
                 case ARG_PERPLEXITY: a->perplexity = optarg; break;
                 case ARG_KLD_BASE: a->kld_base = optarg; break;
+                case ARG_SAVE_LOGITS: a->save_logits = optarg; break;
                 case ARG_TARGET: r = cli_parse_target(optarg, &a->rt.target); break;
                 case ARG_DEVICE: a->rt.device = optarg; break;
                 case ARG_NPU_RETRIES: r = cli_parse_int(optarg, 0, 100, "--npu-retries", &a->rt.npu_retries); break;
@@ -296,6 +304,23 @@ static int run_perplexity(const struct run_args *a)
         return 0;
 }
 
+static int run_save_logits(const struct run_args *a)
+{
+        _cleanup_free_ char *text = NULL;
+        struct npu_err err = {};
+        double ppl;
+        size_t n;
+        int r = cli_read_file(a->perplexity, &text, &n);
+
+        if (r < 0)
+                return cli_error(r, "cannot read %s: %s", a->perplexity, strerror(-r));
+        r = kld_save(a->save_logits, text, n, a->rt.n_ctx > 0 ? a->rt.n_ctx : 128, &a->rt, &ppl, &err);
+        if (r < 0)
+                return cli_error(r, "%s", err.msg);
+        printf("perplexity: %.4f (second half of each chunk); logits in %s\n", ppl, a->save_logits);
+        return 0;
+}
+
 static int run_kld(const struct run_args *a)
 {
         struct kld_result k;
@@ -323,6 +348,8 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         if (a.tokenize)
                 r = run_tokenize(&a);
+        else if (a.perplexity && a.save_logits)
+                r = run_save_logits(&a);
         else if (a.perplexity)
                 r = run_perplexity(&a);
         else if (a.kld_base)

@@ -11,8 +11,8 @@
  * than the loss of the one true token). Each layer in turn, each of its
  * groups (q/k/v behind attn_norm, gate/up behind ffn_norm; with smooth_all
  * also o behind v and down behind up) tries every alpha of a grid (0, 0.1,
- * ..., 1) and keeps the one of least divergence: it never rises above the
- * start's.
+ * ..., 1) and keeps the one of least divergence when it gains more than
+ * a margin: it never rises above the start's.
  */
 #pragma once
 

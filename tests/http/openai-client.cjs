@@ -132,6 +132,63 @@ async function main() {
                         return `stop ${JSON.stringify(stop)}: ${JSON.stringify(t)} (${r.choices[0].finish_reason})`;
         });
 
+        // logprobs (legacy completions): a token, a log-probability, N alternatives and an offset per
+        // token; the tokens spell the text; greedy picks the most likely; a stream carries the same
+        let lpWhole;
+        await check('openai-completion-logprobs', async () => {
+                lpWhole = await client.completions.create({ model, prompt, max_tokens: 20, temperature: 0, logprobs: 3 });
+                const c = lpWhole.choices[0], lp = c.logprobs;
+                if (!lp || !Array.isArray(lp.tokens))
+                        return `logprobs ${JSON.stringify(lp)}`;
+                const n = lpWhole.usage.completion_tokens;
+                if (lp.tokens.length !== n || lp.token_logprobs.length !== n || lp.top_logprobs.length !== n ||
+                    lp.text_offset.length !== n)
+                        return `lengths ${lp.tokens.length} ${lp.token_logprobs.length} ${lp.top_logprobs.length} ${lp.text_offset.length}, ${n} tokens`;
+                if (lp.tokens.join('') !== c.text)
+                        return `tokens ${JSON.stringify(lp.tokens)} text ${JSON.stringify(c.text)}`;
+                for (let i = 0; i < n; i++) {
+                        const top = Object.entries(lp.top_logprobs[i]).sort((a, b) => b[1] - a[1]);
+                        if (top.length < 1 || top.length > 3 || top[0][0] !== lp.tokens[i] ||
+                            Math.abs(top[0][1] - lp.token_logprobs[i]) > 1e-9 || lp.token_logprobs[i] > 0)
+                                return `token ${i} ${JSON.stringify(lp.tokens[i])} ${lp.token_logprobs[i]}: ${JSON.stringify(top)}`;
+                        if (lp.text_offset[i] !== c.text.slice(0, lp.text_offset[i]).length ||
+                            !c.text.slice(lp.text_offset[i]).startsWith(lp.tokens[i]))
+                                return `offset ${i}: ${lp.text_offset[i]}`;
+                }
+        });
+        await check('openai-stream-logprobs-equal-whole', async () => {
+                const stream = await client.completions.create({ model, prompt, max_tokens: 20, temperature: 0, logprobs: 3,
+                                                                 stream: true });
+                const tokens = [], lps = [];
+                for await (const c of stream)
+                        for (const ch of c.choices)
+                                if (ch.logprobs) {
+                                        tokens.push(...ch.logprobs.tokens);
+                                        lps.push(...ch.logprobs.token_logprobs);
+                                }
+                const want = lpWhole.choices[0].logprobs;
+                if (JSON.stringify(tokens) !== JSON.stringify(want.tokens) ||
+                    JSON.stringify(lps) !== JSON.stringify(want.token_logprobs))
+                        return `stream ${JSON.stringify(tokens)} ${JSON.stringify(lps)}`;
+        });
+        await check('openai-no-logprobs-unless-asked', async () => {
+                if (whole.choices[0].logprobs !== null)
+                        return JSON.stringify(whole.choices[0].logprobs);
+        });
+        // the sampling options pass through to npud: min_p 1 leaves only the most likely token
+        await check('openai-min-p-passes-through', async () => {
+                const r = await client.completions.create({ model, prompt, max_tokens: 60, temperature: 1.5, seed: 3, min_p: 1 });
+                const hot = await client.completions.create({ model, prompt, max_tokens: 60, temperature: 1.5, seed: 3 });
+                if (r.choices[0].text !== expected || hot.choices[0].text === expected)
+                        return `min_p 1: ${JSON.stringify(r.choices[0].text)}; without: ${JSON.stringify(hot.choices[0].text)}`;
+        });
+        await check('openai-penalties-pass-through', async () => {
+                const r = await client.completions.create({ model, prompt, max_tokens: 60, temperature: 0,
+                                                            presence_penalty: 2, frequency_penalty: 2 });
+                if (r.choices[0].text === expected)
+                        return `the penalties changed nothing: ${JSON.stringify(r.choices[0].text)}`;
+        });
+
         // errors, as the SDK's classes and OpenAI's error object
         await check('openai-error-401', async () => {
                 const bad = new OpenAI({ baseURL: env.HTTP_URL, apiKey: 'not-the-key-0123456789', maxRetries: 0 });
@@ -245,6 +302,19 @@ async function main() {
                                 return `stream ${JSON.stringify(text)} (${role}) whole ${JSON.stringify(chat.choices[0].message.content)}`;
                         if (!usage || usage.completion_tokens !== chat.usage.completion_tokens)
                                 return `usage ${JSON.stringify(usage)}`;
+                });
+                await check('openai-chat-logprobs', async () => {
+                        const r = await client.chat.completions.create({ model, messages, max_tokens: 20, temperature: 0,
+                                                                         logprobs: true, top_logprobs: 2 });
+                        const content = r.choices[0].logprobs && r.choices[0].logprobs.content;
+                        if (!Array.isArray(content) || content.length !== r.usage.completion_tokens)
+                                return JSON.stringify(r.choices[0].logprobs);
+                        if (content.map((t) => t.token).join('') !== r.choices[0].message.content)
+                                return `tokens ${JSON.stringify(content.map((t) => t.token))}`;
+                        for (const t of content)
+                                if (typeof t.logprob !== 'number' || !Array.isArray(t.bytes) || t.top_logprobs.length !== 2 ||
+                                    t.top_logprobs[0].token !== t.token)
+                                        return JSON.stringify(t);
                 });
         } else {
                 console.log('# skip openai-chat: npud has no Chat method yet');

@@ -178,6 +178,7 @@ E "error-wrong-method" 405 "use POST" $url/v1/completions
 head -c 100000 /dev/zero | tr '\0' a >"$tmp/big"
 E "error-body-too-large" 413 '"code":"request_too_large"' $url/v1/completions --data-binary @"$tmp/big"
 E "error-body-too-large-chunked" 413 '"code":"request_too_large"' $url/v1/completions -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/big"
+E "error-body-too-large-expect-100" 413 '"code":"request_too_large"' $url/v1/completions -H 'Expect: 100-continue' --data-binary @"$tmp/big"
 out=$(U $url/api/generate -d '{"model":"no-such","prompt":"x","raw":true}')
 if [ "$(echo "$out" | json 'typeof o.error')" = string ]; then ok "ollama-error-shape"; else bad "ollama-error-shape" "$out"; fi
 
@@ -192,6 +193,53 @@ otext=$(U $url/api/generate -d "${obody%\}},\"stream\":false}" | json 'o.done + 
 if [ "$otext" = "true $expected" ]; then ok "ollama-generate-whole"; else bad "ollama-generate-whole" "'$otext'"; fi
 otext=$(U $url/api/generate -d "$(echo "${obody%\}},\"stream\":false}" | sed "s/\"model\":\"$model_name\"/\"model\":\"$model_name:latest\"/")" | json 'o.model + " " + o.response')
 if [ "$otext" = "$model_name $expected" ]; then ok "ollama-model-latest-tag"; else bad "ollama-model-latest-tag" "'$otext'"; fi
+
+# ---- logprobs in Ollama's shape; echo with logprobs is refused (no prompt log-probabilities)
+out=$(U $url/api/generate -d "${obody%\}},\"stream\":false,\"logprobs\":true,\"top_logprobs\":2}")
+lp=$(echo "$out" | json 'o.logprobs.length + " " + o.eval_count + " " + (o.logprobs.map(t => t.token).join("") === o.response) +
+	" " + o.logprobs.every(t => t.top_logprobs.length === 2 && t.top_logprobs[0].token === t.token && t.logprob <= 0)')
+if [ "$lp" = "$(echo "$out" | json 'o.eval_count + " " + o.eval_count') true true" ]; then ok "ollama-logprobs"; else bad "ollama-logprobs" "$lp: $(echo "$out" | head -c 300)"; fi
+E "error-echo-with-logprobs" 400 '"param":"echo"' $url/v1/completions -d '{"model":"'$model_name'","prompt":"x","echo":true,"logprobs":1}'
+E "error-logprobs-above-5" 400 '"param":"logprobs"' $url/v1/completions -d '{"model":"'$model_name'","prompt":"x","logprobs":6}'
+
+# ---- models: /v1/models' created is when npud loaded the model; Ollama's load, unload, keep_alive
+# and /api/ps against npud's models_dir (set by a reload)
+loaded_at=$(busctl --address="$addr" get-property org.npud.Inference1 /org/npud/Inference1/model/aidreams260K_2df32 \
+	org.npud.Inference1.Model LoadedAt | awk '{print $2}')
+created=$(U $url/v1/models | json "o.data.find(m => m.id === '$model_name').created")
+if [ -n "$loaded_at" ] && [ "$created" = "$((loaded_at / 1000000))" ]; then ok "models-created-is-loaded-at"; else bad "models-created-is-loaded-at" "created $created, LoadedAt $loaded_at"; fi
+mkdir -p "$tmp/models"
+cp "$model" "$tmp/models/tiny.gguf"
+printf 'models_dir = %s\n' "$tmp/models" >>"$tmp/npud.conf"
+kill -HUP "$npud_pid"
+for i in $(seq 100); do grep -q reloaded "$tmp/npud.log" && break; sleep 0.05; done
+running() { U $url/api/ps | json "o.models.map(m => m.name + '@' + m.expires_at.slice(0, 4)).sort().join(' ')"; }
+out=$(U $url/api/generate -d '{"model":"tiny","keep_alive":"1h"}' | json 'o.done + " " + o.done_reason')
+ps=$(running)
+year=$(date -u +%Y)
+if [ "$out" = "true load" ] && echo "$ps" | grep -q "tiny@$year" && echo "$ps" | grep -q "$model_name@9999"; then
+	ok "ollama-load-and-ps"
+else
+	bad "ollama-load-and-ps" "$out; ps: $ps"
+fi
+out=$(U $url/api/chat -d '{"model":"tiny","messages":[],"keep_alive":0}' | json 'o.done + " " + o.done_reason + " " + o.message.role')
+if [ "$out" = "true unload assistant" ] && ! running | grep -q tiny; then ok "ollama-unload-keep-alive-0"; else bad "ollama-unload-keep-alive-0" "$out; ps: $(running)"; fi
+out=$(U $url/api/generate -d '{"model":"tiny","prompt":"'"$prompt"'","raw":true,"stream":false,"keep_alive":"2s","options":{"num_predict":4}}' | json 'o.done_reason')
+t0=$(date +%s%N)
+has_tiny() { U $url/api/ps | grep -q '"name":"tiny"'; }
+during=no
+has_tiny && during=yes
+gone=""
+for i in $(seq 200); do has_tiny || { gone=$((($(date +%s%N) - t0) / 1000000)); break; }; sleep 0.05; done
+if [ "$out" = length ] && [ "$during" = yes ] && [ -n "$gone" ] && [ "$gone" -ge 1500 ]; then
+	ok "ollama-keep-alive-passes-through (gone after $gone ms)"
+else
+	bad "ollama-keep-alive-passes-through" "$out; loaded after: $during; gone after ${gone:-never} ms"
+fi
+code=$(U -o "$tmp/out" -w '%{http_code}' $url/api/generate -d '{"model":"tiny","keep_alive":"5x"}')
+if [ "$code" = 400 ] && grep -q "keep_alive" "$tmp/out"; then ok "error-keep-alive-malformed"; else bad "error-keep-alive-malformed" "$code $(cat "$tmp/out")"; fi
+out=$(U $url/api/generate -d '{"model":"no-such-model"}')
+if [ "$(echo "$out" | json 'typeof o.error')" = string ]; then ok "ollama-load-unknown-model"; else bad "ollama-load-unknown-model" "$out"; fi
 
 # ---- the openai npm client (TCP, bearer key)
 has_chat=0

@@ -10,6 +10,7 @@
 # engine_test.sh --list: the names of the results it prints.
 if [ "${1:-}" = --list ]; then
 	for p in w8a8 w8a16 qwen2-w8a8 qwen3-w8a8; do echo "engine-greedy-$p"; done
+	echo engine-greedy-kv-q8
 	echo engine-float-stays-on-cpu
 	echo engine-hang-retry
 	echo engine-hang-cpu-fallback

@@ -90,6 +90,26 @@ out=$(run "session t1" "send t1 600 8" "wait t1 10" "session t2" "model second" 
 	"wait b1 20" "wait t2 20")
 check "other-model-not-frozen" "$out" "finished t1 length" "finished b1 length" "finished t2 length"
 
+# Out of KV: three connections ask for 12 requests of 25 blocks each at once
+# (300 times the pool): they queue, are admitted as blocks come back, and all
+# finish; the pool is whole again after.
+fresh
+kv_pids=""
+for c in 1 2 3; do
+	run "gen k${c}a 300 100" "gen k${c}b 300 100" "gen k${c}c 300 100" "gen k${c}d 300 100" \
+		"wait k${c}a 60" "wait k${c}b 60" "wait k${c}c 60" "wait k${c}d 60" >"$tmp/kv.$c" &
+	kv_pids="$kv_pids $!"
+done
+# shellcheck disable=SC2086
+wait $kv_pids
+all=$(cat "$tmp"/kv.*)
+if [ "$(echo "$all" | grep -c "^finished k[0-9][a-d] length generated=100")" = 12 ] &&
+	[ "$("$probe" "$addr" stats | sed -n 's/^kv_blocks_used=//p')" = 0 ]; then
+	ok "out-of-kv-all-finish"
+else
+	bad "out-of-kv-all-finish" "$(echo "$all" | tr '\n' ';')"
+fi
+
 # 7b. Nor does a model whose only request waits for its consumer (a
 #     connection that reads nothing: its request is held, keeping its KV).
 fresh

@@ -119,6 +119,14 @@ int gguf_open(const char *path, struct gguf **ret, struct npu_err *err);
 /* GGUF_OPEN_HUGEPAGES: read the file into huge-page-backed memory instead of mapping it. */
 #define GGUF_OPEN_HUGEPAGES 1u
 int gguf_open_flags(const char *path, unsigned flags, struct gguf **ret, struct npu_err *err);
+/* Told how far reading the file is: bytes read and the file's size (on the thread that opens it). */
+struct gguf_progress {
+        void (*fn)(uint64_t done, uint64_t total, void *userdata);
+        void *userdata;
+};
+/* gguf_open_flags, telling progress (may be NULL) as the file is read. */
+int gguf_open_progress(const char *path, unsigned flags, const struct gguf_progress *progress, struct gguf **ret,
+                       struct npu_err *err);
 /* Parse an in-memory image (not copied; must outlive the result). */
 int gguf_parse(const void *buf, size_t size, struct gguf **ret, struct npu_err *err);
 void gguf_free(struct gguf *g);

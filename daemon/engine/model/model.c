@@ -478,9 +478,15 @@ int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, st
 
 int model_load(const char *path, struct npu_model **ret, struct npu_err *err)
 {
+        return model_load_progress(path, NULL, ret, err);
+}
+
+int model_load_progress(const char *path, const struct gguf_progress *progress, struct npu_model **ret,
+                        struct npu_err *err)
+{
         _cleanup_(gguf_freep) struct gguf *g = NULL;
         const char *e = getenv("NPU_MMAP");
-        int r = gguf_open_flags(path, e && strcmp(e, "1") == 0 ? 0 : GGUF_OPEN_HUGEPAGES, &g, err);
+        int r = gguf_open_progress(path, e && strcmp(e, "1") == 0 ? 0 : GGUF_OPEN_HUGEPAGES, progress, &g, err);
 
         if (r < 0)
                 return r;

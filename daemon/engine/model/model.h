@@ -126,6 +126,10 @@ struct npu_model {
 };
 
 int model_load(const char *path, struct npu_model **ret, struct npu_err *err);
+/* model_load, telling how far reading the file is (progress may be NULL). */
+struct gguf_progress;
+int model_load_progress(const char *path, const struct gguf_progress *progress, struct npu_model **ret,
+                        struct npu_err *err);
 /* Bind a model to an already parsed GGUF; takes ownership of g on success. */
 int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, struct npu_err *err);
 void model_free(struct npu_model *m);

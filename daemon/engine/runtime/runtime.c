@@ -58,7 +58,8 @@ int runtime_open(const struct runtime_opts *o, struct runtime **ret, struct npu_
                 return npu_err_set(err, -EINVAL, "thread count %d out of range", o->threads);
         if (o->n_ctx < 0 || o->n_seq < 1 || o->max_batch < 1 || o->max_batch > 65536)
                 return npu_err_set(err, -EINVAL, "context, sequence or batch size out of range");
-        r = model_load(o->model_path, &rt->model, err);
+        struct gguf_progress progress = { .fn = o->progress, .userdata = o->progress_userdata };
+        r = model_load_progress(o->model_path, &progress, &rt->model, err);
         if (r < 0)
                 return r;
         rt->n_ctx = o->n_ctx ? o->n_ctx : MIN(rt->model->hp.n_ctx_train, 4096);

@@ -22,6 +22,9 @@ struct runtime_opts {
         enum backend_target target;
         const char *device;   /* npu: accel node; NULL: the first one of npu.ko */
         int npu_retries;      /* npu: fresh device contexts a faulted pass tries before the cpu runs it */
+        /* told the bytes of the model file read and its size, on the thread that opens it; may be NULL */
+        void (*progress)(uint64_t done, uint64_t total, void *userdata);
+        void *progress_userdata;
 };
 
 struct runtime {
