@@ -6,6 +6,7 @@
 #include "bus_errors.h"
 #include "list.h"
 #include "server.h"
+#include "vocab.h"
 #include "worker.h"
 
 /* --- the scheduler's events, routed to the requests and sessions --- */
@@ -208,6 +209,7 @@ static int load_finish(struct load_job *job, struct served_model **ret)
         _cleanup_(model_unrefp) struct served_model *m = NULL;
         struct sched_events ev = model_sched_events;
         struct sched_limits lim;
+        char tok[128];
         struct served_model *old;
         int r;
 
@@ -251,9 +253,11 @@ static int load_finish(struct load_job *job, struct served_model **ret)
         devices_model_loaded(srv, m);
         if (job->make_default || !srv->default_model)
                 srv->default_model = m;
-        fprintf(stderr, "npud: loaded %s as '%s': %s, %d layers, context %d, KV pool %d blocks of %d tokens\n",
+        vocab_describe(m->rt->model->vocab, tok, sizeof(tok));
+        fprintf(stderr, "npud: loaded %s as '%s': %s, %d layers, context %d, KV pool %d blocks of %d tokens; "
+                        "tokenizer %s\n",
                 m->path, m->name, precision_name(m->rt->model->precision), m->rt->model->hp.n_layers, m->rt->n_ctx,
-                m->rt->kv->n_blocks, m->rt->kv->block_size);
+                m->rt->kv->n_blocks, m->rt->kv->block_size, tok);
         *ret = TAKE_PTR(m);
         server_kick(srv);
         return 0;

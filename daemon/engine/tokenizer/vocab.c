@@ -48,6 +48,20 @@ const char *vocab_pre_name(const struct npu_vocab *v)
         return v->pre ? pretokenizer_name(v->pre) : NULL;
 }
 
+bool vocab_regex_jit(const struct npu_vocab *v)
+{
+        return v->pre && pretokenizer_jit(v->pre);
+}
+
+void vocab_describe(const struct npu_vocab *v, char *buf, size_t size)
+{
+        if (v->pre)
+                snprintf(buf, size, "%s (%s, PCRE2 %s), %d tokens", vocab_kind_name(v), vocab_pre_name(v),
+                         vocab_regex_jit(v) ? "JIT" : "interpreter", v->n);
+        else
+                snprintf(buf, size, "%s, %d tokens", vocab_kind_name(v), v->n);
+}
+
 int32_t vocab_find(const struct npu_vocab *v, const char *piece, size_t len)
 {
         size_t mask = v->index_cap - 1;

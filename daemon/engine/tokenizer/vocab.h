@@ -108,6 +108,14 @@ int vocab_setup_bpe(struct npu_vocab *v, const char *pre, const struct gguf_str 
 const char *vocab_kind_name(const struct npu_vocab *v);
 /* The pre-tokenizer's name, or NULL (SentencePiece). */
 const char *vocab_pre_name(const struct npu_vocab *v);
+/*
+ * A byte-level BPE vocabulary's pre-tokenizer runs compiled by PCRE2's JIT
+ * (false: its interpreter, e.g. under MemoryDenyWriteExecute=yes, or
+ * NPU_PCRE2_JIT=0; the tokens are the same).
+ */
+bool vocab_regex_jit(const struct npu_vocab *v);
+/* One line for logs: "byte-level BPE (qwen2, PCRE2 interpreter), 151669 tokens". */
+void vocab_describe(const struct npu_vocab *v, char *buf, size_t size);
 
 /* Returns the id of an exact piece, or -1. Any token type. */
 int32_t vocab_find(const struct npu_vocab *v, const char *piece, size_t len);
