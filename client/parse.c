@@ -138,7 +138,10 @@ int read_prompt(int argc, char **argv, char **ret, size_t *ret_len)
 
 int parse_duration(const char *s, const char *what, double *ret)
 {
-        static const struct { char unit; double sec; } units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+        static const struct {
+                char unit;
+                double sec;
+        } units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
         char *end;
         double v;
 

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* PropertiesChanged, InterfacesAdded and InterfacesRemoved (see bus_changes.h). */
+#include <inttypes.h>
+
 #include "bus_changes.h"
 #include "props.h"
 #include "server.h"
@@ -31,11 +33,19 @@ struct bus_changes {
         sd_event_source *post, *timer;
         sd_bus_slot *owner_match;
         uint64_t last;        /* CLOCK_MONOTONIC usec of the last pass */
+        /* what they cost, logged when npud stops */
+        uint64_t passes, pass_usec, signals;
         struct prop_snapshot *manager;
         struct watcher *watchers;
         size_t n_watchers;
         struct keyed *models, *devices;
 };
+
+/* One props_publish: a signal that went out is counted. */
+static void counted(struct bus_changes *c, int r)
+{
+        c->signals += r > 0;
+}
 
 static void watcher_free(struct watcher *w)
 {
@@ -63,7 +73,7 @@ static void publish_manager(struct bus_changes *c)
         struct props p = {};
 
         manager_props(srv, NULL, &p);
-        (void)props_publish(srv->bus, NPUD_ROOT_PATH, NPUD_MANAGER_IFACE, NULL, &p, NULL, &c->manager);
+        counted(c, props_publish(srv->bus, NPUD_ROOT_PATH, NPUD_MANAGER_IFACE, NULL, &p, NULL, &c->manager));
         for (struct watcher *w = c->watchers; w; w = w->next) {
                 struct stats_view v = { .all = w->uid == 0 || w->uid == srv->uid, .uid = w->uid };
                 struct props q = {}, per = {};
@@ -73,7 +83,8 @@ static void publish_manager(struct bus_changes *c)
                         if (!strcmp(q.v[i].name, "KVCacheBlocksUsed") || !strcmp(q.v[i].name, "ActiveRequests") ||
                             !strcmp(q.v[i].name, "QueuedRequests"))
                                 per.v[per.n++] = q.v[i];
-                (void)props_publish(srv->bus, NPUD_ROOT_PATH, NPUD_MANAGER_IFACE, w->name, &per, NULL, &w->snap);
+                counted(c, props_publish(srv->bus, NPUD_ROOT_PATH, NPUD_MANAGER_IFACE, w->name, &per, NULL,
+                                         &w->snap));
         }
 }
 
@@ -109,7 +120,8 @@ void bus_changes_watch(struct server *srv, const char *name, uid_t uid)
                 if (!strcmp(q.v[i].name, "KVCacheBlocksUsed") || !strcmp(q.v[i].name, "ActiveRequests") ||
                     !strcmp(q.v[i].name, "QueuedRequests"))
                         per.v[per.n++] = q.v[i];
-        (void)props_publish(srv->bus, NPUD_ROOT_PATH, NPUD_MANAGER_IFACE, w->name, &per, NULL, &w->snap);
+        counted(c, props_publish(srv->bus, NPUD_ROOT_PATH, NPUD_MANAGER_IFACE, w->name, &per, NULL,
+                                 &w->snap));
 }
 
 static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -162,7 +174,7 @@ static void publish_keyed(struct bus_changes *c, struct keyed **list, const char
         if (!k)
                 return;
         k->seen = true;
-        (void)props_publish(bus, path, iface, NULL, p, NULL, &k->snap);
+        counted(c, props_publish(bus, path, iface, NULL, p, NULL, &k->snap));
         if (added)
                 (void)sd_bus_emit_interfaces_added(bus, path, iface, NULL);
 }
@@ -227,8 +239,8 @@ static void publish_owned(struct bus_changes *c)
                                 struct props p = {}, initial = {};
                                 session_props(s, &p);
                                 session_props_initial(s, &initial);
-                                (void)props_publish(bus, s->path, NPUD_SESSION_IFACE, s->client->name, &p, &initial,
-                                                    &s->published);
+                                counted(c, props_publish(bus, s->path, NPUD_SESSION_IFACE, s->client->name, &p,
+                                                         &initial, &s->published));
                         }
                         for (struct request *r = s->requests_head; r; r = r->next) {
                                 struct props p = {}, initial = {};
@@ -236,8 +248,8 @@ static void publish_owned(struct bus_changes *c)
                                         continue;
                                 request_props(r, &p);
                                 request_props_initial(r, &initial);
-                                (void)props_publish(bus, r->path, NPUD_REQUEST_IFACE, r->client->name, &p, &initial,
-                                                    &r->published);
+                                counted(c, props_publish(bus, r->path, NPUD_REQUEST_IFACE, r->client->name, &p,
+                                                         &initial, &r->published));
                         }
                 }
 }
@@ -249,11 +261,13 @@ void bus_changes_publish(struct server *srv)
         if (!c || !srv->bus)
                 return;
         c->last = monotonic_usec();
+        c->passes++;
         keep_alive_update(srv); /* models whose keep-alive ran out go first */
         publish_manager(c);
         publish_models(c);
         publish_devices(c);
         publish_owned(c);
+        c->pass_usec += monotonic_usec() - c->last;
         /* a model loading: its progress is told every LOADING_INTERVAL_USEC, though nothing else happens */
         if (srv->loadings && sd_event_source_set_time(c->timer, c->last + LOADING_INTERVAL_USEC) >= 0)
                 sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
@@ -364,6 +378,8 @@ void bus_changes_free(struct server *srv)
 
         if (!c)
                 return;
+        fprintf(stderr, "npud: change signals: %" PRIu64 " passes in %.1f ms, %" PRIu64 " PropertiesChanged sent, "
+                "%zu watchers\n", c->passes, c->pass_usec / 1000.0, c->signals, c->n_watchers);
         sd_event_source_disable_unref(c->post);
         sd_event_source_disable_unref(c->timer);
         sd_bus_slot_unref(c->owner_match);
