@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * npu-mkmodel: writes a model GGUF with random weights (fixed seed), in f32,
- * f16, or directly in w8a8/w8a16 (int8 weights + per-channel scales), so
+ * f16, directly in w8a8/w8a16 (int8 weights + per-channel scales) or in a
+ * GGUF block type (q4_0 .. q6_k, q4_k_m, q5_k_m: quant_presets.h), so
  * benchmarks and tests need no multi-gigabyte float file.
- *   npu-mkmodel [--arch llama|llama3|qwen2|qwen3] --shape NAME --type f32|f16|w8a8|w8a16 -o OUT
+ *   npu-mkmodel [--arch llama|llama3|qwen2|qwen3] --shape NAME --type f32|f16|w8a8|w8a16|q4_k_m|... -o OUT
  *               [--seed S] [--vocab GGUF] [--rope-scaling TYPE:FACTOR]
  * --arch picks the architecture's features: llama3 (Llama 3.2: rope base
  * 500000, rope_freqs.weight from rope_scaling llama3, tied embeddings, GQA),
@@ -20,6 +21,8 @@
 #include <math.h>
 
 #include "cli.h"
+#include "quant_presets.h"
+#include "quantize_blocks.h"
 #include "fp16.h"
 #include "gguf.h"
 #include "model.h"
@@ -61,6 +64,7 @@ struct mk {
         const struct arch *a;
         struct shape s;
         const char *type;
+        const struct quant_preset *preset; /* --type q4_k_m and the other GGUF block types */
         const char *out;
         const char *vocab_path;
         uint64_t seed;
@@ -221,10 +225,33 @@ static size_t plan(const struct mk *m, struct tensor_plan *p)
         return n;
 }
 
+/* A GGUF preset's type for a matrix, from its name (blk.N.attn_v.weight, output.weight, ...). */
+static enum ggml_type preset_type(const struct mk *m, const struct tensor_plan *t)
+{
+        static const struct {
+                const char *name;
+                enum quant_tensor kind;
+        } kinds[] = { { "attn_q.", QUANT_TENSOR_ATTN_Q },      { "attn_k.", QUANT_TENSOR_ATTN_K },
+                      { "attn_v.", QUANT_TENSOR_ATTN_V },      { "attn_output.", QUANT_TENSOR_ATTN_OUTPUT },
+                      { "ffn_gate.", QUANT_TENSOR_FFN_GATE },  { "ffn_up.", QUANT_TENSOR_FFN_UP },
+                      { "ffn_down.", QUANT_TENSOR_FFN_DOWN } };
+        enum quant_tensor kind = strcmp(t->name, "token_embd.weight") == 0 ? QUANT_TENSOR_EMBEDDING
+                                                                            : QUANT_TENSOR_OUTPUT;
+        int layer = 0;
+
+        if (sscanf(t->name, "blk.%d.", &layer) == 1)
+                for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
+                        if (strstr(t->name, kinds[i].name))
+                                kind = kinds[i].kind;
+        return quant_preset_type(m->preset, kind, layer, m->s.n_layers, t->cols);
+}
+
 static enum ggml_type tensor_type(const struct mk *m, const struct tensor_plan *t)
 {
         if (t->kind != MATRIX && t->kind != EMBED)
                 return GGML_TYPE_F32;
+        if (m->preset)
+                return preset_type(m, t);
         if (strcmp(m->type, "f32") == 0)
                 return GGML_TYPE_F32;
         if (t->kind == MATRIX && quantized(m))
@@ -252,9 +279,33 @@ static float fill_value(struct mk *m, const struct tensor_plan *t, int64_t i)
         return unif(m) * amp;
 }
 
+/* A matrix in a GGUF block type: each row's random floats quantized. */
+static int write_blocks(struct gguf_writer *w, struct mk *m, const struct tensor_plan *t, enum ggml_type type,
+                        struct npu_err *err)
+{
+        const size_t rb = quant_row_bytes(type, t->cols);
+        _cleanup_free_ float *row = malloc(sizeof(float) * t->cols);
+        _cleanup_free_ uint8_t *q = malloc(rb);
+
+        if (!row || !q)
+                return -ENOMEM;
+        for (int64_t r = 0; r < t->rows; r++) {
+                for (int64_t i = 0; i < t->cols; i++)
+                        row[i] = fill_value(m, t, i);
+                quantize_row_blocks(type, row, t->cols, q);
+                int ret = gguf_writer_write_tensor_part(w, q, rb, err);
+                if (ret < 0)
+                        return ret;
+        }
+        return gguf_writer_end_tensor(w, err);
+}
+
 static int write_tensor(struct gguf_writer *w, struct mk *m, const struct tensor_plan *t, enum ggml_type type,
                         struct npu_err *err)
 {
+        if (quant_type_supported(type))
+                return write_blocks(w, m, t, type, err);
+
         size_t esz = ggml_type_block_bytes(type);
         size_t row_bytes = (size_t)t->cols * esz;
         int64_t rows = is_vector(t) ? 1 : t->rows;
@@ -392,7 +443,7 @@ static void usage(FILE *f)
 {
         fprintf(f, "Usage: npu-mkmodel [--arch llama|llama3|qwen2|qwen3] --shape small|tinyllama|llama2-7b|"
                    "llama3.2-1b|qwen2.5-0.5b|qwen3-0.6b\n"
-                   "                   --type f32|f16|w8a8|w8a16 -o OUT [--seed S] [--vocab GGUF]\n"
+                   "                   --type f32|f16|w8a8|w8a16|q4_0|...|q4_k_m|q5_k_m -o OUT [--seed S] [--vocab GGUF]\n"
                    "                   [--rope-scaling TYPE:FACTOR]\n"
                    "  --vocab takes the tokenizer of a GGUF, e.g. ggml-vocab-qwen2.gguf for qwen2/qwen3\n"
                    "  (default: a synthetic SentencePiece-style vocabulary of the shape's size)\n");
@@ -433,9 +484,11 @@ int main(int argc, char **argv)
                                        EXIT_FAILURE;
                         break;
                 case 't':
-                        if (strcmp(optarg, "f32") && strcmp(optarg, "f16") && strcmp(optarg, "w8a8") &&
+                        m.preset = quant_preset_find(optarg);
+                        if (!m.preset && strcmp(optarg, "f32") && strcmp(optarg, "f16") && strcmp(optarg, "w8a8") &&
                             strcmp(optarg, "w8a16"))
-                                return cli_error(-EINVAL, "--type: '%s' is not f32, f16, w8a8 or w8a16", optarg),
+                                return cli_error(-EINVAL, "--type: '%s' is not f32, f16, w8a8, w8a16 or one of %s",
+                                                 optarg, quant_preset_names()),
                                        EXIT_FAILURE;
                         m.type = optarg;
                         break;

@@ -23,6 +23,17 @@ static const enum ggml_type all_types[] = {
 /* the instruction sets the kernel comparisons ran on, for the log (the VM test of AVX-512 VNNI greps it) */
 static unsigned isas_run;
 
+/*
+ * NPU_TEST_QUICK=1 (the emulated Ice Lake of tests/vnni, where every
+ * instruction costs hundreds of native ones): one shape per type that still
+ * takes both the one-token and the tile path over several slices.
+ */
+static bool quick(void)
+{
+        const char *e = getenv("NPU_TEST_QUICK");
+        return e && strcmp(e, "1") == 0;
+}
+
 static float frand(uint64_t *s)
 {
         return (float)((int64_t)(test_rng(s) % 2000001) - 1000000) / 1000000.0f;
@@ -261,7 +272,7 @@ static void test_quantize_roundtrip(void **state)
         for (size_t i = 0; i < ARRAY_SIZE(bounds); i++) {
                 const enum ggml_type t = bounds[i].t;
                 double e2 = 0, x2 = 0;
-                for (int rep = 0; rep < 20; rep++) {
+                for (int rep = 0; rep < (quick() ? 2 : 20); rep++) {
                         /* roughly Gaussian values with a few outliers */
                         for (int64_t k = 0; k < n; k++) {
                                 x[k] = (frand(&seed) + frand(&seed) + frand(&seed)) * 0.05f;
@@ -508,6 +519,13 @@ static void check_paths(enum ggml_type t, enum act_scheme sc, int64_t N, int64_t
 static void test_kernel_paths(void **state)
 {
         uint64_t seed = 17;
+        if (quick()) {
+                for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++)
+                        check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16, 4096 + 768, 3, true,
+                                    &seed);
+                check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16, 4096 + 768, 3, true, &seed);
+                return;
+        }
         for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++) {
                 const enum ggml_type t = all_types[ti];
                 const enum act_scheme sc = quant_type_act_scheme(t);

@@ -57,13 +57,8 @@ static float fit_symmetric(const float *x, int n, int nmax, const float *w, int8
                 }
                 if (sqq <= 0)
                         continue;
-                const float scale = sxq / sqq;
-                float err = 0;
-                for (int i = 0; i < n; i++) {
-                        int q = scale != 0 ? clampi((int)lrintf(x[i] / scale), -nmax, nmax - 1) : 0;
-                        float e = x[i] - scale * q;
-                        err += w[i] * e * e;
-                }
+                /* the least-squares scale for these levels, and its error: sum w x^2 - (sum w x q)^2 / sum w q^2 */
+                const float scale = sxq / sqq, err = -sxq * sxq / sqq;
                 if (err < best_err) {
                         best_err = err;
                         best_scale = scale;
@@ -113,12 +108,9 @@ static float fit_affine(const float *x, int n, int nmax, const float *w, float *
                 }
                 if (scale <= 0)
                         continue;
-                float err = 0;
-                for (int i = 0; i < n; i++) {
-                        int q = clampi((int)lrintf((x[i] - off) / scale), 0, nmax);
-                        float e = x[i] - (scale * q + off);
-                        err += w[i] * e * e;
-                }
+                /* the weighted error of these levels, less sum w x^2 (the same for every candidate) */
+                const float err = scale * scale * sqq + 2 * scale * off * sq + off * off * sw - 2 * scale * sxq -
+                                  2 * off * sx;
                 if (err < best_err) {
                         best_err = err;
                         best_scale = scale;
