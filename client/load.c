@@ -279,6 +279,14 @@ int verb_load(const struct npuctl *c, int argc, char **argv)
                 if (r < 0 && r != -EINTR)
                         return bus_log_error(NULL, r);
         }
+        /* a load quicker than npud's first change signal: the bar still shows it finished */
+        if (l.bar && !l.drawn && l.error >= 0) {
+                if (!l.total)
+                        (void)sd_bus_get_property_trivial(bus, NPUD_SERVICE, l.object, MODEL_IFACE, "BytesTotal",
+                                                          NULL, 't', &l.total);
+                l.done = l.total;
+                draw(&l);
+        }
         if (l.drawn) {
                 l.done = l.total;
                 draw(&l);

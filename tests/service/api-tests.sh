@@ -474,6 +474,13 @@ if command -v script >/dev/null; then
 	else
 		bad "load-progress-bar-on-a-terminal" "$(tr '\r' '\n' <"$tmp/tty" | tail -3)"
 	fi
+	# a model that loads before npud's first change signal still ends with a full bar
+	script -qec "$npuctl --bus $addr load tiny2 --keep-alive 0" /dev/null >"$tmp/tty-quick" 2>&1
+	if grep -q "loading tiny2 \[#*\] .* 100%" "$tmp/tty-quick" && tail -1 "$tmp/tty-quick" | grep -q "^tiny2"; then
+		ok "load-progress-bar-quick-load"
+	else
+		bad "load-progress-bar-quick-load" "$(tr '\r' '\n' <"$tmp/tty-quick" | tail -3)"
+	fi
 else
 	echo "# skip load-progress-bar-on-a-terminal: no script(1)"
 fi
