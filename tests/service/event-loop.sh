@@ -165,6 +165,8 @@ exec 3>&-
 wait $npud_pid
 rc=$?
 npud_pid=""
+# the listener may print npud's last notification after npud has gone
+for i in $(seq 100); do grep -q "^notify STATUS=cannot start" "$tmp/notify.out" && break; sleep 0.02; done
 kill $listener 2>/dev/null
 wait $listener 2>/dev/null
 if [ $alive = yes ] && [ $rc -eq 1 ] && grep -q "^notify EXTEND_TIMEOUT_USEC=" "$tmp/notify.out" &&
