@@ -47,6 +47,21 @@ bad() {
 }
 E=org.npud.Inference1.Error
 stat_of() { "$probe" "$addr" stats | sed -n "s/^$1=//p"; }
+# npud stops cleanly on SIGTERM and its log has no sanitizer report (ASan/UBSan builds)
+stop_checked() {
+	local rc
+	[ -n "${npud_pid:-}" ] || return 0
+	kill "$npud_pid"
+	wait "$npud_pid"
+	rc=$?
+	npud_pid=""
+	if [ $rc -ne 0 ] || grep -q "runtime error\|ERROR: AddressSanitizer\|ERROR: LeakSanitizer" "$tmp/npud.log"; then
+		bad "npud-clean-exit ($1)" "exit $rc; $(grep -m3 "runtime error\|Sanitizer" "$tmp/npud.log" | tr '\n' ';')"
+	else
+		ok "npud-clean-exit ($1)"
+	fi
+	service_stop
+}
 fresh() {
 	service_stop
 	service_start || exit 1
@@ -87,6 +102,7 @@ if grep -q "^error a6 $E.Busy" "$tmp/hog" &&
 else
 	bad "full-queue-refuses-the-uid-holding-it" "$(tr '\n' ';' <"$tmp/hog")"
 fi
+stop_checked "queue"
 
 # Limits count a uid's requests over all its connections: with
 # max_requests_per_uid = 6, three connections of nobody asking for 4
@@ -120,6 +136,6 @@ else
 	bad "uid-limit-not-shared-by-uids" "$(tr '\n' ';' <<<"$out")"
 fi
 
-service_stop
+stop_checked "uid limit"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
