@@ -205,7 +205,10 @@ if grep -q "^object $model_path org.npud.Inference1.Model" "$tmp/objects" &&
 	grep -q '^  Name="aidreams260K-f32"$' "$tmp/objects" && grep -q '^  Architecture="llama"$' "$tmp/objects" &&
 	grep -q '^  Precision="float"$' "$tmp/objects" && grep -q '^  ContextLength=1024$' "$tmp/objects" &&
 	grep -q '^  Parameters=[1-9]' "$tmp/objects" && grep -q '^  Backend="cpu"$' "$tmp/objects" &&
-	[ -n "$loaded" ] && [ "$loaded" -le "$now_us" ] && [ "$loaded" -gt $((now_us - 600000000)) ]; then
+	[ -n "$loaded" ] && [ "$loaded" -le "$now_us" ] && [ "$loaded" -gt $((now_us - 600000000)) ] &&
+	[ "$(sed -n 's/^  Size=//p' "$tmp/objects")" = $(($(sed -n 's/^  WeightBytes=//p' "$tmp/objects") +
+		$(sed -n 's/^  KVCacheBytes=//p' "$tmp/objects"))) ] && grep -q '^  Size=[1-9]' "$tmp/objects" &&
+	grep -q '^  LastUsed=[1-9]' "$tmp/objects"; then
 	ok "object-manager-lists-models"
 else
 	bad "object-manager-lists-models" "$(tr '\n' ';' <"$tmp/objects" | head -c 600)"
@@ -360,6 +363,18 @@ fi
 ctl load slow --keep-alive 0 >/dev/null 2>&1
 gone_within slow 5 >/dev/null || bad "on-demand-slow-unloaded" "loaded: $(loaded)"
 rm -f "$tmp/models/slow.gguf"
+# a name with '-' and '.': its object's path escaped by sd_bus_path_encode
+cp "$model" "$tmp/models/tiny-2.1.gguf"
+out=$(ctl load tiny-2.1 --keep-alive 30 2>&1)
+got=$(P get /org/npud/Inference1/model/tiny_2d2_2e1 org.npud.Inference1.Model Name 2>&1)
+if [ "$out" = tiny-2.1 ] && [ "$got" = '"tiny-2.1"' ] && P objects | grep -q '^object /org/npud/Inference1/model/tiny_2d2_2e1 '; then
+	ok "model-path-escaped"
+else
+	bad "model-path-escaped" "$out; $got"
+fi
+ctl load tiny-2.1 --keep-alive 0 >/dev/null 2>&1
+gone_within tiny-2.1 5 >/dev/null || bad "model-path-escaped-unloaded" "loaded: $(loaded)"
+rm -f "$tmp/models/tiny-2.1.gguf"
 # a file of models_dir that is loaded already under another name: that name is the answer
 ln -s "$model" "$tmp/models/alias.gguf"
 expect_error "on-demand-file-loaded-as-another-name" "is loaded as '$name'" ctl generate -m alias "$prompt"
