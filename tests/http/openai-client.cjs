@@ -6,6 +6,7 @@
 //   MODEL       the loaded model's name        EXPECTED  a file with `npuctl generate --temp 0 -n 60` output
 //   PROMPT      that prompt                    PROBE     npud-probe, BUS the bus address (npud's counters)
 //   CHAT_MODEL  a model with a chat template, for the chats
+//   KV_HELD     1: a session holds KV blocks throughout (the aborts return to that use, not to 0)
 //   CHAT_EXPECTED  api-probe's output of npud's Chat (system "You are terse.", user PROMPT,
 //               max_tokens 40, temperature 0) called directly on the bus
 // Prints "ok NAME" or "FAIL NAME: why" per check.
@@ -87,6 +88,8 @@ async function abortCancels(create, hasText) {
                 after = stats();
         } while ((after.active_requests || after.kv_blocks_used !== before.kv_blocks_used) && Date.now() - t0 < 1000);
         const generated = after.generated_tokens - before.generated_tokens;
+        if (env.KV_HELD === '1' && !(before.kv_blocks_used > 0))
+                return `no KV blocks held before (a session of run-tests.sh holds some): ${JSON.stringify(before)}`;
         if (!during || during.active_requests < 1)
                 return `not running when aborted: ${JSON.stringify(during)}`;
         if (after.active_requests || after.kv_blocks_used !== before.kv_blocks_used)

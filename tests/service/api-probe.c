@@ -15,11 +15,12 @@
  *       message" and exits 1.
  *   api-probe ADDRESS chat MODEL ROLE:TEXT... [-- KEY TYPE VALUE...]
  *       the same through Chat.
- *   api-probe ADDRESS session MODEL TEMPLATE TEXT...
+ *   api-probe ADDRESS session MODEL TEMPLATE TEXT... [-- SECONDS]
  *       CreateSession (TEMPLATE: the template option, "" for none), a turn
  *       of 8 tokens per TEXT, each awaited ("finished REASON") and followed
  *       by 0.3 s, printing the session's PropertiesChanged as watch prints
- *       them; then it closes the session.
+ *       them; then (after "held", SECONDS later, with -- SECONDS) it closes
+ *       the session.
  *   api-probe ADDRESS watch SECONDS [PROPERTY...]
  *       reads the Manager's properties once (Get of each PROPERTY, else
  *       GetAll: this makes the connection a watcher of the per-caller ones),
@@ -468,10 +469,15 @@ static int cmd_session(sd_bus *bus, int argc, char **argv)
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         struct turn t = {};
+        double hold = 0;
         int r;
 
+        if (argc >= 5 && !strcmp(argv[argc - 2], "--")) {
+                hold = strtod(argv[argc - 1], NULL);
+                argc -= 2;
+        }
         if (argc < 3)
-                return fail("session MODEL TEMPLATE TEXT...", EINVAL);
+                return fail("session MODEL TEMPLATE TEXT... [-- SECONDS]", EINVAL);
         r = sd_bus_match_signal(bus, &changes, SERVICE, NULL, "org.freedesktop.DBus.Properties", "PropertiesChanged",
                                 on_session_signal, &t);
         if (r >= 0)
@@ -510,6 +516,13 @@ static int cmd_session(sd_bus *bus, int argc, char **argv)
         }
         if (r < 0)
                 return fail("process", r);
+        if (hold > 0) {
+                printf("held\n");
+                fflush(stdout);
+                r = pump_until(bus, NULL, (uint64_t)(hold * 1e6));
+                if (r < 0)
+                        return fail("process", r);
+        }
         r = sd_bus_call_method(bus, SERVICE, t.session, SERVICE ".Session", "Close", &error, NULL, NULL);
         return r < 0 ? print_call_error(&error, r) : EXIT_SUCCESS;
 }
