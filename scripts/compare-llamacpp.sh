@@ -97,7 +97,7 @@ for model in "${models[@]}"; do
 		name="$(basename "$model") '$p'"
 		if ! llama_text "$model" "$p" "$work/want"; then
 			refused=$((refused + 1))
-			echo "llama.cpp cannot load  $name: $(grep -m1 -E 'error|unknown' "$work/want.err")"
+			echo "llama.cpp cannot load  $name: $(grep -m1 -E 'error loading|unknown model|failed' "$work/want.err")"
 			continue
 		fi
 		npu_text "$model" "$p" "$n" "$work/got"
