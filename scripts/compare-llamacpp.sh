@@ -62,6 +62,7 @@ if [ ${#models[@]} -eq 0 ]; then
 	fi
 fi
 
+read -ra extra <<<"${NPU_RUN_ARGS:-}"
 prompts=("Once upon a time" "The quick brown fox" "def fibonacci(n):" "1, 2, 3, 4," "你好，世界")
 runs=0 equal=0 differ=0 refused=0
 # llama_text MODEL PROMPT OUT: llama-simple's continuation (its echo of the prompt and BOS cut off)
@@ -85,7 +86,7 @@ llama_text() {
 }
 # npu_text MODEL PROMPT N OUT: npu-run's continuation (without the newline it ends its output with)
 npu_text() {
-	"$tools/npu-run" -m "$1" -p "$2" -n "$3" --temp 0 --special --no-display-prompt -t 2 ${NPU_RUN_ARGS:-} >"$4" 2>"$work/npu.err"
+	"$tools/npu-run" -m "$1" -p "$2" -n "$3" --temp 0 --special --no-display-prompt -t 2 "${extra[@]}" >"$4" 2>"$work/npu.err"
 	[ "$(tail -c 1 "$4" | od -An -c | tr -d ' ')" = '\n' ] && truncate -s -1 "$4"
 	return 0
 }
@@ -108,7 +109,7 @@ for model in "${models[@]}"; do
 		fi
 		differ=$((differ + 1))
 		lo=0 hi=$n # the largest k whose text is a prefix of llama.cpp's
-		while [ $lo -lt $hi ]; do
+		while [ "$lo" -lt "$hi" ]; do
 			mid=$(((lo + hi + 1) / 2))
 			npu_text "$model" "$p" $mid "$work/k"
 			if cmp -s -n "$(stat -c %s "$work/k")" "$work/k" "$work/want"; then lo=$mid; else hi=$((mid - 1)); fi

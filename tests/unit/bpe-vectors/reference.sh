@@ -10,7 +10,7 @@
 #   - N more random inputs of seed S (gen.js --random) tokenized by both:
 #     test-tokenizer-bpe with NPU_BPE_VECTORS on the reference's fresh ids.
 #   tests/unit/bpe-vectors/reference.sh TEST_TOKENIZER_BPE [SEED [N]]
-# (default seed 1, N 300). NPU_BPE_NODE_CACHE: where the npm packages go
+# (default seed 1, N 300; at least 100). NPU_BPE_NODE_CACHE: where the npm packages go
 # (default tests/unit/bpe-vectors/.cache). Prints "ok NAME" or "FAIL NAME:
 # why" per check and "N passed, N failed"; exits 0 only when all pass.
 set -u
@@ -35,9 +35,11 @@ install_reference() {
 		cmp -s "$here/package-lock.json" "$cache/package-lock.json"; then
 		return 0
 	fi
-	cp "$here/package.json" "$here/package-lock.json" "$cache/" &&
-		(cd "$cache" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >npm.log 2>&1) ||
-		{ tail -5 "$cache/npm.log" 2>/dev/null; return 1; }
+	if ! cp "$here/package.json" "$here/package-lock.json" "$cache/" ||
+		! (cd "$cache" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >npm.log 2>&1); then
+		tail -5 "$cache/npm.log" 2>/dev/null
+		return 1
+	fi
 }
 if install_reference; then
 	ok "npm-ci-reference-tokenizers"
