@@ -91,7 +91,7 @@ npu_text() {
 	return 0
 }
 # the tokens npu-run generated, from its "generation: N tokens, ..., stop: why" line
-npu_tokens() { sed -n "s/^generation: \([0-9]*\) tokens.*stop: \(.*\)/\1 of $n tokens equal (stop: \2)/p" "$work/npu.err"; }
+npu_tokens() { sed -n "s/^generation: \([0-9]*\) tokens.*stop: \(.*\)/all \1 generated tokens equal (at most $n; stop: \2)/p" "$work/npu.err"; }
 for model in "${models[@]}"; do
 	for p in "${prompts[@]}"; do
 		runs=$((runs + 1))
