@@ -10,30 +10,14 @@
 # Prints "ok NAME" or "FAIL NAME: why"; ends with "N passed, N failed".
 set -u
 
-if [ $# -ne 2 ]; then
-	echo "usage: $0 BUILD_DIR SHARED_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd) || exit 2
-shared=$(cd "$2" && pwd) || exit 2
 here=$(cd "$(dirname "$0")" && pwd)
-npud=$build/daemon/npud/npud
-npuctl=$build/client/npuctl
-probe=$build/tests/service/npud-probe
-model=$shared/models/aidreams260K-f32.gguf
-[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
-command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
+# shellcheck source=checks.sh
+. "$here/checks.sh"
+checks_start "$@"
+need_file "$model"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-passed=0
-failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-bad() {
-	echo "FAIL $1: $2"
-	failed=$((failed + 1))
-	[ -n "${tmp:-}" ] && [ -f "$tmp/npud.log" ] && tail -5 "$tmp/npud.log" | sed 's/^/  npud: /'
-}
 ctl() { "$npuctl" --bus "$addr" "$@"; }
 mgr() { "$probe" "$addr" call /org/npud/Inference1 org.npud.Inference1.Manager "$@"; }
 E=org.npud.Inference1.Error
@@ -179,5 +163,5 @@ else
 fi
 
 service_stop
-echo "$passed passed, $failed failed"
+checks_summary
 [ "$failed" -eq 0 ]

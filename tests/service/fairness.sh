@@ -12,39 +12,15 @@
 # "N passed, N failed".
 set -u
 
-if [ $# -ne 2 ]; then
-	echo "usage: $0 BUILD_DIR SHARED_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd) || exit 2
-shared=$(cd "$2" && pwd) || exit 2
 here=$(cd "$(dirname "$0")" && pwd)
-npud=$build/daemon/npud/npud
-npuctl=$build/client/npuctl
-probe=$build/tests/service/npud-probe
-model=$shared/models/aidreams260K-f32.gguf
-[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
-command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
-if [ "$(id -u)" -ne 0 ]; then
-	echo "SKIP: not root (the checks need a second uid)"
-	exit 77
-fi
-if ! command -v setpriv >/dev/null; then
-	echo "FAIL setup: running as root without setpriv (util-linux): the checks as another uid cannot run"
-	echo "0 passed, 1 failed"
-	exit 1
-fi
+# shellcheck source=checks.sh
+. "$here/checks.sh"
+checks_start "$@"
+need_file "$model"
+need_second_uid
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-passed=0
-failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-bad() {
-	echo "FAIL $1: $2"
-	failed=$((failed + 1))
-	[ -n "${tmp:-}" ] && tail -5 "$tmp/npud.log" | sed 's/^/  npud: /'
-}
 E=org.npud.Inference1.Error
 stat_of() { "$probe" "$addr" stats | sed -n "s/^$1=//p"; }
 # npud stops cleanly on SIGTERM and its log has no sanitizer report (ASan/UBSan builds)
@@ -137,5 +113,5 @@ else
 fi
 
 stop_checked "uid limit"
-echo "$passed passed, $failed failed"
+checks_summary
 [ "$failed" -eq 0 ]
