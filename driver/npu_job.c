@@ -183,6 +183,12 @@ static enum drm_gpu_sched_stat npu_job_timedout(struct drm_sched_job *sched_job)
 {
 	bool cookie;
 
+	/*
+	 * No job starts meanwhile. Stopped before the signalling section:
+	 * waiting in it for run_job, a signalling section itself, reads to
+	 * lockdep as a circular dependency on dma_fence_map.
+	 */
+	drm_sched_wqueue_stop(&to_npu_job(sched_job)->ndev->sched);
 	cookie = dma_fence_begin_signalling();
 	npu_job_reset(sched_job);
 	dma_fence_end_signalling(cookie);
@@ -197,13 +203,12 @@ static void npu_job_reset(struct drm_sched_job *sched_job)
 	int ret;
 
 	/*
-	 * No job starts meanwhile; the engine ends this one with its single
-	 * final state (TIMEOUT, or COMPLETED if it finished just before) and
-	 * signals its fence before drm_sched_stop() looks at it. So the
-	 * scheduler finds no job in flight and cancels none: the fence error
-	 * is the engine's, the same state WAIT and the header show.
+	 * The scheduler's queues are stopped; the engine ends this job with
+	 * its single final state (TIMEOUT, or COMPLETED if it finished just
+	 * before) and signals its fence before drm_sched_stop() looks at it.
+	 * So the scheduler finds no job in flight and cancels none: the fence
+	 * error is the engine's, the same state WAIT and the header show.
 	 */
-	drm_sched_wqueue_stop(sched);
 	ret = ndev->engine_ops->reset(ndev, job);
 	if (ret < 0) {
 		/*
