@@ -118,8 +118,13 @@ else
 	bad "reload-missing-model-refused" "$out"
 fi
 cp "$tmp/npud.conf.orig" "$tmp/npud.conf"
-if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
-	out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$probe" "$addr" call /org/npud/Inference1 \
+if [ "$(id -u)" -ne 0 ]; then
+	echo "# skip reload-needs-authorization: not root (it calls as another uid)"
+elif ! command -v setpriv >/dev/null; then
+	bad "reload-needs-authorization" "running as root without setpriv (util-linux): the check as another uid cannot run"
+else
+	install -m 0755 "$probe" "$tmp/npud-probe" # the build tree may be closed to nobody
+	out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$tmp/npud-probe" "$addr" call /org/npud/Inference1 \
 		org.npud.Inference1.Manager Reload 2>&1)
 	if echo "$out" | grep -q "AccessDenied"; then ok "reload-needs-authorization"; else bad "reload-needs-authorization" "$out"; fi
 fi
@@ -162,6 +167,8 @@ exec 3>&-
 wait $npud_pid
 rc=$?
 npud_pid=""
+# the listener may print npud's last notification after npud has gone
+for i in $(seq 100); do grep -q "^notify STATUS=cannot start" "$tmp/notify.out" && break; sleep 0.02; done
 kill $listener 2>/dev/null
 wait $listener 2>/dev/null
 if [ $alive = yes ] && [ $rc -eq 1 ] && grep -q "^notify EXTEND_TIMEOUT_USEC=" "$tmp/notify.out" &&
