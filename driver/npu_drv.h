@@ -54,9 +54,12 @@ struct npu_job;
  * @fini: stop it; no job is queued or running by then.
  * @run: queue @job; the engine signals @job->hw_fence when the job ends,
  *	after recording its final state with npu_job_end().
- * @reset: abort @job if the engine holds it (queued or running) and end it
- *	with -ETIMEDOUT. Returns once @job->hw_fence has signaled: true when
- *	the reset ended the job, false when it had ended on its own.
+ * @reset: abort @job if the engine has run it for (9/10 of) the job
+ *	timeout and end it with -ETIMEDOUT. Returns once @job->hw_fence has
+ *	signaled: 1 when the reset ended the job, 0 when it had ended on its
+ *	own; or at once -EBUSY when the job has not run that long (it waited
+ *	for an engine that was frozen for a system suspend, or not
+ *	scheduled), and is left as it was.
  * @suspend: power the idle engine down (runtime PM; no job is queued or
  *	running).
  * @resume: power it up again.
@@ -65,7 +68,7 @@ struct npu_engine_ops {
 	int (*init)(struct npu_device *ndev);
 	void (*fini)(struct npu_device *ndev);
 	void (*run)(struct npu_device *ndev, struct npu_job *job);
-	bool (*reset)(struct npu_device *ndev, struct npu_job *job);
+	int (*reset)(struct npu_device *ndev, struct npu_job *job);
 	int (*suspend)(struct npu_device *ndev);
 	int (*resume)(struct npu_device *ndev);
 };
@@ -73,10 +76,11 @@ struct npu_engine_ops {
 /**
  * struct npu_engine - the software execution engine
  * @thread: the kthread that runs jobs one at a time
- * @lock: protects @queue, @current_job and @abort
+ * @lock: protects @queue, @current_job, @abort and @suspended
  * @queue: jobs handed over by run() and not started yet
  * @current_job: the job being executed, or NULL
  * @abort: set by reset() to stop @current_job
+ * @suspended: runtime suspended: @thread takes no job until resume
  * @avx2: use the AVX2 GEMMs; set at init
  * @wake: wakes @thread (new job, abort, stop)
  * @done: wakes reset() when a job's fence has signaled
@@ -84,11 +88,12 @@ struct npu_engine_ops {
  */
 struct npu_engine {
 	struct task_struct *thread;
-	/* Protects queue, current_job and abort. */
+	/* Protects queue, current_job, abort and suspended. */
 	spinlock_t lock;
 	struct list_head queue;
 	struct npu_job *current_job;
 	bool abort;
+	bool suspended;
 	bool avx2;
 	wait_queue_head_t wake;
 	wait_queue_head_t done;
@@ -290,6 +295,8 @@ struct npu_job {
 	atomic_t state;
 	/* Entry in the engine queue, under npu_engine.lock. */
 	struct list_head engine_node;
+	/* When the engine took it, under npu_engine.lock. */
+	ktime_t started;
 	/* Entry in npu_ctx.jobs, under npu_ctx.job_lock. */
 	struct list_head ctx_node;
 };

@@ -313,6 +313,19 @@ static int npu_exec_snapshot(struct npu_job *job, struct npu_exec *x,
 	}
 }
 
+/*
+ * The debugfs engine_delay_us, in CLOCK_MONOTONIC time like the busy time
+ * it adds to (a VM's jiffies can run ahead of it, so msleep() may not).
+ */
+static void npu_engine_delay(u32 us)
+{
+	ktime_t end = ktime_add_us(ktime_get(), us);
+	s64 left;
+
+	while ((left = ktime_us_delta(end, ktime_get())) > 0)
+		usleep_range(left, left + 100);
+}
+
 static int npu_exec_op(struct npu_device *ndev, struct npu_job *job, u32 i)
 {
 	struct npu_bo **bos = &job->bos[i * NPU_OP_MAX_BUFS];
@@ -336,7 +349,7 @@ static int npu_exec_op(struct npu_device *ndev, struct npu_job *job, u32 i)
 		return ret;
 
 	if (ndev->engine_delay_us)
-		fsleep(ndev->engine_delay_us);
+		npu_engine_delay(ndev->engine_delay_us);
 
 	npu_engine_fpu_begin(&ndev->engine);
 	switch (op->opcode) {
@@ -425,6 +438,12 @@ static void npu_engine_complete(struct npu_device *ndev, struct npu_job *job,
 	wake_up_all(&eng->done);
 }
 
+/* A job to take: the engine runs jobs unless runtime PM suspended it. */
+static bool npu_engine_has_work(struct npu_engine *eng)
+{
+	return !READ_ONCE(eng->suspended) && !list_empty_careful(&eng->queue);
+}
+
 static int npu_engine_thread(void *data)
 {
 	struct npu_device *ndev = data;
@@ -435,23 +454,25 @@ static int npu_engine_thread(void *data)
 	s64 busy;
 	int ret;
 
-	/* System suspend freezes the engine between jobs. */
+	/*
+	 * System suspend freezes the engine while it waits for a job, the
+	 * only place it sleeps; runtime suspend keeps it waiting there too
+	 * (a parked thread could not be frozen).
+	 */
 	set_freezable();
 	while (!kthread_should_stop()) {
 		wait_event_freezable(eng->wake, kthread_should_stop() ||
-				     kthread_should_park() ||
-				     !list_empty_careful(&eng->queue));
-		/* Runtime suspend parks the idle engine. */
-		if (kthread_should_park()) {
-			kthread_parkme();
-			continue;
-		}
+				     npu_engine_has_work(eng));
+		job = NULL;
 		spin_lock(&eng->lock);
-		job = list_first_entry_or_null(&eng->queue, struct npu_job,
-					       engine_node);
-		if (job) {
-			list_del_init(&job->engine_node);
-			eng->current_job = job;
+		if (!eng->suspended) {
+			job = list_first_entry_or_null(&eng->queue, struct npu_job,
+						       engine_node);
+			if (job) {
+				list_del_init(&job->engine_node);
+				eng->current_job = job;
+				job->started = ktime_get();
+			}
 		}
 		spin_unlock(&eng->lock);
 		if (!job)
@@ -512,27 +533,32 @@ static void npu_sw_engine_run(struct npu_device *ndev, struct npu_job *job)
 	wake_up_all(&eng->wake);
 }
 
-static bool npu_sw_engine_reset(struct npu_device *ndev, struct npu_job *job)
+static int npu_sw_engine_reset(struct npu_device *ndev, struct npu_job *job)
 {
 	struct npu_engine *eng = &ndev->engine;
-	bool queued = false;
+	bool abort = false;
+	int ret = 0;
 
+	/*
+	 * A job hangs when it has run for the job timeout. drm_sched counts
+	 * the timeout from when it handed the job over, and the engine thread
+	 * takes it at once unless it was frozen for a system suspend or not
+	 * scheduled: then it took the job later (it has run for less than
+	 * 9/10 of the timeout) or not yet (a job reaches the engine once the
+	 * one before it has ended, so it waits for nothing else).
+	 */
 	spin_lock(&eng->lock);
-	if (eng->current_job == job) {
+	if (eng->current_job == job &&
+	    ktime_ms_delta(ktime_get(), job->started) * 10 >=
+	    (s64)npu_job_timeout_ms * 9)
+		abort = true;
+	else if (eng->current_job == job || !list_empty(&job->engine_node))
+		ret = -EBUSY;
+	if (abort)
 		eng->abort = true;
-	} else if (!list_empty(&job->engine_node)) {
-		list_del_init(&job->engine_node);
-		queued = true;
-	} else {
-		spin_unlock(&eng->lock);
-		return false;
-	}
 	spin_unlock(&eng->lock);
-
-	if (queued) {
-		npu_engine_complete(ndev, job, -ETIMEDOUT);
-		return true;
-	}
+	if (!abort)
+		return ret;
 
 	/* The job is not freed before the timeout handler returns. */
 	wake_up_all(&eng->wake);
@@ -541,15 +567,31 @@ static bool npu_sw_engine_reset(struct npu_device *ndev, struct npu_job *job)
 	return atomic_read(&job->state) == NPU_ERT_STATE_TIMEOUT;
 }
 
-/* Runtime PM: no job holds a reference, so the engine is idle. */
+/*
+ * Runtime PM: no job holds a reference, so the engine is idle; it takes no
+ * job until resumed.
+ */
 static int npu_sw_engine_suspend(struct npu_device *ndev)
 {
-	return kthread_park(ndev->engine.thread);
+	struct npu_engine *eng = &ndev->engine;
+	bool busy;
+
+	spin_lock(&eng->lock);
+	busy = eng->current_job || !list_empty(&eng->queue);
+	if (!busy)
+		eng->suspended = true;
+	spin_unlock(&eng->lock);
+	return busy ? -EBUSY : 0;
 }
 
 static int npu_sw_engine_resume(struct npu_device *ndev)
 {
-	kthread_unpark(ndev->engine.thread);
+	struct npu_engine *eng = &ndev->engine;
+
+	spin_lock(&eng->lock);
+	eng->suspended = false;
+	spin_unlock(&eng->lock);
+	wake_up_all(&eng->wake);
 	return 0;
 }
 

@@ -183,6 +183,12 @@ static enum drm_gpu_sched_stat npu_job_timedout(struct drm_sched_job *sched_job)
 {
 	bool cookie;
 
+	/*
+	 * No job starts meanwhile. Stopped before the signalling section:
+	 * waiting in it for run_job, a signalling section itself, reads to
+	 * lockdep as a circular dependency on dma_fence_map.
+	 */
+	drm_sched_wqueue_stop(&to_npu_job(sched_job)->ndev->sched);
 	cookie = dma_fence_begin_signalling();
 	npu_job_reset(sched_job);
 	dma_fence_end_signalling(cookie);
@@ -193,19 +199,31 @@ static void npu_job_reset(struct drm_sched_job *sched_job)
 {
 	struct npu_job *job = to_npu_job(sched_job);
 	struct npu_device *ndev = job->ndev;
-	bool aborted;
+	struct drm_gpu_scheduler *sched = &ndev->sched;
+	int ret;
 
 	/*
-	 * No job starts meanwhile; the engine ends this one with its single
-	 * final state (TIMEOUT, or COMPLETED if it finished just before) and
-	 * signals its fence before drm_sched_stop() looks at it. So the
-	 * scheduler finds no job in flight and cancels none: the fence error
-	 * is the engine's, the same state WAIT and the header show.
+	 * The scheduler's queues are stopped; the engine ends this job with
+	 * its single final state (TIMEOUT, or COMPLETED if it finished just
+	 * before) and signals its fence before drm_sched_stop() looks at it.
+	 * So the scheduler finds no job in flight and cancels none: the fence
+	 * error is the engine's, the same state WAIT and the header show.
 	 */
-	drm_sched_wqueue_stop(&ndev->sched);
-	trace_npu_job_timeout(job);
-	aborted = ndev->engine_ops->reset(ndev, job);
-	if (aborted) {
+	ret = ndev->engine_ops->reset(ndev, job);
+	if (ret < 0) {
+		/*
+		 * It has not run for the timeout yet: back at the head of the
+		 * pending list, where drm_sched took it from, and drm_sched
+		 * arms a new timeout (drm_sched_stop() would cancel the job).
+		 */
+		spin_lock(&sched->job_list_lock);
+		list_add(&sched_job->list, &sched->pending_list);
+		spin_unlock(&sched->job_list_lock);
+		drm_sched_wqueue_start(sched);
+		return;
+	}
+	if (ret) {
+		trace_npu_job_timeout(job);
 		drm_info(&ndev->drm, "context %u job %llu timed out, engine reset\n",
 			 job->ctx->id, job->seqno);
 		atomic64_inc(&ndev->cnt.resets);
@@ -217,8 +235,8 @@ static void npu_job_reset(struct drm_sched_job *sched_job)
 	}
 
 	/* Puts the job back to be freed; restarts the queues. */
-	drm_sched_stop(&ndev->sched, sched_job);
-	drm_sched_start(&ndev->sched);
+	drm_sched_stop(sched, sched_job);
+	drm_sched_start(sched);
 }
 
 /**

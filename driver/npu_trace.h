@@ -54,7 +54,7 @@ DEFINE_EVENT(npu_job, npu_job_done,
 	     TP_ARGS(job)
 );
 
-/* It hit the job timeout; the engine is being reset. */
+/* It hit the job timeout while running; the engine reset ended it. */
 DEFINE_EVENT(npu_job, npu_job_timeout,
 	     TP_PROTO(const struct npu_job *job),
 	     TP_ARGS(job)

@@ -1678,6 +1678,9 @@ static const struct test tests[] = {
 	{ "trace", test_trace },
 	{ "devcoredump", test_devcoredump },
 	{ "runtime_pm", test_runtime_pm },
+	{ "system_suspend", test_system_suspend },
+	{ "fault_injection", test_fault_injection },
+	{ "uapi_1_0", test_uapi_1_0 },
 	{ "hang", test_hang },
 	{ "fuzz", test_fuzz },
 };

@@ -88,5 +88,8 @@ void test_fdinfo(void);
 void test_trace(void);
 void test_devcoredump(void);
 void test_runtime_pm(void);
+void test_system_suspend(void);
+void test_fault_injection(void);
+void test_uapi_1_0(void);
 
 #endif /* NPU_TEST_H */
