@@ -511,6 +511,7 @@ static int cmd_session(sd_bus *bus, int argc, char **argv)
                         return fail("waiting for Finished", r);
                 /* its changes are told apart from the next turn's */
                 r = pump_until(bus, NULL, 300000);
+                t.request = NULL; /* it points into the turn's reply, freed now */
                 if (r < 0)
                         return fail("process", r);
         }
