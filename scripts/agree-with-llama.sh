@@ -4,8 +4,10 @@
 #   scripts/agree-with-llama.sh LLAMA_BIN_DIR [TYPE...]
 # LLAMA_BIN_DIR holds a llama.cpp build's llama-quantize, llama-perplexity and
 # llama-simple (a measuring tool, never a dependency of npud). TYPE is any of
-# llama-quantize's names; by default F32 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K
-# Q4_K Q5_K Q6_K Q4_K_M.
+# llama-quantize's names, with ":pure" for its --pure (every matrix in that
+# type: llama-quantize's Q2_K to Q5_K are otherwise mixes, Q4_K being
+# Q4_K_M); by default F32 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K:pure Q3_K:pure
+# Q4_K:pure Q5_K:pure Q6_K:pure Q4_K_M.
 #
 # For each type, llama-quantize writes the file from the widened small model
 # (../shared/models/aidreams-wide-f32.gguf: every matrix divisible by 256, so
@@ -42,7 +44,7 @@ ubatch=${LLAMA_UBATCH:-16}
 threads=${THREADS:-1}
 n_greedy=${N_GREEDY:-32}
 types=("$@")
-[ ${#types[@]} -eq 0 ] && types=(F32 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K Q4_K_M)
+[ ${#types[@]} -eq 0 ] && types=(F32 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K:pure Q3_K:pure Q4_K:pure Q5_K:pure Q6_K:pure Q4_K_M)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 flags=${NPU_RUN_FLAGS---attention-f16-operands}
@@ -55,8 +57,10 @@ echo "| type | llama-perplexity PPL | npud PPL | npud / llama.cpp | top-1 agreem
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 greedy_differ=0 fail=0 verdicts=()
 for t in "${types[@]}"; do
+	pure=()
+	[ "${t%:pure}" != "$t" ] && pure=(--pure)
 	f=$tmp/$t.gguf
-	if ! "$llama/llama-quantize" "$model" "$f" "$t" >"$tmp/quantize.log" 2>&1; then
+	if ! "$llama/llama-quantize" "${pure[@]}" "$model" "$f" "${t%:pure}" >"$tmp/quantize.log" 2>&1; then
 		echo "| $t | llama-quantize failed: $(tail -1 "$tmp/quantize.log") | | | | | |"
 		fail=1
 		continue
