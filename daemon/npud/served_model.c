@@ -3,6 +3,7 @@
 #include <libgen.h>
 #include <sys/stat.h>
 
+#include "bus_changes.h"
 #include "bus_errors.h"
 #include "list.h"
 #include "server.h"
@@ -274,6 +275,9 @@ static void load_done(struct worker_job *base, bool cancelled)
         else
                 r = load_finish(job, &m);
         model_loading_free(TAKE_PTR(job->loading)); /* the model is served now, or failed */
+        /* its object's final state (all bytes read) is on the bus before any reply saying it loaded */
+        if (r >= 0)
+                bus_changes_publish(job->srv);
         job->then(job->srv, r < 0 ? NULL : m, r, &job->err, job->userdata);
         runtime_free(job->rt);
         free(job->path);

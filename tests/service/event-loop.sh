@@ -72,7 +72,9 @@ stat_of() { "$probe" "$addr" stats | sed -n "s/^$1=//p"; }
 "$probe" "$addr" noread 900 3 "$prompt" >"$tmp/noread" 2>&1 &
 noread=$!
 for i in $(seq 100); do grep -q sleeping "$tmp/noread" && break; sleep 0.02; done
-sleep 1
+# up to the limit at the machine's pace (a loaded host under ASan takes seconds), then held
+for i in $(seq 300); do [ "$(stat_of generated_tokens)" -ge 256 ] && break; sleep 0.1; done
+sleep 0.5
 g1=$(stat_of generated_tokens)
 a1=$(stat_of active_requests)
 sleep 0.5
