@@ -21,6 +21,7 @@ struct load {
         bool drawn;
         uint64_t done, total;
         bool replied;
+        bool finished;         /* npud answered: the model is loaded */
         int error;
         char **loaded;         /* the name in the reply goes here */
 };
@@ -38,8 +39,17 @@ static void draw(struct load *l)
         char done[32], total[32], bar[41];
         unsigned width = sizeof(bar) - 1, fill;
 
-        if (!l->bar || !l->total)
+        if (!l->bar || (!l->total && !l->finished))
                 return;
+        if (!l->total) {
+                /* loaded and gone (keep_alive 0) before its size could be read: the whole bar, no sizes */
+                memset(bar, '#', width);
+                bar[width] = 0;
+                fprintf(stderr, "\rloading %s [%s] done 100%%\033[K", l->name, bar);
+                fflush(stderr);
+                l->drawn = true;
+                return;
+        }
         fill = (unsigned)(width * (double)MIN(l->done, l->total) / l->total);
         memset(bar, '#', fill);
         memset(bar + fill, '-', width - fill);
@@ -285,6 +295,7 @@ int verb_load(const struct npuctl *c, int argc, char **argv)
                         (void)sd_bus_get_property_trivial(bus, NPUD_SERVICE, l.object, MODEL_IFACE, "BytesTotal",
                                                           NULL, 't', &l.total);
                 l.done = l.total;
+                l.finished = true;
                 draw(&l);
         }
         if (l.drawn) {

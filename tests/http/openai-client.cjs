@@ -5,7 +5,10 @@
 //   HTTP_URL    http://127.0.0.1:PORT/v1      HTTP_KEY  the bearer key
 //   MODEL       the loaded model's name        EXPECTED  a file with `npuctl generate --temp 0 -n 60` output
 //   PROMPT      that prompt                    PROBE     npud-probe, BUS the bus address (npud's counters)
-//   CHAT        1 when npud has the Chat method
+//   CHAT_MODEL  a model with a chat template, for the chats
+//   KV_HELD     1: a session holds KV blocks throughout (the aborts return to that use, not to 0)
+//   CHAT_EXPECTED  api-probe's output of npud's Chat (system "You are terse.", user PROMPT,
+//               max_tokens 40, temperature 0) called directly on the bus
 // Prints "ok NAME" or "FAIL NAME: why" per check.
 'use strict';
 const fs = require('fs');
@@ -56,6 +59,56 @@ function stats() {
         return s;
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Streams what create(signal) returns until the first chunk with text (hasText), then aborts:
+// npud stops within a second and its KV cache goes back to what it was before.
+async function abortCancels(create, hasText) {
+        for (let i = 0; i < 100 && stats().active_requests; i++)
+                await sleep(20);
+        const before = stats();
+        const ac = new AbortController();
+        const stream = await create(ac.signal);
+        let during = null;
+        try {
+                for await (const c of stream) {
+                        if (hasText(c) && !during) {
+                                during = stats();
+                                ac.abort();
+                                break;
+                        }
+                }
+        } catch (e) {
+                if (!(e instanceof OpenAI.APIUserAbortError) && e.name !== 'AbortError')
+                        throw e;
+        }
+        const t0 = Date.now();
+        let after;
+        do {
+                await sleep(20);
+                after = stats();
+        } while ((after.active_requests || after.kv_blocks_used !== before.kv_blocks_used) && Date.now() - t0 < 1000);
+        const generated = after.generated_tokens - before.generated_tokens;
+        if (env.KV_HELD === '1' && !(before.kv_blocks_used > 0))
+                return `no KV blocks held before (a session of run-tests.sh holds some): ${JSON.stringify(before)}`;
+        if (!during || during.active_requests < 1)
+                return `not running when aborted: ${JSON.stringify(during)}`;
+        if (after.active_requests || after.kv_blocks_used !== before.kv_blocks_used)
+                return `after 1 s: active ${after.active_requests}, kv ${after.kv_blocks_used} (before ${before.kv_blocks_used}, during ${during.kv_blocks_used})`;
+        if (generated >= 1000)
+                return `all ${generated} tokens were generated: not cancelled`;
+        console.log(`# aborted after ${generated} of 1000 tokens; KV blocks ${before.kv_blocks_used} -> ${during.kv_blocks_used} -> ${after.kv_blocks_used} in ${Date.now() - t0} ms`);
+}
+
+// api-probe's "stat KEY=VALUE" lines (values JSON).
+function probeStats(file) {
+        const s = {};
+        for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+                const m = /^stat ([a-z_]+)=(.*)$/.exec(line);
+                if (m)
+                        s[m[1]] = JSON.parse(m[2]);
+        }
+        return s;
+}
 
 async function main() {
         const expected = fs.readFileSync(env.EXPECTED, 'utf8').replace(/\n$/, '');
@@ -237,88 +290,66 @@ async function main() {
 
         // a client that leaves in the middle of a stream: npud stops within a second and the KV cache
         // goes back to what it was
-        await check('openai-abort-cancels', async () => {
-                for (let i = 0; i < 100 && stats().active_requests; i++)
-                        await sleep(20);
-                const before = stats();
-                const ac = new AbortController();
-                const stream = await client.completions.create(
-                        { model, prompt, max_tokens: 1000, temperature: 0, ignore_eos: true, stream: true },
-                        { signal: ac.signal });
-                let during = null;
-                try {
-                        for await (const c of stream) {
-                                if (c.choices[0].text && !during) {
-                                        during = stats();
-                                        ac.abort();
-                                        break;
-                                }
-                        }
-                } catch (e) {
-                        if (!(e instanceof OpenAI.APIUserAbortError) && e.name !== 'AbortError')
-                                throw e;
-                }
-                const t0 = Date.now();
-                let after;
-                do {
-                        await sleep(20);
-                        after = stats();
-                } while ((after.active_requests || after.kv_blocks_used !== before.kv_blocks_used) && Date.now() - t0 < 1000);
-                const generated = after.generated_tokens - before.generated_tokens;
-                if (!during || during.active_requests < 1)
-                        return `not running when aborted: ${JSON.stringify(during)}`;
-                if (after.active_requests || after.kv_blocks_used !== before.kv_blocks_used)
-                        return `after 1 s: active ${after.active_requests}, kv ${after.kv_blocks_used} (before ${before.kv_blocks_used}, during ${during.kv_blocks_used})`;
-                if (generated >= 1000)
-                        return `all ${generated} tokens were generated: not cancelled`;
-                console.log(`# aborted after ${generated} of 1000 tokens; KV blocks ${before.kv_blocks_used} -> ${during.kv_blocks_used} -> ${after.kv_blocks_used} in ${Date.now() - t0} ms`);
-        });
+        await check('openai-abort-cancels', () => abortCancels((signal) => client.completions.create(
+                { model, prompt, max_tokens: 1000, temperature: 0, ignore_eos: true, stream: true }, { signal }),
+                (c) => c.choices[0] && c.choices[0].text));
 
-        if (env.CHAT === '1') {
-                const messages = [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: prompt }];
-                let chat;
-                await check('openai-chat', async () => {
-                        chat = await client.chat.completions.create({ model, messages, max_tokens: 40, temperature: 0 });
-                        const m = chat.choices[0].message;
-                        if (chat.object !== 'chat.completion' || m.role !== 'assistant' || typeof m.content !== 'string')
-                                return JSON.stringify(chat);
+        const chatModel = env.CHAT_MODEL;
+        const messages = [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: prompt }];
+        let chat;
+        await check('openai-chat', async () => {
+                chat = await client.chat.completions.create({ model: chatModel, messages, max_tokens: 40, temperature: 0 });
+                const m = chat.choices[0].message;
+                if (chat.object !== 'chat.completion' || m.role !== 'assistant' || typeof m.content !== 'string')
+                        return JSON.stringify(chat);
+        });
+        await check('openai-chat-stream-equals-whole', async () => {
+                const stream = await client.chat.completions.create({
+                        model: chatModel, messages, max_tokens: 40, temperature: 0, stream: true,
+                        stream_options: { include_usage: true },
                 });
-                await check('openai-chat-stream-equals-whole', async () => {
-                        const stream = await client.chat.completions.create({
-                                model, messages, max_tokens: 40, temperature: 0, stream: true,
-                                stream_options: { include_usage: true },
-                        });
-                        let text = '', usage = null, role = null;
-                        for await (const c of stream) {
-                                if (c.usage)
-                                        usage = c.usage;
-                                for (const ch of c.choices) {
-                                        if (ch.delta.role)
-                                                role = ch.delta.role;
-                                        text += ch.delta.content || '';
-                                }
+                let text = '', usage = null, role = null;
+                for await (const c of stream) {
+                        if (c.usage)
+                                usage = c.usage;
+                        for (const ch of c.choices) {
+                                if (ch.delta.role)
+                                        role = ch.delta.role;
+                                text += ch.delta.content || '';
                         }
-                        if (text !== chat.choices[0].message.content || role !== 'assistant')
-                                return `stream ${JSON.stringify(text)} (${role}) whole ${JSON.stringify(chat.choices[0].message.content)}`;
-                        if (!usage || usage.completion_tokens !== chat.usage.completion_tokens)
-                                return `usage ${JSON.stringify(usage)}`;
-                });
-                await check('openai-chat-logprobs', async () => {
-                        const r = await client.chat.completions.create({ model, messages, max_tokens: 20, temperature: 0,
-                                                                         logprobs: true, top_logprobs: 2 });
-                        const content = r.choices[0].logprobs && r.choices[0].logprobs.content;
-                        if (!Array.isArray(content) || content.length !== r.usage.completion_tokens)
-                                return JSON.stringify(r.choices[0].logprobs);
-                        if (content.map((t) => t.token).join('') !== r.choices[0].message.content)
-                                return `tokens ${JSON.stringify(content.map((t) => t.token))}`;
-                        for (const t of content)
-                                if (typeof t.logprob !== 'number' || !Array.isArray(t.bytes) || t.top_logprobs.length !== 2 ||
-                                    t.top_logprobs[0].token !== t.token)
-                                        return JSON.stringify(t);
-                });
-        } else {
-                console.log('# skip openai-chat: npud has no Chat method yet');
-        }
+                }
+                if (text !== chat.choices[0].message.content || role !== 'assistant')
+                        return `stream ${JSON.stringify(text)} (${role}) whole ${JSON.stringify(chat.choices[0].message.content)}`;
+                if (!usage || usage.completion_tokens !== chat.usage.completion_tokens)
+                        return `usage ${JSON.stringify(usage)}`;
+        });
+        await check('openai-chat-logprobs', async () => {
+                const r = await client.chat.completions.create({ model: chatModel, messages, max_tokens: 20, temperature: 0,
+                                                                 logprobs: true, top_logprobs: 2 });
+                const content = r.choices[0].logprobs && r.choices[0].logprobs.content;
+                if (!Array.isArray(content) || content.length !== r.usage.completion_tokens)
+                        return JSON.stringify(r.choices[0].logprobs);
+                if (content.map((t) => t.token).join('') !== r.choices[0].message.content)
+                        return `tokens ${JSON.stringify(content.map((t) => t.token))}`;
+                for (const t of content)
+                        if (typeof t.logprob !== 'number' || !Array.isArray(t.bytes) || t.top_logprobs.length !== 2 ||
+                            t.top_logprobs[0].token !== t.token)
+                                return JSON.stringify(t);
+        });
+        // the chat goes through the model's chat template: what npud's Chat gives for the same messages
+        await check('openai-chat-equals-dbus-chat', async () => {
+                const want = probeStats(env.CHAT_EXPECTED);
+                if (typeof want.text !== 'string' || !(want.prompt_tokens > 0))
+                        return `no Chat result in ${env.CHAT_EXPECTED}`;
+                if (!chat || chat.choices[0].message.content !== want.text)
+                        return `gateway ${JSON.stringify(chat && chat.choices[0].message.content)} Chat ${JSON.stringify(want.text)}`;
+                if (chat.usage.prompt_tokens !== want.prompt_tokens || chat.usage.completion_tokens !== want.generated_tokens)
+                        return `usage ${JSON.stringify(chat.usage)}; Chat: ${want.prompt_tokens} prompt, ${want.generated_tokens} generated`;
+                console.log(`# chat (${want.prompt_tokens} prompt tokens): ${JSON.stringify(want.text.slice(0, 60))}`);
+        });
+        await check('openai-chat-abort-cancels', () => abortCancels((signal) => client.chat.completions.create(
+                { model: chatModel, messages, max_tokens: 1000, temperature: 0, ignore_eos: true, stream: true }, { signal }),
+                (c) => c.choices[0] && c.choices[0].delta.content));
         await check('openai-chat-bad-messages', async () => {
                 const e = await failure(() => client.chat.completions.create({ model, messages: [{ role: 'wizard', content: 'x' }] }));
                 if (!(e instanceof OpenAI.BadRequestError) || e.param !== 'messages')

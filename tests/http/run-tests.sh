@@ -22,12 +22,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 npud=$build/daemon/npud/npud
 npuctl=$build/client/npuctl
 probe=$build/tests/service/npud-probe
+api_probe=$build/tests/service/api-probe
+mkmodel=$build/daemon/tools/npu-mkmodel
 gateway=$build/client/http/npud-http
 model=$shared/models/aidreams260K-f32.gguf
 model_name=aidreams260K-f32
 prompt="Once upon a time"
 
-for f in "$npud" "$npuctl" "$probe" "$gateway"; do
+for f in "$npud" "$npuctl" "$probe" "$api_probe" "$mkmodel" "$gateway"; do
 	[ -x "$f" ] || { echo "FAIL setup: $f is not built"; exit 1; }
 done
 [ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
@@ -242,12 +244,25 @@ out=$(U $url/api/generate -d '{"model":"no-such-model"}')
 if [ "$(echo "$out" | json 'typeof o.error')" = string ]; then ok "ollama-load-unknown-model"; else bad "ollama-load-unknown-model" "$out"; fi
 
 # ---- the openai npm client (TCP, bearer key)
-has_chat=0
-busctl --address="$addr" introspect --xml-interface org.npud.Inference1 /org/npud/Inference1 2>/dev/null |
-	grep -q 'method name="Chat"' && has_chat=1
+stat_of() { "$probe" "$addr" stats | sed -n "s/^$1=//p"; }
+# the chats go to a model with a chat template (ChatML: Qwen2's vocabulary; the small model has
+# none, so roles would not matter), and what npud's Chat gives, called directly, for the messages
+# the client's chat sends
+chat_model=qwen2chat
+if "$mkmodel" --arch qwen2 --shape small --type f32 --vocab "$shared/tokenizer/ggml-vocab-qwen2.gguf" \
+	-o "$tmp/$chat_model.gguf" >"$tmp/mkmodel.log" 2>&1 && "$npuctl" --bus "$addr" load -q "$tmp/$chat_model.gguf" >/dev/null 2>&1; then
+	"$api_probe" "$addr" chat "$chat_model" "system:You are terse." "user:$prompt" -- max_tokens u 40 temperature d 0 \
+		>"$tmp/chat-expected" 2>&1 || bad "dbus-chat" "$(head -3 "$tmp/chat-expected")"
+else
+	bad "chat-model" "$(tail -3 "$tmp/mkmodel.log")"
+fi
+# a session that holds KV blocks throughout: an aborted request's KV goes back to this earlier use
+"$api_probe" "$addr" session "$model_name" "" "$prompt" -- 300 >"$tmp/held.out" 2>&1 &
+held=$!
+for i in $(seq 100); do grep -q '^held' "$tmp/held.out" && break; sleep 0.1; done
 if [ -f "$node_deps/node_modules/openai/package.json" ]; then
-	NODE_DEPS=$node_deps HTTP_URL=http://127.0.0.1:$port/v1 HTTP_KEY=$key MODEL=$model_name EXPECTED=$tmp/expected \
-		PROMPT=$prompt PROBE=$probe BUS=$addr CHAT=$has_chat timeout 300 node "$here/openai-client.cjs" >"$tmp/node.out" 2>&1
+	KV_HELD=1 NODE_DEPS=$node_deps HTTP_URL=http://127.0.0.1:$port/v1 HTTP_KEY=$key MODEL=$model_name EXPECTED=$tmp/expected \
+		PROMPT=$prompt PROBE=$probe BUS=$addr CHAT_MODEL=$chat_model CHAT_EXPECTED=$tmp/chat-expected timeout 300 node "$here/openai-client.cjs" >"$tmp/node.out" 2>&1
 	cat "$tmp/node.out"
 	passed=$((passed + $(grep -c '^ok ' "$tmp/node.out")))
 	failed=$((failed + $(grep -c '^FAIL ' "$tmp/node.out")))
@@ -256,11 +271,12 @@ if [ -f "$node_deps/node_modules/openai/package.json" ]; then
 else
 	bad "openai-client" "the openai package is not installed"
 fi
+kill $held
+wait $held 2>/dev/null
 
 # ---- curl disconnecting mid-stream over the Unix socket, and while waiting for a whole response (the
 #      connection is suspended then: only the gateway's own watch on the socket sees the hang-up):
 #      npud cancels within a second and its KV cache goes back to where it was
-stat_of() { "$probe" "$addr" stats | sed -n "s/^$1=//p"; }
 disconnect() { # NAME STREAM(true|false)
 	local name=$1 stream=$2 before gen_before during freed generated victim i
 	before=$(stat_of kv_blocks_used) gen_before=$(stat_of generated_tokens)

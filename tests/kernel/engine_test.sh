@@ -1,6 +1,6 @@
 #!/bin/sh
 # Engine on the device, inside the test VM (busybox sh), with npu.ko loaded
-# (job_timeout_ms=500): the npu back end against the cpu one on the small
+# (job_timeout_ms=5000): the npu back end against the cpu one on the small
 # model quantized to w8a8 and w8a16. Prints "PASS name" / "FAIL name: why".
 #
 # usage: engine_test.sh DIR     DIR holds npu-run, npu-bench, the models
@@ -136,7 +136,7 @@ hang() {
 	eval "$run -m $d/w8a8.gguf --target npu --npu-retries $2" >"$tmp/hang.out" 2>"$tmp/err" &
 	pid=$!
 	i=0
-	# once a few tokens are out, the next job hangs until the 500 ms timeout
+	# once a few tokens are out, the next job hangs until the 5 s timeout
 	while [ "$(wc -c <"$tmp/hang.out")" -lt 40 ] && [ $i -lt 600 ]; do
 		sleep 0.1
 		i=$((i + 1))

@@ -1,6 +1,6 @@
 #!/bin/sh
 # npud on the npu, inside the test VM (busybox sh), with npu.ko loaded
-# (job_timeout_ms=500): npud --target npu and npuctl on a private D-Bus bus,
+# (job_timeout_ms=5000): npud --target npu and npuctl on a private D-Bus bus,
 # on the small model quantized to w8a8 and w8a16, against npud --target cpu.
 # Prints "PASS name" / "FAIL name: why".
 #
@@ -273,7 +273,7 @@ wait_passes() {
 	done
 }
 
-# 2. A job hangs mid-generation (the 500 ms timeout resets the engine).
+# 2. A job hangs mid-generation (the 5 s timeout resets the engine).
 name=service-hang
 if [ -z "$npud_pid" ]; then
 	fail $name "no npud on the npu"

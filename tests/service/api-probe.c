@@ -15,11 +15,12 @@
  *       message" and exits 1.
  *   api-probe ADDRESS chat MODEL ROLE:TEXT... [-- KEY TYPE VALUE...]
  *       the same through Chat.
- *   api-probe ADDRESS session MODEL TEMPLATE TEXT...
+ *   api-probe ADDRESS session MODEL TEMPLATE TEXT... [-- SECONDS]
  *       CreateSession (TEMPLATE: the template option, "" for none), a turn
  *       of 8 tokens per TEXT, each awaited ("finished REASON") and followed
  *       by 0.3 s, printing the session's PropertiesChanged as watch prints
- *       them; then it closes the session.
+ *       them; then (after "held", SECONDS later, with -- SECONDS) it closes
+ *       the session.
  *   api-probe ADDRESS watch SECONDS [PROPERTY...]
  *       reads the Manager's properties once (Get of each PROPERTY, else
  *       GetAll: this makes the connection a watcher of the per-caller ones),
@@ -32,6 +33,12 @@
  *       "  NAME=VALUE" lines.
  *   api-probe ADDRESS get PATH IFACE PROPERTY
  *       one property's value.
+ *   api-probe ADDRESS demand MODEL N PROMPT
+ *       N Generate calls (max_tokens 4) of a model that is not loaded,
+ *       sent at once, then, on the same connection (so npud reads it after
+ *       them), Get of the Model object's State: prints "state VALUE MS" (MS:
+ *       how long that answer took), then per call "reply I PATH" or "error
+ *       I NAME: message" and, once its request ends, "finished I REASON".
  * Exit status 0 unless npud answered with an error or the probe failed (1).
  */
 #include <errno.h>
@@ -49,6 +56,12 @@
 #define REQUEST SERVICE ".Request"
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+
+static void freep(void *p)
+{
+        free(*(void **)p);
+}
 
 static int fail(const char *what, int r)
 {
@@ -456,10 +469,15 @@ static int cmd_session(sd_bus *bus, int argc, char **argv)
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         struct turn t = {};
+        double hold = 0;
         int r;
 
+        if (argc >= 5 && !strcmp(argv[argc - 2], "--")) {
+                hold = strtod(argv[argc - 1], NULL);
+                argc -= 2;
+        }
         if (argc < 3)
-                return fail("session MODEL TEMPLATE TEXT...", EINVAL);
+                return fail("session MODEL TEMPLATE TEXT... [-- SECONDS]", EINVAL);
         r = sd_bus_match_signal(bus, &changes, SERVICE, NULL, "org.freedesktop.DBus.Properties", "PropertiesChanged",
                                 on_session_signal, &t);
         if (r >= 0)
@@ -498,6 +516,13 @@ static int cmd_session(sd_bus *bus, int argc, char **argv)
         }
         if (r < 0)
                 return fail("process", r);
+        if (hold > 0) {
+                printf("held\n");
+                fflush(stdout);
+                r = pump_until(bus, NULL, (uint64_t)(hold * 1e6));
+                if (r < 0)
+                        return fail("process", r);
+        }
         r = sd_bus_call_method(bus, SERVICE, t.session, SERVICE ".Session", "Close", &error, NULL, NULL);
         return r < 0 ? print_call_error(&error, r) : EXIT_SUCCESS;
 }
@@ -662,13 +687,114 @@ static int cmd_get(sd_bus *bus, int argc, char **argv)
         return r < 0 ? fail("reading the value", r) : EXIT_SUCCESS;
 }
 
+/* ---- demand: calls that wait for one load */
+
+#define DEMAND_MAX 16
+
+struct demand_call {
+        int index;
+        char *path;
+        bool answered, finished;
+};
+
+static int on_demand_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct demand_call *c = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+        const char *path;
+
+        c->answered = true;
+        if (e) {
+                printf("error %d %s: %s\n", c->index, e->name, e->message ? e->message : "");
+                c->finished = true;
+        } else if (sd_bus_message_read(m, "o", &path) >= 0 && (c->path = strdup(path))) {
+                printf("reply %d %s\n", c->index, c->path);
+        } else {
+                printf("error %d ?: unreadable reply\n", c->index);
+                c->finished = true;
+        }
+        fflush(stdout);
+        return 0;
+}
+
+static int on_demand_finished(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct demand_call *calls = userdata;
+        const char *reason;
+
+        for (int i = 0; i < DEMAND_MAX && calls[i].index; i++)
+                if (calls[i].path && !calls[i].finished && !strcmp(calls[i].path, sd_bus_message_get_path(m)) &&
+                    sd_bus_message_read(m, "s", &reason) >= 0) {
+                        printf("finished %d %s\n", calls[i].index, reason);
+                        fflush(stdout);
+                        calls[i].finished = true;
+                }
+        return 0;
+}
+
+static bool demand_done(const struct demand_call *calls, int n)
+{
+        for (int i = 0; i < n; i++)
+                if (!calls[i].finished)
+                        return false;
+        return true;
+}
+
+static int cmd_demand(sd_bus *bus, int argc, char **argv)
+{
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *finished = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *state = NULL;
+        _cleanup_free_ char *path = NULL;
+        sd_bus_slot *slots[DEMAND_MAX] = {};
+        struct demand_call calls[DEMAND_MAX + 1] = {};
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t t0, deadline = now_usec() + 300 * 1000000ull;
+        const char *value = NULL;
+        int n, r;
+
+        if (argc != 3 || (n = atoi(argv[1])) < 1 || n > DEMAND_MAX)
+                return fail("demand MODEL N(1-16) PROMPT", EINVAL);
+        r = sd_bus_path_encode(ROOT "/model", argv[0], &path);
+        if (r >= 0)
+                r = sd_bus_match_signal(bus, &finished, SERVICE, NULL, REQUEST, "Finished", on_demand_finished, calls);
+        for (int i = 0; r >= 0 && i < n; i++) {
+                calls[i].index = i + 1;
+                r = sd_bus_call_method_async(bus, &slots[i], SERVICE, ROOT, MANAGER, "Generate", on_demand_reply,
+                                             &calls[i], "sva{sv}", argv[0], "s", argv[2], 1, "max_tokens", "u", 4);
+        }
+        if (r < 0)
+                return fail("sending the calls", r);
+        t0 = now_usec();
+        r = sd_bus_call_method(bus, SERVICE, path, "org.freedesktop.DBus.Properties", "Get", &error, &state, "ss",
+                               SERVICE ".Model", "State");
+        if (r >= 0)
+                r = sd_bus_message_read(state, "v", "s", &value);
+        printf("state %s %.1f\n", r >= 0 ? value : error.name ? error.name : "?", (now_usec() - t0) / 1000.0);
+        fflush(stdout);
+        sd_bus_error_free(&error);
+        while (!demand_done(calls, n) && now_usec() < deadline) {
+                r = sd_bus_process(bus, NULL);
+                if (r < 0)
+                        break;
+                if (r == 0)
+                        (void)sd_bus_wait(bus, 100000);
+        }
+        for (int i = 0; i < n; i++) {
+                sd_bus_slot_unref(slots[i]);
+                free(calls[i].path);
+        }
+        if (r < 0)
+                return fail("process", r);
+        return demand_done(calls, n) ? EXIT_SUCCESS : fail("waiting for the requests", ETIMEDOUT);
+}
+
 int main(int argc, char **argv)
 {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int r;
 
         if (argc < 3) {
-                fprintf(stderr, "usage: api-probe ADDRESS generate|chat|watch|objects|get ...\n");
+                fprintf(stderr, "usage: api-probe ADDRESS generate|chat|session|watch|objects|get|demand ...\n");
                 return 2;
         }
         r = sd_bus_new(&bus);
@@ -692,5 +818,7 @@ int main(int argc, char **argv)
                 return cmd_objects(bus);
         if (!strcmp(argv[2], "get"))
                 return cmd_get(bus, argc - 3, argv + 3);
+        if (!strcmp(argv[2], "demand"))
+                return cmd_demand(bus, argc - 3, argv + 3);
         return fail(argv[2], EINVAL);
 }

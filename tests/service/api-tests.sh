@@ -205,7 +205,10 @@ if grep -q "^object $model_path org.npud.Inference1.Model" "$tmp/objects" &&
 	grep -q '^  Name="aidreams260K-f32"$' "$tmp/objects" && grep -q '^  Architecture="llama"$' "$tmp/objects" &&
 	grep -q '^  Precision="float"$' "$tmp/objects" && grep -q '^  ContextLength=1024$' "$tmp/objects" &&
 	grep -q '^  Parameters=[1-9]' "$tmp/objects" && grep -q '^  Backend="cpu"$' "$tmp/objects" &&
-	[ -n "$loaded" ] && [ "$loaded" -le "$now_us" ] && [ "$loaded" -gt $((now_us - 600000000)) ]; then
+	[ -n "$loaded" ] && [ "$loaded" -le "$now_us" ] && [ "$loaded" -gt $((now_us - 600000000)) ] &&
+	[ "$(sed -n 's/^  Size=//p' "$tmp/objects")" = $(($(sed -n 's/^  WeightBytes=//p' "$tmp/objects") +
+		$(sed -n 's/^  KVCacheBytes=//p' "$tmp/objects"))) ] && grep -q '^  Size=[1-9]' "$tmp/objects" &&
+	grep -q '^  LastUsed=[1-9]' "$tmp/objects"; then
 	ok "object-manager-lists-models"
 else
 	bad "object-manager-lists-models" "$(tr '\n' ';' <"$tmp/objects" | head -c 600)"
@@ -342,6 +345,36 @@ if grep -q "^finished length" "$tmp/c1" && grep -q "^finished length" "$tmp/c2" 
 else
 	bad "one-load-for-calls-that-wait" "$((after - before)) loads; $(head -2 "$tmp/c1" | tr '\n' ' '); $(head -2 "$tmp/c2" | tr '\n' ' '); $(cat "$tmp/c3")"
 fi
+# an on-demand load runs off the event loop, one load for all the calls that wait for it: three
+# Generate calls of a 256 MiB file (long enough to read), then on the same connection, so npud
+# reads it after them, the Get of the Model's State: answered while the file is read ("loading"),
+# and the three requests are served after one load
+cp "$model" "$tmp/models/slow.gguf"
+truncate -s $((256 << 20)) "$tmp/models/slow.gguf"
+before=$(grep -c "loading 'slow' on demand" "$tmp/npud.log")
+P demand slow 3 "$prompt" >"$tmp/demand" 2>&1
+after=$(grep -c "loading 'slow' on demand" "$tmp/npud.log")
+if grep -q '^state loading ' "$tmp/demand" && [ "$(grep -c '^finished [1-3] length$' "$tmp/demand")" = 3 ] &&
+	[ $((after - before)) = 1 ]; then
+	ok "on-demand-load-off-the-loop (State answered in $(sed -n 's/^state loading //p' "$tmp/demand") ms, 3 calls, 1 load)"
+else
+	bad "on-demand-load-off-the-loop" "$((after - before)) loads; $(tr '\n' ';' <"$tmp/demand")"
+fi
+ctl load slow --keep-alive 0 >/dev/null 2>&1
+gone_within slow 5 >/dev/null || bad "on-demand-slow-unloaded" "loaded: $(loaded)"
+rm -f "$tmp/models/slow.gguf"
+# a name with '-' and '.': its object's path escaped by sd_bus_path_encode
+cp "$model" "$tmp/models/tiny-2.1.gguf"
+out=$(ctl load tiny-2.1 --keep-alive 30 2>&1)
+got=$(P get /org/npud/Inference1/model/tiny_2d2_2e1 org.npud.Inference1.Model Name 2>&1)
+if [ "$out" = tiny-2.1 ] && [ "$got" = '"tiny-2.1"' ] && P objects | grep -q '^object /org/npud/Inference1/model/tiny_2d2_2e1 '; then
+	ok "model-path-escaped"
+else
+	bad "model-path-escaped" "$out; $got"
+fi
+ctl load tiny-2.1 --keep-alive 0 >/dev/null 2>&1
+gone_within tiny-2.1 5 >/dev/null || bad "model-path-escaped-unloaded" "loaded: $(loaded)"
+rm -f "$tmp/models/tiny-2.1.gguf"
 # a file of models_dir that is loaded already under another name: that name is the answer
 ln -s "$model" "$tmp/models/alias.gguf"
 expect_error "on-demand-file-loaded-as-another-name" "is loaded as '$name'" ctl generate -m alias "$prompt"

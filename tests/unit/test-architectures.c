@@ -3,8 +3,9 @@
  * The architectures beyond Llama 2 (llama3, qwen2, qwen3 tiny models written
  * by npu-mkmodel with the real vocabularies): their hyperparameters, batch
  * invariance and shared-prefix KV on each, the RoPE variants against each
- * other bit for bit, and files whose rope scaling, keys or tensors the
- * engine does not implement refused by name.
+ * other bit for bit, linear rope scaling applied through a file, and files
+ * whose rope scaling, keys or tensors the engine does not implement refused
+ * by name.
  */
 #include <sys/wait.h>
 
@@ -304,6 +305,11 @@ static void test_refused_by_name(void **state)
         expect_refused(dst, "rope scaling type 'longrope'");
         copy_with(src, dst, "qwen3.attention.sliding_window", 4096, NULL, NULL);
         expect_refused(dst, "'qwen3.attention.sliding_window' is not implemented");
+        /* Mistral 7B v0.1's window, were a llama GGUF to carry it; yarn on llama too */
+        copy_with(TINY_MODEL, dst, "llama.attention.sliding_window", 4096, NULL, NULL);
+        expect_refused(dst, "'llama.attention.sliding_window' is not implemented");
+        copy_with(TINY_MODEL, dst, "llama.rope.scaling.type", 0, "yarn", NULL);
+        expect_refused(dst, "rope scaling type 'yarn' (llama.rope.scaling.type) is not implemented");
         copy_with(src, dst, "qwen3.expert_count", 8, NULL, NULL);
         expect_refused(dst, "mixtures of experts");
         copy_with(src, dst, NULL, 0, NULL, "blk.0.attn_output.bias");
@@ -323,10 +329,100 @@ static void test_refused_by_name(void **state)
         unlink(dst);
 }
 
+/*
+ * Linear rope scaling reaches the math: the small trained llama model with
+ * llama.rope.scaling.type linear and factor 2 gives, bit for bit, the
+ * logits of the same model with a rope_freqs.weight of 2 in every pair (the
+ * angles divided by 2 through the other path, as test_rope_variants shows
+ * equal to the unscaled rotation at half the position), and not the
+ * unscaled model's; factor 1 gives the unscaled logits.
+ */
+enum rescale { RESCALE_LINEAR, RESCALE_FREQS };
+
+static void copy_rescaled(const char *src, const char *dst, enum rescale how, float factor)
+{
+        struct npu_err err = {};
+        struct gguf *g = NULL;
+        struct gguf_writer *w = NULL;
+        struct npu_hparams hp;
+
+        assert_int_equal(gguf_open(src, &g, &err), 0);
+        assert_int_equal(hparams_read(g, &hp, &err), 0);
+        assert_int_equal(gguf_writer_new(dst, &w, &err), 0);
+        replaced_key = NULL;
+        assert_int_equal(gguf_writer_copy_kv(w, g, skip_replaced), 0);
+        if (how == RESCALE_LINEAR) {
+                assert_int_equal(gguf_writer_add_str(w, "llama.rope.scaling.type", "linear"), 0);
+                assert_int_equal(gguf_writer_add_f32(w, "llama.rope.scaling.factor", factor), 0);
+        }
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+                const struct gguf_tensor *t = &g->tensors[i];
+                char name[128];
+                snprintf(name, sizeof(name), "%.*s", (int)t->name.len, t->name.s);
+                assert_int_equal(gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne), 0);
+        }
+        int64_t pairs = hp.head_dim / 2;
+        float *freqs = malloc(sizeof(float) * (size_t)pairs);
+        for (int64_t i = 0; i < pairs; i++)
+                freqs[i] = factor;
+        if (how == RESCALE_FREQS)
+                assert_int_equal(gguf_writer_add_tensor(w, "rope_freqs.weight", GGML_TYPE_F32, 1, &pairs), 0);
+        assert_int_equal(gguf_writer_write_header(w, &err), 0);
+        for (uint64_t i = 0; i < g->n_tensors; i++)
+                assert_int_equal(gguf_writer_write_tensor(w, g->tensors[i].data, g->tensors[i].nbytes, &err), 0);
+        if (how == RESCALE_FREQS)
+                assert_int_equal(gguf_writer_write_tensor(w, freqs, sizeof(float) * (size_t)pairs, &err), 0);
+        assert_int_equal(gguf_writer_finish(w, &err), 0);
+        free(freqs);
+        gguf_writer_free(w);
+        gguf_free(g);
+}
+
+/* the logits after a 40-token prompt */
+static float *prompt_logits(const char *path, float *freq_scale)
+{
+        struct runtime *rt = open_model(path, 1);
+        struct npu_err err = {};
+        int32_t toks[40];
+        struct kv_seq s = {};
+        float *logits = malloc(sizeof(float) * rt->model->hp.n_vocab);
+
+        for (int i = 0; i < 40; i++)
+                toks[i] = 1 + (i * 37) % (rt->model->hp.n_vocab - 1);
+        assert_int_equal(prefill(rt->ctx, &s, toks, 40, logits, &err), 0);
+        *freq_scale = rt->model->hp.rope_freq_scale;
+        kv_seq_release(rt->kv, &s);
+        runtime_free(rt);
+        return logits;
+}
+
+static void test_linear_scaling(void **state)
+{
+        char lin[256], freqs[256], one[256];
+        float scale_plain, scale_lin, scale_freqs, scale_one;
+        snprintf(lin, sizeof(lin), "%s/linear2.gguf", dir);
+        snprintf(freqs, sizeof(freqs), "%s/freqs2.gguf", dir);
+        snprintf(one, sizeof(one), "%s/linear1.gguf", dir);
+        copy_rescaled(TINY_MODEL, lin, RESCALE_LINEAR, 2.0f);
+        copy_rescaled(TINY_MODEL, freqs, RESCALE_FREQS, 2.0f);
+        copy_rescaled(TINY_MODEL, one, RESCALE_LINEAR, 1.0f);
+
+        float *plain = prompt_logits(TINY_MODEL, &scale_plain), *l2 = prompt_logits(lin, &scale_lin),
+              *f2 = prompt_logits(freqs, &scale_freqs), *l1 = prompt_logits(one, &scale_one);
+        const size_t bytes = sizeof(float) * 512; /* the small model's vocabulary */
+        assert_true(scale_plain == 1.0f && scale_lin == 0.5f && scale_freqs == 1.0f && scale_one == 1.0f);
+        assert_memory_equal(l2, f2, bytes);
+        assert_memory_not_equal(l2, plain, bytes);
+        assert_memory_equal(l1, plain, bytes);
+        free(plain), free(l2), free(f2), free(l1);
+        unlink(lin), unlink(freqs), unlink(one);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_hparams),
+                cmocka_unit_test(test_linear_scaling),
                 cmocka_unit_test(test_batch_invariance),
                 cmocka_unit_test(test_rope_variants),
                 cmocka_unit_test(test_refused_by_name),

@@ -354,8 +354,10 @@ static void test_float_paths_agree(void **state)
 {
         const enum ggml_type types[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16 };
         uint64_t seed = 5;
-        const int64_t M = 5, N = 37, K = 96;
-        float *x = malloc(sizeof(float) * M * K), *y0 = malloc(sizeof(float) * M * N), *y1 = malloc(sizeof(float) * M * N);
+        /* 7 tokens: a group of 4, one of 2 and one token on AVX-512 cpus; 3 pairs and one on AVX2 */
+        const int64_t M = 7, N = 37, K = 99;
+        float *x = malloc(sizeof(float) * M * K), *y0 = malloc(sizeof(float) * M * N), *y1 = malloc(sizeof(float) * M * N),
+              *y2 = malloc(sizeof(float) * M * N);
         uint8_t *data = malloc(N * K * 4);
         for (int64_t i = 0; i < M * K; i++)
                 x[i] = frand(&seed);
@@ -391,8 +393,14 @@ static void test_float_paths_agree(void **state)
                         matmul_float_rows(&w, x + m * K, 1, K, one, N, 0, N);
                         assert_memory_equal(one, y1 + m * N, sizeof(one));
                 }
+                /* AVX-512 cpus' wider tiles: the same sums as AVX2, bit for bit */
+                if (kernels_force_isa(KERNEL_ISA_AVX512_VNNI) < 0)
+                        continue;
+                matmul_float_rows(&w, x, M, K, y2, N, 0, N);
+                assert_memory_equal(y2, y1, sizeof(float) * M * N);
         }
-        free(x); free(y0); free(y1); free(data);
+        kernels_reset_isa();
+        free(x); free(y0); free(y1); free(y2); free(data);
 }
 
 static void test_f16_conversion(void **state)

@@ -144,11 +144,13 @@ AVX2_INLINE float hsum8(__m256 v)
 
 /*
  * One tile of RB rows x TB tokens. Each output owns one accumulator that
- * walks k in steps of 8, so its value does not depend on RB or TB.
+ * walks k in steps of 8, so its value does not depend on RB or TB, nor on
+ * the instruction set the tile is compiled for (the same 8-lane operations).
  */
-#define DEFINE_TILE(type)                                                                            \
-        AVX2_INLINE void tile_##type(const struct npu_weight *w, const uint8_t *rows, const int RB,    \
-                                     const float *x, size_t xs, const int TB, float *y, size_t ys)    \
+#define DEFINE_TILE(type, pfx, TARGET)                                                                 \
+        static inline __attribute__((always_inline, target(TARGET))) void pfx##tile_##type(          \
+                const struct npu_weight *w, const uint8_t *rows, const int RB, const float *x, size_t xs, \
+                const int TB, float *y, size_t ys)                                                   \
         {                                                                                            \
                 const int64_t K = w->cols, K8 = K & ~7;                                              \
                 __m256 acc[4][4];                                                                    \
@@ -172,48 +174,83 @@ AVX2_INLINE float hsum8(__m256 v)
                                         s += weight_at(w, rows + i * w->row_bytes, k) * x[j * xs + k]; \
                                 y[j * ys + i] = s;                                                   \
                         }                                                                            \
-        }                                                                                            \
-                                                                                                     \
-        AVX2 static void matmul_avx2_##type(const struct npu_weight *w, const float *x, int64_t n_tok, \
-                                            size_t xs, float *y, size_t ys, int64_t r0, int64_t r1)   \
+        }
+
+/*
+ * Blocks of 16 rows, read from memory once and then from cache by every
+ * group of TBMAX tokens (a smaller group for the last tokens), in tiles of
+ * 4 rows.
+ */
+#define DEFINE_MATMUL(type, pfx, TARGET, TBMAX)                                                         \
+        DEFINE_TILE(type, pfx, TARGET)                                                               \
+        static __attribute__((target(TARGET))) void pfx##matmul_##type(                              \
+                const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs, float *y, size_t ys, \
+                int64_t r0, int64_t r1)                                                              \
         {                                                                                            \
                 const int64_t RBLK = 16;                                                             \
                 for (int64_t rb = r0; rb < r1; rb += RBLK) {                                         \
                         int64_t re = MIN(rb + RBLK, r1);                                             \
-                        int64_t t = 0;                                                               \
-                        for (; t + 2 <= n_tok; t += 2) {                                             \
+                        for (int64_t t = 0; t < n_tok;) {                                            \
+                                const int tb = n_tok - t >= TBMAX ? TBMAX : n_tok - t >= 2 ? 2 : 1;  \
                                 int64_t r = rb;                                                      \
-                                for (; r + 4 <= re; r += 4)                                          \
-                                        tile_##type(w, (const uint8_t *)w->data + r * w->row_bytes, 4, \
-                                                    x + t * xs, xs, 2, y + t * ys + r, ys);          \
-                                for (; r < re; r++)                                                  \
-                                        tile_##type(w, (const uint8_t *)w->data + r * w->row_bytes, 1, \
-                                                    x + t * xs, xs, 2, y + t * ys + r, ys);          \
-                        }                                                                            \
-                        for (; t < n_tok; t++) {                                                     \
-                                int64_t r = rb;                                                      \
-                                for (; r + 4 <= re; r += 4)                                          \
-                                        tile_##type(w, (const uint8_t *)w->data + r * w->row_bytes, 4, \
-                                                    x + t * xs, xs, 1, y + t * ys + r, ys);          \
-                                for (; r < re; r++)                                                  \
-                                        tile_##type(w, (const uint8_t *)w->data + r * w->row_bytes, 1, \
-                                                    x + t * xs, xs, 1, y + t * ys + r, ys);          \
+                                const uint8_t *base = (const uint8_t *)w->data;                      \
+                                if (tb == TBMAX) {                                                   \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                pfx##tile_##type(w, base + r * w->row_bytes, 4, x + t * xs, xs, \
+                                                                 TBMAX, y + t * ys + r, ys);         \
+                                        for (; r < re; r++)                                          \
+                                                pfx##tile_##type(w, base + r * w->row_bytes, 1, x + t * xs, xs, \
+                                                                 TBMAX, y + t * ys + r, ys);         \
+                                } else if (tb == 2) {                                                \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                pfx##tile_##type(w, base + r * w->row_bytes, 4, x + t * xs, xs, \
+                                                                 2, y + t * ys + r, ys);             \
+                                        for (; r < re; r++)                                          \
+                                                pfx##tile_##type(w, base + r * w->row_bytes, 1, x + t * xs, xs, \
+                                                                 2, y + t * ys + r, ys);             \
+                                } else {                                                             \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                pfx##tile_##type(w, base + r * w->row_bytes, 4, x + t * xs, xs, \
+                                                                 1, y + t * ys + r, ys);             \
+                                        for (; r < re; r++)                                          \
+                                                pfx##tile_##type(w, base + r * w->row_bytes, 1, x + t * xs, xs, \
+                                                                 1, y + t * ys + r, ys);             \
+                                }                                                                    \
+                                t += tb;                                                             \
                         }                                                                            \
                 }                                                                                    \
         }
 
-DEFINE_TILE(f32)
-DEFINE_TILE(f16)
-DEFINE_TILE(bf16)
+/* AVX2: 16 vector registers, tiles of 4 rows x 2 tokens */
+DEFINE_MATMUL(f32, avx2_, "avx2,fma,f16c", 2)
+DEFINE_MATMUL(f16, avx2_, "avx2,fma,f16c", 2)
+DEFINE_MATMUL(bf16, avx2_, "avx2,fma,f16c", 2)
+/*
+ * AVX-512 cpus: the same 8-lane code with 32 registers, tiles of 4 rows x
+ * 4 tokens, so each weight vector is converted once for 4 tokens (the
+ * output head of a batch of decode steps); results are those of AVX2.
+ */
+#define AVX512VL_TARGET "avx2,fma,f16c,avx512f,avx512vl"
+DEFINE_MATMUL(f32, avx512_, AVX512VL_TARGET, 4)
+DEFINE_MATMUL(f16, avx512_, AVX512VL_TARGET, 4)
+DEFINE_MATMUL(bf16, avx512_, AVX512VL_TARGET, 4)
 
 void matmul_float_rows(const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs,
                        float *y, size_t ys, int64_t r0, int64_t r1)
 {
+        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI) {
+                switch (w->type) {
+                case GGML_TYPE_F32: avx512_matmul_f32(w, x, n_tok, xs, y, ys, r0, r1); return;
+                case GGML_TYPE_F16: avx512_matmul_f16(w, x, n_tok, xs, y, ys, r0, r1); return;
+                case GGML_TYPE_BF16: avx512_matmul_bf16(w, x, n_tok, xs, y, ys, r0, r1); return;
+                default: break;
+                }
+        }
         if (kernels_isa() >= KERNEL_ISA_AVX2) {
                 switch (w->type) {
-                case GGML_TYPE_F32: matmul_avx2_f32(w, x, n_tok, xs, y, ys, r0, r1); return;
-                case GGML_TYPE_F16: matmul_avx2_f16(w, x, n_tok, xs, y, ys, r0, r1); return;
-                case GGML_TYPE_BF16: matmul_avx2_bf16(w, x, n_tok, xs, y, ys, r0, r1); return;
+                case GGML_TYPE_F32: avx2_matmul_f32(w, x, n_tok, xs, y, ys, r0, r1); return;
+                case GGML_TYPE_F16: avx2_matmul_f16(w, x, n_tok, xs, y, ys, r0, r1); return;
+                case GGML_TYPE_BF16: avx2_matmul_bf16(w, x, n_tok, xs, y, ys, r0, r1); return;
                 default: break;
                 }
         }

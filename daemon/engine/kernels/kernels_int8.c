@@ -125,27 +125,46 @@ AVX2 static void quant_row_i16_avx2(const float *x, int64_t cols, float scale, i
                 q[k] = (int16_t)quant_one(x[k], scale, 32767.0f);
 }
 
-/* Token t's row into the packed form (gemm_int8.h): q8 + 128 as u8, or int16 from q8 or q16. */
+/*
+ * Token t's row into the packed form (gemm_int8.h): q8 + 128 as u8, or int16 from q8 or q16.
+ * Whole groups of 4 columns first (q8 + 128 is q8 with its top bit flipped), then the
+ * zero-padded last group.
+ */
 static void pack_row(struct act_q *a, int64_t t, const int8_t *q8, const int16_t *q16, bool u8)
 {
-        const int64_t K = a->cols;
+        const int64_t K = a->cols, k4 = K & ~(int64_t)3;
         const int size = u8 ? 1 : 2;
         uint8_t *out = a->pk + gemm_act_offset(K, t, 0, size);
         const size_t step = GEMM_TOK_GROUP * 4 * size;
+        int64_t k = 0;
 
-        for (int64_t k = 0; k < K; k += 4, out += step) {
-                const int64_t n = MIN(4, K - k);
-                if (u8) {
-                        uint8_t v[4] = {};
-                        for (int64_t c = 0; c < n; c++)
-                                v[c] = (uint8_t)(q8[k + c] + 128);
-                        memcpy(out, v, 4);
-                } else {
-                        int16_t v[4] = {};
-                        for (int64_t c = 0; c < n; c++)
-                                v[c] = q16 ? q16[k + c] : q8[k + c];
+        if (u8)
+                for (; k < k4; k += 4, out += step) {
+                        uint32_t v;
+                        memcpy(&v, q8 + k, 4);
+                        v ^= 0x80808080u;
+                        memcpy(out, &v, 4);
+                }
+        else if (q16)
+                for (; k < k4; k += 4, out += step)
+                        memcpy(out, q16 + k, 8);
+        else
+                for (; k < k4; k += 4, out += step) {
+                        const int16_t v[4] = { q8[k], q8[k + 1], q8[k + 2], q8[k + 3] };
                         memcpy(out, v, 8);
                 }
+        if (k == K)
+                return;
+        if (u8) {
+                uint8_t v[4] = {};
+                for (int64_t c = 0; c < K - k; c++)
+                        v[c] = (uint8_t)(q8[k + c] + 128);
+                memcpy(out, v, 4);
+        } else {
+                int16_t v[4] = {};
+                for (int64_t c = 0; c < K - k; c++)
+                        v[c] = q16 ? q16[k + c] : q8[k + c];
+                memcpy(out, v, 8);
         }
 }
 

