@@ -17,7 +17,7 @@
 #     with --kl-divergence-base;
 #   - npu-run --kl-divergence-base evaluates the same chunks and prints the
 #     top-1 agreement with llama.cpp, both perplexities and the KL divergence;
-#   - tests/llamacpp/compare-greedy.sh: greedy text of both on five prompts.
+#   - scripts/compare-llamacpp.sh: greedy text of both on five prompts.
 # Prints a Markdown table and, per type, whether the issue's bounds hold:
 # top-1 agreement >= 99 %, perplexity within 0.5 %, the greedy texts equal.
 #
@@ -48,10 +48,7 @@ types=("$@")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 flags=${NPU_RUN_FLAGS---attention-f16-operands}
-# npu-run with those flags, also for compare-greedy.sh
-printf '#!/bin/sh\nexec "%s" "$@" %s\n' "$npu_run" "$flags" >"$tmp/npu-run"
-chmod +x "$tmp/npu-run"
-npu_run=$tmp/npu-run
+read -ra extra <<<"$flags"
 
 echo "| type | llama-perplexity PPL | npud PPL | npud / llama.cpp | top-1 agreement | mean KL divergence | greedy texts equal |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
@@ -67,13 +64,14 @@ for t in "${types[@]}"; do
 	fi
 	lp=$("$llama/llama-perplexity" -m "$f" -f "$text" -c 128 -b 128 -ub "$ubatch" -t "$threads" \
 		--kl-divergence-base "$tmp/$t.logits" 2>&1 | awk '/^Final estimate: PPL =/ {print $5}')
-	out=$("$npu_run" -m "$f" -t "$threads" --kl-divergence-base "$tmp/$t.logits" 2>&1)
+	out=$("$npu_run" -m "$f" -t "$threads" --kl-divergence-base "$tmp/$t.logits" "${extra[@]}" 2>&1)
 	top1=$(echo "$out" | awk '/^top-1 agreement:/ {print $3}')
 	np=$(echo "$out" | awk '/^perplexity:/ {sub(",", "", $2); print $2}')
 	kl=$(echo "$out" | awk '/^mean KL divergence:/ {print $4}')
-	g=$(NPU_RUN=$npu_run "$root/tests/llamacpp/compare-greedy.sh" "$llama/llama-simple" "$n_greedy" "$f" | tail -1)
-	same=${g%% same*}
-	differ=$(echo "$g" | awk '{print $3}')
+	# its last line: "N runs: N equal, N differ, N not loaded by llama.cpp"
+	g=$(NPU_RUN_ARGS="$flags" "$root/scripts/compare-llamacpp.sh" "$llama" "$n_greedy" "$f" | tail -1)
+	same=$(echo "$g" | awk '{print $3}')
+	differ=$(echo "$g" | awk '{print $5}')
 	[ "${differ:-1}" = 0 ] || greedy_differ=$((greedy_differ + 1))
 	ratio=$(awk -v a="$np" -v b="$lp" 'BEGIN { if (a > 0 && b > 0) printf "%+.3f %%", 100 * (a / b - 1) }')
 	echo "| $t | ${lp:-?} | ${np:-?} | ${ratio:-?} | ${top1:-?} % | ${kl:-?} | $same of $((same + ${differ:-0})) |"
