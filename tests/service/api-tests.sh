@@ -330,21 +330,6 @@ if ms=$(gone_within tiny 6) && [ "${expires:-0}" -gt 0 ] && [ $((expires - last)
 else
 	bad "idle-unload-sec" "loaded: $(loaded); ExpiresAt $expires LastUsed $last"
 fi
-# two calls naming the same model while it loads: one load, both served after it
-before=$(grep -c "loading 'tiny' on demand" "$tmp/npud.log")
-P generate tiny "$prompt" max_tokens u 4 >"$tmp/c1" 2>&1 &
-c1=$!
-P generate tiny "$prompt" max_tokens u 4 >"$tmp/c2" 2>&1 &
-c2=$!
-ctl load tiny --keep-alive 0 >"$tmp/c3" 2>&1
-wait $c1 $c2
-after=$(grep -c "loading 'tiny' on demand" "$tmp/npud.log")
-if grep -q "^finished length" "$tmp/c1" && grep -q "^finished length" "$tmp/c2" && [ "$(cat "$tmp/c3")" = tiny ] &&
-	[ $((after - before)) = 1 ]; then
-	ok "one-load-for-calls-that-wait"
-else
-	bad "one-load-for-calls-that-wait" "$((after - before)) loads; $(head -2 "$tmp/c1" | tr '\n' ' '); $(head -2 "$tmp/c2" | tr '\n' ' '); $(cat "$tmp/c3")"
-fi
 # an on-demand load runs off the event loop, one load for all the calls that wait for it: three
 # Generate calls of a 256 MiB file (long enough to read), then on the same connection, so npud
 # reads it after them, the Get of the Model's State: answered while the file is read ("loading"),

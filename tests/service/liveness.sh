@@ -9,30 +9,14 @@
 # ends with "N passed, N failed".
 set -u
 
-if [ $# -ne 2 ]; then
-	echo "usage: $0 BUILD_DIR SHARED_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd) || exit 2
-shared=$(cd "$2" && pwd) || exit 2
 here=$(cd "$(dirname "$0")" && pwd)
-npud=$build/daemon/npud/npud
-npuctl=$build/client/npuctl
-probe=$build/tests/service/npud-probe
-model=$shared/models/aidreams260K-f32.gguf
-[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
-command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
+# shellcheck source=checks.sh
+. "$here/checks.sh"
+checks_start "$@"
+need_file "$model"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-passed=0
-failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-bad() {
-	echo "FAIL $1: $2"
-	failed=$((failed + 1))
-	[ -n "${tmp:-}" ] && tail -5 "$tmp/npud.log" | sed 's/^/  npud: /'
-}
 run() { timeout 60 "$probe" "$addr" run "$@" 2>&1; }
 
 export NPUD_KV_BUDGET_MB=1 NPUD_N_CTX=2048 NPUD_MAX_QUEUED_TOKENS=100000 NPUD_MAX_REQUESTS_PER_CLIENT=16
@@ -124,5 +108,5 @@ check "held-model-does-not-stop-others" "$out" "finished b length"
 check "held-request-goes-on-when-read" "$(cat "$tmp/held")" "finished a length generated=900 tokens=900"
 
 service_stop
-echo "$passed passed, $failed failed"
+checks_summary
 [ "$failed" -eq 0 ]

@@ -10,39 +10,26 @@
 #   tests/service/memory.sh BUILD_DIR SHARED_DIR
 set -u
 
-if [ $# -ne 2 ]; then
-	echo "usage: $0 BUILD_DIR SHARED_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd) || exit 2
-shared=$(cd "$2" && pwd) || exit 2
 here=$(cd "$(dirname "$0")" && pwd)
-npud=$build/daemon/npud/npud
-npuctl=$build/client/npuctl
-probe=$build/tests/service/npud-probe
+# shellcheck source=checks.sh
+. "$here/checks.sh"
+checks_start "$@"
 vocab=$shared/tokenizer/ggml-vocab-llama3.gguf
-[ -f "$vocab" ] || { echo "SKIP: no $vocab"; exit 77; }
-command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
+need_file "$vocab"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-passed=0
-failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
-
-model=$shared/models/aidreams260K-f32.gguf
 NPUD_KV_BUDGET_MB=16 NPUD_N_CTX=256 service_start || exit 1
 if ! "$build/daemon/tools/npu-mkmodel" --arch llama3 --shape small --type f32 --vocab "$vocab" -o "$tmp/m.gguf" \
 	>"$tmp/mkmodel.log" 2>&1; then
 	bad "make-model" "$(tail -3 "$tmp/mkmodel.log")"
 	service_stop
-	echo "$passed passed, $failed failed"
+	checks_summary
 	exit 1
 fi
 rss() { awk '/VmRSS/ {print $2}' /proc/"$npud_pid"/status; }
 "$npuctl" --bus "$addr" load "$tmp/m.gguf" --name big --default >/dev/null 2>&1 ||
-	{ bad "load" "cannot load the 128k-vocabulary model"; service_stop; echo "$passed passed, $failed failed"; exit 1; }
+	{ bad "load" "cannot load the 128k-vocabulary model"; service_stop; checks_summary; exit 1; }
 # one request first, so the model's own buffers are in the figure before
 "$npuctl" --bus "$addr" generate -q --max-tokens 2 "Hello" >/dev/null 2>&1
 before=$(rss)
@@ -64,5 +51,5 @@ else
 	bad "rss-after-$n-finished" "+$growth MB; $(tail -2 "$tmp/many" | tr '\n' ' ')"
 fi
 service_stop
-echo "$passed passed, $failed failed"
+checks_summary
 [ "$failed" -eq 0 ]

@@ -10,32 +10,15 @@
 # not root; a failure when root lacks setpriv.
 set -u
 
-if [ $# -ne 2 ]; then
-	echo "usage: $0 BUILD_DIR SHARED_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd) || exit 2
-shared=$(cd "$2" && pwd) || exit 2
 here=$(cd "$(dirname "$0")" && pwd)
-npud=$build/daemon/npud/npud
-npuctl=$build/client/npuctl
-probe=$build/tests/service/npud-probe
-model=$shared/models/aidreams260K-f32.gguf
-[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
-command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: not root (the checks call as another uid)"; exit 77; }
-if ! command -v setpriv >/dev/null; then
-	echo "FAIL setpriv: running as root without setpriv (util-linux)"
-	echo "0 passed, 1 failed"
-	exit 1
-fi
+# shellcheck source=checks.sh
+. "$here/checks.sh"
+checks_start "$@"
+need_file "$model"
+need_second_uid
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-passed=0
-failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
 E=org.npud.Inference1.Error
 M=org.npud.Inference1.Manager
 
@@ -119,5 +102,5 @@ if [ "$out" = ok ]; then ok "reload-polkit-yes"; else bad "reload-polkit-yes" "$
 kill $fake 2>/dev/null
 wait $fake 2>/dev/null
 service_stop
-echo "$passed passed, $failed failed"
+checks_summary
 [ "$failed" -eq 0 ]

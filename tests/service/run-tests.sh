@@ -514,9 +514,10 @@ else
 		as_nobody "$tmp/npud-probe" "$addr" call /org/npud/Inference1 org.npud.Inference1.Manager \
 		AttachDevice 'sha{sv}' accel0 /dev/null 0
 
-	# one uid floods with 40 connections of 8 requests: its connections together
-	# hold at most max_requests_per_uid, the queue fills with its requests, and
-	# root's request is still taken (not Busy) and served while the flood runs
+	# one uid floods with 40 connections of 8 requests (320 requests, most
+	# refused): root's request is served while the flood still runs. (The
+	# admission rules themselves, per-uid limits over connections and a full
+	# queue that takes a new uid, are checked exactly in fairness.sh.)
 	flooders=""
 	for i in $(seq 40); do
 		as_nobody "$tmp/npud-probe" "$addr" flood 8 900 "$prompt" >"$tmp/uidflood.$i" 2>&1 &
@@ -526,22 +527,15 @@ else
 		[ "$(grep -l "^replied" "$tmp"/uidflood.* 2>/dev/null | wc -l)" -ge 40 ] && break
 		sleep 0.05
 	done
-	accepted=$(cat "$tmp"/uidflood.* | sed -n 's/^accepted //p' | awk '{s += $1} END {print s + 0}')
-	queued=$(stat_of queued_requests)
 	out=$(ctl generate --json --temp 0 --max-tokens 20 "$prompt" 2>&1)
 	rc=$?
 	running=$(stat_of active_requests)
-	if [ "$accepted" -le 64 ] && cat "$tmp"/uidflood.* | grep -q "^error $E.LimitExceeded"; then
-		ok "uid-limit-across-connections"
+	if [ $rc -ne 0 ] || ! echo "$out" | grep -q '"stop_reason"'; then
+		bad "served-during-uid-flood" "exit $rc: $(echo "$out" | head -c 300)"
+	elif [ "${running:-0}" -lt 1 ]; then
+		bad "served-during-uid-flood" "the flood was over before the request was served (active after: $running)"
 	else
-		bad "uid-limit-across-connections" "40 connections of one uid got $accepted requests taken (limit 64)"
-	fi
-	# (the queue was full: some of the flood was refused with Busy)
-	if [ $rc -eq 0 ] && echo "$out" | grep -q '"stop_reason"' && cat "$tmp"/uidflood.* | grep -q "^error $E.Busy" &&
-		[ "${running:-0}" -ge 1 ]; then
-		ok "new-uid-served-during-uid-flood (queued $queued)"
-	else
-		bad "new-uid-served-during-uid-flood" "exit $rc (queued at the call: $queued, active after: $running; $(cat "$tmp"/uidflood.* | sort | uniq -c | tr '\n' ' ')): $(echo "$out" | head -c 300)"
+		ok "served-during-uid-flood"
 	fi
 	# shellcheck disable=SC2086
 	kill $flooders 2>/dev/null
