@@ -48,6 +48,9 @@ static void usage(FILE *f)
                 "  -b, --batch-size N         prompt tokens per forward pass (default 256)\n"
                 "      --kv-type f16|f32|q8   KV cache element type (default f16; q8: int8, a scale per head)\n"
                 "      --flash-attention-plus tiled attention with online softmax\n"
+                "      --attention-f16-operands\n"
+                "                             over an f16 KV cache, round the query and the softmax\n"
+                "                             weights to f16 as llama.cpp does (to compare with it)\n"
                 "      --target cpu|npu       where the forward passes run (default cpu); npu: the npu.ko\n"
                 "                             device (w8a8/w8a16 models), with the cpu as fallback\n"
                 "      --device PATH          npu: the accel node (default: the first one of npu.ko)\n"
@@ -79,6 +82,7 @@ enum {
         ARG_SEED,
         ARG_KV_TYPE,
         ARG_FLASH,
+        ARG_F16_OPERANDS,
         ARG_IGNORE_EOS,
         ARG_NO_PROMPT,
         ARG_TOKENIZE,
@@ -108,6 +112,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 { "seed", required_argument, NULL, ARG_SEED },
                 { "kv-type", required_argument, NULL, ARG_KV_TYPE },
                 { "flash-attention-plus", no_argument, NULL, ARG_FLASH },
+                { "attention-f16-operands", no_argument, NULL, ARG_F16_OPERANDS },
                 { "ignore-eos", no_argument, NULL, ARG_IGNORE_EOS },
                 { "no-display-prompt", no_argument, NULL, ARG_NO_PROMPT },
                 { "tokenize", required_argument, NULL, ARG_TOKENIZE },
@@ -143,6 +148,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
                 case ARG_SEED: r = cli_parse_u64(optarg, "--seed", &a->sp.seed); break;
                 case ARG_KV_TYPE: r = cli_parse_kv_type(optarg, &a->rt.kv_type); break;
                 case ARG_FLASH: a->rt.attention = ATTENTION_FLASH; break;
+                case ARG_F16_OPERANDS: a->rt.attention = ATTENTION_F16_OPERANDS; break;
                 case ARG_IGNORE_EOS: a->ignore_eos = true; break;
                 case ARG_NO_PROMPT: a->no_prompt = true; break;
                 case ARG_TOKENIZE: a->tokenize = optarg; break;

@@ -34,6 +34,7 @@ struct fixture {
         struct threadpool *tp;
         struct npu_ctx c;
         struct kv_seq seqs[3];
+        float q_range; /* queries are in [-q_range, q_range) */
 };
 
 static const int32_t seq_len[3] = { 3000, 1500, 37 };
@@ -42,6 +43,7 @@ static void fx_open(struct fixture *f, int32_t H, int32_t KVH, int32_t hd, enum 
 {
         struct npu_err err = {};
         memset(f, 0, sizeof(*f));
+        f->q_range = 1.0f;
         f->m.hp = (struct npu_hparams) { .dim = H * hd, .n_layers = 2, .n_heads = H, .n_kv_heads = KVH, .head_dim = hd };
         size_t per_pos = kv_block_bytes(&f->m.hp, type, 16) / 16;
         assert_int_equal(kv_pool_new(&f->m.hp, type, 16, per_pos * 4800, &f->kv, &err), 0);
@@ -100,7 +102,7 @@ static void run_batch(struct fixture *f, enum attention_kind kind, const struct 
                 seqs[t] = &f->seqs[tk[t].seq];
                 /* the query depends on the token, not on its place in the batch */
                 for (int32_t e = 0; e < dim; e++)
-                        q[(size_t)t * dim + e] = value_at(99, tk[t].seq, tk[t].pos, e, 1.0f);
+                        q[(size_t)t * dim + e] = value_at(99, tk[t].seq, tk[t].pos, e, f->q_range);
         }
         struct npu_batch b = { .n = n, .pos = pos, .seqs = seqs };
         f->c.attention = kind;
@@ -123,8 +125,11 @@ static double kv_value(struct fixture *f, int seq, int which, int32_t p, size_t 
         }
 }
 
-/* Softmax attention in double for one token, head by head. */
-static void reference(struct fixture *f, struct token tk, double *out)
+/*
+ * Softmax attention in double for one token, head by head; f16_operands:
+ * with the query and the normalized weights rounded to f16 (llama.cpp's way).
+ */
+static void reference_ops(struct fixture *f, struct token tk, bool f16_operands, double *out)
 {
         const struct npu_hparams *hp = &f->m.hp;
         const int32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, n = tk.pos + 1;
@@ -136,13 +141,21 @@ static void reference(struct fixture *f, struct token tk, double *out)
                         double d = 0;
                         for (int32_t e = 0; e < hd; e++) {
                                 double kv = kv_value(f, tk.seq, 0, p, (size_t)(h / group) * hd + e);
-                                d += (double)value_at(99, tk.seq, tk.pos, (uint64_t)h * hd + e, 1.0f) * kv;
+                                float q = value_at(99, tk.seq, tk.pos, (uint64_t)h * hd + e, f->q_range);
+                                if (f16_operands)
+                                        q = f16_to_f32(f32_to_f16(q));
+                                d += (double)q * kv;
                         }
                         s[p] = d / sqrt((double)hd);
                         mx = fmax(mx, s[p]);
                 }
                 for (int32_t p = 0; p < n; p++)
                         sum += s[p] = exp(s[p] - mx);
+                if (f16_operands) {
+                        for (int32_t p = 0; p < n; p++)
+                                s[p] = f16_to_f32(f32_to_f16((float)(s[p] / sum)));
+                        sum = 1;
+                }
                 for (int32_t e = 0; e < hd; e++) {
                         double o = 0;
                         for (int32_t p = 0; p < n; p++)
@@ -151,6 +164,11 @@ static void reference(struct fixture *f, struct token tk, double *out)
                 }
         }
         free(s);
+}
+
+static void reference(struct fixture *f, struct token tk, double *out)
+{
+        reference_ops(f, tk, false, out);
 }
 
 /* The all-heads row kernels give each head's scores and sums bit for bit as the per-head kernels do. */
@@ -269,7 +287,7 @@ static const struct token singles[] = {
  */
 static void test_invariance(void **state)
 {
-        for (int kind = ATTENTION_DEFAULT; kind <= ATTENTION_FLASH; kind++) {
+        for (int kind = ATTENTION_DEFAULT; kind <= ATTENTION_F16_OPERANDS; kind++) {
                 static const struct {
                         int32_t H, KVH, hd;
                 } shapes[] = { { 8, 2, 128 }, { 4, 4, 64 }, { 8, 2, 128 } };
@@ -342,6 +360,54 @@ static void test_accuracy(void **state)
         free(ref);
 }
 
+/*
+ * --attention-f16-operands: over an f16 cache, the reference with the query
+ * and the weights in f16, and not the default path's bits; over the other
+ * caches, the default path's bits.
+ */
+static void test_f16_operands(void **state)
+{
+        const int32_t H = 8, KVH = 2, hd = 128, dim = H * hd;
+        static const struct token tks[] = { { 2, 0 }, { 2, 36 }, { 1, 64 }, { 1, 1499 }, { 0, 2999 } };
+        const int N = ARRAY_SIZE(tks);
+        float *out = malloc(sizeof(float) * dim * N), *def = malloc(sizeof(float) * dim * N);
+        double *ref = malloc(sizeof(double) * dim);
+        for (int type = KV_TYPE_F32; type <= KV_TYPE_Q8; type++) {
+                struct fixture f;
+                fx_open(&f, H, KVH, hd, type, 2);
+                f.q_range = 1.0f / 3.0f; /* queries that f16 does not hold exactly */
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                        if (kernels_force_isa(isa) < 0)
+                                continue;
+                        run_batch(&f, ATTENTION_DEFAULT, tks, N, def);
+                        run_batch(&f, ATTENTION_F16_OPERANDS, tks, N, out);
+                        if (type != KV_TYPE_F16) {
+                                assert_memory_equal(def, out, sizeof(float) * dim * N);
+                                continue;
+                        }
+                        double off_default = 0;
+                        for (int i = 0; i < N; i++) {
+                                reference_ops(&f, tks[i], true, ref);
+                                double maxdiff = 0;
+                                for (int32_t e = 0; e < dim; e++) {
+                                        size_t k = (size_t)i * dim + e;
+                                        maxdiff = fmax(maxdiff, fabs(out[k] - ref[e]));
+                                        off_default = fmax(off_default, fabs(out[k] - def[k]));
+                                }
+                                if (maxdiff >= 1e-5)
+                                        fail_msg("isa %d token %d: max diff %g from the f16-operand reference", isa, i,
+                                                 maxdiff);
+                        }
+                        assert_true(off_default > 1e-5);
+                }
+                kernels_reset_isa();
+                fx_close(&f);
+        }
+        free(out);
+        free(def);
+        free(ref);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -349,6 +415,7 @@ int main(void)
                 cmocka_unit_test(test_exp_sum),
                 cmocka_unit_test(test_invariance),
                 cmocka_unit_test(test_accuracy),
+                cmocka_unit_test(test_f16_operands),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -333,39 +333,86 @@ static void test_unknown_types(void **state)
         }
 }
 
-/* A quantized tensor whose block scale is NaN or infinite is refused by name. */
+/* Where a block of type t keeps its f16 scale d. */
+static size_t scale_offset(enum ggml_type t)
+{
+        switch (t) {
+        case GGML_TYPE_Q2_K: return offsetof(struct block_q2_K, d);
+        case GGML_TYPE_Q3_K: return offsetof(struct block_q3_K, d);
+        case GGML_TYPE_Q6_K: return offsetof(struct block_q6_K, d);
+        default: return 0; /* Q4_0 .. Q8_0, Q4_K, Q5_K: d first */
+        }
+}
+
+/* The first matrix of type t with more than two rows. */
+static const struct gguf_tensor *first_of_type(const struct gguf *g, enum ggml_type t)
+{
+        for (uint64_t i = 0; i < g->n_tensors; i++)
+                if (g->tensors[i].type == t && g->tensors[i].n_dims == 2 && g->tensors[i].ne[1] > 2)
+                        return &g->tensors[i];
+        return NULL;
+}
+
+/* In every block type, a block scale that is NaN or infinite is refused by tensor, type, row and block. */
 static void test_corrupt_quant_tensor(void **state)
 {
         size_t n;
         _cleanup_free_ uint8_t *buf = read_all(*state, &n);
-        struct npu_err err = {};
-        struct gguf *g = NULL;
-        assert_int_equal(gguf_parse(buf, n, &g, &err), 0);
-        /* the first matrix of a type that keeps its d in the first two bytes of a block */
-        const struct gguf_tensor *t = NULL;
-        for (uint64_t i = 0; i < g->n_tensors && !t; i++) {
-                enum ggml_type ty = g->tensors[i].type;
-                if (g->tensors[i].n_dims == 2 && g->tensors[i].ne[1] > 2 &&
-                    (ty == GGML_TYPE_Q4_0 || ty == GGML_TYPE_Q4_1 || ty == GGML_TYPE_Q5_0 || ty == GGML_TYPE_Q5_1 ||
-                     ty == GGML_TYPE_Q8_0 || ty == GGML_TYPE_Q4_K || ty == GGML_TYPE_Q5_K))
-                        t = &g->tensors[i];
+        for (size_t q = 0; q < ARRAY_SIZE(quant_cycle); q++) {
+                for (int inf = 0; inf < 2; inf++) {
+                        struct npu_err err = {};
+                        struct gguf *g = NULL;
+                        assert_int_equal(gguf_parse(buf, n, &g, &err), 0);
+                        const struct gguf_tensor *t = first_of_type(g, quant_cycle[q]);
+                        assert_non_null(t);
+                        char tname[128];
+                        snprintf(tname, sizeof(tname), "'%.*s' (%s)", (int)t->name.len, t->name.s,
+                                 ggml_type_name(t->type));
+                        /* the scale of the third block of row 2 (of its last block when it has fewer) */
+                        const int64_t blocks = t->ne[0] / (int64_t)ggml_type_block_elems(t->type);
+                        const int64_t b = MIN(2, blocks - 1);
+                        char where[64];
+                        snprintf(where, sizeof(where), "block %lld of row 2", (long long)b);
+                        const size_t at = (size_t)((const uint8_t *)t->data - buf) + 2 * (t->nbytes / t->ne[1]) +
+                                          (size_t)b * ggml_type_block_bytes(t->type) + scale_offset(t->type);
+                        gguf_free(g);
+                        const uint8_t was[2] = { buf[at], buf[at + 1] };
+                        buf[at] = inf ? 0x00 : 0xff;
+                        buf[at + 1] = inf ? 0xfc : 0x7f; /* -inf, NaN */
+                        assert_int_equal(gguf_parse(buf, n, &g, &err), 0);
+                        struct npu_model *m = NULL;
+                        assert_int_equal(model_from_gguf(g, "corrupt", &m, &err), -EBADMSG);
+                        assert_null(m);
+                        if (!strstr(err.msg, tname) || !strstr(err.msg, where))
+                                fail_msg("%s: '%s' does not name the tensor, row and block", tname, err.msg);
+                        gguf_free(g);
+                        buf[at] = was[0];
+                        buf[at + 1] = was[1];
+                }
         }
-        assert_non_null(t);
-        char tname[128];
-        snprintf(tname, sizeof(tname), "'%.*s'", (int)t->name.len, t->name.s);
-        /* these types keep their d in the first two bytes of a block: the third block of row 2 */
-        const size_t at = (size_t)((const uint8_t *)t->data - buf) + 2 * (t->nbytes / t->ne[1]) +
-                          2 * ggml_type_block_bytes(t->type);
-        gguf_free(g);
-        buf[at] = 0xff;
-        buf[at + 1] = 0x7f; /* NaN */
-        assert_int_equal(gguf_parse(buf, n, &g, &err), 0);
-        struct npu_model *m = NULL;
-        assert_int_equal(model_from_gguf(g, "corrupt", &m, &err), -EBADMSG);
-        assert_null(m);
-        assert_non_null(strstr(err.msg, tname));
-        assert_non_null(strstr(err.msg, "block 2 of row 2"));
-        gguf_free(g);
+}
+
+/* In every block type, a file that ends inside a tensor's data is refused by that tensor's name. */
+static void test_truncated_quant_tensor(void **state)
+{
+        size_t n;
+        _cleanup_free_ uint8_t *buf = read_all(*state, &n);
+        struct npu_err err = {};
+        struct gguf *g0 = NULL;
+        assert_int_equal(gguf_parse(buf, n, &g0, &err), 0);
+        for (size_t q = 0; q < ARRAY_SIZE(quant_cycle); q++) {
+                const struct gguf_tensor *t = first_of_type(g0, quant_cycle[q]);
+                assert_non_null(t);
+                char tname[128];
+                snprintf(tname, sizeof(tname), "tensor '%.*s'", (int)t->name.len, t->name.s);
+                const size_t len = (size_t)((const uint8_t *)t->data - buf) + t->nbytes - 1;
+                struct gguf *g = NULL;
+                assert_int_equal(gguf_parse(buf, len, &g, &err), -EBADMSG);
+                assert_null(g);
+                if (!strstr(err.msg, tname) || !strstr(err.msg, "runs past the end"))
+                        fail_msg("%s cut one byte short: '%s'", tname, err.msg);
+        }
+        gguf_free(g0);
 }
 
 /* Fuzz the mixed file: truncations are refused with a message, bit flips load or fail cleanly (ASan watches). */
@@ -435,6 +482,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_mixed_types_load, mixed_setup, mixed_teardown),
                 cmocka_unit_test_setup_teardown(test_unknown_types, mixed_setup, mixed_teardown),
                 cmocka_unit_test_setup_teardown(test_corrupt_quant_tensor, mixed_setup, mixed_teardown),
+                cmocka_unit_test_setup_teardown(test_truncated_quant_tensor, mixed_setup, mixed_teardown),
                 cmocka_unit_test_setup_teardown(test_fuzz_quantized, mixed_setup, mixed_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

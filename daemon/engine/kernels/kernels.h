@@ -49,6 +49,8 @@ float vec_dot_f32(const float *a, const float *b, int64_t n);
 float vec_dot_f32_f16(const float *a, const uint16_t *b, int64_t n);
 void vec_mad_f16(float *y, const uint16_t *x, float a, int64_t n);
 void vec_mad_f32(float *y, const float *x, float a, int64_t n);
+/* y = x rounded to the nearest f16 (ties to even) and back: bit-identical in C and AVX2 (F16C) */
+void vec_round_f16(float *y, const float *x, int64_t n);
 void vec_scale(float *y, float a, int64_t n);
 
 /*

@@ -306,6 +306,27 @@ void vec_mad_f16(float *y, const uint16_t *x, float a, int64_t n)
                 y[i] += a * f16_to_f32(x[i]);
 }
 
+AVX2 static void round_f16_avx2(float *y, const float *x, int64_t n)
+{
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+                __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+                _mm256_storeu_ps(y + i, _mm256_cvtph_ps(h));
+        }
+        for (; i < n; i++)
+                y[i] = f16_to_f32(f32_to_f16(x[i]));
+}
+
+void vec_round_f16(float *y, const float *x, int64_t n)
+{
+        if (kernels_isa() >= KERNEL_ISA_AVX2) {
+                round_f16_avx2(y, x, n);
+                return;
+        }
+        for (int64_t i = 0; i < n; i++)
+                y[i] = f16_to_f32(f32_to_f16(x[i]));
+}
+
 void vec_mad_f32(float *y, const float *x, float a, int64_t n)
 {
         for (int64_t i = 0; i < n; i++)

@@ -18,6 +18,7 @@
 enum attention_kind {
         ATTENTION_DEFAULT = 0,
         ATTENTION_FLASH = 1, /* tiled, online softmax: --flash-attention-plus */
+        ATTENTION_F16_OPERANDS = 2, /* the default path, over an f16 cache as llama.cpp's: --attention-f16-operands */
 };
 
 struct npu_batch {
