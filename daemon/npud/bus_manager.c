@@ -334,6 +334,43 @@ static int method_unload_model(sd_bus_message *m, void *userdata, sd_bus_error *
         return sd_bus_reply_method_return(m, NULL);
 }
 
+/* The one-turn session of a Generate or a Chat, forgotten with its client when its request does not start. */
+static void single_turn_abort(struct session *s)
+{
+        struct client *c = s->client;
+
+        if (s->requests_head)
+                session_drop_request(s, s->requests_head);
+        else
+                session_close(s);
+        client_maybe_forget(c);
+}
+
+/* The caller's client, a one-turn session of its own on the model, and the turn's request, not started yet. */
+static int single_turn_open(struct server *srv, struct served_model *sm, sd_bus_message *m, struct session **ret_s,
+                            struct request **ret_req, sd_bus_error *error)
+{
+        struct client *c;
+        int r;
+
+        if (srv->shutting_down)
+                return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
+        r = clients_get(srv, m, &c, error);
+        if (r < 0)
+                return r;
+        r = client_check_request(c, &srv->cfg, error);
+        if (r >= 0)
+                r = session_new_single(sm, c, ret_s);
+        if (r < 0) {
+                client_maybe_forget(c);
+                return r;
+        }
+        r = session_start_turn(*ret_s, ret_req, error);
+        if (r < 0)
+                single_turn_abort(*ret_s);
+        return r;
+}
+
 static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         struct server *srv = userdata;
@@ -342,7 +379,6 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         struct served_model *sm;
         struct session *s;
         struct request *req;
-        struct client *c;
         const char *model;
         int r;
 
@@ -361,30 +397,13 @@ static int method_generate(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = args_read_options(m, sm->rt->model, sm->rt->n_ctx, 0, &a, error);
         if (r < 0)
                 return r;
-        if (srv->shutting_down)
-                return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
-        r = clients_get(srv, m, &c, error);
+        r = single_turn_open(srv, sm, m, &s, &req, error);
         if (r < 0)
                 return r;
-        r = client_check_request(c, &srv->cfg, error);
-        if (r >= 0)
-                r = session_new_single(sm, c, &s);
-        if (r < 0) {
-                client_maybe_forget(c);
-                return r;
-        }
-        r = session_start_turn(s, &req, error);
-        if (r >= 0)
-                r = request_start(req, m, &pa, a.add_bos != 0, &a.p, error);
-        if (r < 0) {
-                if (s->requests_head)
-                        session_drop_request(s, s->requests_head);
-                else
-                        session_close(s);
-                client_maybe_forget(c);
-                return r;
-        }
-        return 1;
+        r = request_start(req, m, &pa, a.add_bos != 0, &a.p, error);
+        if (r < 0)
+                single_turn_abort(s);
+        return r < 0 ? r : 1;
 }
 
 /*
@@ -403,7 +422,6 @@ static int method_chat(sd_bus_message *m, void *userdata, sd_bus_error *error)
         struct served_model *sm;
         struct session *s;
         struct request *req;
-        struct client *c;
         const char *model;
         int r;
 
@@ -428,30 +446,13 @@ static int method_chat(sd_bus_message *m, void *userdata, sd_bus_error *error)
         r = args_render_chat(&t, msgs.m, msgs.n, msgs.m[msgs.n - 1].role != CHAT_ROLE_ASSISTANT, &p, error);
         if (r < 0)
                 return r;
-        if (srv->shutting_down)
-                return sd_bus_error_set(error, NPUD_ERROR_SHUTTING_DOWN, "npud is stopping");
-        r = clients_get(srv, m, &c, error);
+        r = single_turn_open(srv, sm, m, &s, &req, error);
         if (r < 0)
                 return r;
-        r = client_check_request(c, &srv->cfg, error);
-        if (r >= 0)
-                r = session_new_single(sm, c, &s);
-        if (r < 0) {
-                client_maybe_forget(c);
-                return r;
-        }
-        r = session_start_turn(s, &req, error);
-        if (r >= 0)
-                r = request_start_chat(req, m, &p, a.add_bos != 0, &a.p, error);
-        if (r < 0) {
-                if (s->requests_head)
-                        session_drop_request(s, s->requests_head);
-                else
-                        session_close(s);
-                client_maybe_forget(c);
-                return r;
-        }
-        return 1;
+        r = request_start_chat(req, m, &p, a.add_bos != 0, &a.p, error);
+        if (r < 0)
+                single_turn_abort(s);
+        return r < 0 ? r : 1;
 }
 
 static int method_create_session(sd_bus_message *m, void *userdata, sd_bus_error *error)
