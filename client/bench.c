@@ -655,7 +655,7 @@ static int parse_args(int argc, char **argv, struct bench *b)
                 return log_usage("bench: unexpected argument '%s'", argv[optind]);
         if (!!b->task == !!b->n_clients)
                 return log_usage("bench: give either --task or --clients (see npuctl bench --help)");
-        if (b->model && (!*b->model || !utf8_is_valid(b->model, strlen(b->model))))
+        if (b->model && (!*b->model || !utf8_valid_string(b->model, strlen(b->model))))
                 return log_usage("--model: empty or not valid UTF-8");
         if (b->task) {
                 if (strcmp(b->task, "benchmark") == 0 && b->n_lengths == 0)

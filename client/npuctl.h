@@ -10,6 +10,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "utf8.h"
 #include "util.h"
 
 #define NPUD_SERVICE "org.npud.Inference1"
@@ -135,7 +136,6 @@ struct prompt {
         size_t n_ids;
 };
 int prompt_append(sd_bus_message *m, const struct prompt *p);
-bool utf8_is_valid(const char *s, size_t len);
 
 /* ---- bus.c: connecting, calling, and mapping errors */
 const char *bus_default(void);

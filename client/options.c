@@ -67,12 +67,12 @@ int gen_options_parse(struct gen_options *o, int opt, const char *arg)
                         return log_usage("--stop: at most %d stop strings", GEN_MAX_STOP);
                 if (strlen(arg) < 1 || strlen(arg) > 256)
                         return log_usage("--stop: a stop string has 1 to 256 bytes");
-                if (!utf8_is_valid(arg, strlen(arg)))
+                if (!utf8_valid_string(arg, strlen(arg)))
                         return log_usage("--stop: '%s' is not valid UTF-8", arg);
                 o->stop[o->n_stop++] = arg;
                 break;
         case ARG_PRECISION:
-                if (!utf8_is_valid(arg, strlen(arg)))
+                if (!utf8_valid_string(arg, strlen(arg)))
                         return log_usage("--precision: not valid UTF-8");
                 o->precision = arg;
                 break;
@@ -179,43 +179,6 @@ int gen_options_append(sd_bus_message *m, const struct gen_options *o, const cha
         return r < 0 ? bus_log_create_error(r) : 0;
 }
 
-bool utf8_is_valid(const char *s, size_t len)
-{
-        const unsigned char *p = (const unsigned char *)s, *end = p + len;
-
-        while (p < end) {
-                unsigned c = *p;
-                size_t n;
-                uint32_t cp;
-                if (c == 0)
-                        return false; /* D-Bus strings hold no NUL */
-                if (c < 0x80) {
-                        p++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        n = 1, cp = c & 0x1f;
-                else if (c >= 0xe0 && c <= 0xef)
-                        n = 2, cp = c & 0x0f;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        n = 3, cp = c & 0x07;
-                else
-                        return false;
-                if ((size_t)(end - p) <= n)
-                        return false;
-                for (size_t i = 1; i <= n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-                    (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                p += n + 1;
-        }
-        return true;
-}
-
 int prompt_append(sd_bus_message *m, const struct prompt *p)
 {
         int r;
@@ -224,7 +187,7 @@ int prompt_append(sd_bus_message *m, const struct prompt *p)
                 r = sd_bus_message_open_container(m, 'v', "ai");
                 if (r >= 0)
                         r = sd_bus_message_append_array(m, 'i', p->ids, p->n_ids * sizeof(int32_t));
-        } else if (utf8_is_valid(p->text, p->len)) {
+        } else if (utf8_valid_string(p->text, p->len)) {
                 r = sd_bus_message_open_container(m, 'v', "s");
                 if (r >= 0)
                         r = sd_bus_message_append_basic(m, 's', p->text);

@@ -15,6 +15,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "utf8.h"
 #include "util.h"
 
 #define NPUD_SERVICE "org.npud.Inference1"
@@ -179,9 +180,6 @@ void npud_disconnect(struct gateway *gw);
 int npud_call_sync(struct gateway *gw, const char *member, sd_bus_message **reply, struct api_error *e);
 /* Append an a{sv} entry of a basic type. */
 int bus_append_entry(sd_bus_message *m, const char *key, char type, const void *value);
-bool utf8_valid(const char *s, size_t len);
-/* Code points in a valid UTF-8 string. */
-size_t utf8_chars(const char *s);
 
 /* ---- logprobs.c: npud's Logprobs signals, kept and written as OpenAI and Ollama do */
 #define LP_MAX_TOP 20

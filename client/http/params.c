@@ -96,7 +96,7 @@ int json_check_text(json_object *v, const char *param, struct api_error *e)
         const char *s = json_object_get_string(v);
         size_t len = (size_t)json_object_get_string_len(v);
 
-        if (!utf8_valid(s, len)) {
+        if (!utf8_valid_string(s, len)) {
                 api_error_invalid(e, param, "Invalid '%s': the text holds a NUL character or is not valid UTF-8.",
                                   param);
                 return -EINVAL;
