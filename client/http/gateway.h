@@ -266,6 +266,10 @@ struct job *job_unref(struct job *j);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct job *, job_unref);
 /* Send the call (Generate or Chat, built by the caller) and wait for npud. */
 int job_start(struct job *j, sd_bus_message *call, struct api_error *e);
+/* A call to npud's Manager.method with the job's model as its first argument; the caller appends the rest. */
+int job_new_call(struct job *j, const char *method, sd_bus_message **ret, struct api_error *e);
+/* Sends the call the caller built (r: how appending its arguments went) as the job's request; e set on failure. */
+int job_send(struct job *j, sd_bus_message *call, int r, struct api_error *e);
 /* The HTTP side is gone (completed, or the client hung up): cancel at npud if still running. */
 void job_detach_http(struct job *j);
 /* Route npud's Request signals and its leaving the bus to the jobs. */

@@ -359,7 +359,6 @@ enum MHD_Result openai_completions(struct http_req *hr, json_object *body, bool 
         struct job *j; /* hr's */
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         const char *model = NULL;
-        sd_bus *bus;
         int r;
 
         j = job_new(hr->gw, hr, chat ? JOB_CHAT : JOB_COMPLETIONS);
@@ -383,27 +382,12 @@ enum MHD_Result openai_completions(struct http_req *hr, json_object *body, bool 
         j->model = strdup(model);
         if (!j->model)
                 return MHD_NO;
-        bus = npud_bus(hr->gw, &e);
-        if (!bus)
+        if (job_new_call(j, chat ? "Chat" : "Generate", &call, &e) < 0)
                 goto fail;
-        r = sd_bus_message_new_method_call(bus, &call, NPUD_SERVICE, NPUD_PATH, NPUD_MANAGER,
-                                           chat ? "Chat" : "Generate");
-        if (r >= 0)
-                r = sd_bus_message_append(call, "s", model);
-        if (r >= 0) {
-                r = chat ? openai_append_messages(call, field(body, "messages"), &e)
-                         : append_prompt(call, body, j, &e);
-                if (e.status)
-                        goto fail;
-        }
+        r = chat ? openai_append_messages(call, field(body, "messages"), &e) : append_prompt(call, body, j, &e);
         if (r >= 0)
                 r = gen_params_append(call, &p);
-        if (r < 0) {
-                api_error_set(&e, 500, "server_error", NULL, NULL, "cannot build the call to npud: %s",
-                              strerror(-r));
-                goto fail;
-        }
-        if (job_start(j, call, &e) < 0)
+        if (job_send(j, call, r, &e) < 0)
                 goto fail;
         return MHD_YES;
 fail:
