@@ -10,6 +10,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "bus_client.h"
 #include "utf8.h"
 #include "util.h"
 

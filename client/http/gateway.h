@@ -15,6 +15,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "bus_client.h"
 #include "utf8.h"
 #include "util.h"
 
@@ -178,8 +179,6 @@ sd_bus *npud_bus(struct gateway *gw, struct api_error *e);
 void npud_disconnect(struct gateway *gw);
 /* A Manager call without arguments, synchronously (ListModels); e set on failure. */
 int npud_call_sync(struct gateway *gw, const char *member, sd_bus_message **reply, struct api_error *e);
-/* Append an a{sv} entry of a basic type. */
-int bus_append_entry(sd_bus_message *m, const char *key, char type, const void *value);
 
 /* ---- logprobs.c: npud's Logprobs signals, kept and written as OpenAI and Ollama do */
 #define LP_MAX_TOP 20
