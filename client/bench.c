@@ -685,14 +685,9 @@ int verb_bench(const struct npuctl *c, int argc, char **argv)
         r = parse_args(argc, argv, &b);
         if (r != 0)
                 return r < 0 ? r : 0;
-        r = bus_open(c->bus, &bus);
+        r = bus_open_on_event(c->bus, &bus, &event);
         if (r < 0)
                 return r;
-        r = sd_event_default(&event);
-        if (r >= 0)
-                r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
-        if (r < 0)
-                return -EIO;
         b.event = event;
         r = model_info(&b, bus);
         if (r >= 0)

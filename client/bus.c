@@ -28,6 +28,22 @@ int bus_open(const char *spec, sd_bus **ret)
         return 0;
 }
 
+int bus_open_on_event(const char *spec, sd_bus **ret_bus, sd_event **ret_event)
+{
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        int r;
+
+        r = bus_open(spec, &bus);
+        if (r < 0)
+                return r;
+        if (sd_event_default(&event) < 0 || sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL) < 0)
+                return -EIO;
+        *ret_bus = TAKE_PTR(bus);
+        *ret_event = TAKE_PTR(event);
+        return 0;
+}
+
 struct error_map {
         const char *name;
         int errnum;

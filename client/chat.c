@@ -351,14 +351,9 @@ int verb_chat(const struct npuctl *c, int argc, char **argv)
                 return log_usage("--system: not valid UTF-8");
         ch.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 
-        r = bus_open(c->bus, &bus);
+        r = bus_open_on_event(c->bus, &bus, &event);
         if (r < 0)
                 return r;
-        r = sd_event_default(&event);
-        if (r >= 0)
-                r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
-        if (r < 0)
-                return -EIO;
         ch.bus = bus;
         ch.event = event;
         r = set_system(&ch, system ? system : "");
