@@ -327,6 +327,8 @@ int json_opt_double(json_object *o, const char *key, double min, double max, dou
 int json_opt_bool(json_object *o, const char *key, bool *ret, struct api_error *e);
 int json_opt_string(json_object *o, const char *key, const char **ret, struct api_error *e);
 /* stop: a string or an array of at most max strings. */
+/* min_p, repeat_penalty, presence_penalty, frequency_penalty and seed, as both APIs name them. */
+int json_opt_sampler_extras(json_object *o, struct gen_params *p, struct api_error *e);
 int json_opt_stop(json_object *o, const char *key, size_t max, struct gen_params *p, struct api_error *e);
 /*
  * Ollama's keep_alive: a number of seconds, or a duration string as Go writes

@@ -51,25 +51,7 @@ static int parse_options(json_object *body, struct gen_params *p, struct api_err
         if ((r = json_opt_int(o, "top_k", 0, INT32_MAX, &p->top_k, e)) < 0)
                 return -EINVAL;
         p->has_top_k |= r > 0;
-        if ((r = json_opt_double(o, "min_p", 0, 1, &p->min_p, e)) < 0)
-                return -EINVAL;
-        p->has_min_p = r > 0;
-        if ((r = json_opt_double(o, "repeat_penalty", 0.01, 100, &p->repeat_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_repeat = r > 0;
-        if ((r = json_opt_double(o, "presence_penalty", -2, 2, &p->presence_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_presence = r > 0;
-        if ((r = json_opt_double(o, "frequency_penalty", -2, 2, &p->frequency_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_frequency = r > 0;
-        if ((r = json_opt_int(o, "seed", INT64_MIN, INT64_MAX, &n, e)) < 0)
-                return -EINVAL;
-        if (r > 0) {
-                p->has_seed = true;
-                p->seed = (uint64_t)n;
-        }
-        if (json_opt_stop(o, "stop", 8, p, e) < 0)
+        if (json_opt_sampler_extras(o, p, e) < 0 || json_opt_stop(o, "stop", 8, p, e) < 0)
                 return -EINVAL;
         return 0;
 }

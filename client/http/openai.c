@@ -145,24 +145,7 @@ static int parse_sampling(json_object *body, bool chat, struct gen_params *p, st
                 p->top_p = 1;
                 p->top_k = 1;
         }
-        if ((r = json_opt_double(body, "min_p", 0, 1, &p->min_p, e)) < 0)
-                return -EINVAL;
-        p->has_min_p = r > 0;
-        if ((r = json_opt_double(body, "repeat_penalty", 0.01, 100, &p->repeat_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_repeat = r > 0;
-        if ((r = json_opt_double(body, "presence_penalty", -2, 2, &p->presence_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_presence = r > 0;
-        if ((r = json_opt_double(body, "frequency_penalty", -2, 2, &p->frequency_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_frequency = r > 0;
-        int64_t seed;
-        if ((r = json_opt_int(body, "seed", INT64_MIN, INT64_MAX, &seed, e)) < 0)
-                return -EINVAL;
-        p->has_seed = r > 0;
-        p->seed = (uint64_t)seed;
-        if (json_opt_stop(body, "stop", 4, p, e) < 0 || json_opt_bool(body, "ignore_eos", &p->ignore_eos, e) < 0)
+        if (json_opt_sampler_extras(body, p, e) < 0 || json_opt_stop(body, "stop", 4, p, e) < 0 || json_opt_bool(body, "ignore_eos", &p->ignore_eos, e) < 0)
                 return -EINVAL;
         if (chat) {
                 bool lp = false;
