@@ -26,6 +26,12 @@
  */
 
 #define RB 8 /* rows walked together */
+/*
+ * Blocks ahead that each row is prefetched: the eight rows are eight
+ * interleaved streams, which the hardware prefetchers follow too late
+ * (measured on Sapphire Rapids: Q4_K 8.6 -> 13 GB/s, 2 threads).
+ */
+#define QPD 2
 
 SIMD_INLINE __m256i SIMD(load32)(const void *p)
 {
@@ -380,6 +386,10 @@ SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a
                 for (int64_t b = 0; b < K / (be); b++) {                                                      \
                         __m256i L[RB], M[RB];                                                                 \
                         for (int i = 0; i < RB; i++)                                                          \
+                                for (int c = 0; c < (int)sizeof(btype); c += 64)                              \
+                                        _mm_prefetch((const char *)rows[i] + (b + QPD) * sizeof(btype) + c,   \
+                                                     _MM_HINT_T0);                                            \
+                        for (int i = 0; i < RB; i++)                                                          \
                                 L[i] = SIMD(block_##name)((const btype *)(const void *)rows[i] + b,           \
                                                           q + (be) * b, bs ? bs + 16 * b : NULL, &M[i],       \
                                                           NULL, NULL);                                        \
@@ -551,6 +561,7 @@ SIMD_FN static void SIMD(tile_token)(const struct qtile *tl, const struct tile_k
 #undef DEFINE_TILE_UNPACK
 
 #undef RB
+#undef QPD
 #undef DEFINE_GROUP
 #undef K_CHUNK
 #undef BIT_TO
