@@ -409,8 +409,10 @@ SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a
                         }                                                                                     \
                 }                                                                                             \
                 _mm256_storeu_ps(out, acc);                                                                   \
-        }                                                                                                     \
-                                                                                                              \
+        }
+
+/* The rows [r0, r1) of a weight against n_tok tokens, eight rows at a time through group_<name>. */
+#define DEFINE_ROWS(name)                                                                                     \
         SIMD_FN static void SIMD(rows_##name)(const struct npu_weight *w, const struct act_blocks *a,         \
                                               int64_t n_tok, float *y, size_t ys, int64_t r0, int64_t r1)     \
         {                                                                                                     \
@@ -444,9 +446,25 @@ DEFINE_GROUP(q8_0, struct block_q8_0, QK8_0, 0, 0, 0, 0)
 #endif
 DEFINE_GROUP(q2_k, struct block_q2_K, QK_K, 0, 2, offsetof(struct block_q2_K, d), offsetof(struct block_q2_K, dmin))
 DEFINE_GROUP(q3_k, struct block_q3_K, QK_K, 0, 0, offsetof(struct block_q3_K, d), 0)
-DEFINE_GROUP(q4_k, struct block_q4_K, QK_K, 0, 2, 0, 2)
 DEFINE_GROUP(q5_k, struct block_q5_K, QK_K, 0, 2, 0, 2)
+#if SIMD_ZMM
+/* 512-bit copies of the types a Q4_K_M file is made of */
+#include "kernels_quant_zmm.h"
+#else
+DEFINE_GROUP(q4_k, struct block_q4_K, QK_K, 0, 2, 0, 2)
 DEFINE_GROUP(q6_k, struct block_q6_K, QK_K, 0, 0, offsetof(struct block_q6_K, d), 0)
+#endif
+
+DEFINE_ROWS(q4_0)
+DEFINE_ROWS(q4_1)
+DEFINE_ROWS(q5_0)
+DEFINE_ROWS(q5_1)
+DEFINE_ROWS(q8_0)
+DEFINE_ROWS(q2_k)
+DEFINE_ROWS(q3_k)
+DEFINE_ROWS(q4_k)
+DEFINE_ROWS(q5_k)
+DEFINE_ROWS(q6_k)
 
 static const quant_rows_fn SIMD(quant_rows)[_GGML_TYPE_MAX] = {
         [GGML_TYPE_Q4_0] = SIMD(rows_q4_0), [GGML_TYPE_Q4_1] = SIMD(rows_q4_1), [GGML_TYPE_Q5_0] = SIMD(rows_q5_0),
@@ -563,6 +581,7 @@ SIMD_FN static void SIMD(tile_token)(const struct qtile *tl, const struct tile_k
 #undef RB
 #undef QPD
 #undef DEFINE_GROUP
+#undef DEFINE_ROWS
 #undef K_CHUNK
 #undef BIT_TO
 #undef BCAST16
