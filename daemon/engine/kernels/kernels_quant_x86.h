@@ -382,13 +382,22 @@ SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a
                                             const float *d, const float *s, const int16_t *bs,               \
                                             const int32_t *asum, float *out)                                 \
         {                                                                                                     \
+                const int64_t nb = K / (be), row_bytes = nb * (int64_t)sizeof(btype);                       \
+                const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * nb) * 64;                             \
+                const char *next = (const char *)rows[0] + RB * row_bytes;                                    \
                 __m256 acc = _mm256_setzero_ps();                                                             \
-                for (int64_t b = 0; b < K / (be); b++) {                                                      \
+                for (int64_t b = 0; b < nb; b++) {                                                            \
                         __m256i L[RB], M[RB];                                                                 \
-                        for (int i = 0; i < RB; i++)                                                          \
+                        if ((be) == 32)                                                                       \
+                                for (int64_t c = 0; c < share; c += 64)                                       \
+                                        _mm_prefetch(next + b * share + c, _MM_HINT_T1);                      \
+                        else                                                                                  \
+                        for (int i = 0; i < RB; i++) {                                                        \
+                                const char *p = (const char *)rows[i] + (b + QPD) * sizeof(btype) +           \
+                                                (b + QPD >= nb ? (RB - 1) * row_bytes : 0);                   \
                                 for (int c = 0; c < (int)sizeof(btype); c += 64)                              \
-                                        _mm_prefetch((const char *)rows[i] + (b + QPD) * sizeof(btype) + c,   \
-                                                     _MM_HINT_T0);                                            \
+                                        _mm_prefetch(p + c, _MM_HINT_T0);                                     \
+                        }                                                                                     \
                         for (int i = 0; i < RB; i++)                                                          \
                                 L[i] = SIMD(block_##name)((const btype *)(const void *)rows[i] + b,           \
                                                           q + (be) * b, bs ? bs + 16 * b : NULL, &M[i],       \
