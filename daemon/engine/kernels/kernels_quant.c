@@ -263,8 +263,10 @@ typedef void (*tile_unpack_fn)(const uint8_t *const *rows, int64_t kb0, int64_t 
 #define MAC_U8S8(s, u, v) _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1)))
 #define MAC_SCALED(s, u, v, sc) _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), sc))
 #define Q8_0_WIDE 0
+#define SIMD_ZMM 0
 #include "kernels_quant_x86.h"
 #undef Q8_0_WIDE
+#undef SIMD_ZMM
 #undef SIMD_ISA
 #undef SIMD_FN
 #undef SIMD_INLINE
@@ -277,8 +279,10 @@ typedef void (*tile_unpack_fn)(const uint8_t *const *rows, int64_t kb0, int64_t 
 #define MAC_U8S8(s, u, v) _mm256_dpbusd_epi32(s, u, v)
 #define MAC_SCALED(s, u, v, sc) _mm256_dpwssd_epi32(s, _mm256_maddubs_epi16(u, v), sc)
 #define Q8_0_WIDE 1
+#define SIMD_ZMM 1
 #include "kernels_quant_x86.h"
 #undef Q8_0_WIDE
+#undef SIMD_ZMM
 #undef SIMD_ISA
 #undef SIMD_FN
 #undef SIMD_INLINE

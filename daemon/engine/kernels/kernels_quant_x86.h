@@ -26,6 +26,12 @@
  */
 
 #define RB 8 /* rows walked together */
+/*
+ * Blocks ahead that each row is prefetched: the eight rows are eight
+ * interleaved streams, which the hardware prefetchers follow too late
+ * (measured on Sapphire Rapids: Q4_K 8.6 -> 13 GB/s, 2 threads).
+ */
+#define QPD 2
 
 SIMD_INLINE __m256i SIMD(load32)(const void *p)
 {
@@ -376,9 +382,22 @@ SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a
                                             const float *d, const float *s, const int16_t *bs,               \
                                             const int32_t *asum, float *out)                                 \
         {                                                                                                     \
+                const int64_t nb = K / (be), row_bytes = nb * (int64_t)sizeof(btype);                       \
+                const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * nb) * 64;                             \
+                const char *next = (const char *)rows[0] + RB * row_bytes;                                    \
                 __m256 acc = _mm256_setzero_ps();                                                             \
-                for (int64_t b = 0; b < K / (be); b++) {                                                      \
+                for (int64_t b = 0; b < nb; b++) {                                                            \
                         __m256i L[RB], M[RB];                                                                 \
+                        if ((be) == 32)                                                                       \
+                                for (int64_t c = 0; c < share; c += 64)                                       \
+                                        _mm_prefetch(next + b * share + c, _MM_HINT_T1);                      \
+                        else                                                                                  \
+                        for (int i = 0; i < RB; i++) {                                                        \
+                                const char *p = (const char *)rows[i] + (b + QPD) * sizeof(btype) +           \
+                                                (b + QPD >= nb ? (RB - 1) * row_bytes : 0);                   \
+                                for (int c = 0; c < (int)sizeof(btype); c += 64)                              \
+                                        _mm_prefetch(p + c, _MM_HINT_T0);                                     \
+                        }                                                                                     \
                         for (int i = 0; i < RB; i++)                                                          \
                                 L[i] = SIMD(block_##name)((const btype *)(const void *)rows[i] + b,           \
                                                           q + (be) * b, bs ? bs + 16 * b : NULL, &M[i],       \
@@ -399,8 +418,10 @@ SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a
                         }                                                                                     \
                 }                                                                                             \
                 _mm256_storeu_ps(out, acc);                                                                   \
-        }                                                                                                     \
-                                                                                                              \
+        }
+
+/* The rows [r0, r1) of a weight against n_tok tokens, eight rows at a time through group_<name>. */
+#define DEFINE_ROWS(name)                                                                                     \
         SIMD_FN static void SIMD(rows_##name)(const struct npu_weight *w, const struct act_blocks *a,         \
                                               int64_t n_tok, float *y, size_t ys, int64_t r0, int64_t r1)     \
         {                                                                                                     \
@@ -434,9 +455,25 @@ DEFINE_GROUP(q8_0, struct block_q8_0, QK8_0, 0, 0, 0, 0)
 #endif
 DEFINE_GROUP(q2_k, struct block_q2_K, QK_K, 0, 2, offsetof(struct block_q2_K, d), offsetof(struct block_q2_K, dmin))
 DEFINE_GROUP(q3_k, struct block_q3_K, QK_K, 0, 0, offsetof(struct block_q3_K, d), 0)
-DEFINE_GROUP(q4_k, struct block_q4_K, QK_K, 0, 2, 0, 2)
 DEFINE_GROUP(q5_k, struct block_q5_K, QK_K, 0, 2, 0, 2)
+#if SIMD_ZMM
+/* 512-bit copies of the types a Q4_K_M file is made of */
+#include "kernels_quant_zmm.h"
+#else
+DEFINE_GROUP(q4_k, struct block_q4_K, QK_K, 0, 2, 0, 2)
 DEFINE_GROUP(q6_k, struct block_q6_K, QK_K, 0, 0, offsetof(struct block_q6_K, d), 0)
+#endif
+
+DEFINE_ROWS(q4_0)
+DEFINE_ROWS(q4_1)
+DEFINE_ROWS(q5_0)
+DEFINE_ROWS(q5_1)
+DEFINE_ROWS(q8_0)
+DEFINE_ROWS(q2_k)
+DEFINE_ROWS(q3_k)
+DEFINE_ROWS(q4_k)
+DEFINE_ROWS(q5_k)
+DEFINE_ROWS(q6_k)
 
 static const quant_rows_fn SIMD(quant_rows)[_GGML_TYPE_MAX] = {
         [GGML_TYPE_Q4_0] = SIMD(rows_q4_0), [GGML_TYPE_Q4_1] = SIMD(rows_q4_1), [GGML_TYPE_Q5_0] = SIMD(rows_q5_0),
@@ -551,7 +588,9 @@ SIMD_FN static void SIMD(tile_token)(const struct qtile *tl, const struct tile_k
 #undef DEFINE_TILE_UNPACK
 
 #undef RB
+#undef QPD
 #undef DEFINE_GROUP
+#undef DEFINE_ROWS
 #undef K_CHUNK
 #undef BIT_TO
 #undef BCAST16
