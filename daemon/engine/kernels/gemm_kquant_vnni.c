@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The K-quant GEMM on AVX-512 VNNI (gemm_kquant.h): Q4_K and Q6_K panels
+ * unpacked once per slice, then a register tile of 2 panels x 6 tokens.
+ *
+ * Loops, for a block of up to 4 panels (64 rows, a thread's chunk): slices
+ * of KQ_SLICE columns outside; the slice unpacked (64 KiB of weights, kept
+ * in L2); token groups of KQ_NR inside, each walking the slice's panels in
+ * pairs, super-block after super-block. A token group's activations (6 x
+ * 1 KiB) stay in L1 while the pairs of panels stream past them.
+ *
+ * This file is compiled with -ffp-contract=off: the float steps are the
+ * definition's (kernels_quant.h), written out with _mm512_fmadd_ps.
+ */
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")
+#include <immintrin.h>
+
+#include "gemm_kquant.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+#define KQ_SLICE 1024 /* columns unpacked at once */
+#define KQ_SB (KQ_SLICE / QK_K)
+#define KQ_MR 2 /* panels of a register tile */
+#define KQ_NR 6 /* tokens of a register tile */
+
+/* A slice of a block of panels, unpacked. */
+struct kq_slice {
+        /* group g of panel p: bytes 4i..4i+3 are row i's columns 4g..4g+3 (unsigned) */
+        uint8_t w[GEMM_KQ_PANELS][KQ_SLICE / 4][64];
+        /* the scale of each 16 columns, one int32 lane per row */
+        int32_t sc[GEMM_KQ_PANELS][KQ_SLICE / 16][GEMM_KQ_PANEL];
+        /*
+         * per super-block, 8 int16 pairs per row against the activations'
+         * sums of 16 (pairs 2j, 2j + 1): Q4_K (min_j, min_j), giving M;
+         * Q6_K (-32 sc_2j, -32 sc_2j+1), the offset taken out of isum
+         */
+        int32_t pr[GEMM_KQ_PANELS][KQ_SB][8][GEMM_KQ_PANEL];
+        float dw[GEMM_KQ_PANELS][KQ_SB][GEMM_KQ_PANEL]; /* d of each row */
+        float dm[GEMM_KQ_PANELS][KQ_SB][GEMM_KQ_PANEL]; /* Q4_K: dmin of each row */
+} __attribute__((aligned(64)));
+
+static int32_t pair16(int lo, int hi)
+{
+        return (int32_t)(((uint32_t)(uint16_t)(int16_t)hi << 16) | (uint16_t)(int16_t)lo);
+}
+
+/* 16 vectors of 16 int32 in place: r[g] lane i = old r[i] lane g. */
+ALWAYS_INLINE void transpose16(__m512i *r)
+{
+        __m512i a[16], b[16];
+
+        for (int i = 0; i < 8; i++) {
+                a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+                a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+        }
+        /* b[4i + c], 128-bit lane L: rows 4i..4i+3 at column 4L + c */
+        for (int i = 0; i < 4; i++) {
+                b[4 * i] = _mm512_unpacklo_epi64(a[4 * i], a[4 * i + 2]);
+                b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i], a[4 * i + 2]);
+                b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+                b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+        }
+        for (int c = 0; c < 4; c++) {
+                const __m512i s0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x88);
+                const __m512i s1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xdd);
+                const __m512i s2 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x88);
+                const __m512i s3 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xdd);
+                r[c] = _mm512_shuffle_i32x4(s0, s2, 0x88);
+                r[8 + c] = _mm512_shuffle_i32x4(s0, s2, 0xdd);
+                r[4 + c] = _mm512_shuffle_i32x4(s1, s3, 0x88);
+                r[12 + c] = _mm512_shuffle_i32x4(s1, s3, 0xdd);
+        }
+}
+
+/* 16 rows' vectors of 64 columns (64c .. 64c + 63 of super-block s) into panel p's groups. */
+ALWAYS_INLINE void store_groups(struct kq_slice *sl, int p, int s, int c, __m512i *r)
+{
+        transpose16(r);
+        for (int g = 0; g < 16; g++)
+                _mm512_store_si512(sl->w[p][64 * s + 16 * c + g], r[g]);
+}
+
+/* Super-block b of the 16 rows at rows[] into super-block s of panel p. */
+static void unpack_q4_k(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s)
+{
+        const __m512i m4 = _mm512_set1_epi8(15);
+
+        for (int c = 0; c < 4; c++) {
+                __m512i r[16];
+                for (int i = 0; i < 16; i++) {
+                        const struct block_q4_K *x = (const struct block_q4_K *)(const void *)rows[i] + b;
+                        const __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * c));
+                        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+                        r[i] = _mm512_and_si512(z, m4);
+                }
+                store_groups(sl, p, s, c, r);
+        }
+        for (int i = 0; i < 16; i++) {
+                const struct block_q4_K *x = (const struct block_q4_K *)(const void *)rows[i] + b;
+                sl->dw[p][s][i] = f16_to_f32(x->d);
+                sl->dm[p][s][i] = f16_to_f32(x->dmin);
+                for (int j = 0; j < 8; j++) {
+                        uint8_t sc, m;
+                        k_scale_min(x->scales, j, &sc, &m);
+                        sl->sc[p][16 * s + 2 * j][i] = sl->sc[p][16 * s + 2 * j + 1][i] = sc;
+                        sl->pr[p][s][j][i] = pair16(m, m);
+                }
+        }
+}
+
+/*
+ * Q6_K, columns 64c .. 64c + 63 (h = c / 2): the nibbles of ql[64h ..
+ * 64h + 63], low for even c and high for odd, and bits 2s, 2s + 1 of
+ * qh[32h + l] for s = 2 (c % 2) + (which half of the 64).
+ */
+static void unpack_q6_k(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s)
+{
+        const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+
+        for (int c = 0; c < 4; c++) {
+                const int h = c / 2, sh = 4 * (c % 2);
+                __m512i r[16];
+                for (int i = 0; i < 16; i++) {
+                        const struct block_q6_K *x = (const struct block_q6_K *)(const void *)rows[i] + b;
+                        __m512i lo = _mm512_loadu_si512(x->ql + 64 * h);
+                        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                        __m512i hi = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+                        lo = _mm512_and_si512(_mm512_srli_epi16(lo, (unsigned)sh), m4);
+                        hi = _mm512_and_si512(_mm512_slli_epi16(_mm512_srli_epi16(hi, (unsigned)sh), 4), m30);
+                        r[i] = _mm512_or_si512(lo, hi);
+                }
+                store_groups(sl, p, s, c, r);
+        }
+        for (int i = 0; i < 16; i++) {
+                const struct block_q6_K *x = (const struct block_q6_K *)(const void *)rows[i] + b;
+                sl->dw[p][s][i] = f16_to_f32(x->d);
+                for (int j = 0; j < 16; j++)
+                        sl->sc[p][16 * s + j][i] = x->scales[j];
+                for (int j = 0; j < 8; j++)
+                        sl->pr[p][s][j][i] = pair16(-32 * x->scales[2 * j], -32 * x->scales[2 * j + 1]);
+        }
+}
+
+/* A token group's activations at the slice's start, and its outputs at the tile's first row. */
+struct kq_tokens {
+        const int8_t *q[KQ_NR];
+        const float *d[KQ_NR];
+        const int16_t *bs[KQ_NR];
+        float *y[KQ_NR];
+};
+
+ALWAYS_INLINE __m512i bcast4(const void *p)
+{
+        int32_t v;
+        memcpy(&v, p, 4);
+        return _mm512_set1_epi32(v);
+}
+
+/*
+ * MR panels from p0 times NR tokens over the slice's nsb super-blocks.
+ * Q6 selects Q6_K (vpmulld for the scales, the offset pairs into isum)
+ * over Q4_K (vpdpwssd for the scales, the min pairs into M).
+ */
+ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const struct kq_tokens *tk, const int MR,
+                           const int NR, const bool Q6)
+{
+        for (int s = 0; s < nsb; s++) {
+                __m512i isum[KQ_MR][KQ_NR], in[KQ_MR][KQ_NR];
+                for (int i = 0; i < MR; i++)
+                        for (int j = 0; j < NR; j++)
+                                isum[i][j] = _mm512_setzero_si512();
+                for (int h = 0; h < 16; h++) {
+                        for (int i = 0; i < MR; i++)
+                                for (int j = 0; j < NR; j++)
+                                        in[i][j] = _mm512_setzero_si512();
+                        for (int gg = 0; gg < 4; gg++) {
+                                const int g = 64 * s + 4 * h + gg;
+                                __m512i wv[KQ_MR];
+                                for (int i = 0; i < MR; i++)
+                                        wv[i] = _mm512_load_si512(sl->w[p0 + i][g]);
+                                for (int j = 0; j < NR; j++) {
+                                        const __m512i av = bcast4(tk->q[j] + 4 * g);
+                                        for (int i = 0; i < MR; i++)
+                                                in[i][j] = _mm512_dpbusd_epi32(in[i][j], wv[i], av);
+                                }
+                        }
+                        for (int i = 0; i < MR; i++) {
+                                const __m512i sc = _mm512_load_si512(sl->sc[p0 + i][16 * s + h]);
+                                for (int j = 0; j < NR; j++)
+                                        isum[i][j] = Q6 ? _mm512_add_epi32(isum[i][j], _mm512_mullo_epi32(in[i][j], sc))
+                                                        : _mm512_dpwssd_epi32(isum[i][j], in[i][j], sc);
+                        }
+                }
+                /* Q4_K: M into the inner sums; Q6_K: the offset out of isum */
+                if (!Q6)
+                        for (int i = 0; i < MR; i++)
+                                for (int j = 0; j < NR; j++)
+                                        in[i][j] = _mm512_setzero_si512();
+                for (int jp = 0; jp < 8; jp++)
+                        for (int j = 0; j < NR; j++) {
+                                const __m512i bs = bcast4(tk->bs[j] + 16 * s + 2 * jp);
+                                for (int i = 0; i < MR; i++) {
+                                        const __m512i pr = _mm512_load_si512(sl->pr[p0 + i][s][jp]);
+                                        if (Q6)
+                                                isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], pr, bs);
+                                        else
+                                                in[i][j] = _mm512_dpwssd_epi32(in[i][j], pr, bs);
+                                }
+                        }
+                /* the float steps of the definition, on 16 rows at once */
+                for (int j = 0; j < NR; j++) {
+                        const __m512 da = _mm512_set1_ps(tk->d[j][s]);
+                        for (int i = 0; i < MR; i++) {
+                                float *yp = tk->y[j] + GEMM_KQ_PANEL * (p0 + i);
+                                const __m512 dw = _mm512_load_ps(sl->dw[p0 + i][s]);
+                                __m512 acc = _mm512_loadu_ps(yp);
+                                acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(isum[i][j]), acc);
+                                if (!Q6) {
+                                        const __m512 dm = _mm512_mul_ps(_mm512_load_ps(sl->dm[p0 + i][s]), da);
+                                        const __m512 neg = _mm512_castsi512_ps(_mm512_xor_si512(
+                                                _mm512_castps_si512(dm), _mm512_set1_epi32((int)0x80000000u)));
+                                        acc = _mm512_fmadd_ps(neg, _mm512_cvtepi32_ps(in[i][j]), acc);
+                                }
+                                _mm512_storeu_ps(yp, acc);
+                        }
+                }
+        }
+}
+
+typedef void kq_tile_fn(const struct kq_slice *sl, int p0, int nsb, const struct kq_tokens *tk);
+
+#define KQ_TILE(name, MR, NR, Q6)                                                                           \
+        static void kq_##name##_##MR##x##NR(const struct kq_slice *sl, int p0, int nsb,                    \
+                                            const struct kq_tokens *tk)                                    \
+        {                                                                                                  \
+                kq_tile(sl, p0, nsb, tk, MR, NR, Q6);                                                      \
+        }
+#define KQ_TILES(name, Q6)                                                                                  \
+        KQ_TILE(name, 1, 1, Q6) KQ_TILE(name, 1, 2, Q6) KQ_TILE(name, 1, 3, Q6) KQ_TILE(name, 1, 4, Q6)    \
+        KQ_TILE(name, 1, 5, Q6) KQ_TILE(name, 1, 6, Q6) KQ_TILE(name, 2, 1, Q6) KQ_TILE(name, 2, 2, Q6)    \
+        KQ_TILE(name, 2, 3, Q6) KQ_TILE(name, 2, 4, Q6) KQ_TILE(name, 2, 5, Q6) KQ_TILE(name, 2, 6, Q6)
+#define KQ_TABLE(name)                                                                                      \
+        { { NULL, kq_##name##_1x1, kq_##name##_1x2, kq_##name##_1x3, kq_##name##_1x4, kq_##name##_1x5,      \
+            kq_##name##_1x6 },                                                                             \
+          { NULL, kq_##name##_2x1, kq_##name##_2x2, kq_##name##_2x3, kq_##name##_2x4, kq_##name##_2x5,      \
+            kq_##name##_2x6 } }
+
+KQ_TILES(q4_k, false)
+KQ_TILES(q6_k, true)
+
+static kq_tile_fn *const kq_tiles[2][KQ_MR][KQ_NR + 1] = { KQ_TABLE(q4_k), KQ_TABLE(q6_k) };
+
+typedef void kq_unpack_fn(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s);
+
+/* np panels of rows from rb, all tokens, columns [k0, k0 + KQ_SLICE) or to K. */
+static void kq_slice_run(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                         int64_t rb, int np, int64_t k0, struct kq_slice *sl)
+{
+        const bool q6 = w->type == GGML_TYPE_Q6_K;
+        kq_unpack_fn *const unpack = q6 ? unpack_q6_k : unpack_q4_k;
+        const int64_t K = w->cols, sb0 = k0 / QK_K;
+        const int nsb = (int)(MIN(KQ_SLICE, K - k0) / QK_K);
+
+        for (int p = 0; p < np; p++) {
+                const uint8_t *rows[GEMM_KQ_PANEL];
+                for (int i = 0; i < GEMM_KQ_PANEL; i++)
+                        rows[i] = (const uint8_t *)w->data + (rb + GEMM_KQ_PANEL * p + i) * w->row_bytes;
+                for (int s = 0; s < nsb; s++)
+                        unpack(rows, sb0 + s, sl, p, s);
+        }
+        for (int64_t t0 = 0; t0 < n_tok; t0 += KQ_NR) {
+                const int nr = (int)MIN(KQ_NR, n_tok - t0);
+                struct kq_tokens tk;
+                for (int j = 0; j < nr; j++) {
+                        const int64_t t = t0 + j;
+                        tk.q[j] = a->q + t * K + k0;
+                        tk.d[j] = a->d + t * (K / QK_K) + sb0;
+                        tk.bs[j] = a->bsums + t * (K / 16) + k0 / 16;
+                        tk.y[j] = y + t * ys + rb;
+                }
+                for (int p = 0; p < np; p += KQ_MR) {
+                        const int mr = MIN(KQ_MR, np - p);
+                        kq_tiles[q6][mr - 1][nr](sl, p, nsb, &tk);
+                }
+        }
+}
+
+int64_t gemm_kquant_vnni(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                         int64_t r0, int64_t r1)
+{
+        const int64_t np_all = (r1 - r0) / GEMM_KQ_PANEL;
+        struct kq_slice sl;
+
+        if ((w->type != GGML_TYPE_Q4_K && w->type != GGML_TYPE_Q6_K) || a->scheme != ACT_SCHEME_Q8_K)
+                return r0;
+        for (int64_t pb = 0; pb < np_all; pb += GEMM_KQ_PANELS) {
+                const int np = (int)MIN(GEMM_KQ_PANELS, np_all - pb);
+                const int64_t rb = r0 + GEMM_KQ_PANEL * pb;
+                /* the float sums start at 0, as the definition's */
+                for (int64_t t = 0; t < n_tok; t++)
+                        memset(y + t * ys + rb, 0, sizeof(float) * GEMM_KQ_PANEL * np);
+                for (int64_t k0 = 0; k0 < w->cols; k0 += KQ_SLICE)
+                        kq_slice_run(w, a, n_tok, y, ys, rb, np, k0, &sl);
+        }
+        return r0 + GEMM_KQ_PANEL * np_all;
+}
