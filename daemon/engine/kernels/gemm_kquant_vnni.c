@@ -31,19 +31,16 @@ struct kq_slice {
         /* the scale of each 16 columns, one int32 lane per row */
         int32_t sc[GEMM_KQ_PANELS][KQ_SLICE / 16][GEMM_KQ_PANEL];
         /*
-         * per super-block, 8 int16 pairs per row against the activations'
-         * sums of 16 (pairs 2j, 2j + 1): Q4_K (min_j, min_j), giving M;
-         * Q6_K (-32 sc_2j, -32 sc_2j+1), the offset taken out of isum
+         * per super-block, int16 pairs per row against pairs of the
+         * activations' sums: Q4_K, M: (min_2q, min_2q+1), q < 4, against
+         * the sums of sub-blocks 2q, 2q + 1 (32 each); Q6_K, the offset
+         * out of isum: (-32 sc_2j, -32 sc_2j+1), j < 8, against the sums
+         * of 16
          */
         int32_t pr[GEMM_KQ_PANELS][KQ_SB][8][GEMM_KQ_PANEL];
         float dw[GEMM_KQ_PANELS][KQ_SB][GEMM_KQ_PANEL]; /* d of each row */
         float dm[GEMM_KQ_PANELS][KQ_SB][GEMM_KQ_PANEL]; /* Q4_K: dmin of each row */
 } __attribute__((aligned(64)));
-
-static int32_t pair16(int lo, int hi)
-{
-        return (int32_t)(((uint32_t)(uint16_t)(int16_t)hi << 16) | (uint16_t)(int16_t)lo);
-}
 
 /* 16 vectors of 16 int32 in place: r[g] lane i = old r[i] lane g. */
 ALWAYS_INLINE void transpose16(__m512i *r)
@@ -81,10 +78,47 @@ ALWAYS_INLINE void store_groups(struct kq_slice *sl, int p, int s, int c, __m512
                 _mm512_store_si512(sl->w[p][64 * s + 16 * c + g], r[g]);
 }
 
+/* Q4_K: the 8 6-bit scales (bytes 0-7) and mins (bytes 8-15) of a block (quant_types.h's packing). */
+ALWAYS_INLINE __m128i k4_scales_mins(const uint8_t *scales)
+{
+        uint32_t w0, w1, w2;
+        memcpy(&w0, scales, 4);
+        memcpy(&w1, scales + 4, 4);
+        memcpy(&w2, scales + 8, 4);
+        const uint32_t sc_lo = w0 & 0x3f3f3f3f, sc_hi = (w2 & 0x0f0f0f0f) | ((w0 >> 6) & 0x03030303) << 4;
+        const uint32_t m_lo = w1 & 0x3f3f3f3f, m_hi = ((w2 >> 4) & 0x0f0f0f0f) | ((w1 >> 6) & 0x03030303) << 4;
+        return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)m_lo, (int)m_hi);
+}
+
+/*
+ * The per-row numbers of super-block s of panel p, one vector per row
+ * (num: lanes 0-7 the pairs, 8 d, 9 dmin as float bits; sc: the scale of
+ * each 16 columns), turned into one vector per number with a lane per row.
+ */
+ALWAYS_INLINE void store_numbers(struct kq_slice *sl, int p, int s, __m512i *num, __m512i *sc)
+{
+        transpose16(num);
+        for (int j = 0; j < 8; j++)
+                _mm512_store_si512(sl->pr[p][s][j], num[j]);
+        _mm512_store_si512((void *)sl->dw[p][s], num[8]);
+        _mm512_store_si512((void *)sl->dm[p][s], num[9]);
+        transpose16(sc);
+        for (int h = 0; h < 16; h++)
+                _mm512_store_si512(sl->sc[p][16 * s + h], sc[h]);
+}
+
+/* The two f16 of h (low half first) as floats in lanes 8 and 9 of v. */
+ALWAYS_INLINE __m512i with_f16_pair(__m512i v, uint32_t h)
+{
+        return _mm512_inserti32x4(v, _mm_castps_si128(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))), 2);
+}
+
 /* Super-block b of the 16 rows at rows[] into super-block s of panel p. */
 static void unpack_q4_k(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s)
 {
         const __m512i m4 = _mm512_set1_epi8(15);
+        const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        __m512i num[16], sc[16];
 
         for (int c = 0; c < 4; c++) {
                 __m512i r[16];
@@ -98,15 +132,15 @@ static void unpack_q4_k(const uint8_t *const *rows, int64_t b, struct kq_slice *
         }
         for (int i = 0; i < 16; i++) {
                 const struct block_q4_K *x = (const struct block_q4_K *)(const void *)rows[i] + b;
-                sl->dw[p][s][i] = f16_to_f32(x->d);
-                sl->dm[p][s][i] = f16_to_f32(x->dmin);
-                for (int j = 0; j < 8; j++) {
-                        uint8_t sc, m;
-                        k_scale_min(x->scales, j, &sc, &m);
-                        sl->sc[p][16 * s + 2 * j][i] = sl->sc[p][16 * s + 2 * j + 1][i] = sc;
-                        sl->pr[p][s][j][i] = pair16(m, m);
-                }
+                const __m128i sm = k4_scales_mins(x->scales);
+                /* (min_2q, min_2q+1) as int16 pairs, q < 4 */
+                const __m512i m = _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_srli_si128(sm, 8)));
+                uint32_t d_dmin;
+                memcpy(&d_dmin, &x->d, 4);
+                num[i] = with_f16_pair(m, d_dmin);
+                sc[i] = _mm512_cvtepu8_epi32(_mm_shuffle_epi8(sm, dup));
         }
+        store_numbers(sl, p, s, num, sc);
 }
 
 /*
@@ -117,6 +151,7 @@ static void unpack_q4_k(const uint8_t *const *rows, int64_t b, struct kq_slice *
 static void unpack_q6_k(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s)
 {
         const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+        __m512i num[16], sc[16];
 
         for (int c = 0; c < 4; c++) {
                 const int h = c / 2, sh = 4 * (c % 2);
@@ -134,20 +169,29 @@ static void unpack_q6_k(const uint8_t *const *rows, int64_t b, struct kq_slice *
         }
         for (int i = 0; i < 16; i++) {
                 const struct block_q6_K *x = (const struct block_q6_K *)(const void *)rows[i] + b;
-                sl->dw[p][s][i] = f16_to_f32(x->d);
-                for (int j = 0; j < 16; j++)
-                        sl->sc[p][16 * s + j][i] = x->scales[j];
-                for (int j = 0; j < 8; j++)
-                        sl->pr[p][s][j][i] = pair16(-32 * x->scales[2 * j], -32 * x->scales[2 * j + 1]);
+                const __m128i s8 = _mm_loadu_si128((const __m128i *)x->scales);
+                /* (-32 sc_2j, -32 sc_2j+1) as int16 pairs */
+                const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(s8), 5));
+                uint16_t d;
+                memcpy(&d, &x->d, 2);
+                num[i] = with_f16_pair(_mm512_zextsi256_si512(off), d);
+                sc[i] = _mm512_cvtepi8_epi32(s8);
         }
+        store_numbers(sl, p, s, num, sc);
 }
 
-/* A token group's activations at the slice's start, and its outputs at the tile's first row. */
+/*
+ * A token group's activations at the slice's start (bs: Q6_K the Q8_K
+ * sums of 16, Q4_K those of 32 in bs32), and its outputs at the block's
+ * first row.
+ */
 struct kq_tokens {
         const int8_t *q[KQ_NR];
         const float *d[KQ_NR];
         const int16_t *bs[KQ_NR];
         float *y[KQ_NR];
+        bool first; /* the slice starts at column 0 */
+        int16_t bs32[KQ_NR][KQ_SB * 8];
 };
 
 ALWAYS_INLINE __m512i bcast4(const void *p)
@@ -197,9 +241,9 @@ ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const str
                         for (int i = 0; i < MR; i++)
                                 for (int j = 0; j < NR; j++)
                                         in[i][j] = _mm512_setzero_si512();
-                for (int jp = 0; jp < 8; jp++)
+                for (int jp = 0; jp < (Q6 ? 8 : 4); jp++)
                         for (int j = 0; j < NR; j++) {
-                                const __m512i bs = bcast4(tk->bs[j] + 16 * s + 2 * jp);
+                                const __m512i bs = bcast4(tk->bs[j] + (Q6 ? 16 : 8) * s + 2 * jp);
                                 for (int i = 0; i < MR; i++) {
                                         const __m512i pr = _mm512_load_si512(sl->pr[p0 + i][s][jp]);
                                         if (Q6)
@@ -214,7 +258,8 @@ ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const str
                         for (int i = 0; i < MR; i++) {
                                 float *yp = tk->y[j] + GEMM_KQ_PANEL * (p0 + i);
                                 const __m512 dw = _mm512_load_ps(sl->dw[p0 + i][s]);
-                                __m512 acc = _mm512_loadu_ps(yp);
+                                /* the definition's acc = 0 before K's first super-block */
+                                __m512 acc = tk->first && s == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(yp);
                                 acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(isum[i][j]), acc);
                                 if (!Q6) {
                                         const __m512 dm = _mm512_mul_ps(_mm512_load_ps(sl->dm[p0 + i][s]), da);
@@ -251,6 +296,28 @@ KQ_TILES(q6_k, true)
 
 static kq_tile_fn *const kq_tiles[2][KQ_MR][KQ_NR + 1] = { KQ_TABLE(q4_k), KQ_TABLE(q6_k) };
 
+/* Tokens [t0, t0 + nr): their activations from column k0 (nsb super-blocks), their outputs from row rb. */
+static void kq_tokens_at(struct kq_tokens *tk, const struct act_blocks *a, int64_t K, int64_t t0, int nr, int64_t k0,
+                         int nsb, float *y, size_t ys, int64_t rb, bool q6)
+{
+        tk->first = k0 == 0;
+        for (int j = 0; j < nr; j++) {
+                const int64_t t = t0 + j;
+                tk->q[j] = a->q + t * K + k0;
+                tk->d[j] = a->d + t * (K / QK_K) + k0 / QK_K;
+                tk->bs[j] = a->bsums + t * (K / 16) + k0 / 16;
+                tk->y[j] = y + t * ys + rb;
+                if (q6)
+                        continue;
+                for (int s = 0; s < nsb; s++) {
+                        const __m128i b0 = _mm_loadu_si128((const __m128i *)(tk->bs[j] + 16 * s));
+                        const __m128i b1 = _mm_loadu_si128((const __m128i *)(tk->bs[j] + 16 * s + 8));
+                        _mm_storeu_si128((__m128i *)(tk->bs32[j] + 8 * s), _mm_hadd_epi16(b0, b1));
+                }
+                tk->bs[j] = tk->bs32[j];
+        }
+}
+
 typedef void kq_unpack_fn(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s);
 
 /* np panels of rows from rb, all tokens, columns [k0, k0 + KQ_SLICE) or to K. */
@@ -260,7 +327,25 @@ static void kq_slice_run(const struct npu_weight *w, const struct act_blocks *a,
         const bool q6 = w->type == GGML_TYPE_Q6_K;
         kq_unpack_fn *const unpack = q6 ? unpack_q6_k : unpack_q4_k;
         const int64_t K = w->cols, sb0 = k0 / QK_K;
+
         const int nsb = (int)(MIN(KQ_SLICE, K - k0) / QK_K);
+
+        const size_t bb = ggml_type_block_bytes(w->type);
+        /*
+         * The next slice's weights are prefetched into L2 a few lines per tile
+         * while this one runs: this block's next slice, or after the last one
+         * the first slice of the 64 rows that follow (the next chunk of rows,
+         * which this thread or another takes next).
+         */
+        const bool last = k0 + KQ_SLICE >= K;
+        const int64_t pf_k0 = last ? 0 : k0 + KQ_SLICE;
+        const int64_t pf_r0 = last ? rb + GEMM_KQ_PANEL * np : rb;
+        const int64_t pf_rows = last ? MIN(GEMM_KQ_PANEL * GEMM_KQ_PANELS, w->rows - pf_r0) : GEMM_KQ_PANEL * np;
+        const size_t pf_bytes = (size_t)(MIN(KQ_SLICE, K - pf_k0) / QK_K) * bb;
+        const int64_t pf_row_lines = (int64_t)(pf_bytes + 63) / 64 + 1, pf_lines = pf_row_lines * MAX(pf_rows, 0);
+        const int64_t n_calls = (np + KQ_MR - 1) / KQ_MR * ((n_tok + KQ_NR - 1) / KQ_NR);
+        const int64_t pf_per_call = (pf_lines + n_calls - 1) / n_calls;
+        int64_t pf = 0;
 
         for (int p = 0; p < np; p++) {
                 const uint8_t *rows[GEMM_KQ_PANEL];
@@ -269,18 +354,18 @@ static void kq_slice_run(const struct npu_weight *w, const struct act_blocks *a,
                 for (int s = 0; s < nsb; s++)
                         unpack(rows, sb0 + s, sl, p, s);
         }
-        for (int64_t t0 = 0; t0 < n_tok; t0 += KQ_NR) {
-                const int nr = (int)MIN(KQ_NR, n_tok - t0);
-                struct kq_tokens tk;
-                for (int j = 0; j < nr; j++) {
-                        const int64_t t = t0 + j;
-                        tk.q[j] = a->q + t * K + k0;
-                        tk.d[j] = a->d + t * (K / QK_K) + sb0;
-                        tk.bs[j] = a->bsums + t * (K / 16) + k0 / 16;
-                        tk.y[j] = y + t * ys + rb;
-                }
-                for (int p = 0; p < np; p += KQ_MR) {
-                        const int mr = MIN(KQ_MR, np - p);
+        /* pairs of panels outside: their 32 KiB of weights stay in L1 while the token groups pass */
+        for (int p = 0; p < np; p += KQ_MR) {
+                const int mr = MIN(KQ_MR, np - p);
+                for (int64_t t0 = 0; t0 < n_tok; t0 += KQ_NR) {
+                        const int nr = (int)MIN(KQ_NR, n_tok - t0);
+                        struct kq_tokens tk;
+                        for (int64_t e = MIN(pf + pf_per_call, pf_lines); pf < e; pf++) {
+                                const uint8_t *row = (const uint8_t *)w->data + (pf_r0 + pf / pf_row_lines) * w->row_bytes;
+                                _mm_prefetch((const char *)(row + pf_k0 / QK_K * bb) + 64 * (pf % pf_row_lines),
+                                             _MM_HINT_T1);
+                        }
+                        kq_tokens_at(&tk, a, K, t0, nr, k0, nsb, y, ys, rb, q6);
                         kq_tiles[q6][mr - 1][nr](sl, p, nsb, &tk);
                 }
         }
@@ -297,9 +382,6 @@ int64_t gemm_kquant_vnni(const struct npu_weight *w, const struct act_blocks *a,
         for (int64_t pb = 0; pb < np_all; pb += GEMM_KQ_PANELS) {
                 const int np = (int)MIN(GEMM_KQ_PANELS, np_all - pb);
                 const int64_t rb = r0 + GEMM_KQ_PANEL * pb;
-                /* the float sums start at 0, as the definition's */
-                for (int64_t t = 0; t < n_tok; t++)
-                        memset(y + t * ys + rb, 0, sizeof(float) * GEMM_KQ_PANEL * np);
                 for (int64_t k0 = 0; k0 < w->cols; k0 += KQ_SLICE)
                         kq_slice_run(w, a, n_tok, y, ys, rb, np, k0, &sl);
         }
