@@ -70,6 +70,44 @@ ALWAYS_INLINE void transpose16(__m512i *r)
         }
 }
 
+/*
+ * 16 rows of 8 int32, two rows a vector (z[p]: row 2p in lanes 0-7, row
+ * 2p + 1 in lanes 8-15), in place into 8 vectors: z[g] lane i = row i's
+ * int32 g. Three rounds of vpermt2d, each halving the columns a vector
+ * holds and doubling its rows.
+ */
+ALWAYS_INLINE void transpose16x8(__m512i *z)
+{
+        __m512i a[8], b[8];
+        int32_t i1[2][16], i2[2][16], i3[2][16];
+
+        for (int x = 0; x < 2; x++)
+                for (int l = 0; l < 16; l++) {
+                        const int g4 = l / 4, r4 = l % 4, g8 = l / 8, r8 = l % 8;
+                        /* round 1, lane 4 g4 + r4: row r4 of 4, column 4 x + g4 */
+                        i1[x][l] = (r4 < 2 ? 0 : 16) + 8 * (r4 % 2) + 4 * x + g4;
+                        /* round 2, lane 8 g8 + r8: row r8 of 8, column 2 x + g8 of the 4 */
+                        i2[x][l] = (r8 < 4 ? 0 : 16) + 4 * (2 * x + g8) + r8 % 4;
+                        /* round 3, lane l: row l of 16, column x of the 2 */
+                        i3[x][l] = (l < 8 ? 0 : 16) + 8 * x + l % 8;
+                }
+        for (int q = 0; q < 4; q++)
+                for (int x = 0; x < 2; x++)
+                        a[2 * q + x] = _mm512_permutex2var_epi32(z[2 * q], _mm512_loadu_si512(i1[x]), z[2 * q + 1]);
+        /* a[2q + x]: rows 4q..4q+3, columns 4x..4x+3 */
+        for (int q = 0; q < 2; q++)
+                for (int x = 0; x < 2; x++)
+                        for (int y = 0; y < 2; y++)
+                                b[4 * q + 2 * x + y] = _mm512_permutex2var_epi32(
+                                        a[4 * q + x], _mm512_loadu_si512(i2[y]), a[4 * q + 2 + x]);
+        /* b[4q + 2x + y]: rows 8q..8q+7, columns 4x + 2y, 4x + 2y + 1 */
+        for (int x = 0; x < 2; x++)
+                for (int y = 0; y < 2; y++)
+                        for (int g = 0; g < 2; g++)
+                                z[4 * x + 2 * y + g] = _mm512_permutex2var_epi32(
+                                        b[2 * x + y], _mm512_loadu_si512(i3[g]), b[4 + 2 * x + y]);
+}
+
 /* 16 rows' vectors of 64 columns (64c .. 64c + 63 of super-block s) into panel p's groups. */
 ALWAYS_INLINE void store_groups(struct kq_slice *sl, int p, int s, int c, __m512i *r)
 {
@@ -117,30 +155,52 @@ ALWAYS_INLINE __m512i with_f16_pair(__m512i v, uint32_t h)
 static void unpack_q4_k(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s)
 {
         const __m512i m4 = _mm512_set1_epi8(15);
-        const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-        __m512i num[16], sc[16];
+        __m512i num[8], sc[8];
 
+        /* 32 bytes of nibbles a row: columns 64c + 4g.. (low nibbles) and 64c + 32 + 4g.. (high) */
         for (int c = 0; c < 4; c++) {
-                __m512i r[16];
-                for (int i = 0; i < 16; i++) {
-                        const struct block_q4_K *x = (const struct block_q4_K *)(const void *)rows[i] + b;
-                        const __m256i v = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * c));
-                        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
-                        r[i] = _mm512_and_si512(z, m4);
+                __m512i z[8];
+                for (int i = 0; i < 8; i++) {
+                        const struct block_q4_K *x0 = (const struct block_q4_K *)(const void *)rows[2 * i] + b;
+                        const struct block_q4_K *x1 = (const struct block_q4_K *)(const void *)rows[2 * i + 1] + b;
+                        z[i] = _mm512_inserti64x4(
+                                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x0->qs + 32 * c))),
+                                _mm256_loadu_si256((const __m256i *)(x1->qs + 32 * c)), 1);
                 }
-                store_groups(sl, p, s, c, r);
+                transpose16x8(z);
+                for (int g = 0; g < 8; g++) {
+                        _mm512_store_si512(sl->w[p][64 * s + 16 * c + g], _mm512_and_si512(z[g], m4));
+                        _mm512_store_si512(sl->w[p][64 * s + 16 * c + 8 + g],
+                                           _mm512_and_si512(_mm512_srli_epi16(z[g], 4), m4));
+                }
         }
-        for (int i = 0; i < 16; i++) {
-                const struct block_q4_K *x = (const struct block_q4_K *)(const void *)rows[i] + b;
-                const __m128i sm = k4_scales_mins(x->scales);
-                /* (min_2q, min_2q+1) as int16 pairs, q < 4 */
-                const __m512i m = _mm512_zextsi128_si512(_mm_cvtepu8_epi16(_mm_srli_si128(sm, 8)));
-                uint32_t d_dmin;
-                memcpy(&d_dmin, &x->d, 4);
-                num[i] = with_f16_pair(m, d_dmin);
-                sc[i] = _mm512_cvtepu8_epi32(_mm_shuffle_epi8(sm, dup));
+        /* per row 8 int32: the scales (sc), and the 4 min pairs, d, dmin (num) */
+        for (int i = 0; i < 8; i++) {
+                __m256i scr[2], numr[2];
+                for (int h = 0; h < 2; h++) {
+                        const struct block_q4_K *x = (const struct block_q4_K *)(const void *)rows[2 * i + h] + b;
+                        const __m128i sm = k4_scales_mins(x->scales);
+                        uint32_t d_dmin;
+                        memcpy(&d_dmin, &x->d, 4);
+                        /* (min_2q, min_2q+1) as int16 pairs, q < 4; then d and dmin as floats */
+                        const __m128i m = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
+                        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)d_dmin));
+                        numr[h] = _mm256_inserti128_si256(_mm256_castsi128_si256(m), _mm_castps_si128(dd), 1);
+                        scr[h] = _mm256_cvtepu8_epi32(sm);
+                }
+                sc[i] = _mm512_inserti64x4(_mm512_castsi256_si512(scr[0]), scr[1], 1);
+                num[i] = _mm512_inserti64x4(_mm512_castsi256_si512(numr[0]), numr[1], 1);
         }
-        store_numbers(sl, p, s, num, sc);
+        transpose16x8(sc);
+        transpose16x8(num);
+        for (int j = 0; j < 8; j++) {
+                _mm512_store_si512(sl->sc[p][16 * s + 2 * j], sc[j]);
+                _mm512_store_si512(sl->sc[p][16 * s + 2 * j + 1], sc[j]);
+        }
+        for (int q = 0; q < 4; q++)
+                _mm512_store_si512(sl->pr[p][s][q], num[q]);
+        _mm512_store_si512((void *)sl->dw[p][s], num[4]);
+        _mm512_store_si512((void *)sl->dm[p][s], num[5]);
 }
 
 /*
