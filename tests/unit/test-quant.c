@@ -524,6 +524,8 @@ static void test_kernel_paths(void **state)
                         check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16, 4096 + 768, 3, true,
                                     &seed);
                 check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16, 4096 + 768, 3, true, &seed);
+                check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 7, true, &seed);
+                check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 7, true, &seed);
                 return;
         }
         for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++) {
@@ -535,6 +537,16 @@ static void test_kernel_paths(void **state)
                 /* more than one slice of the tile path, the last one short */
                 check_paths(t, sc, 16, 4096 + 768, 4, false, &seed);
         }
+        /*
+         * the K-quant GEMM (gemm_kquant.h): more than one block of 4 panels, a
+         * last panel short of 16 rows, token groups of 6 and a short one,
+         * slices of 1024 columns and a short one, raw bytes (every scale and
+         * nibble) and realistic blocks
+         */
+        check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, 13, true, &seed);
+        check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, 13, true, &seed);
+        check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, false, &seed);
+        check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, false, &seed);
         /* w4a8: Q4_0 blocks times int8 activations with one scale per token */
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 37, 512, 5, false, &seed);
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 70, 2048, 17, true, &seed);

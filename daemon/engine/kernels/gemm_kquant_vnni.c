@@ -1,0 +1,437 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The K-quant GEMM on AVX-512 VNNI (gemm_kquant.h): Q4_K and Q6_K panels
+ * unpacked once per slice, then a register tile of 2 panels x 6 tokens.
+ *
+ * Loops, for a block of up to 4 panels (64 rows, a thread's chunk): slices
+ * of KQ_SLICE columns outside, each unpacked once (64 KiB of weights, in
+ * L2); then pairs of panels (32 KiB, in L1), and inside them the token
+ * groups of KQ_NR, each walking the slice super-block after super-block
+ * with its sums in registers. Every weight is read from memory once per
+ * call, whatever the number of tokens.
+ *
+ * Each tile does, per 64 columns of a row and token, 16 vpdpbusd, then
+ * per 16 columns one vpdpwssd (Q4_K) or vpmulld + vpaddd (Q6_K) for the
+ * scale, and per 256 one or two float steps: on this host (Sapphire
+ * Rapids) about 55 % of vpdpbusd's peak for Q4_K, against 70 % for the
+ * instruction mix alone.
+ *
+ * This file is compiled with -ffp-contract=off: the float steps are the
+ * definition's (kernels_quant.h), written out with _mm512_fmadd_ps.
+ */
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")
+#include <immintrin.h>
+
+#include "gemm_kquant.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+#define KQ_SLICE 1024 /* columns unpacked at once */
+#define KQ_SB (KQ_SLICE / QK_K)
+#define KQ_MR 2 /* panels of a register tile */
+#define KQ_NR 6 /* tokens of a register tile */
+
+/* A slice of a block of panels, unpacked. */
+struct kq_slice {
+        /* group g of panel p: bytes 4i..4i+3 are row i's columns 4g..4g+3 (unsigned) */
+        uint8_t w[GEMM_KQ_PANELS][KQ_SLICE / 4][64];
+        /* the scale of each 16 columns, one int32 lane per row */
+        int32_t sc[GEMM_KQ_PANELS][KQ_SLICE / 16][GEMM_KQ_PANEL];
+        /*
+         * per super-block, int16 pairs per row against pairs of the
+         * activations' sums: Q4_K, M: (min_2q, min_2q+1), q < 4, against
+         * the sums of sub-blocks 2q, 2q + 1 (32 each); Q6_K, the offset
+         * out of isum: (-32 sc_2j, -32 sc_2j+1), j < 8, against the sums
+         * of 16
+         */
+        int32_t pr[GEMM_KQ_PANELS][KQ_SB][8][GEMM_KQ_PANEL];
+        float dw[GEMM_KQ_PANELS][KQ_SB][GEMM_KQ_PANEL]; /* d of each row */
+        float dm[GEMM_KQ_PANELS][KQ_SB][GEMM_KQ_PANEL]; /* Q4_K: dmin of each row */
+} __attribute__((aligned(64)));
+
+/* 16 vectors of 16 int32 in place: r[g] lane i = old r[i] lane g. */
+ALWAYS_INLINE void transpose16(__m512i *r)
+{
+        __m512i a[16], b[16];
+
+        for (int i = 0; i < 8; i++) {
+                a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+                a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+        }
+        /* b[4i + c], 128-bit lane L: rows 4i..4i+3 at column 4L + c */
+        for (int i = 0; i < 4; i++) {
+                b[4 * i] = _mm512_unpacklo_epi64(a[4 * i], a[4 * i + 2]);
+                b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i], a[4 * i + 2]);
+                b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+                b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+        }
+        for (int c = 0; c < 4; c++) {
+                const __m512i s0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x88);
+                const __m512i s1 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xdd);
+                const __m512i s2 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x88);
+                const __m512i s3 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xdd);
+                r[c] = _mm512_shuffle_i32x4(s0, s2, 0x88);
+                r[8 + c] = _mm512_shuffle_i32x4(s0, s2, 0xdd);
+                r[4 + c] = _mm512_shuffle_i32x4(s1, s3, 0x88);
+                r[12 + c] = _mm512_shuffle_i32x4(s1, s3, 0xdd);
+        }
+}
+
+/*
+ * 16 rows of 8 int32, two rows a vector (z[p]: row 2p in lanes 0-7, row
+ * 2p + 1 in lanes 8-15), in place into 8 vectors: z[g] lane i = row i's
+ * int32 g. Three rounds of vpermt2d, each halving the columns a vector
+ * holds and doubling its rows.
+ */
+ALWAYS_INLINE void transpose16x8(__m512i *z)
+{
+        __m512i a[8], b[8];
+        int32_t i1[2][16], i2[2][16], i3[2][16];
+
+        for (int x = 0; x < 2; x++)
+                for (int l = 0; l < 16; l++) {
+                        const int g4 = l / 4, r4 = l % 4, g8 = l / 8, r8 = l % 8;
+                        /* round 1, lane 4 g4 + r4: row r4 of 4, column 4 x + g4 */
+                        i1[x][l] = (r4 < 2 ? 0 : 16) + 8 * (r4 % 2) + 4 * x + g4;
+                        /* round 2, lane 8 g8 + r8: row r8 of 8, column 2 x + g8 of the 4 */
+                        i2[x][l] = (r8 < 4 ? 0 : 16) + 4 * (2 * x + g8) + r8 % 4;
+                        /* round 3, lane l: row l of 16, column x of the 2 */
+                        i3[x][l] = (l < 8 ? 0 : 16) + 8 * x + l % 8;
+                }
+        for (int q = 0; q < 4; q++)
+                for (int x = 0; x < 2; x++)
+                        a[2 * q + x] = _mm512_permutex2var_epi32(z[2 * q], _mm512_loadu_si512(i1[x]), z[2 * q + 1]);
+        /* a[2q + x]: rows 4q..4q+3, columns 4x..4x+3 */
+        for (int q = 0; q < 2; q++)
+                for (int x = 0; x < 2; x++)
+                        for (int y = 0; y < 2; y++)
+                                b[4 * q + 2 * x + y] = _mm512_permutex2var_epi32(
+                                        a[4 * q + x], _mm512_loadu_si512(i2[y]), a[4 * q + 2 + x]);
+        /* b[4q + 2x + y]: rows 8q..8q+7, columns 4x + 2y, 4x + 2y + 1 */
+        for (int x = 0; x < 2; x++)
+                for (int y = 0; y < 2; y++)
+                        for (int g = 0; g < 2; g++)
+                                z[4 * x + 2 * y + g] = _mm512_permutex2var_epi32(
+                                        b[2 * x + y], _mm512_loadu_si512(i3[g]), b[4 + 2 * x + y]);
+}
+
+/* 16 rows' vectors of 64 columns (64c .. 64c + 63 of super-block s) into panel p's groups. */
+ALWAYS_INLINE void store_groups(struct kq_slice *sl, int p, int s, int c, __m512i *r)
+{
+        transpose16(r);
+        for (int g = 0; g < 16; g++)
+                _mm512_store_si512(sl->w[p][64 * s + 16 * c + g], r[g]);
+}
+
+/* Q4_K: the 8 6-bit scales (bytes 0-7) and mins (bytes 8-15) of a block (quant_types.h's packing). */
+ALWAYS_INLINE __m128i k4_scales_mins(const uint8_t *scales)
+{
+        uint32_t w0, w1, w2;
+        memcpy(&w0, scales, 4);
+        memcpy(&w1, scales + 4, 4);
+        memcpy(&w2, scales + 8, 4);
+        const uint32_t sc_lo = w0 & 0x3f3f3f3f, sc_hi = (w2 & 0x0f0f0f0f) | ((w0 >> 6) & 0x03030303) << 4;
+        const uint32_t m_lo = w1 & 0x3f3f3f3f, m_hi = ((w2 >> 4) & 0x0f0f0f0f) | ((w1 >> 6) & 0x03030303) << 4;
+        return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)m_lo, (int)m_hi);
+}
+
+/*
+ * The per-row numbers of super-block s of panel p, one vector per row
+ * (num: lanes 0-7 the pairs, 8 d, 9 dmin as float bits; sc: the scale of
+ * each 16 columns), turned into one vector per number with a lane per row.
+ */
+ALWAYS_INLINE void store_numbers(struct kq_slice *sl, int p, int s, __m512i *num, __m512i *sc)
+{
+        transpose16(num);
+        for (int j = 0; j < 8; j++)
+                _mm512_store_si512(sl->pr[p][s][j], num[j]);
+        _mm512_store_si512((void *)sl->dw[p][s], num[8]);
+        _mm512_store_si512((void *)sl->dm[p][s], num[9]);
+        transpose16(sc);
+        for (int h = 0; h < 16; h++)
+                _mm512_store_si512(sl->sc[p][16 * s + h], sc[h]);
+}
+
+/* The two f16 of h (low half first) as floats in lanes 8 and 9 of v. */
+ALWAYS_INLINE __m512i with_f16_pair(__m512i v, uint32_t h)
+{
+        return _mm512_inserti32x4(v, _mm_castps_si128(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))), 2);
+}
+
+/* Super-block b of the 16 rows at rows[] into super-block s of panel p. */
+static void unpack_q4_k(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s)
+{
+        const __m512i m4 = _mm512_set1_epi8(15);
+        __m512i num[8], sc[8];
+
+        /* 32 bytes of nibbles a row: columns 64c + 4g.. (low nibbles) and 64c + 32 + 4g.. (high) */
+        for (int c = 0; c < 4; c++) {
+                __m512i z[8];
+                for (int i = 0; i < 8; i++) {
+                        const struct block_q4_K *x0 = (const struct block_q4_K *)(const void *)rows[2 * i] + b;
+                        const struct block_q4_K *x1 = (const struct block_q4_K *)(const void *)rows[2 * i + 1] + b;
+                        z[i] = _mm512_inserti64x4(
+                                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x0->qs + 32 * c))),
+                                _mm256_loadu_si256((const __m256i *)(x1->qs + 32 * c)), 1);
+                }
+                transpose16x8(z);
+                for (int g = 0; g < 8; g++) {
+                        _mm512_store_si512(sl->w[p][64 * s + 16 * c + g], _mm512_and_si512(z[g], m4));
+                        _mm512_store_si512(sl->w[p][64 * s + 16 * c + 8 + g],
+                                           _mm512_and_si512(_mm512_srli_epi16(z[g], 4), m4));
+                }
+        }
+        /* per row 8 int32: the scales (sc), and the 4 min pairs, d, dmin (num) */
+        for (int i = 0; i < 8; i++) {
+                __m256i scr[2], numr[2];
+                for (int h = 0; h < 2; h++) {
+                        const struct block_q4_K *x = (const struct block_q4_K *)(const void *)rows[2 * i + h] + b;
+                        const __m128i sm = k4_scales_mins(x->scales);
+                        uint32_t d_dmin;
+                        memcpy(&d_dmin, &x->d, 4);
+                        /* (min_2q, min_2q+1) as int16 pairs, q < 4; then d and dmin as floats */
+                        const __m128i m = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
+                        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)d_dmin));
+                        numr[h] = _mm256_inserti128_si256(_mm256_castsi128_si256(m), _mm_castps_si128(dd), 1);
+                        scr[h] = _mm256_cvtepu8_epi32(sm);
+                }
+                sc[i] = _mm512_inserti64x4(_mm512_castsi256_si512(scr[0]), scr[1], 1);
+                num[i] = _mm512_inserti64x4(_mm512_castsi256_si512(numr[0]), numr[1], 1);
+        }
+        transpose16x8(sc);
+        transpose16x8(num);
+        for (int j = 0; j < 8; j++) {
+                _mm512_store_si512(sl->sc[p][16 * s + 2 * j], sc[j]);
+                _mm512_store_si512(sl->sc[p][16 * s + 2 * j + 1], sc[j]);
+        }
+        for (int q = 0; q < 4; q++)
+                _mm512_store_si512(sl->pr[p][s][q], num[q]);
+        _mm512_store_si512((void *)sl->dw[p][s], num[4]);
+        _mm512_store_si512((void *)sl->dm[p][s], num[5]);
+}
+
+/*
+ * Q6_K, columns 64c .. 64c + 63 (h = c / 2): the nibbles of ql[64h ..
+ * 64h + 63], low for even c and high for odd, and bits 2s, 2s + 1 of
+ * qh[32h + l] for s = 2 (c % 2) + (which half of the 64).
+ */
+static void unpack_q6_k(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s)
+{
+        const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+        __m512i num[16], sc[16];
+
+        for (int c = 0; c < 4; c++) {
+                const int h = c / 2, sh = 4 * (c % 2);
+                __m512i r[16];
+                for (int i = 0; i < 16; i++) {
+                        const struct block_q6_K *x = (const struct block_q6_K *)(const void *)rows[i] + b;
+                        __m512i lo = _mm512_loadu_si512(x->ql + 64 * h);
+                        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                        __m512i hi = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+                        lo = _mm512_and_si512(_mm512_srli_epi16(lo, (unsigned)sh), m4);
+                        hi = _mm512_and_si512(_mm512_slli_epi16(_mm512_srli_epi16(hi, (unsigned)sh), 4), m30);
+                        r[i] = _mm512_or_si512(lo, hi);
+                }
+                store_groups(sl, p, s, c, r);
+        }
+        for (int i = 0; i < 16; i++) {
+                const struct block_q6_K *x = (const struct block_q6_K *)(const void *)rows[i] + b;
+                const __m128i s8 = _mm_loadu_si128((const __m128i *)x->scales);
+                /* (-32 sc_2j, -32 sc_2j+1) as int16 pairs */
+                const __m256i off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(_mm256_cvtepi8_epi16(s8), 5));
+                uint16_t d;
+                memcpy(&d, &x->d, 2);
+                num[i] = with_f16_pair(_mm512_zextsi256_si512(off), d);
+                sc[i] = _mm512_cvtepi8_epi32(s8);
+        }
+        store_numbers(sl, p, s, num, sc);
+}
+
+/*
+ * A token group's activations at the slice's start (bs: Q6_K the Q8_K
+ * sums of 16, Q4_K those of 32 in bs32), and its outputs at the block's
+ * first row.
+ */
+struct kq_tokens {
+        const int8_t *q[KQ_NR];
+        const float *d[KQ_NR];
+        const int16_t *bs[KQ_NR];
+        float *y[KQ_NR];
+        bool first; /* the slice starts at column 0 */
+        int16_t bs32[KQ_NR][KQ_SB * 8];
+};
+
+ALWAYS_INLINE __m512i bcast4(const void *p)
+{
+        int32_t v;
+        memcpy(&v, p, 4);
+        return _mm512_set1_epi32(v);
+}
+
+/*
+ * MR panels from p0 times NR tokens over the slice's nsb super-blocks.
+ * Q6 selects Q6_K (vpmulld for the scales, the offset pairs into isum)
+ * over Q4_K (vpdpwssd for the scales, the min pairs into M).
+ */
+ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const struct kq_tokens *tk, const int MR,
+                           const int NR, const bool Q6)
+{
+        for (int s = 0; s < nsb; s++) {
+                __m512i isum[KQ_MR][KQ_NR], in[KQ_MR][KQ_NR];
+                for (int i = 0; i < MR; i++)
+                        for (int j = 0; j < NR; j++)
+                                isum[i][j] = _mm512_setzero_si512();
+                for (int h = 0; h < 16; h++) {
+                        for (int i = 0; i < MR; i++)
+                                for (int j = 0; j < NR; j++)
+                                        in[i][j] = _mm512_setzero_si512();
+                        for (int gg = 0; gg < 4; gg++) {
+                                const int g = 64 * s + 4 * h + gg;
+                                __m512i wv[KQ_MR];
+                                for (int i = 0; i < MR; i++)
+                                        wv[i] = _mm512_load_si512(sl->w[p0 + i][g]);
+                                for (int j = 0; j < NR; j++) {
+                                        const __m512i av = bcast4(tk->q[j] + 4 * g);
+                                        for (int i = 0; i < MR; i++)
+                                                in[i][j] = _mm512_dpbusd_epi32(in[i][j], wv[i], av);
+                                }
+                        }
+                        /*
+                         * isum += sc * in: Q4_K's |in| <= 16 * 15 * 128 < 2^15, so the int32 lane is
+                         * its int16 low half sign-extended, and vpdpwssd against (sc, 0) multiplies it
+                         */
+                        for (int i = 0; i < MR; i++) {
+                                const __m512i sc = _mm512_load_si512(sl->sc[p0 + i][16 * s + h]);
+                                for (int j = 0; j < NR; j++)
+                                        isum[i][j] = Q6 ? _mm512_add_epi32(isum[i][j], _mm512_mullo_epi32(in[i][j], sc))
+                                                        : _mm512_dpwssd_epi32(isum[i][j], in[i][j], sc);
+                        }
+                }
+                /* Q4_K: M into the inner sums; Q6_K: the offset out of isum */
+                if (!Q6)
+                        for (int i = 0; i < MR; i++)
+                                for (int j = 0; j < NR; j++)
+                                        in[i][j] = _mm512_setzero_si512();
+                for (int jp = 0; jp < (Q6 ? 8 : 4); jp++)
+                        for (int j = 0; j < NR; j++) {
+                                const __m512i bs = bcast4(tk->bs[j] + (Q6 ? 16 : 8) * s + 2 * jp);
+                                for (int i = 0; i < MR; i++) {
+                                        const __m512i pr = _mm512_load_si512(sl->pr[p0 + i][s][jp]);
+                                        if (Q6)
+                                                isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], pr, bs);
+                                        else
+                                                in[i][j] = _mm512_dpwssd_epi32(in[i][j], pr, bs);
+                                }
+                        }
+                /* the float steps of the definition, on 16 rows at once */
+                for (int j = 0; j < NR; j++) {
+                        const __m512 da = _mm512_set1_ps(tk->d[j][s]);
+                        for (int i = 0; i < MR; i++) {
+                                float *yp = tk->y[j] + GEMM_KQ_PANEL * (p0 + i);
+                                const __m512 dw = _mm512_load_ps(sl->dw[p0 + i][s]);
+                                /* the definition's acc = 0 before K's first super-block */
+                                __m512 acc = tk->first && s == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(yp);
+                                acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(isum[i][j]), acc);
+                                if (!Q6) {
+                                        const __m512 dm = _mm512_mul_ps(_mm512_load_ps(sl->dm[p0 + i][s]), da);
+                                        const __m512 neg = _mm512_castsi512_ps(_mm512_xor_si512(
+                                                _mm512_castps_si512(dm), _mm512_set1_epi32((int)0x80000000u)));
+                                        acc = _mm512_fmadd_ps(neg, _mm512_cvtepi32_ps(in[i][j]), acc);
+                                }
+                                _mm512_storeu_ps(yp, acc);
+                        }
+                }
+        }
+}
+
+typedef void kq_tile_fn(const struct kq_slice *sl, int p0, int nsb, const struct kq_tokens *tk);
+
+#define KQ_TILE(name, MR, NR, Q6)                                                                           \
+        static void kq_##name##_##MR##x##NR(const struct kq_slice *sl, int p0, int nsb,                    \
+                                            const struct kq_tokens *tk)                                    \
+        {                                                                                                  \
+                kq_tile(sl, p0, nsb, tk, MR, NR, Q6);                                                      \
+        }
+#define KQ_TILES(name, Q6)                                                                                  \
+        KQ_TILE(name, 1, 1, Q6) KQ_TILE(name, 1, 2, Q6) KQ_TILE(name, 1, 3, Q6) KQ_TILE(name, 1, 4, Q6)    \
+        KQ_TILE(name, 1, 5, Q6) KQ_TILE(name, 1, 6, Q6) KQ_TILE(name, 2, 1, Q6) KQ_TILE(name, 2, 2, Q6)    \
+        KQ_TILE(name, 2, 3, Q6) KQ_TILE(name, 2, 4, Q6) KQ_TILE(name, 2, 5, Q6) KQ_TILE(name, 2, 6, Q6)
+#define KQ_TABLE(name)                                                                                      \
+        { { NULL, kq_##name##_1x1, kq_##name##_1x2, kq_##name##_1x3, kq_##name##_1x4, kq_##name##_1x5,      \
+            kq_##name##_1x6 },                                                                             \
+          { NULL, kq_##name##_2x1, kq_##name##_2x2, kq_##name##_2x3, kq_##name##_2x4, kq_##name##_2x5,      \
+            kq_##name##_2x6 } }
+
+KQ_TILES(q4_k, false)
+KQ_TILES(q6_k, true)
+
+static kq_tile_fn *const kq_tiles[2][KQ_MR][KQ_NR + 1] = { KQ_TABLE(q4_k), KQ_TABLE(q6_k) };
+
+/* Tokens [t0, t0 + nr): their activations from column k0 (nsb super-blocks), their outputs from row rb. */
+static void kq_tokens_at(struct kq_tokens *tk, const struct act_blocks *a, int64_t K, int64_t t0, int nr, int64_t k0,
+                         int nsb, float *y, size_t ys, int64_t rb, bool q6)
+{
+        tk->first = k0 == 0;
+        for (int j = 0; j < nr; j++) {
+                const int64_t t = t0 + j;
+                tk->q[j] = a->q + t * K + k0;
+                tk->d[j] = a->d + t * (K / QK_K) + k0 / QK_K;
+                tk->bs[j] = a->bsums + t * (K / 16) + k0 / 16;
+                tk->y[j] = y + t * ys + rb;
+                if (q6)
+                        continue;
+                for (int s = 0; s < nsb; s++) {
+                        const __m128i b0 = _mm_loadu_si128((const __m128i *)(tk->bs[j] + 16 * s));
+                        const __m128i b1 = _mm_loadu_si128((const __m128i *)(tk->bs[j] + 16 * s + 8));
+                        _mm_storeu_si128((__m128i *)(tk->bs32[j] + 8 * s), _mm_hadd_epi16(b0, b1));
+                }
+                tk->bs[j] = tk->bs32[j];
+        }
+}
+
+typedef void kq_unpack_fn(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s);
+
+/* np panels of rows from rb, all tokens, columns [k0, k0 + KQ_SLICE) or to K. */
+static void kq_slice_run(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                         int64_t rb, int np, int64_t k0, struct kq_slice *sl)
+{
+        const bool q6 = w->type == GGML_TYPE_Q6_K;
+        kq_unpack_fn *const unpack = q6 ? unpack_q6_k : unpack_q4_k;
+        const int64_t K = w->cols, sb0 = k0 / QK_K;
+        const int nsb = (int)(MIN(KQ_SLICE, K - k0) / QK_K);
+
+        for (int p = 0; p < np; p++) {
+                const uint8_t *rows[GEMM_KQ_PANEL];
+                for (int i = 0; i < GEMM_KQ_PANEL; i++)
+                        rows[i] = (const uint8_t *)w->data + (rb + GEMM_KQ_PANEL * p + i) * w->row_bytes;
+                for (int s = 0; s < nsb; s++)
+                        unpack(rows, sb0 + s, sl, p, s);
+        }
+        /* pairs of panels outside: their 32 KiB of weights stay in L1 while the token groups pass */
+        for (int p = 0; p < np; p += KQ_MR) {
+                const int mr = MIN(KQ_MR, np - p);
+                for (int64_t t0 = 0; t0 < n_tok; t0 += KQ_NR) {
+                        const int nr = (int)MIN(KQ_NR, n_tok - t0);
+                        struct kq_tokens tk;
+                        kq_tokens_at(&tk, a, K, t0, nr, k0, nsb, y, ys, rb, q6);
+                        kq_tiles[q6][mr - 1][nr](sl, p, nsb, &tk);
+                }
+        }
+}
+
+int64_t gemm_kquant_vnni(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                         int64_t r0, int64_t r1)
+{
+        const int64_t np_all = (r1 - r0) / GEMM_KQ_PANEL;
+        struct kq_slice sl;
+
+        if ((w->type != GGML_TYPE_Q4_K && w->type != GGML_TYPE_Q6_K) || a->scheme != ACT_SCHEME_Q8_K)
+                return r0;
+        for (int64_t pb = 0; pb < np_all; pb += GEMM_KQ_PANELS) {
+                const int np = (int)MIN(GEMM_KQ_PANELS, np_all - pb);
+                const int64_t rb = r0 + GEMM_KQ_PANEL * pb;
+                for (int64_t k0 = 0; k0 < w->cols; k0 += KQ_SLICE)
+                        kq_slice_run(w, a, n_tok, y, ys, rb, np, k0, &sl);
+        }
+        return r0 + GEMM_KQ_PANEL * np_all;
+}
