@@ -225,15 +225,130 @@ AVX2_INLINE float hsum8(__m256 v)
 DEFINE_MATMUL(f32, avx2_, "avx2,fma,f16c", 2)
 DEFINE_MATMUL(f16, avx2_, "avx2,fma,f16c", 2)
 DEFINE_MATMUL(bf16, avx2_, "avx2,fma,f16c", 2)
+
 /*
- * AVX-512 cpus: the same 8-lane code with 32 registers, tiles of 4 rows x
- * 4 tokens, so each weight vector is converted once for 4 tokens (the
- * output head of a batch of decode steps); results are those of AVX2.
+ * AVX-512 cpus: the same 8-lane sums, two tokens to a 512-bit register.
+ * Lanes 0-7 hold one token's accumulator of a row, lanes 8-15 the next
+ * token's, against the row's 8 weights in both halves; each half walks k
+ * as AVX2's accumulator does and is summed by hsum8, so results are those
+ * of AVX2 bit for bit, at half the multiply-adds and with each weight
+ * vector converted once for up to 8 tokens (the output head of a batch of
+ * decode steps). An odd last token takes the 8-lane tile.
  */
-#define AVX512VL_TARGET "avx2,fma,f16c,avx512f,avx512vl"
-DEFINE_MATMUL(f32, avx512_, AVX512VL_TARGET, 4)
-DEFINE_MATMUL(f16, avx512_, AVX512VL_TARGET, 4)
-DEFINE_MATMUL(bf16, avx512_, AVX512VL_TARGET, 4)
+#define AVX512_TARGET "avx2,fma,f16c,avx512f,avx512vl"
+#define AVX512_INLINE static inline __attribute__((always_inline, target(AVX512_TARGET)))
+DEFINE_TILE(f32, avx512_, AVX512_TARGET)
+DEFINE_TILE(f16, avx512_, AVX512_TARGET)
+DEFINE_TILE(bf16, avx512_, AVX512_TARGET)
+
+/* a row's 8 weights at k in both halves */
+AVX512_INLINE __m512 load8x2_f32(const uint8_t *row, int64_t k)
+{
+        __m512 v = _mm512_castps256_ps512(load8_f32(row, k));
+        return _mm512_shuffle_f32x4(v, v, 0x44);
+}
+
+AVX512_INLINE __m512 load8x2_f16(const uint8_t *row, int64_t k)
+{
+        return _mm512_cvtph_ps(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row + 2 * k))));
+}
+
+AVX512_INLINE __m512 load8x2_bf16(const uint8_t *row, int64_t k)
+{
+        __m512 v = _mm512_castps256_ps512(load8_bf16(row, k));
+        return _mm512_shuffle_f32x4(v, v, 0x44);
+}
+
+/* tokens j and j + 1 at k, side by side */
+AVX512_INLINE __m512 load_pair(const float *x, size_t xs, int64_t k)
+{
+        return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(x + k))),
+                                                   _mm256_castps_pd(_mm256_loadu_ps(x + xs + k)), 1));
+}
+
+/* RB rows x TP pairs of tokens; y as DEFINE_TILE's */
+#define DEFINE_TILE_PAIRS(type)                                                                        \
+        AVX512_INLINE void avx512_tile_pairs_##type(const struct npu_weight *w, const uint8_t *rows, const int RB, \
+                                                    const float *x, size_t xs, const int TP, float *y, size_t ys) \
+        {                                                                                            \
+                const int64_t K = w->cols, K8 = K & ~7;                                              \
+                __m512 acc[4][4];                                                                    \
+                for (int i = 0; i < RB; i++)                                                         \
+                        for (int j = 0; j < TP; j++)                                                 \
+                                acc[i][j] = _mm512_setzero_ps();                                     \
+                for (int64_t k = 0; k < K8; k += 8) {                                                \
+                        __m512 xv[4];                                                                \
+                        for (int j = 0; j < TP; j++)                                                 \
+                                xv[j] = load_pair(x + 2 * j * xs, xs, k);                            \
+                        for (int i = 0; i < RB; i++) {                                               \
+                                __m512 wv = load8x2_##type(rows + i * w->row_bytes, k);              \
+                                for (int j = 0; j < TP; j++)                                         \
+                                        acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);          \
+                        }                                                                            \
+                }                                                                                    \
+                for (int i = 0; i < RB; i++)                                                         \
+                        for (int j = 0; j < 2 * TP; j++) {                                           \
+                                __m512 a = acc[i][j / 2];                                            \
+                                float s = hsum8(j % 2 ? _mm512_castps512_ps256(_mm512_shuffle_f32x4(a, a, 0xee)) \
+                                                      : _mm512_castps512_ps256(a));                  \
+                                for (int64_t k = K8; k < K; k++)                                     \
+                                        s += weight_at(w, rows + i * w->row_bytes, k) * x[j * xs + k]; \
+                                y[j * ys + i] = s;                                                   \
+                        }                                                                            \
+        }                                                                                            \
+        static __attribute__((target(AVX512_TARGET))) void avx512_matmul_##type(                     \
+                const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs, float *y, size_t ys, \
+                int64_t r0, int64_t r1)                                                              \
+        {                                                                                            \
+                const int64_t RBLK = 16;                                                             \
+                const uint8_t *base = (const uint8_t *)w->data;                                      \
+                for (int64_t rb = r0; rb < r1; rb += RBLK) {                                         \
+                        const int64_t re = MIN(rb + RBLK, r1);                                       \
+                        for (int64_t t = 0; t < n_tok;) {                                            \
+                                const int64_t tp = MIN(4, (n_tok - t) / 2);                          \
+                                const float *xt = x + t * xs;                                        \
+                                float *yt = y + t * ys;                                              \
+                                int64_t r = rb;                                                      \
+                                switch (tp) {                                                        \
+                                case 4:                                                              \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 4, yt + r, ys); \
+                                        for (; r < re; r++)                                          \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 4, yt + r, ys); \
+                                        break;                                                       \
+                                case 3:                                                              \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 3, yt + r, ys); \
+                                        for (; r < re; r++)                                          \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 3, yt + r, ys); \
+                                        break;                                                       \
+                                case 2:                                                              \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 2, yt + r, ys); \
+                                        for (; r < re; r++)                                          \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 2, yt + r, ys); \
+                                        break;                                                       \
+                                case 1:                                                              \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 1, yt + r, ys); \
+                                        for (; r < re; r++)                                          \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 1, yt + r, ys); \
+                                        break;                                                       \
+                                default:                                                             \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                avx512_tile_##type(w, base + r * w->row_bytes, 4, xt, xs, 1, yt + r, ys); \
+                                        for (; r < re; r++)                                          \
+                                                avx512_tile_##type(w, base + r * w->row_bytes, 1, xt, xs, 1, yt + r, ys); \
+                                        break;                                                       \
+                                }                                                                    \
+                                t += tp ? 2 * tp : 1;                                                \
+                        }                                                                            \
+                }                                                                                    \
+        }
+
+DEFINE_TILE_PAIRS(f32)
+DEFINE_TILE_PAIRS(f16)
+DEFINE_TILE_PAIRS(bf16)
 
 void matmul_float_rows(const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs,
                        float *y, size_t ys, int64_t r0, int64_t r1)
