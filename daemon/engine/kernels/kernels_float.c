@@ -790,6 +790,101 @@ AVX2_INLINE __m256 exp256(__m256 x)
         return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
+/* exp256 on one value, operation for operation (fmaf is the fused multiply-add), so the same bits */
+static float exp1(float x)
+{
+        x = x > -87.0f ? x : -87.0f;
+        x = x < 88.0f ? x : 88.0f;
+        const float fx = rintf(x * 1.44269504088896341f);
+        x = fmaf(-fx, 0.693359375f, x);
+        x = fmaf(-fx, -2.12194440e-4f, x);
+        float y = 1.9875691500e-4f;
+        y = fmaf(y, x, 1.3981999507e-3f);
+        y = fmaf(y, x, 8.3334519073e-3f);
+        y = fmaf(y, x, 4.1665795894e-2f);
+        y = fmaf(y, x, 1.6666665459e-1f);
+        y = fmaf(y, x, 5.0000001201e-1f);
+        y = fmaf(y, x * x, x + 1.0f);
+        const uint32_t bits = (uint32_t)((int32_t)fx + 127) << 23;
+        float e;
+        memcpy(&e, &bits, 4);
+        return y * e;
+}
+
+/*
+ * The default attention path's softmax, the same bits on every instruction
+ * set: exp256/exp1 of x - max, summed in double in 8 lanes (element i into
+ * lane i % 8) folded as ((0+4) + (2+6)) + ((1+5) + (3+7)), then every
+ * value times the float reciprocal of the sum.
+ */
+static double fold8(const double l[8])
+{
+        return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+static void softmax_scalar(float *x, int64_t n)
+{
+        float max = -INFINITY;
+        double lanes[8] = {};
+
+        for (int64_t i = 0; i < n; i++)
+                max = x[i] > max ? x[i] : max;
+        for (int64_t i = 0; i < n; i++) {
+                x[i] = exp1(x[i] - max);
+                lanes[i % 8] += x[i];
+        }
+        const float inv = (float)(1.0 / fold8(lanes));
+        for (int64_t i = 0; i < n; i++)
+                x[i] *= inv;
+}
+
+AVX2 static void softmax_avx2(float *x, int64_t n)
+{
+        const int64_t n8 = n & ~(int64_t)7;
+        float max = -INFINITY;
+        int64_t i = 0;
+
+        if (n8) {
+                __m256 m8 = _mm256_loadu_ps(x);
+                for (i = 8; i < n8; i += 8)
+                        m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + i));
+                float l[8];
+                _mm256_storeu_ps(l, m8);
+                for (int j = 0; j < 8; j++)
+                        max = l[j] > max ? l[j] : max;
+        }
+        for (; i < n; i++)
+                max = x[i] > max ? x[i] : max;
+        const __m256 mv = _mm256_set1_ps(max);
+        __m256d lo = _mm256_setzero_pd(), hi = lo;
+        for (i = 0; i < n8; i += 8) {
+                const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+                _mm256_storeu_ps(x + i, e);
+                lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+                hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        }
+        double lanes[8];
+        _mm256_storeu_pd(lanes, lo);
+        _mm256_storeu_pd(lanes + 4, hi);
+        for (; i < n; i++) {
+                x[i] = exp1(x[i] - max);
+                lanes[i % 8] += x[i];
+        }
+        const __m256 inv = _mm256_set1_ps((float)(1.0 / fold8(lanes)));
+        for (i = 0; i < n8; i += 8)
+                _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+        for (; i < n; i++)
+                x[i] *= _mm256_cvtss_f32(inv);
+}
+
+void softmax_inplace(float *x, int64_t n)
+{
+        if (kernels_isa() >= KERNEL_ISA_AVX2)
+                softmax_avx2(x, n);
+        else
+                softmax_scalar(x, n);
+}
+
 AVX2 static float attn_exp_sum_avx2(float *x, int32_t n, float *max)
 {
         float mx = -INFINITY;
