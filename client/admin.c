@@ -230,7 +230,7 @@ int verb_unload(const struct npuctl *c, int argc, char **argv)
         }
         if (argc - optind != 1)
                 return log_usage("unload: expected one NAME (see npuctl unload --help)");
-        if (!utf8_is_valid(argv[optind], strlen(argv[optind])))
+        if (!utf8_valid_string(argv[optind], strlen(argv[optind])))
                 return log_usage("unload: the name is not valid UTF-8");
         r = bus_open(c->bus, &bus);
         if (r < 0)

@@ -655,7 +655,7 @@ static int parse_args(int argc, char **argv, struct bench *b)
                 return log_usage("bench: unexpected argument '%s'", argv[optind]);
         if (!!b->task == !!b->n_clients)
                 return log_usage("bench: give either --task or --clients (see npuctl bench --help)");
-        if (b->model && (!*b->model || !utf8_is_valid(b->model, strlen(b->model))))
+        if (b->model && (!*b->model || !utf8_valid_string(b->model, strlen(b->model))))
                 return log_usage("--model: empty or not valid UTF-8");
         if (b->task) {
                 if (strcmp(b->task, "benchmark") == 0 && b->n_lengths == 0)
@@ -685,14 +685,9 @@ int verb_bench(const struct npuctl *c, int argc, char **argv)
         r = parse_args(argc, argv, &b);
         if (r != 0)
                 return r < 0 ? r : 0;
-        r = bus_open(c->bus, &bus);
+        r = bus_open_on_event(c->bus, &bus, &event);
         if (r < 0)
                 return r;
-        r = sd_event_default(&event);
-        if (r >= 0)
-                r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
-        if (r < 0)
-                return -EIO;
         b.event = event;
         r = model_info(&b, bus);
         if (r >= 0)

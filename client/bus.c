@@ -13,37 +13,11 @@ const char *bus_default(void)
         return e && *e ? e : "system";
 }
 
-static int bus_open_address(const char *address, sd_bus **ret)
-{
-        sd_bus *bus = NULL;
-        int r;
-
-        r = sd_bus_new(&bus);
-        if (r < 0)
-                return r;
-        r = sd_bus_set_address(bus, address);
-        if (r >= 0)
-                r = sd_bus_set_bus_client(bus, true);
-        if (r >= 0)
-                r = sd_bus_start(bus);
-        if (r < 0) {
-                sd_bus_unref(bus);
-                return r;
-        }
-        *ret = bus;
-        return 0;
-}
-
 int bus_open(const char *spec, sd_bus **ret)
 {
         int r;
 
-        if (strcmp(spec, "system") == 0)
-                r = sd_bus_open_system(ret);
-        else if (strcmp(spec, "session") == 0)
-                r = sd_bus_open_user(ret);
-        else
-                r = bus_open_address(spec, ret);
+        r = bus_open_spec(spec, ret);
         if (r < 0) {
                 if (strchr(spec, ':'))
                         fprintf(stderr, "npuctl: cannot connect to the bus at %s: %s\n", spec, strerror(-r));
@@ -51,6 +25,22 @@ int bus_open(const char *spec, sd_bus **ret)
                         fprintf(stderr, "npuctl: cannot connect to the %s bus: %s\n", spec, strerror(-r));
                 return -ENOTCONN;
         }
+        return 0;
+}
+
+int bus_open_on_event(const char *spec, sd_bus **ret_bus, sd_event **ret_event)
+{
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        int r;
+
+        r = bus_open(spec, &bus);
+        if (r < 0)
+                return r;
+        if (sd_event_default(&event) < 0 || sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL) < 0)
+                return -EIO;
+        *ret_bus = TAKE_PTR(bus);
+        *ret_event = TAKE_PTR(event);
         return 0;
 }
 

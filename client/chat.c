@@ -288,7 +288,7 @@ static int loop(struct chat *ch)
                         r = 0;
                 } else if (strcmp(line, "/system") == 0 || strncmp(line, "/system ", 8) == 0) {
                         const char *text = line[7] ? line + 8 : "";
-                        r = utf8_is_valid(text, strlen(text)) ? set_system(ch, text) : -EREMOTEIO;
+                        r = utf8_valid_string(text, strlen(text)) ? set_system(ch, text) : -EREMOTEIO;
                         if (r == -EREMOTEIO)
                                 fprintf(stderr, "npuctl: that line is not valid UTF-8\n");
                 } else if (strcmp(line, "/help") == 0) {
@@ -296,7 +296,7 @@ static int loop(struct chat *ch)
                                "/reset        forget the conversation (the system message stays)\n"
                                "/quit         end\n");
                         r = 0;
-                } else if (!utf8_is_valid(line, strlen(line))) {
+                } else if (!utf8_valid_string(line, strlen(line))) {
                         fprintf(stderr, "npuctl: that line is not valid UTF-8\n");
                         r = -EREMOTEIO;
                 } else
@@ -347,18 +347,13 @@ int verb_chat(const struct npuctl *c, int argc, char **argv)
         }
         if (optind < argc)
                 return log_usage("chat: unexpected argument '%s'", argv[optind]);
-        if (system && !utf8_is_valid(system, strlen(system)))
+        if (system && !utf8_valid_string(system, strlen(system)))
                 return log_usage("--system: not valid UTF-8");
         ch.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 
-        r = bus_open(c->bus, &bus);
+        r = bus_open_on_event(c->bus, &bus, &event);
         if (r < 0)
                 return r;
-        r = sd_event_default(&event);
-        if (r >= 0)
-                r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
-        if (r < 0)
-                return -EIO;
         ch.bus = bus;
         ch.event = event;
         r = set_system(&ch, system ? system : "");

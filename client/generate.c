@@ -116,15 +116,10 @@ static int run(struct generate *g, const struct npuctl *c, const struct prompt *
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         int r;
 
-        r = bus_open(c->bus, &bus);
+        r = bus_open_on_event(c->bus, &bus, &event);
         if (r < 0)
                 return r;
-        r = sd_event_default(&event);
-        if (r >= 0)
-                r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
-        if (r >= 0)
-                r = bus_event_signals(event, on_signal, g, &sigint, &sigterm);
-        if (r < 0)
+        if (bus_event_signals(event, on_signal, g, &sigint, &sigterm) < 0)
                 return -EIO;
         g->event = event;
         r = request_new(bus, &generate_ops, g, g->json, &req);

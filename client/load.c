@@ -233,7 +233,7 @@ int verb_load(const struct npuctl *c, int argc, char **argv)
         r = load_target(argv[optind], &path, &is_path);
         if (r < 0)
                 return r;
-        if (!utf8_is_valid(path, strlen(path)))
+        if (!utf8_valid_string(path, strlen(path)))
                 return log_usage("load: the path is not valid UTF-8");
         if (!is_path && (name || is_default))
                 return log_usage("load: --name and --default are for a PATH (a NAME is models_dir's NAME.gguf)");

@@ -10,6 +10,8 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "bus_client.h"
+#include "utf8.h"
 #include "util.h"
 
 #define NPUD_SERVICE "org.npud.Inference1"
@@ -135,11 +137,12 @@ struct prompt {
         size_t n_ids;
 };
 int prompt_append(sd_bus_message *m, const struct prompt *p);
-bool utf8_is_valid(const char *s, size_t len);
 
 /* ---- bus.c: connecting, calling, and mapping errors */
 const char *bus_default(void);
 int bus_open(const char *spec, sd_bus **ret);
+/* bus_open, and the bus attached to the thread's default event loop. */
+int bus_open_on_event(const char *spec, sd_bus **ret_bus, sd_event **ret_event);
 /* Print "npuctl: NAME: message" and return the errno that exit_status() maps to its exit code. */
 int bus_log_error(const sd_bus_error *e, int r);
 int bus_log_parse_error(int r);

@@ -67,12 +67,12 @@ int gen_options_parse(struct gen_options *o, int opt, const char *arg)
                         return log_usage("--stop: at most %d stop strings", GEN_MAX_STOP);
                 if (strlen(arg) < 1 || strlen(arg) > 256)
                         return log_usage("--stop: a stop string has 1 to 256 bytes");
-                if (!utf8_is_valid(arg, strlen(arg)))
+                if (!utf8_valid_string(arg, strlen(arg)))
                         return log_usage("--stop: '%s' is not valid UTF-8", arg);
                 o->stop[o->n_stop++] = arg;
                 break;
         case ARG_PRECISION:
-                if (!utf8_is_valid(arg, strlen(arg)))
+                if (!utf8_valid_string(arg, strlen(arg)))
                         return log_usage("--precision: not valid UTF-8");
                 o->precision = arg;
                 break;
@@ -88,61 +88,42 @@ int gen_options_parse(struct gen_options *o, int opt, const char *arg)
         return r < 0 ? r : 1;
 }
 
-static int append_entry(sd_bus_message *m, const char *key, char type, const void *value)
-{
-        const char sig[2] = { type, 0 };
-        int r;
-
-        r = sd_bus_message_open_container(m, 'e', "sv");
-        if (r >= 0)
-                r = sd_bus_message_append_basic(m, 's', key);
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'v', sig);
-        if (r >= 0)
-                r = sd_bus_message_append_basic(m, type, value);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        return r;
-}
-
 static int append_options(sd_bus_message *m, const struct gen_options *o, const char *extra_key,
                           const char *extra_value)
 {
         int r;
 
-        if (o->max_tokens && (r = append_entry(m, "max_tokens", 'u', &o->max_tokens)) < 0)
+        if (o->max_tokens && (r = bus_append_entry(m, "max_tokens", 'u', &o->max_tokens)) < 0)
                 return r;
-        if (!isnan(o->temperature) && (r = append_entry(m, "temperature", 'd', &o->temperature)) < 0)
+        if (!isnan(o->temperature) && (r = bus_append_entry(m, "temperature", 'd', &o->temperature)) < 0)
                 return r;
-        if (o->has_top_k && (r = append_entry(m, "top_k", 'u', &o->top_k)) < 0)
+        if (o->has_top_k && (r = bus_append_entry(m, "top_k", 'u', &o->top_k)) < 0)
                 return r;
-        if (!isnan(o->top_p) && (r = append_entry(m, "top_p", 'd', &o->top_p)) < 0)
+        if (!isnan(o->top_p) && (r = bus_append_entry(m, "top_p", 'd', &o->top_p)) < 0)
                 return r;
-        if (!isnan(o->repeat_penalty) && (r = append_entry(m, "repeat_penalty", 'd', &o->repeat_penalty)) < 0)
+        if (!isnan(o->repeat_penalty) && (r = bus_append_entry(m, "repeat_penalty", 'd', &o->repeat_penalty)) < 0)
                 return r;
-        if (!isnan(o->min_p) && (r = append_entry(m, "min_p", 'd', &o->min_p)) < 0)
+        if (!isnan(o->min_p) && (r = bus_append_entry(m, "min_p", 'd', &o->min_p)) < 0)
                 return r;
-        if (!isnan(o->presence_penalty) && (r = append_entry(m, "presence_penalty", 'd', &o->presence_penalty)) < 0)
+        if (!isnan(o->presence_penalty) && (r = bus_append_entry(m, "presence_penalty", 'd', &o->presence_penalty)) < 0)
                 return r;
         if (!isnan(o->frequency_penalty) &&
-            (r = append_entry(m, "frequency_penalty", 'd', &o->frequency_penalty)) < 0)
+            (r = bus_append_entry(m, "frequency_penalty", 'd', &o->frequency_penalty)) < 0)
                 return r;
-        if (!isnan(o->keep_alive) && (r = append_entry(m, "keep_alive", 'd', &o->keep_alive)) < 0)
+        if (!isnan(o->keep_alive) && (r = bus_append_entry(m, "keep_alive", 'd', &o->keep_alive)) < 0)
                 return r;
-        if (o->has_seed && (r = append_entry(m, "seed", 't', &o->seed)) < 0)
+        if (o->has_seed && (r = bus_append_entry(m, "seed", 't', &o->seed)) < 0)
                 return r;
-        if (o->precision && (r = append_entry(m, "precision", 's', o->precision)) < 0)
+        if (o->precision && (r = bus_append_entry(m, "precision", 's', o->precision)) < 0)
                 return r;
         if (o->ignore_eos) {
                 int yes = 1;
-                if ((r = append_entry(m, "ignore_eos", 'b', &yes)) < 0)
+                if ((r = bus_append_entry(m, "ignore_eos", 'b', &yes)) < 0)
                         return r;
         }
-        if (o->add_bos >= 0 && (r = append_entry(m, "add_bos", 'b', &o->add_bos)) < 0)
+        if (o->add_bos >= 0 && (r = bus_append_entry(m, "add_bos", 'b', &o->add_bos)) < 0)
                 return r;
-        if (extra_key && extra_value && (r = append_entry(m, extra_key, 's', extra_value)) < 0)
+        if (extra_key && extra_value && (r = bus_append_entry(m, extra_key, 's', extra_value)) < 0)
                 return r;
         if (o->n_stop > 0) {
                 r = sd_bus_message_open_container(m, 'e', "sv");
@@ -179,43 +160,6 @@ int gen_options_append(sd_bus_message *m, const struct gen_options *o, const cha
         return r < 0 ? bus_log_create_error(r) : 0;
 }
 
-bool utf8_is_valid(const char *s, size_t len)
-{
-        const unsigned char *p = (const unsigned char *)s, *end = p + len;
-
-        while (p < end) {
-                unsigned c = *p;
-                size_t n;
-                uint32_t cp;
-                if (c == 0)
-                        return false; /* D-Bus strings hold no NUL */
-                if (c < 0x80) {
-                        p++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        n = 1, cp = c & 0x1f;
-                else if (c >= 0xe0 && c <= 0xef)
-                        n = 2, cp = c & 0x0f;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        n = 3, cp = c & 0x07;
-                else
-                        return false;
-                if ((size_t)(end - p) <= n)
-                        return false;
-                for (size_t i = 1; i <= n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-                    (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                p += n + 1;
-        }
-        return true;
-}
-
 int prompt_append(sd_bus_message *m, const struct prompt *p)
 {
         int r;
@@ -224,7 +168,7 @@ int prompt_append(sd_bus_message *m, const struct prompt *p)
                 r = sd_bus_message_open_container(m, 'v', "ai");
                 if (r >= 0)
                         r = sd_bus_message_append_array(m, 'i', p->ids, p->n_ids * sizeof(int32_t));
-        } else if (utf8_is_valid(p->text, p->len)) {
+        } else if (utf8_valid_string(p->text, p->len)) {
                 r = sd_bus_message_open_container(m, 'v', "s");
                 if (r >= 0)
                         r = sd_bus_message_append_basic(m, 's', p->text);

@@ -15,6 +15,8 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "bus_client.h"
+#include "utf8.h"
 #include "util.h"
 
 #define NPUD_SERVICE "org.npud.Inference1"
@@ -177,11 +179,6 @@ sd_bus *npud_bus(struct gateway *gw, struct api_error *e);
 void npud_disconnect(struct gateway *gw);
 /* A Manager call without arguments, synchronously (ListModels); e set on failure. */
 int npud_call_sync(struct gateway *gw, const char *member, sd_bus_message **reply, struct api_error *e);
-/* Append an a{sv} entry of a basic type. */
-int bus_append_entry(sd_bus_message *m, const char *key, char type, const void *value);
-bool utf8_valid(const char *s, size_t len);
-/* Code points in a valid UTF-8 string. */
-size_t utf8_chars(const char *s);
 
 /* ---- logprobs.c: npud's Logprobs signals, kept and written as OpenAI and Ollama do */
 #define LP_MAX_TOP 20
@@ -268,6 +265,10 @@ struct job *job_unref(struct job *j);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct job *, job_unref);
 /* Send the call (Generate or Chat, built by the caller) and wait for npud. */
 int job_start(struct job *j, sd_bus_message *call, struct api_error *e);
+/* A call to npud's Manager.method with the job's model as its first argument; the caller appends the rest. */
+int job_new_call(struct job *j, const char *method, sd_bus_message **ret, struct api_error *e);
+/* Sends the call the caller built (r: how appending its arguments went) as the job's request; e set on failure. */
+int job_send(struct job *j, sd_bus_message *call, int r, struct api_error *e);
 /* The HTTP side is gone (completed, or the client hung up): cancel at npud if still running. */
 void job_detach_http(struct job *j);
 /* Route npud's Request signals and its leaving the bus to the jobs. */
@@ -326,6 +327,8 @@ int json_opt_double(json_object *o, const char *key, double min, double max, dou
 int json_opt_bool(json_object *o, const char *key, bool *ret, struct api_error *e);
 int json_opt_string(json_object *o, const char *key, const char **ret, struct api_error *e);
 /* stop: a string or an array of at most max strings. */
+/* min_p, repeat_penalty, presence_penalty, frequency_penalty and seed, as both APIs name them. */
+int json_opt_sampler_extras(json_object *o, struct gen_params *p, struct api_error *e);
 int json_opt_stop(json_object *o, const char *key, size_t max, struct gen_params *p, struct api_error *e);
 /*
  * Ollama's keep_alive: a number of seconds, or a duration string as Go writes

@@ -205,6 +205,32 @@ int job_start(struct job *j, sd_bus_message *call, struct api_error *e)
         return 0;
 }
 
+int job_new_call(struct job *j, const char *method, sd_bus_message **ret, struct api_error *e)
+{
+        sd_bus *bus = npud_bus(j->gw, e);
+        int r;
+
+        if (!bus)
+                return -ENOTCONN;
+        r = sd_bus_message_new_method_call(bus, ret, NPUD_SERVICE, NPUD_PATH, NPUD_MANAGER, method);
+        if (r >= 0)
+                r = sd_bus_message_append(*ret, "s", j->model);
+        if (r < 0)
+                api_error_set(e, 500, "server_error", NULL, NULL, "cannot build the call to npud: %s", strerror(-r));
+        return r;
+}
+
+int job_send(struct job *j, sd_bus_message *call, int r, struct api_error *e)
+{
+        if (r < 0) {
+                if (!e->status)
+                        api_error_set(e, 500, "server_error", NULL, NULL, "cannot build the call to npud: %s",
+                                      strerror(-r));
+                return r;
+        }
+        return job_start(j, call, e);
+}
+
 void job_detach_http(struct job *j)
 {
         if (!j->running || job_is_listing(j))

@@ -96,7 +96,7 @@ static json_object *token_string(const struct lp_token *t)
 {
         _cleanup_(buf_done) struct buf b = {};
 
-        if (utf8_valid((const char *)t->bytes, t->n_bytes))
+        if (utf8_valid_string((const char *)t->bytes, t->n_bytes))
                 return json_object_new_string_len((const char *)t->bytes, (int)t->n_bytes);
         if (buf_append(&b, "bytes:", 6) < 0)
                 return NULL;

@@ -7,31 +7,6 @@
  */
 #include "gateway.h"
 
-static int bus_open_spec(const char *spec, sd_bus **ret)
-{
-        sd_bus *bus = NULL;
-        int r;
-
-        if (strcmp(spec, "system") == 0)
-                return sd_bus_open_system(ret);
-        if (strcmp(spec, "session") == 0)
-                return sd_bus_open_user(ret);
-        r = sd_bus_new(&bus);
-        if (r < 0)
-                return r;
-        r = sd_bus_set_address(bus, spec);
-        if (r >= 0)
-                r = sd_bus_set_bus_client(bus, true);
-        if (r >= 0)
-                r = sd_bus_start(bus);
-        if (r < 0) {
-                sd_bus_unref(bus);
-                return r;
-        }
-        *ret = bus;
-        return 0;
-}
-
 int npud_connect(struct gateway *gw)
 {
         sd_bus *bus = NULL;
@@ -96,67 +71,3 @@ int npud_call_sync(struct gateway *gw, const char *member, sd_bus_message **repl
         return r < 0 ? r : 0;
 }
 
-int bus_append_entry(sd_bus_message *m, const char *key, char type, const void *value)
-{
-        const char sig[2] = { type, 0 };
-        int r;
-
-        r = sd_bus_message_open_container(m, 'e', "sv");
-        if (r >= 0)
-                r = sd_bus_message_append_basic(m, 's', key);
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'v', sig);
-        if (r >= 0)
-                r = sd_bus_message_append_basic(m, type, value);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        return r;
-}
-
-size_t utf8_chars(const char *s)
-{
-        size_t n = 0;
-
-        for (; *s; s++)
-                n += ((unsigned char)*s & 0xc0) != 0x80;
-        return n;
-}
-
-bool utf8_valid(const char *s, size_t len)
-{
-        const unsigned char *p = (const unsigned char *)s, *end = p + len;
-
-        while (p < end) {
-                unsigned c = *p;
-                size_t n;
-                uint32_t cp;
-                if (c == 0)
-                        return false; /* D-Bus strings hold no NUL */
-                if (c < 0x80) {
-                        p++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        n = 1, cp = c & 0x1f;
-                else if (c >= 0xe0 && c <= 0xef)
-                        n = 2, cp = c & 0x0f;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        n = 3, cp = c & 0x07;
-                else
-                        return false;
-                if ((size_t)(end - p) <= n)
-                        return false;
-                for (size_t i = 1; i <= n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-                    (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                p += n + 1;
-        }
-        return true;
-}

@@ -51,25 +51,7 @@ static int parse_options(json_object *body, struct gen_params *p, struct api_err
         if ((r = json_opt_int(o, "top_k", 0, INT32_MAX, &p->top_k, e)) < 0)
                 return -EINVAL;
         p->has_top_k |= r > 0;
-        if ((r = json_opt_double(o, "min_p", 0, 1, &p->min_p, e)) < 0)
-                return -EINVAL;
-        p->has_min_p = r > 0;
-        if ((r = json_opt_double(o, "repeat_penalty", 0.01, 100, &p->repeat_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_repeat = r > 0;
-        if ((r = json_opt_double(o, "presence_penalty", -2, 2, &p->presence_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_presence = r > 0;
-        if ((r = json_opt_double(o, "frequency_penalty", -2, 2, &p->frequency_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_frequency = r > 0;
-        if ((r = json_opt_int(o, "seed", INT64_MIN, INT64_MAX, &n, e)) < 0)
-                return -EINVAL;
-        if (r > 0) {
-                p->has_seed = true;
-                p->seed = (uint64_t)n;
-        }
-        if (json_opt_stop(o, "stop", 8, p, e) < 0)
+        if (json_opt_sampler_extras(o, p, e) < 0 || json_opt_stop(o, "stop", 8, p, e) < 0)
                 return -EINVAL;
         return 0;
 }
@@ -242,30 +224,20 @@ static enum MHD_Result start_load(struct http_req *hr, struct job *j, const stru
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         struct api_error e = {};
-        sd_bus *bus;
         int r;
 
         j->api = JOB_OLLAMA_LOAD;
         j->load_chat = chat;
         j->unload = p->has_keep_alive && p->keep_alive == 0;
         j->stream = false;
-        bus = npud_bus(hr->gw, &e);
-        if (!bus)
+        if (job_new_call(j, "LoadModel", &call, &e) < 0)
                 goto fail;
-        r = sd_bus_message_new_method_call(bus, &call, NPUD_SERVICE, NPUD_PATH, NPUD_MANAGER, "LoadModel");
-        if (r >= 0)
-                r = sd_bus_message_append(call, "s", j->model);
-        if (r >= 0)
-                r = sd_bus_message_open_container(call, 'a', "{sv}");
+        r = sd_bus_message_open_container(call, 'a', "{sv}");
         if (r >= 0 && p->has_keep_alive)
                 r = bus_append_entry(call, "keep_alive", 'd', &p->keep_alive);
         if (r >= 0)
                 r = sd_bus_message_close_container(call);
-        if (r < 0) {
-                api_error_set(&e, 500, "server_error", NULL, NULL, "cannot build the call to npud: %s", strerror(-r));
-                goto fail;
-        }
-        if (job_start(j, call, &e) < 0)
+        if (job_send(j, call, r, &e) < 0)
                 goto fail;
         return MHD_YES;
 fail:
@@ -303,7 +275,6 @@ enum MHD_Result ollama_generate(struct http_req *hr, json_object *body, bool cha
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         const char *model = NULL, *prompt = NULL, *system = NULL;
         bool raw = false, stream = true;
-        sd_bus *bus;
         int r;
 
         j = job_new(hr->gw, hr, chat ? JOB_OLLAMA_CHAT : JOB_OLLAMA_GENERATE);
@@ -336,31 +307,17 @@ enum MHD_Result ollama_generate(struct http_req *hr, json_object *body, bool cha
         if ((!chat && (!prompt || !*prompt)) ||
             (chat && (!msgs || (json_object_is_type(msgs, json_type_array) && json_object_array_length(msgs) == 0))))
                 return start_load(hr, j, &p, chat);
-        bus = npud_bus(hr->gw, &e);
-        if (!bus)
+        if (job_new_call(j, chat || !raw ? "Chat" : "Generate", &call, &e) < 0)
                 goto fail;
-        r = sd_bus_message_new_method_call(bus, &call, NPUD_SERVICE, NPUD_PATH, NPUD_MANAGER,
-                                           chat || !raw ? "Chat" : "Generate");
-        if (r >= 0)
-                r = sd_bus_message_append(call, "s", model);
-        if (r >= 0) {
-                if (chat)
-                        r = openai_append_messages(call, field(body, "messages"), &e);
-                else if (raw)
-                        r = sd_bus_message_append(call, "v", "s", prompt);
-                else
-                        r = append_generate_messages(call, system, prompt);
-                if (e.status)
-                        goto fail;
-        }
+        if (chat)
+                r = openai_append_messages(call, field(body, "messages"), &e);
+        else if (raw)
+                r = sd_bus_message_append(call, "v", "s", prompt);
+        else
+                r = append_generate_messages(call, system, prompt);
         if (r >= 0)
                 r = gen_params_append(call, &p);
-        if (r < 0) {
-                api_error_set(&e, 500, "server_error", NULL, NULL, "cannot build the call to npud: %s",
-                              strerror(-r));
-                goto fail;
-        }
-        if (job_start(j, call, &e) < 0)
+        if (job_send(j, call, r, &e) < 0)
                 goto fail;
         return MHD_YES;
 fail:

@@ -145,24 +145,7 @@ static int parse_sampling(json_object *body, bool chat, struct gen_params *p, st
                 p->top_p = 1;
                 p->top_k = 1;
         }
-        if ((r = json_opt_double(body, "min_p", 0, 1, &p->min_p, e)) < 0)
-                return -EINVAL;
-        p->has_min_p = r > 0;
-        if ((r = json_opt_double(body, "repeat_penalty", 0.01, 100, &p->repeat_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_repeat = r > 0;
-        if ((r = json_opt_double(body, "presence_penalty", -2, 2, &p->presence_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_presence = r > 0;
-        if ((r = json_opt_double(body, "frequency_penalty", -2, 2, &p->frequency_penalty, e)) < 0)
-                return -EINVAL;
-        p->has_frequency = r > 0;
-        int64_t seed;
-        if ((r = json_opt_int(body, "seed", INT64_MIN, INT64_MAX, &seed, e)) < 0)
-                return -EINVAL;
-        p->has_seed = r > 0;
-        p->seed = (uint64_t)seed;
-        if (json_opt_stop(body, "stop", 4, p, e) < 0 || json_opt_bool(body, "ignore_eos", &p->ignore_eos, e) < 0)
+        if (json_opt_sampler_extras(body, p, e) < 0 || json_opt_stop(body, "stop", 4, p, e) < 0 || json_opt_bool(body, "ignore_eos", &p->ignore_eos, e) < 0)
                 return -EINVAL;
         if (chat) {
                 bool lp = false;
@@ -359,7 +342,6 @@ enum MHD_Result openai_completions(struct http_req *hr, json_object *body, bool 
         struct job *j; /* hr's */
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         const char *model = NULL;
-        sd_bus *bus;
         int r;
 
         j = job_new(hr->gw, hr, chat ? JOB_CHAT : JOB_COMPLETIONS);
@@ -383,27 +365,12 @@ enum MHD_Result openai_completions(struct http_req *hr, json_object *body, bool 
         j->model = strdup(model);
         if (!j->model)
                 return MHD_NO;
-        bus = npud_bus(hr->gw, &e);
-        if (!bus)
+        if (job_new_call(j, chat ? "Chat" : "Generate", &call, &e) < 0)
                 goto fail;
-        r = sd_bus_message_new_method_call(bus, &call, NPUD_SERVICE, NPUD_PATH, NPUD_MANAGER,
-                                           chat ? "Chat" : "Generate");
-        if (r >= 0)
-                r = sd_bus_message_append(call, "s", model);
-        if (r >= 0) {
-                r = chat ? openai_append_messages(call, field(body, "messages"), &e)
-                         : append_prompt(call, body, j, &e);
-                if (e.status)
-                        goto fail;
-        }
+        r = chat ? openai_append_messages(call, field(body, "messages"), &e) : append_prompt(call, body, j, &e);
         if (r >= 0)
                 r = gen_params_append(call, &p);
-        if (r < 0) {
-                api_error_set(&e, 500, "server_error", NULL, NULL, "cannot build the call to npud: %s",
-                              strerror(-r));
-                goto fail;
-        }
-        if (job_start(j, call, &e) < 0)
+        if (job_send(j, call, r, &e) < 0)
                 goto fail;
         return MHD_YES;
 fail:

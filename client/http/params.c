@@ -96,7 +96,7 @@ int json_check_text(json_object *v, const char *param, struct api_error *e)
         const char *s = json_object_get_string(v);
         size_t len = (size_t)json_object_get_string_len(v);
 
-        if (!utf8_valid(s, len)) {
+        if (!utf8_valid_string(s, len)) {
                 api_error_invalid(e, param, "Invalid '%s': the text holds a NUL character or is not valid UTF-8.",
                                   param);
                 return -EINVAL;
@@ -208,6 +208,32 @@ static int add_stop(struct gen_params *p, json_object *v, const char *key, size_
                 return -EINVAL;
         }
         p->stop[p->n_stop++] = json_object_get_string(v);
+        return 0;
+}
+
+int json_opt_sampler_extras(json_object *o, struct gen_params *p, struct api_error *e)
+{
+        int64_t seed;
+        int r;
+
+        if ((r = json_opt_double(o, "min_p", 0, 1, &p->min_p, e)) < 0)
+                return -EINVAL;
+        p->has_min_p = r > 0;
+        if ((r = json_opt_double(o, "repeat_penalty", 0.01, 100, &p->repeat_penalty, e)) < 0)
+                return -EINVAL;
+        p->has_repeat = r > 0;
+        if ((r = json_opt_double(o, "presence_penalty", -2, 2, &p->presence_penalty, e)) < 0)
+                return -EINVAL;
+        p->has_presence = r > 0;
+        if ((r = json_opt_double(o, "frequency_penalty", -2, 2, &p->frequency_penalty, e)) < 0)
+                return -EINVAL;
+        p->has_frequency = r > 0;
+        if ((r = json_opt_int(o, "seed", INT64_MIN, INT64_MAX, &seed, e)) < 0)
+                return -EINVAL;
+        if (r > 0) {
+                p->has_seed = true;
+                p->seed = (uint64_t)seed;
+        }
         return 0;
 }
 

@@ -224,44 +224,42 @@ uint16_t npu_ref_f32_to_f16(float f)
 	return (uint16_t)(sign | res);
 }
 
+/* The exact int32 dot product of two int8 rows of k elements. */
+static int32_t dot_i8(const int8_t *a, const int8_t *b, uint32_t k)
+{
+	int32_t acc = 0;
+	uint32_t i;
+
+	for (i = 0; i < k; i++)
+		acc += (int32_t)a[i] * (int32_t)b[i];
+	return acc;
+}
+
 void npu_ref_gemm_w8a8_i32(const int8_t *a, const int8_t *w, int32_t *out,
 			   uint32_t n, uint32_t k, uint32_t m0, uint32_t m1,
 			   uint32_t n0, uint32_t n1)
 {
-	uint32_t m, j, i;
+	uint32_t m, j;
 
-	for (m = m0; m < m1; m++) {
-		const int8_t *ar = a + (size_t)m * k;
-
-		for (j = n0; j < n1; j++) {
-			const int8_t *wr = w + (size_t)j * k;
-			int32_t acc = 0;
-
-			for (i = 0; i < k; i++)
-				acc += (int32_t)ar[i] * (int32_t)wr[i];
-			out[(size_t)m * n + j] = acc;
-		}
-	}
+	for (m = m0; m < m1; m++)
+		for (j = n0; j < n1; j++)
+			out[(size_t)m * n + j] = dot_i8(a + (size_t)m * k,
+							w + (size_t)j * k, k);
 }
 
 void npu_ref_gemm_w8a8(const int8_t *a, const int8_t *w, const float *a_scale,
 		       const float *w_scale, float *out, uint32_t n, uint32_t k,
 		       uint32_t m0, uint32_t m1, uint32_t n0, uint32_t n1)
 {
-	uint32_t m, j, i;
+	uint32_t m, j;
 
-	for (m = m0; m < m1; m++) {
-		const int8_t *ar = a + (size_t)m * k;
-
+	for (m = m0; m < m1; m++)
 		for (j = n0; j < n1; j++) {
-			const int8_t *wr = w + (size_t)j * k;
-			int32_t acc = 0;
+			int32_t acc = dot_i8(a + (size_t)m * k,
+					     w + (size_t)j * k, k);
 
-			for (i = 0; i < k; i++)
-				acc += (int32_t)ar[i] * (int32_t)wr[i];
 			out[(size_t)m * n + j] = ((float)acc * a_scale[m]) * w_scale[j];
 		}
-	}
 }
 
 void npu_ref_gemm_w8a16(const int16_t *a, const int8_t *w,

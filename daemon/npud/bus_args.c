@@ -92,7 +92,7 @@ int args_read_prompt(sd_bus_message *m, struct prompt_arg *ret, sd_bus_error *er
                 r = sd_bus_message_read_array(m, 'y', &data, &size);
                 if (r < 0)
                         return r;
-                if (!utf8_is_valid(data, size))
+                if (!utf8_valid(data, size))
                         return sd_bus_error_set(error, NPUD_ERROR_INVALID_UTF8, "the prompt is not valid UTF-8");
                 if (memchr(data, 0, size))
                         return sd_bus_error_set(error, NPUD_ERROR_INVALID_ARGUMENT, "the prompt contains a NUL byte");

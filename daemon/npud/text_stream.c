@@ -43,7 +43,7 @@ int text_stream_init(struct text_stream *ts, char *const *stops)
         for (size_t i = 0; stops && stops[i]; i++) {
                 size_t n = strlen(stops[i]);
                 if (n == 0 || n > TEXT_STREAM_MAX_STOP_LEN || i >= TEXT_STREAM_MAX_STOPS ||
-                    !utf8_is_valid((const uint8_t *)stops[i], n)) {
+                    !utf8_valid(stops[i], n)) {
                         text_stream_done(ts);
                         return -EINVAL;
                 }
@@ -94,7 +94,7 @@ static int assemble(struct text_stream *ts, const char *bytes, size_t len, char 
         memcpy(in + ts->n_partial, bytes, len);
         ts->n_partial = 0;
         for (size_t i = 0; i < n;) {
-                int l = utf8_sequence_length(in + i, n - i);
+                int l = utf8_sequence_length((const char *)in + i, n - i);
                 if (l == 0) {
                         memcpy(ts->partial, in + i, n - i);
                         ts->n_partial = n - i;

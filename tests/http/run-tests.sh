@@ -226,7 +226,7 @@ else
 fi
 out=$(U $url/api/chat -d '{"model":"tiny","messages":[],"keep_alive":0}' | json 'o.done + " " + o.done_reason + " " + o.message.role')
 if [ "$out" = "true unload assistant" ] && ! running | grep -q tiny; then ok "ollama-unload-keep-alive-0"; else bad "ollama-unload-keep-alive-0" "$out; ps: $(running)"; fi
-out=$(U $url/api/generate -d '{"model":"tiny","prompt":"'"$prompt"'","raw":true,"stream":false,"keep_alive":"2s","options":{"num_predict":4}}' | json 'o.done_reason')
+out=$(U $url/api/generate -d '{"model":"tiny","prompt":"'"$prompt"'","raw":true,"stream":false,"keep_alive":"2s","options":{"num_predict":4,"temperature":0}}' | json 'o.done_reason')
 t0=$(date +%s%N)
 has_tiny() { U $url/api/ps | grep -q '"name":"tiny"'; }
 during=no

@@ -33,36 +33,7 @@ N=40
 # one cpu thread: under TCG two spinning workers mostly wait for each other
 run="$d/npu-run -p 'Once upon a time' -n $N --temp 0 --ignore-eos -t 1"
 
-# arm_hang / disarm_hang: the next job hangs until the timeout resets the
-# engine: the kernel's fault injection (fail_hang/) where it has it, else
-# the driver's own switch.
-arm_hang() {
-	if [ -d "$dbg/fail_hang" ]; then
-		for kv in verbose=0 interval=1 space=0 probability=100 times=1; do
-			echo "${kv#*=}" >"$dbg/fail_hang/${kv%%=*}"
-		done
-	else
-		echo 1 >"$dbg/inject_hang"
-	fi
-}
-disarm_hang() {
-	if [ -d "$dbg/fail_hang" ]; then
-		echo 0 >"$dbg/fail_hang/probability"
-	else
-		echo 0 >"$dbg/inject_hang"
-	fi
-}
-
-# seconds since the last PASS/FAIL line
-date +%s >"$tmp/t0"
-since() {
-	t1=$(date +%s)
-	echo "$((t1 - $(cat "$tmp/t0")))s"
-}
-pass() {
-	echo "PASS $1 [$(since)]"
-	date +%s >"$tmp/t0"
-}
+. "${0%/*}/guest_lib.sh"
 fail() {
 	echo "FAIL $1: $2 [$(since)]"
 	date +%s >"$tmp/t0"

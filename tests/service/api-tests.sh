@@ -11,36 +11,20 @@
 # dbus-daemon is missing).
 set -u
 
-if [ $# -ne 2 ]; then
-	echo "usage: $0 BUILD_DIR SHARED_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd) || exit 2
-shared=$(cd "$2" && pwd) || exit 2
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
-
-npud=$build/daemon/npud/npud
-npuctl=$build/client/npuctl
+# shellcheck source=checks.sh
+. "$here/checks.sh"
+checks_start "$@"
+npud_probe=$probe
 probe=$build/tests/service/api-probe
-npud_probe=$build/tests/service/npud-probe
 npu_run=$build/daemon/tools/npu-run
-model=$shared/models/aidreams260K-f32.gguf
 name=aidreams260K-f32
-
-for f in "$npud" "$npuctl" "$probe" "$npud_probe" "$npu_run"; do
-	[ -x "$f" ] || { echo "FAIL setup: $f is not built"; exit 1; }
-done
-[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
-command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
-
+need_built "$npud" "$npuctl" "$probe" "$npud_probe" "$npu_run"
+need_file "$model"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-passed=0
-failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
 ctl() { "$npuctl" --bus "$addr" "$@"; }
 P() { "$probe" "$addr" "$@"; }
 E=org.npud.Inference1.Error
@@ -646,5 +630,5 @@ if [ "$failed" -gt 0 ]; then
 	echo "--- npud's log (last 30 lines)"
 	tail -30 "$tmp/npud.log"
 fi
-echo "$passed passed, $failed failed"
+checks_summary
 [ "$failed" -eq 0 ]

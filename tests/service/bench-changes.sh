@@ -12,29 +12,15 @@
 # in flock /work/bench.lock on a shared machine.
 set -u
 
-if [ $# -lt 1 ] || [ ! -f "$1" ]; then
-	echo "usage: $0 MODEL.gguf [BUILD_DIR] [-- npuctl bench options]" >&2
-	exit 2
-fi
 here=$(cd "$(dirname "$0")" && pwd)
-model=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-shift
-build=$here/../../build
-if [ $# -gt 0 ] && [ "$1" != "--" ]; then
-	build=$1
-	shift
-fi
-[ $# -gt 0 ] && [ "$1" = "--" ] && shift
-build=$(cd "$build" && pwd) || exit 2
-npud=$build/daemon/npud/npud
-npuctl=$build/client/npuctl
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+bench_args "$@"
+set -- "${bench_opts[@]}"
 probe=$build/tests/service/api-probe
 for f in "$npud" "$npuctl" "$probe"; do
 	[ -x "$f" ] || { echo "$f is not built (ninja -C $build)" >&2; exit 1; }
 done
-
-# shellcheck source=lib.sh
-. "$here/lib.sh"
 
 : "${NPUD_THREADS:=$(nproc)}"
 : "${NPUD_KV_BUDGET_MB:=512}"

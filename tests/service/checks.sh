@@ -5,7 +5,8 @@
 #
 # checks_start "$@": sets $build, $shared, $npud, $npuctl, $probe and $model
 # (the small trained model); exits 2 on wrong usage, 77 (skip) without
-# dbus-daemon. need_file FILE: skip without it. need_second_uid: the checks
+# dbus-daemon. need_built PROGRAM...: fail without them. need_file FILE: skip
+# without it. need_second_uid: the checks
 # call as another uid: skip when not root, fail when root lacks setpriv (CI
 # runs as root, and there they must count).
 # ok NAME, bad NAME WHY (with npud's last lines when $tmp/npud.log exists),
@@ -23,6 +24,12 @@ checks_start() {
 	probe=$build/tests/service/npud-probe
 	model=$shared/models/aidreams260K-f32.gguf
 	command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
+}
+
+need_built() {
+	for f in "$@"; do
+		[ -x "$f" ] || { echo "FAIL setup: $f is not built"; echo "0 passed, 1 failed"; exit 1; }
+	done
 }
 
 need_file() {

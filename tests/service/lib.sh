@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# Sourced by run-tests.sh and bench-concurrency.sh: a private D-Bus bus in a
+# Sourced by the service tests and benchmarks: a private D-Bus bus in a
 # temporary directory, npud on it, and cleanup on exit.
 #
 # After service_start: $tmp, $addr (the bus address), $npud_pid, $bus_pid
@@ -10,6 +10,29 @@
 # Under ASan, freed memory waits in a quarantine (256 MB by default) before
 # reuse: it would count as npud's own growth in the RSS checks.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4"
+
+# bench_args MODEL [BUILD_DIR] [-- npuctl bench options]: the benchmark
+# scripts' arguments. Sets $model (absolute), $build (default: build/ beside
+# this checkout), $npud, $npuctl and the array $bench_opts (what follows);
+# exits 2 on wrong usage.
+bench_args() {
+	if [ $# -lt 1 ] || [ ! -f "$1" ]; then
+		echo "usage: $0 MODEL.gguf [BUILD_DIR] [-- npuctl bench options]" >&2
+		exit 2
+	fi
+	model=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+	shift
+	build=$here/../../build
+	if [ $# -gt 0 ] && [ "$1" != "--" ]; then
+		build=$1
+		shift
+	fi
+	[ $# -gt 0 ] && [ "$1" = "--" ] && shift
+	build=$(cd "$build" && pwd) || exit 2
+	npud=$build/daemon/npud/npud
+	npuctl=$build/client/npuctl
+	bench_opts=("$@")
+}
 
 # Stops npud and the bus and removes the directory (service_start may follow).
 service_stop() {

@@ -7,33 +7,15 @@
 # (77, meson's skip, when the model or dbus-daemon is missing).
 set -u
 
-if [ $# -ne 2 ]; then
-	echo "usage: $0 BUILD_DIR SHARED_DIR" >&2
-	exit 2
-fi
-build=$(cd "$1" && pwd) || exit 2
-shared=$(cd "$2" && pwd) || exit 2
 here=$(cd "$(dirname "$0")" && pwd)
-
-npud=$build/daemon/npud/npud
-npuctl=$build/client/npuctl
-probe=$build/tests/service/npud-probe
+# shellcheck source=checks.sh
+. "$here/checks.sh"
+checks_start "$@"
 npu_run=$build/daemon/tools/npu-run
-model=$shared/models/aidreams260K-f32.gguf
-
-for f in "$npud" "$npuctl" "$probe" "$npu_run"; do
-	[ -x "$f" ] || { echo "FAIL setup: $f is not built"; exit 1; }
-done
-[ -f "$model" ] || { echo "SKIP: no $model"; exit 77; }
-command -v dbus-daemon >/dev/null || { echo "SKIP: no dbus-daemon"; exit 77; }
-
+need_built "$npud" "$npuctl" "$probe" "$npu_run"
+need_file "$model"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
-
-passed=0
-failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
 
 ctl() { "$npuctl" --bus "$addr" "$@"; }
 run() { timeout 60 "$probe" "$addr" run "$@" 2>&1; }
@@ -563,5 +545,5 @@ if [ "$failed" -gt 0 ]; then
 	echo "--- npud's log (last 40 lines)"
 	tail -40 "$tmp/npud.log"
 fi
-echo "$passed passed, $failed failed"
+checks_summary
 [ "$failed" -eq 0 ]

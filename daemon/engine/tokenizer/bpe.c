@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "bpe.h"
+#include "merge_queue.h"
 #include "unicode.h"
 #include "vocab.h"
 
@@ -174,62 +175,17 @@ struct candidate {
         int32_t merged;
 };
 
-struct cand_heap {
-        struct candidate *a;
-        size_t n, cap;
-};
-
 /* Lower rank first; equal ranks: leftmost first. */
-static bool cand_before(const struct candidate *x, const struct candidate *y)
+static bool cand_before(const void *a, const void *b)
 {
+        const struct candidate *x = a, *y = b;
+
         return x->rank < y->rank || (x->rank == y->rank && x->left < y->left);
-}
-
-static int heap_push(struct cand_heap *h, struct candidate c)
-{
-        if (h->n == h->cap) {
-                size_t cap = MAX((size_t)64, h->cap * 2);
-                struct candidate *a = realloc(h->a, cap * sizeof(*a));
-                if (!a)
-                        return -ENOMEM;
-                h->a = a;
-                h->cap = cap;
-        }
-        size_t i = h->n++;
-        while (i > 0) {
-                size_t p = (i - 1) / 2;
-                if (!cand_before(&c, &h->a[p]))
-                        break;
-                h->a[i] = h->a[p];
-                i = p;
-        }
-        h->a[i] = c;
-        return 0;
-}
-
-static struct candidate heap_pop(struct cand_heap *h)
-{
-        struct candidate top = h->a[0], last = h->a[--h->n];
-        size_t i = 0;
-        for (;;) {
-                size_t c = 2 * i + 1;
-                if (c >= h->n)
-                        break;
-                if (c + 1 < h->n && cand_before(&h->a[c + 1], &h->a[c]))
-                        c++;
-                if (!cand_before(&h->a[c], &last))
-                        break;
-                h->a[i] = h->a[c];
-                i = c;
-        }
-        if (h->n)
-                h->a[i] = last;
-        return top;
 }
 
 struct word {
         int32_t *id, *prev, *next;
-        struct cand_heap heap;
+        struct merge_queue heap;
 };
 
 static int queue_pair(const struct bpe_merges *m, struct word *w, int32_t left, int32_t right)
@@ -239,7 +195,7 @@ static int queue_pair(const struct bpe_merges *m, struct word *w, int32_t left, 
         const struct merge_slot *s = merge_find(m, w->id[left], w->id[right]);
         if (!s)
                 return 0;
-        return heap_push(&w->heap, (struct candidate) { s->rank, left, right, w->id[left], w->id[right], s->merged });
+        return merge_queue_push(&w->heap, &(struct candidate) { s->rank, left, right, w->id[left], w->id[right], s->merged });
 }
 
 /* The word as the vocabulary writes it (its bytes' GPT-2 characters), for ignore_merges. */
@@ -258,7 +214,7 @@ static int32_t find_whole_word(const struct npu_vocab *v, const char *word, size
 
 int bpe_word(const struct npu_vocab *v, const char *word, size_t len, struct token_list *out)
 {
-        struct word w = {};
+        struct word w = { .heap = MERGE_QUEUE_INIT(struct candidate, cand_before) };
         int32_t n = (int32_t)len;
         int r = 0;
 
@@ -286,7 +242,9 @@ int bpe_word(const struct npu_vocab *v, const char *word, size_t len, struct tok
         for (int32_t i = 0; i + 1 < n && r >= 0; i++)
                 r = queue_pair(v->merges, &w, i, i + 1);
         while (r >= 0 && w.heap.n > 0) {
-                struct candidate c = heap_pop(&w.heap);
+                struct candidate c;
+
+                merge_queue_pop(&w.heap, &c);
                 /* stale: merged away, or one side changed since it was queued */
                 if (w.id[c.left] != c.left_id || w.next[c.left] != c.right || w.id[c.right] != c.right_id)
                         continue;
@@ -306,6 +264,6 @@ out:
         free(w.id);
         free(w.prev);
         free(w.next);
-        free(w.heap.a);
+        merge_queue_done(&w.heap);
         return r;
 }

@@ -4,6 +4,7 @@
  * a dummy-prefix space, ' ' -> U+2581), then adjacent pieces merge by score,
  * highest first; what no piece covers falls back to <0xNN> byte pieces.
  */
+#include "merge_queue.h"
 #include "vocab_impl.h"
 
 static bool type_mergeable(uint8_t t)
@@ -66,60 +67,15 @@ struct bigram {
         size_t len;
 };
 
-struct heap {
-        struct bigram *a;
-        size_t n, cap;
-};
-
 /* Higher score first; equal scores: leftmost first. */
-static bool bigram_before(const struct bigram *x, const struct bigram *y)
+static bool bigram_before(const void *a, const void *b)
 {
+        const struct bigram *x = a, *y = b;
+
         return x->score > y->score || (x->score == y->score && x->left < y->left);
 }
 
-static int heap_push(struct heap *h, struct bigram b)
-{
-        if (h->n == h->cap) {
-                size_t cap = MAX(64u, h->cap * 2);
-                struct bigram *a = realloc(h->a, cap * sizeof(*a));
-                if (!a)
-                        return -ENOMEM;
-                h->a = a;
-                h->cap = cap;
-        }
-        size_t i = h->n++;
-        while (i > 0) {
-                size_t p = (i - 1) / 2;
-                if (!bigram_before(&b, &h->a[p]))
-                        break;
-                h->a[i] = h->a[p];
-                i = p;
-        }
-        h->a[i] = b;
-        return 0;
-}
-
-static struct bigram heap_pop(struct heap *h)
-{
-        struct bigram top = h->a[0], last = h->a[--h->n];
-        size_t i = 0;
-        for (;;) {
-                size_t c = 2 * i + 1;
-                if (c >= h->n)
-                        break;
-                if (c + 1 < h->n && bigram_before(&h->a[c + 1], &h->a[c]))
-                        c++;
-                if (!bigram_before(&h->a[c], &last))
-                        break;
-                h->a[i] = h->a[c];
-                i = c;
-        }
-        if (h->n)
-                h->a[i] = last;
-        return top;
-}
-
-static int try_bigram(const struct npu_vocab *v, struct symbol *syms, int32_t left, int32_t right, struct heap *h)
+static int try_bigram(const struct npu_vocab *v, struct symbol *syms, int32_t left, int32_t right, struct merge_queue *h)
 {
         if (left < 0 || right < 0)
                 return 0;
@@ -128,7 +84,7 @@ static int try_bigram(const struct npu_vocab *v, struct symbol *syms, int32_t le
         int32_t id = find_mergeable(v, syms[left].text, len);
         if (id < 0)
                 return 0;
-        return heap_push(h, (struct bigram) { left, right, v->tokens[id].score, len });
+        return merge_queue_push(h, &(struct bigram) { left, right, v->tokens[id].score, len });
 }
 
 /* Length of the UTF-8 character at s; a malformed sequence counts as one byte, kept as is. */
@@ -180,7 +136,7 @@ static int emit_symbol(const struct npu_vocab *v, const char *s, size_t len, str
 static int bpe_fragment(const struct npu_vocab *v, const char *text, size_t len, struct token_list *out)
 {
         _cleanup_free_ struct symbol *syms = NULL;
-        struct heap h = {};
+        _cleanup_(merge_queue_done) struct merge_queue h = MERGE_QUEUE_INIT(struct bigram, bigram_before);
         int32_t n = 0;
         int r = 0;
 
@@ -201,7 +157,9 @@ static int bpe_fragment(const struct npu_vocab *v, const char *text, size_t len,
         for (int32_t i = 0; i + 1 < n && r >= 0; i++)
                 r = try_bigram(v, syms, i, i + 1, &h);
         while (r >= 0 && h.n > 0) {
-                struct bigram b = heap_pop(&h);
+                struct bigram b;
+
+                merge_queue_pop(&h, &b);
                 struct symbol *l = &syms[b.left], *rs = &syms[b.right];
                 /* stale: one side was merged away or grew since this pair was queued */
                 if (l->len == 0 || rs->len == 0 || l->len + rs->len != b.len || l->next != b.right)
@@ -215,7 +173,6 @@ static int bpe_fragment(const struct npu_vocab *v, const char *text, size_t len,
                 if (r >= 0)
                         r = try_bigram(v, syms, b.left, l->next, &h);
         }
-        free(h.a);
         for (int32_t i = 0; r >= 0 && i >= 0 && n > 0; i = syms[i].next)
                 r = emit_symbol(v, syms[i].text, syms[i].len, out);
         return r;
