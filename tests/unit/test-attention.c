@@ -275,6 +275,41 @@ static void test_exp_sum(void **state)
         kernels_reset_isa();
 }
 
+/* The default path's softmax: the same bits on every kernel path, within 3e-7 (relative) of expf's. */
+static void test_softmax(void **state)
+{
+        static float x[3001], first[3001], y[3001];
+        static const int32_t lengths[] = { 1, 7, 8, 9, 64, 100, 3001 };
+        for (size_t li = 0; li < ARRAY_SIZE(lengths); li++) {
+                const int32_t n = lengths[li];
+                for (int32_t i = 0; i < n; i++)
+                        x[i] = value_at(8, n, i, 0, 60.0f) - 40.0f;
+                float mx = -INFINITY;
+                double sum = 0;
+                for (int32_t i = 0; i < n; i++)
+                        mx = fmaxf(mx, x[i]);
+                for (int32_t i = 0; i < n; i++)
+                        sum += exp((double)x[i] - mx);
+                bool have_first = false;
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                        if (kernels_force_isa(isa) < 0)
+                                continue;
+                        memcpy(y, x, sizeof(float) * n);
+                        softmax_inplace(y, n);
+                        if (!have_first)
+                                memcpy(first, y, sizeof(float) * n);
+                        have_first = true;
+                        assert_memory_equal(first, y, sizeof(float) * n);
+                        for (int32_t i = 0; i < n; i++) {
+                                double want = exp((double)x[i] - mx) / sum;
+                                if (fabs(y[i] - want) > 3e-7 * want + 1e-37)
+                                        fail_msg("n %d isa %d element %d: %g, want %g", n, isa, i, y[i], want);
+                        }
+                }
+        }
+        kernels_reset_isa();
+}
+
 /* positions at and around chunk (64) and block (16) edges, and long ones */
 static const struct token singles[] = {
         { 2, 0 }, { 2, 15 }, { 2, 16 }, { 2, 36 }, { 1, 63 }, { 1, 64 }, { 1, 127 },
@@ -413,6 +448,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rows_kernels),
                 cmocka_unit_test(test_exp_sum),
+                cmocka_unit_test(test_softmax),
                 cmocka_unit_test(test_invariance),
                 cmocka_unit_test(test_accuracy),
                 cmocka_unit_test(test_f16_operands),

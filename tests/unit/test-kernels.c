@@ -354,8 +354,8 @@ static void test_float_paths_agree(void **state)
 {
         const enum ggml_type types[] = { GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16 };
         uint64_t seed = 5;
-        /* 7 tokens: a group of 4, one of 2 and one token on AVX-512 cpus; 3 pairs and one on AVX2 */
-        const int64_t M = 7, N = 37, K = 99;
+        /* 11 tokens: on AVX-512 cpus 4 pairs, 1 pair and one token; on AVX2 5 pairs and one */
+        const int64_t M = 11, N = 37, K = 99;
         float *x = malloc(sizeof(float) * M * K), *y0 = malloc(sizeof(float) * M * N), *y1 = malloc(sizeof(float) * M * N),
               *y2 = malloc(sizeof(float) * M * N);
         uint8_t *data = malloc(N * K * 4);

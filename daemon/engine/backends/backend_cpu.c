@@ -284,12 +284,23 @@ void cvt_f32_f16_range(const float *src, uint16_t *dst, int64_t n)
 /* --- parallel matmul: up to three weights applied to the same input --- */
 
 /*
- * Rows are handed out in chunks from a shared counter rather than split
- * evenly up front: the threads rarely stream memory at the same speed, and
- * a static split leaves the faster one waiting at the barrier. Each output
- * row is computed whole by one thread, so results do not depend on the split.
+ * Rows are handed out in chunks from counters rather than split evenly up
+ * front: the threads rarely stream memory at the same speed, and a static
+ * split leaves the faster one waiting at the barrier. The chunks are cut
+ * into one part per share (up to MATMUL_PARTS), each with its own counter
+ * in its own cache line: a share takes its own part's chunks, then helps
+ * with the others', so the counters' lines move between cores only at the
+ * end (one shared counter cost a cross-core transfer per chunk). Each
+ * output row is computed whole by one thread, so results do not depend on
+ * the split.
  */
 #define MATMUL_CHUNK_ROWS 64
+#define MATMUL_PARTS 16
+
+struct matmul_part {
+        _Alignas(64) atomic_llong next;
+        int64_t end;
+};
 
 struct matmul_job {
         int n_w;
@@ -301,27 +312,38 @@ struct matmul_job {
         const struct act_blocks *ab[3]; /* weight i's block-quantized activations */
         int64_t n_tok;
         size_t xs;
-        atomic_llong next;
+        int n_parts;
+        struct matmul_part part[MATMUL_PARTS];
 };
+
+static void matmul_chunk(const struct matmul_job *j, int64_t c)
+{
+        int i = 0;
+        while (c >= j->first_chunk[i + 1])
+                i++;
+        const struct npu_weight *w = j->w[i];
+        int64_t r0 = (c - j->first_chunk[i]) * MATMUL_CHUNK_ROWS, r1 = MIN(r0 + MATMUL_CHUNK_ROWS, w->rows);
+        if (w->type == GGML_TYPE_I8)
+                matmul_int8_rows(w, j->aq, j->n_tok, j->y[i], w->rows, r0, r1);
+        else if (j->ab[i])
+                matmul_quant_rows(w, j->ab[i], j->n_tok, j->y[i], w->rows, r0, r1);
+        else
+                matmul_float_rows(w, j->x, j->n_tok, j->xs, j->y[i], w->rows, r0, r1);
+}
 
 static void matmul_worker(void *arg, int ith, int nth)
 {
         struct matmul_job *j = arg;
-        for (;;) {
-                int64_t c = atomic_fetch_add(&j->next, 1);
-                if (c >= j->first_chunk[j->n_w])
-                        return;
-                int i = 0;
-                while (c >= j->first_chunk[i + 1])
-                        i++;
-                const struct npu_weight *w = j->w[i];
-                int64_t r0 = (c - j->first_chunk[i]) * MATMUL_CHUNK_ROWS, r1 = MIN(r0 + MATMUL_CHUNK_ROWS, w->rows);
-                if (w->type == GGML_TYPE_I8)
-                        matmul_int8_rows(w, j->aq, j->n_tok, j->y[i], w->rows, r0, r1);
-                else if (j->ab[i])
-                        matmul_quant_rows(w, j->ab[i], j->n_tok, j->y[i], w->rows, r0, r1);
-                else
-                        matmul_float_rows(w, j->x, j->n_tok, j->xs, j->y[i], w->rows, r0, r1);
+
+        /* its own part, then the others' in turn */
+        for (int k = 0; k < j->n_parts; k++) {
+                struct matmul_part *pt = &j->part[(ith + k) % j->n_parts];
+                for (;;) {
+                        const int64_t c = atomic_fetch_add(&pt->next, 1);
+                        if (c >= pt->end)
+                                break;
+                        matmul_chunk(j, c);
+                }
         }
 }
 
@@ -371,7 +393,12 @@ static void cpu_matmul(struct backend *be, const float *x, int64_t n_tok, int n_
                 j.y[i] = y[i];
                 j.first_chunk[i + 1] = j.first_chunk[i] + DIV_ROUND_UP(w[i]->rows, MATMUL_CHUNK_ROWS);
         }
-        atomic_init(&j.next, 0);
+        const int64_t chunks = j.first_chunk[n_w];
+        j.n_parts = MIN(threadpool_size(c->tp), MATMUL_PARTS);
+        for (int p = 0; p < j.n_parts; p++) {
+                atomic_init(&j.part[p].next, chunks * p / j.n_parts);
+                j.part[p].end = chunks * (p + 1) / j.n_parts;
+        }
         threadpool_run(c->tp, matmul_worker, &j);
 }
 

@@ -334,31 +334,6 @@ AVX512_INLINE void q8_to_f32_512(const int8_t *x, float *y, int32_t n)
                 y[i] = (float)x[i];
 }
 
-#define DOT4_512(qh, hd, hd32, L, s0, s1, s2, s3, R)                                                        \
-        do {                                                                                                \
-                __m512 a0 = _mm512_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0,      \
-                       b3 = a0;                                                                             \
-                for (int32_t i = 0; i < (hd32); i += 32) {                                                  \
-                        const __m512 qa = _mm512_loadu_ps((qh) + i), qb = _mm512_loadu_ps((qh) + i + 16);   \
-                        a0 = _mm512_fmadd_ps(qa, L(0, i), a0);                                              \
-                        b0 = _mm512_fmadd_ps(qb, L(0, i + 16), b0);                                         \
-                        a1 = _mm512_fmadd_ps(qa, L(1, i), a1);                                              \
-                        b1 = _mm512_fmadd_ps(qb, L(1, i + 16), b1);                                         \
-                        a2 = _mm512_fmadd_ps(qa, L(2, i), a2);                                              \
-                        b2 = _mm512_fmadd_ps(qb, L(2, i + 16), b2);                                         \
-                        a3 = _mm512_fmadd_ps(qa, L(3, i), a3);                                              \
-                        b3 = _mm512_fmadd_ps(qb, L(3, i + 16), b3);                                         \
-                }                                                                                           \
-                s0 = hsum16(_mm512_add_ps(a0, b0)), s1 = hsum16(_mm512_add_ps(a1, b1));                     \
-                s2 = hsum16(_mm512_add_ps(a2, b2)), s3 = hsum16(_mm512_add_ps(a3, b3));                     \
-                for (int32_t i = (hd32); i < (hd); i++) {                                                   \
-                        s0 = fmaf((qh)[i], R(0, i), s0);                                                    \
-                        s1 = fmaf((qh)[i], R(1, i), s1);                                                    \
-                        s2 = fmaf((qh)[i], R(2, i), s2);                                                    \
-                        s3 = fmaf((qh)[i], R(3, i), s3);                                                    \
-                }                                                                                           \
-        } while (0)
-
 AVX512 static void scores_q8_avx512(const float *q, const int8_t *k, const float *ks, size_t stride,
                                     size_t sstride, int32_t n, int32_t hd, float scale, float *scores)
 {
@@ -366,44 +341,82 @@ AVX512 static void scores_q8_avx512(const float *q, const int8_t *k, const float
                 scores[p] = (dot_q8_avx512(q, k + p * stride, hd) * ks[p * sstride]) * scale;
 }
 
+/*
+ * hsum16 of 16 vectors at once, the same additions lane for lane (a
+ * transposed reduction): lane 4 (r % 4) + r / 4 of the result is the sum
+ * of v[r]'s lanes.
+ */
+AVX512_INLINE __m512 hsum16x16(const __m512 *v)
+{
+        __m512 w[8], z[4], s[2];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) /* lanes i + 8 onto lanes i: v[2k] in the low half, v[2k + 1] in the high */
+                w[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44),
+                                     _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xee));
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++) /* lanes i + 4 onto lanes i: one vector's 4 in each 128-bit lane */
+                z[m] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0x88),
+                                     _mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0xdd));
+#pragma GCC unroll 2
+        for (int n = 0; n < 2; n++) /* lanes 2, 3 onto lanes 0, 1 */
+                s[n] = _mm512_add_ps(_mm512_shuffle_ps(z[2 * n], z[2 * n + 1], 0x44),
+                                     _mm512_shuffle_ps(z[2 * n], z[2 * n + 1], 0xee));
+        return _mm512_add_ps(_mm512_shuffle_ps(s[0], s[1], 0x88), _mm512_shuffle_ps(s[0], s[1], 0xdd));
+}
+
+/* dot_q8_avx512's two accumulators for 8 rows side by side, added: v[r] for rows kf[r] */
+AVX512_INLINE void dot8_acc(const float *qh, int32_t hd32, float (*kf)[Q8_GQA_MAX_HD], __m512 *v)
+{
+        __m512 a[8], b[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+                a[r] = b[r] = _mm512_setzero_ps();
+        for (int32_t i = 0; i < hd32; i += 32) {
+                const __m512 qa = _mm512_loadu_ps(qh + i), qb = _mm512_loadu_ps(qh + i + 16);
+#pragma GCC unroll 8
+                for (int r = 0; r < 8; r++) {
+                        a[r] = _mm512_fmadd_ps(qa, _mm512_loadu_ps(kf[r] + i), a[r]);
+                        b[r] = _mm512_fmadd_ps(qb, _mm512_loadu_ps(kf[r] + i + 16), b[r]);
+                }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+                v[r] = _mm512_add_ps(a[r], b[r]);
+}
+
+/*
+ * Blocks of 16 rows: each GQA group's slice converted to float once, then
+ * per head the 16 rows' dot_q8_avx512 accumulators side by side and one
+ * transposed reduction instead of 16 horizontal sums. The rows after the
+ * last whole block (and heads over Q8_GQA_MAX_HD) take dot_q8_avx512.
+ */
 AVX512 static void scores_rows_q8_avx512(const float *q, const int8_t *k, const float *ks, size_t stride,
                                          size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd,
                                          float scale, float *scores, size_t ld)
 {
         const int32_t hd32 = hd & ~31;
+        float kf[16][Q8_GQA_MAX_HD], sums[16];
         int32_t p = 0;
 
-        for (; p + 4 <= n; p += 4) {
-                const int8_t *rows[4] = { k + p * stride, k + (p + 1) * stride, k + (p + 2) * stride,
-                                          k + (p + 3) * stride };
-                prefetch_rows(k, stride, p + 4, MIN(p + 8, n), (size_t)(n_heads / group) * hd);
+        for (; hd <= Q8_GQA_MAX_HD && p + 16 <= n; p += 16) {
+                prefetch_rows(k, stride, p + 16, MIN(p + 32, n), (size_t)(n_heads / group) * hd);
                 for (int32_t g = 0; g < n_heads / group; g++) {
-                        const size_t off = (size_t)g * hd;
                         const float *sc = ks + p * sstride + g;
-                        float kf[4][Q8_GQA_MAX_HD];
-                        const bool shared = group > 1 && hd <= Q8_GQA_MAX_HD;
-                        for (int r = 0; shared && r < 4; r++)
-                                q8_to_f32_512(rows[r] + off, kf[r], hd);
+                        for (int r = 0; r < 16; r++)
+                                q8_to_f32_512(k + (p + r) * stride + (size_t)g * hd, kf[r], hd);
                         for (int32_t h = g * group; h < (g + 1) * group; h++) {
                                 const float *qh = q + (size_t)h * hd;
-                                float s0, s1, s2, s3;
-#define LF(r, i) _mm512_loadu_ps(kf[r] + (i))
-#define RF(r, i) kf[r][i]
-#define LQ(r, i) cvt16(rows[r] + off + (i))
-#define RQ(r, i) ((float)rows[r][off + (i)])
-                                if (shared)
-                                        DOT4_512(qh, hd, hd32, LF, s0, s1, s2, s3, RF);
-                                else
-                                        DOT4_512(qh, hd, hd32, LQ, s0, s1, s2, s3, RQ);
-#undef LF
-#undef RF
-#undef LQ
-#undef RQ
+                                __m512 v[16];
+                                dot8_acc(qh, hd32, kf, v);
+                                dot8_acc(qh, hd32, kf + 8, v + 8);
+                                _mm512_storeu_ps(sums, hsum16x16(v));
                                 float *sh = scores + h * ld + p;
-                                sh[0] = (s0 * sc[0]) * scale;
-                                sh[1] = (s1 * sc[sstride]) * scale;
-                                sh[2] = (s2 * sc[2 * sstride]) * scale;
-                                sh[3] = (s3 * sc[3 * sstride]) * scale;
+                                for (int r = 0; r < 16; r++) {
+                                        float s = sums[4 * (r % 4) + r / 4];
+                                        for (int32_t i = hd32; i < hd; i++)
+                                                s = fmaf(qh[i], kf[r][i], s);
+                                        sh[r] = (s * sc[r * sstride]) * scale;
+                                }
                         }
                 }
         }
@@ -447,77 +460,89 @@ AVX512 static void accum_q8_avx512(float *out, const int8_t *v, const float *vs,
                         out[d] = fmaf(w[p] * vs[p * sstride], (float)v[p * stride + d], out[d]);
 }
 
-#define ACCUM4_512(o, hd, a, L, R)                                                                          \
-        do {                                                                                                \
-                const __m512 w0 = _mm512_set1_ps(a[0]), w1 = _mm512_set1_ps(a[1]);                         \
-                const __m512 w2 = _mm512_set1_ps(a[2]), w3 = _mm512_set1_ps(a[3]);                         \
-                int32_t d = 0;                                                                              \
-                for (; d + 16 <= (hd); d += 16) {                                                           \
-                        __m512 acc = _mm512_loadu_ps((o) + d);                                              \
-                        acc = _mm512_fmadd_ps(w0, L(0, d), acc);                                            \
-                        acc = _mm512_fmadd_ps(w1, L(1, d), acc);                                            \
-                        acc = _mm512_fmadd_ps(w2, L(2, d), acc);                                            \
-                        acc = _mm512_fmadd_ps(w3, L(3, d), acc);                                            \
-                        _mm512_storeu_ps((o) + d, acc);                                                     \
-                }                                                                                           \
-                for (; d < (hd); d++) {                                                                     \
-                        float x = (o)[d];                                                                   \
-                        x = fmaf(a[0], R(0, d), x);                                                         \
-                        x = fmaf(a[1], R(1, d), x);                                                         \
-                        x = fmaf(a[2], R(2, d), x);                                                         \
-                        (o)[d] = fmaf(a[3], R(3, d), x);                                                    \
-                }                                                                                           \
-        } while (0)
+/*
+ * NH heads' outputs (NH <= 2, ostride apart), columns [0, dc), from np
+ * rows already converted (vf) with weights a[head][row]: every output in
+ * registers across the rows, each element the per-head kernel's chain of
+ * fmas in row order.
+ */
+AVX512_INLINE void accum_heads_512(float *o, size_t ostride, float (*vf)[Q8_GQA_MAX_HD], float (*a)[16], int32_t np,
+                                   const int NH, int32_t dc)
+{
+        int32_t d = 0;
+        for (; d + 64 <= dc; d += 64) {
+                __m512 acc[2][4];
+                for (int i = 0; i < NH; i++)
+                        for (int c = 0; c < 4; c++)
+                                acc[i][c] = _mm512_loadu_ps(o + i * ostride + d + 16 * c);
+                for (int32_t r = 0; r < np; r++) {
+                        __m512 x[4];
+                        for (int c = 0; c < 4; c++)
+                                x[c] = _mm512_loadu_ps(vf[r] + d + 16 * c);
+                        for (int i = 0; i < NH; i++) {
+                                const __m512 ai = _mm512_set1_ps(a[i][r]);
+                                for (int c = 0; c < 4; c++)
+                                        acc[i][c] = _mm512_fmadd_ps(ai, x[c], acc[i][c]);
+                        }
+                }
+                for (int i = 0; i < NH; i++)
+                        for (int c = 0; c < 4; c++)
+                                _mm512_storeu_ps(o + i * ostride + d + 16 * c, acc[i][c]);
+        }
+        for (; d + 16 <= dc; d += 16) {
+                __m512 acc[2];
+                for (int i = 0; i < NH; i++)
+                        acc[i] = _mm512_loadu_ps(o + i * ostride + d);
+                for (int32_t r = 0; r < np; r++) {
+                        const __m512 x = _mm512_loadu_ps(vf[r] + d);
+                        for (int i = 0; i < NH; i++)
+                                acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i][r]), x, acc[i]);
+                }
+                for (int i = 0; i < NH; i++)
+                        _mm512_storeu_ps(o + i * ostride + d, acc[i]);
+        }
+        for (; d < dc; d++)
+                for (int i = 0; i < NH; i++) {
+                        float x = o[i * ostride + d];
+                        for (int32_t r = 0; r < np; r++)
+                                x = fmaf(a[i][r], vf[r][d], x);
+                        o[i * ostride + d] = x;
+                }
+}
 
+/*
+ * Blocks of 16 rows: each GQA group's slice of the block converted to
+ * float once, then its heads two at a time, their outputs in registers
+ * across the block's rows.
+ */
 AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float *vs, size_t stride,
                                         size_t sstride, const float *w, size_t ld, int32_t n, int32_t n_heads,
                                         int32_t group, int32_t hd)
 {
-        int32_t p = 0;
+        float vf[16][Q8_GQA_MAX_HD], a[2][16];
 
-        for (; p + 4 <= n; p += 4) {
-                const int8_t *rows[4] = { v + p * stride, v + (p + 1) * stride, v + (p + 2) * stride,
-                                          v + (p + 3) * stride };
-                prefetch_rows(v, stride, p + 4, MIN(p + 8, n), (size_t)(n_heads / group) * hd);
-                for (int32_t g = 0; g < n_heads / group; g++) {
-                        const size_t off = (size_t)g * hd;
-                        const float *sc = vs + p * sstride + g;
-                        float vf[4][Q8_GQA_MAX_HD];
-                        const bool shared = group > 1 && hd <= Q8_GQA_MAX_HD;
-                        for (int r = 0; shared && r < 4; r++)
-                                q8_to_f32_512(rows[r] + off, vf[r], hd);
-                        for (int32_t h = g * group; h < (g + 1) * group; h++) {
-                                const float *wh = w + h * ld + p;
-                                const float a[4] = { wh[0] * sc[0], wh[1] * sc[sstride], wh[2] * sc[2 * sstride],
-                                                     wh[3] * sc[3 * sstride] };
-                                float *o = out + (size_t)h * hd;
-#define LF(r, d) _mm512_loadu_ps(vf[r] + (d))
-#define RF(r, d) vf[r][d]
-#define LQ(r, d) cvt16(rows[r] + off + (d))
-#define RQ(r, d) ((float)rows[r][off + (d)])
-                                if (shared)
-                                        ACCUM4_512(o, hd, a, LF, RF);
-                                else
-                                        ACCUM4_512(o, hd, a, LQ, RQ);
-#undef LF
-#undef RF
-#undef LQ
-#undef RQ
+        for (int32_t p0 = 0; p0 < n; p0 += 16) {
+                const int32_t np = MIN(16, n - p0);
+                prefetch_rows(v, stride, p0 + 16, MIN(p0 + 32, n), (size_t)(n_heads / group) * hd);
+                for (int32_t g = 0; g < n_heads / group; g++)
+                        for (int32_t d0 = 0; d0 < hd; d0 += Q8_GQA_MAX_HD) {
+                                const int32_t dc = MIN(Q8_GQA_MAX_HD, hd - d0);
+                                for (int32_t r = 0; r < np; r++)
+                                        q8_to_f32_512(v + (size_t)(p0 + r) * stride + (size_t)g * hd + d0, vf[r], dc);
+                                for (int32_t h = g * group; h < (g + 1) * group; h += 2) {
+                                        const int nh = (int)MIN(2, (g + 1) * group - h);
+                                        for (int i = 0; i < nh; i++)
+                                                for (int32_t r = 0; r < np; r++)
+                                                        a[i][r] = w[(h + i) * ld + p0 + r] *
+                                                                  vs[(size_t)(p0 + r) * sstride + g];
+                                        float *o = out + (size_t)h * hd + d0;
+                                        if (nh == 2)
+                                                accum_heads_512(o, hd, vf, a, np, 2, dc);
+                                        else
+                                                accum_heads_512(o, hd, vf, a, np, 1, dc);
+                                }
                         }
-                }
         }
-        for (; p < n; p++)
-                for (int32_t h = 0; h < n_heads; h++) {
-                        const int8_t *r = v + p * stride + (size_t)(h / group) * hd;
-                        const float a = w[h * ld + p] * vs[p * sstride + h / group];
-                        float *o = out + (size_t)h * hd;
-                        int32_t d = 0;
-                        for (; d + 16 <= hd; d += 16)
-                                _mm512_storeu_ps(o + d, _mm512_fmadd_ps(_mm512_set1_ps(a), cvt16(r + d),
-                                                                        _mm512_loadu_ps(o + d)));
-                        for (; d < hd; d++)
-                                o[d] = fmaf(a, (float)r[d], o[d]);
-                }
 }
 
 /* --- dispatch --- */

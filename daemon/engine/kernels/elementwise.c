@@ -4,22 +4,6 @@
 
 #include "kernels.h"
 
-void softmax_inplace(float *x, int64_t n)
-{
-        float max = -INFINITY;
-        double sum = 0;
-
-        for (int64_t i = 0; i < n; i++)
-                max = fmaxf(max, x[i]);
-        for (int64_t i = 0; i < n; i++) {
-                x[i] = expf(x[i] - max);
-                sum += x[i];
-        }
-        float inv = (float)(1.0 / sum);
-        for (int64_t i = 0; i < n; i++)
-                x[i] *= inv;
-}
-
 void vec_add(float *y, const float *x, int64_t n)
 {
         for (int64_t i = 0; i < n; i++)

@@ -142,6 +142,18 @@ AVX2_INLINE float hsum8(__m256 v)
         return _mm_cvtss_f32(lo);
 }
 
+#define ESIZE_f32 4
+#define ESIZE_f16 2
+#define ESIZE_bf16 2
+/*
+ * The weights a tile reads are prefetched into L2 one tile ahead: the RB
+ * rows after its own, at the same column. A row of the output head is a
+ * page (2048 f16), where the hardware's stream prefetcher starts over.
+ */
+#define PREFETCH_NEXT_ROWS(type, rows, RB, k)                                                          \
+        for (int i = 0; i < RB; i++)                                                                 \
+                _mm_prefetch((const char *)(rows) + (RB + i) * w->row_bytes + (k) * ESIZE_##type, _MM_HINT_T1)
+
 /*
  * One tile of RB rows x TB tokens. Each output owns one accumulator that
  * walks k in steps of 8, so its value does not depend on RB or TB, nor on
@@ -161,6 +173,7 @@ AVX2_INLINE float hsum8(__m256 v)
                         __m256 xv[4];                                                                \
                         for (int j = 0; j < TB; j++)                                                 \
                                 xv[j] = _mm256_loadu_ps(x + j * xs + k);                             \
+                        PREFETCH_NEXT_ROWS(type, rows, RB, k);                                       \
                         for (int i = 0; i < RB; i++) {                                               \
                                 __m256 wv = load8_##type(rows + i * w->row_bytes, k);                \
                                 for (int j = 0; j < TB; j++)                                         \
@@ -225,15 +238,131 @@ AVX2_INLINE float hsum8(__m256 v)
 DEFINE_MATMUL(f32, avx2_, "avx2,fma,f16c", 2)
 DEFINE_MATMUL(f16, avx2_, "avx2,fma,f16c", 2)
 DEFINE_MATMUL(bf16, avx2_, "avx2,fma,f16c", 2)
+
 /*
- * AVX-512 cpus: the same 8-lane code with 32 registers, tiles of 4 rows x
- * 4 tokens, so each weight vector is converted once for 4 tokens (the
- * output head of a batch of decode steps); results are those of AVX2.
+ * AVX-512 cpus: the same 8-lane sums, two tokens to a 512-bit register.
+ * Lanes 0-7 hold one token's accumulator of a row, lanes 8-15 the next
+ * token's, against the row's 8 weights in both halves; each half walks k
+ * as AVX2's accumulator does and is summed by hsum8, so results are those
+ * of AVX2 bit for bit, at half the multiply-adds and with each weight
+ * vector converted once for up to 8 tokens (the output head of a batch of
+ * decode steps). An odd last token takes the 8-lane tile.
  */
-#define AVX512VL_TARGET "avx2,fma,f16c,avx512f,avx512vl"
-DEFINE_MATMUL(f32, avx512_, AVX512VL_TARGET, 4)
-DEFINE_MATMUL(f16, avx512_, AVX512VL_TARGET, 4)
-DEFINE_MATMUL(bf16, avx512_, AVX512VL_TARGET, 4)
+#define AVX512_TARGET "avx2,fma,f16c,avx512f,avx512vl"
+#define AVX512_INLINE static inline __attribute__((always_inline, target(AVX512_TARGET)))
+DEFINE_TILE(f32, avx512_, AVX512_TARGET)
+DEFINE_TILE(f16, avx512_, AVX512_TARGET)
+DEFINE_TILE(bf16, avx512_, AVX512_TARGET)
+
+/* a row's 8 weights at k in both halves */
+AVX512_INLINE __m512 load8x2_f32(const uint8_t *row, int64_t k)
+{
+        __m512 v = _mm512_castps256_ps512(load8_f32(row, k));
+        return _mm512_shuffle_f32x4(v, v, 0x44);
+}
+
+AVX512_INLINE __m512 load8x2_f16(const uint8_t *row, int64_t k)
+{
+        return _mm512_cvtph_ps(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row + 2 * k))));
+}
+
+AVX512_INLINE __m512 load8x2_bf16(const uint8_t *row, int64_t k)
+{
+        __m512 v = _mm512_castps256_ps512(load8_bf16(row, k));
+        return _mm512_shuffle_f32x4(v, v, 0x44);
+}
+
+/* tokens j and j + 1 at k, side by side */
+AVX512_INLINE __m512 load_pair(const float *x, size_t xs, int64_t k)
+{
+        return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(x + k))),
+                                                   _mm256_castps_pd(_mm256_loadu_ps(x + xs + k)), 1));
+}
+
+/* RB rows x TP pairs of tokens; y as DEFINE_TILE's */
+#define DEFINE_TILE_PAIRS(type)                                                                        \
+        AVX512_INLINE void avx512_tile_pairs_##type(const struct npu_weight *w, const uint8_t *rows, const int RB, \
+                                                    const float *x, size_t xs, const int TP, float *y, size_t ys) \
+        {                                                                                            \
+                const int64_t K = w->cols, K8 = K & ~7;                                              \
+                __m512 acc[4][4];                                                                    \
+                for (int i = 0; i < RB; i++)                                                         \
+                        for (int j = 0; j < TP; j++)                                                 \
+                                acc[i][j] = _mm512_setzero_ps();                                     \
+                for (int64_t k = 0; k < K8; k += 8) {                                                \
+                        __m512 xv[4];                                                                \
+                        for (int j = 0; j < TP; j++)                                                 \
+                                xv[j] = load_pair(x + 2 * j * xs, xs, k);                            \
+                        PREFETCH_NEXT_ROWS(type, rows, RB, k);                                       \
+                        for (int i = 0; i < RB; i++) {                                               \
+                                __m512 wv = load8x2_##type(rows + i * w->row_bytes, k);              \
+                                for (int j = 0; j < TP; j++)                                         \
+                                        acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);          \
+                        }                                                                            \
+                }                                                                                    \
+                for (int i = 0; i < RB; i++)                                                         \
+                        for (int j = 0; j < 2 * TP; j++) {                                           \
+                                __m512 a = acc[i][j / 2];                                            \
+                                float s = hsum8(j % 2 ? _mm512_castps512_ps256(_mm512_shuffle_f32x4(a, a, 0xee)) \
+                                                      : _mm512_castps512_ps256(a));                  \
+                                for (int64_t k = K8; k < K; k++)                                     \
+                                        s += weight_at(w, rows + i * w->row_bytes, k) * x[j * xs + k]; \
+                                y[j * ys + i] = s;                                                   \
+                        }                                                                            \
+        }                                                                                            \
+        static __attribute__((target(AVX512_TARGET))) void avx512_matmul_##type(                     \
+                const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs, float *y, size_t ys, \
+                int64_t r0, int64_t r1)                                                              \
+        {                                                                                            \
+                const int64_t RBLK = 16;                                                             \
+                const uint8_t *base = (const uint8_t *)w->data;                                      \
+                for (int64_t rb = r0; rb < r1; rb += RBLK) {                                         \
+                        const int64_t re = MIN(rb + RBLK, r1);                                       \
+                        for (int64_t t = 0; t < n_tok;) {                                            \
+                                const int64_t tp = MIN(4, (n_tok - t) / 2);                          \
+                                const float *xt = x + t * xs;                                        \
+                                float *yt = y + t * ys;                                              \
+                                int64_t r = rb;                                                      \
+                                switch (tp) {                                                        \
+                                case 4:                                                              \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 4, yt + r, ys); \
+                                        for (; r < re; r++)                                          \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 4, yt + r, ys); \
+                                        break;                                                       \
+                                case 3:                                                              \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 3, yt + r, ys); \
+                                        for (; r < re; r++)                                          \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 3, yt + r, ys); \
+                                        break;                                                       \
+                                case 2:                                                              \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 2, yt + r, ys); \
+                                        for (; r < re; r++)                                          \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 2, yt + r, ys); \
+                                        break;                                                       \
+                                case 1:                                                              \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 1, yt + r, ys); \
+                                        for (; r < re; r++)                                          \
+                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 1, yt + r, ys); \
+                                        break;                                                       \
+                                default:                                                             \
+                                        for (; r + 4 <= re; r += 4)                                  \
+                                                avx512_tile_##type(w, base + r * w->row_bytes, 4, xt, xs, 1, yt + r, ys); \
+                                        for (; r < re; r++)                                          \
+                                                avx512_tile_##type(w, base + r * w->row_bytes, 1, xt, xs, 1, yt + r, ys); \
+                                        break;                                                       \
+                                }                                                                    \
+                                t += tp ? 2 * tp : 1;                                                \
+                        }                                                                            \
+                }                                                                                    \
+        }
+
+DEFINE_TILE_PAIRS(f32)
+DEFINE_TILE_PAIRS(f16)
+DEFINE_TILE_PAIRS(bf16)
 
 void matmul_float_rows(const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs,
                        float *y, size_t ys, int64_t r0, int64_t r1)
@@ -659,6 +788,101 @@ AVX2_INLINE __m256 exp256(__m256 x)
         y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
         __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
         return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* exp256 on one value, operation for operation (fmaf is the fused multiply-add), so the same bits */
+static float exp1(float x)
+{
+        x = x > -87.0f ? x : -87.0f;
+        x = x < 88.0f ? x : 88.0f;
+        const float fx = rintf(x * 1.44269504088896341f);
+        x = fmaf(-fx, 0.693359375f, x);
+        x = fmaf(-fx, -2.12194440e-4f, x);
+        float y = 1.9875691500e-4f;
+        y = fmaf(y, x, 1.3981999507e-3f);
+        y = fmaf(y, x, 8.3334519073e-3f);
+        y = fmaf(y, x, 4.1665795894e-2f);
+        y = fmaf(y, x, 1.6666665459e-1f);
+        y = fmaf(y, x, 5.0000001201e-1f);
+        y = fmaf(y, x * x, x + 1.0f);
+        const uint32_t bits = (uint32_t)((int32_t)fx + 127) << 23;
+        float e;
+        memcpy(&e, &bits, 4);
+        return y * e;
+}
+
+/*
+ * The default attention path's softmax, the same bits on every instruction
+ * set: exp256/exp1 of x - max, summed in double in 8 lanes (element i into
+ * lane i % 8) folded as ((0+4) + (2+6)) + ((1+5) + (3+7)), then every
+ * value times the float reciprocal of the sum.
+ */
+static double fold8(const double l[8])
+{
+        return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+static void softmax_scalar(float *x, int64_t n)
+{
+        float max = -INFINITY;
+        double lanes[8] = {};
+
+        for (int64_t i = 0; i < n; i++)
+                max = x[i] > max ? x[i] : max;
+        for (int64_t i = 0; i < n; i++) {
+                x[i] = exp1(x[i] - max);
+                lanes[i % 8] += x[i];
+        }
+        const float inv = (float)(1.0 / fold8(lanes));
+        for (int64_t i = 0; i < n; i++)
+                x[i] *= inv;
+}
+
+AVX2 static void softmax_avx2(float *x, int64_t n)
+{
+        const int64_t n8 = n & ~(int64_t)7;
+        float max = -INFINITY;
+        int64_t i = 0;
+
+        if (n8) {
+                __m256 m8 = _mm256_loadu_ps(x);
+                for (i = 8; i < n8; i += 8)
+                        m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + i));
+                float l[8];
+                _mm256_storeu_ps(l, m8);
+                for (int j = 0; j < 8; j++)
+                        max = l[j] > max ? l[j] : max;
+        }
+        for (; i < n; i++)
+                max = x[i] > max ? x[i] : max;
+        const __m256 mv = _mm256_set1_ps(max);
+        __m256d lo = _mm256_setzero_pd(), hi = lo;
+        for (i = 0; i < n8; i += 8) {
+                const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+                _mm256_storeu_ps(x + i, e);
+                lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+                hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        }
+        double lanes[8];
+        _mm256_storeu_pd(lanes, lo);
+        _mm256_storeu_pd(lanes + 4, hi);
+        for (; i < n; i++) {
+                x[i] = exp1(x[i] - max);
+                lanes[i % 8] += x[i];
+        }
+        const __m256 inv = _mm256_set1_ps((float)(1.0 / fold8(lanes)));
+        for (i = 0; i < n8; i += 8)
+                _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+        for (; i < n; i++)
+                x[i] *= _mm256_cvtss_f32(inv);
+}
+
+void softmax_inplace(float *x, int64_t n)
+{
+        if (kernels_isa() >= KERNEL_ISA_AVX2)
+                softmax_avx2(x, n);
+        else
+                softmax_scalar(x, n);
 }
 
 AVX2 static float attn_exp_sum_avx2(float *x, int32_t n, float *max)

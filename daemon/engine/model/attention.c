@@ -62,6 +62,30 @@ struct attention_job {
         float *out;
 };
 
+/* blocks ahead of the walk that the default path prefetches: a block's rows are contiguous, blocks are not */
+#define PREFETCH_BLOCKS 2
+
+/*
+ * Into L2: the slice (bytes from off in each row) of the block of
+ * positions holding p, and its scales, if p < n. The row kernels prefetch
+ * within a block; the next block is elsewhere, where the hardware
+ * prefetcher starts over.
+ */
+static void prefetch_block(const struct kv_pool *kv, const struct kv_seq *seq, int32_t layer, int which, int32_t p,
+                           int32_t n, size_t off, size_t bytes)
+{
+        if (p >= n)
+                return;
+        const int32_t p0 = p - p % kv->block_size, p1 = MIN(n, p0 + kv->block_size);
+        const char *first = (const char *)kv_at(kv, seq, layer, which, p0) + off;
+        const size_t stride = (size_t)kv->kv_dim * kv->elem_bytes;
+        for (int32_t r = 0; r < p1 - p0; r++)
+                for (size_t b = 0; b < bytes; b += 64)
+                        __builtin_prefetch(first + r * stride + b, 0, 2);
+        if (kv->type == KV_TYPE_Q8)
+                __builtin_prefetch(kv_scale_at(kv, seq, layer, which, p0), 0, 2);
+}
+
 /*
  * The default path: query heads [h0, h0 + nh) of token t (h0 and nh
  * multiples of the GQA group) walk the rows together, nh * head_dim
@@ -87,9 +111,18 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
                 q = qh;
         }
 
+        const size_t slice = (size_t)(nh / group) * hd * kv->elem_bytes;
+        for (int32_t b = 0; b < PREFETCH_BLOCKS; b++)
+                prefetch_block(kv, seq, j->layer, 0, b * bs, n, koff, slice);
         for (int32_t p = 0; p < n;) {
                 int32_t run = MIN(n, (p / bs + 1) * bs) - p;
                 const void *K = (const uint8_t *)kv_at(kv, seq, j->layer, 0, p) + koff;
+                /* ahead: K's next blocks, then V's first */
+                const int32_t ahead = (p / bs + PREFETCH_BLOCKS) * bs;
+                if (ahead < n)
+                        prefetch_block(kv, seq, j->layer, 0, ahead, n, koff, slice);
+                else
+                        prefetch_block(kv, seq, j->layer, 1, ahead - (n + bs - 1) / bs * bs, n, koff, slice);
                 if (kv->type == KV_TYPE_Q8)
                         attn_scores_rows_q8(q, K, kv_scale_at(kv, seq, j->layer, 0, p) + h0 / group, kv->kv_dim,
                                             kv->n_kv_heads, run, nh, group, hd, scale, s + p, n);
@@ -108,6 +141,7 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
         for (int32_t p = 0; p < n;) {
                 int32_t run = MIN(n, (p / bs + 1) * bs) - p;
                 const void *V = (const uint8_t *)kv_at(kv, seq, j->layer, 1, p) + koff;
+                prefetch_block(kv, seq, j->layer, 1, (p / bs + PREFETCH_BLOCKS) * bs, n, koff, slice);
                 if (kv->type == KV_TYPE_Q8)
                         attn_accum_rows_q8(out, V, kv_scale_at(kv, seq, j->layer, 1, p) + h0 / group, kv->kv_dim,
                                            kv->n_kv_heads, s + p, n, run, nh, group, hd);
