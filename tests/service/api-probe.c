@@ -50,6 +50,8 @@
 #include <time.h>
 #include <systemd/sd-bus.h>
 
+#include "bus_client.h"
+
 #define SERVICE "org.npud.Inference1"
 #define ROOT "/org/npud/Inference1"
 #define MANAGER SERVICE ".Manager"
@@ -798,13 +800,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "usage: api-probe ADDRESS generate|chat|session|watch|objects|get|demand ...\n");
                 return 2;
         }
-        r = sd_bus_new(&bus);
-        if (r >= 0)
-                r = sd_bus_set_address(bus, argv[1]);
-        if (r >= 0)
-                r = sd_bus_set_bus_client(bus, true);
-        if (r >= 0)
-                r = sd_bus_start(bus);
+        r = bus_open_spec(argv[1], &bus);
         if (r < 0)
                 return fail("connecting", r);
         if (!strcmp(argv[2], "generate"))

@@ -57,6 +57,8 @@
 #include <unistd.h>
 #include <systemd/sd-bus.h>
 
+#include "bus_client.h"
+
 #define SERVICE "org.npud.Inference1"
 #define PATH "/org/npud/Inference1"
 #define MANAGER SERVICE ".Manager"
@@ -987,24 +989,6 @@ static int cmd_big_prompt(struct probe *p, size_t n)
         return EXIT_SUCCESS;
 }
 
-static int open_bus(const char *address, sd_bus **ret)
-{
-        sd_bus *bus = NULL;
-        int r = sd_bus_new(&bus);
-        if (r >= 0)
-                r = sd_bus_set_address(bus, address);
-        if (r >= 0)
-                r = sd_bus_set_bus_client(bus, 1);
-        if (r >= 0)
-                r = sd_bus_start(bus);
-        if (r < 0) {
-                sd_bus_unref(bus);
-                return r;
-        }
-        *ret = bus;
-        return 0;
-}
-
 static int dispatch(struct probe *p, int argc, char **argv)
 {
         if (strcmp(argv[2], "call") == 0 && argc >= 6)
@@ -1166,7 +1150,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "usage: npud-probe ADDRESS stats|flood|hold|cancel-twice|call ...\n");
                 return EXIT_FAILURE;
         }
-        r = open_bus(argv[1], &p.bus);
+        r = bus_open_spec(argv[1], &p.bus);
         if (r < 0)
                 return fail("connecting", r);
         r = sd_bus_match_signal(p.bus, &match, SERVICE, NULL, REQUEST, NULL, on_signal, &p);
