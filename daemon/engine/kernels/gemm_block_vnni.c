@@ -237,6 +237,8 @@ static bool b32_kind_of(enum ggml_type t, const struct act_blocks *a, struct b32
 static void b32_tokens_at(struct b32_tokens *tk, const struct b32_kind *k, const struct act_blocks *a, int64_t K,
                           int64_t t0, int nr, int64_t k0, int nb, float *y, size_t ys, int64_t rb)
 {
+        const __m512i neg_off = _mm512_set1_epi32(-k->offset);
+
         tk->first = k0 == 0;
         for (int j = 0; j < nr; j++) {
                 const int64_t t = t0 + j, b0 = t * (K / 32) + k0 / 32;
@@ -244,8 +246,12 @@ static void b32_tokens_at(struct b32_tokens *tk, const struct b32_kind *k, const
                 tk->d[j] = a->d + b0;
                 tk->s[j] = a->s ? a->s + b0 : NULL;
                 tk->y[j] = y + t * ys + rb;
-                for (int b = 0; b < nb; b++)
-                        tk->isum0[j][b] = k->offset ? -k->offset * a->asum[b0 + b] : 0;
+                for (int b = 0; b < nb; b += 16) {
+                        const __mmask16 m = (__mmask16)(nb - b >= 16 ? 0xffff : (1u << (nb - b)) - 1);
+                        const __m512i as = k->offset ? _mm512_maskz_loadu_epi32(m, a->asum + b0 + b)
+                                                     : _mm512_setzero_si512();
+                        _mm512_mask_storeu_epi32(tk->isum0[j] + b, m, _mm512_mullo_epi32(as, neg_off));
+                }
         }
 }
 
@@ -264,12 +270,32 @@ static void b32_slice_run(const struct npu_weight *w, const struct b32_kind *k, 
                 for (int b = 0; b < nb; b++)
                         k->unpack(rows, (size_t)(kb0 + b) * bb, sl, p, b);
         }
+        /*
+         * The next slice's weights are prefetched into L2 a few lines per tile
+         * while this one runs: this block's next slice, or after the last one
+         * the first slice of the rows that follow.
+         */
+        const bool last = k0 + B32_SLICE >= K;
+        const int64_t pf_k0 = last ? 0 : k0 + B32_SLICE;
+        const int64_t pf_r0 = last ? rb + GEMM_B32_PANEL * np : rb;
+        const int64_t pf_rows = last ? MIN(GEMM_B32_PANEL * GEMM_B32_PANELS, w->rows - pf_r0) : GEMM_B32_PANEL * np;
+        const size_t pf_bytes = (size_t)(MIN(B32_SLICE, K - pf_k0) / 32) * bb;
+        const int64_t pf_row_lines = (int64_t)(pf_bytes + 63) / 64 + 1, pf_lines = pf_row_lines * MAX(pf_rows, 0);
+        const int64_t n_calls = (np + B32_MR - 1) / B32_MR * ((n_tok + B32_NR - 1) / B32_NR);
+        const int64_t pf_per_call = (pf_lines + n_calls - 1) / n_calls;
+        int64_t pf = 0;
+
         /* pairs of panels outside: their 32 KiB of weights stay in L1 while the token groups pass */
         for (int p = 0; p < np; p += B32_MR) {
                 const int mr = MIN(B32_MR, np - p);
                 for (int64_t t0 = 0; t0 < n_tok; t0 += B32_NR) {
                         const int nr = (int)MIN(B32_NR, n_tok - t0);
                         struct b32_tokens tk;
+                        for (int64_t e = MIN(pf + pf_per_call, pf_lines); pf < e; pf++) {
+                                const uint8_t *row = (const uint8_t *)w->data + (pf_r0 + pf / pf_row_lines) * w->row_bytes;
+                                _mm_prefetch((const char *)(row + pf_k0 / 32 * bb) + 64 * (pf % pf_row_lines),
+                                             _MM_HINT_T1);
+                        }
                         b32_tokens_at(&tk, k, a, K, t0, nr, k0, nb, y, ys, rb);
                         b32_tiles[k->min][mr - 1][nr](sl, p, nb, &tk);
                 }
