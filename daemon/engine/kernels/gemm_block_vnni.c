@@ -26,8 +26,8 @@
 
 #define B32_SLICE 1024 /* columns unpacked at once */
 #define B32_NB (B32_SLICE / 32)
-#define B32_MR 2 /* panels of a register tile */
-#define B32_NR 6 /* tokens of a register tile */
+#define B32_MR PANEL_MR /* panels of a register tile */
+#define B32_NR PANEL_NR /* tokens of a register tile */
 
 /* A slice of a block of panels, unpacked. */
 struct b32_slice {
@@ -145,14 +145,8 @@ ALWAYS_INLINE void b32_tile(const struct b32_slice *sl, int p0, int nb, const st
                                 in[i][j] = _mm512_set1_epi32(tk->isum0[j][b]);
                 for (int gg = 0; gg < 8; gg++) {
                         const int g = 8 * b + gg;
-                        __m512i wv[B32_MR];
-                        for (int i = 0; i < MR; i++)
-                                wv[i] = _mm512_load_si512(sl->w[p0 + i][g]);
-                        for (int j = 0; j < NR; j++) {
-                                const __m512i av = bcast4(tk->q[j] + 4 * g);
-                                for (int i = 0; i < MR; i++)
-                                        in[i][j] = _mm512_dpbusd_epi32(in[i][j], wv[i], av);
-                        }
+                        const uint8_t *wg[PANEL_MR] = { sl->w[p0][g], sl->w[p0 + MR - 1][g] };
+                        panel_group_dot(in, wg, tk->q, g, MR, NR);
                 }
                 /* the float steps of the definition, on 16 rows at once */
                 for (int j = 0; j < NR; j++) {
@@ -173,26 +167,10 @@ ALWAYS_INLINE void b32_tile(const struct b32_slice *sl, int p0, int nb, const st
 
 typedef void b32_tile_fn(const struct b32_slice *sl, int p0, int nb, const struct b32_tokens *tk);
 
-#define B32_TILE(name, MR, NR, WITH_M)                                                                          \
-        static void b32_##name##_##MR##x##NR(const struct b32_slice *sl, int p0, int nb,                    \
-                                             const struct b32_tokens *tk)                                   \
-        {                                                                                                   \
-                b32_tile(sl, p0, nb, tk, MR, NR, WITH_M);                                                      \
-        }
-#define B32_TILES(name, M)                                                                                   \
-        B32_TILE(name, 1, 1, M) B32_TILE(name, 1, 2, M) B32_TILE(name, 1, 3, M) B32_TILE(name, 1, 4, M)         \
-        B32_TILE(name, 1, 5, M) B32_TILE(name, 1, 6, M) B32_TILE(name, 2, 1, M) B32_TILE(name, 2, 2, M)         \
-        B32_TILE(name, 2, 3, M) B32_TILE(name, 2, 4, M) B32_TILE(name, 2, 5, M) B32_TILE(name, 2, 6, M)
-#define B32_TABLE(name)                                                                                      \
-        { { NULL, b32_##name##_1x1, b32_##name##_1x2, b32_##name##_1x3, b32_##name##_1x4, b32_##name##_1x5,  \
-            b32_##name##_1x6 },                                                                             \
-          { NULL, b32_##name##_2x1, b32_##name##_2x2, b32_##name##_2x3, b32_##name##_2x4, b32_##name##_2x5,  \
-            b32_##name##_2x6 } }
+PANEL_TILES(b32_plain, struct b32_slice, struct b32_tokens, b32_tile, false)
+PANEL_TILES(b32_min, struct b32_slice, struct b32_tokens, b32_tile, true)
 
-B32_TILES(plain, false)
-B32_TILES(min, true)
-
-static b32_tile_fn *const b32_tiles[2][B32_MR][B32_NR + 1] = { B32_TABLE(plain), B32_TABLE(min) };
+static b32_tile_fn *const b32_tiles[2][B32_MR][B32_NR + 1] = { PANEL_TILE_TABLE(b32_plain), PANEL_TILE_TABLE(b32_min) };
 
 /* How a weight type meets its activations here. */
 struct b32_kind {

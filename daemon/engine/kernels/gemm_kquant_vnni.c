@@ -27,8 +27,8 @@
 
 #define KQ_SLICE 1024 /* columns unpacked at once */
 #define KQ_SB (KQ_SLICE / QK_K)
-#define KQ_MR 2 /* panels of a register tile */
-#define KQ_NR 6 /* tokens of a register tile */
+#define KQ_MR PANEL_MR /* panels of a register tile */
+#define KQ_NR PANEL_NR /* tokens of a register tile */
 
 /* A slice of a block of panels, unpacked. */
 struct kq_slice {
@@ -241,14 +241,8 @@ ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const str
                                         in[i][j] = _mm512_setzero_si512();
                         for (int gg = 0; gg < 4; gg++) {
                                 const int g = 64 * s + 4 * h + gg;
-                                __m512i wv[KQ_MR];
-                                for (int i = 0; i < MR; i++)
-                                        wv[i] = _mm512_load_si512(sl->w[p0 + i][g]);
-                                for (int j = 0; j < NR; j++) {
-                                        const __m512i av = bcast4(tk->q[j] + 4 * g);
-                                        for (int i = 0; i < MR; i++)
-                                                in[i][j] = _mm512_dpbusd_epi32(in[i][j], wv[i], av);
-                                }
+                                const uint8_t *wg[PANEL_MR] = { sl->w[p0][g], sl->w[p0 + MR - 1][g] };
+                                panel_group_dot(in, wg, tk->q, g, MR, NR);
                         }
                         /*
                          * isum += sc * in: Q4_K's |in| <= 16 * 15 * 128 < 2^15, so the int32 lane is
@@ -300,26 +294,10 @@ ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const str
 
 typedef void kq_tile_fn(const struct kq_slice *sl, int p0, int nsb, const struct kq_tokens *tk);
 
-#define KQ_TILE(name, MR, NR, Q6)                                                                           \
-        static void kq_##name##_##MR##x##NR(const struct kq_slice *sl, int p0, int nsb,                    \
-                                            const struct kq_tokens *tk)                                    \
-        {                                                                                                  \
-                kq_tile(sl, p0, nsb, tk, MR, NR, Q6);                                                      \
-        }
-#define KQ_TILES(name, Q6)                                                                                  \
-        KQ_TILE(name, 1, 1, Q6) KQ_TILE(name, 1, 2, Q6) KQ_TILE(name, 1, 3, Q6) KQ_TILE(name, 1, 4, Q6)    \
-        KQ_TILE(name, 1, 5, Q6) KQ_TILE(name, 1, 6, Q6) KQ_TILE(name, 2, 1, Q6) KQ_TILE(name, 2, 2, Q6)    \
-        KQ_TILE(name, 2, 3, Q6) KQ_TILE(name, 2, 4, Q6) KQ_TILE(name, 2, 5, Q6) KQ_TILE(name, 2, 6, Q6)
-#define KQ_TABLE(name)                                                                                      \
-        { { NULL, kq_##name##_1x1, kq_##name##_1x2, kq_##name##_1x3, kq_##name##_1x4, kq_##name##_1x5,      \
-            kq_##name##_1x6 },                                                                             \
-          { NULL, kq_##name##_2x1, kq_##name##_2x2, kq_##name##_2x3, kq_##name##_2x4, kq_##name##_2x5,      \
-            kq_##name##_2x6 } }
+PANEL_TILES(kq_q4_k, struct kq_slice, struct kq_tokens, kq_tile, false)
+PANEL_TILES(kq_q6_k, struct kq_slice, struct kq_tokens, kq_tile, true)
 
-KQ_TILES(q4_k, false)
-KQ_TILES(q6_k, true)
-
-static kq_tile_fn *const kq_tiles[2][KQ_MR][KQ_NR + 1] = { KQ_TABLE(q4_k), KQ_TABLE(q6_k) };
+static kq_tile_fn *const kq_tiles[2][KQ_MR][KQ_NR + 1] = { PANEL_TILE_TABLE(kq_q4_k), PANEL_TILE_TABLE(kq_q6_k) };
 
 /* Tokens [t0, t0 + nr): their activations from column k0 (nsb super-blocks), their outputs from row rb. */
 static void kq_tokens_at(struct kq_tokens *tk, const struct act_blocks *a, int64_t K, int64_t t0, int nr, int64_t k0,

@@ -57,3 +57,46 @@ ALWAYS_INLINE __m512i bcast4(const void *p)
         memcpy(&v, p, 4);
         return _mm512_set1_epi32(v);
 }
+
+/* A register tile's shape at most: panels, tokens. */
+#define PANEL_MR 2
+#define PANEL_NR 6
+
+/*
+ * One group of 4 columns of a register tile: in[i][j] += panel i's group
+ * (the 64 bytes at wg[i]) times token j's 4 activation bytes at q[j] + 4g.
+ */
+ALWAYS_INLINE void panel_group_dot(__m512i in[PANEL_MR][PANEL_NR], const uint8_t *const *wg, const int8_t *const *q,
+                                   int g, const int MR, const int NR)
+{
+        __m512i wv[PANEL_MR];
+
+        for (int i = 0; i < MR; i++)
+                wv[i] = _mm512_load_si512(wg[i]);
+        for (int j = 0; j < NR; j++) {
+                const __m512i av = bcast4(q[j] + 4 * g);
+                for (int i = 0; i < MR; i++)
+                        in[i][j] = _mm512_dpbusd_epi32(in[i][j], wv[i], av);
+        }
+}
+
+/*
+ * The register tiles of a panel GEMM, 1 or 2 panels x 1 to 6 tokens:
+ * functions pfx_MRxNR(sl, p0, n, tk) that call tile(sl, p0, n, tk, MR, NR,
+ * flag) with constant shapes, and their table [MR - 1][NR] (NR 0 unused).
+ */
+#define PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, MR, NR)                                            \
+        static void pfx##_##MR##x##NR(const SLICE *sl, int p0, int n, const TOKENS *tk)                \
+        {                                                                                              \
+                tile(sl, p0, n, tk, MR, NR, flag);                                                     \
+        }
+#define PANEL_TILES(pfx, SLICE, TOKENS, tile, flag)                                                   \
+        PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 1, 1) PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 1, 2) \
+        PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 1, 3) PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 1, 4) \
+        PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 1, 5) PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 1, 6) \
+        PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 2, 1) PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 2, 2) \
+        PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 2, 3) PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 2, 4) \
+        PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 2, 5) PANEL_TILE(pfx, SLICE, TOKENS, tile, flag, 2, 6)
+#define PANEL_TILE_TABLE(pfx)                                                                         \
+        { { NULL, pfx##_1x1, pfx##_1x2, pfx##_1x3, pfx##_1x4, pfx##_1x5, pfx##_1x6 },                  \
+          { NULL, pfx##_2x1, pfx##_2x2, pfx##_2x3, pfx##_2x4, pfx##_2x5, pfx##_2x6 } }
