@@ -228,7 +228,8 @@ static void b32_tokens_at(struct b32_tokens *tk, const struct b32_kind *k, const
                         const __mmask16 m = (__mmask16)(nb - b >= 16 ? 0xffff : (1u << (nb - b)) - 1);
                         const __m512i as = k->offset ? _mm512_maskz_loadu_epi32(m, a->asum + b0 + b)
                                                      : _mm512_setzero_si512();
-                        _mm512_mask_storeu_epi32(tk->isum0[j] + b, m, _mm512_mullo_epi32(as, neg_off));
+                        /* a whole vector (isum0[j] holds B32_NB): the tile's loads take it from the store */
+                        _mm512_storeu_si512(tk->isum0[j] + b, _mm512_mullo_epi32(as, neg_off));
                 }
         }
 }
