@@ -213,7 +213,7 @@ static bool b32_kind_of(enum ggml_type t, const struct act_blocks *a, struct b32
 
 /* Tokens [t0, t0 + nr): their activations from column k0 (nb blocks), their outputs from row rb. */
 static void b32_tokens_at(struct b32_tokens *tk, const struct b32_kind *k, const struct act_blocks *a, int64_t K,
-                          int64_t t0, int nr, int64_t k0, int nb, float *y, size_t ys, int64_t rb)
+                          int64_t n_tok, int64_t t0, int nr, int64_t k0, int nb, float *y, size_t ys, int64_t rb)
 {
         const __m512i neg_off = _mm512_set1_epi32(-k->offset);
 
@@ -230,6 +230,19 @@ static void b32_tokens_at(struct b32_tokens *tk, const struct b32_kind *k, const
                                                      : _mm512_setzero_si512();
                         /* a whole vector (isum0[j] holds B32_NB): the tile's loads take it from the store */
                         _mm512_storeu_si512(tk->isum0[j] + b, _mm512_mullo_epi32(as, neg_off));
+                }
+        }
+        /*
+         * the next group's block sums and scales into L1 while this group's
+         * tiles run (read here and in the tile, they missed the caches)
+         */
+        for (int64_t t = t0 + B32_NR; t < MIN(t0 + 2 * B32_NR, n_tok); t++) {
+                const int64_t b0 = t * (K / 32) + k0 / 32;
+                for (int b = 0; b < nb + 15; b += 16) {
+                        const int64_t e = b0 + MIN(b, nb - 1);
+                        if (k->offset)
+                                _mm_prefetch((const char *)(a->asum + e), _MM_HINT_T0);
+                        _mm_prefetch((const char *)(a->d + e), _MM_HINT_T0);
                 }
         }
 }
@@ -275,7 +288,7 @@ static void b32_slice_run(const struct npu_weight *w, const struct b32_kind *k, 
                                 _mm_prefetch((const char *)(row + pf_k0 / 32 * bb) + 64 * (pf % pf_row_lines),
                                              _MM_HINT_T1);
                         }
-                        b32_tokens_at(&tk, k, a, K, t0, nr, k0, nb, y, ys, rb);
+                        b32_tokens_at(&tk, k, a, K, n_tok, t0, nr, k0, nb, y, ys, rb);
                         b32_tiles[k->min][mr - 1][nr](sl, p, nb, &tk);
                 }
         }
