@@ -412,6 +412,11 @@ AVX512 static void scores_rows_q8_avx512(const float *q, const int8_t *k, const 
 {
         const int32_t hd32 = hd & ~31;
         const bool shared = group > 1;
+        /* hsum16x16 leaves row r in lane 4 (r % 4) + r / 4 */
+        const __m512i row_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        const __m512i scale_index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                       _mm512_set1_epi32((int)sstride));
+        const __m512 scale16 = _mm512_set1_ps(scale);
         float kf[16][Q8_GQA_MAX_HD], sums[16];
         int32_t p = 0;
 
@@ -433,8 +438,15 @@ AVX512 static void scores_rows_q8_avx512(const float *q, const int8_t *k, const 
                                         dot8_q8(qh, hd32, rows, v);
                                         dot8_q8(qh, hd32, rows + 8, v + 8);
                                 }
-                                _mm512_storeu_ps(sums, hsum16x16(v));
                                 float *sh = scores + h * ld + p;
+                                if (hd32 == hd) {
+                                        /* the same two products per row, 16 rows at once, in row order */
+                                        const __m512 s16 = _mm512_permutexvar_ps(row_order, hsum16x16(v));
+                                        const __m512 sc16 = _mm512_i32gather_ps(scale_index, sc, 4);
+                                        _mm512_storeu_ps(sh, _mm512_mul_ps(_mm512_mul_ps(s16, sc16), scale16));
+                                        continue;
+                                }
+                                _mm512_storeu_ps(sums, hsum16x16(v));
                                 for (int r = 0; r < 16; r++) {
                                         float s = sums[4 * (r % 4) + r / 4];
                                         for (int32_t i = hd32; i < hd; i++)
@@ -584,6 +596,8 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
                                         size_t sstride, const float *w, size_t ld, int32_t n, int32_t n_heads,
                                         int32_t group, int32_t hd)
 {
+        const __m512i scale_index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                       _mm512_set1_epi32((int)sstride));
         float vf[16][Q8_GQA_MAX_HD], a[2][16];
 
         for (int32_t p0 = 0; p0 < n; p0 += 16) {
@@ -591,7 +605,11 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
                 prefetch_rows(v, stride, p0 + 16, MIN(p0 + 32, n), (size_t)(n_heads / group) * hd);
                 if (group == 1) {
                         for (int32_t h = 0; h < n_heads; h++) {
-                                for (int32_t r = 0; r < np; r++)
+                                if (np == 16)
+                                        _mm512_storeu_ps(a[0], _mm512_mul_ps(_mm512_loadu_ps(w + h * ld + p0),
+                                                                             _mm512_i32gather_ps(scale_index,
+                                                                                                 vs + (size_t)p0 * sstride + h, 4)));
+                                for (int32_t r = 0; np < 16 && r < np; r++)
                                         a[0][r] = w[h * ld + p0 + r] * vs[(size_t)(p0 + r) * sstride + h];
                                 accum_head_q8_512(out + (size_t)h * hd, v + (size_t)p0 * stride + (size_t)h * hd,
                                                   stride, a[0], np, hd);
