@@ -33,7 +33,8 @@
  * shorter than 16 blocks (and every 32-element type) fetch the next
  * group's bytes in order into L2 instead, a share per block, as the
  * 512-bit Q4_K kernel does: Q6_K's TinyLlama output head (2048 columns)
- * 18-20 -> 23-24 GB/s alone, decode +2 % (paired runs, 5 of 7 faster).
+ * 18-20 -> 23-24 GB/s alone; the whole Q4_K_M decode +0-2 %, within the
+ * noise of a shared machine (11 paired runs).
  */
 #define QPD 2
 
