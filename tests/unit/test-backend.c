@@ -104,12 +104,36 @@ static void test_rope_rmsnorm_exact(void **state)
                 rmsnorm_rows(o, q, w, dim, eps[ei], 5, T);
                 assert_memory_equal(o, ro, sizeof(float) * T * dim);
         }
-        uint16_t h[64], rh[64];
-        for (int i = 0; i < 64; i++)
-                q[i] = i < 20 ? special(&seed) : frand(&seed, 70000.0f);
-        npu_ref_cvt_f32_f16(q, rh, 0, 64);
-        cvt_f32_f16_range(q, h, 64);
-        assert_memory_equal(h, rh, sizeof(h));
+        /*
+         * KV conversion on every path: specials, ties and overflow at f16's
+         * edges (65504, 65520), its subnormals and below (2^-24, 2^-25), and a
+         * ragged tail
+         */
+        enum { NC = 1003 };
+        uint16_t h[NC], rh[NC];
+        for (int i = 0; i < NC; i++) {
+                int kind = (int)(test_rng(&seed) % 5);
+                q[i] = kind == 0   ? special(&seed)
+                       : kind == 1 ? frand(&seed, 70000.0f)
+                       : kind == 2 ? frand(&seed, 1e-4f)
+                       : kind == 3 ? frand(&seed, 1e-7f)
+                                   : ldexpf((float)(2049 + 2 * (int)(test_rng(&seed) % 8)) / 2048.0f,
+                                            (int)(test_rng(&seed) % 40) - 25);
+        }
+        q[0] = 65520.0f;
+        q[1] = 65519.996f;
+        q[2] = ldexpf(1.0f, -25);
+        q[3] = ldexpf(1.5f, -25);
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                npu_ref_cvt_f32_f16(q, rh, 0, NC);
+                cvt_f32_f16_range(q, h, NC);
+                for (int i = 0; i < NC; i++)
+                        if (h[i] != rh[i])
+                                fail_msg("isa %d: f16(%a) = %#x, reference %#x", isa, q[i], h[i], rh[i]);
+        }
+        kernels_reset_isa();
         free(q);
         free(k);
         free(rq);

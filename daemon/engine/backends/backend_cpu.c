@@ -4,7 +4,6 @@
  * The float ops follow the device's definitions (npu_ref.h) bit for bit;
  * this file is compiled with -ffp-contract=off so no multiply-add is fused.
  */
-#include <immintrin.h>
 #include <math.h>
 #include <stdatomic.h>
 
@@ -194,91 +193,6 @@ void rope_rows_spec(float *q, float *k, const int32_t *pos, int32_t n_heads, int
                         }
                 }
         }
-}
-
-#define AVX2 __attribute__((target("avx2")))
-#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
-
-/*
- * npu_ref_exp on two vectors of four lanes, every lane in [-600, 600]: the
- * same operations in the same order (round half away from zero, Cody-Waite
- * reduction, the degree 13 Taylor polynomial with its divisions, 2^k by the
- * exponent bits), each correctly rounded, so each lane equals the scalar
- * result. Two vectors at once keep the divider busy.
- */
-AVX2_INLINE __m256d exp_pd_scale(__m256d p, __m256d t)
-{
-        __m256i e = _mm256_cvtepi32_epi64(_mm256_cvttpd_epi32(t));
-        e = _mm256_slli_epi64(_mm256_add_epi64(e, _mm256_set1_epi64x(1023)), 52);
-        return _mm256_mul_pd(p, _mm256_castsi256_pd(e));
-}
-
-AVX2_INLINE __m256d exp_pd_reduce(__m256d x, __m256d *tk)
-{
-        const __m256d one = _mm256_set1_pd(1.0);
-        __m256d v = _mm256_mul_pd(x, _mm256_set1_pd(1.44269504088896338700e+00));
-        __m256d t = _mm256_round_pd(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-        __m256d f = _mm256_sub_pd(v, t);
-        t = _mm256_add_pd(t, _mm256_and_pd(_mm256_cmp_pd(f, _mm256_set1_pd(0.5), _CMP_GE_OQ), one));
-        t = _mm256_sub_pd(t, _mm256_and_pd(_mm256_cmp_pd(f, _mm256_set1_pd(-0.5), _CMP_LE_OQ), one));
-        *tk = t;
-        return _mm256_sub_pd(_mm256_sub_pd(x, _mm256_mul_pd(t, _mm256_set1_pd(6.93147180369123816490e-01))),
-                             _mm256_mul_pd(t, _mm256_set1_pd(1.90821492927058770002e-10)));
-}
-
-AVX2_INLINE void exp2_pd_ref(__m256d *x0, __m256d *x1)
-{
-        const __m256d one = _mm256_set1_pd(1.0);
-        __m256d t0, t1, r0 = exp_pd_reduce(*x0, &t0), r1 = exp_pd_reduce(*x1, &t1), p0 = one, p1 = one;
-        for (int i = 13; i >= 1; i--) {
-                const __m256d d = _mm256_set1_pd((double)i);
-                p0 = _mm256_add_pd(one, _mm256_div_pd(_mm256_mul_pd(p0, r0), d));
-                p1 = _mm256_add_pd(one, _mm256_div_pd(_mm256_mul_pd(p1, r1), d));
-        }
-        *x0 = exp_pd_scale(p0, t0);
-        *x1 = exp_pd_scale(p1, t1);
-}
-
-/* Eight lanes of npu_ref_silu_mul; false (nothing written) when a lane is outside the vector path's range. */
-AVX2_INLINE bool silu8(float *gate, const float *up, int64_t i)
-{
-        const __m256d lim = _mm256_set1_pd(600.0), sign = _mm256_set1_pd(-0.0);
-        __m128 g0 = _mm_loadu_ps(gate + i), g1 = _mm_loadu_ps(gate + i + 4);
-        __m256d x0 = _mm256_xor_pd(_mm256_cvtps_pd(g0), sign), x1 = _mm256_xor_pd(_mm256_cvtps_pd(g1), sign);
-        __m256d in = _mm256_and_pd(_mm256_cmp_pd(_mm256_andnot_pd(sign, x0), lim, _CMP_LE_OQ),
-                                   _mm256_cmp_pd(_mm256_andnot_pd(sign, x1), lim, _CMP_LE_OQ));
-        if (_mm256_movemask_pd(in) != 0xf)
-                return false;
-        exp2_pd_ref(&x0, &x1);
-        const __m128 one = _mm_set1_ps(1.0f);
-        __m128 o0 = _mm_mul_ps(_mm_div_ps(g0, _mm_add_ps(one, _mm256_cvtpd_ps(x0))), _mm_loadu_ps(up + i));
-        __m128 o1 = _mm_mul_ps(_mm_div_ps(g1, _mm_add_ps(one, _mm256_cvtpd_ps(x1))), _mm_loadu_ps(up + i + 4));
-        _mm_storeu_ps(gate + i, o0);
-        _mm_storeu_ps(gate + i + 4, o1);
-        return true;
-}
-
-AVX2 static void silu_mul_avx2(float *gate, const float *up, int64_t i0, int64_t i1)
-{
-        int64_t i = i0;
-        for (; i + 8 <= i1; i += 8)
-                if (!silu8(gate, up, i))
-                        npu_ref_silu_mul(gate, up, gate, i, i + 8);
-        if (i < i1)
-                npu_ref_silu_mul(gate, up, gate, i, i1);
-}
-
-void silu_mul_range(float *gate, const float *up, int64_t i0, int64_t i1)
-{
-        if (kernels_isa() >= KERNEL_ISA_AVX2)
-                silu_mul_avx2(gate, up, i0, i1);
-        else
-                npu_ref_silu_mul(gate, up, gate, i0, i1);
-}
-
-void cvt_f32_f16_range(const float *src, uint16_t *dst, int64_t n)
-{
-        npu_ref_cvt_f32_f16(src, dst, 0, n);
 }
 
 /* --- parallel matmul: up to three weights applied to the same input --- */

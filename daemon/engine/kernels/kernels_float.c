@@ -34,10 +34,10 @@ static bool cpu_has(enum kernel_isa i)
 
 void kernels_init(void)
 {
-        const char *e = getenv("NPU_KERNELS");
-
+        /* kernels_isa() calls this before every kernel: return before getenv() */
         if (isa_ready)
                 return;
+        const char *e = getenv("NPU_KERNELS");
         isa = KERNEL_ISA_SCALAR;
         for (enum kernel_isa i = KERNEL_ISA_AVX512_VNNI; i > KERNEL_ISA_SCALAR; i--)
                 if (cpu_has(i)) {

@@ -153,15 +153,51 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
         }
 }
 
-/* Work items are (token, head) pairs, split in whole GQA groups; a thread walks up to walk_heads at once. */
+/* fixed cost of a (token, head) item, in positions: its softmax, its output row, the call */
+#define ITEM_OVERHEAD_POSITIONS 16
+
+static int64_t item_cost(const struct npu_batch *b, int64_t t)
+{
+        return (int64_t)b->pos[t] + 1 + ITEM_OVERHEAD_POSITIONS;
+}
+
+/*
+ * The first item (a whole GQA group) at or after which the items' cost
+ * reaches target. Costs are summed in item order, token by token, all heads
+ * of a token costing the same.
+ */
+static int64_t item_at_cost(const struct npu_batch *b, int32_t H, int32_t group, int64_t target)
+{
+        int64_t acc = 0;
+
+        for (int64_t t = 0; t < b->n; t++) {
+                const int64_t c = item_cost(b, t);
+                if (acc + c * H > target)
+                        return t * H + (target - acc) / (c * group) * group;
+                acc += c * H;
+        }
+        return (int64_t)b->n * H;
+}
+
+/*
+ * Work items are (token, head) pairs, split in whole GQA groups; a thread
+ * walks up to walk_heads at once. The split is by cost, not by count: a
+ * prompt's last tokens attend over many more positions than its first,
+ * and an even count left the thread with the first tokens waiting for the
+ * other (3:1 at the end of a causal prompt over two threads). Which thread
+ * computes an item changes none of its bits.
+ */
 static void attention_worker(void *arg, int ith, int nth)
 {
         struct attention_job *j = arg;
         const struct npu_hparams *hp = &j->c->model->hp;
         const int32_t H = hp->n_heads, group = hp->n_heads / hp->n_kv_heads;
-        int64_t i0, i1;
+        int64_t total = 0;
 
-        threadpool_split((int64_t)j->b->n * H, ith, nth, group, &i0, &i1);
+        for (int64_t t = 0; t < j->b->n; t++)
+                total += item_cost(j->b, t) * H;
+        const int64_t i0 = item_at_cost(j->b, H, group, total * ith / nth);
+        const int64_t i1 = item_at_cost(j->b, H, group, total * (ith + 1) / nth);
         float *s = j->c->attn->dscores + (size_t)ith * j->c->attn->dscores_stride;
         for (int64_t i = i0; i < i1;) {
                 const int32_t h = (int32_t)(i % H);
