@@ -195,12 +195,71 @@ static void test_targets(void **state)
         unlink(model);
 }
 
+/* The last token's logits (n_vocab of them in *ret_n) after a prompt on a w8a8 model. */
+static float *prefill_w8a8(const char *model, int threads, const int32_t *toks, int32_t n, bool one_by_one,
+                           size_t *ret_n)
+{
+        struct runtime_opts o;
+        struct runtime *rt = NULL;
+        struct npu_err err = {};
+        struct kv_seq seq = {};
+
+        runtime_opts_default(&o);
+        o.model_path = model;
+        o.threads = threads;
+        assert_int_equal(runtime_open(&o, &rt, &err), 0);
+        assert_int_equal(rt->model->precision, NPU_PRECISION_W8A8);
+        *ret_n = (size_t)rt->model->hp.n_vocab;
+        float *logits = calloc(*ret_n, sizeof(float));
+        assert_non_null(logits);
+        if (one_by_one)
+                for (int32_t i = 0; i < n; i++)
+                        assert_int_equal(prefill(rt->ctx, &seq, toks + i, 1, logits, &err), 0);
+        else
+                assert_int_equal(prefill(rt->ctx, &seq, toks, n, logits, &err), 0);
+        kv_seq_release(rt->kv, &seq);
+        runtime_free(rt);
+        return logits;
+}
+
+/*
+ * On int8 models the cpu's RMSNorm and SiLU quantize the rows they write for
+ * the next matmul: a prompt's logits are the same bits in one batch (rows
+ * split over threads) as one token at a time, on every kernel path.
+ */
+static void test_w8a8_rows_quantized_in_ops(void **state)
+{
+        char model[] = "/tmp/test-backend-XXXXXX";
+        int fd = mkstemp(model);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(system_quantize(model), 0);
+        const int32_t toks[11] = { 1, 400, 30, 77, 201, 5, 9, 300, 12, 44, 250 };
+        /* (attention's sums differ between kernel paths: each path against itself) */
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                size_t V, V2;
+                float *ref = prefill_w8a8(model, 1, toks, 11, true, &V);
+                float *out = prefill_w8a8(model, 2, toks, 11, false, &V2);
+                assert_int_equal(V, V2);
+                bool same = memcmp(out, ref, sizeof(float) * V) == 0;
+                free(ref);
+                free(out);
+                if (!same)
+                        fail_msg("isa %d: a batch of 11 tokens differs from one at a time", isa);
+        }
+        kernels_reset_isa();
+        unlink(model);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_silu_exact),
                 cmocka_unit_test(test_rope_rmsnorm_exact),
                 cmocka_unit_test(test_targets),
+                cmocka_unit_test(test_w8a8_rows_quantized_in_ops),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -285,11 +285,15 @@ static void cpu_matmul(struct backend *be, const float *x, int64_t n_tok, int n_
                        float *const *y)
 {
         struct npu_ctx *c = be->c;
-        struct matmul_job j = { .n_w = n_w, .x = x, .n_tok = n_tok, .xs = w[0]->cols, .aq = &be->s->aq };
+        struct forward_scratch *s = be->s;
+        struct matmul_job j = { .n_w = n_w, .x = x, .n_tok = n_tok, .xs = w[0]->cols, .aq = &s->aq };
+        /* quantized already by the op that wrote x */
+        const bool have_aq = s->aq_src == x && s->aq_rows == n_tok && s->aq.cols == w[0]->cols;
 
+        s->aq_src = NULL;
         struct quant_job q = { .x = x, .n_tok = n_tok, .cols = w[0]->cols, .prec = c->model->precision };
         bool quantize = false;
-        if (w[0]->type == GGML_TYPE_I8) {
+        if (w[0]->type == GGML_TYPE_I8 && !have_aq) {
                 q.aq = &be->s->aq;
                 quantize = true;
         }
@@ -325,6 +329,7 @@ struct rows_job {
         int64_t n_tok;
         float *out, *q, *k, *vq;
         const float *in, *w;
+        struct act_q *aq; /* quantize out's rows into it as they are written, or NULL */
 };
 
 void qkv_finish_rows(struct npu_ctx *c, const struct npu_batch *b, int32_t layer, float *q, float *k, float *v,
@@ -382,21 +387,64 @@ static void rope_store_worker(void *arg, int ith, int nth)
         qkv_finish_rows(j->be->c, j->b, j->layer, j->q, j->k, j->vq, t0, t1);
 }
 
+/*
+ * RMSNorm and SiLU quantize each row they write for the int8 matmul that
+ * reads it next, while the row is still in cache (act_quantize_rows, the
+ * same bits as the matmul's own pass over all rows).
+ */
 static void rmsnorm_worker(void *arg, int ith, int nth)
 {
         struct rows_job *j = arg;
-        const struct npu_hparams *hp = &j->be->c->model->hp;
+        const struct npu_model *m = j->be->c->model;
+        const int64_t dim = m->hp.dim;
         int64_t t0, t1;
         threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
-        rmsnorm_rows(j->out, j->in, j->w, hp->dim, hp->rms_eps, t0, t1);
+        for (int64_t t = t0; t < t1; t++) {
+                rmsnorm_rows(j->out, j->in, j->w, dim, m->hp.rms_eps, t, t + 1);
+                if (j->aq)
+                        act_quantize_rows(j->aq, m->precision, j->out, dim, t, t + 1);
+        }
 }
 
 static void silu_worker(void *arg, int ith, int nth)
 {
         struct rows_job *j = arg;
-        int64_t ffn = j->be->c->model->hp.ffn_dim, t0, t1;
+        const struct npu_model *m = j->be->c->model;
+        const int64_t ffn = m->hp.ffn_dim;
+        int64_t t0, t1;
         threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
-        silu_mul_range(j->out, j->in, t0 * ffn, t1 * ffn);
+        for (int64_t t = t0; t < t1; t++) {
+                silu_mul_range(j->out, j->in, t * ffn, (t + 1) * ffn);
+                if (j->aq)
+                        act_quantize_rows(j->aq, m->precision, j->out, ffn, t, t + 1);
+        }
+}
+
+/* Every layer's matrices are int8 (w8a8, w8a16): the element ops may quantize for them. */
+static bool layers_int8(const struct npu_model *m)
+{
+        for (int32_t l = 0; l < m->hp.n_layers; l++) {
+                const struct npu_weight *ws = &m->layers[l].wq;
+                for (int i = 0; i < 7; i++)
+                        if (ws[i].type != GGML_TYPE_I8)
+                                return false;
+        }
+        return m->precision == NPU_PRECISION_W8A8 || m->precision == NPU_PRECISION_W8A16;
+}
+
+struct backend_cpu {
+        struct backend be; /* first: the ops get &be */
+        bool quantize_rows; /* layers_int8() */
+};
+
+/* The rows job's quantized output, when the ops quantize as they write; then the matmul knows. */
+static struct act_q *rows_quantized(struct backend *be, const float *out, int64_t n_tok)
+{
+        if (!((struct backend_cpu *)be)->quantize_rows)
+                return NULL;
+        be->s->aq_src = out;
+        be->s->aq_rows = n_tok;
+        return &be->s->aq;
 }
 
 static void cpu_begin(struct backend *be, const struct npu_batch *b)
@@ -409,7 +457,8 @@ static void cpu_wrote(struct backend *be, const void *p, size_t bytes)
 
 static void cpu_rmsnorm(struct backend *be, float *out, const float *x, const float *w, int64_t n_tok)
 {
-        struct rows_job j = { .be = be, .n_tok = n_tok, .out = out, .in = x, .w = w };
+        struct rows_job j = { .be = be, .n_tok = n_tok, .out = out, .in = x, .w = w,
+                              .aq = rows_quantized(be, out, n_tok) };
         threadpool_run(be->c->tp, rmsnorm_worker, &j);
 }
 
@@ -422,7 +471,8 @@ static void cpu_rope_store(struct backend *be, const struct npu_batch *b, int32_
 
 static void cpu_silu_mul(struct backend *be, float *gate, const float *up, int64_t n_tok)
 {
-        struct rows_job j = { .be = be, .n_tok = n_tok, .out = gate, .in = up };
+        struct rows_job j = { .be = be, .n_tok = n_tok, .out = gate, .in = up,
+                              .aq = rows_quantized(be, gate, n_tok) };
         threadpool_run(be->c->tp, silu_worker, &j);
 }
 
@@ -462,10 +512,10 @@ static const struct backend_ops cpu_ops = {
 
 int backend_cpu_new(struct npu_ctx *c, struct forward_scratch *s, struct backend **ret)
 {
-        struct backend *be = calloc(1, sizeof(*be));
-        if (!be)
+        struct backend_cpu *cpu = calloc(1, sizeof(*cpu));
+        if (!cpu)
                 return -ENOMEM;
-        *be = (struct backend) { .ops = &cpu_ops, .c = c, .s = s };
-        *ret = be;
+        *cpu = (struct backend_cpu) { .be = { .ops = &cpu_ops, .c = c, .s = s }, .quantize_rows = layers_int8(c->model) };
+        *ret = &cpu->be;
         return 0;
 }
