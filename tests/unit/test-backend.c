@@ -97,13 +97,27 @@ static void test_rope_rmsnorm_exact(void **state)
                 free(cq);
                 free(ck);
         }
+        /* RMSNorm on every path, rows of the model's width and of an odd one (83), ragged splits, and in place */
         const float eps[] = { 1e-5f, 1e-6f, 0.0f };
-        for (size_t ei = 0; ei < ARRAY_SIZE(eps); ei++) {
-                npu_ref_rmsnorm(q, w, ro, dim, eps[ei], 0, T);
-                rmsnorm_rows(o, q, w, dim, eps[ei], 0, 5);
-                rmsnorm_rows(o, q, w, dim, eps[ei], 5, T);
-                assert_memory_equal(o, ro, sizeof(float) * T * dim);
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                for (size_t ei = 0; ei < ARRAY_SIZE(eps); ei++)
+                        for (int wi = 0; wi < 2; wi++) {
+                                const int32_t d = wi ? 83 : dim;
+                                npu_ref_rmsnorm(q, w, ro, d, eps[ei], 0, T);
+                                rmsnorm_rows(o, q, w, d, eps[ei], 0, 5);
+                                rmsnorm_rows(o, q, w, d, eps[ei], 5, 30);
+                                rmsnorm_rows(o, q, w, d, eps[ei], 30, T);
+                                if (memcmp(o, ro, sizeof(float) * T * d) != 0)
+                                        fail_msg("isa %d: rmsnorm of width %d differs", isa, d);
+                                memcpy(o, q, sizeof(float) * T * d);
+                                rmsnorm_rows(o, o, w, d, eps[ei], 0, T);
+                                if (memcmp(o, ro, sizeof(float) * T * d) != 0)
+                                        fail_msg("isa %d: rmsnorm of width %d in place differs", isa, d);
+                        }
         }
+        kernels_reset_isa();
         /*
          * KV conversion on every path: specials, ties and overflow at f16's
          * edges (65504, 65520), its subnormals and below (2^-24, 2^-25), and a

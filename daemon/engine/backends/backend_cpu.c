@@ -135,11 +135,6 @@ void forward_scratch_layout(const struct npu_hparams *hp, int32_t cap, struct sc
 
 /* --- the device's float ops, on the cpu --- */
 
-void rmsnorm_rows(float *out, const float *x, const float *weight, int64_t dim, float eps, int64_t t0, int64_t t1)
-{
-        npu_ref_rmsnorm(x, weight, out, (uint32_t)dim, eps, (uint32_t)t0, (uint32_t)t1);
-}
-
 /*
  * npu_ref_rope on q (n_heads) and k (n_kv_heads) of rows [t0, t1): the same
  * angle, sine and cosine per (row, pair), computed once for both.
@@ -399,10 +394,12 @@ static void rmsnorm_worker(void *arg, int ith, int nth)
         const int64_t dim = m->hp.dim;
         int64_t t0, t1;
         threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
-        for (int64_t t = t0; t < t1; t++) {
-                rmsnorm_rows(j->out, j->in, j->w, dim, m->hp.rms_eps, t, t + 1);
+        /* eight rows at a time: rmsnorm_rows' vector width */
+        for (int64_t t = t0; t < t1; t += 8) {
+                const int64_t e = MIN(t + 8, t1);
+                rmsnorm_rows(j->out, j->in, j->w, dim, m->hp.rms_eps, t, e);
                 if (j->aq)
-                        act_quantize_rows(j->aq, m->precision, j->out, dim, t, t + 1);
+                        act_quantize_rows(j->aq, m->precision, j->out, dim, t, e);
         }
 }
 

@@ -67,6 +67,76 @@ void silu_mul_range(float *gate, const float *up, int64_t i0, int64_t i1)
                 npu_ref_silu_mul(gate, up, gate, i0, i1);
 }
 
+/*
+ * npu_ref_rmsnorm's sum of squares is one chain of double additions in
+ * index order, four cycles an element. Here each lane of a vector carries
+ * one row's chain, in the same order: rows r..r+3 in one vector and r+4..r+7
+ * in another, four columns at a time (a 4x4 transpose puts column i of the
+ * four rows in one vector), so two chains of four rows run at once.
+ */
+AVX2_INLINE __m256d sumsq_step(__m256d s, __m128 col)
+{
+        const __m256d c = _mm256_cvtps_pd(col);
+        return _mm256_add_pd(s, _mm256_mul_pd(c, c));
+}
+
+AVX2_INLINE __m256d sumsq_cols4(__m256d s, const float *x, int64_t dim, int64_t i)
+{
+        __m128 r0 = _mm_loadu_ps(x + i), r1 = _mm_loadu_ps(x + dim + i), r2 = _mm_loadu_ps(x + 2 * dim + i),
+               r3 = _mm_loadu_ps(x + 3 * dim + i);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        s = sumsq_step(s, r0);
+        s = sumsq_step(s, r1);
+        s = sumsq_step(s, r2);
+        return sumsq_step(s, r3);
+}
+
+AVX2_INLINE __m256d sumsq_col1(__m256d s, const float *x, int64_t dim, int64_t i)
+{
+        return sumsq_step(s, _mm_setr_ps(x[i], x[dim + i], x[2 * dim + i], x[3 * dim + i]));
+}
+
+/* Eight rows from x: out's rows as npu_ref_rmsnorm writes them. */
+AVX2 static void rmsnorm8_avx2(float *out, const float *x, const float *weight, int64_t dim, float eps)
+{
+        __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+        const float *x4 = x + 4 * dim;
+        int64_t i = 0;
+        for (; i + 4 <= dim; i += 4) {
+                s0 = sumsq_cols4(s0, x, dim, i);
+                s1 = sumsq_cols4(s1, x4, dim, i);
+        }
+        for (; i < dim; i++) {
+                s0 = sumsq_col1(s0, x, dim, i);
+                s1 = sumsq_col1(s1, x4, dim, i);
+        }
+        double ss[8];
+        _mm256_storeu_pd(ss, s0);
+        _mm256_storeu_pd(ss + 4, s1);
+        for (int r = 0; r < 8; r++) {
+                const float inv = (float)(1.0 / npu_ref_sqrt(ss[r] / (uint32_t)dim + (double)eps));
+                const float *xr = x + r * dim;
+                float *o = out + r * dim;
+                const __m256 iv = _mm256_set1_ps(inv);
+                int64_t k = 0;
+                for (; k + 8 <= dim; k += 8)
+                        _mm256_storeu_ps(o + k, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + k), iv),
+                                                              _mm256_loadu_ps(weight + k)));
+                for (; k < dim; k++)
+                        o[k] = (xr[k] * inv) * weight[k];
+        }
+}
+
+void rmsnorm_rows(float *out, const float *x, const float *weight, int64_t dim, float eps, int64_t t0, int64_t t1)
+{
+        int64_t t = t0;
+        if (kernels_isa() >= KERNEL_ISA_AVX2)
+                for (; t + 8 <= t1; t += 8)
+                        rmsnorm8_avx2(out + t * dim, x + t * dim, weight, dim, eps);
+        if (t < t1)
+                npu_ref_rmsnorm(x, weight, out, (uint32_t)dim, eps, (uint32_t)t, (uint32_t)t1);
+}
+
 /* F16C rounds to nearest even, overflows to inf and keeps NaN as npu_ref_f32_to_f16 does. */
 AVX2 static void cvt_f32_f16_avx2(const float *src, uint16_t *dst, int64_t n)
 {
