@@ -16,6 +16,7 @@
 #include <getopt.h>
 
 #include "npuctl.h"
+#include "reference_table.h"
 
 #define MAX_LENGTHS 32
 #define MAX_CLIENTS 64
@@ -39,18 +40,6 @@ struct bench {
 
         sd_event *event;
         uint64_t prompt_seed; /* every synthetic prompt differs: no prefix-cache hits */
-};
-
-struct row {
-        uint32_t prompt, generated;
-        double total_s, prefill_ms, ms_per_token, tokens_per_s;
-};
-
-static const char *decode_prompts[] = {
-        "What is the meaning of life?",
-        "Tell me something you don't know.",
-        "What does Xilinx do?",
-        "What is the mass of earth?",
 };
 
 static void usage(FILE *f)
@@ -216,33 +205,6 @@ static int start_request(struct bench *b, sd_bus *bus, const struct request_ops 
 
 /* ---- --task: the reference's tables */
 
-static void print_table(const struct row *rows, size_t n)
-{
-        printf("| %10s | %24s | %22s | %16s | %20s | %17s | %12s |\n", "Example#", "Prompt Length (tokens)",
-               "New Tokens Generated", "Total Time (s)", "Prefill Phase (ms)", "Time/Token (ms)", "Tokens/Sec");
-        printf("|------------|--------------------------|------------------------|------------------|"
-               "----------------------|-------------------|--------------|\n");
-        for (size_t i = 0; i < n; i++)
-                printf("| %10zu | %24u | %22u | %16.4f | %20.2f | %17.3f | %12.4f |\n", i + 1, rows[i].prompt,
-                       rows[i].generated, rows[i].total_s, rows[i].prefill_ms, rows[i].ms_per_token,
-                       rows[i].tokens_per_s);
-}
-
-static void print_row_json(const struct row *row, size_t example)
-{
-        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-        if (!o)
-                return;
-        json_object_object_add(o, "example", json_object_new_int64((int64_t)example));
-        json_object_object_add(o, "prompt_tokens", json_object_new_int64(row->prompt));
-        json_object_object_add(o, "new_tokens", json_object_new_int64(row->generated));
-        json_object_object_add(o, "total_s", json_object_new_double(row->total_s));
-        json_object_object_add(o, "prefill_ms", json_object_new_double(row->prefill_ms));
-        json_object_object_add(o, "ms_per_token", json_object_new_double(row->ms_per_token));
-        json_object_object_add(o, "tokens_per_s", json_object_new_double(row->tokens_per_s));
-        json_print(o);
-}
-
 static void echo_tokens(struct request *req, const uint32_t *ids, const char *const *pieces, size_t n,
                         void *userdata)
 {
@@ -255,18 +217,18 @@ static const struct request_ops echo_ops = { .tokens = echo_tokens };
 
 static int run_table(struct bench *b, sd_bus *bus)
 {
-        struct row rows[MAX_LENGTHS];
+        struct reference_row rows[MAX_LENGTHS];
         size_t n = 0;
         bool decode = strcmp(b->task, "decode") == 0;
         bool questions = decode && b->n_lengths == 0;
-        size_t count = questions ? ARRAY_SIZE(decode_prompts) : b->n_lengths;
+        size_t count = questions ? REFERENCE_N_QUESTIONS : b->n_lengths;
         const char *backend = NULL;
         _cleanup_free_ char *backend_copy = NULL;
         int r;
 
         for (size_t i = 0; i < count; i++) {
                 _cleanup_(request_freep) struct request *req = NULL;
-                const char *text = questions ? decode_prompts[i] : NULL;
+                const char *text = questions ? reference_questions[i] : NULL;
                 uint32_t len = questions ? 0 : b->lengths[i];
 
                 if (!questions && (uint64_t)len + b->new_tokens > b->n_ctx) {
@@ -294,7 +256,7 @@ static int run_table(struct bench *b, sd_bus *bus)
                         return -EREMOTEIO;
                 }
                 json_object *s = req->stats;
-                rows[n] = (struct row) {
+                rows[n] = (struct reference_row) {
                         .prompt = (uint32_t)json_get_u64(s, "prompt_tokens", 0),
                         .generated = (uint32_t)json_get_u64(s, "generated_tokens", 0),
                         .total_s = json_get_double(s, "total_ms", 0) / 1000.0,
@@ -315,12 +277,12 @@ static int run_table(struct bench *b, sd_bus *bus)
                         return -EREMOTEIO;
                 }
                 if (b->json)
-                        print_row_json(&rows[n], n + 1);
+                        reference_print_row_json(&rows[n], n + 1);
                 n++;
         }
         backend = backend_copy ? backend_copy : "?";
         if (!b->json) {
-                print_table(rows, n);
+                reference_print_table(rows, n);
                 printf("\nmodel %s (%s) through npud, back end %s, greedy, %u new tokens a prompt\n",
                        b->model_name, b->precision, backend, b->new_tokens);
         }
@@ -658,11 +620,8 @@ static int parse_args(int argc, char **argv, struct bench *b)
         if (b->model && (!*b->model || !utf8_valid_string(b->model, strlen(b->model))))
                 return log_usage("--model: empty or not valid UTF-8");
         if (b->task) {
-                if (strcmp(b->task, "benchmark") == 0 && b->n_lengths == 0)
-                        r = parse_u32_list("4,8,16,32,64,128,256", 1, 1 << 20, "", b->lengths, MAX_LENGTHS,
-                                           &b->n_lengths);
-                else if (strcmp(b->task, "benchmark_long") == 0 && b->n_lengths == 0)
-                        r = parse_u32_list("512,1024,1536,2000,3000,4000", 1, 1 << 20, "", b->lengths, MAX_LENGTHS,
+                if (reference_task_lengths(b->task) && b->n_lengths == 0)
+                        r = parse_u32_list(reference_task_lengths(b->task), 1, 1 << 20, "", b->lengths, MAX_LENGTHS,
                                            &b->n_lengths);
                 else if (strcmp(b->task, "decode") && strcmp(b->task, "benchmark") &&
                          strcmp(b->task, "benchmark_long"))

@@ -11,20 +11,7 @@
 
 #include "npu.h"
 
-static const char *const npu_op_names[NPU_OPS_KNOWN] = {
-	[NPU_OP_GEMM_W8A8] = "gemm_w8a8",
-	[NPU_OP_GEMM_W8A8_I32] = "gemm_w8a8_i32",
-	[NPU_OP_GEMM_W8A16] = "gemm_w8a16",
-	[NPU_OP_RMSNORM] = "rmsnorm",
-	[NPU_OP_ROPE] = "rope",
-	[NPU_OP_SILU_MUL] = "silu_mul",
-	[NPU_OP_ADD] = "add",
-	[NPU_OP_QUANT_I8] = "quant_i8",
-	[NPU_OP_QUANT_I16] = "quant_i16",
-	[NPU_OP_ATTENTION] = "attention",
-	[NPU_OP_COPY] = "copy",
-	[NPU_OP_CVT_F32_F16] = "cvt_f32_f16",
-};
+static const char *const npu_op_names[NPU_OPS_KNOWN] = NPU_OP_NAMES;
 
 const char *npu_op_name(uint32_t opcode)
 {

@@ -27,6 +27,7 @@
 #include "fp16.h"
 #include "membw.h"
 #include "plot.h"
+#include "reference_table.h"
 #include "kernels.h"
 #include "runtime.h"
 
@@ -53,18 +54,6 @@ struct bench_args {
         bool no_peaks;
 };
 
-struct row {
-        int32_t prompt, generated;
-        double total_s, prefill_ms, ms_per_token, tokens_per_s;
-};
-
-static const char *decode_prompts[] = {
-        "What is the meaning of life?",
-        "Tell me something you don't know.",
-        "What does Xilinx do?",
-        "What is the mass of earth?",
-};
-
 static int parse_lengths(const char *s, struct bench_args *a)
 {
         _cleanup_free_ char *copy = strdup(s);
@@ -79,7 +68,7 @@ static int parse_lengths(const char *s, struct bench_args *a)
         return a->n_lengths ? 0 : cli_error(-EINVAL, "--prompt-lengths: empty list");
 }
 
-static int run_one(struct runtime *rt, const int32_t *ids, int32_t n, int32_t new_tokens, struct row *row,
+static int run_one(struct runtime *rt, const int32_t *ids, int32_t n, int32_t new_tokens, struct reference_row *row,
                    bool (*fn)(int32_t, void *), void *ud)
 {
         struct sampler_params sp;
@@ -101,7 +90,7 @@ static int run_one(struct runtime *rt, const int32_t *ids, int32_t n, int32_t ne
         if (r < 0)
                 return cli_error(r, "%s", err.msg);
         int32_t steps = MAX(st.n_generated - 1, 1);
-        *row = (struct row) { .prompt = n, .generated = st.n_generated, .total_s = total / 1000.0,
+        *row = (struct reference_row) { .prompt = n, .generated = st.n_generated, .total_s = total / 1000.0,
                               .prefill_ms = st.prefill_ms, .ms_per_token = st.decode_ms / steps,
                               .tokens_per_s = st.decode_ms > 0 ? 1000.0 * steps / st.decode_ms : 0 };
         return 0;
@@ -198,18 +187,6 @@ static int run_fake_context(struct runtime *rt, const struct bench_args *a)
         return 0;
 }
 
-static void print_table(const struct row *rows, int n)
-{
-        printf("| %10s | %24s | %22s | %16s | %20s | %17s | %12s |\n", "Example#", "Prompt Length (tokens)",
-               "New Tokens Generated", "Total Time (s)", "Prefill Phase (ms)", "Time/Token (ms)", "Tokens/Sec");
-        printf("|------------|--------------------------|------------------------|------------------|"
-               "----------------------|-------------------|--------------|\n");
-        for (int i = 0; i < n; i++)
-                printf("| %10d | %24d | %22d | %16.4f | %20.2f | %17.3f | %12.4f |\n", i + 1, rows[i].prompt,
-                       rows[i].generated, rows[i].total_s, rows[i].prefill_ms, rows[i].ms_per_token,
-                       rows[i].tokens_per_s);
-}
-
 struct echo {
         const struct npu_vocab *v;
 };
@@ -255,7 +232,7 @@ static void measure_peaks(struct runtime *rt, bool int8, struct peaks *p)
         }
 }
 
-static void summary(struct runtime *rt, const struct row *rows, int n, struct peaks *pk, bool json, bool no_peaks)
+static void summary(struct runtime *rt, const struct reference_row *rows, int n, struct peaks *pk, bool json, bool no_peaks)
 {
         const struct npu_model *m = rt->model;
         double bpt = (double)model_bytes_per_token(m), tps = 0, pf_ops = 0;
@@ -265,7 +242,7 @@ static void summary(struct runtime *rt, const struct row *rows, int n, struct pe
                 double ops = matmul_ops_per_token(m) * rows[i].prompt;
                 if (ops / (rows[i].prefill_ms / 1000.0) > pf_ops) {
                         pf_ops = ops / (rows[i].prefill_ms / 1000.0);
-                        pf_tokens = rows[i].prompt;
+                        pf_tokens = (int32_t)rows[i].prompt;
                 }
         }
         double reached = bpt * tps;
@@ -335,13 +312,13 @@ static void summary(struct runtime *rt, const struct row *rows, int n, struct pe
 static int warm_up(struct runtime *rt)
 {
         int32_t ids[8];
-        struct row row;
+        struct reference_row row;
         synthetic_prompt(rt->model, 8, ids);
         return run_one(rt, ids, MIN(8, rt->n_ctx - 4), 4, &row, NULL, NULL);
 }
 
 /* The rows of a table as a series of the plot: prefill time and time per token against prompt length. */
-static void plot_add(struct plot *pl, const struct runtime *rt, const struct row *rows, int n)
+static void plot_add(struct plot *pl, const struct runtime *rt, const struct reference_row *rows, int n)
 {
         const struct npu_model *m = rt->model;
         if (!pl || pl->n_series == PLOT_MAX_SERIES)
@@ -361,10 +338,10 @@ static void plot_add(struct plot *pl, const struct runtime *rt, const struct row
 static int run_table(struct runtime *rt, const struct bench_args *a, struct peaks *pk, struct plot *pl)
 {
         const struct npu_model *m = rt->model;
-        struct row rows[32];
+        struct reference_row rows[32];
         int n = 0, r;
         bool decode = strcmp(a->task, "decode") == 0;
-        int count = decode && a->n_lengths == 0 ? (int)ARRAY_SIZE(decode_prompts) : a->n_lengths;
+        int count = decode && a->n_lengths == 0 ? (int)REFERENCE_N_QUESTIONS : a->n_lengths;
 
         r = warm_up(rt);
         if (r < 0)
@@ -374,7 +351,7 @@ static int run_table(struct runtime *rt, const struct bench_args *a, struct peak
                 _cleanup_free_ int32_t *ids = NULL;
                 size_t len;
                 if (decode && a->n_lengths == 0) {
-                        r = vocab_tokenize(m->vocab, decode_prompts[i], strlen(decode_prompts[i]), true, false, &ids,
+                        r = vocab_tokenize(m->vocab, reference_questions[i], strlen(reference_questions[i]), true, false, &ids,
                                            &len);
                         if (r < 0)
                                 return r;
@@ -393,29 +370,19 @@ static int run_table(struct runtime *rt, const struct bench_args *a, struct peak
                 struct echo e = { m->vocab };
                 if (decode && !a->json)
                         printf("****************************************\nprompt: %s\nresponse: %s",
-                               decode_prompts[i], decode_prompts[i]);
+                               reference_questions[i], reference_questions[i]);
                 r = run_one(rt, ids, (int32_t)len, a->new_tokens, &rows[n], decode && !a->json ? echo_token : NULL,
                             &e);
                 if (r < 0)
                         return r;
                 if (decode && !a->json)
                         printf("\n");
-                if (a->json) {
-                        json_object *o = json_object_new_object();
-                        json_object_object_add(o, "example", json_object_new_int(n + 1));
-                        json_object_object_add(o, "prompt_tokens", json_object_new_int(rows[n].prompt));
-                        json_object_object_add(o, "new_tokens", json_object_new_int(rows[n].generated));
-                        json_object_object_add(o, "total_s", json_object_new_double(rows[n].total_s));
-                        json_object_object_add(o, "prefill_ms", json_object_new_double(rows[n].prefill_ms));
-                        json_object_object_add(o, "ms_per_token", json_object_new_double(rows[n].ms_per_token));
-                        json_object_object_add(o, "tokens_per_s", json_object_new_double(rows[n].tokens_per_s));
-                        printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-                        json_object_put(o);
-                }
+                if (a->json)
+                        reference_print_row_json(&rows[n], (size_t)n + 1);
                 n++;
         }
         if (!a->json)
-                print_table(rows, n);
+                reference_print_table(rows, (size_t)n);
         plot_add(pl, rt, rows, n);
         summary(rt, rows, n, pk, a->json, a->no_peaks);
         return 0;
@@ -423,7 +390,7 @@ static int run_table(struct runtime *rt, const struct bench_args *a, struct peak
 
 static int run_speed(struct runtime *rt, const struct bench_args *a, struct peaks *pk)
 {
-        struct row row;
+        struct reference_row row;
         _cleanup_free_ int32_t *ids = malloc(sizeof(int32_t) * a->pp);
         if (!ids)
                 return -ENOMEM;
@@ -436,7 +403,7 @@ static int run_speed(struct runtime *rt, const struct bench_args *a, struct peak
         if (!a->json) {
                 printf("prompt processing: %d tokens in %.1f ms = %.2f tokens/s\n", a->pp, row.prefill_ms,
                        1000.0 * a->pp / row.prefill_ms);
-                printf("generation: %d tokens, %.2f ms/token = %.2f tokens/s\n", row.generated, row.ms_per_token,
+                printf("generation: %u tokens, %.2f ms/token = %.2f tokens/s\n", row.generated, row.ms_per_token,
                        row.tokens_per_s);
         }
         summary(rt, &row, 1, pk, a->json, a->no_peaks);
@@ -683,10 +650,8 @@ int main(int argc, char **argv)
         }
         if (a.n_models == 0)
                 return cli_error(-EINVAL, "no model given (-m MODEL)"), EXIT_FAILURE;
-        if (strcmp(a.task, "benchmark") == 0 && a.n_lengths == 0)
-                parse_lengths("4,8,16,32,64,128,256", &a);
-        else if (strcmp(a.task, "benchmark_long") == 0 && a.n_lengths == 0)
-                parse_lengths("512,1024,1536,2000,3000,4000", &a);
+        if (reference_task_lengths(a.task) && a.n_lengths == 0)
+                parse_lengths(reference_task_lengths(a.task), &a);
         else if (strcmp(a.task, "decode") && strcmp(a.task, "speed") && strcmp(a.task, "benchmark") &&
                  strcmp(a.task, "benchmark_long") && strcmp(a.task, "batch-decode"))
                 return cli_error(-EINVAL, "--task: '%s' is not speed, decode, benchmark, benchmark_long or "

@@ -166,6 +166,27 @@ enum drm_npu_opcode {
 	NPU_OP_CVT_F32_F16 = 12,
 };
 
+/**
+ * NPU_OP_NAMES - initializer of a table of op names indexed by opcode
+ *
+ * The <op> of the "npu_<op>" IP names in an xclbin
+ * (&struct drm_npu_ctx_configure), one per &enum drm_npu_opcode value.
+ */
+#define NPU_OP_NAMES { \
+	[NPU_OP_GEMM_W8A8] = "gemm_w8a8", \
+	[NPU_OP_GEMM_W8A8_I32] = "gemm_w8a8_i32", \
+	[NPU_OP_GEMM_W8A16] = "gemm_w8a16", \
+	[NPU_OP_RMSNORM] = "rmsnorm", \
+	[NPU_OP_ROPE] = "rope", \
+	[NPU_OP_SILU_MUL] = "silu_mul", \
+	[NPU_OP_ADD] = "add", \
+	[NPU_OP_QUANT_I8] = "quant_i8", \
+	[NPU_OP_QUANT_I16] = "quant_i16", \
+	[NPU_OP_ATTENTION] = "attention", \
+	[NPU_OP_COPY] = "copy", \
+	[NPU_OP_CVT_F32_F16] = "cvt_f32_f16", \
+}
+
 /* K and V caches of NPU_OP_ATTENTION hold f16 values. */
 #define NPU_OP_F_KV_F16		0x1u
 #define NPU_OP_FLAGS_MASK	NPU_OP_F_KV_F16
