@@ -473,9 +473,31 @@ static void cpu_silu_mul(struct backend *be, float *gate, const float *up, int64
         threadpool_run(be->c->tp, silu_worker, &j);
 }
 
+struct add_job {
+        float *y;
+        const float *x;
+        int64_t n;
+};
+
+static void add_worker(void *arg, int ith, int nth)
+{
+        struct add_job *j = arg;
+        int64_t i0, i1;
+        /* whole cache lines per thread */
+        threadpool_split(j->n, ith, nth, 16, &i0, &i1);
+        vec_add(j->y + i0, j->x + i0, i1 - i0);
+}
+
+/* A prompt's residual add (a million floats at 7B) over the threads; one token's stays on the caller. */
+#define ADD_PARALLEL_MIN (1 << 16)
+
 static void cpu_add(struct backend *be, float *y, const float *x, int64_t n)
 {
-        vec_add(y, x, n);
+        struct add_job j = { .y = y, .x = x, .n = n };
+        if (n < ADD_PARALLEL_MIN)
+                vec_add(y, x, n);
+        else
+                threadpool_run(be->c->tp, add_worker, &j);
 }
 
 static int cpu_sync(struct backend *be, struct npu_err *err)
