@@ -65,17 +65,23 @@ struct attention_job {
         float *out;
 };
 
-/* blocks ahead of the walk that the default path prefetches: a block's rows are contiguous, blocks are not */
-#define PREFETCH_BLOCKS 2
-
 /*
- * Into L2: the slice (bytes from off in each row) of the block of
- * positions holding p, and its scales, if p < n. The row kernels prefetch
- * within a block; the next block is elsewhere, where the hardware
- * prefetcher starts over.
+ * The default path's prefetching. A thread walks its heads' slice of each
+ * row, block by block (a block's rows are contiguous, blocks are not), and
+ * the hardware prefetchers do not follow it from one row to the next (a
+ * row is a page at Llama-7B's shape). So the walk asks for the rows of the
+ * block PREFETCH_BLOCKS ahead itself, a few heads' slice at a time as it
+ * reaches the same heads in the current block: the requests are spread
+ * over the work instead of stalling it in a burst. After K's last blocks
+ * come V's first ones.
  */
-static void prefetch_block(const struct kv_pool *kv, const struct kv_seq *seq, int32_t layer, int which, int32_t p,
-                           int32_t n, size_t off, size_t bytes)
+#define PREFETCH_BLOCKS 3
+/* heads computed (and their slice of the block ahead prefetched) per step of the walk */
+#define PREFETCH_STEP_HEADS 2
+
+/* into L1: the slice [off, off + bytes) of the rows of the block of positions holding p, if p < n */
+static void prefetch_block_slice(const struct kv_pool *kv, const struct kv_seq *seq, int32_t layer, int which,
+                                 int32_t p, int32_t n, size_t off, size_t bytes)
 {
         if (p >= n)
                 return;
@@ -84,16 +90,40 @@ static void prefetch_block(const struct kv_pool *kv, const struct kv_seq *seq, i
         const size_t stride = (size_t)kv->kv_dim * kv->elem_bytes;
         for (int32_t r = 0; r < p1 - p0; r++)
                 for (size_t b = 0; b < bytes; b += 64)
-                        __builtin_prefetch(first + r * stride + b, 0, 2);
-        if (kv->type == KV_TYPE_Q8)
-                __builtin_prefetch(kv_scale_at(kv, seq, layer, which, p0), 0, 2);
+                        __builtin_prefetch(first + r * stride + b, 0, 3);
+}
+
+/* KV_TYPE_Q8: the scales of KV heads [kvh0, kvh0 + nkvh) of the rows of that block */
+static void prefetch_block_scales(const struct kv_pool *kv, const struct kv_seq *seq, int32_t layer, int which,
+                                  int32_t p, int32_t n, int32_t kvh0, int32_t nkvh)
+{
+        if (kv->type != KV_TYPE_Q8 || p >= n)
+                return;
+        const int32_t p0 = p - p % kv->block_size, p1 = MIN(n, p0 + kv->block_size);
+        const char *first = (const char *)(kv_scale_at(kv, seq, layer, which, p0) + kvh0);
+        const size_t bytes = (size_t)(p1 - p0 - 1) * kv->n_kv_heads * sizeof(float) + nkvh * sizeof(float);
+        for (size_t b = 0; b < bytes; b += 64)
+                __builtin_prefetch(first + b, 0, 3);
+}
+
+/* where the walk over K (which = 0) or V at position p prefetches: PREFETCH_BLOCKS blocks ahead, K then V */
+static void walk_ahead(int which, int32_t p, int32_t n, int32_t bs, int *ahead_which, int32_t *ahead_p)
+{
+        const int32_t ahead = (p / bs + PREFETCH_BLOCKS) * bs, n_blocks_pos = (n + bs - 1) / bs * bs;
+        *ahead_which = which;
+        *ahead_p = ahead;
+        if (which == 0 && ahead >= n) {
+                *ahead_which = 1;
+                *ahead_p = ahead - n_blocks_pos;
+        }
 }
 
 /*
  * The default path: query heads [h0, h0 + nh) of token t (h0 and nh
  * multiples of the GQA group) walk the rows together, nh * head_dim
- * contiguous elements of each row. Every head's scores, softmax and sums
- * are the same as walked alone (attn_*_rows_*), whatever the grouping.
+ * contiguous elements of each row, a step of heads at a time within a
+ * block. Every head's scores, softmax and sums are the same as walked
+ * alone (attn_*_rows_*), whatever the grouping.
  */
 static void attend_default(const struct attention_job *j, int64_t t, int32_t h0, int32_t nh, float *s)
 {
@@ -101,8 +131,8 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
         const struct kv_pool *kv = j->c->kv;
         const struct kv_seq *seq = j->b->seqs[t];
         const int32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
-        const int32_t n = j->b->pos[t] + 1;
-        const size_t koff = (size_t)(h0 / group) * hd * kv->elem_bytes;
+        const int32_t n = j->b->pos[t] + 1, step = MAX(group, PREFETCH_STEP_HEADS / group * group);
+        const size_t koff = (size_t)(h0 / group) * hd * kv->elem_bytes, head_bytes = (size_t)hd * kv->elem_bytes;
         const float *q = j->q + t * hparams_q_dim(hp) + (size_t)h0 * hd, scale = 1.0f / sqrtf((float)hd);
         float *out = j->out + t * hparams_q_dim(hp) + (size_t)h0 * hd;
 
@@ -114,25 +144,33 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
                 q = qh;
         }
 
-        const size_t slice = (size_t)(nh / group) * hd * kv->elem_bytes;
-        for (int32_t b = 0; b < PREFETCH_BLOCKS; b++)
-                prefetch_block(kv, seq, j->layer, 0, b * bs, n, koff, slice);
+        for (int32_t b = 0; b < PREFETCH_BLOCKS; b++) {
+                prefetch_block_slice(kv, seq, j->layer, 0, b * bs, n, koff, (size_t)(nh / group) * head_bytes);
+                prefetch_block_scales(kv, seq, j->layer, 0, b * bs, n, h0 / group, nh / group);
+        }
         for (int32_t p = 0; p < n;) {
-                int32_t run = MIN(n, (p / bs + 1) * bs) - p;
-                const void *K = (const uint8_t *)kv_at(kv, seq, j->layer, 0, p) + koff;
-                /* ahead: K's next blocks, then V's first */
-                const int32_t ahead = (p / bs + PREFETCH_BLOCKS) * bs;
-                if (ahead < n)
-                        prefetch_block(kv, seq, j->layer, 0, ahead, n, koff, slice);
-                else
-                        prefetch_block(kv, seq, j->layer, 1, ahead - (n + bs - 1) / bs * bs, n, koff, slice);
-                if (kv->type == KV_TYPE_Q8)
-                        attn_scores_rows_q8(q, K, kv_scale_at(kv, seq, j->layer, 0, p) + h0 / group, kv->kv_dim,
-                                            kv->n_kv_heads, run, nh, group, hd, scale, s + p, n);
-                else if (kv->type == KV_TYPE_F16)
-                        attn_scores_rows_f16(q, K, kv->kv_dim, run, nh, group, hd, scale, s + p, n);
-                else
-                        attn_scores_rows_f32(q, K, kv->kv_dim, run, nh, group, hd, scale, s + p, n);
+                const int32_t run = MIN(n, (p / bs + 1) * bs) - p;
+                int aw;
+                int32_t ap;
+                walk_ahead(0, p, n, bs, &aw, &ap);
+                prefetch_block_scales(kv, seq, j->layer, aw, ap, n, h0 / group, nh / group);
+                for (int32_t h = 0; h < nh; h += step) {
+                        const int32_t m = MIN(step, nh - h);
+                        const size_t off = koff + (size_t)(h / group) * head_bytes;
+                        const void *K = (const uint8_t *)kv_at(kv, seq, j->layer, 0, p) + off;
+                        float *sh = s + (size_t)h * n + p;
+                        prefetch_block_slice(kv, seq, j->layer, aw, ap, n, off, (size_t)(m / group) * head_bytes);
+                        if (kv->type == KV_TYPE_Q8)
+                                attn_scores_rows_q8(q + (size_t)h * hd, K,
+                                                    kv_scale_at(kv, seq, j->layer, 0, p) + (h0 + h) / group,
+                                                    kv->kv_dim, kv->n_kv_heads, run, m, group, hd, scale, sh, n);
+                        else if (kv->type == KV_TYPE_F16)
+                                attn_scores_rows_f16(q + (size_t)h * hd, K, kv->kv_dim, run, m, group, hd, scale, sh,
+                                                     n);
+                        else
+                                attn_scores_rows_f32(q + (size_t)h * hd, K, kv->kv_dim, run, m, group, hd, scale, sh,
+                                                     n);
+                }
                 p += run;
         }
         for (int32_t h = 0; h < nh; h++)
@@ -142,16 +180,26 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
                         vec_round_f16(s + (size_t)h * n, s + (size_t)h * n, n);
         memset(out, 0, sizeof(float) * nh * hd);
         for (int32_t p = 0; p < n;) {
-                int32_t run = MIN(n, (p / bs + 1) * bs) - p;
-                const void *V = (const uint8_t *)kv_at(kv, seq, j->layer, 1, p) + koff;
-                prefetch_block(kv, seq, j->layer, 1, (p / bs + PREFETCH_BLOCKS) * bs, n, koff, slice);
-                if (kv->type == KV_TYPE_Q8)
-                        attn_accum_rows_q8(out, V, kv_scale_at(kv, seq, j->layer, 1, p) + h0 / group, kv->kv_dim,
-                                           kv->n_kv_heads, s + p, n, run, nh, group, hd);
-                else if (kv->type == KV_TYPE_F16)
-                        attn_accum_rows_f16(out, V, kv->kv_dim, s + p, n, run, nh, group, hd);
-                else
-                        attn_accum_rows_f32(out, V, kv->kv_dim, s + p, n, run, nh, group, hd);
+                const int32_t run = MIN(n, (p / bs + 1) * bs) - p;
+                int aw;
+                int32_t ap;
+                walk_ahead(1, p, n, bs, &aw, &ap);
+                prefetch_block_scales(kv, seq, j->layer, aw, ap, n, h0 / group, nh / group);
+                for (int32_t h = 0; h < nh; h += step) {
+                        const int32_t m = MIN(step, nh - h);
+                        const size_t off = koff + (size_t)(h / group) * head_bytes;
+                        const void *V = (const uint8_t *)kv_at(kv, seq, j->layer, 1, p) + off;
+                        const float *sh = s + (size_t)h * n + p;
+                        float *oh = out + (size_t)h * hd;
+                        prefetch_block_slice(kv, seq, j->layer, aw, ap, n, off, (size_t)(m / group) * head_bytes);
+                        if (kv->type == KV_TYPE_Q8)
+                                attn_accum_rows_q8(oh, V, kv_scale_at(kv, seq, j->layer, 1, p) + (h0 + h) / group,
+                                                   kv->kv_dim, kv->n_kv_heads, sh, n, run, m, group, hd);
+                        else if (kv->type == KV_TYPE_F16)
+                                attn_accum_rows_f16(oh, V, kv->kv_dim, sh, n, run, m, group, hd);
+                        else
+                                attn_accum_rows_f32(oh, V, kv->kv_dim, sh, n, run, m, group, hd);
+                }
                 p += run;
         }
 }
