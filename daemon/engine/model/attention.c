@@ -234,14 +234,17 @@ static void attend_tokens(const struct attention_job *j, int64_t t0, int32_t nt,
         for (int32_t i = 0; i < nt; i++)
                 n_max = MAX(n_max, j->b->pos[t0 + i] + 1);
         for (int which = 0; which < 2; which++) {
-                prefetch_block(kv, seq, j->layer, which, 0, n_max, koff, slice);
+                prefetch_block_slice(kv, seq, j->layer, which, 0, n_max, koff, slice);
+                prefetch_block_scales(kv, seq, j->layer, which, 0, n_max, h0 / group, nh / group);
                 for (int32_t p = 0; p < n_max;) {
                         const int32_t run = MIN(MIN(n_max, (p / bs + 1) * bs) - p, BLOCK_ROWS);
                         const void *R = (const uint8_t *)kv_at(kv, seq, j->layer, which, p) + koff;
                         const float *rs = kv->type == KV_TYPE_Q8 ? kv_scale_at(kv, seq, j->layer, which, p) + h0 / group
                                                                  : NULL;
-                        if (p % bs == 0)
-                                prefetch_block(kv, seq, j->layer, which, p + bs, n_max, koff, slice);
+                        if (p % bs == 0) {
+                                prefetch_block_slice(kv, seq, j->layer, which, p + bs, n_max, koff, slice);
+                                prefetch_block_scales(kv, seq, j->layer, which, p + bs, n_max, h0 / group, nh / group);
+                        }
                         for (int32_t i = 0; i < nt; i++) {
                                 const int64_t t = t0 + i;
                                 const int32_t n = j->b->pos[t] + 1, m = MIN(run, n - p);
