@@ -22,6 +22,16 @@ union npu_ref_fbits {
 #define NPU_REF_PIO2_2 6.07710050650619224932e-11
 #define NPU_REF_PIO2_3 2.02226624879595063154e-21
 #define NPU_REF_2_PI 6.36619772367581382433e-01
+/* ln 2 in two f32 parts, the first with 9 significant bits (k * it is exact) */
+#define NPU_REF_LN2_HI_F 0.693359375f
+#define NPU_REF_LN2_LO_F -2.12194440e-4f
+#define NPU_REF_INV_LN2_F 1.44269504f
+/* 1 / k!, rounded to f32 once, at compile time */
+#define NPU_REF_EXPF_C3 ((float)(1.0 / 6))
+#define NPU_REF_EXPF_C4 ((float)(1.0 / 24))
+#define NPU_REF_EXPF_C5 ((float)(1.0 / 120))
+#define NPU_REF_EXPF_C6 ((float)(1.0 / 720))
+#define NPU_REF_EXPF_C7 ((float)(1.0 / 5040))
 
 static double npu_ref_round(double x)
 {
@@ -352,6 +362,40 @@ void npu_ref_rope_bits(const float *x, const int32_t *pos, float *out,
 		     m0, m1);
 }
 
+float npu_ref_expf(float x)
+{
+	union npu_ref_fbits b;
+	float v, t, f, r, p;
+
+	if (x != x)
+		return x;
+	if (x > NPU_REF_EXPF_MAX) {
+		b.u = 0x7f800000u;
+		return b.f;
+	}
+	if (x < NPU_REF_EXPF_MIN)
+		return 0.0f;
+	/* k = x / ln 2 rounded half away from zero, in [-126, 127] */
+	v = x * NPU_REF_INV_LN2_F;
+	t = (float)(int32_t)v;
+	f = v - t;
+	if (f >= 0.5f)
+		t += 1.0f;
+	else if (f <= -0.5f)
+		t -= 1.0f;
+	r = (x - t * NPU_REF_LN2_HI_F) - t * NPU_REF_LN2_LO_F;
+	p = NPU_REF_EXPF_C7;
+	p = p * r + NPU_REF_EXPF_C6;
+	p = p * r + NPU_REF_EXPF_C5;
+	p = p * r + NPU_REF_EXPF_C4;
+	p = p * r + NPU_REF_EXPF_C3;
+	p = p * r + 0.5f;
+	p = p * r + 1.0f;
+	p = p * r + 1.0f;
+	b.u = (uint32_t)(127 + (int32_t)t) << 23;
+	return p * b.f;
+}
+
 void npu_ref_silu_mul(const float *gate, const float *up, float *out,
 		      size_t i0, size_t i1)
 {
@@ -359,7 +403,7 @@ void npu_ref_silu_mul(const float *gate, const float *up, float *out,
 
 	for (i = i0; i < i1; i++) {
 		float g = gate[i];
-		float e = (float)npu_ref_exp(-(double)g);
+		float e = npu_ref_expf(-g);
 
 		out[i] = (g / (1.0f + e)) * up[i];
 	}

@@ -27,7 +27,7 @@
  *   npu_ref_log(base)); c = (float)cos(theta), s = (float)sin(theta) from
  *   npu_ref_sincos; out[2i] = x[2i]*c - x[2i+1]*s; out[2i+1] = x[2i]*s +
  *   x[2i+1]*c in f32. out may alias x.
- * - SILU_MUL: e = (float)npu_ref_exp(-(double)g); out = (g / (1.0f + e)) * up.
+ * - SILU_MUL: e = npu_ref_expf(-g); out = (g / (1.0f + e)) * up, all in f32.
  * - ADD: out = a + b in f32.
  * - QUANT_I8 (per token row): absmax = max |x| (NaN ignored); scale =
  *   absmax / 127.0f, or 1.0f when absmax is 0; v = x / scale (f32 division),
@@ -53,6 +53,19 @@
 #endif
 
 double npu_ref_exp(double x);
+/*
+ * e^x in f32, with a few ulp of error, in f32 operations only (each one
+ * correctly rounded, none fused), so SIMD code doing the same steps gets
+ * the same bits: NaN stays NaN; x > NPU_REF_EXPF_MAX gives inf and
+ * x < NPU_REF_EXPF_MIN gives 0; else t = x * 1.44269504f rounded half away
+ * from zero (an integer in [-126, 127]), r = (x - t * 0.693359375f) -
+ * t * -2.12194440e-4f, p = 1/5040 then p = p * r + c for c = 1/720, 1/120,
+ * 1/24, 1/6, 0.5, 1, 1 (each 1/k! as the nearest f32), and the result is
+ * p * 2^t.
+ */
+#define NPU_REF_EXPF_MAX 88.0f
+#define NPU_REF_EXPF_MIN -87.0f
+float npu_ref_expf(float x);
 double npu_ref_log(double x);
 double npu_ref_sqrt(double x);
 void npu_ref_sincos(double x, double *s, double *c);

@@ -2,7 +2,8 @@
 /*
  * Attention over the paged KV cache (f32, f16 and q8), without a model: the
  * all-heads row kernels against the per-head ones, the flash path's results bit-identical
- * across thread counts, batch compositions and rounds, and both paths
+ * across thread counts, batch compositions and rounds and equal to its
+ * defined order (chunks of 64 positions folded in order), and both paths
  * against a double-precision reference.
  */
 #include <math.h>
@@ -361,6 +362,113 @@ static void test_invariance(void **state)
         }
 }
 
+/*
+ * The flash path's defined order, computed here with the per-head kernels
+ * for one token: positions cut into chunks of 64 (whatever the threads or
+ * the batch), each chunk's scores, max, sum of exp and unnormalized sum of
+ * V per head, the chunks folded in ascending order, then divided by the
+ * sum. attention.c's flash_merge arithmetic, written out again.
+ */
+#define CHUNK 64
+
+static void flash_defined_order(struct fixture *f, struct token tk, float *out)
+{
+        const struct npu_hparams *hp = &f->m.hp;
+        const struct kv_pool *kv = f->kv;
+        const struct kv_seq *seq = &f->seqs[tk.seq];
+        const int32_t H = hp->n_heads, hd = hp->head_dim, group = H / hp->n_kv_heads, bs = kv->block_size;
+        const int32_t n = tk.pos + 1;
+        const float scale = 1.0f / sqrtf((float)hd);
+        float q[1024], s[CHUNK], o[256];
+        assert_true(H * hd <= 1024 && hd <= 256);
+        for (int32_t e = 0; e < H * hd; e++)
+                q[e] = value_at(99, tk.seq, tk.pos, e, f->q_range);
+        for (int32_t h = 0; h < H; h++) {
+                const float *qh = q + (size_t)h * hd;
+                const size_t off = (size_t)(h / group) * hd * kv->elem_bytes;
+                float *O = out + (size_t)h * hd, M = 0, L = 0;
+                for (int32_t p0 = 0; p0 < n; p0 += CHUNK) {
+                        const int32_t p1 = MIN(n, p0 + CHUNK);
+                        for (int32_t p = p0; p < p1;) {
+                                const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
+                                const void *K = (const uint8_t *)kv_at(kv, seq, 1, 0, p) + off;
+                                if (kv->type == KV_TYPE_Q8)
+                                        attn_scores_q8(qh, K, kv_scale_at(kv, seq, 1, 0, p) + h / group, kv->kv_dim,
+                                                       kv->n_kv_heads, run, hd, scale, s + (p - p0));
+                                else if (kv->type == KV_TYPE_F16)
+                                        attn_scores_f16(qh, K, kv->kv_dim, run, hd, scale, s + (p - p0));
+                                else
+                                        attn_scores_f32(qh, K, kv->kv_dim, run, hd, scale, s + (p - p0));
+                                p += run;
+                        }
+                        float m, l = attn_exp_sum(s, p1 - p0, &m);
+                        memset(o, 0, sizeof(float) * hd);
+                        for (int32_t p = p0; p < p1;) {
+                                const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
+                                const void *V = (const uint8_t *)kv_at(kv, seq, 1, 1, p) + off;
+                                if (kv->type == KV_TYPE_Q8)
+                                        attn_accum_q8(o, V, kv_scale_at(kv, seq, 1, 1, p) + h / group, kv->kv_dim,
+                                                      kv->n_kv_heads, s + (p - p0), run, hd);
+                                else if (kv->type == KV_TYPE_F16)
+                                        attn_accum_f16(o, V, kv->kv_dim, s + (p - p0), run, hd);
+                                else
+                                        attn_accum_f32(o, V, kv->kv_dim, s + (p - p0), run, hd);
+                                p += run;
+                        }
+                        if (p0 == 0) {
+                                memcpy(O, o, sizeof(float) * hd);
+                                M = m, L = l;
+                                continue;
+                        }
+                        const float mn = fmaxf(M, m), a = expf(M - mn), b = expf(m - mn);
+                        L = L * a + l * b;
+                        for (int32_t e = 0; e < hd; e++)
+                                O[e] = O[e] * a + o[e] * b;
+                        M = mn;
+                }
+                for (int32_t e = 0; e < hd; e++)
+                        O[e] *= 1.0f / L;
+        }
+}
+
+/*
+ * The flash path (positions split in chunks, the chunks spread over the
+ * threads, then folded) gives every token the bits of its defined order
+ * above: alone, in a batch, with 1 to 3 threads, on every kernel path and
+ * KV type.
+ */
+static void test_flash_defined_order(void **state)
+{
+        static const struct {
+                int32_t H, KVH, hd;
+        } shapes[] = { { 8, 2, 128 }, { 4, 4, 64 } };
+        const int N = ARRAY_SIZE(singles);
+        for (size_t si = 0; si < ARRAY_SIZE(shapes); si++)
+                for (int type = KV_TYPE_F32; type <= KV_TYPE_Q8; type++)
+                        for (int threads = 1; threads <= 3; threads += 2) {
+                                const int32_t dim = shapes[si].H * shapes[si].hd;
+                                float *got = malloc(sizeof(float) * dim * N), *want = malloc(sizeof(float) * dim);
+                                struct fixture f;
+                                fx_open(&f, shapes[si].H, shapes[si].KVH, shapes[si].hd, type, threads);
+                                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                                        if (kernels_force_isa(isa) < 0)
+                                                continue;
+                                        run_batch(&f, ATTENTION_FLASH, singles, N, got);
+                                        for (int i = 0; i < N; i++) {
+                                                flash_defined_order(&f, singles[i], want);
+                                                if (memcmp(want, got + (size_t)i * dim, sizeof(float) * dim) != 0)
+                                                        fail_msg("shape %zu type %d threads %d isa %d token (%d, %d): "
+                                                                 "not the defined order's bits",
+                                                                 si, type, threads, isa, singles[i].seq, singles[i].pos);
+                                        }
+                                }
+                                kernels_reset_isa();
+                                fx_close(&f);
+                                free(got);
+                                free(want);
+                        }
+}
+
 /* Both paths, both KV types and both kernel paths against the double-precision reference. */
 static void test_accuracy(void **state)
 {
@@ -450,6 +558,7 @@ int main(void)
                 cmocka_unit_test(test_exp_sum),
                 cmocka_unit_test(test_softmax),
                 cmocka_unit_test(test_invariance),
+                cmocka_unit_test(test_flash_defined_order),
                 cmocka_unit_test(test_accuracy),
                 cmocka_unit_test(test_f16_operands),
         };

@@ -97,19 +97,57 @@ static void test_rope_rmsnorm_exact(void **state)
                 free(cq);
                 free(ck);
         }
+        /* RMSNorm on every path, rows of the model's width and of an odd one (83), ragged splits, and in place */
         const float eps[] = { 1e-5f, 1e-6f, 0.0f };
-        for (size_t ei = 0; ei < ARRAY_SIZE(eps); ei++) {
-                npu_ref_rmsnorm(q, w, ro, dim, eps[ei], 0, T);
-                rmsnorm_rows(o, q, w, dim, eps[ei], 0, 5);
-                rmsnorm_rows(o, q, w, dim, eps[ei], 5, T);
-                assert_memory_equal(o, ro, sizeof(float) * T * dim);
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                for (size_t ei = 0; ei < ARRAY_SIZE(eps); ei++)
+                        for (int wi = 0; wi < 2; wi++) {
+                                const int32_t d = wi ? 83 : dim;
+                                npu_ref_rmsnorm(q, w, ro, d, eps[ei], 0, T);
+                                rmsnorm_rows(o, q, w, d, eps[ei], 0, 5);
+                                rmsnorm_rows(o, q, w, d, eps[ei], 5, 30);
+                                rmsnorm_rows(o, q, w, d, eps[ei], 30, T);
+                                if (memcmp(o, ro, sizeof(float) * T * d) != 0)
+                                        fail_msg("isa %d: rmsnorm of width %d differs", isa, d);
+                                memcpy(o, q, sizeof(float) * T * d);
+                                rmsnorm_rows(o, o, w, d, eps[ei], 0, T);
+                                if (memcmp(o, ro, sizeof(float) * T * d) != 0)
+                                        fail_msg("isa %d: rmsnorm of width %d in place differs", isa, d);
+                        }
         }
-        uint16_t h[64], rh[64];
-        for (int i = 0; i < 64; i++)
-                q[i] = i < 20 ? special(&seed) : frand(&seed, 70000.0f);
-        npu_ref_cvt_f32_f16(q, rh, 0, 64);
-        cvt_f32_f16_range(q, h, 64);
-        assert_memory_equal(h, rh, sizeof(h));
+        kernels_reset_isa();
+        /*
+         * KV conversion on every path: specials, ties and overflow at f16's
+         * edges (65504, 65520), its subnormals and below (2^-24, 2^-25), and a
+         * ragged tail
+         */
+        enum { NC = 1003 };
+        uint16_t h[NC], rh[NC];
+        for (int i = 0; i < NC; i++) {
+                int kind = (int)(test_rng(&seed) % 5);
+                q[i] = kind == 0   ? special(&seed)
+                       : kind == 1 ? frand(&seed, 70000.0f)
+                       : kind == 2 ? frand(&seed, 1e-4f)
+                       : kind == 3 ? frand(&seed, 1e-7f)
+                                   : ldexpf((float)(2049 + 2 * (int)(test_rng(&seed) % 8)) / 2048.0f,
+                                            (int)(test_rng(&seed) % 40) - 25);
+        }
+        q[0] = 65520.0f;
+        q[1] = 65519.996f;
+        q[2] = ldexpf(1.0f, -25);
+        q[3] = ldexpf(1.5f, -25);
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                npu_ref_cvt_f32_f16(q, rh, 0, NC);
+                cvt_f32_f16_range(q, h, NC);
+                for (int i = 0; i < NC; i++)
+                        if (h[i] != rh[i])
+                                fail_msg("isa %d: f16(%a) = %#x, reference %#x", isa, q[i], h[i], rh[i]);
+        }
+        kernels_reset_isa();
         free(q);
         free(k);
         free(rq);
@@ -171,12 +209,71 @@ static void test_targets(void **state)
         unlink(model);
 }
 
+/* The last token's logits (n_vocab of them in *ret_n) after a prompt on a w8a8 model. */
+static float *prefill_w8a8(const char *model, int threads, const int32_t *toks, int32_t n, bool one_by_one,
+                           size_t *ret_n)
+{
+        struct runtime_opts o;
+        struct runtime *rt = NULL;
+        struct npu_err err = {};
+        struct kv_seq seq = {};
+
+        runtime_opts_default(&o);
+        o.model_path = model;
+        o.threads = threads;
+        assert_int_equal(runtime_open(&o, &rt, &err), 0);
+        assert_int_equal(rt->model->precision, NPU_PRECISION_W8A8);
+        *ret_n = (size_t)rt->model->hp.n_vocab;
+        float *logits = calloc(*ret_n, sizeof(float));
+        assert_non_null(logits);
+        if (one_by_one)
+                for (int32_t i = 0; i < n; i++)
+                        assert_int_equal(prefill(rt->ctx, &seq, toks + i, 1, logits, &err), 0);
+        else
+                assert_int_equal(prefill(rt->ctx, &seq, toks, n, logits, &err), 0);
+        kv_seq_release(rt->kv, &seq);
+        runtime_free(rt);
+        return logits;
+}
+
+/*
+ * On int8 models the cpu's RMSNorm and SiLU quantize the rows they write for
+ * the next matmul: a prompt's logits are the same bits in one batch (rows
+ * split over threads) as one token at a time, on every kernel path.
+ */
+static void test_w8a8_rows_quantized_in_ops(void **state)
+{
+        char model[] = "/tmp/test-backend-XXXXXX";
+        int fd = mkstemp(model);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(system_quantize(model), 0);
+        const int32_t toks[11] = { 1, 400, 30, 77, 201, 5, 9, 300, 12, 44, 250 };
+        /* (attention's sums differ between kernel paths: each path against itself) */
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                size_t V, V2;
+                float *ref = prefill_w8a8(model, 1, toks, 11, true, &V);
+                float *out = prefill_w8a8(model, 2, toks, 11, false, &V2);
+                assert_int_equal(V, V2);
+                bool same = memcmp(out, ref, sizeof(float) * V) == 0;
+                free(ref);
+                free(out);
+                if (!same)
+                        fail_msg("isa %d: a batch of 11 tokens differs from one at a time", isa);
+        }
+        kernels_reset_isa();
+        unlink(model);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_silu_exact),
                 cmocka_unit_test(test_rope_rmsnorm_exact),
                 cmocka_unit_test(test_targets),
+                cmocka_unit_test(test_w8a8_rows_quantized_in_ops),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -456,6 +456,23 @@ static void test_threadpool_shares(void **state)
         }
 }
 
+/* NPU_KERNELS picks a lower instruction set when the kernels choose theirs, and the choice then stays. */
+static void test_isa_choice(void **state)
+{
+        const char *was = getenv("NPU_KERNELS");
+        char *saved = was ? strdup(was) : NULL;
+
+        assert_int_equal(setenv("NPU_KERNELS", "scalar", 1), 0);
+        kernels_reset_isa();
+        assert_int_equal(kernels_isa(), KERNEL_ISA_SCALAR);
+        assert_int_equal(unsetenv("NPU_KERNELS"), 0);
+        assert_int_equal(kernels_isa(), KERNEL_ISA_SCALAR);
+        if (saved)
+                assert_int_equal(setenv("NPU_KERNELS", saved, 1), 0);
+        free(saved);
+        kernels_reset_isa();
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -468,6 +485,7 @@ int main(void)
                 cmocka_unit_test(test_float_paths_agree),
                 cmocka_unit_test(test_f16_conversion),
                 cmocka_unit_test(test_threadpool_shares),
+                cmocka_unit_test(test_isa_choice),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -43,6 +43,13 @@ struct forward_scratch {
         struct act_q aq;
         /* for block-quantized weights, per activation scheme (those the model uses) */
         struct act_blocks ab[_ACT_SCHEME_MAX];
+        /*
+         * The cpu back end's: aq already holds aq_rows rows quantized from
+         * aq_src, by the op that wrote them (RMSNorm, SiLU); the next matmul
+         * reading aq_src uses them and clears this.
+         */
+        const float *aq_src;
+        int64_t aq_rows;
 };
 
 /*

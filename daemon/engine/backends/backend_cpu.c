@@ -4,7 +4,6 @@
  * The float ops follow the device's definitions (npu_ref.h) bit for bit;
  * this file is compiled with -ffp-contract=off so no multiply-add is fused.
  */
-#include <immintrin.h>
 #include <math.h>
 #include <stdatomic.h>
 
@@ -136,11 +135,6 @@ void forward_scratch_layout(const struct npu_hparams *hp, int32_t cap, struct sc
 
 /* --- the device's float ops, on the cpu --- */
 
-void rmsnorm_rows(float *out, const float *x, const float *weight, int64_t dim, float eps, int64_t t0, int64_t t1)
-{
-        npu_ref_rmsnorm(x, weight, out, (uint32_t)dim, eps, (uint32_t)t0, (uint32_t)t1);
-}
-
 /*
  * npu_ref_rope on q (n_heads) and k (n_kv_heads) of rows [t0, t1): the same
  * angle, sine and cosine per (row, pair), computed once for both.
@@ -194,91 +188,6 @@ void rope_rows_spec(float *q, float *k, const int32_t *pos, int32_t n_heads, int
                         }
                 }
         }
-}
-
-#define AVX2 __attribute__((target("avx2")))
-#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
-
-/*
- * npu_ref_exp on two vectors of four lanes, every lane in [-600, 600]: the
- * same operations in the same order (round half away from zero, Cody-Waite
- * reduction, the degree 13 Taylor polynomial with its divisions, 2^k by the
- * exponent bits), each correctly rounded, so each lane equals the scalar
- * result. Two vectors at once keep the divider busy.
- */
-AVX2_INLINE __m256d exp_pd_scale(__m256d p, __m256d t)
-{
-        __m256i e = _mm256_cvtepi32_epi64(_mm256_cvttpd_epi32(t));
-        e = _mm256_slli_epi64(_mm256_add_epi64(e, _mm256_set1_epi64x(1023)), 52);
-        return _mm256_mul_pd(p, _mm256_castsi256_pd(e));
-}
-
-AVX2_INLINE __m256d exp_pd_reduce(__m256d x, __m256d *tk)
-{
-        const __m256d one = _mm256_set1_pd(1.0);
-        __m256d v = _mm256_mul_pd(x, _mm256_set1_pd(1.44269504088896338700e+00));
-        __m256d t = _mm256_round_pd(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-        __m256d f = _mm256_sub_pd(v, t);
-        t = _mm256_add_pd(t, _mm256_and_pd(_mm256_cmp_pd(f, _mm256_set1_pd(0.5), _CMP_GE_OQ), one));
-        t = _mm256_sub_pd(t, _mm256_and_pd(_mm256_cmp_pd(f, _mm256_set1_pd(-0.5), _CMP_LE_OQ), one));
-        *tk = t;
-        return _mm256_sub_pd(_mm256_sub_pd(x, _mm256_mul_pd(t, _mm256_set1_pd(6.93147180369123816490e-01))),
-                             _mm256_mul_pd(t, _mm256_set1_pd(1.90821492927058770002e-10)));
-}
-
-AVX2_INLINE void exp2_pd_ref(__m256d *x0, __m256d *x1)
-{
-        const __m256d one = _mm256_set1_pd(1.0);
-        __m256d t0, t1, r0 = exp_pd_reduce(*x0, &t0), r1 = exp_pd_reduce(*x1, &t1), p0 = one, p1 = one;
-        for (int i = 13; i >= 1; i--) {
-                const __m256d d = _mm256_set1_pd((double)i);
-                p0 = _mm256_add_pd(one, _mm256_div_pd(_mm256_mul_pd(p0, r0), d));
-                p1 = _mm256_add_pd(one, _mm256_div_pd(_mm256_mul_pd(p1, r1), d));
-        }
-        *x0 = exp_pd_scale(p0, t0);
-        *x1 = exp_pd_scale(p1, t1);
-}
-
-/* Eight lanes of npu_ref_silu_mul; false (nothing written) when a lane is outside the vector path's range. */
-AVX2_INLINE bool silu8(float *gate, const float *up, int64_t i)
-{
-        const __m256d lim = _mm256_set1_pd(600.0), sign = _mm256_set1_pd(-0.0);
-        __m128 g0 = _mm_loadu_ps(gate + i), g1 = _mm_loadu_ps(gate + i + 4);
-        __m256d x0 = _mm256_xor_pd(_mm256_cvtps_pd(g0), sign), x1 = _mm256_xor_pd(_mm256_cvtps_pd(g1), sign);
-        __m256d in = _mm256_and_pd(_mm256_cmp_pd(_mm256_andnot_pd(sign, x0), lim, _CMP_LE_OQ),
-                                   _mm256_cmp_pd(_mm256_andnot_pd(sign, x1), lim, _CMP_LE_OQ));
-        if (_mm256_movemask_pd(in) != 0xf)
-                return false;
-        exp2_pd_ref(&x0, &x1);
-        const __m128 one = _mm_set1_ps(1.0f);
-        __m128 o0 = _mm_mul_ps(_mm_div_ps(g0, _mm_add_ps(one, _mm256_cvtpd_ps(x0))), _mm_loadu_ps(up + i));
-        __m128 o1 = _mm_mul_ps(_mm_div_ps(g1, _mm_add_ps(one, _mm256_cvtpd_ps(x1))), _mm_loadu_ps(up + i + 4));
-        _mm_storeu_ps(gate + i, o0);
-        _mm_storeu_ps(gate + i + 4, o1);
-        return true;
-}
-
-AVX2 static void silu_mul_avx2(float *gate, const float *up, int64_t i0, int64_t i1)
-{
-        int64_t i = i0;
-        for (; i + 8 <= i1; i += 8)
-                if (!silu8(gate, up, i))
-                        npu_ref_silu_mul(gate, up, gate, i, i + 8);
-        if (i < i1)
-                npu_ref_silu_mul(gate, up, gate, i, i1);
-}
-
-void silu_mul_range(float *gate, const float *up, int64_t i0, int64_t i1)
-{
-        if (kernels_isa() >= KERNEL_ISA_AVX2)
-                silu_mul_avx2(gate, up, i0, i1);
-        else
-                npu_ref_silu_mul(gate, up, gate, i0, i1);
-}
-
-void cvt_f32_f16_range(const float *src, uint16_t *dst, int64_t n)
-{
-        npu_ref_cvt_f32_f16(src, dst, 0, n);
 }
 
 /* --- parallel matmul: up to three weights applied to the same input --- */
@@ -371,11 +280,15 @@ static void cpu_matmul(struct backend *be, const float *x, int64_t n_tok, int n_
                        float *const *y)
 {
         struct npu_ctx *c = be->c;
-        struct matmul_job j = { .n_w = n_w, .x = x, .n_tok = n_tok, .xs = w[0]->cols, .aq = &be->s->aq };
+        struct forward_scratch *s = be->s;
+        struct matmul_job j = { .n_w = n_w, .x = x, .n_tok = n_tok, .xs = w[0]->cols, .aq = &s->aq };
+        /* quantized already by the op that wrote x */
+        const bool have_aq = s->aq_src == x && s->aq_rows == n_tok && s->aq.cols == w[0]->cols;
 
+        s->aq_src = NULL;
         struct quant_job q = { .x = x, .n_tok = n_tok, .cols = w[0]->cols, .prec = c->model->precision };
         bool quantize = false;
-        if (w[0]->type == GGML_TYPE_I8) {
+        if (w[0]->type == GGML_TYPE_I8 && !have_aq) {
                 q.aq = &be->s->aq;
                 quantize = true;
         }
@@ -411,6 +324,7 @@ struct rows_job {
         int64_t n_tok;
         float *out, *q, *k, *vq;
         const float *in, *w;
+        struct act_q *aq; /* quantize out's rows into it as they are written, or NULL */
 };
 
 void qkv_finish_rows(struct npu_ctx *c, const struct npu_batch *b, int32_t layer, float *q, float *k, float *v,
@@ -468,21 +382,66 @@ static void rope_store_worker(void *arg, int ith, int nth)
         qkv_finish_rows(j->be->c, j->b, j->layer, j->q, j->k, j->vq, t0, t1);
 }
 
+/*
+ * RMSNorm and SiLU quantize each row they write for the int8 matmul that
+ * reads it next, while the row is still in cache (act_quantize_rows, the
+ * same bits as the matmul's own pass over all rows).
+ */
 static void rmsnorm_worker(void *arg, int ith, int nth)
 {
         struct rows_job *j = arg;
-        const struct npu_hparams *hp = &j->be->c->model->hp;
+        const struct npu_model *m = j->be->c->model;
+        const int64_t dim = m->hp.dim;
         int64_t t0, t1;
         threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
-        rmsnorm_rows(j->out, j->in, j->w, hp->dim, hp->rms_eps, t0, t1);
+        /* eight rows at a time: rmsnorm_rows' vector width */
+        for (int64_t t = t0; t < t1; t += 8) {
+                const int64_t e = MIN(t + 8, t1);
+                rmsnorm_rows(j->out, j->in, j->w, dim, m->hp.rms_eps, t, e);
+                if (j->aq)
+                        act_quantize_rows(j->aq, m->precision, j->out, dim, t, e);
+        }
 }
 
 static void silu_worker(void *arg, int ith, int nth)
 {
         struct rows_job *j = arg;
-        int64_t ffn = j->be->c->model->hp.ffn_dim, t0, t1;
+        const struct npu_model *m = j->be->c->model;
+        const int64_t ffn = m->hp.ffn_dim;
+        int64_t t0, t1;
         threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
-        silu_mul_range(j->out, j->in, t0 * ffn, t1 * ffn);
+        for (int64_t t = t0; t < t1; t++) {
+                silu_mul_range(j->out, j->in, t * ffn, (t + 1) * ffn);
+                if (j->aq)
+                        act_quantize_rows(j->aq, m->precision, j->out, ffn, t, t + 1);
+        }
+}
+
+/* Every layer's matrices are int8 (w8a8, w8a16): the element ops may quantize for them. */
+static bool layers_int8(const struct npu_model *m)
+{
+        for (int32_t l = 0; l < m->hp.n_layers; l++) {
+                const struct npu_weight *ws = &m->layers[l].wq;
+                for (int i = 0; i < 7; i++)
+                        if (ws[i].type != GGML_TYPE_I8)
+                                return false;
+        }
+        return m->precision == NPU_PRECISION_W8A8 || m->precision == NPU_PRECISION_W8A16;
+}
+
+struct backend_cpu {
+        struct backend be; /* first: the ops get &be */
+        bool quantize_rows; /* layers_int8() */
+};
+
+/* The rows job's quantized output, when the ops quantize as they write; then the matmul knows. */
+static struct act_q *rows_quantized(struct backend *be, const float *out, int64_t n_tok)
+{
+        if (!((struct backend_cpu *)be)->quantize_rows)
+                return NULL;
+        be->s->aq_src = out;
+        be->s->aq_rows = n_tok;
+        return &be->s->aq;
 }
 
 static void cpu_begin(struct backend *be, const struct npu_batch *b)
@@ -495,7 +454,8 @@ static void cpu_wrote(struct backend *be, const void *p, size_t bytes)
 
 static void cpu_rmsnorm(struct backend *be, float *out, const float *x, const float *w, int64_t n_tok)
 {
-        struct rows_job j = { .be = be, .n_tok = n_tok, .out = out, .in = x, .w = w };
+        struct rows_job j = { .be = be, .n_tok = n_tok, .out = out, .in = x, .w = w,
+                              .aq = rows_quantized(be, out, n_tok) };
         threadpool_run(be->c->tp, rmsnorm_worker, &j);
 }
 
@@ -508,13 +468,36 @@ static void cpu_rope_store(struct backend *be, const struct npu_batch *b, int32_
 
 static void cpu_silu_mul(struct backend *be, float *gate, const float *up, int64_t n_tok)
 {
-        struct rows_job j = { .be = be, .n_tok = n_tok, .out = gate, .in = up };
+        struct rows_job j = { .be = be, .n_tok = n_tok, .out = gate, .in = up,
+                              .aq = rows_quantized(be, gate, n_tok) };
         threadpool_run(be->c->tp, silu_worker, &j);
 }
 
+struct add_job {
+        float *y;
+        const float *x;
+        int64_t n;
+};
+
+static void add_worker(void *arg, int ith, int nth)
+{
+        struct add_job *j = arg;
+        int64_t i0, i1;
+        /* whole cache lines per thread */
+        threadpool_split(j->n, ith, nth, 16, &i0, &i1);
+        vec_add(j->y + i0, j->x + i0, i1 - i0);
+}
+
+/* A prompt's residual add (a million floats at 7B) over the threads; one token's stays on the caller. */
+#define ADD_PARALLEL_MIN (1 << 16)
+
 static void cpu_add(struct backend *be, float *y, const float *x, int64_t n)
 {
-        vec_add(y, x, n);
+        struct add_job j = { .y = y, .x = x, .n = n };
+        if (n < ADD_PARALLEL_MIN)
+                vec_add(y, x, n);
+        else
+                threadpool_run(be->c->tp, add_worker, &j);
 }
 
 static int cpu_sync(struct backend *be, struct npu_err *err)
@@ -548,10 +531,10 @@ static const struct backend_ops cpu_ops = {
 
 int backend_cpu_new(struct npu_ctx *c, struct forward_scratch *s, struct backend **ret)
 {
-        struct backend *be = calloc(1, sizeof(*be));
-        if (!be)
+        struct backend_cpu *cpu = calloc(1, sizeof(*cpu));
+        if (!cpu)
                 return -ENOMEM;
-        *be = (struct backend) { .ops = &cpu_ops, .c = c, .s = s };
-        *ret = be;
+        *cpu = (struct backend_cpu) { .be = { .ops = &cpu_ops, .c = c, .s = s }, .quantize_rows = layers_int8(c->model) };
+        *ret = &cpu->be;
         return 0;
 }

@@ -364,57 +364,93 @@ AVX512_INLINE __m512 hsum16x16(const __m512 *v)
         return _mm512_add_ps(_mm512_shuffle_ps(s[0], s[1], 0x88), _mm512_shuffle_ps(s[0], s[1], 0xdd));
 }
 
-/* dot_q8_avx512's two accumulators for 8 rows side by side, added: v[r] for rows kf[r] */
-AVX512_INLINE void dot8_acc(const float *qh, int32_t hd32, float (*kf)[Q8_GQA_MAX_HD], __m512 *v)
+/*
+ * dot_q8_avx512's two accumulators for 8 rows side by side, added: v[r]
+ * for row r, its floats from L(r, i) (16 values from i)
+ */
+#define DOT8_ACC(qh, hd32, L, v)                                                                            \
+        do {                                                                                                \
+                __m512 a_[8], b_[8];                                                                        \
+                _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) a_[r] = b_[r] = _mm512_setzero_ps();    \
+                for (int32_t i = 0; i < (hd32); i += 32) {                                                  \
+                        const __m512 qa_ = _mm512_loadu_ps((qh) + i), qb_ = _mm512_loadu_ps((qh) + i + 16); \
+                        _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) {                               \
+                                a_[r] = _mm512_fmadd_ps(qa_, L(r, i), a_[r]);                               \
+                                b_[r] = _mm512_fmadd_ps(qb_, L(r, i + 16), b_[r]);                          \
+                        }                                                                                   \
+                }                                                                                           \
+                _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++)(v)[r] = _mm512_add_ps(a_[r], b_[r]);    \
+        } while (0)
+
+/* rows already converted (kf[r]) */
+AVX512_INLINE void dot8_f32(const float *qh, int32_t hd32, float (*kf)[Q8_GQA_MAX_HD], __m512 *v)
 {
-        __m512 a[8], b[8];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++)
-                a[r] = b[r] = _mm512_setzero_ps();
-        for (int32_t i = 0; i < hd32; i += 32) {
-                const __m512 qa = _mm512_loadu_ps(qh + i), qb = _mm512_loadu_ps(qh + i + 16);
-#pragma GCC unroll 8
-                for (int r = 0; r < 8; r++) {
-                        a[r] = _mm512_fmadd_ps(qa, _mm512_loadu_ps(kf[r] + i), a[r]);
-                        b[r] = _mm512_fmadd_ps(qb, _mm512_loadu_ps(kf[r] + i + 16), b[r]);
-                }
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++)
-                v[r] = _mm512_add_ps(a[r], b[r]);
+#define L_F32(r, i) _mm512_loadu_ps(kf[r] + (i))
+        DOT8_ACC(qh, hd32, L_F32, v);
+#undef L_F32
+}
+
+/* int8 rows converted as they are read (exact: the same floats) */
+AVX512_INLINE void dot8_q8(const float *qh, int32_t hd32, const int8_t *const *rows, __m512 *v)
+{
+#define L_Q8(r, i) cvt16(rows[r] + (i))
+        DOT8_ACC(qh, hd32, L_Q8, v);
+#undef L_Q8
 }
 
 /*
- * Blocks of 16 rows: each GQA group's slice converted to float once, then
- * per head the 16 rows' dot_q8_avx512 accumulators side by side and one
- * transposed reduction instead of 16 horizontal sums. The rows after the
- * last whole block (and heads over Q8_GQA_MAX_HD) take dot_q8_avx512.
+ * Blocks of 16 rows: per head the 16 rows' dot_q8_avx512 accumulators side
+ * by side and one transposed reduction instead of 16 horizontal sums. The
+ * heads of a GQA group convert their shared slice of the block to float
+ * once; a head alone (group 1) converts its slice as it reads it, which
+ * spares a store and a load of every value. The rows after the last whole
+ * block (and grouped heads over Q8_GQA_MAX_HD) take dot_q8_avx512.
  */
 AVX512 static void scores_rows_q8_avx512(const float *q, const int8_t *k, const float *ks, size_t stride,
                                          size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd,
                                          float scale, float *scores, size_t ld)
 {
         const int32_t hd32 = hd & ~31;
+        const bool shared = group > 1;
+        /* hsum16x16 leaves row r in lane 4 (r % 4) + r / 4 */
+        const __m512i row_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        const __m512i scale_index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                       _mm512_set1_epi32((int)sstride));
+        const __m512 scale16 = _mm512_set1_ps(scale);
         float kf[16][Q8_GQA_MAX_HD], sums[16];
         int32_t p = 0;
 
-        for (; hd <= Q8_GQA_MAX_HD && p + 16 <= n; p += 16) {
-                prefetch_rows(k, stride, p + 16, MIN(p + 32, n), (size_t)(n_heads / group) * hd);
+        for (; (!shared || hd <= Q8_GQA_MAX_HD) && p + 16 <= n; p += 16) {
                 for (int32_t g = 0; g < n_heads / group; g++) {
                         const float *sc = ks + p * sstride + g;
+                        const int8_t *rows[16];
                         for (int r = 0; r < 16; r++)
-                                q8_to_f32_512(k + (p + r) * stride + (size_t)g * hd, kf[r], hd);
+                                rows[r] = k + (p + r) * stride + (size_t)g * hd;
+                        for (int r = 0; shared && r < 16; r++)
+                                q8_to_f32_512(rows[r], kf[r], hd);
                         for (int32_t h = g * group; h < (g + 1) * group; h++) {
                                 const float *qh = q + (size_t)h * hd;
                                 __m512 v[16];
-                                dot8_acc(qh, hd32, kf, v);
-                                dot8_acc(qh, hd32, kf + 8, v + 8);
-                                _mm512_storeu_ps(sums, hsum16x16(v));
+                                if (shared) {
+                                        dot8_f32(qh, hd32, kf, v);
+                                        dot8_f32(qh, hd32, kf + 8, v + 8);
+                                } else {
+                                        dot8_q8(qh, hd32, rows, v);
+                                        dot8_q8(qh, hd32, rows + 8, v + 8);
+                                }
                                 float *sh = scores + h * ld + p;
+                                if (hd32 == hd) {
+                                        /* the same two products per row, 16 rows at once, in row order */
+                                        const __m512 s16 = _mm512_permutexvar_ps(row_order, hsum16x16(v));
+                                        const __m512 sc16 = _mm512_i32gather_ps(scale_index, sc, 4);
+                                        _mm512_storeu_ps(sh, _mm512_mul_ps(_mm512_mul_ps(s16, sc16), scale16));
+                                        continue;
+                                }
+                                _mm512_storeu_ps(sums, hsum16x16(v));
                                 for (int r = 0; r < 16; r++) {
                                         float s = sums[4 * (r % 4) + r / 4];
                                         for (int32_t i = hd32; i < hd; i++)
-                                                s = fmaf(qh[i], kf[r][i], s);
+                                                s = fmaf(qh[i], (float)rows[r][i], s);
                                         sh[r] = (s * sc[r * sstride]) * scale;
                                 }
                         }
@@ -511,19 +547,75 @@ AVX512_INLINE void accum_heads_512(float *o, size_t ostride, float (*vf)[Q8_GQA_
 }
 
 /*
- * Blocks of 16 rows: each GQA group's slice of the block converted to
- * float once, then its heads two at a time, their outputs in registers
- * across the block's rows.
+ * One head's outputs, columns [0, hd), from np int8 rows (stride apart)
+ * converted as they are read, weights a[row]: every output in registers
+ * across the rows, each element accum_q8_avx512's chain of fmas in row
+ * order.
+ */
+AVX512_INLINE void accum_head_q8_512(float *o, const int8_t *v, size_t stride, const float *a, int32_t np,
+                                     int32_t hd)
+{
+        int32_t d = 0;
+        for (; d + 64 <= hd; d += 64) {
+                __m512 o0 = _mm512_loadu_ps(o + d), o1 = _mm512_loadu_ps(o + d + 16);
+                __m512 o2 = _mm512_loadu_ps(o + d + 32), o3 = _mm512_loadu_ps(o + d + 48);
+                const int8_t *r = v + d;
+                for (int32_t p = 0; p < np; p++, r += stride) {
+                        const __m512 ap = _mm512_set1_ps(a[p]);
+                        o0 = _mm512_fmadd_ps(ap, cvt16(r), o0);
+                        o1 = _mm512_fmadd_ps(ap, cvt16(r + 16), o1);
+                        o2 = _mm512_fmadd_ps(ap, cvt16(r + 32), o2);
+                        o3 = _mm512_fmadd_ps(ap, cvt16(r + 48), o3);
+                }
+                _mm512_storeu_ps(o + d, o0);
+                _mm512_storeu_ps(o + d + 16, o1);
+                _mm512_storeu_ps(o + d + 32, o2);
+                _mm512_storeu_ps(o + d + 48, o3);
+        }
+        for (; d + 16 <= hd; d += 16) {
+                __m512 acc = _mm512_loadu_ps(o + d);
+                for (int32_t p = 0; p < np; p++)
+                        acc = _mm512_fmadd_ps(_mm512_set1_ps(a[p]), cvt16(v + p * stride + d), acc);
+                _mm512_storeu_ps(o + d, acc);
+        }
+        for (; d < hd; d++) {
+                float x = o[d];
+                for (int32_t p = 0; p < np; p++)
+                        x = fmaf(a[p], (float)v[p * stride + d], x);
+                o[d] = x;
+        }
+}
+
+/*
+ * Blocks of 16 rows. A head alone (group 1) reads its slice of each row
+ * as int8 (accum_head_q8_512). The heads of a GQA group convert their
+ * shared slice of the block to float once, then take two heads at a time,
+ * their outputs in registers across the block's rows.
  */
 AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float *vs, size_t stride,
                                         size_t sstride, const float *w, size_t ld, int32_t n, int32_t n_heads,
                                         int32_t group, int32_t hd)
 {
+        const __m512i scale_index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                       _mm512_set1_epi32((int)sstride));
         float vf[16][Q8_GQA_MAX_HD], a[2][16];
 
         for (int32_t p0 = 0; p0 < n; p0 += 16) {
                 const int32_t np = MIN(16, n - p0);
                 prefetch_rows(v, stride, p0 + 16, MIN(p0 + 32, n), (size_t)(n_heads / group) * hd);
+                if (group == 1) {
+                        for (int32_t h = 0; h < n_heads; h++) {
+                                if (np == 16)
+                                        _mm512_storeu_ps(a[0], _mm512_mul_ps(_mm512_loadu_ps(w + h * ld + p0),
+                                                                             _mm512_i32gather_ps(scale_index,
+                                                                                                 vs + (size_t)p0 * sstride + h, 4)));
+                                for (int32_t r = 0; np < 16 && r < np; r++)
+                                        a[0][r] = w[h * ld + p0 + r] * vs[(size_t)(p0 + r) * sstride + h];
+                                accum_head_q8_512(out + (size_t)h * hd, v + (size_t)p0 * stride + (size_t)h * hd,
+                                                  stride, a[0], np, hd);
+                        }
+                        continue;
+                }
                 for (int32_t g = 0; g < n_heads / group; g++)
                         for (int32_t d0 = 0; d0 < hd; d0 += Q8_GQA_MAX_HD) {
                                 const int32_t dc = MIN(Q8_GQA_MAX_HD, hd - d0);

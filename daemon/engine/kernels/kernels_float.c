@@ -34,10 +34,12 @@ static bool cpu_has(enum kernel_isa i)
 
 void kernels_init(void)
 {
-        const char *e = getenv("NPU_KERNELS");
+        const char *e;
 
+        /* every kernel asks (kernels_isa) on every call: no getenv once the answer is known */
         if (isa_ready)
                 return;
+        e = getenv("NPU_KERNELS");
         isa = KERNEL_ISA_SCALAR;
         for (enum kernel_isa i = KERNEL_ISA_AVX512_VNNI; i > KERNEL_ISA_SCALAR; i--)
                 if (cpu_has(i)) {

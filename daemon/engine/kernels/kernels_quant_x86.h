@@ -29,7 +29,12 @@
 /*
  * Blocks ahead that each row is prefetched: the eight rows are eight
  * interleaved streams, which the hardware prefetchers follow too late
- * (measured on Sapphire Rapids: Q4_K 8.6 -> 13 GB/s, 2 threads).
+ * (measured on Sapphire Rapids: Q4_K 8.6 -> 13 GB/s, 2 threads). Rows
+ * shorter than 16 blocks (and every 32-element type) fetch the next
+ * group's bytes in order into L2 instead, a share per block, as the
+ * 512-bit Q4_K kernel does: Q6_K's TinyLlama output head (2048 columns)
+ * 18-20 -> 23-24 GB/s alone; the whole Q4_K_M decode +0-2 %, within the
+ * noise of a shared machine (11 paired runs).
  */
 #define QPD 2
 
@@ -388,7 +393,7 @@ SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a
                 __m256 acc = _mm256_setzero_ps();                                                             \
                 for (int64_t b = 0; b < nb; b++) {                                                            \
                         __m256i L[RB], M[RB];                                                                 \
-                        if ((be) == 32)                                                                       \
+                        if ((be) == 32 || nb < 16)                                                            \
                                 for (int64_t c = 0; c < share; c += 64)                                       \
                                         _mm_prefetch(next + b * share + c, _MM_HINT_T1);                      \
                         else                                                                                  \

@@ -52,6 +52,9 @@ struct attn_scratch {
         size_t dscores_positions; /* every position of the pool (at least 64) */
         size_t dscores_stride;    /* per thread: walk_heads x dscores_positions scores, walk_heads x hd query */
         float *dscores;
+        /* the token blocks' (attend_tokens): per thread, BLOCK_TOKENS x walk_heads x block_positions scores */
+        size_t block_positions;
+        float *bscores;
 };
 
 struct attention_job {
@@ -62,17 +65,23 @@ struct attention_job {
         float *out;
 };
 
-/* blocks ahead of the walk that the default path prefetches: a block's rows are contiguous, blocks are not */
-#define PREFETCH_BLOCKS 2
-
 /*
- * Into L2: the slice (bytes from off in each row) of the block of
- * positions holding p, and its scales, if p < n. The row kernels prefetch
- * within a block; the next block is elsewhere, where the hardware
- * prefetcher starts over.
+ * The default path's prefetching. A thread walks its heads' slice of each
+ * row, block by block (a block's rows are contiguous, blocks are not), and
+ * the hardware prefetchers do not follow it from one row to the next (a
+ * row is a page at Llama-7B's shape). So the walk asks for the rows of the
+ * block PREFETCH_BLOCKS ahead itself, a few heads' slice at a time as it
+ * reaches the same heads in the current block: the requests are spread
+ * over the work instead of stalling it in a burst. After K's last blocks
+ * come V's first ones.
  */
-static void prefetch_block(const struct kv_pool *kv, const struct kv_seq *seq, int32_t layer, int which, int32_t p,
-                           int32_t n, size_t off, size_t bytes)
+#define PREFETCH_BLOCKS 3
+/* heads computed (and their slice of the block ahead prefetched) per step of the walk */
+#define PREFETCH_STEP_HEADS 2
+
+/* into L1: the slice [off, off + bytes) of the rows of the block of positions holding p, if p < n */
+static void prefetch_block_slice(const struct kv_pool *kv, const struct kv_seq *seq, int32_t layer, int which,
+                                 int32_t p, int32_t n, size_t off, size_t bytes)
 {
         if (p >= n)
                 return;
@@ -81,16 +90,40 @@ static void prefetch_block(const struct kv_pool *kv, const struct kv_seq *seq, i
         const size_t stride = (size_t)kv->kv_dim * kv->elem_bytes;
         for (int32_t r = 0; r < p1 - p0; r++)
                 for (size_t b = 0; b < bytes; b += 64)
-                        __builtin_prefetch(first + r * stride + b, 0, 2);
-        if (kv->type == KV_TYPE_Q8)
-                __builtin_prefetch(kv_scale_at(kv, seq, layer, which, p0), 0, 2);
+                        __builtin_prefetch(first + r * stride + b, 0, 3);
+}
+
+/* KV_TYPE_Q8: the scales of KV heads [kvh0, kvh0 + nkvh) of the rows of that block */
+static void prefetch_block_scales(const struct kv_pool *kv, const struct kv_seq *seq, int32_t layer, int which,
+                                  int32_t p, int32_t n, int32_t kvh0, int32_t nkvh)
+{
+        if (kv->type != KV_TYPE_Q8 || p >= n)
+                return;
+        const int32_t p0 = p - p % kv->block_size, p1 = MIN(n, p0 + kv->block_size);
+        const char *first = (const char *)(kv_scale_at(kv, seq, layer, which, p0) + kvh0);
+        const size_t bytes = (size_t)(p1 - p0 - 1) * kv->n_kv_heads * sizeof(float) + nkvh * sizeof(float);
+        for (size_t b = 0; b < bytes; b += 64)
+                __builtin_prefetch(first + b, 0, 3);
+}
+
+/* where the walk over K (which = 0) or V at position p prefetches: PREFETCH_BLOCKS blocks ahead, K then V */
+static void walk_ahead(int which, int32_t p, int32_t n, int32_t bs, int *ahead_which, int32_t *ahead_p)
+{
+        const int32_t ahead = (p / bs + PREFETCH_BLOCKS) * bs, n_blocks_pos = (n + bs - 1) / bs * bs;
+        *ahead_which = which;
+        *ahead_p = ahead;
+        if (which == 0 && ahead >= n) {
+                *ahead_which = 1;
+                *ahead_p = ahead - n_blocks_pos;
+        }
 }
 
 /*
  * The default path: query heads [h0, h0 + nh) of token t (h0 and nh
  * multiples of the GQA group) walk the rows together, nh * head_dim
- * contiguous elements of each row. Every head's scores, softmax and sums
- * are the same as walked alone (attn_*_rows_*), whatever the grouping.
+ * contiguous elements of each row, a step of heads at a time within a
+ * block. Every head's scores, softmax and sums are the same as walked
+ * alone (attn_*_rows_*), whatever the grouping.
  */
 static void attend_default(const struct attention_job *j, int64_t t, int32_t h0, int32_t nh, float *s)
 {
@@ -98,8 +131,8 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
         const struct kv_pool *kv = j->c->kv;
         const struct kv_seq *seq = j->b->seqs[t];
         const int32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
-        const int32_t n = j->b->pos[t] + 1;
-        const size_t koff = (size_t)(h0 / group) * hd * kv->elem_bytes;
+        const int32_t n = j->b->pos[t] + 1, step = MAX(group, PREFETCH_STEP_HEADS / group * group);
+        const size_t koff = (size_t)(h0 / group) * hd * kv->elem_bytes, head_bytes = (size_t)hd * kv->elem_bytes;
         const float *q = j->q + t * hparams_q_dim(hp) + (size_t)h0 * hd, scale = 1.0f / sqrtf((float)hd);
         float *out = j->out + t * hparams_q_dim(hp) + (size_t)h0 * hd;
 
@@ -111,25 +144,33 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
                 q = qh;
         }
 
-        const size_t slice = (size_t)(nh / group) * hd * kv->elem_bytes;
-        for (int32_t b = 0; b < PREFETCH_BLOCKS; b++)
-                prefetch_block(kv, seq, j->layer, 0, b * bs, n, koff, slice);
+        for (int32_t b = 0; b < PREFETCH_BLOCKS; b++) {
+                prefetch_block_slice(kv, seq, j->layer, 0, b * bs, n, koff, (size_t)(nh / group) * head_bytes);
+                prefetch_block_scales(kv, seq, j->layer, 0, b * bs, n, h0 / group, nh / group);
+        }
         for (int32_t p = 0; p < n;) {
-                int32_t run = MIN(n, (p / bs + 1) * bs) - p;
-                const void *K = (const uint8_t *)kv_at(kv, seq, j->layer, 0, p) + koff;
-                /* ahead: K's next blocks, then V's first */
-                const int32_t ahead = (p / bs + PREFETCH_BLOCKS) * bs;
-                if (ahead < n)
-                        prefetch_block(kv, seq, j->layer, 0, ahead, n, koff, slice);
-                else
-                        prefetch_block(kv, seq, j->layer, 1, ahead - (n + bs - 1) / bs * bs, n, koff, slice);
-                if (kv->type == KV_TYPE_Q8)
-                        attn_scores_rows_q8(q, K, kv_scale_at(kv, seq, j->layer, 0, p) + h0 / group, kv->kv_dim,
-                                            kv->n_kv_heads, run, nh, group, hd, scale, s + p, n);
-                else if (kv->type == KV_TYPE_F16)
-                        attn_scores_rows_f16(q, K, kv->kv_dim, run, nh, group, hd, scale, s + p, n);
-                else
-                        attn_scores_rows_f32(q, K, kv->kv_dim, run, nh, group, hd, scale, s + p, n);
+                const int32_t run = MIN(n, (p / bs + 1) * bs) - p;
+                int aw;
+                int32_t ap;
+                walk_ahead(0, p, n, bs, &aw, &ap);
+                prefetch_block_scales(kv, seq, j->layer, aw, ap, n, h0 / group, nh / group);
+                for (int32_t h = 0; h < nh; h += step) {
+                        const int32_t m = MIN(step, nh - h);
+                        const size_t off = koff + (size_t)(h / group) * head_bytes;
+                        const void *K = (const uint8_t *)kv_at(kv, seq, j->layer, 0, p) + off;
+                        float *sh = s + (size_t)h * n + p;
+                        prefetch_block_slice(kv, seq, j->layer, aw, ap, n, off, (size_t)(m / group) * head_bytes);
+                        if (kv->type == KV_TYPE_Q8)
+                                attn_scores_rows_q8(q + (size_t)h * hd, K,
+                                                    kv_scale_at(kv, seq, j->layer, 0, p) + (h0 + h) / group,
+                                                    kv->kv_dim, kv->n_kv_heads, run, m, group, hd, scale, sh, n);
+                        else if (kv->type == KV_TYPE_F16)
+                                attn_scores_rows_f16(q + (size_t)h * hd, K, kv->kv_dim, run, m, group, hd, scale, sh,
+                                                     n);
+                        else
+                                attn_scores_rows_f32(q + (size_t)h * hd, K, kv->kv_dim, run, m, group, hd, scale, sh,
+                                                     n);
+                }
                 p += run;
         }
         for (int32_t h = 0; h < nh; h++)
@@ -139,35 +180,201 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
                         vec_round_f16(s + (size_t)h * n, s + (size_t)h * n, n);
         memset(out, 0, sizeof(float) * nh * hd);
         for (int32_t p = 0; p < n;) {
-                int32_t run = MIN(n, (p / bs + 1) * bs) - p;
-                const void *V = (const uint8_t *)kv_at(kv, seq, j->layer, 1, p) + koff;
-                prefetch_block(kv, seq, j->layer, 1, (p / bs + PREFETCH_BLOCKS) * bs, n, koff, slice);
-                if (kv->type == KV_TYPE_Q8)
-                        attn_accum_rows_q8(out, V, kv_scale_at(kv, seq, j->layer, 1, p) + h0 / group, kv->kv_dim,
-                                           kv->n_kv_heads, s + p, n, run, nh, group, hd);
-                else if (kv->type == KV_TYPE_F16)
-                        attn_accum_rows_f16(out, V, kv->kv_dim, s + p, n, run, nh, group, hd);
-                else
-                        attn_accum_rows_f32(out, V, kv->kv_dim, s + p, n, run, nh, group, hd);
+                const int32_t run = MIN(n, (p / bs + 1) * bs) - p;
+                int aw;
+                int32_t ap;
+                walk_ahead(1, p, n, bs, &aw, &ap);
+                prefetch_block_scales(kv, seq, j->layer, aw, ap, n, h0 / group, nh / group);
+                for (int32_t h = 0; h < nh; h += step) {
+                        const int32_t m = MIN(step, nh - h);
+                        const size_t off = koff + (size_t)(h / group) * head_bytes;
+                        const void *V = (const uint8_t *)kv_at(kv, seq, j->layer, 1, p) + off;
+                        const float *sh = s + (size_t)h * n + p;
+                        float *oh = out + (size_t)h * hd;
+                        prefetch_block_slice(kv, seq, j->layer, aw, ap, n, off, (size_t)(m / group) * head_bytes);
+                        if (kv->type == KV_TYPE_Q8)
+                                attn_accum_rows_q8(oh, V, kv_scale_at(kv, seq, j->layer, 1, p) + (h0 + h) / group,
+                                                   kv->kv_dim, kv->n_kv_heads, sh, n, run, m, group, hd);
+                        else if (kv->type == KV_TYPE_F16)
+                                attn_accum_rows_f16(oh, V, kv->kv_dim, sh, n, run, m, group, hd);
+                        else
+                                attn_accum_rows_f32(oh, V, kv->kv_dim, sh, n, run, m, group, hd);
+                }
                 p += run;
         }
 }
 
-/* Work items are (token, head) pairs, split in whole GQA groups; a thread walks up to walk_heads at once. */
+/*
+ * A prompt's tokens in blocks: up to BLOCK_TOKENS consecutive tokens of one
+ * sequence walk the cache rows together, BLOCK_ROWS rows at a time, each
+ * token taking the rows it attends to while they are in L1 (8 rows of 16
+ * heads of 128 f16 are 32 KiB), instead of each token streaming every row
+ * from L3 in turn. Each token's scores, softmax and sums are computed by
+ * the same row kernels over the same rows in the same order, only in runs
+ * of at most BLOCK_ROWS rows: the kernels' results do not depend on where a
+ * run starts (each score is its own sum; each output lane adds rows in
+ * ascending order), so the bits are attend_default's. Tokens beyond
+ * block_positions positions take attend_default.
+ */
+#define BLOCK_TOKENS 8
+#define BLOCK_ROWS 8
+#define BLOCK_MAX_POSITIONS 4096
+
+static void attend_tokens(const struct attention_job *j, int64_t t0, int32_t nt, int32_t h0, int32_t nh, float *s)
+{
+        const struct npu_hparams *hp = &j->c->model->hp;
+        const struct kv_pool *kv = j->c->kv;
+        const struct kv_seq *seq = j->b->seqs[t0];
+        const int32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
+        const size_t koff = (size_t)(h0 / group) * hd * kv->elem_bytes, slice = (size_t)(nh / group) * hd * kv->elem_bytes;
+        const size_t q_dim = hparams_q_dim(hp), per_token = (size_t)j->c->attn->walk_heads * j->c->attn->block_positions;
+        const float scale = 1.0f / sqrtf((float)hd);
+        int32_t n_max = 0;
+
+        for (int32_t i = 0; i < nt; i++)
+                n_max = MAX(n_max, j->b->pos[t0 + i] + 1);
+        for (int which = 0; which < 2; which++) {
+                prefetch_block_slice(kv, seq, j->layer, which, 0, n_max, koff, slice);
+                prefetch_block_scales(kv, seq, j->layer, which, 0, n_max, h0 / group, nh / group);
+                for (int32_t p = 0; p < n_max;) {
+                        const int32_t run = MIN(MIN(n_max, (p / bs + 1) * bs) - p, BLOCK_ROWS);
+                        const void *R = (const uint8_t *)kv_at(kv, seq, j->layer, which, p) + koff;
+                        const float *rs = kv->type == KV_TYPE_Q8 ? kv_scale_at(kv, seq, j->layer, which, p) + h0 / group
+                                                                 : NULL;
+                        if (p % bs == 0) {
+                                prefetch_block_slice(kv, seq, j->layer, which, p + bs, n_max, koff, slice);
+                                prefetch_block_scales(kv, seq, j->layer, which, p + bs, n_max, h0 / group, nh / group);
+                        }
+                        for (int32_t i = 0; i < nt; i++) {
+                                const int64_t t = t0 + i;
+                                const int32_t n = j->b->pos[t] + 1, m = MIN(run, n - p);
+                                float *st = s + i * per_token;
+                                if (m <= 0)
+                                        continue;
+                                if (which == 0) {
+                                        const float *q = j->q + t * q_dim + (size_t)h0 * hd;
+                                        if (kv->type == KV_TYPE_Q8)
+                                                attn_scores_rows_q8(q, R, rs, kv->kv_dim, kv->n_kv_heads, m, nh, group,
+                                                                    hd, scale, st + p, n);
+                                        else if (kv->type == KV_TYPE_F16)
+                                                attn_scores_rows_f16(q, R, kv->kv_dim, m, nh, group, hd, scale, st + p,
+                                                                     n);
+                                        else
+                                                attn_scores_rows_f32(q, R, kv->kv_dim, m, nh, group, hd, scale, st + p,
+                                                                     n);
+                                } else {
+                                        float *out = j->out + t * q_dim + (size_t)h0 * hd;
+                                        if (kv->type == KV_TYPE_Q8)
+                                                attn_accum_rows_q8(out, R, rs, kv->kv_dim, kv->n_kv_heads, st + p, n, m,
+                                                                   nh, group, hd);
+                                        else if (kv->type == KV_TYPE_F16)
+                                                attn_accum_rows_f16(out, R, kv->kv_dim, st + p, n, m, nh, group, hd);
+                                        else
+                                                attn_accum_rows_f32(out, R, kv->kv_dim, st + p, n, m, nh, group, hd);
+                                }
+                        }
+                        p += run;
+                }
+                if (which == 1)
+                        break;
+                /* between the scores and the sums: each token's softmax, and its output cleared */
+                for (int32_t i = 0; i < nt; i++) {
+                        const int64_t t = t0 + i;
+                        const int32_t n = j->b->pos[t] + 1;
+                        for (int32_t h = 0; h < nh; h++)
+                                softmax_inplace(s + i * per_token + (size_t)h * n, n);
+                        memset(j->out + t * q_dim + (size_t)h0 * hd, 0, sizeof(float) * nh * hd);
+                }
+        }
+}
+
+/* Tokens t0.. that can walk with t0 (attend_tokens): the same sequence, all heads [h0, h0 + nh), few enough positions. */
+static int32_t block_tokens(const struct attention_job *j, int64_t t0, int64_t t_end, int32_t h0, int32_t nh,
+                            int64_t i1, int32_t H)
+{
+        int32_t nt = 0;
+
+        if (j->c->attention != ATTENTION_DEFAULT || !j->c->attn->bscores)
+                return 0;
+        for (int64_t t = t0; t < t_end && nt < BLOCK_TOKENS; t++, nt++)
+                if (j->b->seqs[t] != j->b->seqs[t0] || j->b->pos[t] + 1 > (int32_t)j->c->attn->block_positions ||
+                    t * H + h0 + nh > i1)
+                        break;
+        return nt;
+}
+
+/* fixed cost of a (token, head) item, in positions: its softmax, its output row, the call */
+#define ITEM_OVERHEAD_POSITIONS 16
+
+static int64_t item_cost(const struct npu_batch *b, int64_t t)
+{
+        return (int64_t)b->pos[t] + 1 + ITEM_OVERHEAD_POSITIONS;
+}
+
+/*
+ * The first item (a whole GQA group) at or after which the items' cost
+ * reaches target. Costs are summed in item order, token by token, all heads
+ * of a token costing the same.
+ */
+static int64_t item_at_cost(const struct npu_batch *b, int32_t H, int32_t group, int64_t target)
+{
+        int64_t acc = 0;
+
+        for (int64_t t = 0; t < b->n; t++) {
+                const int64_t c = item_cost(b, t);
+                if (acc + c * H > target)
+                        return t * H + (target - acc) / (c * group) * group;
+                acc += c * H;
+        }
+        return (int64_t)b->n * H;
+}
+
+/*
+ * Work items are (token, head) pairs, split in whole GQA groups; a thread
+ * walks up to walk_heads at once. The split is by cost, not by count: a
+ * prompt's last tokens attend over many more positions than its first,
+ * and an even count left the thread with the first tokens waiting for the
+ * other (3:1 at the end of a causal prompt over two threads). Which thread
+ * computes an item changes none of its bits.
+ */
 static void attention_worker(void *arg, int ith, int nth)
 {
         struct attention_job *j = arg;
         const struct npu_hparams *hp = &j->c->model->hp;
         const int32_t H = hp->n_heads, group = hp->n_heads / hp->n_kv_heads;
-        int64_t i0, i1;
+        int64_t total = 0;
 
-        threadpool_split((int64_t)j->b->n * H, ith, nth, group, &i0, &i1);
+        for (int64_t t = 0; t < j->b->n; t++)
+                total += item_cost(j->b, t) * H;
+        const int64_t i0 = item_at_cost(j->b, H, group, total * ith / nth);
+        const int64_t i1 = item_at_cost(j->b, H, group, total * (ith + 1) / nth);
         float *s = j->c->attn->dscores + (size_t)ith * j->c->attn->dscores_stride;
-        for (int64_t i = i0; i < i1;) {
-                const int32_t h = (int32_t)(i % H);
-                const int32_t nh = (int32_t)MIN(MIN((int64_t)j->c->attn->walk_heads, H - h), i1 - i);
-                attend_default(j, i / H, h, nh, s);
-                i += nh;
+        const int32_t walk = j->c->attn->walk_heads;
+        if (i0 >= i1)
+                return;
+        /*
+         * Heads outside, tokens inside: a prompt's tokens then read the same
+         * cache rows' slice of walk heads one after another, while it is
+         * still in L2, instead of every head's slice in turn.
+         */
+        for (int32_t h0 = 0; h0 < H; h0 += walk) {
+                const int32_t nh_full = MIN(h0 + walk, H) - h0;
+                const int64_t t_end = (i1 - 1) / H + 1;
+                for (int64_t t = i0 / H; t < t_end;) {
+                        const int64_t lo = MAX(i0, t * H + h0), hi = MIN(i1, t * H + h0 + nh_full);
+                        const int32_t nt = lo == t * H + h0 ? block_tokens(j, t, t_end, h0, nh_full, i1, H) : 0;
+                        if (nt > 1) {
+                                attend_tokens(j, t, nt, h0, nh_full,
+                                              j->c->attn->bscores + (size_t)ith * BLOCK_TOKENS *
+                                                                            j->c->attn->walk_heads *
+                                                                            j->c->attn->block_positions);
+                                t += nt;
+                                continue;
+                        }
+                        if (lo < hi)
+                                attend_default(j, t, (int32_t)(lo - t * H), (int32_t)(hi - lo), s);
+                        t++;
+                }
         }
 }
 
@@ -360,6 +567,12 @@ int attention_scratch_new(struct npu_ctx *c)
         x->dscores_positions = MAX((size_t)c->kv->n_blocks * c->kv->block_size, 64u);
         x->dscores_stride = (size_t)x->walk_heads * (x->dscores_positions + hp->head_dim);
         x->dscores = malloc(sizeof(float) * x->dscores_stride * nth);
+        if (c->max_batch > 1) {
+                x->block_positions = MIN(x->dscores_positions, (size_t)BLOCK_MAX_POSITIONS);
+                x->bscores = malloc(sizeof(float) * BLOCK_TOKENS * x->walk_heads * x->block_positions * nth);
+                if (!x->bscores)
+                        return -ENOMEM;
+        }
         return x->part && x->scores && x->state && x->first && x->dscores ? 0 : -ENOMEM;
 }
 
@@ -373,6 +586,7 @@ void attention_scratch_free(struct npu_ctx *c)
         free(x->state);
         free(x->first);
         free(x->dscores);
+        free(x->bscores);
         free(x);
         c->attn = NULL;
 }

@@ -78,6 +78,7 @@ int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_s
                 p->mem = NULL;
                 return npu_err_set(err, -ENOMEM, "cannot map a KV pool of %zu bytes", n * p->block_bytes);
         }
+        (void)madvise(p->mem, n * p->block_bytes, MADV_HUGEPAGE);
         p->refcount = calloc(n, sizeof(*p->refcount));
         p->free_list = malloc(n * sizeof(*p->free_list));
         if (!p->refcount || !p->free_list)
