@@ -456,6 +456,63 @@ static void test_threadpool_shares(void **state)
         }
 }
 
+struct quant_rows_job {
+        struct act_q *aq;
+        enum npu_precision prec;
+        const float *x;
+        int64_t rows, cols;
+};
+
+/* One row per call, rows ith, ith + nth, ...: as the element ops quantize the rows they write. */
+static void quant_rows_worker(void *arg, int ith, int nth)
+{
+        const struct quant_rows_job *j = arg;
+        for (int64_t t = ith; t < j->rows; t += nth)
+                act_quantize_rows(j->aq, j->prec, j->x, j->cols, t, t + 1);
+}
+
+/*
+ * Threads quantizing disjoint rows of one act_q at once leave exactly what
+ * one thread leaves: every row in every form, packed ones included (a
+ * thread must not take another's half-written header for its own rows).
+ */
+static void test_act_quant_concurrent(void **state)
+{
+        const int64_t M = 24, K = 264;
+        uint64_t seed = 99;
+        float *x = malloc(sizeof(float) * M * K);
+        const size_t pk_bytes = gemm_act_bytes(M, K);
+        _cleanup_(threadpool_freep) struct threadpool *tp = NULL;
+        struct act_q ref, aq;
+
+        for (int64_t i = 0; i < M * K; i++)
+                x[i] = frand(&seed);
+        assert_int_equal(threadpool_new(4, &tp), 0);
+        assert_int_equal(act_q_alloc(&ref, (int32_t)M, K), 0);
+        assert_int_equal(act_q_alloc(&aq, (int32_t)M, K), 0);
+        for (int isa = KERNEL_ISA_AVX2; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                for (enum npu_precision prec = NPU_PRECISION_W8A8; prec <= NPU_PRECISION_W8A16; prec++) {
+                        struct quant_rows_job j = { .aq = &aq, .prec = prec, .x = x, .rows = M, .cols = K };
+                        memset(ref.pk, 0x5a, pk_bytes); /* the token groups' padding stays as it was */
+                        act_quantize_rows(&ref, prec, x, K, 0, M);
+                        for (int rep = 0; rep < 3000; rep++) {
+                                memset(aq.pk, 0x5a, pk_bytes);
+                                threadpool_run(tp, quant_rows_worker, &j);
+                                assert_int_equal(aq.forms, ref.forms);
+                                assert_memory_equal(aq.scale, ref.scale, sizeof(float) * M);
+                                if (ref.forms & (ACT_U8P | ACT_Q16P))
+                                        assert_memory_equal(aq.pk, ref.pk, pk_bytes);
+                        }
+                }
+        }
+        kernels_reset_isa();
+        act_q_free(&aq);
+        act_q_free(&ref);
+        free(x);
+}
+
 /* NPU_KERNELS picks a lower instruction set when the kernels choose theirs, and the choice then stays. */
 static void test_isa_choice(void **state)
 {
@@ -486,6 +543,7 @@ int main(void)
                 cmocka_unit_test(test_f16_conversion),
                 cmocka_unit_test(test_threadpool_shares),
                 cmocka_unit_test(test_isa_choice),
+                cmocka_unit_test(test_act_quant_concurrent),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -174,15 +174,22 @@ void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, in
         const enum kernel_isa isa = kernels_isa();
         const bool avx2 = isa >= KERNEL_ISA_AVX2, w8a16 = p == NPU_PRECISION_W8A16;
 
-        a->cols = cols;
-        a->prec = p;
         /* rows as they are, and the packed form this cpu's GEMM reads (gemm_int8.h) */
         /* without a packed buffer (made elsewhere, as the npu back end's), rows only: the portable GEMM reads them */
-        a->forms = w8a16 ? ACT_Q16 : ACT_Q8;
+        unsigned forms = w8a16 ? ACT_Q16 : ACT_Q8;
         if (a->pk && isa == KERNEL_ISA_AVX512_VNNI && !w8a16)
-                a->forms |= ACT_U8P;
+                forms |= ACT_U8P;
         else if (a->pk && avx2)
-                a->forms |= ACT_Q16P;
+                forms |= ACT_Q16P;
+        /*
+         * Threads quantize disjoint rows of one act_q at once: each stores the
+         * same header, whole, and decides its rows' forms from its own copy.
+         * (Building a->forms in two steps let a thread that read it between
+         * them skip packing its rows: the GEMM then read stale packed rows.)
+         */
+        a->cols = cols;
+        a->prec = p;
+        a->forms = forms;
         for (int64_t t = t0; t < t1; t++) {
                 const float *xt = x + t * cols;
                 float amax = avx2 ? row_absmax_avx2(xt, cols) : row_absmax_scalar(xt, cols);
@@ -195,7 +202,7 @@ void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, in
                         else
                                 for (int64_t k = 0; k < cols; k++)
                                         q[k] = (int16_t)quant_one(xt[k], scale, qmax);
-                        if (a->forms & ACT_Q16P)
+                        if (forms & ACT_Q16P)
                                 pack_row(a, t, NULL, q, false);
                 } else {
                         int8_t *q = a->q8 + t * cols;
@@ -204,8 +211,8 @@ void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, in
                         else
                                 for (int64_t k = 0; k < cols; k++)
                                         q[k] = (int8_t)quant_one(xt[k], scale, qmax);
-                        if (a->forms & (ACT_U8P | ACT_Q16P))
-                                pack_row(a, t, q, NULL, a->forms & ACT_U8P);
+                        if (forms & (ACT_U8P | ACT_Q16P))
+                                pack_row(a, t, q, NULL, forms & ACT_U8P);
                 }
         }
 }
