@@ -526,6 +526,8 @@ static void test_kernel_paths(void **state)
                 check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16, 4096 + 768, 3, true, &seed);
                 check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 7, true, &seed);
                 check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 7, true, &seed);
+                check_paths(GGML_TYPE_Q5_1, ACT_SCHEME_Q8_1, 16 * 5 + 5, 1024 + 256, 7, true, &seed);
+                check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 1024 + 256, 7, true, &seed);
                 return;
         }
         for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++) {
@@ -547,6 +549,19 @@ static void test_kernel_paths(void **state)
         check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, 13, true, &seed);
         check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, false, &seed);
         check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, false, &seed);
+        /*
+         * the 32-element block types' GEMM (gemm_block.h), the same shapes:
+         * every type with its activations, and Q4_0 with w4a8's
+         */
+        for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++) {
+                const enum ggml_type t = all_types[ti];
+                if (ggml_type_block_elems(t) != 32)
+                        continue;
+                check_paths(t, quant_type_act_scheme(t), 16 * 5 + 5, 2048 + 512, 13, true, &seed);
+                check_paths(t, quant_type_act_scheme(t), 16 * 6, 1024, 8, false, &seed);
+        }
+        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 2048 + 512, 13, true, &seed);
+        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 6, 1024, 8, false, &seed);
         /* w4a8: Q4_0 blocks times int8 activations with one scale per token */
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 37, 512, 5, false, &seed);
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 70, 2048, 17, true, &seed);

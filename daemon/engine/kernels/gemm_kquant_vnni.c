@@ -23,13 +23,12 @@
 #include <immintrin.h>
 
 #include "gemm_kquant.h"
-
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#include "gemm_panel_zmm.h"
 
 #define KQ_SLICE 1024 /* columns unpacked at once */
 #define KQ_SB (KQ_SLICE / QK_K)
-#define KQ_MR 2 /* panels of a register tile */
-#define KQ_NR 6 /* tokens of a register tile */
+#define KQ_MR PANEL_MR /* panels of a register tile */
+#define KQ_NR PANEL_NR /* tokens of a register tile */
 
 /* A slice of a block of panels, unpacked. */
 struct kq_slice {
@@ -75,44 +74,6 @@ ALWAYS_INLINE void transpose16(__m512i *r)
                 r[4 + c] = _mm512_shuffle_i32x4(s1, s3, 0x88);
                 r[12 + c] = _mm512_shuffle_i32x4(s1, s3, 0xdd);
         }
-}
-
-/*
- * 16 rows of 8 int32, two rows a vector (z[p]: row 2p in lanes 0-7, row
- * 2p + 1 in lanes 8-15), in place into 8 vectors: z[g] lane i = row i's
- * int32 g. Three rounds of vpermt2d, each halving the columns a vector
- * holds and doubling its rows.
- */
-ALWAYS_INLINE void transpose16x8(__m512i *z)
-{
-        __m512i a[8], b[8];
-        int32_t i1[2][16], i2[2][16], i3[2][16];
-
-        for (int x = 0; x < 2; x++)
-                for (int l = 0; l < 16; l++) {
-                        const int g4 = l / 4, r4 = l % 4, g8 = l / 8, r8 = l % 8;
-                        /* round 1, lane 4 g4 + r4: row r4 of 4, column 4 x + g4 */
-                        i1[x][l] = (r4 < 2 ? 0 : 16) + 8 * (r4 % 2) + 4 * x + g4;
-                        /* round 2, lane 8 g8 + r8: row r8 of 8, column 2 x + g8 of the 4 */
-                        i2[x][l] = (r8 < 4 ? 0 : 16) + 4 * (2 * x + g8) + r8 % 4;
-                        /* round 3, lane l: row l of 16, column x of the 2 */
-                        i3[x][l] = (l < 8 ? 0 : 16) + 8 * x + l % 8;
-                }
-        for (int q = 0; q < 4; q++)
-                for (int x = 0; x < 2; x++)
-                        a[2 * q + x] = _mm512_permutex2var_epi32(z[2 * q], _mm512_loadu_si512(i1[x]), z[2 * q + 1]);
-        /* a[2q + x]: rows 4q..4q+3, columns 4x..4x+3 */
-        for (int q = 0; q < 2; q++)
-                for (int x = 0; x < 2; x++)
-                        for (int y = 0; y < 2; y++)
-                                b[4 * q + 2 * x + y] = _mm512_permutex2var_epi32(
-                                        a[4 * q + x], _mm512_loadu_si512(i2[y]), a[4 * q + 2 + x]);
-        /* b[4q + 2x + y]: rows 8q..8q+7, columns 4x + 2y, 4x + 2y + 1 */
-        for (int x = 0; x < 2; x++)
-                for (int y = 0; y < 2; y++)
-                        for (int g = 0; g < 2; g++)
-                                z[4 * x + 2 * y + g] = _mm512_permutex2var_epi32(
-                                        b[2 * x + y], _mm512_loadu_si512(i3[g]), b[4 + 2 * x + y]);
 }
 
 /* 16 rows' vectors of 64 columns (64c .. 64c + 63 of super-block s) into panel p's groups. */
@@ -261,13 +222,6 @@ struct kq_tokens {
         int16_t bs32[KQ_NR][KQ_SB * 8];
 };
 
-ALWAYS_INLINE __m512i bcast4(const void *p)
-{
-        int32_t v;
-        memcpy(&v, p, 4);
-        return _mm512_set1_epi32(v);
-}
-
 /*
  * MR panels from p0 times NR tokens over the slice's nsb super-blocks.
  * Q6 selects Q6_K (vpmulld for the scales, the offset pairs into isum)
@@ -287,14 +241,8 @@ ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const str
                                         in[i][j] = _mm512_setzero_si512();
                         for (int gg = 0; gg < 4; gg++) {
                                 const int g = 64 * s + 4 * h + gg;
-                                __m512i wv[KQ_MR];
-                                for (int i = 0; i < MR; i++)
-                                        wv[i] = _mm512_load_si512(sl->w[p0 + i][g]);
-                                for (int j = 0; j < NR; j++) {
-                                        const __m512i av = bcast4(tk->q[j] + 4 * g);
-                                        for (int i = 0; i < MR; i++)
-                                                in[i][j] = _mm512_dpbusd_epi32(in[i][j], wv[i], av);
-                                }
+                                const uint8_t *wg[PANEL_MR] = { sl->w[p0][g], sl->w[p0 + MR - 1][g] };
+                                panel_group_dot(in, wg, tk->q, g, MR, NR);
                         }
                         /*
                          * isum += sc * in: Q4_K's |in| <= 16 * 15 * 128 < 2^15, so the int32 lane is
@@ -346,26 +294,10 @@ ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const str
 
 typedef void kq_tile_fn(const struct kq_slice *sl, int p0, int nsb, const struct kq_tokens *tk);
 
-#define KQ_TILE(name, MR, NR, Q6)                                                                           \
-        static void kq_##name##_##MR##x##NR(const struct kq_slice *sl, int p0, int nsb,                    \
-                                            const struct kq_tokens *tk)                                    \
-        {                                                                                                  \
-                kq_tile(sl, p0, nsb, tk, MR, NR, Q6);                                                      \
-        }
-#define KQ_TILES(name, Q6)                                                                                  \
-        KQ_TILE(name, 1, 1, Q6) KQ_TILE(name, 1, 2, Q6) KQ_TILE(name, 1, 3, Q6) KQ_TILE(name, 1, 4, Q6)    \
-        KQ_TILE(name, 1, 5, Q6) KQ_TILE(name, 1, 6, Q6) KQ_TILE(name, 2, 1, Q6) KQ_TILE(name, 2, 2, Q6)    \
-        KQ_TILE(name, 2, 3, Q6) KQ_TILE(name, 2, 4, Q6) KQ_TILE(name, 2, 5, Q6) KQ_TILE(name, 2, 6, Q6)
-#define KQ_TABLE(name)                                                                                      \
-        { { NULL, kq_##name##_1x1, kq_##name##_1x2, kq_##name##_1x3, kq_##name##_1x4, kq_##name##_1x5,      \
-            kq_##name##_1x6 },                                                                             \
-          { NULL, kq_##name##_2x1, kq_##name##_2x2, kq_##name##_2x3, kq_##name##_2x4, kq_##name##_2x5,      \
-            kq_##name##_2x6 } }
+PANEL_TILES(kq_q4_k, struct kq_slice, struct kq_tokens, kq_tile, false)
+PANEL_TILES(kq_q6_k, struct kq_slice, struct kq_tokens, kq_tile, true)
 
-KQ_TILES(q4_k, false)
-KQ_TILES(q6_k, true)
-
-static kq_tile_fn *const kq_tiles[2][KQ_MR][KQ_NR + 1] = { KQ_TABLE(q4_k), KQ_TABLE(q6_k) };
+static kq_tile_fn *const kq_tiles[2][KQ_MR][KQ_NR + 1] = { PANEL_TILE_TABLE(kq_q4_k), PANEL_TILE_TABLE(kq_q6_k) };
 
 /* Tokens [t0, t0 + nr): their activations from column k0 (nsb super-blocks), their outputs from row rb. */
 static void kq_tokens_at(struct kq_tokens *tk, const struct act_blocks *a, int64_t K, int64_t t0, int nr, int64_t k0,

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "gemm_block.h"
 #include "gemm_kquant.h"
 #include "kernels.h"
 #include "kernels_quant.h"
@@ -297,14 +298,15 @@ struct quant_x86_kernels {
         void (*token)(const struct qtile *tl, const struct tile_kind *tk, int64_t nb, const int8_t *q, const float *d,
                       const float *s, const int16_t *bs, const int32_t *asum, float *out);
         int q8_0_offset; /* 128 where Q8_0 is made unsigned, 0 where it stays signed */
-        /* the register-blocked K-quant GEMM (gemm_kquant.h): the first row it left, or r0 */
-        int64_t (*kquant)(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,
-                          size_t ys, int64_t r0, int64_t r1);
+        /* the register-blocked GEMMs (gemm_kquant.h, gemm_block.h): the first row they left, or r0 */
+        int64_t (*gemm[2])(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,
+                           size_t ys, int64_t r0, int64_t r1);
 };
 
 static const struct quant_x86_kernels quant_x86[] = {
         [KERNEL_ISA_AVX2] = { quant_rows_avx2, tile_unpack_avx2, tile_token_avx2, 0 },
-        [KERNEL_ISA_AVX512_VNNI] = { quant_rows_vnni, tile_unpack_vnni, tile_token_vnni, 128, gemm_kquant_vnni },
+        [KERNEL_ISA_AVX512_VNNI] = { quant_rows_vnni, tile_unpack_vnni, tile_token_vnni, 128,
+                                     { gemm_kquant_vnni, gemm_block32_vnni } },
 };
 
 static struct tile_kind tile_kind_of(enum ggml_type t, int q8_0_offset)
@@ -409,8 +411,10 @@ static void matmul_tiled(const struct quant_x86_kernels *x86, const struct npu_w
         const struct tile_kind tk = tile_kind_of(w->type, x86->q8_0_offset);
         const int8_t *q = a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q;
         struct qtile tl;
-        int64_t r = x86->kquant ? x86->kquant(w, a, n_tok, y, ys, r0, r1) : r0;
+        int64_t r = r0;
 
+        for (size_t i = 0; i < ARRAY_SIZE(x86->gemm) && r == r0; i++)
+                r = x86->gemm[i] ? x86->gemm[i](w, a, n_tok, y, ys, r0, r1) : r0;
         for (; r + TILE_RB <= r1; r += TILE_RB) {
                 const uint8_t *rows[TILE_RB];
                 for (int i = 0; i < TILE_RB; i++)
