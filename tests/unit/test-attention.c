@@ -249,6 +249,74 @@ static void test_rows_kernels(void **state)
 }
 
 /* The flash path's exp-and-sum: every kernel path within 2e-7 (relative) of expf and a sequential sum. */
+/*
+ * The multi-query f16 kernels (a prompt's tokens over the same rows) give
+ * each query the bits of attn_*_rows_f16 over its own rows: 1..9 queries,
+ * each taking its own number of rows (some none, some all), its own ld,
+ * head sizes below, between and above the kernels' vector steps and above
+ * their in-L1 conversion's limit.
+ */
+static void test_multi_query_kernels(void **state)
+{
+        static const struct {
+                int32_t H, group, hd;
+        } shapes[] = { { 8, 1, 128 }, { 8, 4, 64 }, { 4, 2, 40 }, { 8, 2, 8 }, { 2, 1, 19 }, { 2, 1, 264 } };
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                for (size_t si = 0; si < ARRAY_SIZE(shapes); si++) {
+                        const int32_t H = shapes[si].H, group = shapes[si].group, hd = shapes[si].hd;
+                        const size_t stride = (size_t)(H / group) * hd + 8, q_stride = (size_t)H * hd + 3;
+                        for (int32_t nq = 1; nq <= 9; nq++) {
+                                for (int32_t n = 1; n <= 13; n += 3) {
+                                        const size_t s_stride = (size_t)H * (n + 12) + 5;
+                                        int32_t rows[9];
+                                        size_t ld[9];
+                                        uint16_t *k16 = malloc(sizeof(uint16_t) * stride * n);
+                                        float *q = malloc(sizeof(float) * q_stride * nq);
+                                        float *s1 = calloc(s_stride * nq, sizeof(float)), *s2 = calloc(s_stride * nq, sizeof(float));
+                                        float *o1 = malloc(sizeof(float) * q_stride * nq), *o2 = malloc(sizeof(float) * q_stride * nq);
+                                        for (int32_t i = 0; i < nq; i++) {
+                                                /* rows from n down to 0 and back: ragged, empty and full */
+                                                rows[i] = (int32_t)(hash64(si * 1000 + nq * 50 + n * 3 + i) % (uint64_t)(n + 2)) - 1;
+                                                if (i == nq - 1)
+                                                        rows[i] = n;
+                                                ld[i] = (size_t)n + (size_t)(i % 3) * 4;
+                                        }
+                                        for (size_t i = 0; i < stride * n; i++)
+                                                k16[i] = f32_to_f16(value_at(5, n, i, si, 2.0f));
+                                        for (size_t i = 0; i < q_stride * nq; i++) {
+                                                q[i] = value_at(6, n * 16 + nq, i, si, 1.0f);
+                                                o1[i] = o2[i] = value_at(7, n * 16 + nq, i, si, 1.0f);
+                                        }
+                                        attn_scores_rows_f16_multi(q, q_stride, nq, rows, k16, stride, H, group, hd, 0.125f,
+                                                                   s1, s_stride, ld);
+                                        for (int32_t i = 0; i < nq; i++)
+                                                if (rows[i] > 0)
+                                                        attn_scores_rows_f16(q + i * q_stride, k16, stride, rows[i], H, group,
+                                                                             hd, 0.125f, s2 + i * s_stride, ld[i]);
+                                        for (size_t e = 0; e < s_stride * nq; e++)
+                                                if (memcmp(&s1[e], &s2[e], sizeof(float)))
+                                                        fail_msg("isa %d shape %zu nq %d n %d: score %zu %a, want %a", isa, si,
+                                                                 nq, n, e, s1[e], s2[e]);
+                                        attn_accum_rows_f16_multi(o1, q_stride, nq, rows, k16, stride, s1, s_stride, ld, H,
+                                                                  group, hd);
+                                        for (int32_t i = 0; i < nq; i++)
+                                                if (rows[i] > 0)
+                                                        attn_accum_rows_f16(o2 + i * q_stride, k16, stride, s1 + i * s_stride,
+                                                                            ld[i], rows[i], H, group, hd);
+                                        for (size_t e = 0; e < q_stride * nq; e++)
+                                                if (memcmp(&o1[e], &o2[e], sizeof(float)))
+                                                        fail_msg("isa %d shape %zu nq %d n %d: output %zu %a, want %a", isa, si,
+                                                                 nq, n, e, o1[e], o2[e]);
+                                        free(k16), free(q), free(s1), free(s2), free(o1), free(o2);
+                                }
+                        }
+                }
+        }
+        kernels_reset_isa();
+}
+
 static void test_exp_sum(void **state)
 {
         float x[70], y[70];
@@ -555,6 +623,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rows_kernels),
+                cmocka_unit_test(test_multi_query_kernels),
                 cmocka_unit_test(test_exp_sum),
                 cmocka_unit_test(test_softmax),
                 cmocka_unit_test(test_invariance),

@@ -82,6 +82,20 @@ void attn_accum_rows_f16(float *out, const uint16_t *v, size_t stride, const flo
 void attn_accum_rows_f32(float *out, const float *v, size_t stride, const float *w, size_t ld, int32_t n,
                          int32_t n_heads, int32_t group, int32_t hd);
 /*
+ * attn_*_rows_f16 for nq queries over the same rows at once (a prompt's
+ * tokens): query i's heads are at q + i * q_stride (its output at
+ * out + i * o_stride), it takes rows [0, rows[i]) (none if rows[i] <= 0),
+ * its head h's scores or weights are at i * s_stride + h * ld[i]. Each
+ * K/V vector is converted once for every query; each query's results are
+ * bit-identical to attn_*_rows_f16 over its own rows (test-attention).
+ */
+void attn_scores_rows_f16_multi(const float *q, size_t q_stride, int32_t nq, const int32_t *rows, const uint16_t *k,
+                                size_t stride, int32_t n_heads, int32_t group, int32_t hd, float scale, float *scores,
+                                size_t s_stride, const size_t *ld);
+void attn_accum_rows_f16_multi(float *out, size_t o_stride, int32_t nq, const int32_t *rows, const uint16_t *v,
+                               size_t stride, const float *w, size_t w_stride, const size_t *ld, int32_t n_heads,
+                               int32_t group, int32_t hd);
+/*
  * The same over int8 rows (the q8 KV cache, kv_cache.h): element e of the
  * head at k in row p is ks[p * sstride] * k[p * stride + e], the row's
  * per-head scale times the byte (ks points at the head's scale in row 0;

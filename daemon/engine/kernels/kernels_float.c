@@ -773,6 +773,208 @@ void attn_accum_rows_f32(float *out, const float *v, size_t stride, const float 
                         vec_mad_f32(out + (size_t)h * hd, v + p * stride + (size_t)(h / group) * hd, w[h * ld + p], hd);
 }
 
+/*
+ * --- several queries over the same rows (a prompt's tokens, attn_*_rows_f16_multi) ---
+ *
+ * Each K/V slice of a few rows is converted to f32 once (exactly: every f16
+ * is an f32) and then feeds every query's own chains, in each chain's own
+ * order: query i's scores and sums are attn_*_rows_f16's for its rows alone.
+ */
+
+/* dot_f32_f16_avx2's two chains and order of sums, over a row already in f32 */
+AVX2_INLINE float dot_f32_f32_chains(const float *a, const float *b, int32_t n)
+{
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        int32_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+        }
+        float s = hsum8(_mm256_add_ps(acc0, acc1));
+        for (; i < n; i++)
+                s += a[i] * b[i];
+        return s;
+}
+
+/* scores of query head qh over four rows in f32 (kf), as attn_scores_rows_f16_avx2's four-row step */
+AVX2_INLINE void scores4_f32(const float *qh, const float (*kf)[ATTN_GQA_MAX_HD], int32_t hd, float scale, float *sh)
+{
+        const int32_t hd16 = hd & ~15;
+        __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+        for (int32_t i = 0; i < hd16; i += 16) {
+                __m256 qa = _mm256_loadu_ps(qh + i), qb = _mm256_loadu_ps(qh + i + 8);
+                a0 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[0] + i), a0);
+                b0 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[0] + i + 8), b0);
+                a1 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[1] + i), a1);
+                b1 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[1] + i + 8), b1);
+                a2 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[2] + i), a2);
+                b2 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[2] + i + 8), b2);
+                a3 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[3] + i), a3);
+                b3 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[3] + i + 8), b3);
+        }
+        float s0 = hsum8(_mm256_add_ps(a0, b0)), s1 = hsum8(_mm256_add_ps(a1, b1));
+        float s2 = hsum8(_mm256_add_ps(a2, b2)), s3 = hsum8(_mm256_add_ps(a3, b3));
+        for (int32_t i = hd16; i < hd; i++) {
+                s0 += qh[i] * kf[0][i];
+                s1 += qh[i] * kf[1][i];
+                s2 += qh[i] * kf[2][i];
+                s3 += qh[i] * kf[3][i];
+        }
+        sh[0] = s0 * scale, sh[1] = s1 * scale, sh[2] = s2 * scale, sh[3] = s3 * scale;
+}
+
+AVX2 static void attn_scores_rows_f16_multi_avx2(const float *q, size_t q_stride, int32_t nq, const int32_t *rows,
+                                                 const uint16_t *k, size_t stride, int32_t n_heads, int32_t group,
+                                                 int32_t hd, float scale, float *scores, size_t s_stride,
+                                                 const size_t *ld)
+{
+        int32_t n = 0;
+        for (int32_t i = 0; i < nq; i++)
+                n = MAX(n, rows[i]);
+        for (int32_t p = 0; p < n; p += 4) {
+                const int32_t nr = MIN(4, n - p);
+                for (int32_t g = 0; g < n_heads / group; g++) {
+                        float kf[4][ATTN_GQA_MAX_HD];
+                        for (int32_t r = 0; r < nr; r++)
+                                f16_row_to_f32(k + (p + r) * stride + (size_t)g * hd, kf[r], hd);
+                        for (int32_t i = 0; i < nq; i++) {
+                                const int32_t m = MIN(4, rows[i] - p);
+                                for (int32_t h = g * group; h < (g + 1) * group && m > 0; h++) {
+                                        const float *qh = q + i * q_stride + (size_t)h * hd;
+                                        float *sh = scores + i * s_stride + h * ld[i] + p;
+                                        if (m == 4) {
+                                                scores4_f32(qh, kf, hd, scale, sh);
+                                                continue;
+                                        }
+                                        for (int32_t r = 0; r < m; r++)
+                                                sh[r] = dot_f32_f32_chains(qh, kf[r], hd) * scale;
+                                }
+                        }
+                }
+        }
+}
+
+/* the rows to walk together per step of the sums: their slice stays in L1 while each lane takes them all */
+#define ATTN_MULTI_ROWS 8
+
+/*
+ * out[i] += sum_p w[i][p] * v[p] for nq (a constant at each call) queries'
+ * outputs of one head over n rows: each lane one fused multiply-add per
+ * row, p ascending, as attn_accum_rows_f16_avx2; a V vector is converted
+ * once for all nq.
+ */
+AVX2_INLINE void accum_multi_f16(float *const *o, const float *const *w, const uint16_t *v, size_t stride, int32_t n,
+                                 int32_t hd, const int nq)
+{
+        for (int32_t p0 = 0; p0 < n; p0 += ATTN_MULTI_ROWS) {
+                const int32_t p1 = MIN(n, p0 + ATTN_MULTI_ROWS);
+                int32_t d = 0;
+                for (; d + 8 <= hd; d += 8) {
+                        __m256 acc[8];
+#pragma GCC unroll 8
+                        for (int i = 0; i < nq; i++)
+                                acc[i] = _mm256_loadu_ps(o[i] + d);
+                        for (int32_t p = p0; p < p1; p++) {
+                                const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + p * stride + d)));
+#pragma GCC unroll 8
+                                for (int i = 0; i < nq; i++)
+                                        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(w[i][p]), x, acc[i]);
+                        }
+#pragma GCC unroll 8
+                        for (int i = 0; i < nq; i++)
+                                _mm256_storeu_ps(o[i] + d, acc[i]);
+                }
+                for (; d < hd; d++)
+                        for (int i = 0; i < nq; i++) {
+                                float a = o[i][d];
+                                for (int32_t p = p0; p < p1; p++)
+                                        a = fmaf(w[i][p], f16_to_f32(v[p * stride + d]), a);
+                                o[i][d] = a;
+                        }
+        }
+}
+
+AVX2 static void accum_multi_f16_n(float *const *o, const float *const *w, const uint16_t *v, size_t stride, int32_t n,
+                                   int32_t hd, int nq)
+{
+        switch (nq) {
+        case 1: accum_multi_f16(o, w, v, stride, n, hd, 1); break;
+        case 2: accum_multi_f16(o, w, v, stride, n, hd, 2); break;
+        case 3: accum_multi_f16(o, w, v, stride, n, hd, 3); break;
+        case 4: accum_multi_f16(o, w, v, stride, n, hd, 4); break;
+        case 5: accum_multi_f16(o, w, v, stride, n, hd, 5); break;
+        case 6: accum_multi_f16(o, w, v, stride, n, hd, 6); break;
+        case 7: accum_multi_f16(o, w, v, stride, n, hd, 7); break;
+        default: accum_multi_f16(o, w, v, stride, n, hd, 8); break;
+        }
+}
+
+AVX2 static void attn_accum_rows_f16_multi_avx2(float *out, size_t o_stride, int32_t nq, const int32_t *rows,
+                                                const uint16_t *v, size_t stride, const float *w, size_t w_stride,
+                                                const size_t *ld, int32_t n_heads, int32_t group, int32_t hd)
+{
+        for (int32_t i0 = 0; i0 < nq; i0 += 8) {
+                const int32_t i1 = MIN(nq, i0 + 8);
+                for (int32_t h = 0; h < n_heads; h++) {
+                        const uint16_t *vh = v + (size_t)(h / group) * hd;
+                        float *o[8];
+                        const float *wi[8];
+                        int32_t k = 0, m_min = INT32_MAX;
+                        for (int32_t i = i0; i < i1; i++) {
+                                if (rows[i] <= 0)
+                                        continue;
+                                o[k] = out + i * o_stride + (size_t)h * hd;
+                                wi[k++] = w + i * w_stride + h * ld[i];
+                                m_min = MIN(m_min, rows[i]);
+                        }
+                        if (!k)
+                                continue;
+                        /* the rows every query takes, together; then each query's own further rows */
+                        accum_multi_f16_n(o, wi, vh, stride, m_min, hd, k);
+                        for (int32_t i = i0, kk = 0; i < i1; i++) {
+                                if (rows[i] <= 0)
+                                        continue;
+                                if (rows[i] > m_min) {
+                                        const float *wr = wi[kk] + m_min;
+                                        accum_multi_f16_n(&o[kk], &wr, vh + m_min * stride, stride, rows[i] - m_min,
+                                                          hd, 1);
+                                }
+                                kk++;
+                        }
+                }
+        }
+}
+
+void attn_scores_rows_f16_multi(const float *q, size_t q_stride, int32_t nq, const int32_t *rows, const uint16_t *k,
+                                size_t stride, int32_t n_heads, int32_t group, int32_t hd, float scale, float *scores,
+                                size_t s_stride, const size_t *ld)
+{
+        if (kernels_isa() >= KERNEL_ISA_AVX2 && hd <= ATTN_GQA_MAX_HD) {
+                attn_scores_rows_f16_multi_avx2(q, q_stride, nq, rows, k, stride, n_heads, group, hd, scale, scores,
+                                                s_stride, ld);
+                return;
+        }
+        for (int32_t i = 0; i < nq; i++)
+                if (rows[i] > 0)
+                        attn_scores_rows_f16(q + i * q_stride, k, stride, rows[i], n_heads, group, hd, scale,
+                                             scores + i * s_stride, ld[i]);
+}
+
+void attn_accum_rows_f16_multi(float *out, size_t o_stride, int32_t nq, const int32_t *rows, const uint16_t *v,
+                               size_t stride, const float *w, size_t w_stride, const size_t *ld, int32_t n_heads,
+                               int32_t group, int32_t hd)
+{
+        if (kernels_isa() >= KERNEL_ISA_AVX2) {
+                attn_accum_rows_f16_multi_avx2(out, o_stride, nq, rows, v, stride, w, w_stride, ld, n_heads, group,
+                                               hd);
+                return;
+        }
+        for (int32_t i = 0; i < nq; i++)
+                if (rows[i] > 0)
+                        attn_accum_rows_f16(out + i * o_stride, v, stride, w + i * w_stride, ld[i], rows[i], n_heads,
+                                            group, hd);
+}
+
 /* exp for x <= 88 (Cephes' polynomial; inputs below -87 give exp(-87)): within 2 ulp of expf */
 AVX2_INLINE __m256 exp256(__m256 x)
 {

@@ -245,6 +245,25 @@ static void attend_tokens(const struct attention_job *j, int64_t t0, int32_t nt,
                                 prefetch_block_slice(kv, seq, j->layer, which, p + bs, n_max, koff, slice);
                                 prefetch_block_scales(kv, seq, j->layer, which, p + bs, n_max, h0 / group, nh / group);
                         }
+                        if (kv->type == KV_TYPE_F16) {
+                                /* every token of the block from each K/V vector converted once */
+                                int32_t rows[BLOCK_TOKENS];
+                                size_t ld[BLOCK_TOKENS];
+                                for (int32_t i = 0; i < nt; i++) {
+                                        ld[i] = (size_t)j->b->pos[t0 + i] + 1;
+                                        rows[i] = MIN(run, (int32_t)ld[i] - p);
+                                }
+                                if (which == 0)
+                                        attn_scores_rows_f16_multi(j->q + t0 * q_dim + (size_t)h0 * hd, q_dim, nt, rows,
+                                                                   R, kv->kv_dim, nh, group, hd, scale, s + p,
+                                                                   per_token, ld);
+                                else
+                                        attn_accum_rows_f16_multi(j->out + t0 * q_dim + (size_t)h0 * hd, q_dim, nt,
+                                                                  rows, R, kv->kv_dim, s + p, per_token, ld, nh, group,
+                                                                  hd);
+                                p += run;
+                                continue;
+                        }
                         for (int32_t i = 0; i < nt; i++) {
                                 const int64_t t = t0 + i;
                                 const int32_t n = j->b->pos[t] + 1, m = MIN(run, n - p);
