@@ -558,6 +558,33 @@ AVX2_INLINE void f16_row_to_f32(const uint16_t *x, float *y, int32_t n)
                 y[i] = f16_to_f32(x[i]);
 }
 
+/* scores of query head qh over four rows in f32 (kf), with dot_f32_f16_avx2's two chains per row and its order of sums */
+AVX2_INLINE void scores4_f32(const float *qh, const float (*kf)[ATTN_GQA_MAX_HD], int32_t hd, float scale, float *sh)
+{
+        const int32_t hd16 = hd & ~15;
+        __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+        for (int32_t i = 0; i < hd16; i += 16) {
+                __m256 qa = _mm256_loadu_ps(qh + i), qb = _mm256_loadu_ps(qh + i + 8);
+                a0 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[0] + i), a0);
+                b0 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[0] + i + 8), b0);
+                a1 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[1] + i), a1);
+                b1 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[1] + i + 8), b1);
+                a2 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[2] + i), a2);
+                b2 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[2] + i + 8), b2);
+                a3 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[3] + i), a3);
+                b3 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[3] + i + 8), b3);
+        }
+        float s0 = hsum8(_mm256_add_ps(a0, b0)), s1 = hsum8(_mm256_add_ps(a1, b1));
+        float s2 = hsum8(_mm256_add_ps(a2, b2)), s3 = hsum8(_mm256_add_ps(a3, b3));
+        for (int32_t i = hd16; i < hd; i++) {
+                s0 += qh[i] * kf[0][i];
+                s1 += qh[i] * kf[1][i];
+                s2 += qh[i] * kf[2][i];
+                s3 += qh[i] * kf[3][i];
+        }
+        sh[0] = s0 * scale, sh[1] = s1 * scale, sh[2] = s2 * scale, sh[3] = s3 * scale;
+}
+
 /*
  * Four rows at a time: each row keeps dot_f32_f16_avx2's two accumulators
  * and its order of sums (so the same bits), but the four rows' eight chains
@@ -584,32 +611,8 @@ AVX2 static void attn_scores_rows_f16_avx2(const float *q, const uint16_t *k, si
                                 const uint16_t *rr[4] = { r0, r1, r2, r3 };
                                 for (int r = 0; r < 4; r++)
                                         f16_row_to_f32(rr[r] + (size_t)g * hd, kf[r], hd);
-                                for (int32_t h = g * group; h < (g + 1) * group; h++) {
-                                        const float *qh = q + (size_t)h * hd;
-                                        __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0,
-                                               a3 = a0, b3 = a0;
-                                        for (int32_t i = 0; i < hd16; i += 16) {
-                                                __m256 qa = _mm256_loadu_ps(qh + i), qb = _mm256_loadu_ps(qh + i + 8);
-                                                a0 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[0] + i), a0);
-                                                b0 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[0] + i + 8), b0);
-                                                a1 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[1] + i), a1);
-                                                b1 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[1] + i + 8), b1);
-                                                a2 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[2] + i), a2);
-                                                b2 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[2] + i + 8), b2);
-                                                a3 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[3] + i), a3);
-                                                b3 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[3] + i + 8), b3);
-                                        }
-                                        float s0 = hsum8(_mm256_add_ps(a0, b0)), s1 = hsum8(_mm256_add_ps(a1, b1));
-                                        float s2 = hsum8(_mm256_add_ps(a2, b2)), s3 = hsum8(_mm256_add_ps(a3, b3));
-                                        for (int32_t i = hd16; i < hd; i++) {
-                                                s0 += qh[i] * kf[0][i];
-                                                s1 += qh[i] * kf[1][i];
-                                                s2 += qh[i] * kf[2][i];
-                                                s3 += qh[i] * kf[3][i];
-                                        }
-                                        float *sh = scores + h * ld + p;
-                                        sh[0] = s0 * scale, sh[1] = s1 * scale, sh[2] = s2 * scale, sh[3] = s3 * scale;
-                                }
+                                for (int32_t h = g * group; h < (g + 1) * group; h++)
+                                        scores4_f32(q + (size_t)h * hd, kf, hd, scale, scores + h * ld + p);
                         }
                         continue;
                 }
@@ -794,33 +797,6 @@ AVX2_INLINE float dot_f32_f32_chains(const float *a, const float *b, int32_t n)
         for (; i < n; i++)
                 s += a[i] * b[i];
         return s;
-}
-
-/* scores of query head qh over four rows in f32 (kf), as attn_scores_rows_f16_avx2's four-row step */
-AVX2_INLINE void scores4_f32(const float *qh, const float (*kf)[ATTN_GQA_MAX_HD], int32_t hd, float scale, float *sh)
-{
-        const int32_t hd16 = hd & ~15;
-        __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
-        for (int32_t i = 0; i < hd16; i += 16) {
-                __m256 qa = _mm256_loadu_ps(qh + i), qb = _mm256_loadu_ps(qh + i + 8);
-                a0 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[0] + i), a0);
-                b0 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[0] + i + 8), b0);
-                a1 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[1] + i), a1);
-                b1 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[1] + i + 8), b1);
-                a2 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[2] + i), a2);
-                b2 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[2] + i + 8), b2);
-                a3 = _mm256_fmadd_ps(qa, _mm256_loadu_ps(kf[3] + i), a3);
-                b3 = _mm256_fmadd_ps(qb, _mm256_loadu_ps(kf[3] + i + 8), b3);
-        }
-        float s0 = hsum8(_mm256_add_ps(a0, b0)), s1 = hsum8(_mm256_add_ps(a1, b1));
-        float s2 = hsum8(_mm256_add_ps(a2, b2)), s3 = hsum8(_mm256_add_ps(a3, b3));
-        for (int32_t i = hd16; i < hd; i++) {
-                s0 += qh[i] * kf[0][i];
-                s1 += qh[i] * kf[1][i];
-                s2 += qh[i] * kf[2][i];
-                s3 += qh[i] * kf[3][i];
-        }
-        sh[0] = s0 * scale, sh[1] = s1 * scale, sh[2] = s2 * scale, sh[3] = s3 * scale;
 }
 
 AVX2 static void attn_scores_rows_f16_multi_avx2(const float *q, size_t q_stride, int32_t nq, const int32_t *rows,
