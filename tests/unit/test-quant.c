@@ -559,7 +559,10 @@ static void test_kernel_paths(void **state)
                         continue;
                 check_paths(t, quant_type_act_scheme(t), 16 * 5 + 5, 2048 + 512, 13, true, &seed);
                 check_paths(t, quant_type_act_scheme(t), 16 * 6, 1024, 8, false, &seed);
+                /* the one-token kernels' two blocks a step, an odd last block alone */
+                check_paths(t, quant_type_act_scheme(t), 21, 32 * 37, 2, true, &seed);
         }
+        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 21, 32 * 37, 2, true, &seed);
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 2048 + 512, 13, true, &seed);
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 6, 1024, 8, false, &seed);
         /* w4a8: Q4_0 blocks times int8 activations with one scale per token */

@@ -449,20 +449,18 @@ SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a
                 }                                                                                             \
         }
 
+#if !SIMD_ZMM
 DEFINE_GROUP(q4_0, struct block_q4_0, QK4_0, 8, 0, 0, 0)
 DEFINE_GROUP(q4_1, struct block_q4_1, QK4_1, 0, 1, 0, 2)
 DEFINE_GROUP(q5_0, struct block_q5_0, QK5_0, 16, 0, 0, 0)
 DEFINE_GROUP(q5_1, struct block_q5_1, QK5_1, 0, 1, 0, 2)
-#if Q8_0_WIDE
-DEFINE_GROUP(q8_0, struct block_q8_0, QK8_0, 128, 0, 0, 0)
-#else
 DEFINE_GROUP(q8_0, struct block_q8_0, QK8_0, 0, 0, 0, 0)
 #endif
 DEFINE_GROUP(q2_k, struct block_q2_K, QK_K, 0, 2, offsetof(struct block_q2_K, d), offsetof(struct block_q2_K, dmin))
 DEFINE_GROUP(q3_k, struct block_q3_K, QK_K, 0, 0, offsetof(struct block_q3_K, d), 0)
 DEFINE_GROUP(q5_k, struct block_q5_K, QK_K, 0, 2, 0, 2)
 #if SIMD_ZMM
-/* 512-bit copies of the types a Q4_K_M file is made of */
+/* 512-bit copies of the types a Q4_K_M file is made of, and of the 32-element types */
 #include "kernels_quant_zmm.h"
 #else
 DEFINE_GROUP(q4_k, struct block_q4_K, QK_K, 0, 2, 0, 2)

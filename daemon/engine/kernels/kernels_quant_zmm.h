@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The one-token kernels of Q4_K and Q6_K on 512-bit vectors, included by
+ * The one-token kernels of Q4_K, Q6_K and the 32-element types on 512-bit vectors, included by
  * kernels_quant_x86.h into its AVX-512 VNNI copy only (SIMD_ZMM). They
  * compute kernels_quant.h's definition like every other copy: each block's
  * isum exactly (in another order), then the same float steps in the same
@@ -188,6 +188,171 @@ SIMD_INLINE void SIMD(group_q4_k)(const uint8_t *const *rows, int64_t K, const i
 }
 
 DEFINE_GROUP(q6_k, struct block_q6_K, QK_K, 0, 0, offsetof(struct block_q6_K, d), 0)
+
+/*
+ * --- the 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), two blocks per vector ---
+ * A row's blocks b and b + 1 are one 512-bit vector of unsigned bytes in
+ * element order (lanes 0-7 of the products block b, 8-15 block b + 1),
+ * against the token's 64 activations as they lie. The eight rows' lanes
+ * are reduced by one transpose into sixteen isums, the sixteen f16 scales
+ * come in by one gather, and the float steps run block after block as
+ * everywhere else: per row, block b's, then block b + 1's.
+ */
+
+/* v[i] (row i, lanes 0-7 block b, 8-15 block b + 1) into: lanes 0-7 block b of rows 0-7, 8-15 block b + 1 */
+SIMD_INLINE __m512i SIMD(hsum8x2x8)(const __m512i *v)
+{
+        __m512i t[4], u[2];
+        for (int i = 0; i < 4; i++)
+                t[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                                        _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+        for (int i = 0; i < 2; i++)
+                u[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2 * i], t[2 * i + 1]),
+                                        _mm512_unpackhi_epi64(t[2 * i], t[2 * i + 1]));
+        /* u[i]'s 128-bit lanes: rows 4i .. 4i + 3, halves of block b (lanes 0, 1) and of b + 1 (2, 3) */
+        const __m512i w = _mm512_add_epi32(_mm512_shuffle_i32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                           _mm512_shuffle_i32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+        /* w's 128-bit lanes: b rows 0-3, b + 1 rows 0-3, b rows 4-7, b + 1 rows 4-7 */
+        return _mm512_shuffle_i32x4(w, w, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/* 16 bytes of nibbles at lo and at hi: lo's 16 low nibbles, its 16 high ones, then hi's */
+SIMD_INLINE __m512i SIMD(nibbles2x32)(const uint8_t *lo, const uint8_t *hi)
+{
+        __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lo));
+        v = _mm512_mask_broadcast_i32x4(v, 0xff00, _mm_loadu_si128((const __m128i *)hi));
+        return _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
+                                _mm512_set1_epi8(15));
+}
+
+/* + 16 on the bytes whose bit is set in the two little-endian words (the fifth bits of Q5_0, Q5_1) */
+SIMD_INLINE __m512i SIMD(add_bits2x32)(__m512i v, const uint8_t *lo, const uint8_t *hi)
+{
+        uint32_t a, b;
+        memcpy(&a, lo, 4);
+        memcpy(&b, hi, 4);
+        return _mm512_mask_add_epi8(v, (__mmask64)a | (__mmask64)b << 32, v, _mm512_set1_epi8(16));
+}
+
+/* Blocks x[0] and x[1] of a row as unsigned bytes: w + OFF, or q as stored (Q4_1, Q5_1). */
+SIMD_INLINE __m512i SIMD(pair_q4_0)(const struct block_q4_0 *x)
+{
+        return SIMD(nibbles2x32)(x[0].qs, x[1].qs);
+}
+
+SIMD_INLINE __m512i SIMD(pair_q4_1)(const struct block_q4_1 *x)
+{
+        return SIMD(nibbles2x32)(x[0].qs, x[1].qs);
+}
+
+SIMD_INLINE __m512i SIMD(pair_q5_0)(const struct block_q5_0 *x)
+{
+        return SIMD(add_bits2x32)(SIMD(nibbles2x32)(x[0].qs, x[1].qs), x[0].qh, x[1].qh);
+}
+
+SIMD_INLINE __m512i SIMD(pair_q5_1)(const struct block_q5_1 *x)
+{
+        return SIMD(add_bits2x32)(SIMD(nibbles2x32)(x[0].qs, x[1].qs), x[0].qh, x[1].qh);
+}
+
+/* w + 128 (xor of the sign bit), as the 256-bit copy does */
+SIMD_INLINE __m512i SIMD(pair_q8_0)(const struct block_q8_0 *x)
+{
+        const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(SIMD(load32)(x[0].qs)), SIMD(load32)(x[1].qs), 1);
+        return _mm512_xor_si512(v, _mm512_set1_epi8(-128));
+}
+
+/* eight floats: the high half of v */
+SIMD_INLINE __m256 SIMD(high8)(__m512 v)
+{
+        return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+/* the f16 at the byte offsets idx from base, as floats */
+SIMD_INLINE __m512 SIMD(gather_f16x16)(const uint8_t *base, __m512i idx)
+{
+        return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, base, 1)));
+}
+
+/*
+ * out[i] = row i . token, as DEFINE_GROUP's copy computes it, two blocks
+ * a step (an odd last block alone, on 256-bit vectors). Prefetching: the
+ * next group's bytes in order into L2, a share per step, as DEFINE_GROUP
+ * does for these types.
+ */
+#define DEFINE_GROUP32_ZMM(name, btype, OFF, MINK, D_AT, DMIN_AT)                                             \
+        SIMD_INLINE void SIMD(group_##name)(const uint8_t *const *rows, int64_t K, const int8_t *q,          \
+                                            const float *d, const float *s, const int16_t *bs,               \
+                                            const int32_t *asum, float *out)                                 \
+        {                                                                                                     \
+                const int64_t nb = K / 32, row_bytes = nb * (int64_t)sizeof(btype);                           \
+                const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * MAX(nb / 2, 1)) * 64;                 \
+                const char *next = (const char *)rows[0] + RB * row_bytes;                                    \
+                const __m256i ro = _mm256_setr_epi32(0, (int)(rows[1] - rows[0]), (int)(rows[2] - rows[0]),   \
+                                                     (int)(rows[3] - rows[0]), (int)(rows[4] - rows[0]),      \
+                                                     (int)(rows[5] - rows[0]), (int)(rows[6] - rows[0]),      \
+                                                     (int)(rows[7] - rows[0]));                               \
+                /* byte offsets from rows[0] of blocks b (lanes 0-7) and b + 1 (8-15) of the eight rows */    \
+                __m512i at = _mm512_inserti64x4(_mm512_castsi256_si512(ro),                                   \
+                                                _mm256_add_epi32(ro, _mm256_set1_epi32((int)sizeof(btype))), 1); \
+                __m256 acc = _mm256_setzero_ps();                                                             \
+                int64_t b = 0;                                                                                \
+                for (; b + 2 <= nb; b += 2) {                                                                 \
+                        __m512i L[RB];                                                                        \
+                        for (int64_t c = 0; c < share; c += 64)                                               \
+                                _mm_prefetch(next + b / 2 * share + c, _MM_HINT_T1);                          \
+                        const __m512i av = _mm512_loadu_si512(q + 32 * b);                                    \
+                        for (int i = 0; i < RB; i++)                                                          \
+                                L[i] = _mm512_dpbusd_epi32(                                                   \
+                                        _mm512_setzero_si512(),                                               \
+                                        SIMD(pair_##name)((const btype *)(const void *)rows[i] + b), av);     \
+                        __m512i isum = SIMD(hsum8x2x8)(L);                                                    \
+                        if (OFF)                                                                              \
+                                isum = _mm512_sub_epi32(isum, _mm512_mask_set1_epi32(                         \
+                                                                      _mm512_set1_epi32((OFF) * asum[b]),     \
+                                                                      0xff00, (OFF) * asum[b + 1]));          \
+                        const __m512 da = _mm512_mask_mov_ps(_mm512_set1_ps(d[b]), 0xff00,                    \
+                                                             _mm512_set1_ps(d[b + 1]));                       \
+                        const __m512 dw = SIMD(gather_f16x16)(rows[0], _mm512_add_epi32(                      \
+                                                  at, _mm512_set1_epi32((int)(b * sizeof(btype) + (D_AT))))); \
+                        const __m512 p = _mm512_mul_ps(dw, da), f = _mm512_cvtepi32_ps(isum);                 \
+                        __m512 mw = _mm512_setzero_ps();                                                      \
+                        if ((MINK) == 1)                                                                      \
+                                mw = SIMD(gather_f16x16)(rows[0], _mm512_add_epi32(                           \
+                                             at, _mm512_set1_epi32((int)(b * sizeof(btype) + (DMIN_AT)))));   \
+                        acc = _mm256_fmadd_ps(_mm512_castps512_ps256(p), _mm512_castps512_ps256(f), acc);     \
+                        if ((MINK) == 1)                                                                      \
+                                acc = _mm256_fmadd_ps(_mm512_castps512_ps256(mw), _mm256_set1_ps(s[b]), acc); \
+                        acc = _mm256_fmadd_ps(SIMD(high8)(p), SIMD(high8)(f), acc);                           \
+                        if ((MINK) == 1)                                                                      \
+                                acc = _mm256_fmadd_ps(SIMD(high8)(mw), _mm256_set1_ps(s[b + 1]), acc);        \
+                }                                                                                             \
+                if (b < nb) {                                                                                 \
+                        __m256i L[RB];                                                                        \
+                        for (int i = 0; i < RB; i++)                                                          \
+                                L[i] = SIMD(block_##name)((const btype *)(const void *)rows[i] + b,           \
+                                                          q + 32 * b, NULL, NULL, NULL, NULL);                \
+                        __m256i isum = SIMD(hsum8x8)(L);                                                      \
+                        if (OFF)                                                                              \
+                                isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((OFF) * asum[b]));            \
+                        const __m256 da = _mm256_set1_ps(d[b]);                                               \
+                        const __m256 dw = SIMD(load_f16x8)(rows, b * sizeof(btype) + (D_AT));                 \
+                        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(isum), acc);          \
+                        if ((MINK) == 1) {                                                                     \
+                                const __m256 mw = SIMD(load_f16x8)(rows, b * sizeof(btype) + (DMIN_AT));      \
+                                acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(s[b]), acc);                         \
+                        }                                                                                     \
+                }                                                                                             \
+                _mm256_storeu_ps(out, acc);                                                                   \
+        }
+
+DEFINE_GROUP32_ZMM(q4_0, struct block_q4_0, 8, 0, 0, 0)
+DEFINE_GROUP32_ZMM(q4_1, struct block_q4_1, 0, 1, 0, 2)
+DEFINE_GROUP32_ZMM(q5_0, struct block_q5_0, 16, 0, 0, 0)
+DEFINE_GROUP32_ZMM(q5_1, struct block_q5_1, 0, 1, 0, 2)
+DEFINE_GROUP32_ZMM(q8_0, struct block_q8_0, 128, 0, 0, 0)
+
+#undef DEFINE_GROUP32_ZMM
 
 #undef SCALE_QUADS
 #undef I16_PAIR_OF_BYTE
