@@ -304,7 +304,7 @@ struct quant_x86_kernels {
 };
 
 static const struct quant_x86_kernels quant_x86[] = {
-        [KERNEL_ISA_AVX2] = { quant_rows_avx2, tile_unpack_avx2, tile_token_avx2, 0 },
+        [KERNEL_ISA_AVX2] = { quant_rows_avx2, tile_unpack_avx2, tile_token_avx2, 0, { NULL, gemm_block32_avx2 } },
         [KERNEL_ISA_AVX512_VNNI] = { quant_rows_vnni, tile_unpack_vnni, tile_token_vnni, 128,
                                      { gemm_kquant_vnni, gemm_block32_vnni } },
 };
