@@ -22,7 +22,9 @@
  * Loops as in gemm_block_vnni.c: slices of YB_SLICE columns of a block of
  * 8 panels (64 rows, 64 KiB unpacked, in L2), pairs of panels (16 KiB, in
  * L1) inside, token groups inside those; the float sums rest in y between
- * blocks.
+ * blocks. Each int sum is one chain in its register (an empty asm after
+ * each add): left alone, GCC made a tree of the adds and kept the
+ * products on the stack, 30 % slower.
  *
  * This file is compiled with -ffp-contract=off: every fused multiply-add
  * is written out (_mm256_fmadd_ps).
@@ -38,7 +40,7 @@
 #define YB_SLICE 1024      /* columns unpacked at once */
 #define YB_NB (YB_SLICE / 32)
 #define YB_MR 2 /* panels of a register tile */
-#define YB_NR 6 /* tokens of a register tile at most */
+#define YB_NR 6 /* tokens of a register tile at most (the table's) */
 
 /* How a tile sums a block's 8 groups of 4 columns. */
 enum yb_mode {
@@ -202,6 +204,7 @@ ALWAYS_INLINE void yb_block_sums(__m256i in[YB_MR][YB_NR], const struct yb_slice
                                 for (int i = 0; i < MR; i++) {
                                         const __m256i p = _mm256_maddubs_epi16(wa[i], _mm256_sign_epi8(av, wv[i]));
                                         in[i][j] = _mm256_add_epi32(in[i][j], _mm256_madd_epi16(p, ones));
+                                        __asm__("" : "+x"(in[i][j]));
                                 }
                         }
                 }
@@ -214,14 +217,18 @@ ALWAYS_INLINE void yb_block_sums(__m256i in[YB_MR][YB_NR], const struct yb_slice
                 for (int i = 0; i < MR; i++)
                         for (int j = 0; j < NR; j++)
                                 s16[i][j] = _mm256_setzero_si256();
+#pragma GCC unroll 8
                 for (int g = 8 * b + h; g < 8 * b + h + run; g++) {
                         __m256i wv[YB_MR];
                         for (int i = 0; i < MR; i++)
                                 wv[i] = _mm256_load_si256((const __m256i *)sl->w[p0 + i][g]);
                         for (int j = 0; j < NR; j++) {
                                 const __m256i av = bcast4(tk->q[j] + 4 * g);
-                                for (int i = 0; i < MR; i++)
+                                for (int i = 0; i < MR; i++) {
                                         s16[i][j] = _mm256_add_epi16(s16[i][j], _mm256_maddubs_epi16(wv[i], av));
+                                        /* a chain in its register: no tree of the adds, no products kept apart */
+                                        __asm__("" : "+x"(s16[i][j]));
+                                }
                         }
                 }
                 for (int i = 0; i < MR; i++)
@@ -293,17 +300,19 @@ static bool yb_kind_of(enum ggml_type t, const struct act_blocks *a, struct yb_k
         const bool q8_0 = a->scheme == ACT_SCHEME_Q8_0, q8_1 = a->scheme == ACT_SCHEME_Q8_1;
 
         /*
-         * tokens per tile, with 16 ymm registers: 2 x 6 int16 sums (nibbles),
-         * 2 x 3 int16 and int32 sums (five bits), 2 x 4 int32 sums and |w| (Q8_0)
+         * tokens per tile, with 16 ymm registers (2 weight vectors, a
+         * broadcast, a product): 2 x 5 int16 sums (nibbles), 2 x 3 int16 and
+         * int32 sums (five bits), 2 x 3 int32 sums and |w| (Q8_0); measured
+         * on TinyLlama's shape, 2 x 6 and 2 x 4 spill and run slower
          */
         const int8_t *q = a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q;
 
         switch (t) {
         case GGML_TYPE_Q4_0:
-                *k = (struct yb_kind) { unpack_q4_0, yb_tiles_nibble, 6, 8, q };
+                *k = (struct yb_kind) { unpack_q4_0, yb_tiles_nibble, 5, 8, q };
                 return q8_0 || a->scheme == ACT_SCHEME_TOKEN_I8;
         case GGML_TYPE_Q4_1:
-                *k = (struct yb_kind) { unpack_q4_1, yb_tiles_nibble_m, 6, 0, q };
+                *k = (struct yb_kind) { unpack_q4_1, yb_tiles_nibble_m, 5, 0, q };
                 return q8_1;
         case GGML_TYPE_Q5_0:
                 *k = (struct yb_kind) { unpack_q5_0, yb_tiles_five, 3, 16, q };
@@ -312,7 +321,7 @@ static bool yb_kind_of(enum ggml_type t, const struct act_blocks *a, struct yb_k
                 *k = (struct yb_kind) { unpack_q5_1, yb_tiles_five_m, 3, 0, q };
                 return q8_1;
         case GGML_TYPE_Q8_0:
-                *k = (struct yb_kind) { unpack_q8_0, yb_tiles_signed, 4, 0, q };
+                *k = (struct yb_kind) { unpack_q8_0, yb_tiles_signed, 3, 0, q };
                 return q8_0;
         default:
                 return false;
