@@ -68,6 +68,8 @@ static void npu_job_record(struct npu_job *job, u32 state)
 		npu_genl_event(job->ndev, NPU_GENL_EVENT_JOB_TIMEOUT, job->ctx,
 			       job->seqno);
 		npu_ctx_fault(job->ctx, job->seqno);
+		/* Only an engine reset ends a job with TIMEOUT. */
+		atomic64_inc(&cnt->resets);
 	}
 	trace_npu_job_done(job);
 	/* Only if the slot still belongs to this job. */
@@ -233,7 +235,6 @@ static void npu_job_reset(struct drm_sched_job *sched_job)
 		/* The timeout itself was recorded before the fence signalled. */
 		drm_info(&ndev->drm, "context %u job %llu timed out, engine reset\n",
 			 job->ctx->id, job->seqno);
-		atomic64_inc(&ndev->cnt.resets);
 		npu_genl_event(ndev, NPU_GENL_EVENT_RESET, NULL, 0);
 		npu_dump_job(job);
 	}
