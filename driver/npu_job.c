@@ -54,7 +54,8 @@ void npu_job_write_state(struct npu_job *job, u32 state)
 
 /*
  * A final state, where WAIT, the command header, CTX_QUERY and the counters
- * show it: before the job's fence signals.
+ * show it: before the job's fence signals. So does a timeout's trace event,
+ * netlink event and context fault: whoever the fence wakes finds them all.
  */
 static void npu_job_record(struct npu_job *job, u32 state)
 {
@@ -62,6 +63,14 @@ static void npu_job_record(struct npu_job *job, u32 state)
 	struct npu_counters *cnt = &job->ndev->cnt;
 
 	npu_job_write_state(job, state);
+	if (state == NPU_ERT_STATE_TIMEOUT) {
+		trace_npu_job_timeout(job);
+		npu_genl_event(job->ndev, NPU_GENL_EVENT_JOB_TIMEOUT, job->ctx,
+			       job->seqno);
+		npu_ctx_fault(job->ctx, job->seqno);
+		/* Only an engine reset ends a job with TIMEOUT. */
+		atomic64_inc(&cnt->resets);
+	}
 	trace_npu_job_done(job);
 	/* Only if the slot still belongs to this job. */
 	atomic64_cmpxchg(slot, job->seqno << 8, (job->seqno << 8) | state);
@@ -223,14 +232,10 @@ static void npu_job_reset(struct drm_sched_job *sched_job)
 		return;
 	}
 	if (ret) {
-		trace_npu_job_timeout(job);
+		/* The timeout itself was recorded before the fence signalled. */
 		drm_info(&ndev->drm, "context %u job %llu timed out, engine reset\n",
 			 job->ctx->id, job->seqno);
-		atomic64_inc(&ndev->cnt.resets);
-		npu_genl_event(ndev, NPU_GENL_EVENT_JOB_TIMEOUT, job->ctx,
-			       job->seqno);
 		npu_genl_event(ndev, NPU_GENL_EVENT_RESET, NULL, 0);
-		npu_ctx_fault(job->ctx, job->seqno);
 		npu_dump_job(job);
 	}
 

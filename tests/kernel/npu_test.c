@@ -1718,6 +1718,63 @@ static int wait_removed(const char *ready)
 	return 0;
 }
 
+/*
+ * Each test runs in its own child process: when a check fails and the test
+ * returns early, the exit closes the files it left open, so its contexts
+ * and BOs do not show up as the next test's leak.
+ */
+static void run_isolated(void (*fn)(void))
+{
+	int fds[2], status;
+	pid_t pid;
+
+	if (pipe(fds) < 0) {
+		fn();
+		return;
+	}
+	pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		fn();
+		fflush(NULL);
+		if (write(fds[1], &failed, sizeof(failed)) != sizeof(failed) ||
+		    write(fds[1], fail_msg, sizeof(fail_msg)) != sizeof(fail_msg))
+			_exit(2);
+		_exit(0);
+	}
+	close(fds[1]);
+	if (pid < 0) {
+		close(fds[0]);
+		failed = 1;
+		snprintf(fail_msg, sizeof(fail_msg), "fork: %s", strerror(errno));
+		return;
+	}
+	if (read(fds[0], &failed, sizeof(failed)) != sizeof(failed) ||
+	    read(fds[0], fail_msg, sizeof(fail_msg)) != sizeof(fail_msg)) {
+		failed = 1;
+		snprintf(fail_msg, sizeof(fail_msg), "the test process ended early");
+	}
+	fail_msg[sizeof(fail_msg) - 1] = '\0';
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFSIGNALED(status) && !failed) {
+		failed = 1;
+		snprintf(fail_msg, sizeof(fail_msg), "killed by signal %d",
+			 WTERMSIG(status));
+	}
+}
+
+/* After a failed test: give what its exit closed time to go. */
+static void settle_after_failure(void)
+{
+	int i;
+
+	for (i = 0; i < 100 && read_dbg("ctx_count") + read_dbg("bo_count") +
+	     read_dbg("jobs_alive") > 0; i++)
+		usleep(100 * 1000);
+}
+
 int main(int argc, char **argv)
 {
 	const char *tag = getenv("NPU_TEST_TAG") ? getenv("NPU_TEST_TAG") : "";
@@ -1749,7 +1806,7 @@ int main(int argc, char **argv)
 		failed = 0;
 		fail_msg[0] = '\0';
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		tests[i].fn();
+		run_isolated(tests[i].fn);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		{
 			char first[256];
@@ -1762,6 +1819,7 @@ int main(int argc, char **argv)
 		if (failed) {
 			printf("FAIL %s%s: %s\n", tests[i].name, tag, fail_msg);
 			nfail++;
+			settle_after_failure();
 		} else {
 			printf("PASS %s%s (%.1fs)\n", tests[i].name, tag,
 			       (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);

@@ -129,6 +129,8 @@ static double kv_value(struct fixture *f, int seq, int which, int32_t p, size_t 
 /*
  * Softmax attention in double for one token, head by head; f16_operands:
  * with the query and the normalized weights rounded to f16 (llama.cpp's way).
+ * Over the q8 cache the query is the int8 one the kernels take
+ * (attn_quantize_query).
  */
 static void reference_ops(struct fixture *f, struct token tk, bool f16_operands, double *out)
 {
@@ -138,14 +140,20 @@ static void reference_ops(struct fixture *f, struct token tk, bool f16_operands,
         assert_non_null(s);
         for (int32_t h = 0; h < hp->n_heads; h++) {
                 double mx = -INFINITY, sum = 0;
+                float qf[256], qscale;
+                int8_t qi[256];
+                assert_true(hd <= 256);
+                for (int32_t e = 0; e < hd; e++)
+                        qf[e] = value_at(99, tk.seq, tk.pos, (uint64_t)h * hd + e, f->q_range);
+                attn_quantize_query(qf, qi, &qscale, 1, hd);
                 for (int32_t p = 0; p < n; p++) {
                         double d = 0;
                         for (int32_t e = 0; e < hd; e++) {
                                 double kv = kv_value(f, tk.seq, 0, p, (size_t)(h / group) * hd + e);
-                                float q = value_at(99, tk.seq, tk.pos, (uint64_t)h * hd + e, f->q_range);
+                                float q = qf[e];
                                 if (f16_operands)
                                         q = f16_to_f32(f32_to_f16(q));
-                                d += (double)q * kv;
+                                d += (f->kv->type == KV_TYPE_Q8 ? (double)qi[e] * qscale : (double)q) * kv;
                         }
                         s[p] = d / sqrt((double)hd);
                         mx = fmax(mx, s[p]);
@@ -190,6 +198,8 @@ static void test_rows_kernels(void **state)
                                 float *ks = malloc(sizeof(float) * sstride * n);
                                 uint16_t *k16 = malloc(sizeof(uint16_t) * stride * n);
                                 float *k32 = malloc(sizeof(float) * stride * n), *q = malloc(sizeof(float) * H * hd);
+                                int8_t *qi = malloc(H * hd);
+                                float *qs = malloc(sizeof(float) * H);
                                 float *s1 = calloc(H * ld, sizeof(float)), *s2 = calloc(H * ld, sizeof(float));
                                 float *o1 = malloc(sizeof(float) * H * hd), *o2 = malloc(sizeof(float) * H * hd);
                                 for (size_t i = 0; i < stride * n; i++) {
@@ -202,14 +212,15 @@ static void test_rows_kernels(void **state)
                                         q[i] = value_at(2, n, i, si, 1.0f);
                                         o1[i] = o2[i] = value_at(3, n, i, si, 1.0f);
                                 }
+                                attn_quantize_query(q, qi, qs, H, hd);
                                 for (int pass = 0; pass < 3; pass++) {
                                         if (pass == 0)
                                                 attn_scores_rows_f16(q, k16, stride, n, H, group, hd, 0.125f, s1, ld);
                                         else if (pass == 1)
                                                 attn_scores_rows_f32(q, k32, stride, n, H, group, hd, 0.125f, s1, ld);
                                         else
-                                                attn_scores_rows_q8(q, k8, ks, stride, sstride, n, H, group, hd, 0.125f,
-                                                                    s1, ld);
+                                                attn_scores_rows_q8(qi, qs, k8, ks, stride, sstride, n, H, group, hd,
+                                                                    0.125f, s1, ld);
                                         for (int32_t h = 0; h < H; h++) {
                                                 const size_t off = (size_t)(h / group) * hd;
                                                 if (pass == 0)
@@ -219,8 +230,8 @@ static void test_rows_kernels(void **state)
                                                         attn_scores_f32(q + h * hd, k32 + off, stride, n, hd, 0.125f,
                                                                         s2 + h * ld);
                                                 else
-                                                        attn_scores_q8(q + h * hd, k8 + off, ks + h / group, stride,
-                                                                       sstride, n, hd, 0.125f, s2 + h * ld);
+                                                        attn_scores_q8(qi + h * hd, qs[h], k8 + off, ks + h / group,
+                                                                       stride, sstride, n, hd, 0.125f, s2 + h * ld);
                                         }
                                         assert_memory_equal(s1, s2, sizeof(float) * H * ld);
                                         if (pass == 0)
@@ -242,10 +253,57 @@ static void test_rows_kernels(void **state)
                                         assert_memory_equal(o1, o2, sizeof(float) * H * hd);
                                 }
                                 free(k8), free(ks), free(k16), free(k32), free(q), free(s1), free(s2), free(o1), free(o2);
+                                free(qi), free(qs);
                         }
                 }
         }
         kernels_reset_isa();
+}
+
+/*
+ * q8 scores: on every kernel path, the exact integer dot product of the
+ * int8 query and key, then ((float)dot * (qs * ks)) * scale: the same
+ * bits everywhere. Head sizes with and without a tail past 64 and 32
+ * bytes, rows in and past blocks of 16, and the extreme bytes +-127.
+ */
+static void test_q8_scores_exact(void **state)
+{
+        static const int32_t hds[] = { 128, 64, 96, 40, 8, 200 };
+        const int32_t H = 4, group = 2, n = 37;
+        const size_t ld = 40;
+        for (size_t hi = 0; hi < ARRAY_SIZE(hds); hi++) {
+                const int32_t hd = hds[hi];
+                const size_t stride = (size_t)(H / group) * hd + 5, sstride = H / group + 1;
+                int8_t *k = malloc(stride * n), *q = malloc(H * hd);
+                float *ks = malloc(sizeof(float) * sstride * n), qs[4], *want = calloc(H * ld, sizeof(float));
+                float *got = calloc(H * ld, sizeof(float));
+                for (int extreme = 0; extreme < 2; extreme++) {
+                        for (size_t i = 0; i < stride * n; i++)
+                                k[i] = extreme ? (i % 3 ? 127 : -127) : (int8_t)lrintf(value_at(5, hi, i, 0, 127.0f));
+                        for (int32_t i = 0; i < H * hd; i++)
+                                q[i] = extreme ? (i % 5 ? 127 : -127) : (int8_t)lrintf(value_at(6, hi, i, 0, 127.0f));
+                        for (size_t i = 0; i < sstride * n; i++)
+                                ks[i] = value_at(7, hi, i, 0, 0.05f);
+                        for (int32_t h = 0; h < H; h++) {
+                                qs[h] = value_at(8, hi, h, 0, 0.01f);
+                                for (int32_t p = 0; p < n; p++) {
+                                        int64_t d = 0;
+                                        for (int32_t e = 0; e < hd; e++)
+                                                d += (int64_t)q[h * hd + e] * k[p * stride + (size_t)(h / group) * hd + e];
+                                        want[h * ld + p] = ((float)d * (qs[h] * ks[p * sstride + h / group])) * 0.125f;
+                                }
+                        }
+                        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                                if (kernels_force_isa(isa) < 0)
+                                        continue;
+                                attn_scores_rows_q8(q, qs, k, ks, stride, sstride, n, H, group, hd, 0.125f, got, ld);
+                                if (memcmp(want, got, sizeof(float) * H * ld) != 0)
+                                        fail_msg("hd %d extreme %d isa %d: not the exact dot's score", hd, extreme, isa);
+                        }
+                        kernels_reset_isa();
+                }
+                free(k), free(q), free(ks), free(want), free(got);
+        }
 }
 
 /* The flash path's exp-and-sum: every kernel path within 2e-7 (relative) of expf and a sequential sum. */
@@ -447,10 +505,13 @@ static void flash_defined_order(struct fixture *f, struct token tk, float *out)
         const int32_t H = hp->n_heads, hd = hp->head_dim, group = H / hp->n_kv_heads, bs = kv->block_size;
         const int32_t n = tk.pos + 1;
         const float scale = 1.0f / sqrtf((float)hd);
-        float q[1024], s[CHUNK], o[256];
+        float q[1024], s[CHUNK], o[256], qs[32];
+        int8_t qi[1024];
         assert_true(H * hd <= 1024 && hd <= 256);
         for (int32_t e = 0; e < H * hd; e++)
                 q[e] = value_at(99, tk.seq, tk.pos, e, f->q_range);
+        assert_true(H <= 32);
+        attn_quantize_query(q, qi, qs, H, hd);
         for (int32_t h = 0; h < H; h++) {
                 const float *qh = q + (size_t)h * hd;
                 const size_t off = (size_t)(h / group) * hd * kv->elem_bytes;
@@ -461,8 +522,8 @@ static void flash_defined_order(struct fixture *f, struct token tk, float *out)
                                 const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
                                 const void *K = (const uint8_t *)kv_at(kv, seq, 1, 0, p) + off;
                                 if (kv->type == KV_TYPE_Q8)
-                                        attn_scores_q8(qh, K, kv_scale_at(kv, seq, 1, 0, p) + h / group, kv->kv_dim,
-                                                       kv->n_kv_heads, run, hd, scale, s + (p - p0));
+                                        attn_scores_q8(qi + (size_t)h * hd, qs[h], K, kv_scale_at(kv, seq, 1, 0, p) + h / group,
+                                                       kv->kv_dim, kv->n_kv_heads, run, hd, scale, s + (p - p0));
                                 else if (kv->type == KV_TYPE_F16)
                                         attn_scores_f16(qh, K, kv->kv_dim, run, hd, scale, s + (p - p0));
                                 else
@@ -623,6 +684,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rows_kernels),
+                cmocka_unit_test(test_q8_scores_exact),
                 cmocka_unit_test(test_multi_query_kernels),
                 cmocka_unit_test(test_exp_sum),
                 cmocka_unit_test(test_softmax),

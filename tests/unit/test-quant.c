@@ -401,13 +401,44 @@ static void test_act_quant(void **state)
         free(x);
 }
 
-/* Random weights: realistic blocks (quantized from floats), and raw random bytes with finite scales. */
-static void random_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, uint64_t *seed, bool raw)
+/* How check_paths fills its weights and activations. */
+enum fill {
+        FILL_REAL, /* blocks quantized from floats */
+        FILL_RAW,  /* random bytes with finite scales */
+        /*
+         * 32-element types: every weight at its largest magnitude (nibbles 15,
+         * fifth bits set, Q8_0 -128 or 127 by row), activations all 127 or all
+         * -127 by token: the int16 pair sums of AVX2's vpmaddubsw at their
+         * largest (gemm_block_avx2.c)
+         */
+        FILL_EXTREME,
+};
+
+/* Block b of row r at its largest magnitudes (FILL_EXTREME). */
+static void extreme_block(enum ggml_type t, uint8_t *blk, int64_t r, uint64_t *s)
+{
+        const size_t bb = ggml_type_block_bytes(t);
+        const bool with_m = t == GGML_TYPE_Q4_1 || t == GGML_TYPE_Q5_1;
+
+        /* nibbles and fifth bits all ones; Q8_0's bytes -128 or 127 */
+        memset(blk, t == GGML_TYPE_Q8_0 ? (r % 2 ? 0x7f : 0x80) : 0xff, bb);
+        put_f16(blk, 0.01f + 0.05f * fabsf(frand(s)));
+        if (with_m)
+                put_f16(blk + 2, frand(s) * 0.3f);
+}
+
+/* Random weights as fill says. */
+static void random_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, uint64_t *seed, enum fill fill)
 {
         const size_t rb = quant_row_bytes(t, K), be = ggml_type_block_elems(t), bb = ggml_type_block_bytes(t);
         float *row = malloc(sizeof(float) * K);
         for (int64_t r = 0; r < N; r++) {
-                if (raw) {
+                if (fill == FILL_EXTREME) {
+                        for (size_t b = 0; b < (size_t)K / be; b++)
+                                extreme_block(t, data + r * rb + b * bb, r, seed);
+                        continue;
+                }
+                if (fill == FILL_RAW) {
                         float want[256];
                         for (size_t b = 0; b < (size_t)K / be; b++)
                                 random_block(t, data + r * rb + b * bb, want, seed);
@@ -420,7 +451,7 @@ static void random_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data
         free(row);
 }
 
-static void check_paths(enum ggml_type t, enum act_scheme sc, int64_t N, int64_t K, int32_t T, bool raw,
+static void check_paths(enum ggml_type t, enum act_scheme sc, int64_t N, int64_t K, int32_t T, enum fill fill,
                         uint64_t *seed)
 {
         const size_t rb = quant_row_bytes(t, K);
@@ -430,9 +461,9 @@ static void check_paths(enum ggml_type t, enum act_scheme sc, int64_t N, int64_t
         struct act_blocks a;
         const struct npu_weight w = { .type = t, .rows = N, .cols = K, .data = data, .row_bytes = rb };
 
-        random_weights(t, N, K, data, seed, raw);
+        random_weights(t, N, K, data, seed, fill);
         for (int64_t i = 0; i < T * K; i++)
-                x[i] = frand(seed) * (i % 11 == 0 ? 2.0f : 0.5f);
+                x[i] = fill == FILL_EXTREME ? (i / K % 2 ? -1.0f : 1.0f) : frand(seed) * (i % 11 == 0 ? 2.0f : 0.5f);
         assert_int_equal(act_blocks_alloc(&a, sc, T, K), 0);
         act_blocks_quantize(&a, x, K, 0, T);
         for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
@@ -521,23 +552,27 @@ static void test_kernel_paths(void **state)
         uint64_t seed = 17;
         if (quick()) {
                 for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++)
-                        check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16, 4096 + 768, 3, true,
+                        check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16, 4096 + 768, 3, FILL_RAW,
                                     &seed);
-                check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16, 4096 + 768, 3, true, &seed);
-                check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 7, true, &seed);
-                check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 7, true, &seed);
-                check_paths(GGML_TYPE_Q5_1, ACT_SCHEME_Q8_1, 16 * 5 + 5, 1024 + 256, 7, true, &seed);
-                check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 1024 + 256, 7, true, &seed);
+                check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16, 4096 + 768, 3, FILL_RAW, &seed);
+                check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
+                check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
+                check_paths(GGML_TYPE_Q5_1, ACT_SCHEME_Q8_1, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
+                check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
+                for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++)
+                        if (ggml_type_block_elems(all_types[ti]) == 32)
+                                check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16 + 5, 1024 + 256,
+                                            7, FILL_EXTREME, &seed);
                 return;
         }
         for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++) {
                 const enum ggml_type t = all_types[ti];
                 const enum act_scheme sc = quant_type_act_scheme(t);
-                check_paths(t, sc, 37, 256, 5, false, &seed);
-                check_paths(t, sc, 19, 1024, 3, true, &seed);
-                check_paths(t, sc, 67, 2048, 9, false, &seed);
+                check_paths(t, sc, 37, 256, 5, FILL_REAL, &seed);
+                check_paths(t, sc, 19, 1024, 3, FILL_RAW, &seed);
+                check_paths(t, sc, 67, 2048, 9, FILL_REAL, &seed);
                 /* more than one slice of the tile path, the last one short */
-                check_paths(t, sc, 16, 4096 + 768, 4, false, &seed);
+                check_paths(t, sc, 16, 4096 + 768, 4, FILL_REAL, &seed);
         }
         /*
          * the K-quant GEMM (gemm_kquant.h): more than one block of 4 panels, a
@@ -545,10 +580,10 @@ static void test_kernel_paths(void **state)
          * slices of 1024 columns and a short one, raw bytes (every scale and
          * nibble) and realistic blocks
          */
-        check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, 13, true, &seed);
-        check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, 13, true, &seed);
-        check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, false, &seed);
-        check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, false, &seed);
+        check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, 13, FILL_RAW, &seed);
+        check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, 13, FILL_RAW, &seed);
+        check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, FILL_REAL, &seed);
+        check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, FILL_REAL, &seed);
         /*
          * the 32-element block types' GEMM (gemm_block.h), the same shapes:
          * every type with its activations, and Q4_0 with w4a8's
@@ -557,17 +592,24 @@ static void test_kernel_paths(void **state)
                 const enum ggml_type t = all_types[ti];
                 if (ggml_type_block_elems(t) != 32)
                         continue;
-                check_paths(t, quant_type_act_scheme(t), 16 * 5 + 5, 2048 + 512, 13, true, &seed);
-                check_paths(t, quant_type_act_scheme(t), 16 * 6, 1024, 8, false, &seed);
+                check_paths(t, quant_type_act_scheme(t), 16 * 5 + 5, 2048 + 512, 13, FILL_RAW, &seed);
+                check_paths(t, quant_type_act_scheme(t), 16 * 6, 1024, 8, FILL_REAL, &seed);
                 /* the one-token kernels' two blocks a step, an odd last block alone */
-                check_paths(t, quant_type_act_scheme(t), 21, 32 * 37, 2, true, &seed);
+                check_paths(t, quant_type_act_scheme(t), 21, 32 * 37, 2, FILL_RAW, &seed);
+                check_paths(t, quant_type_act_scheme(t), 21, 32 * 37, 1, FILL_EXTREME, &seed);
         }
-        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 21, 32 * 37, 2, true, &seed);
-        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 2048 + 512, 13, true, &seed);
-        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 6, 1024, 8, false, &seed);
+        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 21, 32 * 37, 2, FILL_RAW, &seed);
+        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 2048 + 512, 13, FILL_RAW, &seed);
+        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 6, 1024, 8, FILL_REAL, &seed);
+        /* the largest sums a block can give, in every path */
+        for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++)
+                if (ggml_type_block_elems(all_types[ti]) == 32)
+                        check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16 * 3 + 5, 1024 + 256, 7,
+                                    FILL_EXTREME, &seed);
+        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 3 + 5, 1024 + 256, 7, FILL_EXTREME, &seed);
         /* w4a8: Q4_0 blocks times int8 activations with one scale per token */
-        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 37, 512, 5, false, &seed);
-        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 70, 2048, 17, true, &seed);
+        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 37, 512, 5, FILL_REAL, &seed);
+        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 70, 2048, 17, FILL_RAW, &seed);
 }
 
 int main(void)

@@ -18,6 +18,8 @@
  *   y = fma(dw * da, isum, y);  Q4_1, Q5_1: y = fma(m, s, y)
  * The float sums rest in y between slices. The results are those of the
  * portable C definition bit for bit, for any batch and any split of rows.
+ * gemm_block_avx2.c is the AVX2 twin: panels of 8 rows, vpmaddubsw pair
+ * sums kept below int16's limit.
  */
 #pragma once
 
@@ -27,6 +29,7 @@
 
 #define GEMM_B32_PANEL 16
 #define GEMM_B32_PANELS 4
+#define GEMM_B32_PANEL_AVX2 8 /* gemm_block_avx2.c's panels: a ymm register's int32 lanes */
 
 /*
  * y[t * ys + r] for t < n_tok and r in [r0, r), r the returned row: as
@@ -35,4 +38,7 @@
  * The caller computes the rows left.
  */
 int64_t gemm_block32_vnni(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                          int64_t r0, int64_t r1);
+/* The same on AVX2 (gemm_block_avx2.c), whole panels of 8 rows. */
+int64_t gemm_block32_avx2(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
                           int64_t r0, int64_t r1);

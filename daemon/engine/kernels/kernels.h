@@ -100,19 +100,26 @@ void attn_accum_rows_f16_multi(float *out, size_t o_stride, int32_t nq, const in
  * head at k in row p is ks[p * sstride] * k[p * stride + e], the row's
  * per-head scale times the byte (ks points at the head's scale in row 0;
  * for the _rows_ kernels, at the first head's, with head h / group's at
- * ks[p * sstride + h / group]).
- *   score[p] = (dot(q, k[p]) * ks[p]) * scale
+ * ks[p * sstride + h / group]). Key bytes are in [-127, 127]. The query
+ * is int8 too, a head's hd bytes q times its scale qs
+ * (attn_quantize_query: the cache's own rule), so a score's dot product is
+ * an integer, summed exactly:
+ *   score[p] = ((float)dot(q, k[p]) * (qs * ks[p])) * scale
  *   out     += (w[p] * vs[p]) * v[p]        (p ascending, one fused
  *                                            multiply-add per lane and row)
- * The _rows_ kernels are bit-identical to the per-head ones, head by head
- * (test-attention checks it).
+ * Scores are the same bits on every kernel path; the _rows_ kernels'
+ * sums are bit-identical to the per-head ones, head by head
+ * (test-attention checks both).
  */
-void attn_scores_q8(const float *q, const int8_t *k, const float *ks, size_t stride, size_t sstride, int32_t n,
-                    int32_t hd, float scale, float *scores);
+void attn_quantize_query(const float *q, int8_t *qi, float *qs, int32_t n_heads, int32_t hd);
+void attn_scores_q8(const int8_t *q, float qs, const int8_t *k, const float *ks, size_t stride, size_t sstride,
+                    int32_t n, int32_t hd, float scale, float *scores);
 void attn_accum_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,
                    int32_t n, int32_t hd);
-void attn_scores_rows_q8(const float *q, const int8_t *k, const float *ks, size_t stride, size_t sstride, int32_t n,
-                         int32_t n_heads, int32_t group, int32_t hd, float scale, float *scores, size_t ld);
+/* qs: one scale per query head */
+void attn_scores_rows_q8(const int8_t *q, const float *qs, const int8_t *k, const float *ks, size_t stride,
+                         size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
+                         float *scores, size_t ld);
 void attn_accum_rows_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,
                         size_t ld, int32_t n, int32_t n_heads, int32_t group, int32_t hd);
 

@@ -233,7 +233,16 @@ typedef void (*quant_rows_fn)(const struct npu_weight *w, const struct act_block
  */
 #define TILE_RB 8
 #define TILE_K 2048
-#define TILE_MIN_TOKENS 2
+/*
+ * Fewer tokens run through the one-token kernels, each row read once for
+ * all of them: unpacking a slice costs about one token's pass, which 2 or 3
+ * tokens do not win back. TinyLlama shape, 2 threads, best step of
+ * npu-bench --task batch-decode, GEMM -> one-token kernels: 2 tokens
+ * 51-78 -> 35-55 ms (Q4_0, Q5_0, Q8_0, w4a8, Q4_K_M, on avx2 and
+ * avx512vnni), 3 tokens Q8_0 67-85 -> 64-69 ms, Q4_K_M 49-73 -> 45-58,
+ * Q5_0 65-73 -> 70-77 (the one loss).
+ */
+#define TILE_MIN_TOKENS 4
 
 struct qtile {
         uint8_t u[TILE_RB][TILE_K];                /* the weights, unsigned (w + offset), or Q8_0 as stored */
@@ -304,7 +313,7 @@ struct quant_x86_kernels {
 };
 
 static const struct quant_x86_kernels quant_x86[] = {
-        [KERNEL_ISA_AVX2] = { quant_rows_avx2, tile_unpack_avx2, tile_token_avx2, 0 },
+        [KERNEL_ISA_AVX2] = { quant_rows_avx2, tile_unpack_avx2, tile_token_avx2, 0, { NULL, gemm_block32_avx2 } },
         [KERNEL_ISA_AVX512_VNNI] = { quant_rows_vnni, tile_unpack_vnni, tile_token_vnni, 128,
                                      { gemm_kquant_vnni, gemm_block32_vnni } },
 };

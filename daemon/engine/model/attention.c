@@ -55,6 +55,9 @@ struct attn_scratch {
         /* the token blocks' (attend_tokens): per thread, BLOCK_TOKENS x walk_heads x block_positions scores */
         size_t block_positions;
         float *bscores;
+        /* KV_TYPE_Q8: the batch's queries in int8 and their per-head scales (attn_quantize_query) */
+        int8_t *qi;
+        float *qs;
 };
 
 struct attention_job {
@@ -64,6 +67,18 @@ struct attention_job {
         const float *q;
         float *out;
 };
+
+/* KV_TYPE_Q8: token t's query in int8 from head h, and its heads' scales */
+static const int8_t *query_q8(const struct attention_job *j, int64_t t, int32_t h)
+{
+        const struct npu_hparams *hp = &j->c->model->hp;
+        return j->c->attn->qi + t * hparams_q_dim(hp) + (size_t)h * hp->head_dim;
+}
+
+static const float *query_scales(const struct attention_job *j, int64_t t, int32_t h)
+{
+        return j->c->attn->qs + t * j->c->model->hp.n_heads + h;
+}
 
 /*
  * The default path's prefetching. A thread walks its heads' slice of each
@@ -161,7 +176,7 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
                         float *sh = s + (size_t)h * n + p;
                         prefetch_block_slice(kv, seq, j->layer, aw, ap, n, off, (size_t)(m / group) * head_bytes);
                         if (kv->type == KV_TYPE_Q8)
-                                attn_scores_rows_q8(q + (size_t)h * hd, K,
+                                attn_scores_rows_q8(query_q8(j, t, h0 + h), query_scales(j, t, h0 + h), K,
                                                     kv_scale_at(kv, seq, j->layer, 0, p) + (h0 + h) / group,
                                                     kv->kv_dim, kv->n_kv_heads, run, m, group, hd, scale, sh, n);
                         else if (kv->type == KV_TYPE_F16)
@@ -273,8 +288,9 @@ static void attend_tokens(const struct attention_job *j, int64_t t0, int32_t nt,
                                 if (which == 0) {
                                         const float *q = j->q + t * q_dim + (size_t)h0 * hd;
                                         if (kv->type == KV_TYPE_Q8)
-                                                attn_scores_rows_q8(q, R, rs, kv->kv_dim, kv->n_kv_heads, m, nh, group,
-                                                                    hd, scale, st + p, n);
+                                                attn_scores_rows_q8(query_q8(j, t, h0), query_scales(j, t, h0), R, rs,
+                                                                    kv->kv_dim, kv->n_kv_heads, m, nh, group, hd,
+                                                                    scale, st + p, n);
                                         else if (kv->type == KV_TYPE_F16)
                                                 attn_scores_rows_f16(q, R, kv->kv_dim, m, nh, group, hd, scale, st + p,
                                                                      n);
@@ -456,8 +472,9 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
                 else
                         prefetch_rows(kv, seq, j->layer, 1, p0, p1);
                 if (kv->type == KV_TYPE_Q8)
-                        attn_scores_rows_q8(q, K, kv_scale_at(kv, seq, j->layer, 0, p), kv->kv_dim, kv->n_kv_heads,
-                                            run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
+                        attn_scores_rows_q8(query_q8(j, t, 0), query_scales(j, t, 0), K,
+                                            kv_scale_at(kv, seq, j->layer, 0, p), kv->kv_dim, kv->n_kv_heads, run, H,
+                                            group, hd, scale, s + (p - p0), FLASH_CHUNK);
                 else if (kv->type == KV_TYPE_F16)
                         attn_scores_rows_f16(q, K, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
                 else
@@ -586,6 +603,12 @@ int attention_scratch_new(struct npu_ctx *c)
         x->dscores_positions = MAX((size_t)c->kv->n_blocks * c->kv->block_size, 64u);
         x->dscores_stride = (size_t)x->walk_heads * (x->dscores_positions + hp->head_dim);
         x->dscores = malloc(sizeof(float) * x->dscores_stride * nth);
+        if (c->kv->type == KV_TYPE_Q8) {
+                x->qi = malloc(hparams_q_dim(hp) * c->max_batch);
+                x->qs = malloc(sizeof(float) * hp->n_heads * c->max_batch);
+                if (!x->qi || !x->qs)
+                        return -ENOMEM;
+        }
         if (c->max_batch > 1) {
                 x->block_positions = MIN(x->dscores_positions, (size_t)BLOCK_MAX_POSITIONS);
                 x->bscores = malloc(sizeof(float) * BLOCK_TOKENS * x->walk_heads * x->block_positions * nth);
@@ -606,13 +629,35 @@ void attention_scratch_free(struct npu_ctx *c)
         free(x->first);
         free(x->dscores);
         free(x->bscores);
+        free(x->qi);
+        free(x->qs);
         free(x);
         c->attn = NULL;
+}
+
+/* KV_TYPE_Q8: every token's query in int8, the tokens split over the threads */
+static void quantize_queries_worker(void *arg, int ith, int nth)
+{
+        const struct attention_job *j = arg;
+        const struct npu_hparams *hp = &j->c->model->hp;
+        int64_t a, z;
+
+        threadpool_split(j->b->n, ith, nth, 1, &a, &z);
+        for (int64_t t = a; t < z; t++)
+                attn_quantize_query(j->q + t * hparams_q_dim(hp), j->c->attn->qi + t * hparams_q_dim(hp),
+                                    j->c->attn->qs + t * hp->n_heads, hp->n_heads, hp->head_dim);
 }
 
 void attention_batch(struct npu_ctx *c, const struct npu_batch *b, int32_t layer, const float *q, float *out)
 {
         struct attention_job j = { .c = c, .b = b, .layer = layer, .q = q, .out = out };
+
+        if (c->kv->type == KV_TYPE_Q8) {
+                if (b->n > 1)
+                        threadpool_run(c->tp, quantize_queries_worker, &j);
+                else
+                        quantize_queries_worker(&j, 0, 1);
+        }
         if (c->attention == ATTENTION_FLASH)
                 attention_flash(&j);
         else

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Attention scores over the q8 KV cache with the query in int8 too
+ * (kernels.h): the dot product of a head's int8 query and an int8 key is an
+ * integer, summed exactly, so every kernel path (portable C, AVX2, AVX-512
+ * VNNI) and every way of walking the rows gives the same integer and then
+ * the same float, ((float)dot * (qs * ks)) * scale.
+ *
+ * - AVX-512 VNNI: vpdpbusd takes an unsigned and a signed byte; the key's
+ *   bytes plus 128 (an exclusive or) times the query's, less 128 times the
+ *   sum of the query's bytes, once per head.
+ * - AVX2: vpmaddubsw of |q| and k with q's sign, pairs summed in int16
+ *   (2 x 127 x 127 fits), then vpmaddwd into int32. Exact for key bytes in
+ *   [-127, 127], all that the cache holds (npu_ref_quant_i8).
+ */
+#include <immintrin.h>
+
+#include "kernels.h"
+#include "npu_ref.h"
+
+/* each head's hd values as the cache stores K and V: the device's QUANT_I8 rule */
+void attn_quantize_query(const float *q, int8_t *qi, float *qs, int32_t n_heads, int32_t hd)
+{
+        npu_ref_quant_i8(q, qi, qs, (uint32_t)hd, 0, (uint32_t)n_heads);
+}
+
+/* the one float formula of a score, from its exact dot product */
+static inline float q8_score(int32_t dot, float qs, float ks, float scale)
+{
+        return ((float)dot * (qs * ks)) * scale;
+}
+
+/* --- portable C --- */
+
+static int32_t idot_scalar(const int8_t *q, const int8_t *k, int32_t hd)
+{
+        int32_t s = 0;
+        for (int32_t e = 0; e < hd; e++)
+                s += (int32_t)q[e] * k[e];
+        return s;
+}
+
+static void scores_rows_scalar(const int8_t *q, const float *qs, const int8_t *k, const float *ks, size_t stride,
+                               size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
+                               float *scores, size_t ld)
+{
+        for (int32_t h = 0; h < n_heads; h++)
+                for (int32_t p = 0; p < n; p++)
+                        scores[h * ld + p] = q8_score(idot_scalar(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, hd),
+                                                      qs[h], ks[p * sstride + h / group], scale);
+}
+
+/* --- AVX2 --- */
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
+
+AVX2_INLINE int32_t hsum_epi32_avx2(__m256i v)
+{
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+        return _mm_cvtsi128_si32(s);
+}
+
+/* four rows of one head at once: 32 bytes at a time, then the tail */
+AVX2_INLINE void idot4_avx2(const int8_t *q, const int8_t *const *rows, int32_t hd, int32_t *d)
+{
+        const __m256i ones = _mm256_set1_epi16(1);
+        __m256i acc[4] = { _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                           _mm256_setzero_si256() };
+        int32_t i = 0;
+        for (; i + 32 <= hd; i += 32) {
+                const __m256i qv = _mm256_loadu_si256((const __m256i *)(q + i)), qa = _mm256_abs_epi8(qv);
+                for (int r = 0; r < 4; r++) {
+                        const __m256i kv = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(rows[r] + i)), qv);
+                        acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(qa, kv), ones));
+                }
+        }
+        for (int r = 0; r < 4; r++) {
+                d[r] = hsum_epi32_avx2(acc[r]);
+                for (int32_t e = i; e < hd; e++)
+                        d[r] += (int32_t)q[e] * rows[r][e];
+        }
+}
+
+AVX2 static void scores_rows_avx2(const int8_t *q, const float *qs, const int8_t *k, const float *ks, size_t stride,
+                                  size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
+                                  float *scores, size_t ld)
+{
+        for (int32_t p = 0; p < n; p += 4) {
+                const int32_t np = MIN(4, n - p);
+                for (int32_t h = 0; h < n_heads; h++) {
+                        const int8_t *rows[4];
+                        int32_t d[4];
+                        for (int r = 0; r < 4; r++)
+                                rows[r] = k + (size_t)(p + MIN(r, np - 1)) * stride + (size_t)(h / group) * hd;
+                        idot4_avx2(q + (size_t)h * hd, rows, hd, d);
+                        for (int r = 0; r < np; r++)
+                                scores[h * ld + p + r] = q8_score(d[r], qs[h], ks[(p + r) * sstride + h / group], scale);
+                }
+        }
+}
+
+/* --- AVX-512 VNNI --- */
+
+#define VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define VNNI_INLINE static inline __attribute__((always_inline, target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/* the lane sums of 16 vectors (integers: any order gives them): lane 4 (r % 4) + r / 4 holds v[r]'s */
+VNNI_INLINE __m512i hsum16x16_epi32(const __m512i *v)
+{
+        __m512i w[8], z[4], s[2];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+                w[k] = _mm512_add_epi32(_mm512_shuffle_i32x4(v[2 * k], v[2 * k + 1], 0x44),
+                                        _mm512_shuffle_i32x4(v[2 * k], v[2 * k + 1], 0xee));
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++)
+                z[m] = _mm512_add_epi32(_mm512_shuffle_i32x4(w[2 * m], w[2 * m + 1], 0x88),
+                                        _mm512_shuffle_i32x4(w[2 * m], w[2 * m + 1], 0xdd));
+#pragma GCC unroll 2
+        for (int n = 0; n < 2; n++)
+                s[n] = _mm512_add_epi32(
+                        _mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(z[2 * n]), _mm512_castsi512_ps(z[2 * n + 1]), 0x44)),
+                        _mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(z[2 * n]), _mm512_castsi512_ps(z[2 * n + 1]), 0xee)));
+        return _mm512_add_epi32(
+                _mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(s[0]), _mm512_castsi512_ps(s[1]), 0x88)),
+                _mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(s[0]), _mm512_castsi512_ps(s[1]), 0xdd)));
+}
+
+/*
+ * Blocks of 16 rows, head by head: per row, 64 bytes at a time (the last
+ * piece masked), key bytes + 128 times the query's; the 16 rows' lane sums
+ * in one transposed reduction, less 128 times the query's byte sum.
+ */
+VNNI static void scores_rows_vnni(const int8_t *q, const float *qs, const int8_t *k, const float *ks, size_t stride,
+                                  size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
+                                  float *scores, size_t ld)
+{
+        const __m512i row_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        const __m512i scale_index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                       _mm512_set1_epi32((int)sstride));
+        const __m512i bias = _mm512_set1_epi8((char)0x80);
+        const __m512 scale16 = _mm512_set1_ps(scale);
+        const int32_t pieces = (hd + 63) / 64;
+
+        for (int32_t h = 0; h < n_heads; h++) {
+                const int8_t *qh = q + (size_t)h * hd;
+                const size_t off = (size_t)(h / group) * hd;
+                int32_t qsum = 0;
+                for (int32_t e = 0; e < hd; e++)
+                        qsum += qh[e];
+                const __m512i corr = _mm512_set1_epi32(128 * qsum);
+                for (int32_t p0 = 0; p0 < n; p0 += 16) {
+                        const int32_t np = MIN(16, n - p0);
+                        __m512i acc[16];
+#pragma GCC unroll 16
+                        for (int r = 0; r < 16; r++)
+                                acc[r] = _mm512_setzero_si512();
+                        for (int32_t c = 0; c < pieces; c++) {
+                                const int32_t left = hd - 64 * c;
+                                const __mmask64 m = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+                                const __m512i qv = _mm512_maskz_loadu_epi8(m, qh + 64 * c);
+                                for (int r = 0; r < np; r++) {
+                                        const __m512i kv = _mm512_maskz_loadu_epi8(m, k + (size_t)(p0 + r) * stride + off + 64 * c);
+                                        acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_xor_si512(kv, bias), qv);
+                                }
+                        }
+                        const __m512i d = _mm512_sub_epi32(_mm512_permutexvar_epi32(row_order, hsum16x16_epi32(acc)), corr);
+                        const float *sc = ks + (size_t)p0 * sstride + h / group;
+                        const __m512 kscale = np == 16 ? _mm512_i32gather_ps(scale_index, sc, 4)
+                                                       : _mm512_mask_i32gather_ps(_mm512_set1_ps(0), (__mmask16)((1u << np) - 1),
+                                                                                  scale_index, sc, 4);
+                        /* q8_score, 16 lanes: ((float)dot * (qs * ks)) * scale */
+                        const __m512 s = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d),
+                                                                     _mm512_mul_ps(_mm512_set1_ps(qs[h]), kscale)),
+                                                       scale16);
+                        _mm512_mask_storeu_ps(scores + h * ld + p0, (__mmask16)((1u << np) - 1), s);
+                }
+        }
+}
+
+/* --- dispatch --- */
+
+void attn_scores_rows_q8(const int8_t *q, const float *qs, const int8_t *k, const float *ks, size_t stride,
+                         size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
+                         float *scores, size_t ld)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI)
+                scores_rows_vnni(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
+        else if (kernels_isa() >= KERNEL_ISA_AVX2)
+                scores_rows_avx2(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
+        else
+                scores_rows_scalar(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
+}
+
+void attn_scores_q8(const int8_t *q, float qs, const int8_t *k, const float *ks, size_t stride, size_t sstride,
+                    int32_t n, int32_t hd, float scale, float *scores)
+{
+        attn_scores_rows_q8(q, &qs, k, ks, stride, sstride, n, 1, 1, hd, scale, scores, 0);
+}
