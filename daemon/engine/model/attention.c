@@ -133,6 +133,82 @@ static void walk_ahead(int which, int32_t p, int32_t n, int32_t bs, int *ahead_w
         }
 }
 
+/* One token's walk of the default path: what its passes over K and V share. */
+struct default_walk {
+        const struct attention_job *j;
+        const struct kv_pool *kv;
+        const struct kv_seq *seq;
+        int64_t t;
+        int32_t h0, nh, n, hd, group, step;
+        size_t koff, head_bytes;
+        const float *q;
+        float scale;
+        float *s, *out;
+};
+
+/* K rows [p, p + run) for query heads [h0 + h, h0 + h + m): their scores into s */
+static void default_scores(const struct default_walk *w, const void *K, int32_t p, int32_t run, int32_t h, int32_t m)
+{
+        const struct kv_pool *kv = w->kv;
+        const int32_t hd = w->hd, n = w->n;
+        float *sh = w->s + (size_t)h * n + p;
+
+        if (kv->type == KV_TYPE_Q8)
+                attn_scores_rows_q8(query_q8(w->j, w->t, w->h0 + h), query_scales(w->j, w->t, w->h0 + h), K,
+                                    kv_scale_at(kv, w->seq, w->j->layer, 0, p) + (w->h0 + h) / w->group, kv->kv_dim,
+                                    kv->n_kv_heads, run, m, w->group, hd, w->scale, sh, n);
+        else if (kv->type == KV_TYPE_F16)
+                attn_scores_rows_f16(w->q + (size_t)h * hd, K, kv->kv_dim, run, m, w->group, hd, w->scale, sh, n);
+        else
+                attn_scores_rows_f32(w->q + (size_t)h * hd, K, kv->kv_dim, run, m, w->group, hd, w->scale, sh, n);
+}
+
+/* V rows [p, p + run) weighted by those heads' probabilities, added into out */
+static void default_accum(const struct default_walk *w, const void *V, int32_t p, int32_t run, int32_t h, int32_t m)
+{
+        const struct kv_pool *kv = w->kv;
+        const int32_t hd = w->hd, n = w->n;
+        const float *sh = w->s + (size_t)h * n + p;
+        float *oh = w->out + (size_t)h * hd;
+
+        if (kv->type == KV_TYPE_Q8)
+                attn_accum_rows_q8(oh, V, kv_scale_at(kv, w->seq, w->j->layer, 1, p) + (w->h0 + h) / w->group,
+                                   kv->kv_dim, kv->n_kv_heads, sh, n, run, m, w->group, hd);
+        else if (kv->type == KV_TYPE_F16)
+                attn_accum_rows_f16(oh, V, kv->kv_dim, sh, n, run, m, w->group, hd);
+        else
+                attn_accum_rows_f32(oh, V, kv->kv_dim, sh, n, run, m, w->group, hd);
+}
+
+/*
+ * One pass over the rows of K (which = 0) or V: a block's run of rows at a
+ * time, a step of heads at a time within it, prefetching ahead (walk_ahead).
+ */
+static void default_pass(const struct default_walk *w, int which)
+{
+        const struct kv_pool *kv = w->kv;
+        const int32_t n = w->n, bs = kv->block_size, layer = w->j->layer, kvh0 = w->h0 / w->group;
+
+        for (int32_t p = 0; p < n;) {
+                const int32_t run = MIN(n, (p / bs + 1) * bs) - p;
+                int aw;
+                int32_t ap;
+                walk_ahead(which, p, n, bs, &aw, &ap);
+                prefetch_block_scales(kv, w->seq, layer, aw, ap, n, kvh0, w->nh / w->group);
+                for (int32_t h = 0; h < w->nh; h += w->step) {
+                        const int32_t m = MIN(w->step, w->nh - h);
+                        const size_t off = w->koff + (size_t)(h / w->group) * w->head_bytes;
+                        const void *rows = (const uint8_t *)kv_at(kv, w->seq, layer, which, p) + off;
+                        prefetch_block_slice(kv, w->seq, layer, aw, ap, n, off, (size_t)(m / w->group) * w->head_bytes);
+                        if (which == 0)
+                                default_scores(w, rows, p, run, h, m);
+                        else
+                                default_accum(w, rows, p, run, h, m);
+                }
+                p += run;
+        }
+}
+
 /*
  * The default path: query heads [h0, h0 + nh) of token t (h0 and nh
  * multiples of the GQA group) walk the rows together, nh * head_dim
@@ -144,79 +220,47 @@ static void attend_default(const struct attention_job *j, int64_t t, int32_t h0,
 {
         const struct npu_hparams *hp = &j->c->model->hp;
         const struct kv_pool *kv = j->c->kv;
-        const struct kv_seq *seq = j->b->seqs[t];
         const int32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
-        const int32_t n = j->b->pos[t] + 1, step = MAX(group, PREFETCH_STEP_HEADS / group * group);
-        const size_t koff = (size_t)(h0 / group) * hd * kv->elem_bytes, head_bytes = (size_t)hd * kv->elem_bytes;
-        const float *q = j->q + t * hparams_q_dim(hp) + (size_t)h0 * hd, scale = 1.0f / sqrtf((float)hd);
-        float *out = j->out + t * hparams_q_dim(hp) + (size_t)h0 * hd;
+        struct default_walk w = {
+                .j = j,
+                .kv = kv,
+                .seq = j->b->seqs[t],
+                .t = t,
+                .h0 = h0,
+                .nh = nh,
+                .n = j->b->pos[t] + 1,
+                .hd = hd,
+                .group = group,
+                .step = MAX(group, PREFETCH_STEP_HEADS / group * group),
+                .koff = (size_t)(h0 / group) * hd * kv->elem_bytes,
+                .head_bytes = (size_t)hd * kv->elem_bytes,
+                .q = j->q + t * hparams_q_dim(hp) + (size_t)h0 * hd,
+                .scale = 1.0f / sqrtf((float)hd),
+                .s = s,
+                .out = j->out + t * hparams_q_dim(hp) + (size_t)h0 * hd,
+        };
+        const int32_t n = w.n;
 
         const bool f16_operands = j->c->attention == ATTENTION_F16_OPERANDS && kv->type == KV_TYPE_F16;
         if (f16_operands) {
                 /* after the scores in s: the query in f16 (see the file's comment) */
                 float *qh = s + (size_t)j->c->attn->walk_heads * j->c->attn->dscores_positions;
-                vec_round_f16(qh, q, (int64_t)nh * hd);
-                q = qh;
+                vec_round_f16(qh, w.q, (int64_t)nh * hd);
+                w.q = qh;
         }
 
         for (int32_t b = 0; b < PREFETCH_BLOCKS; b++) {
-                prefetch_block_slice(kv, seq, j->layer, 0, b * bs, n, koff, (size_t)(nh / group) * head_bytes);
-                prefetch_block_scales(kv, seq, j->layer, 0, b * bs, n, h0 / group, nh / group);
+                prefetch_block_slice(kv, w.seq, j->layer, 0, b * bs, n, w.koff, (size_t)(nh / group) * w.head_bytes);
+                prefetch_block_scales(kv, w.seq, j->layer, 0, b * bs, n, h0 / group, nh / group);
         }
-        for (int32_t p = 0; p < n;) {
-                const int32_t run = MIN(n, (p / bs + 1) * bs) - p;
-                int aw;
-                int32_t ap;
-                walk_ahead(0, p, n, bs, &aw, &ap);
-                prefetch_block_scales(kv, seq, j->layer, aw, ap, n, h0 / group, nh / group);
-                for (int32_t h = 0; h < nh; h += step) {
-                        const int32_t m = MIN(step, nh - h);
-                        const size_t off = koff + (size_t)(h / group) * head_bytes;
-                        const void *K = (const uint8_t *)kv_at(kv, seq, j->layer, 0, p) + off;
-                        float *sh = s + (size_t)h * n + p;
-                        prefetch_block_slice(kv, seq, j->layer, aw, ap, n, off, (size_t)(m / group) * head_bytes);
-                        if (kv->type == KV_TYPE_Q8)
-                                attn_scores_rows_q8(query_q8(j, t, h0 + h), query_scales(j, t, h0 + h), K,
-                                                    kv_scale_at(kv, seq, j->layer, 0, p) + (h0 + h) / group,
-                                                    kv->kv_dim, kv->n_kv_heads, run, m, group, hd, scale, sh, n);
-                        else if (kv->type == KV_TYPE_F16)
-                                attn_scores_rows_f16(q + (size_t)h * hd, K, kv->kv_dim, run, m, group, hd, scale, sh,
-                                                     n);
-                        else
-                                attn_scores_rows_f32(q + (size_t)h * hd, K, kv->kv_dim, run, m, group, hd, scale, sh,
-                                                     n);
-                }
-                p += run;
-        }
+        default_pass(&w, 0);
         for (int32_t h = 0; h < nh; h++)
                 softmax_inplace(s + (size_t)h * n, n);
         if (f16_operands)
                 for (int32_t h = 0; h < nh; h++)
                         vec_round_f16(s + (size_t)h * n, s + (size_t)h * n, n);
-        memset(out, 0, sizeof(float) * nh * hd);
-        for (int32_t p = 0; p < n;) {
-                const int32_t run = MIN(n, (p / bs + 1) * bs) - p;
-                int aw;
-                int32_t ap;
-                walk_ahead(1, p, n, bs, &aw, &ap);
-                prefetch_block_scales(kv, seq, j->layer, aw, ap, n, h0 / group, nh / group);
-                for (int32_t h = 0; h < nh; h += step) {
-                        const int32_t m = MIN(step, nh - h);
-                        const size_t off = koff + (size_t)(h / group) * head_bytes;
-                        const void *V = (const uint8_t *)kv_at(kv, seq, j->layer, 1, p) + off;
-                        const float *sh = s + (size_t)h * n + p;
-                        float *oh = out + (size_t)h * hd;
-                        prefetch_block_slice(kv, seq, j->layer, aw, ap, n, off, (size_t)(m / group) * head_bytes);
-                        if (kv->type == KV_TYPE_Q8)
-                                attn_accum_rows_q8(oh, V, kv_scale_at(kv, seq, j->layer, 1, p) + (h0 + h) / group,
-                                                   kv->kv_dim, kv->n_kv_heads, sh, n, run, m, group, hd);
-                        else if (kv->type == KV_TYPE_F16)
-                                attn_accum_rows_f16(oh, V, kv->kv_dim, sh, n, run, m, group, hd);
-                        else
-                                attn_accum_rows_f32(oh, V, kv->kv_dim, sh, n, run, m, group, hd);
-                }
-                p += run;
-        }
+        memset(w.out, 0, sizeof(float) * nh * hd);
+        default_pass(&w, 1);
 }
 
 /*
