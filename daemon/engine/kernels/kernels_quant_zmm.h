@@ -38,12 +38,13 @@ SIMD_INLINE __m512i SIMD(load4x16)(const uint8_t *const *rows, size_t off)
 }
 
 /*
- * Eight vectors of int32 lanes (v[i]: row i) into one: lane i the sum of
- * v[i]'s sixteen lanes.
+ * The first two steps of folding eight rows' int32 lanes (v[i]: row i):
+ * u[i]'s 128-bit lanes each hold rows 4i .. 4i + 3, summed within that
+ * 128-bit lane of v.
  */
-SIMD_INLINE __m256i SIMD(hsum8x16)(const __m512i *v)
+SIMD_INLINE void SIMD(hsum8_rows4)(const __m512i *v, __m512i *u)
 {
-        __m512i t[4], u[2];
+        __m512i t[4];
         for (int i = 0; i < 4; i++)
                 t[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
                                         _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
@@ -51,6 +52,16 @@ SIMD_INLINE __m256i SIMD(hsum8x16)(const __m512i *v)
         for (int i = 0; i < 2; i++)
                 u[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2 * i], t[2 * i + 1]),
                                         _mm512_unpackhi_epi64(t[2 * i], t[2 * i + 1]));
+}
+
+/*
+ * Eight vectors of int32 lanes (v[i]: row i) into one: lane i the sum of
+ * v[i]'s sixteen lanes.
+ */
+SIMD_INLINE __m256i SIMD(hsum8x16)(const __m512i *v)
+{
+        __m512i u[2];
+        SIMD(hsum8_rows4)(v, u);
         /* u[i], each 128-bit lane: rows 4i .. 4i + 3 */
         __m512i w = _mm512_add_epi32(_mm512_shuffle_i32x4(u[0], u[1], _MM_SHUFFLE(1, 0, 1, 0)),
                                      _mm512_shuffle_i32x4(u[0], u[1], _MM_SHUFFLE(3, 2, 3, 2)));
@@ -202,13 +213,8 @@ DEFINE_GROUP(q6_k, struct block_q6_K, QK_K, 0, 0, offsetof(struct block_q6_K, d)
 /* v[i] (row i, lanes 0-7 block b, 8-15 block b + 1) into: lanes 0-7 block b of rows 0-7, 8-15 block b + 1 */
 SIMD_INLINE __m512i SIMD(hsum8x2x8)(const __m512i *v)
 {
-        __m512i t[4], u[2];
-        for (int i = 0; i < 4; i++)
-                t[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
-                                        _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
-        for (int i = 0; i < 2; i++)
-                u[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2 * i], t[2 * i + 1]),
-                                        _mm512_unpackhi_epi64(t[2 * i], t[2 * i + 1]));
+        __m512i u[2];
+        SIMD(hsum8_rows4)(v, u);
         /* u[i]'s 128-bit lanes: rows 4i .. 4i + 3, halves of block b (lanes 0, 1) and of b + 1 (2, 3) */
         const __m512i w = _mm512_add_epi32(_mm512_shuffle_i32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
                                            _mm512_shuffle_i32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
