@@ -68,18 +68,19 @@ static void npu_job_record(struct npu_job *job, u32 state)
 		npu_genl_event(job->ndev, NPU_GENL_EVENT_JOB_TIMEOUT, job->ctx,
 			       job->seqno);
 		npu_ctx_fault(job->ctx, job->seqno);
-		/* Only an engine reset ends a job with TIMEOUT. */
-		atomic64_inc(&cnt->resets);
 	}
 	trace_npu_job_done(job);
 	/* Only if the slot still belongs to this job. */
 	atomic64_cmpxchg(slot, job->seqno << 8, (job->seqno << 8) | state);
-	if (state == NPU_ERT_STATE_COMPLETED)
+	if (state == NPU_ERT_STATE_COMPLETED) {
 		atomic64_inc(&cnt->jobs_completed);
-	else if (state == NPU_ERT_STATE_TIMEOUT)
+	} else if (state == NPU_ERT_STATE_TIMEOUT) {
 		atomic64_inc(&cnt->jobs_timedout);
-	else
+		/* Only an engine reset ends a job with TIMEOUT. */
+		atomic64_inc(&cnt->resets);
+	} else {
 		atomic64_inc(&cnt->jobs_failed);
+	}
 	atomic64_inc(&job->ctx->completed);
 }
 
