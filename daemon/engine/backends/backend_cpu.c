@@ -190,6 +190,20 @@ void rope_rows_spec(float *q, float *k, const int32_t *pos, int32_t n_heads, int
         }
 }
 
+/*
+ * Runs a job whose shares split n_tok tokens (threadpool_split, align 1).
+ * One token is all share 0's, whatever the pool's size, and the others'
+ * shares are empty: it runs on the caller, without a pass through the pool
+ * (a wake-up and a barrier per op of every decode step).
+ */
+static void run_token_rows(struct threadpool *tp, threadpool_fn fn, void *arg, int64_t n_tok)
+{
+        if (n_tok <= 1)
+                fn(arg, 0, 1);
+        else
+                threadpool_run(tp, fn, arg);
+}
+
 /* --- parallel matmul: up to three weights applied to the same input --- */
 
 /*
@@ -300,7 +314,7 @@ static void cpu_matmul(struct backend *be, const float *x, int64_t n_tok, int n_
                 quantize = true;
         }
         if (quantize)
-                threadpool_run(c->tp, quant_worker, &q);
+                run_token_rows(c->tp, quant_worker, &q, n_tok);
         for (int i = 0; i < n_w; i++) {
                 j.w[i] = w[i];
                 j.y[i] = y[i];
@@ -456,21 +470,21 @@ static void cpu_rmsnorm(struct backend *be, float *out, const float *x, const fl
 {
         struct rows_job j = { .be = be, .n_tok = n_tok, .out = out, .in = x, .w = w,
                               .aq = rows_quantized(be, out, n_tok) };
-        threadpool_run(be->c->tp, rmsnorm_worker, &j);
+        run_token_rows(be->c->tp, rmsnorm_worker, &j, n_tok);
 }
 
 static void cpu_rope_store(struct backend *be, const struct npu_batch *b, int32_t layer, float *q, float *k,
                            float *v)
 {
         struct rows_job j = { .be = be, .b = b, .layer = layer, .n_tok = b->n, .q = q, .k = k, .vq = v };
-        threadpool_run(be->c->tp, rope_store_worker, &j);
+        run_token_rows(be->c->tp, rope_store_worker, &j, b->n);
 }
 
 static void cpu_silu_mul(struct backend *be, float *gate, const float *up, int64_t n_tok)
 {
         struct rows_job j = { .be = be, .n_tok = n_tok, .out = gate, .in = up,
                               .aq = rows_quantized(be, gate, n_tok) };
-        threadpool_run(be->c->tp, silu_worker, &j);
+        run_token_rows(be->c->tp, silu_worker, &j, n_tok);
 }
 
 struct add_job {
