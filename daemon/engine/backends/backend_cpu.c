@@ -192,9 +192,9 @@ void rope_rows_spec(float *q, float *k, const int32_t *pos, int32_t n_heads, int
 
 /*
  * Runs a job whose shares split n_tok tokens (threadpool_split, align 1).
- * One token is all share 0's, whatever the pool's size, and the others'
- * shares are empty: it runs on the caller, without a pass through the pool
- * (a wake-up and a barrier per op of every decode step).
+ * One token is all one share's and the others' are empty: it runs on the
+ * caller as the only share, without a pass through the pool (a wake-up and
+ * a barrier per op of every decode step).
  */
 static void run_token_rows(struct threadpool *tp, threadpool_fn fn, void *arg, int64_t n_tok)
 {
