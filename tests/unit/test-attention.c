@@ -680,6 +680,46 @@ static void test_f16_operands(void **state)
         free(ref);
 }
 
+/*
+ * Over the q8 cache, the default path's tokens at more than
+ * ATTENTION_Q8_FLASH_MIN_POSITIONS positions have the flash path's defined
+ * bits, alone and in a batch with the default path's tokens, on every
+ * kernel path and with 1 or 3 threads; the token just below the line does
+ * not.
+ */
+static void test_q8_long_tokens_flash(void **state)
+{
+        const int32_t L = ATTENTION_Q8_FLASH_MIN_POSITIONS;
+        const struct token tks[] = { { 1, L - 1 }, { 2, 36 }, { 1, L }, { 0, 2999 }, { 1, 1 }, { 0, L + 63 } };
+        const int N = ARRAY_SIZE(tks);
+        const int32_t H = 8, KVH = 2, hd = 128, dim = H * hd;
+        float *got = malloc(sizeof(float) * dim * N), *alone = malloc(sizeof(float) * dim), *want = malloc(sizeof(float) * dim);
+        for (int threads = 1; threads <= 3; threads += 2) {
+                struct fixture f;
+                fx_open(&f, H, KVH, hd, KV_TYPE_Q8, threads);
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                        if (kernels_force_isa(isa) < 0)
+                                continue;
+                        run_batch(&f, ATTENTION_DEFAULT, tks, N, got);
+                        for (int i = 0; i < N; i++) {
+                                const float *g = got + (size_t)i * dim;
+                                run_batch(&f, ATTENTION_DEFAULT, &tks[i], 1, alone);
+                                assert_memory_equal(alone, g, sizeof(float) * dim);
+                                flash_defined_order(&f, tks[i], want);
+                                const bool flash = memcmp(want, g, sizeof(float) * dim) == 0;
+                                if (flash != (tks[i].pos + 1 > L))
+                                        fail_msg("threads %d isa %d token (%d, %d): %s the flash path's bits", threads,
+                                                 isa, tks[i].seq, tks[i].pos, flash ? "has" : "not");
+                        }
+                }
+                kernels_reset_isa();
+                fx_close(&f);
+        }
+        free(got);
+        free(alone);
+        free(want);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -692,6 +732,7 @@ int main(void)
                 cmocka_unit_test(test_flash_defined_order),
                 cmocka_unit_test(test_accuracy),
                 cmocka_unit_test(test_f16_operands),
+                cmocka_unit_test(test_q8_long_tokens_flash),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

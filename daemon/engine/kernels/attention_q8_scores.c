@@ -130,6 +130,27 @@ VNNI_INLINE __m512i hsum16x16_epi32(const __m512i *v)
 }
 
 /*
+ * np (<= 16) rows' lane sums of key bytes + 128 times the query's, 64 bytes
+ * at a time (the last piece masked); rows past np are zero. Inlined with
+ * np = 16, the accumulators stay in registers.
+ */
+VNNI_INLINE void dots_vnni(__m512i *acc, const int8_t *qh, const int8_t *k, size_t stride, int32_t hd, int32_t np)
+{
+        const __m512i bias = _mm512_set1_epi8((char)0x80);
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++)
+                acc[r] = _mm512_setzero_si512();
+        for (int32_t c = 0; c < hd; c += 64) {
+                const __mmask64 m = hd - c >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (hd - c)) - 1);
+                const __m512i qv = _mm512_maskz_loadu_epi8(m, qh + c);
+#pragma GCC unroll 16
+                for (int r = 0; r < np; r++)
+                        acc[r] = _mm512_dpbusd_epi32(
+                                acc[r], _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, k + (size_t)r * stride + c), bias), qv);
+        }
+}
+
+/*
  * Blocks of 16 rows, head by head: per row, 64 bytes at a time (the last
  * piece masked), key bytes + 128 times the query's; the 16 rows' lane sums
  * in one transposed reduction, less 128 times the query's byte sum.
@@ -141,9 +162,7 @@ VNNI static void scores_rows_vnni(const int8_t *q, const float *qs, const int8_t
         const __m512i row_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
         const __m512i scale_index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                                        _mm512_set1_epi32((int)sstride));
-        const __m512i bias = _mm512_set1_epi8((char)0x80);
         const __m512 scale16 = _mm512_set1_ps(scale);
-        const int32_t pieces = (hd + 63) / 64;
 
         for (int32_t h = 0; h < n_heads; h++) {
                 const int8_t *qh = q + (size_t)h * hd;
@@ -155,18 +174,10 @@ VNNI static void scores_rows_vnni(const int8_t *q, const float *qs, const int8_t
                 for (int32_t p0 = 0; p0 < n; p0 += 16) {
                         const int32_t np = MIN(16, n - p0);
                         __m512i acc[16];
-#pragma GCC unroll 16
-                        for (int r = 0; r < 16; r++)
-                                acc[r] = _mm512_setzero_si512();
-                        for (int32_t c = 0; c < pieces; c++) {
-                                const int32_t left = hd - 64 * c;
-                                const __mmask64 m = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
-                                const __m512i qv = _mm512_maskz_loadu_epi8(m, qh + 64 * c);
-                                for (int r = 0; r < np; r++) {
-                                        const __m512i kv = _mm512_maskz_loadu_epi8(m, k + (size_t)(p0 + r) * stride + off + 64 * c);
-                                        acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_xor_si512(kv, bias), qv);
-                                }
-                        }
+                        if (np == 16)
+                                dots_vnni(acc, qh, k + (size_t)p0 * stride + off, stride, hd, 16);
+                        else
+                                dots_vnni(acc, qh, k + (size_t)p0 * stride + off, stride, hd, np);
                         const __m512i d = _mm512_sub_epi32(_mm512_permutexvar_epi32(row_order, hsum16x16_epi32(acc)), corr);
                         const float *sc = ks + (size_t)p0 * sstride + h / group;
                         const __m512 kscale = np == 16 ? _mm512_i32gather_ps(scale_index, sc, 4)

@@ -29,6 +29,14 @@
  * (flash-decoding). Chunk boundaries and the fold order depend on nothing
  * but the token's position: results are the same bits whatever the thread
  * count and whatever else is in the batch.
+ *
+ * Over the q8 cache, the default path's tokens at more than
+ * ATTENTION_Q8_FLASH_MIN_POSITIONS positions take the flash path too (takes_flash):
+ * walked per head, the int8 rows are only half a page apart and a core
+ * cannot keep the stream going, where the flash walk reads them in address
+ * order, every thread on its own chunks. Which path a token takes depends
+ * on its position alone, so a token has the same bits alone or in any batch,
+ * as a prompt's token or as a decoding one.
  */
 #include <math.h>
 
@@ -67,6 +75,13 @@ struct attention_job {
         const float *q;
         float *out;
 };
+
+/* whether the token at position pos is computed by the flash path (see the file's comment) */
+static bool takes_flash(const struct npu_ctx *c, int32_t pos)
+{
+        /* over the q8 cache, ATTENTION_F16_OPERANDS is the default path */
+        return c->attention == ATTENTION_FLASH || (c->kv->type == KV_TYPE_Q8 && pos + 1 > ATTENTION_Q8_FLASH_MIN_POSITIONS);
+}
 
 /* KV_TYPE_Q8: token t's query in int8 from head h, and its heads' scales */
 static const int8_t *query_q8(const struct attention_job *j, int64_t t, int32_t h)
@@ -377,7 +392,7 @@ static int32_t block_tokens(const struct attention_job *j, int64_t t0, int64_t t
                 return 0;
         for (int64_t t = t0; t < t_end && nt < BLOCK_TOKENS; t++, nt++)
                 if (j->b->seqs[t] != j->b->seqs[t0] || j->b->pos[t] + 1 > (int32_t)j->c->attn->block_positions ||
-                    t * H + h0 + nh > i1)
+                    takes_flash(j->c, j->b->pos[t]) || t * H + h0 + nh > i1)
                         break;
         return nt;
 }
@@ -385,9 +400,10 @@ static int32_t block_tokens(const struct attention_job *j, int64_t t0, int64_t t
 /* fixed cost of a (token, head) item, in positions: its softmax, its output row, the call */
 #define ITEM_OVERHEAD_POSITIONS 16
 
-static int64_t item_cost(const struct npu_batch *b, int64_t t)
+/* tokens the flash path takes cost nothing here */
+static int64_t item_cost(const struct attention_job *j, int64_t t)
 {
-        return (int64_t)b->pos[t] + 1 + ITEM_OVERHEAD_POSITIONS;
+        return takes_flash(j->c, j->b->pos[t]) ? 0 : (int64_t)j->b->pos[t] + 1 + ITEM_OVERHEAD_POSITIONS;
 }
 
 /*
@@ -395,12 +411,13 @@ static int64_t item_cost(const struct npu_batch *b, int64_t t)
  * reaches target. Costs are summed in item order, token by token, all heads
  * of a token costing the same.
  */
-static int64_t item_at_cost(const struct npu_batch *b, int32_t H, int32_t group, int64_t target)
+static int64_t item_at_cost(const struct attention_job *j, int32_t H, int32_t group, int64_t target)
 {
+        const struct npu_batch *b = j->b;
         int64_t acc = 0;
 
         for (int64_t t = 0; t < b->n; t++) {
-                const int64_t c = item_cost(b, t);
+                const int64_t c = item_cost(j, t);
                 if (acc + c * H > target)
                         return t * H + (target - acc) / (c * group) * group;
                 acc += c * H;
@@ -424,9 +441,9 @@ static void attention_worker(void *arg, int ith, int nth)
         int64_t total = 0;
 
         for (int64_t t = 0; t < j->b->n; t++)
-                total += item_cost(j->b, t) * H;
-        const int64_t i0 = item_at_cost(j->b, H, group, total * ith / nth);
-        const int64_t i1 = item_at_cost(j->b, H, group, total * (ith + 1) / nth);
+                total += item_cost(j, t) * H;
+        const int64_t i0 = item_at_cost(j, H, group, total * ith / nth);
+        const int64_t i1 = item_at_cost(j, H, group, total * (ith + 1) / nth);
         float *s = j->c->attn->dscores + (size_t)ith * j->c->attn->dscores_stride;
         const int32_t walk = j->c->attn->walk_heads;
         if (i0 >= i1)
@@ -440,6 +457,10 @@ static void attention_worker(void *arg, int ith, int nth)
                 const int32_t nh_full = MIN(h0 + walk, H) - h0;
                 const int64_t t_end = (i1 - 1) / H + 1;
                 for (int64_t t = i0 / H; t < t_end;) {
+                        if (takes_flash(j->c, j->b->pos[t])) {
+                                t++;
+                                continue;
+                        }
                         const int64_t lo = MAX(i0, t * H + h0), hi = MIN(i1, t * H + h0 + nh_full);
                         const int32_t nt = lo == t * H + h0 ? block_tokens(j, t, t_end, h0, nh_full, i1, H) : 0;
                         if (nt > 1) {
@@ -594,6 +615,8 @@ static void flash_merge_worker(void *arg, int ith, int nth)
         for (int64_t i = a; i < z; i++) {
                 const int64_t t = t_lo + i / H, c0 = MAX(first[t], f->i0), c1 = MIN(first[t + 1], f->i1);
                 const int32_t h = (int32_t)(i % H);
+                if (first[t] == first[t + 1])
+                        continue; /* the default path's token */
                 float *O = f->j->out + t * hparams_q_dim(hp) + (size_t)h * hd, *M = f->x->state + (t * H + h) * 2, *L = M + 1;
                 for (int64_t c = c0; c < c1; c++) {
                         const float *part = f->x->part + (size_t)(c - f->i0) * f->x->part_stride;
@@ -618,7 +641,8 @@ static void attention_flash(const struct attention_job *j)
 
         x->first[0] = 0;
         for (int32_t t = 0; t < j->b->n; t++)
-                x->first[t + 1] = x->first[t] + (j->b->pos[t] + FLASH_CHUNK) / FLASH_CHUNK;
+                x->first[t + 1] = x->first[t] +
+                                  (takes_flash(j->c, j->b->pos[t]) ? (j->b->pos[t] + FLASH_CHUNK) / FLASH_CHUNK : 0);
         for (f.i0 = 0; f.i0 < x->first[j->b->n]; f.i0 = f.i1) {
                 f.i1 = MIN(f.i0 + x->round_items, x->first[j->b->n]);
                 threadpool_run(j->c->tp, flash_items_worker, &f);
@@ -702,8 +726,11 @@ void attention_batch(struct npu_ctx *c, const struct npu_batch *b, int32_t layer
                 else
                         quantize_queries_worker(&j, 0, 1);
         }
-        if (c->attention == ATTENTION_FLASH)
-                attention_flash(&j);
-        else
+        int32_t n_flash = 0;
+        for (int32_t t = 0; t < b->n; t++)
+                n_flash += takes_flash(c, b->pos[t]);
+        if (n_flash < b->n)
                 threadpool_run(c->tp, attention_worker, &j);
+        if (n_flash > 0)
+                attention_flash(&j);
 }

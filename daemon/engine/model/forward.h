@@ -79,6 +79,12 @@ enum backend_target ctx_target(const struct npu_ctx *c);
  */
 int forward(struct npu_ctx *c, const struct npu_batch *b, float *logits, struct npu_err *err);
 
+/*
+ * Over the q8 KV cache, tokens at more positions than this take the flash
+ * path's chunked arithmetic whatever the attention kind (attention.c).
+ */
+#define ATTENTION_Q8_FLASH_MIN_POSITIONS 1024
+
 /* Attention for all (token, head) pairs of a batch, after K/V are stored (attention.c). */
 void attention_batch(struct npu_ctx *c, const struct npu_batch *b, int32_t layer, const float *q, float *out);
 int attention_scratch_new(struct npu_ctx *c);
