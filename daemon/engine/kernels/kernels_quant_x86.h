@@ -63,7 +63,8 @@ SIMD_INLINE uint16_t SIMD(u16_at)(const uint8_t *p)
         return v;
 }
 
-SIMD_INLINE __m256 SIMD(load_f16x8)(const uint8_t *const *rows, size_t off)
+/* The eight f16 themselves, row i's in word i. */
+SIMD_INLINE __m128i SIMD(f16x8_at)(const uint8_t *const *rows, size_t off)
 {
         __m128i h = _mm_cvtsi32_si128(SIMD(u16_at)(rows[0] + off));
         h = _mm_insert_epi16(h, SIMD(u16_at)(rows[1] + off), 1);
@@ -72,8 +73,12 @@ SIMD_INLINE __m256 SIMD(load_f16x8)(const uint8_t *const *rows, size_t off)
         h = _mm_insert_epi16(h, SIMD(u16_at)(rows[4] + off), 4);
         h = _mm_insert_epi16(h, SIMD(u16_at)(rows[5] + off), 5);
         h = _mm_insert_epi16(h, SIMD(u16_at)(rows[6] + off), 6);
-        h = _mm_insert_epi16(h, SIMD(u16_at)(rows[7] + off), 7);
-        return _mm256_cvtph_ps(h);
+        return _mm_insert_epi16(h, SIMD(u16_at)(rows[7] + off), 7);
+}
+
+SIMD_INLINE __m256 SIMD(load_f16x8)(const uint8_t *const *rows, size_t off)
+{
+        return _mm256_cvtph_ps(SIMD(f16x8_at)(rows, off));
 }
 
 /* 16 bytes of nibbles: the 16 low nibbles, then the 16 high ones. */
@@ -377,6 +382,34 @@ SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a
 /* --- eight rows against one token --- */
 
 /*
+ * The float steps of block b of eight rows, in the definition's order:
+ * isum (before the offset's correction OFF * asum[b]) scaled by the rows'
+ * d (the f16 at byte at + d_at of each row) times the token's d[b], then
+ * the min term (MINK as in DEFINE_GROUP: 1 m * s[b] with m at at + dmin_at,
+ * 2 -dmin * d[b] times the lanes' sums of M[i], row i's min lanes). acc
+ * carries each row's sum from block to block.
+ */
+SIMD_INLINE __m256 SIMD(block_step8)(__m256 acc, const uint8_t *const *rows, size_t at, __m256i isum,
+                                     const __m256i *M, int64_t b, const float *d, const float *s,
+                                     const int32_t *asum, int off, int mink, size_t d_at, size_t dmin_at)
+{
+        if (off)
+                isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(off * asum[b]));
+        const __m256 da = _mm256_set1_ps(d[b]);
+        const __m256 dw = SIMD(load_f16x8)(rows, at + d_at);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(isum), acc);
+        if (mink == 1) {
+                const __m256 mw = SIMD(load_f16x8)(rows, at + dmin_at);
+                acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(s[b]), acc);
+        } else if (mink == 2) {
+                const __m256 dm = SIMD(load_f16x8)(rows, at + dmin_at);
+                const __m256 neg = _mm256_xor_ps(_mm256_mul_ps(dm, da), _mm256_set1_ps(-0.0f));
+                acc = _mm256_fmadd_ps(neg, _mm256_cvtepi32_ps(SIMD(hsum8x8)(M)), acc);
+        }
+        return acc;
+}
+
+/*
  * out[i] = row i . token, for RB rows (rows[i] their first bytes). OFF:
  * the weights' offset (0: none), taken back out through asum; MINK: the
  * min term (0 none, 1 Q4_1/Q5_1's m * s, 2 the K-quants' -dmin * d * M);
@@ -407,20 +440,8 @@ SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a
                                 L[i] = SIMD(block_##name)((const btype *)(const void *)rows[i] + b,           \
                                                           q + (be) * b, bs ? bs + 16 * b : NULL, &M[i],       \
                                                           NULL, NULL);                                        \
-                        __m256i isum = SIMD(hsum8x8)(L);                                                      \
-                        if (OFF)                                                                              \
-                                isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((OFF) * asum[b]));            \
-                        const __m256 da = _mm256_set1_ps(d[b]);                                               \
-                        const __m256 dw = SIMD(load_f16x8)(rows, b * sizeof(btype) + (D_AT));                 \
-                        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(isum), acc);          \
-                        if ((MINK) == 1) {                                                                     \
-                                const __m256 mw = SIMD(load_f16x8)(rows, b * sizeof(btype) + (DMIN_AT));      \
-                                acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(s[b]), acc);                         \
-                        } else if ((MINK) == 2) {                                                              \
-                                const __m256 dm = SIMD(load_f16x8)(rows, b * sizeof(btype) + (DMIN_AT));      \
-                                const __m256 neg = _mm256_xor_ps(_mm256_mul_ps(dm, da), _mm256_set1_ps(-0.0f)); \
-                                acc = _mm256_fmadd_ps(neg, _mm256_cvtepi32_ps(SIMD(hsum8x8)(M)), acc);        \
-                        }                                                                                     \
+                        acc = SIMD(block_step8)(acc, rows, b * sizeof(btype), SIMD(hsum8x8)(L), M, b, d, s,   \
+                                                asum, OFF, MINK, D_AT, DMIN_AT);                              \
                 }                                                                                             \
                 _mm256_storeu_ps(out, acc);                                                                   \
         }

@@ -120,10 +120,12 @@ SIMD_INLINE __m512i SIMD(k4_scales_mins4)(__m512i v)
  * vector were twelve (TinyLlama Q4_K_M decode +2 %, 7 of 8 paired runs
  * faster, on a shared machine).
  *
- * Prefetching, measured on Sapphire Rapids: rows of fewer than 16 blocks
- * fetch the next group's bytes in order into L2, a share per block (the
- * eight rows are consecutive in memory: one stream running ahead); longer
- * rows fetch each row QPD blocks ahead, past a row's end the next group's.
+ * Prefetching: each block fetches a share of the next group's bytes in
+ * order into L1 (the eight rows are consecutive in memory: one stream
+ * running a group ahead). On Zen 5 (EPYC, 2 threads, kernel alone, 1 GB
+ * of weights) this read 62-65 GB/s where the L2 share (rows under 16
+ * blocks) or each row QPD blocks ahead (longer rows) read 53-59; each row
+ * 2-4 blocks ahead 52-64, none 38-42.
  */
 SIMD_INLINE void SIMD(group_q4_k)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
                                   const float *s, const int16_t *bs, const int32_t *asum, float *out)
@@ -141,17 +143,8 @@ SIMD_INLINE void SIMD(group_q4_k)(const uint8_t *const *rows, int64_t K, const i
         for (int64_t b = 0; b < nb; b++) {
                 const size_t off = (size_t)b * sizeof(struct block_q4_K);
                 const int8_t *qb = q + QK_K * b;
-                if (nb < 16) {
-                        for (int64_t c = 0; c < share; c += 64)
-                                _mm_prefetch(next + b * share + c, _MM_HINT_T1);
-                } else {
-                        for (int i = 0; i < RB; i++) {
-                                const char *p = (const char *)rows[i] + (b + QPD) * sizeof(struct block_q4_K) +
-                                                (b + QPD >= nb ? (RB - 1) * row_bytes : 0);
-                                for (int c = 0; c < (int)sizeof(struct block_q4_K); c += 64)
-                                        _mm_prefetch(p + c, _MM_HINT_T0);
-                        }
-                }
+                for (int64_t c = 0; c < share; c += 64)
+                        _mm_prefetch(next + b * share + c, _MM_HINT_T0);
                 const __m512i a[4] = { SIMD(load2x32)(qb, qb + 64), SIMD(load2x32)(qb + 32, qb + 96),
                                        SIMD(load2x32)(qb + 128, qb + 192), SIMD(load2x32)(qb + 160, qb + 224) };
                 /* the eight rows' heads: scales and mins of rows 0-3 and 4-7 */
@@ -206,7 +199,7 @@ DEFINE_GROUP(q6_k, struct block_q6_K, QK_K, 0, 0, offsetof(struct block_q6_K, d)
  * element order (lanes 0-7 of the products block b, 8-15 block b + 1),
  * against the token's 64 activations as they lie. The eight rows' lanes
  * are reduced by one transpose into sixteen isums, the sixteen f16 scales
- * come in by one gather, and the float steps run block after block as
+ * come in by scalar loads, and the float steps run block after block as
  * everywhere else: per row, block b's, then block b + 1's.
  */
 
@@ -274,17 +267,20 @@ SIMD_INLINE __m256 SIMD(high8)(__m512 v)
         return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
 
-/* the f16 at the byte offsets idx from base, as floats */
-SIMD_INLINE __m512 SIMD(gather_f16x16)(const uint8_t *base, __m512i idx)
+/*
+ * The f16 at byte off0 of the eight rows (lanes 0-7) and at off1 (8-15), as floats, from
+ * scalar loads: a 16-lane vpgatherdd left the Q4_0 kernel 1.36x slower on Zen 5 (from L2).
+ */
+SIMD_INLINE __m512 SIMD(load_f16x16)(const uint8_t *const *rows, size_t off0, size_t off1)
 {
-        return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, base, 1)));
+        return _mm512_cvtph_ps(_mm256_set_m128i(SIMD(f16x8_at)(rows, off1), SIMD(f16x8_at)(rows, off0)));
 }
 
 /*
  * out[i] = row i . token, as DEFINE_GROUP's copy computes it, two blocks
  * a step (an odd last block alone, on 256-bit vectors). Prefetching: the
- * next group's bytes in order into L2, a share per step, as DEFINE_GROUP
- * does for these types.
+ * next group's bytes in order into L1, a share per step, as group_q4_k
+ * (Zen 5, Q4_0, 2 threads: 40-45 GB/s, into L2 38-41, none 26-28).
  */
 #define DEFINE_GROUP32_ZMM(name, btype, OFF, MINK, D_AT, DMIN_AT)                                             \
         SIMD_INLINE void SIMD(group_##name)(const uint8_t *const *rows, int64_t K, const int8_t *q,          \
@@ -294,19 +290,12 @@ SIMD_INLINE __m512 SIMD(gather_f16x16)(const uint8_t *base, __m512i idx)
                 const int64_t nb = K / 32, row_bytes = nb * (int64_t)sizeof(btype);                           \
                 const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * MAX(nb / 2, 1)) * 64;                 \
                 const char *next = (const char *)rows[0] + RB * row_bytes;                                    \
-                const __m256i ro = _mm256_setr_epi32(0, (int)(rows[1] - rows[0]), (int)(rows[2] - rows[0]),   \
-                                                     (int)(rows[3] - rows[0]), (int)(rows[4] - rows[0]),      \
-                                                     (int)(rows[5] - rows[0]), (int)(rows[6] - rows[0]),      \
-                                                     (int)(rows[7] - rows[0]));                               \
-                /* byte offsets from rows[0] of blocks b (lanes 0-7) and b + 1 (8-15) of the eight rows */    \
-                __m512i at = _mm512_inserti64x4(_mm512_castsi256_si512(ro),                                   \
-                                                _mm256_add_epi32(ro, _mm256_set1_epi32((int)sizeof(btype))), 1); \
                 __m256 acc = _mm256_setzero_ps();                                                             \
                 int64_t b = 0;                                                                                \
                 for (; b + 2 <= nb; b += 2) {                                                                 \
                         __m512i L[RB];                                                                        \
                         for (int64_t c = 0; c < share; c += 64)                                               \
-                                _mm_prefetch(next + b / 2 * share + c, _MM_HINT_T1);                          \
+                                _mm_prefetch(next + b / 2 * share + c, _MM_HINT_T0);                          \
                         const __m512i av = _mm512_loadu_si512(q + 32 * b);                                    \
                         for (int i = 0; i < RB; i++)                                                          \
                                 L[i] = _mm512_dpbusd_epi32(                                                   \
@@ -319,13 +308,12 @@ SIMD_INLINE __m512 SIMD(gather_f16x16)(const uint8_t *base, __m512i idx)
                                                                       0xff00, (OFF) * asum[b + 1]));          \
                         const __m512 da = _mm512_mask_mov_ps(_mm512_set1_ps(d[b]), 0xff00,                    \
                                                              _mm512_set1_ps(d[b + 1]));                       \
-                        const __m512 dw = SIMD(gather_f16x16)(rows[0], _mm512_add_epi32(                      \
-                                                  at, _mm512_set1_epi32((int)(b * sizeof(btype) + (D_AT))))); \
+                        const size_t at = b * sizeof(btype);                                                 \
+                        const __m512 dw = SIMD(load_f16x16)(rows, at + (D_AT), at + sizeof(btype) + (D_AT));  \
                         const __m512 p = _mm512_mul_ps(dw, da), f = _mm512_cvtepi32_ps(isum);                 \
                         __m512 mw = _mm512_setzero_ps();                                                      \
                         if ((MINK) == 1)                                                                      \
-                                mw = SIMD(gather_f16x16)(rows[0], _mm512_add_epi32(                           \
-                                             at, _mm512_set1_epi32((int)(b * sizeof(btype) + (DMIN_AT)))));   \
+                                mw = SIMD(load_f16x16)(rows, at + (DMIN_AT), at + sizeof(btype) + (DMIN_AT)); \
                         acc = _mm256_fmadd_ps(_mm512_castps512_ps256(p), _mm512_castps512_ps256(f), acc);     \
                         if ((MINK) == 1)                                                                      \
                                 acc = _mm256_fmadd_ps(_mm512_castps512_ps256(mw), _mm256_set1_ps(s[b]), acc); \
@@ -338,16 +326,8 @@ SIMD_INLINE __m512 SIMD(gather_f16x16)(const uint8_t *base, __m512i idx)
                         for (int i = 0; i < RB; i++)                                                          \
                                 L[i] = SIMD(block_##name)((const btype *)(const void *)rows[i] + b,           \
                                                           q + 32 * b, NULL, NULL, NULL, NULL);                \
-                        __m256i isum = SIMD(hsum8x8)(L);                                                      \
-                        if (OFF)                                                                              \
-                                isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((OFF) * asum[b]));            \
-                        const __m256 da = _mm256_set1_ps(d[b]);                                               \
-                        const __m256 dw = SIMD(load_f16x8)(rows, b * sizeof(btype) + (D_AT));                 \
-                        acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(isum), acc);          \
-                        if ((MINK) == 1) {                                                                     \
-                                const __m256 mw = SIMD(load_f16x8)(rows, b * sizeof(btype) + (DMIN_AT));      \
-                                acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(s[b]), acc);                         \
-                        }                                                                                     \
+                        acc = SIMD(block_step8)(acc, rows, b * sizeof(btype), SIMD(hsum8x8)(L), NULL, b, d,   \
+                                                s, asum, OFF, MINK, D_AT, DMIN_AT);                           \
                 }                                                                                             \
                 _mm256_storeu_ps(out, acc);                                                                   \
         }

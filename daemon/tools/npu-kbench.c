@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * npu-kbench: one block-quantized matmul kernel alone, one token, the way a
+ * decode step runs it (rows in chunks of 64, shared by the pool's threads),
+ * against the read bandwidth measured between its runs:
+ *   npu-kbench --type q4_k|q6_k|q4_0|q4_1|q5_0|q5_1|q5_k|q8_0|w4a8 --rows N --cols K
+ *              [--threads T] [--bytes B] [--reps R]
+ * The weights are copies of one N x K matrix filling B bytes (default 1e9:
+ * from memory; a small B runs from cache). Prints the best of R runs in
+ * GB/s of weights, the best read bandwidth and their ratio. Only figures:
+ * wrap it in `flock` on a shared machine.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "cli.h"
+#include "kernels.h"
+#include "kernels_quant.h"
+#include "membw.h"
+#include "quantize_blocks.h"
+#include "threadpool.h"
+
+#define KBENCH_CHUNK 64 /* rows per call, as the cpu back end's matmul chunks */
+
+struct kbench_job {
+        const struct npu_weight *w;
+        int n_w;
+        const struct act_blocks *a;
+        float *y;
+};
+
+static void kbench_worker(void *arg, int ith, int nth)
+{
+        const struct kbench_job *j = arg;
+
+        for (int m = 0; m < j->n_w; m++) {
+                int64_t r0, r1;
+                threadpool_split(j->w[m].rows, ith, nth, KBENCH_CHUNK, &r0, &r1);
+                for (int64_t r = r0; r < r1; r += KBENCH_CHUNK)
+                        matmul_quant_rows(&j->w[m], j->a, 1, j->y, j->w[m].rows, r, MIN(r + KBENCH_CHUNK, r1));
+        }
+}
+
+static int parse_type(const char *s, enum ggml_type *t, enum act_scheme *sc)
+{
+        static const enum ggml_type types[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
+                                                GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K,
+                                                GGML_TYPE_Q5_K, GGML_TYPE_Q6_K };
+
+        if (strcmp(s, "w4a8") == 0) {
+                *t = GGML_TYPE_Q4_0;
+                *sc = ACT_SCHEME_TOKEN_I8;
+                return 0;
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(types); i++)
+                if (strcasecmp(s, ggml_type_name(types[i])) == 0) {
+                        *t = types[i];
+                        *sc = quant_type_act_scheme(types[i]);
+                        return 0;
+                }
+        return cli_error(-EINVAL, "--type: '%s' is not a block type (q4_0 .. q8_0, q2_k .. q6_k) or w4a8", s);
+}
+
+/* Rows of small random values quantized to t, the first matrix, copied to fill the others. */
+static void fill_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, int n_w)
+{
+        const size_t rb = quant_row_bytes(t, K);
+        float *row = malloc(sizeof(float) * K);
+        uint64_t s = 1;
+
+        for (int64_t r = 0; r < N; r++) {
+                for (int64_t k = 0; k < K; k++) {
+                        s = s * 6364136223846793005ull + 1442695040888963407ull;
+                        row[k] = (float)((int64_t)(s >> 40) - (1 << 23)) / (float)(1 << 23) * 0.05f;
+                }
+                quantize_row_blocks(t, row, K, data + r * rb);
+        }
+        for (int m = 1; m < n_w; m++)
+                memcpy(data + m * rb * N, data, rb * N);
+        free(row);
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "type", required_argument, NULL, 'T' },   { "rows", required_argument, NULL, 'n' },
+                { "cols", required_argument, NULL, 'k' },   { "threads", required_argument, NULL, 't' },
+                { "bytes", required_argument, NULL, 'b' },  { "reps", required_argument, NULL, 'r' },
+                { "help", no_argument, NULL, 'h' },         {}
+        };
+        enum ggml_type type = GGML_TYPE_Q4_K;
+        enum act_scheme sc = ACT_SCHEME_Q8_K;
+        int32_t N = 5632, K = 2048;
+        int threads = 2, reps = 7;
+        uint64_t bytes = 1000000000;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) >= 0) {
+                int r = 0;
+                switch (c) {
+                case 'T': r = parse_type(optarg, &type, &sc); break;
+                case 'n': r = cli_parse_i32(optarg, 1, 1 << 20, "--rows", &N); break;
+                case 'k': r = cli_parse_i32(optarg, 256, 1 << 20, "--cols", &K); break;
+                case 't': r = cli_parse_int(optarg, 1, 1024, "--threads", &threads); break;
+                case 'b': r = cli_parse_u64(optarg, "--bytes", &bytes); break;
+                case 'r': r = cli_parse_int(optarg, 1, 100000, "--reps", &reps); break;
+                case 'h':
+                        printf("Usage: npu-kbench --type q4_k|q6_k|q4_0|...|w4a8 --rows N --cols K [--threads T] "
+                               "[--bytes B] [--reps R]\n");
+                        return EXIT_SUCCESS;
+                default: return EXIT_FAILURE;
+                }
+                if (r < 0)
+                        return EXIT_FAILURE;
+        }
+        if (K % (int32_t)ggml_type_block_elems(type))
+                return cli_error(-EINVAL, "--cols %d is not a multiple of %s's block", K, ggml_type_name(type)),
+                       EXIT_FAILURE;
+
+        const size_t rb = quant_row_bytes(type, K), mb = rb * (size_t)N;
+        const int n_w = (int)MAX(bytes / mb, 1);
+        const size_t all = mb * (size_t)n_w;
+        uint8_t *data = mmap(NULL, all, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (data == MAP_FAILED)
+                return cli_error(-errno, "cannot map %zu bytes of weights: %m", all), EXIT_FAILURE;
+        (void)madvise(data, all, MADV_HUGEPAGE); /* as model weights are mapped */
+        fill_weights(type, N, K, data, n_w);
+
+        struct npu_weight *w = calloc(n_w, sizeof(*w));
+        float *x = malloc(sizeof(float) * K), *y = calloc(N, sizeof(float));
+        struct act_blocks a;
+        _cleanup_(threadpool_freep) struct threadpool *tp = NULL;
+        if (!w || !x || !y || act_blocks_alloc(&a, sc, 1, K) < 0 || threadpool_new(threads, &tp) < 0)
+                return cli_error(-ENOMEM, "out of memory"), EXIT_FAILURE;
+        for (int m = 0; m < n_w; m++)
+                w[m] = (struct npu_weight){ .type = type, .rows = N, .cols = K, .data = data + m * mb, .row_bytes = rb };
+        for (int64_t k = 0; k < K; k++)
+                x[k] = (float)(k % 7) * 0.1f - 0.3f;
+        act_blocks_quantize(&a, x, K, 0, 1);
+
+        struct kbench_job j = { .w = w, .n_w = n_w, .a = &a, .y = y };
+        double best = 0, bw = 0;
+        threadpool_run(tp, kbench_worker, &j); /* warm-up */
+        for (int i = 0; i < reps; i++) {
+                double t0 = now_ms();
+                threadpool_run(tp, kbench_worker, &j);
+                double s = (now_ms() - t0) / 1000.0;
+                if (s > 0 && all / s > best)
+                        best = all / s;
+                /* the bandwidth between the kernel's runs, as the machine is now (every other run) */
+                if (i % 2 == 0)
+                        bw = MAX(bw, measure_read_bandwidth(tp, 512ull << 20));
+        }
+        printf("%s %dx%d, %d copies (%.2f GB), %d threads, kernels %s: %.2f GB/s; read bandwidth %.2f GB/s "
+               "(%.0f%% of it)\n",
+               sc == ACT_SCHEME_TOKEN_I8 ? "w4a8" : ggml_type_name(type), N, K, n_w, all / 1e9, threads,
+               kernels_isa_name(kernels_isa()), best / 1e9, bw / 1e9, bw > 0 ? 100 * best / bw : 0);
+        act_blocks_free(&a);
+        free(w);
+        free(x);
+        free(y);
+        munmap(data, all);
+        return EXIT_SUCCESS;
+}
