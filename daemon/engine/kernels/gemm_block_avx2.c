@@ -22,9 +22,10 @@
  * The loops are gemm_block_vnni.c's, one driver (gemm_block_slices.h):
  * slices of B32_SLICE columns of a block of 8 panels (64 rows, 64 KiB
  * unpacked, in L2), pairs of panels (16 KiB, in L1) inside, token groups
- * inside those; the float sums rest in y between blocks. Each int sum is one chain in its register (an empty asm after
- * each add): left alone, GCC made a tree of the adds and kept the
- * products on the stack, 30 % slower.
+ * inside those; the float sums rest in y between blocks. Each int sum is
+ * one chain in its register (an empty asm after each add): left alone,
+ * GCC made a tree of the adds and kept the products on the stack, 30 %
+ * slower.
  *
  * This file is compiled with -ffp-contract=off: every fused multiply-add
  * is written out (_mm256_fmadd_ps).
