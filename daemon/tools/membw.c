@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <immintrin.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <stdatomic.h>
 
@@ -8,87 +9,133 @@
 #include "membw.h"
 #include "quant.h"
 
+/*
+ * The read bandwidth is measured the way decode reads a matrix
+ * (gemm_int8_vnni.c's one-token tiles, the block types' kernels): chunks
+ * of 64 rows handed out to the threads from a counter, each 4 panels of 16
+ * rows read as 4 concurrent streams, a line of each in turn, each
+ * prefetched 4 KiB ahead. At 4096 columns a chunk is 256 KiB. And as
+ * plain reads: one stream a thread over its whole share, which on some
+ * machines gets more out of memory than any interleaving.
+ */
+#define BW_CHUNK ((size_t)256 << 10)
+#define BW_PREFETCH 4096
+#define BW_RUN_BYTES ((size_t)1 << 30) /* read per run */
+#define BW_RUNS 8                      /* of each pattern, alternating */
+
 struct bw_job {
-        const uint8_t *buf;
-        size_t bytes;
+        const uint8_t *mem;
+        size_t chunk;
+        int64_t n_chunks;
+        atomic_llong next;
         uint64_t sink[64];
 };
 
-#define BW_STREAMS 4
-#define BW_PREFETCH 4096
-
-/* One sequential stream per thread, plain loads (what the hardware prefetchers see best on most cpus). */
-__attribute__((target("avx2"))) static void bw_worker(void *arg, int ith, int nth)
-{
-        struct bw_job *j = arg;
-        int64_t b, e;
-        threadpool_split((int64_t)(j->bytes / 256), ith, nth, 1, &b, &e);
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t i = b; i < e; i++) {
-                const __m256i *p = (const __m256i *)(j->buf + i * 256);
-                a0 = _mm256_add_epi64(a0, _mm256_load_si256(p));
-                a1 = _mm256_add_epi64(a1, _mm256_load_si256(p + 1));
-                a2 = _mm256_add_epi64(a2, _mm256_load_si256(p + 2));
-                a3 = _mm256_add_epi64(a3, _mm256_load_si256(p + 3));
-                a0 = _mm256_add_epi64(a0, _mm256_load_si256(p + 4));
-                a1 = _mm256_add_epi64(a1, _mm256_load_si256(p + 5));
-                a2 = _mm256_add_epi64(a2, _mm256_load_si256(p + 6));
-                a3 = _mm256_add_epi64(a3, _mm256_load_si256(p + 7));
+/*
+ * Chunks from the counter, each as STREAMS concurrent streams, a 64-byte
+ * line of each in turn; several are prefetched as decode prefetches its
+ * panels, a single one is left to the hardware prefetchers.
+ */
+#define DEFINE_BW_WORKER(STREAMS)                                                                          \
+        __attribute__((target("avx2"))) static void bw_worker_##STREAMS(void *arg, int ith, int nth)         \
+        {                                                                                                  \
+                struct bw_job *j = arg;                                                                    \
+                const size_t len = j->chunk / STREAMS;                                                     \
+                (void)nth;                                                                                 \
+                __m256i acc[STREAMS];                                                                      \
+                for (int s = 0; s < STREAMS; s++)                                                          \
+                        acc[s] = _mm256_setzero_si256();                                                   \
+                for (int64_t c; (c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n_chunks;) \
+                        for (size_t i = 0; i < len; i += 64)                                               \
+                                for (int s = 0; s < STREAMS; s++) {                                        \
+                                        const uint8_t *p = j->mem + (size_t)c * j->chunk + s * len + i;    \
+                                        if (STREAMS > 1)                                                   \
+                                                _mm_prefetch((const char *)p + BW_PREFETCH, _MM_HINT_T0);   \
+                                        acc[s] = _mm256_add_epi64(                                         \
+                                                acc[s], _mm256_add_epi64(_mm256_load_si256((const __m256i *)p), \
+                                                                         _mm256_load_si256((const __m256i *)p + 1))); \
+                                }                                                                          \
+                for (int s = 1; s < STREAMS; s++)                                                          \
+                        acc[0] = _mm256_add_epi64(acc[0], acc[s]);                                         \
+                j->sink[ith % 64] += (uint64_t)_mm256_extract_epi64(acc[0], 0);                            \
         }
-        __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-        j->sink[ith % 64] = (uint64_t)_mm256_extract_epi64(s, 0);
-}
+DEFINE_BW_WORKER(1)
+DEFINE_BW_WORKER(2)
+DEFINE_BW_WORKER(4)
+
+static const struct bw_pattern {
+        void (*worker)(void *, int, int);
+        bool share; /* a chunk is a thread's share of the run, not BW_CHUNK */
+        const char *name;
+} bw_patterns[] = {
+        { bw_worker_4, false, "4 streams a thread, as decode" },
+        { bw_worker_2, false, "2 streams a thread" },
+        { bw_worker_1, true, "1 stream a thread" },
+};
 
 /*
- * BW_STREAMS streams per thread, each prefetched BW_PREFETCH bytes ahead:
- * the way the int8 GEMM reads a decode step's weights (a panel per stream),
- * which on some machines gets more out of memory than one stream does.
+ * A fresh buffer, on huge pages as the model's weights are (gguf.c), and
+ * touched before it is timed.
  */
-__attribute__((target("avx2"))) static void bw_worker_streams(void *arg, int ith, int nth)
+static uint8_t *bw_buffer(size_t bytes)
 {
-        struct bw_job *j = arg;
-        int64_t b, e;
-        threadpool_split((int64_t)(j->bytes / 256), ith, nth, BW_STREAMS, &b, &e);
-        const int64_t n = (e - b) / BW_STREAMS;
-        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t i = 0; i < n; i++)
-                for (int s = 0; s < BW_STREAMS; s++) {
-                        const __m256i *p = (const __m256i *)(j->buf + (b + s * n + i) * 256);
-                        for (int c = 0; c < 4; c++)
-                                _mm_prefetch((const char *)p + BW_PREFETCH + 64 * c, _MM_HINT_T0);
-                        a0 = _mm256_add_epi64(a0, _mm256_load_si256(p));
-                        a1 = _mm256_add_epi64(a1, _mm256_load_si256(p + 1));
-                        a2 = _mm256_add_epi64(a2, _mm256_load_si256(p + 2));
-                        a3 = _mm256_add_epi64(a3, _mm256_load_si256(p + 3));
-                        a0 = _mm256_add_epi64(a0, _mm256_load_si256(p + 4));
-                        a1 = _mm256_add_epi64(a1, _mm256_load_si256(p + 5));
-                        a2 = _mm256_add_epi64(a2, _mm256_load_si256(p + 6));
-                        a3 = _mm256_add_epi64(a3, _mm256_load_si256(p + 7));
-                }
-        __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-        j->sink[ith % 64] = (uint64_t)_mm256_extract_epi64(s, 0);
-}
-
-/* The best of both ways to read, five runs each, alternating. */
-double measure_read_bandwidth(struct threadpool *tp, size_t bytes)
-{
-        struct bw_job j = { .bytes = bytes };
         uint8_t *buf = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        double best = 0;
 
-        if (buf == MAP_FAILED || !__builtin_cpu_supports("avx2"))
-                return 0;
+        if (buf == MAP_FAILED)
+                return NULL;
         (void)madvise(buf, bytes, MADV_HUGEPAGE);
         memset(buf, 1, bytes);
-        j.buf = buf;
-        for (int rep = 0; rep < 10; rep++) {
-                double t0 = now_ms();
-                threadpool_run(tp, rep % 2 ? bw_worker_streams : bw_worker, &j);
-                double s = (now_ms() - t0) / 1000.0;
-                if (s > 0 && bytes / s > best)
-                        best = bytes / s;
+        return buf;
+}
+
+/* Bytes/s reading the BW_RUN_BYTES at w in pattern p on all pool threads. */
+static double bw_run(struct threadpool *tp, const struct bw_pattern *p, const uint8_t *w)
+{
+        /* a share: 4 KiB pages, what is left after the last share unread */
+        const size_t chunk = p->share ? BW_RUN_BYTES / threadpool_size(tp) / 4096 * 4096 : BW_CHUNK;
+        struct bw_job j = { .mem = w, .chunk = chunk, .n_chunks = (int64_t)(BW_RUN_BYTES / chunk) };
+
+        atomic_init(&j.next, 0);
+        double t0 = now_ms();
+        threadpool_run(tp, p->worker, &j);
+        double s = (now_ms() - t0) / 1000.0;
+        return s > 0 ? (double)(j.n_chunks * chunk) / s : 0;
+}
+
+double measure_read_bandwidth(struct threadpool *tp, const void *mem, size_t bytes, const char **how)
+{
+        static const char *none = "none (no AVX2)";
+        const uint8_t *end = (const uint8_t *)mem + bytes;
+        uint8_t *own = NULL;
+        double best = 0;
+
+        *how = none;
+        if (!__builtin_cpu_supports("avx2"))
+                return 0;
+        /* whole runs from a 4 KiB boundary, or a buffer of its own */
+        const uint8_t *start = (const uint8_t *)(((uintptr_t)mem + 4095) & ~(uintptr_t)4095);
+        if (!mem || end < start + BW_RUN_BYTES) {
+                own = bw_buffer(BW_RUN_BYTES);
+                if (!own)
+                        return 0;
+                start = own;
+                end = own + BW_RUN_BYTES;
         }
-        munmap(buf, bytes);
+        /* the runs take the windows of BW_RUN_BYTES in turn: on a large model no run reads what the last one read */
+        const int windows = (int)((size_t)(end - start) / BW_RUN_BYTES);
+        /* not timed: every page present and mapped before the timed runs */
+        for (int w = 0; w < windows; w++)
+                (void)bw_run(tp, &bw_patterns[0], start + (size_t)w * BW_RUN_BYTES);
+        for (int run = 0; run < BW_RUNS * (int)ARRAY_SIZE(bw_patterns); run++) {
+                const struct bw_pattern *p = &bw_patterns[run % ARRAY_SIZE(bw_patterns)];
+                const double bw = bw_run(tp, p, start + (size_t)(run % windows) * BW_RUN_BYTES);
+                if (bw > best) {
+                        best = bw;
+                        *how = p->name;
+                }
+        }
+        if (own)
+                munmap(own, BW_RUN_BYTES);
         return best;
 }
 

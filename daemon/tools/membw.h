@@ -5,11 +5,15 @@
 #include "threadpool.h"
 
 /*
- * Read bandwidth of this machine in bytes/s: all pool threads stream a
- * large buffer (a STREAM-like sum), one stream per thread or four with
- * software prefetch, the best of both.
+ * Read bandwidth of this machine in bytes/s for the pool's threads: the
+ * best of 24 runs of 1 GiB each over mem (the model's weights: the pages
+ * decode reads, its 1 GiB windows in turn), or over a huge-page buffer of
+ * its own where mem is NULL or smaller. The threads take 256 KiB chunks
+ * from a counter as decode takes its 64-row chunks, each read as 4 (as
+ * decode reads 4 panels), 2 or 1 concurrent streams; *how names the
+ * pattern of the best run. Every page is read once before the timed runs.
  */
-double measure_read_bandwidth(struct threadpool *tp, size_t bytes);
+double measure_read_bandwidth(struct threadpool *tp, const void *mem, size_t bytes, const char **how);
 
 /*
  * The machine's int8 peak in multiply-accumulates per second: independent

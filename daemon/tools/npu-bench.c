@@ -216,12 +216,26 @@ static double matmul_ops_per_token(const struct npu_model *m)
 struct peaks {
         double bw;       /* read bandwidth, bytes/s */
         double int8_ops; /* int8 ops/s */
-        const char *int8_how;
+        const char *bw_how, *int8_how;
 };
+
+/* The read bandwidth over the model's weights, where decode reads. */
+static double model_read_bandwidth(struct runtime *rt, const char **how)
+{
+        const struct gguf *g = rt->model->gguf;
+
+        return measure_read_bandwidth(rt->tp, g ? g->map : NULL, g ? g->map_size : 0, how);
+}
 
 static void measure_peaks(struct runtime *rt, bool int8, struct peaks *p)
 {
-        p->bw = MAX(p->bw, measure_read_bandwidth(rt->tp, 1u << 30));
+        const char *bw_how;
+        double bw = model_read_bandwidth(rt, &bw_how);
+
+        if (bw > p->bw) {
+                p->bw = bw;
+                p->bw_how = bw_how;
+        }
         if (int8) {
                 const char *how;
                 double ops = 2.0 * measure_int8_peak(rt->tp, &how);
@@ -266,6 +280,8 @@ static void summary(struct runtime *rt, const struct reference_row *rows, int n,
                 json_object_object_add(o, "bytes_per_token", json_object_new_double(bpt));
                 json_object_object_add(o, "decode_bandwidth_gbs", json_object_new_double(reached / 1e9));
                 json_object_object_add(o, "measured_bandwidth_gbs", json_object_new_double(bw / 1e9));
+                if (pk->bw_how)
+                        json_object_object_add(o, "bandwidth_pattern", json_object_new_string(pk->bw_how));
                 json_object_object_add(o, "bandwidth_ratio", json_object_new_double(bw > 0 ? reached / bw : 0));
                 json_object_object_add(o, "prefill_ops_per_s", json_object_new_double(pf_ops));
                 json_object_object_add(o, "int8_peak_ops_per_s", json_object_new_double(peak_ops));
@@ -298,7 +314,8 @@ static void summary(struct runtime *rt, const struct reference_row *rows, int n,
                 return;
         }
         printf("decode: %.1f MB of weights per token x %.2f tokens/s = %.2f GB/s; measured read bandwidth %.2f GB/s "
-               "(%.0f%% of it)\n", bpt / 1e6, tps, reached / 1e9, bw / 1e9, bw > 0 ? 100.0 * reached / bw : 0);
+               "(%.0f%% of it; %s)\n", bpt / 1e6, tps, reached / 1e9, bw / 1e9, bw > 0 ? 100.0 * reached / bw : 0,
+               pk->bw_how ? pk->bw_how : "");
         if (peak_ops > 0) {
                 printf("prefill: %.2f G int8 ops/s at best; measured int8 peak %.2f G ops/s (%s, independent "
                        "chains) (%.0f%% of it)\n", pf_ops / 1e9, peak_ops / 1e9, peak_how, 100.0 * pf_ops / peak_ops);
@@ -493,15 +510,15 @@ static int run_batch_decode(struct runtime *rt, const struct bench_args *a)
          * takes longer (the float output head counted in the bytes only).
          */
         double bpt = (double)model_bytes_per_token(m), bw = 0, peak_ops = 0;
-        const char *peak_how = "";
+        const char *peak_how = "", *bw_how = "";
         double int8_ops = m->precision == NPU_PRECISION_FLOAT ? 0 : matmul_ops_per_token(m);
         if (!a->no_peaks) {
-                bw = measure_read_bandwidth(rt->tp, 1u << 30);
+                bw = model_read_bandwidth(rt, &bw_how);
                 peak_ops = int8_ops > 0 ? 2.0 * measure_int8_peak(rt->tp, &peak_how) : 0;
         }
         if (!a->json && bw > 0)
-                printf("machine: read bandwidth %.2f GB/s, int8 peak %.2f G ops/s (%s); weights %.1f MB, %.2f G "
-                       "int8 ops per token\n", bw / 1e9, peak_ops / 1e9, peak_how, bpt / 1e6, int8_ops / 1e9);
+                printf("machine: read bandwidth %.2f GB/s (%s), int8 peak %.2f G ops/s (%s); weights %.1f MB, %.2f G "
+                       "int8 ops per token\n", bw / 1e9, bw_how, peak_ops / 1e9, peak_how, bpt / 1e6, int8_ops / 1e9);
 
         double base_tps = 0;
         if (!a->json)
