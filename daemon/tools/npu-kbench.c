@@ -142,6 +142,7 @@ int main(int argc, char **argv)
 
         struct kbench_job j = { .w = w, .n_w = n_w, .a = &a, .y = y };
         double best = 0, bw = 0;
+        const char *how = NULL;
         threadpool_run(tp, kbench_worker, &j); /* warm-up */
         for (int i = 0; i < reps; i++) {
                 double t0 = now_ms();
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
                         best = all / s;
                 /* the bandwidth between the kernel's runs, as the machine is now (every other run) */
                 if (i % 2 == 0)
-                        bw = MAX(bw, measure_read_bandwidth(tp, 512ull << 20));
+                        bw = MAX(bw, measure_read_bandwidth(tp, data, all, &how));
         }
         printf("%s %dx%d, %d copies (%.2f GB), %d threads, kernels %s: %.2f GB/s; read bandwidth %.2f GB/s "
                "(%.0f%% of it)\n",
