@@ -191,7 +191,81 @@ SIMD_INLINE void SIMD(group_q4_k)(const uint8_t *const *rows, int64_t K, const i
         _mm256_storeu_ps(out, acc);
 }
 
-DEFINE_GROUP(q6_k, struct block_q6_K, QK_K, 0, 0, offsetof(struct block_q6_K, d), 0)
+/* vpermw control: the words of 128-bit lane L take int16 scale j + L (words 0-3) and j + 4 + L (4-7) */
+#define SCALE_PAIR(j) ((int)(0x10001u * (j)))
+#define SCALE_LANES(j)                                                                                        \
+        _mm512_setr_epi32(SCALE_PAIR(j), SCALE_PAIR(j), SCALE_PAIR((j) + 4), SCALE_PAIR((j) + 4),           \
+                          SCALE_PAIR((j) + 1), SCALE_PAIR((j) + 1), SCALE_PAIR((j) + 5), SCALE_PAIR((j) + 5), \
+                          SCALE_PAIR((j) + 2), SCALE_PAIR((j) + 2), SCALE_PAIR((j) + 6), SCALE_PAIR((j) + 6), \
+                          SCALE_PAIR((j) + 3), SCALE_PAIR((j) + 3), SCALE_PAIR((j) + 7), SCALE_PAIR((j) + 7))
+
+/*
+ * Q6_K, eight rows, one token. Half h of a block (128 elements) is 64
+ * bytes of ql and 32 of qh: ql's low nibbles are elements 0-63 of the
+ * half in order, its high nibbles 64-127, and qh's 2-bit pairs 0 and 1
+ * (elements 0-31, 32-63) or 2 and 3 (64-95, 96-127) go on top, from qh
+ * broadcast to both 256-bit halves and shifted per half. So each 64-byte
+ * vector of q = w + 32 (0..63) meets 64 activations as they lie, and each
+ * of its 128-bit lanes is one sub-block of 16: the products summed in
+ * fours (vpdpbusd), two vectors' sums packed to int16 (|sum| <= 4 * 63 *
+ * 128: exact) and multiplied by their sub-blocks' scales (vpdpwssd). The
+ * offset comes back out as in the 256-bit copy: the row's lanes start at
+ * -(32 * scale) times the activations' sums of 16. Prefetching as
+ * group_q4_k: the next group's bytes into L1, a share per block.
+ */
+SIMD_INLINE void SIMD(group_q6_k)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
+                                  const float *s, const int16_t *bs, const int32_t *asum, float *out)
+{
+        const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30), zero = _mm512_setzero_si512();
+        /* qh's pairs into bits 4-5: pair 0 | pair 1 (first half), pair 2 | pair 3 (second) */
+        const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+        const __m512i sc_idx[2] = { SCALE_LANES(0), SCALE_LANES(8) };
+        const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q6_K);
+        /* lines of the next group fetched per block */
+        const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * nb) * 64;
+        const char *next = (const char *)rows[0] + RB * row_bytes;
+        __m256 acc = _mm256_setzero_ps();
+
+        for (int64_t b = 0; b < nb; b++) {
+                const size_t off = (size_t)b * sizeof(struct block_q6_K);
+                const int8_t *qb = q + QK_K * b;
+                for (int64_t c = 0; c < share; c += 64)
+                        _mm_prefetch(next + b * share + c, _MM_HINT_T0);
+                const __m512i a[4] = { _mm512_loadu_si512(qb), _mm512_loadu_si512(qb + 64),
+                                       _mm512_loadu_si512(qb + 128), _mm512_loadu_si512(qb + 192) };
+                /* minus the activations' sums of 16 (|sum| <= 16 * 128) */
+                const __m512i nbs = _mm512_zextsi256_si512(
+                        _mm256_sub_epi16(_mm256_setzero_si256(), SIMD(load32)(bs + 16 * b)));
+                __m512i L[RB];
+                for (int i = 0; i < RB; i++) {
+                        const struct block_q6_K *x = (const void *)(rows[i] + off);
+                        const __m512i s16 = _mm512_zextsi256_si512(
+                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales)));
+                        /* -32 * sum over sub-blocks of scale * bsum; |32 * scale| <= 4096 */
+                        __m512i l = _mm512_dpwssd_epi32(zero, _mm512_slli_epi16(s16, 5), nbs);
+                        for (int h = 0; h < 2; h++) {
+                                const __m512i v = _mm512_loadu_si512(x->ql + 64 * h);
+                                const __m512i hb = _mm512_broadcast_i64x4(SIMD(load32)(x->qh + 32 * h));
+                                const __m512i u0 = _mm512_or_si512(_mm512_and_si512(v, m4),
+                                                                   _mm512_and_si512(_mm512_sllv_epi64(hb, shl), m30));
+                                const __m512i u1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                                                   _mm512_and_si512(_mm512_srlv_epi64(hb, shr), m30));
+                                const __m512i r0 = _mm512_dpbusd_epi32(zero, u0, a[2 * h]);
+                                const __m512i r1 = _mm512_dpbusd_epi32(zero, u1, a[2 * h + 1]);
+                                l = _mm512_dpwssd_epi32(l, _mm512_packs_epi32(r0, r1),
+                                                        _mm512_permutexvar_epi16(sc_idx[h], s16));
+                        }
+                        L[i] = l;
+                }
+                const __m256 dw = SIMD(load_f16x8)(rows, off + offsetof(struct block_q6_K, d));
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(d[b])), _mm256_cvtepi32_ps(SIMD(hsum8x16)(L)),
+                                      acc);
+        }
+        _mm256_storeu_ps(out, acc);
+}
+
+#undef SCALE_LANES
+#undef SCALE_PAIR
 
 /*
  * --- the 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), two blocks per vector ---
