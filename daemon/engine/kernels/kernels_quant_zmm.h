@@ -289,11 +289,28 @@ SIMD_INLINE __m512i SIMD(hsum8x2x8)(const __m512i *v)
         return _mm512_shuffle_i32x4(w, w, _MM_SHUFFLE(3, 1, 2, 0));
 }
 
-/* 16 bytes of nibbles at lo and at hi: lo's 16 low nibbles, its 16 high ones, then hi's */
-SIMD_INLINE __m512i SIMD(nibbles2x32)(const uint8_t *lo, const uint8_t *hi)
+/* vpermw controls: word pairs (w, w + 1) and (w, w) as int32 lanes */
+#define WORD_PAIR(w) ((int)((uint32_t)(w) | (uint32_t)((w) + 1) << 16))
+#define WORD_TWICE(w) ((int)(0x10001u * (uint32_t)(w)))
+/* the 16 bytes of words w0.. in 128-bit lanes 0 and 1, of words w1.. in lanes 2 and 3 */
+#define NIBBLE_WORDS(w0, w1)                                                                                  \
+        _mm512_setr_epi32(WORD_PAIR(w0), WORD_PAIR((w0) + 2), WORD_PAIR((w0) + 4), WORD_PAIR((w0) + 6),     \
+                          WORD_PAIR(w0), WORD_PAIR((w0) + 2), WORD_PAIR((w0) + 4), WORD_PAIR((w0) + 6),     \
+                          WORD_PAIR(w1), WORD_PAIR((w1) + 2), WORD_PAIR((w1) + 4), WORD_PAIR((w1) + 6),     \
+                          WORD_PAIR(w1), WORD_PAIR((w1) + 2), WORD_PAIR((w1) + 4), WORD_PAIR((w1) + 6))
+/* word w0 in words 0-7, w1 in words 8-15 */
+#define F16_WORDS(w0, w1)                                                                                     \
+        _mm512_setr_epi32(WORD_TWICE(w0), WORD_TWICE(w0), WORD_TWICE(w0), WORD_TWICE(w0), WORD_TWICE(w1),   \
+                          WORD_TWICE(w1), WORD_TWICE(w1), WORD_TWICE(w1), 0, 0, 0, 0, 0, 0, 0, 0)
+
+/*
+ * Two blocks of nibbles from X, the blocks' bytes as loaded (qs at words
+ * idx picks out, each 16 bytes twice): the first block's 16 low nibbles,
+ * its 16 high ones, then the second block's.
+ */
+SIMD_INLINE __m512i SIMD(nibbles2x32)(__m512i X, __m512i idx)
 {
-        __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lo));
-        v = _mm512_mask_broadcast_i32x4(v, 0xff00, _mm_loadu_si128((const __m128i *)hi));
+        const __m512i v = _mm512_permutexvar_epi16(idx, X);
         return _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
                                 _mm512_set1_epi8(15));
 }
@@ -307,29 +324,33 @@ SIMD_INLINE __m512i SIMD(add_bits2x32)(__m512i v, const uint8_t *lo, const uint8
         return _mm512_mask_add_epi8(v, (__mmask64)a | (__mmask64)b << 32, v, _mm512_set1_epi8(16));
 }
 
-/* Blocks x[0] and x[1] of a row as unsigned bytes: w + OFF, or q as stored (Q4_1, Q5_1). */
-SIMD_INLINE __m512i SIMD(pair_q4_0)(const struct block_q4_0 *x)
+/*
+ * Blocks x[0] and x[1] of a row as unsigned bytes: w + OFF, or q as
+ * stored (Q4_1, Q5_1). X: the two blocks' bytes (not Q8_0's, 68 bytes),
+ * nib: NIBBLE_WORDS of their qs.
+ */
+SIMD_INLINE __m512i SIMD(pair_q4_0)(const struct block_q4_0 *x, __m512i X, __m512i nib)
 {
-        return SIMD(nibbles2x32)(x[0].qs, x[1].qs);
+        return SIMD(nibbles2x32)(X, nib);
 }
 
-SIMD_INLINE __m512i SIMD(pair_q4_1)(const struct block_q4_1 *x)
+SIMD_INLINE __m512i SIMD(pair_q4_1)(const struct block_q4_1 *x, __m512i X, __m512i nib)
 {
-        return SIMD(nibbles2x32)(x[0].qs, x[1].qs);
+        return SIMD(nibbles2x32)(X, nib);
 }
 
-SIMD_INLINE __m512i SIMD(pair_q5_0)(const struct block_q5_0 *x)
+SIMD_INLINE __m512i SIMD(pair_q5_0)(const struct block_q5_0 *x, __m512i X, __m512i nib)
 {
-        return SIMD(add_bits2x32)(SIMD(nibbles2x32)(x[0].qs, x[1].qs), x[0].qh, x[1].qh);
+        return SIMD(add_bits2x32)(SIMD(nibbles2x32)(X, nib), x[0].qh, x[1].qh);
 }
 
-SIMD_INLINE __m512i SIMD(pair_q5_1)(const struct block_q5_1 *x)
+SIMD_INLINE __m512i SIMD(pair_q5_1)(const struct block_q5_1 *x, __m512i X, __m512i nib)
 {
-        return SIMD(add_bits2x32)(SIMD(nibbles2x32)(x[0].qs, x[1].qs), x[0].qh, x[1].qh);
+        return SIMD(add_bits2x32)(SIMD(nibbles2x32)(X, nib), x[0].qh, x[1].qh);
 }
 
 /* w + 128 (xor of the sign bit), as the 256-bit copy does */
-SIMD_INLINE __m512i SIMD(pair_q8_0)(const struct block_q8_0 *x)
+SIMD_INLINE __m512i SIMD(pair_q8_0)(const struct block_q8_0 *x, __m512i X, __m512i nib)
 {
         const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(SIMD(load32)(x[0].qs)), SIMD(load32)(x[1].qs), 1);
         return _mm512_xor_si512(v, _mm512_set1_epi8(-128));
@@ -352,11 +373,17 @@ SIMD_INLINE __m512 SIMD(load_f16x16)(const uint8_t *const *rows, size_t off0, si
 
 /*
  * out[i] = row i . token, as DEFINE_GROUP's copy computes it, two blocks
- * a step (an odd last block alone, on 256-bit vectors). Prefetching: the
+ * a step (an odd last block alone, on 256-bit vectors). Where two blocks
+ * fit in 64 bytes (ONE, all but Q8_0), a row's two blocks are one masked
+ * load: the nibbles come out of it by vpermw, and so do the f16 scales
+ * (and Q4_1/Q5_1's m), each row's merged into its lanes of one vector, in
+ * place of 16 scalar loads and inserts (Zen 5, Q4_0 from L2, 1 thread:
+ * the step is bound by its instruction count). Q8_0's scales come in by
+ * scalar loads. QS_AT: byte offset of qs in a block. Prefetching: the
  * next group's bytes in order into L1, a share per step, as group_q4_k
  * (Zen 5, Q4_0, 2 threads: 40-45 GB/s, into L2 38-41, none 26-28).
  */
-#define DEFINE_GROUP32_ZMM(name, btype, OFF, MINK, D_AT, DMIN_AT)                                             \
+#define DEFINE_GROUP32_ZMM(name, btype, OFF, MINK, D_AT, DMIN_AT, ONE, QS_AT)                                 \
         SIMD_INLINE void SIMD(group_##name)(const uint8_t *const *rows, int64_t K, const int8_t *q,          \
                                             const float *d, const float *s, const int16_t *bs,               \
                                             const int32_t *asum, float *out)                                 \
@@ -364,17 +391,29 @@ SIMD_INLINE __m512 SIMD(load_f16x16)(const uint8_t *const *rows, size_t off0, si
                 const int64_t nb = K / 32, row_bytes = nb * (int64_t)sizeof(btype);                           \
                 const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * MAX(nb / 2, 1)) * 64;                 \
                 const char *next = (const char *)rows[0] + RB * row_bytes;                                    \
+                const __m512i nib = NIBBLE_WORDS((QS_AT) / 2, (sizeof(btype) + (QS_AT)) / 2);                 \
+                const __m512i d_idx = F16_WORDS((D_AT) / 2, (sizeof(btype) + (D_AT)) / 2);                    \
+                const __m512i m_idx = F16_WORDS((DMIN_AT) / 2, (sizeof(btype) + (DMIN_AT)) / 2);              \
                 __m256 acc = _mm256_setzero_ps();                                                             \
                 int64_t b = 0;                                                                                \
                 for (; b + 2 <= nb; b += 2) {                                                                 \
-                        __m512i L[RB];                                                                        \
+                        __m512i L[RB], dv = _mm512_setzero_si512(), mv = _mm512_setzero_si512();              \
                         for (int64_t c = 0; c < share; c += 64)                                               \
                                 _mm_prefetch(next + b / 2 * share + c, _MM_HINT_T0);                          \
                         const __m512i av = _mm512_loadu_si512(q + 32 * b);                                    \
-                        for (int i = 0; i < RB; i++)                                                          \
-                                L[i] = _mm512_dpbusd_epi32(                                                   \
-                                        _mm512_setzero_si512(),                                               \
-                                        SIMD(pair_##name)((const btype *)(const void *)rows[i] + b), av);     \
+                        for (int i = 0; i < RB; i++) {                                                        \
+                                const btype *x = (const btype *)(const void *)rows[i] + b;                    \
+                                /* the two blocks' bytes, sizeof(btype) words */                              \
+                                const __m512i X = ONE ? _mm512_maskz_loadu_epi16(                             \
+                                                                (__mmask32)((1ull << sizeof(btype)) - 1), x) \
+                                                      : _mm512_setzero_si512();                               \
+                                L[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), SIMD(pair_##name)(x, X, nib), \
+                                                           av);                                               \
+                                if (ONE)                                                                      \
+                                        dv = _mm512_mask_permutexvar_epi16(dv, 0x101u << i, d_idx, X);        \
+                                if (ONE && (MINK) == 1)                                                       \
+                                        mv = _mm512_mask_permutexvar_epi16(mv, 0x101u << i, m_idx, X);        \
+                        }                                                                                     \
                         __m512i isum = SIMD(hsum8x2x8)(L);                                                    \
                         if (OFF)                                                                              \
                                 isum = _mm512_sub_epi32(isum, _mm512_mask_set1_epi32(                         \
@@ -383,11 +422,13 @@ SIMD_INLINE __m512 SIMD(load_f16x16)(const uint8_t *const *rows, size_t off0, si
                         const __m512 da = _mm512_mask_mov_ps(_mm512_set1_ps(d[b]), 0xff00,                    \
                                                              _mm512_set1_ps(d[b + 1]));                       \
                         const size_t at = b * sizeof(btype);                                                 \
-                        const __m512 dw = SIMD(load_f16x16)(rows, at + (D_AT), at + sizeof(btype) + (D_AT));  \
+                        const __m512 dw = ONE ? _mm512_cvtph_ps(_mm512_castsi512_si256(dv))                   \
+                                              : SIMD(load_f16x16)(rows, at + (D_AT), at + sizeof(btype) + (D_AT)); \
                         const __m512 p = _mm512_mul_ps(dw, da), f = _mm512_cvtepi32_ps(isum);                 \
                         __m512 mw = _mm512_setzero_ps();                                                      \
                         if ((MINK) == 1)                                                                      \
-                                mw = SIMD(load_f16x16)(rows, at + (DMIN_AT), at + sizeof(btype) + (DMIN_AT)); \
+                                mw = ONE ? _mm512_cvtph_ps(_mm512_castsi512_si256(mv))                        \
+                                         : SIMD(load_f16x16)(rows, at + (DMIN_AT), at + sizeof(btype) + (DMIN_AT)); \
                         acc = _mm256_fmadd_ps(_mm512_castps512_ps256(p), _mm512_castps512_ps256(f), acc);     \
                         if ((MINK) == 1)                                                                      \
                                 acc = _mm256_fmadd_ps(_mm512_castps512_ps256(mw), _mm256_set1_ps(s[b]), acc); \
@@ -406,13 +447,17 @@ SIMD_INLINE __m512 SIMD(load_f16x16)(const uint8_t *const *rows, size_t off0, si
                 _mm256_storeu_ps(out, acc);                                                                   \
         }
 
-DEFINE_GROUP32_ZMM(q4_0, struct block_q4_0, 8, 0, 0, 0)
-DEFINE_GROUP32_ZMM(q4_1, struct block_q4_1, 0, 1, 0, 2)
-DEFINE_GROUP32_ZMM(q5_0, struct block_q5_0, 16, 0, 0, 0)
-DEFINE_GROUP32_ZMM(q5_1, struct block_q5_1, 0, 1, 0, 2)
-DEFINE_GROUP32_ZMM(q8_0, struct block_q8_0, 128, 0, 0, 0)
+DEFINE_GROUP32_ZMM(q4_0, struct block_q4_0, 8, 0, 0, 0, 1, offsetof(struct block_q4_0, qs))
+DEFINE_GROUP32_ZMM(q4_1, struct block_q4_1, 0, 1, 0, 2, 1, offsetof(struct block_q4_1, qs))
+DEFINE_GROUP32_ZMM(q5_0, struct block_q5_0, 16, 0, 0, 0, 1, offsetof(struct block_q5_0, qs))
+DEFINE_GROUP32_ZMM(q5_1, struct block_q5_1, 0, 1, 0, 2, 1, offsetof(struct block_q5_1, qs))
+DEFINE_GROUP32_ZMM(q8_0, struct block_q8_0, 128, 0, 0, 0, 0, offsetof(struct block_q8_0, qs))
 
 #undef DEFINE_GROUP32_ZMM
+#undef F16_WORDS
+#undef NIBBLE_WORDS
+#undef WORD_TWICE
+#undef WORD_PAIR
 
 #undef SCALE_QUADS
 #undef I16_PAIR_OF_BYTE
