@@ -96,6 +96,20 @@ SIMD_INLINE __m512i SIMD(k4_scales_mins4)(__m512i v)
         return _mm512_mask_blend_epi32(0xaaaa, lo, hi);
 }
 
+/*
+ * Step `step` of `steps` over eight rows (rows[0] the first, row_bytes
+ * apart): prefetch its share of the next group's bytes, in order, into L1
+ * (the groups' rows are consecutive in memory: one stream running a group
+ * ahead).
+ */
+SIMD_INLINE void SIMD(prefetch_next_group)(const uint8_t *const *rows, int64_t row_bytes, int64_t steps, int64_t step)
+{
+        const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * steps) * 64;
+        const char *next = (const char *)rows[0] + RB * row_bytes + step * share;
+        for (int64_t c = 0; c < share; c += 64)
+                _mm_prefetch(next + c, _MM_HINT_T0);
+}
+
 /* the pshufb control of an int32 lane: both its int16 halves byte j, zero-extended */
 #define I16_PAIR_OF_BYTE(j) ((int)(0x80008000u | 0x10001u * (j)))
 /*
@@ -135,16 +149,12 @@ SIMD_INLINE void SIMD(group_q4_k)(const uint8_t *const *rows, int64_t K, const i
         const __m512i mins_ctl = _mm512_set4_epi32((int)0x800f800e, (int)0x800d800c, (int)0x800b800a,
                                                    (int)0x80098008);
         const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q4_K);
-        /* lines of the next group fetched per block */
-        const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * nb) * 64;
-        const char *next = (const char *)rows[0] + RB * row_bytes;
         __m256 acc = _mm256_setzero_ps();
 
         for (int64_t b = 0; b < nb; b++) {
                 const size_t off = (size_t)b * sizeof(struct block_q4_K);
                 const int8_t *qb = q + QK_K * b;
-                for (int64_t c = 0; c < share; c += 64)
-                        _mm_prefetch(next + b * share + c, _MM_HINT_T0);
+                SIMD(prefetch_next_group)(rows, row_bytes, nb, b);
                 const __m512i a[4] = { SIMD(load2x32)(qb, qb + 64), SIMD(load2x32)(qb + 32, qb + 96),
                                        SIMD(load2x32)(qb + 128, qb + 192), SIMD(load2x32)(qb + 160, qb + 224) };
                 /* the eight rows' heads: scales and mins of rows 0-3 and 4-7 */
@@ -221,16 +231,12 @@ SIMD_INLINE void SIMD(group_q6_k)(const uint8_t *const *rows, int64_t K, const i
         const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
         const __m512i sc_idx[2] = { SCALE_LANES(0), SCALE_LANES(8) };
         const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q6_K);
-        /* lines of the next group fetched per block */
-        const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * nb) * 64;
-        const char *next = (const char *)rows[0] + RB * row_bytes;
         __m256 acc = _mm256_setzero_ps();
 
         for (int64_t b = 0; b < nb; b++) {
                 const size_t off = (size_t)b * sizeof(struct block_q6_K);
                 const int8_t *qb = q + QK_K * b;
-                for (int64_t c = 0; c < share; c += 64)
-                        _mm_prefetch(next + b * share + c, _MM_HINT_T0);
+                SIMD(prefetch_next_group)(rows, row_bytes, nb, b);
                 const __m512i a[4] = { _mm512_loadu_si512(qb), _mm512_loadu_si512(qb + 64),
                                        _mm512_loadu_si512(qb + 128), _mm512_loadu_si512(qb + 192) };
                 /* minus the activations' sums of 16 (|sum| <= 16 * 128) */
@@ -389,8 +395,6 @@ SIMD_INLINE __m512 SIMD(load_f16x16)(const uint8_t *const *rows, size_t off0, si
                                             const int32_t *asum, float *out)                                 \
         {                                                                                                     \
                 const int64_t nb = K / 32, row_bytes = nb * (int64_t)sizeof(btype);                           \
-                const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * MAX(nb / 2, 1)) * 64;                 \
-                const char *next = (const char *)rows[0] + RB * row_bytes;                                    \
                 const __m512i nib = NIBBLE_WORDS((QS_AT) / 2, (sizeof(btype) + (QS_AT)) / 2);                 \
                 const __m512i d_idx = F16_WORDS((D_AT) / 2, (sizeof(btype) + (D_AT)) / 2);                    \
                 const __m512i m_idx = F16_WORDS((DMIN_AT) / 2, (sizeof(btype) + (DMIN_AT)) / 2);              \
@@ -398,8 +402,7 @@ SIMD_INLINE __m512 SIMD(load_f16x16)(const uint8_t *const *rows, size_t off0, si
                 int64_t b = 0;                                                                                \
                 for (; b + 2 <= nb; b += 2) {                                                                 \
                         __m512i L[RB], dv = _mm512_setzero_si512(), mv = _mm512_setzero_si512();              \
-                        for (int64_t c = 0; c < share; c += 64)                                               \
-                                _mm_prefetch(next + b / 2 * share + c, _MM_HINT_T0);                          \
+                        SIMD(prefetch_next_group)(rows, row_bytes, MAX(nb / 2, 1), b / 2);                    \
                         const __m512i av = _mm512_loadu_si512(q + 32 * b);                                    \
                         for (int i = 0; i < RB; i++) {                                                        \
                                 const btype *x = (const btype *)(const void *)rows[i] + b;                    \
