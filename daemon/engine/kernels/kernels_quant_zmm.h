@@ -279,8 +279,9 @@ SIMD_INLINE void SIMD(group_q6_k)(const uint8_t *const *rows, int64_t K, const i
  * element order (lanes 0-7 of the products block b, 8-15 block b + 1),
  * against the token's 64 activations as they lie. The eight rows' lanes
  * are reduced by one transpose into sixteen isums, the sixteen f16 scales
- * come in by scalar loads, and the float steps run block after block as
- * everywhere else: per row, block b's, then block b + 1's.
+ * come out of the rows' loads (Q8_0's by scalar loads), and the float
+ * steps run block after block as everywhere else: per row, block b's, then
+ * block b + 1's.
  */
 
 /* v[i] (row i, lanes 0-7 block b, 8-15 block b + 1) into: lanes 0-7 block b of rows 0-7, 8-15 block b + 1 */
