@@ -96,6 +96,20 @@ SIMD_INLINE __m512i SIMD(k4_scales_mins4)(__m512i v)
         return _mm512_mask_blend_epi32(0xaaaa, lo, hi);
 }
 
+/*
+ * Step `step` of `steps` over eight rows (rows[0] the first, row_bytes
+ * apart): prefetch its share of the next group's bytes, in order, into L1
+ * (the groups' rows are consecutive in memory: one stream running a group
+ * ahead).
+ */
+SIMD_INLINE void SIMD(prefetch_next_group)(const uint8_t *const *rows, int64_t row_bytes, int64_t steps, int64_t step)
+{
+        const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * steps) * 64;
+        const char *next = (const char *)rows[0] + RB * row_bytes + step * share;
+        for (int64_t c = 0; c < share; c += 64)
+                _mm_prefetch(next + c, _MM_HINT_T0);
+}
+
 /* the pshufb control of an int32 lane: both its int16 halves byte j, zero-extended */
 #define I16_PAIR_OF_BYTE(j) ((int)(0x80008000u | 0x10001u * (j)))
 /*
@@ -135,16 +149,12 @@ SIMD_INLINE void SIMD(group_q4_k)(const uint8_t *const *rows, int64_t K, const i
         const __m512i mins_ctl = _mm512_set4_epi32((int)0x800f800e, (int)0x800d800c, (int)0x800b800a,
                                                    (int)0x80098008);
         const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q4_K);
-        /* lines of the next group fetched per block */
-        const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * nb) * 64;
-        const char *next = (const char *)rows[0] + RB * row_bytes;
         __m256 acc = _mm256_setzero_ps();
 
         for (int64_t b = 0; b < nb; b++) {
                 const size_t off = (size_t)b * sizeof(struct block_q4_K);
                 const int8_t *qb = q + QK_K * b;
-                for (int64_t c = 0; c < share; c += 64)
-                        _mm_prefetch(next + b * share + c, _MM_HINT_T0);
+                SIMD(prefetch_next_group)(rows, row_bytes, nb, b);
                 const __m512i a[4] = { SIMD(load2x32)(qb, qb + 64), SIMD(load2x32)(qb + 32, qb + 96),
                                        SIMD(load2x32)(qb + 128, qb + 192), SIMD(load2x32)(qb + 160, qb + 224) };
                 /* the eight rows' heads: scales and mins of rows 0-3 and 4-7 */
@@ -191,7 +201,77 @@ SIMD_INLINE void SIMD(group_q4_k)(const uint8_t *const *rows, int64_t K, const i
         _mm256_storeu_ps(out, acc);
 }
 
-DEFINE_GROUP(q6_k, struct block_q6_K, QK_K, 0, 0, offsetof(struct block_q6_K, d), 0)
+/* vpermw control: the words of 128-bit lane L take int16 scale j + L (words 0-3) and j + 4 + L (4-7) */
+#define SCALE_PAIR(j) ((int)(0x10001u * (j)))
+#define SCALE_LANES(j)                                                                                        \
+        _mm512_setr_epi32(SCALE_PAIR(j), SCALE_PAIR(j), SCALE_PAIR((j) + 4), SCALE_PAIR((j) + 4),           \
+                          SCALE_PAIR((j) + 1), SCALE_PAIR((j) + 1), SCALE_PAIR((j) + 5), SCALE_PAIR((j) + 5), \
+                          SCALE_PAIR((j) + 2), SCALE_PAIR((j) + 2), SCALE_PAIR((j) + 6), SCALE_PAIR((j) + 6), \
+                          SCALE_PAIR((j) + 3), SCALE_PAIR((j) + 3), SCALE_PAIR((j) + 7), SCALE_PAIR((j) + 7))
+
+/*
+ * Q6_K, eight rows, one token. Half h of a block (128 elements) is 64
+ * bytes of ql and 32 of qh: ql's low nibbles are elements 0-63 of the
+ * half in order, its high nibbles 64-127, and qh's 2-bit pairs 0 and 1
+ * (elements 0-31, 32-63) or 2 and 3 (64-95, 96-127) go on top, from qh
+ * broadcast to both 256-bit halves and shifted per half. So each 64-byte
+ * vector of q = w + 32 (0..63) meets 64 activations as they lie, and each
+ * of its 128-bit lanes is one sub-block of 16: the products summed in
+ * fours (vpdpbusd), two vectors' sums packed to int16 (|sum| <= 4 * 63 *
+ * 128: exact) and multiplied by their sub-blocks' scales (vpdpwssd). The
+ * offset comes back out as in the 256-bit copy: the row's lanes start at
+ * -(32 * scale) times the activations' sums of 16. Prefetching as
+ * group_q4_k: the next group's bytes into L1, a share per block.
+ */
+SIMD_INLINE void SIMD(group_q6_k)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
+                                  const float *s, const int16_t *bs, const int32_t *asum, float *out)
+{
+        const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30), zero = _mm512_setzero_si512();
+        /* qh's pairs into bits 4-5: pair 0 | pair 1 (first half), pair 2 | pair 3 (second) */
+        const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+        const __m512i sc_idx[2] = { SCALE_LANES(0), SCALE_LANES(8) };
+        const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q6_K);
+        __m256 acc = _mm256_setzero_ps();
+
+        for (int64_t b = 0; b < nb; b++) {
+                const size_t off = (size_t)b * sizeof(struct block_q6_K);
+                const int8_t *qb = q + QK_K * b;
+                SIMD(prefetch_next_group)(rows, row_bytes, nb, b);
+                const __m512i a[4] = { _mm512_loadu_si512(qb), _mm512_loadu_si512(qb + 64),
+                                       _mm512_loadu_si512(qb + 128), _mm512_loadu_si512(qb + 192) };
+                /* minus the activations' sums of 16 (|sum| <= 16 * 128) */
+                const __m512i nbs = _mm512_zextsi256_si512(
+                        _mm256_sub_epi16(_mm256_setzero_si256(), SIMD(load32)(bs + 16 * b)));
+                __m512i L[RB];
+                for (int i = 0; i < RB; i++) {
+                        const struct block_q6_K *x = (const void *)(rows[i] + off);
+                        const __m512i s16 = _mm512_zextsi256_si512(
+                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales)));
+                        /* -32 * sum over sub-blocks of scale * bsum; |32 * scale| <= 4096 */
+                        __m512i l = _mm512_dpwssd_epi32(zero, _mm512_slli_epi16(s16, 5), nbs);
+                        for (int h = 0; h < 2; h++) {
+                                const __m512i v = _mm512_loadu_si512(x->ql + 64 * h);
+                                const __m512i hb = _mm512_broadcast_i64x4(SIMD(load32)(x->qh + 32 * h));
+                                const __m512i u0 = _mm512_or_si512(_mm512_and_si512(v, m4),
+                                                                   _mm512_and_si512(_mm512_sllv_epi64(hb, shl), m30));
+                                const __m512i u1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                                                   _mm512_and_si512(_mm512_srlv_epi64(hb, shr), m30));
+                                const __m512i r0 = _mm512_dpbusd_epi32(zero, u0, a[2 * h]);
+                                const __m512i r1 = _mm512_dpbusd_epi32(zero, u1, a[2 * h + 1]);
+                                l = _mm512_dpwssd_epi32(l, _mm512_packs_epi32(r0, r1),
+                                                        _mm512_permutexvar_epi16(sc_idx[h], s16));
+                        }
+                        L[i] = l;
+                }
+                const __m256 dw = SIMD(load_f16x8)(rows, off + offsetof(struct block_q6_K, d));
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(d[b])), _mm256_cvtepi32_ps(SIMD(hsum8x16)(L)),
+                                      acc);
+        }
+        _mm256_storeu_ps(out, acc);
+}
+
+#undef SCALE_LANES
+#undef SCALE_PAIR
 
 /*
  * --- the 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), two blocks per vector ---
@@ -199,8 +279,9 @@ DEFINE_GROUP(q6_k, struct block_q6_K, QK_K, 0, 0, offsetof(struct block_q6_K, d)
  * element order (lanes 0-7 of the products block b, 8-15 block b + 1),
  * against the token's 64 activations as they lie. The eight rows' lanes
  * are reduced by one transpose into sixteen isums, the sixteen f16 scales
- * come in by scalar loads, and the float steps run block after block as
- * everywhere else: per row, block b's, then block b + 1's.
+ * come out of the rows' loads (Q8_0's by scalar loads), and the float
+ * steps run block after block as everywhere else: per row, block b's, then
+ * block b + 1's.
  */
 
 /* v[i] (row i, lanes 0-7 block b, 8-15 block b + 1) into: lanes 0-7 block b of rows 0-7, 8-15 block b + 1 */
@@ -215,11 +296,28 @@ SIMD_INLINE __m512i SIMD(hsum8x2x8)(const __m512i *v)
         return _mm512_shuffle_i32x4(w, w, _MM_SHUFFLE(3, 1, 2, 0));
 }
 
-/* 16 bytes of nibbles at lo and at hi: lo's 16 low nibbles, its 16 high ones, then hi's */
-SIMD_INLINE __m512i SIMD(nibbles2x32)(const uint8_t *lo, const uint8_t *hi)
+/* vpermw controls: word pairs (w, w + 1) and (w, w) as int32 lanes */
+#define WORD_PAIR(w) ((int)((uint32_t)(w) | (uint32_t)((w) + 1) << 16))
+#define WORD_TWICE(w) ((int)(0x10001u * (uint32_t)(w)))
+/* the 16 bytes of words w0.. in 128-bit lanes 0 and 1, of words w1.. in lanes 2 and 3 */
+#define NIBBLE_WORDS(w0, w1)                                                                                  \
+        _mm512_setr_epi32(WORD_PAIR(w0), WORD_PAIR((w0) + 2), WORD_PAIR((w0) + 4), WORD_PAIR((w0) + 6),     \
+                          WORD_PAIR(w0), WORD_PAIR((w0) + 2), WORD_PAIR((w0) + 4), WORD_PAIR((w0) + 6),     \
+                          WORD_PAIR(w1), WORD_PAIR((w1) + 2), WORD_PAIR((w1) + 4), WORD_PAIR((w1) + 6),     \
+                          WORD_PAIR(w1), WORD_PAIR((w1) + 2), WORD_PAIR((w1) + 4), WORD_PAIR((w1) + 6))
+/* word w0 in words 0-7, w1 in words 8-15 */
+#define F16_WORDS(w0, w1)                                                                                     \
+        _mm512_setr_epi32(WORD_TWICE(w0), WORD_TWICE(w0), WORD_TWICE(w0), WORD_TWICE(w0), WORD_TWICE(w1),   \
+                          WORD_TWICE(w1), WORD_TWICE(w1), WORD_TWICE(w1), 0, 0, 0, 0, 0, 0, 0, 0)
+
+/*
+ * Two blocks of nibbles from X, the blocks' bytes as loaded (qs at words
+ * idx picks out, each 16 bytes twice): the first block's 16 low nibbles,
+ * its 16 high ones, then the second block's.
+ */
+SIMD_INLINE __m512i SIMD(nibbles2x32)(__m512i X, __m512i idx)
 {
-        __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lo));
-        v = _mm512_mask_broadcast_i32x4(v, 0xff00, _mm_loadu_si128((const __m128i *)hi));
+        const __m512i v = _mm512_permutexvar_epi16(idx, X);
         return _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
                                 _mm512_set1_epi8(15));
 }
@@ -233,29 +331,33 @@ SIMD_INLINE __m512i SIMD(add_bits2x32)(__m512i v, const uint8_t *lo, const uint8
         return _mm512_mask_add_epi8(v, (__mmask64)a | (__mmask64)b << 32, v, _mm512_set1_epi8(16));
 }
 
-/* Blocks x[0] and x[1] of a row as unsigned bytes: w + OFF, or q as stored (Q4_1, Q5_1). */
-SIMD_INLINE __m512i SIMD(pair_q4_0)(const struct block_q4_0 *x)
+/*
+ * Blocks x[0] and x[1] of a row as unsigned bytes: w + OFF, or q as
+ * stored (Q4_1, Q5_1). X: the two blocks' bytes (not Q8_0's, 68 bytes),
+ * nib: NIBBLE_WORDS of their qs.
+ */
+SIMD_INLINE __m512i SIMD(pair_q4_0)(const struct block_q4_0 *x, __m512i X, __m512i nib)
 {
-        return SIMD(nibbles2x32)(x[0].qs, x[1].qs);
+        return SIMD(nibbles2x32)(X, nib);
 }
 
-SIMD_INLINE __m512i SIMD(pair_q4_1)(const struct block_q4_1 *x)
+SIMD_INLINE __m512i SIMD(pair_q4_1)(const struct block_q4_1 *x, __m512i X, __m512i nib)
 {
-        return SIMD(nibbles2x32)(x[0].qs, x[1].qs);
+        return SIMD(nibbles2x32)(X, nib);
 }
 
-SIMD_INLINE __m512i SIMD(pair_q5_0)(const struct block_q5_0 *x)
+SIMD_INLINE __m512i SIMD(pair_q5_0)(const struct block_q5_0 *x, __m512i X, __m512i nib)
 {
-        return SIMD(add_bits2x32)(SIMD(nibbles2x32)(x[0].qs, x[1].qs), x[0].qh, x[1].qh);
+        return SIMD(add_bits2x32)(SIMD(nibbles2x32)(X, nib), x[0].qh, x[1].qh);
 }
 
-SIMD_INLINE __m512i SIMD(pair_q5_1)(const struct block_q5_1 *x)
+SIMD_INLINE __m512i SIMD(pair_q5_1)(const struct block_q5_1 *x, __m512i X, __m512i nib)
 {
-        return SIMD(add_bits2x32)(SIMD(nibbles2x32)(x[0].qs, x[1].qs), x[0].qh, x[1].qh);
+        return SIMD(add_bits2x32)(SIMD(nibbles2x32)(X, nib), x[0].qh, x[1].qh);
 }
 
 /* w + 128 (xor of the sign bit), as the 256-bit copy does */
-SIMD_INLINE __m512i SIMD(pair_q8_0)(const struct block_q8_0 *x)
+SIMD_INLINE __m512i SIMD(pair_q8_0)(const struct block_q8_0 *x, __m512i X, __m512i nib)
 {
         const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(SIMD(load32)(x[0].qs)), SIMD(load32)(x[1].qs), 1);
         return _mm512_xor_si512(v, _mm512_set1_epi8(-128));
@@ -278,29 +380,44 @@ SIMD_INLINE __m512 SIMD(load_f16x16)(const uint8_t *const *rows, size_t off0, si
 
 /*
  * out[i] = row i . token, as DEFINE_GROUP's copy computes it, two blocks
- * a step (an odd last block alone, on 256-bit vectors). Prefetching: the
+ * a step (an odd last block alone, on 256-bit vectors). Where two blocks
+ * fit in 64 bytes (ONE, all but Q8_0), a row's two blocks are one masked
+ * load: the nibbles come out of it by vpermw, and so do the f16 scales
+ * (and Q4_1/Q5_1's m), each row's merged into its lanes of one vector, in
+ * place of 16 scalar loads and inserts (Zen 5, Q4_0 from L2, 1 thread:
+ * the step is bound by its instruction count). Q8_0's scales come in by
+ * scalar loads. QS_AT: byte offset of qs in a block. Prefetching: the
  * next group's bytes in order into L1, a share per step, as group_q4_k
  * (Zen 5, Q4_0, 2 threads: 40-45 GB/s, into L2 38-41, none 26-28).
  */
-#define DEFINE_GROUP32_ZMM(name, btype, OFF, MINK, D_AT, DMIN_AT)                                             \
+#define DEFINE_GROUP32_ZMM(name, btype, OFF, MINK, D_AT, DMIN_AT, ONE, QS_AT)                                 \
         SIMD_INLINE void SIMD(group_##name)(const uint8_t *const *rows, int64_t K, const int8_t *q,          \
                                             const float *d, const float *s, const int16_t *bs,               \
                                             const int32_t *asum, float *out)                                 \
         {                                                                                                     \
                 const int64_t nb = K / 32, row_bytes = nb * (int64_t)sizeof(btype);                           \
-                const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * MAX(nb / 2, 1)) * 64;                 \
-                const char *next = (const char *)rows[0] + RB * row_bytes;                                    \
+                const __m512i nib = NIBBLE_WORDS((QS_AT) / 2, (sizeof(btype) + (QS_AT)) / 2);                 \
+                const __m512i d_idx = F16_WORDS((D_AT) / 2, (sizeof(btype) + (D_AT)) / 2);                    \
+                const __m512i m_idx = F16_WORDS((DMIN_AT) / 2, (sizeof(btype) + (DMIN_AT)) / 2);              \
                 __m256 acc = _mm256_setzero_ps();                                                             \
                 int64_t b = 0;                                                                                \
                 for (; b + 2 <= nb; b += 2) {                                                                 \
-                        __m512i L[RB];                                                                        \
-                        for (int64_t c = 0; c < share; c += 64)                                               \
-                                _mm_prefetch(next + b / 2 * share + c, _MM_HINT_T0);                          \
+                        __m512i L[RB], dv = _mm512_setzero_si512(), mv = _mm512_setzero_si512();              \
+                        SIMD(prefetch_next_group)(rows, row_bytes, MAX(nb / 2, 1), b / 2);                    \
                         const __m512i av = _mm512_loadu_si512(q + 32 * b);                                    \
-                        for (int i = 0; i < RB; i++)                                                          \
-                                L[i] = _mm512_dpbusd_epi32(                                                   \
-                                        _mm512_setzero_si512(),                                               \
-                                        SIMD(pair_##name)((const btype *)(const void *)rows[i] + b), av);     \
+                        for (int i = 0; i < RB; i++) {                                                        \
+                                const btype *x = (const btype *)(const void *)rows[i] + b;                    \
+                                /* the two blocks' bytes, sizeof(btype) words */                              \
+                                const __m512i X = ONE ? _mm512_maskz_loadu_epi16(                             \
+                                                                (__mmask32)((1ull << sizeof(btype)) - 1), x) \
+                                                      : _mm512_setzero_si512();                               \
+                                L[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), SIMD(pair_##name)(x, X, nib), \
+                                                           av);                                               \
+                                if (ONE)                                                                      \
+                                        dv = _mm512_mask_permutexvar_epi16(dv, 0x101u << i, d_idx, X);        \
+                                if (ONE && (MINK) == 1)                                                       \
+                                        mv = _mm512_mask_permutexvar_epi16(mv, 0x101u << i, m_idx, X);        \
+                        }                                                                                     \
                         __m512i isum = SIMD(hsum8x2x8)(L);                                                    \
                         if (OFF)                                                                              \
                                 isum = _mm512_sub_epi32(isum, _mm512_mask_set1_epi32(                         \
@@ -309,11 +426,13 @@ SIMD_INLINE __m512 SIMD(load_f16x16)(const uint8_t *const *rows, size_t off0, si
                         const __m512 da = _mm512_mask_mov_ps(_mm512_set1_ps(d[b]), 0xff00,                    \
                                                              _mm512_set1_ps(d[b + 1]));                       \
                         const size_t at = b * sizeof(btype);                                                 \
-                        const __m512 dw = SIMD(load_f16x16)(rows, at + (D_AT), at + sizeof(btype) + (D_AT));  \
+                        const __m512 dw = ONE ? _mm512_cvtph_ps(_mm512_castsi512_si256(dv))                   \
+                                              : SIMD(load_f16x16)(rows, at + (D_AT), at + sizeof(btype) + (D_AT)); \
                         const __m512 p = _mm512_mul_ps(dw, da), f = _mm512_cvtepi32_ps(isum);                 \
                         __m512 mw = _mm512_setzero_ps();                                                      \
                         if ((MINK) == 1)                                                                      \
-                                mw = SIMD(load_f16x16)(rows, at + (DMIN_AT), at + sizeof(btype) + (DMIN_AT)); \
+                                mw = ONE ? _mm512_cvtph_ps(_mm512_castsi512_si256(mv))                        \
+                                         : SIMD(load_f16x16)(rows, at + (DMIN_AT), at + sizeof(btype) + (DMIN_AT)); \
                         acc = _mm256_fmadd_ps(_mm512_castps512_ps256(p), _mm512_castps512_ps256(f), acc);     \
                         if ((MINK) == 1)                                                                      \
                                 acc = _mm256_fmadd_ps(_mm512_castps512_ps256(mw), _mm256_set1_ps(s[b]), acc); \
@@ -332,13 +451,17 @@ SIMD_INLINE __m512 SIMD(load_f16x16)(const uint8_t *const *rows, size_t off0, si
                 _mm256_storeu_ps(out, acc);                                                                   \
         }
 
-DEFINE_GROUP32_ZMM(q4_0, struct block_q4_0, 8, 0, 0, 0)
-DEFINE_GROUP32_ZMM(q4_1, struct block_q4_1, 0, 1, 0, 2)
-DEFINE_GROUP32_ZMM(q5_0, struct block_q5_0, 16, 0, 0, 0)
-DEFINE_GROUP32_ZMM(q5_1, struct block_q5_1, 0, 1, 0, 2)
-DEFINE_GROUP32_ZMM(q8_0, struct block_q8_0, 128, 0, 0, 0)
+DEFINE_GROUP32_ZMM(q4_0, struct block_q4_0, 8, 0, 0, 0, 1, offsetof(struct block_q4_0, qs))
+DEFINE_GROUP32_ZMM(q4_1, struct block_q4_1, 0, 1, 0, 2, 1, offsetof(struct block_q4_1, qs))
+DEFINE_GROUP32_ZMM(q5_0, struct block_q5_0, 16, 0, 0, 0, 1, offsetof(struct block_q5_0, qs))
+DEFINE_GROUP32_ZMM(q5_1, struct block_q5_1, 0, 1, 0, 2, 1, offsetof(struct block_q5_1, qs))
+DEFINE_GROUP32_ZMM(q8_0, struct block_q8_0, 128, 0, 0, 0, 0, offsetof(struct block_q8_0, qs))
 
 #undef DEFINE_GROUP32_ZMM
+#undef F16_WORDS
+#undef NIBBLE_WORDS
+#undef WORD_TWICE
+#undef WORD_PAIR
 
 #undef SCALE_QUADS
 #undef I16_PAIR_OF_BYTE
