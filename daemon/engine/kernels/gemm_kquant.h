@@ -40,3 +40,9 @@
  */
 int64_t gemm_kquant_vnni(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
                          int64_t r0, int64_t r1);
+/*
+ * The same on AVX2 (gemm_kquant_avx2.c), whole panels of 8 rows, for
+ * every K-quant (Q2_K .. Q6_K).
+ */
+int64_t gemm_kquant_avx2(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                         int64_t r0, int64_t r1);
