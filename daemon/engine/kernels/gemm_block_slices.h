@@ -174,6 +174,8 @@ struct b32_run {
         const struct npu_weight *w;
         const struct act_blocks *a;
         const int8_t *q; /* the activations' bytes */
+        int64_t be;      /* columns of a weight block: 32 or QK_K */
+        int64_t nbk;     /* blocks of a row */
         int64_t n_tok;
         float *y;
         size_t ys;
@@ -236,11 +238,11 @@ ALWAYS_INLINE void sums_by_32(int16_t *bs32, const int16_t *bs, int nsb)
 }
 
 /*
- * Tokens [t0, t0 + nr): their activations from column k0 (nb blocks of be
- * columns), their outputs from row rb.
+ * Tokens [t0, t0 + nr): their activations from column k0 (block kb0, nb
+ * blocks), their outputs from row rb.
  */
 ALWAYS_INLINE void b32_tokens_at(struct b32_tokens *tk, const struct b32_run *r, int64_t t0, int nr, int64_t k0,
-                                 int nb, int64_t be, int64_t rb)
+                                 int64_t kb0, int nb, int64_t rb)
 {
         const struct act_blocks *a = r->a;
         const int64_t K = r->w->cols;
@@ -248,7 +250,7 @@ ALWAYS_INLINE void b32_tokens_at(struct b32_tokens *tk, const struct b32_run *r,
 
         tk->first = k0 == 0;
         for (int j = 0; j < nr; j++) {
-                const int64_t t = t0 + j, b0 = t * (K / be) + k0 / be;
+                const int64_t t = t0 + j, b0 = t * r->nbk + kb0;
                 tk->q[j] = r->q + t * K + k0;
                 tk->d[j] = a->d + b0;
                 tk->s[j] = a->s ? a->s + b0 : NULL;
@@ -266,7 +268,7 @@ ALWAYS_INLINE void b32_tokens_at(struct b32_tokens *tk, const struct b32_run *r,
          * tiles run (read here and in the tile, they missed the caches)
          */
         for (int64_t t = t0 + nr; t < MIN(t0 + 2 * nr, r->n_tok); t++) {
-                const int64_t b0 = t * (K / be) + k0 / be;
+                const int64_t b0 = t * r->nbk + kb0;
                 for (int b = 0; b < nb + 15; b += 16) {
                         const int64_t e = b0 + MIN(b, nb - 1);
                         if (offset)
@@ -285,7 +287,7 @@ ALWAYS_INLINE void b32_slice_run(const struct b32_run *r, int64_t rb, int np, in
         const struct b32_isa *isa = r->isa;
         const struct b32_type *ty = r->ty;
         const struct npu_weight *w = r->w;
-        const int64_t K = w->cols, be = (int64_t)ggml_type_block_elems(w->type), kb0 = k0 / be;
+        const int64_t K = w->cols, be = r->be, kb0 = k0 / be;
         const size_t bb = ggml_type_block_bytes(w->type);
         const int nb = (int)(MIN(B32_SLICE, K - k0) / be);
 
@@ -309,7 +311,8 @@ ALWAYS_INLINE void b32_slice_run(const struct b32_run *r, int64_t rb, int np, in
         const int64_t pf_row_lines = (int64_t)(pf_bytes + 63) / 64 + 1, pf_lines = pf_row_lines * MAX(pf_rows, 0);
         const int64_t n_calls = (np + B32_MR - 1) / B32_MR * ((r->n_tok + ty->nr - 1) / ty->nr);
         const int64_t pf_per_call = (pf_lines + n_calls - 1) / n_calls;
-        int64_t pf = 0;
+        const uint8_t *pf_base = (const uint8_t *)w->data + pf_r0 * w->row_bytes + pf_k0 / be * bb;
+        int64_t pf = 0, pf_row = 0, pf_line = 0; /* pf = pf_row * pf_row_lines + pf_line */
 
         /* pairs of panels outside: their weights stay in L1 while the token groups pass */
         for (int p = 0; p < np; p += B32_MR) {
@@ -318,11 +321,13 @@ ALWAYS_INLINE void b32_slice_run(const struct b32_run *r, int64_t rb, int np, in
                         const int nr = (int)MIN(ty->nr, r->n_tok - t0);
                         struct b32_tokens tk;
                         for (int64_t e = MIN(pf + pf_per_call, pf_lines); pf < e; pf++) {
-                                const uint8_t *row = (const uint8_t *)w->data + (pf_r0 + pf / pf_row_lines) * w->row_bytes;
-                                _mm_prefetch((const char *)(row + pf_k0 / be * bb) + 64 * (pf % pf_row_lines),
-                                             _MM_HINT_T1);
+                                _mm_prefetch((const char *)(pf_base + pf_row * w->row_bytes) + 64 * pf_line, _MM_HINT_T1);
+                                if (++pf_line == pf_row_lines) {
+                                        pf_line = 0;
+                                        pf_row++;
+                                }
                         }
-                        b32_tokens_at(&tk, r, t0, nr, k0, nb, be, rb);
+                        b32_tokens_at(&tk, r, t0, nr, k0, kb0, nb, rb);
                         ty->tiles[mr - 1][nr](r->sl, p, nb, &tk);
                 }
         }
@@ -343,6 +348,8 @@ ALWAYS_INLINE int64_t b32_drive(const struct b32_isa *isa, void *sl, const struc
                 .w = w,
                 .a = a,
                 .q = a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q,
+                .be = (int64_t)ggml_type_block_elems(w->type),
+                .nbk = w->cols / (int64_t)ggml_type_block_elems(w->type),
                 .n_tok = n_tok,
                 .y = y,
                 .ys = ys,
