@@ -225,10 +225,4 @@ static const struct b32_isa yb_avx2 = {
         },
 };
 
-int64_t gemm_block32_avx2(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
-                          int64_t r0, int64_t r1)
-{
-        struct yb_slice sl;
-
-        return b32_drive(&yb_avx2, &sl, w, a, n_tok, y, ys, r0, r1);
-}
+B32_GEMM(gemm_block32_avx2, yb_avx2, struct yb_slice)

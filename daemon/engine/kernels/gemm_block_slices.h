@@ -186,45 +186,21 @@ struct b32_run {
 ALWAYS_INLINE const struct b32_type *b32_type_of(const struct b32_isa *isa, enum ggml_type t,
                                                  const struct act_blocks *a)
 {
-        const bool q8_0 = a->scheme == ACT_SCHEME_Q8_0, q8_1 = a->scheme == ACT_SCHEME_Q8_1;
-        const bool q8_k = a->scheme == ACT_SCHEME_Q8_K;
-        int i;
+        /* the weight type of each entry */
+        static const enum ggml_type types[B32_TYPES] = {
+                [B32_Q4_0] = GGML_TYPE_Q4_0, [B32_Q4_1] = GGML_TYPE_Q4_1, [B32_Q5_0] = GGML_TYPE_Q5_0,
+                [B32_Q5_1] = GGML_TYPE_Q5_1, [B32_Q8_0] = GGML_TYPE_Q8_0, [B32_Q2_K] = GGML_TYPE_Q2_K,
+                [B32_Q3_K] = GGML_TYPE_Q3_K, [B32_Q4_K] = GGML_TYPE_Q4_K, [B32_Q5_K] = GGML_TYPE_Q5_K,
+                [B32_Q6_K] = GGML_TYPE_Q6_K,
+        };
+        int i = 0;
 
-        switch (t) {
-        case GGML_TYPE_Q4_0:
-                i = q8_0 || a->scheme == ACT_SCHEME_TOKEN_I8 ? B32_Q4_0 : -1;
-                break;
-        case GGML_TYPE_Q4_1:
-                i = q8_1 ? B32_Q4_1 : -1;
-                break;
-        case GGML_TYPE_Q5_0:
-                i = q8_0 ? B32_Q5_0 : -1;
-                break;
-        case GGML_TYPE_Q5_1:
-                i = q8_1 ? B32_Q5_1 : -1;
-                break;
-        case GGML_TYPE_Q8_0:
-                i = q8_0 ? B32_Q8_0 : -1;
-                break;
-        case GGML_TYPE_Q2_K:
-                i = q8_k ? B32_Q2_K : -1;
-                break;
-        case GGML_TYPE_Q3_K:
-                i = q8_k ? B32_Q3_K : -1;
-                break;
-        case GGML_TYPE_Q4_K:
-                i = q8_k ? B32_Q4_K : -1;
-                break;
-        case GGML_TYPE_Q5_K:
-                i = q8_k ? B32_Q5_K : -1;
-                break;
-        case GGML_TYPE_Q6_K:
-                i = q8_k ? B32_Q6_K : -1;
-                break;
-        default:
-                i = -1;
-        }
-        return i >= 0 && isa->types[i].unpack ? &isa->types[i] : NULL;
+        /* each type with the activations ggml pairs it with; Q4_0 also with w4a8's */
+        if (a->scheme != quant_type_act_scheme(t) && !(t == GGML_TYPE_Q4_0 && a->scheme == ACT_SCHEME_TOKEN_I8))
+                return NULL;
+        while (i < B32_TYPES && types[i] != t)
+                i++;
+        return i < B32_TYPES && isa->types[i].unpack ? &isa->types[i] : NULL;
 }
 
 /* Q8_K's sums of 16 activations at bs, pairs added: the sums of 32 of nsb blocks of QK_K. */
@@ -366,3 +342,15 @@ ALWAYS_INLINE int64_t b32_drive(const struct b32_isa *isa, void *sl, const struc
         }
         return r0 + isa->panel * np_all;
 }
+
+/*
+ * A file's entry point, gemm_block.h's or gemm_kquant.h's name(): b32_drive
+ * on its descriptor isa with its slice, of type SLICE, on the stack.
+ */
+#define B32_GEMM(name, isa, SLICE)                                                                        \
+        int64_t name(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,     \
+                     size_t ys, int64_t r0, int64_t r1)                                                   \
+        {                                                                                                 \
+                SLICE sl;                                                                                 \
+                return b32_drive(&(isa), &sl, w, a, n_tok, y, ys, r0, r1);                                \
+        }

@@ -314,10 +314,4 @@ static const struct b32_isa yk_avx2 = {
         },
 };
 
-int64_t gemm_kquant_avx2(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
-                         int64_t r0, int64_t r1)
-{
-        struct yk_slice sl;
-
-        return b32_drive(&yk_avx2, &sl, w, a, n_tok, y, ys, r0, r1);
-}
+B32_GEMM(gemm_kquant_avx2, yk_avx2, struct yk_slice)
