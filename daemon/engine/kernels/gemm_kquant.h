@@ -23,6 +23,12 @@
  *         32 * sum(sc * bsum) (the offset taken out through the Q8_K sums)
  * The integer sums are exact, so the results are those of the portable C
  * definition bit for bit, for any batch and any split of rows.
+ *
+ * gemm_kquant_avx2.c is the AVX2 twin, for every K-quant (Q2_K .. Q6_K):
+ * panels of 8 rows, vpmaddubsw's int16 pair sums added in runs short
+ * enough not to saturate, on the block GEMMs' slice driver
+ * (gemm_block_slices.h). AVX-512 VNNI takes it for the K-quants
+ * gemm_kquant_vnni() leaves (Q2_K, Q3_K, Q5_K).
  */
 #pragma once
 
