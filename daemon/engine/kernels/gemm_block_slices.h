@@ -297,7 +297,8 @@ ALWAYS_INLINE void b32_slice_run(const struct b32_run *r, int64_t rb, int np, in
                         const int nr = (int)MIN(ty->nr, r->n_tok - t0);
                         struct b32_tokens tk;
                         for (int64_t e = MIN(pf + pf_per_call, pf_lines); pf < e; pf++) {
-                                _mm_prefetch((const char *)(pf_base + pf_row * w->row_bytes) + 64 * pf_line, _MM_HINT_T1);
+                                _mm_prefetch((const char *)(pf_base + pf_row * w->row_bytes) + 64 * pf_line,
+                                             _MM_HINT_T1);
                                 if (++pf_line == pf_row_lines) {
                                         pf_line = 0;
                                         pf_row++;

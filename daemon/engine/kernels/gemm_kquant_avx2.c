@@ -74,7 +74,8 @@ ALWAYS_INLINE __m256i chunk_bytes(enum ggml_type t, const uint8_t *x, int c)
 
         switch (t) {
         case GGML_TYPE_Q2_K: {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(((const struct block_q2_K *)x)->qs + 32 * (c / 4)));
+                const uint8_t *qs = ((const struct block_q2_K *)x)->qs;
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * (c / 4)));
                 return _mm256_and_si256(_mm256_srli_epi16(v, 2 * (c % 4)), three);
         }
         case GGML_TYPE_Q3_K: {
@@ -91,8 +92,8 @@ ALWAYS_INLINE __m256i chunk_bytes(enum ggml_type t, const uint8_t *x, int c)
                 const __m256i q = _mm256_and_si256(_mm256_srli_epi16(v, 4 * (c % 2)), m4);
                 if (!five)
                         return q;
-                return _mm256_or_si256(q, bit_to(_mm256_loadu_si256((const __m256i *)((const struct block_q5_K *)x)->qh),
-                                                 c, 4));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)((const struct block_q5_K *)x)->qh);
+                return _mm256_or_si256(q, bit_to(qh, c, 4));
         }
         case GGML_TYPE_Q6_K: {
                 /* ql[64h + 32 (s % 2) + l], low nibbles for s < 2; bits 2s, 2s + 1 of qh[32h + l] */
@@ -237,7 +238,8 @@ ALWAYS_INLINE void yk_tile(const struct yk_slice *sl, int p0, int nsb, const str
                                 for (int j = 0; j < NR; j++) {
                                         const __m256i av = bcast4(tk->q[j] + 4 * g);
                                         for (int i = 0; i < MR; i++) {
-                                                s16[i][j] = _mm256_add_epi16(s16[i][j], _mm256_maddubs_epi16(wv[i], av));
+                                                const __m256i p = _mm256_maddubs_epi16(wv[i], av);
+                                                s16[i][j] = _mm256_add_epi16(s16[i][j], p);
                                                 /* a chain in its register (gemm_block_avx2.c) */
                                                 __asm__("" : "+x"(s16[i][j]));
                                         }
