@@ -406,13 +406,46 @@ enum fill {
         FILL_REAL, /* blocks quantized from floats */
         FILL_RAW,  /* random bytes with finite scales */
         /*
-         * 32-element types: every weight at its largest magnitude (nibbles 15,
-         * fifth bits set, Q8_0 -128 or 127 by row), activations all 127 or all
-         * -127 by token: the int16 pair sums of AVX2's vpmaddubsw at their
-         * largest (gemm_block_avx2.c)
+         * every weight at its largest magnitude (nibbles 15, fifth bits set,
+         * Q8_0 -128 or 127 by row; the K-quants' every q bit set), activations
+         * all 127 or all -127 by token: the int16 pair sums of AVX2's
+         * vpmaddubsw at their largest (gemm_block_avx2.c, gemm_kquant_avx2.c)
          */
         FILL_EXTREME,
 };
+
+/*
+ * A K-quant block of FILL_EXTREME: every bit of q set (the unsigned q at
+ * its largest: Q2_K 3, Q3_K 7 = w + 4, Q4_K 15, Q5_K 31, Q6_K 63), the
+ * scales and mins too, except Q6_K's scales, 127 or -128 by row; d and
+ * dmin where the layout puts them.
+ */
+static void extreme_k_block(enum ggml_type t, uint8_t *blk, int64_t r, uint64_t *s)
+{
+        const float d = 0.01f + 0.05f * fabsf(frand(s)), dmin = 0.002f + 0.01f * fabsf(frand(s));
+
+        memset(blk, 0xff, ggml_type_block_bytes(t));
+        switch (t) {
+        case GGML_TYPE_Q2_K: /* scales 16, qs 64, d, dmin */
+                put_f16(blk + 80, d);
+                put_f16(blk + 82, dmin);
+                return;
+        case GGML_TYPE_Q3_K: /* hmask 32, qs 64, scales 12, d */
+                put_f16(blk + 108, d);
+                return;
+        case GGML_TYPE_Q4_K: /* d, dmin, scales 12, (Q5_K: qh 32,) qs */
+        case GGML_TYPE_Q5_K:
+                put_f16(blk, d);
+                put_f16(blk + 2, dmin);
+                return;
+        case GGML_TYPE_Q6_K: /* ql 128, qh 64, scales 16, d */
+                memset(blk + 192, r % 2 ? 0x7f : 0x80, 16);
+                put_f16(blk + 208, d);
+                return;
+        default:
+                fail_msg("%s is no K-quant", ggml_type_name(t));
+        }
+}
 
 /* Block b of row r at its largest magnitudes (FILL_EXTREME). */
 static void extreme_block(enum ggml_type t, uint8_t *blk, int64_t r, uint64_t *s)
@@ -420,6 +453,10 @@ static void extreme_block(enum ggml_type t, uint8_t *blk, int64_t r, uint64_t *s
         const size_t bb = ggml_type_block_bytes(t);
         const bool with_m = t == GGML_TYPE_Q4_1 || t == GGML_TYPE_Q5_1;
 
+        if (ggml_type_block_elems(t) == QK_K) {
+                extreme_k_block(t, blk, r, s);
+                return;
+        }
         /* nibbles and fifth bits all ones; Q8_0's bytes -128 or 127 */
         memset(blk, t == GGML_TYPE_Q8_0 ? (r % 2 ? 0x7f : 0x80) : 0xff, bb);
         put_f16(blk, 0.01f + 0.05f * fabsf(frand(s)));
@@ -560,9 +597,8 @@ static void test_kernel_paths(void **state)
                 check_paths(GGML_TYPE_Q5_1, ACT_SCHEME_Q8_1, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
                 check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
                 for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++)
-                        if (ggml_type_block_elems(all_types[ti]) == 32)
-                                check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16 + 5, 1024 + 256,
-                                            7, FILL_EXTREME, &seed);
+                        check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16 + 5, 1024 + 256, 7,
+                                    FILL_EXTREME, &seed);
                 return;
         }
         for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++) {
@@ -575,15 +611,18 @@ static void test_kernel_paths(void **state)
                 check_paths(t, sc, 16, 4096 + 768, 4, FILL_REAL, &seed);
         }
         /*
-         * the K-quant GEMM (gemm_kquant.h): more than one block of 4 panels, a
-         * last panel short of 16 rows, token groups of 6 and a short one,
-         * slices of 1024 columns and a short one, raw bytes (every scale and
-         * nibble) and realistic blocks
+         * the K-quant GEMMs (gemm_kquant.h): more than one block of 4 panels
+         * of 16 rows (VNNI) or 8 of 8 (AVX2), a last panel short, token groups
+         * of 6 or 3 and a short one, slices of 1024 columns and a short one,
+         * raw bytes (every scale and nibble) and realistic blocks
          */
-        check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, 13, FILL_RAW, &seed);
-        check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, 13, FILL_RAW, &seed);
-        check_paths(GGML_TYPE_Q4_K, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, FILL_REAL, &seed);
-        check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, FILL_REAL, &seed);
+        for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++) {
+                const enum ggml_type t = all_types[ti];
+                if (ggml_type_block_elems(t) != QK_K)
+                        continue;
+                check_paths(t, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, 13, FILL_RAW, &seed);
+                check_paths(t, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, FILL_REAL, &seed);
+        }
         /*
          * the 32-element block types' GEMM (gemm_block.h), the same shapes:
          * every type with its activations, and Q4_0 with w4a8's
@@ -603,9 +642,8 @@ static void test_kernel_paths(void **state)
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 6, 1024, 8, FILL_REAL, &seed);
         /* the largest sums a block can give, in every path */
         for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++)
-                if (ggml_type_block_elems(all_types[ti]) == 32)
-                        check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16 * 3 + 5, 1024 + 256, 7,
-                                    FILL_EXTREME, &seed);
+                check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16 * 3 + 5, 1024 + 256, 7,
+                            FILL_EXTREME, &seed);
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 3 + 5, 1024 + 256, 7, FILL_EXTREME, &seed);
         /* w4a8: Q4_0 blocks times int8 activations with one scale per token */
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 37, 512, 5, FILL_REAL, &seed);

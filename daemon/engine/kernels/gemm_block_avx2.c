@@ -34,6 +34,7 @@
 #include <immintrin.h>
 
 #include "gemm_block_slices.h"
+#include "gemm_panel_ymm.h"
 
 #define YB_PANEL GEMM_B32_PANEL_AVX2
 #define YB_PANELS 8 /* panels of a block of rows: 64 rows */
@@ -73,29 +74,6 @@ ALWAYS_INLINE __m256i block_bytes(enum ggml_type t, const uint8_t *p)
         return block_qh(t) ? _mm256_or_si256(q, fifth_bits(p + block_qh(t))) : q;
 }
 
-/* 8 rows of 8 int32 (z[i]: row i) in place into z[g] lane i = row i's int32 g. */
-ALWAYS_INLINE void transpose8x8(__m256i *z)
-{
-        __m256i t[8], u[8];
-
-        for (int p = 0; p < 4; p++) {
-                /* rows 2p, 2p + 1 interleaved: int32 0, 1 | 4, 5, and 2, 3 | 6, 7 */
-                t[2 * p] = _mm256_unpacklo_epi32(z[2 * p], z[2 * p + 1]);
-                t[2 * p + 1] = _mm256_unpackhi_epi32(z[2 * p], z[2 * p + 1]);
-        }
-        for (int h = 0; h < 2; h++) {
-                /* rows 4h..4h+3 of int32 0 | 4, 1 | 5, 2 | 6, 3 | 7 */
-                u[4 * h] = _mm256_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
-                u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
-                u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
-                u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
-        }
-        for (int g = 0; g < 4; g++) {
-                z[g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x20);
-                z[g + 4] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x31);
-        }
-}
-
 /* The block at byte off of the 8 rows at rows[] into block b of panel p. */
 ALWAYS_INLINE void unpack_block(enum ggml_type t, const uint8_t *const *rows, size_t off, struct yb_slice *sl, int p,
                                 int b)
@@ -104,21 +82,11 @@ ALWAYS_INLINE void unpack_block(enum ggml_type t, const uint8_t *const *rows, si
 
         for (int i = 0; i < 8; i++)
                 z[i] = block_bytes(t, rows[i] + off);
-        transpose8x8(z);
-        for (int g = 0; g < 8; g++)
-                _mm256_store_si256((__m256i *)sl->w[p][8 * b + g], z[g]);
+        store_transposed8(sl->w[p][8 * b], z);
         unpack_scales(t, rows, off, sl->dw[p][b], sl->m[p][b], YB_PANEL);
 }
 
 B32_UNPACKERS(unpack_block)
-
-/* The int32 at p (4 activation bytes) in every lane. */
-ALWAYS_INLINE __m256i bcast4(const void *p)
-{
-        int32_t v;
-        memcpy(&v, p, 4);
-        return _mm256_set1_epi32(v);
-}
 
 /*
  * Block b's exact sums of MR panels from p0 times NR tokens, in int32
@@ -257,10 +225,4 @@ static const struct b32_isa yb_avx2 = {
         },
 };
 
-int64_t gemm_block32_avx2(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
-                          int64_t r0, int64_t r1)
-{
-        struct yb_slice sl;
-
-        return b32_drive(&yb_avx2, &sl, w, a, n_tok, y, ys, r0, r1);
-}
+B32_GEMM(gemm_block32_avx2, yb_avx2, struct yb_slice)

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The slice driver of the 32-element block GEMMs (gemm_block.h), one for
- * both instruction sets: gemm_block_vnni.c (panels of 16 rows, 4 to a
- * block of rows) and gemm_block_avx2.c (panels of 8 rows, 8 to a block)
- * each describe themselves in a constant struct b32_isa (panel shape, an
- * unpack function, a tile table and a tile's tokens for each type) and
- * call b32_drive. The driver owns the loops:
+ * The slice driver of the block GEMMs, one for every instruction set and
+ * block size: the 32-element types' gemm_block_vnni.c (panels of 16 rows,
+ * 4 to a block of rows) and gemm_block_avx2.c (panels of 8 rows, 8 to a
+ * block), and the K-quants' gemm_kquant_avx2.c (blocks of 256, panels of
+ * 8 rows) each describe themselves in a constant struct b32_isa (panel
+ * shape, an unpack function, a tile table and a tile's tokens for each
+ * type) and call b32_drive. The driver owns the loops:
  *  - a block of rows (64 rows, a thread's chunk), in slices of B32_SLICE
  *    columns, each unpacked once into the file's slice (64 KiB of weights,
- *    in L2);
+ *    in L2), a weight block (32 or QK_K columns) at a time;
  *  - the next slice's weights prefetched into L2 a few lines per tile;
  *  - inside a slice, pairs of panels (in L1), and inside those the token
  *    groups, with the next group's block sums and scales prefetched.
@@ -29,7 +30,7 @@
 #include "gemm_panel_tiles.h"
 
 #define B32_SLICE 1024 /* columns unpacked at once */
-#define B32_NB (B32_SLICE / 32)
+#define B32_NB (B32_SLICE / 32) /* blocks of a slice at most */
 #define B32_MR 2 /* panels of a register tile */
 #define B32_NR 6 /* tokens of a register tile at most (the tables') */
 
@@ -48,9 +49,15 @@ struct b32_tokens {
         const int8_t *q[B32_NR];
         const float *d[B32_NR]; /* the scale of each block */
         const float *s[B32_NR]; /* Q8_1: the block sums as it keeps them */
+        /*
+         * Q8_K: the sums of each 16 activations, or of each 32 (in bs32)
+         * for the types whose mins go by 32 columns (k_mins_by_32)
+         */
+        const int16_t *bs[B32_NR];
         float *y[B32_NR];
         bool first;                    /* the slice starts at column 0 */
         int32_t isum0[B32_NR][B32_NB]; /* -offset * the sum of each block's activations */
+        int16_t bs32[B32_NR][B32_NB];
 };
 
 /* The block at byte off of a panel's rows at rows[] into block b of panel p of the slice sl. */
@@ -60,12 +67,24 @@ typedef void b32_tile_fn(const void *sl, int p0, int nb, const struct b32_tokens
 /* isum0[b] = -offset * asum[b] for b < nb, as far as the file's tiles read it. */
 typedef void b32_isum0_fn(int32_t *isum0, const int32_t *asum, int nb, int offset);
 
-/* The types of this GEMM, the index of an instruction set's table. */
-enum b32_type_index { B32_Q4_0, B32_Q4_1, B32_Q5_0, B32_Q5_1, B32_Q8_0, B32_TYPES };
+/* The types of these GEMMs, the index of an instruction set's table (which may leave some out). */
+enum b32_type_index {
+        B32_Q4_0,
+        B32_Q4_1,
+        B32_Q5_0,
+        B32_Q5_1,
+        B32_Q8_0,
+        B32_Q2_K,
+        B32_Q3_K,
+        B32_Q4_K,
+        B32_Q5_K,
+        B32_Q6_K,
+        B32_TYPES
+};
 
 /* How a weight type runs on an instruction set. */
 struct b32_type {
-        b32_unpack_fn *unpack;
+        b32_unpack_fn *unpack; /* NULL: the set's GEMM does not take the type */
         b32_tile_fn *const (*tiles)[B32_NR + 1]; /* [MR - 1][NR] */
         int nr;                                  /* tokens of a tile */
         int offset;                              /* the unpacked bytes' excess over w */
@@ -74,7 +93,7 @@ struct b32_type {
 struct b32_isa {
         int panel;  /* rows of a panel (at most GEMM_B32_PANEL) */
         int panels; /* panels of a block of rows */
-        b32_isum0_fn *isum0;
+        b32_isum0_fn *isum0; /* NULL where no type has an offset */
         struct b32_type types[B32_TYPES];
 };
 
@@ -99,6 +118,12 @@ ALWAYS_INLINE __m256i nibbles(const uint8_t *qs)
 {
         const __m128i v = _mm_loadu_si128((const __m128i *)qs), m4 = _mm_set1_epi8(15);
         return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+}
+
+/* Q4_K, Q5_K: a min for each 32 columns (the other K-quants with mins, Q2_K, have one for each 16). */
+ALWAYS_INLINE bool k_mins_by_32(enum ggml_type t)
+{
+        return t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q5_K;
 }
 
 ALWAYS_INLINE bool type_has_min(enum ggml_type t)
@@ -149,6 +174,8 @@ struct b32_run {
         const struct npu_weight *w;
         const struct act_blocks *a;
         const int8_t *q; /* the activations' bytes */
+        int64_t be;      /* columns of a weight block: 32 or QK_K */
+        int64_t nbk;     /* blocks of a row */
         int64_t n_tok;
         float *y;
         size_t ys;
@@ -159,27 +186,39 @@ struct b32_run {
 ALWAYS_INLINE const struct b32_type *b32_type_of(const struct b32_isa *isa, enum ggml_type t,
                                                  const struct act_blocks *a)
 {
-        const bool q8_0 = a->scheme == ACT_SCHEME_Q8_0, q8_1 = a->scheme == ACT_SCHEME_Q8_1;
+        /* the weight type of each entry */
+        static const enum ggml_type types[B32_TYPES] = {
+                [B32_Q4_0] = GGML_TYPE_Q4_0, [B32_Q4_1] = GGML_TYPE_Q4_1, [B32_Q5_0] = GGML_TYPE_Q5_0,
+                [B32_Q5_1] = GGML_TYPE_Q5_1, [B32_Q8_0] = GGML_TYPE_Q8_0, [B32_Q2_K] = GGML_TYPE_Q2_K,
+                [B32_Q3_K] = GGML_TYPE_Q3_K, [B32_Q4_K] = GGML_TYPE_Q4_K, [B32_Q5_K] = GGML_TYPE_Q5_K,
+                [B32_Q6_K] = GGML_TYPE_Q6_K,
+        };
+        int i = 0;
 
-        switch (t) {
-        case GGML_TYPE_Q4_0:
-                return q8_0 || a->scheme == ACT_SCHEME_TOKEN_I8 ? &isa->types[B32_Q4_0] : NULL;
-        case GGML_TYPE_Q4_1:
-                return q8_1 ? &isa->types[B32_Q4_1] : NULL;
-        case GGML_TYPE_Q5_0:
-                return q8_0 ? &isa->types[B32_Q5_0] : NULL;
-        case GGML_TYPE_Q5_1:
-                return q8_1 ? &isa->types[B32_Q5_1] : NULL;
-        case GGML_TYPE_Q8_0:
-                return q8_0 ? &isa->types[B32_Q8_0] : NULL;
-        default:
+        /* each type with the activations ggml pairs it with; Q4_0 also with w4a8's */
+        if (a->scheme != quant_type_act_scheme(t) && !(t == GGML_TYPE_Q4_0 && a->scheme == ACT_SCHEME_TOKEN_I8))
                 return NULL;
+        while (i < B32_TYPES && types[i] != t)
+                i++;
+        return i < B32_TYPES && isa->types[i].unpack ? &isa->types[i] : NULL;
+}
+
+/* Q8_K's sums of 16 activations at bs, pairs added: the sums of 32 of nsb blocks of QK_K. */
+ALWAYS_INLINE void sums_by_32(int16_t *bs32, const int16_t *bs, int nsb)
+{
+        for (int s = 0; s < nsb; s++) {
+                const __m128i b0 = _mm_loadu_si128((const __m128i *)(bs + 16 * s));
+                const __m128i b1 = _mm_loadu_si128((const __m128i *)(bs + 16 * s + 8));
+                _mm_storeu_si128((__m128i *)(bs32 + 8 * s), _mm_hadd_epi16(b0, b1));
         }
 }
 
-/* Tokens [t0, t0 + nr): their activations from column k0 (nb blocks), their outputs from row rb. */
+/*
+ * Tokens [t0, t0 + nr): their activations from column k0 (block kb0, nb
+ * blocks), their outputs from row rb.
+ */
 ALWAYS_INLINE void b32_tokens_at(struct b32_tokens *tk, const struct b32_run *r, int64_t t0, int nr, int64_t k0,
-                                 int nb, int64_t rb)
+                                 int64_t kb0, int nb, int64_t rb)
 {
         const struct act_blocks *a = r->a;
         const int64_t K = r->w->cols;
@@ -187,25 +226,34 @@ ALWAYS_INLINE void b32_tokens_at(struct b32_tokens *tk, const struct b32_run *r,
 
         tk->first = k0 == 0;
         for (int j = 0; j < nr; j++) {
-                const int64_t t = t0 + j, b0 = t * (K / 32) + k0 / 32;
+                const int64_t t = t0 + j, b0 = t * r->nbk + kb0;
                 tk->q[j] = r->q + t * K + k0;
                 tk->d[j] = a->d + b0;
                 tk->s[j] = a->s ? a->s + b0 : NULL;
                 tk->y[j] = r->y + t * r->ys + rb;
-                r->isa->isum0(tk->isum0[j], offset ? a->asum + b0 : NULL, nb, offset);
+                if (r->isa->isum0)
+                        r->isa->isum0(tk->isum0[j], offset ? a->asum + b0 : NULL, nb, offset);
+                tk->bs[j] = a->bsums ? a->bsums + t * (K / 16) + k0 / 16 : NULL;
+                if (a->bsums && k_mins_by_32(r->w->type)) {
+                        sums_by_32(tk->bs32[j], tk->bs[j], nb);
+                        tk->bs[j] = tk->bs32[j];
+                }
         }
         /*
          * the next group's block sums and scales into L1 while this group's
          * tiles run (read here and in the tile, they missed the caches)
          */
         for (int64_t t = t0 + nr; t < MIN(t0 + 2 * nr, r->n_tok); t++) {
-                const int64_t b0 = t * (K / 32) + k0 / 32;
+                const int64_t b0 = t * r->nbk + kb0;
                 for (int b = 0; b < nb + 15; b += 16) {
                         const int64_t e = b0 + MIN(b, nb - 1);
                         if (offset)
                                 _mm_prefetch((const char *)(a->asum + e), _MM_HINT_T0);
                         _mm_prefetch((const char *)(a->d + e), _MM_HINT_T0);
                 }
+                if (a->bsums)
+                        for (int64_t c = 0; c < B32_SLICE / 16; c += 32)
+                                _mm_prefetch((const char *)(a->bsums + t * (K / 16) + k0 / 16 + c), _MM_HINT_T0);
         }
 }
 
@@ -215,9 +263,9 @@ ALWAYS_INLINE void b32_slice_run(const struct b32_run *r, int64_t rb, int np, in
         const struct b32_isa *isa = r->isa;
         const struct b32_type *ty = r->ty;
         const struct npu_weight *w = r->w;
-        const int64_t K = w->cols, kb0 = k0 / 32;
+        const int64_t K = w->cols, be = r->be, kb0 = k0 / be;
         const size_t bb = ggml_type_block_bytes(w->type);
-        const int nb = (int)(MIN(B32_SLICE, K - k0) / 32);
+        const int nb = (int)(MIN(B32_SLICE, K - k0) / be);
 
         for (int p = 0; p < np; p++) {
                 const uint8_t *rows[GEMM_B32_PANEL];
@@ -235,11 +283,12 @@ ALWAYS_INLINE void b32_slice_run(const struct b32_run *r, int64_t rb, int np, in
         const int64_t pf_k0 = last ? 0 : k0 + B32_SLICE;
         const int64_t pf_r0 = last ? rb + isa->panel * np : rb;
         const int64_t pf_rows = last ? MIN(isa->panel * isa->panels, w->rows - pf_r0) : isa->panel * np;
-        const size_t pf_bytes = (size_t)(MIN(B32_SLICE, K - pf_k0) / 32) * bb;
+        const size_t pf_bytes = (size_t)(MIN(B32_SLICE, K - pf_k0) / be) * bb;
         const int64_t pf_row_lines = (int64_t)(pf_bytes + 63) / 64 + 1, pf_lines = pf_row_lines * MAX(pf_rows, 0);
         const int64_t n_calls = (np + B32_MR - 1) / B32_MR * ((r->n_tok + ty->nr - 1) / ty->nr);
         const int64_t pf_per_call = (pf_lines + n_calls - 1) / n_calls;
-        int64_t pf = 0;
+        const uint8_t *pf_base = (const uint8_t *)w->data + pf_r0 * w->row_bytes + pf_k0 / be * bb;
+        int64_t pf = 0, pf_row = 0, pf_line = 0; /* pf = pf_row * pf_row_lines + pf_line */
 
         /* pairs of panels outside: their weights stay in L1 while the token groups pass */
         for (int p = 0; p < np; p += B32_MR) {
@@ -248,11 +297,14 @@ ALWAYS_INLINE void b32_slice_run(const struct b32_run *r, int64_t rb, int np, in
                         const int nr = (int)MIN(ty->nr, r->n_tok - t0);
                         struct b32_tokens tk;
                         for (int64_t e = MIN(pf + pf_per_call, pf_lines); pf < e; pf++) {
-                                const uint8_t *row = (const uint8_t *)w->data + (pf_r0 + pf / pf_row_lines) * w->row_bytes;
-                                _mm_prefetch((const char *)(row + pf_k0 / 32 * bb) + 64 * (pf % pf_row_lines),
+                                _mm_prefetch((const char *)(pf_base + pf_row * w->row_bytes) + 64 * pf_line,
                                              _MM_HINT_T1);
+                                if (++pf_line == pf_row_lines) {
+                                        pf_line = 0;
+                                        pf_row++;
+                                }
                         }
-                        b32_tokens_at(&tk, r, t0, nr, k0, nb, rb);
+                        b32_tokens_at(&tk, r, t0, nr, k0, kb0, nb, rb);
                         ty->tiles[mr - 1][nr](r->sl, p, nb, &tk);
                 }
         }
@@ -273,6 +325,8 @@ ALWAYS_INLINE int64_t b32_drive(const struct b32_isa *isa, void *sl, const struc
                 .w = w,
                 .a = a,
                 .q = a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q,
+                .be = (int64_t)ggml_type_block_elems(w->type),
+                .nbk = w->cols / (int64_t)ggml_type_block_elems(w->type),
                 .n_tok = n_tok,
                 .y = y,
                 .ys = ys,
@@ -289,3 +343,15 @@ ALWAYS_INLINE int64_t b32_drive(const struct b32_isa *isa, void *sl, const struc
         }
         return r0 + isa->panel * np_all;
 }
+
+/*
+ * A file's entry point, gemm_block.h's or gemm_kquant.h's name(): b32_drive
+ * on its descriptor isa with its slice, of type SLICE, on the stack.
+ */
+#define B32_GEMM(name, isa, SLICE)                                                                        \
+        int64_t name(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,     \
+                     size_t ys, int64_t r0, int64_t r1)                                                   \
+        {                                                                                                 \
+                SLICE sl;                                                                                 \
+                return b32_drive(&(isa), &sl, w, a, n_tok, y, ys, r0, r1);                                \
+        }

@@ -139,10 +139,4 @@ static const struct b32_isa b32_vnni = {
         },
 };
 
-int64_t gemm_block32_vnni(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
-                          int64_t r0, int64_t r1)
-{
-        struct b32_slice sl;
-
-        return b32_drive(&b32_vnni, &sl, w, a, n_tok, y, ys, r0, r1);
-}
+B32_GEMM(gemm_block32_vnni, b32_vnni, struct b32_slice)

@@ -23,6 +23,12 @@
  *         32 * sum(sc * bsum) (the offset taken out through the Q8_K sums)
  * The integer sums are exact, so the results are those of the portable C
  * definition bit for bit, for any batch and any split of rows.
+ *
+ * gemm_kquant_avx2.c is the AVX2 twin, for every K-quant (Q2_K .. Q6_K):
+ * panels of 8 rows, vpmaddubsw's int16 pair sums added in runs short
+ * enough not to saturate, on the block GEMMs' slice driver
+ * (gemm_block_slices.h). AVX-512 VNNI takes it for the K-quants
+ * gemm_kquant_vnni() leaves (Q2_K, Q3_K, Q5_K).
  */
 #pragma once
 
@@ -39,4 +45,10 @@
  * Q6_K weights (r0 for other types). The caller computes the rows left.
  */
 int64_t gemm_kquant_vnni(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                         int64_t r0, int64_t r1);
+/*
+ * The same on AVX2 (gemm_kquant_avx2.c), whole panels of 8 rows, for
+ * every K-quant (Q2_K .. Q6_K).
+ */
+int64_t gemm_kquant_avx2(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
                          int64_t r0, int64_t r1);

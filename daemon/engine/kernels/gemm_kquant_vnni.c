@@ -24,6 +24,7 @@
 
 #include "gemm_kquant.h"
 #include "gemm_panel_zmm.h"
+#include "kquant_scales.h"
 
 #define KQ_SLICE 1024 /* columns unpacked at once */
 #define KQ_SB (KQ_SLICE / QK_K)
@@ -82,18 +83,6 @@ ALWAYS_INLINE void store_groups(struct kq_slice *sl, int p, int s, int c, __m512
         transpose16(r);
         for (int g = 0; g < 16; g++)
                 _mm512_store_si512(sl->w[p][64 * s + 16 * c + g], r[g]);
-}
-
-/* Q4_K: the 8 6-bit scales (bytes 0-7) and mins (bytes 8-15) of a block (quant_types.h's packing). */
-ALWAYS_INLINE __m128i k4_scales_mins(const uint8_t *scales)
-{
-        uint32_t w0, w1, w2;
-        memcpy(&w0, scales, 4);
-        memcpy(&w1, scales + 4, 4);
-        memcpy(&w2, scales + 8, 4);
-        const uint32_t sc_lo = w0 & 0x3f3f3f3f, sc_hi = (w2 & 0x0f0f0f0f) | ((w0 >> 6) & 0x03030303) << 4;
-        const uint32_t m_lo = w1 & 0x3f3f3f3f, m_hi = ((w2 >> 4) & 0x0f0f0f0f) | ((w1 >> 6) & 0x03030303) << 4;
-        return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)m_lo, (int)m_hi);
 }
 
 /*

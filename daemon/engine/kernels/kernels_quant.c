@@ -15,6 +15,7 @@
 #include "gemm_kquant.h"
 #include "kernels.h"
 #include "kernels_quant.h"
+#include "kquant_scales.h"
 
 /* How a block's minimum enters the sum. */
 enum min_kind {
@@ -308,14 +309,20 @@ struct quant_x86_kernels {
                       const float *s, const int16_t *bs, const int32_t *asum, float *out);
         int q8_0_offset; /* 128 where Q8_0 is made unsigned, 0 where it stays signed */
         /* the register-blocked GEMMs (gemm_kquant.h, gemm_block.h): the first row they left, or r0 */
-        int64_t (*gemm[2])(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,
+        int64_t (*gemm[3])(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,
                            size_t ys, int64_t r0, int64_t r1);
 };
 
+/*
+ * AVX-512 VNNI takes the AVX2 K-quant GEMM for the K-quants its own
+ * leaves (Q2_K, Q3_K, Q5_K): the same numbers, and faster than the tile
+ * path.
+ */
 static const struct quant_x86_kernels quant_x86[] = {
-        [KERNEL_ISA_AVX2] = { quant_rows_avx2, tile_unpack_avx2, tile_token_avx2, 0, { NULL, gemm_block32_avx2 } },
+        [KERNEL_ISA_AVX2] = { quant_rows_avx2, tile_unpack_avx2, tile_token_avx2, 0,
+                              { gemm_kquant_avx2, gemm_block32_avx2, NULL } },
         [KERNEL_ISA_AVX512_VNNI] = { quant_rows_vnni, tile_unpack_vnni, tile_token_vnni, 128,
-                                     { gemm_kquant_vnni, gemm_block32_vnni } },
+                                     { gemm_kquant_vnni, gemm_kquant_avx2, gemm_block32_vnni } },
 };
 
 static struct tile_kind tile_kind_of(enum ggml_type t, int q8_0_offset)

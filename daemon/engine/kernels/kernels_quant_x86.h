@@ -211,18 +211,6 @@ SIMD_INLINE __m256i SIMD(block_q8_0)(const struct block_q8_0 *x, const int8_t *a
 #endif
 }
 
-/* Q4_K/Q5_K: the 8 6-bit scales (bytes 0-7) and mins (bytes 8-15) of a block. */
-SIMD_INLINE __m128i SIMD(k4_scales_mins)(const uint8_t *scales)
-{
-        uint32_t w0, w1, w2;
-        memcpy(&w0, scales, 4);
-        memcpy(&w1, scales + 4, 4);
-        memcpy(&w2, scales + 8, 4);
-        uint32_t sc_lo = w0 & 0x3f3f3f3f, sc_hi = (w2 & 0x0f0f0f0f) | ((w0 >> 6) & 0x03030303) << 4;
-        uint32_t m_lo = w1 & 0x3f3f3f3f, m_hi = ((w2 >> 4) & 0x0f0f0f0f) | ((w1 >> 6) & 0x03030303) << 4;
-        return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)m_lo, (int)m_hi);
-}
-
 /* Lanes of sum over the 8 sub-blocks of 32 of min * (their activations' sum); bs holds sums of 16. */
 SIMD_INLINE __m256i SIMD(mins32)(__m128i mins8, const int16_t *bs)
 {
@@ -244,7 +232,7 @@ SIMD_INLINE __m256i SIMD(mins32)(__m128i mins8, const int16_t *bs)
 SIMD_INLINE __m256i SIMD(block_q4_k)(const struct block_q4_K *x, const int8_t *a, const int16_t *bs, __m256i *mn,
                                      uint8_t *u, __m256i *sc)
 {
-        const __m128i sm = SIMD(k4_scales_mins)(x->scales);
+        const __m128i sm = k4_scales_mins(x->scales);
         const __m256i scv = SIMD(scales16_u)(sm), m4 = _mm256_set1_epi8(15);
         __m256i L = _mm256_setzero_si256();
         if (!u)
@@ -260,7 +248,7 @@ SIMD_INLINE __m256i SIMD(block_q4_k)(const struct block_q4_K *x, const int8_t *a
 SIMD_INLINE __m256i SIMD(block_q5_k)(const struct block_q5_K *x, const int8_t *a, const int16_t *bs, __m256i *mn,
                                      uint8_t *u, __m256i *sc)
 {
-        const __m128i sm = SIMD(k4_scales_mins)(x->scales);
+        const __m128i sm = k4_scales_mins(x->scales);
         const __m256i scv = SIMD(scales16_u)(sm), m4 = _mm256_set1_epi8(15), qh = SIMD(load32)(x->qh);
         __m256i L = _mm256_setzero_si256();
         if (!u)
@@ -332,26 +320,11 @@ SIMD_INLINE __m256i SIMD(block_q2_k)(const struct block_q2_K *x, const int8_t *a
         return L;
 }
 
-/* Q3_K: the 16 6-bit scales, minus 32, as int8. */
-SIMD_INLINE __m128i SIMD(q3k_scales)(const uint8_t *scales)
-{
-        uint32_t w0, w1, w2;
-        memcpy(&w0, scales, 4);
-        memcpy(&w1, scales + 4, 4);
-        memcpy(&w2, scales + 8, 4);
-        const uint32_t lo4 = 0x0f0f0f0f, lo2 = 0x03030303;
-        uint32_t s0 = (w0 & lo4) | (w2 & lo2) << 4;
-        uint32_t s1 = (w1 & lo4) | ((w2 >> 2) & lo2) << 4;
-        uint32_t s2 = ((w0 >> 4) & lo4) | ((w2 >> 4) & lo2) << 4;
-        uint32_t s3 = ((w1 >> 4) & lo4) | ((w2 >> 6) & lo2) << 4;
-        return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
-}
-
 /* Q3_K: q = w + 4 (0..7) = the two low bits | the high bit << 2; the 4 comes back out as in Q6_K. */
 SIMD_INLINE __m256i SIMD(block_q3_k)(const struct block_q3_K *x, const int8_t *a, const int16_t *bs, __m256i *mn,
                                      uint8_t *u, __m256i *sc)
 {
-        const __m128i s8 = SIMD(q3k_scales)(x->scales);
+        const __m128i s8 = q3k_scales(x->scales);
         const __m256i slo = SIMD(scales16_s)(s8), shi = SIMD(scales16_s)(_mm_srli_si128(s8, 8));
         const __m256i hm = SIMD(load32)(x->hmask), three = _mm256_set1_epi8(3);
         __m256i L = _mm256_setzero_si256();
