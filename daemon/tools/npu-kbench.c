@@ -3,8 +3,9 @@
  * npu-kbench: one block-quantized matmul kernel alone, one token, the way a
  * decode step runs it (rows in chunks of 64, shared by the pool's threads),
  * against the read bandwidth measured between its runs:
- *   npu-kbench --type q4_k|q6_k|q4_0|q4_1|q5_0|q5_1|q5_k|q8_0|w4a8 --rows N --cols K
+ *   npu-kbench --type q4_k|q6_k|q4_0|q4_1|q5_0|q5_1|q5_k|q8_0|w4a8|w8a8|w8a16 --rows N --cols K
  *              [--threads T] [--bytes B] [--reps R]
+ * (w8a8 and w8a16: npud's own int8 rows with a scale each, gemm_int8.h.)
  * The weights are copies of one N x K matrix filling B bytes (default 1e9:
  * from memory; a small B runs from cache). Prints the best of R runs in
  * GB/s of weights, the best read bandwidth and their ratio. Only figures:
@@ -16,6 +17,7 @@
 #include <sys/mman.h>
 
 #include "cli.h"
+#include "gemm_int8.h"
 #include "kernels.h"
 #include "kernels_quant.h"
 #include "membw.h"
@@ -28,6 +30,7 @@ struct kbench_job {
         const struct npu_weight *w;
         int n_w;
         const struct act_blocks *a;
+        const struct act_q *aq; /* the int8 rows' activations */
         float *y;
 };
 
@@ -39,19 +42,30 @@ static void kbench_worker(void *arg, int ith, int nth)
                 int64_t r0, r1;
                 threadpool_split(j->w[m].rows, ith, nth, KBENCH_CHUNK, &r0, &r1);
                 for (int64_t r = r0; r < r1; r += KBENCH_CHUNK)
-                        matmul_quant_rows(&j->w[m], j->a, 1, j->y, j->w[m].rows, r, MIN(r + KBENCH_CHUNK, r1));
+                        if (j->aq)
+                                matmul_int8_rows(&j->w[m], j->aq, 1, j->y, j->w[m].rows, r, MIN(r + KBENCH_CHUNK, r1));
+                        else
+                                matmul_quant_rows(&j->w[m], j->a, 1, j->y, j->w[m].rows, r,
+                                                  MIN(r + KBENCH_CHUNK, r1));
         }
 }
 
-static int parse_type(const char *s, enum ggml_type *t, enum act_scheme *sc)
+static int parse_type(const char *s, enum ggml_type *t, enum act_scheme *sc, enum npu_precision *p)
 {
         static const enum ggml_type types[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
                                                 GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K,
                                                 GGML_TYPE_Q5_K, GGML_TYPE_Q6_K };
 
+        *p = NPU_PRECISION_FLOAT;
         if (strcmp(s, "w4a8") == 0) {
                 *t = GGML_TYPE_Q4_0;
                 *sc = ACT_SCHEME_TOKEN_I8;
+                return 0;
+        }
+        if (strcmp(s, "w8a8") == 0 || strcmp(s, "w8a16") == 0) {
+                *t = GGML_TYPE_I8;
+                *sc = ACT_SCHEME_NONE;
+                *p = strcmp(s, "w8a8") == 0 ? NPU_PRECISION_W8A8 : NPU_PRECISION_W8A16;
                 return 0;
         }
         for (size_t i = 0; i < ARRAY_SIZE(types); i++)
@@ -60,23 +74,33 @@ static int parse_type(const char *s, enum ggml_type *t, enum act_scheme *sc)
                         *sc = quant_type_act_scheme(types[i]);
                         return 0;
                 }
-        return cli_error(-EINVAL, "--type: '%s' is not a block type (q4_0 .. q8_0, q2_k .. q6_k) or w4a8", s);
+        return cli_error(-EINVAL, "--type: '%s' is not a block type (q4_0 .. q8_0, q2_k .. q6_k), w4a8, w8a8 or w8a16",
+                         s);
 }
 
-/* Rows of small random values quantized to t, the first matrix, copied to fill the others. */
-static void fill_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, int n_w)
+/*
+ * Rows of small random values quantized to t (I8: per row, with scale and
+ * row_sums, packed as gemm_int8.h), the first matrix, copied to fill the others.
+ */
+static void fill_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, int n_w, float *scale,
+                         int32_t *row_sums)
 {
         const size_t rb = quant_row_bytes(t, K);
         float *row = malloc(sizeof(float) * K);
-        uint64_t s = 1;
+        uint64_t s = 1, clamped = 0;
 
         for (int64_t r = 0; r < N; r++) {
                 for (int64_t k = 0; k < K; k++) {
                         s = s * 6364136223846793005ull + 1442695040888963407ull;
                         row[k] = (float)((int64_t)(s >> 40) - (1 << 23)) / (float)(1 << 23) * 0.05f;
                 }
-                quantize_row_blocks(t, row, K, data + r * rb);
+                if (t == GGML_TYPE_I8)
+                        quantize_weight_rows(row, 1, K, (int8_t *)data + r * rb, scale + r);
+                else
+                        quantize_row_blocks(t, row, K, data + r * rb);
         }
+        if (t == GGML_TYPE_I8)
+                (void)gemm_i8_pack((int8_t *)data, (const int8_t *)data, N, K, row_sums, &clamped);
         for (int m = 1; m < n_w; m++)
                 memcpy(data + m * rb * N, data, rb * N);
         free(row);
@@ -92,6 +116,7 @@ int main(int argc, char **argv)
         };
         enum ggml_type type = GGML_TYPE_Q4_K;
         enum act_scheme sc = ACT_SCHEME_Q8_K;
+        enum npu_precision prec = NPU_PRECISION_FLOAT;
         int32_t N = 5632, K = 2048;
         int threads = 2, reps = 7;
         uint64_t bytes = 1000000000;
@@ -100,14 +125,14 @@ int main(int argc, char **argv)
         while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) >= 0) {
                 int r = 0;
                 switch (c) {
-                case 'T': r = parse_type(optarg, &type, &sc); break;
+                case 'T': r = parse_type(optarg, &type, &sc, &prec); break;
                 case 'n': r = cli_parse_i32(optarg, 1, 1 << 20, "--rows", &N); break;
                 case 'k': r = cli_parse_i32(optarg, 256, 1 << 20, "--cols", &K); break;
                 case 't': r = cli_parse_int(optarg, 1, 1024, "--threads", &threads); break;
                 case 'b': r = cli_parse_u64(optarg, "--bytes", &bytes); break;
                 case 'r': r = cli_parse_int(optarg, 1, 100000, "--reps", &reps); break;
                 case 'h':
-                        printf("Usage: npu-kbench --type q4_k|q6_k|q4_0|...|w4a8 --rows N --cols K [--threads T] "
+                        printf("Usage: npu-kbench --type q4_k|q6_k|q4_0|...|w4a8|w8a8|w8a16 --rows N --cols K [--threads T] "
                                "[--bytes B] [--reps R]\n");
                         return EXIT_SUCCESS;
                 default: return EXIT_FAILURE;
@@ -126,21 +151,32 @@ int main(int argc, char **argv)
         if (data == MAP_FAILED)
                 return cli_error(-errno, "cannot map %zu bytes of weights: %m", all), EXIT_FAILURE;
         (void)madvise(data, all, MADV_HUGEPAGE); /* as model weights are mapped */
-        fill_weights(type, N, K, data, n_w);
+        const bool i8 = type == GGML_TYPE_I8;
+        float *scale = calloc(N, sizeof(float));
+        int32_t *row_sums = calloc(N, sizeof(int32_t));
+        if (!scale || !row_sums)
+                return cli_error(-ENOMEM, "out of memory"), EXIT_FAILURE;
+        fill_weights(type, N, K, data, n_w, scale, row_sums);
 
         struct npu_weight *w = calloc(n_w, sizeof(*w));
         float *x = malloc(sizeof(float) * K), *y = calloc(N, sizeof(float));
-        struct act_blocks a;
+        struct act_blocks a = {};
+        struct act_q aq = {};
         _cleanup_(threadpool_freep) struct threadpool *tp = NULL;
-        if (!w || !x || !y || act_blocks_alloc(&a, sc, 1, K) < 0 || threadpool_new(threads, &tp) < 0)
+        if (!w || !x || !y || (i8 ? act_q_alloc(&aq, 1, K) : act_blocks_alloc(&a, sc, 1, K)) < 0 ||
+            threadpool_new(threads, &tp) < 0)
                 return cli_error(-ENOMEM, "out of memory"), EXIT_FAILURE;
         for (int m = 0; m < n_w; m++)
-                w[m] = (struct npu_weight){ .type = type, .rows = N, .cols = K, .data = data + m * mb, .row_bytes = rb };
+                w[m] = (struct npu_weight){ .type = type, .rows = N, .cols = K, .data = data + m * mb, .row_bytes = rb,
+                                            .scale = i8 ? scale : NULL, .row_sums = i8 ? row_sums : NULL };
         for (int64_t k = 0; k < K; k++)
                 x[k] = (float)(k % 7) * 0.1f - 0.3f;
-        act_blocks_quantize(&a, x, K, 0, 1);
+        if (i8)
+                act_quantize_rows(&aq, prec, x, K, 0, 1);
+        else
+                act_blocks_quantize(&a, x, K, 0, 1);
 
-        struct kbench_job j = { .w = w, .n_w = n_w, .a = &a, .y = y };
+        struct kbench_job j = { .w = w, .n_w = n_w, .a = &a, .aq = i8 ? &aq : NULL, .y = y };
         double best = 0, bw = 0;
         const char *how = NULL;
         threadpool_run(tp, kbench_worker, &j); /* warm-up */
@@ -156,9 +192,14 @@ int main(int argc, char **argv)
         }
         printf("%s %dx%d, %d copies (%.2f GB), %d threads, kernels %s: %.2f GB/s; read bandwidth %.2f GB/s "
                "(%.0f%% of it)\n",
-               sc == ACT_SCHEME_TOKEN_I8 ? "w4a8" : ggml_type_name(type), N, K, n_w, all / 1e9, threads,
+               i8 ? precision_name(prec) : sc == ACT_SCHEME_TOKEN_I8 ? "w4a8" : ggml_type_name(type), N, K, n_w, all / 1e9, threads,
                kernels_isa_name(kernels_isa()), best / 1e9, bw / 1e9, bw > 0 ? 100 * best / bw : 0);
-        act_blocks_free(&a);
+        if (i8)
+                act_q_free(&aq);
+        else
+                act_blocks_free(&a);
+        free(scale);
+        free(row_sums);
         free(w);
         free(x);
         free(y);
