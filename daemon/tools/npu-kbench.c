@@ -81,13 +81,17 @@ static int parse_type(const char *s, enum ggml_type *t, enum act_scheme *sc, enu
 /*
  * Rows of small random values quantized to t (I8: per row, with scale and
  * row_sums, packed as gemm_int8.h), the first matrix, copied to fill the others.
+ * Returns 0 or -ENOMEM.
  */
-static void fill_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, int n_w, float *scale,
-                         int32_t *row_sums)
+static int fill_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, int n_w, float *scale,
+                        int32_t *row_sums)
 {
         const size_t rb = quant_row_bytes(t, K);
-        float *row = malloc(sizeof(float) * K);
+        _cleanup_free_ float *row = malloc(sizeof(float) * K);
         uint64_t s = 1, clamped = 0;
+
+        if (!row)
+                return -ENOMEM;
 
         for (int64_t r = 0; r < N; r++) {
                 for (int64_t k = 0; k < K; k++) {
@@ -99,11 +103,14 @@ static void fill_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, 
                 else
                         quantize_row_blocks(t, row, K, data + r * rb);
         }
-        if (t == GGML_TYPE_I8)
-                (void)gemm_i8_pack((int8_t *)data, (const int8_t *)data, N, K, row_sums, &clamped);
+        if (t == GGML_TYPE_I8) {
+                int r = gemm_i8_pack((int8_t *)data, (const int8_t *)data, N, K, row_sums, &clamped);
+                if (r < 0)
+                        return r;
+        }
         for (int m = 1; m < n_w; m++)
                 memcpy(data + m * rb * N, data, rb * N);
-        free(row);
+        return 0;
 }
 
 int main(int argc, char **argv)
@@ -154,9 +161,8 @@ int main(int argc, char **argv)
         const bool i8 = type == GGML_TYPE_I8;
         float *scale = calloc(N, sizeof(float));
         int32_t *row_sums = calloc(N, sizeof(int32_t));
-        if (!scale || !row_sums)
+        if (!scale || !row_sums || fill_weights(type, N, K, data, n_w, scale, row_sums) < 0)
                 return cli_error(-ENOMEM, "out of memory"), EXIT_FAILURE;
-        fill_weights(type, N, K, data, n_w, scale, row_sums);
 
         struct npu_weight *w = calloc(n_w, sizeof(*w));
         float *x = malloc(sizeof(float) * K), *y = calloc(N, sizeof(float));
