@@ -49,15 +49,17 @@ nobody_run() { setpriv --reuid=65534 --regid=65534 --clear-groups "$tmp/npud-pro
 export NPUD_KV_BUDGET_MB=1 NPUD_N_CTX=2048 NPUD_MAX_QUEUED_TOKENS=100000
 
 # A full queue refuses only a uid holding its share of it. One slot
-# (max_active = 1) and a queue of 4: nobody's first request runs, four wait,
-# its sixth is Busy; then nobody reads nothing, so its requests stay where
-# they are. root's request finds the queue full, holds no part of it, and is
-# taken and served; nobody's requests all finish once it reads again.
+# (max_active = 1) and a queue of 4: nobody's first request runs (the
+# others are sent once it streams, so it has left the queue whatever the
+# machine's speed), four wait, its sixth is Busy; then nobody reads nothing,
+# so its requests stay where they are. root's request finds the queue full,
+# holds no part of it, and is taken and served; nobody's requests all finish
+# once it reads again. The stall outlasts the polling below on a slow host.
 NPUD_MAX_QUEUE=4 NPUD_MAX_REQUESTS_PER_CLIENT=16 npud_conf_extra="max_active = 1" fresh
-nobody_run "gen a1 10 900" "gen a2 10 900" "gen a3 10 900" "gen a4 10 900" "gen a5 10 900" "gen a6 10 900" "stall 4000" \
-	"wait a1 30" "wait a2 30" "wait a3 30" "wait a4 30" "wait a5 30" >"$tmp/hog" &
+nobody_run "gen a1 10 900" "first a1 30" "gen a2 10 900" "gen a3 10 900" "gen a4 10 900" "gen a5 10 900" \
+	"gen a6 10 900" "stall 15000" "wait a1 60" "wait a2 60" "wait a3 60" "wait a4 60" "wait a5 60" >"$tmp/hog" &
 hog=$!
-for i in $(seq 100); do
+for i in $(seq 200); do
 	[ "$(stat_of queued_requests)" = 4 ] && break
 	sleep 0.05
 done

@@ -764,7 +764,8 @@ static int step_send(struct script *s, const char *name, uint32_t n, uint32_t ma
         return r;
 }
 
-static int process_for(struct probe *p, uint64_t usec, struct item *until)
+/* Process the bus for usec, or until `until` finished (or, with first, streamed a token). */
+static int process_for(struct probe *p, uint64_t usec, struct item *until, bool first)
 {
         uint64_t end = now_usec() + usec;
 
@@ -772,7 +773,7 @@ static int process_for(struct probe *p, uint64_t usec, struct item *until)
                 int r = sd_bus_process(p->bus, NULL);
                 if (r < 0)
                         return r;
-                if (until && until->finished)
+                if (until && (until->finished || (first && until->tokens > 0)))
                         return 1;
                 if (r > 0)
                         continue;
@@ -792,7 +793,7 @@ static int step_wait(struct script *s, const char *name, double seconds)
 
         if (!it)
                 return -ENOENT;
-        r = process_for(s->p, (uint64_t)(seconds * 1e6), it);
+        r = process_for(s->p, (uint64_t)(seconds * 1e6), it, false);
         if (r < 0)
                 return r;
         if (!it->finished)
@@ -800,6 +801,23 @@ static int step_wait(struct script *s, const char *name, double seconds)
         else if (strcmp(it->reason, "refused"))
                 printf("finished %s %s generated=%u tokens=%u cached=%u queue_ms=%.0f\n", name, it->reason,
                        it->generated, it->tokens, it->cached, it->queue_ms);
+        fflush(stdout);
+        return 0;
+}
+
+/* Until NAME's request streamed its first token: it runs, it no longer waits in the queue. */
+static int step_first(struct script *s, const char *name, double seconds)
+{
+        struct item *it = item_get(s, name, false);
+        int r;
+
+        if (!it)
+                return -ENOENT;
+        r = process_for(s->p, (uint64_t)(seconds * 1e6), it, true);
+        if (r < 0)
+                return r;
+        if (it->tokens == 0)
+                printf("timeout-first %s\n", name);
         fflush(stdout);
         return 0;
 }
@@ -872,6 +890,7 @@ static int step_property(struct script *s, const char *name, const char *propert
  *                            Session.Send NTOK new token ids; the turn is NAME's request
  *   wait NAME SECONDS        until NAME's request finished: "finished NAME REASON generated=G ..."
  *                            or "timeout NAME"
+ *   first NAME SECONDS       until NAME's request streamed a token (it runs), or "timeout-first NAME"
  *   cancel|close NAME        Request.Cancel/Close; reset|close-session NAME: Session.Reset/Close
  *   print NAME               "text NAME <the streamed text>"
  *   path NAME                "path NAME OBJECT" (the session's, else the request's)
@@ -920,6 +939,8 @@ static int cmd_run(struct probe *p, int argc, char **argv)
                         r = step_send(&s, w[1], (uint32_t)atoi(w[2]), (uint32_t)atoi(w[3]), w[4]);
                 else if (!strcmp(w[0], "wait") && n == 3)
                         r = step_wait(&s, w[1], atof(w[2]));
+                else if (!strcmp(w[0], "first") && n == 3)
+                        r = step_first(&s, w[1], atof(w[2]));
                 else if (!strcmp(w[0], "cancel") && n == 2)
                         r = step_object_call(&s, w[1], "Cancel");
                 else if (!strcmp(w[0], "close") && n == 2)
@@ -937,7 +958,7 @@ static int cmd_run(struct probe *p, int argc, char **argv)
                 } else if (!strcmp(w[0], "prop") && n == 3)
                         r = step_property(&s, w[1], w[2]);
                 else if (!strcmp(w[0], "sleep") && n == 2)
-                        r = process_for(p, (uint64_t)atoi(w[1]) * 1000, NULL);
+                        r = process_for(p, (uint64_t)atoi(w[1]) * 1000, NULL, false);
                 else if (!strcmp(w[0], "stall") && n == 2)
                         usleep((useconds_t)atoi(w[1]) * 1000); /* not reading the bus at all */
                 else if (!strcmp(w[0], "stats")) {
