@@ -13,6 +13,7 @@
 struct reference_row {
         uint32_t prompt, generated;
         double total_s, prefill_ms, ms_per_token, tokens_per_s;
+        double median_step_ms; /* the median decode step, where measured (npu-bench); 0 otherwise */
 };
 
 /* The decode task's questions. */

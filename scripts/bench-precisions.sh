@@ -52,7 +52,9 @@ for p in f16 q8_0 q4_k_m w8a8 w8a16 w4a8; do
 	out=$("$tools/npu-bench" -m "$f" -t "$threads" --pp 256 --tg 32 2>&1) || { echo "| $p | failed |"; continue; }
 	pp=$(echo "$out" | awk '/^prompt processing:/ {print $(NF-1)}')
 	tg=$(echo "$out" | awk '/^generation:/ {print $(NF-1)}')
-	bw=$(echo "$out" | sed -n 's/.*= \([0-9.]*\) GB\/s; measured read bandwidth \([0-9.]*\) GB\/s (\([0-9]*%\).*/\1 of \2 (\3)/p' | head -1)
+	got=$(echo "$out" | sed -n 's/^decode: .* = \([0-9.]*\) GB\/s; median step.*/\1/p' | head -1)
+	bw=$(echo "$out" | sed -n 's/^decode against the measured read bandwidth \([0-9.]*\) GB\/s .*: mean \([0-9]*%\).*/\1 (\2)/p' | head -1)
+	[ -n "$got" ] && [ -n "$bw" ] && bw="$got of $bw"
 	gb=$(stat -c %s "$f" | awk '{printf "%.2f", $1 / 1e9}')
 	lpp="" ltg=""
 	case $p in f16 | q8_0 | q4_k_m) read -r lpp ltg <<<"$(llama_ts "$f")" ;; esac

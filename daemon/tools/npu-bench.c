@@ -68,9 +68,44 @@ static int parse_lengths(const char *s, struct bench_args *a)
         return a->n_lengths ? 0 : cli_error(-EINVAL, "--prompt-lengths: empty list");
 }
 
+/* The time between tokens as generate hands them out: one decode step each after the first. */
+struct step_clock {
+        bool (*fn)(int32_t, void *);
+        void *ud;
+        double last;
+        int n;
+        double ms[1024];
+};
+
+static bool step_clock_token(int32_t tok, void *ud)
+{
+        struct step_clock *c = ud;
+        double now = now_ms();
+
+        if (c->last > 0 && c->n < (int)ARRAY_SIZE(c->ms))
+                c->ms[c->n++] = now - c->last;
+        c->last = now;
+        return c->fn ? c->fn(tok, c->ud) : true;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+        return (x > y) - (x < y);
+}
+
+static double step_clock_median(struct step_clock *c)
+{
+        if (c->n == 0)
+                return 0;
+        qsort(c->ms, (size_t)c->n, sizeof(double), cmp_double);
+        return c->n % 2 ? c->ms[c->n / 2] : (c->ms[c->n / 2 - 1] + c->ms[c->n / 2]) / 2;
+}
+
 static int run_one(struct runtime *rt, const int32_t *ids, int32_t n, int32_t new_tokens, struct reference_row *row,
                    bool (*fn)(int32_t, void *), void *ud)
 {
+        _cleanup_free_ struct step_clock *clock = calloc(1, sizeof(*clock));
         struct sampler_params sp;
         _cleanup_(sampler_freep) struct sampler *smp = NULL;
         struct kv_seq seq = {};
@@ -78,13 +113,16 @@ static int run_one(struct runtime *rt, const int32_t *ids, int32_t n, int32_t ne
         struct npu_err err = {};
         int r;
 
+        if (!clock)
+                return -ENOMEM;
+        *clock = (struct step_clock) { .fn = fn, .ud = ud };
         sampler_params_default(&sp);
         sp.temperature = 0;
         r = sampler_new(&sp, rt->model->hp.n_vocab, &smp);
         if (r < 0)
                 return r;
         double t0 = now_ms();
-        r = generate(rt->ctx, &seq, smp, ids, n, new_tokens, false, fn, ud, &st, &err);
+        r = generate(rt->ctx, &seq, smp, ids, n, new_tokens, false, step_clock_token, clock, &st, &err);
         double total = now_ms() - t0;
         kv_seq_release(rt->kv, &seq);
         if (r < 0)
@@ -92,7 +130,8 @@ static int run_one(struct runtime *rt, const int32_t *ids, int32_t n, int32_t ne
         int32_t steps = MAX(st.n_generated - 1, 1);
         *row = (struct reference_row) { .prompt = n, .generated = st.n_generated, .total_s = total / 1000.0,
                               .prefill_ms = st.prefill_ms, .ms_per_token = st.decode_ms / steps,
-                              .tokens_per_s = st.decode_ms > 0 ? 1000.0 * steps / st.decode_ms : 0 };
+                              .tokens_per_s = st.decode_ms > 0 ? 1000.0 * steps / st.decode_ms : 0,
+                              .median_step_ms = step_clock_median(clock) };
         return 0;
 }
 
@@ -246,20 +285,33 @@ static void measure_peaks(struct runtime *rt, bool int8, struct peaks *p)
         }
 }
 
+/* Bytes of K and V a decode step reads per position of its context, over all layers. */
+static double kv_bytes_per_position(const struct kv_pool *kv)
+{
+        double scales = kv->type == KV_TYPE_Q8 ? (double)kv->n_kv_heads * sizeof(float) : 0;
+        return 2.0 * kv->n_layers * ((double)kv->kv_dim * kv->elem_bytes + scales);
+}
+
 static void summary(struct runtime *rt, const struct reference_row *rows, int n, struct peaks *pk, bool json, bool no_peaks)
 {
         const struct npu_model *m = rt->model;
-        double bpt = (double)model_bytes_per_token(m), tps = 0, pf_ops = 0;
+        const double wpt = (double)model_bytes_per_token(m);
+        double tps = 0, pf_ops = 0, ctx = 0, median_ms = 0;
         int32_t pf_tokens = 0;
         for (int i = 0; i < n; i++) {
                 tps += rows[i].tokens_per_s / n;
+                /* the mean context of the row's decode steps */
+                ctx += (rows[i].prompt + rows[i].generated / 2.0) / n;
+                median_ms += rows[i].median_step_ms / n;
                 double ops = matmul_ops_per_token(m) * rows[i].prompt;
                 if (ops / (rows[i].prefill_ms / 1000.0) > pf_ops) {
                         pf_ops = ops / (rows[i].prefill_ms / 1000.0);
                         pf_tokens = (int32_t)rows[i].prompt;
                 }
         }
-        double reached = bpt * tps;
+        /* what a decode step reads: every weight once, and the K and V of its context */
+        const double kvpt = kv_bytes_per_position(rt->kv) * ctx, bpt = wpt + kvpt;
+        double reached = bpt * tps, reached_median = median_ms > 0 ? bpt / (median_ms / 1000.0) : 0;
         const bool int8 = m->precision != NPU_PRECISION_FLOAT && ctx_target(rt->ctx) == BACKEND_TARGET_CPU;
         if (!no_peaks)
                 measure_peaks(rt, int8, pk);
@@ -283,6 +335,10 @@ static void summary(struct runtime *rt, const struct reference_row *rows, int n,
                 if (pk->bw_how)
                         json_object_object_add(o, "bandwidth_pattern", json_object_new_string(pk->bw_how));
                 json_object_object_add(o, "bandwidth_ratio", json_object_new_double(bw > 0 ? reached / bw : 0));
+                json_object_object_add(o, "kv_bytes_per_token", json_object_new_double(kvpt));
+                json_object_object_add(o, "decode_bandwidth_median_step_gbs", json_object_new_double(reached_median / 1e9));
+                json_object_object_add(o, "bandwidth_ratio_median_step",
+                                       json_object_new_double(bw > 0 ? reached_median / bw : 0));
                 json_object_object_add(o, "prefill_ops_per_s", json_object_new_double(pf_ops));
                 json_object_object_add(o, "int8_peak_ops_per_s", json_object_new_double(peak_ops));
                 json_object_object_add(o, "gemm_ops_per_s", json_object_new_double(gemm_ops));
@@ -308,14 +364,14 @@ static void summary(struct runtime *rt, const struct reference_row *rows, int n,
                        "run on the cpu\n", (unsigned long long)st->passes, (unsigned long long)st->submissions,
                        st->wait_ns / 1e6, (unsigned long long)st->faults, (unsigned long long)st->cpu_fallbacks);
         }
-        if (no_peaks) {
-                printf("decode: %.1f MB of weights per token x %.2f tokens/s = %.2f GB/s\n", bpt / 1e6, tps,
-                       reached / 1e9);
+        printf("decode: %.1f MB of weights + %.1f MB of K/V (%.0f positions) per token x %.2f tokens/s = %.2f GB/s; "
+               "median step %.1f ms = %.2f GB/s\n", wpt / 1e6, kvpt / 1e6, ctx, tps, reached / 1e9, median_ms,
+               reached_median / 1e9);
+        if (no_peaks)
                 return;
-        }
-        printf("decode: %.1f MB of weights per token x %.2f tokens/s = %.2f GB/s; measured read bandwidth %.2f GB/s "
-               "(%.0f%% of it; %s)\n", bpt / 1e6, tps, reached / 1e9, bw / 1e9, bw > 0 ? 100.0 * reached / bw : 0,
-               pk->bw_how ? pk->bw_how : "");
+        printf("decode against the measured read bandwidth %.2f GB/s (the best of its runs; %s): mean %.0f%%, median "
+               "step %.0f%%\n", bw / 1e9, pk->bw_how ? pk->bw_how : "", bw > 0 ? 100.0 * reached / bw : 0,
+               bw > 0 ? 100.0 * reached_median / bw : 0);
         if (peak_ops > 0) {
                 printf("prefill: %.2f G int8 ops/s at best; measured int8 peak %.2f G ops/s (%s, independent "
                        "chains) (%.0f%% of it)\n", pf_ops / 1e9, peak_ops / 1e9, peak_how, 100.0 * pf_ops / peak_ops);
@@ -439,12 +495,6 @@ static int parse_batch_sizes(const char *s, struct bench_args *a)
                         return -EINVAL;
         }
         return a->n_batch_sizes ? 0 : cli_error(-EINVAL, "--batch-sizes: empty list");
-}
-
-static int cmp_double(const void *x, const void *y)
-{
-        double a = *(const double *)x, b = *(const double *)y;
-        return a < b ? -1 : a > b;
 }
 
 /*
