@@ -4,10 +4,12 @@
  * neither npuctl nor busctl (a new connection per call) can do.
  *   npud-probe ADDRESS stats
  *       GetStats as KEY=VALUE lines.
- *   npud-probe ADDRESS flood N MAX_TOKENS PROMPT
+ *   npud-probe ADDRESS flood N MAX_TOKENS PROMPT [STALL_MS]
  *       N Generate calls at once on one connection (greedy, ignore_eos);
  *       prints "accepted K" and "error NAME" per refusal, then "replied",
- *       then waits for the accepted ones to finish and prints "finished K".
+ *       then reads nothing for STALL_MS (default 0: its requests are held
+ *       meanwhile), then waits for the accepted ones to finish and prints
+ *       "finished K".
  *   npud-probe ADDRESS hold MAX_TOKENS PROMPT
  *       one request; prints its path, waits for Finished, prints "finished
  *       REASON", then keeps the connection (and the request) until killed.
@@ -228,7 +230,12 @@ static int flood_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_erro
         return 0;
 }
 
-static int cmd_flood(struct probe *p, unsigned n, uint32_t max_tokens, const char *prompt)
+/*
+ * n Generate calls at once; prints "accepted N" and "replied" once all are
+ * answered, then reads nothing for stall_ms (its requests are held by
+ * streaming backpressure meanwhile), then waits for its requests' Finished.
+ */
+static int cmd_flood(struct probe *p, unsigned n, uint32_t max_tokens, const char *prompt, unsigned stall_ms)
 {
         unsigned replied = 0, accepted = 0;
         struct flood_call c = { p, &replied, &accepted };
@@ -250,6 +257,7 @@ static int cmd_flood(struct probe *p, unsigned n, uint32_t max_tokens, const cha
                 return fail("waiting for the replies", r);
         printf("accepted %u\nreplied\n", accepted);
         fflush(stdout);
+        usleep((useconds_t)stall_ms * 1000);
         r = wait_until(p, &p->finished, accepted);
         if (r < 0)
                 return fail("waiting for Finished", r);
@@ -816,8 +824,7 @@ static int step_first(struct script *s, const char *name, double seconds)
         r = process_for(s->p, (uint64_t)(seconds * 1e6), it, true);
         if (r < 0)
                 return r;
-        if (it->tokens == 0)
-                printf("timeout-first %s\n", name);
+        printf("%s %s\n", it->tokens > 0 ? "first" : "timeout-first", name);
         fflush(stdout);
         return 0;
 }
@@ -890,7 +897,7 @@ static int step_property(struct script *s, const char *name, const char *propert
  *                            Session.Send NTOK new token ids; the turn is NAME's request
  *   wait NAME SECONDS        until NAME's request finished: "finished NAME REASON generated=G ..."
  *                            or "timeout NAME"
- *   first NAME SECONDS       until NAME's request streamed a token (it runs), or "timeout-first NAME"
+ *   first NAME SECONDS       until NAME's request streamed a token (it runs): "first NAME", or "timeout-first NAME"
  *   cancel|close NAME        Request.Cancel/Close; reset|close-session NAME: Session.Reset/Close
  *   print NAME               "text NAME <the streamed text>"
  *   path NAME                "path NAME OBJECT" (the session's, else the request's)
@@ -1024,8 +1031,9 @@ static int dispatch(struct probe *p, int argc, char **argv)
                 return cmd_run(p, argc - 3, argv + 3);
         if (strcmp(argv[2], "stats") == 0)
                 return cmd_stats(p);
-        if (strcmp(argv[2], "flood") == 0 && argc == 6)
-                return cmd_flood(p, (unsigned)atoi(argv[3]), (uint32_t)atoi(argv[4]), argv[5]);
+        if (strcmp(argv[2], "flood") == 0 && (argc == 6 || argc == 7))
+                return cmd_flood(p, (unsigned)atoi(argv[3]), (uint32_t)atoi(argv[4]), argv[5],
+                                 argc == 7 ? (unsigned)atoi(argv[6]) : 0);
         if (strcmp(argv[2], "fake-polkit") == 0 && argc == 5)
                 return cmd_fake_polkit(p, argv[3], atoi(argv[4]));
         if (strcmp(argv[2], "noread") == 0 && argc == 6)

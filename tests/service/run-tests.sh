@@ -141,13 +141,16 @@ concurrent "concurrent-8-greedy" --temp 0
 concurrent "concurrent-8-seeded" --temp 0.8
 
 # ---- 3. a client killed mid-generation: its KV blocks and its request go at once
-ctl generate -q --temp 0 --max-tokens 8 "$prompt" >/dev/null 2>&1 # the prompt's prefix is cached from here on
+# The victim reads nothing once its request streams, so the request is held
+# (streaming backpressure) and still running when it is killed, however fast
+# or slow the host.
+"$probe" "$addr" run "gen kv 12 8" "wait kv 30" >/dev/null 2>&1 # the prompt's prefix is cached from here on
 used_before=$(stat_of kv_blocks_used)
-"$npuctl" --bus "$addr" generate -q --temp 0 --ignore-eos --max-tokens 1000 "$prompt" >"$tmp/killed" 2>&1 &
+"$probe" "$addr" run "gen victim 12 1000 kv" "first victim 30" "stall 60000" >"$tmp/killed" 2>&1 &
 victim=$!
-for i in $(seq 200); do
-	[ -s "$tmp/killed" ] && break
-	sleep 0.01
+for i in $(seq 600); do
+	grep -q "first victim" "$tmp/killed" && break
+	sleep 0.05
 done
 active=$(stat_of active_requests)
 used_during=$(stat_of kv_blocks_used)
@@ -253,11 +256,13 @@ fi
 # a flood beyond the limits is refused while another client is served: one
 # connection sends 30 requests at once (4 are taken, the rest refused), and
 # seven more keep the model busy; a short request is served meanwhile, while
-# the flood is still running (checked after it was served)
-"$probe" "$addr" flood 30 900 "$prompt" >"$tmp/flood" 2>&1 &
+# the flood is still running (checked after it was served). The flooders
+# read nothing for 15 s once answered, so their requests are held that long
+# (streaming backpressure) however fast the host generates.
+"$probe" "$addr" flood 30 900 "$prompt" 15000 >"$tmp/flood" 2>&1 &
 flooders=$!
 for i in 1 2 3 4 5 6 7; do
-	"$probe" "$addr" flood 4 900 "$prompt" >"$tmp/flood.$i" 2>&1 &
+	"$probe" "$addr" flood 4 900 "$prompt" 15000 >"$tmp/flood.$i" 2>&1 &
 	flooders="$flooders $!"
 done
 if ! wait_for "$tmp/flood" "^replied" 20; then
@@ -271,10 +276,13 @@ else
 	if grep -v "^error $E\.\(LimitExceeded\|Busy\)" "$tmp/flood" | grep -q "^error"; then
 		bad "flood-errors-named" "$(grep '^error' "$tmp/flood" | sort | uniq -c | tr '\n' ' ')"
 	fi
-	out=$(ctl generate -q --temp 0 --max-tokens 20 "$prompt" 2>&1)
+	# within 12 s: while the flooders still read nothing
+	out=$(timeout 12 "$npuctl" --bus "$addr" generate -q --temp 0 --max-tokens 20 "$prompt" 2>&1)
 	rc=$?
 	running=$(stat_of active_requests)
-	if [ $rc -ne 0 ] || [ -z "$out" ]; then
+	if [ $rc -eq 124 ]; then
+		bad "served-during-flood" "not served within 12 s, while the flood's requests were held"
+	elif [ $rc -ne 0 ] || [ -z "$out" ]; then
 		bad "served-during-flood" "exit $rc: $out"
 	elif [ "${running:-0}" -lt 1 ]; then
 		bad "served-during-flood" "the flood was over before the request was served (active after: $running)"
