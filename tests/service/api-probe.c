@@ -12,7 +12,9 @@
  *       "finished REASON" and one "stat KEY VALUE" line per entry of its
  *       stats, and the request object's PropertiesChanged as watch prints
  *       them (for 0.3 s after Finished). An error reply prints "error NAME:
- *       message" and exits 1.
+ *       message" and exits 1. With API_PROBE_STALL_MS in the environment it
+ *       reads nothing for that long after the first Tokens signal, so the
+ *       request is held (streaming backpressure) meanwhile.
  *   api-probe ADDRESS chat MODEL ROLE:TEXT... [-- KEY TYPE VALUE...]
  *       the same through Chat.
  *   api-probe ADDRESS session MODEL TEMPLATE TEXT... [-- SECONDS]
@@ -27,7 +29,8 @@
  *       prints "ready", then every PropertiesChanged, InterfacesAdded and
  *       InterfacesRemoved npud sends, as "changed PATH IFACE NAME=VALUE ...
  *       [invalidated NAME...]", "added PATH IFACE NAME=VALUE..." and
- *       "removed PATH IFACE...", until SECONDS pass.
+ *       "removed PATH IFACE...", until SECONDS pass. With API_PROBE_WATCH_MS
+ *       in the environment each such line ends in " @MS" (CLOCK_MONOTONIC).
  *   api-probe ADDRESS objects
  *       GetManagedObjects at /org/npud/Inference1: "object PATH IFACE" and
  *       "  NAME=VALUE" lines.
@@ -237,6 +240,7 @@ static int print_call_error(sd_bus_error *error, int r)
 
 struct gen {
         const char *path;
+        bool streamed; /* a Tokens signal came */
         bool done;
         uint64_t done_at;
         int error;
@@ -275,6 +279,7 @@ static int on_request_signal(sd_bus_message *m, void *userdata, sd_bus_error *re
         if (!g->path || strcmp(sd_bus_message_get_path(m), g->path) != 0)
                 return 0;
         if (sd_bus_message_is_signal(m, REQUEST, "Tokens")) {
+                g->streamed = true;
                 printf("tokens");
                 r = sd_bus_message_enter_container(m, 'a', "(us)");
                 while (r >= 0) {
@@ -326,6 +331,9 @@ static int run_request(sd_bus *bus, sd_bus_message *call)
         sd_bus_error error = SD_BUS_ERROR_NULL;
         struct gen g = {};
         uint64_t deadline = now_usec() + 120 * 1000000ull;
+        /* API_PROBE_STALL_MS: read nothing that long after the first tokens (the request is held meanwhile) */
+        const char *stall = getenv("API_PROBE_STALL_MS");
+        bool stalled = !stall;
         int r;
 
         r = sd_bus_match_signal(bus, &slot, SERVICE, NULL, REQUEST, NULL, on_request_signal, &g);
@@ -347,6 +355,12 @@ static int run_request(sd_bus *bus, sd_bus_message *call)
         fflush(stdout);
         /* after Finished, PropertiesChanged of the end may follow (within 50 ms) */
         while (!g.error && (!g.done || now_usec() < g.done_at + 300000)) {
+                if (!stalled && g.streamed) {
+                        fflush(stdout);
+                        usleep((useconds_t)atoi(stall) * 1000);
+                        stalled = true;
+                        deadline += (uint64_t)atoi(stall) * 1000;
+                }
                 r = sd_bus_process(bus, NULL);
                 if (r < 0)
                         return fail("process", r);
@@ -532,6 +546,15 @@ static int cmd_session(sd_bus *bus, int argc, char **argv)
 
 /* ---- watch, objects, get */
 
+/* API_PROBE_WATCH_MS in the environment: each watched line ends in " @MS", ms of CLOCK_MONOTONIC */
+static void end_watched_line(const char *tail)
+{
+        if (getenv("API_PROBE_WATCH_MS"))
+                printf("%s @%llu\n", tail, (unsigned long long)(now_usec() / 1000));
+        else
+                printf("%s\n", tail);
+}
+
 static int on_watched(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 {
         const char *iface;
@@ -552,7 +575,7 @@ static int on_watched(sd_bus_message *m, void *userdata, sd_bus_error *ret_error
                                 free(inval[i]);
                         free(inval);
                 }
-                printf("%s\n", sd_bus_message_get_destination(m) ? " (unicast)" : "");
+                end_watched_line(sd_bus_message_get_destination(m) ? " (unicast)" : "");
         } else if (sd_bus_message_is_signal(m, "org.freedesktop.DBus.ObjectManager", "InterfacesAdded") ||
                    sd_bus_message_is_signal(m, "org.freedesktop.DBus.ObjectManager", "InterfacesRemoved")) {
                 bool added = sd_bus_message_is_signal(m, NULL, "InterfacesAdded");
@@ -581,7 +604,7 @@ static int on_watched(sd_bus_message *m, void *userdata, sd_bus_error *ret_error
                                 free(ifaces[i]);
                         free(ifaces);
                 }
-                printf("\n");
+                end_watched_line("");
         }
         fflush(stdout);
         return 0;
