@@ -53,10 +53,11 @@ fi
 #         (npud learns what it read from its answers to Peer.Ping), and goes on
 #         when it reads; others are served meanwhile
 stat_of() { "$probe" "$addr" stats | sed -n "s/^$1=//p"; }
-"$probe" "$addr" noread 900 3 "$prompt" >"$tmp/noread" 2>&1 &
+"$probe" "$addr" noread 900 10 "$prompt" >"$tmp/noread" 2>&1 &
 noread=$!
 for i in $(seq 100); do grep -q sleeping "$tmp/noread" && break; sleep 0.02; done
-# up to the limit at the machine's pace (a loaded host under ASan takes seconds), then held
+# up to the limit at the machine's pace (a loaded host under ASan takes seconds), then held;
+# the client reads nothing for 10 s, which outlasts these checks on a slow host
 for i in $(seq 300); do [ "$(stat_of generated_tokens)" -ge 256 ] && break; sleep 0.1; done
 sleep 0.5
 g1=$(stat_of generated_tokens)
