@@ -518,6 +518,115 @@ static void prefetch_rows(const struct kv_pool *kv, const struct kv_seq *seq, in
         }
 }
 
+/*
+ * KV_TYPE_Q8: the flash walk streams the next run (K's next block, V's
+ * first after K's last, the next chunk's K after V's last) into L2 while
+ * it computes the current one: a share of it before each slice of heads,
+ * so the requests are spread over the run instead of stalling it in a
+ * burst (a core does not compute while it waits for a stream it has not
+ * asked for).
+ */
+struct q8_ahead {
+        const char *rows; /* NULL: no next run */
+        const char *scales;
+        size_t bytes, scale_bytes;
+};
+
+static struct q8_ahead q8_next_run(const struct attention_job *j, int64_t t, int which, int32_t p, int32_t run,
+                                   int32_t p0, int32_t p1)
+{
+        const struct kv_pool *kv = j->c->kv;
+        const struct kv_seq *seq = j->b->seqs[t];
+        const int32_t n = j->b->pos[t] + 1, bs = kv->block_size;
+        int32_t q = p + run;
+        int w = which;
+
+        if (q >= p1) {
+                w = !which;
+                q = which == 0 ? p0 : p1;
+        }
+        if (q >= n)
+                return (struct q8_ahead) {};
+        const int32_t rows = MIN(n, (q / bs + 1) * bs) - q;
+        return (struct q8_ahead) { .rows = kv_at(kv, seq, j->layer, w, q),
+                                   .scales = (const char *)kv_scale_at(kv, seq, j->layer, w, q),
+                                   .bytes = (size_t)rows * kv->kv_dim,
+                                   .scale_bytes = (size_t)rows * kv->n_kv_heads * sizeof(float) };
+}
+
+/* before heads [h, h + m) of n_heads: their share of the next run's bytes; before the first, its scales */
+static void q8_prefetch_share(const struct q8_ahead *a, int32_t h, int32_t m, int32_t n_heads)
+{
+        if (!a->rows)
+                return;
+        for (size_t b = a->bytes * h / n_heads / 64 * 64; b < a->bytes * (h + m) / n_heads; b += 64)
+                __builtin_prefetch(a->rows + b, 0, 2);
+        for (size_t b = 0; h == 0 && b < a->scale_bytes; b += 64)
+                __builtin_prefetch(a->scales + b, 0, 2);
+}
+
+/* heads per slice of the q8 walk (whole GQA groups): a quarter of them */
+static int32_t q8_slice_heads(const struct npu_hparams *hp)
+{
+        const int32_t group = hp->n_heads / hp->n_kv_heads;
+        return MAX(group, hp->n_heads / 4 / group * group);
+}
+
+/* KV_TYPE_Q8: chunk [p0, p1)'s scores for every head into s, a slice of heads at a time */
+static void flash_scores_q8(const struct attention_job *j, int64_t t, int32_t p0, int32_t p1, float *s)
+{
+        const struct npu_hparams *hp = &j->c->model->hp;
+        const struct kv_pool *kv = j->c->kv;
+        const struct kv_seq *seq = j->b->seqs[t];
+        const int32_t H = hp->n_heads, hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
+        const int32_t slice = q8_slice_heads(hp);
+        const float scale = 1.0f / sqrtf((float)hd);
+
+        for (int32_t p = p0; p < p1;) {
+                const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
+                const struct q8_ahead ahead = q8_next_run(j, t, 0, p, run, p0, p1);
+                const int8_t *K = kv_at(kv, seq, j->layer, 0, p);
+                const float *ks = kv_scale_at(kv, seq, j->layer, 0, p);
+                for (int32_t h = 0; h < H; h += slice) {
+                        const int32_t m = MIN(slice, H - h);
+                        q8_prefetch_share(&ahead, h, m, H);
+                        attn_scores_rows_q8(query_q8(j, t, h), query_scales(j, t, h), K + (size_t)(h / group) * hd,
+                                            ks + h / group, kv->kv_dim, kv->n_kv_heads, run, m, group, hd, scale,
+                                            s + (size_t)h * FLASH_CHUNK + (p - p0), FLASH_CHUNK);
+                }
+                p += run;
+        }
+}
+
+/*
+ * KV_TYPE_Q8: chunk [p0, p1)'s sums of V for every head into o, from the
+ * weights s, a slice of heads at a time
+ */
+static void flash_accum_q8(const struct attention_job *j, int64_t t, int32_t p0, int32_t p1, const float *s, float *o)
+{
+        const struct npu_hparams *hp = &j->c->model->hp;
+        const struct kv_pool *kv = j->c->kv;
+        const struct kv_seq *seq = j->b->seqs[t];
+        const int32_t H = hp->n_heads, hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
+        const int32_t slice = q8_slice_heads(hp);
+
+        memset(o, 0, sizeof(float) * H * hd);
+        for (int32_t p = p0; p < p1;) {
+                const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
+                const struct q8_ahead ahead = q8_next_run(j, t, 1, p, run, p0, p1);
+                const int8_t *V = kv_at(kv, seq, j->layer, 1, p);
+                const float *vs = kv_scale_at(kv, seq, j->layer, 1, p);
+                for (int32_t h = 0; h < H; h += slice) {
+                        const int32_t m = MIN(slice, H - h);
+                        q8_prefetch_share(&ahead, h, m, H);
+                        attn_accum_rows_q8(o + (size_t)h * hd, V + (size_t)(h / group) * hd, vs + h / group, kv->kv_dim,
+                                           kv->n_kv_heads, s + (size_t)h * FLASH_CHUNK + (p - p0), FLASH_CHUNK, run, m,
+                                           group, hd);
+                }
+                p += run;
+        }
+}
+
 /* Chunk k of token t, every head: part = o[n_heads][hd], m[n_heads], l[n_heads]. */
 static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, float *part, float *s)
 {
@@ -529,18 +638,16 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
         const float *q = j->q + t * hparams_q_dim(hp), scale = 1.0f / sqrtf((float)hd);
         float *o = part, *m = part + (size_t)H * hd, *l = m + H;
 
-        for (int32_t p = p0; p < p1;) {
+        if (kv->type == KV_TYPE_Q8)
+                flash_scores_q8(j, t, p0, p1, s);
+        for (int32_t p = p0; p < p1 && kv->type != KV_TYPE_Q8;) {
                 int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
                 const void *K = kv_at(kv, seq, j->layer, 0, p);
                 if (p + run < p1)
                         prefetch_rows(kv, seq, j->layer, 0, p + run, p1);
                 else
                         prefetch_rows(kv, seq, j->layer, 1, p0, p1);
-                if (kv->type == KV_TYPE_Q8)
-                        attn_scores_rows_q8(query_q8(j, t, 0), query_scales(j, t, 0), K,
-                                            kv_scale_at(kv, seq, j->layer, 0, p), kv->kv_dim, kv->n_kv_heads, run, H,
-                                            group, hd, scale, s + (p - p0), FLASH_CHUNK);
-                else if (kv->type == KV_TYPE_F16)
+                if (kv->type == KV_TYPE_F16)
                         attn_scores_rows_f16(q, K, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
                 else
                         attn_scores_rows_f32(q, K, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
@@ -548,6 +655,10 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
         }
         for (int32_t h = 0; h < H; h++)
                 l[h] = attn_exp_sum(s + (size_t)h * FLASH_CHUNK, p1 - p0, &m[h]);
+        if (kv->type == KV_TYPE_Q8) {
+                flash_accum_q8(j, t, p0, p1, s, o);
+                return;
+        }
         memset(o, 0, sizeof(float) * H * hd);
         for (int32_t p = p0; p < p1;) {
                 int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
@@ -556,10 +667,7 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
                         prefetch_rows(kv, seq, j->layer, 1, p + run, p1);
                 else
                         prefetch_rows(kv, seq, j->layer, 0, p1, j->b->pos[t] + 1);
-                if (kv->type == KV_TYPE_Q8)
-                        attn_accum_rows_q8(o, V, kv_scale_at(kv, seq, j->layer, 1, p), kv->kv_dim, kv->n_kv_heads,
-                                           s + (p - p0), FLASH_CHUNK, run, H, group, hd);
-                else if (kv->type == KV_TYPE_F16)
+                if (kv->type == KV_TYPE_F16)
                         attn_accum_rows_f16(o, V, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, H, group, hd);
                 else
                         attn_accum_rows_f32(o, V, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, H, group, hd);
