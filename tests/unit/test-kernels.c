@@ -398,6 +398,12 @@ static void test_float_paths_agree(void **state)
                         continue;
                 matmul_float_rows(&w, x, M, K, y2, N, 0, N);
                 assert_memory_equal(y2, y1, sizeof(float) * M * N);
+                /* and one token at a time there (its 8-row tiles) */
+                for (int64_t m = 0; m < M; m++) {
+                        float one[37];
+                        matmul_float_rows(&w, x + m * K, 1, K, one, N, 0, N);
+                        assert_memory_equal(one, y1 + m * N, sizeof(one));
+                }
         }
         kernels_reset_isa();
         free(x); free(y0); free(y1); free(y2); free(data);
