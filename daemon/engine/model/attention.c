@@ -572,8 +572,13 @@ static int32_t q8_slice_heads(const struct npu_hparams *hp)
         return MAX(group, hp->n_heads / 4 / group * group);
 }
 
-/* KV_TYPE_Q8: chunk [p0, p1)'s scores for every head into s, a slice of heads at a time */
-static void flash_scores_q8(const struct attention_job *j, int64_t t, int32_t p0, int32_t p1, float *s)
+/*
+ * KV_TYPE_Q8: chunk [p0, p1)'s pass over K (which = 0: every head's
+ * scores into s) or V (their sums into o, from the weights s), a slice
+ * of heads at a time
+ */
+static void flash_pass_q8(const struct attention_job *j, int64_t t, int which, int32_t p0, int32_t p1, float *s,
+                          float *o)
 {
         const struct npu_hparams *hp = &j->c->model->hp;
         const struct kv_pool *kv = j->c->kv;
@@ -584,44 +589,21 @@ static void flash_scores_q8(const struct attention_job *j, int64_t t, int32_t p0
 
         for (int32_t p = p0; p < p1;) {
                 const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
-                const struct q8_ahead ahead = q8_next_run(j, t, 0, p, run, p0, p1);
-                const int8_t *K = kv_at(kv, seq, j->layer, 0, p);
-                const float *ks = kv_scale_at(kv, seq, j->layer, 0, p);
+                const struct q8_ahead ahead = q8_next_run(j, t, which, p, run, p0, p1);
+                const int8_t *rows = kv_at(kv, seq, j->layer, which, p);
+                const float *sc = kv_scale_at(kv, seq, j->layer, which, p);
                 for (int32_t h = 0; h < H; h += slice) {
                         const int32_t m = MIN(slice, H - h);
+                        const int8_t *x = rows + (size_t)(h / group) * hd;
+                        float *sh = s + (size_t)h * FLASH_CHUNK + (p - p0);
                         q8_prefetch_share(&ahead, h, m, H);
-                        attn_scores_rows_q8(query_q8(j, t, h), query_scales(j, t, h), K + (size_t)(h / group) * hd,
-                                            ks + h / group, kv->kv_dim, kv->n_kv_heads, run, m, group, hd, scale,
-                                            s + (size_t)h * FLASH_CHUNK + (p - p0), FLASH_CHUNK);
-                }
-                p += run;
-        }
-}
-
-/*
- * KV_TYPE_Q8: chunk [p0, p1)'s sums of V for every head into o, from the
- * weights s, a slice of heads at a time
- */
-static void flash_accum_q8(const struct attention_job *j, int64_t t, int32_t p0, int32_t p1, const float *s, float *o)
-{
-        const struct npu_hparams *hp = &j->c->model->hp;
-        const struct kv_pool *kv = j->c->kv;
-        const struct kv_seq *seq = j->b->seqs[t];
-        const int32_t H = hp->n_heads, hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
-        const int32_t slice = q8_slice_heads(hp);
-
-        memset(o, 0, sizeof(float) * H * hd);
-        for (int32_t p = p0; p < p1;) {
-                const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
-                const struct q8_ahead ahead = q8_next_run(j, t, 1, p, run, p0, p1);
-                const int8_t *V = kv_at(kv, seq, j->layer, 1, p);
-                const float *vs = kv_scale_at(kv, seq, j->layer, 1, p);
-                for (int32_t h = 0; h < H; h += slice) {
-                        const int32_t m = MIN(slice, H - h);
-                        q8_prefetch_share(&ahead, h, m, H);
-                        attn_accum_rows_q8(o + (size_t)h * hd, V + (size_t)(h / group) * hd, vs + h / group, kv->kv_dim,
-                                           kv->n_kv_heads, s + (size_t)h * FLASH_CHUNK + (p - p0), FLASH_CHUNK, run, m,
-                                           group, hd);
+                        if (which == 0)
+                                attn_scores_rows_q8(query_q8(j, t, h), query_scales(j, t, h), x, sc + h / group,
+                                                    kv->kv_dim, kv->n_kv_heads, run, m, group, hd, scale, sh,
+                                                    FLASH_CHUNK);
+                        else
+                                attn_accum_rows_q8(o + (size_t)h * hd, x, sc + h / group, kv->kv_dim, kv->n_kv_heads, sh,
+                                                   FLASH_CHUNK, run, m, group, hd);
                 }
                 p += run;
         }
@@ -639,7 +621,7 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
         float *o = part, *m = part + (size_t)H * hd, *l = m + H;
 
         if (kv->type == KV_TYPE_Q8)
-                flash_scores_q8(j, t, p0, p1, s);
+                flash_pass_q8(j, t, 0, p0, p1, s, NULL);
         for (int32_t p = p0; p < p1 && kv->type != KV_TYPE_Q8;) {
                 int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
                 const void *K = kv_at(kv, seq, j->layer, 0, p);
@@ -655,11 +637,11 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, flo
         }
         for (int32_t h = 0; h < H; h++)
                 l[h] = attn_exp_sum(s + (size_t)h * FLASH_CHUNK, p1 - p0, &m[h]);
+        memset(o, 0, sizeof(float) * H * hd);
         if (kv->type == KV_TYPE_Q8) {
-                flash_accum_q8(j, t, p0, p1, s, o);
+                flash_pass_q8(j, t, 1, p0, p1, s, o);
                 return;
         }
-        memset(o, 0, sizeof(float) * H * hd);
         for (int32_t p = p0; p < p1;) {
                 int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
                 const void *V = kv_at(kv, seq, j->layer, 1, p);
