@@ -127,7 +127,7 @@ static enum MHD_Result queue_text(struct MHD_Connection *c, unsigned status, con
         }
         if (status == 401)
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-        ret = MHD_queue_response(c, status, resp);
+        ret = http_queue_response(c, status, resp);
         MHD_destroy_response(resp);
         return ret;
 }

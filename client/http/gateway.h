@@ -113,6 +113,8 @@ struct listener *listener_free(struct listener *l);
 void listener_kick(struct listener *l);
 /* The request is in: no more deadline for it. */
 void conn_request_complete(struct conn *c);
+/* MHD_queue_response, with the Keep-Alive header that tells when the connection will be closed idle. */
+enum MHD_Result http_queue_response(struct MHD_Connection *mc, unsigned status, struct MHD_Response *resp);
 /* A request ended: the next one on a kept-alive connection gets a new deadline. */
 void conn_request_done(struct conn *c);
 /* Arm or stop the idle exit, after connections or jobs came or went. */

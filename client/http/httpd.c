@@ -180,6 +180,25 @@ static void on_connection(void *cls, struct MHD_Connection *connection, void **s
         *socket_context = c;
 }
 
+enum MHD_Result http_queue_response(struct MHD_Connection *mc, unsigned status, struct MHD_Response *resp)
+{
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        const struct conn *c = info ? info->socket_context : NULL;
+
+        /*
+         * A kept-alive connection is shut down request_timeout after its last
+         * response (conn_request_done): say so, so that clients (undici, as
+         * fetch in Node) retire the socket before, instead of sending their
+         * next request into a connection being closed.
+         */
+        if (c) {
+                char v[32];
+                snprintf(v, sizeof(v), "timeout=%u", c->l->gw->cfg.request_timeout);
+                MHD_add_response_header(resp, "Keep-Alive", v);
+        }
+        return MHD_queue_response(mc, status, resp);
+}
+
 void conn_request_done(struct conn *c)
 {
         c->req = NULL;

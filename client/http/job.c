@@ -502,7 +502,7 @@ static enum MHD_Result respond_stream(struct job *j, struct MHD_Connection *c)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
         MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         j->hr->state = HTTP_RESPONDING;
-        ret = MHD_queue_response(c, 200, resp);
+        ret = http_queue_response(c, 200, resp);
         MHD_destroy_response(resp);
         return ret;
 }

@@ -98,7 +98,7 @@ static enum MHD_Result queue_plain(struct http_req *hr, unsigned status, const c
                 return MHD_NO;
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
         hr->state = HTTP_RESPONDING;
-        r = MHD_queue_response(hr->mhd, status, resp);
+        r = http_queue_response(hr->mhd, status, resp);
         MHD_destroy_response(resp);
         return r;
 }
@@ -185,7 +185,7 @@ static enum MHD_Result route_unknown(struct http_req *hr, const char *allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
         hr->state = HTTP_RESPONDING;
-        r = MHD_queue_response(hr->mhd, 405, resp);
+        r = http_queue_response(hr->mhd, 405, resp);
         MHD_destroy_response(resp);
         return r;
 }

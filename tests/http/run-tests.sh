@@ -113,6 +113,15 @@ kmode=$(stat -c '%a' "$tmp/gw.key")
 if [ "$kmode" = 600 ] && [ "${#key}" -ge 32 ]; then ok "key-created-0600"; else bad "key-created-0600" "mode $kmode, ${#key} chars"; fi
 out=$(U $url/v1/models)
 if echo "$out" | grep -q "\"id\":\"$model_name\""; then ok "unix-models"; else bad "unix-models" "$out"; fi
+# a kept-alive connection is closed 2 s (--request-timeout) after its last response: every
+# response says so, and a client (undici) retires the socket before, not racing the close
+hdr=$(U -D - -o /dev/null $url/v1/models | tr -d '\r')
+hdr404=$(U -D - -o /dev/null $url/v1/models/no-such | tr -d '\r')
+if echo "$hdr" | grep -qi '^keep-alive: timeout=2$' && echo "$hdr404" | grep -qi '^keep-alive: timeout=2$'; then
+	ok "keep-alive-timeout-told"
+else
+	bad "keep-alive-timeout-told" "$(echo "$hdr" "$hdr404" | tr '\n' ';')"
+fi
 
 # ---- TCP: the key or 401
 code=$(curl -sS -o "$tmp/out" -w '%{http_code}' http://127.0.0.1:$port/v1/models)
