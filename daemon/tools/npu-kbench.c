@@ -3,9 +3,10 @@
  * npu-kbench: one block-quantized matmul kernel alone, one token, the way a
  * decode step runs it (rows in chunks of 64, shared by the pool's threads),
  * against the read bandwidth measured between its runs:
- *   npu-kbench --type q4_k|q6_k|q4_0|q4_1|q5_0|q5_1|q5_k|q8_0|w4a8|w8a8|w8a16 --rows N --cols K
+ *   npu-kbench --type q4_k|q6_k|q4_0|q4_1|q5_0|q5_1|q5_k|q8_0|w4a8|w8a8|w8a16|f16 --rows N --cols K
  *              [--threads T] [--bytes B] [--reps R]
- * (w8a8 and w8a16: npud's own int8 rows with a scale each, gemm_int8.h.)
+ * (w8a8 and w8a16: npud's own int8 rows with a scale each, gemm_int8.h;
+ * f16: rows as the output head's, by the float activations.)
  * The weights are copies of one N x K matrix filling B bytes (default 1e9:
  * from memory; a small B runs from cache). Prints the best of R runs in
  * GB/s of weights, the best read bandwidth and their ratio. Only figures:
@@ -17,6 +18,7 @@
 #include <sys/mman.h>
 
 #include "cli.h"
+#include "fp16.h"
 #include "gemm_int8.h"
 #include "kernels.h"
 #include "kernels_quant.h"
@@ -31,6 +33,7 @@ struct kbench_job {
         int n_w;
         const struct act_blocks *a;
         const struct act_q *aq; /* the int8 rows' activations */
+        const float *x;         /* the F16 rows' activations, as they are */
         float *y;
 };
 
@@ -44,6 +47,9 @@ static void kbench_worker(void *arg, int ith, int nth)
                 for (int64_t r = r0; r < r1; r += KBENCH_CHUNK)
                         if (j->aq)
                                 matmul_int8_rows(&j->w[m], j->aq, 1, j->y, j->w[m].rows, r, MIN(r + KBENCH_CHUNK, r1));
+                        else if (j->x)
+                                matmul_float_rows(&j->w[m], j->x, 1, j->w[m].cols, j->y, j->w[m].rows, r,
+                                                  MIN(r + KBENCH_CHUNK, r1));
                         else
                                 matmul_quant_rows(&j->w[m], j->a, 1, j->y, j->w[m].rows, r,
                                                   MIN(r + KBENCH_CHUNK, r1));
@@ -62,6 +68,11 @@ static int parse_type(const char *s, enum ggml_type *t, enum act_scheme *sc, enu
                 *sc = ACT_SCHEME_TOKEN_I8;
                 return 0;
         }
+        if (strcmp(s, "f16") == 0) {
+                *t = GGML_TYPE_F16;
+                *sc = ACT_SCHEME_NONE;
+                return 0;
+        }
         if (strcmp(s, "w8a8") == 0 || strcmp(s, "w8a16") == 0) {
                 *t = GGML_TYPE_I8;
                 *sc = ACT_SCHEME_NONE;
@@ -74,13 +85,14 @@ static int parse_type(const char *s, enum ggml_type *t, enum act_scheme *sc, enu
                         *sc = quant_type_act_scheme(types[i]);
                         return 0;
                 }
-        return cli_error(-EINVAL, "--type: '%s' is not a block type (q4_0 .. q8_0, q2_k .. q6_k), w4a8, w8a8 or w8a16",
+        return cli_error(-EINVAL, "--type: '%s' is not a block type (q4_0 .. q8_0, q2_k .. q6_k), w4a8, w8a8, w8a16 or f16",
                          s);
 }
 
 /*
  * Rows of small random values quantized to t (I8: per row, with scale and
- * row_sums, packed as gemm_int8.h), the first matrix, copied to fill the others.
+ * row_sums, packed as gemm_int8.h; F16: rounded), the first matrix, copied
+ * to fill the others.
  * Returns 0 or -ENOMEM.
  */
 static int fill_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, int n_w, float *scale,
@@ -100,6 +112,9 @@ static int fill_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, i
                 }
                 if (t == GGML_TYPE_I8)
                         quantize_weight_rows(row, 1, K, (int8_t *)data + r * rb, scale + r);
+                else if (t == GGML_TYPE_F16)
+                        for (int64_t k = 0; k < K; k++)
+                                ((npu_f16 *)(data + r * rb))[k] = f32_to_f16(row[k]);
                 else
                         quantize_row_blocks(t, row, K, data + r * rb);
         }
@@ -139,7 +154,7 @@ int main(int argc, char **argv)
                 case 'b': r = cli_parse_u64(optarg, "--bytes", &bytes); break;
                 case 'r': r = cli_parse_int(optarg, 1, 100000, "--reps", &reps); break;
                 case 'h':
-                        printf("Usage: npu-kbench --type q4_k|q6_k|q4_0|...|w4a8|w8a8|w8a16 --rows N --cols K [--threads T] "
+                        printf("Usage: npu-kbench --type q4_k|q6_k|q4_0|...|w4a8|w8a8|w8a16|f16 --rows N --cols K [--threads T] "
                                "[--bytes B] [--reps R]\n");
                         return EXIT_SUCCESS;
                 default: return EXIT_FAILURE;
@@ -158,7 +173,7 @@ int main(int argc, char **argv)
         if (data == MAP_FAILED)
                 return cli_error(-errno, "cannot map %zu bytes of weights: %m", all), EXIT_FAILURE;
         (void)madvise(data, all, MADV_HUGEPAGE); /* as model weights are mapped */
-        const bool i8 = type == GGML_TYPE_I8;
+        const bool i8 = type == GGML_TYPE_I8, f16 = type == GGML_TYPE_F16;
         float *scale = calloc(N, sizeof(float));
         int32_t *row_sums = calloc(N, sizeof(int32_t));
         if (!scale || !row_sums || fill_weights(type, N, K, data, n_w, scale, row_sums) < 0)
@@ -169,7 +184,7 @@ int main(int argc, char **argv)
         struct act_blocks a = {};
         struct act_q aq = {};
         _cleanup_(threadpool_freep) struct threadpool *tp = NULL;
-        if (!w || !x || !y || (i8 ? act_q_alloc(&aq, 1, K) : act_blocks_alloc(&a, sc, 1, K)) < 0 ||
+        if (!w || !x || !y || (i8 ? act_q_alloc(&aq, 1, K) : f16 ? 0 : act_blocks_alloc(&a, sc, 1, K)) < 0 ||
             threadpool_new(threads, &tp) < 0)
                 return cli_error(-ENOMEM, "out of memory"), EXIT_FAILURE;
         for (int m = 0; m < n_w; m++)
@@ -179,10 +194,10 @@ int main(int argc, char **argv)
                 x[k] = (float)(k % 7) * 0.1f - 0.3f;
         if (i8)
                 act_quantize_rows(&aq, prec, x, K, 0, 1);
-        else
+        else if (!f16)
                 act_blocks_quantize(&a, x, K, 0, 1);
 
-        struct kbench_job j = { .w = w, .n_w = n_w, .a = &a, .aq = i8 ? &aq : NULL, .y = y };
+        struct kbench_job j = { .w = w, .n_w = n_w, .a = &a, .aq = i8 ? &aq : NULL, .x = f16 ? x : NULL, .y = y };
         double best = 0, bw = 0;
         const char *how = NULL;
         threadpool_run(tp, kbench_worker, &j); /* warm-up */

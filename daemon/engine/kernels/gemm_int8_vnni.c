@@ -9,6 +9,14 @@
  * weights (64 rows of K bytes: 256 KiB at K = 4096) stay in L2 while every
  * token group passes over them; a token group's activations (TOK_TILE rows
  * of K bytes) stay in L1/L2 while the chunk's tiles use them.
+ *
+ * A w8a8 tile of one token (a decode step, or a batch's last token)
+ * broadcasts the token's activations from its quantized row (act_q's q8,
+ * 4 KiB at K = 4096), not from the packed groups, where its 4 columns of a
+ * group are 4 bytes in every GEMM_TOK_GROUP * 4: there a row of K columns
+ * spreads over 12 K bytes (48 KiB, all of L1) against the weights streaming
+ * through, and the other thread's copies of those lines must be taken back
+ * when the next op packs its row. The same integers either way.
  */
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")
 #include <immintrin.h>
@@ -84,6 +92,7 @@ ALWAYS_INLINE void w8a8_tile(const struct npu_weight *w, const struct act_q *a, 
         const size_t ps = (size_t)GEMM_PANEL * K;
         const int8_t *W = (const int8_t *)w->data + r * K;
         const uint8_t *A = a->pk + gemm_act_offset(K, t0, 0, 1);
+        const int8_t *Q = a->q8 + t0 * K; /* one token: its row, as quantized */
         __m512i acc[4][12];
 
         for (int i = 0; i < MR; i++)
@@ -96,7 +105,9 @@ ALWAYS_INLINE void w8a8_tile(const struct npu_weight *w, const struct act_q *a, 
                 for (int i = 0; i < MR; i++)
                         _mm_prefetch((const char *)(W + i * ps + g * 64 + W_PREFETCH(NR)), _MM_HINT_T0);
                 for (int j = 0; j < NR; j++) {
-                        const __m512i b = bcast4(A + (g * GEMM_TOK_GROUP + j) * 4);
+                        /* q8 + 128 is q8 with each byte's top bit flipped, as packed */
+                        const __m512i b = NR == 1 ? _mm512_xor_si512(bcast4(Q + g * 4), _mm512_set1_epi8((char)0x80))
+                                                  : bcast4(A + (g * GEMM_TOK_GROUP + j) * 4);
                         for (int i = 0; i < MR; i++)
                                 acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], b, wv[i]);
                 }
