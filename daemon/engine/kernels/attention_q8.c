@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "kernels.h"
+#include "prefetch.h"
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
@@ -306,14 +307,6 @@ AVX512_INLINE void accum_head_q8_512(float *o, const int8_t *v, size_t stride, c
         }
 }
 
-/* into L1: hd bytes of np rows, stride apart (the next head's slice of the block) */
-AVX512_INLINE void prefetch_block_l1(const int8_t *x, size_t stride, int32_t np, int32_t hd)
-{
-        for (int32_t r = 0; r < np; r++)
-                for (int32_t b = 0; b < hd; b += 64)
-                        _mm_prefetch((const char *)(x + (size_t)r * stride + b), _MM_HINT_T0);
-}
-
 /*
  * Blocks of 16 rows. A head alone (group 1) reads its slice of each row
  * as int8 (accum_head_q8_512), the next head's slice of the block
@@ -340,7 +333,7 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
                                                                                                  vs + (size_t)p0 * sstride + h, 4)));
                                 for (int32_t r = 0; np < 16 && r < np; r++)
                                         a[0][r] = w[h * ld + p0 + r] * vs[(size_t)(p0 + r) * sstride + h];
-                                prefetch_block_l1(v + (size_t)p0 * stride + (size_t)(h + 1) * hd, stride, np, hd);
+                                prefetch_rows_l1(v + (size_t)p0 * stride + (size_t)(h + 1) * hd, stride, np, hd);
                                 accum_head_q8_512(out + (size_t)h * hd, v + (size_t)p0 * stride + (size_t)h * hd,
                                                   stride, a[0], np, hd);
                         }

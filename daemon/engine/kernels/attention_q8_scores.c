@@ -17,6 +17,7 @@
 
 #include "kernels.h"
 #include "npu_ref.h"
+#include "prefetch.h"
 
 /* each head's hd values as the cache stores K and V: the device's QUANT_I8 rule */
 void attn_quantize_query(const float *q, int8_t *qi, float *qs, int32_t n_heads, int32_t hd)
@@ -150,14 +151,6 @@ VNNI_INLINE void dots_vnni(__m512i *acc, const int8_t *qh, const int8_t *k, size
         }
 }
 
-/* into L1: hd bytes of np rows, stride apart (the block the walk takes next) */
-VNNI_INLINE void prefetch_block_l1(const int8_t *x, size_t stride, int32_t np, int32_t hd)
-{
-        for (int32_t r = 0; r < np; r++)
-                for (int32_t b = 0; b < hd; b += 64)
-                        _mm_prefetch((const char *)(x + (size_t)r * stride + b), _MM_HINT_T0);
-}
-
 /*
  * Blocks of 16 rows, head by head (the block after each prefetched into
  * L1 meanwhile): per row, 64 bytes at a time (the last
@@ -184,9 +177,9 @@ VNNI static void scores_rows_vnni(const int8_t *q, const float *qs, const int8_t
                         const int32_t np = MIN(16, n - p0);
                         __m512i acc[16];
                         if (p0 + 16 < n)
-                                prefetch_block_l1(k + (size_t)(p0 + 16) * stride + off, stride, MIN(16, n - p0 - 16), hd);
+                                prefetch_rows_l1(k + (size_t)(p0 + 16) * stride + off, stride, MIN(16, n - p0 - 16), hd);
                         else if (h + 1 < n_heads)
-                                prefetch_block_l1(k + (size_t)((h + 1) / group) * hd, stride, MIN(16, n), hd);
+                                prefetch_rows_l1(k + (size_t)((h + 1) / group) * hd, stride, MIN(16, n), hd);
                         if (np == 16)
                                 dots_vnni(acc, qh, k + (size_t)p0 * stride + off, stride, hd, 16);
                         else

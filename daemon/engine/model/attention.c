@@ -501,9 +501,9 @@ static int64_t token_of(const int64_t *first, int64_t n, int64_t i)
 }
 
 /*
- * The first rows of the walk's next run (another block, or V after K, or
- * the next chunk's K after V), into L2: the row kernels prefetch ahead only
- * within their run.
+ * The first rows of the f16 or f32 walk's next run (another block, or V
+ * after K, or the next chunk's K after V), into L2: the row kernels
+ * prefetch ahead only within their run. (The q8 walk: q8_next_run.)
  */
 static void prefetch_rows(const struct kv_pool *kv, const struct kv_seq *seq, int32_t layer, int which, int32_t p,
                           int32_t end)
@@ -513,8 +513,6 @@ static void prefetch_rows(const struct kv_pool *kv, const struct kv_seq *seq, in
                 const char *row = kv_at(kv, seq, layer, which, r);
                 for (size_t b = 0; b < bytes; b += 64)
                         __builtin_prefetch(row + b, 0, 2);
-                if (kv->type == KV_TYPE_Q8)
-                        __builtin_prefetch(kv_scale_at(kv, seq, layer, which, r), 0, 2);
         }
 }
 
@@ -609,52 +607,55 @@ static void flash_pass_q8(const struct attention_job *j, int64_t t, int which, i
         }
 }
 
-/* Chunk k of token t, every head: part = o[n_heads][hd], m[n_heads], l[n_heads]. */
-static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, float *part, float *s)
+/*
+ * The f16 and f32 caches: chunk [p0, p1)'s pass over K (which = 0: every
+ * head's scores into s) or V (their sums into o, from the weights s), a
+ * run of rows at a time, the first rows of the next run prefetched.
+ */
+static void flash_pass_float(const struct attention_job *j, int64_t t, int which, int32_t p0, int32_t p1, float *s,
+                             float *o)
 {
         const struct npu_hparams *hp = &j->c->model->hp;
         const struct kv_pool *kv = j->c->kv;
         const struct kv_seq *seq = j->b->seqs[t];
         const int32_t H = hp->n_heads, hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
-        const int32_t p0 = (int32_t)k * FLASH_CHUNK, p1 = MIN(j->b->pos[t] + 1, p0 + FLASH_CHUNK);
         const float *q = j->q + t * hparams_q_dim(hp), scale = 1.0f / sqrtf((float)hd);
-        float *o = part, *m = part + (size_t)H * hd, *l = m + H;
 
-        if (kv->type == KV_TYPE_Q8)
-                flash_pass_q8(j, t, 0, p0, p1, s, NULL);
-        for (int32_t p = p0; p < p1 && kv->type != KV_TYPE_Q8;) {
-                int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
-                const void *K = kv_at(kv, seq, j->layer, 0, p);
+        for (int32_t p = p0; p < p1;) {
+                const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
+                const void *x = kv_at(kv, seq, j->layer, which, p);
                 if (p + run < p1)
-                        prefetch_rows(kv, seq, j->layer, 0, p + run, p1);
-                else
+                        prefetch_rows(kv, seq, j->layer, which, p + run, p1);
+                else if (which == 0)
                         prefetch_rows(kv, seq, j->layer, 1, p0, p1);
-                if (kv->type == KV_TYPE_F16)
-                        attn_scores_rows_f16(q, K, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
                 else
-                        attn_scores_rows_f32(q, K, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
+                        prefetch_rows(kv, seq, j->layer, 0, p1, j->b->pos[t] + 1);
+                if (which == 0 && kv->type == KV_TYPE_F16)
+                        attn_scores_rows_f16(q, x, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
+                else if (which == 0)
+                        attn_scores_rows_f32(q, x, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
+                else if (kv->type == KV_TYPE_F16)
+                        attn_accum_rows_f16(o, x, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, H, group, hd);
+                else
+                        attn_accum_rows_f32(o, x, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, H, group, hd);
                 p += run;
         }
+}
+
+/* Chunk k of token t, every head: part = o[n_heads][hd], m[n_heads], l[n_heads]. */
+static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, float *part, float *s)
+{
+        const int32_t H = j->c->model->hp.n_heads, hd = j->c->model->hp.head_dim;
+        const int32_t p0 = (int32_t)k * FLASH_CHUNK, p1 = MIN(j->b->pos[t] + 1, p0 + FLASH_CHUNK);
+        void (*pass)(const struct attention_job *, int64_t, int, int32_t, int32_t, float *, float *) =
+                j->c->kv->type == KV_TYPE_Q8 ? flash_pass_q8 : flash_pass_float;
+        float *o = part, *m = part + (size_t)H * hd, *l = m + H;
+
+        pass(j, t, 0, p0, p1, s, NULL);
         for (int32_t h = 0; h < H; h++)
                 l[h] = attn_exp_sum(s + (size_t)h * FLASH_CHUNK, p1 - p0, &m[h]);
         memset(o, 0, sizeof(float) * H * hd);
-        if (kv->type == KV_TYPE_Q8) {
-                flash_pass_q8(j, t, 1, p0, p1, s, o);
-                return;
-        }
-        for (int32_t p = p0; p < p1;) {
-                int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
-                const void *V = kv_at(kv, seq, j->layer, 1, p);
-                if (p + run < p1)
-                        prefetch_rows(kv, seq, j->layer, 1, p + run, p1);
-                else
-                        prefetch_rows(kv, seq, j->layer, 0, p1, j->b->pos[t] + 1);
-                if (kv->type == KV_TYPE_F16)
-                        attn_accum_rows_f16(o, V, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, H, group, hd);
-                else
-                        attn_accum_rows_f32(o, V, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, H, group, hd);
-                p += run;
-        }
+        pass(j, t, 1, p0, p1, s, o);
 }
 
 static void flash_items_worker(void *arg, int ith, int nth)
