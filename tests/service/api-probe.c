@@ -332,8 +332,9 @@ static int run_request(sd_bus *bus, sd_bus_message *call)
         struct gen g = {};
         uint64_t deadline = now_usec() + 120 * 1000000ull;
         /* API_PROBE_STALL_MS: read nothing that long after the first tokens (the request is held meanwhile) */
-        const char *stall = getenv("API_PROBE_STALL_MS");
-        bool stalled = !stall;
+        const char *stall_env = getenv("API_PROBE_STALL_MS");
+        const uint64_t stall_usec = stall_env ? (uint64_t)atoi(stall_env) * 1000 : 0;
+        bool stalled = !stall_env;
         int r;
 
         r = sd_bus_match_signal(bus, &slot, SERVICE, NULL, REQUEST, NULL, on_request_signal, &g);
@@ -357,9 +358,9 @@ static int run_request(sd_bus *bus, sd_bus_message *call)
         while (!g.error && (!g.done || now_usec() < g.done_at + 300000)) {
                 if (!stalled && g.streamed) {
                         fflush(stdout);
-                        usleep((useconds_t)atoi(stall) * 1000);
+                        usleep((useconds_t)stall_usec);
                         stalled = true;
-                        deadline += (uint64_t)atoi(stall) * 1000;
+                        deadline += stall_usec;
                 }
                 r = sd_bus_process(bus, NULL);
                 if (r < 0)

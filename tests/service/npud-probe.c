@@ -794,37 +794,28 @@ static int process_for(struct probe *p, uint64_t usec, struct item *until, bool 
         }
 }
 
-static int step_wait(struct script *s, const char *name, double seconds)
+/*
+ * Until NAME's request finished ("finished NAME ..." or "timeout NAME"),
+ * or with first, until it streamed a token: it runs, it no longer waits in
+ * the queue ("first NAME" or "timeout-first NAME").
+ */
+static int step_until(struct script *s, const char *name, double seconds, bool first)
 {
         struct item *it = item_get(s, name, false);
         int r;
 
         if (!it)
                 return -ENOENT;
-        r = process_for(s->p, (uint64_t)(seconds * 1e6), it, false);
+        r = process_for(s->p, (uint64_t)(seconds * 1e6), it, first);
         if (r < 0)
                 return r;
-        if (!it->finished)
+        if (first)
+                printf("%s %s\n", it->tokens > 0 ? "first" : "timeout-first", name);
+        else if (!it->finished)
                 printf("timeout %s\n", name);
         else if (strcmp(it->reason, "refused"))
                 printf("finished %s %s generated=%u tokens=%u cached=%u queue_ms=%.0f\n", name, it->reason,
                        it->generated, it->tokens, it->cached, it->queue_ms);
-        fflush(stdout);
-        return 0;
-}
-
-/* Until NAME's request streamed its first token: it runs, it no longer waits in the queue. */
-static int step_first(struct script *s, const char *name, double seconds)
-{
-        struct item *it = item_get(s, name, false);
-        int r;
-
-        if (!it)
-                return -ENOENT;
-        r = process_for(s->p, (uint64_t)(seconds * 1e6), it, true);
-        if (r < 0)
-                return r;
-        printf("%s %s\n", it->tokens > 0 ? "first" : "timeout-first", name);
         fflush(stdout);
         return 0;
 }
@@ -945,9 +936,9 @@ static int cmd_run(struct probe *p, int argc, char **argv)
                 else if (!strcmp(w[0], "send") && (n == 4 || n == 5))
                         r = step_send(&s, w[1], (uint32_t)atoi(w[2]), (uint32_t)atoi(w[3]), w[4]);
                 else if (!strcmp(w[0], "wait") && n == 3)
-                        r = step_wait(&s, w[1], atof(w[2]));
+                        r = step_until(&s, w[1], atof(w[2]), false);
                 else if (!strcmp(w[0], "first") && n == 3)
-                        r = step_first(&s, w[1], atof(w[2]));
+                        r = step_until(&s, w[1], atof(w[2]), true);
                 else if (!strcmp(w[0], "cancel") && n == 2)
                         r = step_object_call(&s, w[1], "Cancel");
                 else if (!strcmp(w[0], "close") && n == 2)
