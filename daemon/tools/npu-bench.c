@@ -336,7 +336,8 @@ static void summary(struct runtime *rt, const struct reference_row *rows, int n,
                         json_object_object_add(o, "bandwidth_pattern", json_object_new_string(pk->bw_how));
                 json_object_object_add(o, "bandwidth_ratio", json_object_new_double(bw > 0 ? reached / bw : 0));
                 json_object_object_add(o, "kv_bytes_per_token", json_object_new_double(kvpt));
-                json_object_object_add(o, "decode_bandwidth_median_step_gbs", json_object_new_double(reached_median / 1e9));
+                json_object_object_add(o, "decode_bandwidth_median_step_gbs",
+                                       json_object_new_double(reached_median / 1e9));
                 json_object_object_add(o, "bandwidth_ratio_median_step",
                                        json_object_new_double(bw > 0 ? reached_median / bw : 0));
                 json_object_object_add(o, "prefill_ops_per_s", json_object_new_double(pf_ops));

@@ -85,7 +85,8 @@ static int parse_type(const char *s, enum ggml_type *t, enum act_scheme *sc, enu
                         *sc = quant_type_act_scheme(types[i]);
                         return 0;
                 }
-        return cli_error(-EINVAL, "--type: '%s' is not a block type (q4_0 .. q8_0, q2_k .. q6_k), w4a8, w8a8, w8a16 or f16",
+        return cli_error(-EINVAL,
+                         "--type: '%s' is not a block type (q4_0 .. q8_0, q2_k .. q6_k), w4a8, w8a8, w8a16 or f16",
                          s);
 }
 
@@ -154,8 +155,8 @@ int main(int argc, char **argv)
                 case 'b': r = cli_parse_u64(optarg, "--bytes", &bytes); break;
                 case 'r': r = cli_parse_int(optarg, 1, 100000, "--reps", &reps); break;
                 case 'h':
-                        printf("Usage: npu-kbench --type q4_k|q6_k|q4_0|...|w4a8|w8a8|w8a16|f16 --rows N --cols K [--threads T] "
-                               "[--bytes B] [--reps R]\n");
+                        printf("Usage: npu-kbench --type q4_k|q6_k|q4_0|...|w4a8|w8a8|w8a16|f16 --rows N --cols K "
+                               "[--threads T] [--bytes B] [--reps R]\n");
                         return EXIT_SUCCESS;
                 default: return EXIT_FAILURE;
                 }
@@ -213,8 +214,8 @@ int main(int argc, char **argv)
         }
         printf("%s %dx%d, %d copies (%.2f GB), %d threads, kernels %s: %.2f GB/s; read bandwidth %.2f GB/s "
                "(%.0f%% of it)\n",
-               i8 ? precision_name(prec) : sc == ACT_SCHEME_TOKEN_I8 ? "w4a8" : ggml_type_name(type), N, K, n_w, all / 1e9, threads,
-               kernels_isa_name(kernels_isa()), best / 1e9, bw / 1e9, bw > 0 ? 100 * best / bw : 0);
+               i8 ? precision_name(prec) : sc == ACT_SCHEME_TOKEN_I8 ? "w4a8" : ggml_type_name(type), N, K, n_w,
+               all / 1e9, threads, kernels_isa_name(kernels_isa()), best / 1e9, bw / 1e9, bw > 0 ? 100 * best / bw : 0);
         if (i8)
                 act_q_free(&aq);
         else

@@ -177,7 +177,8 @@ VNNI static void scores_rows_vnni(const int8_t *q, const float *qs, const int8_t
                         const int32_t np = MIN(16, n - p0);
                         __m512i acc[16];
                         if (p0 + 16 < n)
-                                prefetch_rows_l1(k + (size_t)(p0 + 16) * stride + off, stride, MIN(16, n - p0 - 16), hd);
+                                prefetch_rows_l1(k + (size_t)(p0 + 16) * stride + off, stride, MIN(16, n - p0 - 16),
+                                                 hd);
                         else if (h + 1 < n_heads)
                                 prefetch_rows_l1(k + (size_t)((h + 1) / group) * hd, stride, MIN(16, n), hd);
                         if (np == 16)

@@ -600,8 +600,8 @@ static void flash_pass_q8(const struct attention_job *j, int64_t t, int which, i
                                                     kv->kv_dim, kv->n_kv_heads, run, m, group, hd, scale, sh,
                                                     FLASH_CHUNK);
                         else
-                                attn_accum_rows_q8(o + (size_t)h * hd, x, sc + h / group, kv->kv_dim, kv->n_kv_heads, sh,
-                                                   FLASH_CHUNK, run, m, group, hd);
+                                attn_accum_rows_q8(o + (size_t)h * hd, x, sc + h / group, kv->kv_dim, kv->n_kv_heads,
+                                                   sh, FLASH_CHUNK, run, m, group, hd);
                 }
                 p += run;
         }
