@@ -209,12 +209,8 @@ static int run_fake_context(struct runtime *rt, const struct bench_args *a)
                         best = MIN(best, ms[st]);
                         worst = MAX(worst, ms[st]);
                 }
-                /* median by a small insertion sort of the timed steps */
-                for (int32_t x = 2; x <= steps; x++)
-                        for (int32_t y = x; y > 1 && ms[y - 1] > ms[y]; y--) {
-                                double t = ms[y];
-                                ms[y] = ms[y - 1], ms[y - 1] = t;
-                        }
+                /* the timed steps sorted: the median, the lower one of an even count */
+                qsort(ms + 1, (size_t)steps, sizeof(double), cmp_double);
                 printf("| %8d | %12.1f | %12.1f | %12.1f | %12.1f |\n", N, sum / steps, best, ms[1 + (steps - 1) / 2],
                        worst);
                 fflush(stdout);
