@@ -102,40 +102,82 @@ static double bw_run(struct threadpool *tp, const struct bw_pattern *p, const ui
         return s > 0 ? (double)(j.n_chunks * chunk) / s : 0;
 }
 
-double measure_read_bandwidth(struct threadpool *tp, const void *mem, size_t bytes, const char **how)
-{
-        static const char *none = "none (no AVX2)";
-        const uint8_t *end = (const uint8_t *)mem + bytes;
-        uint8_t *own = NULL;
-        double best = 0;
+struct bw_probe {
+        struct threadpool *tp;
+        const uint8_t *start;
+        uint8_t *own; /* a buffer of its own, or NULL */
+        int windows, run;
+};
 
-        *how = none;
+void bw_probe_free(struct bw_probe *p)
+{
+        if (!p)
+                return;
+        if (p->own)
+                munmap(p->own, BW_RUN_BYTES);
+        free(p);
+}
+
+int bw_probe_new(struct threadpool *tp, const void *mem, size_t bytes, struct bw_probe **ret)
+{
+        const uint8_t *end = (const uint8_t *)mem + bytes;
+        _cleanup_(bw_probe_freep) struct bw_probe *p = NULL;
+
         if (!__builtin_cpu_supports("avx2"))
-                return 0;
+                return -EOPNOTSUPP;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->tp = tp;
         /* whole runs from a 4 KiB boundary, or a buffer of its own */
-        const uint8_t *start = (const uint8_t *)(((uintptr_t)mem + 4095) & ~(uintptr_t)4095);
-        if (!mem || end < start + BW_RUN_BYTES) {
-                own = bw_buffer(BW_RUN_BYTES);
-                if (!own)
-                        return 0;
-                start = own;
-                end = own + BW_RUN_BYTES;
+        p->start = (const uint8_t *)(((uintptr_t)mem + 4095) & ~(uintptr_t)4095);
+        if (!mem || end < p->start + BW_RUN_BYTES) {
+                p->own = bw_buffer(BW_RUN_BYTES);
+                if (!p->own)
+                        return -ENOMEM;
+                p->start = p->own;
+                end = p->own + BW_RUN_BYTES;
         }
         /* the runs take the windows of BW_RUN_BYTES in turn: on a large model no run reads what the last one read */
-        const int windows = (int)((size_t)(end - start) / BW_RUN_BYTES);
+        p->windows = (int)((size_t)(end - p->start) / BW_RUN_BYTES);
         /* not timed: every page present and mapped before the timed runs */
-        for (int w = 0; w < windows; w++)
-                (void)bw_run(tp, &bw_patterns[0], start + (size_t)w * BW_RUN_BYTES);
-        for (int run = 0; run < BW_RUNS * (int)ARRAY_SIZE(bw_patterns); run++) {
-                const struct bw_pattern *p = &bw_patterns[run % ARRAY_SIZE(bw_patterns)];
-                const double bw = bw_run(tp, p, start + (size_t)(run % windows) * BW_RUN_BYTES);
+        for (int w = 0; w < p->windows; w++)
+                (void)bw_run(tp, &bw_patterns[0], p->start + (size_t)w * BW_RUN_BYTES);
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+double bw_probe_sample(struct bw_probe *p, const char **how)
+{
+        double best = 0;
+
+        for (size_t i = 0; i < ARRAY_SIZE(bw_patterns); i++, p->run++) {
+                const uint8_t *window = p->start + (size_t)(p->run % p->windows) * BW_RUN_BYTES;
+                const double bw = bw_run(p->tp, &bw_patterns[i], window);
                 if (bw > best) {
                         best = bw;
-                        *how = p->name;
+                        *how = bw_patterns[i].name;
                 }
         }
-        if (own)
-                munmap(own, BW_RUN_BYTES);
+        return best;
+}
+
+double measure_read_bandwidth(struct threadpool *tp, const void *mem, size_t bytes, const char **how)
+{
+        _cleanup_(bw_probe_freep) struct bw_probe *p = NULL;
+        double best = 0;
+
+        *how = "none (no AVX2)";
+        if (bw_probe_new(tp, mem, bytes, &p) < 0)
+                return 0;
+        for (int run = 0; run < BW_RUNS; run++) {
+                const char *h;
+                const double bw = bw_probe_sample(p, &h);
+                if (bw > best) {
+                        best = bw;
+                        *how = h;
+                }
+        }
         return best;
 }
 

@@ -16,6 +16,17 @@
 double measure_read_bandwidth(struct threadpool *tp, const void *mem, size_t bytes, const char **how);
 
 /*
+ * The same probe, a sample at a time (between decode steps): _new reads
+ * every page once; each _sample is one run of each pattern over the next
+ * window, the best in bytes/s (*how its pattern).
+ */
+struct bw_probe;
+int bw_probe_new(struct threadpool *tp, const void *mem, size_t bytes, struct bw_probe **ret);
+double bw_probe_sample(struct bw_probe *p, const char **how);
+void bw_probe_free(struct bw_probe *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct bw_probe *, bw_probe_free);
+
+/*
  * The machine's int8 peak in multiply-accumulates per second: independent
  * chains of unsigned x signed byte products summed into int32 lanes
  * (vpdpbusd where the kernels use AVX-512 VNNI, vpmaddubsw + vpmaddwd on

@@ -13,7 +13,8 @@
  *   --fake-context N1,N2,...: decode speed at a long context without
  *       prefilling it: N positions of the KV cache are filled with random
  *       values (synthetic KV contents, said so in the output) and --tg
- *       tokens are decoded after them, one untimed first.
+ *       tokens are decoded after them, one untimed first; the contexts
+ *       are held at once and take turns token by token.
  *   --task batch-decode: the service's decode step, M sequences of --pp
  *       tokens of context (default 32) each contributing one token to a
  *       forward pass, for M in --batch-sizes (default 1,2,4,8,16); prints
@@ -146,80 +147,135 @@ static void synthetic_prompt(const struct npu_model *m, int32_t n, int32_t *ids)
 }
 
 /*
- * Decode at a context of N positions whose K/V are random: K uniform-ish in
+ * N positions of seq's K/V filled with random values: K uniform-ish in
  * +-[1/32, 2), V the same (f16 bit patterns with a random sign, exponent
  * and mantissa), which keeps the scores in a realistic range. Only the
  * speed means anything: the contents are not a model's.
+ */
+static void fake_fill(struct kv_pool *kv, struct kv_seq *seq, int32_t N)
+{
+        uint64_t s = 0x9e3779b97f4a7c15ull ^ (uint64_t)N;
+
+        for (int32_t l = 0; l < kv->n_layers; l++)
+                for (int w = 0; w < 2; w++)
+                        for (int32_t p = 0; p < N; p++) {
+                                void *row = kv_at(kv, seq, l, w, p);
+                                for (int32_t e = 0; e < kv->kv_dim; e++) {
+                                        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+                                        uint16_t h = (uint16_t)(((s >> 20) & 0x8000) | ((10 + (s >> 8) % 6) << 10) |
+                                                                (s & 0x3ff));
+                                        if (kv->type == KV_TYPE_Q8)
+                                                ((int8_t *)row)[e] = (int8_t)((int)(s % 255) - 127);
+                                        else if (kv->type == KV_TYPE_F16)
+                                                ((uint16_t *)row)[e] = h;
+                                        else
+                                                ((float *)row)[e] = f16_to_f32(h);
+                                }
+                                /* q8: values up to 2 in magnitude, as the f16 ones */
+                                for (int32_t hh = 0; kv->type == KV_TYPE_Q8 && hh < kv->n_kv_heads; hh++)
+                                        kv_scale_at(kv, seq, l, w, p)[hh] = 2.0f / 127.0f;
+                        }
+        seq->n_pos = N;
+}
+
+/* Decode step st after a fake context of N positions, timed into *ms. */
+static int fake_step(struct runtime *rt, struct kv_seq *seq, int32_t N, int32_t st, float *logits, double *ms)
+{
+        int32_t tok = 3 + (int32_t)((uint64_t)(N * 31 + st * 7) % (uint64_t)(rt->model->hp.n_vocab - 3));
+        int32_t pos = N + st;
+        struct npu_batch b = { .n = 1, .tokens = &tok, .pos = &pos, .seqs = &seq };
+        struct npu_err err = {};
+
+        double t0 = now_ms();
+        int r = forward(rt->ctx, &b, logits, &err);
+        *ms = now_ms() - t0;
+        return r < 0 ? cli_error(r, "%s", err.msg) : 0;
+}
+
+struct fake_ctx {
+        int32_t N;
+        struct kv_seq seq;
+        double *ms; /* [1 + steps]: [0] the untimed first step */
+};
+
+static void fake_ctx_release(struct kv_pool *kv, struct fake_ctx *f, int n)
+{
+        for (int i = 0; i < n; i++) {
+                kv_seq_release(kv, &f[i].seq);
+                free(f[i].ms);
+        }
+}
+
+/* One row of the table: the timed steps' mean, best, median (the lower one of an even count) and worst. */
+static double fake_row(const struct fake_ctx *f, int32_t steps, double first_median)
+{
+        double sum = 0, best = f->ms[1], worst = f->ms[1];
+
+        for (int32_t st = 1; st <= steps; st++) {
+                sum += f->ms[st];
+                best = MIN(best, f->ms[st]);
+                worst = MAX(worst, f->ms[st]);
+        }
+        qsort(f->ms + 1, (size_t)steps, sizeof(double), cmp_double);
+        const double median = f->ms[1 + (steps - 1) / 2];
+        printf("| %8d | %12.1f | %12.1f | %12.1f | %12.1f | %9.2fx |\n", f->N, sum / steps, best, median, worst,
+               first_median > 0 ? median / first_median : 1.0);
+        return median;
+}
+
+/*
+ * Decode at contexts of N positions whose K/V are random (fake_fill), all
+ * held at once: after an untimed step each, the contexts take turns, one
+ * token each, so that the host's drift (its memory bandwidth moves from one
+ * minute to the next) falls on all of them alike.
  */
 static int run_fake_context(struct runtime *rt, const struct bench_args *a)
 {
         const struct npu_model *m = rt->model;
         struct kv_pool *kv = rt->kv;
-        struct npu_err err = {};
-        int32_t steps = a->tg;
+        const int n = a->n_fake_ctx;
+        const int32_t steps = a->tg;
         _cleanup_free_ float *logits = malloc(sizeof(float) * m->hp.n_vocab);
-        _cleanup_free_ double *ms = malloc(sizeof(double) * (steps + 1));
-        if (!logits || !ms)
+        _cleanup_free_ struct fake_ctx *f = calloc(n, sizeof(*f));
+        int r = 0;
+
+        if (!logits || !f)
                 return -ENOMEM;
-        printf("SYNTHETIC KV CONTENTS: the context is random K/V values, not a prefilled prompt\n");
-        printf("| %8s | %12s | %12s | %12s | %12s |\n", "context", "ms/token", "best ms", "median ms", "worst ms");
-        for (int i = 0; i < a->n_fake_ctx; i++) {
-                int32_t N = a->fake_ctx[i];
-                struct kv_seq seq = {};
-                if (kv_seq_reserve(kv, &seq, N + steps + 1) < 0)
-                        return cli_error(-ENOSPC, "KV cache too small for %d positions", N + steps + 1);
-                uint64_t s = 0x9e3779b97f4a7c15ull ^ (uint64_t)N;
-                for (int32_t l = 0; l < kv->n_layers; l++)
-                        for (int w = 0; w < 2; w++)
-                                for (int32_t p = 0; p < N; p++) {
-                                        void *row = kv_at(kv, &seq, l, w, p);
-                                        for (int32_t e = 0; e < kv->kv_dim; e++) {
-                                                s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-                                                uint16_t h = (uint16_t)(((s >> 20) & 0x8000) | ((10 + (s >> 8) % 6) << 10) |
-                                                                        (s & 0x3ff));
-                                                if (kv->type == KV_TYPE_Q8)
-                                                        ((int8_t *)row)[e] = (int8_t)((int)(s % 255) - 127);
-                                                else if (kv->type == KV_TYPE_F16)
-                                                        ((uint16_t *)row)[e] = h;
-                                                else
-                                                        ((float *)row)[e] = f16_to_f32(h);
-                                        }
-                                        /* q8: values up to 2 in magnitude, as the f16 ones */
-                                        for (int32_t hh = 0; kv->type == KV_TYPE_Q8 && hh < kv->n_kv_heads; hh++)
-                                                kv_scale_at(kv, &seq, l, w, p)[hh] = 2.0f / 127.0f;
-                                }
-                seq.n_pos = N;
-                for (int32_t st = 0; st <= steps; st++) {
-                        int32_t tok = 3 + (int32_t)((uint64_t)(N * 31 + st * 7) % (uint64_t)(m->hp.n_vocab - 3));
-                        int32_t pos = N + st;
-                        struct kv_seq *sp = &seq;
-                        struct npu_batch b = { .n = 1, .tokens = &tok, .pos = &pos, .seqs = &sp };
-                        double t0 = now_ms();
-                        int r = forward(rt->ctx, &b, logits, &err);
-                        ms[st] = now_ms() - t0;
-                        if (r < 0) {
-                                kv_seq_release(kv, &seq);
-                                return cli_error(r, "%s", err.msg);
-                        }
-                }
-                kv_seq_release(kv, &seq);
-                double sum = 0, best = ms[1], worst = ms[1];
-                for (int32_t st = 1; st <= steps; st++) {
-                        sum += ms[st];
-                        best = MIN(best, ms[st]);
-                        worst = MAX(worst, ms[st]);
-                }
-                /* the timed steps sorted: the median, the lower one of an even count */
-                qsort(ms + 1, (size_t)steps, sizeof(double), cmp_double);
-                printf("| %8d | %12.1f | %12.1f | %12.1f | %12.1f |\n", N, sum / steps, best, ms[1 + (steps - 1) / 2],
-                       worst);
-                fflush(stdout);
+        for (int i = 0; i < n && r >= 0; i++) {
+                f[i].N = a->fake_ctx[i];
+                f[i].ms = calloc(steps + 1, sizeof(double));
+                if (!f[i].ms)
+                        r = cli_error(-ENOMEM, "out of memory");
+                else if (kv_seq_reserve(kv, &f[i].seq, f[i].N + steps + 1) < 0)
+                        r = cli_error(-ENOSPC, "KV cache too small for the contexts at once (%d positions more)",
+                                      f[i].N + steps + 1);
+                else
+                        fake_fill(kv, &f[i].seq, f[i].N);
         }
-        printf("model %s (%s), %d threads, kernels %s, attention %s, KV %s, %d timed tokens per context (synthetic KV)\n",
-               m->name ? m->name : m->path, precision_name(m->precision), threadpool_size(rt->tp),
-               kernels_isa_name(kernels_isa()), rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default",
-               kv_type_name(kv->type), steps);
-        return 0;
+        for (int32_t st = 0; st <= steps && r >= 0; st++)
+                for (int k = 0; k < n && r >= 0; k++) {
+                        /* each round starts with the next context: none always follows the same one */
+                        struct fake_ctx *x = &f[(k + st) % n];
+                        r = fake_step(rt, &x->seq, x->N, st, logits, &x->ms[st]);
+                }
+        if (r >= 0) {
+                printf("SYNTHETIC KV CONTENTS: the context is random K/V values, not a prefilled prompt\n");
+                printf("| %8s | %12s | %12s | %12s | %12s | %10s |\n", "context", "ms/token", "best ms", "median ms",
+                       "worst ms", "median/1st");
+                double first = 0;
+                for (int i = 0; i < n; i++) {
+                        double med = fake_row(&f[i], steps, first);
+                        if (i == 0)
+                                first = med;
+                }
+                printf("model %s (%s), %d threads, kernels %s, attention %s, KV %s, %d timed tokens per context, the "
+                       "contexts taking turns token by token (synthetic KV)\n",
+                       m->name ? m->name : m->path, precision_name(m->precision), threadpool_size(rt->tp),
+                       kernels_isa_name(kernels_isa()), rt->ctx->attention == ATTENTION_FLASH ? "flash" : "default",
+                       kv_type_name(kv->type), steps);
+        }
+        fake_ctx_release(kv, f, n);
+        return r;
 }
 
 struct echo {
@@ -252,6 +308,10 @@ struct peaks {
         double bw;       /* read bandwidth, bytes/s */
         double int8_ops; /* int8 ops/s */
         const char *bw_how, *int8_how;
+        /* decode steps paired with probe samples (paired_decode): the medians, the ratio's median and best */
+        int paired_steps;
+        int32_t paired_context;
+        double paired_step_bw, paired_probe_bw, paired_ratio, paired_ratio_best;
 };
 
 /* The read bandwidth over the model's weights, where decode reads. */
@@ -281,11 +341,86 @@ static void measure_peaks(struct runtime *rt, bool int8, struct peaks *p)
         }
 }
 
+
 /* Bytes of K and V a decode step reads per position of its context, over all layers. */
 static double kv_bytes_per_position(const struct kv_pool *kv)
 {
         double scales = kv->type == KV_TYPE_Q8 ? (double)kv->n_kv_heads * sizeof(float) : 0;
         return 2.0 * kv->n_layers * ((double)kv->kv_dim * kv->elem_bytes + scales);
+}
+
+/*
+ * A decode whose steps take turns with samples of the read-bandwidth probe
+ * (one run of each pattern, its best): each step against the bandwidth
+ * the host gave at its own moment, where the best of all runs (summary)
+ * is the best moment of the whole run. The clock stops while the probe
+ * runs.
+ */
+#define PAIRED_MAX 1024
+
+struct paired_clock {
+        struct bw_probe *probe;
+        double weight_bytes, kv_bytes_per_pos;
+        int32_t prompt;
+        double last;
+        int n;
+        double step_bw[PAIRED_MAX], probe_bw[PAIRED_MAX], ratio[PAIRED_MAX];
+};
+
+static bool paired_token(int32_t tok, void *ud)
+{
+        struct paired_clock *c = ud;
+        const double now = now_ms();
+
+        if (c->last > 0 && c->n < PAIRED_MAX && now > c->last) {
+                /* the step that made this token read every weight and the K/V of prompt + n + 1 positions */
+                const double bytes = c->weight_bytes + c->kv_bytes_per_pos * (c->prompt + c->n + 1);
+                const char *how;
+                c->step_bw[c->n] = bytes / ((now - c->last) / 1000.0);
+                c->probe_bw[c->n] = bw_probe_sample(c->probe, &how);
+                c->ratio[c->n] = c->probe_bw[c->n] > 0 ? c->step_bw[c->n] / c->probe_bw[c->n] : 0;
+                c->n++;
+        }
+        c->last = now_ms();
+        return true;
+}
+
+static double median_of(double *x, int n)
+{
+        qsort(x, (size_t)n, sizeof(double), cmp_double);
+        return n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
+}
+
+/* steps decode steps after a synthetic prompt, paired with probe samples; the figures into pk */
+static int paired_decode(struct runtime *rt, int32_t prompt, int32_t steps, struct peaks *pk)
+{
+        const struct gguf *g = rt->model->gguf;
+        _cleanup_free_ struct paired_clock *c = calloc(1, sizeof(*c));
+        _cleanup_(bw_probe_freep) struct bw_probe *probe = NULL;
+        _cleanup_free_ int32_t *ids = malloc(sizeof(int32_t) * prompt);
+        struct reference_row row;
+        int r;
+
+        if (!c || !ids)
+                return -ENOMEM;
+        r = bw_probe_new(rt->tp, g ? g->map : NULL, g ? g->map_size : 0, &probe);
+        if (r < 0)
+                return r == -EOPNOTSUPP ? 0 : r;
+        *c = (struct paired_clock) { .probe = probe, .weight_bytes = (double)model_bytes_per_token(rt->model),
+                                     .kv_bytes_per_pos = kv_bytes_per_position(rt->kv), .prompt = prompt };
+        synthetic_prompt(rt->model, prompt, ids);
+        r = run_one(rt, ids, prompt, steps + 1, &row, paired_token, c);
+        if (r < 0 || c->n == 0)
+                return r;
+        pk->paired_steps = c->n;
+        pk->paired_context = prompt;
+        pk->paired_ratio_best = 0;
+        for (int i = 0; i < c->n; i++)
+                pk->paired_ratio_best = MAX(pk->paired_ratio_best, c->ratio[i]);
+        pk->paired_step_bw = median_of(c->step_bw, c->n);
+        pk->paired_probe_bw = median_of(c->probe_bw, c->n);
+        pk->paired_ratio = median_of(c->ratio, c->n);
+        return 0;
 }
 
 static void summary(struct runtime *rt, const struct reference_row *rows, int n, struct peaks *pk, bool json, bool no_peaks)
@@ -309,8 +444,13 @@ static void summary(struct runtime *rt, const struct reference_row *rows, int n,
         const double kvpt = kv_bytes_per_position(rt->kv) * ctx, bpt = wpt + kvpt;
         double reached = bpt * tps, reached_median = median_ms > 0 ? bpt / (median_ms / 1000.0) : 0;
         const bool int8 = m->precision != NPU_PRECISION_FLOAT && ctx_target(rt->ctx) == BACKEND_TARGET_CPU;
-        if (!no_peaks)
+        if (!no_peaks) {
+                /* the first row's prompt and decode steps again, each step paired with a probe sample */
+                if (n > 0 && rows[0].generated > 1 && paired_decode(rt, (int32_t)rows[0].prompt,
+                                                                     (int32_t)rows[0].generated - 1, pk) < 0)
+                        fprintf(stderr, "npu-bench: the paired decode failed\n");
                 measure_peaks(rt, int8, pk);
+        }
         const double bw = pk->bw, peak_ops = pk->int8_ops;
         const char *peak_how = pk->int8_how;
         /* the kernel alone: the GEMM on the first layer's up projection, as many tokens as the best prefill */
@@ -336,6 +476,15 @@ static void summary(struct runtime *rt, const struct reference_row *rows, int n,
                                        json_object_new_double(reached_median / 1e9));
                 json_object_object_add(o, "bandwidth_ratio_median_step",
                                        json_object_new_double(bw > 0 ? reached_median / bw : 0));
+                if (pk->paired_steps) {
+                        json_object_object_add(o, "paired_steps", json_object_new_int(pk->paired_steps));
+                        json_object_object_add(o, "paired_step_bandwidth_median_gbs",
+                                               json_object_new_double(pk->paired_step_bw / 1e9));
+                        json_object_object_add(o, "paired_probe_bandwidth_median_gbs",
+                                               json_object_new_double(pk->paired_probe_bw / 1e9));
+                        json_object_object_add(o, "paired_ratio_median", json_object_new_double(pk->paired_ratio));
+                        json_object_object_add(o, "paired_ratio_best", json_object_new_double(pk->paired_ratio_best));
+                }
                 json_object_object_add(o, "prefill_ops_per_s", json_object_new_double(pf_ops));
                 json_object_object_add(o, "int8_peak_ops_per_s", json_object_new_double(peak_ops));
                 json_object_object_add(o, "gemm_ops_per_s", json_object_new_double(gemm_ops));
@@ -369,6 +518,11 @@ static void summary(struct runtime *rt, const struct reference_row *rows, int n,
         printf("decode against the measured read bandwidth %.2f GB/s (the best of its runs; %s): mean %.0f%%, median "
                "step %.0f%%\n", bw / 1e9, pk->bw_how ? pk->bw_how : "", bw > 0 ? 100.0 * reached / bw : 0,
                bw > 0 ? 100.0 * reached_median / bw : 0);
+        if (pk->paired_steps)
+                printf("decode paired with the probe (%d steps at context %d, a probe sample of each pattern between "
+                       "each two): step / probe median %.0f%%, best %.0f%%; median step %.2f GB/s, median probe %.2f "
+                       "GB/s\n", pk->paired_steps, pk->paired_context, 100.0 * pk->paired_ratio,
+                       100.0 * pk->paired_ratio_best, pk->paired_step_bw / 1e9, pk->paired_probe_bw / 1e9);
         if (peak_ops > 0) {
                 printf("prefill: %.2f G int8 ops/s at best; measured int8 peak %.2f G ops/s (%s, independent "
                        "chains) (%.0f%% of it)\n", pf_ops / 1e9, peak_ops / 1e9, peak_how, 100.0 * pf_ops / peak_ops);
@@ -742,6 +896,8 @@ int main(int argc, char **argv)
                 longest = MAX(longest, a.lengths[i] + a.new_tokens);
         for (int i = 0; i < a.n_fake_ctx; i++)
                 longest = MAX(longest, a.fake_ctx[i] + a.tg + 1);
+        /* the fake contexts are held at once, one sequence each */
+        a.rt.n_seq = MAX(a.rt.n_seq, a.n_fake_ctx);
         if (a.rt.n_ctx == 0)
                 a.rt.n_ctx = longest;
         const bool table = strcmp(a.task, "speed") != 0 && !batch && !a.n_fake_ctx;
