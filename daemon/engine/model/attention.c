@@ -503,7 +503,10 @@ static int64_t token_of(const int64_t *first, int64_t n, int64_t i)
 /*
  * The first rows of the f16 or f32 walk's next run (another block, or V
  * after K, or the next chunk's K after V), into L2: the row kernels
- * prefetch ahead only within their run. (The q8 walk: q8_next_run.)
+ * prefetch ahead only within their run. (The q8 walk leaves the next run
+ * to the hardware: its row kernels prefetch the next head's slice into L1,
+ * and asking for the next run as well was slower, 11 of 12 alternated
+ * attn-bench rounds at 4000 positions.)
  */
 static void prefetch_rows(const struct kv_pool *kv, const struct kv_seq *seq, int32_t layer, int which, int32_t p,
                           int32_t end)
@@ -514,53 +517,6 @@ static void prefetch_rows(const struct kv_pool *kv, const struct kv_seq *seq, in
                 for (size_t b = 0; b < bytes; b += 64)
                         __builtin_prefetch(row + b, 0, 2);
         }
-}
-
-/*
- * KV_TYPE_Q8: the flash walk streams the next run (K's next block, V's
- * first after K's last, the next chunk's K after V's last) into L2 while
- * it computes the current one: a share of it before each slice of heads,
- * so the requests are spread over the run instead of stalling it in a
- * burst (a core does not compute while it waits for a stream it has not
- * asked for).
- */
-struct q8_ahead {
-        const char *rows; /* NULL: no next run */
-        const char *scales;
-        size_t bytes, scale_bytes;
-};
-
-static struct q8_ahead q8_next_run(const struct attention_job *j, int64_t t, int which, int32_t p, int32_t run,
-                                   int32_t p0, int32_t p1)
-{
-        const struct kv_pool *kv = j->c->kv;
-        const struct kv_seq *seq = j->b->seqs[t];
-        const int32_t n = j->b->pos[t] + 1, bs = kv->block_size;
-        int32_t q = p + run;
-        int w = which;
-
-        if (q >= p1) {
-                w = !which;
-                q = which == 0 ? p0 : p1;
-        }
-        if (q >= n)
-                return (struct q8_ahead) {};
-        const int32_t rows = MIN(n, (q / bs + 1) * bs) - q;
-        return (struct q8_ahead) { .rows = kv_at(kv, seq, j->layer, w, q),
-                                   .scales = (const char *)kv_scale_at(kv, seq, j->layer, w, q),
-                                   .bytes = (size_t)rows * kv->kv_dim,
-                                   .scale_bytes = (size_t)rows * kv->n_kv_heads * sizeof(float) };
-}
-
-/* before heads [h, h + m) of n_heads: their share of the next run's bytes; before the first, its scales */
-static void q8_prefetch_share(const struct q8_ahead *a, int32_t h, int32_t m, int32_t n_heads)
-{
-        if (!a->rows)
-                return;
-        for (size_t b = a->bytes * h / n_heads / 64 * 64; b < a->bytes * (h + m) / n_heads; b += 64)
-                __builtin_prefetch(a->rows + b, 0, 2);
-        for (size_t b = 0; h == 0 && b < a->scale_bytes; b += 64)
-                __builtin_prefetch(a->scales + b, 0, 2);
 }
 
 /* heads per slice of the q8 walk (whole GQA groups): a quarter of them */
@@ -587,14 +543,12 @@ static void flash_pass_q8(const struct attention_job *j, int64_t t, int which, i
 
         for (int32_t p = p0; p < p1;) {
                 const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
-                const struct q8_ahead ahead = q8_next_run(j, t, which, p, run, p0, p1);
                 const int8_t *rows = kv_at(kv, seq, j->layer, which, p);
                 const float *sc = kv_scale_at(kv, seq, j->layer, which, p);
                 for (int32_t h = 0; h < H; h += slice) {
                         const int32_t m = MIN(slice, H - h);
                         const int8_t *x = rows + (size_t)(h / group) * hd;
                         float *sh = s + (size_t)h * FLASH_CHUNK + (p - p0);
-                        q8_prefetch_share(&ahead, h, m, H);
                         if (which == 0)
                                 attn_scores_rows_q8(query_q8(j, t, h), query_scales(j, t, h), x, sc + h / group,
                                                     kv->kv_dim, kv->n_kv_heads, run, m, group, hd, scale, sh,
