@@ -1,0 +1,28 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# npu-bench prints its paired figure (decode steps against probe samples
+# taken between them) and the fake contexts side by side, alternated.
+# usage: bench-figures.sh NPU_BENCH SHARED_DIR
+set -eu
+bench=$1
+model=$2/models/aidreams260K-f32.gguf
+[ -r "$model" ] || { echo "$model not found: skipped"; exit 77; }
+grep -q avx2 /proc/cpuinfo || { echo "no AVX2: the probe does not run; skipped"; exit 77; }
+fail=0
+check() { # what, pattern, text
+        if printf '%s\n' "$3" | grep -Eq "$2"; then echo "ok: $1"; else echo "FAIL: $1 (no line matching: $2)"; fail=1; fi
+}
+
+out=$("$bench" -m "$model" -t 2 --task benchmark --prompt-lengths 8 --new-tokens 6 2>&1)
+printf '%s\n' "$out" | tail -5
+# 6 new tokens: the first from the prompt, then 5 steps, each paired with a probe sample
+check "paired decode" '^decode paired with the probe \(5 steps at context 8, .*median probe [1-9][0-9.]* GB/s$' "$out"
+check "best-of-run figure beside it" '^decode against the measured read bandwidth [1-9]' "$out"
+
+out=$("$bench" -m "$model" -t 2 --fake-context 4,200,64 --tg 3 --kv-type q8 2>&1)
+printf '%s\n' "$out"
+check "first context, ratio 1" '^\| +4 \|.*\| +1\.00x \|$' "$out"
+check "second context" '^\| +200 \|.*\| +[0-9.]+x \|$' "$out"
+check "third context" '^\| +64 \|.*\| +[0-9.]+x \|$' "$out"
+check "alternated" 'contexts taking turns token by token' "$out"
+exit $fail
