@@ -95,12 +95,18 @@ static int cmp_double(const void *a, const void *b)
         return (x > y) - (x < y);
 }
 
+/* The median of x[0..n) (sorted in place; of an even count, the mean of the middle two), 0 for none. */
+static double median_of(double *x, int n)
+{
+        if (n == 0)
+                return 0;
+        qsort(x, (size_t)n, sizeof(double), cmp_double);
+        return n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
+}
+
 static double step_clock_median(struct step_clock *c)
 {
-        if (c->n == 0)
-                return 0;
-        qsort(c->ms, (size_t)c->n, sizeof(double), cmp_double);
-        return c->n % 2 ? c->ms[c->n / 2] : (c->ms[c->n / 2 - 1] + c->ms[c->n / 2]) / 2;
+        return median_of(c->ms, c->n);
 }
 
 static int run_one(struct runtime *rt, const int32_t *ids, int32_t n, int32_t new_tokens, struct reference_row *row,
@@ -341,7 +347,6 @@ static void measure_peaks(struct runtime *rt, bool int8, struct peaks *p)
         }
 }
 
-
 /* Bytes of K and V a decode step reads per position of its context, over all layers. */
 static double kv_bytes_per_position(const struct kv_pool *kv)
 {
@@ -383,12 +388,6 @@ static bool paired_token(int32_t tok, void *ud)
         }
         c->last = now_ms();
         return true;
-}
-
-static double median_of(double *x, int n)
-{
-        qsort(x, (size_t)n, sizeof(double), cmp_double);
-        return n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
 }
 
 /* steps decode steps after a synthetic prompt, paired with probe samples; the figures into pk */
