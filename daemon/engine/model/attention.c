@@ -519,17 +519,10 @@ static void prefetch_rows(const struct kv_pool *kv, const struct kv_seq *seq, in
         }
 }
 
-/* heads per slice of the q8 walk (whole GQA groups): a quarter of them */
-static int32_t q8_slice_heads(const struct npu_hparams *hp)
-{
-        const int32_t group = hp->n_heads / hp->n_kv_heads;
-        return MAX(group, hp->n_heads / 4 / group * group);
-}
-
 /*
  * KV_TYPE_Q8: chunk [p0, p1)'s pass over K (which = 0: every head's
- * scores into s) or V (their sums into o, from the weights s), a slice
- * of heads at a time
+ * scores into s) or V (their sums into o, from the weights s), a run of
+ * rows at a time
  */
 static void flash_pass_q8(const struct attention_job *j, int64_t t, int which, int32_t p0, int32_t p1, float *s,
                           float *o)
@@ -538,25 +531,18 @@ static void flash_pass_q8(const struct attention_job *j, int64_t t, int which, i
         const struct kv_pool *kv = j->c->kv;
         const struct kv_seq *seq = j->b->seqs[t];
         const int32_t H = hp->n_heads, hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
-        const int32_t slice = q8_slice_heads(hp);
         const float scale = 1.0f / sqrtf((float)hd);
 
         for (int32_t p = p0; p < p1;) {
                 const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
-                const int8_t *rows = kv_at(kv, seq, j->layer, which, p);
+                const int8_t *x = kv_at(kv, seq, j->layer, which, p);
                 const float *sc = kv_scale_at(kv, seq, j->layer, which, p);
-                for (int32_t h = 0; h < H; h += slice) {
-                        const int32_t m = MIN(slice, H - h);
-                        const int8_t *x = rows + (size_t)(h / group) * hd;
-                        float *sh = s + (size_t)h * FLASH_CHUNK + (p - p0);
-                        if (which == 0)
-                                attn_scores_rows_q8(query_q8(j, t, h), query_scales(j, t, h), x, sc + h / group,
-                                                    kv->kv_dim, kv->n_kv_heads, run, m, group, hd, scale, sh,
-                                                    FLASH_CHUNK);
-                        else
-                                attn_accum_rows_q8(o + (size_t)h * hd, x, sc + h / group, kv->kv_dim, kv->n_kv_heads,
-                                                   sh, FLASH_CHUNK, run, m, group, hd);
-                }
+                if (which == 0)
+                        attn_scores_rows_q8(query_q8(j, t, 0), query_scales(j, t, 0), x, sc, kv->kv_dim,
+                                            kv->n_kv_heads, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
+                else
+                        attn_accum_rows_q8(o, x, sc, kv->kv_dim, kv->n_kv_heads, s + (p - p0), FLASH_CHUNK, run, H,
+                                           group, hd);
                 p += run;
         }
 }
