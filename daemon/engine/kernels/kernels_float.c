@@ -737,9 +737,109 @@ AVX2 static void attn_accum_rows_f16_avx2(float *out, const uint16_t *v, size_t 
         }
 }
 
+/*
+ * AVX-512: the same sums as the AVX2 row kernels, 16 lanes to a register
+ * (one head, no GQA group, head sizes a multiple of 16). A score's 16-lane
+ * chain holds dot_f32_f16_avx2's two accumulators side by side (lanes 0-7
+ * its acc0, 8-15 its acc1), folded as it folds them; an output lane adds
+ * the rows in ascending order, as every path does. So the bits of AVX2, at
+ * half the conversions and multiply-adds.
+ */
+#define AVX512_ATTN static __attribute__((target(AVX512_TARGET)))
+
+/* R rows' scores of query head qh (R a constant after inlining: the chains stay in registers) */
+AVX512_INLINE void scores_rows_zmm(const float *qh, const uint16_t *r0, size_t stride, const int R, int32_t hd,
+                                   float scale, float *sh)
+{
+        __m512 acc[8];
+        for (int r = 0; r < R; r++)
+                acc[r] = _mm512_setzero_ps();
+        for (int32_t i = 0; i < hd; i += 16) {
+                const __m512 qv = _mm512_loadu_ps(qh + i);
+                for (int r = 0; r < R; r++)
+                        acc[r] = _mm512_fmadd_ps(
+                                qv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r0 + r * stride + i))), acc[r]);
+        }
+        for (int r = 0; r < R; r++) {
+                const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1));
+                sh[r] = hsum8(_mm256_add_ps(_mm512_castps512_ps256(acc[r]), hi)) * scale;
+        }
+}
+
+AVX512_ATTN void attn_scores_rows_f16_avx512(const float *q, const uint16_t *k, size_t stride, int32_t n,
+                                             int32_t n_heads, int32_t hd, float scale, float *scores, size_t ld)
+{
+        const size_t row_bytes = (size_t)n_heads * hd * sizeof(uint16_t);
+        int32_t p = 0;
+        for (; p + 8 <= n; p += 8) {
+                /* the next eight rows, into L2 (as the AVX2 kernel asks for its next four) */
+                for (int32_t f = p + 8; f < MIN(p + 16, n); f++)
+                        for (size_t b = 0; b < row_bytes; b += 64)
+                                _mm_prefetch((const char *)(k + f * stride) + b, _MM_HINT_T1);
+                for (int32_t h = 0; h < n_heads; h++)
+                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)h * hd, stride, 8, hd, scale,
+                                        scores + h * ld + p);
+        }
+        for (; p + 4 <= n; p += 4)
+                for (int32_t h = 0; h < n_heads; h++)
+                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)h * hd, stride, 4, hd, scale,
+                                        scores + h * ld + p);
+        for (; p < n; p++)
+                for (int32_t h = 0; h < n_heads; h++)
+                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)h * hd, stride, 1, hd, scale,
+                                        scores + h * ld + p);
+}
+
+/* lanes [0, 16 Z) of one head's output over n rows, kept in registers across them */
+AVX512_INLINE void accum_rows_zmm(float *o, const uint16_t *v, size_t stride, const float *w, int32_t n, const int Z)
+{
+        __m512 acc[8];
+        for (int z = 0; z < Z; z++)
+                acc[z] = _mm512_loadu_ps(o + 16 * z);
+        for (int32_t p = 0; p < n; p++) {
+                const __m512 wp = _mm512_set1_ps(w[p]);
+                for (int z = 0; z < Z; z++)
+                        acc[z] = _mm512_fmadd_ps(
+                                wp, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + p * stride + 16 * z))), acc[z]);
+        }
+        for (int z = 0; z < Z; z++)
+                _mm512_storeu_ps(o + 16 * z, acc[z]);
+}
+
+AVX512_ATTN void attn_accum_rows_f16_avx512(float *out, const uint16_t *v, size_t stride, const float *w, size_t ld,
+                                            int32_t n, int32_t n_heads, int32_t hd)
+{
+        const size_t row_bytes = (size_t)n_heads * hd * sizeof(uint16_t);
+        /* the rows after the first four, into L2 (as the AVX2 kernel asks for each next four) */
+        for (int32_t f = 4; f < n; f++)
+                for (size_t b = 0; b < row_bytes; b += 64)
+                        _mm_prefetch((const char *)(v + f * stride) + b, _MM_HINT_T1);
+        for (int32_t h = 0; h < n_heads; h++) {
+                float *o = out + (size_t)h * hd;
+                const uint16_t *vh = v + (size_t)h * hd;
+                int32_t d = 0;
+                for (; d + 128 <= hd; d += 128)
+                        accum_rows_zmm(o + d, vh + d, stride, w + h * ld, n, 8);
+                for (; d + 64 <= hd; d += 64)
+                        accum_rows_zmm(o + d, vh + d, stride, w + h * ld, n, 4);
+                for (; d < hd; d += 16)
+                        accum_rows_zmm(o + d, vh + d, stride, w + h * ld, n, 1);
+        }
+}
+
+/* the AVX-512 row kernels' shapes (the others take AVX2's) */
+static bool attn_rows_zmm(int32_t group, int32_t hd)
+{
+        return kernels_isa() >= KERNEL_ISA_AVX512_VNNI && group == 1 && hd % 16 == 0;
+}
+
 void attn_scores_rows_f16(const float *q, const uint16_t *k, size_t stride, int32_t n, int32_t n_heads, int32_t group,
                           int32_t hd, float scale, float *scores, size_t ld)
 {
+        if (attn_rows_zmm(group, hd)) {
+                attn_scores_rows_f16_avx512(q, k, stride, n, n_heads, hd, scale, scores, ld);
+                return;
+        }
         if (kernels_isa() >= KERNEL_ISA_AVX2) {
                 attn_scores_rows_f16_avx2(q, k, stride, n, n_heads, group, hd, scale, scores, ld);
                 return;
@@ -760,6 +860,10 @@ void attn_scores_rows_f32(const float *q, const float *k, size_t stride, int32_t
 void attn_accum_rows_f16(float *out, const uint16_t *v, size_t stride, const float *w, size_t ld, int32_t n,
                          int32_t n_heads, int32_t group, int32_t hd)
 {
+        if (attn_rows_zmm(group, hd)) {
+                attn_accum_rows_f16_avx512(out, v, stride, w, ld, n, n_heads, hd);
+                return;
+        }
         if (kernels_isa() >= KERNEL_ISA_AVX2) {
                 attn_accum_rows_f16_avx2(out, v, stride, w, ld, n, n_heads, group, hd);
                 return;
