@@ -165,6 +165,22 @@ AVX2_INLINE float hsum8(__m256 v)
                 _mm_prefetch((const char *)(rows) + i * (rstep) + (k) * ESIZE_##type + PREFETCH_AHEAD, _MM_HINT_T0)
 
 /*
+ * A tile's walk over k up to K8: step (a tile's step function) at every 8
+ * columns, in order, with the rows' streams prefetched once per line.
+ */
+#define WALK_K(type, step, rows, rstep, RB, x, xs, T, acc, K8)                                         \
+        do {                                                                                         \
+                int64_t k_ = 0;                                                                      \
+                for (; k_ + LINE_ELEMS(type) <= (K8); k_ += LINE_ELEMS(type)) {                      \
+                        PREFETCH_AHEAD_ROWS(type, rows, RB, rstep, k_);                              \
+                        for (int s_ = 0; s_ < LINE_ELEMS(type); s_ += 8)                             \
+                                step(rows, rstep, RB, x, xs, T, acc, k_ + s_);                       \
+                }                                                                                    \
+                for (; k_ < (K8); k_ += 8)                                                           \
+                        step(rows, rstep, RB, x, xs, T, acc, k_);                                    \
+        } while (0)
+
+/*
  * The tiles of rows [rb, re) of a matmul's block for tokens xt (outputs yt),
  * as above, then the last (re - rb) % 4 rows alone.
  */
@@ -208,14 +224,7 @@ AVX2_INLINE float hsum8(__m256 v)
                 for (int i = 0; i < RB; i++)                                                         \
                         for (int j = 0; j < TB; j++)                                                 \
                                 acc[i][j] = _mm256_setzero_ps();                                     \
-                int64_t k = 0;                                                                       \
-                for (; k + LINE_ELEMS(type) <= K8; k += LINE_ELEMS(type)) {                          \
-                        PREFETCH_AHEAD_ROWS(type, rows, RB, rstep, k);                               \
-                        for (int s = 0; s < LINE_ELEMS(type); s += 8)                                \
-                                pfx##step_##type(rows, rstep, RB, x, xs, TB, acc, k + s);            \
-                }                                                                                    \
-                for (; k < K8; k += 8)                                                               \
-                        pfx##step_##type(rows, rstep, RB, x, xs, TB, acc, k);                        \
+                WALK_K(type, pfx##step_##type, rows, rstep, RB, x, xs, TB, acc, K8);                 \
                 for (int i = 0; i < RB; i++)                                                         \
                         for (int j = 0; j < TB; j++) {                                               \
                                 float s = hsum8(acc[i][j]);                                          \
@@ -325,14 +334,7 @@ AVX512_INLINE __m512 load_pair(const float *x, size_t xs, int64_t k)
                 for (int i = 0; i < RB; i++)                                                         \
                         for (int j = 0; j < TP; j++)                                                 \
                                 acc[i][j] = _mm512_setzero_ps();                                     \
-                int64_t k = 0;                                                                       \
-                for (; k + LINE_ELEMS(type) <= K8; k += LINE_ELEMS(type)) {                          \
-                        PREFETCH_AHEAD_ROWS(type, rows, RB, rstep, k);                               \
-                        for (int s = 0; s < LINE_ELEMS(type); s += 8)                                \
-                                avx512_step_pairs_##type(rows, rstep, RB, x, xs, TP, acc, k + s);    \
-                }                                                                                    \
-                for (; k < K8; k += 8)                                                               \
-                        avx512_step_pairs_##type(rows, rstep, RB, x, xs, TP, acc, k);                \
+                WALK_K(type, avx512_step_pairs_##type, rows, rstep, RB, x, xs, TP, acc, K8);         \
                 for (int i = 0; i < RB; i++)                                                         \
                         for (int j = 0; j < 2 * TP; j++) {                                           \
                                 __m512 a = acc[i][j / 2];                                            \
