@@ -26,6 +26,7 @@
 
 #include "cli.h"
 #include "fp16.h"
+#include "median.h"
 #include "membw.h"
 #include "plot.h"
 #include "reference_table.h"
@@ -87,21 +88,6 @@ static bool step_clock_token(int32_t tok, void *ud)
                 c->ms[c->n++] = now - c->last;
         c->last = now;
         return c->fn ? c->fn(tok, c->ud) : true;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-        return (x > y) - (x < y);
-}
-
-/* The median of x[0..n) (sorted in place; of an even count, the mean of the middle two), 0 for none. */
-static double median_of(double *x, int n)
-{
-        if (n == 0)
-                return 0;
-        qsort(x, (size_t)n, sizeof(double), cmp_double);
-        return n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
 }
 
 static double step_clock_median(struct step_clock *c)
@@ -222,7 +208,7 @@ static double fake_row(const struct fake_ctx *f, int32_t steps, double first_med
                 best = MIN(best, f->ms[st]);
                 worst = MAX(worst, f->ms[st]);
         }
-        qsort(f->ms + 1, (size_t)steps, sizeof(double), cmp_double);
+        qsort(f->ms + 1, (size_t)steps, sizeof(double), median_cmp_double);
         const double median = f->ms[1 + (steps - 1) / 2];
         printf("| %8d | %12.1f | %12.1f | %12.1f | %12.1f | %9.2fx |\n", f->N, sum / steps, best, median, worst,
                first_median > 0 ? median / first_median : 1.0);
@@ -745,7 +731,7 @@ static int run_batch_decode(struct runtime *rt, const struct bench_args *a)
                 double sum = 0;
                 for (int32_t st = 1; st <= steps; st++)
                         sum += ms[st];
-                qsort(ms + 1, steps, sizeof(double), cmp_double);
+                qsort(ms + 1, steps, sizeof(double), median_cmp_double);
                 double mean = sum / steps, best = ms[1], med = ms[1 + steps / 2], tps = 1000.0 * M / mean;
                 if (M == 1 || base_tps == 0)
                         base_tps = M == 1 ? tps : base_tps;

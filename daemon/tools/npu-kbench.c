@@ -9,8 +9,10 @@
  * f16: rows as the output head's, by the float activations.)
  * The weights are copies of one N x K matrix filling B bytes (default 1e9:
  * from memory; a small B runs from cache). Prints the best of R runs in
- * GB/s of weights, the best read bandwidth and their ratio. Only figures:
- * wrap it in `flock` on a shared machine.
+ * GB/s of weights, the best read bandwidth and their ratio; then R more
+ * runs, each paired with a probe sample taken right after it, and the
+ * median and best of their ratios (paired_runs). Only figures: wrap it in
+ * `flock` on a shared machine.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 #include "gemm_int8.h"
 #include "kernels.h"
 #include "kernels_quant.h"
+#include "median.h"
 #include "membw.h"
 #include "quantize_blocks.h"
 #include "threadpool.h"
@@ -54,6 +57,42 @@ static void kbench_worker(void *arg, int ith, int nth)
                                 matmul_quant_rows(&j->w[m], j->a, 1, j->y, j->w[m].rows, r,
                                                   MIN(r + KBENCH_CHUNK, r1));
         }
+}
+
+/*
+ * reps runs of the kernel, each timed and then followed by one probe
+ * sample (a run of each read pattern, the clock stopped): each run against
+ * the read the machine gives at that moment, where the best-of figure
+ * compares the best moments of each. Prints the ratio's median and best.
+ */
+static int paired_runs(struct threadpool *tp, struct kbench_job *j, const void *data, size_t all, int reps)
+{
+        _cleanup_(bw_probe_freep) struct bw_probe *p = NULL;
+        _cleanup_free_ double *run = calloc(reps, sizeof(double));
+        _cleanup_free_ double *probe = calloc(reps, sizeof(double));
+        _cleanup_free_ double *ratio = calloc(reps, sizeof(double));
+        double best = 0;
+        int r;
+
+        if (!run || !probe || !ratio)
+                return -ENOMEM;
+        r = bw_probe_new(tp, data, all, &p);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < reps; i++) {
+                const char *how;
+                const double t0 = now_ms();
+                threadpool_run(tp, kbench_worker, j);
+                const double s = (now_ms() - t0) / 1000.0;
+                run[i] = s > 0 ? (double)all / s : 0;
+                probe[i] = bw_probe_sample(p, &how);
+                ratio[i] = probe[i] > 0 ? run[i] / probe[i] : 0;
+                best = MAX(best, ratio[i]);
+        }
+        printf("paired with the probe (%d runs, a probe sample after each): run / probe median %.0f%%, best %.0f%%; "
+               "median run %.2f GB/s, median probe %.2f GB/s\n",
+               reps, 100 * median_of(ratio, reps), 100 * best, median_of(run, reps) / 1e9, median_of(probe, reps) / 1e9);
+        return 0;
 }
 
 static int parse_type(const char *s, enum ggml_type *t, enum act_scheme *sc, enum npu_precision *p)
@@ -216,6 +255,9 @@ int main(int argc, char **argv)
                "(%.0f%% of it)\n",
                i8 ? precision_name(prec) : sc == ACT_SCHEME_TOKEN_I8 ? "w4a8" : ggml_type_name(type), N, K, n_w,
                all / 1e9, threads, kernels_isa_name(kernels_isa()), best / 1e9, bw / 1e9, bw > 0 ? 100 * best / bw : 0);
+        const int r = paired_runs(tp, &j, data, all, reps);
+        if (r < 0)
+                printf("paired with the probe: not run (%s)\n", r == -EOPNOTSUPP ? "no AVX2" : strerror(-r));
         if (i8)
                 act_q_free(&aq);
         else

@@ -1,10 +1,13 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # npu-bench prints its paired figure (decode steps against probe samples
-# taken between them) and the fake contexts side by side, alternated.
-# usage: bench-figures.sh NPU_BENCH SHARED_DIR
+# taken between them) and the fake contexts side by side, alternated;
+# npu-kbench its best-of figure and its paired one (each kernel run against
+# a probe sample taken right after it).
+# usage: bench-figures.sh NPU_BENCH SHARED_DIR NPU_KBENCH
 set -eu
 bench=$1
+kbench=$3
 model=$2/models/aidreams260K-f32.gguf
 [ -r "$model" ] || { echo "$model not found: skipped"; exit 77; }
 grep -q avx2 /proc/cpuinfo || { echo "no AVX2: the probe does not run; skipped"; exit 77; }
@@ -25,4 +28,9 @@ check "first context, ratio 1" '^\| +4 \|.*\| +1\.00x \|$' "$out"
 check "second context" '^\| +200 \|.*\| +[0-9.]+x \|$' "$out"
 check "third context" '^\| +64 \|.*\| +[0-9.]+x \|$' "$out"
 check "alternated" 'contexts taking turns token by token' "$out"
+
+out=$("$kbench" --type q4_k --rows 1024 --cols 4096 --bytes 64000000 --reps 3 2>&1)
+printf '%s\n' "$out"
+check "kernel alone, best of its runs" '^Q4_K 1024x4096, [0-9]+ copies .*: [1-9][0-9.]* GB/s; read bandwidth [1-9][0-9.]* GB/s \([0-9]+% of it\)$' "$out"
+check "kernel runs paired with the probe" '^paired with the probe \(3 runs, a probe sample after each\): run / probe median [1-9][0-9]*%, best [1-9][0-9]*%; median run [1-9][0-9.]* GB/s, median probe [1-9][0-9.]* GB/s$' "$out"
 exit $fail

@@ -148,53 +148,96 @@ AVX2_INLINE float hsum8(__m256 v)
 #define ESIZE_f16 2
 #define ESIZE_bf16 2
 /*
- * The weights a tile reads are prefetched into L2 one tile ahead: the RB
- * rows after its own, at the same column. A row of the output head is a
- * page (2048 f16), where the hardware's stream prefetcher starts over.
+ * A tile takes 4 rows a quarter of its block apart (r, r + S, r + 2S,
+ * r + 3S), and the next tile the rows after those: each row of a tile is a
+ * stream through its quarter of the block in address order, prefetched into
+ * L1 PREFETCH_AHEAD bytes ahead of its loads, once per 64-byte line, on
+ * into the next row past a row's end. For one token at 32000 x 4096 f16 on
+ * 2 threads (the output head), against tiles of 4 neighbouring rows with
+ * the next tile's rows prefetched into L2: 2048 bytes ahead won over 1024,
+ * 3072 and 4096, over L2 and non-temporal hints, and over 8 rows a tile;
+ * the quarters over neighbouring rows (whose streams are one row long).
  */
-#define PREFETCH_NEXT_ROWS(type, rows, RB, k)                                                          \
+#define PREFETCH_AHEAD 2048
+#define LINE_ELEMS(type) (64 / ESIZE_##type)
+#define PREFETCH_AHEAD_ROWS(type, rows, RB, rstep, k)                                                  \
         for (int i = 0; i < RB; i++)                                                                 \
-                _mm_prefetch((const char *)(rows) + (RB + i) * w->row_bytes + (k) * ESIZE_##type, _MM_HINT_T1)
+                _mm_prefetch((const char *)(rows) + i * (rstep) + (k) * ESIZE_##type + PREFETCH_AHEAD, _MM_HINT_T0)
 
 /*
- * One tile of RB rows x TB tokens. Each output owns one accumulator that
- * walks k in steps of 8, so its value does not depend on RB or TB, nor on
- * the instruction set the tile is compiled for (the same 8-lane operations).
+ * A tile's walk over k up to K8: step (a tile's step function) at every 8
+ * columns, in order, with the rows' streams prefetched once per line.
+ */
+#define WALK_K(type, step, rows, rstep, RB, x, xs, T, acc, K8)                                         \
+        do {                                                                                         \
+                int64_t k_ = 0;                                                                      \
+                for (; k_ + LINE_ELEMS(type) <= (K8); k_ += LINE_ELEMS(type)) {                      \
+                        PREFETCH_AHEAD_ROWS(type, rows, RB, rstep, k_);                              \
+                        for (int s_ = 0; s_ < LINE_ELEMS(type); s_ += 8)                             \
+                                step(rows, rstep, RB, x, xs, T, acc, k_ + s_);                       \
+                }                                                                                    \
+                for (; k_ < (K8); k_ += 8)                                                           \
+                        step(rows, rstep, RB, x, xs, T, acc, k_);                                    \
+        } while (0)
+
+/*
+ * The tiles of rows [rb, re) of a matmul's block for tokens xt (outputs yt),
+ * as above, then the last (re - rb) % 4 rows alone.
+ */
+#define BLOCK_TILES(tile, TB)                                                                          \
+        do {                                                                                         \
+                const int64_t q_ = (re - rb) / 4;                                                    \
+                for (int64_t r = rb; r < rb + q_; r++)                                               \
+                        tile(w, base + r * w->row_bytes, 4, q_, xt, xs, TB, yt + r, ys);             \
+                for (int64_t r = rb + 4 * q_; r < re; r++)                                           \
+                        tile(w, base + r * w->row_bytes, 1, 1, xt, xs, TB, yt + r, ys);              \
+        } while (0)
+
+/*
+ * One tile of RB rows, rs rows apart, x TB tokens. Each output owns one
+ * accumulator that walks k in steps of 8, so its value does not depend on
+ * RB, rs or TB, nor on the instruction set the tile is compiled for (the
+ * same 8-lane operations).
  */
 #define DEFINE_TILE(type, pfx, TARGET)                                                                 \
+        /* the tile's step at k: 8 columns of RB rows by TB tokens, into acc */                      \
+        static inline __attribute__((always_inline, target(TARGET))) void pfx##step_##type(          \
+                const uint8_t *rows, size_t rstep, const int RB, const float *x, size_t xs, const int TB, \
+                __m256 acc[4][4], int64_t k)                                                         \
+        {                                                                                            \
+                __m256 xv[4];                                                                        \
+                for (int j = 0; j < TB; j++)                                                         \
+                        xv[j] = _mm256_loadu_ps(x + j * xs + k);                                     \
+                for (int i = 0; i < RB; i++) {                                                       \
+                        __m256 wv = load8_##type(rows + i * rstep, k);                               \
+                        for (int j = 0; j < TB; j++)                                                 \
+                                acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);                  \
+                }                                                                                    \
+        }                                                                                            \
         static inline __attribute__((always_inline, target(TARGET))) void pfx##tile_##type(          \
-                const struct npu_weight *w, const uint8_t *rows, const int RB, const float *x, size_t xs, \
-                const int TB, float *y, size_t ys)                                                   \
+                const struct npu_weight *w, const uint8_t *rows, const int RB, int64_t rs, const float *x, \
+                size_t xs, const int TB, float *y, size_t ys)                                        \
         {                                                                                            \
                 const int64_t K = w->cols, K8 = K & ~7;                                              \
+                const size_t rstep = rs * w->row_bytes;                                              \
                 __m256 acc[4][4];                                                                    \
                 for (int i = 0; i < RB; i++)                                                         \
                         for (int j = 0; j < TB; j++)                                                 \
                                 acc[i][j] = _mm256_setzero_ps();                                     \
-                for (int64_t k = 0; k < K8; k += 8) {                                                \
-                        __m256 xv[4];                                                                \
-                        for (int j = 0; j < TB; j++)                                                 \
-                                xv[j] = _mm256_loadu_ps(x + j * xs + k);                             \
-                        PREFETCH_NEXT_ROWS(type, rows, RB, k);                                       \
-                        for (int i = 0; i < RB; i++) {                                               \
-                                __m256 wv = load8_##type(rows + i * w->row_bytes, k);                \
-                                for (int j = 0; j < TB; j++)                                         \
-                                        acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);          \
-                        }                                                                            \
-                }                                                                                    \
+                WALK_K(type, pfx##step_##type, rows, rstep, RB, x, xs, TB, acc, K8);                 \
                 for (int i = 0; i < RB; i++)                                                         \
                         for (int j = 0; j < TB; j++) {                                               \
                                 float s = hsum8(acc[i][j]);                                          \
-                                for (int64_t k = K8; k < K; k++)                                     \
-                                        s += weight_at(w, rows + i * w->row_bytes, k) * x[j * xs + k]; \
-                                y[j * ys + i] = s;                                                   \
+                                for (int64_t c = K8; c < K; c++)                                     \
+                                        s += weight_at(w, rows + i * rstep, c) * x[j * xs + c];      \
+                                y[j * ys + i * rs] = s;                                              \
                         }                                                                            \
         }
 
 /*
  * Blocks of 16 rows, read from memory once and then from cache by every
- * group of TBMAX tokens (a smaller group for the last tokens), in tiles of
- * 4 rows.
+ * group of TBMAX tokens (a smaller group for the last tokens); with one
+ * group, the whole range is one block.
  */
 #define DEFINE_MATMUL(type, pfx, TARGET, TBMAX)                                                         \
         DEFINE_TILE(type, pfx, TARGET)                                                               \
@@ -202,35 +245,20 @@ AVX2_INLINE float hsum8(__m256 v)
                 const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs, float *y, size_t ys, \
                 int64_t r0, int64_t r1)                                                              \
         {                                                                                            \
-                const int64_t RBLK = 16;                                                             \
+                const int64_t RBLK = n_tok <= TBMAX ? r1 - r0 : 16;                                  \
+                const uint8_t *base = (const uint8_t *)w->data;                                      \
                 for (int64_t rb = r0; rb < r1; rb += RBLK) {                                         \
-                        int64_t re = MIN(rb + RBLK, r1);                                             \
+                        const int64_t re = MIN(rb + RBLK, r1);                                       \
                         for (int64_t t = 0; t < n_tok;) {                                            \
                                 const int tb = n_tok - t >= TBMAX ? TBMAX : n_tok - t >= 2 ? 2 : 1;  \
-                                int64_t r = rb;                                                      \
-                                const uint8_t *base = (const uint8_t *)w->data;                      \
-                                if (tb == TBMAX) {                                                   \
-                                        for (; r + 4 <= re; r += 4)                                  \
-                                                pfx##tile_##type(w, base + r * w->row_bytes, 4, x + t * xs, xs, \
-                                                                 TBMAX, y + t * ys + r, ys);         \
-                                        for (; r < re; r++)                                          \
-                                                pfx##tile_##type(w, base + r * w->row_bytes, 1, x + t * xs, xs, \
-                                                                 TBMAX, y + t * ys + r, ys);         \
-                                } else if (tb == 2) {                                                \
-                                        for (; r + 4 <= re; r += 4)                                  \
-                                                pfx##tile_##type(w, base + r * w->row_bytes, 4, x + t * xs, xs, \
-                                                                 2, y + t * ys + r, ys);             \
-                                        for (; r < re; r++)                                          \
-                                                pfx##tile_##type(w, base + r * w->row_bytes, 1, x + t * xs, xs, \
-                                                                 2, y + t * ys + r, ys);             \
-                                } else {                                                             \
-                                        for (; r + 4 <= re; r += 4)                                  \
-                                                pfx##tile_##type(w, base + r * w->row_bytes, 4, x + t * xs, xs, \
-                                                                 1, y + t * ys + r, ys);             \
-                                        for (; r < re; r++)                                          \
-                                                pfx##tile_##type(w, base + r * w->row_bytes, 1, x + t * xs, xs, \
-                                                                 1, y + t * ys + r, ys);             \
-                                }                                                                    \
+                                const float *xt = x + t * xs;                                        \
+                                float *yt = y + t * ys;                                              \
+                                if (tb == TBMAX)                                                     \
+                                        BLOCK_TILES(pfx##tile_##type, TBMAX);                        \
+                                else if (tb == 2)                                                    \
+                                        BLOCK_TILES(pfx##tile_##type, 2);                            \
+                                else                                                                 \
+                                        BLOCK_TILES(pfx##tile_##type, 1);                            \
                                 t += tb;                                                             \
                         }                                                                            \
                 }                                                                                    \
@@ -281,42 +309,49 @@ AVX512_INLINE __m512 load_pair(const float *x, size_t xs, int64_t k)
                                                    _mm256_castps_pd(_mm256_loadu_ps(x + xs + k)), 1));
 }
 
-/* RB rows x TP pairs of tokens; y as DEFINE_TILE's */
+/* RB rows, rs apart, x TP pairs of tokens; y as DEFINE_TILE's */
 #define DEFINE_TILE_PAIRS(type)                                                                        \
+        /* DEFINE_TILE's step, by pairs of tokens */                                                 \
+        AVX512_INLINE void avx512_step_pairs_##type(const uint8_t *rows, size_t rstep, const int RB, const float *x, \
+                                                    size_t xs, const int TP, __m512 acc[4][4], int64_t k) \
+        {                                                                                            \
+                __m512 xv[4];                                                                        \
+                for (int j = 0; j < TP; j++)                                                         \
+                        xv[j] = load_pair(x + 2 * j * xs, xs, k);                                    \
+                for (int i = 0; i < RB; i++) {                                                       \
+                        __m512 wv = load8x2_##type(rows + i * rstep, k);                             \
+                        for (int j = 0; j < TP; j++)                                                 \
+                                acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);                  \
+                }                                                                                    \
+        }                                                                                            \
         AVX512_INLINE void avx512_tile_pairs_##type(const struct npu_weight *w, const uint8_t *rows, const int RB, \
-                                                    const float *x, size_t xs, const int TP, float *y, size_t ys) \
+                                                    int64_t rs, const float *x, size_t xs, const int TP, float *y, \
+                                                    size_t ys)                                       \
         {                                                                                            \
                 const int64_t K = w->cols, K8 = K & ~7;                                              \
+                const size_t rstep = rs * w->row_bytes;                                              \
                 __m512 acc[4][4];                                                                    \
                 for (int i = 0; i < RB; i++)                                                         \
                         for (int j = 0; j < TP; j++)                                                 \
                                 acc[i][j] = _mm512_setzero_ps();                                     \
-                for (int64_t k = 0; k < K8; k += 8) {                                                \
-                        __m512 xv[4];                                                                \
-                        for (int j = 0; j < TP; j++)                                                 \
-                                xv[j] = load_pair(x + 2 * j * xs, xs, k);                            \
-                        PREFETCH_NEXT_ROWS(type, rows, RB, k);                                       \
-                        for (int i = 0; i < RB; i++) {                                               \
-                                __m512 wv = load8x2_##type(rows + i * w->row_bytes, k);              \
-                                for (int j = 0; j < TP; j++)                                         \
-                                        acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);          \
-                        }                                                                            \
-                }                                                                                    \
+                WALK_K(type, avx512_step_pairs_##type, rows, rstep, RB, x, xs, TP, acc, K8);         \
                 for (int i = 0; i < RB; i++)                                                         \
                         for (int j = 0; j < 2 * TP; j++) {                                           \
                                 __m512 a = acc[i][j / 2];                                            \
                                 float s = hsum8(j % 2 ? _mm512_castps512_ps256(_mm512_shuffle_f32x4(a, a, 0xee)) \
                                                       : _mm512_castps512_ps256(a));                  \
-                                for (int64_t k = K8; k < K; k++)                                     \
-                                        s += weight_at(w, rows + i * w->row_bytes, k) * x[j * xs + k]; \
-                                y[j * ys + i] = s;                                                   \
+                                for (int64_t c = K8; c < K; c++)                                     \
+                                        s += weight_at(w, rows + i * rstep, c) * x[j * xs + c];      \
+                                y[j * ys + i * rs] = s;                                              \
                         }                                                                            \
         }                                                                                            \
         static __attribute__((target(AVX512_TARGET))) void avx512_matmul_##type(                     \
                 const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs, float *y, size_t ys, \
                 int64_t r0, int64_t r1)                                                              \
         {                                                                                            \
-                const int64_t RBLK = 16;                                                             \
+                /* one group of tokens (one, or up to 4 pairs): the whole range is one block */      \
+                const bool one_group = n_tok == 1 || (n_tok % 2 == 0 && n_tok <= 8);                 \
+                const int64_t RBLK = one_group ? r1 - r0 : 16;                                       \
                 const uint8_t *base = (const uint8_t *)w->data;                                      \
                 for (int64_t rb = r0; rb < r1; rb += RBLK) {                                         \
                         const int64_t re = MIN(rb + RBLK, r1);                                       \
@@ -324,38 +359,12 @@ AVX512_INLINE __m512 load_pair(const float *x, size_t xs, int64_t k)
                                 const int64_t tp = MIN(4, (n_tok - t) / 2);                          \
                                 const float *xt = x + t * xs;                                        \
                                 float *yt = y + t * ys;                                              \
-                                int64_t r = rb;                                                      \
                                 switch (tp) {                                                        \
-                                case 4:                                                              \
-                                        for (; r + 4 <= re; r += 4)                                  \
-                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 4, yt + r, ys); \
-                                        for (; r < re; r++)                                          \
-                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 4, yt + r, ys); \
-                                        break;                                                       \
-                                case 3:                                                              \
-                                        for (; r + 4 <= re; r += 4)                                  \
-                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 3, yt + r, ys); \
-                                        for (; r < re; r++)                                          \
-                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 3, yt + r, ys); \
-                                        break;                                                       \
-                                case 2:                                                              \
-                                        for (; r + 4 <= re; r += 4)                                  \
-                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 2, yt + r, ys); \
-                                        for (; r < re; r++)                                          \
-                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 2, yt + r, ys); \
-                                        break;                                                       \
-                                case 1:                                                              \
-                                        for (; r + 4 <= re; r += 4)                                  \
-                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 4, xt, xs, 1, yt + r, ys); \
-                                        for (; r < re; r++)                                          \
-                                                avx512_tile_pairs_##type(w, base + r * w->row_bytes, 1, xt, xs, 1, yt + r, ys); \
-                                        break;                                                       \
-                                default:                                                             \
-                                        for (; r + 4 <= re; r += 4)                                  \
-                                                avx512_tile_##type(w, base + r * w->row_bytes, 4, xt, xs, 1, yt + r, ys); \
-                                        for (; r < re; r++)                                          \
-                                                avx512_tile_##type(w, base + r * w->row_bytes, 1, xt, xs, 1, yt + r, ys); \
-                                        break;                                                       \
+                                case 4: BLOCK_TILES(avx512_tile_pairs_##type, 4); break;             \
+                                case 3: BLOCK_TILES(avx512_tile_pairs_##type, 3); break;             \
+                                case 2: BLOCK_TILES(avx512_tile_pairs_##type, 2); break;             \
+                                case 1: BLOCK_TILES(avx512_tile_pairs_##type, 1); break;             \
+                                default: BLOCK_TILES(avx512_tile_##type, 1); break;                  \
                                 }                                                                    \
                                 t += tp ? 2 * tp : 1;                                                \
                         }                                                                            \
