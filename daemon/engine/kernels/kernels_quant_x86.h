@@ -28,12 +28,15 @@
 #define RB 8 /* rows walked together */
 /*
  * Whether a chunk's groups take rows RB streams apart (STREAM_ROWS): the
- * 512-bit Q4_K and Q6_K kernels, whose prefetch then follows each stream
- * (kernels_quant_zmm.h). The 32-element types stay on consecutive rows:
- * their kernels are bound by their instructions, and took the streams
- * 56 % of the read bandwidth against 59-69 % (npu-kbench q4_0, paired).
+ * 512-bit Q4_K and Q6_K kernels on rows of 16 blocks or more (K >= 4096),
+ * whose prefetch then follows each stream (kernels_quant_zmm.h). Shorter
+ * rows stay consecutive: at K = 2048 the streams read 58-64 % of the read
+ * bandwidth against 79-81 % (Q4_K 5632x2048), 72-74 against 84-85 % (Q6_K
+ * 32000x2048). So do the 32-element types: their kernels are bound by
+ * their instructions, and took the streams 56 % against 59-69 % (Q4_0
+ * 11008x4096). (npu-kbench, paired, alternated, Zen 5.)
  */
-#define STREAM_ROWS(type) (SIMD_ZMM && ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K))
+#define STREAM_ROWS(type, K) (SIMD_ZMM && ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K) && (K) >= 16 * QK_K)
 /*
  * Blocks ahead that each row is prefetched: the eight rows are eight
  * interleaved streams, which the hardware prefetchers follow too late
@@ -435,7 +438,7 @@ SIMD_INLINE __m256 SIMD(block_step8)(__m256 acc, const uint8_t *const *rows, siz
                 const int64_t K = w->cols, ab = act_scheme_block(a->scheme);                                  \
                 const int8_t *q = a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q;                        \
                 /* S > 0: group g takes rows r0 + g, r0 + g + S, ..., so row i of each group is a stream */    \
-                const int64_t S = STREAM_ROWS(w->type) && (r1 - r0) % RB == 0 && r1 - r0 >= 2 * RB ?         \
+                const int64_t S = STREAM_ROWS(w->type, K) && (r1 - r0) % RB == 0 && r1 - r0 >= 2 * RB ?      \
                                           (r1 - r0) / RB : 0;                                                 \
                 for (int64_t r = r0; r < r1; r += RB) {                                                       \
                         const uint8_t *rows[RB];                                                              \
