@@ -109,7 +109,8 @@ SIMD_INLINE __m512i SIMD(k4_scales_mins4)(__m512i v)
 #define STREAM_AHEAD 1024
 SIMD_INLINE void SIMD(prefetch_next_group)(const uint8_t *const *rows, int64_t row_bytes, int64_t steps, int64_t step)
 {
-        if (rows[1] != rows[0] + row_bytes) {
+        /* rows further apart than consecutive ones (a short last group repeats its last row: nearer) */
+        if (rows[RB - 1] > rows[0] + (RB - 1) * row_bytes) {
                 /* rows a stream apart (STREAM_ROWS): each stream's lines STREAM_AHEAD bytes on, each line once */
                 const int64_t per = DIV_ROUND_UP(row_bytes, steps);
                 for (int i = 0; i < RB; i++) {
