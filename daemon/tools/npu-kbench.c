@@ -59,6 +59,15 @@ static void kbench_worker(void *arg, int ith, int nth)
         }
 }
 
+/* One timed run of the kernel over all the copies, in bytes of weights per second. */
+static double timed_run(struct threadpool *tp, struct kbench_job *j, size_t all)
+{
+        const double t0 = now_ms();
+        threadpool_run(tp, kbench_worker, j);
+        const double s = (now_ms() - t0) / 1000.0;
+        return s > 0 ? (double)all / s : 0;
+}
+
 /*
  * reps runs of the kernel, each timed and then followed by one probe
  * sample (a run of each read pattern, the clock stopped): each run against
@@ -81,10 +90,7 @@ static int paired_runs(struct threadpool *tp, struct kbench_job *j, const void *
                 return r;
         for (int i = 0; i < reps; i++) {
                 const char *how;
-                const double t0 = now_ms();
-                threadpool_run(tp, kbench_worker, j);
-                const double s = (now_ms() - t0) / 1000.0;
-                run[i] = s > 0 ? (double)all / s : 0;
+                run[i] = timed_run(tp, j, all);
                 probe[i] = bw_probe_sample(p, &how);
                 ratio[i] = probe[i] > 0 ? run[i] / probe[i] : 0;
                 best = MAX(best, ratio[i]);
@@ -242,11 +248,7 @@ int main(int argc, char **argv)
         const char *how = NULL;
         threadpool_run(tp, kbench_worker, &j); /* warm-up */
         for (int i = 0; i < reps; i++) {
-                double t0 = now_ms();
-                threadpool_run(tp, kbench_worker, &j);
-                double s = (now_ms() - t0) / 1000.0;
-                if (s > 0 && all / s > best)
-                        best = all / s;
+                best = MAX(best, timed_run(tp, &j, all));
                 /* the bandwidth between the kernel's runs, as the machine is now (every other run) */
                 if (i % 2 == 0)
                         bw = MAX(bw, measure_read_bandwidth(tp, data, all, &how));
