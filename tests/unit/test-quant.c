@@ -596,6 +596,10 @@ static void test_kernel_paths(void **state)
                 check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
                 check_paths(GGML_TYPE_Q5_1, ACT_SCHEME_Q8_1, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
                 check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
+                /* Q4_0's four-block steps, then a pair and a single block, on rows in streams (K >= 4096) */
+                check_paths(GGML_TYPE_Q4_0, quant_type_act_scheme(GGML_TYPE_Q4_0), 16 * 5 + 5, 4096 + 32 * 7, 3,
+                            FILL_RAW, &seed);
+                check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 + 5, 32 * 6, 3, FILL_RAW, &seed);
                 for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++)
                         check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16 + 5, 1024 + 256, 7,
                                     FILL_EXTREME, &seed);
@@ -638,6 +642,12 @@ static void test_kernel_paths(void **state)
                 check_paths(t, quant_type_act_scheme(t), 21, 32 * 37, 1, FILL_EXTREME, &seed);
         }
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 21, 32 * 37, 2, FILL_RAW, &seed);
+        /* Q4_0's four blocks a step, then a pair and a single block, on rows in streams (K >= 4096) */
+        check_paths(GGML_TYPE_Q4_0, quant_type_act_scheme(GGML_TYPE_Q4_0), 16 * 5 + 5, 4096 + 32 * 7, 3, FILL_RAW,
+                    &seed);
+        check_paths(GGML_TYPE_Q4_0, quant_type_act_scheme(GGML_TYPE_Q4_0), 16 + 5, 4096 + 32 * 6, 2, FILL_EXTREME,
+                    &seed);
+        check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 4096 + 32 * 5, 3, FILL_RAW, &seed);
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 2048 + 512, 13, FILL_RAW, &seed);
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 6, 1024, 8, FILL_REAL, &seed);
         /* the largest sums a block can give, in every path */

@@ -32,11 +32,15 @@
  * whose prefetch then follows each stream (kernels_quant_zmm.h). Shorter
  * rows stay consecutive: at K = 2048 the streams read 58-64 % of the read
  * bandwidth against 79-81 % (Q4_K 5632x2048), 72-74 against 84-85 % (Q6_K
- * 32000x2048). So do the 32-element types: their kernels are bound by
- * their instructions, and took the streams 56 % against 59-69 % (Q4_0
- * 11008x4096). (npu-kbench, paired, alternated, Zen 5.)
+ * 32000x2048). So do the 32-element types but Q4_0: their kernels are
+ * bound by their instructions. Q4_0 took the streams once its kernel ran
+ * four blocks a step (quads_q4_0): 11008x4096 68-80 % against 65-71 %
+ * without them (56 % with them before). (npu-kbench, paired, alternated,
+ * Zen 5.)
  */
-#define STREAM_ROWS(type, K) (SIMD_ZMM && ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K) && (K) >= 16 * QK_K)
+#define STREAM_ROWS(type, K)                                                                                  \
+        (SIMD_ZMM && ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K || (type) == GGML_TYPE_Q4_0) &&  \
+         (K) >= 16 * QK_K)
 /*
  * Blocks ahead that each row is prefetched: the eight rows are eight
  * interleaved streams, which the hardware prefetchers follow too late
