@@ -599,7 +599,7 @@ static void test_kernel_paths(void **state)
                 /* Q4_0's four-block steps, then a pair and a single block, on rows in streams (K >= 4096) */
                 check_paths(GGML_TYPE_Q4_0, quant_type_act_scheme(GGML_TYPE_Q4_0), 16 * 5 + 5, 4096 + 32 * 7, 3,
                             FILL_RAW, &seed);
-                check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 + 5, 32 * 6, 3, FILL_RAW, &seed);
+                check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 + 5, 4096 + 32 * 6, 3, FILL_RAW, &seed);
                 for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++)
                         check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16 + 5, 1024 + 256, 7,
                                     FILL_EXTREME, &seed);

@@ -33,10 +33,12 @@
  * rows stay consecutive: at K = 2048 the streams read 58-64 % of the read
  * bandwidth against 79-81 % (Q4_K 5632x2048), 72-74 against 84-85 % (Q6_K
  * 32000x2048). So do the 32-element types but Q4_0: their kernels are
- * bound by their instructions. Q4_0 took the streams once its kernel ran
- * four blocks a step (quads_q4_0): 11008x4096 68-80 % against 65-71 %
- * without them (56 % with them before). (npu-kbench, paired, alternated,
- * Zen 5.)
+ * bound by their instructions. Q4_0 takes them with its four-block
+ * steps (quads_q4_0, only on these rows): 11008x4096 78-85 % against
+ * 61-68 % before (56 % with the streams and the two-block steps); at
+ * 5632x2048 the two-block steps on consecutive rows stay ahead (76-86 %,
+ * four-block steps 66-79 %, in streams 74-85 %). (npu-kbench, paired,
+ * alternated, Zen 5.)
  */
 #define STREAM_ROWS(type, K)                                                                                  \
         (SIMD_ZMM && ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K || (type) == GGML_TYPE_Q4_0) &&  \

@@ -481,7 +481,7 @@ SIMD_INLINE int64_t SIMD(quads_q4_0)(const uint8_t *const *rows, int64_t nb, con
  * scalar loads. QS_AT: byte offset of qs in a block. Prefetching: the
  * next group's bytes in order into L1, a share per step, as group_q4_k
  * (Zen 5, Q4_0, 2 threads: 40-45 GB/s, into L2 38-41, none 26-28). Q4_0
- * runs four blocks a step first (QUADS: quads_q4_0).
+ * on rows in streams runs four blocks a step first (QUADS: quads_q4_0).
  */
 #define DEFINE_GROUP32_ZMM(name, btype, OFF, MINK, D_AT, DMIN_AT, ONE, QS_AT, QUADS)                               \
         SIMD_INLINE void SIMD(group_##name)(const uint8_t *const *rows, int64_t K, const int8_t *q,          \
@@ -494,7 +494,7 @@ SIMD_INLINE int64_t SIMD(quads_q4_0)(const uint8_t *const *rows, int64_t nb, con
                 const __m512i m_idx = F16_WORDS((DMIN_AT) / 2, (sizeof(btype) + (DMIN_AT)) / 2);              \
                 __m256 acc = _mm256_setzero_ps();                                                             \
                 int64_t b = 0;                                                                                \
-                if (QUADS)                                                                                    \
+                if (QUADS && STREAM_ROWS(GGML_TYPE_Q4_0, K))                                                  \
                         b = SIMD(quads_q4_0)(rows, nb, q, d, asum, &acc);                                     \
                 for (; b + 2 <= nb; b += 2) {                                                                 \
                         __m512i L[RB], dv = _mm512_setzero_si512(), mv = _mm512_setzero_si512();              \
