@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The one-token kernels of Q4_K, Q5_K, Q6_K and the 32-element types on 512-bit vectors, included by
+ * The one-token kernels of Q2_K, Q4_K, Q5_K, Q6_K and the 32-element types on 512-bit vectors, included by
  * kernels_quant_x86.h into its AVX-512 VNNI copy only (SIMD_ZMM). They
  * compute kernels_quant.h's definition like every other copy: each block's
  * isum exactly (in another order), then the same float steps in the same
@@ -247,6 +247,67 @@ SIMD_INLINE void SIMD(group_q5_k)(const uint8_t *const *rows, int64_t K, const i
 {
         SIMD(group_k4_k5)(rows, K, q, d, bs, out, true);
 }
+
+/* pshufb control: in 128-bit lane L, int16 lanes 0-3 byte jL and 4-7 byte kL (zero-extended) */
+#define SCALE_LANES4(j0, k0, j1, k1, j2, k2, j3, k3)                                                          \
+        _mm512_setr_epi32(I16_PAIR_OF_BYTE(j0), I16_PAIR_OF_BYTE(j0), I16_PAIR_OF_BYTE(k0), I16_PAIR_OF_BYTE(k0), \
+                          I16_PAIR_OF_BYTE(j1), I16_PAIR_OF_BYTE(j1), I16_PAIR_OF_BYTE(k1), I16_PAIR_OF_BYTE(k1), \
+                          I16_PAIR_OF_BYTE(j2), I16_PAIR_OF_BYTE(j2), I16_PAIR_OF_BYTE(k2), I16_PAIR_OF_BYTE(k2), \
+                          I16_PAIR_OF_BYTE(j3), I16_PAIR_OF_BYTE(j3), I16_PAIR_OF_BYTE(k3), I16_PAIR_OF_BYTE(k3))
+
+/*
+ * Q2_K, eight rows, one token. The block's 64 bytes of qs are one vector:
+ * its bit pairs 2c, 2c + 1 hold elements 32c .. 32c + 31 (low 256 bits)
+ * and 128 + 32c .. (high), so each 128-bit lane of u[c] is one sub-block
+ * of 16 (2c, 2c + 1, 8 + 2c, 9 + 2c), met by the activations arranged the
+ * same way. Products summed in fours (vpdpbusd), two vectors' sums packed
+ * to int16 (|sum| <= 4 * 3 * 128: exact) and multiplied by their
+ * sub-blocks' 4-bit scales (vpdpwssd, the scales picked by pshufb from the
+ * row's 16 scale bytes in every lane). The mins and the float steps are
+ * the 256-bit copy's (block_step8).
+ */
+SIMD_INLINE void SIMD(group_q2_k)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
+                                  const float *s, const int16_t *bs, const int32_t *asum, float *out)
+{
+        const __m512i three = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(15), zero = _mm512_setzero_si512();
+        /* packs of (u[0], u[1]): lane L sub-blocks 0, 1, 8, 9 then 2, 3, 10, 11; of (u[2], u[3]): + 4 */
+        const __m512i sc_ctl[2] = { SCALE_LANES4(0, 2, 1, 3, 8, 10, 9, 11), SCALE_LANES4(4, 6, 5, 7, 12, 14, 13, 15) };
+        const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q2_K);
+        __m256 acc = _mm256_setzero_ps();
+
+        for (int64_t b = 0; b < nb; b++) {
+                const size_t off = (size_t)b * sizeof(struct block_q2_K);
+                const int8_t *qb = q + QK_K * b;
+                SIMD(prefetch_next_group)(rows, row_bytes, nb, b);
+                const __m512i a[4] = { SIMD(load2x32)(qb, qb + 128), SIMD(load2x32)(qb + 32, qb + 160),
+                                       SIMD(load2x32)(qb + 64, qb + 192), SIMD(load2x32)(qb + 96, qb + 224) };
+                const __m256i bsv = SIMD(load32)(bs + 16 * b);
+                __m512i L[RB];
+                __m256i M[RB];
+                for (int i = 0; i < RB; i++) {
+                        const struct block_q2_K *x = (const void *)(rows[i] + off);
+                        const __m128i s8 = _mm_loadu_si128((const __m128i *)x->scales);
+                        const __m512i sb = _mm512_and_si512(_mm512_broadcast_i32x4(s8), m4);
+                        /* the mins (high nibbles) times the activations' sums of 16 */
+                        M[i] = _mm256_madd_epi16(
+                                _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(15))), bsv);
+                        const __m512i v = _mm512_loadu_si512(x->qs);
+                        __m512i r[4];
+                        for (int c = 0; c < 4; c++)
+                                r[c] = _mm512_dpbusd_epi32(zero,
+                                                           _mm512_and_si512(c ? _mm512_srli_epi16(v, 2 * c) : v, three),
+                                                           a[c]);
+                        const __m512i l = _mm512_dpwssd_epi32(zero, _mm512_packs_epi32(r[0], r[1]),
+                                                              _mm512_shuffle_epi8(sb, sc_ctl[0]));
+                        L[i] = _mm512_dpwssd_epi32(l, _mm512_packs_epi32(r[2], r[3]), _mm512_shuffle_epi8(sb, sc_ctl[1]));
+                }
+                acc = SIMD(block_step8)(acc, rows, off, SIMD(hsum8x16)(L), M, b, d, s, asum, 0, 2,
+                                        offsetof(struct block_q2_K, d), offsetof(struct block_q2_K, dmin));
+        }
+        _mm256_storeu_ps(out, acc);
+}
+
+#undef SCALE_LANES4
 
 /* vpermw control: the words of 128-bit lane L take int16 scale j + L (words 0-3) and j + 4 + L (4-7) */
 #define SCALE_PAIR(j) ((int)(0x10001u * (j)))
