@@ -473,11 +473,11 @@ DEFINE_GROUP(q5_0, struct block_q5_0, QK5_0, 16, 0, 0, 0)
 DEFINE_GROUP(q5_1, struct block_q5_1, QK5_1, 0, 1, 0, 2)
 DEFINE_GROUP(q8_0, struct block_q8_0, QK8_0, 0, 0, 0, 0)
 #endif
-DEFINE_GROUP(q3_k, struct block_q3_K, QK_K, 0, 0, offsetof(struct block_q3_K, d), 0)
 #if SIMD_ZMM
 /* 512-bit copies of the types a Q4_K_M file is made of, and of the 32-element types */
 #include "kernels_quant_zmm.h"
 #else
+DEFINE_GROUP(q3_k, struct block_q3_K, QK_K, 0, 0, offsetof(struct block_q3_K, d), 0)
 DEFINE_GROUP(q2_k, struct block_q2_K, QK_K, 0, 2, offsetof(struct block_q2_K, d), offsetof(struct block_q2_K, dmin))
 DEFINE_GROUP(q4_k, struct block_q4_K, QK_K, 0, 2, 0, 2)
 DEFINE_GROUP(q5_k, struct block_q5_K, QK_K, 0, 2, 0, 2)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The one-token kernels of Q2_K, Q4_K, Q5_K, Q6_K and the 32-element types on 512-bit vectors, included by
+ * The one-token kernels of the K-quants and the 32-element types on 512-bit vectors, included by
  * kernels_quant_x86.h into its AVX-512 VNNI copy only (SIMD_ZMM). They
  * compute kernels_quant.h's definition like every other copy: each block's
  * isum exactly (in another order), then the same float steps in the same
@@ -308,6 +308,71 @@ SIMD_INLINE void SIMD(group_q2_k)(const uint8_t *const *rows, int64_t K, const i
 }
 
 #undef SCALE_LANES4
+
+/* vpermw control: in 128-bit lane L, int16 lanes 0-3 word jL and 4-7 word kL */
+#define WORD_LANES4(j0, k0, j1, k1, j2, k2, j3, k3)                                                           \
+        _mm512_setr_epi32(0x10001 * (j0), 0x10001 * (j0), 0x10001 * (k0), 0x10001 * (k0), 0x10001 * (j1),     \
+                          0x10001 * (j1), 0x10001 * (k1), 0x10001 * (k1), 0x10001 * (j2), 0x10001 * (j2),     \
+                          0x10001 * (k2), 0x10001 * (k2), 0x10001 * (j3), 0x10001 * (j3), 0x10001 * (k3),     \
+                          0x10001 * (k3))
+
+/*
+ * Q3_K, eight rows, one token: Q2_K's walk of the qs (each 128-bit lane of
+ * u[c] one sub-block of 16) with the high bit of each element from hmask
+ * (bit c for the low 256 bits, 4 + c for the high ones) rotated into bit 2
+ * of its own byte, so q = w + 4 (0..7); |sum of four| <= 4 * 7 * 128, so
+ * two vectors' sums pack to int16 exactly and meet the signed 6-bit scales
+ * (vpdpwssd, picked by vpermw). The 4 comes back out as in the 256-bit
+ * copy: the row's lanes start at -(4 * scale) times the activations' sums
+ * of 16. The float steps are block_step8's.
+ */
+SIMD_INLINE void SIMD(group_q3_k)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
+                                  const float *s, const int16_t *bs, const int32_t *asum, float *out)
+{
+        const __m512i three = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4), zero = _mm512_setzero_si512();
+        const __m512i h_rot[4] = { _mm512_setr_epi64(2, 2, 2, 2, 62, 62, 62, 62),
+                                   _mm512_setr_epi64(1, 1, 1, 1, 61, 61, 61, 61),
+                                   _mm512_setr_epi64(0, 0, 0, 0, 60, 60, 60, 60),
+                                   _mm512_setr_epi64(63, 63, 63, 63, 59, 59, 59, 59) };
+        const __m512i sc_idx[2] = { WORD_LANES4(0, 2, 1, 3, 8, 10, 9, 11), WORD_LANES4(4, 6, 5, 7, 12, 14, 13, 15) };
+        const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q3_K);
+        __m256 acc = _mm256_setzero_ps();
+
+        for (int64_t b = 0; b < nb; b++) {
+                const size_t off = (size_t)b * sizeof(struct block_q3_K);
+                const int8_t *qb = q + QK_K * b;
+                SIMD(prefetch_next_group)(rows, row_bytes, nb, b);
+                const __m512i a[4] = { SIMD(load2x32)(qb, qb + 128), SIMD(load2x32)(qb + 32, qb + 160),
+                                       SIMD(load2x32)(qb + 64, qb + 192), SIMD(load2x32)(qb + 96, qb + 224) };
+                /* minus the activations' sums of 16 (|sum| <= 16 * 128) */
+                const __m512i nbs = _mm512_zextsi256_si512(
+                        _mm256_sub_epi16(_mm256_setzero_si256(), SIMD(load32)(bs + 16 * b)));
+                __m512i L[RB];
+                for (int i = 0; i < RB; i++) {
+                        const struct block_q3_K *x = (const void *)(rows[i] + off);
+                        const __m512i s16 = _mm512_zextsi256_si512(_mm256_cvtepi8_epi16(q3k_scales(x->scales)));
+                        const __m512i hm = _mm512_broadcast_i64x4(SIMD(load32)(x->hmask));
+                        const __m512i v = _mm512_loadu_si512(x->qs);
+                        /* -4 * sum over sub-blocks of scale * bsum; |4 * scale| <= 128 */
+                        __m512i l = _mm512_dpwssd_epi32(zero, _mm512_slli_epi16(s16, 2), nbs), r[4];
+                        for (int c = 0; c < 4; c++)
+                                r[c] = _mm512_dpbusd_epi32(
+                                        zero,
+                                        _mm512_or_si512(_mm512_and_si512(c ? _mm512_srli_epi16(v, 2 * c) : v, three),
+                                                        _mm512_and_si512(_mm512_rolv_epi64(hm, h_rot[c]), four)),
+                                        a[c]);
+                        l = _mm512_dpwssd_epi32(l, _mm512_packs_epi32(r[0], r[1]),
+                                                _mm512_permutexvar_epi16(sc_idx[0], s16));
+                        L[i] = _mm512_dpwssd_epi32(l, _mm512_packs_epi32(r[2], r[3]),
+                                                   _mm512_permutexvar_epi16(sc_idx[1], s16));
+                }
+                acc = SIMD(block_step8)(acc, rows, off, SIMD(hsum8x16)(L), NULL, b, d, s, asum, 0, 0,
+                                        offsetof(struct block_q3_K, d), 0);
+        }
+        _mm256_storeu_ps(out, acc);
+}
+
+#undef WORD_LANES4
 
 /* vpermw control: the words of 128-bit lane L take int16 scale j + L (words 0-3) and j + 4 + L (4-7) */
 #define SCALE_PAIR(j) ((int)(0x10001u * (j)))
