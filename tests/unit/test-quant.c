@@ -648,6 +648,9 @@ static void test_kernel_paths(void **state)
         check_paths(GGML_TYPE_Q4_0, quant_type_act_scheme(GGML_TYPE_Q4_0), 16 + 5, 4096 + 32 * 6, 2, FILL_EXTREME,
                     &seed);
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 4096 + 32 * 5, 3, FILL_RAW, &seed);
+        /* Q8_0's rows in streams, two blocks a step and an odd last block */
+        check_paths(GGML_TYPE_Q8_0, quant_type_act_scheme(GGML_TYPE_Q8_0), 16 * 5 + 5, 4096 + 32 * 7, 3, FILL_RAW,
+                    &seed);
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 2048 + 512, 13, FILL_RAW, &seed);
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 6, 1024, 8, FILL_REAL, &seed);
         /* the largest sums a block can give, in every path */

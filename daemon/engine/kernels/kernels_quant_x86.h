@@ -28,12 +28,14 @@
 #define RB 8 /* rows walked together */
 /*
  * Whether a chunk's groups take rows RB streams apart (STREAM_ROWS): the
- * 512-bit Q4_K and Q6_K kernels on rows of 16 blocks or more (K >= 4096),
+ * 512-bit Q4_K, Q6_K, Q4_0 and Q8_0 kernels on rows of 16 blocks or more (K >= 4096),
  * whose prefetch then follows each stream (kernels_quant_zmm.h). Shorter
  * rows stay consecutive: at K = 2048 the streams read 58-64 % of the read
  * bandwidth against 79-81 % (Q4_K 5632x2048), 72-74 against 84-85 % (Q6_K
- * 32000x2048). So do the 32-element types but Q4_0: their kernels are
- * bound by their instructions. Q4_0 takes them with its four-block
+ * 32000x2048). Q8_0 takes them (11008x4096: 89-98 % against 64-73 %);
+ * Q4_1, Q5_0 and Q5_1 do not: their kernels are bound by their
+ * instructions (Q4_1 11008x4096 52-57 % in streams against 75-76 %, Q5_0
+ * 59-63 against 61-62). Q4_0 takes them with its four-block
  * steps (quads_q4_0, only on these rows): 11008x4096 78-85 % against
  * 61-68 % before (56 % with the streams and the two-block steps); at
  * 5632x2048 the two-block steps on consecutive rows stay ahead (76-86 %,
@@ -41,7 +43,9 @@
  * alternated, Zen 5.)
  */
 #define STREAM_ROWS(type, K)                                                                                  \
-        (SIMD_ZMM && ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K || (type) == GGML_TYPE_Q4_0) &&  \
+        (SIMD_ZMM &&                                                                                          \
+         ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K || (type) == GGML_TYPE_Q4_0 ||                \
+          (type) == GGML_TYPE_Q8_0) &&                                                                        \
          (K) >= 16 * QK_K)
 /*
  * Blocks ahead that each row is prefetched: the eight rows are eight
