@@ -317,6 +317,30 @@ SIMD_INLINE void SIMD(group_q2_k)(const uint8_t *const *rows, int64_t K, const i
                           0x10001 * (k3))
 
 /*
+ * Q3_K's 16 6-bit scales, minus 32, as int8, of four rows at once
+ * (q3k_scales on each 128-bit lane). v's lane i: row i's 16 bytes ending
+ * at the block's end (qs[62..63], scales[12], d), so nothing past a block
+ * is read.
+ */
+SIMD_INLINE __m512i SIMD(q3k_scales4)(__m512i v)
+{
+        const __m512i lo4 = _mm512_set1_epi32(0x0f0f0f0f), lo2 = _mm512_set1_epi32(0x03030303);
+        /* scales[0..11] into bytes 0-11: dwords w0, w1, w2 */
+        v = _mm512_shuffle_epi8(v, _mm512_broadcast_i32x4(_mm_setr_epi8(2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, -1, -1,
+                                                                         -1, -1)));
+        /* s0..s3: w0, w1, w0 >> 4, w1 >> 4 (low nibbles), with w2's pairs 0, 1, 2, 3 on top */
+        const __m512i lo = _mm512_and_si512(
+                _mm512_srlv_epi32(_mm512_shuffle_epi32(v, (_MM_PERM_ENUM)_MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_set4_epi32(4, 4, 0, 0)),
+                lo4);
+        const __m512i hi = _mm512_and_si512(
+                _mm512_srlv_epi32(_mm512_shuffle_epi32(v, (_MM_PERM_ENUM)_MM_SHUFFLE(2, 2, 2, 2)),
+                                  _mm512_set4_epi32(6, 4, 2, 0)),
+                lo2);
+        return _mm512_sub_epi8(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), _mm512_set1_epi8(32));
+}
+
+/*
  * Q3_K, eight rows, one token: Q2_K's walk of the qs (each 128-bit lane of
  * u[c] one sub-block of 16) with the high bit of each element from hmask
  * (bit c for the low 256 bits, 4 + c for the high ones) rotated into bit 2
@@ -334,7 +358,11 @@ SIMD_INLINE void SIMD(group_q3_k)(const uint8_t *const *rows, int64_t K, const i
                                    _mm512_setr_epi64(1, 1, 1, 1, 61, 61, 61, 61),
                                    _mm512_setr_epi64(0, 0, 0, 0, 60, 60, 60, 60),
                                    _mm512_setr_epi64(63, 63, 63, 63, 59, 59, 59, 59) };
-        const __m512i sc_idx[2] = { WORD_LANES4(0, 2, 1, 3, 8, 10, 9, 11), WORD_LANES4(4, 6, 5, 7, 12, 14, 13, 15) };
+        /* [c][half]: the words of the row in half `half` of a two-row vector */
+        const __m512i sc_idx[2][2] = {
+                { WORD_LANES4(0, 2, 1, 3, 8, 10, 9, 11), WORD_LANES4(16, 18, 17, 19, 24, 26, 25, 27) },
+                { WORD_LANES4(4, 6, 5, 7, 12, 14, 13, 15), WORD_LANES4(20, 22, 21, 23, 28, 30, 29, 31) },
+        };
         const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q3_K);
         __m256 acc = _mm256_setzero_ps();
 
@@ -345,16 +373,25 @@ SIMD_INLINE void SIMD(group_q3_k)(const uint8_t *const *rows, int64_t K, const i
                 const __m512i a[4] = { SIMD(load2x32)(qb, qb + 128), SIMD(load2x32)(qb + 32, qb + 160),
                                        SIMD(load2x32)(qb + 64, qb + 192), SIMD(load2x32)(qb + 96, qb + 224) };
                 /* minus the activations' sums of 16 (|sum| <= 16 * 128) */
-                const __m512i nbs = _mm512_zextsi256_si512(
-                        _mm256_sub_epi16(_mm256_setzero_si256(), SIMD(load32)(bs + 16 * b)));
+                const __m256i nb16 = _mm256_sub_epi16(_mm256_setzero_si256(), SIMD(load32)(bs + 16 * b));
+                /* [half]: in the words of that half of a two-row vector */
+                const __m512i nbs[2] = { _mm512_zextsi256_si512(nb16),
+                                         _mm512_inserti64x4(_mm512_setzero_si512(), nb16, 1) };
+                /* the eight rows' scales, int16: rows 2j (words 0-15) and 2j + 1 (16-31) */
+                const size_t sc_at = off + sizeof(struct block_q3_K) - 16;
+                const __m512i S[2] = { SIMD(q3k_scales4)(SIMD(load4x16)(rows, sc_at)),
+                                       SIMD(q3k_scales4)(SIMD(load4x16)(rows + 4, sc_at)) };
+                __m512i T[4];
+                for (int j = 0; j < 4; j++)
+                        T[j] = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(S[j / 2], j % 2));
                 __m512i L[RB];
                 for (int i = 0; i < RB; i++) {
                         const struct block_q3_K *x = (const void *)(rows[i] + off);
-                        const __m512i s16 = _mm512_zextsi256_si512(_mm256_cvtepi8_epi16(q3k_scales(x->scales)));
+                        const __m512i s16 = T[i / 2];
                         const __m512i hm = _mm512_broadcast_i64x4(SIMD(load32)(x->hmask));
                         const __m512i v = _mm512_loadu_si512(x->qs);
                         /* -4 * sum over sub-blocks of scale * bsum; |4 * scale| <= 128 */
-                        __m512i l = _mm512_dpwssd_epi32(zero, _mm512_slli_epi16(s16, 2), nbs), r[4];
+                        __m512i l = _mm512_dpwssd_epi32(zero, _mm512_slli_epi16(s16, 2), nbs[i % 2]), r[4];
                         for (int c = 0; c < 4; c++)
                                 r[c] = _mm512_dpbusd_epi32(
                                         zero,
@@ -362,9 +399,9 @@ SIMD_INLINE void SIMD(group_q3_k)(const uint8_t *const *rows, int64_t K, const i
                                                         _mm512_and_si512(_mm512_rolv_epi64(hm, h_rot[c]), four)),
                                         a[c]);
                         l = _mm512_dpwssd_epi32(l, _mm512_packs_epi32(r[0], r[1]),
-                                                _mm512_permutexvar_epi16(sc_idx[0], s16));
+                                                _mm512_permutexvar_epi16(sc_idx[0][i % 2], s16));
                         L[i] = _mm512_dpwssd_epi32(l, _mm512_packs_epi32(r[2], r[3]),
-                                                   _mm512_permutexvar_epi16(sc_idx[1], s16));
+                                                   _mm512_permutexvar_epi16(sc_idx[1][i % 2], s16));
                 }
                 acc = SIMD(block_step8)(acc, rows, off, SIMD(hsum8x16)(L), NULL, b, d, s, asum, 0, 0,
                                         offsetof(struct block_q3_K, d), 0);
