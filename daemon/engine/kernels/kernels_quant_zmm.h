@@ -248,6 +248,13 @@ SIMD_INLINE void SIMD(group_q5_k)(const uint8_t *const *rows, int64_t K, const i
         SIMD(group_k4_k5)(rows, K, q, d, bs, out, true);
 }
 
+/* A block's activations as Q2_K's and Q3_K's u[c] hold their elements: 32c .. 32c + 31, then 128 + 32c .. */
+SIMD_INLINE void SIMD(acts_2bit)(const int8_t *qb, __m512i *a)
+{
+        for (int c = 0; c < 4; c++)
+                a[c] = SIMD(load2x32)(qb + 32 * c, qb + 128 + 32 * c);
+}
+
 /* pshufb control: in 128-bit lane L, int16 lanes 0-3 byte jL and 4-7 byte kL (zero-extended) */
 #define SCALE_LANES4(j0, k0, j1, k1, j2, k2, j3, k3)                                                          \
         _mm512_setr_epi32(I16_PAIR_OF_BYTE(j0), I16_PAIR_OF_BYTE(j0), I16_PAIR_OF_BYTE(k0), I16_PAIR_OF_BYTE(k0), \
@@ -279,8 +286,8 @@ SIMD_INLINE void SIMD(group_q2_k)(const uint8_t *const *rows, int64_t K, const i
                 const size_t off = (size_t)b * sizeof(struct block_q2_K);
                 const int8_t *qb = q + QK_K * b;
                 SIMD(prefetch_next_group)(rows, row_bytes, nb, b);
-                const __m512i a[4] = { SIMD(load2x32)(qb, qb + 128), SIMD(load2x32)(qb + 32, qb + 160),
-                                       SIMD(load2x32)(qb + 64, qb + 192), SIMD(load2x32)(qb + 96, qb + 224) };
+                __m512i a[4];
+                SIMD(acts_2bit)(qb, a);
                 const __m256i bsv = SIMD(load32)(bs + 16 * b);
                 __m512i L[RB];
                 __m256i M[RB];
@@ -370,8 +377,8 @@ SIMD_INLINE void SIMD(group_q3_k)(const uint8_t *const *rows, int64_t K, const i
                 const size_t off = (size_t)b * sizeof(struct block_q3_K);
                 const int8_t *qb = q + QK_K * b;
                 SIMD(prefetch_next_group)(rows, row_bytes, nb, b);
-                const __m512i a[4] = { SIMD(load2x32)(qb, qb + 128), SIMD(load2x32)(qb + 32, qb + 160),
-                                       SIMD(load2x32)(qb + 64, qb + 192), SIMD(load2x32)(qb + 96, qb + 224) };
+                __m512i a[4];
+                SIMD(acts_2bit)(qb, a);
                 /* minus the activations' sums of 16 (|sum| <= 16 * 128) */
                 const __m256i nb16 = _mm256_sub_epi16(_mm256_setzero_si256(), SIMD(load32)(bs + 16 * b));
                 /* [half]: in the words of that half of a two-row vector */
