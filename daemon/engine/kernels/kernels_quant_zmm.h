@@ -128,15 +128,15 @@ SIMD_INLINE void SIMD(prefetch_next_group)(const uint8_t *const *rows, int64_t r
 
 /* the pshufb control of an int32 lane: both its int16 halves byte j, zero-extended */
 #define I16_PAIR_OF_BYTE(j) ((int)(0x80008000u | 0x10001u * (j)))
-/*
- * pshufb control: in 128-bit lanes 0 and 1, int32 lanes 0-1 byte a0 and
- * 2-3 byte b0; in lanes 2 and 3, byte a1 and byte b1 (as int16 pairs).
- */
-#define SCALE_QUADS(a0, b0, a1, b1)                                                                           \
-        _mm512_setr_epi32(I16_PAIR_OF_BYTE(a0), I16_PAIR_OF_BYTE(a0), I16_PAIR_OF_BYTE(b0), I16_PAIR_OF_BYTE(b0), \
-                          I16_PAIR_OF_BYTE(a0), I16_PAIR_OF_BYTE(a0), I16_PAIR_OF_BYTE(b0), I16_PAIR_OF_BYTE(b0), \
-                          I16_PAIR_OF_BYTE(a1), I16_PAIR_OF_BYTE(a1), I16_PAIR_OF_BYTE(b1), I16_PAIR_OF_BYTE(b1), \
-                          I16_PAIR_OF_BYTE(a1), I16_PAIR_OF_BYTE(a1), I16_PAIR_OF_BYTE(b1), I16_PAIR_OF_BYTE(b1))
+/* pshufb control: in 128-bit lane L, int16 lanes 0-3 byte jL and 4-7 byte kL (zero-extended) */
+#define SCALE_LANES4(j0, k0, j1, k1, j2, k2, j3, k3)                                                          \
+        _mm512_setr_epi32(I16_PAIR_OF_BYTE(j0), I16_PAIR_OF_BYTE(j0), I16_PAIR_OF_BYTE(k0), I16_PAIR_OF_BYTE(k0), \
+                          I16_PAIR_OF_BYTE(j1), I16_PAIR_OF_BYTE(j1), I16_PAIR_OF_BYTE(k1), I16_PAIR_OF_BYTE(k1), \
+                          I16_PAIR_OF_BYTE(j2), I16_PAIR_OF_BYTE(j2), I16_PAIR_OF_BYTE(k2), I16_PAIR_OF_BYTE(k2), \
+                          I16_PAIR_OF_BYTE(j3), I16_PAIR_OF_BYTE(j3), I16_PAIR_OF_BYTE(k3), I16_PAIR_OF_BYTE(k3))
+
+/* the same with lanes 0 and 1 alike (bytes a0, b0) and lanes 2 and 3 (a1, b1) */
+#define SCALE_QUADS(a0, b0, a1, b1) SCALE_LANES4(a0, b0, a0, b0, a1, b1, a1, b1)
 
 /*
  * Q4_K and Q5_K (five), eight rows, one token. Q5_K is Q4_K with a fifth
@@ -255,13 +255,6 @@ SIMD_INLINE void SIMD(acts_2bit)(const int8_t *qb, __m512i *a)
                 a[c] = SIMD(load2x32)(qb + 32 * c, qb + 128 + 32 * c);
 }
 
-/* pshufb control: in 128-bit lane L, int16 lanes 0-3 byte jL and 4-7 byte kL (zero-extended) */
-#define SCALE_LANES4(j0, k0, j1, k1, j2, k2, j3, k3)                                                          \
-        _mm512_setr_epi32(I16_PAIR_OF_BYTE(j0), I16_PAIR_OF_BYTE(j0), I16_PAIR_OF_BYTE(k0), I16_PAIR_OF_BYTE(k0), \
-                          I16_PAIR_OF_BYTE(j1), I16_PAIR_OF_BYTE(j1), I16_PAIR_OF_BYTE(k1), I16_PAIR_OF_BYTE(k1), \
-                          I16_PAIR_OF_BYTE(j2), I16_PAIR_OF_BYTE(j2), I16_PAIR_OF_BYTE(k2), I16_PAIR_OF_BYTE(k2), \
-                          I16_PAIR_OF_BYTE(j3), I16_PAIR_OF_BYTE(j3), I16_PAIR_OF_BYTE(k3), I16_PAIR_OF_BYTE(k3))
-
 /*
  * Q2_K, eight rows, one token. The block's 64 bytes of qs are one vector:
  * its bit pairs 2c, 2c + 1 hold elements 32c .. 32c + 31 (low 256 bits)
@@ -313,8 +306,6 @@ SIMD_INLINE void SIMD(group_q2_k)(const uint8_t *const *rows, int64_t K, const i
         }
         _mm256_storeu_ps(out, acc);
 }
-
-#undef SCALE_LANES4
 
 /* vpermw control: in 128-bit lane L, int16 lanes 0-3 word jL and 4-7 word kL */
 #define WORD_LANES4(j0, k0, j1, k1, j2, k2, j3, k3)                                                           \
@@ -415,8 +406,6 @@ SIMD_INLINE void SIMD(group_q3_k)(const uint8_t *const *rows, int64_t K, const i
         }
         _mm256_storeu_ps(out, acc);
 }
-
-#undef WORD_LANES4
 
 /* vpermw control: the words of 128-bit lane L take int16 scale j + L (words 0-3) and j + 4 + L (4-7) */
 #define SCALE_PAIR(j) ((int)(0x10001u * (j)))
@@ -614,10 +603,7 @@ SIMD_INLINE int64_t SIMD(quads_q4_0)(const uint8_t *const *rows, int64_t nb, con
         const size_t bb = sizeof(struct block_q4_0), qs = offsetof(struct block_q4_0, qs);
         const __m512i m4 = _mm512_set1_epi8(15);
         /* word 8j + i (row i, block j): block j's d, word 9j of the row's four blocks */
-        const __m512i d_idx = _mm512_setr_epi32(WORD_TWICE(0), WORD_TWICE(0), WORD_TWICE(0), WORD_TWICE(0),
-                                                WORD_TWICE(9), WORD_TWICE(9), WORD_TWICE(9), WORD_TWICE(9),
-                                                WORD_TWICE(18), WORD_TWICE(18), WORD_TWICE(18), WORD_TWICE(18),
-                                                WORD_TWICE(27), WORD_TWICE(27), WORD_TWICE(27), WORD_TWICE(27));
+        const __m512i d_idx = WORD_LANES4(0, 0, 9, 9, 18, 18, 27, 27);
         /* activations: lane j of lo the block's elements 0-15, of hi 16-31 */
         const __m512i lo_idx = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
         const __m512i hi_idx = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
@@ -760,5 +746,7 @@ DEFINE_GROUP32_ZMM(q8_0, struct block_q8_0, 128, 0, 0, 0, 0, offsetof(struct blo
 #undef WORD_PAIR
 
 #undef SCALE_QUADS
+#undef SCALE_LANES4
+#undef WORD_LANES4
 #undef I16_PAIR_OF_BYTE
 
