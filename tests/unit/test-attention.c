@@ -185,7 +185,7 @@ static void test_rows_kernels(void **state)
 {
         static const struct {
                 int32_t H, group, hd;
-        } shapes[] = { { 8, 1, 128 }, { 8, 4, 64 }, { 4, 2, 32 }, { 8, 2, 8 }, { 4, 1, 40 } };
+        } shapes[] = { { 8, 1, 128 }, { 8, 4, 64 }, { 4, 2, 32 }, { 8, 2, 8 }, { 4, 1, 40 }, { 16, 1, 128 }, { 32, 4, 64 } };
         for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
@@ -269,13 +269,15 @@ static void test_rows_kernels(void **state)
 static void test_q8_scores_exact(void **state)
 {
         static const int32_t hds[] = { 128, 64, 96, 40, 8, 200 };
-        const int32_t H = 4, group = 2, n = 37;
+        /* 4 heads, and 32 (the rows walked in address order, 16 heads at a time) */
+        static const int32_t heads[][2] = { { 4, 2 }, { 32, 4 } };
+        const int32_t n = 37;
         const size_t ld = 40;
-        for (size_t hi = 0; hi < ARRAY_SIZE(hds); hi++) {
-                const int32_t hd = hds[hi];
+        for (size_t hi = 0; hi < 2 * ARRAY_SIZE(hds); hi++) {
+                const int32_t hd = hds[hi / 2], H = heads[hi % 2][0], group = heads[hi % 2][1];
                 const size_t stride = (size_t)(H / group) * hd + 5, sstride = H / group + 1;
                 int8_t *k = malloc(stride * n), *q = malloc(H * hd);
-                float *ks = malloc(sizeof(float) * sstride * n), qs[4], *want = calloc(H * ld, sizeof(float));
+                float *ks = malloc(sizeof(float) * sstride * n), qs[32], *want = calloc(H * ld, sizeof(float));
                 float *got = calloc(H * ld, sizeof(float));
                 for (int extreme = 0; extreme < 2; extreme++) {
                         for (size_t i = 0; i < stride * n; i++)

@@ -14,6 +14,7 @@
  *   [-127, 127], all that the cache holds (npu_ref_quant_i8).
  */
 #include <immintrin.h>
+#include <stdlib.h>
 
 #include "kernels.h"
 #include "npu_ref.h"
@@ -199,13 +200,132 @@ VNNI static void scores_rows_vnni(const int8_t *q, const float *qs, const int8_t
         }
 }
 
+/* t[r] <- column r of the 16 x 16 floats in t (rows r of the input become lanes r of the output) */
+VNNI_INLINE void transpose16x16_ps(__m512 *t)
+{
+        __m512 a[16], b[16];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+                a[2 * i] = _mm512_unpacklo_ps(t[2 * i], t[2 * i + 1]);
+                a[2 * i + 1] = _mm512_unpackhi_ps(t[2 * i], t[2 * i + 1]);
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+                b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a[4 * i]), _mm512_castps_pd(a[4 * i + 2])));
+                b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a[4 * i]), _mm512_castps_pd(a[4 * i + 2])));
+                b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a[4 * i + 1]), _mm512_castps_pd(a[4 * i + 3])));
+                b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a[4 * i + 1]), _mm512_castps_pd(a[4 * i + 3])));
+        }
+        /* b[4i + j]: rows 4i..4i+3, element j of each 128-bit lane */
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+                a[j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
+                a[4 + j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
+                a[8 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
+                a[12 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+                t[j] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0x88);
+                t[4 + j] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0x88);
+                t[8 + j] = _mm512_shuffle_f32x4(a[j], a[8 + j], 0xdd);
+                t[12 + j] = _mm512_shuffle_f32x4(a[4 + j], a[12 + j], 0xdd);
+        }
+}
+
+/*
+ * Rows in address order (heads a multiple of 16, hd of 64): each row's
+ * dots for 16 heads at a time, their lane sums in one transposed
+ * reduction, the scores of 16 rows then transposed into the heads' rows
+ * of scores. The same integer dots and the same float formula as
+ * scores_rows_vnni.
+ */
+VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, const int8_t *k, const float *ks,
+                                             size_t stride, size_t sstride, int32_t n, int32_t n_heads,
+                                             int32_t group, const int32_t HD, float scale, float *scores, size_t ld)
+{
+        const __m512i row_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        const __m512i bias = _mm512_set1_epi8((char)0x80);
+        const __m512 scale16 = _mm512_set1_ps(scale);
+        const int32_t nhb = n_heads / 16;
+        _Alignas(64) int32_t corr[256];
+        _Alignas(64) int32_t kvh[256];
+        _Alignas(64) float t[16][16][16];
+
+        for (int32_t h = 0; h < n_heads; h++) {
+                int32_t qsum = 0;
+                for (int32_t e = 0; e < HD; e++)
+                        qsum += q[(size_t)h * HD + e];
+                corr[h] = 128 * qsum;
+                kvh[h] = h / group;
+        }
+        for (int32_t p0 = 0; p0 < n; p0 += 16) {
+                const int32_t np = MIN(16, n - p0);
+                for (int32_t r = 0; r < np; r++) {
+                        const int8_t *row = k + (size_t)(p0 + r) * stride;
+                        const float *sc = ks + (size_t)(p0 + r) * sstride;
+                        for (int32_t hb = 0; hb < nhb; hb++) {
+                                const int8_t *qb = q + (size_t)hb * 16 * HD;
+                                __m512i acc[16];
+#pragma GCC unroll 16
+                                for (int i = 0; i < 16; i++) {
+                                        const int8_t *kr = row + (size_t)(group == 1 ? hb * 16 + i : kvh[hb * 16 + i]) * HD;
+                                        __m512i a = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                                        for (int32_t c = 0; c < HD; c += 64)
+                                                a = _mm512_dpbusd_epi32(a, _mm512_xor_si512(_mm512_loadu_si512(kr + c), bias),
+                                                                        _mm512_loadu_si512(qb + i * HD + c));
+                                        acc[i] = a;
+                                }
+                                const __m512i d = _mm512_sub_epi32(_mm512_permutexvar_epi32(row_order, hsum16x16_epi32(acc)),
+                                                                   _mm512_load_si512(corr + hb * 16));
+                                const __m512 kscale = group == 1 ? _mm512_loadu_ps(sc + hb * 16)
+                                                                 : _mm512_i32gather_ps(_mm512_load_si512(kvh + hb * 16), sc, 4);
+                                _mm512_store_ps(t[hb][r], _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d),
+                                                                                      _mm512_mul_ps(_mm512_loadu_ps(qs + hb * 16), kscale)),
+                                                                        scale16));
+                        }
+                }
+                for (int32_t hb = 0; hb < nhb; hb++) {
+                        __m512 x[16];
+#pragma GCC unroll 16
+                        for (int r = 0; r < 16; r++)
+                                x[r] = r < np ? _mm512_load_ps(t[hb][r]) : _mm512_setzero_ps();
+                        transpose16x16_ps(x);
+#pragma GCC unroll 16
+                        for (int i = 0; i < 16; i++)
+                                _mm512_mask_storeu_ps(scores + (size_t)(hb * 16 + i) * ld + p0, (__mmask16)((1u << np) - 1), x[i]);
+                }
+        }
+}
+
+/*
+ * Rows in address order (heads a multiple of 16, hd of 64 or 128): each
+ * row's dots for 16 heads at a time, their lane sums in one transposed
+ * reduction, the scores of 16 rows then transposed into the heads' rows
+ * of scores. The same integer dots and the same float formula as
+ * scores_rows_vnni.
+ */
+VNNI static void scores_rows_vnni_ordered(const int8_t *q, const float *qs, const int8_t *k, const float *ks,
+                                          size_t stride, size_t sstride, int32_t n, int32_t n_heads, int32_t group,
+                                          int32_t hd, float scale, float *scores, size_t ld)
+{
+        if (hd == 128)
+                scores_rows_vnni_ordered_hd(q, qs, k, ks, stride, sstride, n, n_heads, group, 128, scale, scores, ld);
+        else
+                scores_rows_vnni_ordered_hd(q, qs, k, ks, stride, sstride, n, n_heads, group, 64, scale, scores, ld);
+}
+
 /* --- dispatch --- */
 
 void attn_scores_rows_q8(const int8_t *q, const float *qs, const int8_t *k, const float *ks, size_t stride,
                          size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                          float *scores, size_t ld)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI)
+        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI && n_heads % 16 == 0 && n_heads <= 256 && (hd == 64 || hd == 128) &&
+            !getenv("NPU_ATTN_OLD"))
+                scores_rows_vnni_ordered(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
+        else if (kernels_isa() == KERNEL_ISA_AVX512_VNNI)
                 scores_rows_vnni(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
         else if (kernels_isa() >= KERNEL_ISA_AVX2)
                 scores_rows_avx2(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
