@@ -439,10 +439,10 @@ static void test_softmax(void **state)
         kernels_reset_isa();
 }
 
-/* positions at and around chunk (64) and block (16) edges, and long ones */
+/* positions at and around flash chunk (256) and block (16) edges, and long ones */
 static const struct token singles[] = {
         { 2, 0 }, { 2, 15 }, { 2, 16 }, { 2, 36 }, { 1, 63 }, { 1, 64 }, { 1, 127 },
-        { 1, 128 }, { 1, 1499 }, { 0, 2999 }, { 0, 2990 }, { 0, 2500 },
+        { 1, 128 }, { 1, 255 }, { 1, 256 }, { 1, 767 }, { 1, 768 }, { 1, 1499 }, { 0, 2999 }, { 0, 2990 }, { 0, 2500 },
 };
 
 /*
@@ -492,12 +492,12 @@ static void test_invariance(void **state)
 
 /*
  * The flash path's defined order, computed here with the per-head kernels
- * for one token: positions cut into chunks of 64 (whatever the threads or
+ * for one token: positions cut into chunks of 256 (whatever the threads or
  * the batch), each chunk's scores, max, sum of exp and unnormalized sum of
  * V per head, the chunks folded in ascending order, then divided by the
  * sum. attention.c's flash_merge arithmetic, written out again.
  */
-#define CHUNK 64
+#define CHUNK 256
 
 static void flash_defined_order(struct fixture *f, struct token tk, float *out)
 {

@@ -10,7 +10,6 @@
  */
 #include <immintrin.h>
 #include <math.h>
-#include <stdlib.h>
 
 #include "kernels.h"
 #include "prefetch.h"
@@ -361,46 +360,6 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
         }
 }
 
-/*
- * Rows in address order, R_ORDERED at a time (one head per kv head,
- * hd a multiple of 64): each head's outputs in registers across the R
- * rows, then the next head's, so the rows' bytes are read nearly in
- * address order. Each output element is accum_q8_avx512's chain of fmas
- * in row order.
- */
-#define R_ORDERED 4
-AVX512 static void accum_rows_q8_avx512_ordered(float *out, const int8_t *v, const float *vs, size_t stride,
-                                                size_t sstride, const float *w, size_t ld, int32_t n,
-                                                int32_t n_heads, int32_t hd)
-{
-        for (int32_t p0 = 0; p0 < n; p0 += R_ORDERED) {
-                const int32_t np = MIN(R_ORDERED, n - p0);
-                for (int32_t h = 0; h < n_heads; h++) {
-                        float a[R_ORDERED];
-                        for (int32_t r = 0; r < np; r++)
-                                a[r] = w[h * ld + p0 + r] * vs[(size_t)(p0 + r) * sstride + h];
-                        float *o = out + (size_t)h * hd;
-                        const int8_t *x = v + (size_t)p0 * stride + (size_t)h * hd;
-                        for (int32_t d = 0; d < hd; d += 64) {
-                                __m512 o0 = _mm512_loadu_ps(o + d), o1 = _mm512_loadu_ps(o + d + 16);
-                                __m512 o2 = _mm512_loadu_ps(o + d + 32), o3 = _mm512_loadu_ps(o + d + 48);
-                                for (int32_t r = 0; r < np; r++) {
-                                        const int8_t *xr = x + (size_t)r * stride + d;
-                                        const __m512 ap = _mm512_set1_ps(a[r]);
-                                        o0 = _mm512_fmadd_ps(ap, cvt16(xr), o0);
-                                        o1 = _mm512_fmadd_ps(ap, cvt16(xr + 16), o1);
-                                        o2 = _mm512_fmadd_ps(ap, cvt16(xr + 32), o2);
-                                        o3 = _mm512_fmadd_ps(ap, cvt16(xr + 48), o3);
-                                }
-                                _mm512_storeu_ps(o + d, o0);
-                                _mm512_storeu_ps(o + d + 16, o1);
-                                _mm512_storeu_ps(o + d + 32, o2);
-                                _mm512_storeu_ps(o + d + 48, o3);
-                        }
-                }
-        }
-}
-
 /* --- dispatch --- */
 
 void attn_accum_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,
@@ -417,10 +376,6 @@ void attn_accum_q8(float *out, const int8_t *v, const float *vs, size_t stride, 
 void attn_accum_rows_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,
                         size_t ld, int32_t n, int32_t n_heads, int32_t group, int32_t hd)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI && group == 1 && hd % 64 == 0 && !getenv("NPU_ATTN_OLDV")) {
-                accum_rows_q8_avx512_ordered(out, v, vs, stride, sstride, w, ld, n, n_heads, hd);
-                return;
-        }
         if (kernels_isa() == KERNEL_ISA_AVX512_VNNI) {
                 accum_rows_q8_avx512(out, v, vs, stride, sstride, w, ld, n, n_heads, group, hd);
                 return;

@@ -14,7 +14,6 @@
  *   [-127, 127], all that the cache holds (npu_ref_quant_i8).
  */
 #include <immintrin.h>
-#include <stdlib.h>
 
 #include "kernels.h"
 #include "npu_ref.h"
@@ -322,8 +321,7 @@ void attn_scores_rows_q8(const int8_t *q, const float *qs, const int8_t *k, cons
                          size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                          float *scores, size_t ld)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI && n_heads % 16 == 0 && n_heads <= 256 && (hd == 64 || hd == 128) &&
-            !getenv("NPU_ATTN_OLD"))
+        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI && n_heads % 16 == 0 && n_heads <= 256 && (hd == 64 || hd == 128))
                 scores_rows_vnni_ordered(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
         else if (kernels_isa() == KERNEL_ISA_AVX512_VNNI)
                 scores_rows_vnni(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);

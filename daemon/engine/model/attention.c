@@ -45,7 +45,7 @@
 #include "kernels.h"
 
 /* positions per chunk of the flash path: part of its arithmetic, not a tuning knob per run */
-#define FLASH_CHUNK 64
+#define FLASH_CHUNK 256
 
 /* per context: attention's buffers (attention_scratch_new) */
 struct attn_scratch {
