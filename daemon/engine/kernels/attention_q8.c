@@ -366,7 +366,8 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
  * so a step reads R_ORDERED rows nearly in address order rather than a
  * block's 16 rows head by head (attn-bench -n 4000 -k q8, alternated:
  * 31.8-33.8 ms against 34.7-34.9; 4 rows at a time was slower, 16 too).
- * Each output element is accum_q8_avx512's chain of fmas in row order.
+ * Each output element is accum_q8_avx512's chain of fmas in row order
+ * (accum_head_q8_512).
  */
 #define R_ORDERED 8
 AVX512 static void accum_rows_q8_avx512_ordered(float *out, const int8_t *v, const float *vs, size_t stride,
@@ -379,24 +380,8 @@ AVX512 static void accum_rows_q8_avx512_ordered(float *out, const int8_t *v, con
                         float a[R_ORDERED];
                         for (int32_t r = 0; r < np; r++)
                                 a[r] = w[h * ld + p0 + r] * vs[(size_t)(p0 + r) * sstride + h];
-                        float *o = out + (size_t)h * hd;
-                        const int8_t *x = v + (size_t)p0 * stride + (size_t)h * hd;
-                        for (int32_t d = 0; d < hd; d += 64) {
-                                __m512 o0 = _mm512_loadu_ps(o + d), o1 = _mm512_loadu_ps(o + d + 16);
-                                __m512 o2 = _mm512_loadu_ps(o + d + 32), o3 = _mm512_loadu_ps(o + d + 48);
-                                for (int32_t r = 0; r < np; r++) {
-                                        const int8_t *xr = x + (size_t)r * stride + d;
-                                        const __m512 ap = _mm512_set1_ps(a[r]);
-                                        o0 = _mm512_fmadd_ps(ap, cvt16(xr), o0);
-                                        o1 = _mm512_fmadd_ps(ap, cvt16(xr + 16), o1);
-                                        o2 = _mm512_fmadd_ps(ap, cvt16(xr + 32), o2);
-                                        o3 = _mm512_fmadd_ps(ap, cvt16(xr + 48), o3);
-                                }
-                                _mm512_storeu_ps(o + d, o0);
-                                _mm512_storeu_ps(o + d + 16, o1);
-                                _mm512_storeu_ps(o + d + 32, o2);
-                                _mm512_storeu_ps(o + d + 48, o3);
-                        }
+                        accum_head_q8_512(out + (size_t)h * hd, v + (size_t)p0 * stride + (size_t)h * hd, stride, a,
+                                          np, hd);
                 }
         }
 }
