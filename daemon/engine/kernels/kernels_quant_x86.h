@@ -45,7 +45,8 @@
 #define STREAM_ROWS(type, K)                                                                                  \
         (SIMD_ZMM &&                                                                                          \
          ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K || (type) == GGML_TYPE_Q4_0 ||                \
-          (type) == GGML_TYPE_Q8_0) &&                                                                        \
+          (type) == GGML_TYPE_Q8_0 ||                                                                        \
+          (qx_stream && ((type) == GGML_TYPE_Q4_1 || (type) == GGML_TYPE_Q5_0 || (type) == GGML_TYPE_Q5_1))) && \
          (K) >= 16 * QK_K)
 /*
  * Blocks ahead that each row is prefetched: the eight rows are eight
