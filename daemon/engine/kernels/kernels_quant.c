@@ -265,18 +265,6 @@ struct tile_kind {
 
 typedef void (*tile_unpack_fn)(const uint8_t *const *rows, int64_t kb0, int64_t nb, struct qtile *tl);
 
-/* EXPERIMENT (not to commit): NPU_QX_QUADS 0/1/2, NPU_QX_STREAM 0/1 */
-static int qx_quads = 1, qx_stream = 1;
-__attribute__((constructor)) static void qx_init(void)
-{
-        const char *e = getenv("NPU_QX_QUADS");
-        if (e)
-                qx_quads = atoi(e);
-        e = getenv("NPU_QX_STREAM");
-        if (e)
-                qx_stream = atoi(e);
-}
-
 #define QSIMD_CAT2(a, b) a##_##b
 #define QSIMD_CAT(a, b) QSIMD_CAT2(a, b)
 #define SIMD(name) QSIMD_CAT(name, SIMD_ISA)

@@ -107,23 +107,40 @@ SIMD_INLINE __m512i SIMD(k4_scales_mins4)(__m512i v)
  * against 75-83 %; 512 and 2048 bytes ahead no better).
  */
 #define STREAM_AHEAD 1024
-SIMD_INLINE void SIMD(prefetch_next_group)(const uint8_t *const *rows, int64_t row_bytes, int64_t steps, int64_t step)
+/* rows further apart than consecutive ones (a short last group repeats its last row: nearer) */
+SIMD_INLINE bool SIMD(rows_in_streams)(const uint8_t *const *rows, int64_t row_bytes)
 {
-        /* rows further apart than consecutive ones (a short last group repeats its last row: nearer) */
-        if (rows[RB - 1] > rows[0] + (RB - 1) * row_bytes) {
+        return rows[RB - 1] > rows[0] + (RB - 1) * row_bytes;
+}
+
+/* the bytes a step of `steps` fetches: of each stream's row, or of the next group (64-byte lines) */
+SIMD_INLINE int64_t SIMD(prefetch_share)(const uint8_t *const *rows, int64_t row_bytes, int64_t steps)
+{
+        if (SIMD(rows_in_streams)(rows, row_bytes))
+                return DIV_ROUND_UP(row_bytes, steps);
+        return DIV_ROUND_UP(RB * row_bytes, 64 * steps) * 64;
+}
+
+/* step `step` of the prefetch, share as prefetch_share gives it (once per group: no division a step) */
+SIMD_INLINE void SIMD(prefetch_step)(const uint8_t *const *rows, int64_t row_bytes, int64_t share, int64_t step)
+{
+        if (SIMD(rows_in_streams)(rows, row_bytes)) {
                 /* rows a stream apart (STREAM_ROWS): each stream's lines STREAM_AHEAD bytes on, each line once */
-                const int64_t per = DIV_ROUND_UP(row_bytes, steps);
                 for (int i = 0; i < RB; i++) {
-                        const uintptr_t a = (uintptr_t)rows[i] + step * per + STREAM_AHEAD, z = a + per;
+                        const uintptr_t a = (uintptr_t)rows[i] + step * share + STREAM_AHEAD, z = a + share;
                         for (uintptr_t l = (a + 63) & ~(uintptr_t)63; l < z; l += 64)
                                 _mm_prefetch((const char *)l, _MM_HINT_T0);
                 }
                 return;
         }
-        const int64_t share = DIV_ROUND_UP(RB * row_bytes, 64 * steps) * 64;
         const char *next = (const char *)rows[0] + RB * row_bytes + step * share;
         for (int64_t c = 0; c < share; c += 64)
                 _mm_prefetch(next + c, _MM_HINT_T0);
+}
+
+SIMD_INLINE void SIMD(prefetch_next_group)(const uint8_t *const *rows, int64_t row_bytes, int64_t steps, int64_t step)
+{
+        SIMD(prefetch_step)(rows, row_bytes, SIMD(prefetch_share)(rows, row_bytes, steps), step);
 }
 
 /* the pshufb control of an int32 lane: both its int16 halves byte j, zero-extended */
@@ -656,7 +673,10 @@ SIMD_INLINE void SIMD(f16_pairs8x4)(const __m512i *h, int w, __m512i *dv, __m512
  * head, tested against each byte's bit (vptestmb) and added as 16 under
  * that mask. Against the two-block step below this halves the shuffles and
  * the loads per byte of weights (Zen 5, 1 thread, from L2: Q4_0 35 -> 45
- * GB/s). The float steps are DEFINE_GROUP's, block after block.
+ * GB/s, Q4_1 33-36 -> 35-38; Q5_0 and Q5_1 no faster there, 29-31, but
+ * ahead from memory: see STREAM_ROWS and QUADS_ALWAYS). The float steps
+ * are DEFINE_GROUP's, block after block: the scaled isum, then (Q4_1,
+ * Q5_1) the min times the activations' block sum.
  */
 SIMD_INLINE int64_t SIMD(quads32)(const uint8_t *const *rows, int64_t nb, const int8_t *q, const float *d,
                                   const float *s, const int32_t *asum, __m256 *accp, enum ggml_type t)
@@ -687,11 +707,12 @@ SIMD_INLINE int64_t SIMD(quads32)(const uint8_t *const *rows, int64_t nb, const 
         /* [block j rows 0-3, block j rows 4-7, block j + 1 rows 0-3, ...] */
         const __m512i pair01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
         const __m512i pair23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+        const int64_t share = SIMD(prefetch_share)(rows, row_bytes, MAX(nb / 4, 1));
         __m256 acc = *accp;
         int64_t b = 0;
 
         for (; b + 4 <= nb; b += 4) {
-                SIMD(prefetch_next_group)(rows, row_bytes, MAX(nb / 4, 1), b / 4);
+                SIMD(prefetch_step)(rows, row_bytes, share, b / 4);
                 const __m512i a0 = _mm512_loadu_si512(q + 32 * b), a1 = _mm512_loadu_si512(q + 32 * b + 64);
                 const __m512i alo = _mm512_permutex2var_epi64(a0, lo_idx, a1);
                 const __m512i ahi = _mm512_permutex2var_epi64(a0, hi_idx, a1);
@@ -769,8 +790,9 @@ SIMD_INLINE int64_t SIMD(quads32)(const uint8_t *const *rows, int64_t nb, const 
  * the step is bound by its instruction count). Q8_0's scales come in by
  * scalar loads. QS_AT: byte offset of qs in a block. Prefetching: the
  * next group's bytes in order into L1, a share per step, as group_q4_k
- * (Zen 5, Q4_0, 2 threads: 40-45 GB/s, into L2 38-41, none 26-28). Q4_0
- * on rows in streams runs four blocks a step first (QUADS: quads_q4_0).
+ * (Zen 5, Q4_0, 2 threads: 40-45 GB/s, into L2 38-41, none 26-28). The
+ * types with nibbles run four blocks a step first where QUADS(K) says
+ * (quads32, as QUAD_TYPE).
  */
 #define DEFINE_GROUP32_ZMM(name, btype, OFF, MINK, D_AT, DMIN_AT, ONE, QS_AT, QUADS, QUAD_TYPE)                    \
         SIMD_INLINE void SIMD(group_##name)(const uint8_t *const *rows, int64_t K, const int8_t *q,          \
@@ -781,13 +803,14 @@ SIMD_INLINE int64_t SIMD(quads32)(const uint8_t *const *rows, int64_t nb, const 
                 const __m512i nib = NIBBLE_WORDS((QS_AT) / 2, (sizeof(btype) + (QS_AT)) / 2);                 \
                 const __m512i d_idx = F16_WORDS((D_AT) / 2, (sizeof(btype) + (D_AT)) / 2);                    \
                 const __m512i m_idx = F16_WORDS((DMIN_AT) / 2, (sizeof(btype) + (DMIN_AT)) / 2);              \
+                const int64_t share = SIMD(prefetch_share)(rows, row_bytes, MAX(nb / 2, 1));                  \
                 __m256 acc = _mm256_setzero_ps();                                                             \
                 int64_t b = 0;                                                                                \
                 if (QUADS(K))                                                                                 \
                         b = SIMD(quads32)(rows, nb, q, d, s, asum, &acc, QUAD_TYPE);                          \
                 for (; b + 2 <= nb; b += 2) {                                                                 \
                         __m512i L[RB], dv = _mm512_setzero_si512(), mv = _mm512_setzero_si512();              \
-                        SIMD(prefetch_next_group)(rows, row_bytes, MAX(nb / 2, 1), b / 2);                    \
+                        SIMD(prefetch_step)(rows, row_bytes, share, b / 2);                                   \
                         const __m512i av = _mm512_loadu_si512(q + 32 * b);                                    \
                         for (int i = 0; i < RB; i++) {                                                        \
                                 const btype *x = (const btype *)(const void *)rows[i] + b;                    \
@@ -835,16 +858,26 @@ SIMD_INLINE int64_t SIMD(quads32)(const uint8_t *const *rows, int64_t nb, const 
                 _mm256_storeu_ps(out, acc);                                                                   \
         }
 
-#define QUADS_Q4_0(K) STREAM_ROWS(GGML_TYPE_Q4_0, K)
-#define QUADS_QX(K) (qx_quads == 2 || (qx_quads == 1 && (K) >= 16 * QK_K))
+/*
+ * Where the four-block steps run: Q4_0 and Q4_1 on rows in streams only
+ * (at 5632x2048, consecutive rows, the two-block steps stay ahead: Q4_0
+ * 76-86 % against 66-79 %, Q4_1 73-80 against 59-70 %), Q5_0 and Q5_1 on
+ * every row (5632x2048: Q5_0 65-70 against 60-68 %, Q5_1 65-69 against
+ * 58-62 %, five rounds).
+ */
+#define QUADS_IN_STREAMS(K) STREAM_ROWS(GGML_TYPE_Q4_0, K)
+#define QUADS_ALWAYS(K) 1
 #define QUADS_NONE(K) 0
-DEFINE_GROUP32_ZMM(q4_0, struct block_q4_0, 8, 0, 0, 0, 1, offsetof(struct block_q4_0, qs), QUADS_Q4_0, GGML_TYPE_Q4_0)
-DEFINE_GROUP32_ZMM(q4_1, struct block_q4_1, 0, 1, 0, 2, 1, offsetof(struct block_q4_1, qs), QUADS_QX, GGML_TYPE_Q4_1)
-DEFINE_GROUP32_ZMM(q5_0, struct block_q5_0, 16, 0, 0, 0, 1, offsetof(struct block_q5_0, qs), QUADS_QX, GGML_TYPE_Q5_0)
-DEFINE_GROUP32_ZMM(q5_1, struct block_q5_1, 0, 1, 0, 2, 1, offsetof(struct block_q5_1, qs), QUADS_QX, GGML_TYPE_Q5_1)
+DEFINE_GROUP32_ZMM(q4_0, struct block_q4_0, 8, 0, 0, 0, 1, offsetof(struct block_q4_0, qs), QUADS_IN_STREAMS, GGML_TYPE_Q4_0)
+DEFINE_GROUP32_ZMM(q4_1, struct block_q4_1, 0, 1, 0, 2, 1, offsetof(struct block_q4_1, qs), QUADS_IN_STREAMS, GGML_TYPE_Q4_1)
+DEFINE_GROUP32_ZMM(q5_0, struct block_q5_0, 16, 0, 0, 0, 1, offsetof(struct block_q5_0, qs), QUADS_ALWAYS, GGML_TYPE_Q5_0)
+DEFINE_GROUP32_ZMM(q5_1, struct block_q5_1, 0, 1, 0, 2, 1, offsetof(struct block_q5_1, qs), QUADS_ALWAYS, GGML_TYPE_Q5_1)
 DEFINE_GROUP32_ZMM(q8_0, struct block_q8_0, 128, 0, 0, 0, 0, offsetof(struct block_q8_0, qs), QUADS_NONE, GGML_TYPE_Q4_0)
 
 #undef DEFINE_GROUP32_ZMM
+#undef QUADS_IN_STREAMS
+#undef QUADS_ALWAYS
+#undef QUADS_NONE
 #undef F16_WORDS
 #undef NIBBLE_WORDS
 #undef WORD_TWICE
