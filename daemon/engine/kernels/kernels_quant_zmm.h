@@ -637,7 +637,7 @@ SIMD_INLINE __m512i SIMD(bytes4x8)(const uint8_t *x, size_t bb)
 /*
  * The f16 pairs at dwords 0, w, 2w and 3w of h[i] (row i's blocks 0-3) of
  * eight rows, gathered by a tree of two-source permutes (seven, eight with
- * mv) where a masked vpermw per row and scale took sixteen: the first
+ * mv) where a masked vpermw per row and f16 takes eight or sixteen: the first
  * halves into *dv, the second into *mv (when mv), word 8j + i block j's
  * of row i.
  */
