@@ -20,6 +20,9 @@ static const enum ggml_type all_types[] = {
         GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
 };
 
+/* the types whose 512-bit one-token kernels take four blocks a step (quads32) */
+static const enum ggml_type quad_types[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1 };
+
 /* the instruction sets the kernel comparisons ran on, for the log (the VM test of AVX-512 VNNI greps it) */
 static unsigned isas_run;
 
@@ -596,9 +599,10 @@ static void test_kernel_paths(void **state)
                 check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
                 check_paths(GGML_TYPE_Q5_1, ACT_SCHEME_Q8_1, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
                 check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
-                /* Q4_0's four-block steps, then a pair and a single block, on rows in streams (K >= 4096) */
-                check_paths(GGML_TYPE_Q4_0, quant_type_act_scheme(GGML_TYPE_Q4_0), 16 * 5 + 5, 4096 + 32 * 7, 3,
-                            FILL_RAW, &seed);
+                /* the nibble types' four-block steps, then a pair and a single block, on rows in streams (K >= 4096) */
+                for (size_t ti = 0; ti < ARRAY_SIZE(quad_types); ti++)
+                        check_paths(quad_types[ti], quant_type_act_scheme(quad_types[ti]), 16 * 5 + 5, 4096 + 32 * 7,
+                                    3, FILL_RAW, &seed);
                 check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 + 5, 4096 + 32 * 6, 3, FILL_RAW, &seed);
                 for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++)
                         check_paths(all_types[ti], quant_type_act_scheme(all_types[ti]), 16 + 5, 1024 + 256, 7,
@@ -642,11 +646,12 @@ static void test_kernel_paths(void **state)
                 check_paths(t, quant_type_act_scheme(t), 21, 32 * 37, 1, FILL_EXTREME, &seed);
         }
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 21, 32 * 37, 2, FILL_RAW, &seed);
-        /* Q4_0's four blocks a step, then a pair and a single block, on rows in streams (K >= 4096) */
-        check_paths(GGML_TYPE_Q4_0, quant_type_act_scheme(GGML_TYPE_Q4_0), 16 * 5 + 5, 4096 + 32 * 7, 3, FILL_RAW,
-                    &seed);
-        check_paths(GGML_TYPE_Q4_0, quant_type_act_scheme(GGML_TYPE_Q4_0), 16 + 5, 4096 + 32 * 6, 2, FILL_EXTREME,
-                    &seed);
+        /* the nibble types' four blocks a step, then a pair and a single block, on rows in streams (K >= 4096) */
+        for (size_t ti = 0; ti < ARRAY_SIZE(quad_types); ti++) {
+                const enum ggml_type t = quad_types[ti];
+                check_paths(t, quant_type_act_scheme(t), 16 * 5 + 5, 4096 + 32 * 7, 3, FILL_RAW, &seed);
+                check_paths(t, quant_type_act_scheme(t), 16 + 5, 4096 + 32 * 6, 2, FILL_EXTREME, &seed);
+        }
         check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 4096 + 32 * 5, 3, FILL_RAW, &seed);
         /* Q8_0's rows in streams, two blocks a step and an odd last block */
         check_paths(GGML_TYPE_Q8_0, quant_type_act_scheme(GGML_TYPE_Q8_0), 16 * 5 + 5, 4096 + 32 * 7, 3, FILL_RAW,

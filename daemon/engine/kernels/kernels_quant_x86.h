@@ -28,24 +28,24 @@
 #define RB 8 /* rows walked together */
 /*
  * Whether a chunk's groups take rows RB streams apart (STREAM_ROWS): the
- * 512-bit Q4_K, Q6_K, Q4_0 and Q8_0 kernels on rows of 16 blocks or more (K >= 4096),
- * whose prefetch then follows each stream (kernels_quant_zmm.h). Shorter
- * rows stay consecutive: at K = 2048 the streams read 58-64 % of the read
- * bandwidth against 79-81 % (Q4_K 5632x2048), 72-74 against 84-85 % (Q6_K
- * 32000x2048). Q8_0 takes them (11008x4096: 89-98 % against 64-73 %);
- * Q4_1, Q5_0 and Q5_1 do not: their kernels are bound by their
- * instructions (Q4_1 11008x4096 52-57 % in streams against 75-76 %, Q5_0
- * 59-63 against 61-62). Q4_0 takes them with its four-block
- * steps (quads_q4_0, only on these rows): 11008x4096 78-85 % against
- * 61-68 % before (56 % with the streams and the two-block steps); at
- * 5632x2048 the two-block steps on consecutive rows stay ahead (76-86 %,
- * four-block steps 66-79 %, in streams 74-85 %). (npu-kbench, paired,
- * alternated, Zen 5.)
+ * 512-bit Q4_K, Q6_K, Q8_0 and four-block (quads32) Q4_0, Q4_1, Q5_0 and
+ * Q5_1 kernels on rows of 16 blocks or more (K >= 4096), whose prefetch
+ * then follows each stream (kernels_quant_zmm.h). Shorter rows stay
+ * consecutive: at K = 2048 the streams read 58-64 % of the read bandwidth
+ * against 79-81 % (Q4_K 5632x2048), 72-74 against 84-85 % (Q6_K
+ * 32000x2048), Q4_1 32-43 against 52-59 %. Q8_0 takes them (11008x4096:
+ * 89-98 % against 64-73 %). The 32-element nibble types take them with
+ * their four-block steps: Q4_0 11008x4096 78-85 % against 61-68 % (56 %
+ * with the streams and the two-block steps), Q5_0 77-78 against 60 %,
+ * Q5_1 70-73 against 64-66 %, Q4_1 63-75 against 60-75 % (even; with the
+ * two-block steps the streams lost, 52-57 against 75-76 %). (npu-kbench,
+ * paired, alternated, Zen 5.)
  */
 #define STREAM_ROWS(type, K)                                                                                  \
         (SIMD_ZMM &&                                                                                          \
-         ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K || (type) == GGML_TYPE_Q4_0 ||                \
-          (type) == GGML_TYPE_Q8_0) &&                                                                        \
+         ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K || (type) == GGML_TYPE_Q8_0 ||                \
+          (type) == GGML_TYPE_Q4_0 || (type) == GGML_TYPE_Q4_1 || (type) == GGML_TYPE_Q5_0 ||                \
+          (type) == GGML_TYPE_Q5_1) &&                                                                        \
          (K) >= 16 * QK_K)
 /*
  * Blocks ahead that each row is prefetched: the eight rows are eight
