@@ -3,7 +3,7 @@
  * Attention over the paged KV cache (f32, f16 and q8), without a model: the
  * all-heads row kernels against the per-head ones, the flash path's results bit-identical
  * across thread counts, batch compositions and rounds and equal to its
- * defined order (chunks of 64 positions folded in order), and both paths
+ * defined order (chunks of 256 positions folded in order), and both paths
  * against a double-precision reference.
  */
 #include <math.h>
