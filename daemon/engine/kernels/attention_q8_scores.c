@@ -232,13 +232,7 @@ VNNI_INLINE void transpose16x16_ps(__m512 *t)
         }
 }
 
-/*
- * Rows in address order (heads a multiple of 16, hd of 64): each row's
- * dots for 16 heads at a time, their lane sums in one transposed
- * reduction, the scores of 16 rows then transposed into the heads' rows
- * of scores. The same integer dots and the same float formula as
- * scores_rows_vnni.
- */
+/* scores_rows_vnni_ordered with the head size a constant HD (64 or 128), so each head's dot unrolls */
 VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, const int8_t *k, const float *ks,
                                              size_t stride, size_t sstride, int32_t n, int32_t n_heads,
                                              int32_t group, const int32_t HD, float scale, float *scores, size_t ld)
