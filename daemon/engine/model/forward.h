@@ -82,8 +82,15 @@ int forward(struct npu_ctx *c, const struct npu_batch *b, float *logits, struct 
 /*
  * Over the q8 KV cache, tokens at more positions than this take the flash
  * path's chunked arithmetic whatever the attention kind (attention.c).
+ * 256, one FLASH_CHUNK: from there a token has two chunks or more, so a
+ * decoding token keeps two threads busy. attn-bench -k q8 (7B shape, 2
+ * threads), default against flash: 192 positions 3.0 against 3.2 ms, 256
+ * 4.2-4.6 / 4.2-4.3, 384 6.5-7.5 / 3.9-4.4, 512 7.8 / 4.8, 1000 17.8 /
+ * 7.8. In the 7B w8a8 model at 648 positions, attention per decoded token
+ * 12.7-15.9 -> 8.2-8.8 ms (with 1024 here before), while a 640-token
+ * prompt's attention took 1.64-1.90 -> 1.81-1.96 s of its prefill.
  */
-#define ATTENTION_Q8_FLASH_MIN_POSITIONS 1024
+#define ATTENTION_Q8_FLASH_MIN_POSITIONS 256
 
 /* Attention for all (token, head) pairs of a batch, after K/V are stored (attention.c). */
 void attention_batch(struct npu_ctx *c, const struct npu_batch *b, int32_t layer, const float *q, float *out);
