@@ -290,6 +290,13 @@ static void test_act_quant_edges(void **state)
                         act_quantize_rows(&aq, NPU_PRECISION_W8A8, xc, cols, 0, M);
                         assert_memory_equal(aq.scale, s2, sizeof(s2));
                         assert_memory_equal(aq.q8, r2, M * cols);
+                        /* the q8 KV cache's and the attention queries' quantizer */
+                        float s3[4];
+                        int8_t *r3 = malloc(M * cols);
+                        quant_rows_i8(xc, r3, s3, cols, M);
+                        assert_memory_equal(s3, s2, sizeof(s2));
+                        assert_memory_equal(r3, r2, M * cols);
+                        free(r3);
                         /* the packed forms of the SIMD GEMM hold the same values */
                         for (int64_t i = 0; i < M * cols; i++) {
                                 const int64_t t = i / cols, k = i % cols;

@@ -11,6 +11,7 @@
 #include "forward.h"
 #include "kernels.h"
 #include "npu_ref.h"
+#include "quant.h"
 
 const char *backend_target_name(enum backend_target t)
 {
@@ -373,10 +374,8 @@ void qkv_finish_rows(struct npu_ctx *c, const struct npu_batch *b, int32_t layer
                 void *vd = kv_at(kv, b->seqs[t], layer, 1, pos);
                 if (kv->type == KV_TYPE_Q8) {
                         /* each head's values with their own scale, as the device's QUANT_I8 */
-                        npu_ref_quant_i8(kt, kd, kv_scale_at(kv, b->seqs[t], layer, 0, pos), (uint32_t)hd, 0,
-                                         (uint32_t)hp->n_kv_heads);
-                        npu_ref_quant_i8(vt, vd, kv_scale_at(kv, b->seqs[t], layer, 1, pos), (uint32_t)hd, 0,
-                                         (uint32_t)hp->n_kv_heads);
+                        quant_rows_i8(kt, kd, kv_scale_at(kv, b->seqs[t], layer, 0, pos), hd, hp->n_kv_heads);
+                        quant_rows_i8(vt, vd, kv_scale_at(kv, b->seqs[t], layer, 1, pos), hd, hp->n_kv_heads);
                 } else if (kv->type == KV_TYPE_F16) {
                         cvt_f32_f16_range(kt, kd, kv_dim);
                         cvt_f32_f16_range(vt, vd, kv_dim);

@@ -16,13 +16,13 @@
 #include <immintrin.h>
 
 #include "kernels.h"
-#include "npu_ref.h"
+#include "quant.h"
 #include "prefetch.h"
 
 /* each head's hd values as the cache stores K and V: the device's QUANT_I8 rule */
 void attn_quantize_query(const float *q, int8_t *qi, float *qs, int32_t n_heads, int32_t hd)
 {
-        npu_ref_quant_i8(q, qi, qs, (uint32_t)hd, 0, (uint32_t)n_heads);
+        quant_rows_i8(q, qi, qs, hd, n_heads);
 }
 
 /* the one float formula of a score, from its exact dot product */

@@ -168,9 +168,36 @@ static void pack_row(struct act_q *a, int64_t t, const int8_t *q8, const int16_t
         }
 }
 
+/* one row by the device's QUANT_I8 rule: its bytes into q, its scale returned */
+static float quant_row_i8(const float *x, int64_t cols, bool avx2, int8_t *q)
+{
+        const float amax = avx2 ? row_absmax_avx2(x, cols) : row_absmax_scalar(x, cols);
+        const float scale = amax == 0.0f ? 1.0f : amax / 127.0f;
+
+        if (avx2)
+                quant_row_i8_avx2(x, cols, scale, q);
+        else
+                for (int64_t k = 0; k < cols; k++)
+                        q[k] = (int8_t)quant_one(x[k], scale, 127.0f);
+        return scale;
+}
+
+/* the same by QUANT_I16 */
+static float quant_row_i16(const float *x, int64_t cols, bool avx2, int16_t *q)
+{
+        const float amax = avx2 ? row_absmax_avx2(x, cols) : row_absmax_scalar(x, cols);
+        const float scale = amax == 0.0f ? 1.0f : amax / 32767.0f;
+
+        if (avx2)
+                quant_row_i16_avx2(x, cols, scale, q);
+        else
+                for (int64_t k = 0; k < cols; k++)
+                        q[k] = (int16_t)quant_one(x[k], scale, 32767.0f);
+        return scale;
+}
+
 void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, int64_t cols, int64_t t0, int64_t t1)
 {
-        const float qmax = p == NPU_PRECISION_W8A16 ? 32767.0f : 127.0f;
         const enum kernel_isa isa = kernels_isa();
         const bool avx2 = isa >= KERNEL_ISA_AVX2, w8a16 = p == NPU_PRECISION_W8A16;
 
@@ -192,29 +219,26 @@ void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, in
         a->forms = forms;
         for (int64_t t = t0; t < t1; t++) {
                 const float *xt = x + t * cols;
-                float amax = avx2 ? row_absmax_avx2(xt, cols) : row_absmax_scalar(xt, cols);
-                float scale = amax == 0.0f ? 1.0f : amax / qmax;
-                a->scale[t] = scale;
                 if (w8a16) {
                         int16_t *q = a->q16 + t * cols;
-                        if (avx2)
-                                quant_row_i16_avx2(xt, cols, scale, q);
-                        else
-                                for (int64_t k = 0; k < cols; k++)
-                                        q[k] = (int16_t)quant_one(xt[k], scale, qmax);
+                        a->scale[t] = quant_row_i16(xt, cols, avx2, q);
                         if (forms & ACT_Q16P)
                                 pack_row(a, t, NULL, q, false);
                 } else {
                         int8_t *q = a->q8 + t * cols;
-                        if (avx2)
-                                quant_row_i8_avx2(xt, cols, scale, q);
-                        else
-                                for (int64_t k = 0; k < cols; k++)
-                                        q[k] = (int8_t)quant_one(xt[k], scale, qmax);
+                        a->scale[t] = quant_row_i8(xt, cols, avx2, q);
                         if (forms & (ACT_U8P | ACT_Q16P))
                                 pack_row(a, t, q, NULL, forms & ACT_U8P);
                 }
         }
+}
+
+void quant_rows_i8(const float *x, int8_t *q, float *scale, int64_t k, int64_t rows)
+{
+        const bool avx2 = kernels_isa() >= KERNEL_ISA_AVX2;
+
+        for (int64_t m = 0; m < rows; m++)
+                scale[m] = quant_row_i8(x + m * k, k, avx2, q + m * k);
 }
 
 void quantize_weight_rows(const float *w, int64_t rows, int64_t cols, int8_t *q, float *scale)

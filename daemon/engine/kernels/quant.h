@@ -49,6 +49,14 @@ void act_q_free(struct act_q *a);
  */
 void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, int64_t cols, int64_t t0, int64_t t1);
 
+/*
+ * Rows [0, rows) of x (rows of k floats) each by the device's QUANT_I8 rule
+ * (npu_ref_quant_i8, the same bits), on this cpu's SIMD path: bytes into
+ * q, each row's scale into scale[m]. The q8 KV cache's rows and the
+ * attention's queries, a head at a time.
+ */
+void quant_rows_i8(const float *x, int8_t *q, float *scale, int64_t k, int64_t rows);
+
 /* y[t * ys + r] for r in [r0, r1): int8 weights (packed, gemm_int8.h) times quantized activations. */
 void matmul_int8_rows(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, float *y, size_t ys,
                       int64_t r0, int64_t r1);
