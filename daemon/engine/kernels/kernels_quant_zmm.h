@@ -676,21 +676,15 @@ SIMD_INLINE void SIMD(f16_pairs8x4)(const __m512i *h, int w, __m512i *dv, __m512
  * GB/s, Q4_1 33-36 -> 35-38; Q5_0 and Q5_1 no faster there, 29-31, but
  * ahead from memory: see STREAM_ROWS and QUADS_ALWAYS). The float steps
  * are DEFINE_GROUP's, block after block: the scaled isum, then (Q4_1,
- * Q5_1) the min times the activations' block sum.
+ * Q5_1) the min times the activations' block sum. The block's size, its
+ * qs offset, the offset to subtract (off) and whether it has a min come
+ * from DEFINE_GROUP32_ZMM's arguments; t picks how the heads are read.
  */
 SIMD_INLINE int64_t SIMD(quads32)(const uint8_t *const *rows, int64_t nb, const int8_t *q, const float *d,
-                                  const float *s, const int32_t *asum, __m256 *accp, enum ggml_type t)
+                                  const float *s, const int32_t *asum, __m256 *accp, enum ggml_type t, size_t bb,
+                                  size_t qs, int off, bool mink)
 {
-        const bool five = t == GGML_TYPE_Q5_0 || t == GGML_TYPE_Q5_1, mink = t == GGML_TYPE_Q4_1 || t == GGML_TYPE_Q5_1;
-        const int off = t == GGML_TYPE_Q4_0 ? 8 : t == GGML_TYPE_Q5_0 ? 16 : 0;
-        const size_t bb = t == GGML_TYPE_Q4_0   ? sizeof(struct block_q4_0)
-                          : t == GGML_TYPE_Q4_1 ? sizeof(struct block_q4_1)
-                          : t == GGML_TYPE_Q5_0 ? sizeof(struct block_q5_0)
-                                                : sizeof(struct block_q5_1);
-        const size_t qs = t == GGML_TYPE_Q4_0   ? offsetof(struct block_q4_0, qs)
-                          : t == GGML_TYPE_Q4_1 ? offsetof(struct block_q4_1, qs)
-                          : t == GGML_TYPE_Q5_0 ? offsetof(struct block_q5_0, qs)
-                                                : offsetof(struct block_q5_1, qs);
+        const bool five = t == GGML_TYPE_Q5_0 || t == GGML_TYPE_Q5_1;
         const int qh = t == GGML_TYPE_Q5_0 ? offsetof(struct block_q5_0, qh) : offsetof(struct block_q5_1, qh);
         const int64_t row_bytes = nb * (int64_t)bb;
         const __m512i m4 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
@@ -792,9 +786,9 @@ SIMD_INLINE int64_t SIMD(quads32)(const uint8_t *const *rows, int64_t nb, const 
  * next group's bytes in order into L1, a share per step, as group_q4_k
  * (Zen 5, Q4_0, 2 threads: 40-45 GB/s, into L2 38-41, none 26-28). The
  * types with nibbles run four blocks a step first where QUADS(K) says
- * (quads32, as QUAD_TYPE).
+ * (quads32; TYPE: the block's ggml type).
  */
-#define DEFINE_GROUP32_ZMM(name, btype, OFF, MINK, D_AT, DMIN_AT, ONE, QS_AT, QUADS, QUAD_TYPE)                    \
+#define DEFINE_GROUP32_ZMM(name, btype, OFF, MINK, D_AT, DMIN_AT, ONE, QS_AT, QUADS, TYPE)                         \
         SIMD_INLINE void SIMD(group_##name)(const uint8_t *const *rows, int64_t K, const int8_t *q,          \
                                             const float *d, const float *s, const int16_t *bs,               \
                                             const int32_t *asum, float *out)                                 \
@@ -807,7 +801,8 @@ SIMD_INLINE int64_t SIMD(quads32)(const uint8_t *const *rows, int64_t nb, const 
                 __m256 acc = _mm256_setzero_ps();                                                             \
                 int64_t b = 0;                                                                                \
                 if (QUADS(K))                                                                                 \
-                        b = SIMD(quads32)(rows, nb, q, d, s, asum, &acc, QUAD_TYPE);                          \
+                        b = SIMD(quads32)(rows, nb, q, d, s, asum, &acc, TYPE, sizeof(btype), QS_AT, OFF,     \
+                                          (MINK) == 1);                                                       \
                 for (; b + 2 <= nb; b += 2) {                                                                 \
                         __m512i L[RB], dv = _mm512_setzero_si512(), mv = _mm512_setzero_si512();              \
                         SIMD(prefetch_step)(rows, row_bytes, share, b / 2);                                   \
@@ -872,7 +867,7 @@ DEFINE_GROUP32_ZMM(q4_0, struct block_q4_0, 8, 0, 0, 0, 1, offsetof(struct block
 DEFINE_GROUP32_ZMM(q4_1, struct block_q4_1, 0, 1, 0, 2, 1, offsetof(struct block_q4_1, qs), QUADS_IN_STREAMS, GGML_TYPE_Q4_1)
 DEFINE_GROUP32_ZMM(q5_0, struct block_q5_0, 16, 0, 0, 0, 1, offsetof(struct block_q5_0, qs), QUADS_ALWAYS, GGML_TYPE_Q5_0)
 DEFINE_GROUP32_ZMM(q5_1, struct block_q5_1, 0, 1, 0, 2, 1, offsetof(struct block_q5_1, qs), QUADS_ALWAYS, GGML_TYPE_Q5_1)
-DEFINE_GROUP32_ZMM(q8_0, struct block_q8_0, 128, 0, 0, 0, 0, offsetof(struct block_q8_0, qs), QUADS_NONE, GGML_TYPE_Q4_0)
+DEFINE_GROUP32_ZMM(q8_0, struct block_q8_0, 128, 0, 0, 0, 0, offsetof(struct block_q8_0, qs), QUADS_NONE, GGML_TYPE_Q8_0)
 
 #undef DEFINE_GROUP32_ZMM
 #undef QUADS_IN_STREAMS
