@@ -142,10 +142,11 @@ static void reference_ops(struct fixture *f, struct token tk, bool f16_operands,
                 double mx = -INFINITY, sum = 0;
                 float qf[256], qscale;
                 int8_t qi[256];
+                int32_t qsum;
                 assert_true(hd <= 256);
                 for (int32_t e = 0; e < hd; e++)
                         qf[e] = value_at(99, tk.seq, tk.pos, (uint64_t)h * hd + e, f->q_range);
-                attn_quantize_query(qf, qi, &qscale, 1, hd);
+                attn_quantize_query(qf, qi, &qscale, &qsum, 1, hd);
                 for (int32_t p = 0; p < n; p++) {
                         double d = 0;
                         for (int32_t e = 0; e < hd; e++) {
@@ -200,6 +201,7 @@ static void test_rows_kernels(void **state)
                                 float *k32 = malloc(sizeof(float) * stride * n), *q = malloc(sizeof(float) * H * hd);
                                 int8_t *qi = malloc(H * hd);
                                 float *qs = malloc(sizeof(float) * H);
+                                int32_t *qsum = malloc(sizeof(int32_t) * H);
                                 float *s1 = calloc(H * ld, sizeof(float)), *s2 = calloc(H * ld, sizeof(float));
                                 float *o1 = malloc(sizeof(float) * H * hd), *o2 = malloc(sizeof(float) * H * hd);
                                 for (size_t i = 0; i < stride * n; i++) {
@@ -212,14 +214,14 @@ static void test_rows_kernels(void **state)
                                         q[i] = value_at(2, n, i, si, 1.0f);
                                         o1[i] = o2[i] = value_at(3, n, i, si, 1.0f);
                                 }
-                                attn_quantize_query(q, qi, qs, H, hd);
+                                attn_quantize_query(q, qi, qs, qsum, H, hd);
                                 for (int pass = 0; pass < 3; pass++) {
                                         if (pass == 0)
                                                 attn_scores_rows_f16(q, k16, stride, n, H, group, hd, 0.125f, s1, ld);
                                         else if (pass == 1)
                                                 attn_scores_rows_f32(q, k32, stride, n, H, group, hd, 0.125f, s1, ld);
                                         else
-                                                attn_scores_rows_q8(qi, qs, k8, ks, stride, sstride, n, H, group, hd,
+                                                attn_scores_rows_q8(qi, qs, qsum, k8, ks, stride, sstride, n, H, group, hd,
                                                                     0.125f, s1, ld);
                                         for (int32_t h = 0; h < H; h++) {
                                                 const size_t off = (size_t)(h / group) * hd;
@@ -230,7 +232,7 @@ static void test_rows_kernels(void **state)
                                                         attn_scores_f32(q + h * hd, k32 + off, stride, n, hd, 0.125f,
                                                                         s2 + h * ld);
                                                 else
-                                                        attn_scores_q8(qi + h * hd, qs[h], k8 + off, ks + h / group,
+                                                        attn_scores_q8(qi + h * hd, qs[h], qsum[h], k8 + off, ks + h / group,
                                                                        stride, sstride, n, hd, 0.125f, s2 + h * ld);
                                         }
                                         assert_memory_equal(s1, s2, sizeof(float) * H * ld);
@@ -253,7 +255,7 @@ static void test_rows_kernels(void **state)
                                         assert_memory_equal(o1, o2, sizeof(float) * H * hd);
                                 }
                                 free(k8), free(ks), free(k16), free(k32), free(q), free(s1), free(s2), free(o1), free(o2);
-                                free(qi), free(qs);
+                                free(qi), free(qs), free(qsum);
                         }
                 }
         }
@@ -278,6 +280,7 @@ static void test_q8_scores_exact(void **state)
                 const size_t stride = (size_t)(H / group) * hd + 5, sstride = H / group + 1;
                 int8_t *k = malloc(stride * n), *q = malloc(H * hd);
                 float *ks = malloc(sizeof(float) * sstride * n), qs[32], *want = calloc(H * ld, sizeof(float));
+                int32_t qsum[32];
                 float *got = calloc(H * ld, sizeof(float));
                 for (int extreme = 0; extreme < 2; extreme++) {
                         for (size_t i = 0; i < stride * n; i++)
@@ -295,10 +298,12 @@ static void test_q8_scores_exact(void **state)
                                         want[h * ld + p] = ((float)d * (qs[h] * ks[p * sstride + h / group])) * 0.125f;
                                 }
                         }
+                        attn_query_sums(q, qsum, H, hd);
                         for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
                                 if (kernels_force_isa(isa) < 0)
                                         continue;
-                                attn_scores_rows_q8(q, qs, k, ks, stride, sstride, n, H, group, hd, 0.125f, got, ld);
+                                attn_scores_rows_q8(q, qs, qsum, k, ks, stride, sstride, n, H, group, hd, 0.125f, got,
+                                                    ld);
                                 if (memcmp(want, got, sizeof(float) * H * ld) != 0)
                                         fail_msg("hd %d extreme %d isa %d: not the exact dot's score", hd, extreme, isa);
                         }
@@ -508,12 +513,13 @@ static void flash_defined_order(struct fixture *f, struct token tk, float *out)
         const int32_t n = tk.pos + 1;
         const float scale = 1.0f / sqrtf((float)hd);
         float q[1024], s[CHUNK], o[256], qs[32];
+        int32_t qsum[32];
         int8_t qi[1024];
         assert_true(H * hd <= 1024 && hd <= 256);
         for (int32_t e = 0; e < H * hd; e++)
                 q[e] = value_at(99, tk.seq, tk.pos, e, f->q_range);
         assert_true(H <= 32);
-        attn_quantize_query(q, qi, qs, H, hd);
+        attn_quantize_query(q, qi, qs, qsum, H, hd);
         for (int32_t h = 0; h < H; h++) {
                 const float *qh = q + (size_t)h * hd;
                 const size_t off = (size_t)(h / group) * hd * kv->elem_bytes;
@@ -524,7 +530,8 @@ static void flash_defined_order(struct fixture *f, struct token tk, float *out)
                                 const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
                                 const void *K = (const uint8_t *)kv_at(kv, seq, 1, 0, p) + off;
                                 if (kv->type == KV_TYPE_Q8)
-                                        attn_scores_q8(qi + (size_t)h * hd, qs[h], K, kv_scale_at(kv, seq, 1, 0, p) + h / group,
+                                        attn_scores_q8(qi + (size_t)h * hd, qs[h], qsum[h], K,
+                                                       kv_scale_at(kv, seq, 1, 0, p) + h / group,
                                                        kv->kv_dim, kv->n_kv_heads, run, hd, scale, s + (p - p0));
                                 else if (kv->type == KV_TYPE_F16)
                                         attn_scores_f16(qh, K, kv->kv_dim, run, hd, scale, s + (p - p0));

@@ -8,7 +8,7 @@
  *
  * - AVX-512 VNNI: vpdpbusd takes an unsigned and a signed byte; the key's
  *   bytes plus 128 (an exclusive or) times the query's, less 128 times the
- *   sum of the query's bytes, once per head.
+ *   sum of the query's bytes (attn_query_sums, once per token and head).
  * - AVX2: vpmaddubsw of |q| and k with q's sign, pairs summed in int16
  *   (2 x 127 x 127 fits), then vpmaddwd into int32. Exact for key bytes in
  *   [-127, 127], all that the cache holds (npu_ref_quant_i8).
@@ -19,10 +19,21 @@
 #include "quant.h"
 #include "prefetch.h"
 
+void attn_query_sums(const int8_t *qi, int32_t *qsum, int32_t n_heads, int32_t hd)
+{
+        for (int32_t h = 0; h < n_heads; h++) {
+                int32_t sum = 0;
+                for (int32_t e = 0; e < hd; e++)
+                        sum += qi[(size_t)h * hd + e];
+                qsum[h] = sum;
+        }
+}
+
 /* each head's hd values as the cache stores K and V: the device's QUANT_I8 rule */
-void attn_quantize_query(const float *q, int8_t *qi, float *qs, int32_t n_heads, int32_t hd)
+void attn_quantize_query(const float *q, int8_t *qi, float *qs, int32_t *qsum, int32_t n_heads, int32_t hd)
 {
         quant_rows_i8(q, qi, qs, hd, n_heads);
+        attn_query_sums(qi, qsum, n_heads, hd);
 }
 
 /* the one float formula of a score, from its exact dot product */
@@ -41,10 +52,11 @@ static int32_t idot_scalar(const int8_t *q, const int8_t *k, int32_t hd)
         return s;
 }
 
-static void scores_rows_scalar(const int8_t *q, const float *qs, const int8_t *k, const float *ks, size_t stride,
+static void scores_rows_scalar(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks, size_t stride,
                                size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                                float *scores, size_t ld)
 {
+        (void)qsum; /* the signed dot needs no correction */
         for (int32_t h = 0; h < n_heads; h++)
                 for (int32_t p = 0; p < n; p++)
                         scores[h * ld + p] = q8_score(idot_scalar(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, hd),
@@ -85,10 +97,11 @@ AVX2_INLINE void idot4_avx2(const int8_t *q, const int8_t *const *rows, int32_t 
         }
 }
 
-AVX2 static void scores_rows_avx2(const int8_t *q, const float *qs, const int8_t *k, const float *ks, size_t stride,
+AVX2 static void scores_rows_avx2(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks, size_t stride,
                                   size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                                   float *scores, size_t ld)
 {
+        (void)qsum; /* the signed dot needs no correction */
         for (int32_t p = 0; p < n; p += 4) {
                 const int32_t np = MIN(4, n - p);
                 for (int32_t h = 0; h < n_heads; h++) {
@@ -157,7 +170,7 @@ VNNI_INLINE void dots_vnni(__m512i *acc, const int8_t *qh, const int8_t *k, size
  * piece masked), key bytes + 128 times the query's; the 16 rows' lane sums
  * in one transposed reduction, less 128 times the query's byte sum.
  */
-VNNI static void scores_rows_vnni(const int8_t *q, const float *qs, const int8_t *k, const float *ks, size_t stride,
+VNNI static void scores_rows_vnni(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks, size_t stride,
                                   size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                                   float *scores, size_t ld)
 {
@@ -169,10 +182,7 @@ VNNI static void scores_rows_vnni(const int8_t *q, const float *qs, const int8_t
         for (int32_t h = 0; h < n_heads; h++) {
                 const int8_t *qh = q + (size_t)h * hd;
                 const size_t off = (size_t)(h / group) * hd;
-                int32_t qsum = 0;
-                for (int32_t e = 0; e < hd; e++)
-                        qsum += qh[e];
-                const __m512i corr = _mm512_set1_epi32(128 * qsum);
+                const __m512i corr = _mm512_set1_epi32(128 * qsum[h]);
                 for (int32_t p0 = 0; p0 < n; p0 += 16) {
                         const int32_t np = MIN(16, n - p0);
                         __m512i acc[16];
@@ -233,7 +243,7 @@ VNNI_INLINE void transpose16x16_ps(__m512 *t)
 }
 
 /* scores_rows_vnni_ordered with the head size a constant HD (64 or 128), so each head's dot unrolls */
-VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, const int8_t *k, const float *ks,
+VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks,
                                              size_t stride, size_t sstride, int32_t n, int32_t n_heads,
                                              int32_t group, const int32_t HD, float scale, float *scores, size_t ld)
 {
@@ -246,10 +256,7 @@ VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, c
         _Alignas(64) float t[16][16][16];
 
         for (int32_t h = 0; h < n_heads; h++) {
-                int32_t qsum = 0;
-                for (int32_t e = 0; e < HD; e++)
-                        qsum += q[(size_t)h * HD + e];
-                corr[h] = 128 * qsum;
+                corr[h] = 128 * qsum[h];
                 kvh[h] = h / group;
         }
         for (int32_t p0 = 0; p0 < n; p0 += 16) {
@@ -304,34 +311,34 @@ VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, c
  * of scores. The same integer dots and the same float formula as
  * scores_rows_vnni.
  */
-VNNI static void scores_rows_vnni_ordered(const int8_t *q, const float *qs, const int8_t *k, const float *ks,
+VNNI static void scores_rows_vnni_ordered(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks,
                                           size_t stride, size_t sstride, int32_t n, int32_t n_heads, int32_t group,
                                           int32_t hd, float scale, float *scores, size_t ld)
 {
         if (hd == 128)
-                scores_rows_vnni_ordered_hd(q, qs, k, ks, stride, sstride, n, n_heads, group, 128, scale, scores, ld);
+                scores_rows_vnni_ordered_hd(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, 128, scale, scores, ld);
         else
-                scores_rows_vnni_ordered_hd(q, qs, k, ks, stride, sstride, n, n_heads, group, 64, scale, scores, ld);
+                scores_rows_vnni_ordered_hd(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, 64, scale, scores, ld);
 }
 
 /* --- dispatch --- */
 
-void attn_scores_rows_q8(const int8_t *q, const float *qs, const int8_t *k, const float *ks, size_t stride,
+void attn_scores_rows_q8(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks, size_t stride,
                          size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                          float *scores, size_t ld)
 {
         if (kernels_isa() == KERNEL_ISA_AVX512_VNNI && n_heads % 16 == 0 && n_heads <= 256 && (hd == 64 || hd == 128))
-                scores_rows_vnni_ordered(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
+                scores_rows_vnni_ordered(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
         else if (kernels_isa() == KERNEL_ISA_AVX512_VNNI)
-                scores_rows_vnni(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
+                scores_rows_vnni(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
         else if (kernels_isa() >= KERNEL_ISA_AVX2)
-                scores_rows_avx2(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
+                scores_rows_avx2(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
         else
-                scores_rows_scalar(q, qs, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
+                scores_rows_scalar(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
 }
 
-void attn_scores_q8(const int8_t *q, float qs, const int8_t *k, const float *ks, size_t stride, size_t sstride,
-                    int32_t n, int32_t hd, float scale, float *scores)
+void attn_scores_q8(const int8_t *q, float qs, int32_t qsum, const int8_t *k, const float *ks, size_t stride,
+                    size_t sstride, int32_t n, int32_t hd, float scale, float *scores)
 {
-        attn_scores_rows_q8(q, &qs, k, ks, stride, sstride, n, 1, 1, hd, scale, scores, 0);
+        attn_scores_rows_q8(q, &qs, &qsum, k, ks, stride, sstride, n, 1, 1, hd, scale, scores, 0);
 }

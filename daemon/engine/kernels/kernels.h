@@ -102,8 +102,9 @@ void attn_accum_rows_f16_multi(float *out, size_t o_stride, int32_t nq, const in
  * for the _rows_ kernels, at the first head's, with head h / group's at
  * ks[p * sstride + h / group]). Key bytes are in [-127, 127]. The query
  * is int8 too, a head's hd bytes q times its scale qs
- * (attn_quantize_query: the cache's own rule), so a score's dot product is
- * an integer, summed exactly:
+ * (attn_quantize_query: the cache's own rule), with the sum of its bytes
+ * qsum (attn_query_sums; the VNNI kernels' correction for their unsigned
+ * operand), so a score's dot product is an integer, summed exactly:
  *   score[p] = ((float)dot(q, k[p]) * (qs * ks[p])) * scale
  *   out     += (w[p] * vs[p]) * v[p]        (p ascending, one fused
  *                                            multiply-add per lane and row)
@@ -111,13 +112,15 @@ void attn_accum_rows_f16_multi(float *out, size_t o_stride, int32_t nq, const in
  * sums are bit-identical to the per-head ones, head by head
  * (test-attention checks both).
  */
-void attn_quantize_query(const float *q, int8_t *qi, float *qs, int32_t n_heads, int32_t hd);
-void attn_scores_q8(const int8_t *q, float qs, const int8_t *k, const float *ks, size_t stride, size_t sstride,
-                    int32_t n, int32_t hd, float scale, float *scores);
+void attn_quantize_query(const float *q, int8_t *qi, float *qs, int32_t *qsum, int32_t n_heads, int32_t hd);
+/* qsum[h]: the sum of head h's hd bytes of qi */
+void attn_query_sums(const int8_t *qi, int32_t *qsum, int32_t n_heads, int32_t hd);
+void attn_scores_q8(const int8_t *q, float qs, int32_t qsum, const int8_t *k, const float *ks, size_t stride,
+                    size_t sstride, int32_t n, int32_t hd, float scale, float *scores);
 void attn_accum_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,
                    int32_t n, int32_t hd);
-/* qs: one scale per query head */
-void attn_scores_rows_q8(const int8_t *q, const float *qs, const int8_t *k, const float *ks, size_t stride,
+/* qs, qsum: one scale and one byte sum per query head */
+void attn_scores_rows_q8(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks, size_t stride,
                          size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                          float *scores, size_t ld);
 void attn_accum_rows_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,

@@ -69,9 +69,10 @@ struct attn_scratch {
         /* the token blocks' (attend_tokens): per thread, BLOCK_TOKENS x walk_heads x block_positions scores */
         size_t block_positions;
         float *bscores;
-        /* KV_TYPE_Q8: the batch's queries in int8 and their per-head scales (attn_quantize_query) */
+        /* KV_TYPE_Q8: the batch's queries in int8, their per-head scales and byte sums (attn_quantize_query) */
         int8_t *qi;
         float *qs;
+        int32_t *qsum;
 };
 
 struct attention_job {
@@ -99,6 +100,11 @@ static const int8_t *query_q8(const struct attention_job *j, int64_t t, int32_t 
 static const float *query_scales(const struct attention_job *j, int64_t t, int32_t h)
 {
         return j->c->attn->qs + t * j->c->model->hp.n_heads + h;
+}
+
+static const int32_t *query_sums(const struct attention_job *j, int64_t t, int32_t h)
+{
+        return j->c->attn->qsum + t * j->c->model->hp.n_heads + h;
 }
 
 /*
@@ -175,7 +181,8 @@ static void default_scores(const struct default_walk *w, const void *K, int32_t 
         float *sh = w->s + (size_t)h * n + p;
 
         if (kv->type == KV_TYPE_Q8)
-                attn_scores_rows_q8(query_q8(w->j, w->t, w->h0 + h), query_scales(w->j, w->t, w->h0 + h), K,
+                attn_scores_rows_q8(query_q8(w->j, w->t, w->h0 + h), query_scales(w->j, w->t, w->h0 + h),
+                                    query_sums(w->j, w->t, w->h0 + h), K,
                                     kv_scale_at(kv, w->seq, w->j->layer, 0, p) + (w->h0 + h) / w->group, kv->kv_dim,
                                     kv->n_kv_heads, run, m, w->group, hd, w->scale, sh, n);
         else if (kv->type == KV_TYPE_F16)
@@ -353,7 +360,7 @@ static void attend_tokens(const struct attention_job *j, int64_t t0, int32_t nt,
                                 if (which == 0) {
                                         const float *q = j->q + t * q_dim + (size_t)h0 * hd;
                                         if (kv->type == KV_TYPE_Q8)
-                                                attn_scores_rows_q8(query_q8(j, t, h0), query_scales(j, t, h0), R, rs,
+                                                attn_scores_rows_q8(query_q8(j, t, h0), query_scales(j, t, h0), query_sums(j, t, h0), R, rs,
                                                                     kv->kv_dim, kv->n_kv_heads, m, nh, group, hd,
                                                                     scale, st + p, n);
                                         else if (kv->type == KV_TYPE_F16)
@@ -545,7 +552,7 @@ static void flash_pass_q8(const struct attention_job *j, int64_t t, int which, i
                 const int8_t *x = kv_at(kv, seq, j->layer, which, p);
                 const float *sc = kv_scale_at(kv, seq, j->layer, which, p);
                 if (which == 0)
-                        attn_scores_rows_q8(query_q8(j, t, 0), query_scales(j, t, 0), x, sc, kv->kv_dim,
+                        attn_scores_rows_q8(query_q8(j, t, 0), query_scales(j, t, 0), query_sums(j, t, 0), x, sc, kv->kv_dim,
                                             kv->n_kv_heads, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
                 else
                         attn_accum_rows_q8(o, x, sc, kv->kv_dim, kv->n_kv_heads, s + (p - p0), FLASH_CHUNK, run, H,
@@ -715,7 +722,8 @@ int attention_scratch_new(struct npu_ctx *c)
         if (c->kv->type == KV_TYPE_Q8) {
                 x->qi = malloc(hparams_q_dim(hp) * c->max_batch);
                 x->qs = malloc(sizeof(float) * hp->n_heads * c->max_batch);
-                if (!x->qi || !x->qs)
+                x->qsum = malloc(sizeof(int32_t) * hp->n_heads * c->max_batch);
+                if (!x->qi || !x->qs || !x->qsum)
                         return -ENOMEM;
         }
         if (c->max_batch > 1) {
@@ -740,6 +748,7 @@ void attention_scratch_free(struct npu_ctx *c)
         free(x->bscores);
         free(x->qi);
         free(x->qs);
+        free(x->qsum);
         free(x);
         c->attn = NULL;
 }
@@ -754,7 +763,8 @@ static void quantize_queries_worker(void *arg, int ith, int nth)
         threadpool_split(j->b->n, ith, nth, 1, &a, &z);
         for (int64_t t = a; t < z; t++)
                 attn_quantize_query(j->q + t * hparams_q_dim(hp), j->c->attn->qi + t * hparams_q_dim(hp),
-                                    j->c->attn->qs + t * hp->n_heads, hp->n_heads, hp->head_dim);
+                                    j->c->attn->qs + t * hp->n_heads, j->c->attn->qsum + t * hp->n_heads, hp->n_heads,
+                                    hp->head_dim);
 }
 
 void attention_batch(struct npu_ctx *c, const struct npu_batch *b, int32_t layer, const float *q, float *out)
