@@ -168,31 +168,26 @@ static void pack_row(struct act_q *a, int64_t t, const int8_t *q8, const int16_t
         }
 }
 
-/* one row by the device's QUANT_I8 rule: its bytes into q, its scale returned */
-static float quant_row_i8(const float *x, int64_t cols, bool avx2, int8_t *q)
+/*
+ * One row by the device's QUANT_I16 rule (q16 given) or QUANT_I8 (q8): its
+ * values into the one given, its scale returned.
+ */
+static float quant_row(const float *x, int64_t cols, bool avx2, int8_t *q8, int16_t *q16)
 {
+        const float qmax = q16 ? 32767.0f : 127.0f;
         const float amax = avx2 ? row_absmax_avx2(x, cols) : row_absmax_scalar(x, cols);
-        const float scale = amax == 0.0f ? 1.0f : amax / 127.0f;
+        const float scale = amax == 0.0f ? 1.0f : amax / qmax;
 
-        if (avx2)
-                quant_row_i8_avx2(x, cols, scale, q);
+        if (avx2 && q16)
+                quant_row_i16_avx2(x, cols, scale, q16);
+        else if (avx2)
+                quant_row_i8_avx2(x, cols, scale, q8);
+        else if (q16)
+                for (int64_t k = 0; k < cols; k++)
+                        q16[k] = (int16_t)quant_one(x[k], scale, qmax);
         else
                 for (int64_t k = 0; k < cols; k++)
-                        q[k] = (int8_t)quant_one(x[k], scale, 127.0f);
-        return scale;
-}
-
-/* the same by QUANT_I16 */
-static float quant_row_i16(const float *x, int64_t cols, bool avx2, int16_t *q)
-{
-        const float amax = avx2 ? row_absmax_avx2(x, cols) : row_absmax_scalar(x, cols);
-        const float scale = amax == 0.0f ? 1.0f : amax / 32767.0f;
-
-        if (avx2)
-                quant_row_i16_avx2(x, cols, scale, q);
-        else
-                for (int64_t k = 0; k < cols; k++)
-                        q[k] = (int16_t)quant_one(x[k], scale, 32767.0f);
+                        q8[k] = (int8_t)quant_one(x[k], scale, qmax);
         return scale;
 }
 
@@ -221,12 +216,12 @@ void act_quantize_rows(struct act_q *a, enum npu_precision p, const float *x, in
                 const float *xt = x + t * cols;
                 if (w8a16) {
                         int16_t *q = a->q16 + t * cols;
-                        a->scale[t] = quant_row_i16(xt, cols, avx2, q);
+                        a->scale[t] = quant_row(xt, cols, avx2, NULL, q);
                         if (forms & ACT_Q16P)
                                 pack_row(a, t, NULL, q, false);
                 } else {
                         int8_t *q = a->q8 + t * cols;
-                        a->scale[t] = quant_row_i8(xt, cols, avx2, q);
+                        a->scale[t] = quant_row(xt, cols, avx2, q, NULL);
                         if (forms & (ACT_U8P | ACT_Q16P))
                                 pack_row(a, t, q, NULL, forms & ACT_U8P);
                 }
@@ -238,7 +233,7 @@ void quant_rows_i8(const float *x, int8_t *q, float *scale, int64_t k, int64_t r
         const bool avx2 = kernels_isa() >= KERNEL_ISA_AVX2;
 
         for (int64_t m = 0; m < rows; m++)
-                scale[m] = quant_row_i8(x + m * k, k, avx2, q + m * k);
+                scale[m] = quant_row(x + m * k, k, avx2, q + m * k, NULL);
 }
 
 void quantize_weight_rows(const float *w, int64_t rows, int64_t cols, int8_t *q, float *scale)
