@@ -52,7 +52,8 @@ static int32_t idot_scalar(const int8_t *q, const int8_t *k, int32_t hd)
         return s;
 }
 
-static void scores_rows_scalar(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks, size_t stride,
+static void scores_rows_scalar(const int8_t *q, const float *qs, const int32_t *qsum,
+                               const int8_t *k, const float *ks, size_t stride,
                                size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                                float *scores, size_t ld)
 {
@@ -97,7 +98,8 @@ AVX2_INLINE void idot4_avx2(const int8_t *q, const int8_t *const *rows, int32_t 
         }
 }
 
-AVX2 static void scores_rows_avx2(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks, size_t stride,
+AVX2 static void scores_rows_avx2(const int8_t *q, const float *qs, const int32_t *qsum,
+                                  const int8_t *k, const float *ks, size_t stride,
                                   size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                                   float *scores, size_t ld)
 {
@@ -170,7 +172,8 @@ VNNI_INLINE void dots_vnni(__m512i *acc, const int8_t *qh, const int8_t *k, size
  * piece masked), key bytes + 128 times the query's; the 16 rows' lane sums
  * in one transposed reduction, less 128 times the query's byte sum.
  */
-VNNI static void scores_rows_vnni(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks, size_t stride,
+VNNI static void scores_rows_vnni(const int8_t *q, const float *qs, const int32_t *qsum,
+                                  const int8_t *k, const float *ks, size_t stride,
                                   size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                                   float *scores, size_t ld)
 {
@@ -243,7 +246,8 @@ VNNI_INLINE void transpose16x16_ps(__m512 *t)
 }
 
 /* scores_rows_vnni_ordered with the head size a constant HD (64 or 128), so each head's dot unrolls */
-VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks,
+VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, const int32_t *qsum,
+                                             const int8_t *k, const float *ks,
                                              size_t stride, size_t sstride, int32_t n, int32_t n_heads,
                                              int32_t group, const int32_t HD, float scale, float *scores, size_t ld)
 {
@@ -311,7 +315,8 @@ VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, c
  * of scores. The same integer dots and the same float formula as
  * scores_rows_vnni.
  */
-VNNI static void scores_rows_vnni_ordered(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks,
+VNNI static void scores_rows_vnni_ordered(const int8_t *q, const float *qs, const int32_t *qsum,
+                                          const int8_t *k, const float *ks,
                                           size_t stride, size_t sstride, int32_t n, int32_t n_heads, int32_t group,
                                           int32_t hd, float scale, float *scores, size_t ld)
 {
@@ -323,7 +328,8 @@ VNNI static void scores_rows_vnni_ordered(const int8_t *q, const float *qs, cons
 
 /* --- dispatch --- */
 
-void attn_scores_rows_q8(const int8_t *q, const float *qs, const int32_t *qsum, const int8_t *k, const float *ks, size_t stride,
+void attn_scores_rows_q8(const int8_t *q, const float *qs, const int32_t *qsum,
+                         const int8_t *k, const float *ks, size_t stride,
                          size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                          float *scores, size_t ld)
 {
