@@ -14,7 +14,11 @@
  *       prefilling it: N positions of the KV cache are filled with random
  *       values (synthetic KV contents, said so in the output) and --tg
  *       tokens are decoded after them, one untimed first; the contexts
- *       are held at once and take turns token by token.
+ *       are held at once and take turns token by token. Each row also
+ *       gives the bytes a step reads (weights and K/V) and their rate; a
+ *       line per longer context gives the ratio the bytes alone would
+ *       set (every byte at the first context's rate) and the rate at
+ *       which the extra K/V bytes actually went.
  *   --task batch-decode: the service's decode step, M sequences of --pp
  *       tokens of context (default 32) each contributing one token to a
  *       forward pass, for M in --batch-sizes (default 1,2,4,8,16); prints
@@ -198,8 +202,29 @@ static void fake_ctx_release(struct kv_pool *kv, struct fake_ctx *f, int n)
         }
 }
 
-/* One row of the table: the timed steps' mean, best, median (the lower one of an even count) and worst. */
-static double fake_row(const struct fake_ctx *f, int32_t steps, double first_median)
+/* Bytes of K and V a decode step reads per position of its context, over all layers. */
+static double kv_bytes_per_position(const struct kv_pool *kv)
+{
+        double scales = kv->type == KV_TYPE_Q8 ? (double)kv->n_kv_heads * sizeof(float) : 0;
+        return 2.0 * kv->n_layers * ((double)kv->kv_dim * kv->elem_bytes + scales);
+}
+
+/*
+ * Bytes a decode step at context N reads: the weights and the K/V of its
+ * N + 1 positions (the first timed step's; the later ones read a row or a
+ * few more).
+ */
+static double fake_step_bytes(const struct runtime *rt, int32_t N)
+{
+        return (double)model_bytes_per_token(rt->model) + kv_bytes_per_position(rt->kv) * (N + 1);
+}
+
+/*
+ * One row of the table: the timed steps' mean, best, median (the lower one
+ * of an even count) and worst, then the bytes a step reads and the rate
+ * of its median.
+ */
+static double fake_row(const struct runtime *rt, const struct fake_ctx *f, int32_t steps, double first_median)
 {
         double sum = 0, best = f->ms[1], worst = f->ms[1];
 
@@ -209,10 +234,29 @@ static double fake_row(const struct fake_ctx *f, int32_t steps, double first_med
                 worst = MAX(worst, f->ms[st]);
         }
         qsort(f->ms + 1, (size_t)steps, sizeof(double), median_cmp_double);
-        const double median = f->ms[1 + (steps - 1) / 2];
-        printf("| %8d | %12.1f | %12.1f | %12.1f | %12.1f | %9.2fx |\n", f->N, sum / steps, best, median, worst,
-               first_median > 0 ? median / first_median : 1.0);
+        const double median = f->ms[1 + (steps - 1) / 2], bytes = fake_step_bytes(rt, f->N);
+        printf("| %8d | %12.1f | %12.1f | %12.1f | %12.1f | %9.2fx | %10.3f | %9.2f |\n", f->N, sum / steps, best, median,
+               worst, first_median > 0 ? median / first_median : 1.0, bytes / 1e6, bytes / (median * 1e6));
         return median;
+}
+
+/*
+ * The physical floor of the ratios: a step that moved every byte at the
+ * rate of the first context's median would take bytes(N) / bytes(first)
+ * as long. The K/V's own rate is what the ratio hides: the extra bytes
+ * over the extra time.
+ */
+static void fake_floor(const struct runtime *rt, const struct fake_ctx *f, int n, const double *median)
+{
+        const double b0 = fake_step_bytes(rt, f[0].N);
+
+        for (int i = 1; i < n; i++) {
+                const double extra = fake_step_bytes(rt, f[i].N) - b0, dt = median[i] - median[0];
+                printf("context %d against %d: %.3f MB more a step; at the rate of context %d's steps (%.2f GB/s) the "
+                       "ratio would be %.2fx; the extra bytes took %.3f ms (%.2f GB/s)\n",
+                       f[i].N, f[0].N, extra / 1e6, f[0].N, b0 / (median[0] * 1e6), fake_step_bytes(rt, f[i].N) / b0,
+                       dt, dt > 0 ? extra / (dt * 1e6) : 0.0);
+        }
 }
 
 /*
@@ -252,14 +296,17 @@ static int run_fake_context(struct runtime *rt, const struct bench_args *a)
                 }
         if (r >= 0) {
                 printf("SYNTHETIC KV CONTENTS: the context is random K/V values, not a prefilled prompt\n");
-                printf("| %8s | %12s | %12s | %12s | %12s | %10s |\n", "context", "ms/token", "best ms", "median ms",
-                       "worst ms", "median/1st");
-                double first = 0;
-                for (int i = 0; i < n; i++) {
-                        double med = fake_row(&f[i], steps, first);
-                        if (i == 0)
-                                first = med;
-                }
+                printf("| %8s | %12s | %12s | %12s | %12s | %10s | %10s | %9s |\n", "context", "ms/token", "best ms",
+                       "median ms", "worst ms", "median/1st", "MB/token", "GB/s");
+                _cleanup_free_ double *median = calloc(n, sizeof(double));
+                if (!median)
+                        r = cli_error(-ENOMEM, "out of memory");
+                for (int i = 0; i < n && median; i++)
+                        median[i] = fake_row(rt, &f[i], steps, median[0]);
+                if (median)
+                        fake_floor(rt, f, n, median);
+        }
+        if (r >= 0) {
                 printf("model %s (%s), %d threads, kernels %s, attention %s, KV %s, %d timed tokens per context, the "
                        "contexts taking turns token by token (synthetic KV)\n",
                        m->name ? m->name : m->path, precision_name(m->precision), threadpool_size(rt->tp),
@@ -331,13 +378,6 @@ static void measure_peaks(struct runtime *rt, bool int8, struct peaks *p)
                         p->int8_how = how;
                 }
         }
-}
-
-/* Bytes of K and V a decode step reads per position of its context, over all layers. */
-static double kv_bytes_per_position(const struct kv_pool *kv)
-{
-        double scales = kv->type == KV_TYPE_Q8 ? (double)kv->n_kv_heads * sizeof(float) : 0;
-        return 2.0 * kv->n_layers * ((double)kv->kv_dim * kv->elem_bytes + scales);
 }
 
 /*

@@ -24,10 +24,19 @@ check "best-of-run figure beside it" '^decode against the measured read bandwidt
 
 out=$("$bench" -m "$model" -t 2 --fake-context 4,200,64 --tg 3 --kv-type q8 2>&1)
 printf '%s\n' "$out"
-check "first context, ratio 1" '^\| +4 \|.*\| +1\.00x \|$' "$out"
-check "second context" '^\| +200 \|.*\| +[0-9.]+x \|$' "$out"
-check "third context" '^\| +64 \|.*\| +[0-9.]+x \|$' "$out"
+check "first context, ratio 1" '^\| +4 \|.*\| +1\.00x \| +[0-9.]+ \| +[0-9.]+ \|$' "$out"
+check "second context" '^\| +200 \|.*\| +[0-9.]+x \| +[0-9.]+ \| +[0-9.]+ \|$' "$out"
+check "third context" '^\| +64 \|.*\| +[0-9.]+x \| +[0-9.]+ \| +[0-9.]+ \|$' "$out"
 check "alternated" 'contexts taking turns token by token' "$out"
+check "the floor of a ratio" '^context 200 against 4: [0-9.]+ MB more a step; at the rate of context 4.s steps \([0-9.]+ GB/s\) the ratio would be 1\.[0-9]+x; the extra bytes took' "$out"
+# a step reads more at a longer context: MB/token (column 8) grows with it, by the K/V of the positions between
+mb() { printf '%s\n' "$out" | awk -F'|' -v n="$1" '$2 + 0 == n && NF > 8 { print $8 + 0 }'; }
+if awk -v a="$(mb 4)" -v b="$(mb 64)" -v c="$(mb 200)" 'BEGIN { exit !(a > 0 && a < b && b < c && (c - a) / (b - a) > 3.0 && (c - a) / (b - a) < 3.5) }'; then
+        echo "ok: bytes per token grow with the context"
+else
+        echo "FAIL: bytes per token at 4, 64, 200: $(mb 4) $(mb 64) $(mb 200)"
+        fail=1
+fi
 
 out=$("$kbench" --type q4_k --rows 1024 --cols 4096 --bytes 64000000 --reps 3 2>&1)
 printf '%s\n' "$out"
