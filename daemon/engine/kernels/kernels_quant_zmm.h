@@ -611,43 +611,16 @@ SIMD_INLINE __m512i SIMD(bytes4x16)(const uint8_t *x, size_t bb)
 }
 
 /*
- * The same from one 64-byte load and one masked load of the rest (four
- * blocks of bb bytes, qs at byte qs of each, words picked by vpermt2w:
- * qs_words): Q4_1's, where the broadcast loads left its step slower (Zen
- * 5, 1 thread, from L2, alternated: best 28.4 -> 34.7 GB/s; Q4_0, Q5_0
- * and Q5_1 no faster this way). X0: the first 64 bytes, for the heads.
+ * vpermt2w control over four blocks of bb bytes (the first 64 bytes, then
+ * the rest): 128-bit lane j block j's n words from byte `at`, repeated.
  */
-SIMD_INLINE __m512i SIMD(bytes4x16_permuted)(const uint8_t *x, size_t bb, __m512i qs_words, __m512i *X0)
-{
-        *X0 = _mm512_loadu_si512(x);
-        const __m512i X1 = _mm512_maskz_loadu_epi16((__mmask32)((1u << ((4 * bb - 64) / 2)) - 1), x + 64);
-        return _mm512_permutex2var_epi16(*X0, qs_words, X1);
-}
-
-/* vpermt2w control of bytes4x16_permuted: 128-bit lane j the 8 words of block j's qs */
-SIMD_INLINE __m512i SIMD(qs_words4)(size_t bb, size_t qs)
+SIMD_INLINE __m512i SIMD(block_words4)(size_t bb, size_t at, int n)
 {
         _Alignas(64) int16_t w[32];
         for (int j = 0; j < 4; j++)
                 for (int k = 0; k < 8; k++)
-                        w[8 * j + k] = (int16_t)((j * bb + qs) / 2 + k);
+                        w[8 * j + k] = (int16_t)((j * bb + at) / 2 + k % n);
         return _mm512_load_si512(w);
-}
-
-SIMD_INLINE uint64_t SIMD(u64_at)(const uint8_t *p)
-{
-        uint64_t v;
-        memcpy(&v, p, 8);
-        return v;
-}
-
-/* the 8 bytes at x of four blocks bb bytes apart, block j's in both qwords of 128-bit lane j */
-SIMD_INLINE __m512i SIMD(bytes4x8)(const uint8_t *x, size_t bb)
-{
-        __m512i v = _mm512_set1_epi64((long long)SIMD(u64_at)(x));
-        v = _mm512_mask_set1_epi64(v, 0x0c, (long long)SIMD(u64_at)(x + bb));
-        v = _mm512_mask_set1_epi64(v, 0x30, (long long)SIMD(u64_at)(x + 2 * bb));
-        return _mm512_mask_set1_epi64(v, 0xc0, (long long)SIMD(u64_at)(x + 3 * bb));
 }
 
 /* vpermt2w control: words a and b as one int32 lane */
@@ -686,13 +659,18 @@ SIMD_INLINE void SIMD(f16_pairs8x4)(const __m512i *h, int w, __m512i *dv, __m512
  * The 32-element types with nibbles (Q4_0, Q4_1, Q5_0, Q5_1), eight rows,
  * four blocks a step, from b = 0 while four remain; returns the first
  * block left. Each block's 16 bytes of nibbles go into their own 128-bit
- * lane by broadcast loads (no shuffle), the low nibbles meet the four
+ * lane: Q4_0's by broadcast loads (no shuffle), the others' by one
+ * vpermt2w from the four blocks' bytes as two loads (the first 64 bytes,
+ * a masked load of the rest), which also give Q5_0's and Q5_1's block
+ * heads (the first 8 bytes of each block, by another vpermt2w). Zen 5, 1
+ * thread, from L2, alternated with the broadcast loads (and scalar loads
+ * of the Q5 heads): Q4_1 best 28-30 -> 39-40 GB/s, Q5_0 31 -> 35, Q5_1
+ * 30-31 -> 34; Q4_0 no faster (36 -> 35). The low nibbles meet the four
  * blocks' activations 0-15 and the high ones 16-31 (the activations
  * rearranged once a step, for all eight rows). Q4_0's f16 scales of the
- * four blocks come out of one 64-byte load per row (at bytes 0, 18, 36
- * and 54) by one vpermw; Q4_1's d and m pairs (dwords 0, 5, 10, 15 of
- * such a load) and Q5_0's and Q5_1's block heads (the first 8 bytes of
- * each block, by broadcast loads) go through f16_pairs8x4. The fifth bits
+ * four blocks come out of the 64-byte load (at bytes 0, 18, 36 and 54) by
+ * one vpermw; Q4_1's d and m pairs (dwords 0, 5, 10, 15 of it) and the Q5
+ * heads go through f16_pairs8x4. The fifth bits
  * (qh, bit k for element k) are picked per 128-bit lane by pshufb from the
  * head, tested against each byte's bit (vptestmb) and added as 16 under
  * that mask. Against the two-block step below this halves the shuffles and
@@ -726,7 +704,9 @@ SIMD_INLINE int64_t SIMD(quads32)(const uint8_t *const *rows, int64_t nb, const 
         const __m512i pair01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
         const __m512i pair23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
         const int64_t share = SIMD(prefetch_share)(rows, row_bytes, MAX(nb / 4, 1));
-        const __m512i qs_words = t == GGML_TYPE_Q4_1 ? SIMD(qs_words4)(bb, qs) : _mm512_setzero_si512();
+        /* the words of the blocks past the first 64 bytes; each lane's qs (16 bytes) and head (8 bytes, twice) */
+        const __mmask32 rest = (__mmask32)((1u << (4 * bb - 64) / 2) - 1);
+        const __m512i qs_words = SIMD(block_words4)(bb, qs, 8), head_words = SIMD(block_words4)(bb, 0, 4);
         __m256 acc = *accp;
         int64_t b = 0;
 
@@ -738,16 +718,19 @@ SIMD_INLINE int64_t SIMD(quads32)(const uint8_t *const *rows, int64_t nb, const 
                 __m512i L[RB], H[RB], dv = _mm512_setzero_si512(), mv = _mm512_setzero_si512();
                 for (int i = 0; i < RB; i++) {
                         const uint8_t *x = rows[i] + b * bb;
-                        __m512i X0;
-                        const __m512i v = t == GGML_TYPE_Q4_1 ? SIMD(bytes4x16_permuted)(x, bb, qs_words, &X0)
-                                                              : SIMD(bytes4x16)(x + qs, bb);
+                        /* the four blocks' bytes: the first 64, then the rest (not Q4_0's) */
+                        const __m512i X0 = _mm512_loadu_si512(x);
+                        const __m512i X1 = t == GGML_TYPE_Q4_0 ? _mm512_setzero_si512()
+                                                               : _mm512_maskz_loadu_epi16(rest, x + 64);
+                        const __m512i v = t == GGML_TYPE_Q4_0 ? SIMD(bytes4x16)(x + qs, bb)
+                                                              : _mm512_permutex2var_epi16(X0, qs_words, X1);
                         __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
                         if (t == GGML_TYPE_Q4_0)
-                                dv = _mm512_mask_permutexvar_epi16(dv, 0x01010101u << i, d_idx, _mm512_loadu_si512(x));
+                                dv = _mm512_mask_permutexvar_epi16(dv, 0x01010101u << i, d_idx, X0);
                         else if (t == GGML_TYPE_Q4_1)
                                 H[i] = X0;
                         else
-                                H[i] = SIMD(bytes4x8)(x, bb);
+                                H[i] = _mm512_permutex2var_epi16(X0, head_words, X1);
                         if (five) {
                                 lo = _mm512_mask_add_epi8(
                                         lo, _mm512_test_epi8_mask(_mm512_shuffle_epi8(H[i], qh_lo), bit), lo, m16);
