@@ -361,12 +361,11 @@ SIMD_INLINE __m512i SIMD(q3k_scales4)(__m512i v)
  * (bit c for the low 256 bits, 4 + c for the high ones) tested per byte
  * (vptestmb) and added as 4 under that mask, where a rotate, an and and
  * an or were three operations (Zen 5, 1 thread, from L2, best of 4
- * alternated: 27.9 -> 31.0 GB/s); so q = w + 4 (0..7); |sum of four| <=
- * 4 * 7 * 128, so
- * two vectors' sums pack to int16 exactly and meet the signed 6-bit scales
- * (vpdpwssd, picked by vpermw). The 4 comes back out as in the 256-bit
- * copy: the row's lanes start at -(4 * scale) times the activations' sums
- * of 16. The float steps are block_step8's.
+ * alternated: 27.9 -> 31.0 GB/s). So q = w + 4 (0..7); |sum of four| <=
+ * 4 * 7 * 128, so two vectors' sums pack to int16 exactly and meet the
+ * signed 6-bit scales (vpdpwssd, picked by vpermw). The 4 comes back out
+ * as in the 256-bit copy: the row's lanes start at -(4 * scale) times the
+ * activations' sums of 16. The float steps are block_step8's.
  */
 SIMD_INLINE void SIMD(group_q3_k)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
                                   const float *s, const int16_t *bs, const int32_t *asum, float *out)
