@@ -192,6 +192,7 @@ struct fake_ctx {
         int32_t N;
         struct kv_seq seq;
         double *ms; /* [1 + steps]: [0] the untimed first step */
+        double median; /* of the timed steps, once fake_row printed them */
 };
 
 static void fake_ctx_release(struct kv_pool *kv, struct fake_ctx *f, int n)
@@ -221,10 +222,10 @@ static double fake_step_bytes(const struct runtime *rt, int32_t N)
 
 /*
  * One row of the table: the timed steps' mean, best, median (the lower one
- * of an even count) and worst, then the bytes a step reads and the rate
- * of its median.
+ * of an even count, kept in f->median) and worst, then the bytes a step
+ * reads and the rate of its median.
  */
-static double fake_row(const struct runtime *rt, const struct fake_ctx *f, int32_t steps, double first_median)
+static void fake_row(const struct runtime *rt, struct fake_ctx *f, int32_t steps, double first_median)
 {
         double sum = 0, best = f->ms[1], worst = f->ms[1];
 
@@ -237,7 +238,7 @@ static double fake_row(const struct runtime *rt, const struct fake_ctx *f, int32
         const double median = f->ms[1 + (steps - 1) / 2], bytes = fake_step_bytes(rt, f->N);
         printf("| %8d | %12.1f | %12.1f | %12.1f | %12.1f | %9.2fx | %10.3f | %9.2f |\n", f->N, sum / steps, best, median,
                worst, first_median > 0 ? median / first_median : 1.0, bytes / 1e6, bytes / (median * 1e6));
-        return median;
+        f->median = median;
 }
 
 /*
@@ -246,16 +247,16 @@ static double fake_row(const struct runtime *rt, const struct fake_ctx *f, int32
  * as long. The K/V's own rate is what the ratio hides: the extra bytes
  * over the extra time.
  */
-static void fake_floor(const struct runtime *rt, const struct fake_ctx *f, int n, const double *median)
+static void fake_floor(const struct runtime *rt, const struct fake_ctx *f, int n)
 {
         const double b0 = fake_step_bytes(rt, f[0].N);
 
         for (int i = 1; i < n; i++) {
-                const double extra = fake_step_bytes(rt, f[i].N) - b0, dt = median[i] - median[0];
+                const double bytes = fake_step_bytes(rt, f[i].N), dt = f[i].median - f[0].median;
                 printf("context %d against %d: %.3f MB more a step; at the rate of context %d's steps (%.2f GB/s) the "
                        "ratio would be %.2fx; the extra bytes took %.3f ms (%.2f GB/s)\n",
-                       f[i].N, f[0].N, extra / 1e6, f[0].N, b0 / (median[0] * 1e6), fake_step_bytes(rt, f[i].N) / b0,
-                       dt, dt > 0 ? extra / (dt * 1e6) : 0.0);
+                       f[i].N, f[0].N, (bytes - b0) / 1e6, f[0].N, b0 / (f[0].median * 1e6), bytes / b0, dt,
+                       dt > 0 ? (bytes - b0) / (dt * 1e6) : 0.0);
         }
 }
 
@@ -298,15 +299,9 @@ static int run_fake_context(struct runtime *rt, const struct bench_args *a)
                 printf("SYNTHETIC KV CONTENTS: the context is random K/V values, not a prefilled prompt\n");
                 printf("| %8s | %12s | %12s | %12s | %12s | %10s | %10s | %9s |\n", "context", "ms/token", "best ms",
                        "median ms", "worst ms", "median/1st", "MB/token", "GB/s");
-                _cleanup_free_ double *median = calloc(n, sizeof(double));
-                if (!median)
-                        r = cli_error(-ENOMEM, "out of memory");
-                for (int i = 0; i < n && median; i++)
-                        median[i] = fake_row(rt, &f[i], steps, median[0]);
-                if (median)
-                        fake_floor(rt, f, n, median);
-        }
-        if (r >= 0) {
+                for (int i = 0; i < n; i++)
+                        fake_row(rt, &f[i], steps, f[0].median);
+                fake_floor(rt, f, n);
                 printf("model %s (%s), %d threads, kernels %s, attention %s, KV %s, %d timed tokens per context, the "
                        "contexts taking turns token by token (synthetic KV)\n",
                        m->name ? m->name : m->path, precision_name(m->precision), threadpool_size(rt->tp),
