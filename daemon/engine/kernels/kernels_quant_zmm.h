@@ -706,9 +706,14 @@ SIMD_INLINE int64_t SIMD(quads32)(const uint8_t *const *rows, int64_t nb, const 
         const __m512i pair01 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
         const __m512i pair23 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
         const int64_t share = SIMD(prefetch_share)(rows, row_bytes, MAX(nb / 4, 1));
-        /* the words of the blocks past the first 64 bytes; each lane's qs (16 bytes) and head (8 bytes, twice) */
+        /*
+         * the words of the blocks past the first 64 bytes; each lane's qs
+         * (16 bytes) and head (8 bytes, twice): built once per group of rows,
+         * and only for the types that read them
+         */
         const __mmask32 rest = (__mmask32)((1u << (4 * bb - 64) / 2) - 1);
-        const __m512i qs_words = SIMD(block_words4)(bb, qs, 8), head_words = SIMD(block_words4)(bb, 0, 4);
+        const __m512i qs_words = t == GGML_TYPE_Q4_0 ? _mm512_setzero_si512() : SIMD(block_words4)(bb, qs, 8);
+        const __m512i head_words = five ? SIMD(block_words4)(bb, 0, 4) : _mm512_setzero_si512();
         __m256 acc = *accp;
         int64_t b = 0;
 
