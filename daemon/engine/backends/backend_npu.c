@@ -634,30 +634,46 @@ static void kv_copy_live(const struct kv_pool *p, uint8_t *dst, const uint8_t *s
 {
         for (int32_t b = 0; b < p->n_blocks; b++)
                 if (p->refcount[b] > 0)
-                        memcpy(dst + (size_t)b * p->block_bytes, src + (size_t)b * p->block_bytes, p->block_bytes);
+                        kv_block_copy(p, dst, b, src, b);
+}
+
+static size_t gcd_size(size_t a, size_t b)
+{
+        while (b) {
+                size_t t = a % b;
+                a = b;
+                b = t;
+        }
+        return a;
+}
+
+static size_t lcm_size(size_t a, size_t b)
+{
+        return b ? a / gcd_size(a, b) * b : a;
 }
 
 static int kv_attach(struct npu_backend *nb, struct npu_err *err)
 {
         struct kv_pool *p = nb->base.c->kv;
-        const size_t total = (size_t)p->n_blocks * p->block_bytes;
+        const size_t total = p->mem_bytes;
         /* NPU_KV_BO_BYTES: smaller KV BOs, so that tests see a pool spanning several */
         const char *e = getenv("NPU_KV_BO_BYTES");
         uint64_t max_bo = nb->info.max_bo_size;
         if (e && strtoull(e, NULL, 10) > 0)
                 max_bo = MIN(max_bo, strtoull(e, NULL, 10));
-        size_t chunk_blocks = max_bo / p->block_bytes, g = 1;
+        /*
+         * BOs of whole pages, so they map back to back, and of whole
+         * segments (kv_cache.h), so a store of a block's rows or scales
+         * stays in one BO
+         */
+        const size_t unit = lcm_size(lcm_size(4096, p->seg_bytes), p->scale_seg_bytes);
+        const size_t stride = max_bo / unit * unit;
         int r;
 
-        /* chunks of whole blocks that are whole pages, so the BOs map back to back */
-        while ((g * p->block_bytes) % 4096)
-                g++;
-        chunk_blocks -= chunk_blocks % g;
-        if (chunk_blocks == 0)
-                return npu_err_set(err, -E2BIG, "a KV block of %zu bytes does not fit a BO of %llu bytes",
-                                   p->block_bytes, (unsigned long long)nb->info.max_bo_size);
-        const size_t stride = chunk_blocks * p->block_bytes;
-        nb->n_kv_bos = DIV_ROUND_UP((size_t)p->n_blocks, chunk_blocks);
+        if (stride == 0)
+                return npu_err_set(err, -E2BIG, "a KV segment of %zu bytes does not fit a BO of %llu bytes",
+                                   unit, (unsigned long long)max_bo);
+        nb->n_kv_bos = DIV_ROUND_UP(total, stride);
         nb->kv_span = (nb->n_kv_bos - 1) * stride + page_round(total - (nb->n_kv_bos - 1) * stride);
         nb->kv_bos = calloc(nb->n_kv_bos, sizeof(*nb->kv_bos));
         if (!nb->kv_bos)
@@ -689,7 +705,7 @@ static void kv_switch_in(struct npu_backend *nb)
 {
         struct kv_pool *p = nb->base.c->kv;
         kv_copy_live(p, nb->kv_base, p->mem);
-        munmap(p->mem, (size_t)p->n_blocks * p->block_bytes);
+        munmap(p->mem, p->mem_bytes);
         p->mem = nb->kv_base;
 }
 
@@ -697,7 +713,7 @@ static void kv_switch_in(struct npu_backend *nb)
 static bool kv_switch_out(struct npu_backend *nb)
 {
         struct kv_pool *p = nb->base.c->kv;
-        const size_t total = (size_t)p->n_blocks * p->block_bytes;
+        const size_t total = p->mem_bytes;
 
         if (p->mem != nb->kv_base)
                 return true;

@@ -109,7 +109,8 @@ static const int32_t *query_sums(const struct attention_job *j, int64_t t, int32
 
 /*
  * The default path's prefetching. A thread walks its heads' slice of each
- * row, block by block (a block's rows are contiguous, blocks are not), and
+ * row, block by block (a block's rows are contiguous, and so are a
+ * layer's next block's where the blocks were handed out in order), and
  * the hardware prefetchers do not follow it from one row to the next (a
  * row is a page at Llama-7B's shape). So the walk asks for the rows of the
  * block PREFETCH_BLOCKS ahead itself, a few heads' slice at a time as it

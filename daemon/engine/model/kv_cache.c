@@ -28,20 +28,23 @@ static size_t kv_elem_bytes(enum kv_type type)
         return type == KV_TYPE_F32 ? 4 : type == KV_TYPE_F16 ? 2 : 1;
 }
 
-/* Where a block's q8 scales begin: after its rows, on a cache line. */
-static size_t kv_scale_off(const struct npu_hparams *hp, enum kv_type type, int32_t block_size)
+/* One block's rows in one layer's K or V, on a cache line. */
+static size_t kv_seg_bytes(const struct npu_hparams *hp, enum kv_type type, int32_t block_size)
 {
-        return ALIGN_TO((size_t)hp->n_layers * 2 * block_size * hp->n_kv_heads * hp->head_dim * kv_elem_bytes(type),
-                        64);
+        return ALIGN_TO((size_t)block_size * hp->n_kv_heads * hp->head_dim * kv_elem_bytes(type), 64);
+}
+
+/* KV_TYPE_Q8: one block's scales in one layer's K or V, on a cache line (0 for the other types). */
+static size_t kv_scale_seg_bytes(const struct npu_hparams *hp, enum kv_type type, int32_t block_size)
+{
+        return type == KV_TYPE_Q8 ? ALIGN_TO((size_t)block_size * hp->n_kv_heads * sizeof(float), 64) : 0;
 }
 
 size_t kv_block_bytes(const struct npu_hparams *hp, enum kv_type type, int32_t block_size)
 {
-        const size_t rows = (size_t)hp->n_layers * 2 * block_size * hp->n_kv_heads * hp->head_dim * kv_elem_bytes(type);
+        const size_t seg = kv_seg_bytes(hp, type, block_size), scale_seg = kv_scale_seg_bytes(hp, type, block_size);
 
-        if (type != KV_TYPE_Q8)
-                return rows;
-        return kv_scale_off(hp, type, block_size) + (size_t)hp->n_layers * 2 * block_size * hp->n_kv_heads * 4;
+        return (size_t)hp->n_layers * 2 * (seg + scale_seg);
 }
 
 int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_size, size_t budget_bytes,
@@ -62,7 +65,8 @@ int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_s
         p->kv_dim = hp->n_kv_heads * hp->head_dim;
         p->n_kv_heads = hp->n_kv_heads;
         p->elem_bytes = kv_elem_bytes(type);
-        p->scale_off = kv_scale_off(hp, type, block_size);
+        p->seg_bytes = kv_seg_bytes(hp, type, block_size);
+        p->scale_seg_bytes = kv_scale_seg_bytes(hp, type, block_size);
         p->block_bytes = kv_block_bytes(hp, type, block_size);
         n = budget_bytes / p->block_bytes;
         if (n == 0)
@@ -71,14 +75,18 @@ int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_s
         if (n > INT32_MAX / 2)
                 n = INT32_MAX / 2;
         p->n_blocks = (int32_t)n;
+        /* the scale segments from a multiple of their size, so that none straddles one (backend_npu's BOs) */
+        p->scales_off = (size_t)p->n_layers * 2 * n * p->seg_bytes;
+        if (p->scale_seg_bytes)
+                p->scales_off = DIV_ROUND_UP(p->scales_off, p->scale_seg_bytes) * p->scale_seg_bytes;
+        p->mem_bytes = p->scales_off + (size_t)p->n_layers * 2 * n * p->scale_seg_bytes;
         /* anonymous mapping: pages are touched only when blocks are used */
-        p->mem = mmap(NULL, n * p->block_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                      -1, 0);
+        p->mem = mmap(NULL, p->mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p->mem == MAP_FAILED) {
                 p->mem = NULL;
-                return npu_err_set(err, -ENOMEM, "cannot map a KV pool of %zu bytes", n * p->block_bytes);
+                return npu_err_set(err, -ENOMEM, "cannot map a KV pool of %zu bytes", p->mem_bytes);
         }
-        (void)madvise(p->mem, n * p->block_bytes, MADV_HUGEPAGE);
+        (void)madvise(p->mem, p->mem_bytes, MADV_HUGEPAGE);
         p->refcount = calloc(n, sizeof(*p->refcount));
         p->free_list = malloc(n * sizeof(*p->free_list));
         if (!p->refcount || !p->free_list)
@@ -96,7 +104,7 @@ void kv_pool_free(struct kv_pool *p)
         if (!p)
                 return;
         if (p->mem)
-                munmap(p->mem, (size_t)p->n_blocks * p->block_bytes);
+                munmap(p->mem, p->mem_bytes);
         free(p->refcount);
         free(p->free_list);
         free(p);
@@ -152,6 +160,18 @@ void kv_seq_release(struct kv_pool *p, struct kv_seq *s)
         *s = (struct kv_seq) {};
 }
 
+void kv_block_copy(const struct kv_pool *p, uint8_t *dst_mem, int32_t dst, const uint8_t *src_mem, int32_t src)
+{
+        for (size_t i = 0; i < (size_t)p->n_layers * 2; i++) {
+                memcpy(dst_mem + (i * p->n_blocks + dst) * p->seg_bytes,
+                       src_mem + (i * p->n_blocks + src) * p->seg_bytes, p->seg_bytes);
+                if (p->scale_seg_bytes)
+                        memcpy(dst_mem + p->scales_off + (i * p->n_blocks + dst) * p->scale_seg_bytes,
+                               src_mem + p->scales_off + (i * p->n_blocks + src) * p->scale_seg_bytes,
+                               p->scale_seg_bytes);
+        }
+}
+
 int kv_seq_fork(struct kv_pool *p, struct kv_seq *dst, const struct kv_seq *src, int32_t n_pos)
 {
         int32_t full = n_pos / p->block_size, partial = n_pos % p->block_size;
@@ -177,8 +197,7 @@ int kv_seq_fork(struct kv_pool *p, struct kv_seq *dst, const struct kv_seq *src,
                         kv_seq_release(p, dst);
                         return r;
                 }
-                memcpy(p->mem + (size_t)dst->blocks[full] * p->block_bytes,
-                       p->mem + (size_t)src->blocks[full] * p->block_bytes, p->block_bytes);
+                kv_block_copy(p, p->mem, dst->blocks[full], p->mem, src->blocks[full]);
         }
         dst->n_pos = n_pos;
         return 0;
