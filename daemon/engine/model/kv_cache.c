@@ -78,7 +78,7 @@ int kv_pool_new(const struct npu_hparams *hp, enum kv_type type, int32_t block_s
         /* the scale segments from a multiple of their size, so that none straddles one (backend_npu's BOs) */
         p->scales_off = (size_t)p->n_layers * 2 * n * p->seg_bytes;
         if (p->scale_seg_bytes)
-                p->scales_off = DIV_ROUND_UP(p->scales_off, p->scale_seg_bytes) * p->scale_seg_bytes;
+                p->scales_off = ALIGN_TO(p->scales_off, p->scale_seg_bytes);
         p->mem_bytes = p->scales_off + (size_t)p->n_layers * 2 * n * p->scale_seg_bytes;
         /* anonymous mapping: pages are touched only when blocks are used */
         p->mem = mmap(NULL, p->mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -162,13 +162,12 @@ void kv_seq_release(struct kv_pool *p, struct kv_seq *s)
 
 void kv_block_copy(const struct kv_pool *p, uint8_t *dst_mem, int32_t dst, const uint8_t *src_mem, int32_t src)
 {
-        for (size_t i = 0; i < (size_t)p->n_layers * 2; i++) {
-                memcpy(dst_mem + (i * p->n_blocks + dst) * p->seg_bytes,
-                       src_mem + (i * p->n_blocks + src) * p->seg_bytes, p->seg_bytes);
+        for (int32_t kv = 0; kv < p->n_layers * 2; kv++) {
+                const size_t d = kv_seg_index(p, kv, dst), s = kv_seg_index(p, kv, src);
+                memcpy(dst_mem + d * p->seg_bytes, src_mem + s * p->seg_bytes, p->seg_bytes);
                 if (p->scale_seg_bytes)
-                        memcpy(dst_mem + p->scales_off + (i * p->n_blocks + dst) * p->scale_seg_bytes,
-                               src_mem + p->scales_off + (i * p->n_blocks + src) * p->scale_seg_bytes,
-                               p->scale_seg_bytes);
+                        memcpy(dst_mem + p->scales_off + d * p->scale_seg_bytes,
+                               src_mem + p->scales_off + s * p->scale_seg_bytes, p->scale_seg_bytes);
         }
 }
 

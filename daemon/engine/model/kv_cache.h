@@ -83,20 +83,25 @@ void kv_seq_release(struct kv_pool *p, struct kv_seq *s);
 /* dst shares src's first n_pos positions (whole blocks shared, a partial last block copied). */
 int kv_seq_fork(struct kv_pool *p, struct kv_seq *dst, const struct kv_seq *src, int32_t n_pos);
 
+/* Which segment (of rows, or of scales) holds block b of K or V of a layer: kv = layer * 2 + (0 for K, 1 for V). */
+static inline size_t kv_seg_index(const struct kv_pool *p, int32_t kv, int32_t b)
+{
+        return (size_t)kv * p->n_blocks + b;
+}
+
 /* Address of K (which = 0) or V (which = 1) at a position of a layer. */
 static inline void *kv_at(const struct kv_pool *p, const struct kv_seq *s, int32_t layer, int which, int32_t pos)
 {
-        int32_t b = s->blocks[pos / p->block_size];
-        return p->mem + ((size_t)(layer * 2 + which) * p->n_blocks + b) * p->seg_bytes +
-               (size_t)(pos % p->block_size) * p->kv_dim * p->elem_bytes;
+        const size_t seg = kv_seg_index(p, layer * 2 + which, s->blocks[pos / p->block_size]);
+
+        return p->mem + seg * p->seg_bytes + (size_t)(pos % p->block_size) * p->kv_dim * p->elem_bytes;
 }
 
 /* KV_TYPE_Q8: the n_kv_heads scales of K (which = 0) or V (which = 1) at a position of a layer. */
 static inline float *kv_scale_at(const struct kv_pool *p, const struct kv_seq *s, int32_t layer, int which,
                                  int32_t pos)
 {
-        int32_t b = s->blocks[pos / p->block_size];
-        const size_t seg = (size_t)(layer * 2 + which) * p->n_blocks + b;
+        const size_t seg = kv_seg_index(p, layer * 2 + which, s->blocks[pos / p->block_size]);
 
         return (float *)(p->mem + p->scales_off + seg * p->scale_seg_bytes) +
                (size_t)(pos % p->block_size) * p->n_kv_heads;
