@@ -26,6 +26,7 @@
 #include "kernels_quant.h"
 #include "median.h"
 #include "membw.h"
+#include "quant_interleave.h"
 #include "quantize_blocks.h"
 #include "threadpool.h"
 
@@ -137,12 +138,13 @@ static int parse_type(const char *s, enum ggml_type *t, enum act_scheme *sc, enu
 
 /*
  * Rows of small random values quantized to t (I8: per row, with scale and
- * row_sums, packed as gemm_int8.h; F16: rounded), the first matrix, copied
- * to fill the others.
+ * row_sums, packed as gemm_int8.h; F16: rounded; Q5_0, Q5_1 interleaved as
+ * the model's load does, *interleave set), the first matrix, copied to fill
+ * the others.
  * Returns 0 or -ENOMEM.
  */
 static int fill_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, int n_w, float *scale,
-                        int32_t *row_sums)
+                        int32_t *row_sums, int *interleave)
 {
         const size_t rb = quant_row_bytes(t, K);
         _cleanup_free_ float *row = malloc(sizeof(float) * K);
@@ -168,6 +170,14 @@ static int fill_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, i
                 int r = gemm_i8_pack((int8_t *)data, (const int8_t *)data, N, K, row_sums, &clamped);
                 if (r < 0)
                         return r;
+        }
+        /* as the model's load lays them out */
+        struct npu_weight w = { .type = t, .rows = N, .cols = K, .data = data, .row_bytes = rb };
+        if (quant_interleave_wanted(&w)) {
+                int r = quant_interleave_weight(&w);
+                if (r < 0)
+                        return r;
+                *interleave = w.interleave;
         }
         for (int m = 1; m < n_w; m++)
                 memcpy(data + m * rb * N, data, rb * N);
@@ -222,7 +232,8 @@ int main(int argc, char **argv)
         const bool i8 = type == GGML_TYPE_I8, f16 = type == GGML_TYPE_F16;
         float *scale = calloc(N, sizeof(float));
         int32_t *row_sums = calloc(N, sizeof(int32_t));
-        if (!scale || !row_sums || fill_weights(type, N, K, data, n_w, scale, row_sums) < 0)
+        int interleave = 0;
+        if (!scale || !row_sums || fill_weights(type, N, K, data, n_w, scale, row_sums, &interleave) < 0)
                 return cli_error(-ENOMEM, "out of memory"), EXIT_FAILURE;
 
         struct npu_weight *w = calloc(n_w, sizeof(*w));
@@ -235,7 +246,8 @@ int main(int argc, char **argv)
                 return cli_error(-ENOMEM, "out of memory"), EXIT_FAILURE;
         for (int m = 0; m < n_w; m++)
                 w[m] = (struct npu_weight){ .type = type, .rows = N, .cols = K, .data = data + m * mb, .row_bytes = rb,
-                                            .scale = i8 ? scale : NULL, .row_sums = i8 ? row_sums : NULL };
+                                            .scale = i8 ? scale : NULL, .row_sums = i8 ? row_sums : NULL,
+                                            .interleave = interleave };
         for (int64_t k = 0; k < K; k++)
                 x[k] = (float)(k % 7) * 0.1f - 0.3f;
         if (i8)

@@ -12,6 +12,7 @@
 
 #include "kernels.h"
 #include "kernels_quant.h"
+#include "quant_interleave.h"
 #include "quantize_blocks.h"
 #include "test-helpers.h"
 
@@ -491,6 +492,65 @@ static void random_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data
         free(row);
 }
 
+/*
+ * The first rows of data, whole groups, interleaved (quant_interleave.h):
+ * put back, each row is its bytes and its floats; every path's products
+ * (the VNNI one-token kernel's, the others' through the rows put back),
+ * over the whole and in two ranges that split a group, and each token
+ * alone, are the portable C's on the rows as stored (want, ys N).
+ */
+static void check_interleaved(enum ggml_type t, int64_t N, int64_t K, int32_t T, const uint8_t *data,
+                              const struct act_blocks *a, const float *want)
+{
+        const size_t rb = quant_row_bytes(t, K);
+        const int64_t n = N / QI_ROWS * QI_ROWS;
+        uint8_t *il = malloc(rb * n), *back = malloc(rb * n);
+        float *y = malloc(sizeof(float) * T * N), *f0 = malloc(sizeof(float) * K), *f1 = malloc(sizeof(float) * K);
+        struct npu_weight w = { .type = t, .rows = n, .cols = K, .data = il, .row_bytes = rb };
+        const struct npu_weight plain = { .type = t, .rows = n, .cols = K, .data = data, .row_bytes = rb };
+
+        memcpy(il, data, rb * n);
+        assert_int_equal(quant_interleave_weight(&w), 0);
+        assert_int_equal(w.interleave, QI_ROWS);
+        quant_interleaved_rows(&w, 0, n, back);
+        assert_memory_equal(back, data, rb * n);
+        for (int64_t r = 0; r < n; r += 7) {
+                weight_row_f32(&w, r, f0);
+                weight_row_f32(&plain, r, f1);
+                assert_memory_equal(f0, f1, sizeof(float) * K);
+        }
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                if (kernels_force_isa(isa) < 0)
+                        continue;
+                for (int split = 0; split < 2; split++) {
+                        const int64_t cut = split ? n / 3 + 1 : n;
+                        memset(y, 0, sizeof(float) * T * N);
+                        matmul_quant_rows(&w, a, T, y, N, 0, cut);
+                        matmul_quant_rows(&w, a, T, y, N, cut, n);
+                        for (int32_t tt = 0; tt < T; tt++)
+                                for (int64_t r = 0; r < n; r++)
+                                        if (y[tt * N + r] != want[tt * N + r])
+                                                fail_msg("%s interleaved, %s, K %lld, %d tokens: %.9g at row %lld "
+                                                         "token %d, the rows as stored %.9g",
+                                                         ggml_type_name(t), kernels_isa_name(isa), (long long)K, T,
+                                                         y[tt * N + r], (long long)r, tt, want[tt * N + r]);
+                }
+                struct act_blocks one = *a;
+                one.q = a->q + (T - 1) * K;
+                one.d = a->d + (T - 1) * (K / 32);
+                one.s = a->s ? a->s + (T - 1) * (K / 32) : NULL;
+                one.asum = a->asum ? a->asum + (T - 1) * (K / 32) : NULL;
+                matmul_quant_rows(&w, &one, 1, y, N, 0, n);
+                assert_memory_equal(y, want + (T - 1) * N, sizeof(float) * n);
+        }
+        kernels_reset_isa();
+        free(il);
+        free(back);
+        free(y);
+        free(f0);
+        free(f1);
+}
+
 static void check_paths(enum ggml_type t, enum act_scheme sc, int64_t N, int64_t K, int32_t T, enum fill fill,
                         uint64_t *seed)
 {
@@ -549,6 +609,8 @@ static void check_paths(enum ggml_type t, enum act_scheme sc, int64_t N, int64_t
                 }
         }
         kernels_reset_isa();
+        if (quant_interleave_type(t) && sc != ACT_SCHEME_TOKEN_I8 && N >= QI_ROWS)
+                check_interleaved(t, N, K, T, data, &a, y[KERNEL_ISA_SCALAR]);
         /*
          * close to the exact dot product of the values the integers stand for
          * (Q4_1, Q5_1: the minimum meets the activations' block sums s as Q8_1

@@ -88,6 +88,13 @@ struct b32_type {
         b32_tile_fn *const (*tiles)[B32_NR + 1]; /* [MR - 1][NR] */
         int nr;                                  /* tokens of a tile */
         int offset;                              /* the unpacked bytes' excess over w */
+        /*
+         * A block of a panel whose rows are a group interleaved
+         * (quant_interleave.h, groups of the panel's rows): rows[0] the
+         * group, off the block's in it. NULL: interleaved weights are not
+         * taken.
+         */
+        b32_unpack_fn *unpack_interleaved;
 };
 
 struct b32_isa {
@@ -267,27 +274,34 @@ ALWAYS_INLINE void b32_slice_run(const struct b32_run *r, int64_t rb, int np, in
         const size_t bb = ggml_type_block_bytes(w->type);
         const int nb = (int)(MIN(B32_SLICE, K - k0) / be);
 
+        /* interleaved: a panel's rows are one group, its blocks one after the other (quant_interleave.h) */
+        const int64_t unit = w->interleave ? isa->panel : 1;
         for (int p = 0; p < np; p++) {
                 const uint8_t *rows[GEMM_B32_PANEL];
                 for (int i = 0; i < isa->panel; i++)
                         rows[i] = (const uint8_t *)w->data + (rb + isa->panel * p + i) * w->row_bytes;
                 for (int b = 0; b < nb; b++)
-                        ty->unpack(rows, (size_t)(kb0 + b) * bb, r->sl, p, b);
+                        if (w->interleave)
+                                ty->unpack_interleaved(rows, (size_t)(kb0 + b) * bb * unit, r->sl, p, b);
+                        else
+                                ty->unpack(rows, (size_t)(kb0 + b) * bb, r->sl, p, b);
         }
         /*
          * The next slice's weights are prefetched into L2 a few lines per tile
          * while this one runs: this block's next slice, or after the last one
-         * the first slice of the rows that follow.
+         * the first slice of the rows that follow; a row's, or an interleaved
+         * group's (unit rows) at a time.
          */
         const bool last = k0 + B32_SLICE >= K;
         const int64_t pf_k0 = last ? 0 : k0 + B32_SLICE;
         const int64_t pf_r0 = last ? rb + isa->panel * np : rb;
         const int64_t pf_rows = last ? MIN(isa->panel * isa->panels, w->rows - pf_r0) : isa->panel * np;
-        const size_t pf_bytes = (size_t)(MIN(B32_SLICE, K - pf_k0) / be) * bb;
-        const int64_t pf_row_lines = (int64_t)(pf_bytes + 63) / 64 + 1, pf_lines = pf_row_lines * MAX(pf_rows, 0);
+        const size_t pf_bytes = (size_t)(MIN(B32_SLICE, K - pf_k0) / be) * bb * unit;
+        const int64_t pf_row_lines = (int64_t)(pf_bytes + 63) / 64 + 1,
+                      pf_lines = pf_row_lines * MAX(pf_rows / unit, 0);
         const int64_t n_calls = (np + B32_MR - 1) / B32_MR * ((r->n_tok + ty->nr - 1) / ty->nr);
         const int64_t pf_per_call = (pf_lines + n_calls - 1) / n_calls;
-        const uint8_t *pf_base = (const uint8_t *)w->data + pf_r0 * w->row_bytes + pf_k0 / be * bb;
+        const uint8_t *pf_base = (const uint8_t *)w->data + pf_r0 * w->row_bytes + pf_k0 / be * bb * unit;
         int64_t pf = 0, pf_row = 0, pf_line = 0; /* pf = pf_row * pf_row_lines + pf_line */
 
         /* pairs of panels outside: their weights stay in L1 while the token groups pass */
@@ -297,7 +311,7 @@ ALWAYS_INLINE void b32_slice_run(const struct b32_run *r, int64_t rb, int np, in
                         const int nr = (int)MIN(ty->nr, r->n_tok - t0);
                         struct b32_tokens tk;
                         for (int64_t e = MIN(pf + pf_per_call, pf_lines); pf < e; pf++) {
-                                _mm_prefetch((const char *)(pf_base + pf_row * w->row_bytes) + 64 * pf_line,
+                                _mm_prefetch((const char *)(pf_base + pf_row * unit * w->row_bytes) + 64 * pf_line,
                                              _MM_HINT_T1);
                                 if (++pf_line == pf_row_lines) {
                                         pf_line = 0;
@@ -313,7 +327,8 @@ ALWAYS_INLINE void b32_slice_run(const struct b32_run *r, int64_t rb, int np, in
 /*
  * gemm_block32_*() on the instruction set isa, with sl the file's slice:
  * as many whole panels from r0 as [r0, r1) holds (r0 for the types and
- * activations isa does not take).
+ * activations isa does not take, and for interleaved weights it does not
+ * take or that r0 splits a group of).
  */
 ALWAYS_INLINE int64_t b32_drive(const struct b32_isa *isa, void *sl, const struct npu_weight *w,
                                 const struct act_blocks *a, int64_t n_tok, float *y, size_t ys, int64_t r0, int64_t r1)
@@ -333,7 +348,8 @@ ALWAYS_INLINE int64_t b32_drive(const struct b32_isa *isa, void *sl, const struc
                 .sl = sl,
         };
 
-        if (!r.ty)
+        /* an interleaved weight: groups of a panel's rows, from a group's first row */
+        if (!r.ty || (w->interleave && (w->interleave != isa->panel || !r.ty->unpack_interleaved || r0 % isa->panel)))
                 return r0;
         for (int64_t pb = 0; pb < np_all; pb += isa->panels) {
                 const int np = (int)MIN(isa->panels, np_all - pb);

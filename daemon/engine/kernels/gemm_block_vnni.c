@@ -65,6 +65,43 @@ ALWAYS_INLINE void unpack_block(enum ggml_type t, const uint8_t *const *rows, si
 B32_UNPACKERS(unpack_block)
 
 /*
+ * Block b of panel p from the block at byte off of a group of 16 rows
+ * interleaved (quant_interleave.h) at rows[0]: each of its vectors of
+ * nibbles is already two of the panel's groups (the low nibbles columns
+ * 4 m .., the high ones 16 + 4 m ..), the fifth bits added under their
+ * masks, and the rows' d (and m) are 16 f16 in a row.
+ */
+ALWAYS_INLINE void unpack_interleaved_block(enum ggml_type t, const uint8_t *const *rows, size_t off,
+                                            struct b32_slice *sl, int p, int b)
+{
+        const uint8_t *x = rows[0] + off;
+        const __m512i m4 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
+        uint64_t km[8];
+
+        memcpy(km, x + 256, sizeof(km));
+        for (int m = 0; m < 4; m++) {
+                const __m512i n = _mm512_loadu_si512(x + 64 * m);
+                const __m512i lo = _mm512_and_si512(n, m4), hi = _mm512_and_si512(_mm512_srli_epi16(n, 4), m4);
+                _mm512_store_si512(sl->w[p][8 * b + m], _mm512_mask_add_epi8(lo, _cvtu64_mask64(km[2 * m]), lo, m16));
+                _mm512_store_si512(sl->w[p][8 * b + 4 + m],
+                                   _mm512_mask_add_epi8(hi, _cvtu64_mask64(km[2 * m + 1]), hi, m16));
+        }
+        _mm512_store_ps(sl->dw[p][b], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + 320))));
+        if (t == GGML_TYPE_Q5_1)
+                _mm512_store_ps(sl->m[p][b], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + 352))));
+}
+
+static void unpack_interleaved_q5_0(const uint8_t *const *rows, size_t off, void *sl, int p, int b)
+{
+        unpack_interleaved_block(GGML_TYPE_Q5_0, rows, off, sl, p, b);
+}
+
+static void unpack_interleaved_q5_1(const uint8_t *const *rows, size_t off, void *sl, int p, int b)
+{
+        unpack_interleaved_block(GGML_TYPE_Q5_1, rows, off, sl, p, b);
+}
+
+/*
  * MR panels from p0 times NR tokens over the slice's nb blocks. WITH_M adds
  * Q4_1's and Q5_1's m * s.
  */
@@ -133,8 +170,8 @@ static const struct b32_isa b32_vnni = {
         .types = {
                 [B32_Q4_0] = { unpack_q4_0, b32_tiles_plain, B32_NR, 8 },
                 [B32_Q4_1] = { unpack_q4_1, b32_tiles_min, B32_NR, 0 },
-                [B32_Q5_0] = { unpack_q5_0, b32_tiles_plain, B32_NR, 16 },
-                [B32_Q5_1] = { unpack_q5_1, b32_tiles_min, B32_NR, 0 },
+                [B32_Q5_0] = { unpack_q5_0, b32_tiles_plain, B32_NR, 16, unpack_interleaved_q5_0 },
+                [B32_Q5_1] = { unpack_q5_1, b32_tiles_min, B32_NR, 0, unpack_interleaved_q5_1 },
                 [B32_Q8_0] = { unpack_q8_0, b32_tiles_plain, B32_NR, 128 },
         },
 };

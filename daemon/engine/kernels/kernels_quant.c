@@ -16,6 +16,7 @@
 #include "kernels.h"
 #include "kernels_quant.h"
 #include "kquant_scales.h"
+#include "quant_interleave.h"
 
 /* How a block's minimum enters the sum. */
 enum min_kind {
@@ -455,18 +456,75 @@ static void matmul_tiled(const struct quant_x86_kernels *x86, const struct npu_w
                 x86->rows[w->type](w, a, n_tok, y, ys, r, r1);
 }
 
-void matmul_quant_rows(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
-                       int64_t r0, int64_t r1)
+static void matmul_rows(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                        int64_t r0, int64_t r1);
+
+/* Each row of [r0, r1) of an interleaved w by itself, put back in its own layout (no memory for more). */
+static void matmul_interleaved_each(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,
+                                    size_t ys, int64_t r0, int64_t r1)
+{
+        uint8_t row[w->row_bytes];
+
+        for (int64_t r = r0; r < r1; r++) {
+                quant_interleaved_rows(w, r, r + 1, row);
+                for (int64_t t = 0; t < n_tok; t++)
+                        y[t * ys + r] = dot_scalar(w->type, row, w->cols, a, t);
+        }
+}
+
+/*
+ * An interleaved w (quant_interleave.h): on AVX-512 VNNI, one token or a
+ * few its own kernel, more the 32-element types' GEMM, which unpacks the
+ * groups as they are; every other path reads the groups of [r0, r1) put
+ * back in their own layout (the same numbers).
+ */
+static void matmul_interleaved(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,
+                               size_t ys, int64_t r0, int64_t r1)
+{
+        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI) {
+                if (n_tok < TILE_MIN_TOKENS) {
+                        matmul_interleaved_vnni(w, a, n_tok, y, ys, r0, r1);
+                        return;
+                }
+                /* the GEMM reads whole groups from a group's start; the rest as the other paths */
+                r0 = gemm_block32_vnni(w, a, n_tok, y, ys, r0, r1);
+                if (r0 == r1)
+                        return;
+        }
+        const int64_t g0 = r0 / QI_ROWS * QI_ROWS, g1 = ALIGN_TO(r1, QI_ROWS);
+        _cleanup_free_ uint8_t *rows = malloc((size_t)(g1 - g0) * w->row_bytes);
+        if (!rows) {
+                matmul_interleaved_each(w, a, n_tok, y, ys, r0, r1);
+                return;
+        }
+        quant_interleaved_rows(w, g0, g1, rows);
+        struct npu_weight v = *w;
+        v.data = rows;
+        v.rows = g1 - g0;
+        v.interleave = 0;
+        matmul_rows(&v, a, n_tok, y + g0, ys, r0 - g0, r1 - g0);
+}
+
+static void matmul_rows(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                        int64_t r0, int64_t r1)
 {
         const enum kernel_isa isa = kernels_isa();
         const struct quant_x86_kernels *x86 = isa >= KERNEL_ISA_AVX2 ? &quant_x86[isa] : NULL;
 
-        if (!x86 || (unsigned)w->type >= _GGML_TYPE_MAX || !x86->rows[w->type])
+        if (w->interleave)
+                matmul_interleaved(w, a, n_tok, y, ys, r0, r1);
+        else if (!x86 || (unsigned)w->type >= _GGML_TYPE_MAX || !x86->rows[w->type])
                 matmul_scalar(w, a, n_tok, y, ys, r0, r1);
         else if (n_tok >= TILE_MIN_TOKENS)
                 matmul_tiled(x86, w, a, n_tok, y, ys, r0, r1);
         else
                 x86->rows[w->type](w, a, n_tok, y, ys, r0, r1);
+}
+
+void matmul_quant_rows(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
+                       int64_t r0, int64_t r1)
+{
+        matmul_rows(w, a, n_tok, y, ys, r0, r1);
         if (a->scheme == ACT_SCHEME_TOKEN_I8)
                 for (int64_t t = 0; t < n_tok; t++)
                         for (int64_t r = r0; r < r1; r++)

@@ -4,6 +4,7 @@
 #include "fp16.h"
 #include "gemm_int8.h"
 #include "model.h"
+#include "quant_interleave.h"
 #include "quant_types.h"
 
 const char *precision_name(enum npu_precision p)
@@ -55,6 +56,12 @@ void model_free(struct npu_model *m)
 void weight_row_f32(const struct npu_weight *w, int64_t r, float *out)
 {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        uint8_t own[w->interleave ? w->row_bytes : 1];
+
+        if (w->interleave) {
+                quant_interleaved_rows(w, r, r + 1, own);
+                row = own;
+        }
         switch (w->type) {
         case GGML_TYPE_F32:
                 memcpy(out, row, w->cols * sizeof(float));
@@ -417,6 +424,65 @@ static int pack_int8_weights(struct npu_model *m, struct npu_err *err)
         return n ? pack_int8(m, ws, n, err) : 0;
 }
 
+/* Keeps a copy of w's data with the model (m->packed), for an image that cannot be written in place. */
+static int weight_own_copy(struct npu_model *m, struct npu_weight *w)
+{
+        const size_t bytes = (size_t)w->rows * w->row_bytes;
+        int8_t **packed = realloc(m->packed, sizeof(*m->packed) * (m->n_packed + 1));
+        if (!packed)
+                return -ENOMEM;
+        m->packed = packed;
+        int8_t *copy = malloc(bytes);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, w->data, bytes);
+        m->packed[m->n_packed++] = copy;
+        w->data = copy;
+        return 0;
+}
+
+/*
+ * The block-quantized matrices the one-token kernels read faster
+ * interleaved (quant_interleave.h), interleaved in place (the file's
+ * private mapping) or in a copy. A tied output head is the embedding's
+ * data: the embedding then reads it interleaved too.
+ */
+static int interleave_quant_weights(struct npu_model *m, struct npu_err *err)
+{
+        const size_t max = 7 * (size_t)m->hp.n_layers + 1;
+        _cleanup_free_ struct npu_weight **ws = malloc(sizeof(*ws) * max);
+        size_t n = 0;
+        int r = 0;
+
+        if (!ws)
+                return -ENOMEM;
+        for (int i = 0; i < m->hp.n_layers; i++) {
+                struct npu_weight *l = &m->layers[i].wq;
+                for (int j = 0; j < 7; j++)
+                        if (quant_interleave_wanted(&l[j]))
+                                ws[n++] = &l[j];
+        }
+        if (quant_interleave_wanted(&m->output))
+                ws[n++] = &m->output;
+        if (!n)
+                return 0;
+        const bool in_place = gguf_set_writable(m->gguf, true) == 0;
+        const bool tied = m->output.data == m->tok_embd.data;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                if (!in_place)
+                        r = weight_own_copy(m, ws[i]);
+                if (r >= 0)
+                        r = quant_interleave_weight(ws[i]);
+        }
+        if (in_place)
+                (void)gguf_set_writable(m->gguf, false);
+        if (r >= 0 && tied && m->output.interleave) {
+                m->tok_embd.data = m->output.data;
+                m->tok_embd.interleave = m->output.interleave;
+        }
+        return r < 0 ? npu_err_set(err, r, "cannot interleave the quantized matrices: %s", strerror(-r)) : 0;
+}
+
 int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, struct npu_err *err)
 {
         _cleanup_(model_freep) struct npu_model *m = calloc(1, sizeof(*m));
@@ -465,6 +531,8 @@ int model_from_gguf(struct gguf *g, const char *path, struct npu_model **ret, st
                 r = check_quantized_layers(m, err);
         if (r >= 0)
                 r = pack_int8_weights(m, err);
+        if (r >= 0)
+                r = interleave_quant_weights(m, err);
         free(m->tensor_used);
         m->tensor_used = NULL;
         m->qkv_plain = r >= 0 && layers_plain(m);

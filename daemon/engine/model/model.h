@@ -76,6 +76,8 @@ struct npu_weight {
         const float *scale;
         const int32_t *row_sums;
         size_t row_bytes;
+        /* 0: rows one after the other; QI_ROWS: groups of rows interleaved block by block (quant_interleave.h) */
+        int interleave;
 };
 
 struct npu_layer {
