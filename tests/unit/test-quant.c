@@ -536,7 +536,12 @@ static void check_interleaved(enum ggml_type t, int64_t N, int64_t K, int32_t T,
                                                          y[tt * N + r], (long long)r, tt, want[tt * N + r]);
                 }
                 struct act_blocks one = *a;
-                one.q = a->q + (T - 1) * K;
+                if (a->scheme == ACT_SCHEME_TOKEN_I8) {
+                        one.tok.q8 = a->tok.q8 + (T - 1) * K;
+                        one.tok.scale = a->tok.scale + (T - 1);
+                } else {
+                        one.q = a->q + (T - 1) * K;
+                }
                 one.d = a->d + (T - 1) * (K / 32);
                 one.s = a->s ? a->s + (T - 1) * (K / 32) : NULL;
                 one.asum = a->asum ? a->asum + (T - 1) * (K / 32) : NULL;
@@ -609,7 +614,7 @@ static void check_paths(enum ggml_type t, enum act_scheme sc, int64_t N, int64_t
                 }
         }
         kernels_reset_isa();
-        if (quant_interleave_type(t) && sc != ACT_SCHEME_TOKEN_I8 && N >= QI_ROWS)
+        if (quant_interleave_type(t) && N >= QI_ROWS)
                 check_interleaved(t, N, K, T, data, &a, y[KERNEL_ISA_SCALAR]);
         /*
          * close to the exact dot product of the values the integers stand for

@@ -24,6 +24,7 @@
 
 #include "gemm_block_slices.h"
 #include "gemm_panel_zmm.h"
+#include "quant_interleave.h"
 
 /* A slice of a block of panels, unpacked, every type's bytes unsigned. */
 struct b32_slice {
@@ -68,7 +69,7 @@ B32_UNPACKERS(unpack_block)
  * Block b of panel p from the block at byte off of a group of 16 rows
  * interleaved (quant_interleave.h) at rows[0]: each of its vectors of
  * nibbles is already two of the panel's groups (the low nibbles columns
- * 4 m .., the high ones 16 + 4 m ..), the fifth bits added under their
+ * 4 m .., the high ones 16 + 4 m ..), Q5's fifth bits added under their
  * masks, and the rows' d (and m) are 16 f16 in a row.
  */
 ALWAYS_INLINE void unpack_interleaved_block(enum ggml_type t, const uint8_t *const *rows, size_t off,
@@ -76,30 +77,36 @@ ALWAYS_INLINE void unpack_interleaved_block(enum ggml_type t, const uint8_t *con
 {
         const uint8_t *x = rows[0] + off;
         const __m512i m4 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
+        struct qi_layout l;
         uint64_t km[8];
 
-        memcpy(km, x + 256, sizeof(km));
+        qi_layout_of(t, &l);
+        if (l.qh)
+                memcpy(km, x + l.qh, sizeof(km));
         for (int m = 0; m < 4; m++) {
                 const __m512i n = _mm512_loadu_si512(x + 64 * m);
-                const __m512i lo = _mm512_and_si512(n, m4), hi = _mm512_and_si512(_mm512_srli_epi16(n, 4), m4);
-                _mm512_store_si512(sl->w[p][8 * b + m], _mm512_mask_add_epi8(lo, _cvtu64_mask64(km[2 * m]), lo, m16));
-                _mm512_store_si512(sl->w[p][8 * b + 4 + m],
-                                   _mm512_mask_add_epi8(hi, _cvtu64_mask64(km[2 * m + 1]), hi, m16));
+                __m512i lo = _mm512_and_si512(n, m4), hi = _mm512_and_si512(_mm512_srli_epi16(n, 4), m4);
+                if (l.qh) {
+                        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(km[2 * m]), lo, m16);
+                        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(km[2 * m + 1]), hi, m16);
+                }
+                _mm512_store_si512(sl->w[p][8 * b + m], lo);
+                _mm512_store_si512(sl->w[p][8 * b + 4 + m], hi);
         }
-        _mm512_store_ps(sl->dw[p][b], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + 320))));
-        if (t == GGML_TYPE_Q5_1)
-                _mm512_store_ps(sl->m[p][b], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + 352))));
+        _mm512_store_ps(sl->dw[p][b], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + l.d))));
+        if (l.m)
+                _mm512_store_ps(sl->m[p][b], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + l.m))));
 }
 
-static void unpack_interleaved_q5_0(const uint8_t *const *rows, size_t off, void *sl, int p, int b)
-{
-        unpack_interleaved_block(GGML_TYPE_Q5_0, rows, off, sl, p, b);
-}
-
-static void unpack_interleaved_q5_1(const uint8_t *const *rows, size_t off, void *sl, int p, int b)
-{
-        unpack_interleaved_block(GGML_TYPE_Q5_1, rows, off, sl, p, b);
-}
+#define UNPACK_INTERLEAVED(name, T)                                                                       \
+        static void unpack_interleaved_##name(const uint8_t *const *rows, size_t off, void *sl, int p, int b) \
+        {                                                                                                 \
+                unpack_interleaved_block(T, rows, off, sl, p, b);                                         \
+        }
+UNPACK_INTERLEAVED(q4_0, GGML_TYPE_Q4_0)
+UNPACK_INTERLEAVED(q4_1, GGML_TYPE_Q4_1)
+UNPACK_INTERLEAVED(q5_0, GGML_TYPE_Q5_0)
+UNPACK_INTERLEAVED(q5_1, GGML_TYPE_Q5_1)
 
 /*
  * MR panels from p0 times NR tokens over the slice's nb blocks. WITH_M adds
@@ -168,8 +175,8 @@ static const struct b32_isa b32_vnni = {
         .panels = GEMM_B32_PANELS,
         .isum0 = b32_isum0,
         .types = {
-                [B32_Q4_0] = { unpack_q4_0, b32_tiles_plain, B32_NR, 8 },
-                [B32_Q4_1] = { unpack_q4_1, b32_tiles_min, B32_NR, 0 },
+                [B32_Q4_0] = { unpack_q4_0, b32_tiles_plain, B32_NR, 8, unpack_interleaved_q4_0 },
+                [B32_Q4_1] = { unpack_q4_1, b32_tiles_min, B32_NR, 0, unpack_interleaved_q4_1 },
                 [B32_Q5_0] = { unpack_q5_0, b32_tiles_plain, B32_NR, 16, unpack_interleaved_q5_0 },
                 [B32_Q5_1] = { unpack_q5_1, b32_tiles_min, B32_NR, 0, unpack_interleaved_q5_1 },
                 [B32_Q8_0] = { unpack_q8_0, b32_tiles_plain, B32_NR, 128 },

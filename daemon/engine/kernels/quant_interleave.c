@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Q5_0 and Q5_1 matrices in groups of sixteen rows interleaved block by
- * block (quant_interleave.h has the layout): into it and back out.
+ * Q4_0, Q4_1, Q5_0 and Q5_1 matrices in groups of sixteen rows
+ * interleaved block by block (quant_interleave.h has the layout): into it
+ * and back out.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,37 +12,38 @@
 #include "quant_types.h"
 #include "util.h"
 
-/* Where a type's fields are, in its block and in a group's block. */
+/* Where a type's fields are in a row's block (qh, m: 0 when none; d leads every block), and in a group's. */
 struct qi_fields {
-        size_t bb;        /* block bytes of one row */
-        size_t qh, qs, m; /* in the row's block (m: 0 when none) */
-        size_t gd, gm;    /* in the group's block: d[16], m[16] */
+        size_t bb, qh, qs, m;
+        struct qi_layout g;
 };
-
-#define QI_QS 0   /* qs[4][64] */
-#define QI_QH 256 /* qh[4][2], u64 */
 
 static bool qi_fields_of(enum ggml_type t, struct qi_fields *f)
 {
-        switch (t) {
-        case GGML_TYPE_Q5_0:
-                *f = (struct qi_fields) { .bb = sizeof(struct block_q5_0), .qh = offsetof(struct block_q5_0, qh),
-                                          .qs = offsetof(struct block_q5_0, qs), .gd = 320 };
-                return true;
-        case GGML_TYPE_Q5_1:
-                *f = (struct qi_fields) { .bb = sizeof(struct block_q5_1), .qh = offsetof(struct block_q5_1, qh),
-                                          .qs = offsetof(struct block_q5_1, qs),
-                                          .m = offsetof(struct block_q5_1, m), .gd = 320, .gm = 352 };
-                return true;
-        default:
+        if (!qi_layout_of(t, &f->g))
                 return false;
+        f->bb = ggml_type_block_bytes(t);
+        switch (t) {
+        case GGML_TYPE_Q4_0:
+                f->qh = 0, f->m = 0, f->qs = offsetof(struct block_q4_0, qs);
+                break;
+        case GGML_TYPE_Q4_1:
+                f->qh = 0, f->m = offsetof(struct block_q4_1, m), f->qs = offsetof(struct block_q4_1, qs);
+                break;
+        case GGML_TYPE_Q5_0:
+                f->qh = offsetof(struct block_q5_0, qh), f->m = 0, f->qs = offsetof(struct block_q5_0, qs);
+                break;
+        default:
+                f->qh = offsetof(struct block_q5_1, qh), f->m = offsetof(struct block_q5_1, m);
+                f->qs = offsetof(struct block_q5_1, qs);
         }
+        return true;
 }
 
 bool quant_interleave_type(enum ggml_type t)
 {
-        struct qi_fields f;
-        return qi_fields_of(t, &f);
+        struct qi_layout l;
+        return qi_layout_of(t, &l);
 }
 
 bool quant_interleave_wanted(const struct npu_weight *w)
@@ -67,18 +69,19 @@ static void qi_block(const struct qi_fields *f, const uint8_t *const *x, uint8_t
         uint64_t mask[4][2] = { { 0 } };
 
         for (int r = 0; r < QI_ROWS; r++) {
-                const uint32_t qh = qi_u32(x[r] + f->qh);
+                const uint32_t qh = f->qh ? qi_u32(x[r] + f->qh) : 0;
                 for (int m = 0; m < 4; m++) {
-                        memcpy(g + QI_QS + 64 * m + 4 * r, x[r] + f->qs + 4 * m, 4);
+                        memcpy(g + 64 * m + 4 * r, x[r] + f->qs + 4 * m, 4);
                         /* the four bits of elements 4 m .. 4 m + 3, and of 16 + 4 m .., at bits 4 r .. 4 r + 3 */
                         mask[m][0] |= (uint64_t)(qh >> 4 * m & 15) << 4 * r;
                         mask[m][1] |= (uint64_t)(qh >> (16 + 4 * m) & 15) << 4 * r;
                 }
-                memcpy(g + f->gd + 2 * r, x[r], 2); /* d leads both blocks */
+                memcpy(g + f->g.d + 2 * r, x[r], 2);
                 if (f->m)
-                        memcpy(g + f->gm + 2 * r, x[r] + f->m, 2);
+                        memcpy(g + f->g.m + 2 * r, x[r] + f->m, 2);
         }
-        memcpy(g + QI_QH, mask, sizeof(mask));
+        if (f->qh)
+                memcpy(g + f->g.qh, mask, sizeof(mask));
 }
 
 void quant_interleave_group(enum ggml_type t, int64_t K, const uint8_t *src, uint8_t *dst)
@@ -106,18 +109,20 @@ void quant_deinterleave_row(enum ggml_type t, int64_t K, const uint8_t *src, int
         for (int64_t b = 0; b < K / 32; b++) {
                 const uint8_t *g = src + b * QI_ROWS * f.bb;
                 uint8_t *x = dst + b * f.bb;
-                uint64_t mask[4][2];
+                uint64_t mask[4][2] = { { 0 } };
                 uint32_t qh = 0;
-                memcpy(mask, g + QI_QH, sizeof(mask));
+                if (f.qh)
+                        memcpy(mask, g + f.g.qh, sizeof(mask));
                 for (int m = 0; m < 4; m++) {
-                        memcpy(x + f.qs + 4 * m, g + QI_QS + 64 * m + 4 * r, 4);
+                        memcpy(x + f.qs + 4 * m, g + 64 * m + 4 * r, 4);
                         qh |= (uint32_t)(mask[m][0] >> 4 * r & 15) << 4 * m;
                         qh |= (uint32_t)(mask[m][1] >> 4 * r & 15) << (16 + 4 * m);
                 }
-                memcpy(x + f.qh, &qh, 4);
-                memcpy(x, g + f.gd + 2 * r, 2);
+                if (f.qh)
+                        memcpy(x + f.qh, &qh, 4);
+                memcpy(x, g + f.g.d + 2 * r, 2);
                 if (f.m)
-                        memcpy(x + f.m, g + f.gm + 2 * r, 2);
+                        memcpy(x + f.m, g + f.g.m + 2 * r, 2);
         }
 }
 

@@ -1,25 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Block-quantized matrices of the 32-element types with fifth bits (Q5_0,
- * Q5_1) in groups of QI_ROWS rows interleaved block by block, the layout
- * the AVX-512 VNNI one-token kernel (quant_interleave_vnni.c) reads: each
- * row in its own 32-bit lane, so a block of sixteen rows is four
- * vpdpbusd pairs against four activation bytes broadcast, with no
- * horizontal sums and no shuffles. The group's bytes are the sixteen rows'
- * bytes, rearranged (the matrix keeps its size and place). A group's block
- * b (16 x the type's block bytes, at b times that from the group's start):
+ * Block-quantized matrices of the 32-element nibble types (Q4_0, Q4_1,
+ * Q5_0, Q5_1) in groups of QI_ROWS rows interleaved block by block, the
+ * layout the AVX-512 VNNI one-token kernel (quant_interleave_vnni.c) and
+ * the 32-element GEMM (gemm_block_vnni.c) read: each row in its own 32-bit
+ * lane, so a block of sixteen rows is four vpdpbusd pairs against four
+ * activation bytes broadcast, with no horizontal sums and no shuffles. The
+ * group's bytes are the sixteen rows' bytes, rearranged (the matrix keeps
+ * its size and place). A group's block b (16 x the type's block bytes, at
+ * b times that from the group's start), at the offsets struct qi_layout
+ * gives:
  *
  *   qs[4][64]  vector m, bytes 4 r .. 4 r + 3: row r's qs[4 m .. 4 m + 3]
  *              (low nibbles: elements 4 m + j; high: 16 + 4 m + j)
- *   qh[4][2]   u64 masks, bit 4 r + j of [m][0]: the fifth bit of row r's
- *              element 4 m + j; of [m][1]: of element 16 + 4 m + j
+ *   qh[4][2]   Q5_0, Q5_1: u64 masks, bit 4 r + j of [m][0]: the fifth
+ *              bit of row r's element 4 m + j; of [m][1]: of element
+ *              16 + 4 m + j
  *   d[16]      f16, row r's d
- *   m[16]      Q5_1: f16, row r's m
+ *   m[16]      Q4_1, Q5_1: f16, row r's m
  *
  * A weight's interleave field says which layout its data is in (model.h).
- * Every kernel path reads both: the VNNI one-token kernel reads the groups,
- * the others a group's rows put back in their own layout
- * (quant_interleaved_rows), and all compute the same numbers.
+ * Every kernel path reads both: those above the groups, the others a
+ * group's rows put back in their own layout (quant_interleaved_rows), and
+ * all compute the same numbers.
  */
 #pragma once
 
@@ -31,6 +34,27 @@
 #define QI_ROWS 16
 
 struct act_blocks;
+
+/* Where the parts of a type's group block are (bytes from its start; qh, m: 0 when none). */
+struct qi_layout {
+        size_t bytes, qh, d, m;
+        int off; /* the offset of q: w = q - off (Q4_0 8, Q5_0 16) */
+};
+
+static inline bool qi_layout_of(enum ggml_type t, struct qi_layout *l)
+{
+        const bool five = t == GGML_TYPE_Q5_0 || t == GGML_TYPE_Q5_1;
+        const bool with_m = t == GGML_TYPE_Q4_1 || t == GGML_TYPE_Q5_1;
+
+        if (t != GGML_TYPE_Q4_0 && t != GGML_TYPE_Q4_1 && !five)
+                return false;
+        l->qh = five ? 256 : 0;
+        l->d = five ? 320 : 256;
+        l->m = with_m ? l->d + 32 : 0;
+        l->bytes = (with_m ? l->m : l->d) + 32;
+        l->off = t == GGML_TYPE_Q4_0 ? 8 : t == GGML_TYPE_Q5_0 ? 16 : 0;
+        return true;
+}
 
 /* Whether t has the interleaved layout. */
 bool quant_interleave_type(enum ggml_type t);

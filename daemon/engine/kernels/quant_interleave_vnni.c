@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The AVX-512 VNNI one-token kernel of the interleaved Q5_0 and Q5_1
- * matrices (quant_interleave.h). Per block of a group, sixteen rows in the
- * sixteen int32 lanes: four vectors of nibbles, each split into its low
- * and high nibbles, the fifth bits added as 16 under the ready byte masks,
+ * The AVX-512 VNNI one-token kernel of the interleaved Q4_0, Q4_1, Q5_0
+ * and Q5_1 matrices (quant_interleave.h). Per block of a group, sixteen
+ * rows in the sixteen int32 lanes: four vectors of nibbles, each split into
+ * its low and high nibbles, Q5's fifth bits added as 16 under the ready
+ * byte masks,
  * and each met by four activation bytes broadcast (vpdpbusd): eight
  * instructions of products for 512 of them, no horizontal sums. The
  * numbers are kernels_quant.h's definition: each block's isum exactly,
@@ -31,12 +32,6 @@
 #define QI_STEP 4    /* blocks of a group, then the next group's */
 #define QI_AHEAD 8   /* blocks ahead a group is prefetched */
 
-/* A type's group block: its bytes, where d and m are (m: 0 when none), the offset of q (Q5_0: 16). */
-struct qi_kind {
-        size_t gbb, gd, gm;
-        int off;
-};
-
 static int32_t qi_i32(const int8_t *p)
 {
         int32_t v;
@@ -48,47 +43,50 @@ static int32_t qi_i32(const int8_t *p)
  * One group block at x against the activations qb (scale da, sum asum,
  * Q8_1's s: sa): acc's lanes are the rows'.
  */
-VNNI_INLINE __m512 qi_block(const uint8_t *x, const struct qi_kind *k, const int8_t *qb, float da, int32_t asum,
+VNNI_INLINE __m512 qi_block(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, float da, int32_t asum,
                             float sa, __m512 acc)
 {
         const __m512i m4 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
         __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
         uint64_t km[8];
 
-        memcpy(km, x + 256, sizeof(km));
+        if (k->qh)
+                memcpy(km, x + k->qh, sizeof(km));
         for (int m = 0; m < 4; m++) {
                 const __m512i n = _mm512_loadu_si512(x + 64 * m);
                 __m512i lo = _mm512_and_si512(n, m4), hi = _mm512_and_si512(_mm512_srli_epi16(n, 4), m4);
-                lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(km[2 * m]), lo, m16);
-                hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(km[2 * m + 1]), hi, m16);
+                if (k->qh) {
+                        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(km[2 * m]), lo, m16);
+                        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(km[2 * m + 1]), hi, m16);
+                }
                 s0 = _mm512_dpbusd_epi32(s0, lo, _mm512_set1_epi32(qi_i32(qb + 4 * m)));
                 s1 = _mm512_dpbusd_epi32(s1, hi, _mm512_set1_epi32(qi_i32(qb + 16 + 4 * m)));
         }
         __m512i isum = _mm512_add_epi32(s0, s1);
         if (k->off)
                 isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(k->off * asum));
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + k->gd)));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + k->d)));
         acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da)), _mm512_cvtepi32_ps(isum), acc);
-        if (k->gm)
-                acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + k->gm))),
+        if (k->m)
+                acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + k->m))),
                                       _mm512_set1_ps(sa), acc);
         return acc;
 }
 
 /* ng (<= QI_STREAMS) groups at g[], nb blocks each, against one token's activations: acc[i] group i's rows */
-VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t nb, const struct qi_kind *k, const int8_t *q,
+VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t nb, const struct qi_layout *k, const int8_t *q,
                          const float *d, const float *s, const int32_t *asum, __m512 *acc)
 {
-        const int lines = (int)DIV_ROUND_UP(k->gbb, 64);
+        const int lines = (int)DIV_ROUND_UP(k->bytes, 64);
 
         for (int i = 0; i < ng; i++)
                 acc[i] = _mm512_setzero_ps();
         for (int64_t b0 = 0; b0 < nb; b0 += QI_STEP)
                 for (int i = 0; i < ng; i++)
                         for (int64_t b = b0; b < MIN(b0 + QI_STEP, nb); b++) {
-                                const uint8_t *x = g[i] + b * k->gbb;
+                                const uint8_t *x = g[i] + b * k->bytes;
                                 for (int c = 0; c < lines; c++)
-                                        _mm_prefetch((const char *)x + QI_AHEAD * k->gbb + 64 * c, _MM_HINT_T0);
+                                        _mm_prefetch((const char *)x + QI_AHEAD * k->bytes + 64 * c, _MM_HINT_T0);
                                 acc[i] = qi_block(x, k, q + 32 * b, d[b], asum ? asum[b] : 0, s ? s[b] : 0, acc[i]);
                         }
 }
@@ -96,12 +94,9 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t nb, const stru
 VNNI_FN void matmul_interleaved_vnni(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok,
                                      float *y, size_t ys, int64_t r0, int64_t r1)
 {
-        const struct qi_kind k = {
-                .gbb = QI_ROWS * ggml_type_block_bytes(w->type),
-                .gd = 320,
-                .gm = w->type == GGML_TYPE_Q5_1 ? 352 : 0,
-                .off = w->type == GGML_TYPE_Q5_0 ? 16 : 0,
-        };
+        struct qi_layout k;
+        if (!qi_layout_of(w->type, &k))
+                return;
         const int64_t K = w->cols, nb = K / 32, group_bytes = QI_ROWS * (int64_t)w->row_bytes;
         const int8_t *q = a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q;
 
