@@ -16,7 +16,11 @@
  * thread, each one sequential. Zen 5 EPYC, 2 threads, 1 GB of Q5_0 at
  * 11008x4096 in a standalone copy: one group at a time 28-37 GB/s with
  * any prefetch, four 46-50, eight 39-43; 8 blocks ahead 50-55, 16 46-50,
- * 32 39-44, none 28-31 (the read bandwidth 47-58).
+ * 32 39-44, none 28-31 (the read bandwidth 47-58). Then in npu-kbench,
+ * paired with the probe, three rounds alternated (5632x2048 / 11008x4096):
+ * 2 blocks a step 78-87 / 87-94 %, 4 blocks 75-85 / 85-89 %, 8 blocks
+ * 70-74 / 68-84 %, 1 block 70 / 77-96 %; two groups 55-62 / 56-62 %,
+ * eight 63-85 / 69-92 %; 6 or 12 blocks ahead no better than 8.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -29,7 +33,7 @@
 #define VNNI_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 
 #define QI_STREAMS 4 /* groups walked together */
-#define QI_STEP 4    /* blocks of a group, then the next group's */
+#define QI_STEP 2    /* blocks of a group, then the next group's */
 #define QI_AHEAD 8   /* blocks ahead a group is prefetched */
 
 static int32_t qi_i32(const int8_t *p)
