@@ -405,10 +405,13 @@ static int pack_int8(struct npu_model *m, struct npu_weight *const *ws, size_t n
         return r < 0 ? npu_err_set(err, r, "cannot repack the int8 matrices: %s", strerror(-r)) : 0;
 }
 
-static int pack_int8_weights(struct npu_model *m, struct npu_err *err)
+/*
+ * The layers' matrices and the output head for which keep() holds, into
+ * *ret (freed by the caller); returns how many, or -ENOMEM.
+ */
+static ssize_t weights_where(struct npu_model *m, bool (*keep)(const struct npu_weight *), struct npu_weight ***ret)
 {
-        const size_t max = 7 * (size_t)m->hp.n_layers + 1;
-        _cleanup_free_ struct npu_weight **ws = malloc(sizeof(*ws) * max);
+        struct npu_weight **ws = malloc(sizeof(*ws) * (7 * (size_t)m->hp.n_layers + 1));
         size_t n = 0;
 
         if (!ws)
@@ -416,12 +419,28 @@ static int pack_int8_weights(struct npu_model *m, struct npu_err *err)
         for (int i = 0; i < m->hp.n_layers; i++) {
                 struct npu_weight *l = &m->layers[i].wq;
                 for (int j = 0; j < 7; j++)
-                        if (l[j].type == GGML_TYPE_I8)
+                        if (keep(&l[j]))
                                 ws[n++] = &l[j];
         }
-        if (m->output.type == GGML_TYPE_I8)
+        if (keep(&m->output))
                 ws[n++] = &m->output;
-        return n ? pack_int8(m, ws, n, err) : 0;
+        *ret = ws;
+        return (ssize_t)n;
+}
+
+static bool weight_is_int8(const struct npu_weight *w)
+{
+        return w->type == GGML_TYPE_I8;
+}
+
+static int pack_int8_weights(struct npu_model *m, struct npu_err *err)
+{
+        _cleanup_free_ struct npu_weight **ws = NULL;
+        const ssize_t n = weights_where(m, weight_is_int8, &ws);
+
+        if (n < 0)
+                return (int)n;
+        return n ? pack_int8(m, ws, (size_t)n, err) : 0;
 }
 
 /* Keeps a copy of w's data with the model (m->packed), for an image that cannot be written in place. */
@@ -449,26 +468,15 @@ static int weight_own_copy(struct npu_model *m, struct npu_weight *w)
  */
 static int interleave_quant_weights(struct npu_model *m, struct npu_err *err)
 {
-        const size_t max = 7 * (size_t)m->hp.n_layers + 1;
-        _cleanup_free_ struct npu_weight **ws = malloc(sizeof(*ws) * max);
-        size_t n = 0;
+        _cleanup_free_ struct npu_weight **ws = NULL;
+        const ssize_t n = weights_where(m, quant_interleave_wanted, &ws);
         int r = 0;
 
-        if (!ws)
-                return -ENOMEM;
-        for (int i = 0; i < m->hp.n_layers; i++) {
-                struct npu_weight *l = &m->layers[i].wq;
-                for (int j = 0; j < 7; j++)
-                        if (quant_interleave_wanted(&l[j]))
-                                ws[n++] = &l[j];
-        }
-        if (quant_interleave_wanted(&m->output))
-                ws[n++] = &m->output;
-        if (!n)
-                return 0;
+        if (n <= 0)
+                return (int)n;
         const bool in_place = gguf_set_writable(m->gguf, true) == 0;
         const bool tied = m->output.data == m->tok_embd.data;
-        for (size_t i = 0; r >= 0 && i < n; i++) {
+        for (ssize_t i = 0; r >= 0 && i < n; i++) {
                 if (!in_place)
                         r = weight_own_copy(m, ws[i]);
                 if (r >= 0)
