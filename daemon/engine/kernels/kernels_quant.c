@@ -459,16 +459,21 @@ static void matmul_tiled(const struct quant_x86_kernels *x86, const struct npu_w
 static void matmul_rows(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
                         int64_t r0, int64_t r1);
 
-/* Each row of [r0, r1) of an interleaved w by itself, put back in its own layout (no memory for more). */
+/*
+ * Each row of [r0, r1) of an interleaved w by itself, put back in its own
+ * layout, where there was no memory for more; with none for a row, its
+ * outputs are NaN (matmuls return nothing to fail with).
+ */
 static void matmul_interleaved_each(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,
                                     size_t ys, int64_t r0, int64_t r1)
 {
-        uint8_t row[w->row_bytes];
+        _cleanup_free_ uint8_t *row = malloc(w->row_bytes);
 
         for (int64_t r = r0; r < r1; r++) {
-                quant_interleaved_rows(w, r, r + 1, row);
+                if (row)
+                        quant_interleaved_rows(w, r, r + 1, row);
                 for (int64_t t = 0; t < n_tok; t++)
-                        y[t * ys + r] = dot_scalar(w->type, row, w->cols, a, t);
+                        y[t * ys + r] = row ? dot_scalar(w->type, row, w->cols, a, t) : NAN;
         }
 }
 

@@ -100,30 +100,34 @@ void quant_interleave_group(enum ggml_type t, int64_t K, const uint8_t *src, uin
         }
 }
 
+/* Row r's block out of the group's block g into x (the type's block bytes). */
+static void qi_unblock(const struct qi_fields *f, const uint8_t *g, int r, uint8_t *x)
+{
+        uint64_t mask[4][2] = { { 0 } };
+        uint32_t qh = 0;
+
+        if (f->qh)
+                memcpy(mask, g + f->g.qh, sizeof(mask));
+        for (int m = 0; m < 4; m++) {
+                memcpy(x + f->qs + 4 * m, g + 64 * m + 4 * r, 4);
+                qh |= (uint32_t)(mask[m][0] >> 4 * r & 15) << 4 * m;
+                qh |= (uint32_t)(mask[m][1] >> 4 * r & 15) << (16 + 4 * m);
+        }
+        if (f->qh)
+                memcpy(x + f->qh, &qh, 4);
+        memcpy(x, g + f->g.d + 2 * r, 2);
+        if (f->m)
+                memcpy(x + f->m, g + f->g.m + 2 * r, 2);
+}
+
 void quant_deinterleave_row(enum ggml_type t, int64_t K, const uint8_t *src, int r, uint8_t *dst)
 {
         struct qi_fields f;
 
         if (!qi_fields_of(t, &f))
                 return;
-        for (int64_t b = 0; b < K / 32; b++) {
-                const uint8_t *g = src + b * QI_ROWS * f.bb;
-                uint8_t *x = dst + b * f.bb;
-                uint64_t mask[4][2] = { { 0 } };
-                uint32_t qh = 0;
-                if (f.qh)
-                        memcpy(mask, g + f.g.qh, sizeof(mask));
-                for (int m = 0; m < 4; m++) {
-                        memcpy(x + f.qs + 4 * m, g + 64 * m + 4 * r, 4);
-                        qh |= (uint32_t)(mask[m][0] >> 4 * r & 15) << 4 * m;
-                        qh |= (uint32_t)(mask[m][1] >> 4 * r & 15) << (16 + 4 * m);
-                }
-                if (f.qh)
-                        memcpy(x + f.qh, &qh, 4);
-                memcpy(x, g + f.g.d + 2 * r, 2);
-                if (f.m)
-                        memcpy(x + f.m, g + f.g.m + 2 * r, 2);
-        }
+        for (int64_t b = 0; b < K / 32; b++)
+                qi_unblock(&f, src + b * QI_ROWS * f.bb, r, dst + b * f.bb);
 }
 
 void quant_interleaved_rows(const struct npu_weight *w, int64_t r0, int64_t r1, uint8_t *dst)
@@ -131,6 +135,20 @@ void quant_interleaved_rows(const struct npu_weight *w, int64_t r0, int64_t r1, 
         for (int64_t r = r0; r < r1; r++) {
                 const uint8_t *g = (const uint8_t *)w->data + (r / QI_ROWS) * QI_ROWS * w->row_bytes;
                 quant_deinterleave_row(w->type, w->cols, g, (int)(r % QI_ROWS), dst + (r - r0) * w->row_bytes);
+        }
+}
+
+void quant_interleaved_row_f32(const struct npu_weight *w, int64_t r, float *out)
+{
+        const uint8_t *g = (const uint8_t *)w->data + (r / QI_ROWS) * QI_ROWS * w->row_bytes;
+        struct qi_fields f;
+        uint8_t x[32]; /* a block of any of the types (Q5_1's 24 bytes at most) */
+
+        if (!qi_fields_of(w->type, &f) || f.bb > sizeof(x))
+                return;
+        for (int64_t b = 0; b < w->cols / 32; b++) {
+                qi_unblock(&f, g + b * QI_ROWS * f.bb, (int)(r % QI_ROWS), x);
+                dequantize_row(w->type, x, out + 32 * b, 32);
         }
 }
 

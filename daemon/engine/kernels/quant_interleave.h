@@ -73,6 +73,9 @@ void quant_interleave_group(enum ggml_type t, int64_t K, const uint8_t *src, uin
 /* Row r (< QI_ROWS) of the group at src, in its own layout, into dst (row bytes). */
 void quant_deinterleave_row(enum ggml_type t, int64_t K, const uint8_t *src, int r, uint8_t *dst);
 
+/* Row r of the interleaved w as floats (out: w->cols), a block at a time. */
+void quant_interleaved_row_f32(const struct npu_weight *w, int64_t r, float *out);
+
 /* Rows [r0, r1) of the interleaved w, in their own layout, one after the other into dst. */
 void quant_interleaved_rows(const struct npu_weight *w, int64_t r0, int64_t r1, uint8_t *dst);
 

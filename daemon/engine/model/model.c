@@ -56,11 +56,10 @@ void model_free(struct npu_model *m)
 void weight_row_f32(const struct npu_weight *w, int64_t r, float *out)
 {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
-        uint8_t own[w->interleave ? w->row_bytes : 1];
 
         if (w->interleave) {
-                quant_interleaved_rows(w, r, r + 1, own);
-                row = own;
+                quant_interleaved_row_f32(w, r, out);
+                return;
         }
         switch (w->type) {
         case GGML_TYPE_F32:
