@@ -333,6 +333,43 @@ static void test_unknown_types(void **state)
         }
 }
 
+/* Two tensors whose bytes overlap are refused, by both names. */
+static void test_overlapping_tensors(void **state)
+{
+        size_t n;
+        _cleanup_free_ uint8_t *buf = read_all(*state, &n);
+        struct npu_err err = {};
+        struct gguf *g = NULL;
+        assert_int_equal(gguf_parse(buf, n, &g, &err), 0);
+        assert_true(g->n_tensors >= 3);
+        /* the last tensor's offset moved onto the one before it in the file */
+        uint64_t last = 0, prev = 0;
+        for (uint64_t i = 0; i < g->n_tensors; i++)
+                if (g->tensors[i].offset > g->tensors[last].offset)
+                        last = i;
+        for (uint64_t i = 0; i < g->n_tensors; i++)
+                if (i != last && g->tensors[i].offset > g->tensors[prev].offset)
+                        prev = i;
+        char a[128], b[128];
+        snprintf(a, sizeof(a), "'%.*s'", (int)g->tensors[prev].name.len, g->tensors[prev].name.s);
+        snprintf(b, sizeof(b), "'%.*s'", (int)g->tensors[last].name.len, g->tensors[last].name.s);
+        const size_t at = tensor_type_offset(buf, g, last) + 4;
+        const uint64_t was = g->tensors[last].offset, onto = g->tensors[prev].offset;
+        assert_int_equal(memcmp(buf + at, &was, 8), 0);
+        gguf_free(g);
+        memcpy(buf + at, &onto, 8);
+        g = NULL;
+        assert_int_equal(gguf_parse(buf, n, &g, &err), -EBADMSG);
+        assert_null(g);
+        assert_non_null(strstr(err.msg, "overlap"));
+        assert_non_null(strstr(err.msg, a));
+        assert_non_null(strstr(err.msg, b));
+        /* back in its place, the file loads again */
+        memcpy(buf + at, &was, 8);
+        assert_int_equal(gguf_parse(buf, n, &g, &err), 0);
+        gguf_free(g);
+}
+
 /* Where a block of type t keeps its f16 scale d. */
 static size_t scale_offset(enum ggml_type t)
 {
@@ -481,6 +518,7 @@ int main(void)
                 cmocka_unit_test(test_writer_roundtrip),
                 cmocka_unit_test_setup_teardown(test_mixed_types_load, mixed_setup, mixed_teardown),
                 cmocka_unit_test_setup_teardown(test_unknown_types, mixed_setup, mixed_teardown),
+                cmocka_unit_test_setup_teardown(test_overlapping_tensors, mixed_setup, mixed_teardown),
                 cmocka_unit_test_setup_teardown(test_corrupt_quant_tensor, mixed_setup, mixed_teardown),
                 cmocka_unit_test_setup_teardown(test_truncated_quant_tensor, mixed_setup, mixed_teardown),
                 cmocka_unit_test_setup_teardown(test_fuzz_quantized, mixed_setup, mixed_teardown),

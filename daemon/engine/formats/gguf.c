@@ -304,6 +304,34 @@ static int check_duplicates(struct gguf *g, struct npu_err *err)
         return 0;
 }
 
+static int by_offset(const void *a, const void *b)
+{
+        const struct gguf_tensor *x = *(const struct gguf_tensor *const *)a, *y = *(const struct gguf_tensor *const *)b;
+        return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/*
+ * Two tensors whose bytes overlap are refused: the model repacks some
+ * tensors in place (int8 panels, interleaved groups), and one written
+ * through another's name would be neither.
+ */
+static int check_overlaps(struct gguf *g, struct npu_err *err)
+{
+        _cleanup_free_ const struct gguf_tensor **t = malloc(sizeof(*t) * MAX(g->n_tensors, 1));
+
+        if (!t)
+                return -ENOMEM;
+        for (uint64_t i = 0; i < g->n_tensors; i++)
+                t[i] = &g->tensors[i];
+        qsort(t, g->n_tensors, sizeof(*t), by_offset);
+        for (uint64_t i = 1; i < g->n_tensors; i++)
+                if (t[i - 1]->nbytes && t[i]->nbytes && t[i - 1]->offset + t[i - 1]->nbytes > t[i]->offset)
+                        return npu_err_set(err, -EBADMSG, "tensors '%.*s' and '%.*s' overlap in the data section",
+                                           (int)MIN(t[i - 1]->name.len, 64), t[i - 1]->name.s,
+                                           (int)MIN(t[i]->name.len, 64), t[i]->name.s);
+        return 0;
+}
+
 static int parse_header(struct gguf *g, const uint8_t *base, size_t size, struct npu_err *err)
 {
         struct cursor c = { .base = base, .size = size, .err = err };
@@ -383,7 +411,7 @@ static int parse_header(struct gguf *g, const uint8_t *base, size_t size, struct
                                            (unsigned long long)t->nbytes);
                 t->data = base + g->data_offset + t->offset;
         }
-        return 0;
+        return check_overlaps(g, err);
 }
 
 int gguf_parse(const void *buf, size_t size, struct gguf **ret, struct npu_err *err)
