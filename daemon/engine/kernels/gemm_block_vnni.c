@@ -24,7 +24,7 @@
 
 #include "gemm_block_slices.h"
 #include "gemm_panel_zmm.h"
-#include "quant_interleave.h"
+#include "quant_interleave_zmm.h"
 
 /* A slice of a block of panels, unpacked, every type's bytes unsigned. */
 struct b32_slice {
@@ -76,37 +76,24 @@ ALWAYS_INLINE void unpack_interleaved_block(enum ggml_type t, const uint8_t *con
                                             struct b32_slice *sl, int p, int b)
 {
         const uint8_t *x = rows[0] + off;
-        const __m512i m4 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
         struct qi_layout l;
-        uint64_t km[8];
 
         qi_layout_of(t, &l);
-        if (l.qh)
-                memcpy(km, x + l.qh, sizeof(km));
         for (int m = 0; m < 4; m++) {
-                const __m512i n = _mm512_loadu_si512(x + 64 * m);
-                __m512i lo = _mm512_and_si512(n, m4), hi = _mm512_and_si512(_mm512_srli_epi16(n, 4), m4);
-                if (l.qh) {
-                        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(km[2 * m]), lo, m16);
-                        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(km[2 * m + 1]), hi, m16);
-                }
+                __m512i lo, hi;
+                qi_nibbles(x, &l, m, &lo, &hi);
                 _mm512_store_si512(sl->w[p][8 * b + m], lo);
                 _mm512_store_si512(sl->w[p][8 * b + 4 + m], hi);
         }
-        _mm512_store_ps(sl->dw[p][b], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + l.d))));
+        _mm512_store_ps(sl->dw[p][b], qi_f16x16(x + l.d));
         if (l.m)
-                _mm512_store_ps(sl->m[p][b], _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + l.m))));
+                _mm512_store_ps(sl->m[p][b], qi_f16x16(x + l.m));
 }
 
-#define UNPACK_INTERLEAVED(name, T)                                                                       \
-        static void unpack_interleaved_##name(const uint8_t *const *rows, size_t off, void *sl, int p, int b) \
-        {                                                                                                 \
-                unpack_interleaved_block(T, rows, off, sl, p, b);                                         \
-        }
-UNPACK_INTERLEAVED(q4_0, GGML_TYPE_Q4_0)
-UNPACK_INTERLEAVED(q4_1, GGML_TYPE_Q4_1)
-UNPACK_INTERLEAVED(q5_0, GGML_TYPE_Q5_0)
-UNPACK_INTERLEAVED(q5_1, GGML_TYPE_Q5_1)
+B32_UNPACK(unpack_interleaved_block, interleaved_q4_0, GGML_TYPE_Q4_0)
+B32_UNPACK(unpack_interleaved_block, interleaved_q4_1, GGML_TYPE_Q4_1)
+B32_UNPACK(unpack_interleaved_block, interleaved_q5_0, GGML_TYPE_Q5_0)
+B32_UNPACK(unpack_interleaved_block, interleaved_q5_1, GGML_TYPE_Q5_1)
 
 /*
  * MR panels from p0 times NR tokens over the slice's nb blocks. WITH_M adds

@@ -32,7 +32,7 @@
 #include <string.h>
 
 #include "kernels_quant.h"
-#include "quant_interleave.h"
+#include "quant_interleave_zmm.h"
 #include "util.h"
 
 #define VNNI_FN __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
@@ -56,30 +56,20 @@ static int32_t qi_i32(const int8_t *p)
 VNNI_INLINE __m512 qi_block(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, float da, int32_t asum,
                             float sa, __m512 acc)
 {
-        const __m512i m4 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
         __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-        uint64_t km[8];
 
-        if (k->qh)
-                memcpy(km, x + k->qh, sizeof(km));
         for (int m = 0; m < 4; m++) {
-                const __m512i n = _mm512_loadu_si512(x + 64 * m);
-                __m512i lo = _mm512_and_si512(n, m4), hi = _mm512_and_si512(_mm512_srli_epi16(n, 4), m4);
-                if (k->qh) {
-                        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(km[2 * m]), lo, m16);
-                        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(km[2 * m + 1]), hi, m16);
-                }
+                __m512i lo, hi;
+                qi_nibbles(x, k, m, &lo, &hi);
                 s0 = _mm512_dpbusd_epi32(s0, lo, _mm512_set1_epi32(qi_i32(qb + 4 * m)));
                 s1 = _mm512_dpbusd_epi32(s1, hi, _mm512_set1_epi32(qi_i32(qb + 16 + 4 * m)));
         }
         __m512i isum = _mm512_add_epi32(s0, s1);
         if (k->off)
                 isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(k->off * asum));
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + k->d)));
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da)), _mm512_cvtepi32_ps(isum), acc);
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->d), _mm512_set1_ps(da)), _mm512_cvtepi32_ps(isum), acc);
         if (k->m)
-                acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + k->m))),
-                                      _mm512_set1_ps(sa), acc);
+                acc = _mm512_fmadd_ps(qi_f16x16(x + k->m), _mm512_set1_ps(sa), acc);
         return acc;
 }
 
