@@ -84,7 +84,8 @@ static void qi_block(const struct qi_fields *f, const uint8_t *const *x, uint8_t
                 memcpy(g + f->g.qh, mask, sizeof(mask));
 }
 
-void quant_interleave_group(enum ggml_type t, int64_t K, const uint8_t *src, uint8_t *dst)
+/* QI_ROWS rows of K elements of type t, one after the other at src, into one group at dst (not src). */
+static void quant_interleave_group(enum ggml_type t, int64_t K, const uint8_t *src, uint8_t *dst)
 {
         struct qi_fields f;
 
@@ -120,7 +121,8 @@ static void qi_unblock(const struct qi_fields *f, const uint8_t *g, int r, uint8
                 memcpy(x + f->m, g + f->g.m + 2 * r, 2);
 }
 
-void quant_deinterleave_row(enum ggml_type t, int64_t K, const uint8_t *src, int r, uint8_t *dst)
+/* Row r of the group at src, in its own layout, into dst (row bytes). */
+static void quant_deinterleave_row(enum ggml_type t, int64_t K, const uint8_t *src, int r, uint8_t *dst)
 {
         struct qi_fields f;
 

@@ -67,12 +67,6 @@ bool quant_interleave_type(enum ggml_type t);
  */
 bool quant_interleave_wanted(const struct npu_weight *w);
 
-/* QI_ROWS rows of K elements of type t, stored one after the other at src, into one group at dst (not src). */
-void quant_interleave_group(enum ggml_type t, int64_t K, const uint8_t *src, uint8_t *dst);
-
-/* Row r (< QI_ROWS) of the group at src, in its own layout, into dst (row bytes). */
-void quant_deinterleave_row(enum ggml_type t, int64_t K, const uint8_t *src, int r, uint8_t *dst);
-
 /* Row r of the interleaved w as floats (out: w->cols), a block at a time. */
 void quant_interleaved_row_f32(const struct npu_weight *w, int64_t r, float *out);
 
