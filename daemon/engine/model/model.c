@@ -361,6 +361,23 @@ static int check_quantized_layers(const struct npu_model *m, struct npu_err *err
         return 0;
 }
 
+/* Keeps a copy of w's data with the model (m->packed), for an image that cannot be written in place. */
+static int weight_own_copy(struct npu_model *m, struct npu_weight *w)
+{
+        const size_t bytes = (size_t)w->rows * w->row_bytes;
+        int8_t **packed = realloc(m->packed, sizeof(*m->packed) * (m->n_packed + 1));
+        if (!packed)
+                return -ENOMEM;
+        m->packed = packed;
+        int8_t *copy = malloc(bytes);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, w->data, bytes);
+        m->packed[m->n_packed++] = copy;
+        w->data = copy;
+        return 0;
+}
+
 /*
  * Every int8 matrix into the GEMM's panels (gemm_int8.h), once: in place in
  * the file's private mapping, or into a copy for an in-memory image.
@@ -379,23 +396,16 @@ static int pack_int8(struct npu_model *m, struct npu_weight *const *ws, size_t n
                 rows += ws[i]->rows;
         }
         m->row_sums = malloc(sizeof(int32_t) * MAX(rows, 1));
-        m->packed = in_place ? NULL : calloc(MAX(n, 1), sizeof(*m->packed));
-        if (!m->row_sums || (!in_place && !m->packed))
+        if (!m->row_sums)
                 r = -ENOMEM;
         int32_t *sums = m->row_sums;
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 struct npu_weight *w = ws[i];
-                int8_t *dst = (int8_t *)w->data;
-                if (!in_place) {
-                        dst = malloc((size_t)(w->rows * w->cols));
-                        if (!dst) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        m->packed[m->n_packed++] = dst;
-                }
-                r = gemm_i8_pack(dst, w->data, w->rows, w->cols, sums, &m->i8_clamped);
-                w->data = dst;
+                if (!in_place)
+                        r = weight_own_copy(m, w);
+                if (r < 0)
+                        break;
+                r = gemm_i8_pack((int8_t *)w->data, w->data, w->rows, w->cols, sums, &m->i8_clamped);
                 w->row_sums = sums;
                 sums += w->rows;
         }
@@ -440,23 +450,6 @@ static int pack_int8_weights(struct npu_model *m, struct npu_err *err)
         if (n < 0)
                 return (int)n;
         return n ? pack_int8(m, ws, (size_t)n, err) : 0;
-}
-
-/* Keeps a copy of w's data with the model (m->packed), for an image that cannot be written in place. */
-static int weight_own_copy(struct npu_model *m, struct npu_weight *w)
-{
-        const size_t bytes = (size_t)w->rows * w->row_bytes;
-        int8_t **packed = realloc(m->packed, sizeof(*m->packed) * (m->n_packed + 1));
-        if (!packed)
-                return -ENOMEM;
-        m->packed = packed;
-        int8_t *copy = malloc(bytes);
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, w->data, bytes);
-        m->packed[m->n_packed++] = copy;
-        w->data = copy;
-        return 0;
 }
 
 /*

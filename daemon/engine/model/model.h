@@ -118,7 +118,11 @@ struct npu_model {
         /* f32 copies of norm vectors stored in other types */
         float **owned;
         size_t n_owned;
-        /* the int8 matrices' row sums, and their packed copies when the file could not be repacked in place */
+        /*
+         * the int8 matrices' row sums; copies of the matrices repacked
+         * (int8 panels, interleaved groups) where the file could not be
+         * written in place
+         */
         int32_t *row_sums;
         int8_t **packed;
         size_t n_packed;
