@@ -542,8 +542,9 @@ static void check_interleaved(enum ggml_type t, int64_t N, int64_t K, int32_t T,
                 } else {
                         one.q = a->q + (T - 1) * K;
                 }
-                one.d = a->d + (T - 1) * (K / 32);
+                one.d = a->d + (T - 1) * (K / act_scheme_block(a->scheme));
                 one.s = a->s ? a->s + (T - 1) * (K / 32) : NULL;
+                one.bsums = a->bsums ? a->bsums + (T - 1) * (K / 16) : NULL;
                 one.asum = a->asum ? a->asum + (T - 1) * (K / 32) : NULL;
                 matmul_quant_rows(&w, &one, 1, y, N, 0, n);
                 assert_memory_equal(y, want + (T - 1) * N, sizeof(float) * n);

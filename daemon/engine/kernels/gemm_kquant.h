@@ -21,14 +21,18 @@
  *         M = sum over sub-blocks of min * (their activations' sum)
  *   Q6_K: y = fma(d * da, isum, y), with isum = sum(sc * q * a) minus
  *         32 * sum(sc * bsum) (the offset taken out through the Q8_K sums)
+ *   Q5_K (interleaved weights only, quant_interleave.h): Q4_K's steps,
+ *         with vpmulld for the scales (q <= 31: the inner sum needs 17 bits)
  * The integer sums are exact, so the results are those of the portable C
- * definition bit for bit, for any batch and any split of rows.
+ * definition bit for bit, for any batch and any split of rows. An
+ * interleaved Q4_K or Q5_K weight's groups of 16 rows are already the
+ * panels' groups of 4 bytes: they are unpacked as they are.
  *
  * gemm_kquant_avx2.c is the AVX2 twin, for every K-quant (Q2_K .. Q6_K):
  * panels of 8 rows, vpmaddubsw's int16 pair sums added in runs short
  * enough not to saturate, on the block GEMMs' slice driver
  * (gemm_block_slices.h). AVX-512 VNNI takes it for the K-quants
- * gemm_kquant_vnni() leaves (Q2_K, Q3_K, Q5_K).
+ * gemm_kquant_vnni() leaves (Q2_K, Q3_K, and Q5_K not interleaved).
  */
 #pragma once
 
@@ -42,7 +46,9 @@
 /*
  * y[t * ys + r] for t < n_tok and r in [r0, r), r the returned row: as
  * many whole panels of 16 rows from r0 as [r0, r1) holds, for Q4_K and
- * Q6_K weights (r0 for other types). The caller computes the rows left.
+ * Q6_K weights and interleaved Q5_K ones (r0 for other types, and for an
+ * interleaved weight when r0 splits a group). The caller computes the rows
+ * left.
  */
 int64_t gemm_kquant_vnni(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
                          int64_t r0, int64_t r1);

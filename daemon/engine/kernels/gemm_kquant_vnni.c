@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The K-quant GEMM on AVX-512 VNNI (gemm_kquant.h): Q4_K and Q6_K panels
- * unpacked once per slice, then a register tile of 2 panels x 6 tokens.
+ * (and interleaved Q5_K ones) unpacked once per slice, then a register
+ * tile of 2 panels x 6 tokens.
  *
  * Loops, for a block of up to 4 panels (64 rows, a thread's chunk): slices
  * of KQ_SLICE columns outside, each unpacked once (64 KiB of weights, in
@@ -25,6 +26,7 @@
 #include "gemm_kquant.h"
 #include "gemm_panel_zmm.h"
 #include "kquant_scales.h"
+#include "quant_interleave_zmm.h"
 
 #define KQ_SLICE 1024 /* columns unpacked at once */
 #define KQ_SB (KQ_SLICE / QK_K)
@@ -160,6 +162,119 @@ static void unpack_q4_k(const uint8_t *const *rows, int64_t b, struct kq_slice *
         _mm512_store_si512((void *)sl->dm[p][s], num[5]);
 }
 
+/* (bytes 0, 1) or (2, 3) of each 32-bit lane of v as an int16 pair (hi: the second) */
+ALWAYS_INLINE __m512i byte_pair(__m512i v, bool hi)
+{
+        const __m512i lane = _mm512_set4_epi32(12 * 0x10001, 8 * 0x10001, 4 * 0x10001, 0);
+        const __m512i ctl = _mm512_set1_epi32(hi ? (int)0x80038002u : (int)0x80018000u);
+        return _mm512_shuffle_epi8(v, _mm512_or_si512(ctl, lane));
+}
+
+/*
+ * Q4_K or Q5_K interleaved (quant_interleave.h): super-block b of the
+ * group at rows[0] into super-block s of panel p. Its vectors of nibbles
+ * (Q5_K's with the fifth bits added) are the panel's groups already (vector 8 c + n: columns 64 c + 4 n .. low,
+ * 64 c + 32 + 4 n .. high); the 16 rows' packed scales are three vectors,
+ * a row a lane, unpacked by shifts and masks (quant_interleave_vnni.c's
+ * qk_block does the same).
+ */
+ALWAYS_INLINE void unpack_k_interleaved(enum ggml_type t, const uint8_t *const *rows, int64_t b, struct kq_slice *sl,
+                                        int p, int s)
+{
+        struct qi_layout l;
+        qi_layout_of(t, &l);
+        const uint8_t *x = rows[0] + b * (int64_t)l.bytes;
+        const __m512i pair = _mm512_set1_epi32(0x003f003f);
+
+        for (int v = 0; v < 32; v++) {
+                __m512i lo, hi;
+                qi_nibbles(x, &l, v, &lo, &hi);
+                const int g = 64 * s + 16 * (v / 8) + v % 8;
+                _mm512_store_si512(sl->w[p][g], lo);
+                _mm512_store_si512(sl->w[p][g + 8], hi);
+        }
+        __m512i sc[2], m[2];
+        qi_k4_scales(x, &l, &sc[0], &m[0], &sc[1], &m[1]);
+        for (int j = 0; j < 8; j++) {
+                const __m512i scale = qi_lane_byte(sc, j, 63);
+                _mm512_store_si512(sl->sc[p][16 * s + 2 * j], scale);
+                _mm512_store_si512(sl->sc[p][16 * s + 2 * j + 1], scale);
+        }
+        /* (min_2q, min_2q+1) as int16 pairs: bytes 0, 1 or 2, 3 of each lane of bm (q < 2) or m_h */
+        for (int q = 0; q < 4; q++)
+                _mm512_store_si512(sl->pr[p][s][q], _mm512_and_si512(byte_pair(m[q / 2], q % 2), pair));
+        _mm512_store_ps(sl->dw[p][s], qi_f16x16(x + l.d));
+        _mm512_store_ps(sl->dm[p][s], qi_f16x16(x + l.m));
+}
+
+static void unpack_q4_k_interleaved(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s)
+{
+        unpack_k_interleaved(GGML_TYPE_Q4_K, rows, b, sl, p, s);
+}
+
+static void unpack_q5_k_interleaved(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s)
+{
+        unpack_k_interleaved(GGML_TYPE_Q5_K, rows, b, sl, p, s);
+}
+
+/*
+ * Q2_K or Q3_K interleaved (quant_interleave.h): super-block b of the
+ * group at rows[0] into super-block s of panel p. Vector 8 h + n's bits
+ * 2 t, 2 t + 1 are columns 128 h + 32 t + 4 n .. of the 16 rows (Q3_K:
+ * plus 4 under the hmask masks); the per-16 scales come out of each row's
+ * lane as in quant_interleave_vnni.c, and the pairs: Q2_K the mins
+ * (min_2j, min_2j+1), Q3_K (-4 sc_2j, -4 sc_2j+1), against the activations'
+ * sums of 16.
+ */
+ALWAYS_INLINE void unpack_k2_interleaved(enum ggml_type t, const uint8_t *const *rows, int64_t b, struct kq_slice *sl,
+                                         int p, int s)
+{
+        struct qi_layout l;
+        qi_layout_of(t, &l);
+        const uint8_t *x = rows[0] + b * (int64_t)l.bytes;
+        __m512i v[4];
+
+        for (int vi = 0; vi < 16; vi++)
+                for (int sh = 0; sh < 4; sh++)
+                        _mm512_store_si512(sl->w[p][64 * s + 32 * (vi / 8) + 8 * sh + vi % 8],
+                                           qi_crumbs(x, &l, vi, sh));
+        if (t == GGML_TYPE_Q2_K) {
+                for (int i = 0; i < 4; i++)
+                        v[i] = _mm512_loadu_si512(x + l.sc + 64 * i);
+                for (int j = 0; j < 16; j++)
+                        _mm512_store_si512(sl->sc[p][16 * s + j], qi_lane_byte(v, j, 15));
+                for (int jp = 0; jp < 8; jp++)
+                        _mm512_store_si512(sl->pr[p][s][jp],
+                                           _mm512_and_si512(_mm512_srli_epi16(byte_pair(v[jp / 2], jp % 2), 4),
+                                                            _mm512_set1_epi32(0x000f000f)));
+                _mm512_store_ps(sl->dm[p][s], qi_f16x16(x + l.m));
+        } else {
+                /* scale 4 i + j, plus 32, in byte j of v[i] */
+                qi_q3k_scales(x, &l, v);
+                for (int j = 0; j < 16; j++)
+                        _mm512_store_si512(sl->sc[p][16 * s + j],
+                                           _mm512_sub_epi32(qi_lane_byte(v, j, 63), _mm512_set1_epi32(32)));
+                for (int jp = 0; jp < 8; jp++) {
+                        const __m512i sc = _mm512_sub_epi16(
+                                _mm512_and_si512(byte_pair(v[jp / 2], jp % 2), _mm512_set1_epi32(0x003f003f)),
+                                _mm512_set1_epi32(0x00200020));
+                        _mm512_store_si512(sl->pr[p][s][jp],
+                                           _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(sc, 2)));
+                }
+        }
+        _mm512_store_ps(sl->dw[p][s], qi_f16x16(x + l.d));
+}
+
+static void unpack_q2_k_interleaved(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s)
+{
+        unpack_k2_interleaved(GGML_TYPE_Q2_K, rows, b, sl, p, s);
+}
+
+static void unpack_q3_k_interleaved(const uint8_t *const *rows, int64_t b, struct kq_slice *sl, int p, int s)
+{
+        unpack_k2_interleaved(GGML_TYPE_Q3_K, rows, b, sl, p, s);
+}
+
 /*
  * Q6_K, columns 64c .. 64c + 63 (h = c / 2): the nibbles of ql[64h ..
  * 64h + 63], low for even c and high for odd, and bits 2s, 2s + 1 of
@@ -211,14 +326,23 @@ struct kq_tokens {
         int16_t bs32[KQ_NR][KQ_SB * 8];
 };
 
-/*
- * MR panels from p0 times NR tokens over the slice's nsb super-blocks.
- * Q6 selects Q6_K (vpmulld for the scales, the offset pairs into isum)
- * over Q4_K (vpdpwssd for the scales, the min pairs into M).
- */
+/* What a tile does with the scales and the mins or offsets. */
+enum kq_kind {
+        KQ_Q4_K, /* vpdpwssd for the scales (the inner sum fits int16), 4 min pairs into M */
+        KQ_Q6_K, /* vpmulld for the scales, 8 offset pairs into isum (and Q3_K, interleaved) */
+        KQ_Q5_K, /* vpmulld for the scales, 4 min pairs into M (interleaved weights only) */
+        KQ_Q2_K, /* vpdpwssd for the scales, 8 min pairs into M (interleaved weights only) */
+        KQ_KINDS,
+};
+
+/* MR panels from p0 times NR tokens over the slice's nsb super-blocks, for a kind of kq_kind. */
 ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const struct kq_tokens *tk, const int MR,
-                           const int NR, const bool Q6)
+                           const int NR, const enum kq_kind KIND)
 {
+        /* OFF: offset pairs into isum, not min pairs into M; P16: 8 pairs against sums of 16, not 4 of 32 */
+        const bool OFF = KIND == KQ_Q6_K, MULLD = KIND == KQ_Q6_K || KIND == KQ_Q5_K;
+        const bool P16 = KIND == KQ_Q6_K || KIND == KQ_Q2_K;
+
         for (int s = 0; s < nsb; s++) {
                 __m512i isum[KQ_MR][KQ_NR], in[KQ_MR][KQ_NR];
                 for (int i = 0; i < MR; i++)
@@ -240,21 +364,22 @@ ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const str
                         for (int i = 0; i < MR; i++) {
                                 const __m512i sc = _mm512_load_si512(sl->sc[p0 + i][16 * s + h]);
                                 for (int j = 0; j < NR; j++)
-                                        isum[i][j] = Q6 ? _mm512_add_epi32(isum[i][j], _mm512_mullo_epi32(in[i][j], sc))
-                                                        : _mm512_dpwssd_epi32(isum[i][j], in[i][j], sc);
+                                        isum[i][j] = MULLD ? _mm512_add_epi32(isum[i][j],
+                                                                              _mm512_mullo_epi32(in[i][j], sc))
+                                                           : _mm512_dpwssd_epi32(isum[i][j], in[i][j], sc);
                         }
                 }
-                /* Q4_K: M into the inner sums; Q6_K: the offset out of isum */
-                if (!Q6)
+                /* Q2_K, Q4_K, Q5_K: M into the inner sums; Q3_K, Q6_K: the offset out of isum */
+                if (!OFF)
                         for (int i = 0; i < MR; i++)
                                 for (int j = 0; j < NR; j++)
                                         in[i][j] = _mm512_setzero_si512();
-                for (int jp = 0; jp < (Q6 ? 8 : 4); jp++)
+                for (int jp = 0; jp < (P16 ? 8 : 4); jp++)
                         for (int j = 0; j < NR; j++) {
-                                const __m512i bs = bcast4(tk->bs[j] + (Q6 ? 16 : 8) * s + 2 * jp);
+                                const __m512i bs = bcast4(tk->bs[j] + (P16 ? 16 : 8) * s + 2 * jp);
                                 for (int i = 0; i < MR; i++) {
                                         const __m512i pr = _mm512_load_si512(sl->pr[p0 + i][s][jp]);
-                                        if (Q6)
+                                        if (OFF)
                                                 isum[i][j] = _mm512_dpwssd_epi32(isum[i][j], pr, bs);
                                         else
                                                 in[i][j] = _mm512_dpwssd_epi32(in[i][j], pr, bs);
@@ -269,7 +394,7 @@ ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const str
                                 /* the definition's acc = 0 before K's first super-block */
                                 __m512 acc = tk->first && s == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(yp);
                                 acc = _mm512_fmadd_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(isum[i][j]), acc);
-                                if (!Q6) {
+                                if (!OFF) {
                                         const __m512 dm = _mm512_mul_ps(_mm512_load_ps(sl->dm[p0 + i][s]), da);
                                         const __m512 neg = _mm512_castsi512_ps(_mm512_xor_si512(
                                                 _mm512_castps_si512(dm), _mm512_set1_epi32((int)0x80000000u)));
@@ -283,14 +408,21 @@ ALWAYS_INLINE void kq_tile(const struct kq_slice *sl, int p0, int nsb, const str
 
 typedef void kq_tile_fn(const struct kq_slice *sl, int p0, int nsb, const struct kq_tokens *tk);
 
-PANEL_TILES(kq_q4_k, struct kq_slice, struct kq_tokens, kq_tile, false)
-PANEL_TILES(kq_q6_k, struct kq_slice, struct kq_tokens, kq_tile, true)
+PANEL_TILES(kq_q4_k, struct kq_slice, struct kq_tokens, kq_tile, KQ_Q4_K)
+PANEL_TILES(kq_q6_k, struct kq_slice, struct kq_tokens, kq_tile, KQ_Q6_K)
+PANEL_TILES(kq_q5_k, struct kq_slice, struct kq_tokens, kq_tile, KQ_Q5_K)
+PANEL_TILES(kq_q2_k, struct kq_slice, struct kq_tokens, kq_tile, KQ_Q2_K)
 
-static kq_tile_fn *const kq_tiles[2][KQ_MR][KQ_NR + 1] = { PANEL_TILE_TABLE(kq_q4_k), PANEL_TILE_TABLE(kq_q6_k) };
+static kq_tile_fn *const kq_tiles[KQ_KINDS][KQ_MR][KQ_NR + 1] = {
+        [KQ_Q4_K] = PANEL_TILE_TABLE(kq_q4_k),
+        [KQ_Q6_K] = PANEL_TILE_TABLE(kq_q6_k),
+        [KQ_Q5_K] = PANEL_TILE_TABLE(kq_q5_k),
+        [KQ_Q2_K] = PANEL_TILE_TABLE(kq_q2_k),
+};
 
 /* Tokens [t0, t0 + nr): their activations from column k0 (nsb super-blocks), their outputs from row rb. */
 static void kq_tokens_at(struct kq_tokens *tk, const struct act_blocks *a, int64_t K, int64_t t0, int nr, int64_t k0,
-                         int nsb, float *y, size_t ys, int64_t rb, bool q6)
+                         int nsb, float *y, size_t ys, int64_t rb, bool sums16)
 {
         tk->first = k0 == 0;
         for (int j = 0; j < nr; j++) {
@@ -299,7 +431,7 @@ static void kq_tokens_at(struct kq_tokens *tk, const struct act_blocks *a, int64
                 tk->d[j] = a->d + t * (K / QK_K) + k0 / QK_K;
                 tk->bs[j] = a->bsums + t * (K / 16) + k0 / 16;
                 tk->y[j] = y + t * ys + rb;
-                if (q6)
+                if (sums16)
                         continue;
                 for (int s = 0; s < nsb; s++) {
                         const __m128i b0 = _mm_loadu_si128((const __m128i *)(tk->bs[j] + 16 * s));
@@ -316,11 +448,27 @@ typedef void kq_unpack_fn(const uint8_t *const *rows, int64_t b, struct kq_slice
 static void kq_slice_run(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
                          int64_t rb, int np, int64_t k0, struct kq_slice *sl)
 {
-        const bool q6 = w->type == GGML_TYPE_Q6_K;
-        kq_unpack_fn *const unpack = q6 ? unpack_q6_k : unpack_q4_k;
+        enum kq_kind kind = KQ_Q4_K;
+        kq_unpack_fn *unpack = w->interleave ? unpack_q4_k_interleaved : unpack_q4_k;
         const int64_t K = w->cols, sb0 = k0 / QK_K;
         const int nsb = (int)(MIN(KQ_SLICE, K - k0) / QK_K);
 
+        switch (w->type) {
+        case GGML_TYPE_Q6_K:
+                kind = KQ_Q6_K, unpack = unpack_q6_k;
+                break;
+        case GGML_TYPE_Q5_K:
+                kind = KQ_Q5_K, unpack = unpack_q5_k_interleaved;
+                break;
+        case GGML_TYPE_Q3_K:
+                kind = KQ_Q6_K, unpack = unpack_q3_k_interleaved;
+                break;
+        case GGML_TYPE_Q2_K:
+                kind = KQ_Q2_K, unpack = unpack_q2_k_interleaved;
+                break;
+        default:
+                break;
+        }
         for (int p = 0; p < np; p++) {
                 const uint8_t *rows[GEMM_KQ_PANEL];
                 for (int i = 0; i < GEMM_KQ_PANEL; i++)
@@ -334,8 +482,8 @@ static void kq_slice_run(const struct npu_weight *w, const struct act_blocks *a,
                 for (int64_t t0 = 0; t0 < n_tok; t0 += KQ_NR) {
                         const int nr = (int)MIN(KQ_NR, n_tok - t0);
                         struct kq_tokens tk;
-                        kq_tokens_at(&tk, a, K, t0, nr, k0, nsb, y, ys, rb, q6);
-                        kq_tiles[q6][mr - 1][nr](sl, p, nsb, &tk);
+                        kq_tokens_at(&tk, a, K, t0, nr, k0, nsb, y, ys, rb, kind == KQ_Q6_K || kind == KQ_Q2_K);
+                        kq_tiles[kind][mr - 1][nr](sl, p, nsb, &tk);
                 }
         }
 }
@@ -346,7 +494,12 @@ int64_t gemm_kquant_vnni(const struct npu_weight *w, const struct act_blocks *a,
         const int64_t np_all = (r1 - r0) / GEMM_KQ_PANEL;
         struct kq_slice sl;
 
-        if ((w->type != GGML_TYPE_Q4_K && w->type != GGML_TYPE_Q6_K) || a->scheme != ACT_SCHEME_Q8_K)
+        /* Q4_K and Q6_K as stored or interleaved; Q2_K, Q3_K and Q5_K interleaved */
+        if (a->scheme != ACT_SCHEME_Q8_K || ggml_type_block_elems(w->type) != QK_K ||
+            (w->type != GGML_TYPE_Q4_K && w->type != GGML_TYPE_Q6_K && !w->interleave))
+                return r0;
+        /* an interleaved weight: its groups are the panels, from a group's first row */
+        if (w->interleave && (w->interleave != GEMM_KQ_PANEL || r0 % GEMM_KQ_PANEL))
                 return r0;
         for (int64_t pb = 0; pb < np_all; pb += GEMM_KQ_PANELS) {
                 const int np = (int)MIN(GEMM_KQ_PANELS, np_all - pb);

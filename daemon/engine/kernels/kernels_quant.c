@@ -479,9 +479,9 @@ static void matmul_interleaved_each(const struct npu_weight *w, const struct act
 
 /*
  * An interleaved w (quant_interleave.h): on AVX-512 VNNI, one token or a
- * few its own kernel, more the 32-element types' GEMM, which unpacks the
- * groups as they are; every other path reads the groups of [r0, r1) put
- * back in their own layout (the same numbers).
+ * few its own kernel, more the 32-element types' GEMM or the K-quants',
+ * which unpack the groups as they are; every other path reads the groups
+ * of [r0, r1) put back in their own layout (the same numbers).
  */
 static void matmul_interleaved(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,
                                size_t ys, int64_t r0, int64_t r1)
@@ -491,8 +491,9 @@ static void matmul_interleaved(const struct npu_weight *w, const struct act_bloc
                         matmul_interleaved_vnni(w, a, n_tok, y, ys, r0, r1);
                         return;
                 }
-                /* the GEMM reads whole groups from a group's start; the rest as the other paths */
+                /* the GEMMs read whole groups from a group's start; the rest as the other paths */
                 r0 = gemm_block32_vnni(w, a, n_tok, y, ys, r0, r1);
+                r0 = gemm_kquant_vnni(w, a, n_tok, y, ys, r0, r1);
                 if (r0 == r1)
                         return;
         }

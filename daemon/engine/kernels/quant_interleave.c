@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Q4_0, Q4_1, Q5_0 and Q5_1 matrices in groups of sixteen rows
- * interleaved block by block (quant_interleave.h has the layout): into it
- * and back out.
+ * Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K and Q5_K matrices in groups of
+ * sixteen rows interleaved block by block (quant_interleave.h has the
+ * layout): into it and back out.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +12,15 @@
 #include "quant_types.h"
 #include "util.h"
 
-/* Where a type's fields are in a row's block (qh, m: 0 when none; d leads every block), and in a group's. */
+/* Where a type's fields are in a row's block (those the group's layout has: g), and in a group's. */
 struct qi_fields {
-        size_t bb, qh, qs, m;
+        size_t bb, d, qs, qh, sc, m;
         struct qi_layout g;
 };
+
+#define QI_FIELDS(f, blk, qh_, sc_, m_)                                                               \
+        ((f)->d = offsetof(struct blk, d), (f)->qs = offsetof(struct blk, qs), (f)->qh = (qh_),        \
+         (f)->sc = (sc_), (f)->m = (m_))
 
 static bool qi_fields_of(enum ggml_type t, struct qi_fields *f)
 {
@@ -25,19 +29,42 @@ static bool qi_fields_of(enum ggml_type t, struct qi_fields *f)
         f->bb = ggml_type_block_bytes(t);
         switch (t) {
         case GGML_TYPE_Q4_0:
-                f->qh = 0, f->m = 0, f->qs = offsetof(struct block_q4_0, qs);
+                QI_FIELDS(f, block_q4_0, 0, 0, 0);
                 break;
         case GGML_TYPE_Q4_1:
-                f->qh = 0, f->m = offsetof(struct block_q4_1, m), f->qs = offsetof(struct block_q4_1, qs);
+                QI_FIELDS(f, block_q4_1, 0, 0, offsetof(struct block_q4_1, m));
                 break;
         case GGML_TYPE_Q5_0:
-                f->qh = offsetof(struct block_q5_0, qh), f->m = 0, f->qs = offsetof(struct block_q5_0, qs);
+                QI_FIELDS(f, block_q5_0, offsetof(struct block_q5_0, qh), 0, 0);
+                break;
+        case GGML_TYPE_Q5_1:
+                QI_FIELDS(f, block_q5_1, offsetof(struct block_q5_1, qh), 0, offsetof(struct block_q5_1, m));
+                break;
+        case GGML_TYPE_Q2_K:
+                QI_FIELDS(f, block_q2_K, 0, offsetof(struct block_q2_K, scales), offsetof(struct block_q2_K, dmin));
+                break;
+        case GGML_TYPE_Q3_K:
+                QI_FIELDS(f, block_q3_K, offsetof(struct block_q3_K, hmask), offsetof(struct block_q3_K, scales), 0);
+                break;
+        case GGML_TYPE_Q4_K:
+                QI_FIELDS(f, block_q4_K, 0, offsetof(struct block_q4_K, scales), offsetof(struct block_q4_K, dmin));
                 break;
         default:
-                f->qh = offsetof(struct block_q5_1, qh), f->m = offsetof(struct block_q5_1, m);
-                f->qs = offsetof(struct block_q5_1, qs);
+                QI_FIELDS(f, block_q5_K, offsetof(struct block_q5_K, qh), offsetof(struct block_q5_K, scales),
+                          offsetof(struct block_q5_K, dmin));
         }
         return true;
+}
+
+/* The vectors of qs of a group block (the 4-byte words of a row's qs), and of packed scales. */
+static int qi_vectors(const struct qi_fields *f)
+{
+        return f->g.be * f->g.bits / 32;
+}
+
+static int qi_scale_vectors(const struct qi_fields *f)
+{
+        return f->g.sc ? (int)(f->g.d - f->g.sc) / 64 : 0;
 }
 
 bool quant_interleave_type(enum ggml_type t)
@@ -52,8 +79,8 @@ bool quant_interleave_wanted(const struct npu_weight *w)
 
         if (e && strcmp(e, "0") == 0)
                 return false;
-        return !w->interleave && quant_interleave_type(w->type) && w->rows % QI_ROWS == 0 && w->cols % 32 == 0 &&
-               kernels_isa() == KERNEL_ISA_AVX512_VNNI;
+        return !w->interleave && quant_interleave_type(w->type) && w->rows % QI_ROWS == 0 &&
+               w->cols % (int64_t)ggml_type_block_elems(w->type) == 0 && kernels_isa() == KERNEL_ISA_AVX512_VNNI;
 }
 
 static uint32_t qi_u32(const uint8_t *p)
@@ -63,25 +90,56 @@ static uint32_t qi_u32(const uint8_t *p)
         return v;
 }
 
+/*
+ * The four high bits (Q5's fifth, Q3_K's hmask) of vector v's mask h in a
+ * row's block x, as bits 0-3. 32-element types: bits 4 v .. (+ 16 for the
+ * high nibbles) of qh; K-quants (v = 8 c + n): bit nh c + h of
+ * qh[4 n + i].
+ */
+static uint32_t qi_high_bits(const struct qi_fields *f, const uint8_t *x, int v, int h)
+{
+        if (f->g.be == 32)
+                return qi_u32(x + f->qh) >> (16 * h + 4 * v) & 15;
+        /* the bit of each byte, then the four bytes' bits side by side (no carries: 0, 7, 14, 21 apart) */
+        const uint32_t b = qi_u32(x + f->qh + 4 * (v % 8)) >> (f->g.nh * (v / 8) + h) & 0x01010101u;
+        return (b * 0x00204081u) >> 21 & 15;
+}
+
+/* The reverse: the four bits n of vector v's mask h into the row's qh at x. */
+static void qi_put_high_bits(const struct qi_fields *f, uint8_t *x, int v, int h, uint32_t n)
+{
+        const size_t at = f->g.be == 32 ? 0 : 4 * (size_t)(v % 8);
+        uint32_t qh = qi_u32(x + f->qh + at);
+
+        if (f->g.be == 32)
+                qh |= n << (16 * h + 4 * v);
+        else
+                qh |= ((n * 0x00204081u) & 0x01010101u) << (f->g.nh * (v / 8) + h);
+        memcpy(x + f->qh + at, &qh, 4);
+}
+
 /* One block of the sixteen rows (x[r]: row r's block) into the group's block g. */
 static void qi_block(const struct qi_fields *f, const uint8_t *const *x, uint8_t *g)
 {
-        uint64_t mask[4][2] = { { 0 } };
+        const int nv = qi_vectors(f), nh = f->g.nh;
 
         for (int r = 0; r < QI_ROWS; r++) {
-                const uint32_t qh = f->qh ? qi_u32(x[r] + f->qh) : 0;
-                for (int m = 0; m < 4; m++) {
-                        memcpy(g + 64 * m + 4 * r, x[r] + f->qs + 4 * m, 4);
-                        /* the four bits of elements 4 m .. 4 m + 3, and of 16 + 4 m .., at bits 4 r .. 4 r + 3 */
-                        mask[m][0] |= (uint64_t)(qh >> 4 * m & 15) << 4 * r;
-                        mask[m][1] |= (uint64_t)(qh >> (16 + 4 * m) & 15) << 4 * r;
+                for (int v = 0; v < nv; v++) {
+                        memcpy(g + 64 * v + 4 * r, x[r] + f->qs + 4 * v, 4);
+                        for (int h = 0; f->g.qh && h < nh; h++) {
+                                uint8_t *at = g + f->g.qh + 8 * (nh * v + h);
+                                uint64_t mask;
+                                memcpy(&mask, at, 8);
+                                mask = (r ? mask : 0) | (uint64_t)qi_high_bits(f, x[r], v, h) << 4 * r;
+                                memcpy(at, &mask, 8);
+                        }
                 }
-                memcpy(g + f->g.d + 2 * r, x[r], 2);
-                if (f->m)
+                for (int s = 0; s < qi_scale_vectors(f); s++)
+                        memcpy(g + f->g.sc + 64 * s + 4 * r, x[r] + f->sc + 4 * s, 4);
+                memcpy(g + f->g.d + 2 * r, x[r] + f->d, 2);
+                if (f->g.m)
                         memcpy(g + f->g.m + 2 * r, x[r] + f->m, 2);
         }
-        if (f->qh)
-                memcpy(g + f->g.qh, mask, sizeof(mask));
 }
 
 /* QI_ROWS rows of K elements of type t, one after the other at src, into one group at dst (not src). */
@@ -91,7 +149,7 @@ static void quant_interleave_group(enum ggml_type t, int64_t K, const uint8_t *s
 
         if (!qi_fields_of(t, &f))
                 return;
-        const int64_t nb = K / 32;
+        const int64_t nb = K / f.g.be;
         const size_t row_bytes = (size_t)nb * f.bb;
         for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *x[QI_ROWS];
@@ -104,20 +162,22 @@ static void quant_interleave_group(enum ggml_type t, int64_t K, const uint8_t *s
 /* Row r's block out of the group's block g into x (the type's block bytes). */
 static void qi_unblock(const struct qi_fields *f, const uint8_t *g, int r, uint8_t *x)
 {
-        uint64_t mask[4][2] = { { 0 } };
-        uint32_t qh = 0;
+        const int nv = qi_vectors(f), nh = f->g.nh;
 
-        if (f->qh)
-                memcpy(mask, g + f->g.qh, sizeof(mask));
-        for (int m = 0; m < 4; m++) {
-                memcpy(x + f->qs + 4 * m, g + 64 * m + 4 * r, 4);
-                qh |= (uint32_t)(mask[m][0] >> 4 * r & 15) << 4 * m;
-                qh |= (uint32_t)(mask[m][1] >> 4 * r & 15) << (16 + 4 * m);
+        if (f->g.qh)
+                memset(x + f->qh, 0, (size_t)f->g.be / 8);
+        for (int v = 0; v < nv; v++) {
+                memcpy(x + f->qs + 4 * v, g + 64 * v + 4 * r, 4);
+                for (int h = 0; f->g.qh && h < nh; h++) {
+                        uint64_t mask;
+                        memcpy(&mask, g + f->g.qh + 8 * (nh * v + h), 8);
+                        qi_put_high_bits(f, x, v, h, (uint32_t)(mask >> 4 * r & 15));
+                }
         }
-        if (f->qh)
-                memcpy(x + f->qh, &qh, 4);
-        memcpy(x, g + f->g.d + 2 * r, 2);
-        if (f->m)
+        for (int s = 0; s < qi_scale_vectors(f); s++)
+                memcpy(x + f->sc + 4 * s, g + f->g.sc + 64 * s + 4 * r, 4);
+        memcpy(x + f->d, g + f->g.d + 2 * r, 2);
+        if (f->g.m)
                 memcpy(x + f->m, g + f->g.m + 2 * r, 2);
 }
 
@@ -128,7 +188,7 @@ static void quant_deinterleave_row(enum ggml_type t, int64_t K, const uint8_t *s
 
         if (!qi_fields_of(t, &f))
                 return;
-        for (int64_t b = 0; b < K / 32; b++)
+        for (int64_t b = 0; b < K / f.g.be; b++)
                 qi_unblock(&f, src + b * QI_ROWS * f.bb, r, dst + b * f.bb);
 }
 
@@ -144,13 +204,13 @@ void quant_interleaved_row_f32(const struct npu_weight *w, int64_t r, float *out
 {
         const uint8_t *g = (const uint8_t *)w->data + (r / QI_ROWS) * QI_ROWS * w->row_bytes;
         struct qi_fields f;
-        uint8_t x[32]; /* a block of any of the types (Q5_1's 24 bytes at most) */
+        uint8_t x[sizeof(struct block_q5_K)]; /* a block of any of the types (Q5_K's the largest) */
 
         if (!qi_fields_of(w->type, &f) || f.bb > sizeof(x))
                 return;
-        for (int64_t b = 0; b < w->cols / 32; b++) {
+        for (int64_t b = 0; b < w->cols / f.g.be; b++) {
                 qi_unblock(&f, g + b * QI_ROWS * f.bb, (int)(r % QI_ROWS), x);
-                dequantize_row(w->type, x, out + 32 * b, 32);
+                dequantize_row(w->type, x, out + f.g.be * b, f.g.be);
         }
 }
 
@@ -158,7 +218,8 @@ int quant_interleave_weight(struct npu_weight *w)
 {
         const size_t group_bytes = QI_ROWS * w->row_bytes;
 
-        if (w->interleave || !quant_interleave_type(w->type) || w->rows % QI_ROWS || w->cols % 32)
+        if (w->interleave || !quant_interleave_type(w->type) || w->rows % QI_ROWS ||
+            w->cols % (int64_t)ggml_type_block_elems(w->type))
                 return -EINVAL;
         _cleanup_free_ uint8_t *rows = malloc(group_bytes);
         if (!rows)

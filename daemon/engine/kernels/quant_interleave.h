@@ -1,23 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Block-quantized matrices of the 32-element nibble types (Q4_0, Q4_1,
- * Q5_0, Q5_1) in groups of QI_ROWS rows interleaved block by block, the
+ * Block-quantized matrices of the nibble types (Q4_0, Q4_1, Q5_0, Q5_1,
+ * Q4_K, Q5_K) and of Q2_K and Q3_K in groups of QI_ROWS rows interleaved
+ * block by block, the
  * layout the AVX-512 VNNI one-token kernel (quant_interleave_vnni.c) and
- * the 32-element GEMM (gemm_block_vnni.c) read: each row in its own 32-bit
- * lane, so a block of sixteen rows is four vpdpbusd pairs against four
+ * the GEMMs (gemm_block_vnni.c, gemm_kquant_vnni.c) read: each row in its own 32-bit
+ * lane, so four columns of sixteen rows are one vpdpbusd against four
  * activation bytes broadcast, with no horizontal sums and no shuffles. The
  * group's bytes are the sixteen rows' bytes, rearranged (the matrix keeps
  * its size and place). A group's block b (16 x the type's block bytes, at
  * b times that from the group's start), at the offsets struct qi_layout
- * gives:
+ * gives, with V = 4 (32-element types), 32 (Q4_K, Q5_K) or 16 (Q2_K,
+ * Q3_K) vectors of qs:
  *
- *   qs[4][64]  vector m, bytes 4 r .. 4 r + 3: row r's qs[4 m .. 4 m + 3]
- *              (low nibbles: elements 4 m + j; high: 16 + 4 m + j)
- *   qh[4][2]   Q5_0, Q5_1: u64 masks, bit 4 r + j of [m][0]: the fifth
- *              bit of row r's element 4 m + j; of [m][1]: of element
- *              16 + 4 m + j
+ *   qs[V][64]  vector v, bytes 4 r .. 4 r + 3: row r's qs[4 v .. 4 v + 3]
+ *              (32-element types: low nibbles elements 4 v + i, high
+ *              16 + 4 v + i; Q4_K, Q5_K, v = 8 c + n: low 64 c + 4 n + i,
+ *              high 64 c + 32 + 4 n + i; Q2_K, Q3_K, v = 8 h + n: bits
+ *              2 s, 2 s + 1 element 128 h + 32 s + 4 n + i)
+ *   qh[V][H]   Q5_0, Q5_1, Q5_K (H 2): u64 masks, bit 4 r + i of [v][0]:
+ *              the fifth bit of row r's low nibble i of vector v; of
+ *              [v][1]: of its high nibble i; Q3_K (H 4): bit 4 r + i of
+ *              [v][s]: the high bit (hmask) of row r's q i of vector v
+ *              at bits 2 s, 2 s + 1
+ *   sc[S][64]  Q4_K, Q5_K, Q3_K (S 3), Q2_K (S 4): vector s, bytes
+ *              4 r .. 4 r + 3: row r's packed scales[4 s .. 4 s + 3]
  *   d[16]      f16, row r's d
- *   m[16]      Q4_1, Q5_1: f16, row r's m
+ *   m[16]      Q4_1, Q5_1: f16, row r's m; Q2_K, Q4_K, Q5_K: row r's dmin
  *
  * A weight's interleave field says which layout its data is in (model.h).
  * Every kernel path reads both: those above the groups, the others a
@@ -35,24 +44,56 @@
 
 struct act_blocks;
 
-/* Where the parts of a type's group block are (bytes from its start; qh, m: 0 when none). */
+/* Where the parts of a type's group block are (bytes from its start; qh, sc, m: 0 when none). */
 struct qi_layout {
-        size_t bytes, qh, d, m;
-        int off; /* the offset of q: w = q - off (Q4_0 8, Q5_0 16) */
+        size_t bytes, qh, sc, d, m;
+        int be;   /* the type's block: 32 or 256 elements */
+        int bits; /* of q in qs: 4 (nibbles) or 2 (Q2_K, Q3_K) */
+        int nh;   /* qh masks per vector of qs: its nibbles' (2) or Q3_K's shifts' (4) */
+        int off;  /* the offset of q: w = q - off (Q4_0 8, Q5_0 16, Q3_K 4) */
 };
 
 static inline bool qi_layout_of(enum ggml_type t, struct qi_layout *l)
 {
-        const bool five = t == GGML_TYPE_Q5_0 || t == GGML_TYPE_Q5_1;
-        const bool with_m = t == GGML_TYPE_Q4_1 || t == GGML_TYPE_Q5_1;
+        int nsc = 0; /* vectors of packed scales */
 
-        if (t != GGML_TYPE_Q4_0 && t != GGML_TYPE_Q4_1 && !five)
+        *l = (struct qi_layout){ .be = 32, .bits = 4, .nh = 2 };
+        switch (t) {
+        case GGML_TYPE_Q4_0:
+                l->off = 8;
+                break;
+        case GGML_TYPE_Q5_0:
+                l->off = 16;
+                l->qh = 1;
+                break;
+        case GGML_TYPE_Q4_1:
+                l->m = 1;
+                break;
+        case GGML_TYPE_Q5_1:
+                l->qh = 1, l->m = 1;
+                break;
+        case GGML_TYPE_Q2_K:
+                l->be = 256, l->bits = 2, nsc = 4, l->m = 1;
+                break;
+        case GGML_TYPE_Q3_K:
+                l->be = 256, l->bits = 2, nsc = 3, l->qh = 1, l->nh = 4, l->off = 4;
+                break;
+        case GGML_TYPE_Q4_K:
+                l->be = 256, nsc = 3, l->m = 1;
+                break;
+        case GGML_TYPE_Q5_K:
+                l->be = 256, nsc = 3, l->qh = 1, l->m = 1;
+                break;
+        default:
                 return false;
-        l->qh = five ? 256 : 0;
-        l->d = five ? 320 : 256;
-        l->m = with_m ? l->d + 32 : 0;
-        l->bytes = (with_m ? l->m : l->d) + 32;
-        l->off = t == GGML_TYPE_Q4_0 ? 8 : t == GGML_TYPE_Q5_0 ? 16 : 0;
+        }
+        /* in order: qs, qh (a bit an element), sc, d, m */
+        const size_t qs = (size_t)l->be * QI_ROWS * l->bits / 8, qh = l->qh ? (size_t)l->be * QI_ROWS / 8 : 0;
+        l->qh = l->qh ? qs : 0;
+        l->sc = nsc ? qs + qh : 0;
+        l->d = qs + qh + 64 * (size_t)nsc;
+        l->m = l->m ? l->d + 32 : 0;
+        l->bytes = l->d + (l->m ? 64 : 32);
         return true;
 }
 

@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The AVX-512 VNNI one-token kernel of the interleaved Q4_0, Q4_1, Q5_0
- * and Q5_1 matrices (quant_interleave.h). Per block of a group, sixteen
- * rows in the sixteen int32 lanes: four vectors of nibbles, each split into
- * its low and high nibbles, Q5's fifth bits added as 16 under the ready
- * byte masks,
- * and each met by four activation bytes broadcast (vpdpbusd): eight
- * instructions of products for 512 of them, no horizontal sums. The
- * numbers are kernels_quant.h's definition: each block's isum exactly,
- * then the same float steps in the same order, a row per lane.
+ * The AVX-512 VNNI one-token kernel of the interleaved Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q2_K, Q3_K, Q4_K and Q5_K matrices (quant_interleave.h). Per block
+ * of a group, sixteen rows in the sixteen int32 lanes: vectors of nibbles
+ * (or of 2-bit q), each split into its low and high nibbles (its four
+ * pairs of bits), the high bits added as 16 (Q3_K: 4) under the ready
+ * byte masks, and each met by four activation bytes broadcast
+ * (vpdpbusd): eight instructions of products for 512 of them, no
+ * horizontal sums. The K-quants' scales and mins come out of the sixteen
+ * rows' packed bytes, a row a lane, by shifts and masks: each sub-block's
+ * sum times its scale (vpmulld), the mins (Q3_K: the scales, for its
+ * offset) against the activations' sums in int16 pairs (vpdpwssd). The
+ * numbers are kernels_quant.h's definition: each block's isum (and M)
+ * exactly, then the same float steps in the same order, a row per lane.
  *
  * Reading memory: the rows come in chunks of 64 (the cpu back end's), four
  * groups; the four are walked together, QI_STEP blocks of one then of the
@@ -39,8 +43,16 @@
 #define VNNI_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 
 #define QI_STREAMS 4 /* groups walked together */
-#define QI_STEP 2    /* blocks of a group, then the next group's */
-#define QI_AHEAD 8   /* blocks ahead a group is prefetched */
+#define QI_STEP 64   /* elements of a group (2 blocks of 32, or 1 of 256), then the next group's */
+#define QI_AHEAD 256 /* elements ahead a group is prefetched (8 blocks of 32, 1 of 256) */
+/*
+ * Q2_K, Q3_K: blocks ahead. 11008x4096, 2 threads, paired with the probe,
+ * two rounds: Q2_K 1 block 76-83 %, 2 93-98 %, 3 110-114 %, 4 95-97 %, 6
+ * 104-106 %; Q3_K 1 69-72 %, 2 77-78 %, 3 74-89 %, 4 77-88 %, 6 69-73 %.
+ * Q4_K and Q5_K at 1, 2 or 3 blocks: no difference above the noise
+ * (76-99 %).
+ */
+#define QI_AHEAD_2BIT 3
 
 static int32_t qi_i32(const int8_t *p)
 {
@@ -73,26 +85,191 @@ VNNI_INLINE __m512 qi_block(const uint8_t *x, const struct qi_layout *k, const i
         return acc;
 }
 
+/*
+ * Q4_K, Q5_K: one group block at x against the activations qb (scale da;
+ * mp: the sums of their sub-blocks in the pairs of qk_pairs): acc's lanes
+ * are the rows'. The scales and mins come out of the rows' lanes
+ * (qi_k4_scales).
+ */
+VNNI_INLINE __m512 qk_block(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, float da,
+                            const int32_t *mp, __m512 acc)
+{
+        const __m512i pair = _mm512_set1_epi32(0x003f003f);
+        __m512i isum = _mm512_setzero_si512(), sc[2], m[2];
+
+        qi_k4_scales(x, k, &sc[0], &m[0], &sc[1], &m[1]);
+        for (int ch = 0; ch < 4; ch++) {
+                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+                for (int n = 0; n < 8; n++) {
+                        __m512i lo, hi;
+                        qi_nibbles(x, k, 8 * ch + n, &lo, &hi);
+                        s0 = _mm512_dpbusd_epi32(s0, lo, _mm512_set1_epi32(qi_i32(qb + 64 * ch + 4 * n)));
+                        s1 = _mm512_dpbusd_epi32(s1, hi, _mm512_set1_epi32(qi_i32(qb + 64 * ch + 32 + 4 * n)));
+                }
+                /* sub-blocks 2 ch, 2 ch + 1: bytes 2 ch, 2 ch + 1 of sc[0] and sc[1] */
+                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s0, qi_lane_byte(sc, 2 * ch, 63)));
+                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s1, qi_lane_byte(sc, 2 * ch + 1, 63)));
+        }
+        /* M: the mins as int16 pairs (m0, m2), (m1, m3), (m4, m6), (m5, m7) */
+        __m512i M = _mm512_setzero_si512();
+        for (int p = 0; p < 4; p++) {
+                const __m512i v = p % 2 ? _mm512_srli_epi32(m[p / 2], 8) : m[p / 2];
+                M = _mm512_dpwssd_epi32(M, _mm512_and_si512(v, pair), _mm512_set1_epi32(mp[p]));
+        }
+        const __m512 vda = _mm512_set1_ps(da);
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->d), vda), _mm512_cvtepi32_ps(isum), acc);
+        return _mm512_fnmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->m), vda), _mm512_cvtepi32_ps(M), acc);
+}
+
+/*
+ * Q2_K, Q3_K: the products of one group block at x with the activations
+ * qb, each 16-element sub-block j's sum times its scale (Q2_K: the low
+ * nibble of byte j of sc's lanes; Q3_K: byte j of qi_q3k_scales', less
+ * 32), summed. Q2_K's q stay where they are in their bytes (q 4^s under
+ * the mask 3 << 2 s, at most 192: still u8), the sums shifted back after,
+ * and as they fit int16 (16 x 3 x 128) vpdpwssd against (scale, 0) scales
+ * them; Q3_K's q are shifted down, 4 added under the hmask masks, and
+ * vpmulld scales them (the scale is signed).
+ */
+VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, const __m512i *sc)
+{
+        __m512i isum[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
+
+        for (int h = 0; h < 2; h++)
+                for (int s = 0; s < 4; s++) {
+                        const __m512i at = _mm512_set1_epi8((char)(3 << 2 * s));
+                        __m512i sum[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
+                        for (int n = 0; n < 8; n++) {
+                                const int v = 8 * h + n;
+                                const __m512i u = k->qh ? qi_crumbs(x, k, v, s)
+                                                        : _mm512_and_si512(_mm512_loadu_si512(x + 64 * v), at);
+                                sum[n / 4] = _mm512_dpbusd_epi32(sum[n / 4], u,
+                                                                 _mm512_set1_epi32(qi_i32(qb + 128 * h + 32 * s + 4 * n)));
+                        }
+                        /* sub-blocks 8 h + 2 s and the next */
+                        for (int i = 0; i < 2; i++) {
+                                const int j = 8 * h + 2 * s + i;
+                                if (k->qh) {
+                                        const __m512i scale = _mm512_sub_epi32(qi_lane_byte(sc, j, 63),
+                                                                               _mm512_set1_epi32(32));
+                                        isum[i] = _mm512_add_epi32(isum[i], _mm512_mullo_epi32(sum[i], scale));
+                                } else {
+                                        isum[i] = _mm512_dpwssd_epi32(isum[i], _mm512_srai_epi32(sum[i], 2 * (unsigned)s),
+                                                                      qi_lane_byte(sc, j, 15));
+                                }
+                        }
+                }
+        return _mm512_add_epi32(isum[0], isum[1]);
+}
+
+/*
+ * Q2_K: one group block at x against the activations qb (scale da; sp:
+ * their sums of 16 in the pairs of qk_pairs): acc's lanes are the rows'.
+ * A row's scales are bytes 0-15 of four vectors, 4 a lane: scale j the
+ * low nibble of byte j, min j the high one.
+ */
+VNNI_INLINE __m512 q2k_block(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, float da,
+                             const int32_t *sp, __m512 acc)
+{
+        const __m512i pair = _mm512_set1_epi32(0x000f000f);
+        __m512i v[4], M = _mm512_setzero_si512();
+
+        for (int t = 0; t < 4; t++)
+                v[t] = _mm512_loadu_si512(x + k->sc + 64 * t);
+        const __m512i isum = q23_isum(x, k, qb, v);
+        /* M: the mins as int16 pairs (m 4t, m 4t + 2), (m 4t + 1, m 4t + 3) */
+        for (int p = 0; p < 8; p++)
+                M = _mm512_dpwssd_epi32(M, _mm512_and_si512(_mm512_srli_epi32(v[p / 2], p % 2 ? 12 : 4), pair),
+                                        _mm512_set1_epi32(sp[p]));
+        const __m512 vda = _mm512_set1_ps(da);
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->d), vda), _mm512_cvtepi32_ps(isum), acc);
+        return _mm512_fnmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->m), vda), _mm512_cvtepi32_ps(M), acc);
+}
+
+/*
+ * Q3_K: one group block at x against the activations qb (scale da; sp as
+ * q2k_block's): acc's lanes are the rows'. The offset 4 of q comes out
+ * through the activations' sums: isum = sum(sc q a) - 4 sum(sc bsum).
+ */
+VNNI_INLINE __m512 q3k_block(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, float da,
+                             const int32_t *sp, __m512 acc)
+{
+        const __m512i pair = _mm512_set1_epi32(0x003f003f), bias = _mm512_set1_epi32(0x00200020);
+        __m512i v[4], off = _mm512_setzero_si512();
+
+        qi_q3k_scales(x, k, v);
+        __m512i isum = q23_isum(x, k, qb, v);
+        /* the scales as int16 pairs (sc 4t, sc 4t + 2), (sc 4t + 1, sc 4t + 3) against the sums' */
+        for (int p = 0; p < 8; p++) {
+                const __m512i sc = p % 2 ? _mm512_srli_epi32(v[p / 2], 8) : v[p / 2];
+                off = _mm512_dpwssd_epi32(off, _mm512_sub_epi16(_mm512_and_si512(sc, pair), bias),
+                                          _mm512_set1_epi32(sp[p]));
+        }
+        isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(off, 2));
+        return _mm512_fmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->d), _mm512_set1_ps(da)), _mm512_cvtepi32_ps(isum), acc);
+}
+
+static inline int32_t qi_pair16(int32_t lo, int32_t hi)
+{
+        return (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)(uint16_t)hi << 16);
+}
+
+/*
+ * Q8_K's sums of 16 of a block (bs) as the int16 pairs the blocks meet
+ * the mins or scales with: Q4_K, Q5_K those of 32 of sub-blocks (0, 2),
+ * (1, 3), (4, 6), (5, 7); Q2_K, Q3_K those of 16 of (4t, 4t + 2),
+ * (4t + 1, 4t + 3) for t < 4.
+ */
+static inline void qk_pairs(const struct qi_layout *k, const int16_t *bs, int32_t *mp)
+{
+        int32_t s[16];
+
+        if (k->bits == 2) {
+                for (int p = 0; p < 8; p++)
+                        mp[p] = qi_pair16(bs[4 * (p / 2) + p % 2], bs[4 * (p / 2) + p % 2 + 2]);
+                return;
+        }
+        for (int j = 0; j < 8; j++)
+                s[j] = bs[2 * j] + bs[2 * j + 1];
+        for (int p = 0; p < 4; p++) {
+                const int j = 4 * (p / 2) + p % 2;
+                mp[p] = qi_pair16(s[j], s[j + 2]);
+        }
+}
+
 /* ng (<= QI_STREAMS) groups at g[], nb blocks each, against one token's activations: acc[i] group i's rows */
 VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t nb, const struct qi_layout *k, const int8_t *q,
-                         const float *d, const float *s, const int32_t *asum, __m512 *acc)
+                         const float *d, const float *s, const int32_t *asum, const int16_t *bsums, __m512 *acc)
 {
-        const int lines = (int)DIV_ROUND_UP(k->bytes, 64);
+        const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = MAX(1, QI_STEP / k->be);
+        /* Q2_K, Q3_K: QI_AHEAD_2BIT blocks (their more work a byte wants the data further ahead) */
+        const int ahead = k->bits == 2 ? QI_AHEAD_2BIT : QI_AHEAD / k->be;
         /* past a group's end, the same stream of the next chunk: the group QI_STREAMS on */
         const int64_t next = (QI_STREAMS - 1) * nb * (int64_t)k->bytes;
+        int32_t mp[8] = { 0 };
 
         for (int i = 0; i < ng; i++)
                 acc[i] = _mm512_setzero_ps();
-        for (int64_t b0 = 0; b0 < nb; b0 += QI_STEP)
+        for (int64_t b0 = 0; b0 < nb; b0 += step) {
+                if (k->be == QK_K)
+                        qk_pairs(k, bsums + 16 * b0, mp);
                 for (int i = 0; i < ng; i++)
-                        for (int64_t b = b0; b < MIN(b0 + QI_STEP, nb); b++) {
+                        for (int64_t b = b0; b < MIN(b0 + step, nb); b++) {
                                 const uint8_t *x = g[i] + b * k->bytes;
-                                const char *p = (const char *)x + QI_AHEAD * k->bytes +
-                                                (b + QI_AHEAD >= nb ? next : 0);
+                                const char *p = (const char *)x + ahead * k->bytes + (b + ahead >= nb ? next : 0);
                                 for (int c = 0; c < lines; c++)
                                         _mm_prefetch(p + 64 * c, _MM_HINT_T0);
-                                acc[i] = qi_block(x, k, q + 32 * b, d[b], asum ? asum[b] : 0, s ? s[b] : 0, acc[i]);
+                                if (k->bits == 2 && k->qh)
+                                        acc[i] = q3k_block(x, k, q + QK_K * b, d[b], mp, acc[i]);
+                                else if (k->bits == 2)
+                                        acc[i] = q2k_block(x, k, q + QK_K * b, d[b], mp, acc[i]);
+                                else if (k->be == QK_K)
+                                        acc[i] = qk_block(x, k, q + QK_K * b, d[b], mp, acc[i]);
+                                else
+                                        acc[i] = qi_block(x, k, q + 32 * b, d[b], asum ? asum[b] : 0,
+                                                          s ? s[b] : 0, acc[i]);
                         }
+        }
 }
 
 VNNI_FN void matmul_interleaved_vnni(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok,
@@ -101,7 +278,7 @@ VNNI_FN void matmul_interleaved_vnni(const struct npu_weight *w, const struct ac
         struct qi_layout k;
         if (!qi_layout_of(w->type, &k))
                 return;
-        const int64_t K = w->cols, nb = K / 32, group_bytes = QI_ROWS * (int64_t)w->row_bytes;
+        const int64_t K = w->cols, nb = K / k.be, group_bytes = QI_ROWS * (int64_t)w->row_bytes;
         const int8_t *q = a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q;
 
         for (int64_t g0 = r0 / QI_ROWS; g0 * QI_ROWS < r1; g0 += QI_STREAMS) {
@@ -112,8 +289,12 @@ VNNI_FN void matmul_interleaved_vnni(const struct npu_weight *w, const struct ac
                 for (int64_t t = 0; t < n_tok; t++) {
                         __m512 acc[QI_STREAMS];
                         float out[QI_STREAMS][QI_ROWS];
-                        qi_walk(g, ng, nb, &k, q + t * K, a->d + t * nb, a->s ? a->s + t * nb : NULL,
-                                a->asum ? a->asum + t * nb : NULL, acc);
+                        if (k.be == QK_K)
+                                qi_walk(g, ng, nb, &k, q + t * K, a->d + t * nb, NULL, NULL, a->bsums + t * (K / 16),
+                                        acc);
+                        else
+                                qi_walk(g, ng, nb, &k, q + t * K, a->d + t * nb, a->s ? a->s + t * nb : NULL,
+                                        a->asum ? a->asum + t * nb : NULL, NULL, acc);
                         for (int i = 0; i < ng; i++) {
                                 _mm512_storeu_ps(out[i], acc[i]);
                                 for (int r = 0; r < QI_ROWS; r++) {

@@ -38,3 +38,63 @@ QI_ZMM_INLINE __m512 qi_f16x16(const uint8_t *x)
 {
         return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)x));
 }
+
+/*
+ * Q4_K, Q5_K: a group block's packed scales, bytes 0-3 (*a), 4-7 (*b) and
+ * 8-11 (c) of each row's lane, and in *sc_h, *m_h byte j of each lane:
+ * sc[4 + j] = (c_j & 15) | (a_j >> 6) << 4 and m[4 + j] = (c_j >> 4) |
+ * (b_j >> 6) << 4 (quant_types.h's k_scale_min), in their low six bits;
+ * sc[j] and m[j] (j < 4) are the low six bits of a_j and b_j.
+ */
+QI_ZMM_INLINE void qi_k4_scales(const uint8_t *x, const struct qi_layout *l, __m512i *a, __m512i *b, __m512i *sc_h,
+                                __m512i *m_h)
+{
+        const __m512i low4 = _mm512_set1_epi8(15), c = _mm512_loadu_si512(x + l->sc + 128);
+
+        *a = _mm512_loadu_si512(x + l->sc);
+        *b = _mm512_loadu_si512(x + l->sc + 64);
+        /* 0xca: the first operand's bits pick the second's, the others the third's */
+        *sc_h = _mm512_ternarylogic_epi32(low4, c, _mm512_srli_epi32(*a, 2), 0xca);
+        *m_h = _mm512_ternarylogic_epi32(low4, _mm512_srli_epi32(c, 4), _mm512_srli_epi32(*b, 2), 0xca);
+}
+
+/*
+ * Q3_K: a group block's scales, each plus 32 in the low six bits of byte
+ * j of v[t]'s lanes (scale 4 t + j). With the packed bytes 0-3 (a), 4-7
+ * (b), 8-11 (c) of a row: t 0: (a & 15) | (c & 3) << 4; 1: (b & 15) |
+ * (c >> 2 & 3) << 4; 2: (a >> 4) | (c >> 4 & 3) << 4; 3: (b >> 4) |
+ * (c >> 6) << 4 (quant_types.h's q3_k_scale).
+ */
+QI_ZMM_INLINE void qi_q3k_scales(const uint8_t *x, const struct qi_layout *l, __m512i *v)
+{
+        const __m512i low4 = _mm512_set1_epi8(15), a = _mm512_loadu_si512(x + l->sc);
+        const __m512i b = _mm512_loadu_si512(x + l->sc + 64), c = _mm512_loadu_si512(x + l->sc + 128);
+
+        v[0] = _mm512_ternarylogic_epi32(low4, a, _mm512_slli_epi32(c, 4), 0xca);
+        v[1] = _mm512_ternarylogic_epi32(low4, b, _mm512_slli_epi32(c, 2), 0xca);
+        v[2] = _mm512_ternarylogic_epi32(low4, _mm512_srli_epi32(a, 4), c, 0xca);
+        v[3] = _mm512_ternarylogic_epi32(low4, _mm512_srli_epi32(b, 4), _mm512_srli_epi32(c, 2), 0xca);
+}
+
+/* Byte j % 4 of the lanes of v[j / 4], its bits under mask, as int32 lanes. */
+QI_ZMM_INLINE __m512i qi_lane_byte(const __m512i *v, int j, int mask)
+{
+        return _mm512_and_si512(_mm512_srli_epi32(v[j / 4], 8 * (unsigned)(j % 4)), _mm512_set1_epi32(mask));
+}
+
+/*
+ * Q2_K, Q3_K: bits 2 s, 2 s + 1 of vector v of a group block, each in its
+ * byte; Q3_K's plus 4 under its hmask mask (quant_interleave.h).
+ */
+QI_ZMM_INLINE __m512i qi_crumbs(const uint8_t *x, const struct qi_layout *l, int v, int s)
+{
+        const __m512i z = _mm512_loadu_si512(x + 64 * v);
+        __m512i u = _mm512_and_si512(s ? _mm512_srli_epi16(z, 2 * (unsigned)s) : z, _mm512_set1_epi8(3));
+
+        if (l->qh) {
+                uint64_t m;
+                memcpy(&m, x + l->qh + 8 * (4 * v + s), 8);
+                u = _mm512_mask_add_epi8(u, _cvtu64_mask64(m), u, _mm512_set1_epi8(4));
+        }
+        return u;
+}
