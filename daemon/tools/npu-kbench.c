@@ -138,9 +138,9 @@ static int parse_type(const char *s, enum ggml_type *t, enum act_scheme *sc, enu
 
 /*
  * Rows of small random values quantized to t (I8: per row, with scale and
- * row_sums, packed as gemm_int8.h; F16: rounded; Q5_0, Q5_1 interleaved as
- * the model's load does, *interleave set), the first matrix, copied to fill
- * the others.
+ * row_sums, packed as gemm_int8.h; F16: rounded; the types of
+ * quant_interleave.h interleaved where the model's load would, *interleave
+ * set), the first matrix, copied to fill the others.
  * Returns 0 or -ENOMEM.
  */
 static int fill_weights(enum ggml_type t, int64_t N, int64_t K, uint8_t *data, int n_w, float *scale,
