@@ -252,8 +252,7 @@ ALWAYS_INLINE void unpack_k2_interleaved(enum ggml_type t, const uint8_t *const 
                 /* scale 4 i + j, plus 32, in byte j of v[i] */
                 qi_q3k_scales(x, &l, v);
                 for (int j = 0; j < 16; j++)
-                        _mm512_store_si512(sl->sc[p][16 * s + j],
-                                           _mm512_sub_epi32(qi_lane_byte(v, j, 63), _mm512_set1_epi32(32)));
+                        _mm512_store_si512(sl->sc[p][16 * s + j], qi_q3k_scale(v, j));
                 for (int jp = 0; jp < 8; jp++) {
                         const __m512i sc = _mm512_sub_epi16(
                                 _mm512_and_si512(byte_pair(v[jp / 2], jp % 2), _mm512_set1_epi32(0x003f003f)),
@@ -448,8 +447,8 @@ typedef void kq_unpack_fn(const uint8_t *const *rows, int64_t b, struct kq_slice
 static void kq_slice_run(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y, size_t ys,
                          int64_t rb, int np, int64_t k0, struct kq_slice *sl)
 {
-        enum kq_kind kind = KQ_Q4_K;
-        kq_unpack_fn *unpack = w->interleave ? unpack_q4_k_interleaved : unpack_q4_k;
+        enum kq_kind kind;
+        kq_unpack_fn *unpack;
         const int64_t K = w->cols, sb0 = k0 / QK_K;
         const int nsb = (int)(MIN(KQ_SLICE, K - k0) / QK_K);
 
@@ -467,6 +466,7 @@ static void kq_slice_run(const struct npu_weight *w, const struct act_blocks *a,
                 kind = KQ_Q2_K, unpack = unpack_q2_k_interleaved;
                 break;
         default:
+                kind = KQ_Q4_K, unpack = w->interleave ? unpack_q4_k_interleaved : unpack_q4_k;
                 break;
         }
         for (int p = 0; p < np; p++) {

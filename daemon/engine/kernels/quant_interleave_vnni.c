@@ -150,9 +150,7 @@ VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const 
                         for (int i = 0; i < 2; i++) {
                                 const int j = 8 * h + 2 * s + i;
                                 if (k->qh) {
-                                        const __m512i scale = _mm512_sub_epi32(qi_lane_byte(sc, j, 63),
-                                                                               _mm512_set1_epi32(32));
-                                        isum[i] = _mm512_add_epi32(isum[i], _mm512_mullo_epi32(sum[i], scale));
+                                        isum[i] = _mm512_add_epi32(isum[i], _mm512_mullo_epi32(sum[i], qi_q3k_scale(sc, j)));
                                 } else {
                                         isum[i] = _mm512_dpwssd_epi32(isum[i], _mm512_srai_epi32(sum[i], 2 * (unsigned)s),
                                                                       qi_lane_byte(sc, j, 15));
@@ -289,12 +287,8 @@ VNNI_FN void matmul_interleaved_vnni(const struct npu_weight *w, const struct ac
                 for (int64_t t = 0; t < n_tok; t++) {
                         __m512 acc[QI_STREAMS];
                         float out[QI_STREAMS][QI_ROWS];
-                        if (k.be == QK_K)
-                                qi_walk(g, ng, nb, &k, q + t * K, a->d + t * nb, NULL, NULL, a->bsums + t * (K / 16),
-                                        acc);
-                        else
-                                qi_walk(g, ng, nb, &k, q + t * K, a->d + t * nb, a->s ? a->s + t * nb : NULL,
-                                        a->asum ? a->asum + t * nb : NULL, NULL, acc);
+                        qi_walk(g, ng, nb, &k, q + t * K, a->d + t * nb, a->s ? a->s + t * nb : NULL,
+                                a->asum ? a->asum + t * nb : NULL, a->bsums ? a->bsums + t * (K / 16) : NULL, acc);
                         for (int i = 0; i < ng; i++) {
                                 _mm512_storeu_ps(out[i], acc[i]);
                                 for (int r = 0; r < QI_ROWS; r++) {

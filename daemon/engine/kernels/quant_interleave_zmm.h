@@ -2,7 +2,8 @@
 /*
  * A block of an interleaved group (quant_interleave.h) in AVX-512
  * registers: what the one-token kernel (quant_interleave_vnni.c) and the
- * 32-element GEMM's unpacking (gemm_block_vnni.c) both read.
+ * GEMMs' unpacking (gemm_block_vnni.c for the 32-element types,
+ * gemm_kquant_vnni.c for the K-quants) all read.
  */
 #pragma once
 
@@ -80,6 +81,12 @@ QI_ZMM_INLINE void qi_q3k_scales(const uint8_t *x, const struct qi_layout *l, __
 QI_ZMM_INLINE __m512i qi_lane_byte(const __m512i *v, int j, int mask)
 {
         return _mm512_and_si512(_mm512_srli_epi32(v[j / 4], 8 * (unsigned)(j % 4)), _mm512_set1_epi32(mask));
+}
+
+/* Q3_K: scale j of qi_q3k_scales' v, less its 32, as int32 lanes (signed). */
+QI_ZMM_INLINE __m512i qi_q3k_scale(const __m512i *v, int j)
+{
+        return _mm512_sub_epi32(qi_lane_byte(v, j, 63), _mm512_set1_epi32(32));
 }
 
 /*
