@@ -367,7 +367,15 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
  * block's 16 rows head by head (attn-bench -n 4000 -k q8, alternated:
  * 31.8-33.8 ms against 34.7-34.9; 4 rows at a time was slower, 16 too).
  * Each output element is accum_q8_avx512's chain of fmas in row order
- * (accum_head_q8_512).
+ * (accum_head_q8_512). From memory it runs near what its pattern can
+ * read: one thread on Zen 5, 64 MiB of rows, paired medians: this walk
+ * 16-18 GB/s, the same slices read with no arithmetic 19-20, whole rows
+ * in order 28-30 (from L2 the walk does 45). Tried and slower or no
+ * faster: two heads a step (256 bytes a row, 16 accumulators: 12.5-12.9),
+ * the 8 rows first copied head-major into L1 (13.6), the next rows
+ * prefetched into L1 or L2 (no change), the bytes widened by shifts or by
+ * vpdpbusd against a 1 in byte k instead of vpmovsxbd (no faster: with
+ * vcvtdq2ps they take about a cycle a 16 either way).
  */
 #define R_ORDERED 8
 AVX512 static void accum_rows_q8_avx512_ordered(float *out, const int8_t *v, const float *vs, size_t stride,
