@@ -235,9 +235,12 @@ static inline void qk_pairs(const struct qi_layout *k, const int16_t *bs, int32_
         }
 }
 
+enum qi_kind { QI_KIND_32, QI_KIND_K };
+
 /* ng (<= QI_STREAMS) groups at g[], nb blocks each, against one token's activations: acc[i] group i's rows */
 VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t nb, const struct qi_layout *k, const int8_t *q,
-                         const float *d, const float *s, const int32_t *asum, const int16_t *bsums, __m512 *acc)
+                         const float *d, const float *s, const int32_t *asum, const int16_t *bsums, __m512 *acc,
+                         const enum qi_kind kind)
 {
         const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = MAX(1, QI_STEP / k->be);
         /* Q2_K, Q3_K: QI_AHEAD_2BIT blocks (their more work a byte wants the data further ahead) */
@@ -249,7 +252,7 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t nb, const stru
         for (int i = 0; i < ng; i++)
                 acc[i] = _mm512_setzero_ps();
         for (int64_t b0 = 0; b0 < nb; b0 += step) {
-                if (k->be == QK_K)
+                if (kind != QI_KIND_32)
                         qk_pairs(k, bsums + 16 * b0, mp);
                 for (int i = 0; i < ng; i++)
                         for (int64_t b = b0; b < MIN(b0 + step, nb); b++) {
@@ -257,15 +260,15 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t nb, const stru
                                 const char *p = (const char *)x + ahead * k->bytes + (b + ahead >= nb ? next : 0);
                                 for (int c = 0; c < lines; c++)
                                         _mm_prefetch(p + 64 * c, _MM_HINT_T0);
-                                if (k->bits == 2 && k->qh)
+                                if (kind == QI_KIND_32)
+                                        acc[i] = qi_block(x, k, q + 32 * b, d[b], asum ? asum[b] : 0,
+                                                          s ? s[b] : 0, acc[i]);
+                                else if (k->bits == 2 && k->qh)
                                         acc[i] = q3k_block(x, k, q + QK_K * b, d[b], mp, acc[i]);
                                 else if (k->bits == 2)
                                         acc[i] = q2k_block(x, k, q + QK_K * b, d[b], mp, acc[i]);
-                                else if (k->be == QK_K)
-                                        acc[i] = qk_block(x, k, q + QK_K * b, d[b], mp, acc[i]);
                                 else
-                                        acc[i] = qi_block(x, k, q + 32 * b, d[b], asum ? asum[b] : 0,
-                                                          s ? s[b] : 0, acc[i]);
+                                        acc[i] = qk_block(x, k, q + QK_K * b, d[b], mp, acc[i]);
                         }
         }
 }
@@ -287,8 +290,13 @@ VNNI_FN void matmul_interleaved_vnni(const struct npu_weight *w, const struct ac
                 for (int64_t t = 0; t < n_tok; t++) {
                         __m512 acc[QI_STREAMS];
                         float out[QI_STREAMS][QI_ROWS];
-                        qi_walk(g, ng, nb, &k, q + t * K, a->d + t * nb, a->s ? a->s + t * nb : NULL,
-                                a->asum ? a->asum + t * nb : NULL, a->bsums ? a->bsums + t * (K / 16) : NULL, acc);
+                        const float *s = a->s ? a->s + t * nb : NULL;
+                        const int32_t *asum = a->asum ? a->asum + t * nb : NULL;
+                        const int16_t *bs = a->bsums ? a->bsums + t * (K / 16) : NULL;
+                        if (k.be == QK_K)
+                                qi_walk(g, ng, nb, &k, q + t * K, a->d + t * nb, s, asum, bs, acc, QI_KIND_K);
+                        else
+                                qi_walk(g, ng, nb, &k, q + t * K, a->d + t * nb, s, asum, bs, acc, QI_KIND_32);
                         for (int i = 0; i < ng; i++) {
                                 _mm512_storeu_ps(out[i], acc[i]);
                                 for (int r = 0; r < QI_ROWS; r++) {
