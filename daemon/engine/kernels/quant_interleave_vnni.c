@@ -150,7 +150,8 @@ VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const 
                         for (int i = 0; i < 2; i++) {
                                 const int j = 8 * h + 2 * s + i;
                                 if (k->qh) {
-                                        isum[i] = _mm512_add_epi32(isum[i], _mm512_mullo_epi32(sum[i], qi_q3k_scale(sc, j)));
+                                        isum[i] = _mm512_add_epi32(isum[i],
+                                                                   _mm512_mullo_epi32(sum[i], qi_q3k_scale(sc, j)));
                                 } else {
                                         isum[i] = _mm512_dpwssd_epi32(isum[i], _mm512_srai_epi32(sum[i], 2 * (unsigned)s),
                                                                       qi_lane_byte(sc, j, 15));
@@ -237,7 +238,11 @@ static inline void qk_pairs(const struct qi_layout *k, const int16_t *bs, int32_
 
 enum qi_kind { QI_KIND_32, QI_KIND_K };
 
-/* ng (<= QI_STREAMS) groups at g[], nb blocks each, against one token's activations: acc[i] group i's rows */
+/*
+ * ng (<= QI_STREAMS) groups at g[], nb blocks each, against one token's
+ * activations: acc[i] group i's rows. kind is k's block size as a
+ * constant, so each inlined copy holds only its own blocks' code.
+ */
 VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t nb, const struct qi_layout *k, const int8_t *q,
                          const float *d, const float *s, const int32_t *asum, const int16_t *bsums, __m512 *acc,
                          const enum qi_kind kind)
