@@ -191,12 +191,14 @@ VNNI_INLINE __m512 q2k_block(const uint8_t *x, const struct qi_layout *k, const 
  * through the activations' sums: isum = sum(sc q a) - 4 sum(sc bsum).
  * Where its time goes (npu-kbench --type q3_k --rows 256 --cols 4096
  * --threads 1 --bytes 600000, from L2, 3 rounds alternated, 33.6-34.7
- * GB/s as it is): without the hmask's masked adds 38.9-40.8, without the
+ * GB/s with the hmask's 4s added by a merge-masked vpaddb, before
+ * qi_crumbs' vpternlogd): without those adds 38.9-40.8, without the
  * scales' vpmulld 37.1-37.7, without the offset's loop 36.1-38.5 (each a
  * wrong result, for timing only); so no one part holds it. Tried and
  * slower: the q of s < 3 left in place as Q2_K's (4 << 2 s added, the
  * sums shifted back) with vpdpwssd for the scales, 25.7-28.6; vpdpwssd
- * for the scales alone, 31.7-32.7.
+ * for the scales alone, 31.7-32.7; each vector loaded once for its four
+ * shifts (loops h, n, s, eight sums), 17-27.
  */
 VNNI_INLINE __m512 q3k_block(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, float da,
                              const int32_t *sp, __m512 acc)
