@@ -38,6 +38,20 @@
                 _fd_;                        \
         })
 
+/*
+ * n zeroed bytes at a 64-byte boundary (a cache line), freed with free():
+ * a 64-byte vector or tile row loaded from it then never straddles two
+ * lines. NULL when out of memory.
+ */
+static inline void *calloc_lines(size_t n)
+{
+        void *p = aligned_alloc(64, ALIGN_TO(n ? n : 1, 64));
+
+        if (p)
+                memset(p, 0, ALIGN_TO(n ? n : 1, 64));
+        return p;
+}
+
 static inline void freep(void *p)
 {
         free(*(void **)p);

@@ -5,6 +5,7 @@
 
 #include <stdatomic.h>
 
+#include "amx_tiles.h"
 #include "kernels.h"
 #include "membw.h"
 #include "quant.h"
@@ -262,6 +263,48 @@ DEFINE_PEAK_WORKER(peak_worker_vnni512, "avx2,avx512f,avx512bw,avx512vnni", __m5
 #undef CHAINS
 
 /*
+ * AMX: tdpbssd into four independent accumulator tiles (C[16][16] int32 +=
+ * A[16][64] s8 x B[64][16] s8, 16384 products each) from two operand
+ * tiles loaded once: the tile unit's throughput. Tiles 0-3 accumulate, 4
+ * and 5 hold the operands.
+ */
+#define AMX_PEAK_CHAINS 4
+#define AMX_PEAK_PRODUCTS (16 * 16 * 64)
+
+__attribute__((target("amx-tile,amx-int8"))) static void peak_worker_amx(void *arg, int ith, int nth)
+{
+        struct peak_job *j = arg;
+        struct amx_tile_config c = { .palette = 1 };
+        _Alignas(64) int8_t ops[16][64];
+        _Alignas(64) int32_t sums[16][16];
+
+        (void)nth;
+        for (int i = 0; i < 6; i++) {
+                c.rows[i] = 16;
+                c.colsb[i] = 64;
+        }
+        memset(ops, 3, sizeof(ops));
+        _tile_loadconfig(&c);
+        _tile_loadd(4, ops, 64);
+        _tile_loadd(5, ops, 64);
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int64_t i = 0; i < j->iters; i++) {
+                _tile_dpbssd(0, 4, 5);
+                _tile_dpbssd(1, 4, 5);
+                _tile_dpbssd(2, 4, 5);
+                _tile_dpbssd(3, 4, 5);
+        }
+        _tile_stored(0, sums, 64);
+        j->sink[ith % 64] = (uint64_t)sums[0][0];
+        _tile_stored(3, sums, 64);
+        j->sink[ith % 64] += (uint64_t)sums[15][15];
+        _tile_release();
+}
+
+/*
  * The best of many short runs (about 4 ms each on one core): on a shared
  * machine a long run measures the neighbours as much as the cpu, while the
  * best short one is what the execution units can do. All pool threads
@@ -305,6 +348,13 @@ double measure_int8_peak(struct threadpool *tp, const char **how)
         double y = peak_of(tp, peak_worker_vnni256, 32, 12), z = peak_of(tp, peak_worker_vnni512, 64, 12);
         *how = z > y ? "vpdpbusd, 512-bit" : "vpdpbusd, 256-bit";
         return MAX(y, z);
+}
+
+double measure_amx_peak(struct threadpool *tp)
+{
+        if (kernels_isa() != KERNEL_ISA_AMX)
+                return 0;
+        return peak_of(tp, peak_worker_amx, AMX_PEAK_PRODUCTS, AMX_PEAK_CHAINS);
 }
 
 struct gemm_job {

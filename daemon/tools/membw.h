@@ -36,6 +36,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct bw_probe *, bw_probe_free);
 double measure_int8_peak(struct threadpool *tp, const char **how);
 
 /*
+ * Where the kernels use AMX (KERNEL_ISA_AMX), the tiles' peak in
+ * multiply-accumulates per second: tdpbssd into four independent
+ * accumulator tiles, measured as measure_int8_peak's; else 0.
+ */
+double measure_amx_peak(struct threadpool *tp);
+
+/*
  * The int8 GEMM alone on one of the model's matrices (an I8 weight): n_tok
  * tokens of random activations quantized for prec, the rows shared out as
  * the cpu back end does; the best of ten runs, in int8 ops (2 per

@@ -341,6 +341,7 @@ static double matmul_ops_per_token(const struct npu_model *m)
 struct peaks {
         double bw;       /* read bandwidth, bytes/s */
         double int8_ops; /* int8 ops/s */
+        double amx_ops;  /* the AMX tiles' int8 ops/s, where the kernels use them */
         const char *bw_how, *int8_how;
         /* decode steps paired with probe samples (paired_decode): the medians, the ratio's median and best */
         int paired_steps;
@@ -367,11 +368,12 @@ static void measure_peaks(struct runtime *rt, bool int8, struct peaks *p)
         }
         if (int8) {
                 const char *how;
-                double ops = 2.0 * measure_int8_peak(rt->tp, &how);
+                double ops = 2.0 * measure_int8_peak(rt->tp, &how), amx = 2.0 * measure_amx_peak(rt->tp);
                 if (ops > p->int8_ops) {
                         p->int8_ops = ops;
                         p->int8_how = how;
                 }
+                p->amx_ops = MAX(p->amx_ops, amx);
         }
 }
 
@@ -511,6 +513,8 @@ static void summary(struct runtime *rt, const struct reference_row *rows, int n,
                 json_object_object_add(o, "prefill_to_peak", json_object_new_double(peak_ops > 0 ? pf_ops / peak_ops : 0));
                 if (peak_how)
                         json_object_object_add(o, "int8_peak_instructions", json_object_new_string(peak_how));
+                if (pk->amx_ops > 0)
+                        json_object_object_add(o, "amx_peak_ops_per_s", json_object_new_double(pk->amx_ops));
                 printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
                 json_object_put(o);
                 return;
@@ -548,6 +552,11 @@ static void summary(struct runtime *rt, const struct reference_row *rows, int n,
                        "chains) (%.0f%% of it)\n", pf_ops / 1e9, peak_ops / 1e9, peak_how, 100.0 * pf_ops / peak_ops);
                 printf("GEMM kernel alone (layer 0 up projection, %d tokens): %.2f G int8 ops/s (%.0f%% of the peak)\n",
                        pf_tokens, gemm_ops / 1e9, 100.0 * gemm_ops / peak_ops);
+                /* the w8a8 GEMM of 16 tokens or more runs on the tiles: their peak is the machine's */
+                if (pk->amx_ops > 0)
+                        printf("AMX tiles' int8 peak %.2f G ops/s (tdpbssd, independent accumulators): prefill %.0f%% "
+                               "of it, the GEMM alone %.0f%%\n", pk->amx_ops / 1e9, 100.0 * pf_ops / pk->amx_ops,
+                               100.0 * gemm_ops / pk->amx_ops);
         } else
                 printf("prefill: %.2f G ops/s at best\n", pf_ops / 1e9);
 }

@@ -14,7 +14,8 @@ count() { # function, instruction
                 grep -c "$2" || true
 }
 fail=0
-for w in "peak_worker_vnni512 vpdpbusd 12" "peak_worker_vnni256 vpdpbusd 12" "peak_worker_avx2 vpmaddubsw 6"; do
+for w in "peak_worker_vnni512 vpdpbusd 12" "peak_worker_vnni256 vpdpbusd 12" "peak_worker_avx2 vpmaddubsw 6" \
+	"peak_worker_amx tdpbssd 4"; do
         set -- $w
         n=$(count "$1" "$2")
         echo "$1: $n x $2 in the function (the peak counts $3 per loop)"

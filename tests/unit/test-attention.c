@@ -187,7 +187,7 @@ static void test_rows_kernels(void **state)
         static const struct {
                 int32_t H, group, hd;
         } shapes[] = { { 8, 1, 128 }, { 8, 4, 64 }, { 4, 2, 32 }, { 8, 2, 8 }, { 4, 1, 40 }, { 16, 1, 128 }, { 32, 4, 64 } };
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 for (size_t si = 0; si < ARRAY_SIZE(shapes); si++) {
@@ -299,7 +299,7 @@ static void test_q8_scores_exact(void **state)
                                 }
                         }
                         attn_query_sums(q, qsum, H, hd);
-                        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                                 if (kernels_force_isa(isa) < 0)
                                         continue;
                                 attn_scores_rows_q8(q, qs, qsum, k, ks, stride, sstride, n, H, group, hd, 0.125f, got,
@@ -326,7 +326,7 @@ static void test_multi_query_kernels(void **state)
         static const struct {
                 int32_t H, group, hd;
         } shapes[] = { { 8, 1, 128 }, { 8, 4, 64 }, { 4, 2, 40 }, { 8, 2, 8 }, { 2, 1, 19 }, { 2, 1, 264 } };
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 for (size_t si = 0; si < ARRAY_SIZE(shapes); si++) {
@@ -391,7 +391,7 @@ static void test_exp_sum(void **state)
                 float mx = -INFINITY, sum = 0;
                 for (int32_t i = 0; i < n; i++)
                         mx = fmaxf(mx, x[i]);
-                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                         if (kernels_force_isa(isa) < 0)
                                 continue;
                         memcpy(y, x, sizeof(x));
@@ -425,7 +425,7 @@ static void test_softmax(void **state)
                 for (int32_t i = 0; i < n; i++)
                         sum += exp((double)x[i] - mx);
                 bool have_first = false;
-                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                         if (kernels_force_isa(isa) < 0)
                                 continue;
                         memcpy(y, x, sizeof(float) * n);
@@ -588,7 +588,7 @@ static void test_flash_defined_order(void **state)
                                 float *got = malloc(sizeof(float) * dim * N), *want = malloc(sizeof(float) * dim);
                                 struct fixture f;
                                 fx_open(&f, shapes[si].H, shapes[si].KVH, shapes[si].hd, type, threads);
-                                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                                         if (kernels_force_isa(isa) < 0)
                                                 continue;
                                         run_batch(&f, ATTENTION_FLASH, singles, N, got);
@@ -618,7 +618,7 @@ static void test_accuracy(void **state)
         for (int type = KV_TYPE_F32; type <= KV_TYPE_Q8; type++) {
                 struct fixture f;
                 fx_open(&f, H, KVH, hd, type, 2);
-                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                         if (kernels_force_isa(isa) < 0)
                                 continue;
                         for (int kind = ATTENTION_DEFAULT; kind <= ATTENTION_FLASH; kind++) {
@@ -657,7 +657,7 @@ static void test_f16_operands(void **state)
                 struct fixture f;
                 fx_open(&f, H, KVH, hd, type, 2);
                 f.q_range = 1.0f / 3.0f; /* queries that f16 does not hold exactly */
-                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                         if (kernels_force_isa(isa) < 0)
                                 continue;
                         run_batch(&f, ATTENTION_DEFAULT, tks, N, def);
@@ -706,7 +706,7 @@ static void test_q8_long_tokens_flash(void **state)
         for (int threads = 1; threads <= 3; threads += 2) {
                 struct fixture f;
                 fx_open(&f, H, KVH, hd, KV_TYPE_Q8, threads);
-                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+                for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                         if (kernels_force_isa(isa) < 0)
                                 continue;
                         run_batch(&f, ATTENTION_DEFAULT, tks, N, got);

@@ -43,7 +43,7 @@ static void test_silu_exact(void **state)
                 u[i] = kind == 9 ? special(&seed) : frand(&seed, 4.0f);
         }
         npu_ref_silu_mul(g, u, ref, 0, N);
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 memcpy(out, g, sizeof(float) * N);
@@ -99,7 +99,7 @@ static void test_rope_rmsnorm_exact(void **state)
         }
         /* RMSNorm on every path, rows of the model's width and of an odd one (83), ragged splits, and in place */
         const float eps[] = { 1e-5f, 1e-6f, 0.0f };
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 for (size_t ei = 0; ei < ARRAY_SIZE(eps); ei++)
@@ -138,7 +138,7 @@ static void test_rope_rmsnorm_exact(void **state)
         q[1] = 65519.996f;
         q[2] = ldexpf(1.0f, -25);
         q[3] = ldexpf(1.5f, -25);
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 npu_ref_cvt_f32_f16(q, rh, 0, NC);
@@ -250,7 +250,7 @@ static void test_w8a8_rows_quantized_in_ops(void **state)
         assert_int_equal(system_quantize(model), 0);
         const int32_t toks[11] = { 1, 400, 30, 77, 201, 5, 9, 300, 12, 44, 250 };
         /* (attention's sums differ between kernel paths: each path against itself) */
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 size_t V, V2;

@@ -72,7 +72,7 @@ static void check_int8(enum npu_precision prec, int64_t M, int64_t N, int64_t K,
                 npu_ref_quant_i8(x, rq8, rs, (uint32_t)K, 0, (uint32_t)M);
                 npu_ref_gemm_w8a8(rq8, wq, rs, ws, ref, (uint32_t)N, (uint32_t)K, 0, (uint32_t)M, 0, (uint32_t)N);
         }
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 isas_run |= 1u << isa;
@@ -136,6 +136,13 @@ static void test_int8_matches_reference(void **state)
                 { 2, 80, 128 }, { 3, 112, 64 }, { 4, 48, 68 },   { 6, 96, 132 },
                 /* prefill: token groups of 12 (and their remainders) over chunks of 64 rows */
                 { 24, 64, 256 }, { 25, 96, 130 }, { 37, 128, 64 }, { 64, 160, 288 },
+                /*
+                 * AMX (16 tokens or more, K a multiple of 64): blocks of 32 tokens
+                 * and their remainders (16, 17 .. 31 over one or two A tiles),
+                 * odd panel counts, partial panels at the chunk's edges
+                 */
+                { 16, 16, 64 },  { 20, 48, 192 }, { 31, 80, 128 }, { 32, 32, 256 }, { 33, 112, 320 },
+                { 48, 70, 64 }, { 70, 144, 4096 },
                 /* w8a16 over more than one int64 flush (1024 columns) */
                 { 3, 32, 2500 }, { 8, 48, 1029 },
         };
@@ -153,13 +160,14 @@ static void test_int8_matches_reference(void **state)
  */
 static void test_int8_extremes(void **state)
 {
-        const int64_t M = 3, N = 32, K = GEMM_I8_MAX_K;
+        /* 17 tokens, so AMX's tiles take them too: the rows cycle through the three patterns */
+        const int64_t M = 17, N = 32, K = GEMM_I8_MAX_K;
         float *x = malloc(sizeof(float) * M * K), *ws = malloc(sizeof(float) * N);
         int8_t *wq = malloc(N * K);
 
         for (int64_t t = 0; t < M; t++)
                 for (int64_t k = 0; k < K; k++)
-                        x[t * K + k] = t == 0 ? 1.0f : t == 1 ? -1.0f : (k % 2 ? 1.0f : -1.0f);
+                        x[t * K + k] = t % 3 == 0 ? 1.0f : t % 3 == 1 ? -1.0f : (k % 2 ? 1.0f : -1.0f);
         for (int64_t r = 0; r < N; r++) {
                 ws[r] = 1.0f;
                 for (int64_t k = 0; k < K; k++)
@@ -241,7 +249,7 @@ static void test_int8_minus_128(void **state)
         assert_int_equal(act_q_alloc(&aq, (int32_t)M, K), 0);
         npu_ref_quant_i8(x, rq8, rs, (uint32_t)K, 0, (uint32_t)M);
         npu_ref_gemm_w8a8(rq8, clamped, rs, ws, ref, (uint32_t)N, (uint32_t)K, 0, (uint32_t)M, 0, (uint32_t)N);
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 act_quantize_rows(&aq, NPU_PRECISION_W8A8, x, K, 0, M);
@@ -277,7 +285,7 @@ static void test_act_quant_edges(void **state)
         }
         assert_int_equal(act_q_alloc(&aq, (int32_t)M, K), 0);
         npu_ref_quant_i8(x, rq8, rs, (uint32_t)K, 0, (uint32_t)M);
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 for (int64_t cols = K; cols >= K - 40; cols -= 13) {
@@ -345,7 +353,7 @@ static void test_w8a16_no_overflow(void **state)
                 memcpy(aq.pk + gemm_act_offset(K, 0, k, 2), &aq.q16[k], 2);
         aq.forms |= ACT_Q16P;
         pack_weight(&p, w, &ws, 1, K);
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 matmul_int8_rows(&p.w, &aq, 1, &y, 1, 0, 1);
@@ -503,7 +511,7 @@ static void test_act_quant_concurrent(void **state)
         assert_int_equal(threadpool_new(4, &tp), 0);
         assert_int_equal(act_q_alloc(&ref, (int32_t)M, K), 0);
         assert_int_equal(act_q_alloc(&aq, (int32_t)M, K), 0);
-        for (int isa = KERNEL_ISA_AVX2; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_AVX2; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 for (enum npu_precision prec = NPU_PRECISION_W8A8; prec <= NPU_PRECISION_W8A16; prec++) {
@@ -561,7 +569,7 @@ int main(void)
         int r = cmocka_run_group_tests(tests, NULL, NULL);
 
         printf("int8 kernels compared with the reference on:");
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++)
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++)
                 if (isas_run & (1u << isa))
                         printf(" %s", kernels_isa_name(isa));
         printf("\n");

@@ -519,7 +519,7 @@ static void check_interleaved(enum ggml_type t, int64_t N, int64_t K, int32_t T,
                 weight_row_f32(&plain, r, f1);
                 assert_memory_equal(f0, f1, sizeof(float) * K);
         }
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 if (kernels_force_isa(isa) < 0)
                         continue;
                 for (int split = 0; split < 2; split++) {
@@ -563,7 +563,7 @@ static void check_paths(enum ggml_type t, enum act_scheme sc, int64_t N, int64_t
         const size_t rb = quant_row_bytes(t, K);
         uint8_t *data = malloc(rb * N);
         float *x = malloc(sizeof(float) * T * K), *wf = malloc(sizeof(float) * K);
-        float *y[3], *one = malloc(sizeof(float) * N);
+        float *y[KERNEL_ISA_COUNT], *one = malloc(sizeof(float) * N);
         struct act_blocks a;
         const struct npu_weight w = { .type = t, .rows = N, .cols = K, .data = data, .row_bytes = rb };
 
@@ -572,7 +572,7 @@ static void check_paths(enum ggml_type t, enum act_scheme sc, int64_t N, int64_t
                 x[i] = fill == FILL_EXTREME ? (i / K % 2 ? -1.0f : 1.0f) : frand(seed) * (i % 11 == 0 ? 2.0f : 0.5f);
         assert_int_equal(act_blocks_alloc(&a, sc, T, K), 0);
         act_blocks_quantize(&a, x, K, 0, T);
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++) {
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++) {
                 y[isa] = calloc(T * N, sizeof(float));
                 if (kernels_force_isa(isa) < 0) {
                         free(y[isa]);
@@ -646,7 +646,7 @@ static void check_paths(enum ggml_type t, enum act_scheme sc, int64_t N, int64_t
                                          tt, got, exact);
                 }
         }
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++)
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++)
                 free(y[isa]);
         act_blocks_free(&a);
         free(data);
@@ -750,7 +750,7 @@ int main(void)
         int r = cmocka_run_group_tests(tests, NULL, NULL);
 
         printf("quantized kernels compared on:");
-        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AVX512_VNNI; isa++)
+        for (int isa = KERNEL_ISA_SCALAR; isa <= KERNEL_ISA_AMX; isa++)
                 if (isas_run & (1u << isa))
                         printf(" %s", kernels_isa_name(isa));
         printf("\n");

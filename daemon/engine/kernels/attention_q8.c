@@ -407,7 +407,7 @@ AVX512 static void accum_rows_q8_avx512_ordered(float *out, const int8_t *v, con
 void attn_accum_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,
                    int32_t n, int32_t hd)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI)
+        if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI)
                 accum_q8_avx512(out, v, vs, stride, sstride, w, n, hd);
         else if (kernels_isa() >= KERNEL_ISA_AVX2)
                 accum_q8_avx2(out, v, vs, stride, sstride, w, n, hd);
@@ -418,11 +418,11 @@ void attn_accum_q8(float *out, const int8_t *v, const float *vs, size_t stride, 
 void attn_accum_rows_q8(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride, const float *w,
                         size_t ld, int32_t n, int32_t n_heads, int32_t group, int32_t hd)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI && group == 1 && hd % 64 == 0) {
+        if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI && group == 1 && hd % 64 == 0) {
                 accum_rows_q8_avx512_ordered(out, v, vs, stride, sstride, w, ld, n, n_heads, hd);
                 return;
         }
-        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI) {
+        if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI) {
                 accum_rows_q8_avx512(out, v, vs, stride, sstride, w, ld, n, n_heads, group, hd);
                 return;
         }

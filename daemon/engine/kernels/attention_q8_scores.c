@@ -333,9 +333,9 @@ void attn_scores_rows_q8(const int8_t *q, const float *qs, const int32_t *qsum,
                          size_t sstride, int32_t n, int32_t n_heads, int32_t group, int32_t hd, float scale,
                          float *scores, size_t ld)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI && n_heads % 16 == 0 && n_heads <= 256 && (hd == 64 || hd == 128))
+        if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI && n_heads % 16 == 0 && n_heads <= 256 && (hd == 64 || hd == 128))
                 scores_rows_vnni_ordered(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
-        else if (kernels_isa() == KERNEL_ISA_AVX512_VNNI)
+        else if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI)
                 scores_rows_vnni(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
         else if (kernels_isa() >= KERNEL_ISA_AVX2)
                 scores_rows_avx2(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);

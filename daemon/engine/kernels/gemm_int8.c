@@ -77,6 +77,10 @@ static gemm_i8_panels_fn *panels_kernel(const struct act_q *a)
         const bool w8a16 = a->prec == NPU_PRECISION_W8A16;
 
         switch (kernels_isa()) {
+        case KERNEL_ISA_AMX:
+                if (w8a16)
+                        return a->forms & ACT_Q16P ? gemm_i8_w8a16_vnni : NULL;
+                return a->forms & ACT_U8P ? gemm_i8_w8a8_amx : NULL;
         case KERNEL_ISA_AVX512_VNNI:
                 if (w8a16)
                         return a->forms & ACT_Q16P ? gemm_i8_w8a16_vnni : NULL;

@@ -113,3 +113,4 @@ typedef void gemm_i8_panels_fn(const struct npu_weight *w, const struct act_q *a
                                size_t ys, int64_t r0, int64_t r1);
 gemm_i8_panels_fn gemm_i8_w8a8_avx2, gemm_i8_w8a16_avx2;
 gemm_i8_panels_fn gemm_i8_w8a8_vnni, gemm_i8_w8a16_vnni;
+gemm_i8_panels_fn gemm_i8_w8a8_amx;

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Compute kernels. Every SIMD kernel has a portable C twin; the choice is
- * made once, at start-up (NPU_KERNELS=scalar|avx2|avx512vnni forces one).
+ * made once, at start-up (NPU_KERNELS=scalar|avx2|avx512vnni|amx forces one).
  * AVX-512 VNNI implies AVX2: it changes only the int8 kernels, which use
- * vpdpbusd/vpdpwssd where AVX2 takes two instructions.
+ * vpdpbusd/vpdpwssd where AVX2 takes two instructions. AMX implies AVX-512
+ * VNNI: it changes only the w8a8 GEMM of 16 tokens or more, which runs on
+ * AMX-INT8 tiles (gemm_int8_amx.c).
  *
  * Matrix kernels are batch-invariant: each output y[t][r] is reduced in the
  * same order whether one token or many are computed together, so a sequence
@@ -20,7 +22,9 @@ enum kernel_isa {
         KERNEL_ISA_SCALAR = 0,
         KERNEL_ISA_AVX2 = 1,
         KERNEL_ISA_AVX512_VNNI = 2,
+        KERNEL_ISA_AMX = 3,
 };
+#define KERNEL_ISA_COUNT (KERNEL_ISA_AMX + 1)
 
 void kernels_init(void);
 enum kernel_isa kernels_isa(void);

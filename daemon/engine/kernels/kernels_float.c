@@ -2,9 +2,14 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdbool.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "fp16.h"
 #include "kernels.h"
+
+#define ARCH_REQ_XCOMP_PERM 0x1023 /* arch/x86/include/uapi/asm/prctl.h */
+#define XFEATURE_XTILEDATA 18
 
 static enum kernel_isa isa = KERNEL_ISA_SCALAR;
 static bool isa_ready;
@@ -12,10 +17,25 @@ static bool isa_ready;
 const char *kernels_isa_name(enum kernel_isa i)
 {
         switch (i) {
+        case KERNEL_ISA_AMX: return "amx";
         case KERNEL_ISA_AVX512_VNNI: return "avx512vnni";
         case KERNEL_ISA_AVX2: return "avx2";
         default: return "scalar";
         }
+}
+
+/*
+ * Linux hands out the AMX tiles' 8 KiB of register state only to processes
+ * that ask (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA, kernel 5.16 on);
+ * asked once, for the whole process.
+ */
+static bool amx_permitted(void)
+{
+        static int permitted = -1;
+
+        if (permitted < 0)
+                permitted = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+        return permitted;
 }
 
 static bool cpu_has(enum kernel_isa i)
@@ -27,9 +47,13 @@ static bool cpu_has(enum kernel_isa i)
                 return false;
         if (i == KERNEL_ISA_AVX2)
                 return true;
-        return i == KERNEL_ISA_AVX512_VNNI && __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vnni");
+        if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512vl") ||
+            !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vnni"))
+                return false;
+        if (i == KERNEL_ISA_AVX512_VNNI)
+                return true;
+        return i == KERNEL_ISA_AMX && __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8") &&
+               amx_permitted();
 }
 
 void kernels_init(void)
@@ -41,7 +65,7 @@ void kernels_init(void)
                 return;
         e = getenv("NPU_KERNELS");
         isa = KERNEL_ISA_SCALAR;
-        for (enum kernel_isa i = KERNEL_ISA_AVX512_VNNI; i > KERNEL_ISA_SCALAR; i--)
+        for (enum kernel_isa i = KERNEL_ISA_AMX; i > KERNEL_ISA_SCALAR; i--)
                 if (cpu_has(i)) {
                         isa = i;
                         break;
@@ -378,7 +402,7 @@ DEFINE_TILE_PAIRS(bf16)
 void matmul_float_rows(const struct npu_weight *w, const float *x, int64_t n_tok, size_t xs,
                        float *y, size_t ys, int64_t r0, int64_t r1)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI) {
+        if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI) {
                 switch (w->type) {
                 case GGML_TYPE_F32: avx512_matmul_f32(w, x, n_tok, xs, y, ys, r0, r1); return;
                 case GGML_TYPE_F16: avx512_matmul_f16(w, x, n_tok, xs, y, ys, r0, r1); return;

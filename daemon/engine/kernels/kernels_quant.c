@@ -486,7 +486,7 @@ static void matmul_interleaved_each(const struct npu_weight *w, const struct act
 static void matmul_interleaved(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok, float *y,
                                size_t ys, int64_t r0, int64_t r1)
 {
-        if (kernels_isa() == KERNEL_ISA_AVX512_VNNI) {
+        if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI) {
                 if (n_tok < TILE_MIN_TOKENS) {
                         matmul_interleaved_vnni(w, a, n_tok, y, ys, r0, r1);
                         return;
@@ -515,7 +515,7 @@ static void matmul_rows(const struct npu_weight *w, const struct act_blocks *a, 
                         int64_t r0, int64_t r1)
 {
         const enum kernel_isa isa = kernels_isa();
-        const struct quant_x86_kernels *x86 = isa >= KERNEL_ISA_AVX2 ? &quant_x86[isa] : NULL;
+        const struct quant_x86_kernels *x86 = isa >= KERNEL_ISA_AVX2 ? &quant_x86[MIN(isa, KERNEL_ISA_AVX512_VNNI)] : NULL;
 
         if (w->interleave)
                 matmul_interleaved(w, a, n_tok, y, ys, r0, r1);

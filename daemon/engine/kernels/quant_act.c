@@ -57,7 +57,7 @@ int act_blocks_alloc(struct act_blocks *a, enum act_scheme s, int32_t rows, int6
                 return 0;
         }
         /* padded so that SIMD loads past a row's end stay inside */
-        a->q = calloc(n + 64, 1);
+        a->q = calloc_lines(n + 64);
         a->s = s == ACT_SCHEME_Q8_1 ? malloc(nb * sizeof(float)) : NULL;
         a->bsums = s == ACT_SCHEME_Q8_K ? malloc((n / 16 + 1) * sizeof(int16_t)) : NULL;
         if (!a->q || (s == ACT_SCHEME_Q8_1 && !a->s) || (s == ACT_SCHEME_Q8_K && !a->bsums))

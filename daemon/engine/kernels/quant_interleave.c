@@ -80,7 +80,7 @@ bool quant_interleave_wanted(const struct npu_weight *w)
         if (e && strcmp(e, "0") == 0)
                 return false;
         return !w->interleave && quant_interleave_type(w->type) && w->rows % QI_ROWS == 0 &&
-               w->cols % (int64_t)ggml_type_block_elems(w->type) == 0 && kernels_isa() == KERNEL_ISA_AVX512_VNNI;
+               w->cols % (int64_t)ggml_type_block_elems(w->type) == 0 && kernels_isa() >= KERNEL_ISA_AVX512_VNNI;
 }
 
 static uint32_t qi_u32(const uint8_t *p)
