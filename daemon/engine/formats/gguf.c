@@ -435,17 +435,18 @@ int gguf_parse(const void *buf, size_t size, struct gguf **ret, struct npu_err *
  * pages: decoding streams every weight once per token, and 4 KiB page-cache
  * pages cost TLB misses that show in tokens/s (about 15 % on a 2 GB model).
  */
-static void *load_huge(int fd, size_t size, const struct gguf_progress *progress)
+static void *load_huge(int fd, size_t size, size_t shift, const struct gguf_progress *progress)
 {
-        void *a = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        void *a = mmap(NULL, size + shift, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+                       0);
         if (a == MAP_FAILED)
                 return NULL;
-        (void)madvise(a, size, MADV_HUGEPAGE);
+        (void)madvise(a, size + shift, MADV_HUGEPAGE);
         for (size_t off = 0; off < size;) {
                 /* 64 MiB at a time: a 7B file is told in a hundred steps */
-                ssize_t n = pread(fd, (uint8_t *)a + off, MIN(size - off, (size_t)1 << 26), (off_t)off);
+                ssize_t n = pread(fd, (uint8_t *)a + shift + off, MIN(size - off, (size_t)1 << 26), (off_t)off);
                 if (n <= 0) {
-                        munmap(a, size);
+                        munmap(a, size + shift);
                         return NULL;
                 }
                 off += (size_t)n;
@@ -453,8 +454,33 @@ static void *load_huge(int fd, size_t size, const struct gguf_progress *progress
                         progress->fn(off, size, progress->userdata);
         }
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-        (void)mprotect(a, size, PROT_READ);
+        (void)mprotect(a, size + shift, PROT_READ);
         return a;
+}
+
+/*
+ * Bytes to read the file at past a line boundary so that its tensor data
+ * starts on one: GGUF aligns tensors to 32 bytes (general.alignment), and
+ * a data section 32 bytes off a line puts every 64-byte vector or tile row
+ * of most matrices across two lines (the AMX GEMM, tinyllama's up
+ * projection, one thread: 1.9 T int8 ops/s with the weights 32 bytes off,
+ * 2.4 on lines). The header is parsed from the file's pages to learn where
+ * the data starts; on any error 0, and the real parse reports it.
+ */
+static size_t data_shift(int fd, size_t size)
+{
+        struct gguf *g;
+        size_t shift = 0;
+        void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+
+        if (m == MAP_FAILED)
+                return 0;
+        if (gguf_parse(m, size, &g, NULL) == 0) {
+                shift = (64 - g->data_offset % 64) % 64;
+                gguf_free(g);
+        }
+        munmap(m, size);
+        return shift;
 }
 
 int gguf_open_flags(const char *path, unsigned flags, struct gguf **ret, struct npu_err *err)
@@ -468,6 +494,7 @@ int gguf_open_progress(const char *path, unsigned flags, const struct gguf_progr
         _cleanup_close_ int fd = -1;
         struct stat st;
         void *map = NULL;
+        size_t shift = 0; /* the file's first byte at map + shift */
         int r;
 
         fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -481,8 +508,12 @@ int gguf_open_progress(const char *path, unsigned flags, const struct gguf_progr
                 return npu_err_set(err, -EBADMSG, "%s: truncated file (%lld bytes)", path, (long long)st.st_size);
         if (progress && progress->fn)
                 progress->fn(0, st.st_size, progress->userdata);
-        if ((flags & GGUF_OPEN_HUGEPAGES) && st.st_size >= (16 << 20))
-                map = load_huge(fd, st.st_size, progress);
+        if ((flags & GGUF_OPEN_HUGEPAGES) && st.st_size >= (16 << 20)) {
+                shift = data_shift(fd, st.st_size);
+                map = load_huge(fd, st.st_size, shift, progress);
+                if (!map)
+                        shift = 0;
+        }
         if (!map) {
                 /* private: gguf_set_writable may let the model repack tensors in place (copy-on-write) */
                 map = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -494,14 +525,14 @@ int gguf_open_progress(const char *path, unsigned flags, const struct gguf_progr
         }
 
         struct gguf *g;
-        r = gguf_parse(map, st.st_size, &g, err);
+        r = gguf_parse((uint8_t *)map + shift, st.st_size, &g, err);
         if (r < 0) {
-                munmap(map, st.st_size);
+                munmap(map, st.st_size + shift);
                 npu_err_prefix(err, path);
                 return r;
         }
         g->map = map;
-        g->map_size = st.st_size;
+        g->map_size = st.st_size + shift;
         *ret = g;
         return 0;
 }
