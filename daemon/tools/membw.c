@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "amx_tiles.h"
+#include "gemm_int8.h"
 #include "kernels.h"
 #include "membw.h"
 #include "quant.h"
@@ -365,15 +366,16 @@ struct gemm_job {
         atomic_llong next;
 };
 
-/* 64-row chunks from a shared counter, as the cpu back end hands them out */
+/* chunks from a shared counter, as the cpu back end hands them out (64 rows, or the GEMM's choice) */
 static void gemm_worker(void *arg, int ith, int nth)
 {
         struct gemm_job *j = arg;
+        const int64_t rows = gemm_i8_chunk_rows(j->w, j->a, j->n_tok, 64);
         for (;;) {
-                int64_t r0 = 64 * atomic_fetch_add(&j->next, 1);
+                int64_t r0 = rows * atomic_fetch_add(&j->next, 1);
                 if (r0 >= j->w->rows)
                         return;
-                matmul_int8_rows(j->w, j->a, j->n_tok, j->y, j->w->rows, r0, MIN(r0 + 64, j->w->rows));
+                matmul_int8_rows(j->w, j->a, j->n_tok, j->y, j->w->rows, r0, MIN(r0 + rows, j->w->rows));
         }
 }
 

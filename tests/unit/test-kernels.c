@@ -143,6 +143,8 @@ static void test_int8_matches_reference(void **state)
                  */
                 { 16, 16, 64 },  { 20, 48, 192 }, { 31, 80, 128 }, { 32, 32, 256 }, { 33, 112, 320 },
                 { 48, 70, 64 }, { 70, 144, 4096 },
+                /* AMX over slices of K (more than 1 MiB of activations), ragged token blocks */
+                { 260, 48, 8192 },
                 /* w8a16 over more than one int64 flush (1024 columns) */
                 { 3, 32, 2500 }, { 8, 48, 1029 },
         };

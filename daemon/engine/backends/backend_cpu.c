@@ -9,6 +9,7 @@
 
 #include "backend.h"
 #include "forward.h"
+#include "gemm_int8.h"
 #include "kernels.h"
 #include "npu_ref.h"
 #include "quant.h"
@@ -231,6 +232,7 @@ struct matmul_job {
         const struct npu_weight *w[3];
         float *y[3];
         int64_t first_chunk[4]; /* chunk index where weight i starts; [n_w] = total */
+        int64_t chunk_rows[3];  /* rows of weight i's chunks */
         const float *x;
         const struct act_q *aq;
         const struct act_blocks *ab[3]; /* weight i's block-quantized activations */
@@ -246,7 +248,7 @@ static void matmul_chunk(const struct matmul_job *j, int64_t c)
         while (c >= j->first_chunk[i + 1])
                 i++;
         const struct npu_weight *w = j->w[i];
-        int64_t r0 = (c - j->first_chunk[i]) * MATMUL_CHUNK_ROWS, r1 = MIN(r0 + MATMUL_CHUNK_ROWS, w->rows);
+        int64_t r0 = (c - j->first_chunk[i]) * j->chunk_rows[i], r1 = MIN(r0 + j->chunk_rows[i], w->rows);
         if (w->type == GGML_TYPE_I8)
                 matmul_int8_rows(w, j->aq, j->n_tok, j->y[i], w->rows, r0, r1);
         else if (j->ab[i])
@@ -319,7 +321,9 @@ static void cpu_matmul(struct backend *be, const float *x, int64_t n_tok, int n_
         for (int i = 0; i < n_w; i++) {
                 j.w[i] = w[i];
                 j.y[i] = y[i];
-                j.first_chunk[i + 1] = j.first_chunk[i] + DIV_ROUND_UP(w[i]->rows, MATMUL_CHUNK_ROWS);
+                j.chunk_rows[i] = w[i]->type == GGML_TYPE_I8 ? gemm_i8_chunk_rows(w[i], j.aq, n_tok, MATMUL_CHUNK_ROWS)
+                                                             : MATMUL_CHUNK_ROWS;
+                j.first_chunk[i + 1] = j.first_chunk[i] + DIV_ROUND_UP(w[i]->rows, j.chunk_rows[i]);
         }
         const int64_t chunks = j.first_chunk[n_w];
         j.n_parts = MIN(threadpool_size(c->tp), MATMUL_PARTS);

@@ -106,6 +106,14 @@ void gemm_i8(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, f
              int64_t r1);
 
 /*
+ * Rows of the chunks a caller should hand gemm_i8 for w and n_tok tokens of
+ * a, where it would otherwise take `rows` (the decode step's): larger on
+ * AMX, whose GEMM reads all the chunk's activations once per chunk, and
+ * does not keep them in L2 past it when they exceed it.
+ */
+int64_t gemm_i8_chunk_rows(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t rows);
+
+/*
  * Each instruction set's kernels, over whole panels: rows [r0, r1) with r0
  * and r1 multiples of GEMM_PANEL and r1 <= the last full panel's end.
  */
