@@ -136,25 +136,22 @@ static inline __attribute__((always_inline)) void block(const struct npu_weight 
         int32_t *Y0 = (int32_t *)(y + t0 * ys + r), *Y1 = Y0 + AMX_ROWS * ys;
         const size_t yb = ys * sizeof(float);
 
-        if (k0 == 0) {
-                _tile_zero(C00);
-                if (two_panels)
-                        _tile_zero(C01);
-                if (two_blocks) {
-                        _tile_zero(C10);
-                        if (two_panels)
-                                _tile_zero(C11);
-                }
-        } else {
-                _tile_loadd(C00, Y0, yb);
-                if (two_panels)
-                        _tile_loadd(C01, Y0 + AMX_ROWS, yb);
-                if (two_blocks) {
-                        _tile_loadd(C10, Y1, yb);
-                        if (two_panels)
-                                _tile_loadd(C11, Y1 + AMX_ROWS, yb);
-                }
-        }
+        /* op(tile, at, stride) on each live accumulator, at00 .. at11 their places in a buffer */
+#define EACH_ACC(op, at00, at01, at10, at11, stride)                                                        \
+        do {                                                                                               \
+                op(C00, at00, stride);                                                                     \
+                if (two_panels)                                                                            \
+                        op(C01, at01, stride);                                                             \
+                if (two_blocks)                                                                            \
+                        op(C10, at10, stride);                                                             \
+                if (two_blocks && two_panels)                                                              \
+                        op(C11, at11, stride);                                                             \
+        } while (0)
+#define ZERO(tile, at, stride) _tile_zero(tile)
+        if (k0 == 0)
+                EACH_ACC(ZERO, Y0, Y0 + AMX_ROWS, Y1, Y1 + AMX_ROWS, yb);
+        else
+                EACH_ACC(_tile_loadd, Y0, Y0 + AMX_ROWS, Y1, Y1 + AMX_ROWS, yb);
         for (int64_t k = k0; k < k1; k += AMX_K) {
                 for (int64_t b = 0; b < pf_step; b += 64) {
                         const char *p = (const char *)pf + ((k - k0) / AMX_K) * pf_step + b;
@@ -179,27 +176,15 @@ static inline __attribute__((always_inline)) void block(const struct npu_weight 
         }
         pending_rows(w, a, pd, 4 * AMX_ROWS, y, ys);
         if (k1 < K) {
-                _tile_stored(C00, Y0, yb);
-                if (two_panels)
-                        _tile_stored(C01, Y0 + AMX_ROWS, yb);
-                if (two_blocks) {
-                        _tile_stored(C10, Y1, yb);
-                        if (two_panels)
-                                _tile_stored(C11, Y1 + AMX_ROWS, yb);
-                }
+                EACH_ACC(_tile_stored, Y0, Y0 + AMX_ROWS, Y1, Y1 + AMX_ROWS, yb);
                 return;
         }
         *pd = (struct pending){ .n = { n0, two_panels ? n0 : 0, two_blocks ? n1 : 0, two_panels && two_blocks ? n1 : 0 },
                                 .t = { t0, t0, t0 + AMX_ROWS, t0 + AMX_ROWS },
                                 .rr = { r, r + AMX_ROWS, r, r + AMX_ROWS } };
-        _tile_stored(C00, pd->sums[0], sizeof(pd->sums[0][0]));
-        if (two_panels)
-                _tile_stored(C01, pd->sums[1], sizeof(pd->sums[0][0]));
-        if (two_blocks) {
-                _tile_stored(C10, pd->sums[2], sizeof(pd->sums[0][0]));
-                if (two_panels)
-                        _tile_stored(C11, pd->sums[3], sizeof(pd->sums[0][0]));
-        }
+        EACH_ACC(_tile_stored, pd->sums[0], pd->sums[1], pd->sums[2], pd->sums[3], sizeof(pd->sums[0][0]));
+#undef ZERO
+#undef EACH_ACC
 }
 
 void gemm_i8_w8a8_amx(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, float *y, size_t ys,
