@@ -45,10 +45,11 @@
  */
 static inline void *calloc_lines(size_t n)
 {
-        void *p = aligned_alloc(64, ALIGN_TO(n ? n : 1, 64));
+        const size_t bytes = ALIGN_TO(n ? n : 1, 64);
+        void *p = aligned_alloc(64, bytes);
 
         if (p)
-                memset(p, 0, ALIGN_TO(n ? n : 1, 64));
+                memset(p, 0, bytes);
         return p;
 }
 

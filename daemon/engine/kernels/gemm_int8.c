@@ -116,7 +116,5 @@ void gemm_i8(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, f
 
 int64_t gemm_i8_chunk_rows(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, int64_t rows)
 {
-        if (panels_kernel(a) == gemm_i8_w8a8_amx && n_tok >= 16 && n_tok * w->cols > (1 << 20))
-                return MAX(rows, (int64_t)256);
-        return rows;
+        return panels_kernel(a) == gemm_i8_w8a8_amx ? gemm_i8_amx_chunk_rows(w, n_tok, rows) : rows;
 }

@@ -122,3 +122,5 @@ typedef void gemm_i8_panels_fn(const struct npu_weight *w, const struct act_q *a
 gemm_i8_panels_fn gemm_i8_w8a8_avx2, gemm_i8_w8a16_avx2;
 gemm_i8_panels_fn gemm_i8_w8a8_vnni, gemm_i8_w8a16_vnni;
 gemm_i8_panels_fn gemm_i8_w8a8_amx;
+/* gemm_i8_chunk_rows for gemm_i8_w8a8_amx (gemm_int8_amx.c, which knows its limits) */
+int64_t gemm_i8_amx_chunk_rows(const struct npu_weight *w, int64_t n_tok, int64_t rows);

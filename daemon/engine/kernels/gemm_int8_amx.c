@@ -57,6 +57,8 @@
 #define AMX_K 64    /* a tile row's bytes */
 /* activations of a slice of K at most: they stay in L2 while every pair of panels passes */
 #define AMX_ACT_BYTES (1 << 20)
+/* rows of a chunk past AMX_ACT_BYTES of activations: a chunk reads them all once */
+#define AMX_CHUNK_ROWS 256
 
 /*
  * tile numbers (literals: the intrinsics paste them into the instruction):
@@ -187,10 +189,23 @@ static inline __attribute__((always_inline)) void block(const struct npu_weight 
 #undef EACH_ACC
 }
 
+/* Whether the tiles take w for n_tok tokens (else the VNNI kernels do). */
+static bool takes(const struct npu_weight *w, int64_t n_tok)
+{
+        return n_tok >= AMX_MIN_TOKENS && w->cols % AMX_K == 0;
+}
+
+int64_t gemm_i8_amx_chunk_rows(const struct npu_weight *w, int64_t n_tok, int64_t rows)
+{
+        if (takes(w, n_tok) && n_tok * w->cols > AMX_ACT_BYTES)
+                return MAX(rows, (int64_t)AMX_CHUNK_ROWS);
+        return rows;
+}
+
 void gemm_i8_w8a8_amx(const struct npu_weight *w, const struct act_q *a, int64_t n_tok, float *y, size_t ys,
                       int64_t r0, int64_t r1)
 {
-        if (n_tok < AMX_MIN_TOKENS || w->cols % AMX_K) {
+        if (!takes(w, n_tok)) {
                 gemm_i8_w8a8_vnni(w, a, n_tok, y, ys, r0, r1);
                 return;
         }
