@@ -268,9 +268,6 @@ VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, c
                 for (int32_t r = 0; r < np; r++) {
                         const int8_t *row = k + (size_t)(p0 + r) * stride;
                         const float *sc = ks + (size_t)(p0 + r) * sstride;
-                        /* the next row into L1 meanwhile */
-                        if (p0 + r + 1 < n)
-                                prefetch_rows_l1(row + stride, stride, 1, n_heads / group * HD);
                         for (int32_t hb = 0; hb < nhb; hb++) {
                                 const int8_t *qb = q + (size_t)hb * 16 * HD;
                                 __m512i acc[16];
@@ -279,9 +276,12 @@ VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, c
                                         const int8_t *kr = row + (size_t)(group == 1 ? hb * 16 + i : kvh[hb * 16 + i]) * HD;
                                         __m512i a = _mm512_setzero_si512();
 #pragma GCC unroll 4
-                                        for (int32_t c = 0; c < HD; c += 64)
+                                        for (int32_t c = 0; c < HD; c += 64) {
+                                                /* the same line of the next row (past the run: harmless) */
+                                                _mm_prefetch((const char *)kr + c + stride, _MM_HINT_T0);
                                                 a = _mm512_dpbusd_epi32(a, _mm512_xor_si512(_mm512_loadu_si512(kr + c), bias),
                                                                         _mm512_loadu_si512(qb + i * HD + c));
+                                        }
                                         acc[i] = a;
                                 }
                                 const __m512i d = _mm512_sub_epi32(_mm512_permutexvar_epi32(row_order, hsum16x16_epi32(acc)),
