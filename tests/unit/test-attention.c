@@ -512,10 +512,10 @@ static void flash_defined_order(struct fixture *f, struct token tk, float *out)
         const int32_t H = hp->n_heads, hd = hp->head_dim, group = H / hp->n_kv_heads, bs = kv->block_size;
         const int32_t n = tk.pos + 1;
         const float scale = 1.0f / sqrtf((float)hd);
-        float q[1024], s[CHUNK], o[256], qs[32];
+        float q[2048], s[CHUNK], o[256], qs[32];
         int32_t qsum[32];
-        int8_t qi[1024];
-        assert_true(H * hd <= 1024 && hd <= 256);
+        int8_t qi[2048];
+        assert_true(H * hd <= 2048 && hd <= 256);
         for (int32_t e = 0; e < H * hd; e++)
                 q[e] = value_at(99, tk.seq, tk.pos, e, f->q_range);
         assert_true(H <= 32);
@@ -571,15 +571,16 @@ static void flash_defined_order(struct fixture *f, struct token tk, float *out)
 
 /*
  * The flash path (positions split in chunks, the chunks spread over the
- * threads, then folded) gives every token the bits of its defined order
- * above: alone, in a batch, with 1 to 3 threads, on every kernel path and
- * KV type.
+ * threads, a round's last chunks in two halves of the heads, then folded)
+ * gives every token the bits of its defined order above: alone, in a
+ * batch, with 1 to 3 threads, on every kernel path and KV type. 32 heads:
+ * the row-ordered kernels (16 heads at a time) on whole chunks and halves.
  */
 static void test_flash_defined_order(void **state)
 {
         static const struct {
                 int32_t H, KVH, hd;
-        } shapes[] = { { 8, 2, 128 }, { 4, 4, 64 } };
+        } shapes[] = { { 8, 2, 128 }, { 4, 4, 64 }, { 32, 32, 64 } };
         const int N = ARRAY_SIZE(singles);
         for (size_t si = 0; si < ARRAY_SIZE(shapes); si++)
                 for (int type = KV_TYPE_F32; type <= KV_TYPE_Q8; type++)

@@ -498,7 +498,9 @@ struct flash_job {
         const struct attention_job *j;
         struct attn_scratch *x;
         int64_t i0, i1; /* this round's items */
-        _Alignas(64) atomic_llong next; /* the next item to claim, from i0 */
+        int64_t whole;  /* the round's first items, each a unit of work; the rest are two, a half of the heads each */
+        int32_t half;   /* heads in a half (0: no item is cut) */
+        _Alignas(64) atomic_llong next; /* the next unit to claim, from 0 */
 };
 
 /* The token whose items include item i: the last t with first[t] <= i. */
@@ -535,28 +537,29 @@ static void prefetch_rows(const struct kv_pool *kv, const struct kv_seq *seq, in
 }
 
 /*
- * KV_TYPE_Q8: chunk [p0, p1)'s pass over K (which = 0: every head's
- * scores into s) or V (their sums into o, from the weights s), a run of
- * rows at a time
+ * KV_TYPE_Q8: chunk [p0, p1)'s pass over K (which = 0: the scores of heads
+ * [h0, h0 + nh) into s) or V (their sums into o, from the weights s), a
+ * run of rows at a time; s and o start at head h0's
  */
-static void flash_pass_q8(const struct attention_job *j, int64_t t, int which, int32_t p0, int32_t p1, float *s,
-                          float *o)
+static void flash_pass_q8(const struct attention_job *j, int64_t t, int which, int32_t p0, int32_t p1, int32_t h0,
+                          int32_t nh, float *s, float *o)
 {
         const struct npu_hparams *hp = &j->c->model->hp;
         const struct kv_pool *kv = j->c->kv;
         const struct kv_seq *seq = j->b->seqs[t];
-        const int32_t H = hp->n_heads, hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
+        const int32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
         const float scale = 1.0f / sqrtf((float)hd);
 
         for (int32_t p = p0; p < p1;) {
                 const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
-                const int8_t *x = kv_at(kv, seq, j->layer, which, p);
-                const float *sc = kv_scale_at(kv, seq, j->layer, which, p);
+                const int8_t *x = (const int8_t *)kv_at(kv, seq, j->layer, which, p) + (size_t)(h0 / group) * hd;
+                const float *sc = kv_scale_at(kv, seq, j->layer, which, p) + h0 / group;
                 if (which == 0)
-                        attn_scores_rows_q8(query_q8(j, t, 0), query_scales(j, t, 0), query_sums(j, t, 0), x, sc, kv->kv_dim,
-                                            kv->n_kv_heads, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
+                        attn_scores_rows_q8(query_q8(j, t, h0), query_scales(j, t, h0), query_sums(j, t, h0), x, sc,
+                                            kv->kv_dim, kv->n_kv_heads, run, nh, group, hd, scale, s + (p - p0),
+                                            FLASH_CHUNK);
                 else
-                        attn_accum_rows_q8(o, x, sc, kv->kv_dim, kv->n_kv_heads, s + (p - p0), FLASH_CHUNK, run, H,
+                        attn_accum_rows_q8(o, x, sc, kv->kv_dim, kv->n_kv_heads, s + (p - p0), FLASH_CHUNK, run, nh,
                                            group, hd);
                 p += run;
         }
@@ -567,18 +570,18 @@ static void flash_pass_q8(const struct attention_job *j, int64_t t, int which, i
  * head's scores into s) or V (their sums into o, from the weights s), a
  * run of rows at a time, the first rows of the next run prefetched.
  */
-static void flash_pass_float(const struct attention_job *j, int64_t t, int which, int32_t p0, int32_t p1, float *s,
-                             float *o)
+static void flash_pass_float(const struct attention_job *j, int64_t t, int which, int32_t p0, int32_t p1,
+                             int32_t h0, int32_t nh, float *s, float *o)
 {
         const struct npu_hparams *hp = &j->c->model->hp;
         const struct kv_pool *kv = j->c->kv;
         const struct kv_seq *seq = j->b->seqs[t];
-        const int32_t H = hp->n_heads, hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
-        const float *q = j->q + t * hparams_q_dim(hp), scale = 1.0f / sqrtf((float)hd);
+        const int32_t hd = hp->head_dim, group = hp->n_heads / hp->n_kv_heads, bs = kv->block_size;
+        const float *q = j->q + t * hparams_q_dim(hp) + (size_t)h0 * hd, scale = 1.0f / sqrtf((float)hd);
 
         for (int32_t p = p0; p < p1;) {
                 const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
-                const void *x = kv_at(kv, seq, j->layer, which, p);
+                const void *x = (const uint8_t *)kv_at(kv, seq, j->layer, which, p) + (size_t)(h0 / group) * hd * kv->elem_bytes;
                 if (p + run < p1)
                         prefetch_rows(kv, seq, j->layer, which, p + run, p1);
                 else if (which == 0)
@@ -586,52 +589,83 @@ static void flash_pass_float(const struct attention_job *j, int64_t t, int which
                 else
                         prefetch_rows(kv, seq, j->layer, 0, p1, j->b->pos[t] + 1);
                 if (which == 0 && kv->type == KV_TYPE_F16)
-                        attn_scores_rows_f16(q, x, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
+                        attn_scores_rows_f16(q, x, kv->kv_dim, run, nh, group, hd, scale, s + (p - p0), FLASH_CHUNK);
                 else if (which == 0)
-                        attn_scores_rows_f32(q, x, kv->kv_dim, run, H, group, hd, scale, s + (p - p0), FLASH_CHUNK);
+                        attn_scores_rows_f32(q, x, kv->kv_dim, run, nh, group, hd, scale, s + (p - p0), FLASH_CHUNK);
                 else if (kv->type == KV_TYPE_F16)
-                        attn_accum_rows_f16(o, x, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, H, group, hd);
+                        attn_accum_rows_f16(o, x, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, nh, group, hd);
                 else
-                        attn_accum_rows_f32(o, x, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, H, group, hd);
+                        attn_accum_rows_f32(o, x, kv->kv_dim, s + (p - p0), FLASH_CHUNK, run, nh, group, hd);
                 p += run;
         }
 }
 
-/* Chunk k of token t, every head: part = o[n_heads][hd], m[n_heads], l[n_heads]. */
-static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, float *part, float *s)
+/*
+ * Chunk k of token t, heads [h0, h0 + nh): their rows of part =
+ * o[n_heads][hd], m[n_heads], l[n_heads]. Every head's arithmetic is its
+ * own, so a chunk computed in two halves of its heads has the same bits
+ * as computed whole.
+ */
+static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, int32_t h0, int32_t nh, float *part,
+                        float *s)
 {
         const int32_t H = j->c->model->hp.n_heads, hd = j->c->model->hp.head_dim;
         const int32_t p0 = (int32_t)k * FLASH_CHUNK, p1 = MIN(j->b->pos[t] + 1, p0 + FLASH_CHUNK);
-        void (*pass)(const struct attention_job *, int64_t, int, int32_t, int32_t, float *, float *) =
+        void (*pass)(const struct attention_job *, int64_t, int, int32_t, int32_t, int32_t, int32_t, float *, float *) =
                 j->c->kv->type == KV_TYPE_Q8 ? flash_pass_q8 : flash_pass_float;
-        float *o = part, *m = part + (size_t)H * hd, *l = m + H;
+        float *o = part + (size_t)h0 * hd, *m = part + (size_t)H * hd, *l = m + H;
 
-        pass(j, t, 0, p0, p1, s, NULL);
-        for (int32_t h = 0; h < H; h++)
-                l[h] = attn_exp_sum(s + (size_t)h * FLASH_CHUNK, p1 - p0, &m[h]);
-        memset(o, 0, sizeof(float) * H * hd);
-        pass(j, t, 1, p0, p1, s, o);
+        s += (size_t)h0 * FLASH_CHUNK;
+        pass(j, t, 0, p0, p1, h0, nh, s, NULL);
+        for (int32_t h = 0; h < nh; h++)
+                l[h0 + h] = attn_exp_sum(s + (size_t)h * FLASH_CHUNK, p1 - p0, &m[h0 + h]);
+        memset(o, 0, sizeof(float) * nh * hd);
+        pass(j, t, 1, p0, p1, h0, nh, s, o);
 }
 
 /*
- * The round's items, claimed one at a time from a counter rather than cut
- * into a range per thread, so a thread the host preempts or slows holds
- * up the round by the item it is in, as the matmuls' chunks do (attn-bench
- * -n 4000 -k q8, alternated with the ranges: faster in 7 of 10 rounds,
- * medians 37.3 against 38.2 ms). Each item's partial goes to its own slot:
- * the same bits whichever thread takes it.
+ * The round's items, claimed one unit at a time from a counter rather than
+ * cut into a range per thread, so a thread the host preempts or slows
+ * holds up the round by the unit it is in, as the matmuls' chunks do
+ * (attn-bench -n 4000 -k q8, alternated with the ranges: faster in 7 of
+ * 10 rounds, medians 37.3 against 38.2 ms). Each item's partial goes to
+ * its own slot: the same bits whichever thread takes it.
+ *
+ * The round's last items are cut in two halves of the heads (flash_units),
+ * so the threads finish the round together: whole chunks alone left one
+ * thread a chunk behind the other whenever the round had an odd number of
+ * them (attn-bench -t 2, 4001 and 3840 positions took as long as 4096).
  */
 static void flash_items_worker(void *arg, int ith, int nth)
 {
         struct flash_job *f = arg;
         const int64_t *first = f->x->first;
         const int32_t H = f->j->c->model->hp.n_heads;
+        const int64_t units = f->whole + 2 * (f->i1 - f->i0 - f->whole);
         float *s = f->x->scores + (size_t)ith * H * FLASH_CHUNK;
 
-        for (int64_t i; (i = atomic_fetch_add(&f->next, 1)) < f->i1;) {
+        for (int64_t u; (u = atomic_fetch_add(&f->next, 1)) < units;) {
+                const int64_t i = f->i0 + (u < f->whole ? u : f->whole + (u - f->whole) / 2);
+                const int32_t h0 = u < f->whole ? 0 : (int32_t)((u - f->whole) % 2) * f->half;
                 const int64_t t = token_of(first, f->j->b->n, i);
-                flash_chunk(f->j, t, i - first[t], f->x->part + (size_t)(i - f->i0) * f->x->part_stride, s);
+                flash_chunk(f->j, t, i - first[t], h0, u < f->whole ? H : f->half,
+                            f->x->part + (size_t)(i - f->i0) * f->x->part_stride, s);
         }
+}
+
+/*
+ * How the round's items are claimed: the last MIN(items, threads) of
+ * them in two halves of the heads, where the halves fall on the kv heads'
+ * groups.
+ */
+static void flash_units(struct flash_job *f, int nth)
+{
+        const struct npu_hparams *hp = &f->j->c->model->hp;
+        const int32_t group = hp->n_heads / hp->n_kv_heads;
+        const int64_t items = f->i1 - f->i0;
+
+        f->half = hp->n_heads % 2 == 0 && (hp->n_heads / 2) % group == 0 ? hp->n_heads / 2 : 0;
+        f->whole = f->half && nth > 1 ? items - MIN(items, (int64_t)nth) : items;
 }
 
 /*
@@ -693,7 +727,8 @@ static void attention_flash(const struct attention_job *j)
                                   (takes_flash(j->c, j->b->pos[t]) ? (j->b->pos[t] + FLASH_CHUNK) / FLASH_CHUNK : 0);
         for (f.i0 = 0; f.i0 < x->first[j->b->n]; f.i0 = f.i1) {
                 f.i1 = MIN(f.i0 + x->round_items, x->first[j->b->n]);
-                atomic_init(&f.next, f.i0);
+                flash_units(&f, threadpool_size(j->c->tp));
+                atomic_init(&f.next, 0);
                 threadpool_run(j->c->tp, flash_items_worker, &f);
                 threadpool_run(j->c->tp, flash_merge_worker, &f);
         }
