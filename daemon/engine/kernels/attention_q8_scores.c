@@ -307,9 +307,13 @@ VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, c
 }
 
 /*
- * Rows in address order (heads a multiple of 16, hd of 64 or 128), the
- * next row prefetched into L1 meanwhile (attn-bench -n 4000 -k q8,
- * alternated: 28.6-30.2 ms against 31.0-33.3 without): each row's dots
+ * Rows in address order (heads a multiple of 16, hd of 64 or 128), each
+ * line of the next row asked for into L1 as the same line of this row is
+ * read (attn-bench -n 4000 -k q8, alternated, on Zen 5: the whole next
+ * row at the start of each, 28.6-30.2 ms against 31.0-33.3 without; on a
+ * Sapphire Rapids class Xeon the requests spread over the row instead of
+ * in a burst: one thread, 256 MiB of rows, 13.6-14.8 GB/s against
+ * 12.7-13.5): each row's dots
  * for 16 heads at a time, their lane sums in one transposed
  * reduction, the scores of 16 rows then transposed into the heads' rows
  * of scores. The same integer dots and the same float formula as
