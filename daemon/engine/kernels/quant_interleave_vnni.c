@@ -54,6 +54,13 @@
  */
 #define QI_AHEAD_2BIT 3
 
+/* part i of n of the lines [0, lines) at pf into L1 */
+VNNI_INLINE void qi_prefetch_part(const char *pf, int lines, int i, int n)
+{
+        for (int c = i * lines / n; c < (i + 1) * lines / n; c++)
+                _mm_prefetch(pf + 64 * c, _MM_HINT_T0);
+}
+
 static int32_t qi_i32(const int8_t *p)
 {
         int32_t v;
@@ -92,7 +99,7 @@ VNNI_INLINE __m512 qi_block(const uint8_t *x, const struct qi_layout *k, const i
  * (qi_k4_scales).
  */
 VNNI_INLINE __m512 qk_block(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, float da,
-                            const int32_t *mp, __m512 acc)
+                            const int32_t *mp, __m512 acc, const char *pf, int lines)
 {
         const __m512i pair = _mm512_set1_epi32(0x003f003f);
         __m512i isum = _mm512_setzero_si512(), sc[2], m[2];
@@ -100,6 +107,7 @@ VNNI_INLINE __m512 qk_block(const uint8_t *x, const struct qi_layout *k, const i
         qi_k4_scales(x, k, &sc[0], &m[0], &sc[1], &m[1]);
         for (int ch = 0; ch < 4; ch++) {
                 __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+                qi_prefetch_part(pf, lines, ch, 4);
                 for (int n = 0; n < 8; n++) {
                         __m512i lo, hi;
                         qi_nibbles(x, k, 8 * ch + n, &lo, &hi);
@@ -131,12 +139,14 @@ VNNI_INLINE __m512 qk_block(const uint8_t *x, const struct qi_layout *k, const i
  * them; Q3_K's q are shifted down, 4 added under the hmask masks, and
  * vpmulld scales them (the scale is signed).
  */
-VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, const __m512i *sc)
+VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, const __m512i *sc,
+                             const char *pf, int lines)
 {
         __m512i isum[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
 
         for (int h = 0; h < 2; h++)
                 for (int s = 0; s < 4; s++) {
+                        qi_prefetch_part(pf, lines, 4 * h + s, 8);
                         const __m512i at = _mm512_set1_epi8((char)(3 << 2 * s));
                         __m512i sum[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
                         for (int n = 0; n < 8; n++) {
@@ -168,14 +178,14 @@ VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const 
  * low nibble of byte j, min j the high one.
  */
 VNNI_INLINE __m512 q2k_block(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, float da,
-                             const int32_t *sp, __m512 acc)
+                             const int32_t *sp, __m512 acc, const char *pf, int lines)
 {
         const __m512i pair = _mm512_set1_epi32(0x000f000f);
         __m512i v[4], M = _mm512_setzero_si512();
 
         for (int t = 0; t < 4; t++)
                 v[t] = _mm512_loadu_si512(x + k->sc + 64 * t);
-        const __m512i isum = q23_isum(x, k, qb, v);
+        const __m512i isum = q23_isum(x, k, qb, v, pf, lines);
         /* M: the mins as int16 pairs (m 4t, m 4t + 2), (m 4t + 1, m 4t + 3) */
         for (int p = 0; p < 8; p++)
                 M = _mm512_dpwssd_epi32(M, _mm512_and_si512(_mm512_srli_epi32(v[p / 2], p % 2 ? 12 : 4), pair),
@@ -201,13 +211,13 @@ VNNI_INLINE __m512 q2k_block(const uint8_t *x, const struct qi_layout *k, const 
  * shifts (loops h, n, s, eight sums), 17-27.
  */
 VNNI_INLINE __m512 q3k_block(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, float da,
-                             const int32_t *sp, __m512 acc)
+                             const int32_t *sp, __m512 acc, const char *pf, int lines)
 {
         const __m512i pair = _mm512_set1_epi32(0x003f003f), bias = _mm512_set1_epi32(0x00200020);
         __m512i v[4], off = _mm512_setzero_si512();
 
         qi_q3k_scales(x, k, v);
-        __m512i isum = q23_isum(x, k, qb, v);
+        __m512i isum = q23_isum(x, k, qb, v, pf, lines);
         /* the scales as int16 pairs (sc 4t, sc 4t + 2), (sc 4t + 1, sc 4t + 3) against the sums' */
         for (int p = 0; p < 8; p++) {
                 const __m512i sc = p % 2 ? _mm512_srli_epi32(v[p / 2], 8) : v[p / 2];
@@ -273,17 +283,18 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t nb, const stru
                         for (int64_t b = b0; b < MIN(b0 + step, nb); b++) {
                                 const uint8_t *x = g[i] + b * k->bytes;
                                 const char *p = (const char *)x + ahead * k->bytes + (b + ahead >= nb ? next : 0);
-                                for (int c = 0; c < lines; c++)
-                                        _mm_prefetch(p + 64 * c, _MM_HINT_T0);
+                                if (kind == QI_KIND_32)
+                                        for (int c = 0; c < lines; c++)
+                                                _mm_prefetch(p + 64 * c, _MM_HINT_T0);
                                 if (kind == QI_KIND_32)
                                         acc[i] = qi_block(x, k, q + 32 * b, d[b], asum ? asum[b] : 0,
                                                           s ? s[b] : 0, acc[i]);
                                 else if (k->bits == 2 && k->qh)
-                                        acc[i] = q3k_block(x, k, q + QK_K * b, d[b], mp, acc[i]);
+                                        acc[i] = q3k_block(x, k, q + QK_K * b, d[b], mp, acc[i], p, lines);
                                 else if (k->bits == 2)
-                                        acc[i] = q2k_block(x, k, q + QK_K * b, d[b], mp, acc[i]);
+                                        acc[i] = q2k_block(x, k, q + QK_K * b, d[b], mp, acc[i], p, lines);
                                 else
-                                        acc[i] = qk_block(x, k, q + QK_K * b, d[b], mp, acc[i]);
+                                        acc[i] = qk_block(x, k, q + QK_K * b, d[b], mp, acc[i], p, lines);
                         }
         }
 }
