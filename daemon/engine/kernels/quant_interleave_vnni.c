@@ -46,15 +46,29 @@
 #define QI_STEP 64   /* elements of a group (2 blocks of 32, or 1 of 256), then the next group's */
 #define QI_AHEAD 256 /* elements ahead a group is prefetched (8 blocks of 32, 1 of 256) */
 /*
- * Q2_K, Q3_K: blocks ahead. 11008x4096, 2 threads, paired with the probe,
- * two rounds: Q2_K 1 block 76-83 %, 2 93-98 %, 3 110-114 %, 4 95-97 %, 6
- * 104-106 %; Q3_K 1 69-72 %, 2 77-78 %, 3 74-89 %, 4 77-88 %, 6 69-73 %.
- * Q4_K and Q5_K at 1, 2 or 3 blocks: no difference above the noise
- * (76-99 %).
+ * Q2_K, Q3_K: blocks ahead. On Zen 5, 11008x4096, 2 threads, paired with
+ * the probe, two rounds (each block's lines asked for at once): Q2_K 1
+ * block 76-83 %, 2 93-98 %, 3 110-114 %, 4 95-97 %, 6 104-106 %; Q3_K 1
+ * 69-72 %, 2 77-78 %, 3 74-89 %, 4 77-88 %, 6 69-73 %. Q4_K and Q5_K at
+ * 1, 2 or 3 blocks: no difference above the noise (76-99 %). On a
+ * Sapphire Rapids class Xeon, the lines asked for over the block's work
+ * (qi_prefetch_part), three rounds, 11008x4096 / 5632x2048: Q3_K 1 block
+ * 70-85 / 66-80 %, 2 69-73 / 65-67 %, 3 65-68 / 63-65 %; Q2_K 1, 2 and 3
+ * alike (71-88 %); Q4_K, Q5_K 1 block 81-84 %, 2 72-78 %, 3 70-75 %.
  */
-#define QI_AHEAD_2BIT 3
+#define QI_AHEAD_Q2K 3
+#define QI_AHEAD_Q3K 2
 
-/* part i of n of the lines [0, lines) at pf into L1 */
+/*
+ * Part i of n of the lines [0, lines) at pf into L1. A K-quant group block
+ * is 16 rows' blocks of 256 (Q4_K: 36 lines); its block ahead is asked for
+ * a part with each part of its own work, not all at once before it: a
+ * burst of 36 requests fills the core's line fill buffers and the loads
+ * of the block at hand wait behind them. Sapphire Rapids class Xeon, 2
+ * threads, 11008x4096, paired with the probe, two rounds alternated: Q4_K
+ * 87-88 % against 78-79 %, Q5_K 85-88 against 69-73, Q3_K 66-67 against
+ * 58-60, Q2_K 76-77 against 69-76.
+ */
 VNNI_INLINE void qi_prefetch_part(const char *pf, int lines, int i, int n)
 {
         for (int c = i * lines / n; c < (i + 1) * lines / n; c++)
@@ -268,8 +282,8 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t nb, const stru
                          const enum qi_kind kind)
 {
         const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = MAX(1, QI_STEP / k->be);
-        /* Q2_K, Q3_K: QI_AHEAD_2BIT blocks (their more work a byte wants the data further ahead) */
-        const int ahead = k->bits == 2 ? QI_AHEAD_2BIT : QI_AHEAD / k->be;
+        /* Q2_K, Q3_K: their own distance (their more work a byte wants the data further ahead) */
+        const int ahead = k->bits != 2 ? QI_AHEAD / k->be : k->qh ? QI_AHEAD_Q3K : QI_AHEAD_Q2K;
         /* past a group's end, the same stream of the next chunk: the group QI_STREAMS on */
         const int64_t next = (QI_STREAMS - 1) * nb * (int64_t)k->bytes;
         int32_t mp[8] = { 0 };
