@@ -15,9 +15,9 @@
  * exactly, then the same float steps in the same order, a row per lane.
  *
  * Reading memory: the rows come in chunks of 64 (the cpu back end's), four
- * groups; the four are walked together, QI_STEP blocks of one then of the
- * next, each prefetched QI_AHEAD blocks ahead into L1: four streams a
- * thread, each one sequential. Zen 5 EPYC, 2 threads, 1 GB of Q5_0 at
+ * groups; the four (two on Intel's cores: qi_streams) are walked together,
+ * QI_STEP blocks of one then of the next, each prefetched QI_AHEAD blocks
+ * ahead into L1: four streams a thread, each one sequential. Zen 5 EPYC, 2 threads, 1 GB of Q5_0 at
  * 11008x4096 in a standalone copy: one group at a time 28-37 GB/s with
  * any prefetch, four 46-50, eight 39-43; 8 blocks ahead 50-55, 16 46-50,
  * 32 39-44, none 28-31 (the read bandwidth 47-58). Then in npu-kbench,
@@ -26,7 +26,7 @@
  * 70-74 / 68-84 %, 1 block 70 / 77-96 %; two groups 55-62 / 56-62 %,
  * eight 63-85 / 69-92 %; 6 or 12 blocks ahead no better than 8. The
  * last blocks of each group prefetch the start of the same stream in the
- * next chunk (the group QI_STREAMS on: a thread takes its chunks in
+ * next chunk (the group qi_streams() on: a thread takes its chunks in
  * order), where they prefetched into the next stream of this chunk, read
  * already: three rounds alternated, Q5_0 5632x2048 96-103 % against
  * 73-83 %, Q4_0 90-113 against 85-87, Q5_0 11008x4096 85-108 against
@@ -42,7 +42,7 @@
 #define VNNI_FN __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 #define VNNI_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 
-#define QI_STREAMS 4 /* groups walked together */
+#define QI_STREAMS_MAX 4 /* groups walked together, at most (qi_streams) */
 #define QI_STEP 64   /* elements of a group (2 blocks of 32, or 1 of 256), then the next group's */
 #define QI_AHEAD 256 /* elements ahead a group is prefetched (8 blocks of 32, 1 of 256) */
 /*
@@ -273,19 +273,34 @@ static inline void qk_pairs(const struct qi_layout *k, const int16_t *bs, int32_
 enum qi_kind { QI_KIND_32, QI_KIND_K };
 
 /*
- * ng (<= QI_STREAMS) groups at g[], nb blocks each, against one token's
+ * Groups walked together: four on AMD's cores, where they were measured
+ * (see the top of the file: two groups 55-62 %, four 78-94 %, with each
+ * block's lines asked for at once), two on Intel's. Sapphire Rapids class
+ * Xeon, 2 threads, 11008x4096, paired with the probe, three rounds
+ * alternated, the prefetch spread over the block's work
+ * (qi_prefetch_part): Q4_K 86-94 % against 81-84 %, Q5_K 88-89 against
+ * 83-85, Q3_K 70-71 and Q4_0 93-97 alike. The groups' sums are their own,
+ * so the count changes no result.
+ */
+static int qi_streams(void)
+{
+        return __builtin_cpu_is("intel") ? 2 : QI_STREAMS_MAX;
+}
+
+/*
+ * ng (<= ns, the groups walked together) groups at g[], nb blocks each, against one token's
  * activations: acc[i] group i's rows. kind is k's block size as a
  * constant, so each inlined copy holds only its own blocks' code.
  */
-VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t nb, const struct qi_layout *k, const int8_t *q,
+VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int ns, int64_t nb, const struct qi_layout *k, const int8_t *q,
                          const float *d, const float *s, const int32_t *asum, const int16_t *bsums, __m512 *acc,
                          const enum qi_kind kind)
 {
         const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = MAX(1, QI_STEP / k->be);
         /* Q2_K, Q3_K: their own distance (their more work a byte wants the data further ahead) */
         const int ahead = k->bits != 2 ? QI_AHEAD / k->be : k->qh ? QI_AHEAD_Q3K : QI_AHEAD_Q2K;
-        /* past a group's end, the same stream of the next chunk: the group QI_STREAMS on */
-        const int64_t next = (QI_STREAMS - 1) * nb * (int64_t)k->bytes;
+        /* past a group's end, the same stream of the next step: the group ns on */
+        const int64_t next = (ns - 1) * nb * (int64_t)k->bytes;
         int32_t mp[8] = { 0 };
 
         for (int i = 0; i < ng; i++)
@@ -321,22 +336,23 @@ VNNI_FN void matmul_interleaved_vnni(const struct npu_weight *w, const struct ac
                 return;
         const int64_t K = w->cols, nb = K / k.be, group_bytes = QI_ROWS * (int64_t)w->row_bytes;
         const int8_t *q = a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q;
+        const int ns = qi_streams();
 
-        for (int64_t g0 = r0 / QI_ROWS; g0 * QI_ROWS < r1; g0 += QI_STREAMS) {
-                const int ng = (int)MIN(QI_STREAMS, DIV_ROUND_UP(r1, QI_ROWS) - g0);
-                const uint8_t *g[QI_STREAMS];
+        for (int64_t g0 = r0 / QI_ROWS; g0 * QI_ROWS < r1; g0 += ns) {
+                const int ng = (int)MIN(ns, DIV_ROUND_UP(r1, QI_ROWS) - g0);
+                const uint8_t *g[QI_STREAMS_MAX];
                 for (int i = 0; i < ng; i++)
                         g[i] = (const uint8_t *)w->data + (g0 + i) * group_bytes;
                 for (int64_t t = 0; t < n_tok; t++) {
-                        __m512 acc[QI_STREAMS];
-                        float out[QI_STREAMS][QI_ROWS];
+                        __m512 acc[QI_STREAMS_MAX];
+                        float out[QI_STREAMS_MAX][QI_ROWS];
                         const float *s = a->s ? a->s + t * nb : NULL;
                         const int32_t *asum = a->asum ? a->asum + t * nb : NULL;
                         const int16_t *bs = a->bsums ? a->bsums + t * (K / 16) : NULL;
                         if (k.be == QK_K)
-                                qi_walk(g, ng, nb, &k, q + t * K, a->d + t * nb, s, asum, bs, acc, QI_KIND_K);
+                                qi_walk(g, ng, ns, nb, &k, q + t * K, a->d + t * nb, s, asum, bs, acc, QI_KIND_K);
                         else
-                                qi_walk(g, ng, nb, &k, q + t * K, a->d + t * nb, s, asum, bs, acc, QI_KIND_32);
+                                qi_walk(g, ng, ns, nb, &k, q + t * K, a->d + t * nb, s, asum, bs, acc, QI_KIND_32);
                         for (int i = 0; i < ng; i++) {
                                 _mm512_storeu_ps(out[i], acc[i]);
                                 for (int r = 0; r < QI_ROWS; r++) {
