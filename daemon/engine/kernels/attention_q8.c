@@ -409,7 +409,8 @@ AVX512 static void accum_rows_q8_avx512_ordered(float *out, const int8_t *v, con
                                 a[r] = w[h * ld + p0 + r] * vs[(size_t)(p0 + r) * sstride + h];
                         if (h == n_heads - R_NEXT_HEADS)
                                 for (int32_t r = 0; r < R_ORDERED; r++)
-                                        _mm_prefetch((const char *)(v + (size_t)(p0 + R_ORDERED + r) * stride), _MM_HINT_T0);
+                                        _mm_prefetch((const char *)(v + (size_t)(p0 + R_ORDERED + r) * stride),
+                                                     _MM_HINT_T0);
                         accum_head_q8_512(out + (size_t)h * hd, v + (size_t)p0 * stride + (size_t)h * hd, stride, a,
                                           np, hd);
                 }

@@ -17,8 +17,8 @@
  * Reading memory: the rows come in chunks of 64 (the cpu back end's), four
  * groups; the four (two on Intel's cores: qi_streams) are walked together,
  * QI_STEP blocks of one then of the next, each prefetched QI_AHEAD blocks
- * ahead into L1: four streams a thread, each one sequential. Zen 5 EPYC, 2 threads, 1 GB of Q5_0 at
- * 11008x4096 in a standalone copy: one group at a time 28-37 GB/s with
+ * ahead into L1: four (or two) streams a thread, each one sequential. Zen
+ * 5 EPYC, 2 threads, 1 GB of Q5_0 at 11008x4096 in a standalone copy: one group at a time 28-37 GB/s with
  * any prefetch, four 46-50, eight 39-43; 8 blocks ahead 50-55, 16 46-50,
  * 32 39-44, none 28-31 (the read bandwidth 47-58). Then in npu-kbench,
  * paired with the probe, three rounds alternated (5632x2048 / 11008x4096):
@@ -288,12 +288,12 @@ static int qi_streams(void)
 }
 
 /*
- * ng (<= ns, the groups walked together) groups at g[], nb blocks each, against one token's
- * activations: acc[i] group i's rows. kind is k's block size as a
+ * ng (<= ns, the groups walked together) groups at g[], nb blocks each,
+ * against one token's activations: acc[i] group i's rows. kind is k's block size as a
  * constant, so each inlined copy holds only its own blocks' code.
  */
-VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int ns, int64_t nb, const struct qi_layout *k, const int8_t *q,
-                         const float *d, const float *s, const int32_t *asum, const int16_t *bsums, __m512 *acc,
+VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int ns, int64_t nb, const struct qi_layout *k,
+                         const int8_t *q, const float *d, const float *s, const int32_t *asum, const int16_t *bsums, __m512 *acc,
                          const enum qi_kind kind)
 {
         const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = MAX(1, QI_STEP / k->be);
@@ -312,13 +312,12 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int ns, int64_t nb, co
                         for (int64_t b = b0; b < MIN(b0 + step, nb); b++) {
                                 const uint8_t *x = g[i] + b * k->bytes;
                                 const char *p = (const char *)x + ahead * k->bytes + (b + ahead >= nb ? next : 0);
-                                if (kind == QI_KIND_32)
-                                        for (int c = 0; c < lines; c++)
-                                                _mm_prefetch(p + 64 * c, _MM_HINT_T0);
-                                if (kind == QI_KIND_32)
+                                if (kind == QI_KIND_32) {
+                                        /* a small block: its block ahead at once */
+                                        qi_prefetch_part(p, lines, 0, 1);
                                         acc[i] = qi_block(x, k, q + 32 * b, d[b], asum ? asum[b] : 0,
                                                           s ? s[b] : 0, acc[i]);
-                                else if (k->bits == 2 && k->qh)
+                                } else if (k->bits == 2 && k->qh)
                                         acc[i] = q3k_block(x, k, q + QK_K * b, d[b], mp, acc[i], p, lines);
                                 else if (k->bits == 2)
                                         acc[i] = q2k_block(x, k, q + QK_K * b, d[b], mp, acc[i], p, lines);

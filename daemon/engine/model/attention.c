@@ -581,7 +581,8 @@ static void flash_pass_float(const struct attention_job *j, int64_t t, int which
 
         for (int32_t p = p0; p < p1;) {
                 const int32_t run = MIN(p1, (p / bs + 1) * bs) - p;
-                const void *x = (const uint8_t *)kv_at(kv, seq, j->layer, which, p) + (size_t)(h0 / group) * hd * kv->elem_bytes;
+                const void *x = (const uint8_t *)kv_at(kv, seq, j->layer, which, p) +
+                                (size_t)(h0 / group) * hd * kv->elem_bytes;
                 if (p + run < p1)
                         prefetch_rows(kv, seq, j->layer, which, p + run, p1);
                 else if (which == 0)
@@ -636,6 +637,17 @@ static void flash_chunk(const struct attention_job *j, int64_t t, int64_t k, int
  * thread a chunk behind the other whenever the round had an odd number of
  * them (attn-bench -t 2, 4001 and 3840 positions took as long as 4096).
  */
+/* Unit u of the round: its item, and the heads [*h0, *h0 + *nh) of it that it computes. */
+static int64_t flash_unit(const struct flash_job *f, int64_t u, int32_t H, int32_t *h0, int32_t *nh)
+{
+        if (u < f->whole) {
+                *h0 = 0, *nh = H;
+                return f->i0 + u;
+        }
+        *h0 = (int32_t)((u - f->whole) % 2) * f->half, *nh = f->half;
+        return f->i0 + f->whole + (u - f->whole) / 2;
+}
+
 static void flash_items_worker(void *arg, int ith, int nth)
 {
         struct flash_job *f = arg;
@@ -645,11 +657,9 @@ static void flash_items_worker(void *arg, int ith, int nth)
         float *s = f->x->scores + (size_t)ith * H * FLASH_CHUNK;
 
         for (int64_t u; (u = atomic_fetch_add(&f->next, 1)) < units;) {
-                const int64_t i = f->i0 + (u < f->whole ? u : f->whole + (u - f->whole) / 2);
-                const int32_t h0 = u < f->whole ? 0 : (int32_t)((u - f->whole) % 2) * f->half;
-                const int64_t t = token_of(first, f->j->b->n, i);
-                flash_chunk(f->j, t, i - first[t], h0, u < f->whole ? H : f->half,
-                            f->x->part + (size_t)(i - f->i0) * f->x->part_stride, s);
+                int32_t h0, nh;
+                const int64_t i = flash_unit(f, u, H, &h0, &nh), t = token_of(first, f->j->b->n, i);
+                flash_chunk(f->j, t, i - first[t], h0, nh, f->x->part + (size_t)(i - f->i0) * f->x->part_stride, s);
         }
 }
 
