@@ -144,45 +144,77 @@ VNNI_INLINE __m512 qk_block(const uint8_t *x, const struct qi_layout *k, const i
 }
 
 /*
- * Q2_K, Q3_K: the products of one group block at x with the activations
- * qb, each 16-element sub-block j's sum times its scale (Q2_K: the low
- * nibble of byte j of sc's lanes; Q3_K: byte j of qi_q3k_scales', less
- * 32), summed. Q2_K's q stay where they are in their bytes (q 4^s under
- * the mask 3 << 2 s, at most 192: still u8), the sums shifted back after,
- * and as they fit int16 (16 x 3 x 128) vpdpwssd against (scale, 0) scales
- * them; Q3_K's q are shifted down, 4 added under the hmask masks, and
- * vpmulld scales them (the scale is signed).
+ * Q3_K: bits 2 s, 2 s + 1 of vector v of a group block, plus 4 under its
+ * hmask mask, as 4^s (q + 4 h) in their bytes for s < 3 (at most 7 x 16:
+ * still u8), without a shift: (z & 3 << 2 s) | (4 << 2 s under the mask)
+ * is one vpternlogd. s 3 is shifted down (qi_crumbs).
  */
-VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, const __m512i *sc,
+VNNI_INLINE __m512i q3k_crumbs_in_place(const uint8_t *x, const struct qi_layout *k, int v, int s)
+{
+        uint64_t m;
+
+        if (s == 3)
+                return qi_crumbs(x, k, v, s);
+        memcpy(&m, x + k->qh + 8 * (4 * v + s), 8);
+        return _mm512_ternarylogic_epi32(_mm512_loadu_si512(x + 64 * v), _mm512_set1_epi8((char)(3 << 2 * s)),
+                                         _mm512_maskz_mov_epi8(_cvtu64_mask64(m), _mm512_set1_epi8((char)(4 << 2 * s))),
+                                         0xea);
+}
+
+/*
+ * Q2_K, Q3_K: the products of one group block at x with the activations
+ * qb, each sub-block's sum times its scale. The q stay where they are in
+ * their bytes as 4^s q (Q2_K: under the mask 3 << 2 s, at most 192; Q3_K
+ * for s < 3: q3k_crumbs_in_place, its s 3 shifted down), and the sums
+ * are shifted back. Q3_K's sums are of q + 4 h (the offset 4 comes out
+ * after, through the activations' sums). The sums of s and s + 1 (sub-
+ * blocks j and j + 2) fit int16 (16 x 7 x 128), so they are packed as a
+ * pair and one vpdpwssd against the scales' pair scp[p] (q2k_block,
+ * q3k_block) scales both. Where Q3_K took a vpmulld (two uops) a sum and
+ * a shift a vector of q: one thread from L2 (npu-kbench --type q3_k
+ * --rows 256 --cols 4096 --threads 1 --bytes 1) 26.5 GB/s against 22.
+ */
+VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, const __m512i *scp,
                              const char *pf, int lines)
 {
-        __m512i isum[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
+        const __m512i low16 = _mm512_set1_epi32(0xffff);
+        __m512i isum = _mm512_setzero_si512();
 
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++)
-                for (int s = 0; s < 4; s++) {
-                        qi_prefetch_part(pf, lines, 4 * h + s, 8);
-                        const __m512i at = _mm512_set1_epi8((char)(3 << 2 * s));
-                        __m512i sum[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
-                        for (int n = 0; n < 8; n++) {
-                                const int v = 8 * h + n;
-                                const __m512i u = k->qh ? qi_crumbs(x, k, v, s)
-                                                        : _mm512_and_si512(_mm512_loadu_si512(x + 64 * v), at);
-                                sum[n / 4] = _mm512_dpbusd_epi32(sum[n / 4], u,
-                                                                 _mm512_set1_epi32(qi_i32(qb + 128 * h + 32 * s + 4 * n)));
-                        }
-                        /* sub-blocks 8 h + 2 s and the next */
-                        for (int i = 0; i < 2; i++) {
-                                const int j = 8 * h + 2 * s + i;
-                                if (k->qh) {
-                                        isum[i] = _mm512_add_epi32(isum[i],
-                                                                   _mm512_mullo_epi32(sum[i], qi_q3k_scale(sc, j)));
-                                } else {
-                                        isum[i] = _mm512_dpwssd_epi32(isum[i], _mm512_srai_epi32(sum[i], 2 * (unsigned)s),
-                                                                      qi_lane_byte(sc, j, 15));
+#pragma GCC unroll 2
+                for (int s2 = 0; s2 < 4; s2 += 2) {
+                        __m512i sum[2][2];
+#pragma GCC unroll 2
+                        for (int e = 0; e < 2; e++) {
+                                const int s = s2 + e, shift = k->qh && s == 3 ? 0 : 2 * s;
+                                const __m512i at = _mm512_set1_epi8((char)(3 << 2 * s));
+                                __m512i part[4] = { _mm512_setzero_si512(), _mm512_setzero_si512(),
+                                                    _mm512_setzero_si512(), _mm512_setzero_si512() };
+                                qi_prefetch_part(pf, lines, 4 * h + s, 8);
+#pragma GCC unroll 8
+                                for (int n = 0; n < 8; n++) {
+                                        const int v = 8 * h + n;
+                                        const __m512i u = k->qh ? q3k_crumbs_in_place(x, k, v, s)
+                                                                : _mm512_and_si512(_mm512_loadu_si512(x + 64 * v), at);
+                                        part[n / 2] = _mm512_dpbusd_epi32(part[n / 2], u,
+                                                                          _mm512_set1_epi32(qi_i32(qb + 128 * h + 32 * s + 4 * n)));
+                                }
+                                /* sub-blocks 8 h + 2 s and the next */
+                                for (int i = 0; i < 2; i++) {
+                                        sum[e][i] = _mm512_add_epi32(part[2 * i], part[2 * i + 1]);
+                                        if (shift)
+                                                sum[e][i] = _mm512_srai_epi32(sum[e][i], (unsigned)shift);
                                 }
                         }
+                        /* 0xe4: the third operand's bits pick the first's, the others the second's */
+                        for (int i = 0; i < 2; i++)
+                                isum = _mm512_dpwssd_epi32(isum,
+                                                           _mm512_ternarylogic_epi32(sum[0][i], _mm512_slli_epi32(sum[1][i], 16),
+                                                                                     low16, 0xe4),
+                                                           scp[2 * (2 * h + s2 / 2) + i]);
                 }
-        return _mm512_add_epi32(isum[0], isum[1]);
+        return isum;
 }
 
 /*
@@ -195,15 +227,17 @@ VNNI_INLINE __m512 q2k_block(const uint8_t *x, const struct qi_layout *k, const 
                              const int32_t *sp, __m512 acc, const char *pf, int lines)
 {
         const __m512i pair = _mm512_set1_epi32(0x000f000f);
-        __m512i v[4], M = _mm512_setzero_si512();
+        __m512i v[4], scp[8], M = _mm512_setzero_si512();
 
         for (int t = 0; t < 4; t++)
                 v[t] = _mm512_loadu_si512(x + k->sc + 64 * t);
-        const __m512i isum = q23_isum(x, k, qb, v, pf, lines);
-        /* M: the mins as int16 pairs (m 4t, m 4t + 2), (m 4t + 1, m 4t + 3) */
-        for (int p = 0; p < 8; p++)
+        /* the scales and the mins as int16 pairs (4t, 4t + 2), (4t + 1, 4t + 3) */
+        for (int p = 0; p < 8; p++) {
+                scp[p] = _mm512_and_si512(p % 2 ? _mm512_srli_epi32(v[p / 2], 8) : v[p / 2], pair);
                 M = _mm512_dpwssd_epi32(M, _mm512_and_si512(_mm512_srli_epi32(v[p / 2], p % 2 ? 12 : 4), pair),
                                         _mm512_set1_epi32(sp[p]));
+        }
+        const __m512i isum = q23_isum(x, k, qb, scp, pf, lines);
         const __m512 vda = _mm512_set1_ps(da);
         acc = _mm512_fmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->d), vda), _mm512_cvtepi32_ps(isum), acc);
         return _mm512_fnmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->m), vda), _mm512_cvtepi32_ps(M), acc);
@@ -213,32 +247,23 @@ VNNI_INLINE __m512 q2k_block(const uint8_t *x, const struct qi_layout *k, const 
  * Q3_K: one group block at x against the activations qb (scale da; sp as
  * q2k_block's): acc's lanes are the rows'. The offset 4 of q comes out
  * through the activations' sums: isum = sum(sc q a) - 4 sum(sc bsum).
- * Where its time goes (npu-kbench --type q3_k --rows 256 --cols 4096
- * --threads 1 --bytes 600000, from L2, 3 rounds alternated, 33.6-34.7
- * GB/s with the hmask's 4s added by a merge-masked vpaddb, before
- * qi_crumbs' vpternlogd): without those adds 38.9-40.8, without the
- * scales' vpmulld 37.1-37.7, without the offset's loop 36.1-38.5 (each a
- * wrong result, for timing only); so no one part holds it. Tried and
- * slower: the q of s < 3 left in place as Q2_K's (4 << 2 s added, the
- * sums shifted back) with vpdpwssd for the scales, 25.7-28.6; vpdpwssd
- * for the scales alone, 31.7-32.7; each vector loaded once for its four
- * shifts (loops h, n, s, eight sums), 17-27.
+ * The scales, less their 32, as int16 pairs scp[p]: (sc 4t, sc 4t + 2)
+ * for p = 2 t, (sc 4t + 1, sc 4t + 3) for p = 2 t + 1; the same pairs
+ * meet the sums of the activations (sp) and of the products (q3k_isum).
  */
 VNNI_INLINE __m512 q3k_block(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, float da,
                              const int32_t *sp, __m512 acc, const char *pf, int lines)
 {
         const __m512i pair = _mm512_set1_epi32(0x003f003f), bias = _mm512_set1_epi32(0x00200020);
-        __m512i v[4], off = _mm512_setzero_si512();
+        __m512i v[4], scp[8], off = _mm512_setzero_si512();
 
         qi_q3k_scales(x, k, v);
-        __m512i isum = q23_isum(x, k, qb, v, pf, lines);
-        /* the scales as int16 pairs (sc 4t, sc 4t + 2), (sc 4t + 1, sc 4t + 3) against the sums' */
         for (int p = 0; p < 8; p++) {
                 const __m512i sc = p % 2 ? _mm512_srli_epi32(v[p / 2], 8) : v[p / 2];
-                off = _mm512_dpwssd_epi32(off, _mm512_sub_epi16(_mm512_and_si512(sc, pair), bias),
-                                          _mm512_set1_epi32(sp[p]));
+                scp[p] = _mm512_sub_epi16(_mm512_and_si512(sc, pair), bias);
+                off = _mm512_dpwssd_epi32(off, scp[p], _mm512_set1_epi32(sp[p]));
         }
-        isum = _mm512_sub_epi32(isum, _mm512_slli_epi32(off, 2));
+        const __m512i isum = _mm512_sub_epi32(q23_isum(x, k, qb, scp, pf, lines), _mm512_slli_epi32(off, 2));
         return _mm512_fmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->d), _mm512_set1_ps(da)), _mm512_cvtepi32_ps(isum), acc);
 }
 
@@ -292,10 +317,13 @@ static int qi_streams(void)
  * against one token's activations: acc[i] group i's rows. kind is k's block size as a
  * constant, so each inlined copy holds only its own blocks' code.
  */
-VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int ns, int64_t nb, const struct qi_layout *k,
-                         const int8_t *q, const float *d, const float *s, const int32_t *asum, const int16_t *bsums, __m512 *acc,
-                         const enum qi_kind kind)
+VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int ns, int64_t nb, const enum ggml_type type,
+                         const int8_t *q, const float *d, const float *s, const int32_t *asum, const int16_t *bsums, __m512 *acc)
 {
+        struct qi_layout kl;
+        qi_layout_of(type, &kl);
+        const struct qi_layout *k = &kl;
+        const enum qi_kind kind = kl.be == QK_K ? QI_KIND_K : QI_KIND_32;
         const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = MAX(1, QI_STEP / k->be);
         /* Q2_K, Q3_K: their own distance (their more work a byte wants the data further ahead) */
         const int ahead = k->bits != 2 ? QI_AHEAD / k->be : k->qh ? QI_AHEAD_Q3K : QI_AHEAD_Q2K;
@@ -327,6 +355,30 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int ns, int64_t nb, co
         }
 }
 
+/* qi_walk with w's type as a constant: each copy's layout folds into its code. */
+static VNNI_FN void qi_walk_type(enum ggml_type type, const uint8_t *const *g, int ng, int ns, int64_t nb,
+                                 const int8_t *q, const float *d, const float *s, const int32_t *asum,
+                                 const int16_t *bsums, __m512 *acc)
+{
+        switch (type) {
+#define QI_WALK_CASE(t) \
+        case t: \
+                qi_walk(g, ng, ns, nb, t, q, d, s, asum, bsums, acc); \
+                break
+                QI_WALK_CASE(GGML_TYPE_Q4_0);
+                QI_WALK_CASE(GGML_TYPE_Q4_1);
+                QI_WALK_CASE(GGML_TYPE_Q5_0);
+                QI_WALK_CASE(GGML_TYPE_Q5_1);
+                QI_WALK_CASE(GGML_TYPE_Q2_K);
+                QI_WALK_CASE(GGML_TYPE_Q3_K);
+                QI_WALK_CASE(GGML_TYPE_Q4_K);
+                QI_WALK_CASE(GGML_TYPE_Q5_K);
+#undef QI_WALK_CASE
+        default:
+                break;
+        }
+}
+
 VNNI_FN void matmul_interleaved_vnni(const struct npu_weight *w, const struct act_blocks *a, int64_t n_tok,
                                      float *y, size_t ys, int64_t r0, int64_t r1)
 {
@@ -348,10 +400,7 @@ VNNI_FN void matmul_interleaved_vnni(const struct npu_weight *w, const struct ac
                         const float *s = a->s ? a->s + t * nb : NULL;
                         const int32_t *asum = a->asum ? a->asum + t * nb : NULL;
                         const int16_t *bs = a->bsums ? a->bsums + t * (K / 16) : NULL;
-                        if (k.be == QK_K)
-                                qi_walk(g, ng, ns, nb, &k, q + t * K, a->d + t * nb, s, asum, bs, acc, QI_KIND_K);
-                        else
-                                qi_walk(g, ng, ns, nb, &k, q + t * K, a->d + t * nb, s, asum, bs, acc, QI_KIND_32);
+                        qi_walk_type(w->type, g, ng, ns, nb, q + t * K, a->d + t * nb, s, asum, bs, acc);
                         for (int i = 0; i < ng; i++) {
                                 _mm512_storeu_ps(out[i], acc[i]);
                                 for (int r = 0; r < QI_ROWS; r++) {
