@@ -55,6 +55,9 @@
  * (qi_prefetch_part), three rounds, 11008x4096 / 5632x2048: Q3_K 1 block
  * 70-85 / 66-80 %, 2 69-73 / 65-67 %, 3 65-68 / 63-65 %; Q2_K 1, 2 and 3
  * alike (71-88 %); Q4_K, Q5_K 1 block 81-84 %, 2 72-78 %, 3 70-75 %.
+ * With the faster blocks of q23_isum, three rounds alternated at
+ * 11008x4096: 1 block Q2_K 82-84 %, Q3_K 85-87 %; 2 blocks 78-80 % both;
+ * 3 and 4 lower still. So Intel's cores take 1 block, AMD's these.
  */
 #define QI_AHEAD_Q2K 3
 #define QI_AHEAD_Q3K 2
@@ -67,12 +70,24 @@
  * of the block at hand wait behind them. Sapphire Rapids class Xeon, 2
  * threads, 11008x4096, paired with the probe, two rounds alternated: Q4_K
  * 87-88 % against 78-79 %, Q5_K 85-88 against 69-73, Q3_K 66-67 against
- * 58-60, Q2_K 76-77 against 69-76.
+ * 58-60, Q2_K 76-77 against 69-76. The prefetch is an asm statement
+ * that the compiler keeps in its place among the loads: _mm_prefetch's
+ * parts, once the block's loops were unrolled, were all scheduled at the
+ * block's start, a burst again (Q2_K 83-84 % and Q3_K 82-86 % against
+ * 76-88 % and 88-91 %, three rounds alternated at 11008x4096).
  */
 VNNI_INLINE void qi_prefetch_part(const char *pf, int lines, int i, int n)
 {
         for (int c = i * lines / n; c < (i + 1) * lines / n; c++)
-                _mm_prefetch(pf + 64 * c, _MM_HINT_T0);
+                __asm__ volatile("prefetcht0 %0" : : "m"(pf[64 * c]) : "memory");
+}
+
+/* Q2_K, Q3_K: blocks ahead of the one at hand their prefetch is (see QI_AHEAD_Q2K). */
+static int qi_ahead_q23(const struct qi_layout *k)
+{
+        if (__builtin_cpu_is("intel"))
+                return 1;
+        return k->qh ? QI_AHEAD_Q3K : QI_AHEAD_Q2K;
 }
 
 static int32_t qi_i32(const int8_t *p)
@@ -197,21 +212,24 @@ VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const 
                                         const int v = 8 * h + n;
                                         const __m512i u = k->qh ? q3k_crumbs_in_place(x, k, v, s)
                                                                 : _mm512_and_si512(_mm512_loadu_si512(x + 64 * v), at);
-                                        part[n / 2] = _mm512_dpbusd_epi32(part[n / 2], u,
+                                        part[n / 4] = _mm512_dpbusd_epi32(part[n / 4], u,
                                                                           _mm512_set1_epi32(qi_i32(qb + 128 * h + 32 * s + 4 * n)));
                                 }
-                                /* sub-blocks 8 h + 2 s and the next */
+                                /*
+                                 * sub-blocks 8 h + 2 s and the next, 4^shift times: s2's
+                                 * shifted down into the low halves, s2 + 1's into the high
+                                 */
                                 for (int i = 0; i < 2; i++) {
-                                        sum[e][i] = _mm512_add_epi32(part[2 * i], part[2 * i + 1]);
-                                        if (shift)
+                                        sum[e][i] = part[i];
+                                        if (e == 0 && shift)
                                                 sum[e][i] = _mm512_srai_epi32(sum[e][i], (unsigned)shift);
+                                        else if (e == 1)
+                                                sum[e][i] = _mm512_slli_epi32(sum[e][i], 16 - (unsigned)shift);
                                 }
                         }
                         /* 0xe4: the third operand's bits pick the first's, the others the second's */
                         for (int i = 0; i < 2; i++)
-                                isum = _mm512_dpwssd_epi32(isum,
-                                                           _mm512_ternarylogic_epi32(sum[0][i], _mm512_slli_epi32(sum[1][i], 16),
-                                                                                     low16, 0xe4),
+                                isum = _mm512_dpwssd_epi32(isum, _mm512_ternarylogic_epi32(sum[0][i], sum[1][i], low16, 0xe4),
                                                            scp[2 * (2 * h + s2 / 2) + i]);
                 }
         return isum;
@@ -326,7 +344,7 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int ns, int64_t nb, co
         const enum qi_kind kind = kl.be == QK_K ? QI_KIND_K : QI_KIND_32;
         const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = MAX(1, QI_STEP / k->be);
         /* Q2_K, Q3_K: their own distance (their more work a byte wants the data further ahead) */
-        const int ahead = k->bits != 2 ? QI_AHEAD / k->be : k->qh ? QI_AHEAD_Q3K : QI_AHEAD_Q2K;
+        const int ahead = k->bits != 2 ? QI_AHEAD / k->be : qi_ahead_q23(k);
         /* past a group's end, the same stream of the next step: the group ns on */
         const int64_t next = (ns - 1) * nb * (int64_t)k->bytes;
         int32_t mp[8] = { 0 };
