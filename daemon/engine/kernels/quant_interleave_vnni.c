@@ -312,8 +312,6 @@ static inline void qk_pairs(const struct qi_layout *k, const int16_t *bs, int32_
         }
 }
 
-enum qi_kind { QI_KIND_32, QI_KIND_K };
-
 /*
  * Groups walked together: four on AMD's cores, where they were measured
  * (see the top of the file: two groups 55-62 %, four 78-94 %, with each
@@ -331,8 +329,9 @@ static int qi_streams(void)
 
 /*
  * ng (<= ns, the groups walked together) groups at g[], nb blocks each,
- * against one token's activations: acc[i] group i's rows. kind is k's block size as a
- * constant, so each inlined copy holds only its own blocks' code.
+ * against one token's activations: acc[i] group i's rows. type is a
+ * constant (qi_walk_type), so each inlined copy holds only its own
+ * blocks' code, with the layout folded in.
  */
 VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int ns, int64_t nb, const enum ggml_type type,
                          const int8_t *q, const float *d, const float *s, const int32_t *asum, const int16_t *bsums, __m512 *acc)
@@ -340,7 +339,6 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int ns, int64_t nb, co
         struct qi_layout kl;
         qi_layout_of(type, &kl);
         const struct qi_layout *k = &kl;
-        const enum qi_kind kind = kl.be == QK_K ? QI_KIND_K : QI_KIND_32;
         const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = MAX(1, QI_STEP / k->be);
         /* Q2_K, Q3_K: their own distance (their more work a byte wants the data further ahead) */
         const int ahead = k->bits != 2 ? QI_AHEAD / k->be : qi_ahead_q23(k);
@@ -351,13 +349,13 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int ns, int64_t nb, co
         for (int i = 0; i < ng; i++)
                 acc[i] = _mm512_setzero_ps();
         for (int64_t b0 = 0; b0 < nb; b0 += step) {
-                if (kind != QI_KIND_32)
+                if (k->be == QK_K)
                         qk_pairs(k, bsums + 16 * b0, mp);
                 for (int i = 0; i < ng; i++)
                         for (int64_t b = b0; b < MIN(b0 + step, nb); b++) {
                                 const uint8_t *x = g[i] + b * k->bytes;
                                 const char *p = (const char *)x + ahead * k->bytes + (b + ahead >= nb ? next : 0);
-                                if (kind == QI_KIND_32) {
+                                if (k->be != QK_K) {
                                         /* a small block: its block ahead at once */
                                         qi_prefetch_part(p, lines, 0, 1);
                                         acc[i] = qi_block(x, k, q + 32 * b, d[b], asum ? asum[b] : 0,
