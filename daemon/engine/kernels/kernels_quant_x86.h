@@ -40,13 +40,27 @@
  * Q5_1 70-73 against 64-66 %, Q4_1 63-75 against 60-75 % (even; with the
  * two-block steps the streams lost, 52-57 against 75-76 %). (npu-kbench,
  * paired, alternated, Zen 5.)
+ *
+ * On Intel's cores the streams win at K = 2048 too, for the two types
+ * that take these kernels on AVX-512 VNNI (the others are interleaved,
+ * quant_interleave.h): Sapphire Rapids class Xeon, 2 threads, paired,
+ * alternated, two rounds: Q6_K 32000x2048 73-79 % against 58 %, Q8_0
+ * 5632x2048 92-96 % against 64 %; TinyLlama-shaped files, npu-bench
+ * decode, three rounds (Q4_K_M) and two (Q8_0): the Q6_K output head
+ * 2.53-2.57 -> 1.87-1.89 ms a step, the Q4_K_M step 25.8-26.9 -> 27.4-28.0
+ * GB/s; the Q8_0 step 24.4-25.0 -> 32.0 GB/s (every matrix of it but the
+ * 5632-column ones gains a quarter).
  */
+SIMD_INLINE bool SIMD(short_rows_in_streams)(enum ggml_type type)
+{
+        return (type == GGML_TYPE_Q6_K || type == GGML_TYPE_Q8_0) && __builtin_cpu_is("intel");
+}
 #define STREAM_ROWS(type, K)                                                                                  \
         (SIMD_ZMM &&                                                                                          \
          ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K || (type) == GGML_TYPE_Q8_0 ||                \
           (type) == GGML_TYPE_Q4_0 || (type) == GGML_TYPE_Q4_1 || (type) == GGML_TYPE_Q5_0 ||                \
           (type) == GGML_TYPE_Q5_1) &&                                                                        \
-         (K) >= 16 * QK_K)
+         ((K) >= 16 * QK_K || SIMD(short_rows_in_streams)(type)))
 /*
  * Blocks ahead that each row is prefetched: the eight rows are eight
  * interleaved streams, which the hardware prefetchers follow too late
