@@ -104,9 +104,17 @@ SIMD_INLINE __m512i SIMD(k4_scales_mins4)(__m512i v)
  * STREAM_AHEAD on, as the F16 head's rows (npu-kbench, paired, alternated
  * with the consecutive rows on Zen 5: Q4_K 11008x4096 89-95 % of the read
  * bandwidth in 5 of 6 rounds against 67-80 %; Q6_K 4096x11008 88-99 %
- * against 75-83 %; 512 and 2048 bytes ahead no better).
+ * against 75-83 %; 512 and 2048 bytes ahead no better). On a Sapphire
+ * Rapids class Xeon, Q6_K takes 512 (q6k_stream_ahead), Q8_0 1024: four
+ * rounds alternated, Q6_K 11008x4096 86 % against 82-85 %, 32000x2048
+ * 80-83 against 79-80 % (256: 85-86 and 81 %; 2048: 79-81 %); Q8_0 with
+ * 512 lost (11008x4096 93 % against 97-99 %).
  */
 #define STREAM_AHEAD 1024
+SIMD_INLINE int64_t SIMD(q6k_stream_ahead)(void)
+{
+        return __builtin_cpu_is("intel") ? 512 : STREAM_AHEAD;
+}
 /* rows further apart than consecutive ones (a short last group repeats its last row: nearer) */
 SIMD_INLINE bool SIMD(rows_in_streams)(const uint8_t *const *rows, int64_t row_bytes)
 {
@@ -122,12 +130,13 @@ SIMD_INLINE int64_t SIMD(prefetch_share)(const uint8_t *const *rows, int64_t row
 }
 
 /* step `step` of the prefetch, share as prefetch_share gives it (once per group: no division a step) */
-SIMD_INLINE void SIMD(prefetch_step)(const uint8_t *const *rows, int64_t row_bytes, int64_t share, int64_t step)
+SIMD_INLINE void SIMD(prefetch_step_ahead)(const uint8_t *const *rows, int64_t row_bytes, int64_t share,
+                                           int64_t step, int64_t ahead)
 {
         if (SIMD(rows_in_streams)(rows, row_bytes)) {
-                /* rows a stream apart (STREAM_ROWS): each stream's lines STREAM_AHEAD bytes on, each line once */
+                /* rows a stream apart (STREAM_ROWS): each stream's lines `ahead` bytes on, each line once */
                 for (int i = 0; i < RB; i++) {
-                        const uintptr_t a = (uintptr_t)rows[i] + step * share + STREAM_AHEAD, z = a + share;
+                        const uintptr_t a = (uintptr_t)rows[i] + step * share + ahead, z = a + share;
                         for (uintptr_t l = (a + 63) & ~(uintptr_t)63; l < z; l += 64)
                                 _mm_prefetch((const char *)l, _MM_HINT_T0);
                 }
@@ -136,6 +145,11 @@ SIMD_INLINE void SIMD(prefetch_step)(const uint8_t *const *rows, int64_t row_byt
         const char *next = (const char *)rows[0] + RB * row_bytes + step * share;
         for (int64_t c = 0; c < share; c += 64)
                 _mm_prefetch(next + c, _MM_HINT_T0);
+}
+
+SIMD_INLINE void SIMD(prefetch_step)(const uint8_t *const *rows, int64_t row_bytes, int64_t share, int64_t step)
+{
+        SIMD(prefetch_step_ahead)(rows, row_bytes, share, step, STREAM_AHEAD);
 }
 
 SIMD_INLINE void SIMD(prefetch_next_group)(const uint8_t *const *rows, int64_t row_bytes, int64_t steps, int64_t step)
@@ -456,12 +470,13 @@ SIMD_INLINE void SIMD(group_q6_k)(const uint8_t *const *rows, int64_t K, const i
         const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
         const __m512i sc_idx[2] = { SCALE_LANES(0), SCALE_LANES(8) };
         const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q6_K);
+        const int64_t share = SIMD(prefetch_share)(rows, row_bytes, nb), ahead = SIMD(q6k_stream_ahead)();
         __m256 acc = _mm256_setzero_ps();
 
         for (int64_t b = 0; b < nb; b++) {
                 const size_t off = (size_t)b * sizeof(struct block_q6_K);
                 const int8_t *qb = q + QK_K * b;
-                SIMD(prefetch_next_group)(rows, row_bytes, nb, b);
+                SIMD(prefetch_step_ahead)(rows, row_bytes, share, b, ahead);
                 const __m512i a[4] = { _mm512_loadu_si512(qb), _mm512_loadu_si512(qb + 64),
                                        _mm512_loadu_si512(qb + 128), _mm512_loadu_si512(qb + 192) };
                 /* minus the activations' sums of 16 (|sum| <= 16 * 128) */
