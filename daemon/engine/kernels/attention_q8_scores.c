@@ -313,7 +313,10 @@ VNNI_INLINE void scores_rows_vnni_ordered_hd(const int8_t *q, const float *qs, c
  * row at the start of each, 28.6-30.2 ms against 31.0-33.3 without; on a
  * Sapphire Rapids class Xeon the requests spread over the row instead of
  * in a burst: one thread, 256 MiB of rows, 13.6-14.8 GB/s against
- * 12.7-13.5): each row's dots
+ * 12.7-13.5; attn-bench -n 4000 -k q8 with the V pass skipped, 2
+ * threads: the next row's lines 2 to 6 rows ahead, or into L2, or the
+ * block's rows taken as two streams 8 rows apart, all alike at 20.5-22.4
+ * ms): each row's dots
  * for 16 heads at a time, their lane sums in one transposed
  * reduction, the scores of 16 rows then transposed into the heads' rows
  * of scores. The same integer dots and the same float formula as
