@@ -48,8 +48,8 @@
  * 5632x2048 92-96 % against 64 %; TinyLlama-shaped files, npu-bench
  * decode, three rounds (Q4_K_M) and two (Q8_0): the Q6_K output head
  * 2.53-2.57 -> 1.87-1.89 ms a step, the Q4_K_M step 25.8-26.9 -> 27.4-28.0
- * GB/s; the Q8_0 step 24.4-25.0 -> 32.0 GB/s (every matrix of it but the
- * 5632-column ones gains a quarter).
+ * GB/s; the Q8_0 step 24.4-25.9 -> 32.0-34.3 GB/s (every matrix of it but
+ * the 5632-column ones gains a quarter).
  */
 SIMD_INLINE bool SIMD(short_rows_in_streams)(enum ggml_type type)
 {

@@ -333,10 +333,10 @@ static int qi_streams(void)
  * (groups 0 and 1 one stream, 2 and 3 the other), where they took
  * neighbours (0 and 2, 1 and 3: two streams a group apart). Sapphire
  * Rapids class Xeon, 2 threads, npu-kbench paired, alternated: Q4_K
- * 5632x2048 87-92 % against 78-82 % (four rounds), 2048x5632 91-92
- * against 86-88, 4096x4096 and 11008x4096 alike (89-95 %); Q2_K, Q3_K
- * and Q5_K at 5632x2048 +1 to +7 points; Q4_0 there lost (91-93 against
- * 95-97 %), so the 32-element types keep the neighbours. In the
+ * 5632x2048 86-92 % against 77-82 % (six rounds), 2048x5632 91-92
+ * against 86-88, 4096x4096 and 11008x4096 alike (87-95 %); at 5632x2048
+ * Q3_K +1 to +5 points, Q2_K +4, Q5_K -2 to +6; Q4_0 there lost (91-93
+ * against 95-97 %), so the 32-element types keep the neighbours. In the
  * TinyLlama Q4_K_M decode (npu-bench, three rounds alternated) the ffn
  * gate and up matmul took 0.428-0.438 ms against 0.449-0.484. The sums
  * are each group's own, so the order changes no result.
@@ -351,7 +351,7 @@ static int64_t qi_stream_run(const struct qi_layout *k, int64_t G, int ns)
 /*
  * ng (<= QI_STREAMS_MAX) groups at g[], nb blocks each, against one
  * token's activations: acc[i] group i's rows; past a group's end, a
- * stream's next group is `next` groups on from the one that follows it.
+ * stream's next group is next_groups on from the one that follows it.
  * type is a constant (qi_walk_type), so each inlined copy holds only its
  * own blocks' code, with the layout folded in.
  */
@@ -422,10 +422,9 @@ static VNNI_FN void qi_walk_type(enum ggml_type type, const uint8_t *const *g, i
 }
 
 /*
- * Walk step j of the walks over [r0, r1)'s groups (first the first, G in
- * all, base the walk's first): the groups its streams take, at most ns
- * (stream i: group first + base + i * run + j), the rows of each group
- * against each token.
+ * Step j of the walk from group first + base of [r0, r1)'s G groups (the
+ * first of them first): its streams, at most ns, stream i on group
+ * first + base + i * run + j, each group's rows against each token.
  */
 VNNI_INLINE void qi_walk_step(const struct npu_weight *w, const struct qi_layout *k, const struct act_blocks *a,
                               int64_t n_tok, float *y, size_t ys, int64_t r0, int64_t r1, int64_t first, int64_t G,
