@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * npu-kbench: one block-quantized matmul kernel alone, one token, the way a
- * decode step runs it (rows in chunks of 64, shared by the pool's threads),
- * against the read bandwidth measured between its runs:
+ * npu-kbench: one block-quantized matmul kernel alone, one token (or the M
+ * tokens of --tokens, a batched decode step), the way a decode step runs it
+ * (rows in chunks of 64, shared by the pool's threads), against the read
+ * bandwidth measured between its runs:
  *   npu-kbench --type q4_k|q6_k|q4_0|q4_1|q5_0|q5_1|q5_k|q8_0|w4a8|w8a8|w8a16|f16 --rows N --cols K
- *              [--threads T] [--bytes B] [--reps R]
+ *              [--threads T] [--bytes B] [--reps R] [--tokens M]
  * (w8a8 and w8a16: npud's own int8 rows with a scale each, gemm_int8.h;
  * f16: rows as the output head's, by the float activations.)
  * The weights are copies of one N x K matrix filling B bytes (default 1e9:
@@ -38,6 +39,7 @@ struct kbench_job {
         const struct act_blocks *a;
         const struct act_q *aq; /* the int8 rows' activations */
         const float *x;         /* the F16 rows' activations, as they are */
+        int64_t n_tok;          /* tokens of activations (a batch's decode step) */
         float *y;
 };
 
@@ -50,12 +52,12 @@ static void kbench_worker(void *arg, int ith, int nth)
                 threadpool_split(j->w[m].rows, ith, nth, KBENCH_CHUNK, &r0, &r1);
                 for (int64_t r = r0; r < r1; r += KBENCH_CHUNK)
                         if (j->aq)
-                                matmul_int8_rows(&j->w[m], j->aq, 1, j->y, j->w[m].rows, r, MIN(r + KBENCH_CHUNK, r1));
+                                matmul_int8_rows(&j->w[m], j->aq, j->n_tok, j->y, j->w[m].rows, r, MIN(r + KBENCH_CHUNK, r1));
                         else if (j->x)
-                                matmul_float_rows(&j->w[m], j->x, 1, j->w[m].cols, j->y, j->w[m].rows, r,
+                                matmul_float_rows(&j->w[m], j->x, j->n_tok, j->w[m].cols, j->y, j->w[m].rows, r,
                                                   MIN(r + KBENCH_CHUNK, r1));
                         else
-                                matmul_quant_rows(&j->w[m], j->a, 1, j->y, j->w[m].rows, r,
+                                matmul_quant_rows(&j->w[m], j->a, j->n_tok, j->y, j->w[m].rows, r,
                                                   MIN(r + KBENCH_CHUNK, r1));
         }
 }
@@ -190,12 +192,13 @@ int main(int argc, char **argv)
                 { "type", required_argument, NULL, 'T' },   { "rows", required_argument, NULL, 'n' },
                 { "cols", required_argument, NULL, 'k' },   { "threads", required_argument, NULL, 't' },
                 { "bytes", required_argument, NULL, 'b' },  { "reps", required_argument, NULL, 'r' },
-                { "help", no_argument, NULL, 'h' },         {}
+                { "tokens", required_argument, NULL, 'm' }, { "help", no_argument, NULL, 'h' },
+                {}
         };
         enum ggml_type type = GGML_TYPE_Q4_K;
         enum act_scheme sc = ACT_SCHEME_Q8_K;
         enum npu_precision prec = NPU_PRECISION_FLOAT;
-        int32_t N = 5632, K = 2048;
+        int32_t N = 5632, K = 2048, M = 1;
         int threads = 2, reps = 7;
         uint64_t bytes = 1000000000;
         int c;
@@ -209,9 +212,10 @@ int main(int argc, char **argv)
                 case 't': r = cli_parse_int(optarg, 1, 1024, "--threads", &threads); break;
                 case 'b': r = cli_parse_u64(optarg, "--bytes", &bytes); break;
                 case 'r': r = cli_parse_int(optarg, 1, 100000, "--reps", &reps); break;
+                case 'm': r = cli_parse_i32(optarg, 1, 64, "--tokens", &M); break;
                 case 'h':
                         printf("Usage: npu-kbench --type q4_k|q6_k|q4_0|...|w4a8|w8a8|w8a16|f16 --rows N --cols K "
-                               "[--threads T] [--bytes B] [--reps R]\n");
+                               "[--threads T] [--bytes B] [--reps R] [--tokens M]\n");
                         return EXIT_SUCCESS;
                 default: return EXIT_FAILURE;
                 }
@@ -237,25 +241,26 @@ int main(int argc, char **argv)
                 return cli_error(-ENOMEM, "out of memory"), EXIT_FAILURE;
 
         struct npu_weight *w = calloc(n_w, sizeof(*w));
-        float *x = malloc(sizeof(float) * K), *y = calloc(N, sizeof(float));
+        float *x = malloc(sizeof(float) * M * K), *y = calloc((size_t)M * N, sizeof(float));
         struct act_blocks a = {};
         struct act_q aq = {};
         _cleanup_(threadpool_freep) struct threadpool *tp = NULL;
-        if (!w || !x || !y || (i8 ? act_q_alloc(&aq, 1, K) : f16 ? 0 : act_blocks_alloc(&a, sc, 1, K)) < 0 ||
+        if (!w || !x || !y || (i8 ? act_q_alloc(&aq, M, K) : f16 ? 0 : act_blocks_alloc(&a, sc, M, K)) < 0 ||
             threadpool_new(threads, &tp) < 0)
                 return cli_error(-ENOMEM, "out of memory"), EXIT_FAILURE;
         for (int m = 0; m < n_w; m++)
                 w[m] = (struct npu_weight){ .type = type, .rows = N, .cols = K, .data = data + m * mb, .row_bytes = rb,
                                             .scale = i8 ? scale : NULL, .row_sums = i8 ? row_sums : NULL,
                                             .interleave = interleave };
-        for (int64_t k = 0; k < K; k++)
-                x[k] = (float)(k % 7) * 0.1f - 0.3f;
+        for (int64_t k = 0; k < (int64_t)M * K; k++)
+                x[k] = (float)(k % 7) * 0.1f - 0.3f + (float)(k / K) * 0.01f;
         if (i8)
-                act_quantize_rows(&aq, prec, x, K, 0, 1);
+                act_quantize_rows(&aq, prec, x, K, 0, M);
         else if (!f16)
-                act_blocks_quantize(&a, x, K, 0, 1);
+                act_blocks_quantize(&a, x, K, 0, M);
 
-        struct kbench_job j = { .w = w, .n_w = n_w, .a = &a, .aq = i8 ? &aq : NULL, .x = f16 ? x : NULL, .y = y };
+        struct kbench_job j = { .w = w, .n_w = n_w, .a = &a, .aq = i8 ? &aq : NULL, .x = f16 ? x : NULL, .n_tok = M,
+                                .y = y };
         double best = 0, bw = 0;
         const char *how = NULL;
         threadpool_run(tp, kbench_worker, &j); /* warm-up */
@@ -269,6 +274,9 @@ int main(int argc, char **argv)
                "(%.0f%% of it)\n",
                i8 ? precision_name(prec) : sc == ACT_SCHEME_TOKEN_I8 ? "w4a8" : ggml_type_name(type), N, K, n_w,
                all / 1e9, threads, kernels_isa_name(kernels_isa()), best / 1e9, bw / 1e9, bw > 0 ? 100 * best / bw : 0);
+        if (M > 1)
+                printf("%d tokens a run: %.0f G ops/s at the best run (a multiply-add is 2)\n", M,
+                       2.0 * best / (double)mb * (double)N * (double)K * M / 1e9);
         const int r = paired_runs(tp, &j, data, all, reps);
         if (r < 0)
                 printf("paired with the probe: not run (%s)\n", r == -EOPNOTSUPP ? "no AVX2" : strerror(-r));
