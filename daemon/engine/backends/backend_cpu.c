@@ -285,7 +285,8 @@ static void quant_worker(void *arg, int ith, int nth)
 {
         struct quant_job *j = arg;
         int64_t t0, t1;
-        threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
+        /* act_q's packed rows (w8a8 and w8a16, and w4a8's per-token rows) in runs of whole token groups */
+        threadpool_split(j->n_tok, ith, nth, j->aq || j->ab[ACT_SCHEME_TOKEN_I8] ? ACT_Q_TOKEN_ALIGN : 1, &t0, &t1);
         if (j->aq)
                 act_quantize_rows(j->aq, j->prec, j->x, j->cols, t0, t1);
         for (int i = 0; i < _ACT_SCHEME_MAX; i++)
@@ -410,7 +411,7 @@ static void rmsnorm_worker(void *arg, int ith, int nth)
         const struct npu_model *m = j->be->c->model;
         const int64_t dim = m->hp.dim;
         int64_t t0, t1;
-        threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
+        threadpool_split(j->n_tok, ith, nth, j->aq ? ACT_Q_TOKEN_ALIGN : 1, &t0, &t1);
         /* eight rows at a time: rmsnorm_rows' vector width */
         for (int64_t t = t0; t < t1; t += 8) {
                 const int64_t e = MIN(t + 8, t1);
@@ -426,7 +427,7 @@ static void silu_worker(void *arg, int ith, int nth)
         const struct npu_model *m = j->be->c->model;
         const int64_t ffn = m->hp.ffn_dim;
         int64_t t0, t1;
-        threadpool_split(j->n_tok, ith, nth, 1, &t0, &t1);
+        threadpool_split(j->n_tok, ith, nth, j->aq ? ACT_Q_TOKEN_ALIGN : 1, &t0, &t1);
         for (int64_t t = t0; t < t1; t++) {
                 silu_mul_range(j->out, j->in, t * ffn, (t + 1) * ffn);
                 if (j->aq)

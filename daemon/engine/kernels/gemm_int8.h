@@ -59,6 +59,7 @@
  * times 4 * size bytes; the last group of columns is padded with zeros.
  */
 #define GEMM_TOK_GROUP 12
+_Static_assert(GEMM_TOK_GROUP == ACT_Q_TOKEN_ALIGN, "quantizing threads split the packed rows by token group");
 /* 127 * 127 * 131072 < 2^31: every w8a8 sum fits int32 */
 #define GEMM_I8_MAX_K 131072
 
