@@ -772,7 +772,9 @@ AVX2 static void attn_accum_rows_f16_avx2(float *out, const uint16_t *v, size_t 
 
 /*
  * AVX-512: the same sums as the AVX2 row kernels, 16 lanes to a register
- * (one head, no GQA group, head sizes a multiple of 16). A score's 16-lane
+ * (head sizes a multiple of 16; a GQA group's heads each read their K/V
+ * head's rows, converted again from f16 for each: exact, so the same
+ * values as AVX2's one conversion per group). A score's 16-lane
  * chain holds dot_f32_f16_avx2's two accumulators side by side (lanes 0-7
  * its acc0, 8-15 its acc1), folded as it folds them; an output lane adds
  * the rows in ascending order, as every path does. So the bits of AVX2, at
@@ -800,9 +802,10 @@ AVX512_INLINE void scores_rows_zmm(const float *qh, const uint16_t *r0, size_t s
 }
 
 AVX512_ATTN void attn_scores_rows_f16_avx512(const float *q, const uint16_t *k, size_t stride, int32_t n,
-                                             int32_t n_heads, int32_t hd, float scale, float *scores, size_t ld)
+                                             int32_t n_heads, int32_t group, int32_t hd, float scale, float *scores,
+                                             size_t ld)
 {
-        const size_t row_bytes = (size_t)n_heads * hd * sizeof(uint16_t);
+        const size_t row_bytes = (size_t)(n_heads / group) * hd * sizeof(uint16_t);
         int32_t p = 0;
         for (; p + 8 <= n; p += 8) {
                 /* the next eight rows, into L2 (as the AVX2 kernel asks for its next four) */
@@ -810,16 +813,16 @@ AVX512_ATTN void attn_scores_rows_f16_avx512(const float *q, const uint16_t *k, 
                         for (size_t b = 0; b < row_bytes; b += 64)
                                 _mm_prefetch((const char *)(k + f * stride) + b, _MM_HINT_T1);
                 for (int32_t h = 0; h < n_heads; h++)
-                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)h * hd, stride, 8, hd, scale,
+                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, stride, 8, hd, scale,
                                         scores + h * ld + p);
         }
         for (; p + 4 <= n; p += 4)
                 for (int32_t h = 0; h < n_heads; h++)
-                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)h * hd, stride, 4, hd, scale,
+                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, stride, 4, hd, scale,
                                         scores + h * ld + p);
         for (; p < n; p++)
                 for (int32_t h = 0; h < n_heads; h++)
-                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)h * hd, stride, 1, hd, scale,
+                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, stride, 1, hd, scale,
                                         scores + h * ld + p);
 }
 
@@ -839,38 +842,49 @@ AVX512_INLINE void accum_rows_zmm(float *o, const uint16_t *v, size_t stride, co
                 _mm512_storeu_ps(o + 16 * z, acc[z]);
 }
 
+/*
+ * Positions in blocks of ATTN_ZMM_BLOCK, so a GQA group's heads find their
+ * K/V head's rows of the block in L1 (each lane still adds the rows in
+ * ascending order: the same bits as one walk).
+ */
+#define ATTN_ZMM_BLOCK 64
+
 AVX512_ATTN void attn_accum_rows_f16_avx512(float *out, const uint16_t *v, size_t stride, const float *w, size_t ld,
-                                            int32_t n, int32_t n_heads, int32_t hd)
+                                            int32_t n, int32_t n_heads, int32_t group, int32_t hd)
 {
-        const size_t row_bytes = (size_t)n_heads * hd * sizeof(uint16_t);
+        const size_t row_bytes = (size_t)(n_heads / group) * hd * sizeof(uint16_t);
         /* the rows after the first four, into L2 (as the AVX2 kernel asks for each next four) */
         for (int32_t f = 4; f < n; f++)
                 for (size_t b = 0; b < row_bytes; b += 64)
                         _mm_prefetch((const char *)(v + f * stride) + b, _MM_HINT_T1);
-        for (int32_t h = 0; h < n_heads; h++) {
-                float *o = out + (size_t)h * hd;
-                const uint16_t *vh = v + (size_t)h * hd;
-                int32_t d = 0;
-                for (; d + 128 <= hd; d += 128)
-                        accum_rows_zmm(o + d, vh + d, stride, w + h * ld, n, 8);
-                for (; d + 64 <= hd; d += 64)
-                        accum_rows_zmm(o + d, vh + d, stride, w + h * ld, n, 4);
-                for (; d < hd; d += 16)
-                        accum_rows_zmm(o + d, vh + d, stride, w + h * ld, n, 1);
+        for (int32_t p0 = 0; p0 < n; p0 += ATTN_ZMM_BLOCK) {
+                const int32_t np = MIN(ATTN_ZMM_BLOCK, n - p0);
+                for (int32_t h = 0; h < n_heads; h++) {
+                        float *o = out + (size_t)h * hd;
+                        const uint16_t *vh = v + p0 * stride + (size_t)(h / group) * hd;
+                        const float *wh = w + h * ld + p0;
+                        int32_t d = 0;
+                        for (; d + 128 <= hd; d += 128)
+                                accum_rows_zmm(o + d, vh + d, stride, wh, np, 8);
+                        for (; d + 64 <= hd; d += 64)
+                                accum_rows_zmm(o + d, vh + d, stride, wh, np, 4);
+                        for (; d < hd; d += 16)
+                                accum_rows_zmm(o + d, vh + d, stride, wh, np, 1);
+                }
         }
 }
 
 /* the AVX-512 row kernels' shapes (the others take AVX2's) */
-static bool attn_rows_zmm(int32_t group, int32_t hd)
+static bool attn_rows_zmm(int32_t hd)
 {
-        return kernels_isa() >= KERNEL_ISA_AVX512_VNNI && group == 1 && hd % 16 == 0;
+        return kernels_isa() >= KERNEL_ISA_AVX512_VNNI && hd % 16 == 0;
 }
 
 void attn_scores_rows_f16(const float *q, const uint16_t *k, size_t stride, int32_t n, int32_t n_heads, int32_t group,
                           int32_t hd, float scale, float *scores, size_t ld)
 {
-        if (attn_rows_zmm(group, hd)) {
-                attn_scores_rows_f16_avx512(q, k, stride, n, n_heads, hd, scale, scores, ld);
+        if (attn_rows_zmm(hd)) {
+                attn_scores_rows_f16_avx512(q, k, stride, n, n_heads, group, hd, scale, scores, ld);
                 return;
         }
         if (kernels_isa() >= KERNEL_ISA_AVX2) {
@@ -893,8 +907,8 @@ void attn_scores_rows_f32(const float *q, const float *k, size_t stride, int32_t
 void attn_accum_rows_f16(float *out, const uint16_t *v, size_t stride, const float *w, size_t ld, int32_t n,
                          int32_t n_heads, int32_t group, int32_t hd)
 {
-        if (attn_rows_zmm(group, hd)) {
-                attn_accum_rows_f16_avx512(out, v, stride, w, ld, n, n_heads, hd);
+        if (attn_rows_zmm(hd)) {
+                attn_accum_rows_f16_avx512(out, v, stride, w, ld, n, n_heads, group, hd);
                 return;
         }
         if (kernels_isa() >= KERNEL_ISA_AVX2) {
