@@ -237,14 +237,33 @@ typedef void (*quant_rows_fn)(const struct npu_weight *w, const struct act_block
 #define TILE_K 2048
 /*
  * Fewer tokens run through the one-token kernels, each row read once for
- * all of them: unpacking a slice costs about one token's pass, which 2 or 3
- * tokens do not win back. TinyLlama shape, 2 threads, best step of
- * npu-bench --task batch-decode, GEMM -> one-token kernels: 2 tokens
- * 51-78 -> 35-55 ms (Q4_0, Q5_0, Q8_0, w4a8, Q4_K_M, on avx2 and
- * avx512vnni), 3 tokens Q8_0 67-85 -> 64-69 ms, Q4_K_M 49-73 -> 45-58,
- * Q5_0 65-73 -> 70-77 (the one loss).
+ * all of them: unpacking a slice costs a fixed share of a step, which a
+ * few tokens do not win back. How many depends on the kernels.
+ *
+ * AVX2 (and the first measurement, on an Intel host): 4. TinyLlama shape,
+ * 2 threads, best step of npu-bench --task batch-decode, GEMM -> one-token
+ * kernels: 2 tokens 51-78 -> 35-55 ms (Q4_0, Q5_0, Q8_0, w4a8, Q4_K_M, on
+ * avx2 and avx512vnni), 3 tokens Q8_0 67-85 -> 64-69 ms, Q4_K_M 49-73 ->
+ * 45-58, Q5_0 65-73 -> 70-77 (the one loss). Forced to AVX2 on a Zen 5
+ * host, npu-kbench --rows 5632 --cols 2048 --tokens M, GB/s of weights,
+ * GEMM / one-token kernels: at 4 tokens Q4_K 15.2 / 13.7, Q3_K 10.4 / 8.5,
+ * Q6_K 15.3 / 17.9, Q4_0 11.7 / 12.9, Q8_0 15.4 / 26.1; at 6 the GEMM
+ * leads for all but Q8_0 (12.7 / 17.4).
+ *
+ * AVX-512 VNNI, the same command on the Zen 5 host: the one-token kernels
+ * of the K-quants (interleaved, 512-bit) lead up to 10 or 11 tokens (at 8:
+ * Q4_K 12.4 / 14.8, Q6_K 10.6 / 15.5, Q2_K 9.2 / 15.4; at 12 about even),
+ * the 32-element types' up to 6 (at 6: Q4_0 20.0 / 22.2, Q8_0 22.1 / 23.7,
+ * w4a8 19.4 / 20.8; at 8 the GEMM leads: Q4_0 20.1 / 16.9, Q8_0 21.6 /
+ * 18.4). A TinyLlama Q4_K_M step of 4 sequences took 49.0 ms through the
+ * GEMM against 26.6 through the one-token kernels, of 8 56.2 against 43.0.
  */
-#define TILE_MIN_TOKENS 4
+static int64_t tile_min_tokens(enum ggml_type t, enum kernel_isa isa)
+{
+        if (isa < KERNEL_ISA_AVX512_VNNI)
+                return 4;
+        return ggml_type_block_elems(t) == QK_K ? 12 : 7;
+}
 
 struct qtile {
         uint8_t u[TILE_RB][TILE_K];                /* the weights, unsigned (w + offset), or Q8_0 as stored */
@@ -487,7 +506,7 @@ static void matmul_interleaved(const struct npu_weight *w, const struct act_bloc
                                size_t ys, int64_t r0, int64_t r1)
 {
         if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI) {
-                if (n_tok < TILE_MIN_TOKENS) {
+                if (n_tok < tile_min_tokens(w->type, KERNEL_ISA_AVX512_VNNI)) {
                         matmul_interleaved_vnni(w, a, n_tok, y, ys, r0, r1);
                         return;
                 }
@@ -521,7 +540,7 @@ static void matmul_rows(const struct npu_weight *w, const struct act_blocks *a, 
                 matmul_interleaved(w, a, n_tok, y, ys, r0, r1);
         else if (!x86 || (unsigned)w->type >= _GGML_TYPE_MAX || !x86->rows[w->type])
                 matmul_scalar(w, a, n_tok, y, ys, r0, r1);
-        else if (n_tok >= TILE_MIN_TOKENS)
+        else if (n_tok >= tile_min_tokens(w->type, isa))
                 matmul_tiled(x86, w, a, n_tok, y, ys, r0, r1);
         else
                 x86->rows[w->type](w, a, n_tok, y, ys, r0, r1);
