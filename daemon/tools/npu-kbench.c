@@ -52,7 +52,8 @@ static void kbench_worker(void *arg, int ith, int nth)
                 threadpool_split(j->w[m].rows, ith, nth, KBENCH_CHUNK, &r0, &r1);
                 for (int64_t r = r0; r < r1; r += KBENCH_CHUNK)
                         if (j->aq)
-                                matmul_int8_rows(&j->w[m], j->aq, j->n_tok, j->y, j->w[m].rows, r, MIN(r + KBENCH_CHUNK, r1));
+                                matmul_int8_rows(&j->w[m], j->aq, j->n_tok, j->y, j->w[m].rows, r,
+                                                 MIN(r + KBENCH_CHUNK, r1));
                         else if (j->x)
                                 matmul_float_rows(&j->w[m], j->x, j->n_tok, j->w[m].cols, j->y, j->w[m].rows, r,
                                                   MIN(r + KBENCH_CHUNK, r1));

@@ -669,7 +669,8 @@ static void test_kernel_paths(void **state)
                  */
                 for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++)
                         if (ggml_type_block_elems(all_types[ti]) == QK_K)
-                                check_paths(all_types[ti], ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 13, FILL_RAW, &seed);
+                                check_paths(all_types[ti], ACT_SCHEME_Q8_K, 16 * 5 + 5, 1024 + 256, 13, FILL_RAW,
+                                            &seed);
                 check_paths(GGML_TYPE_Q5_1, ACT_SCHEME_Q8_1, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
                 check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16 * 5 + 5, 1024 + 256, 7, FILL_RAW, &seed);
                 /* the nibble types' four-block steps, then a pair and a single block, on rows in streams (K >= 4096) */

@@ -813,17 +813,17 @@ AVX512_ATTN void attn_scores_rows_f16_avx512(const float *q, const uint16_t *k, 
                         for (size_t b = 0; b < row_bytes; b += 64)
                                 _mm_prefetch((const char *)(k + f * stride) + b, _MM_HINT_T1);
                 for (int32_t h = 0; h < n_heads; h++)
-                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, stride, 8, hd, scale,
-                                        scores + h * ld + p);
+                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, stride, 8,
+                                        hd, scale, scores + h * ld + p);
         }
         for (; p + 4 <= n; p += 4)
                 for (int32_t h = 0; h < n_heads; h++)
-                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, stride, 4, hd, scale,
-                                        scores + h * ld + p);
+                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, stride, 4,
+                                        hd, scale, scores + h * ld + p);
         for (; p < n; p++)
                 for (int32_t h = 0; h < n_heads; h++)
-                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, stride, 1, hd, scale,
-                                        scores + h * ld + p);
+                        scores_rows_zmm(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, stride, 1,
+                                        hd, scale, scores + h * ld + p);
 }
 
 /* lanes [0, 16 Z) of one head's output over n rows, kept in registers across them */
