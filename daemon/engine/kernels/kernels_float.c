@@ -1246,8 +1246,74 @@ AVX2 static float attn_exp_sum_avx2(float *x, int32_t n, float *max)
         return sum;
 }
 
+/* exp256 on 16 lanes, operation for operation, so each lane has exp256's bits */
+AVX512_INLINE __m512 exp512(__m512 x)
+{
+        x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+        __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+        x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+        __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+        y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+        y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+        __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+        return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+/*
+ * attn_exp_sum_avx2's bits 16 values at a time: the exps on 16 lanes, then
+ * the two halves added to the 8-lane sum in turn, as AVX2's two steps add
+ * them. Zen 5, one thread, the 16384 calls of 256 values of a Llama-7B
+ * step at 4000 positions (32 layers x 16 chunks x 32 heads): 1.48 -> 0.94
+ * ms.
+ */
+AVX512_ATTN float attn_exp_sum_avx512(float *x, int32_t n, float *max)
+{
+        float mx = -INFINITY;
+        int32_t i = 0;
+        if (n >= 16) {
+                __m512 m16 = _mm512_loadu_ps(x);
+                for (i = 16; i + 16 <= n; i += 16)
+                        m16 = _mm512_max_ps(m16, _mm512_loadu_ps(x + i));
+                mx = _mm512_reduce_max_ps(m16);
+        }
+        for (; i < n; i++)
+                mx = x[i] > mx ? x[i] : mx;
+        const __m512 mv = _mm512_set1_ps(mx);
+        __m256 acc = _mm256_setzero_ps();
+        for (i = 0; i + 16 <= n; i += 16) {
+                const __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
+                _mm512_storeu_ps(x + i, e);
+                acc = _mm256_add_ps(acc, _mm512_castps512_ps256(e));
+                /* GCC 12 at -O3 otherwise adds the halves first (seen in the object code; test_exp_sum fails) */
+                __asm__("" : "+x"(acc));
+                acc = _mm256_add_ps(acc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
+        }
+        if (i + 8 <= n) {
+                const __m256 e = _mm512_castps512_ps256(exp512(_mm512_castps256_ps512(
+                        _mm256_sub_ps(_mm256_loadu_ps(x + i), _mm512_castps512_ps256(mv)))));
+                _mm256_storeu_ps(x + i, e);
+                acc = _mm256_add_ps(acc, e);
+                i += 8;
+        }
+        float sum = hsum8(acc);
+        for (; i < n; i++) {
+                x[i] = expf(x[i] - mx);
+                sum += x[i];
+        }
+        *max = mx;
+        return sum;
+}
+
 float attn_exp_sum(float *x, int32_t n, float *max)
 {
+        if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI)
+                return attn_exp_sum_avx512(x, n, max);
         if (kernels_isa() >= KERNEL_ISA_AVX2)
                 return attn_exp_sum_avx2(x, n, max);
         float mx = -INFINITY, sum = 0;
