@@ -363,47 +363,39 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
 /*
  * One head per kv head, hd a multiple of 64: R_ORDERED rows at a time,
  * every head's outputs in registers across them before the next head's,
- * so a step reads R_ORDERED rows nearly in address order rather than a
- * block's 16 rows head by head (attn-bench -n 4000 -k q8, alternated:
- * 31.8-33.8 ms against 34.7-34.9; 4 rows at a time was slower, 16 too).
- * Each output element is accum_q8_avx512's chain of fmas in row order
- * (accum_head_q8_512). From memory it runs near what its pattern can
- * read: one thread on Zen 5, 64 MiB of rows, paired medians: this walk
- * 16-18 GB/s, the same slices read with no arithmetic 19-20, whole rows
- * in order 28-30 (from L2 the walk does 45). Tried and slower or no
- * faster: two heads a step (256 bytes a row, 16 accumulators: 12.5-12.9),
- * the 8 rows first copied head-major into L1 (13.6), the next rows
- * prefetched into L1 or L2 (no change), the bytes widened by shifts or by
- * vpdpbusd against a 1 in byte k instead of vpmovsxbd (no faster: with
- * vcvtdq2ps they take about a cycle a 16 either way). Also built and
- * tested, then left out: the V pass in integers (each chunk's weights
- * times the row scales rounded to 15 bits of the chunk's largest, 4 rows
- * interleaved by vpunpck, the weights' low and high bytes in two
- * vpdpbusd, exact int32 sums): one thread, 64 MiB of rows, 16-row runs,
- * 15 rounds alternated: 20.6 GB/s against this walk's 20.8 (from L2 50
- * against 43); attn-bench -n 4000 -k q8, 2 threads, alternated: 33-37 ms
- * against 31-33, the weights' scaling and rounding included. The walk is
- * bound by how the rows are read, not by its arithmetic. On a Sapphire
- * Rapids class Xeon, V head-major within a KV block (each head's 16 rows
- * of a block one run of 2 KiB) was tried by reading the same bytes in
- * that order: one thread, 256 MiB of rows, 7.0-8.4 GB/s against this
- * walk's 12.7-13.0 (from L2 28-31 both; with each row's lines asked for
- * 1-16 KiB ahead 9.2-10.4); attn-bench -n 4000 -k q8, 2 threads: 55-57 ms
- * against 42-43. One stream a core reads 13.5 GB/s there, four 15.7: the
- * walk's eight page streams are what keep a core's reads going.
+ * each output element accum_q8_avx512's chain of fmas in row order
+ * (accum_head_q8_512). As a head's slice of this step's rows is summed,
+ * the same slice of the next step's rows is asked for into L1, so the
+ * requests run one step ahead of the sums, spread over the heads, in the
+ * order the walk will read them.
+ *
+ * Measured on Zen 5, 2 threads, attn-bench -n 4000 -k q8 (Llama-7B's
+ * shape), the two walks taking turns step by step in one process, medians
+ * of 10 each, five runs: 2 rows a step with this prefetch 25.7-30.6 ms
+ * against 27.9-34.3 for the walk before it (8 rows a step, the first line
+ * of each of the next step's rows asked for four heads before the step's
+ * end), 6-11 % less; also less at 300 and 1000 positions, at head size 64
+ * and on the flash path. With the same prefetch, 2 rows a step against 1,
+ * 4 and 8: 7 %, 3-4 % and 4-7 % less; the next step's slices into L2, or
+ * two steps ahead, or the next head's slices of this step: all slower.
+ *
+ * Before, on the same host: 8 rows a step was faster than 4 and 16 with
+ * no prefetch, 31.8-33.8 ms against 34.7-34.9 for the walk before it. Tried
+ * then and slower or no faster: two heads a step (256 bytes a row, 16
+ * accumulators), the 8 rows first copied head-major into L1, the bytes
+ * widened by shifts or by vpdpbusd against a 1 in byte k instead of
+ * vpmovsxbd (with vcvtdq2ps they take about a cycle a 16 either way), and
+ * the V pass in integers (each chunk's weights times the row scales
+ * rounded to 15 bits of the chunk's largest, 4 rows interleaved by
+ * vpunpck, the weights' low and high bytes in two vpdpbusd, exact int32
+ * sums): from L2 50 GB/s a thread against 43, from memory no faster, and
+ * 33-37 ms against 31-33 with the weights' scaling and rounding. On a
+ * Sapphire Rapids class Xeon, V head-major within a KV block (each head's
+ * 16 rows of a block one run of 2 KiB) read 7.0-8.4 GB/s a thread against
+ * 12.7-13.0 for the walk: one stream a core reads 13.5 GB/s there, four
+ * 15.7.
  */
-#define R_ORDERED 8
-/*
- * With this many heads left of a step, the first line of each of the next
- * step's rows is asked for (past the run too: the next block's rows where
- * the blocks were handed out in order, else a harmless miss), so the
- * hardware's stream on each of those pages is under way when the walk
- * reaches them: one thread, 256 MiB of rows, 3 rounds: 14.2-14.8 GB/s
- * against 13.3-13.6 (2 and 8 heads ahead: 13.8-13.9 and 13.3-13.4);
- * attn-bench -n 4000 -k q8, 2 threads, alternated: 42.1-42.6 ms against
- * 43.1-43.4.
- */
-#define R_NEXT_HEADS 4
+#define R_ORDERED 2
 AVX512 static void accum_rows_q8_avx512_ordered(float *out, const int8_t *v, const float *vs, size_t stride,
                                                 size_t sstride, const float *w, size_t ld, int32_t n,
                                                 int32_t n_heads, int32_t hd)
@@ -411,15 +403,13 @@ AVX512 static void accum_rows_q8_avx512_ordered(float *out, const int8_t *v, con
         for (int32_t p0 = 0; p0 < n; p0 += R_ORDERED) {
                 const int32_t np = MIN(R_ORDERED, n - p0);
                 for (int32_t h = 0; h < n_heads; h++) {
+                        const int8_t *slice = v + (size_t)p0 * stride + (size_t)h * hd;
                         float a[R_ORDERED];
                         for (int32_t r = 0; r < np; r++)
                                 a[r] = w[h * ld + p0 + r] * vs[(size_t)(p0 + r) * sstride + h];
-                        if (h == n_heads - R_NEXT_HEADS)
-                                for (int32_t r = 0; r < R_ORDERED; r++)
-                                        _mm_prefetch((const char *)(v + (size_t)(p0 + R_ORDERED + r) * stride),
-                                                     _MM_HINT_T0);
-                        accum_head_q8_512(out + (size_t)h * hd, v + (size_t)p0 * stride + (size_t)h * hd, stride, a,
-                                          np, hd);
+                        /* past the run: the next block's rows where the blocks were handed out in order, else a harmless miss */
+                        prefetch_rows_l1(slice + R_ORDERED * stride, stride, R_ORDERED, hd);
+                        accum_head_q8_512(out + (size_t)h * hd, slice, stride, a, np, hd);
                 }
         }
 }
