@@ -313,15 +313,18 @@ AVX512_INLINE void accum_head_q8_512(float *o, const int8_t *v, size_t stride, c
  * prefetched into L1 meanwhile. The heads of a GQA group convert their
  * shared slice of the block to float once, then take four heads at a
  * time, their outputs in registers across the block's rows, each head's
- * weights times the rows' scales in one vector; the next block's rows
- * are asked for into L1 as the block starts (a run is one block, so the
- * prefetch of the rows after the block within the run never fired). Zen
- * 5, 2 threads, attn-bench -n 4000 -k q8, the walks taking turns step by
- * step in one process: TinyLlama's shape (22 layers, 32 heads, 4 KV heads,
- * hd 64) 7.0-7.2 -> 6.4-6.6 ms with four heads and the vector weights,
- * then 4.3-5.5 -> 3.9-4.1 ms with the prefetch (32 rows ahead alike, 64
- * less, into L2 less); Llama 3 8B's (32 layers, 32/8, hd 128) 17.7-19.1
- * -> 16.7-17.5 ms, then 15.8-16.2 -> 14.1-14.5 ms.
+ * weights times the rows' scales in one vector; each KV head's slice of
+ * the next block's rows is asked for into L1 as the block's slice is
+ * converted (a run is one block, so the prefetch of the rows after the
+ * block within the run never fired). Zen 5, 2 threads, attn-bench -n 4000
+ * -k q8, the walks taking turns step by step in one process: TinyLlama's
+ * shape (22 layers, 32 heads, 4 KV heads, hd 64) 7.0-7.2 -> 6.4-6.6 ms
+ * with four heads and the vector weights, then 4.3-5.5 -> 3.9-4.1 ms with
+ * the whole next block asked for at the block's start (32 rows ahead
+ * alike, 64 less, into L2 less), then 3.2 -> 3.0 ms with the requests
+ * spread over the KV heads; Llama 3 8B's (32 layers, 32/8, hd 128)
+ * 17.7-19.1 -> 16.7-17.5 ms, then 15.8-16.2 -> 14.1-14.5 ms, then
+ * 13.8-14.1 -> 12.4-13.1 ms.
  */
 AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float *vs, size_t stride,
                                         size_t sstride, const float *w, size_t ld, int32_t n, int32_t n_heads,
@@ -333,10 +336,7 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
 
         for (int32_t p0 = 0; p0 < n; p0 += 16) {
                 const int32_t np = MIN(16, n - p0);
-                if (group > 1)
-                        /* past the run: the next block's rows where the blocks were handed out in order, else a harmless miss */
-                        prefetch_rows_l1(v + (size_t)(p0 + 16) * stride, stride, 16, (n_heads / group) * hd);
-                else
+                if (group == 1)
                         prefetch_rows(v, stride, p0 + 16, MIN(p0 + 32, n), (size_t)(n_heads / group) * hd);
                 if (group == 1) {
                         for (int32_t h = 0; h < n_heads; h++) {
@@ -355,6 +355,8 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
                 for (int32_t g = 0; g < n_heads / group; g++)
                         for (int32_t d0 = 0; d0 < hd; d0 += Q8_GQA_MAX_HD) {
                                 const int32_t dc = MIN(Q8_GQA_MAX_HD, hd - d0);
+                                /* past the run: the next block's rows where the blocks were handed out in order, else a harmless miss */
+                                prefetch_rows_l1(v + (size_t)(p0 + 16) * stride + (size_t)g * hd + d0, stride, 16, dc);
                                 for (int32_t r = 0; r < np; r++)
                                         q8_to_f32_512(v + (size_t)(p0 + r) * stride + (size_t)g * hd + d0, vf[r], dc);
                                 const __mmask16 rows = (__mmask16)((1u << np) - 1);
