@@ -772,13 +772,21 @@ AVX2 static void attn_accum_rows_f16_avx2(float *out, const uint16_t *v, size_t 
 
 /*
  * AVX-512: the same sums as the AVX2 row kernels, 16 lanes to a register
- * (head sizes a multiple of 16; a GQA group's heads each read their K/V
- * head's rows, converted again from f16 for each: exact, so the same
- * values as AVX2's one conversion per group). A score's 16-lane
+ * (head sizes a multiple of 16; for the scores a GQA group's heads each
+ * read their K/V head's rows, converted again from f16 for each: exact, so
+ * the same values as AVX2's one conversion per group; the sums of V
+ * convert a row once for up to four heads of a group). A score's 16-lane
  * chain holds dot_f32_f16_avx2's two accumulators side by side (lanes 0-7
- * its acc0, 8-15 its acc1), folded as it folds them; an output lane adds
- * the rows in ascending order, as every path does. So the bits of AVX2, at
- * half the conversions and multiply-adds.
+ * its acc0, 8-15 its acc1), folded as it folds them, 16 rows' chains in
+ * one transposed fold; an output lane adds the rows in ascending order,
+ * as every path does. So the bits of AVX2, at half the conversions and
+ * multiply-adds. Zen 5, 2 threads, attn-bench -n 4000 -k f16, taking turns
+ * step by step with the kernels before (a fold per score, every head of a
+ * group converting V's rows for itself): the 16-row scores, TinyLlama's
+ * shape (22 layers, 32 heads, 4 KV heads, hd 64) 10.2-10.3 -> 9.2 ms,
+ * Llama 3 8B's (32/8, hd 128) 2 % less, Llama-7B's 4 % less; then four
+ * heads a conversion of V, TinyLlama's 8.9-9.8 -> 7.6-8.5 ms, Llama 3
+ * 8B's 27.8-28.1 -> 25.9-26.1 ms.
  */
 #define AVX512_ATTN static __attribute__((target(AVX512_TARGET)))
 
@@ -801,12 +809,62 @@ AVX512_INLINE void scores_rows_zmm(const float *qh, const uint16_t *r0, size_t s
         }
 }
 
+/*
+ * hsum8(lo + hi) of 16 vectors at once, the same pairs added in the same
+ * tree (lanes j and j + 8, then j and j + 4, j and j + 2, j and j + 1):
+ * lane 4 (r % 4) + r / 4 holds v[r]'s
+ */
+AVX512_INLINE __m512 hsum16x16_ps(const __m512 *v)
+{
+        __m512 w[8], z[4], s[2];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+                w[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44),
+                                     _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xee));
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; m++)
+                z[m] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0x88),
+                                     _mm512_shuffle_f32x4(w[2 * m], w[2 * m + 1], 0xdd));
+#pragma GCC unroll 2
+        for (int n = 0; n < 2; n++)
+                s[n] = _mm512_add_ps(_mm512_shuffle_ps(z[2 * n], z[2 * n + 1], 0x44),
+                                     _mm512_shuffle_ps(z[2 * n], z[2 * n + 1], 0xee));
+        return _mm512_add_ps(_mm512_shuffle_ps(s[0], s[1], 0x88), _mm512_shuffle_ps(s[0], s[1], 0xdd));
+}
+
+/* scores_rows_zmm for 16 rows, their sums folded together (hsum16x16_ps) and stored as one vector */
+AVX512_INLINE void scores_rows16_zmm(const float *qh, const uint16_t *r0, size_t stride, int32_t hd, float scale,
+                                     float *sh)
+{
+        const __m512i row_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++)
+                acc[r] = _mm512_setzero_ps();
+        for (int32_t i = 0; i < hd; i += 16) {
+                const __m512 qv = _mm512_loadu_ps(qh + i);
+#pragma GCC unroll 16
+                for (int r = 0; r < 16; r++)
+                        acc[r] = _mm512_fmadd_ps(
+                                qv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r0 + r * stride + i))), acc[r]);
+        }
+        _mm512_storeu_ps(sh, _mm512_mul_ps(_mm512_permutexvar_ps(row_order, hsum16x16_ps(acc)), _mm512_set1_ps(scale)));
+}
+
 AVX512_ATTN void attn_scores_rows_f16_avx512(const float *q, const uint16_t *k, size_t stride, int32_t n,
                                              int32_t n_heads, int32_t group, int32_t hd, float scale, float *scores,
                                              size_t ld)
 {
         const size_t row_bytes = (size_t)(n_heads / group) * hd * sizeof(uint16_t);
         int32_t p = 0;
+        for (; p + 16 <= n; p += 16) {
+                for (int32_t f = p + 16; f < MIN(p + 32, n); f++)
+                        for (size_t b = 0; b < row_bytes; b += 64)
+                                _mm_prefetch((const char *)(k + f * stride) + b, _MM_HINT_T1);
+                for (int32_t h = 0; h < n_heads; h++)
+                        scores_rows16_zmm(q + (size_t)h * hd, k + p * stride + (size_t)(h / group) * hd, stride, hd,
+                                          scale, scores + h * ld + p);
+        }
         for (; p + 8 <= n; p += 8) {
                 /* the next eight rows, into L2 (as the AVX2 kernel asks for its next four) */
                 for (int32_t f = p + 8; f < MIN(p + 16, n); f++)
@@ -843,6 +901,53 @@ AVX512_INLINE void accum_rows_zmm(float *o, const uint16_t *v, size_t stride, co
 }
 
 /*
+ * lanes [0, 16 Z) of NH heads' outputs (ostride apart, weights ld apart)
+ * over n rows, kept in registers across them, each row's values converted
+ * once for the NH heads
+ */
+AVX512_INLINE void accum_heads_zmm(float *o, size_t ostride, const uint16_t *v, size_t stride, const float *w,
+                                   size_t ld, int32_t n, const int NH, const int Z)
+{
+        __m512 acc[4][4];
+        for (int i = 0; i < NH; i++)
+                for (int z = 0; z < Z; z++)
+                        acc[i][z] = _mm512_loadu_ps(o + i * ostride + 16 * z);
+        for (int32_t p = 0; p < n; p++) {
+                __m512 x[4];
+                for (int z = 0; z < Z; z++)
+                        x[z] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + p * stride + 16 * z)));
+                for (int i = 0; i < NH; i++) {
+                        const __m512 wp = _mm512_set1_ps(w[i * ld + p]);
+                        for (int z = 0; z < Z; z++)
+                                acc[i][z] = _mm512_fmadd_ps(wp, x[z], acc[i][z]);
+                }
+        }
+        for (int i = 0; i < NH; i++)
+                for (int z = 0; z < Z; z++)
+                        _mm512_storeu_ps(o + i * ostride + 16 * z, acc[i][z]);
+}
+
+/* accum_heads_zmm with NH (1 to 4) and Z (1 to 4) constants */
+AVX512_ATTN void accum_heads_zmm_any(float *o, size_t ostride, const uint16_t *v, size_t stride, const float *w,
+                                     size_t ld, int32_t n, int nh, int z)
+{
+#define ACCUM_HEADS_CASE(NH, Z)                                                    \
+        case 4 * (NH - 1) + Z - 1:                                                 \
+                accum_heads_zmm(o, ostride, v, stride, w, ld, n, NH, Z);           \
+                return;
+#define ACCUM_HEADS_CASES(NH)                                                      \
+        ACCUM_HEADS_CASE(NH, 1) ACCUM_HEADS_CASE(NH, 2) ACCUM_HEADS_CASE(NH, 3) ACCUM_HEADS_CASE(NH, 4)
+        switch (4 * (nh - 1) + z - 1) {
+                ACCUM_HEADS_CASES(1)
+                ACCUM_HEADS_CASES(2)
+                ACCUM_HEADS_CASES(3)
+                ACCUM_HEADS_CASES(4)
+        }
+#undef ACCUM_HEADS_CASES
+#undef ACCUM_HEADS_CASE
+}
+
+/*
  * Positions in blocks of ATTN_ZMM_BLOCK, so a GQA group's heads find their
  * K/V head's rows of the block in L1 (each lane still adds the rows in
  * ascending order: the same bits as one walk).
@@ -859,6 +964,17 @@ AVX512_ATTN void attn_accum_rows_f16_avx512(float *out, const uint16_t *v, size_
                         _mm_prefetch((const char *)(v + f * stride) + b, _MM_HINT_T1);
         for (int32_t p0 = 0; p0 < n; p0 += ATTN_ZMM_BLOCK) {
                 const int32_t np = MIN(ATTN_ZMM_BLOCK, n - p0);
+                if (group > 1) {
+                        for (int32_t h = 0; h < n_heads;) {
+                                const int32_t nh = MIN(4, (h / group + 1) * group - h);
+                                const uint16_t *vh = v + p0 * stride + (size_t)(h / group) * hd;
+                                for (int32_t d = 0; d < hd; d += 64)
+                                        accum_heads_zmm_any(out + (size_t)h * hd + d, hd, vh + d, stride, w + h * ld + p0,
+                                                            ld, np, nh, MIN(4, (hd - d) / 16));
+                                h += nh;
+                        }
+                        continue;
+                }
                 for (int32_t h = 0; h < n_heads; h++) {
                         float *o = out + (size_t)h * hd;
                         const uint16_t *vh = v + p0 * stride + (size_t)(h / group) * hd;
