@@ -257,12 +257,40 @@ typedef void (*quant_rows_fn)(const struct npu_weight *w, const struct act_block
  * w4a8 19.4 / 20.8; at 8 the GEMM leads: Q4_0 20.1 / 16.9, Q8_0 21.6 /
  * 18.4). A TinyLlama Q4_K_M step of 4 sequences took 49.0 ms through the
  * GEMM against 26.6 through the one-token kernels, of 8 56.2 against 43.0.
+ * (The interleaved nibble types have walks of four tokens since, and keep
+ * them further: interleaved_min_tokens.)
  */
 static int64_t tile_min_tokens(enum ggml_type t, enum kernel_isa isa)
 {
         if (isa < KERNEL_ISA_AVX512_VNNI)
                 return 4;
         return ggml_type_block_elems(t) == QK_K ? 12 : 7;
+}
+
+/*
+ * The interleaved nibble types on AVX-512 VNNI walk their groups for four
+ * tokens at once (matmul_interleaved_vnni), each vector of nibbles
+ * unpacked once for the four, and keep that walk up to these counts. The
+ * Zen 5 host, npu-kbench --rows 5632 --cols 2048 --tokens M, GB/s of
+ * weights, GEMM / the four-token walk: Q4_K at 8 tokens 18.4 / 32.7, at
+ * 16 8.3 / 13.9, at 24 7.9 / 12.2, at 32 7.1 / 9.5, at 64 4.5 / 4.7; Q5_K
+ * at 24 8.6 / 8.3, at 32 7.3 / 7.8; Q4_0 at 8 19.8 / 30.2, at 16 14.4 /
+ * 15.1, at 24 11.1 / 10.3; Q5_1 at 16 17.3 / 17.5, at 24 13.6 / 12.5.
+ */
+static int64_t interleaved_min_tokens(enum ggml_type t)
+{
+        switch (t) {
+        case GGML_TYPE_Q4_K:
+        case GGML_TYPE_Q5_K:
+                return 32;
+        case GGML_TYPE_Q4_0:
+        case GGML_TYPE_Q4_1:
+        case GGML_TYPE_Q5_0:
+        case GGML_TYPE_Q5_1:
+                return 20;
+        default:
+                return tile_min_tokens(t, KERNEL_ISA_AVX512_VNNI);
+        }
 }
 
 struct qtile {
@@ -506,7 +534,7 @@ static void matmul_interleaved(const struct npu_weight *w, const struct act_bloc
                                size_t ys, int64_t r0, int64_t r1)
 {
         if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI) {
-                if (n_tok < tile_min_tokens(w->type, KERNEL_ISA_AVX512_VNNI)) {
+                if (n_tok < interleaved_min_tokens(w->type)) {
                         matmul_interleaved_vnni(w, a, n_tok, y, ys, r0, r1);
                         return;
                 }

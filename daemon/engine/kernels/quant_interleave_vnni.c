@@ -160,6 +160,104 @@ VNNI_INLINE __m512 qk_block(const uint8_t *x, const struct qi_layout *k, const i
 }
 
 /*
+ * A few tokens (a batch of decoding sequences) walk the groups QI_TOKENS
+ * at a time: each block's nibbles and scales unpacked once, then met by
+ * each token's activations, where a walk per token unpacked them per
+ * token. Zen 5, 2 threads, npu-kbench --rows 5632 --cols 2048 --tokens M,
+ * GB/s of weights, a walk per token (or the GEMM from 12 K-quant tokens, 7
+ * of the others) / four tokens a walk: Q4_K at 2 tokens 27.6 / 37.4-46.5,
+ * at 4 28.3 / 55-57, at 8 18.4 / 32.4-32.7, at 12 11.1 / 23.7; Q4_0 at 4
+ * 27.9 / 37.4-39.3, at 8 19.8 / 30.2. Eight tokens a walk spill registers:
+ * Q4_K at 8 tokens 19.9, at 16 10.5 against 31.8 and 18.1. TinyLlama
+ * shape, npu-bench --task batch-decode, two rounds alternated: Q4_K_M
+ * steps of 8 sequences 41.3-42.5 -> 30.7-35.2 ms, of 16 82.9-85.6 ->
+ * 56.2-56.9; Q4_0 of 8 37.5-39.2 -> 24.5-25.9 ms, of 16 54.8-61.5 ->
+ * 46.7-47.8.
+ */
+#define QI_TOKENS 4
+
+/*
+ * qi_block for NT (<= QI_TOKENS) tokens at once (token t's activations
+ * qb[t], scale da[t], sum asum[t], Q8_1's s sa[t], sums acc[t]): each
+ * vector of nibbles unpacked once for the NT tokens, each token's numbers
+ * qi_block's.
+ */
+VNNI_INLINE void qi_block_tokens(const uint8_t *x, const struct qi_layout *k, const int8_t *const *qb,
+                                 const float *da, const int32_t *asum, const float *sa, __m512 *acc, const int NT)
+{
+        __m512i s0[QI_TOKENS], s1[QI_TOKENS];
+
+        for (int t = 0; t < NT; t++)
+                s0[t] = s1[t] = _mm512_setzero_si512();
+        for (int m = 0; m < 4; m++) {
+                __m512i lo, hi;
+                qi_nibbles(x, k, m, &lo, &hi);
+                for (int t = 0; t < NT; t++) {
+                        s0[t] = _mm512_dpbusd_epi32(s0[t], lo, _mm512_set1_epi32(qi_i32(qb[t] + 4 * m)));
+                        s1[t] = _mm512_dpbusd_epi32(s1[t], hi, _mm512_set1_epi32(qi_i32(qb[t] + 16 + 4 * m)));
+                }
+        }
+        const __m512 d16 = qi_f16x16(x + k->d), m16 = k->m ? qi_f16x16(x + k->m) : _mm512_setzero_ps();
+        for (int t = 0; t < NT; t++) {
+                __m512i isum = _mm512_add_epi32(s0[t], s1[t]);
+                if (k->off)
+                        isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(k->off * asum[t]));
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d16, _mm512_set1_ps(da[t])), _mm512_cvtepi32_ps(isum), acc[t]);
+                if (k->m)
+                        acc[t] = _mm512_fmadd_ps(m16, _mm512_set1_ps(sa[t]), acc[t]);
+        }
+}
+
+/*
+ * Q4_K, Q5_K: qk_block for NT (<= QI_TOKENS) tokens at once, token t's
+ * activations qb[t], scale da[t], pairs mp[t], sums acc[t]: the block's
+ * scales and each vector of nibbles are unpacked once for the NT tokens.
+ * Each token's numbers are qk_block's, operation for operation after the
+ * exact integer sums.
+ */
+VNNI_INLINE void qk_block_tokens(const uint8_t *x, const struct qi_layout *k, const int8_t *const *qb,
+                                 const float *da, const int32_t (*mp)[8], __m512 *acc, const char *pf, int lines,
+                                 const int NT)
+{
+        const __m512i pair = _mm512_set1_epi32(0x003f003f);
+        __m512i isum[QI_TOKENS], M[QI_TOKENS], sc[2], m[2];
+
+        for (int t = 0; t < NT; t++)
+                isum[t] = M[t] = _mm512_setzero_si512();
+        qi_k4_scales(x, k, &sc[0], &m[0], &sc[1], &m[1]);
+        for (int ch = 0; ch < 4; ch++) {
+                __m512i s0[QI_TOKENS], s1[QI_TOKENS];
+                for (int t = 0; t < NT; t++)
+                        s0[t] = s1[t] = _mm512_setzero_si512();
+                qi_prefetch_part(pf, lines, ch, 4);
+                for (int n = 0; n < 8; n++) {
+                        __m512i lo, hi;
+                        qi_nibbles(x, k, 8 * ch + n, &lo, &hi);
+                        for (int t = 0; t < NT; t++) {
+                                s0[t] = _mm512_dpbusd_epi32(s0[t], lo, _mm512_set1_epi32(qi_i32(qb[t] + 64 * ch + 4 * n)));
+                                s1[t] = _mm512_dpbusd_epi32(s1[t], hi,
+                                                            _mm512_set1_epi32(qi_i32(qb[t] + 64 * ch + 32 + 4 * n)));
+                        }
+                }
+                const __m512i sl = qi_lane_byte(sc, 2 * ch, 63), sh = qi_lane_byte(sc, 2 * ch + 1, 63);
+                for (int t = 0; t < NT; t++)
+                        isum[t] = _mm512_add_epi32(_mm512_add_epi32(isum[t], _mm512_mullo_epi32(s0[t], sl)),
+                                                   _mm512_mullo_epi32(s1[t], sh));
+        }
+        for (int p = 0; p < 4; p++) {
+                const __m512i v = _mm512_and_si512(p % 2 ? _mm512_srli_epi32(m[p / 2], 8) : m[p / 2], pair);
+                for (int t = 0; t < NT; t++)
+                        M[t] = _mm512_dpwssd_epi32(M[t], v, _mm512_set1_epi32(mp[t][p]));
+        }
+        const __m512 d16 = qi_f16x16(x + k->d), m16 = qi_f16x16(x + k->m);
+        for (int t = 0; t < NT; t++) {
+                const __m512 vda = _mm512_set1_ps(da[t]);
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d16, vda), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+                acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(m16, vda), _mm512_cvtepi32_ps(M[t]), acc[t]);
+        }
+}
+
+/*
  * Q3_K: bits 2 s, 2 s + 1 of vector v of a group block, plus 4 under its
  * hmask mask, as 4^s (q + 4 h) in their bytes for s < 3 (at most 7 x 16:
  * still u8), without a shift: (z & 3 << 2 s) | (4 << 2 s under the mask)
@@ -422,6 +520,83 @@ static VNNI_FN void qi_walk_type(enum ggml_type type, const uint8_t *const *g, i
 }
 
 /*
+ * qi_walk for Q4_K and Q5_K over NT tokens at once (qk_block_tokens):
+ * token t's activations at q + t K, its scales at d + t nb, its sums of 16
+ * at bsums + t K / 16; acc[t][i] group i's rows against token t.
+ */
+VNNI_INLINE void qi_walk_tokens(const uint8_t *const *g, int ng, int64_t next_groups, int64_t nb,
+                                const enum ggml_type type, const int8_t *q, const float *d, const float *s,
+                                const int32_t *asum, const int16_t *bsums, __m512 (*acc)[QI_STREAMS_MAX], const int NT)
+{
+        struct qi_layout kl;
+        qi_layout_of(type, &kl);
+        const struct qi_layout *k = &kl;
+        const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = MAX(1, QI_STEP / k->be), ahead = QI_AHEAD / k->be;
+        const int64_t K = nb * k->be, next = next_groups * nb * (int64_t)k->bytes;
+        int32_t mp[QI_TOKENS][8] = { { 0 } };
+
+        for (int t = 0; t < NT; t++)
+                for (int i = 0; i < ng; i++)
+                        acc[t][i] = _mm512_setzero_ps();
+        for (int64_t b0 = 0; b0 < nb; b0 += step) {
+                for (int t = 0; k->be == QK_K && t < NT; t++)
+                        qk_pairs(k, bsums + t * (K / 16) + 16 * b0, mp[t]);
+                for (int i = 0; i < ng; i++)
+                        for (int64_t b = b0; b < MIN(b0 + step, nb); b++) {
+                                const uint8_t *x = g[i] + b * k->bytes;
+                                const char *p = (const char *)x + ahead * k->bytes + (b + ahead >= nb ? next : 0);
+                                const int8_t *qb[QI_TOKENS];
+                                float da[QI_TOKENS], sa[QI_TOKENS];
+                                int32_t as[QI_TOKENS];
+                                __m512 a[QI_TOKENS];
+                                for (int t = 0; t < NT; t++) {
+                                        qb[t] = q + t * K + k->be * b;
+                                        da[t] = d[t * nb + b];
+                                        sa[t] = s ? s[t * nb + b] : 0;
+                                        as[t] = asum ? asum[t * nb + b] : 0;
+                                        a[t] = acc[t][i];
+                                }
+                                if (k->be != QK_K) {
+                                        qi_prefetch_part(p, lines, 0, 1);
+                                        qi_block_tokens(x, k, qb, da, as, sa, a, NT);
+                                } else {
+                                        qk_block_tokens(x, k, qb, da, mp, a, p, lines, NT);
+                                }
+                                for (int t = 0; t < NT; t++)
+                                        acc[t][i] = a[t];
+                        }
+        }
+}
+
+/* qi_walk_tokens with the type and NT (2 to QI_TOKENS) constants */
+static VNNI_FN void qi_walk_tokens_type(enum ggml_type type, int nt, const uint8_t *const *g, int ng,
+                                        int64_t next_groups, int64_t nb, const int8_t *q, const float *d,
+                                        const float *s, const int32_t *asum, const int16_t *bsums,
+                                        __m512 (*acc)[QI_STREAMS_MAX])
+{
+#define QI_TOKENS_CASE(t, n)                                                                    \
+        if (type == (t) && nt == (n)) {                                                        \
+                qi_walk_tokens(g, ng, next_groups, nb, t, q, d, s, asum, bsums, acc, n);       \
+                return;                                                                         \
+        }
+#define QI_TOKENS_CASES(t) QI_TOKENS_CASE(t, 2) QI_TOKENS_CASE(t, 3) QI_TOKENS_CASE(t, 4)
+        QI_TOKENS_CASES(GGML_TYPE_Q4_0)
+        QI_TOKENS_CASES(GGML_TYPE_Q4_1)
+        QI_TOKENS_CASES(GGML_TYPE_Q5_0)
+        QI_TOKENS_CASES(GGML_TYPE_Q5_1)
+        QI_TOKENS_CASES(GGML_TYPE_Q4_K)
+        QI_TOKENS_CASES(GGML_TYPE_Q5_K)
+#undef QI_TOKENS_CASES
+#undef QI_TOKENS_CASE
+}
+
+/* the types whose blocks qi_walk_tokens takes (the 2-bit K-quants keep a walk per token) */
+static bool qi_walks_tokens(const struct qi_layout *k)
+{
+        return k->bits == 4;
+}
+
+/*
  * Step j of the walk from group first + base of [r0, r1)'s G groups (the
  * first of them first): its streams, at most ns, stream i on group
  * first + base + i * run + j, each group's rows against each token.
@@ -442,7 +617,27 @@ VNNI_INLINE void qi_walk_step(const struct npu_weight *w, const struct qi_layout
                 gi[i] = first + base + i * run + j;
                 g[i] = (const uint8_t *)w->data + gi[i] * group_bytes;
         }
-        for (int64_t t = 0; t < n_tok; t++) {
+        int64_t t = 0;
+        /* the nibble types: QI_TOKENS tokens a walk while two or more are left */
+        while (qi_walks_tokens(k) && n_tok - t >= 2) {
+                const int nt = (int)MIN(QI_TOKENS, n_tok - t);
+                __m512 acc[QI_TOKENS][QI_STREAMS_MAX];
+                float out[QI_ROWS];
+                qi_walk_tokens_type(w->type, nt, g, ng, next_groups, nb, q + t * K, a->d + t * nb,
+                                    a->s ? a->s + t * nb : NULL, a->asum ? a->asum + t * nb : NULL,
+                                    a->bsums ? a->bsums + t * (K / 16) : NULL, acc);
+                for (int u = 0; u < nt; u++)
+                        for (int i = 0; i < ng; i++) {
+                                _mm512_storeu_ps(out, acc[u][i]);
+                                for (int r = 0; r < QI_ROWS; r++) {
+                                        const int64_t row = gi[i] * QI_ROWS + r;
+                                        if (row >= r0 && row < r1)
+                                                y[(t + u) * ys + row] = out[r];
+                                }
+                        }
+                t += nt;
+        }
+        for (; t < n_tok; t++) {
                 __m512 acc[QI_STREAMS_MAX];
                 float out[QI_STREAMS_MAX][QI_ROWS];
                 const float *s = a->s ? a->s + t * nb : NULL;
