@@ -258,12 +258,17 @@ typedef void (*quant_rows_fn)(const struct npu_weight *w, const struct act_block
  * 18.4). A TinyLlama Q4_K_M step of 4 sequences took 49.0 ms through the
  * GEMM against 26.6 through the one-token kernels, of 8 56.2 against 43.0.
  * (The interleaved nibble types have walks of four tokens since, and keep
- * them further: interleaved_min_tokens.)
+ * them further: interleaved_min_tokens. So does Q6_K: the same command,
+ * GEMM / four tokens a walk, at 8 tokens 14.4 / 26.1, at 12 9.4 / 18.5, at
+ * 16 8.9 / 14.3, at 24 7.9 / 9.6, at 32 7.2 / 7.2; one token a walk at 4
+ * had 20.0.)
  */
 static int64_t tile_min_tokens(enum ggml_type t, enum kernel_isa isa)
 {
         if (isa < KERNEL_ISA_AVX512_VNNI)
                 return 4;
+        if (t == GGML_TYPE_Q6_K)
+                return 32; /* its one-token kernel takes four tokens at once (group_q6_k_nt) */
         return ggml_type_block_elems(t) == QK_K ? 12 : 7;
 }
 

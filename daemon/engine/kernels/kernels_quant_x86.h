@@ -454,11 +454,20 @@ SIMD_INLINE __m256 SIMD(block_step8)(__m256 acc, const uint8_t *const *rows, siz
                 _mm256_storeu_ps(out, acc);                                                                   \
         }
 
-/* The rows [r0, r1) of a weight against n_tok tokens, eight rows at a time through group_<name>. */
-#define DEFINE_ROWS(name)                                                                                     \
+/* a group_<name> of several tokens at once: their sums into out[t] */
+typedef void (*group_tokens_fn)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
+                                const int16_t *bs, int nt, float (*out)[RB]);
+
+/*
+ * The rows [r0, r1) of a weight against n_tok tokens, eight rows at a time
+ * through group_<name>; with a tokens_fn (not NULL), GROUP_TOKENS_MAX
+ * tokens at a time through it while two or more are left.
+ */
+#define DEFINE_ROWS_TOKENS(name, tokens_fn)                                                                   \
         SIMD_FN static void SIMD(rows_##name)(const struct npu_weight *w, const struct act_blocks *a,         \
                                               int64_t n_tok, float *y, size_t ys, int64_t r0, int64_t r1)     \
         {                                                                                                     \
+                const group_tokens_fn tokens = (tokens_fn);                                                   \
                 const int64_t K = w->cols, ab = act_scheme_block(a->scheme);                                  \
                 const int8_t *q = a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q;                        \
                 /* S > 0: group g takes rows r0 + g, r0 + g + S, ..., so row i of each group is a stream */    \
@@ -473,7 +482,18 @@ SIMD_INLINE __m256 SIMD(block_step8)(__m256 acc, const uint8_t *const *rows, siz
                                 at[i] = S ? r0 + i * S + (r - r0) / RB : MIN(r + i, r1 - 1);                  \
                                 rows[i] = (const uint8_t *)w->data + at[i] * w->row_bytes;                    \
                         }                                                                                     \
-                        for (int64_t t = 0; t < n_tok; t++) {                                                 \
+                        int64_t t = 0;                                                                        \
+                        for (; tokens && a->bsums && n_tok - t >= 2;) {                                       \
+                                const int nt = (int)MIN(GROUP_TOKENS_MAX, n_tok - t);                         \
+                                float outs[GROUP_TOKENS_MAX][RB];                                             \
+                                tokens(rows, K, q + t * K, a->d + t * (K / ab), a->bsums + t * (K / 16), nt,  \
+                                       outs);                                                                 \
+                                for (int u = 0; u < nt; u++)                                                  \
+                                        for (int i = 0; i < RB && r + i < r1; i++)                            \
+                                                y[(t + u) * ys + at[i]] = outs[u][i];                         \
+                                t += nt;                                                                      \
+                        }                                                                                     \
+                        for (; t < n_tok; t++) {                                                              \
                                 SIMD(group_##name)(rows, K, q + t * K, a->d + t * (K / ab),                   \
                                                    a->s ? a->s + t * (K / ab) : NULL,                         \
                                                    a->bsums ? a->bsums + t * (K / 16) : NULL,                 \
@@ -502,6 +522,11 @@ DEFINE_GROUP(q5_k, struct block_q5_K, QK_K, 0, 2, 0, 2)
 DEFINE_GROUP(q6_k, struct block_q6_K, QK_K, 0, 0, offsetof(struct block_q6_K, d), 0)
 #endif
 
+#define DEFINE_ROWS(name) DEFINE_ROWS_TOKENS(name, NULL)
+#ifndef GROUP_TOKENS_Q6_K
+#define GROUP_TOKENS_Q6_K NULL
+#define GROUP_TOKENS_MAX 1
+#endif
 DEFINE_ROWS(q4_0)
 DEFINE_ROWS(q4_1)
 DEFINE_ROWS(q5_0)
@@ -511,7 +536,9 @@ DEFINE_ROWS(q2_k)
 DEFINE_ROWS(q3_k)
 DEFINE_ROWS(q4_k)
 DEFINE_ROWS(q5_k)
-DEFINE_ROWS(q6_k)
+DEFINE_ROWS_TOKENS(q6_k, GROUP_TOKENS_Q6_K)
+#undef GROUP_TOKENS_Q6_K
+#undef GROUP_TOKENS_MAX
 
 static const quant_rows_fn SIMD(quant_rows)[_GGML_TYPE_MAX] = {
         [GGML_TYPE_Q4_0] = SIMD(rows_q4_0), [GGML_TYPE_Q4_1] = SIMD(rows_q4_1), [GGML_TYPE_Q5_0] = SIMD(rows_q5_0),

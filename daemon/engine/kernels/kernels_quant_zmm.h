@@ -510,6 +510,82 @@ SIMD_INLINE void SIMD(group_q6_k)(const uint8_t *const *rows, int64_t K, const i
         _mm256_storeu_ps(out, acc);
 }
 
+/*
+ * group_q6_k for NT (<= Q6K_TOKENS) tokens at once (token t's activations
+ * at q + t K, scales at d + t K / QK_K, sums of 16 at bs + t K / 16; its
+ * eight rows' sums into out[t]): each row's block unpacked once (its
+ * 6-bit q and its scales) for the NT tokens. Each token's numbers are
+ * group_q6_k's, operation for operation after the exact integer sums.
+ */
+#define Q6K_TOKENS 4
+SIMD_INLINE void SIMD(group_q6_k_nt)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
+                                     const int16_t *bs, float (*out)[RB], const int NT)
+{
+        const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30), zero = _mm512_setzero_si512();
+        const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+        const __m512i sc_idx[2] = { SCALE_LANES(0), SCALE_LANES(8) };
+        const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q6_K);
+        const int64_t share = SIMD(prefetch_share)(rows, row_bytes, nb), ahead = SIMD(q6k_stream_ahead)();
+        __m256 acc[Q6K_TOKENS];
+
+        for (int t = 0; t < NT; t++)
+                acc[t] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+                const size_t off = (size_t)b * sizeof(struct block_q6_K);
+                __m512i nbs[Q6K_TOKENS], L[Q6K_TOKENS][RB];
+                SIMD(prefetch_step_ahead)(rows, row_bytes, share, b, ahead);
+                for (int t = 0; t < NT; t++)
+                        nbs[t] = _mm512_zextsi256_si512(
+                                _mm256_sub_epi16(_mm256_setzero_si256(), SIMD(load32)(bs + t * (K / 16) + 16 * b)));
+                for (int i = 0; i < RB; i++) {
+                        const struct block_q6_K *x = (const void *)(rows[i] + off);
+                        const __m512i s16 = _mm512_zextsi256_si512(
+                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales)));
+                        const __m512i s32 = _mm512_slli_epi16(s16, 5);
+                        __m512i l[Q6K_TOKENS];
+                        for (int t = 0; t < NT; t++)
+                                l[t] = _mm512_dpwssd_epi32(zero, s32, nbs[t]);
+                        for (int h = 0; h < 2; h++) {
+                                const __m512i v = _mm512_loadu_si512(x->ql + 64 * h);
+                                const __m512i hb = _mm512_broadcast_i64x4(SIMD(load32)(x->qh + 32 * h));
+                                const __m512i u0 = _mm512_or_si512(_mm512_and_si512(v, m4),
+                                                                   _mm512_and_si512(_mm512_sllv_epi64(hb, shl), m30));
+                                const __m512i u1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                                                   _mm512_and_si512(_mm512_srlv_epi64(hb, shr), m30));
+                                const __m512i sc = _mm512_permutexvar_epi16(sc_idx[h], s16);
+                                for (int t = 0; t < NT; t++) {
+                                        const int8_t *qb = q + t * K + QK_K * b + 128 * h;
+                                        const __m512i r0 = _mm512_dpbusd_epi32(zero, u0, _mm512_loadu_si512(qb));
+                                        const __m512i r1 = _mm512_dpbusd_epi32(zero, u1, _mm512_loadu_si512(qb + 64));
+                                        l[t] = _mm512_dpwssd_epi32(l[t], _mm512_packs_epi32(r0, r1), sc);
+                                }
+                        }
+                        for (int t = 0; t < NT; t++)
+                                L[t][i] = l[t];
+                }
+                const __m256 dw = SIMD(load_f16x8)(rows, off + offsetof(struct block_q6_K, d));
+                for (int t = 0; t < NT; t++)
+                        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(d[t * nb + b])),
+                                                 _mm256_cvtepi32_ps(SIMD(hsum8x16)(L[t])), acc[t]);
+        }
+        for (int t = 0; t < NT; t++)
+                _mm256_storeu_ps(out[t], acc[t]);
+}
+
+/* group_q6_k_nt with nt (2 to Q6K_TOKENS) a constant */
+SIMD_FN static void SIMD(group_tokens_q6_k)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
+                                            const int16_t *bs, int nt, float (*out)[RB])
+{
+        if (nt == 2)
+                SIMD(group_q6_k_nt)(rows, K, q, d, bs, out, 2);
+        else if (nt == 3)
+                SIMD(group_q6_k_nt)(rows, K, q, d, bs, out, 3);
+        else
+                SIMD(group_q6_k_nt)(rows, K, q, d, bs, out, 4);
+}
+#define GROUP_TOKENS_Q6_K SIMD(group_tokens_q6_k)
+#define GROUP_TOKENS_MAX Q6K_TOKENS
+
 #undef SCALE_LANES
 #undef SCALE_PAIR
 
