@@ -355,7 +355,8 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
                 for (int32_t g = 0; g < n_heads / group; g++)
                         for (int32_t d0 = 0; d0 < hd; d0 += Q8_GQA_MAX_HD) {
                                 const int32_t dc = MIN(Q8_GQA_MAX_HD, hd - d0);
-                                /* past the run: the next block's rows where the blocks were handed out in order, else a harmless miss */
+                                /* past the run: the next block's rows where the blocks were handed out in order,
+                                 * else a harmless miss */
                                 prefetch_rows_l1(v + (size_t)(p0 + 16) * stride + (size_t)g * hd + d0, stride, 16, dc);
                                 for (int32_t r = 0; r < np; r++)
                                         q8_to_f32_512(v + (size_t)(p0 + r) * stride + (size_t)g * hd + d0, vf[r], dc);
@@ -365,8 +366,8 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
                                 for (int32_t h = g * group; h < (g + 1) * group; h += 4) {
                                         const int nh = (int)MIN(4, (g + 1) * group - h);
                                         for (int i = 0; i < nh; i++)
-                                                _mm512_storeu_ps(a[i], _mm512_mul_ps(_mm512_maskz_loadu_ps(rows, w + (h + i) * ld + p0),
-                                                                                     sv));
+                                                _mm512_storeu_ps(a[i], _mm512_mul_ps(
+                                                        _mm512_maskz_loadu_ps(rows, w + (h + i) * ld + p0), sv));
                                         float *o = out + (size_t)h * hd + d0;
                                         if (nh == 4)
                                                 accum_heads_512(o, hd, vf, a, np, 4, dc);
@@ -428,7 +429,8 @@ AVX512 static void accum_rows_q8_avx512_ordered(float *out, const int8_t *v, con
                         float a[R_ORDERED];
                         for (int32_t r = 0; r < np; r++)
                                 a[r] = w[h * ld + p0 + r] * vs[(size_t)(p0 + r) * sstride + h];
-                        /* past the run: the next block's rows where the blocks were handed out in order, else a harmless miss */
+                        /* past the run: the next block's rows where the blocks were handed out in order,
+                         * else a harmless miss */
                         prefetch_rows_l1(slice + R_ORDERED * stride, stride, R_ORDERED, hd);
                         accum_head_q8_512(out + (size_t)h * hd, slice, stride, a, np, hd);
                 }

@@ -342,18 +342,19 @@ VNNI static void scores_rows_vnni_gqa(const int8_t *q, const float *qs, const in
                                       int32_t group, int32_t hd, float scale, float *scores, size_t ld)
 {
         const __m512i bias = _mm512_set1_epi8((char)0x80);
-        const __m512i scale_index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                                       _mm512_set1_epi32((int)sstride));
+        const __m512i scale_index = _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32((int)sstride));
         const __m512 scale16 = _mm512_set1_ps(scale);
         const int32_t n_kv = n_heads / group;
 
         for (int32_t p0 = 0; p0 < n; p0 += 16) {
                 const int32_t np = MIN(16, n - p0);
                 const __mmask16 rows = (__mmask16)((1u << np) - 1);
-                /* past the run: the next block's rows where the blocks were handed out in order, else a harmless miss */
                 for (int32_t g = 0; g < n_kv; g++) {
                         const int8_t *kg = k + (size_t)p0 * stride + (size_t)g * hd;
-                        /* past the run: the next block's rows where the blocks were handed out in order, else a harmless miss */
+                        /* past the run: the next block's rows where the blocks were handed out in order,
+                         * else a harmless miss */
                         prefetch_rows_l1(kg + 16 * stride, stride, 16, hd);
                         const __m512 kscale = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows, scale_index,
                                                                        ks + (size_t)p0 * sstride + g, 4);
@@ -366,7 +367,7 @@ VNNI static void scores_rows_vnni_gqa(const int8_t *q, const float *qs, const in
                                         __m512 t[16];
                                         for (int r = 0; r < 16; r++)
                                                 t[r] = r < np ? _mm512_castsi512_ps(_mm512_xor_si512(
-                                                                        _mm512_loadu_si512(kg + (size_t)r * stride + c0), bias))
+                                                                        _mm512_loadu_si512(kg + r * stride + c0), bias))
                                                               : _mm512_setzero_ps();
                                         transpose16x16_ps(t);
                                         const int8_t *qc = q + (size_t)h0 * hd + c0;
@@ -385,9 +386,9 @@ VNNI static void scores_rows_vnni_gqa(const int8_t *q, const float *qs, const in
                                         const int32_t h = h0 + i;
                                         const __m512i d = _mm512_sub_epi32(acc[i], _mm512_set1_epi32(128 * qsum[h]));
                                         /* q8_score, 16 lanes: ((float)dot * (qs * ks)) * scale */
-                                        const __m512 sc = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d),
-                                                                                      _mm512_mul_ps(_mm512_set1_ps(qs[h]), kscale)),
-                                                                        scale16);
+                                        const __m512 qk = _mm512_mul_ps(_mm512_set1_ps(qs[h]), kscale);
+                                        const __m512 sc =
+                                                _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d), qk), scale16);
                                         _mm512_mask_storeu_ps(scores + (size_t)h * ld + p0, rows, sc);
                                 }
                         }
@@ -431,7 +432,8 @@ void attn_scores_rows_q8(const int8_t *q, const float *qs, const int32_t *qsum,
 {
         if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI && group > 1 && hd % 64 == 0)
                 scores_rows_vnni_gqa(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
-        else if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI && n_heads % 16 == 0 && n_heads <= 256 && (hd == 64 || hd == 128))
+        else if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI && n_heads % 16 == 0 && n_heads <= 256 &&
+                 (hd == 64 || hd == 128))
                 scores_rows_vnni_ordered(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);
         else if (kernels_isa() >= KERNEL_ISA_AVX512_VNNI)
                 scores_rows_vnni(q, qs, qsum, k, ks, stride, sstride, n, n_heads, group, hd, scale, scores, ld);

@@ -846,7 +846,8 @@ AVX512_INLINE void scores_rows16_zmm(const float *qh, const uint16_t *r0, size_t
 #pragma GCC unroll 16
                 for (int r = 0; r < 16; r++)
                         acc[r] = _mm512_fmadd_ps(
-                                qv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r0 + r * stride + i))), acc[r]);
+                                qv, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r0 + r * stride + i))),
+                                acc[r]);
         }
         _mm512_storeu_ps(sh, _mm512_mul_ps(_mm512_permutexvar_ps(row_order, hsum16x16_ps(acc)), _mm512_set1_ps(scale)));
 }
@@ -969,8 +970,8 @@ AVX512_ATTN void attn_accum_rows_f16_avx512(float *out, const uint16_t *v, size_
                                 const int32_t nh = MIN(4, (h / group + 1) * group - h);
                                 const uint16_t *vh = v + p0 * stride + (size_t)(h / group) * hd;
                                 for (int32_t d = 0; d < hd; d += 64)
-                                        accum_heads_zmm_any(out + (size_t)h * hd + d, hd, vh + d, stride, w + h * ld + p0,
-                                                            ld, np, nh, MIN(4, (hd - d) / 16));
+                                        accum_heads_zmm_any(out + (size_t)h * hd + d, hd, vh + d, stride,
+                                                            w + h * ld + p0, ld, np, nh, MIN(4, (hd - d) / 16));
                                 h += nh;
                         }
                         continue;

@@ -461,61 +461,12 @@ SIMD_INLINE void SIMD(group_q3_k)(const uint8_t *const *rows, int64_t K, const i
  * offset comes back out as in the 256-bit copy: the row's lanes start at
  * -(32 * scale) times the activations' sums of 16. Prefetching as
  * group_q4_k: the next group's bytes into L1, a share per block.
- */
-SIMD_INLINE void SIMD(group_q6_k)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
-                                  const float *s, const int16_t *bs, const int32_t *asum, float *out)
-{
-        const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30), zero = _mm512_setzero_si512();
-        /* qh's pairs into bits 4-5: pair 0 | pair 1 (first half), pair 2 | pair 3 (second) */
-        const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
-        const __m512i sc_idx[2] = { SCALE_LANES(0), SCALE_LANES(8) };
-        const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q6_K);
-        const int64_t share = SIMD(prefetch_share)(rows, row_bytes, nb), ahead = SIMD(q6k_stream_ahead)();
-        __m256 acc = _mm256_setzero_ps();
-
-        for (int64_t b = 0; b < nb; b++) {
-                const size_t off = (size_t)b * sizeof(struct block_q6_K);
-                const int8_t *qb = q + QK_K * b;
-                SIMD(prefetch_step_ahead)(rows, row_bytes, share, b, ahead);
-                const __m512i a[4] = { _mm512_loadu_si512(qb), _mm512_loadu_si512(qb + 64),
-                                       _mm512_loadu_si512(qb + 128), _mm512_loadu_si512(qb + 192) };
-                /* minus the activations' sums of 16 (|sum| <= 16 * 128) */
-                const __m512i nbs = _mm512_zextsi256_si512(
-                        _mm256_sub_epi16(_mm256_setzero_si256(), SIMD(load32)(bs + 16 * b)));
-                __m512i L[RB];
-                for (int i = 0; i < RB; i++) {
-                        const struct block_q6_K *x = (const void *)(rows[i] + off);
-                        const __m512i s16 = _mm512_zextsi256_si512(
-                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales)));
-                        /* -32 * sum over sub-blocks of scale * bsum; |32 * scale| <= 4096 */
-                        __m512i l = _mm512_dpwssd_epi32(zero, _mm512_slli_epi16(s16, 5), nbs);
-                        for (int h = 0; h < 2; h++) {
-                                const __m512i v = _mm512_loadu_si512(x->ql + 64 * h);
-                                const __m512i hb = _mm512_broadcast_i64x4(SIMD(load32)(x->qh + 32 * h));
-                                const __m512i u0 = _mm512_or_si512(_mm512_and_si512(v, m4),
-                                                                   _mm512_and_si512(_mm512_sllv_epi64(hb, shl), m30));
-                                const __m512i u1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
-                                                                   _mm512_and_si512(_mm512_srlv_epi64(hb, shr), m30));
-                                const __m512i r0 = _mm512_dpbusd_epi32(zero, u0, a[2 * h]);
-                                const __m512i r1 = _mm512_dpbusd_epi32(zero, u1, a[2 * h + 1]);
-                                l = _mm512_dpwssd_epi32(l, _mm512_packs_epi32(r0, r1),
-                                                        _mm512_permutexvar_epi16(sc_idx[h], s16));
-                        }
-                        L[i] = l;
-                }
-                const __m256 dw = SIMD(load_f16x8)(rows, off + offsetof(struct block_q6_K, d));
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(d[b])), _mm256_cvtepi32_ps(SIMD(hsum8x16)(L)),
-                                      acc);
-        }
-        _mm256_storeu_ps(out, acc);
-}
-
-/*
- * group_q6_k for NT (<= Q6K_TOKENS) tokens at once (token t's activations
- * at q + t K, scales at d + t K / QK_K, sums of 16 at bs + t K / 16; its
- * eight rows' sums into out[t]): each row's block unpacked once (its
- * 6-bit q and its scales) for the NT tokens. Each token's numbers are
- * group_q6_k's, operation for operation after the exact integer sums.
+ *
+ * group_q6_k_nt takes NT (<= Q6K_TOKENS) tokens at once (token t's
+ * activations at q + t K, scales at d + t K / QK_K, sums of 16 at bs + t K
+ * / 16; its eight rows' sums into out[t]): each row's block unpacked once
+ * (its 6-bit q and its scales) for the NT tokens, each token's numbers
+ * those of the kernel for one token (group_q6_k, NT 1).
  */
 #define Q6K_TOKENS 4
 SIMD_INLINE void SIMD(group_q6_k_nt)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
@@ -585,6 +536,13 @@ SIMD_FN static void SIMD(group_tokens_q6_k)(const uint8_t *const *rows, int64_t 
 }
 #define GROUP_TOKENS_Q6_K SIMD(group_tokens_q6_k)
 #define GROUP_TOKENS_MAX Q6K_TOKENS
+
+SIMD_INLINE void SIMD(group_q6_k)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
+                                  const float *s, const int16_t *bs, const int32_t *asum, float *out)
+{
+        (void)s, (void)asum;
+        SIMD(group_q6_k_nt)(rows, K, q, d, bs, (float(*)[RB])out, 1);
+}
 
 #undef SCALE_LANES
 #undef SCALE_PAIR

@@ -234,7 +234,8 @@ VNNI_INLINE void qk_block_tokens(const uint8_t *x, const struct qi_layout *k, co
                         __m512i lo, hi;
                         qi_nibbles(x, k, 8 * ch + n, &lo, &hi);
                         for (int t = 0; t < NT; t++) {
-                                s0[t] = _mm512_dpbusd_epi32(s0[t], lo, _mm512_set1_epi32(qi_i32(qb[t] + 64 * ch + 4 * n)));
+                                s0[t] = _mm512_dpbusd_epi32(s0[t], lo,
+                                                            _mm512_set1_epi32(qi_i32(qb[t] + 64 * ch + 4 * n)));
                                 s1[t] = _mm512_dpbusd_epi32(s1[t], hi,
                                                             _mm512_set1_epi32(qi_i32(qb[t] + 64 * ch + 32 + 4 * n)));
                         }
