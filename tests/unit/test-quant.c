@@ -25,9 +25,8 @@ static const enum ggml_type all_types[] = {
 static const enum ggml_type quad_types[] = { GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1 };
 
 /*
- * Tokens that take the GEMM of the interleaved nibble types and of Q6_K on
- * AVX-512 VNNI (below them their four-token walks: kernels_quant.c's
- * interleaved_min_tokens and tile_min_tokens)
+ * Tokens that take the GEMMs on AVX-512 VNNI past the four-token walks
+ * (kernels_quant.c's interleaved_min_tokens and tile_min_tokens)
  */
 static int walks_gemm_tokens(enum ggml_type t)
 {
@@ -675,9 +674,8 @@ static void test_kernel_paths(void **state)
                 check_paths(GGML_TYPE_Q4_0, ACT_SCHEME_TOKEN_I8, 16, 4096 + 768, 3, FILL_RAW, &seed);
                 /*
                  * the K-quant GEMM's kinds (Q4_K, Q6_K; interleaved Q2_K, Q3_K,
-                 * Q5_K), 13 tokens (AVX-512 VNNI's one-token kernels take up to 11;
-                 * Q6_K's, interleaved Q4_K's and Q5_K's up to 31: their walks of
-                 * four tokens, and their GEMMs below)
+                 * Q5_K), 13 tokens (on AVX-512 VNNI the walks of four tokens now
+                 * take these: their GEMMs below)
                  */
                 for (size_t ti = 0; ti < ARRAY_SIZE(all_types); ti++)
                         if (ggml_type_block_elems(all_types[ti]) == QK_K)
@@ -690,6 +688,10 @@ static void test_kernel_paths(void **state)
                             walks_gemm_tokens(GGML_TYPE_Q5_K), FILL_RAW, &seed);
                 check_paths(GGML_TYPE_Q6_K, ACT_SCHEME_Q8_K, 16 * 2 + 5, 1024 + 256,
                             walks_gemm_tokens(GGML_TYPE_Q6_K), FILL_RAW, &seed);
+                check_paths(GGML_TYPE_Q3_K, ACT_SCHEME_Q8_K, 16 * 2 + 5, 1024 + 256,
+                            walks_gemm_tokens(GGML_TYPE_Q3_K), FILL_RAW, &seed);
+                check_paths(GGML_TYPE_Q8_0, ACT_SCHEME_Q8_0, 16 * 2 + 5, 1024 + 256,
+                            walks_gemm_tokens(GGML_TYPE_Q8_0), FILL_RAW, &seed);
                 check_paths(GGML_TYPE_Q5_1, ACT_SCHEME_Q8_1, 16 * 2 + 5, 1024 + 256,
                             walks_gemm_tokens(GGML_TYPE_Q5_1), FILL_RAW, &seed);
                 /* the nibble types' four-block steps, then a pair and a single block, on rows in streams (K >= 4096) */
@@ -723,9 +725,7 @@ static void test_kernel_paths(void **state)
                         continue;
                 check_paths(t, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, 13, FILL_RAW, &seed);
                 check_paths(t, ACT_SCHEME_Q8_K, 16 * 6, 1024, 8, FILL_REAL, &seed);
-                if (t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q5_K || t == GGML_TYPE_Q6_K)
-                        check_paths(t, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, walks_gemm_tokens(t), FILL_RAW,
-                                    &seed);
+                check_paths(t, ACT_SCHEME_Q8_K, 16 * 5 + 5, 2048 + 512, walks_gemm_tokens(t), FILL_RAW, &seed);
         }
         /*
          * the 32-element block types' GEMM (gemm_block.h), the same shapes:
@@ -737,9 +737,8 @@ static void test_kernel_paths(void **state)
                         continue;
                 check_paths(t, quant_type_act_scheme(t), 16 * 5 + 5, 2048 + 512, 13, FILL_RAW, &seed);
                 check_paths(t, quant_type_act_scheme(t), 16 * 6, 1024, 8, FILL_REAL, &seed);
-                if (t != GGML_TYPE_Q8_0)
-                        check_paths(t, quant_type_act_scheme(t), 16 * 5 + 5, 2048 + 512, walks_gemm_tokens(t),
-                                    FILL_RAW, &seed);
+                check_paths(t, quant_type_act_scheme(t), 16 * 5 + 5, 2048 + 512, walks_gemm_tokens(t), FILL_RAW,
+                            &seed);
                 /* the one-token kernels' two blocks a step, an odd last block alone */
                 check_paths(t, quant_type_act_scheme(t), 21, 32 * 37, 2, FILL_RAW, &seed);
                 check_paths(t, quant_type_act_scheme(t), 21, 32 * 37, 1, FILL_EXTREME, &seed);

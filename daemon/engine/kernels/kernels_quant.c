@@ -261,26 +261,33 @@ typedef void (*quant_rows_fn)(const struct npu_weight *w, const struct act_block
  * them further: interleaved_min_tokens. So does Q6_K: the same command,
  * GEMM / four tokens a walk, at 8 tokens 14.4 / 26.1, at 12 9.4 / 18.5, at
  * 16 8.9 / 14.3, at 24 7.9 / 9.6, at 32 7.2 / 7.2; one token a walk at 4
- * had 20.0.)
+ * had 20.0. And Q8_0: at 4 tokens 42.1 (a walk per token) / 51.7, at 8
+ * 22.6 / 29.6, at 12 20.2 / 20.0, at 16 18.4 / 15.0.)
  */
 static int64_t tile_min_tokens(enum ggml_type t, enum kernel_isa isa)
 {
         if (isa < KERNEL_ISA_AVX512_VNNI)
                 return 4;
+        /* their one-token kernels take four tokens at once (group_q6_k_nt, group_q8_0_nt) */
         if (t == GGML_TYPE_Q6_K)
-                return 32; /* its one-token kernel takes four tokens at once (group_q6_k_nt) */
+                return 32;
+        if (t == GGML_TYPE_Q8_0)
+                return 12;
         return ggml_type_block_elems(t) == QK_K ? 12 : 7;
 }
 
 /*
- * The interleaved nibble types on AVX-512 VNNI walk their groups for four
- * tokens at once (matmul_interleaved_vnni), each vector of nibbles
- * unpacked once for the four, and keep that walk up to these counts. The
+ * The interleaved types on AVX-512 VNNI walk their groups for four tokens
+ * at once (matmul_interleaved_vnni), each vector of q unpacked once for the
+ * four, and keep that walk up to these counts. The
  * Zen 5 host, npu-kbench --rows 5632 --cols 2048 --tokens M, GB/s of
  * weights, GEMM / the four-token walk: Q4_K at 8 tokens 18.4 / 32.7, at
  * 16 8.3 / 13.9, at 24 7.9 / 12.2, at 32 7.1 / 9.5, at 64 4.5 / 4.7; Q5_K
  * at 24 8.6 / 8.3, at 32 7.3 / 7.8; Q4_0 at 8 19.8 / 30.2, at 16 14.4 /
- * 15.1, at 24 11.1 / 10.3; Q5_1 at 16 17.3 / 17.5, at 24 13.6 / 12.5.
+ * 15.1, at 24 11.1 / 10.3; Q5_1 at 16 17.3 / 17.5, at 24 13.6 / 12.5;
+ * Q3_K at 8 10.9 (a walk per token) / 18.1, at 12 7.9 / 12.0, at 16 6.8 /
+ * 9.6, at 24 6.3 / 6.5, at 32 5.1 / 5.2; Q2_K at 8 13.5 / 17.8, at 16 6.5
+ * / 9.9, at 24 5.2 / 6.7.
  */
 static int64_t interleaved_min_tokens(enum ggml_type t)
 {
@@ -288,6 +295,9 @@ static int64_t interleaved_min_tokens(enum ggml_type t)
         case GGML_TYPE_Q4_K:
         case GGML_TYPE_Q5_K:
                 return 32;
+        case GGML_TYPE_Q2_K:
+        case GGML_TYPE_Q3_K:
+                return 24;
         case GGML_TYPE_Q4_0:
         case GGML_TYPE_Q4_1:
         case GGML_TYPE_Q5_0:

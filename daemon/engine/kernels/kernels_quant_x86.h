@@ -454,9 +454,9 @@ SIMD_INLINE __m256 SIMD(block_step8)(__m256 acc, const uint8_t *const *rows, siz
                 _mm256_storeu_ps(out, acc);                                                                   \
         }
 
-/* a group_<name> of several tokens at once: their sums into out[t] */
-typedef void (*group_tokens_fn)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
-                                const int16_t *bs, int nt, float (*out)[RB]);
+/* a group_<name> of tokens [t, t + nt) of a at once: their sums into out[0 .. nt) */
+typedef void (*group_tokens_fn)(const uint8_t *const *rows, int64_t K, const struct act_blocks *a, int64_t t, int nt,
+                                float (*out)[RB]);
 
 /*
  * The rows [r0, r1) of a weight against n_tok tokens, eight rows at a time
@@ -483,11 +483,10 @@ typedef void (*group_tokens_fn)(const uint8_t *const *rows, int64_t K, const int
                                 rows[i] = (const uint8_t *)w->data + at[i] * w->row_bytes;                    \
                         }                                                                                     \
                         int64_t t = 0;                                                                        \
-                        for (; tokens && a->bsums && n_tok - t >= 2;) {                                       \
+                        for (; tokens && n_tok - t >= 2;) {                                                   \
                                 const int nt = (int)MIN(GROUP_TOKENS_MAX, n_tok - t);                         \
                                 float outs[GROUP_TOKENS_MAX][RB];                                             \
-                                tokens(rows, K, q + t * K, a->d + t * (K / ab), a->bsums + t * (K / 16), nt,  \
-                                       outs);                                                                 \
+                                tokens(rows, K, a, t, nt, outs);                                              \
                                 for (int u = 0; u < nt; u++)                                                  \
                                         for (int i = 0; i < RB && r + i < r1; i++)                            \
                                                 y[(t + u) * ys + at[i]] = outs[u][i];                         \
@@ -523,21 +522,25 @@ DEFINE_GROUP(q6_k, struct block_q6_K, QK_K, 0, 0, offsetof(struct block_q6_K, d)
 #endif
 
 #define DEFINE_ROWS(name) DEFINE_ROWS_TOKENS(name, NULL)
-#ifndef GROUP_TOKENS_Q6_K
+#if SIMD_ZMM
+#define GROUP_TOKENS_MAX 4 /* Q6K_TOKENS, Q8_0_TOKENS */
+#else
 #define GROUP_TOKENS_Q6_K NULL
+#define GROUP_TOKENS_Q8_0 NULL
 #define GROUP_TOKENS_MAX 1
 #endif
 DEFINE_ROWS(q4_0)
 DEFINE_ROWS(q4_1)
 DEFINE_ROWS(q5_0)
 DEFINE_ROWS(q5_1)
-DEFINE_ROWS(q8_0)
+DEFINE_ROWS_TOKENS(q8_0, GROUP_TOKENS_Q8_0)
 DEFINE_ROWS(q2_k)
 DEFINE_ROWS(q3_k)
 DEFINE_ROWS(q4_k)
 DEFINE_ROWS(q5_k)
 DEFINE_ROWS_TOKENS(q6_k, GROUP_TOKENS_Q6_K)
 #undef GROUP_TOKENS_Q6_K
+#undef GROUP_TOKENS_Q8_0
 #undef GROUP_TOKENS_MAX
 
 static const quant_rows_fn SIMD(quant_rows)[_GGML_TYPE_MAX] = {

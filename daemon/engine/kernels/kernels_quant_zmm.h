@@ -466,7 +466,9 @@ SIMD_INLINE void SIMD(group_q3_k)(const uint8_t *const *rows, int64_t K, const i
  * activations at q + t K, scales at d + t K / QK_K, sums of 16 at bs + t K
  * / 16; its eight rows' sums into out[t]): each row's block unpacked once
  * (its 6-bit q and its scales) for the NT tokens, each token's numbers
- * those of the kernel for one token (group_q6_k, NT 1).
+ * group_q6_k's, operation for operation after the exact integer sums (the
+ * one-token kernel stays its own: it keeps the block's activations in
+ * registers across the eight rows).
  */
 #define Q6K_TOKENS 4
 SIMD_INLINE void SIMD(group_q6_k_nt)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
@@ -523,10 +525,14 @@ SIMD_INLINE void SIMD(group_q6_k_nt)(const uint8_t *const *rows, int64_t K, cons
                 _mm256_storeu_ps(out[t], acc[t]);
 }
 
-/* group_q6_k_nt with nt (2 to Q6K_TOKENS) a constant */
-SIMD_FN static void SIMD(group_tokens_q6_k)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
-                                            const int16_t *bs, int nt, float (*out)[RB])
+/* group_q6_k_nt for tokens [t, t + nt) of a, nt (2 to Q6K_TOKENS) a constant */
+SIMD_FN static void SIMD(group_tokens_q6_k)(const uint8_t *const *rows, int64_t K, const struct act_blocks *a,
+                                            int64_t t, int nt, float (*out)[RB])
 {
+        const int8_t *q = a->q + t * K;
+        const float *d = a->d + t * (K / QK_K);
+        const int16_t *bs = a->bsums + t * (K / 16);
+
         if (nt == 2)
                 SIMD(group_q6_k_nt)(rows, K, q, d, bs, out, 2);
         else if (nt == 3)
@@ -535,13 +541,53 @@ SIMD_FN static void SIMD(group_tokens_q6_k)(const uint8_t *const *rows, int64_t 
                 SIMD(group_q6_k_nt)(rows, K, q, d, bs, out, 4);
 }
 #define GROUP_TOKENS_Q6_K SIMD(group_tokens_q6_k)
-#define GROUP_TOKENS_MAX Q6K_TOKENS
 
 SIMD_INLINE void SIMD(group_q6_k)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
                                   const float *s, const int16_t *bs, const int32_t *asum, float *out)
 {
-        (void)s, (void)asum;
-        SIMD(group_q6_k_nt)(rows, K, q, d, bs, (float(*)[RB])out, 1);
+        const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30), zero = _mm512_setzero_si512();
+        /* qh's pairs into bits 4-5: pair 0 | pair 1 (first half), pair 2 | pair 3 (second) */
+        const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+        const __m512i sc_idx[2] = { SCALE_LANES(0), SCALE_LANES(8) };
+        const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q6_K);
+        const int64_t share = SIMD(prefetch_share)(rows, row_bytes, nb), ahead = SIMD(q6k_stream_ahead)();
+        __m256 acc = _mm256_setzero_ps();
+
+        for (int64_t b = 0; b < nb; b++) {
+                const size_t off = (size_t)b * sizeof(struct block_q6_K);
+                const int8_t *qb = q + QK_K * b;
+                SIMD(prefetch_step_ahead)(rows, row_bytes, share, b, ahead);
+                const __m512i a[4] = { _mm512_loadu_si512(qb), _mm512_loadu_si512(qb + 64),
+                                       _mm512_loadu_si512(qb + 128), _mm512_loadu_si512(qb + 192) };
+                /* minus the activations' sums of 16 (|sum| <= 16 * 128) */
+                const __m512i nbs = _mm512_zextsi256_si512(
+                        _mm256_sub_epi16(_mm256_setzero_si256(), SIMD(load32)(bs + 16 * b)));
+                __m512i L[RB];
+                for (int i = 0; i < RB; i++) {
+                        const struct block_q6_K *x = (const void *)(rows[i] + off);
+                        const __m512i s16 = _mm512_zextsi256_si512(
+                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales)));
+                        /* -32 * sum over sub-blocks of scale * bsum; |32 * scale| <= 4096 */
+                        __m512i l = _mm512_dpwssd_epi32(zero, _mm512_slli_epi16(s16, 5), nbs);
+                        for (int h = 0; h < 2; h++) {
+                                const __m512i v = _mm512_loadu_si512(x->ql + 64 * h);
+                                const __m512i hb = _mm512_broadcast_i64x4(SIMD(load32)(x->qh + 32 * h));
+                                const __m512i u0 = _mm512_or_si512(_mm512_and_si512(v, m4),
+                                                                   _mm512_and_si512(_mm512_sllv_epi64(hb, shl), m30));
+                                const __m512i u1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                                                   _mm512_and_si512(_mm512_srlv_epi64(hb, shr), m30));
+                                const __m512i r0 = _mm512_dpbusd_epi32(zero, u0, a[2 * h]);
+                                const __m512i r1 = _mm512_dpbusd_epi32(zero, u1, a[2 * h + 1]);
+                                l = _mm512_dpwssd_epi32(l, _mm512_packs_epi32(r0, r1),
+                                                        _mm512_permutexvar_epi16(sc_idx[h], s16));
+                        }
+                        L[i] = l;
+                }
+                const __m256 dw = SIMD(load_f16x8)(rows, off + offsetof(struct block_q6_K, d));
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(d[b])), _mm256_cvtepi32_ps(SIMD(hsum8x16)(L)),
+                                      acc);
+        }
+        _mm256_storeu_ps(out, acc);
 }
 
 #undef SCALE_LANES
@@ -934,6 +980,80 @@ DEFINE_GROUP32_ZMM(q4_1, struct block_q4_1, 0, 1, 0, 2, 1, offsetof(struct block
 DEFINE_GROUP32_ZMM(q5_0, struct block_q5_0, 16, 0, 0, 0, 1, offsetof(struct block_q5_0, qs), QUADS_ALWAYS, GGML_TYPE_Q5_0)
 DEFINE_GROUP32_ZMM(q5_1, struct block_q5_1, 0, 1, 0, 2, 1, offsetof(struct block_q5_1, qs), QUADS_ALWAYS, GGML_TYPE_Q5_1)
 DEFINE_GROUP32_ZMM(q8_0, struct block_q8_0, 128, 0, 0, 0, 0, offsetof(struct block_q8_0, qs), QUADS_NONE, GGML_TYPE_Q8_0)
+
+/*
+ * group_q8_0 for NT (<= Q8_0_TOKENS) tokens at once, two blocks a step
+ * (nb even): each row's pair of blocks loaded and made unsigned once for
+ * the NT tokens, each token's numbers group_q8_0's, operation for
+ * operation after the exact integer sums (token t's activations at q + t
+ * K, their scales at d + t nb, their sums at asum + t nb; its eight rows'
+ * sums into out[t]).
+ */
+#define Q8_0_TOKENS 4
+SIMD_INLINE void SIMD(group_q8_0_nt)(const uint8_t *const *rows, int64_t K, const int8_t *q, const float *d,
+                                     const int32_t *asum, float (*out)[RB], const int NT)
+{
+        const int64_t nb = K / 32, row_bytes = nb * (int64_t)sizeof(struct block_q8_0);
+        const int64_t share = SIMD(prefetch_share)(rows, row_bytes, MAX(nb / 2, 1));
+        const __m512i zero = _mm512_setzero_si512();
+        __m256 acc[Q8_0_TOKENS];
+
+        for (int t = 0; t < NT; t++)
+                acc[t] = _mm256_setzero_ps();
+        for (int64_t b = 0; b + 2 <= nb; b += 2) {
+                __m512i L[Q8_0_TOKENS][RB];
+                SIMD(prefetch_step)(rows, row_bytes, share, b / 2);
+                for (int i = 0; i < RB; i++) {
+                        const struct block_q8_0 *x = (const struct block_q8_0 *)(const void *)rows[i] + b;
+                        const __m512i u = SIMD(pair_q8_0)(x, zero, zero);
+                        for (int t = 0; t < NT; t++)
+                                L[t][i] = _mm512_dpbusd_epi32(zero, u, _mm512_loadu_si512(q + t * K + 32 * b));
+                }
+                const size_t at = b * sizeof(struct block_q8_0);
+                const __m512 dw = SIMD(load_f16x16)(rows, at + offsetof(struct block_q8_0, d),
+                                                    at + sizeof(struct block_q8_0) + offsetof(struct block_q8_0, d));
+                for (int t = 0; t < NT; t++) {
+                        const int32_t *as = asum + t * nb;
+                        const __m512i isum = _mm512_sub_epi32(SIMD(hsum8x2x8)(L[t]),
+                                                              _mm512_mask_set1_epi32(_mm512_set1_epi32(128 * as[b]),
+                                                                                     0xff00, 128 * as[b + 1]));
+                        const __m512 da = _mm512_mask_mov_ps(_mm512_set1_ps(d[t * nb + b]), 0xff00,
+                                                             _mm512_set1_ps(d[t * nb + b + 1]));
+                        const __m512 p = _mm512_mul_ps(dw, da), f = _mm512_cvtepi32_ps(isum);
+                        acc[t] = _mm256_fmadd_ps(_mm512_castps512_ps256(p), _mm512_castps512_ps256(f), acc[t]);
+                        acc[t] = _mm256_fmadd_ps(SIMD(high8)(p), SIMD(high8)(f), acc[t]);
+                }
+        }
+        for (int t = 0; t < NT; t++)
+                _mm256_storeu_ps(out[t], acc[t]);
+}
+
+/*
+ * group_q8_0_nt for tokens [t, t + nt) of a (nt 2 to Q8_0_TOKENS a
+ * constant); an odd count of blocks, or other activations, a token at a
+ * time through group_q8_0
+ */
+SIMD_FN static void SIMD(group_tokens_q8_0)(const uint8_t *const *rows, int64_t K, const struct act_blocks *a,
+                                            int64_t t, int nt, float (*out)[RB])
+{
+        const int8_t *q = (a->scheme == ACT_SCHEME_TOKEN_I8 ? a->tok.q8 : a->q) + t * K;
+        const float *d = a->d + t * (K / 32);
+        const int32_t *asum = a->asum ? a->asum + t * (K / 32) : NULL;
+
+        if (a->scheme != ACT_SCHEME_Q8_0 || (K / 32) % 2) {
+                for (int u = 0; u < nt; u++)
+                        SIMD(group_q8_0)(rows, K, q + u * K, d + u * (K / 32), NULL, NULL,
+                                         asum ? asum + u * (K / 32) : NULL, out[u]);
+                return;
+        }
+        if (nt == 2)
+                SIMD(group_q8_0_nt)(rows, K, q, d, asum, out, 2);
+        else if (nt == 3)
+                SIMD(group_q8_0_nt)(rows, K, q, d, asum, out, 3);
+        else
+                SIMD(group_q8_0_nt)(rows, K, q, d, asum, out, 4);
+}
+#define GROUP_TOKENS_Q8_0 SIMD(group_tokens_q8_0)
 
 #undef DEFINE_GROUP32_ZMM
 #undef QUADS_IN_STREAMS

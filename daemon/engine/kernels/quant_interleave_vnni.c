@@ -172,7 +172,8 @@ VNNI_INLINE __m512 qk_block(const uint8_t *x, const struct qi_layout *k, const i
  * shape, npu-bench --task batch-decode, two rounds alternated: Q4_K_M
  * steps of 8 sequences 41.3-42.5 -> 30.7-35.2 ms, of 16 82.9-85.6 ->
  * 56.2-56.9; Q4_0 of 8 37.5-39.2 -> 24.5-25.9 ms, of 16 54.8-61.5 ->
- * 46.7-47.8.
+ * 46.7-47.8. Q2_K and Q3_K the same (q23_block_tokens): Q3_K at 4 tokens
+ * 19.4 / 32.1, at 8 10.9 / 18.1; Q2_K at 4 26.8 / 30.2, at 8 13.5 / 17.8.
  */
 #define QI_TOKENS 4
 
@@ -383,6 +384,101 @@ VNNI_INLINE __m512 q3k_block(const uint8_t *x, const struct qi_layout *k, const 
         return _mm512_fmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->d), _mm512_set1_ps(da)), _mm512_cvtepi32_ps(isum), acc);
 }
 
+/*
+ * q23_isum for NT (<= QI_TOKENS) tokens at once (token t's activations
+ * qb[t], its sums into isum[t]): each vector of q unpacked once for the NT
+ * tokens, each token's sums q23_isum's (exact integers).
+ */
+VNNI_INLINE void q23_isum_tokens(const uint8_t *x, const struct qi_layout *k, const int8_t *const *qb,
+                                 const __m512i *scp, const char *pf, int lines, __m512i *isum, const int NT)
+{
+        const __m512i low16 = _mm512_set1_epi32(0xffff);
+
+        for (int t = 0; t < NT; t++)
+                isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++)
+#pragma GCC unroll 2
+                for (int s2 = 0; s2 < 4; s2 += 2) {
+                        __m512i sum[QI_TOKENS][2][2];
+#pragma GCC unroll 2
+                        for (int e = 0; e < 2; e++) {
+                                const int s = s2 + e, shift = k->qh && s == 3 ? 0 : 2 * s;
+                                const __m512i at = _mm512_set1_epi8((char)(3 << 2 * s));
+                                qi_prefetch_part(pf, lines, 4 * h + s, 8);
+                                for (int t = 0; t < NT; t++)
+                                        sum[t][e][0] = sum[t][e][1] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+                                for (int n = 0; n < 8; n++) {
+                                        const int v = 8 * h + n;
+                                        const __m512i u = k->qh ? q3k_crumbs_in_place(x, k, v, s)
+                                                                : _mm512_and_si512(_mm512_loadu_si512(x + 64 * v), at);
+                                        for (int t = 0; t < NT; t++)
+                                                sum[t][e][n / 4] = _mm512_dpbusd_epi32(
+                                                        sum[t][e][n / 4], u,
+                                                        _mm512_set1_epi32(qi_i32(qb[t] + 128 * h + 32 * s + 4 * n)));
+                                }
+                                for (int t = 0; t < NT; t++)
+                                        for (int i = 0; i < 2; i++) {
+                                                if (e == 0 && shift)
+                                                        sum[t][e][i] = _mm512_srai_epi32(sum[t][e][i], (unsigned)shift);
+                                                else if (e == 1)
+                                                        sum[t][e][i] = _mm512_slli_epi32(sum[t][e][i], 16 - (unsigned)shift);
+                                        }
+                        }
+                        for (int t = 0; t < NT; t++)
+                                for (int i = 0; i < 2; i++)
+                                        isum[t] = _mm512_dpwssd_epi32(
+                                                isum[t], _mm512_ternarylogic_epi32(sum[t][0][i], sum[t][1][i], low16, 0xe4),
+                                                scp[2 * (2 * h + s2 / 2) + i]);
+                }
+}
+
+/* q2k_block and q3k_block for NT tokens at once (qk_block_tokens' arguments) */
+VNNI_INLINE void q23_block_tokens(const uint8_t *x, const struct qi_layout *k, const int8_t *const *qb,
+                                  const float *da, const int32_t (*sp)[8], __m512 *acc, const char *pf, int lines,
+                                  const int NT)
+{
+        __m512i v[4], scp[8], isum[QI_TOKENS], c[QI_TOKENS];
+
+        for (int t = 0; t < NT; t++)
+                c[t] = _mm512_setzero_si512();
+        if (k->qh) {
+                /* Q3_K: the scales less 32; c the offset's sum(sc bsum) */
+                const __m512i pair = _mm512_set1_epi32(0x003f003f), bias = _mm512_set1_epi32(0x00200020);
+                qi_q3k_scales(x, k, v);
+                for (int p = 0; p < 8; p++) {
+                        const __m512i sc = p % 2 ? _mm512_srli_epi32(v[p / 2], 8) : v[p / 2];
+                        scp[p] = _mm512_sub_epi16(_mm512_and_si512(sc, pair), bias);
+                        for (int t = 0; t < NT; t++)
+                                c[t] = _mm512_dpwssd_epi32(c[t], scp[p], _mm512_set1_epi32(sp[t][p]));
+                }
+        } else {
+                /* Q2_K: the scales; c the mins' M */
+                const __m512i pair = _mm512_set1_epi32(0x000f000f);
+                for (int i = 0; i < 4; i++)
+                        v[i] = _mm512_loadu_si512(x + k->sc + 64 * i);
+                for (int p = 0; p < 8; p++) {
+                        scp[p] = _mm512_and_si512(p % 2 ? _mm512_srli_epi32(v[p / 2], 8) : v[p / 2], pair);
+                        const __m512i mins = _mm512_and_si512(_mm512_srli_epi32(v[p / 2], p % 2 ? 12 : 4), pair);
+                        for (int t = 0; t < NT; t++)
+                                c[t] = _mm512_dpwssd_epi32(c[t], mins, _mm512_set1_epi32(sp[t][p]));
+                }
+        }
+        q23_isum_tokens(x, k, qb, scp, pf, lines, isum, NT);
+        const __m512 d16 = qi_f16x16(x + k->d), m16 = k->qh ? _mm512_setzero_ps() : qi_f16x16(x + k->m);
+        for (int t = 0; t < NT; t++) {
+                const __m512 vda = _mm512_set1_ps(da[t]);
+                if (k->qh) {
+                        const __m512i is = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(c[t], 2));
+                        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d16, vda), _mm512_cvtepi32_ps(is), acc[t]);
+                } else {
+                        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d16, vda), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+                        acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(m16, vda), _mm512_cvtepi32_ps(c[t]), acc[t]);
+                }
+        }
+}
+
 static inline int32_t qi_pair16(int32_t lo, int32_t hi)
 {
         return (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)(uint16_t)hi << 16);
@@ -532,7 +628,8 @@ VNNI_INLINE void qi_walk_tokens(const uint8_t *const *g, int ng, int64_t next_gr
         struct qi_layout kl;
         qi_layout_of(type, &kl);
         const struct qi_layout *k = &kl;
-        const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = MAX(1, QI_STEP / k->be), ahead = QI_AHEAD / k->be;
+        const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = MAX(1, QI_STEP / k->be);
+        const int ahead = k->bits != 2 ? QI_AHEAD / k->be : qi_ahead_q23(k);
         const int64_t K = nb * k->be, next = next_groups * nb * (int64_t)k->bytes;
         int32_t mp[QI_TOKENS][8] = { { 0 } };
 
@@ -560,6 +657,8 @@ VNNI_INLINE void qi_walk_tokens(const uint8_t *const *g, int ng, int64_t next_gr
                                 if (k->be != QK_K) {
                                         qi_prefetch_part(p, lines, 0, 1);
                                         qi_block_tokens(x, k, qb, da, as, sa, a, NT);
+                                } else if (k->bits == 2) {
+                                        q23_block_tokens(x, k, qb, da, mp, a, p, lines, NT);
                                 } else {
                                         qk_block_tokens(x, k, qb, da, mp, a, p, lines, NT);
                                 }
@@ -585,17 +684,14 @@ static VNNI_FN void qi_walk_tokens_type(enum ggml_type type, int nt, const uint8
         QI_TOKENS_CASES(GGML_TYPE_Q4_1)
         QI_TOKENS_CASES(GGML_TYPE_Q5_0)
         QI_TOKENS_CASES(GGML_TYPE_Q5_1)
+        QI_TOKENS_CASES(GGML_TYPE_Q2_K)
+        QI_TOKENS_CASES(GGML_TYPE_Q3_K)
         QI_TOKENS_CASES(GGML_TYPE_Q4_K)
         QI_TOKENS_CASES(GGML_TYPE_Q5_K)
 #undef QI_TOKENS_CASES
 #undef QI_TOKENS_CASE
 }
 
-/* the types whose blocks qi_walk_tokens takes (the 2-bit K-quants keep a walk per token) */
-static bool qi_walks_tokens(const struct qi_layout *k)
-{
-        return k->bits == 4;
-}
 
 /*
  * Step j of the walk from group first + base of [r0, r1)'s G groups (the
@@ -619,8 +715,8 @@ VNNI_INLINE void qi_walk_step(const struct npu_weight *w, const struct qi_layout
                 g[i] = (const uint8_t *)w->data + gi[i] * group_bytes;
         }
         int64_t t = 0;
-        /* the nibble types: QI_TOKENS tokens a walk while two or more are left */
-        while (qi_walks_tokens(k) && n_tok - t >= 2) {
+        /* QI_TOKENS tokens a walk while two or more are left */
+        while (n_tok - t >= 2) {
                 const int nt = (int)MIN(QI_TOKENS, n_tok - t);
                 __m512 acc[QI_TOKENS][QI_STREAMS_MAX];
                 float out[QI_ROWS];
