@@ -336,9 +336,9 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
 
         for (int32_t p0 = 0; p0 < n; p0 += 16) {
                 const int32_t np = MIN(16, n - p0);
-                if (group == 1)
-                        prefetch_rows(v, stride, p0 + 16, MIN(p0 + 32, n), (size_t)(n_heads / group) * hd);
+                const __mmask16 rows = (__mmask16)((1u << np) - 1);
                 if (group == 1) {
+                        prefetch_rows(v, stride, p0 + 16, MIN(p0 + 32, n), (size_t)n_heads * hd);
                         for (int32_t h = 0; h < n_heads; h++) {
                                 if (np == 16)
                                         _mm512_storeu_ps(a[0], _mm512_mul_ps(_mm512_loadu_ps(w + h * ld + p0),
@@ -352,7 +352,10 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
                         }
                         continue;
                 }
-                for (int32_t g = 0; g < n_heads / group; g++)
+                for (int32_t g = 0; g < n_heads / group; g++) {
+                        /* the rows' scales of kv head g */
+                        const __m512 sv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows, scale_index,
+                                                                   vs + (size_t)p0 * sstride + g, 4);
                         for (int32_t d0 = 0; d0 < hd; d0 += Q8_GQA_MAX_HD) {
                                 const int32_t dc = MIN(Q8_GQA_MAX_HD, hd - d0);
                                 /* past the run: the next block's rows where the blocks were handed out in order,
@@ -360,9 +363,6 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
                                 prefetch_rows_l1(v + (size_t)(p0 + 16) * stride + (size_t)g * hd + d0, stride, 16, dc);
                                 for (int32_t r = 0; r < np; r++)
                                         q8_to_f32_512(v + (size_t)(p0 + r) * stride + (size_t)g * hd + d0, vf[r], dc);
-                                const __mmask16 rows = (__mmask16)((1u << np) - 1);
-                                const __m512 sv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rows, scale_index,
-                                                                           vs + (size_t)p0 * sstride + g, 4);
                                 for (int32_t h = g * group; h < (g + 1) * group; h += 4) {
                                         const int nh = (int)MIN(4, (g + 1) * group - h);
                                         for (int i = 0; i < nh; i++)
@@ -379,6 +379,7 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
                                                 accum_heads_512(o, hd, vf, a, np, 1, dc);
                                 }
                         }
+                }
         }
 }
 
@@ -429,8 +430,8 @@ AVX512 static void accum_rows_q8_avx512_ordered(float *out, const int8_t *v, con
                         float a[R_ORDERED];
                         for (int32_t r = 0; r < np; r++)
                                 a[r] = w[h * ld + p0 + r] * vs[(size_t)(p0 + r) * sstride + h];
-                        /* past the run: the next block's rows where the blocks were handed out in order,
-                         * else a harmless miss */
+                        /* the next step's slice (past the run: the next block's rows where the blocks were
+                         * handed out in order, else a harmless miss) */
                         prefetch_rows_l1(slice + R_ORDERED * stride, stride, R_ORDERED, hd);
                         accum_head_q8_512(out + (size_t)h * hd, slice, stride, a, np, hd);
                 }

@@ -617,9 +617,10 @@ static VNNI_FN void qi_walk_type(enum ggml_type type, const uint8_t *const *g, i
 }
 
 /*
- * qi_walk for Q4_K and Q5_K over NT tokens at once (qk_block_tokens):
- * token t's activations at q + t K, its scales at d + t nb, its sums of 16
- * at bsums + t K / 16; acc[t][i] group i's rows against token t.
+ * qi_walk over NT tokens at once (qi_block_tokens, qk_block_tokens,
+ * q23_block_tokens): token t's activations at q + t K, its scales at d + t
+ * nb (Q8_1's s and Q8_0's sums likewise), its sums of 16 at bsums + t K /
+ * 16; acc[t][i] group i's rows against token t.
  */
 VNNI_INLINE void qi_walk_tokens(const uint8_t *const *g, int ng, int64_t next_groups, int64_t nb,
                                 const enum ggml_type type, const int8_t *q, const float *d, const float *s,
@@ -692,6 +693,18 @@ static VNNI_FN void qi_walk_tokens_type(enum ggml_type type, int nt, const uint8
 #undef QI_TOKENS_CASE
 }
 
+/* group g's sums (acc, its 16 rows) against token t into y, the rows of [r0, r1) */
+VNNI_INLINE void qi_store_group(float *y, size_t ys, int64_t t, int64_t g, __m512 acc, int64_t r0, int64_t r1)
+{
+        float out[QI_ROWS];
+
+        _mm512_storeu_ps(out, acc);
+        for (int r = 0; r < QI_ROWS; r++) {
+                const int64_t row = g * QI_ROWS + r;
+                if (row >= r0 && row < r1)
+                        y[t * ys + row] = out[r];
+        }
+}
 
 /*
  * Step j of the walk from group first + base of [r0, r1)'s G groups (the
@@ -719,36 +732,22 @@ VNNI_INLINE void qi_walk_step(const struct npu_weight *w, const struct qi_layout
         while (n_tok - t >= 2) {
                 const int nt = (int)MIN(QI_TOKENS, n_tok - t);
                 __m512 acc[QI_TOKENS][QI_STREAMS_MAX];
-                float out[QI_ROWS];
                 qi_walk_tokens_type(w->type, nt, g, ng, next_groups, nb, q + t * K, a->d + t * nb,
                                     a->s ? a->s + t * nb : NULL, a->asum ? a->asum + t * nb : NULL,
                                     a->bsums ? a->bsums + t * (K / 16) : NULL, acc);
                 for (int u = 0; u < nt; u++)
-                        for (int i = 0; i < ng; i++) {
-                                _mm512_storeu_ps(out, acc[u][i]);
-                                for (int r = 0; r < QI_ROWS; r++) {
-                                        const int64_t row = gi[i] * QI_ROWS + r;
-                                        if (row >= r0 && row < r1)
-                                                y[(t + u) * ys + row] = out[r];
-                                }
-                        }
+                        for (int i = 0; i < ng; i++)
+                                qi_store_group(y, ys, t + u, gi[i], acc[u][i], r0, r1);
                 t += nt;
         }
         for (; t < n_tok; t++) {
                 __m512 acc[QI_STREAMS_MAX];
-                float out[QI_STREAMS_MAX][QI_ROWS];
                 const float *s = a->s ? a->s + t * nb : NULL;
                 const int32_t *asum = a->asum ? a->asum + t * nb : NULL;
                 const int16_t *bs = a->bsums ? a->bsums + t * (K / 16) : NULL;
                 qi_walk_type(w->type, g, ng, next_groups, nb, q + t * K, a->d + t * nb, s, asum, bs, acc);
-                for (int i = 0; i < ng; i++) {
-                        _mm512_storeu_ps(out[i], acc[i]);
-                        for (int r = 0; r < QI_ROWS; r++) {
-                                const int64_t row = gi[i] * QI_ROWS + r;
-                                if (row >= r0 && row < r1)
-                                        y[t * ys + row] = out[i][r];
-                        }
-                }
+                for (int i = 0; i < ng; i++)
+                        qi_store_group(y, ys, t, gi[i], acc[i], r0, r1);
         }
 }
 
