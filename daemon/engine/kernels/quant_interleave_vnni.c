@@ -16,9 +16,10 @@
  * exactly, then the same float steps in the same order, a row per lane.
  *
  * Reading memory: the rows come in chunks of 64 (the cpu back end's), four
- * groups; the four (two on Intel's cores: qi_streams) are walked together,
- * QI_STEP blocks of one then of the next, each prefetched QI_AHEAD blocks
- * ahead into L1: four (or two) streams a thread, each one sequential. Zen
+ * groups; qi_streams of them are walked together (on AMD's cores one for
+ * a single token, four for the four-token walks; two on Intel's), QI_STEP
+ * blocks of one then of the next, each prefetched QI_AHEAD blocks ahead
+ * into L1: that many streams a thread, each one sequential. First, on Zen
  * 5 EPYC, 2 threads, 1 GB of Q5_0 at 11008x4096 in a standalone copy: one group at a time 28-37 GB/s with
  * any prefetch, four 46-50, eight 39-43; 8 blocks ahead 50-55, 16 46-50,
  * 32 39-44, none 28-31 (the read bandwidth 47-58). Then in npu-kbench,
@@ -27,7 +28,7 @@
  * 70-74 / 68-84 %, 1 block 70 / 77-96 %; two groups 55-62 / 56-62 %,
  * eight 63-85 / 69-92 %; 6 or 12 blocks ahead no better than 8. The
  * last blocks of each group prefetch the start of the same stream in the
- * next chunk (the group qi_streams() on: a thread takes its chunks in
+ * next chunk (the group qi_streams(n_tok) on: a thread takes its chunks in
  * order), where they prefetched into the next stream of this chunk, read
  * already: three rounds alternated, Q5_0 5632x2048 96-103 % against
  * 73-83 %, Q4_0 90-113 against 85-87, Q5_0 11008x4096 85-108 against
@@ -508,18 +509,33 @@ static inline void qk_pairs(const struct qi_layout *k, const int16_t *bs, int32_
 }
 
 /*
- * Groups walked together: four on AMD's cores, where they were measured
- * (see the top of the file: two groups 55-62 %, four 78-94 %, with each
- * block's lines asked for at once), two on Intel's. Sapphire Rapids class
- * Xeon, 2 threads, 11008x4096, paired with the probe, three rounds
- * alternated, the prefetch spread over the block's work
- * (qi_prefetch_part): Q4_K 86-94 % against 81-84 %, Q5_K 88-89 against
- * 83-85, Q3_K 70-71 and Q4_0 93-97 alike. The groups' sums are their own,
- * so the count changes no result.
+ * Groups walked together, for a step of n_tok tokens. Two on Intel's
+ * cores: Sapphire Rapids class Xeon, 2 threads, 11008x4096, paired with
+ * the probe, three rounds alternated, the prefetch spread over the block's
+ * work (qi_prefetch_part): Q4_K 86-94 % against 81-84 % with four, Q5_K
+ * 88-89 against 83-85, Q3_K 70-71 and Q4_0 93-97 alike.
+ *
+ * On AMD's, one for a single token and four for the four-token walks.
+ * Four were measured first (see the top of the file: with each block's
+ * lines asked for at once, two groups 55-62 %, four 78-94 %); with the
+ * prefetch spread over the work since, one group a thread reads memory in
+ * one sequential stream, and leads. Zen 5 EPYC, 2 threads, npu-kbench
+ * paired with the probe, one group / four, two rounds alternated, in the
+ * host's slow minutes (probe about 50 GB/s): Q2_K 93-95 / 71-73 %, Q3_K
+ * 87-93 / 72-74 %, Q4_K 88-94 / 77-85 %, Q5_K 85-97 / 73-78 %, Q4_0 79-92
+ * / 74-80 %, Q5_0 91-93 / 73-74 % (32000x2048, 11008x4096, 4096x11008);
+ * in its fast ones (about 75) mostly ahead too (Q4_K 81-89 / 74-86 %, Q2_K
+ * 80-86 / 72-77 %), a few behind (Q3_K 72 / 78-80 %, Q4_0 4096x11008 77
+ * / 88 %). The TinyLlama Q4_K_M decode step (npu-bench, three rounds
+ * alternated) 10.5-10.7 ms against 11.3-11.5. The four-token walks lose
+ * with one (Q4_K 5632x2048 at 4 tokens 38-43 / 40-60 GB/s, at 8 24 / 34).
+ * The groups' sums are their own, so the count changes no result.
  */
-static int qi_streams(void)
+static int qi_streams(int64_t n_tok)
 {
-        return __builtin_cpu_is("intel") ? 2 : QI_STREAMS_MAX;
+        if (__builtin_cpu_is("intel"))
+                return 2;
+        return n_tok == 1 ? 1 : QI_STREAMS_MAX;
 }
 
 /*
@@ -757,7 +773,7 @@ VNNI_FN void matmul_interleaved_vnni(const struct npu_weight *w, const struct ac
         struct qi_layout k;
         if (!qi_layout_of(w->type, &k))
                 return;
-        const int ns = qi_streams();
+        const int ns = qi_streams(n_tok);
         const int64_t first = r0 / QI_ROWS, G = DIV_ROUND_UP(r1, QI_ROWS) - first, run = qi_stream_run(&k, G, ns);
 
         for (int64_t base = 0; base < G; base += ns * run)
