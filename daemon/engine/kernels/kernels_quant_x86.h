@@ -29,8 +29,8 @@
 /*
  * Whether a chunk's groups take rows RB streams apart (STREAM_ROWS): the
  * 512-bit Q4_K, Q6_K, Q8_0 and four-block (quads32) Q4_0, Q4_1, Q5_0 and
- * Q5_1 kernels on rows of 16 blocks or more (K >= 4096; Q6_K and Q8_0 on
- * AMD's cores longer ones, below), whose prefetch
+ * Q5_1 kernels on rows of 16 blocks or more (K >= 4096; Q6_K and Q8_0 at
+ * any length on Intel's cores and none on AMD's, below), whose prefetch
  * then follows each stream (kernels_quant_zmm.h). Shorter rows stay
  * consecutive: at K = 2048 the streams read 58-64 % of the read bandwidth
  * against 79-81 % (Q4_K 5632x2048), 72-74 against 84-85 % (Q6_K
@@ -53,31 +53,25 @@
  * the 5632-column ones gains a quarter).
  *
  * On AMD's cores Q6_K and Q8_0, the two types these kernels take there
- * (the others are interleaved), now keep consecutive rows at 4096 columns
- * too, taking the streams only on longer rows. Zen 5, 2 threads, paired,
- * four rounds alternated: Q6_K 11008x4096 86-89 % against 73-83 %, Q8_0
- * 11008x4096 80-86 % against 73-78 %, Q6_K 4096x4096 81-85 % against 72
- * % (two rounds); at 11008 columns it is even (Q6_K 4096x11008 74-90 %
- * against 70-86 %, each ahead in two rounds), and streams stay there.
+ * (the others are interleaved), now keep consecutive rows at any length.
+ * Zen 5, 2 threads, paired, alternated with the streams: Q6_K 11008x4096
+ * 86-89 % against 73-83 % (four rounds), Q8_0 11008x4096 80-87 % against
+ * 73-78 % (six), Q6_K 4096x4096 81-85 % against 72 % (two); at 11008
+ * columns Q8_0 86-90 % against 76-77 % (two), Q6_K 74-90 % against 70-86
+ * % (four, each ahead in two; means 82 and 78 %). With no prefetch at all
+ * (the hardware's alone) Q8_0 lost: 50-76 %.
  */
-SIMD_INLINE bool SIMD(short_rows_in_streams)(enum ggml_type type)
+SIMD_INLINE bool SIMD(q6k_q8_0_in_streams)(void)
 {
-        return (type == GGML_TYPE_Q6_K || type == GGML_TYPE_Q8_0) && __builtin_cpu_is("intel");
-}
-
-/* the shortest rows that take the streams (where short_rows_in_streams does not) */
-SIMD_INLINE int64_t SIMD(stream_min_cols)(enum ggml_type type)
-{
-        if (type == GGML_TYPE_Q6_K || type == GGML_TYPE_Q8_0)
-                return 16 * QK_K + 1;
-        return 16 * QK_K;
+        return __builtin_cpu_is("intel");
 }
 #define STREAM_ROWS(type, K)                                                                                  \
         (SIMD_ZMM &&                                                                                          \
-         ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q6_K || (type) == GGML_TYPE_Q8_0 ||                \
-          (type) == GGML_TYPE_Q4_0 || (type) == GGML_TYPE_Q4_1 || (type) == GGML_TYPE_Q5_0 ||                \
-          (type) == GGML_TYPE_Q5_1) &&                                                                        \
-         ((K) >= SIMD(stream_min_cols)(type) || SIMD(short_rows_in_streams)(type)))
+         ((type) == GGML_TYPE_Q6_K || (type) == GGML_TYPE_Q8_0                                                \
+                  ? SIMD(q6k_q8_0_in_streams)()                                                               \
+                  : ((type) == GGML_TYPE_Q4_K || (type) == GGML_TYPE_Q4_0 || (type) == GGML_TYPE_Q4_1 ||      \
+                     (type) == GGML_TYPE_Q5_0 || (type) == GGML_TYPE_Q5_1) &&                                 \
+                            (K) >= 16 * QK_K))
 /*
  * Blocks ahead that each row is prefetched: the eight rows are eight
  * interleaved streams, which the hardware prefetchers follow too late
