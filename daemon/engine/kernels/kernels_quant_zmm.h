@@ -104,17 +104,15 @@ SIMD_INLINE __m512i SIMD(k4_scales_mins4)(__m512i v)
  * STREAM_AHEAD on, as the F16 head's rows (npu-kbench, paired, alternated
  * with the consecutive rows on Zen 5: Q4_K 11008x4096 89-95 % of the read
  * bandwidth in 5 of 6 rounds against 67-80 %; Q6_K 4096x11008 88-99 %
- * against 75-83 %; 512 and 2048 bytes ahead no better). On a Sapphire
- * Rapids class Xeon, Q6_K takes 512 (q6k_stream_ahead), Q8_0 1024: four
+ * against 75-83 %; 512 and 2048 bytes ahead no better; Q6_K and Q8_0 have
+ * taken consecutive rows on AMD's cores since, STREAM_ROWS). On a Sapphire
+ * Rapids class Xeon, Q6_K takes 512 (Q6K_STREAM_AHEAD), Q8_0 1024: four
  * rounds alternated, Q6_K 11008x4096 86 % against 82-85 %, 32000x2048
  * 80-83 against 79-80 % (256: 85-86 and 81 %; 2048: 79-81 %); Q8_0 with
  * 512 lost (11008x4096 93 % against 97-99 %).
  */
 #define STREAM_AHEAD 1024
-SIMD_INLINE int64_t SIMD(q6k_stream_ahead)(void)
-{
-        return __builtin_cpu_is("intel") ? 512 : STREAM_AHEAD;
-}
+#define Q6K_STREAM_AHEAD 512 /* Q6_K's rows take the streams on Intel's cores only */
 /* rows further apart than consecutive ones (a short last group repeats its last row: nearer) */
 SIMD_INLINE bool SIMD(rows_in_streams)(const uint8_t *const *rows, int64_t row_bytes)
 {
@@ -478,7 +476,7 @@ SIMD_INLINE void SIMD(group_q6_k_nt)(const uint8_t *const *rows, int64_t K, cons
         const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
         const __m512i sc_idx[2] = { SCALE_LANES(0), SCALE_LANES(8) };
         const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q6_K);
-        const int64_t share = SIMD(prefetch_share)(rows, row_bytes, nb), ahead = SIMD(q6k_stream_ahead)();
+        const int64_t share = SIMD(prefetch_share)(rows, row_bytes, nb), ahead = Q6K_STREAM_AHEAD;
         __m256 acc[Q6K_TOKENS];
 
         for (int t = 0; t < NT; t++)
@@ -550,7 +548,7 @@ SIMD_INLINE void SIMD(group_q6_k)(const uint8_t *const *rows, int64_t K, const i
         const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
         const __m512i sc_idx[2] = { SCALE_LANES(0), SCALE_LANES(8) };
         const int64_t nb = K / QK_K, row_bytes = nb * (int64_t)sizeof(struct block_q6_K);
-        const int64_t share = SIMD(prefetch_share)(rows, row_bytes, nb), ahead = SIMD(q6k_stream_ahead)();
+        const int64_t share = SIMD(prefetch_share)(rows, row_bytes, nb), ahead = Q6K_STREAM_AHEAD;
         __m256 acc = _mm256_setzero_ps();
 
         for (int64_t b = 0; b < nb; b++) {
