@@ -108,7 +108,7 @@ static void npu_ctx_destroy(struct npu_ctx *ctx, long grace)
 	 * fences signal with -ESRCH once their in-fences have) and never runs
 	 * this entity again.
 	 */
-	drm_sched_entity_fini(&ctx->entity);
+	npu_sched_entity_fini(ctx->ndev, &ctx->entity);
 	npu_ctx_put(ctx);
 }
 

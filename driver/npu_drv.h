@@ -179,6 +179,13 @@ struct npu_device {
 	struct npu_engine engine;
 
 	struct drm_gpu_scheduler sched;
+	/*
+	 * Held while the scheduler's submission is stopped: by the timeout
+	 * handler, and around a context's entity teardown. sched_live: the
+	 * scheduler is initialized and not yet finished (drm_sched_fini).
+	 */
+	struct mutex sched_lock;
+	bool sched_live;
 	u64 fence_context;
 	atomic64_t fence_seqno;
 	/* Protects the state of the hardware fences (dma_fence lock). */
@@ -333,6 +340,7 @@ int npu_ioctl_ctx_query(struct drm_device *dev, void *data, struct drm_file *fil
 /* npu_job.c */
 int npu_sched_init(struct npu_device *ndev);
 void npu_sched_fini(struct npu_device *ndev);
+void npu_sched_entity_fini(struct npu_device *ndev, struct drm_sched_entity *entity);
 bool npu_job_abort(struct npu_job *job);
 void npu_job_end(struct npu_job *job, u32 state);
 void npu_job_write_state(struct npu_job *job, u32 state);

@@ -13,6 +13,7 @@
 #include <linux/vmalloc.h>
 
 #include <drm/drm_drv.h>
+#include <drm/drm_managed.h>
 #include <drm/drm_print.h>
 #include <drm/drm_syncobj.h>
 #include <linux/npu_genl.h>
@@ -191,17 +192,21 @@ static void npu_job_reset(struct drm_sched_job *sched_job);
 
 static enum drm_gpu_sched_stat npu_job_timedout(struct drm_sched_job *sched_job)
 {
+	struct npu_device *ndev = to_npu_job(sched_job)->ndev;
 	bool cookie;
 
 	/*
-	 * No job starts meanwhile. Stopped before the signalling section:
-	 * waiting in it for run_job, a signalling section itself, reads to
-	 * lockdep as a circular dependency on dma_fence_map.
+	 * No job starts meanwhile, and no entity teardown restarts the
+	 * submission under us (sched_lock). Stopped before the signalling
+	 * section: waiting in it for run_job, a signalling section itself,
+	 * reads to lockdep as a circular dependency on dma_fence_map.
 	 */
-	drm_sched_wqueue_stop(&to_npu_job(sched_job)->ndev->sched);
+	mutex_lock(&ndev->sched_lock);
+	drm_sched_wqueue_stop(&ndev->sched);
 	cookie = dma_fence_begin_signalling();
 	npu_job_reset(sched_job);
 	dma_fence_end_signalling(cookie);
+	mutex_unlock(&ndev->sched_lock);
 	return DRM_GPU_SCHED_STAT_NOMINAL;
 }
 
@@ -314,14 +319,51 @@ int npu_sched_init(struct npu_device *ndev)
 		.name = dev_name(ndev->drm.dev),
 		.dev = ndev->drm.dev,
 	};
+	int ret;
 
+	ret = drmm_mutex_init(&ndev->drm, &ndev->sched_lock);
+	if (ret)
+		return ret;
 	ndev->fence_context = dma_fence_context_alloc(1);
-	return drm_sched_init(&ndev->sched, &args);
+	ret = drm_sched_init(&ndev->sched, &args);
+	if (ret)
+		return ret;
+	ndev->sched_live = true;
+	return 0;
 }
 
 void npu_sched_fini(struct npu_device *ndev)
 {
+	/* A context destroyed from now on (a file closed after removal) leaves the queues alone. */
+	mutex_lock(&ndev->sched_lock);
+	ndev->sched_live = false;
+	mutex_unlock(&ndev->sched_lock);
 	drm_sched_fini(&ndev->sched);
+}
+
+/**
+ * npu_sched_entity_fini - tear down a context's entity while no job is taken from it
+ * @ndev: device
+ * @entity: the context's entity
+ *
+ * drm_sched_entity_kill() takes the entity off its run queue, then waits
+ * until the scheduler is done with it. Meanwhile the scheduler, popping a
+ * job from it with another one queued behind, puts it back into the run
+ * queue's FIFO tree (drm_sched_entity_pop_job() in 6.12). Once the context
+ * is freed, that tree holds freed memory: other contexts' jobs stop being
+ * found, submitters wait on a full fence window forever, and a later
+ * removal from the tree oopses (seen in the destroy_race test, about one
+ * run in ten). With the scheduler's submission stopped, nothing pops.
+ */
+void npu_sched_entity_fini(struct npu_device *ndev, struct drm_sched_entity *entity)
+{
+	mutex_lock(&ndev->sched_lock);
+	if (ndev->sched_live)
+		drm_sched_wqueue_stop(&ndev->sched);
+	drm_sched_entity_fini(entity);
+	if (ndev->sched_live)
+		drm_sched_wqueue_start(&ndev->sched);
+	mutex_unlock(&ndev->sched_lock);
 }
 
 /* Jiffies from now until deadline, rounded up; 0 once it has passed. */

@@ -287,6 +287,36 @@ static void npu_submit_push(struct npu_job *job, struct npu_ctx *ctx,
 	dma_fence_end_signalling(cookie);
 }
 
+/*
+ * The window's slot for the next job, once the job NPU_FENCE_WINDOW back
+ * has ended; returns 0 with ctx->lock held. Waits for that job without the
+ * lock, so that CTX_DESTROY (and the other submitters) go on meanwhile.
+ */
+static int npu_submit_slot(struct npu_ctx *ctx, struct dma_fence ***ret_slot)
+{
+	struct dma_fence **slot, *oldest;
+	int ret;
+
+	for (;;) {
+		mutex_lock(&ctx->lock);
+		if (ctx->destroyed) {
+			mutex_unlock(&ctx->lock);
+			return -ENOENT;
+		}
+		slot = &ctx->fences[(ctx->seqno + 1) % NPU_FENCE_WINDOW];
+		if (!*slot || dma_fence_is_signaled(*slot)) {
+			*ret_slot = slot;
+			return 0;
+		}
+		oldest = dma_fence_get(*slot);
+		mutex_unlock(&ctx->lock);
+		ret = dma_fence_wait(oldest, true);
+		dma_fence_put(oldest);
+		if (ret)
+			return ret;
+	}
+}
+
 /* Queue a checked job: ctx->lock orders the sequence numbers. */
 static int npu_submit_queue(struct npu_job *job, struct npu_ctx *ctx,
 			    struct drm_syncobj *out_sync,
@@ -296,18 +326,9 @@ static int npu_submit_queue(struct npu_job *job, struct npu_ctx *ctx,
 	struct dma_fence **slot;
 	int ret;
 
-	mutex_lock(&ctx->lock);
-	if (ctx->destroyed) {
-		ret = -ENOENT;
-		goto out_unlock;
-	}
-	slot = &ctx->fences[(ctx->seqno + 1) % NPU_FENCE_WINDOW];
-	if (*slot) {
-		/* Keep the window: wait for the job NPU_FENCE_WINDOW back. */
-		ret = dma_fence_wait(*slot, true);
-		if (ret)
-			goto out_unlock;
-	}
+	ret = npu_submit_slot(ctx, &slot);
+	if (ret)
+		return ret;
 	ret = npu_submit_lock_bos(job, &ww);
 	if (ret)
 		goto out_unlock;

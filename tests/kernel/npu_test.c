@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -1671,6 +1672,7 @@ static const struct test tests[] = {
 	{ "priority", test_priority },
 	{ "concurrency", test_concurrency },
 	{ "destroy_race", test_destroy_race },
+	{ "destroy_storm", test_destroy_storm },
 	{ "ctx_race", test_ctx_race },
 	{ "destroy_abort", test_destroy_abort },
 	{ "close_abort", test_close_abort },
@@ -1733,9 +1735,74 @@ static int wait_removed(const char *ready)
 }
 
 /*
+ * A test still running after this long has hung: no test takes a tenth of
+ * it, even on the debug kernel under TCG (fuzz, the longest, about 21 s).
+ */
+#define TEST_DEADLINE_S 180
+
+/*
+ * What a hung test leaves to look at: the kernel's blocked tasks (sysrq w
+ * writes them to the kernel log), the device's queue and counters, then
+ * the kernel log's tail, on the console where the runner shows it.
+ */
+static void report_hang(void)
+{
+	static const char *const counters[] = { "jobs_alive", "ctx_count", "bo_count" };
+	char cmd[sizeof(debugfs_dir) + 128];
+	size_t i;
+	int fd;
+
+	fd = open("/proc/sysrq-trigger", O_WRONLY);
+	if (fd >= 0) {
+		if (write(fd, "w", 1) != 1)
+			fprintf(stderr, "npu_test: sysrq w: %s\n", strerror(errno));
+		close(fd);
+	}
+	for (i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
+		printf("  hang: %s %ld\n", counters[i], read_dbg(counters[i]));
+	fflush(stdout);
+	snprintf(cmd, sizeof(cmd), "sed 's/^/  hang: queue: /' %s/queue; "
+		 "dmesg | tail -n 150 | sed 's/^/  hang: dmesg: /'", debugfs_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "npu_test: could not show the hang's state\n");
+}
+
+/*
+ * The child's result from the pipe, or -1 when it gave none: it ended
+ * early, or is still running at the deadline (then it is killed and the
+ * state of the kernel shown).
+ */
+static int read_result(int fd, pid_t pid)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int r, i;
+
+	do
+		r = poll(&p, 1, TEST_DEADLINE_S * 1000);
+	while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		snprintf(fail_msg, sizeof(fail_msg), "no result after %d s: hung",
+			 TEST_DEADLINE_S);
+		report_hang();
+		kill(pid, SIGKILL);
+		/* A task asleep uninterruptibly in the kernel cannot die. */
+		for (i = 0; i < 50 && waitpid(pid, NULL, WNOHANG) == 0; i++)
+			usleep(100 * 1000);
+		return -1;
+	}
+	if (read(fd, &failed, sizeof(failed)) != sizeof(failed) ||
+	    read(fd, fail_msg, sizeof(fail_msg)) != sizeof(fail_msg)) {
+		snprintf(fail_msg, sizeof(fail_msg), "the test process ended early");
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Each test runs in its own child process: when a check fails and the test
  * returns early, the exit closes the files it left open, so its contexts
- * and BOs do not show up as the next test's leak.
+ * and BOs do not show up as the next test's leak. A test that hangs fails
+ * alone, with the kernel's state shown, and the others still run.
  */
 static void run_isolated(void (*fn)(void))
 {
@@ -1763,10 +1830,10 @@ static void run_isolated(void (*fn)(void))
 		snprintf(fail_msg, sizeof(fail_msg), "fork: %s", strerror(errno));
 		return;
 	}
-	if (read(fds[0], &failed, sizeof(failed)) != sizeof(failed) ||
-	    read(fds[0], fail_msg, sizeof(fail_msg)) != sizeof(fail_msg)) {
+	if (read_result(fds[0], pid) < 0) {
 		failed = 1;
-		snprintf(fail_msg, sizeof(fail_msg), "the test process ended early");
+		close(fds[0]);
+		return;
 	}
 	fail_msg[sizeof(fail_msg) - 1] = '\0';
 	close(fds[0]);
@@ -1796,11 +1863,52 @@ static void settle_after_failure(void)
 		usleep(100 * 1000);
 }
 
+/* Runs one test, prints its result; returns 1 when it failed. */
+static int run_one(size_t i, const char *tag)
+{
+	struct timespec t0, t1;
+	char first[256];
+
+	failed = 0;
+	fail_msg[0] = '\0';
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	run_isolated(tests[i].fn);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (kmsg_reports(first, sizeof(first)) && !failed) {
+		failed = 1;
+		snprintf(fail_msg, sizeof(fail_msg), "kernel report: %s", first);
+	}
+	if (!failed) {
+		printf("PASS %s%s (%.1fs)\n", tests[i].name, tag,
+		       (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+		return 0;
+	}
+	printf("FAIL %s%s: %s\n", tests[i].name, tag, fail_msg);
+	settle_after_failure();
+	return 1;
+}
+
+static int selected(size_t i, int argc, char **argv)
+{
+	int j;
+
+	for (j = 1; j < argc; j++)
+		if (!strcmp(argv[j], tests[i].name))
+			return 1;
+	return argc < 2;
+}
+
+/*
+ * NPU_TEST_REPEAT=N runs the selection up to N times, to catch a rare
+ * failure: it stops after the first round with one.
+ */
 int main(int argc, char **argv)
 {
 	const char *tag = getenv("NPU_TEST_TAG") ? getenv("NPU_TEST_TAG") : "";
+	long rounds = getenv("NPU_TEST_REPEAT") ? atol(getenv("NPU_TEST_REPEAT")) : 1;
 	size_t i;
-	int j, nfail = 0;
+	long r;
+	int nfail = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc == 3 && !strcmp(argv[1], "--wait-removed"))
@@ -1815,36 +1923,14 @@ int main(int argc, char **argv)
 	kmsg_open();
 	if (!debugfs_dir[0])
 		fprintf(stderr, "npu_test: debugfs directory not found\n");
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		int run = argc < 2;
-		struct timespec t0, t1;
-
-		for (j = 1; j < argc; j++)
-			if (!strcmp(argv[j], tests[i].name))
-				run = 1;
-		if (!run)
-			continue;
-		failed = 0;
-		fail_msg[0] = '\0';
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		run_isolated(tests[i].fn);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		{
-			char first[256];
-
-			if (kmsg_reports(first, sizeof(first)) && !failed) {
-				failed = 1;
-				snprintf(fail_msg, sizeof(fail_msg), "kernel report: %s", first);
-			}
-		}
-		if (failed) {
-			printf("FAIL %s%s: %s\n", tests[i].name, tag, fail_msg);
-			nfail++;
-			settle_after_failure();
-		} else {
-			printf("PASS %s%s (%.1fs)\n", tests[i].name, tag,
-			       (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
-		}
+	for (r = 0; r < rounds || r == 0; r++) {
+		if (rounds > 1)
+			printf("# round %ld of %ld\n", r + 1, rounds);
+		for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+			if (selected(i, argc, argv))
+				nfail += run_one(i, tag);
+		if (nfail)
+			break;
 	}
 	return nfail ? 1 : 0;
 }

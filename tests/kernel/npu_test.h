@@ -70,6 +70,7 @@ int inject_alloc_fail(void);
 void test_ctx_race(void);
 void test_destroy_abort(void);
 void test_close_abort(void);
+void test_destroy_storm(void);
 void test_exit_budget(void);
 void test_hang_states(void);
 void test_queue_race(void);

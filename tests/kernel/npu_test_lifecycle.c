@@ -5,7 +5,7 @@
  * create racing destroy, destroy and close with jobs queued, process exit,
  * a hang seen by WAIT, the syncobj and the header at once, the debugfs
  * queue racing job retirement, WAIT interrupted by signals, context ids,
- * CTX_QUERY's completed count.
+ * CTX_QUERY's completed count, contexts destroyed under a storm of jobs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -471,6 +471,134 @@ void test_exit_budget(void)
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
 	fprintf(stderr, "  exit_budget: exit took %.2f s\n", dt);
 	CHECK(dt < 3.0, "exit with %d contexts took %.2f s", NCTX, dt);
+	CHECK(wait_no_leaks() == 0, "leak");
+}
+
+/*
+ * ---- bug 6: drm_sched (6.12) put a context's entity back into its run
+ * queue's FIFO tree while CTX_DESTROY was taking it out, when it popped a
+ * job with another queued behind; the freed context stayed in the tree, the
+ * other contexts' jobs were not found any more and their submitters waited
+ * on a full window forever (destroy_race, about one run in ten) ----
+ */
+enum { STORM_THREADS = 4 };
+
+struct storm {
+	struct npu_dev *dev;
+	struct npu_cmd *cmd;
+	volatile int stop;
+	uint32_t ctx[STORM_THREADS];	/* each thread's current context */
+	int bad[STORM_THREADS];		/* a submit error other than ENOENT */
+	long jobs;
+	long contexts;
+};
+
+struct storm_arg {
+	struct storm *s;
+	int i;
+};
+
+/* Submits on a context of its own until it is destroyed, then on a new one. */
+static void *storm_submitter(void *p)
+{
+	struct storm_arg *a = p;
+	struct storm *s = a->s;
+	uint64_t seq;
+	int r = 0;
+
+	while (!s->stop) {
+		uint32_t ctx = new_ctx(s->dev, ALL_OPS);
+
+		if (!ctx) {
+			s->bad[a->i] = -ENOMEM;
+			return NULL;
+		}
+		__atomic_add_fetch(&s->contexts, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->ctx[a->i], ctx, __ATOMIC_RELEASE);
+		while (!s->stop && (r = npu_submit(s->dev, ctx, s->cmd, NULL, 0, 0, &seq)) == 0)
+			__atomic_add_fetch(&s->jobs, 1, __ATOMIC_RELAXED);
+		if (!s->stop && r != -ENOENT) {
+			s->bad[a->i] = r;
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The test module that stalls the scheduler's pop of a job by us
+ * microseconds (tests/kernel/race_delay), loaded, or removed with us 0.
+ */
+static int race_delay(unsigned int us)
+{
+	char cmd[96];
+
+	if (us)
+		snprintf(cmd, sizeof(cmd), "insmod /npu_race_delay.ko delay_us=%u", us);
+	else
+		snprintf(cmd, sizeof(cmd), "rmmod npu_race_delay");
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+void test_destroy_storm(void)
+{
+	struct npu_dev *dev = open_dev();
+	struct storm_arg args[STORM_THREADS];
+	pthread_t t[STORM_THREADS];
+	struct storm s = { 0 };
+	struct npu_bo *cb, *data;
+	struct npu_cmd cmd;
+	struct drm_npu_op *op;
+	uint32_t ctx, state = 0;
+	uint64_t seq;
+	int i, destroys = 0;
+	double t0;
+
+	CHECK(dev, "open");
+	cb = alloc_map(dev, 4096);
+	data = alloc_map(dev, 4096);
+	CHECK(cb && data, "alloc");
+	CHECK_ERR(npu_cmd_init(&cmd, cb, 0), 0);
+	op = npu_cmd_add(&cmd, NPU_OP_COPY);
+	op->dim[0] = 512;
+	npu_op_set_buf(op, 0, data, 0);
+	npu_op_set_buf(op, 1, data, 1024);
+	s.dev = dev;
+	s.cmd = &cmd;
+	/* each pop of a job stalls 300 us: a destroy lands in one often */
+	CHECK_ERR(race_delay(300), 0);
+	for (i = 0; i < STORM_THREADS; i++) {
+		args[i] = (struct storm_arg){ .s = &s, .i = i };
+		CHECK(pthread_create(&t[i], NULL, storm_submitter, &args[i]) == 0, "thread");
+	}
+	/* Contexts destroyed while their jobs are queued and being taken. */
+	for (t0 = now_s(); now_s() - t0 < 3.0; destroys++) {
+		uint32_t victim = __atomic_load_n(&s.ctx[rnd() % STORM_THREADS],
+						  __ATOMIC_ACQUIRE);
+		int r;
+
+		usleep(200 + rnd() % 1500);
+		r = victim ? npu_ctx_destroy(dev, victim) : -ENOENT;
+		if (r && r != -ENOENT)
+			break;
+	}
+	s.stop = 1;
+	for (i = 0; i < STORM_THREADS; i++)
+		pthread_join(t[i], NULL);
+	CHECK_ERR(race_delay(0), 0);
+	fprintf(stderr, "  destroy_storm: %d destroys, %ld contexts, %ld jobs\n",
+		destroys, s.contexts, s.jobs);
+	for (i = 0; i < STORM_THREADS; i++)
+		CHECK(!s.bad[i], "submitter %d: %d", i, s.bad[i]);
+	/* The scheduler still finds a new context's job. */
+	ctx = new_ctx(dev, ALL_OPS);
+	CHECK(ctx, "ctx after the storm");
+	CHECK_ERR(npu_submit(dev, ctx, &cmd, NULL, 0, 0, &seq), 0);
+	CHECK_ERR(npu_wait(dev, ctx, seq, 20ll * 1000 * 1000 * 1000, &state), 0);
+	CHECK(state == NPU_ERT_STATE_COMPLETED, "job after the storm: state %u", state);
+	npu_bo_free(dev, cb);
+	npu_bo_free(dev, data);
+	npu_close(dev);
 	CHECK(wait_no_leaks() == 0, "leak");
 }
 
