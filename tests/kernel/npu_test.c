@@ -1233,18 +1233,13 @@ static void test_destroy_race(void)
 	struct npu_dev *dev = open_dev();
 	struct npu_bo *cb, *data;
 	struct npu_cmd cmd;
-	struct drm_npu_op *op;
 	int i, total = 0;
 
 	CHECK(dev, "open");
 	cb = alloc_map(dev, 4096);
 	data = alloc_map(dev, 4096);
 	CHECK(cb && data, "alloc");
-	CHECK_ERR(npu_cmd_init(&cmd, cb, 0), 0);
-	op = npu_cmd_add(&cmd, NPU_OP_COPY);
-	op->dim[0] = 512;
-	npu_op_set_buf(op, 0, data, 0);
-	npu_op_set_buf(op, 1, data, 1024);
+	CHECK_ERR(copy_cmd_within(&cmd, cb, data, 512), 0);
 	for (i = 0; i < 12; i++) {
 		struct race_arg a = { .dev = dev, .cmd = &cmd };
 		pthread_t t;

@@ -60,6 +60,7 @@ uint32_t new_ctx(struct npu_dev *dev, uint64_t ops);
 uint64_t arena_get(struct arena *a, uint64_t size);
 void *at(struct arena *a, uint64_t off);
 int run_cmd(struct npu_dev *dev, uint32_t ctx, struct npu_cmd *cmd);
+int copy_cmd_within(struct npu_cmd *cmd, struct npu_bo *cb, struct npu_bo *data, uint32_t n);
 void fill_i8(int8_t *p, size_t n);
 void fill_f32(float *p, size_t n, float lo, float hi);
 int cmp_bytes(const void *a, const void *b, size_t n, const char *what);

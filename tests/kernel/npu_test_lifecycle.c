@@ -548,7 +548,6 @@ void test_destroy_storm(void)
 	struct storm s = { 0 };
 	struct npu_bo *cb, *data;
 	struct npu_cmd cmd;
-	struct drm_npu_op *op;
 	uint32_t ctx, state = 0;
 	uint64_t seq;
 	int i, destroys = 0;
@@ -558,11 +557,7 @@ void test_destroy_storm(void)
 	cb = alloc_map(dev, 4096);
 	data = alloc_map(dev, 4096);
 	CHECK(cb && data, "alloc");
-	CHECK_ERR(npu_cmd_init(&cmd, cb, 0), 0);
-	op = npu_cmd_add(&cmd, NPU_OP_COPY);
-	op->dim[0] = 512;
-	npu_op_set_buf(op, 0, data, 0);
-	npu_op_set_buf(op, 1, data, 1024);
+	CHECK_ERR(copy_cmd_within(&cmd, cb, data, 512), 0);
 	s.dev = dev;
 	s.cmd = &cmd;
 	/* each pop of a job stalls 300 us: a destroy lands in one often */

@@ -221,6 +221,23 @@ void *at(struct arena *a, uint64_t off)
 	return (char *)a->bo->map + off;
 }
 
+/* cmd: one COPY op at offset 0 of cb, n bytes within data (from its start to 1024 on). */
+int copy_cmd_within(struct npu_cmd *cmd, struct npu_bo *cb, struct npu_bo *data, uint32_t n)
+{
+	struct drm_npu_op *op;
+	int r = npu_cmd_init(cmd, cb, 0);
+
+	if (r < 0)
+		return r;
+	op = npu_cmd_add(cmd, NPU_OP_COPY);
+	if (!op)
+		return -E2BIG;
+	op->dim[0] = n;
+	npu_op_set_buf(op, 0, data, 0);
+	npu_op_set_buf(op, 1, data, 1024);
+	return 0;
+}
+
 /* Submit one cmd and wait; returns final ERT state or negative errno. */
 int run_cmd(struct npu_dev *dev, uint32_t ctx, struct npu_cmd *cmd)
 {
