@@ -357,11 +357,14 @@ void npu_sched_fini(struct npu_device *ndev)
  */
 void npu_sched_entity_fini(struct npu_device *ndev, struct drm_sched_entity *entity)
 {
+	bool live;
+
 	mutex_lock(&ndev->sched_lock);
-	if (ndev->sched_live)
+	live = ndev->sched_live;
+	if (live)
 		drm_sched_wqueue_stop(&ndev->sched);
 	drm_sched_entity_fini(entity);
-	if (ndev->sched_live)
+	if (live)
 		drm_sched_wqueue_start(&ndev->sched);
 	mutex_unlock(&ndev->sched_lock);
 }

@@ -64,12 +64,19 @@ static void kbench_worker(void *arg, int ith, int nth)
         }
 }
 
+/* Seconds that inner runs back to back take. */
+static double back_to_back(struct threadpool *tp, struct kbench_job *j, int inner)
+{
+        const double t0 = now_ms();
+        for (int k = 0; k < inner; k++)
+                threadpool_run(tp, kbench_worker, j);
+        return (now_ms() - t0) / 1000.0;
+}
+
 /* One timed run of the kernel over all the copies, in bytes of weights per second. */
 static double timed_run(struct threadpool *tp, struct kbench_job *j, size_t all)
 {
-        const double t0 = now_ms();
-        threadpool_run(tp, kbench_worker, j);
-        const double s = (now_ms() - t0) / 1000.0;
+        const double s = back_to_back(tp, j, 1);
         return s > 0 ? (double)all / s : 0;
 }
 
@@ -80,15 +87,6 @@ static double timed_run(struct threadpool *tp, struct kbench_job *j, size_t all)
  * not bound it: steady within a few percent where the figures from memory
  * move by a fifth from minute to minute on a shared host.
  */
-/* Seconds that inner runs back to back take. */
-static double back_to_back(struct threadpool *tp, struct kbench_job *j, int inner)
-{
-        const double t0 = now_ms();
-        for (int k = 0; k < inner; k++)
-                threadpool_run(tp, kbench_worker, j);
-        return (now_ms() - t0) / 1000.0;
-}
-
 static void cache_runs(struct threadpool *tp, struct kbench_job *j, size_t all, int reps)
 {
         _cleanup_free_ double *rate = calloc(reps, sizeof(double));

@@ -10,12 +10,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -1842,9 +1842,9 @@ static void run_isolated(void (*fn)(void))
 }
 
 /*
- * After a failed test: put back the engine delay a test may have left set
- * (it returned before its own reset), then give what its exit closed time
- * to go.
+ * After a failed test: put back the engine delay and the scheduler stall
+ * (race_delay) a test may have left set (it returned before its own
+ * reset), then give what its exit closed time to go.
  */
 static void settle_after_failure(void)
 {
@@ -1852,6 +1852,8 @@ static void settle_after_failure(void)
 
 	if (write_dbg("engine_delay_us", 0) < 0)
 		fprintf(stderr, "npu_test: cannot reset engine_delay_us\n");
+	if (access("/sys/module/npu_race_delay", F_OK) == 0 && race_delay(0) < 0)
+		fprintf(stderr, "npu_test: cannot remove npu_race_delay\n");
 
 	for (i = 0; i < 100 && read_dbg("ctx_count") + read_dbg("bo_count") +
 	     read_dbg("jobs_alive") > 0; i++)
@@ -1900,7 +1902,8 @@ static int selected(size_t i, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	const char *tag = getenv("NPU_TEST_TAG") ? getenv("NPU_TEST_TAG") : "";
-	long rounds = getenv("NPU_TEST_REPEAT") ? atol(getenv("NPU_TEST_REPEAT")) : 1;
+	const char *repeat = getenv("NPU_TEST_REPEAT");
+	long rounds = repeat && atol(repeat) > 1 ? atol(repeat) : 1;
 	size_t i;
 	long r;
 	int nfail = 0;
@@ -1918,7 +1921,7 @@ int main(int argc, char **argv)
 	kmsg_open();
 	if (!debugfs_dir[0])
 		fprintf(stderr, "npu_test: debugfs directory not found\n");
-	for (r = 0; r < rounds || r == 0; r++) {
+	for (r = 0; r < rounds; r++) {
 		if (rounds > 1)
 			printf("# round %ld of %ld\n", r + 1, rounds);
 		for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)

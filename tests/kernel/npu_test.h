@@ -66,6 +66,7 @@ void fill_f32(float *p, size_t n, float lo, float hi);
 int cmp_bytes(const void *a, const void *b, size_t n, const char *what);
 int inject_hang(void);
 int inject_alloc_fail(void);
+int race_delay(unsigned int us);
 
 /* Tests in the other files (named in npu_test.c's table). */
 void test_ctx_race(void);

@@ -525,21 +525,6 @@ static void *storm_submitter(void *p)
 	return NULL;
 }
 
-/*
- * The test module that stalls the scheduler's pop of a job by us
- * microseconds (tests/kernel/race_delay), loaded, or removed with us 0.
- */
-static int race_delay(unsigned int us)
-{
-	char cmd[96];
-
-	if (us)
-		snprintf(cmd, sizeof(cmd), "insmod /npu_race_delay.ko delay_us=%u", us);
-	else
-		snprintf(cmd, sizeof(cmd), "rmmod npu_race_delay");
-	return system(cmd) == 0 ? 0 : -1;
-}
-
 void test_destroy_storm(void)
 {
 	struct npu_dev *dev = open_dev();

@@ -320,6 +320,21 @@ int inject_hang(void)
 	return inject_once("fail_hang", "inject_hang");
 }
 
+/*
+ * The test module that stalls the scheduler's pop of a job by us
+ * microseconds (tests/kernel/race_delay), loaded, or removed with us 0.
+ */
+int race_delay(unsigned int us)
+{
+	char cmd[96];
+
+	if (us)
+		snprintf(cmd, sizeof(cmd), "insmod /npu_race_delay.ko delay_us=%u", us);
+	else
+		snprintf(cmd, sizeof(cmd), "rmmod npu_race_delay");
+	return system(cmd) == 0 ? 0 : -1;
+}
+
 /* The next BO_CREATE fails with -ENOMEM. */
 int inject_alloc_fail(void)
 {
