@@ -505,22 +505,28 @@ else
 		AttachDevice 'sha{sv}' accel0 /dev/null 0
 
 	# one uid floods with 40 connections of 8 requests (320 requests, most
-	# refused): root's request is served while the flood still runs. (The
-	# admission rules themselves, per-uid limits over connections and a full
-	# queue that takes a new uid, are checked exactly in fairness.sh.)
+	# refused): root's request is served while the flood still runs. The
+	# flooders read nothing for 15 s once answered, so the requests they got
+	# are held that long (streaming backpressure) however fast the host
+	# generates. (The admission rules themselves, per-uid limits over
+	# connections and a full queue that takes a new uid, are checked exactly
+	# in fairness.sh.)
 	flooders=""
 	for i in $(seq 40); do
-		as_nobody "$tmp/npud-probe" "$addr" flood 8 900 "$prompt" >"$tmp/uidflood.$i" 2>&1 &
+		as_nobody "$tmp/npud-probe" "$addr" flood 8 900 "$prompt" 15000 >"$tmp/uidflood.$i" 2>&1 &
 		flooders="$flooders $!"
 	done
 	for i in $(seq 200); do
 		[ "$(grep -l "^replied" "$tmp"/uidflood.* 2>/dev/null | wc -l)" -ge 40 ] && break
 		sleep 0.05
 	done
-	out=$(ctl generate --json --temp 0 --max-tokens 20 "$prompt" 2>&1)
+	# within 10 s: while the flooders still read nothing
+	out=$(timeout 10 "$npuctl" --bus "$addr" generate --json --temp 0 --max-tokens 20 "$prompt" 2>&1)
 	rc=$?
 	running=$(stat_of active_requests)
-	if [ $rc -ne 0 ] || ! echo "$out" | grep -q '"stop_reason"'; then
+	if [ $rc -eq 124 ]; then
+		bad "served-during-uid-flood" "not served within 10 s, while the flood's requests were held"
+	elif [ $rc -ne 0 ] || ! echo "$out" | grep -q '"stop_reason"'; then
 		bad "served-during-uid-flood" "exit $rc: $(echo "$out" | head -c 300)"
 	elif [ "${running:-0}" -lt 1 ]; then
 		bad "served-during-uid-flood" "the flood was over before the request was served (active after: $running)"
