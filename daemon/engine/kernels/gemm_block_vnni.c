@@ -94,6 +94,7 @@ B32_UNPACK(unpack_interleaved_block, interleaved_q4_0, GGML_TYPE_Q4_0)
 B32_UNPACK(unpack_interleaved_block, interleaved_q4_1, GGML_TYPE_Q4_1)
 B32_UNPACK(unpack_interleaved_block, interleaved_q5_0, GGML_TYPE_Q5_0)
 B32_UNPACK(unpack_interleaved_block, interleaved_q5_1, GGML_TYPE_Q5_1)
+B32_UNPACK(unpack_interleaved_block, interleaved_q8_0, GGML_TYPE_Q8_0)
 
 /*
  * MR panels from p0 times NR tokens over the slice's nb blocks. WITH_M adds
@@ -166,7 +167,7 @@ static const struct b32_isa b32_vnni = {
                 [B32_Q4_1] = { unpack_q4_1, b32_tiles_min, B32_NR, 0, unpack_interleaved_q4_1 },
                 [B32_Q5_0] = { unpack_q5_0, b32_tiles_plain, B32_NR, 16, unpack_interleaved_q5_0 },
                 [B32_Q5_1] = { unpack_q5_1, b32_tiles_min, B32_NR, 0, unpack_interleaved_q5_1 },
-                [B32_Q8_0] = { unpack_q8_0, b32_tiles_plain, B32_NR, 128 },
+                [B32_Q8_0] = { unpack_q8_0, b32_tiles_plain, B32_NR, 128, unpack_interleaved_q8_0 },
         },
 };
 

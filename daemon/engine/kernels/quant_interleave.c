@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K and Q5_K matrices in groups of
- * sixteen rows interleaved block by block (quant_interleave.h has the
+ * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K and Q5_K matrices in
+ * groups of sixteen rows interleaved block by block (quant_interleave.h has the
  * layout): into it and back out.
  */
 #include <stdlib.h>
@@ -39,6 +39,9 @@ static bool qi_fields_of(enum ggml_type t, struct qi_fields *f)
                 break;
         case GGML_TYPE_Q5_1:
                 QI_FIELDS(f, block_q5_1, offsetof(struct block_q5_1, qh), 0, offsetof(struct block_q5_1, m));
+                break;
+        case GGML_TYPE_Q8_0:
+                QI_FIELDS(f, block_q8_0, 0, 0, 0);
                 break;
         case GGML_TYPE_Q2_K:
                 QI_FIELDS(f, block_q2_K, 0, offsetof(struct block_q2_K, scales), offsetof(struct block_q2_K, dmin));

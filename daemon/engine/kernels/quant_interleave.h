@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Block-quantized matrices of the nibble types (Q4_0, Q4_1, Q5_0, Q5_1,
- * Q4_K, Q5_K) and of Q2_K and Q3_K in groups of QI_ROWS rows interleaved
- * block by block, the
+ * Q4_K, Q5_K), of Q2_K and Q3_K and of Q8_0 in groups of QI_ROWS rows
+ * interleaved block by block, the
  * layout the AVX-512 VNNI one-token kernel (quant_interleave_vnni.c) and
  * the GEMMs (gemm_block_vnni.c, gemm_kquant_vnni.c) read: each row in its own 32-bit
  * lane, so four columns of sixteen rows are one vpdpbusd against four
@@ -10,12 +10,13 @@
  * group's bytes are the sixteen rows' bytes, rearranged (the matrix keeps
  * its size and place). A group's block b (16 x the type's block bytes, at
  * b times that from the group's start), at the offsets struct qi_layout
- * gives, with V = 4 (32-element types), 32 (Q4_K, Q5_K) or 16 (Q2_K,
- * Q3_K) vectors of qs:
+ * gives, with V = 4 (32-element nibble types), 8 (Q8_0), 32 (Q4_K, Q5_K)
+ * or 16 (Q2_K, Q3_K) vectors of qs:
  *
  *   qs[V][64]  vector v, bytes 4 r .. 4 r + 3: row r's qs[4 v .. 4 v + 3]
- *              (32-element types: low nibbles elements 4 v + i, high
- *              16 + 4 v + i; Q4_K, Q5_K, v = 8 c + n: low 64 c + 4 n + i,
+ *              (32-element nibble types: low nibbles elements 4 v + i,
+ *              high 16 + 4 v + i; Q8_0: elements 4 v + i, signed, read
+ *              plus 128 (off 128); Q4_K, Q5_K, v = 8 c + n: low 64 c + 4 n + i,
  *              high 64 c + 32 + 4 n + i; Q2_K, Q3_K, v = 8 h + n: bits
  *              2 s, 2 s + 1 element 128 h + 32 s + 4 n + i)
  *   qh[V][H]   Q5_0, Q5_1, Q5_K (H 2): u64 masks, bit 4 r + i of [v][0]:
@@ -48,9 +49,9 @@ struct act_blocks;
 struct qi_layout {
         size_t bytes, qh, sc, d, m;
         int be;   /* the type's block: 32 or 256 elements */
-        int bits; /* of q in qs: 4 (nibbles) or 2 (Q2_K, Q3_K) */
+        int bits; /* of q in qs: 4 (nibbles), 2 (Q2_K, Q3_K) or 8 (Q8_0) */
         int nh;   /* qh masks per vector of qs: its nibbles' (2) or Q3_K's shifts' (4) */
-        int off;  /* the offset of q: w = q - off (Q4_0 8, Q5_0 16, Q3_K 4) */
+        int off;  /* the offset of q: w = q - off (Q4_0 8, Q5_0 16, Q3_K 4; Q8_0 128, q its byte xor 0x80) */
 };
 
 static inline bool qi_layout_of(enum ggml_type t, struct qi_layout *l)
@@ -71,6 +72,9 @@ static inline bool qi_layout_of(enum ggml_type t, struct qi_layout *l)
                 break;
         case GGML_TYPE_Q5_1:
                 l->qh = 1, l->m = 1;
+                break;
+        case GGML_TYPE_Q8_0:
+                l->bits = 8, l->off = 128;
                 break;
         case GGML_TYPE_Q2_K:
                 l->be = 256, l->bits = 2, nsc = 4, l->m = 1;

@@ -17,13 +17,22 @@
 /*
  * Vector m of the group block at x: its low nibbles (each row's columns
  * 4 m .. 4 m + 3) into *lo, its high ones (16 + 4 m ..) into *hi, as
- * unsigned bytes; Q5's fifth bits added as 16 under their masks.
+ * unsigned bytes; Q5's fifth bits added as 16 under their masks. Q8_0's
+ * vectors are whole bytes: vector m into *lo, vector 4 + m (columns
+ * 16 + 4 m ..) into *hi, each plus 128 (its offset).
  */
 QI_ZMM_INLINE void qi_nibbles(const uint8_t *x, const struct qi_layout *l, int m, __m512i *lo, __m512i *hi)
 {
         const __m512i m4 = _mm512_set1_epi8(15), m16 = _mm512_set1_epi8(16);
         const __m512i n = _mm512_loadu_si512(x + 64 * m);
 
+        if (l->bits == 8) {
+                /* Q8_0: whole bytes, vectors m and 4 + m, signed made unsigned (q + 128) */
+                const __m512i sign = _mm512_set1_epi8((char)0x80);
+                *lo = _mm512_xor_si512(n, sign);
+                *hi = _mm512_xor_si512(_mm512_loadu_si512(x + 64 * (4 + m)), sign);
+                return;
+        }
         *lo = _mm512_and_si512(n, m4);
         *hi = _mm512_and_si512(_mm512_srli_epi16(n, 4), m4);
         if (l->qh) {
