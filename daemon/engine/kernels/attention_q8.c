@@ -417,8 +417,18 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
  * 16 rows of a block one run of 2 KiB) read 7.0-8.4 GB/s a thread against
  * 12.7-13.0 for the walk: one stream a core reads 13.5 GB/s there, four
  * 15.7.
+ *
+ * Then 4 rows a step: this pass is bound by its own work more than by
+ * memory (from L3, attn-bench -n 2000 -l 1 with the K pass skipped, two
+ * rounds: 2 rows a step 62 GB/s of V, 4 rows 67, 8 rows 70, 16 rows 62;
+ * the K pass 125), and each step loads and stores every head's outputs.
+ * From memory (-n 4000, K and V, the two taking turns): in the host's fast
+ * minutes 4 rows 19.2-19.6 ms against 20.6-20.7 for 2 in five rounds of
+ * five; in its slow ones even (25.7-29.5 against 26.1-28.6, twelve
+ * rounds); 8 rows 2-4 % slower than 2 there. Each element's chain of fmas
+ * is the same whatever the step, so the bits are.
  */
-#define R_ORDERED 2
+#define R_ORDERED 4
 AVX512 static void accum_rows_q8_avx512_ordered(float *out, const int8_t *v, const float *vs, size_t stride,
                                                 size_t sstride, const float *w, size_t ld, int32_t n,
                                                 int32_t n_heads, int32_t hd)
