@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K and Q5_K matrices in
- * groups of sixteen rows interleaved block by block (quant_interleave.h has the
- * layout): into it and back out.
+ * groups of sixteen rows interleaved block by block (quant_interleave.h
+ * has the layout): into it and back out.
  */
 #include <stdlib.h>
 #include <string.h>

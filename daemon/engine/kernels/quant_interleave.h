@@ -2,9 +2,9 @@
 /*
  * Block-quantized matrices of the nibble types (Q4_0, Q4_1, Q5_0, Q5_1,
  * Q4_K, Q5_K), of Q2_K and Q3_K and of Q8_0 in groups of QI_ROWS rows
- * interleaved block by block, the
- * layout the AVX-512 VNNI one-token kernel (quant_interleave_vnni.c) and
- * the GEMMs (gemm_block_vnni.c, gemm_kquant_vnni.c) read: each row in its own 32-bit
+ * interleaved block by block, the layout the AVX-512 VNNI one-token
+ * kernel (quant_interleave_vnni.c) and the GEMMs (gemm_block_vnni.c,
+ * gemm_kquant_vnni.c) read: each row in its own 32-bit
  * lane, so four columns of sixteen rows are one vpdpbusd against four
  * activation bytes broadcast, with no horizontal sums and no shuffles. The
  * group's bytes are the sixteen rows' bytes, rearranged (the matrix keeps
@@ -16,9 +16,10 @@
  *   qs[V][64]  vector v, bytes 4 r .. 4 r + 3: row r's qs[4 v .. 4 v + 3]
  *              (32-element nibble types: low nibbles elements 4 v + i,
  *              high 16 + 4 v + i; Q8_0: elements 4 v + i, signed, read
- *              plus 128 (off 128); Q4_K, Q5_K, v = 8 c + n: low 64 c + 4 n + i,
- *              high 64 c + 32 + 4 n + i; Q2_K, Q3_K, v = 8 h + n: bits
- *              2 s, 2 s + 1 element 128 h + 32 s + 4 n + i)
+ *              plus 128 (off 128); Q4_K, Q5_K, v = 8 c + n: low
+ *              64 c + 4 n + i, high 64 c + 32 + 4 n + i; Q2_K, Q3_K,
+ *              v = 8 h + n: bits 2 s, 2 s + 1 element
+ *              128 h + 32 s + 4 n + i)
  *   qh[V][H]   Q5_0, Q5_1, Q5_K (H 2): u64 masks, bit 4 r + i of [v][0]:
  *              the fifth bit of row r's low nibble i of vector v; of
  *              [v][1]: of its high nibble i; Q3_K (H 4): bit 4 r + i of

@@ -3,8 +3,9 @@
  * The AVX-512 VNNI one-token kernel of the interleaved Q4_0, Q4_1, Q5_0,
  * Q5_1, Q8_0, Q2_K, Q3_K, Q4_K and Q5_K matrices (quant_interleave.h). Per
  * block of a group, sixteen rows in the sixteen int32 lanes: vectors of
- * nibbles (Q8_0: of bytes, made unsigned by an exclusive or; or of 2-bit q), each split into its low and high nibbles (its four
- * pairs of bits), the high bits added as 16 (Q3_K: 4) under the ready
+ * nibbles (or of 2-bit q), each split into its low and high nibbles (its
+ * four pairs of bits; Q8_0's vectors are whole bytes, made unsigned by an
+ * exclusive or), the high bits added as 16 (Q3_K: 4) under the ready
  * byte masks, and each met by four activation bytes broadcast
  * (vpdpbusd): eight instructions of products for 512 of them, no
  * horizontal sums. The K-quants' scales and mins come out of the sixteen
