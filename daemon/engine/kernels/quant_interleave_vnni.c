@@ -132,6 +132,52 @@ static int32_t qi_i32(const int8_t *p)
         return v;
 }
 
+/* the activation bytes 4 j .. 4 j + 3 of the 32 at p in every lane, for vpdpbusd */
+VNNI_INLINE __m512i qi_act(const int8_t *p, int j)
+{
+        return _mm512_set1_epi32(qi_i32(p + 4 * j));
+}
+
+/*
+ * The 4-bit types without a fifth bit (Q4_0, Q4_1, Q4_K) keep their high
+ * nibbles in place, 16 times their value, where a shift and an and moved
+ * them down: one and-not a vector. The sums of their products are then 16
+ * times the sums (exact int32: at most 8 x 4 x 240 x 128 a sum) and
+ * qi_high_sum shifts them back, so the results are the same bits. From
+ * cache (as qi_walk's figures, the sums in registers both), two rounds:
+ * Q4_0 150-154 GB/s against 145-146, Q4_1 169-173 against 167-168, Q4_K
+ * 142-143 against 139-142.
+ *
+ * Tried with it and not kept: each block's 32 activation bytes loaded once
+ * and each dword put in every lane by a vpermd, where a broadcast load
+ * each feeds vpdpbusd: a standalone loop of the Q4_0 block from L1 took
+ * 8.2 cycles a block against 10.1, but in the walks (same rounds) Q4_0,
+ * Q4_1, Q5_0 gained 1-5 %, the K-quants nothing, Q8_0 lost 1-3 %, Q2_K
+ * 7 %, Q3_K 5 %.
+ */
+VNNI_INLINE bool qi_high_x16(const struct qi_layout *k)
+{
+        return k->bits == 4 && !k->qh;
+}
+
+/* vector m's low nibbles and its high ones (in place where qi_high_x16) */
+VNNI_INLINE void qi_walk_nibbles(const uint8_t *x, const struct qi_layout *k, int m, __m512i *lo, __m512i *hi)
+{
+        if (qi_high_x16(k)) {
+                const __m512i n = _mm512_loadu_si512(x + 64 * m), m4 = _mm512_set1_epi8(15);
+                *lo = _mm512_and_si512(n, m4);
+                *hi = _mm512_andnot_si512(m4, n);
+                return;
+        }
+        qi_nibbles(x, k, m, lo, hi);
+}
+
+/* the sum of a vector's high nibbles' products, as the nibbles are */
+VNNI_INLINE __m512i qi_high_sum(const struct qi_layout *k, __m512i s)
+{
+        return qi_high_x16(k) ? _mm512_srai_epi32(s, 4) : s;
+}
+
 /*
  * One group block at x against the activations qb (scale da, sum asum,
  * Q8_1's s: sa): acc's lanes are the rows'.
@@ -143,11 +189,11 @@ VNNI_INLINE __m512 qi_block(const uint8_t *x, const struct qi_layout *k, const i
 
         for (int m = 0; m < 4; m++) {
                 __m512i lo, hi;
-                qi_nibbles(x, k, m, &lo, &hi);
-                s0 = _mm512_dpbusd_epi32(s0, lo, _mm512_set1_epi32(qi_i32(qb + 4 * m)));
-                s1 = _mm512_dpbusd_epi32(s1, hi, _mm512_set1_epi32(qi_i32(qb + 16 + 4 * m)));
+                qi_walk_nibbles(x, k, m, &lo, &hi);
+                s0 = _mm512_dpbusd_epi32(s0, lo, qi_act(qb, m));
+                s1 = _mm512_dpbusd_epi32(s1, hi, qi_act(qb, 4 + m));
         }
-        __m512i isum = _mm512_add_epi32(s0, s1);
+        __m512i isum = _mm512_add_epi32(s0, qi_high_sum(k, s1));
         if (k->off)
                 isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(k->off * asum));
         acc = _mm512_fmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->d), _mm512_set1_ps(da)), _mm512_cvtepi32_ps(isum), acc);
@@ -174,13 +220,13 @@ VNNI_INLINE __m512 qk_block(const uint8_t *x, const struct qi_layout *k, const i
                 qi_prefetch_part(pf, lines, ch, 4);
                 for (int n = 0; n < 8; n++) {
                         __m512i lo, hi;
-                        qi_nibbles(x, k, 8 * ch + n, &lo, &hi);
-                        s0 = _mm512_dpbusd_epi32(s0, lo, _mm512_set1_epi32(qi_i32(qb + 64 * ch + 4 * n)));
-                        s1 = _mm512_dpbusd_epi32(s1, hi, _mm512_set1_epi32(qi_i32(qb + 64 * ch + 32 + 4 * n)));
+                        qi_walk_nibbles(x, k, 8 * ch + n, &lo, &hi);
+                        s0 = _mm512_dpbusd_epi32(s0, lo, qi_act(qb + 64 * ch, n));
+                        s1 = _mm512_dpbusd_epi32(s1, hi, qi_act(qb + 64 * ch + 32, n));
                 }
                 /* sub-blocks 2 ch, 2 ch + 1: bytes 2 ch, 2 ch + 1 of sc[0] and sc[1] */
                 isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s0, qi_lane_byte(sc, 2 * ch, 63)));
-                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s1, qi_lane_byte(sc, 2 * ch + 1, 63)));
+                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(qi_high_sum(k, s1), qi_lane_byte(sc, 2 * ch + 1, 63)));
         }
         /* M: the mins as int16 pairs (m0, m2), (m1, m3), (m4, m6), (m5, m7) */
         __m512i M = _mm512_setzero_si512();
@@ -226,15 +272,15 @@ VNNI_INLINE void qi_block_tokens(const uint8_t *x, const struct qi_layout *k, co
                 s0[t] = s1[t] = _mm512_setzero_si512();
         for (int m = 0; m < 4; m++) {
                 __m512i lo, hi;
-                qi_nibbles(x, k, m, &lo, &hi);
+                qi_walk_nibbles(x, k, m, &lo, &hi);
                 for (int t = 0; t < NT; t++) {
-                        s0[t] = _mm512_dpbusd_epi32(s0[t], lo, _mm512_set1_epi32(qi_i32(qb[t] + 4 * m)));
-                        s1[t] = _mm512_dpbusd_epi32(s1[t], hi, _mm512_set1_epi32(qi_i32(qb[t] + 16 + 4 * m)));
+                        s0[t] = _mm512_dpbusd_epi32(s0[t], lo, qi_act(qb[t], m));
+                        s1[t] = _mm512_dpbusd_epi32(s1[t], hi, qi_act(qb[t], 4 + m));
                 }
         }
         const __m512 d16 = qi_f16x16(x + k->d), m16 = k->m ? qi_f16x16(x + k->m) : _mm512_setzero_ps();
         for (int t = 0; t < NT; t++) {
-                __m512i isum = _mm512_add_epi32(s0[t], s1[t]);
+                __m512i isum = _mm512_add_epi32(s0[t], qi_high_sum(k, s1[t]));
                 if (k->off)
                         isum = _mm512_sub_epi32(isum, _mm512_set1_epi32(k->off * asum[t]));
                 acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d16, _mm512_set1_ps(da[t])), _mm512_cvtepi32_ps(isum), acc[t]);
@@ -267,18 +313,16 @@ VNNI_INLINE void qk_block_tokens(const uint8_t *x, const struct qi_layout *k, co
                 qi_prefetch_part(pf, lines, ch, 4);
                 for (int n = 0; n < 8; n++) {
                         __m512i lo, hi;
-                        qi_nibbles(x, k, 8 * ch + n, &lo, &hi);
+                        qi_walk_nibbles(x, k, 8 * ch + n, &lo, &hi);
                         for (int t = 0; t < NT; t++) {
-                                s0[t] = _mm512_dpbusd_epi32(s0[t], lo,
-                                                            _mm512_set1_epi32(qi_i32(qb[t] + 64 * ch + 4 * n)));
-                                s1[t] = _mm512_dpbusd_epi32(s1[t], hi,
-                                                            _mm512_set1_epi32(qi_i32(qb[t] + 64 * ch + 32 + 4 * n)));
+                                s0[t] = _mm512_dpbusd_epi32(s0[t], lo, qi_act(qb[t] + 64 * ch, n));
+                                s1[t] = _mm512_dpbusd_epi32(s1[t], hi, qi_act(qb[t] + 64 * ch + 32, n));
                         }
                 }
                 const __m512i sl = qi_lane_byte(sc, 2 * ch, 63), sh = qi_lane_byte(sc, 2 * ch + 1, 63);
                 for (int t = 0; t < NT; t++)
                         isum[t] = _mm512_add_epi32(_mm512_add_epi32(isum[t], _mm512_mullo_epi32(s0[t], sl)),
-                                                   _mm512_mullo_epi32(s1[t], sh));
+                                                   _mm512_mullo_epi32(qi_high_sum(k, s1[t]), sh));
         }
         for (int p = 0; p < 4; p++) {
                 const __m512i v = _mm512_and_si512(p % 2 ? _mm512_srli_epi32(m[p / 2], 8) : m[p / 2], pair);
@@ -347,7 +391,7 @@ VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const 
                                         const __m512i u = k->qh ? q3k_crumbs_in_place(x, k, v, s)
                                                                 : _mm512_and_si512(_mm512_loadu_si512(x + 64 * v), at);
                                         sum[e][n / 4] = _mm512_dpbusd_epi32(sum[e][n / 4], u,
-                                                                            _mm512_set1_epi32(qi_i32(qb + 128 * h + 32 * s + 4 * n)));
+                                                                            qi_act(qb + 128 * h + 32 * s, n));
                                 }
                                 /*
                                  * sub-blocks 8 h + 2 s and the next, 4^shift times: s2's
@@ -449,8 +493,7 @@ VNNI_INLINE void q23_isum_tokens(const uint8_t *x, const struct qi_layout *k, co
                                                                 : _mm512_and_si512(_mm512_loadu_si512(x + 64 * v), at);
                                         for (int t = 0; t < NT; t++)
                                                 sum[t][e][n / 4] = _mm512_dpbusd_epi32(
-                                                        sum[t][e][n / 4], u,
-                                                        _mm512_set1_epi32(qi_i32(qb[t] + 128 * h + 32 * s + 4 * n)));
+                                                        sum[t][e][n / 4], u, qi_act(qb[t] + 128 * h + 32 * s, n));
                                 }
                                 for (int t = 0; t < NT; t++)
                                         for (int i = 0; i < 2; i++) {
@@ -599,6 +642,15 @@ static int64_t qi_stream_run(const struct qi_layout *k, int64_t G, int ns)
  * stream's next group is next_groups on from the one that follows it.
  * type is a constant (qi_walk_type), so each inlined copy holds only its
  * own blocks' code, with the layout folded in.
+ *
+ * The sums stay in registers (a) until the walk's end: acc is memory, and
+ * the prefetches' asm (its memory clobber) made the compiler store and
+ * reload it around every block, a chain of store-to-load forwarding and
+ * fma from block to block. With one stream (ng a constant 1: a[0] is a
+ * register) from cache, Zen 5, 2 threads, npu-kbench --rows 256 --cols
+ * 4096 --cache, two rounds alternated: Q4_0 163-165 GB/s against 132-135,
+ * Q5_0 143-147 against 120-122, Q8_0 232 against 217-220; the K-quants
+ * (one store a block of 256) alike.
  */
 VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t next_groups, int64_t nb, const enum ggml_type type,
                          const int8_t *q, const float *d, const float *s, const int32_t *asum, const int16_t *bsums, __m512 *acc)
@@ -609,9 +661,10 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t next_groups, i
         const int lines = (int)DIV_ROUND_UP(k->bytes, 64), step = qi_step(k), ahead = qi_ahead(k, false);
         const int64_t next = next_groups * nb * (int64_t)k->bytes;
         int32_t mp[8] = { 0 };
+        __m512 a[QI_STREAMS_MAX];
 
         for (int i = 0; i < ng; i++)
-                acc[i] = _mm512_setzero_ps();
+                a[i] = _mm512_setzero_ps();
         for (int64_t b0 = 0; b0 < nb; b0 += step) {
                 if (k->be == QK_K)
                         qk_pairs(k, bsums + 16 * b0, mp);
@@ -622,16 +675,18 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t next_groups, i
                                 if (k->be != QK_K) {
                                         /* a small block: its block ahead at once */
                                         qi_prefetch_part(p, lines, 0, 1);
-                                        acc[i] = qi_block(x, k, q + 32 * b, d[b], asum ? asum[b] : 0,
-                                                          s ? s[b] : 0, acc[i]);
+                                        a[i] = qi_block(x, k, q + 32 * b, d[b], asum ? asum[b] : 0,
+                                                        s ? s[b] : 0, a[i]);
                                 } else if (k->bits == 2 && k->qh)
-                                        acc[i] = q3k_block(x, k, q + QK_K * b, d[b], mp, acc[i], p, lines);
+                                        a[i] = q3k_block(x, k, q + QK_K * b, d[b], mp, a[i], p, lines);
                                 else if (k->bits == 2)
-                                        acc[i] = q2k_block(x, k, q + QK_K * b, d[b], mp, acc[i], p, lines);
+                                        a[i] = q2k_block(x, k, q + QK_K * b, d[b], mp, a[i], p, lines);
                                 else
-                                        acc[i] = qk_block(x, k, q + QK_K * b, d[b], mp, acc[i], p, lines);
+                                        a[i] = qk_block(x, k, q + QK_K * b, d[b], mp, a[i], p, lines);
                         }
         }
+        for (int i = 0; i < ng; i++)
+                acc[i] = a[i];
 }
 
 /*
@@ -639,7 +694,9 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t next_groups, i
  * code, and the unrolled loops of a block have constant offsets, shifts
  * and prefetch parts. One thread from L2 (--rows 256 --cols 4096
  * --threads 1 --bytes 1): Q2_K 31-33 GB/s against 21, Q3_K 22 against
- * 17.7 (before q23_isum's pairs), Q4_K and Q5_K alike.
+ * 17.7 (before q23_isum's pairs), Q4_K and Q5_K alike. One stream (AMD's
+ * cores) has a copy of its own with ng the constant 1 (qi_walk's sums in
+ * registers).
  */
 static VNNI_FN void qi_walk_type(enum ggml_type type, const uint8_t *const *g, int ng, int64_t next_groups,
                                  int64_t nb, const int8_t *q, const float *d, const float *s, const int32_t *asum,
@@ -648,7 +705,10 @@ static VNNI_FN void qi_walk_type(enum ggml_type type, const uint8_t *const *g, i
         switch (type) {
 #define QI_WALK_CASE(t) \
         case t: \
-                qi_walk(g, ng, next_groups, nb, t, q, d, s, asum, bsums, acc); \
+                if (ng == 1) \
+                        qi_walk(g, 1, next_groups, nb, t, q, d, s, asum, bsums, acc); \
+                else \
+                        qi_walk(g, ng, next_groups, nb, t, q, d, s, asum, bsums, acc); \
                 break
                 QI_WALK_CASE(GGML_TYPE_Q4_0);
                 QI_WALK_CASE(GGML_TYPE_Q4_1);
@@ -688,20 +748,26 @@ VNNI_INLINE void qi_walk_tokens(const uint8_t *const *g, int ng, int64_t next_gr
         for (int64_t b0 = 0; b0 < nb; b0 += step) {
                 for (int t = 0; k->be == QK_K && t < NT; t++)
                         qk_pairs(k, bsums + t * (K / 16) + 16 * b0, mp[t]);
-                for (int i = 0; i < ng; i++)
+                for (int i = 0; i < ng; i++) {
+                        /*
+                         * group i's sums in registers for the step, stored once after it (qi_walk): from
+                         * cache, 4 tokens, two rounds, Q8_0 (4 blocks a step) 123-126 GB/s against 117-119;
+                         * the others alike
+                         */
+                        __m512 a[QI_TOKENS];
+                        for (int t = 0; t < NT; t++)
+                                a[t] = acc[t][i];
                         for (int64_t b = b0; b < MIN(b0 + step, nb); b++) {
                                 const uint8_t *x = g[i] + b * k->bytes;
                                 const char *p = (const char *)x + ahead * k->bytes + (b + ahead >= nb ? next : 0);
                                 const int8_t *qb[QI_TOKENS];
                                 float da[QI_TOKENS], sa[QI_TOKENS];
                                 int32_t as[QI_TOKENS];
-                                __m512 a[QI_TOKENS];
                                 for (int t = 0; t < NT; t++) {
                                         qb[t] = q + t * K + k->be * b;
                                         da[t] = d[t * nb + b];
                                         sa[t] = s ? s[t * nb + b] : 0;
                                         as[t] = asum ? asum[t * nb + b] : 0;
-                                        a[t] = acc[t][i];
                                 }
                                 if (k->be != QK_K) {
                                         qi_prefetch_part(p, lines, 0, 1);
@@ -711,9 +777,10 @@ VNNI_INLINE void qi_walk_tokens(const uint8_t *const *g, int ng, int64_t next_gr
                                 } else {
                                         qk_block_tokens(x, k, qb, da, mp, a, p, lines, NT);
                                 }
-                                for (int t = 0; t < NT; t++)
-                                        acc[t][i] = a[t];
                         }
+                        for (int t = 0; t < NT; t++)
+                                acc[t][i] = a[t];
+                }
         }
 }
 
