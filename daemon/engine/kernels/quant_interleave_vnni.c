@@ -19,7 +19,7 @@
  * Reading memory: the rows come in chunks of 64 (the cpu back end's), four
  * groups; qi_streams of them are walked together (on AMD's cores one for
  * a single token, four for the four-token walks; two on Intel's), QI_STEP
- * blocks of one then of the next, each prefetched QI_AHEAD blocks ahead
+ * blocks of one then of the next, each prefetched qi_ahead blocks ahead
  * into L1: that many streams a thread, each one sequential. First, on Zen
  * 5 EPYC, 2 threads, 1 GB of Q5_0 at 11008x4096 in a standalone copy: one group at a time 28-37 GB/s with
  * any prefetch, four 46-50, eight 39-43; 8 blocks ahead 50-55, 16 46-50,
@@ -47,7 +47,26 @@
 
 #define QI_STREAMS_MAX 4 /* groups walked together, at most (qi_streams) */
 #define QI_STEP 64   /* elements of a group (2 blocks of 32, or 1 of 256), then the next group's */
-#define QI_AHEAD 256 /* elements ahead a group is prefetched (8 blocks of 32, 1 of 256) */
+/*
+ * Elements ahead a group is prefetched: one token 768 (24 blocks of 32, 3
+ * of 256), the four-token walks 256 (8 of 32, 1 of 256). 256 was chosen
+ * for both when the walks' sums went through memory every block (qi_walk);
+ * with the blocks that much faster the one-token walks want the data
+ * further ahead. Zen 5, 2 threads, npu-kbench paired with the probe,
+ * alternated, in the host's fast minutes (probe 70-79 GB/s): at 11008x4096
+ * 256 / 512 / 768 elements Q4_0 79-83 / 89-92 / 94-98 %, Q4_1 83-90 /
+ * 92-97 / 98 %, Q5_0 75-81 / 89-91 / 92-95 %, Q4_K 80 / 97 / 97 %, Q5_K
+ * 82-87 / 93-99 / 92-104 % (1024: alike 768); at 5632x2048 Q4_0 87 / 97 %
+ * and Q4_K 88 / 97 % (256 / 768), at 2048x2048 Q4_0 85 / 95, Q4_K 85 / 99,
+ * Q5_0 78 / 93. In its slow minutes (probe 46-53) all 92-98 %, alike. The
+ * four-token walks at 5632x2048 (4 tokens) lost with 768: 73-76 % against
+ * 78-79. Intel's cores keep 256 for all: on a Sapphire Rapids class Xeon
+ * the K-quants lost with every block further ahead (Q4_K, Q5_K 1 block
+ * 81-84 %, 2 72-78 %, 3 70-75 %; see QI_AHEAD_Q2K), and 768 was not
+ * measured there for the others.
+ */
+#define QI_AHEAD 768
+#define QI_AHEAD_NEAR 256
 /*
  * Q2_K, Q3_K: blocks ahead. On Zen 5, 11008x4096, 2 threads, paired with
  * the probe, two rounds (each block's lines asked for at once): Q2_K 1
@@ -122,7 +141,9 @@ static inline int qi_ahead(const struct qi_layout *k, bool tokens)
         if (k->bits == 8)
                 return tokens ? QI_AHEAD_Q8_TOKENS : QI_AHEAD_Q8;
         /* Q2_K, Q3_K: their own distance (their more work a byte wants the data further ahead) */
-        return k->bits != 2 ? QI_AHEAD / k->be : qi_ahead_q23(k);
+        if (k->bits == 2)
+                return qi_ahead_q23(k);
+        return (tokens || __builtin_cpu_is("intel") ? QI_AHEAD_NEAR : QI_AHEAD) / k->be;
 }
 
 static int32_t qi_i32(const int8_t *p)
