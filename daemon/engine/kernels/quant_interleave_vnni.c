@@ -90,7 +90,11 @@
  * 4096x11008 (slow and fast minutes both): 4 a step, 4 ahead 91-94 % in
  * all eight; 2 a step, 8 ahead (the nibble types' distances in elements)
  * 87-94 %; 2 a step, 4 ahead 83-94 %. Before, Q8_0 was walked as stored
- * (8 rows at a time): 78-86 % in the same minutes.
+ * (8 rows at a time): 78-86 % in the same minutes. With the sums in
+ * registers (qi_walk), 12 ahead: at 11008x4096, 4096x11008 and 5632x2048,
+ * 4 / 8 / 12 / 16 blocks ahead taking turns, where the probe read 67-77
+ * GB/s: 84-97 / 90-95 / 91-100 / 89-92 %; where it read 49-53: 94-97 /
+ * 92-95 / 91-94 / 90-94 %.
  *
  * The four-token walks take one stream (qi_streams) and 8 blocks ahead:
  * at 5632x2048, 4 tokens, two rounds, one stream 8 ahead 85-86 %, 12
@@ -98,7 +102,7 @@
  * four-token kernel 89-92 %); at 8 tokens 30-34 GB/s against 29-30.
  */
 #define QI_STEP_Q8 4
-#define QI_AHEAD_Q8 4
+#define QI_AHEAD_Q8 12
 #define QI_AHEAD_Q8_TOKENS 8
 
 /*
