@@ -80,9 +80,13 @@
  * With the faster blocks of q23_isum, three rounds alternated at
  * 11008x4096: 1 block Q2_K 82-84 %, Q3_K 85-87 %; 2 blocks 78-80 % both;
  * 3 and 4 lower still. So Intel's cores take 1 block, AMD's these.
+ * After the walks' sums went to registers (qi_walk), Zen 5 again, Q3_K
+ * at 11008x4096, alternated, where the probe read 66-76 GB/s: 2 blocks
+ * 60-76 %, 3 81-84 %, 4 86-90 %, 6 93-94 %; where it read 46-52: 2 90 %,
+ * 3 94 %, 4 91-94 %. So Q3_K takes 6.
  */
 #define QI_AHEAD_Q2K 3
-#define QI_AHEAD_Q3K 2
+#define QI_AHEAD_Q3K 6
 /*
  * Q8_0 (544 bytes a group block, twice the nibble types'): 4 blocks a
  * step, 4 ahead for one token. Zen 5 EPYC, 2 threads, npu-kbench --type
