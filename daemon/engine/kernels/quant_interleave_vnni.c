@@ -89,7 +89,8 @@
 #define QI_AHEAD_Q3K 6
 /*
  * Q8_0 (544 bytes a group block, twice the nibble types'): 4 blocks a
- * step, 4 ahead for one token. Zen 5 EPYC, 2 threads, npu-kbench --type
+ * step, 12 ahead for one token (4 until the sums went to registers,
+ * below). Zen 5 EPYC, 2 threads, npu-kbench --type
  * q8_0, paired with the probe, four rounds alternated at 11008x4096 and
  * 4096x11008 (slow and fast minutes both): 4 a step, 4 ahead 91-94 % in
  * all eight; 2 a step, 8 ahead (the nibble types' distances in elements)
