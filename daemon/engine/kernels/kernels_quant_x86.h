@@ -52,8 +52,9 @@
  * GB/s; the Q8_0 step 24.4-25.9 -> 32.0-34.3 GB/s (every matrix of it but
  * the 5632-column ones gains a quarter).
  *
- * On AMD's cores Q6_K and Q8_0, the two types these kernels take there
- * (the others are interleaved), now keep consecutive rows at any length.
+ * On AMD's cores Q6_K and Q8_0 (interleaved since where quant_interleave.h
+ * applies: whole groups of rows, AVX-512 VNNI) keep consecutive rows here
+ * at any length.
  * Zen 5, 2 threads, paired, alternated with the streams: Q6_K 11008x4096
  * 86-89 % against 73-83 % (four rounds), Q8_0 11008x4096 80-87 % against
  * 73-78 % (six), Q6_K 4096x4096 81-85 % against 72 % (two); at 11008

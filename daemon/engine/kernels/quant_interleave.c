@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K and Q5_K matrices in
- * groups of sixteen rows interleaved block by block (quant_interleave.h
- * has the layout): into it and back out.
+ * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K
+ * matrices in groups of sixteen rows interleaved block by block
+ * (quant_interleave.h has the layout): into it and back out.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +52,10 @@ static bool qi_fields_of(enum ggml_type t, struct qi_fields *f)
         case GGML_TYPE_Q4_K:
                 QI_FIELDS(f, block_q4_K, 0, offsetof(struct block_q4_K, scales), offsetof(struct block_q4_K, dmin));
                 break;
+        case GGML_TYPE_Q6_K:
+                f->d = offsetof(struct block_q6_K, d), f->qs = offsetof(struct block_q6_K, ql);
+                f->qh = offsetof(struct block_q6_K, qh), f->sc = offsetof(struct block_q6_K, scales), f->m = 0;
+                break;
         default:
                 QI_FIELDS(f, block_q5_K, offsetof(struct block_q5_K, qh), offsetof(struct block_q5_K, scales),
                           offsetof(struct block_q5_K, dmin));
@@ -59,15 +63,16 @@ static bool qi_fields_of(enum ggml_type t, struct qi_fields *f)
         return true;
 }
 
-/* The vectors of qs of a group block (the 4-byte words of a row's qs), and of packed scales. */
+/* The vectors of qs of a group block (the 4-byte words of a row's qs). */
 static int qi_vectors(const struct qi_fields *f)
 {
         return f->g.be * f->g.bits / 32;
 }
 
-static int qi_scale_vectors(const struct qi_fields *f)
+/* Q6_K: the vectors of qh words (each row's qh, 4 bytes at a time) */
+static int qi_qh_words(const struct qi_fields *f)
 {
-        return f->g.sc ? (int)(f->g.d - f->g.sc) / 64 : 0;
+        return f->g.qh_words ? f->g.be / 16 : 0;
 }
 
 bool quant_interleave_type(enum ggml_type t)
@@ -81,6 +86,9 @@ bool quant_interleave_wanted(const struct npu_weight *w)
         const char *e = getenv("NPU_INTERLEAVE");
 
         if (e && strcmp(e, "0") == 0)
+                return false;
+        /* Q6_K's interleaved walks are measured on AMD's cores only (quant_interleave_vnni.c) */
+        if (w->type == GGML_TYPE_Q6_K && __builtin_cpu_is("intel"))
                 return false;
         return !w->interleave && quant_interleave_type(w->type) && w->rows % QI_ROWS == 0 &&
                w->cols % (int64_t)ggml_type_block_elems(w->type) == 0 && kernels_isa() >= KERNEL_ISA_AVX512_VNNI;
@@ -128,8 +136,8 @@ static void qi_block(const struct qi_fields *f, const uint8_t *const *x, uint8_t
 
         for (int r = 0; r < QI_ROWS; r++) {
                 for (int v = 0; v < nv; v++) {
-                        memcpy(g + 64 * v + 4 * r, x[r] + f->qs + 4 * v, 4);
-                        for (int h = 0; f->g.qh && h < nh; h++) {
+                        memcpy(g + qi_qs_at(&f->g, v) + 4 * r, x[r] + f->qs + 4 * v, 4);
+                        for (int h = 0; f->g.qh && !f->g.qh_words && h < nh; h++) {
                                 uint8_t *at = g + f->g.qh + 8 * (nh * v + h);
                                 uint64_t mask;
                                 memcpy(&mask, at, 8);
@@ -137,7 +145,9 @@ static void qi_block(const struct qi_fields *f, const uint8_t *const *x, uint8_t
                                 memcpy(at, &mask, 8);
                         }
                 }
-                for (int s = 0; s < qi_scale_vectors(f); s++)
+                for (int v = 0; f->g.qh_words && v < qi_qh_words(f); v++)
+                        memcpy(g + qi_qh_at(&f->g, v) + 4 * r, x[r] + f->qh + 4 * v, 4);
+                for (int s = 0; s < f->g.nsc; s++)
                         memcpy(g + f->g.sc + 64 * s + 4 * r, x[r] + f->sc + 4 * s, 4);
                 memcpy(g + f->g.d + 2 * r, x[r] + f->d, 2);
                 if (f->g.m)
@@ -167,17 +177,19 @@ static void qi_unblock(const struct qi_fields *f, const uint8_t *g, int r, uint8
 {
         const int nv = qi_vectors(f), nh = f->g.nh;
 
-        if (f->g.qh)
+        if (f->g.qh && !f->g.qh_words)
                 memset(x + f->qh, 0, (size_t)f->g.be / 8);
+        for (int v = 0; v < qi_qh_words(f); v++)
+                memcpy(x + f->qh + 4 * v, g + qi_qh_at(&f->g, v) + 4 * r, 4);
         for (int v = 0; v < nv; v++) {
-                memcpy(x + f->qs + 4 * v, g + 64 * v + 4 * r, 4);
-                for (int h = 0; f->g.qh && h < nh; h++) {
+                memcpy(x + f->qs + 4 * v, g + qi_qs_at(&f->g, v) + 4 * r, 4);
+                for (int h = 0; f->g.qh && !f->g.qh_words && h < nh; h++) {
                         uint64_t mask;
                         memcpy(&mask, g + f->g.qh + 8 * (nh * v + h), 8);
                         qi_put_high_bits(f, x, v, h, (uint32_t)(mask >> 4 * r & 15));
                 }
         }
-        for (int s = 0; s < qi_scale_vectors(f); s++)
+        for (int s = 0; s < f->g.nsc; s++)
                 memcpy(x + f->sc + 4 * s, g + f->g.sc + 64 * s + 4 * r, 4);
         memcpy(x + f->d, g + f->g.d + 2 * r, 2);
         if (f->g.m)
@@ -207,7 +219,7 @@ void quant_interleaved_row_f32(const struct npu_weight *w, int64_t r, float *out
 {
         const uint8_t *g = (const uint8_t *)w->data + (r / QI_ROWS) * QI_ROWS * w->row_bytes;
         struct qi_fields f;
-        uint8_t x[sizeof(struct block_q5_K)]; /* a block of any of the types (Q5_K's the largest) */
+        uint8_t x[sizeof(struct block_q6_K)]; /* a block of any of the types (Q6_K's the largest) */
 
         if (!qi_fields_of(w->type, &f) || f.bb > sizeof(x))
                 return;

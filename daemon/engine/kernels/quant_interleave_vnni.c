@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The AVX-512 VNNI one-token kernel of the interleaved Q4_0, Q4_1, Q5_0,
- * Q5_1, Q8_0, Q2_K, Q3_K, Q4_K and Q5_K matrices (quant_interleave.h). Per
+ * Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K matrices (quant_interleave.h;
+ * Q6_K's block: q6k_block_tokens). Per
  * block of a group, sixteen rows in the sixteen int32 lanes: vectors of
  * nibbles (or of 2-bit q), each split into its low and high nibbles (its
  * four pairs of bits; Q8_0's vectors are whole bytes, made unsigned by an
@@ -111,6 +112,24 @@
 #define QI_AHEAD_Q8_TOKENS 8
 
 /*
+ * Q6_K (3360 bytes a group block, 53 lines) takes one stream and 6 blocks
+ * ahead in every walk, and asks for its block ahead a sixteenth with each
+ * run of three vectors (q6k_block_tokens), where the other K-quants ask
+ * a quarter at a time. Zen 5, 2 threads, npu-kbench --type q6_k paired
+ * with the probe, alternated with the stored layout's kernels (group_q6_k,
+ * 8 rows at a time, the next group asked for in order), slow and fast
+ * minutes both, two to four rounds: 11008x4096 90-96 % against 83-88 %,
+ * 4096x11008 95-97 against 87-91, 4096x4096 96 against 87-89, 32000x2048
+ * 92-96 against 90-98; two tokens 88-93 against 86-89, four 90-92 against
+ * 80-83. A quarter at a time, 4 ahead: 86-90 % at 11008x4096 and at
+ * 32000x2048; a sixteenth, 2 or 4 ahead: 87-96 %. Four streams in the
+ * walks of 2 to 4 tokens (as the other K-quants): 65-80 %. From cache
+ * (256x4096 --cache) 130-137 GB/s against 100-103 for one token, 101
+ * against 80 for two, 67 against 55 for four.
+ */
+#define QI_AHEAD_Q6K 6
+
+/*
  * Part i of n of the lines [0, lines) at pf into L1. A K-quant group block
  * is 16 rows' blocks of 256 (Q4_K: 36 lines); its block ahead is asked for
  * a part with each part of its own work, not all at once before it: a
@@ -152,6 +171,8 @@ static inline int qi_ahead(const struct qi_layout *k, bool tokens)
         /* Q2_K, Q3_K: their own distance (their more work a byte wants the data further ahead) */
         if (k->bits == 2)
                 return qi_ahead_q23(k);
+        if (k->qh_words)
+                return QI_AHEAD_Q6K;
         return (tokens || __builtin_cpu_is("intel") ? QI_AHEAD_NEAR : QI_AHEAD) / k->be;
 }
 
@@ -586,6 +607,82 @@ VNNI_INLINE void q23_block_tokens(const uint8_t *x, const struct qi_layout *k, c
         }
 }
 
+/*
+ * Q6_K: one group block at x against NT tokens' activations qb[t] (scale
+ * da[t]; sp[t]: their sums of 16 in the pairs of qk_pairs), into a[t]
+ * (lanes: the rows). Each vector of ql gives its low and its high
+ * nibbles, each topped by its two bits of qh (vector 8 h + m holds those
+ * of ql vectors 16 h + m and 16 h + m + 8, quant_interleave.h) in one
+ * vpternlogd: bits 4-5 from qh shifted there, the others from the
+ * nibble. The four sums of a quad of m (sub-blocks 8 h + c, + 2, + 4, +
+ * 6) are each times their scale by vpmulld (|sum| <= 16 * 63 * 128: not
+ * an int16); the offset 32 comes out through the activations' sums:
+ * isum = sum(sc q a) - 32 sum(sc bsum), exact, then the definition's
+ * float step.
+ */
+VNNI_INLINE void q6k_block_tokens(const uint8_t *x, const struct qi_layout *k, const int8_t *const *qb,
+                                  const float *da, const int32_t (*sp)[8], __m512 *acc, const char *pf, int lines,
+                                  const int NT)
+{
+        const __m512i m4 = _mm512_set1_epi8(15), top = _mm512_set1_epi8(0x30);
+        __m512i isum[QI_TOKENS], off[QI_TOKENS];
+
+        for (int t = 0; t < NT; t++)
+                off[t] = _mm512_setzero_si512();
+        /* the scales as int16 pairs (sc 4s, sc 4s + 2) and (sc 4s + 1, sc 4s + 3), signed */
+        for (int p = 0; p < 8; p++) {
+                const __m512i v = _mm512_loadu_si512(x + k->sc + 64 * (p / 2));
+                const __m512i pr = _mm512_srai_epi16(p % 2 ? v : _mm512_slli_epi16(v, 8), 8);
+                for (int t = 0; t < NT; t++)
+                        off[t] = _mm512_dpwssd_epi32(off[t], pr, _mm512_set1_epi32(sp[t][p]));
+        }
+        for (int t = 0; t < NT; t++)
+                isum[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(off[t], 5));
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++)
+#pragma GCC unroll 2
+                for (int c = 0; c < 2; c++) {
+                        __m512i sum[QI_TOKENS][4];
+                        for (int t = 0; t < NT; t++)
+                                for (int j = 0; j < 4; j++)
+                                        sum[t][j] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                        for (int m = 4 * c; m < 4 * c + 4; m++) {
+                                /* a sixteenth of the block ahead with each run (QI_AHEAD_Q6K) */
+                                qi_prefetch_part(pf, lines, 8 * h + m, 16);
+                                const __m512i lo = _mm512_loadu_si512(x + qi_qs_at(k, 16 * h + m));
+                                const __m512i hi = _mm512_loadu_si512(x + qi_qs_at(k, 16 * h + m + 8));
+                                const __m512i qh = _mm512_loadu_si512(x + qi_qh_at(k, 8 * h + m));
+                                /*
+                                 * 0xd8: the third operand's bits pick the second's, the others the
+                                 * first's (the nibbles: a register of its own to write)
+                                 */
+                                const __m512i u[4] = {
+                                        _mm512_ternarylogic_epi32(_mm512_and_si512(lo, m4), _mm512_slli_epi16(qh, 4), top, 0xd8),
+                                        _mm512_ternarylogic_epi32(_mm512_and_si512(hi, m4), _mm512_slli_epi16(qh, 2), top, 0xd8),
+                                        _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(lo, 4), m4), qh, top, 0xd8),
+                                        _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(hi, 4), m4),
+                                                                  _mm512_srli_epi16(qh, 2), top, 0xd8),
+                                };
+                                for (int t = 0; t < NT; t++)
+                                        for (int j = 0; j < 4; j++)
+                                                sum[t][j] = _mm512_dpbusd_epi32(
+                                                        sum[t][j], u[j], _mm512_set1_epi32(qi_i32(qb[t] + 128 * h + 32 * j + 4 * m)));
+                        }
+#pragma GCC unroll 4
+                        for (int j = 0; j < 4; j++) {
+                                const int sb = 8 * h + c + 2 * j;
+                                const __m512i v = _mm512_loadu_si512(x + k->sc + 64 * (sb / 4));
+                                const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * (sb % 4)), 24);
+                                for (int t = 0; t < NT; t++)
+                                        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(sum[t][j], sc));
+                        }
+                }
+        const __m512 d16 = qi_f16x16(x + k->d);
+        for (int t = 0; t < NT; t++)
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d16, _mm512_set1_ps(da[t])), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+}
+
 static inline int32_t qi_pair16(int32_t lo, int32_t hi)
 {
         return (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)(uint16_t)hi << 16);
@@ -594,14 +691,14 @@ static inline int32_t qi_pair16(int32_t lo, int32_t hi)
 /*
  * Q8_K's sums of 16 of a block (bs) as the int16 pairs the blocks meet
  * the mins or scales with: Q4_K, Q5_K those of 32 of sub-blocks (0, 2),
- * (1, 3), (4, 6), (5, 7); Q2_K, Q3_K those of 16 of (4t, 4t + 2),
+ * (1, 3), (4, 6), (5, 7); Q2_K, Q3_K, Q6_K those of 16 of (4t, 4t + 2),
  * (4t + 1, 4t + 3) for t < 4.
  */
 static inline void qk_pairs(const struct qi_layout *k, const int16_t *bs, int32_t *mp)
 {
         int32_t s[16];
 
-        if (k->bits == 2) {
+        if (k->bits == 2 || k->qh_words) {
                 for (int p = 0; p < 8; p++)
                         mp[p] = qi_pair16(bs[4 * (p / 2) + p % 2], bs[4 * (p / 2) + p % 2 + 2]);
                 return;
@@ -641,8 +738,8 @@ static int qi_streams(const struct qi_layout *k, int64_t n_tok)
 {
         if (__builtin_cpu_is("intel"))
                 return 2;
-        /* Q8_0: one in the four-token walks too (QI_AHEAD_Q8_TOKENS) */
-        return n_tok == 1 || k->bits == 8 ? 1 : QI_STREAMS_MAX;
+        /* Q8_0, Q6_K: one in the four-token walks too (QI_AHEAD_Q8_TOKENS, QI_AHEAD_Q6K) */
+        return n_tok == 1 || k->bits == 8 || k->qh_words ? 1 : QI_STREAMS_MAX;
 }
 
 /*
@@ -707,6 +804,9 @@ VNNI_INLINE void qi_walk(const uint8_t *const *g, int ng, int64_t next_groups, i
                                         qi_prefetch_part(p, lines, 0, 1);
                                         a[i] = qi_block(x, k, q + 32 * b, d[b], asum ? asum[b] : 0,
                                                         s ? s[b] : 0, a[i]);
+                                } else if (k->qh_words) {
+                                        const int8_t *qb = q + QK_K * b;
+                                        q6k_block_tokens(x, k, &qb, &d[b], (const int32_t(*)[8])mp, &a[i], p, lines, 1);
                                 } else if (k->bits == 2 && k->qh)
                                         a[i] = q3k_block(x, k, q + QK_K * b, d[b], mp, a[i], p, lines);
                                 else if (k->bits == 2)
@@ -749,6 +849,7 @@ static VNNI_FN void qi_walk_type(enum ggml_type type, const uint8_t *const *g, i
                 QI_WALK_CASE(GGML_TYPE_Q3_K);
                 QI_WALK_CASE(GGML_TYPE_Q4_K);
                 QI_WALK_CASE(GGML_TYPE_Q5_K);
+                QI_WALK_CASE(GGML_TYPE_Q6_K);
 #undef QI_WALK_CASE
         default:
                 break;
@@ -802,6 +903,8 @@ VNNI_INLINE void qi_walk_tokens(const uint8_t *const *g, int ng, int64_t next_gr
                                 if (k->be != QK_K) {
                                         qi_prefetch_part(p, lines, 0, 1);
                                         qi_block_tokens(x, k, qb, da, as, sa, a, NT);
+                                } else if (k->qh_words) {
+                                        q6k_block_tokens(x, k, qb, da, mp, a, p, lines, NT);
                                 } else if (k->bits == 2) {
                                         q23_block_tokens(x, k, qb, da, mp, a, p, lines, NT);
                                 } else {
@@ -835,6 +938,7 @@ static VNNI_FN void qi_walk_tokens_type(enum ggml_type type, int nt, const uint8
         QI_TOKENS_CASES(GGML_TYPE_Q3_K)
         QI_TOKENS_CASES(GGML_TYPE_Q4_K)
         QI_TOKENS_CASES(GGML_TYPE_Q5_K)
+        QI_TOKENS_CASES(GGML_TYPE_Q6_K)
 #undef QI_TOKENS_CASES
 #undef QI_TOKENS_CASE
 }
