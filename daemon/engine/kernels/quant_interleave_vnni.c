@@ -118,9 +118,9 @@
  * a quarter at a time. Zen 5, 2 threads, npu-kbench --type q6_k paired
  * with the probe, alternated with the stored layout's kernels (group_q6_k,
  * 8 rows at a time, the next group asked for in order), slow and fast
- * minutes both, two to four rounds: 11008x4096 90-96 % against 83-88 %,
- * 4096x11008 95-97 against 87-91, 4096x4096 96 against 87-89, 32000x2048
- * 92-96 against 90-98; two tokens 88-93 against 86-89, four 90-92 against
+ * minutes both, two to six rounds: 11008x4096 90-97 % against 83-91 %,
+ * 4096x11008 93-97 against 80-91, 4096x4096 96 against 87-89, 32000x2048
+ * 85-96 against 90-100 (even); two tokens 88-93 against 86-89, four 90-92 against
  * 80-83. A quarter at a time, 4 ahead: 86-90 % at 11008x4096 and at
  * 32000x2048; a sixteenth, 2 or 4 ahead: 87-96 %. Four streams in the
  * walks of 2 to 4 tokens (as the other K-quants): 65-80 %. From cache
