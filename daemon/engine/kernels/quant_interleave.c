@@ -145,7 +145,7 @@ static void qi_block(const struct qi_fields *f, const uint8_t *const *x, uint8_t
                                 memcpy(at, &mask, 8);
                         }
                 }
-                for (int v = 0; f->g.qh_words && v < qi_qh_words(f); v++)
+                for (int v = 0; v < qi_qh_words(f); v++)
                         memcpy(g + qi_qh_at(&f->g, v) + 4 * r, x[r] + f->qh + 4 * v, 4);
                 for (int s = 0; s < f->g.nsc; s++)
                         memcpy(g + f->g.sc + 64 * s + 4 * r, x[r] + f->sc + 4 * s, 4);
