@@ -12,6 +12,8 @@ model=$2/models/aidreams260K-f32.gguf
 [ -r "$model" ] || { echo "$model not found: skipped"; exit 77; }
 grep -q avx2 /proc/cpuinfo || { echo "no AVX2: the probe does not run; skipped"; exit 77; }
 fail=0
+# a figure above zero, as printed (0.93 is one, 0 and 0.00 are not)
+pos='([1-9][0-9]*(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)'
 check() { # what, pattern, text
         if printf '%s\n' "$3" | grep -Eq "$2"; then echo "ok: $1"; else echo "FAIL: $1 (no line matching: $2)"; fail=1; fi
 }
@@ -19,7 +21,7 @@ check() { # what, pattern, text
 out=$("$bench" -m "$model" -t 2 --task benchmark --prompt-lengths 8 --new-tokens 6 2>&1)
 printf '%s\n' "$out" | tail -5
 # 6 new tokens: the first from the prompt, then 5 steps, each paired with a probe sample
-check "paired decode" '^decode paired with the probe \(5 steps at context 8, .*median probe [1-9][0-9.]* GB/s$' "$out"
+check "paired decode" '^decode paired with the probe \(5 steps at context 8, .*median probe '"$pos"' GB/s$' "$out"
 check "best-of-run figure beside it" '^decode against the measured read bandwidth [1-9]' "$out"
 
 out=$("$bench" -m "$model" -t 2 --fake-context 4,200,64 --tg 3 --kv-type q8 2>&1)
@@ -40,6 +42,7 @@ fi
 
 out=$("$kbench" --type q4_k --rows 1024 --cols 4096 --bytes 64000000 --reps 3 2>&1)
 printf '%s\n' "$out"
-check "kernel alone, best of its runs" '^Q4_K 1024x4096, [0-9]+ copies .*: [1-9][0-9.]* GB/s; read bandwidth [1-9][0-9.]* GB/s \([0-9]+% of it\)$' "$out"
-check "kernel runs paired with the probe" '^paired with the probe \(3 runs, a probe sample after each\): run / probe median [1-9][0-9]*%, best [1-9][0-9]*%; median run [1-9][0-9.]* GB/s, median probe [1-9][0-9.]* GB/s$' "$out"
+# under ASan on a loaded CI host the kernel has run at 0.93 GB/s (4 % of the probe)
+check "kernel alone, best of its runs" '^Q4_K 1024x4096, [0-9]+ copies .*: '"$pos"' GB/s; read bandwidth '"$pos"' GB/s \([0-9]+% of it\)$' "$out"
+check "kernel runs paired with the probe" '^paired with the probe \(3 runs, a probe sample after each\): run / probe median [0-9]+%, best [0-9]+%; median run '"$pos"' GB/s, median probe '"$pos"' GB/s$' "$out"
 exit $fail
