@@ -325,31 +325,20 @@ static void unpack_q6_k_interleaved(const uint8_t *const *rows, int64_t b, struc
         struct qi_layout l;
         qi_layout_of(GGML_TYPE_Q6_K, &l);
         const uint8_t *x = rows[0] + b * (int64_t)l.bytes;
-        const __m512i m4 = _mm512_set1_epi8(15), top = _mm512_set1_epi8(0x30);
         __m512i v[4];
 
         for (int h = 0; h < 2; h++)
                 for (int m = 0; m < 8; m++) {
-                        const __m512i qh = _mm512_loadu_si512(x + qi_qh_at(&l, 8 * h + m));
-                        const __m512i lo = _mm512_loadu_si512(x + qi_qs_at(&l, 16 * h + m));
-                        const __m512i hi = _mm512_loadu_si512(x + qi_qs_at(&l, 16 * h + m + 8));
                         uint8_t(*w)[64] = sl->w[p] + 64 * s + 32 * h + m;
-                        /* 0xca: the first operand's bits pick the second's, the others the third's */
-                        _mm512_store_si512(w[0], _mm512_ternarylogic_epi32(top, _mm512_slli_epi16(qh, 4),
-                                                                           _mm512_and_si512(lo, m4), 0xca));
-                        _mm512_store_si512(w[8], _mm512_ternarylogic_epi32(top, _mm512_slli_epi16(qh, 2),
-                                                                           _mm512_and_si512(hi, m4), 0xca));
-                        _mm512_store_si512(w[16], _mm512_ternarylogic_epi32(
-                                                          top, qh, _mm512_and_si512(_mm512_srli_epi16(lo, 4), m4), 0xca));
-                        _mm512_store_si512(w[24], _mm512_ternarylogic_epi32(
-                                                          top, _mm512_srli_epi16(qh, 2),
-                                                          _mm512_and_si512(_mm512_srli_epi16(hi, 4), m4), 0xca));
+                        __m512i u[4];
+                        qi_q6k_run(x, &l, 8 * h + m, u);
+                        for (int i = 0; i < 4; i++)
+                                _mm512_store_si512(w[8 * i], u[i]);
                 }
         for (int i = 0; i < 4; i++)
                 v[i] = _mm512_loadu_si512(x + l.sc + 64 * i);
         for (int j = 0; j < 16; j++)
-                _mm512_store_si512(sl->sc[p][16 * s + j],
-                                   _mm512_srai_epi32(_mm512_slli_epi32(v[j / 4], 24 - 8 * (j % 4)), 24));
+                _mm512_store_si512(sl->sc[p][16 * s + j], qi_q6k_scale(v, j));
         for (int jp = 0; jp < 8; jp++) {
                 const __m512i sc = _mm512_srai_epi16(_mm512_slli_epi16(byte_pair(v[jp / 2], jp % 2), 8), 8);
                 _mm512_store_si512(sl->pr[p][s][jp], _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(sc, 5)));

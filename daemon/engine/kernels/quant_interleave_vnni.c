@@ -611,11 +611,8 @@ VNNI_INLINE void q23_block_tokens(const uint8_t *x, const struct qi_layout *k, c
  * Q6_K: one group block at x against NT tokens' activations qb[t] (scale
  * da[t]; sp[t]: their sums of 16 in the pairs of qk_pairs), into a[t]
  * (lanes: the rows). Each vector of ql gives its low and its high
- * nibbles, each topped by its two bits of qh (vector 8 h + m holds those
- * of ql vectors 16 h + m and 16 h + m + 8, quant_interleave.h) in one
- * vpternlogd: bits 4-5 from qh shifted there, the others from the
- * nibble. The four sums of a quad of m (sub-blocks 8 h + c, + 2, + 4, +
- * 6) are each times their scale by vpmulld (|sum| <= 16 * 63 * 128: not
+ * nibbles, each topped by its two bits of qh (qi_q6k_run). The four
+ * sums of a quad of m (sub-blocks 8 h + c, + 2, + 4, + 6) are each times their scale by vpmulld (|sum| <= 16 * 63 * 128: not
  * an int16); the offset 32 comes out through the activations' sums:
  * isum = sum(sc q a) - 32 sum(sc bsum), exact, then the definition's
  * float step.
@@ -624,14 +621,15 @@ VNNI_INLINE void q6k_block_tokens(const uint8_t *x, const struct qi_layout *k, c
                                   const float *da, const int32_t (*sp)[8], __m512 *acc, const char *pf, int lines,
                                   const int NT)
 {
-        const __m512i m4 = _mm512_set1_epi8(15), top = _mm512_set1_epi8(0x30);
-        __m512i isum[QI_TOKENS], off[QI_TOKENS];
+        __m512i isum[QI_TOKENS], off[QI_TOKENS], scv[4];
 
+        for (int i = 0; i < 4; i++)
+                scv[i] = _mm512_loadu_si512(x + k->sc + 64 * i);
         for (int t = 0; t < NT; t++)
                 off[t] = _mm512_setzero_si512();
         /* the scales as int16 pairs (sc 4s, sc 4s + 2) and (sc 4s + 1, sc 4s + 3), signed */
         for (int p = 0; p < 8; p++) {
-                const __m512i v = _mm512_loadu_si512(x + k->sc + 64 * (p / 2));
+                const __m512i v = scv[p / 2];
                 const __m512i pr = _mm512_srai_epi16(p % 2 ? v : _mm512_slli_epi16(v, 8), 8);
                 for (int t = 0; t < NT; t++)
                         off[t] = _mm512_dpwssd_epi32(off[t], pr, _mm512_set1_epi32(sp[t][p]));
@@ -650,20 +648,8 @@ VNNI_INLINE void q6k_block_tokens(const uint8_t *x, const struct qi_layout *k, c
                         for (int m = 4 * c; m < 4 * c + 4; m++) {
                                 /* a sixteenth of the block ahead with each run (QI_AHEAD_Q6K) */
                                 qi_prefetch_part(pf, lines, 8 * h + m, 16);
-                                const __m512i lo = _mm512_loadu_si512(x + qi_qs_at(k, 16 * h + m));
-                                const __m512i hi = _mm512_loadu_si512(x + qi_qs_at(k, 16 * h + m + 8));
-                                const __m512i qh = _mm512_loadu_si512(x + qi_qh_at(k, 8 * h + m));
-                                /*
-                                 * 0xd8: the third operand's bits pick the second's, the others the
-                                 * first's (the nibbles: a register of its own to write)
-                                 */
-                                const __m512i u[4] = {
-                                        _mm512_ternarylogic_epi32(_mm512_and_si512(lo, m4), _mm512_slli_epi16(qh, 4), top, 0xd8),
-                                        _mm512_ternarylogic_epi32(_mm512_and_si512(hi, m4), _mm512_slli_epi16(qh, 2), top, 0xd8),
-                                        _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(lo, 4), m4), qh, top, 0xd8),
-                                        _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(hi, 4), m4),
-                                                                  _mm512_srli_epi16(qh, 2), top, 0xd8),
-                                };
+                                __m512i u[4];
+                                qi_q6k_run(x, k, 8 * h + m, u);
                                 for (int t = 0; t < NT; t++)
                                         for (int j = 0; j < 4; j++)
                                                 sum[t][j] = _mm512_dpbusd_epi32(
@@ -672,8 +658,7 @@ VNNI_INLINE void q6k_block_tokens(const uint8_t *x, const struct qi_layout *k, c
 #pragma GCC unroll 4
                         for (int j = 0; j < 4; j++) {
                                 const int sb = 8 * h + c + 2 * j;
-                                const __m512i v = _mm512_loadu_si512(x + k->sc + 64 * (sb / 4));
-                                const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * (sb % 4)), 24);
+                                const __m512i sc = qi_q6k_scale(scv, sb);
                                 for (int t = 0; t < NT; t++)
                                         isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(sum[t][j], sc));
                         }

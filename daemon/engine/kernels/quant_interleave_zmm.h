@@ -99,6 +99,33 @@ QI_ZMM_INLINE __m512i qi_q3k_scale(const __m512i *v, int j)
 }
 
 /*
+ * Q6_K: run j (8 h + m) of a group block, its q (0..63) as unsigned bytes
+ * (quant_interleave.h): u[0] the low nibbles of qs vector 16 h + m, u[1]
+ * of 16 h + m + 8, u[2] and u[3] their high nibbles, each topped (bits
+ * 4-5) by its two bits of the run's qh vector. One vpternlogd each (0xca:
+ * the first operand's bits pick the second's, the others the third's).
+ */
+QI_ZMM_INLINE void qi_q6k_run(const uint8_t *x, const struct qi_layout *l, int j, __m512i *u)
+{
+        const __m512i m4 = _mm512_set1_epi8(15), top = _mm512_set1_epi8(0x30);
+        const __m512i lo = _mm512_loadu_si512(x + qi_qs_at(l, 16 * (j / 8) + j % 8));
+        const __m512i hi = _mm512_loadu_si512(x + qi_qs_at(l, 16 * (j / 8) + j % 8 + 8));
+        const __m512i qh = _mm512_loadu_si512(x + qi_qh_at(l, j));
+
+        u[0] = _mm512_ternarylogic_epi32(top, _mm512_slli_epi16(qh, 4), _mm512_and_si512(lo, m4), 0xca);
+        u[1] = _mm512_ternarylogic_epi32(top, _mm512_slli_epi16(qh, 2), _mm512_and_si512(hi, m4), 0xca);
+        u[2] = _mm512_ternarylogic_epi32(top, qh, _mm512_and_si512(_mm512_srli_epi16(lo, 4), m4), 0xca);
+        u[3] = _mm512_ternarylogic_epi32(top, _mm512_srli_epi16(qh, 2), _mm512_and_si512(_mm512_srli_epi16(hi, 4), m4),
+                                         0xca);
+}
+
+/* Q6_K: scale j (signed byte j % 4 of the lanes of v[j / 4]) as int32 lanes. */
+QI_ZMM_INLINE __m512i qi_q6k_scale(const __m512i *v, int j)
+{
+        return _mm512_srai_epi32(_mm512_slli_epi32(v[j / 4], 24 - 8 * (unsigned)(j % 4)), 24);
+}
+
+/*
  * Q2_K, Q3_K: bits 2 s, 2 s + 1 of vector v of a group block, each in its
  * byte; Q3_K's plus 4 under its hmask mask (quant_interleave.h).
  */
