@@ -46,6 +46,19 @@
 #define VNNI_FN __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 #define VNNI_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 
+/*
+ * Under the sanitizers the walks are one copy each, the type and the
+ * token count variables: the fifty copies with them constant (qi_walk_type,
+ * qi_walk_tokens_type), each instrumented, kept GCC 12 on this file for
+ * over 20 minutes (-fsanitize=address,undefined, -O2 or -O3, with or
+ * without -g); the same code runs, only not folded.
+ */
+#ifdef __SANITIZE_ADDRESS__
+#define QI_ONE_COPY 1
+#else
+#define QI_ONE_COPY 0
+#endif
+
 #define QI_STREAMS_MAX 4 /* groups walked together, at most (qi_streams) */
 #define QI_STEP 64   /* elements of a group (2 blocks of 32, or 1 of 256), then the next group's */
 /*
@@ -817,6 +830,9 @@ static VNNI_FN void qi_walk_type(enum ggml_type type, const uint8_t *const *g, i
                                  int64_t nb, const int8_t *q, const float *d, const float *s, const int32_t *asum,
                                  const int16_t *bsums, __m512 *acc)
 {
+#if QI_ONE_COPY
+        qi_walk(g, ng, next_groups, nb, type, q, d, s, asum, bsums, acc);
+#else
         switch (type) {
 #define QI_WALK_CASE(t) \
         case t: \
@@ -839,6 +855,7 @@ static VNNI_FN void qi_walk_type(enum ggml_type type, const uint8_t *const *g, i
         default:
                 break;
         }
+#endif
 }
 
 /*
@@ -908,6 +925,9 @@ static VNNI_FN void qi_walk_tokens_type(enum ggml_type type, int nt, const uint8
                                         const float *s, const int32_t *asum, const int16_t *bsums,
                                         __m512 (*acc)[QI_STREAMS_MAX])
 {
+#if QI_ONE_COPY
+        qi_walk_tokens(g, ng, next_groups, nb, type, q, d, s, asum, bsums, acc, nt);
+#else
 #define QI_TOKENS_CASE(t, n)                                                                    \
         if (type == (t) && nt == (n)) {                                                        \
                 qi_walk_tokens(g, ng, next_groups, nb, t, q, d, s, asum, bsums, acc, n);       \
@@ -926,6 +946,7 @@ static VNNI_FN void qi_walk_tokens_type(enum ggml_type type, int nt, const uint8
         QI_TOKENS_CASES(GGML_TYPE_Q6_K)
 #undef QI_TOKENS_CASES
 #undef QI_TOKENS_CASE
+#endif
 }
 
 /* group g's sums (acc, its 16 rows) against token t into y, the rows of [r0, r1) */
