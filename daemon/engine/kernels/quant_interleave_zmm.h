@@ -126,12 +126,12 @@ QI_ZMM_INLINE __m512i qi_q6k_scale(const __m512i *v, int j)
 }
 
 /*
- * Q2_K, Q3_K: bits 2 s, 2 s + 1 of vector v of a group block, each in its
- * byte; Q3_K's plus 4 under its hmask mask (quant_interleave.h).
+ * Q2_K, Q3_K: bits 2 s, 2 s + 1 of vector v of a group block (z, loaded),
+ * each in its byte; Q3_K's plus 4 under its hmask mask (quant_interleave.h).
  */
-QI_ZMM_INLINE __m512i qi_crumbs(const uint8_t *x, const struct qi_layout *l, int v, int s)
+QI_ZMM_INLINE __m512i qi_crumbs_of(__m512i z, const uint8_t *x, const struct qi_layout *l, int v, int s)
 {
-        const __m512i z = _mm512_loadu_si512(x + 64 * v), zs = s ? _mm512_srli_epi16(z, 2 * (unsigned)s) : z;
+        const __m512i zs = s ? _mm512_srli_epi16(z, 2 * (unsigned)s) : z;
         uint64_t m;
 
         if (!l->qh)
@@ -146,4 +146,10 @@ QI_ZMM_INLINE __m512i qi_crumbs(const uint8_t *x, const struct qi_layout *l, int
         memcpy(&m, x + l->qh + 8 * (4 * v + s), 8);
         return _mm512_ternarylogic_epi32(zs, _mm512_set1_epi8(3),
                                          _mm512_maskz_mov_epi8(_cvtu64_mask64(m), _mm512_set1_epi8(4)), 0xea);
+}
+
+/* qi_crumbs_of vector v as stored */
+QI_ZMM_INLINE __m512i qi_crumbs(const uint8_t *x, const struct qi_layout *l, int v, int s)
+{
+        return qi_crumbs_of(_mm512_loadu_si512(x + 64 * v), x, l, v, s);
 }
