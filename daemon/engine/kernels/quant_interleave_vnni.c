@@ -420,8 +420,10 @@ VNNI_INLINE __m512i q3k_crumbs_in_place(__m512i z, const uint8_t *x, const struc
 }
 
 /*
- * Q2_K, Q3_K: the products of one group block at x with the activations
- * qb, each sub-block's sum times its scale. The q stay where they are in
+ * Q2_K, Q3_K: the products of one group block at x with NT (<=
+ * QI_TOKENS) tokens' activations qb[t], each sub-block's sum times its
+ * scale, token t's into isum[t] (each vector of q unpacked once for the
+ * NT tokens; exact integers, whatever NT). The q stay where they are in
  * their bytes as 4^s q (Q2_K: under the mask 3 << 2 s, at most 192; Q3_K
  * for s < 3: q3k_crumbs_in_place, its s 3 shifted down), and the sums
  * are shifted back. Q3_K's sums are of q + 4 h (the offset 4 comes out
@@ -440,12 +442,13 @@ VNNI_INLINE __m512i q3k_crumbs_in_place(__m512i z, const uint8_t *x, const struc
  * rounds alternated) Q2_K 74-86 % against 73-86 %, Q3_K 79-91 against
  * 84-93: even; Q2_K 5 or 8 blocks ahead instead of 3, 72-80 / 66-81 %.
  */
-VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, const __m512i *scp,
-                             const char *pf, int lines)
+VNNI_INLINE void q23_isum_tokens(const uint8_t *x, const struct qi_layout *k, const int8_t *const *qb,
+                                 const __m512i *scp, const char *pf, int lines, __m512i *isum, const int NT)
 {
         const __m512i low16 = _mm512_set1_epi32(0xffff);
-        __m512i isum = _mm512_setzero_si512();
 
+        for (int t = 0; t < NT; t++)
+                isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
                 /* the half's eight vectors of q, loaded once for their four pairs of bits */
@@ -455,38 +458,47 @@ VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const 
                         z[n] = _mm512_loadu_si512(x + 64 * (8 * h + n));
 #pragma GCC unroll 2
                 for (int s2 = 0; s2 < 4; s2 += 2) {
-                        __m512i sum[2][2];
+                        __m512i sum[QI_TOKENS][2][2];
 #pragma GCC unroll 2
                         for (int e = 0; e < 2; e++) {
                                 const int s = s2 + e, shift = k->qh && s == 3 ? 0 : 2 * s;
                                 const __m512i at = _mm512_set1_epi8((char)(3 << 2 * s));
                                 qi_prefetch_part(pf, lines, 4 * h + s, 8);
-                                sum[e][0] = sum[e][1] = _mm512_setzero_si512();
+                                for (int t = 0; t < NT; t++)
+                                        sum[t][e][0] = sum[t][e][1] = _mm512_setzero_si512();
 #pragma GCC unroll 8
                                 for (int n = 0; n < 8; n++) {
                                         const int v = 8 * h + n;
                                         const __m512i u = k->qh ? q3k_crumbs_in_place(z[n], x, k, v, s)
                                                                 : _mm512_and_si512(z[n], at);
-                                        sum[e][n / 4] = _mm512_dpbusd_epi32(sum[e][n / 4], u,
-                                                                            qi_act(qb + 128 * h + 32 * s, n));
+                                        for (int t = 0; t < NT; t++)
+                                                sum[t][e][n / 4] = _mm512_dpbusd_epi32(
+                                                        sum[t][e][n / 4], u, qi_act(qb[t] + 128 * h + 32 * s, n));
                                 }
-                                /*
-                                 * sub-blocks 8 h + 2 s and the next, 4^shift times: s2's
-                                 * shifted down into the low halves, s2 + 1's into the high
-                                 */
-                                for (int i = 0; i < 2; i++) {
-                                        if (e == 0 && shift)
-                                                sum[e][i] = _mm512_srai_epi32(sum[e][i], (unsigned)shift);
-                                        else if (e == 1)
-                                                sum[e][i] = _mm512_slli_epi32(sum[e][i], 16 - (unsigned)shift);
-                                }
+                                for (int t = 0; t < NT; t++)
+                                        for (int i = 0; i < 2; i++) {
+                                                if (e == 0 && shift)
+                                                        sum[t][e][i] = _mm512_srai_epi32(sum[t][e][i], (unsigned)shift);
+                                                else if (e == 1)
+                                                        sum[t][e][i] = _mm512_slli_epi32(sum[t][e][i], 16 - (unsigned)shift);
+                                        }
                         }
-                        /* 0xe4: the third operand's bits pick the first's, the others the second's */
-                        for (int i = 0; i < 2; i++)
-                                isum = _mm512_dpwssd_epi32(isum, _mm512_ternarylogic_epi32(sum[0][i], sum[1][i], low16, 0xe4),
-                                                           scp[2 * (2 * h + s2 / 2) + i]);
+                        for (int t = 0; t < NT; t++)
+                                for (int i = 0; i < 2; i++)
+                                        isum[t] = _mm512_dpwssd_epi32(
+                                                isum[t], _mm512_ternarylogic_epi32(sum[t][0][i], sum[t][1][i], low16, 0xe4),
+                                                scp[2 * (2 * h + s2 / 2) + i]);
                 }
         }
+}
+
+/* q23_isum_tokens for one token */
+VNNI_INLINE __m512i q23_isum(const uint8_t *x, const struct qi_layout *k, const int8_t *qb, const __m512i *scp,
+                             const char *pf, int lines)
+{
+        __m512i isum;
+
+        q23_isum_tokens(x, k, &qb, scp, pf, lines, &isum, 1);
         return isum;
 }
 
@@ -540,60 +552,6 @@ VNNI_INLINE __m512 q3k_block(const uint8_t *x, const struct qi_layout *k, const 
         return _mm512_fmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->d), _mm512_set1_ps(da)), _mm512_cvtepi32_ps(isum), acc);
 }
 
-/*
- * q23_isum for NT (<= QI_TOKENS) tokens at once (token t's activations
- * qb[t], its sums into isum[t]): each vector of q unpacked once for the NT
- * tokens, each token's sums q23_isum's (exact integers).
- */
-VNNI_INLINE void q23_isum_tokens(const uint8_t *x, const struct qi_layout *k, const int8_t *const *qb,
-                                 const __m512i *scp, const char *pf, int lines, __m512i *isum, const int NT)
-{
-        const __m512i low16 = _mm512_set1_epi32(0xffff);
-
-        for (int t = 0; t < NT; t++)
-                isum[t] = _mm512_setzero_si512();
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-                /* the half's eight vectors of q, loaded once for their four pairs of bits */
-                __m512i z[8];
-#pragma GCC unroll 8
-                for (int n = 0; n < 8; n++)
-                        z[n] = _mm512_loadu_si512(x + 64 * (8 * h + n));
-#pragma GCC unroll 2
-                for (int s2 = 0; s2 < 4; s2 += 2) {
-                        __m512i sum[QI_TOKENS][2][2];
-#pragma GCC unroll 2
-                        for (int e = 0; e < 2; e++) {
-                                const int s = s2 + e, shift = k->qh && s == 3 ? 0 : 2 * s;
-                                const __m512i at = _mm512_set1_epi8((char)(3 << 2 * s));
-                                qi_prefetch_part(pf, lines, 4 * h + s, 8);
-                                for (int t = 0; t < NT; t++)
-                                        sum[t][e][0] = sum[t][e][1] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-                                for (int n = 0; n < 8; n++) {
-                                        const int v = 8 * h + n;
-                                        const __m512i u = k->qh ? q3k_crumbs_in_place(z[n], x, k, v, s)
-                                                                : _mm512_and_si512(z[n], at);
-                                        for (int t = 0; t < NT; t++)
-                                                sum[t][e][n / 4] = _mm512_dpbusd_epi32(
-                                                        sum[t][e][n / 4], u, qi_act(qb[t] + 128 * h + 32 * s, n));
-                                }
-                                for (int t = 0; t < NT; t++)
-                                        for (int i = 0; i < 2; i++) {
-                                                if (e == 0 && shift)
-                                                        sum[t][e][i] = _mm512_srai_epi32(sum[t][e][i], (unsigned)shift);
-                                                else if (e == 1)
-                                                        sum[t][e][i] = _mm512_slli_epi32(sum[t][e][i], 16 - (unsigned)shift);
-                                        }
-                        }
-                        for (int t = 0; t < NT; t++)
-                                for (int i = 0; i < 2; i++)
-                                        isum[t] = _mm512_dpwssd_epi32(
-                                                isum[t], _mm512_ternarylogic_epi32(sum[t][0][i], sum[t][1][i], low16, 0xe4),
-                                                scp[2 * (2 * h + s2 / 2) + i]);
-                }
-        }
-}
 
 /* q2k_block and q3k_block for NT tokens at once (qk_block_tokens' arguments) */
 VNNI_INLINE void q23_block_tokens(const uint8_t *x, const struct qi_layout *k, const int8_t *const *qb,
