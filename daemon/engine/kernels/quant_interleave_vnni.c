@@ -694,8 +694,9 @@ static inline void qk_pairs(const struct qi_layout *k, const int16_t *bs, int32_
  * work (qi_prefetch_part): Q4_K 86-94 % against 81-84 % with four, Q5_K
  * 88-89 against 83-85, Q3_K 70-71 and Q4_0 93-97 alike.
  *
- * On AMD's, one for a single token and four for the four-token walks.
- * Four were measured first (see the top of the file: with each block's
+ * On AMD's, one token: four for the blocks of 32 (Q4_0 to Q8_0), one for
+ * the K-quants; the four-token walks four (Q8_0 and Q6_K one). Four were
+ * measured first (see the top of the file: with each block's
  * lines asked for at once, two groups 55-62 %, four 78-94 %); with the
  * prefetch spread over the work since, one group a thread reads memory in
  * one sequential stream, and leads. Zen 5 EPYC, 2 threads, npu-kbench
@@ -708,14 +709,34 @@ static inline void qk_pairs(const struct qi_layout *k, const int16_t *bs, int32_
  * / 88 %). The TinyLlama Q4_K_M decode step (npu-bench, three rounds
  * alternated) 10.5-10.7 ms against 11.3-11.5. The four-token walks lose
  * with one (Q4_K 5632x2048 at 4 tokens 38-43 / 40-60 GB/s, at 8 24 / 34).
- * The groups' sums are their own, so the count changes no result.
+ * Measured again once the blocks had got faster (sums in registers, 768
+ * elements ahead), on another host of the kind, where one stream of the
+ * blocks of 32 read 60-68 % of the probe in its fast minutes (probe 60-70
+ * GB/s) while the K-quants read 90-100: one group / four, alternated,
+ * Q4_0 11008x4096 60-67 / 83-96 % (five rounds), 4096x11008 65 / 93,
+ * 5632x2048 77-78 / 88-91, 2048x5632 64-65 / 91-92, 2048x2048 72-73 /
+ * 85-87; Q4_1 62-65 / 83-93, Q5_0 61-64 / 80-98, Q8_0 64-68 / 81-84
+ * (11008x4096); in its slow minutes (probe about 40) even (Q4_0 4096x11008
+ * 87 / 84, Q8_0 79-82 / 75-87, Q5_1 84 / 81). The TinyLlama decode step,
+ * npu-bench paired with the probe, three rounds: Q4_0 64-67 / 75-78 %,
+ * Q8_0 66 / 80-83 %, Q4_K_M even (90-91 / 85-92). From cache the four
+ * streams cost (Q4_0 256x4096, one thread 67 / 58 GB/s, 1024x2048 two
+ * threads 114 / 93), which a model too large for the caches never sees.
+ * With four, the K-quants lost (Q3_K 89 / 82-85 %, Q4_K 93-106 / 90-93,
+ * Q6_K 88-94 / 65-70) and Q2_K came out even over five shapes (75-89 /
+ * 72-86 %, the TinyLlama Q2_K file 73-78 / 69-79). Two streams of Q4_0
+ * and Q8_0 fell between (72-77 %). The groups' sums are their own, so the
+ * count changes no result.
  */
 static int qi_streams(const struct qi_layout *k, int64_t n_tok)
 {
         if (__builtin_cpu_is("intel"))
                 return 2;
+        /* one token: four for the blocks of 32, one for the K-quants */
+        if (n_tok == 1)
+                return k->be != QK_K ? QI_STREAMS_MAX : 1;
         /* Q8_0, Q6_K: one in the four-token walks too (QI_AHEAD_Q8_TOKENS, QI_AHEAD_Q6K) */
-        return n_tok == 1 || k->bits == 8 || k->qh_words ? 1 : QI_STREAMS_MAX;
+        return k->bits == 8 || k->qh_words ? 1 : QI_STREAMS_MAX;
 }
 
 /*
