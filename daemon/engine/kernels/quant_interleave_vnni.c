@@ -18,8 +18,9 @@
  * exactly, then the same float steps in the same order, a row per lane.
  *
  * Reading memory: the rows come in chunks of 64 (the cpu back end's), four
- * groups; qi_streams of them are walked together (on AMD's cores one for
- * a single token, four for the four-token walks; two on Intel's), QI_STEP
+ * groups; qi_streams of them are walked together (on AMD's cores, for a
+ * single token four of the blocks of 32 and one of a K-quant, four for the
+ * four-token walks; two on Intel's), QI_STEP
  * blocks of one then of the next, each prefetched qi_ahead blocks ahead
  * into L1: that many streams a thread, each one sequential. First, on Zen
  * 5 EPYC, 2 threads, 1 GB of Q5_0 at 11008x4096 in a standalone copy: one group at a time 28-37 GB/s with
@@ -475,6 +476,10 @@ VNNI_INLINE void q23_isum_tokens(const uint8_t *x, const struct qi_layout *k, co
                                                 sum[t][e][n / 4] = _mm512_dpbusd_epi32(
                                                         sum[t][e][n / 4], u, qi_act(qb[t] + 128 * h + 32 * s, n));
                                 }
+                                /*
+                                 * sub-blocks 8 h + 2 s and the next, 4^shift times: s2's
+                                 * shifted down into the low halves, s2 + 1's into the high
+                                 */
                                 for (int t = 0; t < NT; t++)
                                         for (int i = 0; i < 2; i++) {
                                                 if (e == 0 && shift)
@@ -483,6 +488,7 @@ VNNI_INLINE void q23_isum_tokens(const uint8_t *x, const struct qi_layout *k, co
                                                         sum[t][e][i] = _mm512_slli_epi32(sum[t][e][i], 16 - (unsigned)shift);
                                         }
                         }
+                        /* 0xe4: the third operand's bits pick the first's, the others the second's */
                         for (int t = 0; t < NT; t++)
                                 for (int i = 0; i < 2; i++)
                                         isum[t] = _mm512_dpwssd_epi32(
@@ -551,7 +557,6 @@ VNNI_INLINE __m512 q3k_block(const uint8_t *x, const struct qi_layout *k, const 
         const __m512i isum = _mm512_sub_epi32(q23_isum(x, k, qb, scp, pf, lines), _mm512_slli_epi32(off, 2));
         return _mm512_fmadd_ps(_mm512_mul_ps(qi_f16x16(x + k->d), _mm512_set1_ps(da)), _mm512_cvtepi32_ps(isum), acc);
 }
-
 
 /* q2k_block and q3k_block for NT tokens at once (qk_block_tokens' arguments) */
 VNNI_INLINE void q23_block_tokens(const uint8_t *x, const struct qi_layout *k, const int8_t *const *qb,
