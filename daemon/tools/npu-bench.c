@@ -193,6 +193,7 @@ struct fake_ctx {
         struct kv_seq seq;
         double *ms; /* [1 + steps]: [0] the untimed first step */
         double median; /* of the timed steps, once fake_row printed them */
+        double paired[3]; /* the lower quartile, median and upper quartile of the rounds' ratios to f[0] (fake_paired) */
 };
 
 static void fake_ctx_release(struct kv_pool *kv, struct fake_ctx *f, int n)
@@ -257,7 +258,37 @@ static void fake_floor(const struct runtime *rt, const struct fake_ctx *f, int n
                        "ratio would be %.2fx; the extra bytes took %.3f ms (%.2f GB/s)\n",
                        f[i].N, f[0].N, (bytes - b0) / 1e6, f[0].N, b0 / (f[0].median * 1e6), bytes / b0, dt,
                        dt > 0 ? (bytes - b0) / (dt * 1e6) : 0.0);
+                printf("context %d against %d round by round (a step of each back to back): median %.2fx, quartiles "
+                       "%.2f-%.2fx\n",
+                       f[i].N, f[0].N, f[i].paired[1], f[i].paired[0], f[i].paired[2]);
         }
+}
+
+/*
+ * Each later context against the first, round by round: a round runs one
+ * step of each context back to back, so the ratio of its two steps is
+ * taken within a fraction of a second, where the medians of fake_row
+ * compare steps seconds apart and a host whose bandwidth swings within a
+ * minute moves them (7B w8a8 q8 at 4000 against 4, two runs in a row of
+ * the same build: 1.37x and 1.16x). Before fake_row, which sorts the
+ * steps.
+ */
+static int fake_paired(struct fake_ctx *f, int n, int32_t steps)
+{
+        if (steps < 1)
+                return 0;
+        _cleanup_free_ double *ratio = malloc(sizeof(double) * (size_t)steps);
+        if (!ratio)
+                return -ENOMEM;
+        for (int i = 1; i < n; i++) {
+                for (int32_t st = 1; st <= steps; st++)
+                        ratio[st - 1] = f[i].ms[st] / f[0].ms[st];
+                qsort(ratio, (size_t)steps, sizeof(double), median_cmp_double);
+                f[i].paired[0] = ratio[(steps - 1) / 4];
+                f[i].paired[1] = ratio[(steps - 1) / 2];
+                f[i].paired[2] = ratio[3 * (steps - 1) / 4];
+        }
+        return 0;
 }
 
 /*
@@ -295,6 +326,8 @@ static int run_fake_context(struct runtime *rt, const struct bench_args *a)
                         struct fake_ctx *x = &f[(k + st) % n];
                         r = fake_step(rt, &x->seq, x->N, st, logits, &x->ms[st]);
                 }
+        if (r >= 0 && fake_paired(f, n, steps) < 0)
+                r = cli_error(-ENOMEM, "out of memory");
         if (r >= 0) {
                 printf("SYNTHETIC KV CONTENTS: the context is random K/V values, not a prefilled prompt\n");
                 printf("| %8s | %12s | %12s | %12s | %12s | %10s | %10s | %9s |\n", "context", "ms/token", "best ms",

@@ -31,6 +31,14 @@ check "second context" '^\| +200 \|.*\| +[0-9.]+x \| +[0-9.]+ \| +[0-9.]+ \|$' "
 check "third context" '^\| +64 \|.*\| +[0-9.]+x \| +[0-9.]+ \| +[0-9.]+ \|$' "$out"
 check "alternated" 'contexts taking turns token by token' "$out"
 check "the floor of a ratio" '^context 200 against 4: [0-9.]+ MB more a step; at the rate of context 4.s steps \([0-9.]+ GB/s\) the ratio would be 1\.[0-9]+x; the extra bytes took' "$out"
+# each round's two steps against each other: the median between its quartiles
+paired=$(printf '%s\n' "$out" | sed -nE 's/^context 200 against 4 round by round \(a step of each back to back\): median ([0-9.]+)x, quartiles ([0-9.]+)-([0-9.]+)x$/\2 \1 \3/p')
+if [ -n "$paired" ] && echo "$paired" | awk '{ exit !($1 > 0 && $1 <= $2 && $2 <= $3) }'; then
+        echo "ok: round by round, quartiles $paired"
+else
+        echo "FAIL: round by round: no line, or its median outside its quartiles: '$paired'"
+        fail=1
+fi
 # a step reads more at a longer context: MB/token (column 8) grows with it, by the K/V of the positions between
 mb() { printf '%s\n' "$out" | awk -F'|' -v n="$1" '$2 + 0 == n && NF > 8 { print $8 + 0 }'; }
 if awk -v a="$(mb 4)" -v b="$(mb 64)" -v c="$(mb 200)" 'BEGIN { exit !(a > 0 && a < b && b < c && (c - a) / (b - a) > 3.0 && (c - a) / (b - a) < 3.5) }'; then
