@@ -168,7 +168,7 @@ VNNI_INLINE void qi_prefetch_part(const char *pf, int lines, int i, int n)
  * The same into L2 (prefetcht1): Q2_K and Q3_K on AMD's cores, whose
  * blocks are the most work a byte. Zen 5, 2 threads, Q2_K 11008x4096,
  * paired with the probe, alternated with L1 at 3 blocks ahead: L2 at 3
- * blocks 80-88 % against 72-80 % (ten rounds), at 4 blocks 73-94 against
+ * blocks 76-88 % against 72-80 % (ten rounds), at 4 blocks 73-94 against
  * 72-82 (ten rounds), at 2 75-85, at 6 77-89, at 12 74-76; L2 at 4 and L1
  * for the next block as well 71-81 %. Q3_K (6 blocks ahead) 85-94 %
  * against 81-91 (four rounds).
