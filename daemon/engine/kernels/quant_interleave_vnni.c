@@ -99,7 +99,7 @@
  * at 11008x4096, alternated, where the probe read 66-76 GB/s: 2 blocks
  * 60-76 %, 3 81-84 %, 4 86-90 %, 6 93-94 %; where it read 46-52: 2 90 %,
  * 3 94 %, 4 91-94 %. So Q3_K takes 6. Since their prefetch went into
- * L2 on AMD's cores (qi_prefetch_part_l2), Q2_K takes 4.
+ * L2 on AMD's cores (qi_prefetch_part_to), Q2_K takes 4.
  */
 #define QI_AHEAD_Q2K 4
 #define QI_AHEAD_Q3K 6
@@ -145,8 +145,9 @@
 #define QI_AHEAD_Q6K 6
 
 /*
- * Part i of n of the lines [0, lines) at pf into L1. A K-quant group block
- * is 16 rows' blocks of 256 (Q4_K: 36 lines); its block ahead is asked for
+ * Part i of n of the lines [0, lines) at pf into L1 (into L2 where l2,
+ * below). A K-quant group block is 16 rows' blocks of 256 (Q4_K: 36
+ * lines); its block ahead is asked for
  * a part with each part of its own work, not all at once before it: a
  * burst of 36 requests fills the core's line fill buffers and the loads
  * of the block at hand wait behind them. Sapphire Rapids class Xeon, 2
@@ -157,15 +158,8 @@
  * parts, once the block's loops were unrolled, were all scheduled at the
  * block's start, a burst again (Q2_K 83-84 % and Q3_K 82-86 % against
  * 76-88 % and 88-91 %, three rounds alternated at 11008x4096).
- */
-VNNI_INLINE void qi_prefetch_part(const char *pf, int lines, int i, int n)
-{
-        for (int c = i * lines / n; c < (i + 1) * lines / n; c++)
-                __asm__ volatile("prefetcht0 %0" : : "m"(pf[64 * c]) : "memory");
-}
-
-/*
- * The same into L2 (prefetcht1): Q2_K and Q3_K on AMD's cores, whose
+ *
+ * l2: the same into L2 (prefetcht1): Q2_K and Q3_K on AMD's cores, whose
  * blocks are the most work a byte. Zen 5, 2 threads, Q2_K 11008x4096,
  * paired with the probe, alternated with L1 at 3 blocks ahead: L2 at 3
  * blocks 76-88 % against 72-80 % (ten rounds), at 4 blocks 73-94 against
@@ -173,10 +167,18 @@ VNNI_INLINE void qi_prefetch_part(const char *pf, int lines, int i, int n)
  * for the next block as well 71-81 %. Q3_K (6 blocks ahead) 85-94 %
  * against 81-91 (four rounds).
  */
-VNNI_INLINE void qi_prefetch_part_l2(const char *pf, int lines, int i, int n)
+VNNI_INLINE void qi_prefetch_part_to(const char *pf, int lines, int i, int n, bool l2)
 {
         for (int c = i * lines / n; c < (i + 1) * lines / n; c++)
-                __asm__ volatile("prefetcht1 %0" : : "m"(pf[64 * c]) : "memory");
+                if (l2)
+                        __asm__ volatile("prefetcht1 %0" : : "m"(pf[64 * c]) : "memory");
+                else
+                        __asm__ volatile("prefetcht0 %0" : : "m"(pf[64 * c]) : "memory");
+}
+
+VNNI_INLINE void qi_prefetch_part(const char *pf, int lines, int i, int n)
+{
+        qi_prefetch_part_to(pf, lines, i, n, false);
 }
 
 /* Q2_K, Q3_K: blocks ahead of the one at hand their prefetch is (see QI_AHEAD_Q2K). */
@@ -463,6 +465,7 @@ VNNI_INLINE void q23_isum_tokens(const uint8_t *x, const struct qi_layout *k, co
                                  const __m512i *scp, const char *pf, int lines, __m512i *isum, const int NT)
 {
         const __m512i low16 = _mm512_set1_epi32(0xffff);
+        const bool l2 = !__builtin_cpu_is("intel"); /* once a block: the prefetches' memory clobber would reload it */
 
         for (int t = 0; t < NT; t++)
                 isum[t] = _mm512_setzero_si512();
@@ -480,10 +483,7 @@ VNNI_INLINE void q23_isum_tokens(const uint8_t *x, const struct qi_layout *k, co
                         for (int e = 0; e < 2; e++) {
                                 const int s = s2 + e, shift = k->qh && s == 3 ? 0 : 2 * s;
                                 const __m512i at = _mm512_set1_epi8((char)(3 << 2 * s));
-                                if (__builtin_cpu_is("intel"))
-                                        qi_prefetch_part(pf, lines, 4 * h + s, 8);
-                                else
-                                        qi_prefetch_part_l2(pf, lines, 4 * h + s, 8);
+                                qi_prefetch_part_to(pf, lines, 4 * h + s, 8, l2);
                                 for (int t = 0; t < NT; t++)
                                         sum[t][e][0] = sum[t][e][1] = _mm512_setzero_si512();
 #pragma GCC unroll 8
