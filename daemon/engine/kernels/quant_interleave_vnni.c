@@ -221,6 +221,29 @@ VNNI_INLINE __m512i qi_act(const int8_t *p, int j)
         return _mm512_set1_epi32(qi_i32(p + 4 * j));
 }
 
+typedef int32_t qi_i32_any __attribute__((may_alias, aligned(1)));
+
+/*
+ * vpdpbusd of u against the activation bytes 4 j .. 4 j + 3 at p, which
+ * the instruction broadcasts from memory itself ({1to16}). With
+ * _mm512_set1_epi32 GCC 12 loads them first, as a vpbroadcastd or, once
+ * the registers run short, into general registers spilled to the stack
+ * and broadcast from there: 64 more instructions a Q2_K group block
+ * besides its 64 vpdpbusd. Zen 5, Q2_K (q23_isum_tokens), alternated with
+ * the intrinsic: from cache (--rows 1024 --cols 4096 --cache, 2 threads)
+ * 104-105 GB/s against 91-94, one thread (--rows 256 --threads 1) 60-61
+ * against 56; from memory, paired with the probe, 4096x11008 88-102 %
+ * against 76-79 (three rounds), 11008x4096 77-94 against 79-93 (seven,
+ * even); the TinyLlama Q2_K decode step 75-76 % against 71-73 (three).
+ * The other walks keep the intrinsic: there it came out even or behind
+ * (Q5_K's four-token walk from cache 15-22 GB/s against 21-24).
+ */
+VNNI_INLINE __m512i qi_dot_act(__m512i acc, __m512i u, const int8_t *p, int j)
+{
+        __asm__("vpdpbusd %1%{1to16%}, %2, %0" : "+v"(acc) : "m"(*(const qi_i32_any *)(p + 4 * j)), "v"(u));
+        return acc;
+}
+
 /*
  * The 4-bit types without a fifth bit (Q4_0, Q4_1, Q4_K) keep their high
  * nibbles in place, 16 times their value, where a shift and an and moved
@@ -492,8 +515,8 @@ VNNI_INLINE void q23_isum_tokens(const uint8_t *x, const struct qi_layout *k, co
                                         const __m512i u = k->qh ? q3k_crumbs_in_place(z[n], x, k, v, s)
                                                                 : _mm512_and_si512(z[n], at);
                                         for (int t = 0; t < NT; t++)
-                                                sum[t][e][n / 4] = _mm512_dpbusd_epi32(
-                                                        sum[t][e][n / 4], u, qi_act(qb[t] + 128 * h + 32 * s, n));
+                                                sum[t][e][n / 4] =
+                                                        qi_dot_act(sum[t][e][n / 4], u, qb[t] + 128 * h + 32 * s, n);
                                 }
                                 /*
                                  * sub-blocks 8 h + 2 s and the next, 4^shift times: s2's
