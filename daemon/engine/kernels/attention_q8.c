@@ -388,8 +388,9 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
  * every head's outputs in registers across them before the next head's,
  * each output element accum_q8_avx512's chain of fmas in row order
  * (accum_head_q8_512). As a head's slice of this step's rows is summed,
- * the same slice of the next step's rows is asked for into L1, so the
- * requests run one step ahead of the sums, spread over the heads, in the
+ * the same slice of the step after the next is asked for into L1 (the
+ * next step's until the constants below), so the
+ * requests run two steps ahead of the sums, spread over the heads, in the
  * order the walk will read them.
  *
  * Measured on Zen 5, 2 threads, attn-bench -n 4000 -k q8 (Llama-7B's
@@ -436,7 +437,9 @@ AVX512 static void accum_rows_q8_avx512(float *out, const int8_t *v, const float
  * prefetches unrolled. Zen 5, 2 threads, attn-bench -n 4000 -k q8, five
  * rounds alternated with the head size a variable: 23.9-25.3 ms against
  * 25.0-27.8; from L3 (-n 1000 -l 2) 63-70 GB/s against 59-60. (8 rows a
- * step then: even with 4; 2 rows: 8-20 % slower.)
+ * step then: even with 4; 2 rows: 8-20 % slower.) With the faster steps
+ * the prefetch went two steps ahead: ten rounds alternated with one step,
+ * faster in seven, medians 24.3 against 25.2 ms; three steps 26.8-27.4.
  */
 AVX512_INLINE void accum_rows_ordered_hd(float *out, const int8_t *v, const float *vs, size_t stride, size_t sstride,
                                          const float *w, size_t ld, int32_t n, int32_t n_heads, const int32_t HD)
@@ -448,9 +451,9 @@ AVX512_INLINE void accum_rows_ordered_hd(float *out, const int8_t *v, const floa
                         float a[R_ORDERED];
                         for (int32_t r = 0; r < np; r++)
                                 a[r] = w[h * ld + p0 + r] * vs[(size_t)(p0 + r) * sstride + h];
-                        /* the next step's slice (past the run: the next block's rows where the blocks were
-                         * handed out in order, else a harmless miss) */
-                        prefetch_rows_l1(slice + R_ORDERED * stride, stride, R_ORDERED, HD);
+                        /* the slice two steps ahead (past the run: the next block's rows where the blocks
+                         * were handed out in order, else a harmless miss) */
+                        prefetch_rows_l1(slice + 2 * R_ORDERED * stride, stride, R_ORDERED, HD);
                         if (np == R_ORDERED)
                                 accum_head_q8_512(out + (size_t)h * HD, slice, stride, a, R_ORDERED, HD);
                         else
